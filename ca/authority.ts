@@ -1,0 +1,247 @@
+// Issuing X.509-SVIDs: pure and synchronous (no I/O, clock injected).
+// The TBSCertificate is assembled from byte templates computed once per
+// issuer and signed with node:crypto; see ARCHITECTURE.md for the figures.
+import { X509Certificate, createHash, createPrivateKey, randomBytes, sign, type KeyObject } from 'node:crypto';
+import {
+  Tag,
+  bitString,
+  decodeOid,
+  derToPem,
+  extension,
+  octets,
+  oid,
+
+  readChildren,
+  readOne,
+  readTlv,
+  seq,
+  tlv,
+  unsignedInteger,
+  x509Time,
+} from './der.js';
+import { CaError } from './errors.js';
+import { OID } from './oids.js';
+import { parseCsrPem } from './csr.js';
+import { parseSpiffeId, validateTrustDomain } from './spiffe.js';
+import { TrustBundle } from './trust-bundle.js';
+
+export const DEFAULT_TTL_SECONDS = 3600;
+export const MIN_TTL_SECONDS = 60;
+export const MAX_TTL_SECONDS = 30 * 24 * 3600;
+/** NotBefore is set this far in the past so peers with slow clocks accept a fresh certificate. */
+export const CLOCK_SKEW_BACKDATE_SECONDS = 60;
+
+export interface CaOptions {
+  trustDomain: string;
+  /** PEM of the certificate that signs (a root, or an intermediate). */
+  issuerCertPem: string;
+  /** PEM private key (PKCS#8 or SEC1) of the issuer. */
+  issuerKeyPem: string;
+  /** PEM of the certificates between the issuer and a root (the issuer excluded), if any. */
+  intermediatesPem?: string;
+  /** The trust bundle: every root that workloads accept. Must include the issuer's root. */
+  trustBundle: TrustBundle;
+  /** Default and maximum lifetime of workload certificates. */
+  ttlSeconds?: number;
+  now?: () => Date;
+}
+
+export interface IssueRequest {
+  /** The SPIFFE ID to certify; comes from the authenticator, never from the CSR. */
+  spiffeId: string;
+  ttlSeconds?: number;
+  /** DNS names and IPs, for the control plane's own serving certificate only. */
+  dnsNames?: readonly string[];
+  ipAddresses?: readonly string[];
+}
+
+export interface IssuedCertificate {
+  spiffeId: string;
+  serialNumber: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** The leaf certificate. */
+  certificatePem: string;
+  /** Leaf then intermediates: what a TLS endpoint presents. */
+  certChainPem: string;
+  /** The roots peers verify against. */
+  trustBundlePem: string;
+}
+
+export function checkTtlSeconds(ttl: number, what = 'certificate TTL'): number {
+  if (!Number.isFinite(ttl) || ttl < MIN_TTL_SECONDS || ttl > MAX_TTL_SECONDS)
+    throw new CaError(
+      'bad-ttl',
+      `${what} of ${ttl}s is out of bounds; it must be between ${MIN_TTL_SECONDS}s and ${MAX_TTL_SECONDS / 86400} days`,
+    );
+  return Math.floor(ttl);
+}
+
+interface IssuerTemplate {
+  subjectDer: Buffer;
+  keyId: Buffer;
+  signatureAlgorithm: Buffer;
+  digest: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+const V3 = tlv(0xa0, tlv(Tag.INTEGER, Buffer.from([2])));
+const EMPTY_NAME = seq();
+const BASIC_CONSTRAINTS_LEAF = extension(OID.basicConstraints, true, seq());
+// KeyUsage BIT STRING: 7 unused bits, bit 0 (digitalSignature) set.
+const KEY_USAGE_DIGITAL_SIGNATURE = extension(OID.keyUsage, true, tlv(Tag.BIT_STRING, Buffer.from([0x07, 0x80])));
+const EXT_KEY_USAGE_SERVER_CLIENT = extension(OID.extKeyUsage, false, seq(oid(OID.serverAuth), oid(OID.clientAuth)));
+
+export class CertificateAuthority {
+  readonly trustDomain: string;
+  readonly trustBundle: TrustBundle;
+  readonly ttlSeconds: number;
+  readonly issuer: X509Certificate;
+  private readonly key: KeyObject;
+  private readonly intermediatesPem: string;
+  private readonly template: IssuerTemplate;
+  private readonly now: () => Date;
+
+  constructor(opts: CaOptions) {
+    validateTrustDomain(opts.trustDomain);
+    this.trustDomain = opts.trustDomain;
+    this.trustBundle = opts.trustBundle;
+    this.ttlSeconds = checkTtlSeconds(opts.ttlSeconds ?? DEFAULT_TTL_SECONDS);
+    this.now = opts.now ?? (() => new Date());
+    this.issuer = new X509Certificate(opts.issuerCertPem);
+    this.key = createPrivateKey(opts.issuerKeyPem);
+    this.intermediatesPem = opts.intermediatesPem ?? '';
+    if (!this.issuer.ca) throw new CaError('internal', 'the issuing certificate is not a CA (basicConstraints CA:TRUE is missing)');
+    if (!this.issuer.checkPrivateKey(this.key)) throw new CaError('internal', 'the issuing key does not belong to the issuing certificate');
+    const chain = [this.issuer, ...splitPemCertificates(this.intermediatesPem).map((p) => new X509Certificate(p))];
+    if (!this.trustBundle.anchors(chain))
+      throw new CaError('internal', 'the issuing certificate does not chain to any root in the trust bundle');
+    this.template = issuerTemplate(this.issuer, this.key, chain);
+  }
+
+  /** Verifies a workload CSR and certifies `spiffeId` for its key. */
+  signWorkloadCsr(csrPem: string, spiffeId: string, ttlSeconds?: number): IssuedCertificate {
+    const csr = parseCsrPem(csrPem);
+    if (csr.uris.length > 1) throw new CaError('san-not-allowed', `the CSR asks for ${csr.uris.length} URI SANs; a workload certificate carries exactly one`);
+    if (csr.uris.length === 1 && csr.uris[0] !== spiffeId)
+      throw new CaError('identity-mismatch', `the CSR asks for ${csr.uris[0]}, but the caller is authenticated as ${spiffeId}`);
+    if (csr.otherSans.length > 0)
+      throw new CaError('san-not-allowed', `the CSR asks for ${csr.otherSans.join(', ')}; workload certificates carry only the SPIFFE ID`);
+    return this.issue(csr.spki, ttlSeconds === undefined ? { spiffeId } : { spiffeId, ttlSeconds });
+  }
+
+  /** Certifies the public key `spkiDer` (DER SubjectPublicKeyInfo). */
+  issue(spkiDer: Buffer, req: IssueRequest): IssuedCertificate {
+    const id = parseSpiffeId(req.spiffeId);
+    if (id.trustDomain !== this.trustDomain)
+      throw new CaError('identity-mismatch', `${req.spiffeId} is outside this CA's trust domain ${this.trustDomain}`);
+    const ttl = req.ttlSeconds === undefined ? this.ttlSeconds : checkTtlSeconds(req.ttlSeconds, 'requested TTL');
+    if (ttl > this.ttlSeconds) throw new CaError('bad-ttl', `requested TTL ${ttl}s is longer than this CA's maximum of ${this.ttlSeconds}s`);
+
+    const t = this.template;
+    const nowMs = this.now().getTime();
+    if (nowMs < t.notBefore.getTime()) throw new CaError('issuer-not-valid', `the issuing certificate is not valid before ${t.notBefore.toISOString()}`);
+    if (nowMs >= t.notAfter.getTime()) throw new CaError('issuer-not-valid', `the issuing certificate expired at ${t.notAfter.toISOString()}`);
+    const notBefore = new Date(Math.max(nowMs - CLOCK_SKEW_BACKDATE_SECONDS * 1000, t.notBefore.getTime()));
+    const notAfter = new Date(Math.floor(Math.min(nowMs + ttl * 1000, t.notAfter.getTime()) / 1000) * 1000);
+
+    const serial = randomBytes(16);
+    serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, full 127 random-ish bits, never zero
+
+    const sans: Buffer[] = [tlv(0x86, Buffer.from(req.spiffeId, 'ascii'))];
+    for (const name of req.dnsNames ?? []) sans.push(tlv(0x82, Buffer.from(name, 'ascii')));
+    for (const ip of req.ipAddresses ?? []) sans.push(tlv(0x87, ipBytes(ip)));
+
+    const extensions = seq(
+      BASIC_CONSTRAINTS_LEAF,
+      KEY_USAGE_DIGITAL_SIGNATURE,
+      EXT_KEY_USAGE_SERVER_CLIENT,
+      extension(OID.subjectKeyIdentifier, false, octets(keyIdentifier(spkiDer))),
+      extension(OID.authorityKeyIdentifier, false, seq(tlv(0x80, t.keyId))),
+      // The subject is empty, so the SAN extension must be critical (RFC 5280 §4.2.1.6).
+      extension(OID.subjectAltName, true, seq(...sans)),
+    );
+    const tbs = seq(
+      V3,
+      unsignedInteger(serial),
+      t.signatureAlgorithm,
+      t.subjectDer,
+      seq(x509Time(notBefore), x509Time(notAfter)),
+      EMPTY_NAME,
+      spkiDer,
+      tlv(0xa3, extensions),
+    );
+    const signature = sign(t.digest, tbs, this.key);
+    const certificatePem = derToPem(seq(tbs, t.signatureAlgorithm, bitString(signature)), 'CERTIFICATE');
+    return {
+      spiffeId: req.spiffeId,
+      serialNumber: serial.toString('hex'),
+      notBefore,
+      notAfter,
+      certificatePem,
+      certChainPem: certificatePem + (this.isRootIssuer() ? '' : this.issuer.toString() + this.intermediatesPem),
+      trustBundlePem: this.trustBundle.toPem(),
+    };
+  }
+
+  private isRootIssuer(): boolean {
+    return this.issuer.issuer === this.issuer.subject && this.issuer.verify(this.issuer.publicKey);
+  }
+}
+
+function issuerTemplate(issuer: X509Certificate, key: KeyObject, chain: X509Certificate[]): IssuerTemplate {
+  const tbs = readChildren(readChildren(readOne(issuer.raw, Tag.SEQUENCE, 'issuer certificate').value)[0]!.value);
+  // TBSCertificate: [0] version, serial, signature, issuer, validity, subject, spki, ...extensions
+  const subject = tbs[5]!;
+  const spki = tbs[6]!;
+  let keyId = keyIdentifier(spki.raw);
+  const exts = tbs.find((t) => t.tag === 0xa3);
+  if (exts) {
+    for (const ext of readChildren(readTlv(exts.value).value)) {
+      const parts = readChildren(ext.value);
+      if (decodeOid(parts[0]!.value) === OID.subjectKeyIdentifier) keyId = Buffer.from(readTlv(parts[parts.length - 1]!.value).value);
+    }
+  }
+  let signatureAlgorithm: Buffer;
+  let digest: string;
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    digest = curve === 'secp384r1' ? 'sha384' : 'sha256';
+    signatureAlgorithm = seq(oid(digest === 'sha384' ? OID.ecdsaWithSHA384 : OID.ecdsaWithSHA256));
+  } else if (key.asymmetricKeyType === 'rsa') {
+    digest = 'sha256';
+    signatureAlgorithm = seq(oid(OID.sha256WithRSAEncryption), tlv(Tag.NULL));
+  } else {
+    throw new CaError('internal', `issuer keys of type ${String(key.asymmetricKeyType)} are not supported; use ECDSA P-256`);
+  }
+  const times = chain.map((c) => [new Date(c.validFrom).getTime(), new Date(c.validTo).getTime()] as const);
+  return {
+    subjectDer: Buffer.from(subject.raw),
+    keyId,
+    signatureAlgorithm,
+    digest,
+    notBefore: new Date(Math.max(...times.map((t) => t[0]))),
+    notAfter: new Date(Math.min(...times.map((t) => t[1]))),
+  };
+}
+
+/** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's bytes. */
+function keyIdentifier(spkiDer: Buffer): Buffer {
+  const parts = readChildren(readTlv(spkiDer).value);
+  const bits = parts[1];
+  if (!bits || bits.tag !== Tag.BIT_STRING) throw new CaError('malformed-csr', 'malformed CSR: the public key is not a BIT STRING');
+  return createHash('sha1').update(bits.value.subarray(1)).digest();
+}
+
+function ipBytes(ip: string): Buffer {
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
+  if (v4) return Buffer.from(v4.slice(1).map(Number));
+  if (ip === '::1') return Buffer.from([...new Array<number>(15).fill(0), 1]);
+  throw new CaError('bad-request', `IP SAN ${ip} is not an IPv4 address or ::1`);
+}
+
+export function splitPemCertificates(pem: string): string[] {
+  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((m) => m[0] + '\n');
+}
+

@@ -1,0 +1,104 @@
+// PKCS#10 certificate requests (RFC 2986): parse, check the key, verify the
+// request's own signature. Only what the CA needs; nothing from the request
+// but its public key and its requested SANs is ever used.
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { DerError, Tag, decodeOid, pemToDer, readChildren, readOne, readTlv } from './der.js';
+import { OID, SIGNATURE_DIGESTS } from './oids.js';
+import { CaError } from './errors.js';
+
+export interface ParsedCsr {
+  /** DER SubjectPublicKeyInfo, copied verbatim into the certificate. */
+  spki: Buffer;
+  publicKey: KeyObject;
+  /** URI SANs the request asks for (usually one SPIFFE ID, or none). */
+  uris: string[];
+  /** Other SAN kinds requested (DNS, IP, email), as "dns:name" etc. */
+  otherSans: string[];
+}
+
+/** The largest CSR accepted, in PEM characters; a P-256 CSR is about 400. */
+export const MAX_CSR_PEM_LENGTH = 16 * 1024;
+
+const bad = (detail: string): CaError => new CaError('malformed-csr', `malformed CSR: ${detail}`);
+
+export function parseCsrPem(pem: string): ParsedCsr {
+  if (typeof pem !== 'string' || pem.length === 0) throw bad('no CSR given; send a PEM "CERTIFICATE REQUEST" block');
+  if (pem.length > MAX_CSR_PEM_LENGTH) throw bad(`the CSR is longer than ${MAX_CSR_PEM_LENGTH} characters`);
+  let der: Buffer;
+  try {
+    der = pemToDer(pem, 'CERTIFICATE REQUEST');
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+  try {
+    return parseCsrDer(der);
+  } catch (e) {
+    if (e instanceof DerError) throw bad(`not valid DER (${e.message})`);
+    throw e;
+  }
+}
+
+export function parseCsrDer(der: Buffer): ParsedCsr {
+  const outer = readChildren(readOne(der, Tag.SEQUENCE, 'CertificationRequest').value);
+  const [cri, sigAlg, sig] = outer;
+  if (outer.length !== 3 || !cri || !sigAlg || !sig || cri.tag !== Tag.SEQUENCE || sigAlg.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING)
+    throw bad('expected SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature }');
+  const criParts = readChildren(cri.value);
+  const [version, , spki, attrs] = criParts;
+  if (!version || version.tag !== Tag.INTEGER || version.value.length !== 1 || version.value[0] !== 0)
+    throw bad('the request version must be 0 (v1)');
+  if (!spki || spki.tag !== Tag.SEQUENCE) throw bad('missing subjectPublicKeyInfo');
+
+  const publicKey = checkedPublicKey(spki.raw);
+
+  const algOid = decodeOid(readChildren(sigAlg.value)[0]?.value ?? Buffer.alloc(0));
+  const digest = SIGNATURE_DIGESTS[algOid];
+  if (!digest) throw bad(`unsupported signature algorithm ${algOid}; sign the request with ECDSA or RSA and SHA-256/384/512`);
+  if (sig.value[0] !== 0) throw bad('the signature BIT STRING has unused bits');
+  if (!verify(digest, cri.raw, publicKey, sig.value.subarray(1)))
+    throw new CaError('csr-signature', 'the CSR signature does not match its public key; sign the request with the key it carries');
+
+  const uris: string[] = [];
+  const otherSans: string[] = [];
+  if (attrs && attrs.tag === 0xa0) {
+    for (const attr of readChildren(attrs.value)) {
+      const [type, values] = readChildren(attr.value);
+      if (!type || decodeOid(type.value) !== OID.extensionRequest || !values) continue;
+      for (const extSeq of readChildren(values.value)) {
+        for (const ext of readChildren(extSeq.value)) {
+          const parts = readChildren(ext.value);
+          if (parts.length < 2 || decodeOid(parts[0]!.value) !== OID.subjectAltName) continue;
+          const extnValue = parts[parts.length - 1]!;
+          for (const gn of readChildren(readTlv(extnValue.value).value)) {
+            const text = gn.value.toString('latin1');
+            if (gn.tag === 0x86) uris.push(text);
+            else if (gn.tag === 0x82) otherSans.push(`dns:${text}`);
+            else if (gn.tag === 0x81) otherSans.push(`email:${text}`);
+            else if (gn.tag === 0x87) otherSans.push(`ip:${[...gn.value].join('.')}`);
+            else otherSans.push(`tag-0x${gn.tag.toString(16)}`);
+          }
+        }
+      }
+    }
+  }
+  return { spki: Buffer.from(spki.raw), publicKey, uris, otherSans };
+}
+
+function checkedPublicKey(spki: Buffer): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch (e) {
+    throw bad(`the public key cannot be read (${(e as Error).message})`);
+  }
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'ec') {
+    if (details?.namedCurve !== 'prime256v1' && details?.namedCurve !== 'secp384r1')
+      throw new CaError('weak-key', `the CSR key uses curve ${String(details?.namedCurve)}; use ECDSA P-256 or P-384`);
+  } else if (key.asymmetricKeyType === 'rsa') {
+    if ((details?.modulusLength ?? 0) < 2048) throw new CaError('weak-key', 'the CSR RSA key is shorter than 2048 bits');
+  } else {
+    throw new CaError('weak-key', `the CSR key type ${String(key.asymmetricKeyType)} is not accepted; use ECDSA P-256`);
+  }
+  return key;
+}

@@ -1,0 +1,75 @@
+// tsmesh ca init | issue: operator tooling for the mesh's CA material.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createRootCa } from '../../ca/root.js';
+import { CA_FILES, describeCertificate, loadCaFromDir, writeRootCa } from '../../ca/material.js';
+import { parseSpiffeId } from '../../ca/spiffe.js';
+import { parseDuration } from '../../lib/duration.js';
+import { parseFlags, required, UsageError, type Command } from '../command.js';
+
+const USAGE = `Usage:
+  tsmesh ca init --out DIR [--trust-domain TD] [--validity 87600h]
+      Write a new root CA (${CA_FILES.rootCert}, ${CA_FILES.rootKey}) into DIR.
+  tsmesh ca issue --ca DIR --spiffe-id ID [--ttl 1h] --out DIR
+      Issue a workload certificate: key.pem, cert.pem (leaf and chain), bundle.pem (roots).`;
+
+async function init(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { out: { type: 'string' }, 'trust-domain': { type: 'string' }, validity: { type: 'string' } });
+  if (values.help) return help();
+  const out = required(values.out, '--out');
+  const td = values['trust-domain'] ?? 'cluster.local';
+  const days = values.validity ? parseDuration(values.validity, '--validity') / 86_400_000 : undefined;
+  const root = await createRootCa(td, days);
+  await writeRootCa(out, root);
+  console.log(`wrote ${join(out, CA_FILES.rootCert)} and ${join(out, CA_FILES.rootKey)}`);
+  console.log(describeCertificate(root.certPem));
+  return 0;
+}
+
+async function issue(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { ca: { type: 'string' }, 'spiffe-id': { type: 'string' }, ttl: { type: 'string' }, out: { type: 'string' } });
+  if (values.help) return help();
+  const caDir = required(values.ca, '--ca');
+  const out = required(values.out, '--out');
+  const spiffeId = required(values['spiffe-id'], '--spiffe-id');
+  const { trustDomain } = parseSpiffeId(spiffeId);
+  const ttlSeconds = values.ttl ? parseDuration(values.ttl, '--ttl') / 1000 : undefined;
+  const ca = await loadCaFromDir(caDir, { trustDomain, ...(ttlSeconds ? { ttlSeconds } : {}) });
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const issued = ca.issue(publicKey.export({ type: 'spki', format: 'der' }), { spiffeId });
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, 'key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  await writeFile(join(out, 'cert.pem'), issued.certChainPem);
+  await writeFile(join(out, 'bundle.pem'), issued.trustBundlePem);
+  console.log(`wrote ${join(out, 'key.pem')}, ${join(out, 'cert.pem')}, ${join(out, 'bundle.pem')}`);
+  console.log(`${spiffeId}: serial ${issued.serialNumber}, valid ${issued.notBefore.toISOString()} .. ${issued.notAfter.toISOString()}`);
+  return 0;
+}
+
+function help(): number {
+  console.log(USAGE);
+  return 0;
+}
+
+export const caCommand: Command = {
+  name: 'ca',
+  summary: 'create a root CA, issue a certificate',
+  usage: USAGE,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    switch (sub) {
+      case 'init':
+        return init(rest);
+      case 'issue':
+        return issue(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        return help();
+      default:
+        throw new UsageError(`unknown subcommand "ca ${sub}"`);
+    }
+  },
+};

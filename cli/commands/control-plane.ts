@@ -1,0 +1,86 @@
+// tsmesh control-plane: runs the CA (and discovery and the webhook, as they land).
+import { KubeConfig } from '@kubernetes/client-node';
+import { loadCaFromDir } from '../../ca/material.js';
+import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/kubernetes.js';
+import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
+import type { Authenticator } from '../../ca/authn/authenticator.js';
+import { startControlPlane } from '../../control/plane.js';
+import { parseDuration } from '../../lib/duration.js';
+import { createLogger, parseLogLevel } from '../../lib/log.js';
+import { flagOrEnv, parseFlags, required, type Command } from '../command.js';
+
+const USAGE = `Usage: tsmesh control-plane --ca-dir DIR [options]
+
+  --ca-dir DIR          CA material (root-cert.pem, root-key.pem or ca-cert.pem, ca-key.pem)  [TSMESH_CA_DIR]
+  --trust-domain TD     trust domain (default cluster.local)                               [TSMESH_TRUST_DOMAIN]
+  --cert-ttl DURATION   workload certificate lifetime (default 1h)                         [TSMESH_CERT_TTL]
+  --token-file FILE     authenticate proxies with static tokens instead of Kubernetes      [TSMESH_TOKEN_FILE]
+  --kubeconfig FILE     API server credentials (default: in-cluster, then $KUBECONFIG)
+  --host ADDR           listen address (default 0.0.0.0)
+  --port N              CA and discovery TLS port (default 15012)
+  --admin-port N        /metrics, /healthz, /readyz (default 15014)
+  --log-level LEVEL     error, warn, info, debug (default info)                            [TSMESH_LOG_LEVEL]`;
+
+function port(text: string | undefined, fallback: number, flag: string): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${flag} ${JSON.stringify(text)} is not a port number (0-65535)`);
+  return n;
+}
+
+export const controlPlaneCommand: Command = {
+  name: 'control-plane',
+  summary: 'run the CA (and discovery) for the mesh',
+  usage: USAGE,
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      'ca-dir': { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'cert-ttl': { type: 'string' },
+      'token-file': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'admin-port': { type: 'string' },
+      'log-level': { type: 'string' },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const log = createLogger('control-plane', parseLogLevel(flagOrEnv(values['log-level'], 'TSMESH_LOG_LEVEL', 'info')!));
+    const trustDomain = flagOrEnv(values['trust-domain'], 'TSMESH_TRUST_DOMAIN', 'cluster.local')!;
+    const ttl = flagOrEnv(values['cert-ttl'], 'TSMESH_CERT_TTL');
+    const authority = await loadCaFromDir(required(flagOrEnv(values['ca-dir'], 'TSMESH_CA_DIR'), '--ca-dir'), {
+      trustDomain,
+      ...(ttl ? { ttlSeconds: parseDuration(ttl, '--cert-ttl') / 1000 } : {}),
+    });
+    const tokenFile = flagOrEnv(values['token-file'], 'TSMESH_TOKEN_FILE');
+    let authenticator: Authenticator;
+    if (tokenFile) {
+      authenticator = await TokenFileAuthenticator.fromFile(tokenFile);
+    } else {
+      const kc = new KubeConfig();
+      if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
+      else kc.loadFromDefault();
+      authenticator = new KubernetesAuthenticator(trustDomain, apiServerTokenReviewer(kc));
+    }
+    const plane = await startControlPlane({
+      authority,
+      authenticator,
+      log,
+      ...(values.host ? { host: values.host } : {}),
+      port: port(values.port, 15012, '--port'),
+      adminPort: port(values['admin-port'], 15014, '--admin-port'),
+    });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string): void => {
+        log.info('shutting down', { signal });
+        void plane.close().then(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  },
+};
