@@ -23,7 +23,7 @@ import { CaError } from './errors.js';
 import { OID } from './oids.js';
 import { parseCsrPem } from './csr.js';
 import { parseSpiffeId, validateTrustDomain } from './spiffe.js';
-import { TrustBundle } from './trust-bundle.js';
+import type { TrustBundle } from './trust-bundle.js';
 
 export const DEFAULT_TTL_SECONDS = 3600;
 export const MIN_TTL_SECONDS = 60;

@@ -1,8 +1,8 @@
 // PKCS#10 certificate requests (RFC 2986): parse, check the key, verify the
 // request's own signature. Only what the CA needs; nothing from the request
 // but its public key and its requested SANs is ever used.
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { DerError, Tag, decodeOid, pemToDer, readChildren, readOne, readTlv } from './der.js';
+import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { DerError, Tag, bitString, decodeOid, derToPem, extension, oid, pemToDer, readChildren, readOne, readTlv, seq, tlv } from './der.js';
 import { OID, SIGNATURE_DIGESTS } from './oids.js';
 import { CaError } from './errors.js';
 
@@ -101,4 +101,25 @@ function checkedPublicKey(spki: Buffer): KeyObject {
     throw new CaError('weak-key', `the CSR key type ${String(key.asymmetricKeyType)} is not accepted; use ECDSA P-256`);
   }
   return key;
+}
+
+/**
+ * A CSR for `privateKey` (ECDSA P-256 or P-384) with an empty subject and, if
+ * given, the SPIFFE ID as its one URI SAN. What a proxy sends to the CA.
+ */
+export function buildCsrPem(privateKey: KeyObject, spiffeId?: string): string {
+  const publicKey = createPublicKey(privateKey);
+  if (publicKey.asymmetricKeyType !== 'ec') throw new CaError('weak-key', 'CSRs are built for ECDSA keys only');
+  const p384 = publicKey.asymmetricKeyDetails?.namedCurve === 'secp384r1';
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const attributes = spiffeId
+    ? tlv(
+        0xa0,
+        seq(oid(OID.extensionRequest), tlv(Tag.SET, seq(extension(OID.subjectAltName, false, seq(tlv(0x86, Buffer.from(spiffeId, 'ascii'))))))),
+      )
+    : tlv(0xa0, Buffer.alloc(0));
+  const cri = seq(tlv(Tag.INTEGER, Buffer.from([0])), seq(), spki, attributes);
+  const algorithm = seq(oid(p384 ? OID.ecdsaWithSHA384 : OID.ecdsaWithSHA256));
+  const signature = sign(p384 ? 'sha384' : 'sha256', cri, privateKey);
+  return derToPem(seq(cri, algorithm, bitString(signature)), 'CERTIFICATE REQUEST');
 }
