@@ -2,9 +2,10 @@
 // The tsmesh command: one entry point, one subcommand per file in commands/.
 import { caCommand } from './commands/ca.js';
 import { controlPlaneCommand } from './commands/control-plane.js';
+import { initCommand } from './commands/init.js';
 import { UsageError, type Command } from './command.js';
 
-const COMMANDS: readonly Command[] = [controlPlaneCommand, caCommand];
+const COMMANDS: readonly Command[] = [controlPlaneCommand, initCommand, caCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
