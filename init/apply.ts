@@ -10,6 +10,12 @@ import type { Executor } from './executor.js';
 import type { IptablesTools } from './backend.js';
 import { COMMENT_PREFIX, OWN_CHAINS, renderRestore, ruleLine, type RedirectPlan } from './plan.js';
 
+/**
+ * Arguments of every iptables-restore run: keep all other rules, and wait for
+ * the xtables lock (legacy iptables) rather than fail if another program holds it.
+ */
+export const RESTORE_ARGS: readonly string[] = ['--noflush', '--wait=10'];
+
 /** tsmesh's chains all start with this; cleanup removes every chain that does. */
 export const OWN_CHAIN_PREFIX = 'TSMESH_';
 
@@ -122,6 +128,7 @@ export function verifyApplied(plan: RedirectPlan, table: NatTable): string[] {
 
 export interface FamilyOutcome {
   readonly family: Family;
+  /** The iptables-restore command line. */
   readonly command: string;
   /** The exact iptables-restore input; undefined when there was nothing to do. */
   readonly input: string | undefined;
@@ -139,8 +146,12 @@ async function readTable(exec: Executor, tools: IptablesTools, dryRun: boolean):
   throw new InitError('iptables-failed', `${tools.save} failed: ${firstLine(r.stderr)}`);
 }
 
+function restoreCommand(tools: IptablesTools): string {
+  return [tools.restore, ...RESTORE_ARGS].join(' ');
+}
+
 async function restore(exec: Executor, tools: IptablesTools, input: string): Promise<void> {
-  const r = await exec.run(tools.restore, ['--noflush'], input);
+  const r = await exec.run(tools.restore, RESTORE_ARGS, input);
   if (r.code === 0) return;
   if (isPermissionError(r.stderr)) throw missingCapability(tools.restore, r.stderr);
   // iptables-restore names the failing line ("line 12 failed"); show it.
@@ -148,30 +159,30 @@ async function restore(exec: Executor, tools: IptablesTools, input: string): Pro
   const line = lineNo === undefined ? undefined : input.split('\n')[Number(lineNo) - 1];
   throw new InitError(
     'iptables-failed',
-    `${tools.restore} --noflush failed: ${r.stderr.trim()}${line === undefined ? '' : `\n  the failing line: ${line}`}`,
+    `${tools.restore} ${RESTORE_ARGS.join(' ')} failed: ${r.stderr.trim()}${line === undefined ? '' : `\n  the failing line: ${line}`}`,
   );
 }
 
 export async function applyPlan(exec: Executor, tools: IptablesTools, plan: RedirectPlan, dryRun: boolean): Promise<FamilyOutcome> {
   const { saved } = await readTable(exec, tools, dryRun);
   const input = applyInput(plan, parseNat(saved));
-  if (dryRun) return { family: plan.family, command: tools.restore, input, after: undefined };
+  if (dryRun) return { family: plan.family, command: restoreCommand(tools), input, after: undefined };
   await restore(exec, tools, input);
   const { saved: afterSaved } = await readTable(exec, tools, false);
   const problems = verifyApplied(plan, parseNat(afterSaved));
   if (problems.length > 0) {
     throw new InitError('verify-failed', `after ${tools.restore} the ${plan.family} nat table does not hold the plan: ${problems.join('; ')}`);
   }
-  return { family: plan.family, command: tools.restore, input, after: natSection(afterSaved) };
+  return { family: plan.family, command: restoreCommand(tools), input, after: natSection(afterSaved) };
 }
 
 export async function cleanupRules(exec: Executor, tools: IptablesTools, family: Family, dryRun: boolean): Promise<FamilyOutcome> {
   const { saved } = await readTable(exec, tools, dryRun);
   const input = cleanupInput(parseNat(saved));
-  if (input === undefined || dryRun) return { family, command: tools.restore, input, after: undefined };
+  if (input === undefined || dryRun) return { family, command: restoreCommand(tools), input, after: undefined };
   await restore(exec, tools, input);
   const { saved: afterSaved } = await readTable(exec, tools, false);
   const left = parseNat(afterSaved).chains.filter(isOwnChain);
   if (left.length > 0) throw new InitError('verify-failed', `after cleanup the ${family} nat table still holds ${left.join(', ')}`);
-  return { family, command: tools.restore, input, after: natSection(afterSaved) };
+  return { family, command: restoreCommand(tools), input, after: natSection(afterSaved) };
 }

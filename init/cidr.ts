@@ -99,6 +99,10 @@ function formatIPv6(bytes: readonly number[]): string {
     }
     i = j;
   }
+  // inet_ntop keeps the dotted tail of IPv4-compatible and IPv4-mapped addresses.
+  if (bestStart === 0 && (bestLen === 6 || (bestLen === 5 && groups[5] === 0xffff))) {
+    return `::${bestLen === 5 ? 'ffff:' : ''}${bytes.slice(12).join('.')}`;
+  }
   const hex = groups.map((g) => g.toString(16));
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;

@@ -1,13 +1,14 @@
 // `tsmesh init`: install (or remove) the redirects that send a pod's TCP
 // through its sidecar. The public surface of init/: the config table and
 // parser, the pure planner, and runInit, which ties them to an Executor.
+import { readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { Logger } from '../lib/log.js';
 import { applyPlan, cleanupRules, type FamilyOutcome } from './apply.js';
 import { detectBackend, toolsFor, type BackendChoice } from './backend.js';
 import type { Family } from './cidr.js';
 import { IPTABLES_BACKENDS, type InitOptions } from './config.js';
-import { isPermissionError, missingCapability } from './errors.js';
+import { capabilitiesMissing, isPermissionError, missingCapability, missingNetCapabilities } from './errors.js';
 import { NOT_FOUND, type Executor } from './executor.js';
 import { planRules } from './plan.js';
 
@@ -25,6 +26,8 @@ export interface InitDeps {
   /** Where the restore inputs and resulting tables go for people to read (stdout). */
   readonly print: (text: string) => void;
   readonly interfaces?: () => Interfaces;
+  /** The text of /proc/self/status (for the capability check); undefined skips the check. */
+  readonly procStatus?: () => string | undefined;
 }
 
 export interface InitReport {
@@ -47,11 +50,25 @@ function familiesFor(options: InitOptions, interfaces: () => Interfaces): Family
 
 function show(deps: InitDeps, outcome: FamilyOutcome, dryRun: boolean): void {
   if (outcome.input === undefined) return;
-  deps.print(`# ${dryRun ? 'would run' : 'ran'}: ${outcome.command} --noflush\n${outcome.input}`);
+  deps.print(`# ${dryRun ? 'would run' : 'ran'}: ${outcome.command}\n${outcome.input}`);
   if (outcome.after !== undefined) deps.print(`# ${outcome.family} nat table now:\n${outcome.after}`);
 }
 
+/** Reads /proc/self/status; undefined where there is none. */
+export function readProcStatus(): string | undefined {
+  try {
+    return readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runInit(options: InitOptions, deps: InitDeps): Promise<InitReport> {
+  if (!options.dryRun) {
+    const status = (deps.procStatus ?? readProcStatus)();
+    const missing = status === undefined ? undefined : missingNetCapabilities(status);
+    if (missing !== undefined && missing.length > 0) throw capabilitiesMissing(missing);
+  }
   const families = familiesFor(options, deps.interfaces ?? networkInterfaces);
   return options.cleanup ? cleanup(options, families, deps) : install(options, families, deps);
 }

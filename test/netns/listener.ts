@@ -25,7 +25,7 @@ function report(socket: Socket, port: number): string {
     local: { address: socket.localAddress, port: socket.localPort },
     remote: { address: socket.remoteAddress, port: socket.remotePort },
     original,
-    ...(error === undefined ? {} : { error }),
+    ...(error === undefined ? {} : { originalError: error }),
   });
 }
 

@@ -96,6 +96,9 @@ export interface Answer {
   readonly listener?: number;
   readonly local?: { address: string; port: number };
   readonly original?: { address: string; port: number; family: string } | null;
+  /** Why SO_ORIGINAL_DST gave nothing (the connection was not redirected). */
+  readonly originalError?: string;
+  /** Set by connect.ts when the connection itself failed. */
   readonly error?: string;
 }
 
