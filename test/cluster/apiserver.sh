@@ -78,36 +78,60 @@ live_pid() {
   echo "$pid"
 }
 
-stop_one() {
-  local dir="$1" name="$2" pid i
-  if pid="$(live_pid "$dir" "$name")"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name (pid $pid) did not stop on SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
+# True while pid runs (a zombie waiting for its new parent to reap it counts
+# as gone).
+running() {
+  local st
+  st="$(cut -d')' -f2 "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ "$st" != " Z"* ]]
+}
+
+# Stops the named processes started in dir: SIGTERM, a short grace period
+# (the state is thrown away, so a clean shutdown buys nothing), then SIGKILL.
+stop_procs() {
+  local dir="$1" name pid i alive
+  shift
+  local pids=()
+  for name in "$@"; do
+    if pid="$(live_pid "$dir" "$name")"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
     fi
-  fi
-  rm -f "$dir/$name.pid"
+  done
+  for i in $(seq 1 $(( ${TSMESH_APISERVER_STOP_GRACE_MS:-1500} / 100 ))); do
+    alive=0
+    for pid in "${pids[@]}"; do running "$pid" && alive=1; done
+    [ $alive = 1 ] || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if running "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  done
+  for name in "$@"; do rm -f "$dir/$name.pid"; done
 }
 
 cmd_stop() {
   local dir="$1"
   [ -d "$dir" ] || { log "nothing to stop: $dir does not exist"; return 0; }
   [ -f "$dir/$marker" ] || die "$dir is not an API server state folder (no $marker); not touching it"
-  stop_one "$dir" watchdog
-  stop_one "$dir" kube-controller-manager
-  stop_one "$dir" kube-apiserver
-  stop_one "$dir" etcd
+  stop_procs "$dir" watchdog kube-controller-manager kube-apiserver etcd
   if [ "${TSMESH_APISERVER_KEEP:-0}" = 1 ]; then
     log "stopped; kept $dir"
   else
     rm -rf "$dir"
     log "stopped; removed $dir"
+  fi
+}
+
+# The end of a program's log: its error lines when it has some (klog E/F
+# lines, etcd error JSON), else its last lines.
+show_log() {
+  local f="$1/$2.log" n="${3:-15}"
+  [ -f "$f" ] || return 0
+  if grep -qE '^[EF][0-9]{4} |"level":"(error|fatal|panic)"' "$f"; then
+    grep -E '^[EF][0-9]{4} |"level":"(error|fatal|panic)"' "$f" | tail -n "$n" >&2
+  else
+    tail -n "$n" "$f" >&2
   fi
 }
 
@@ -191,8 +215,15 @@ EOF
   chmod 600 "$1"
 }
 
-# One attempt at starting everything; returns 1 when a process exits early
-# (for example when a port was taken meanwhile), so the caller can retry.
+# Returns 1 (retry with other ports) when the program's log says its port was
+# taken meanwhile, else 2.
+port_clash() {
+  grep -q 'address already in use' "$1/$2.log" 2>/dev/null && return 1
+  return 2
+}
+
+# One attempt at starting everything; returns 1 when a port was taken
+# meanwhile (the caller retries with other ports), 2 on other failures.
 try_start() {
   local dir="$1" etcd_port peer_port api_port url deadline name extra=()
   pick_port etcd_port
@@ -215,8 +246,8 @@ try_start() {
 
   deadline=$((SECONDS + 20))
   until curl -sf --max-time 1 "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1; do
-    live_pid "$dir" etcd >/dev/null || { log "etcd exited early:"; tail -n 5 "$dir/etcd.log" >&2; return 1; }
-    [ $SECONDS -lt $deadline ] || { log "etcd not healthy after 20s"; tail -n 20 "$dir/etcd.log" >&2; return 2; }
+    live_pid "$dir" etcd >/dev/null || { log "etcd exited early:"; show_log "$dir" etcd; port_clash "$dir" etcd; return; }
+    [ $SECONDS -lt $deadline ] || { log "etcd not healthy after 20s:"; show_log "$dir" etcd; return 2; }
     sleep 0.1
   done
 
@@ -249,14 +280,22 @@ try_start() {
   until readyz "$dir"; do
     for name in etcd kube-apiserver; do
       live_pid "$dir" "$name" >/dev/null || {
-        log "$name exited early:"; tail -n 15 "$dir/$name.log" >&2; return 1; }
+        log "$name exited early:"; show_log "$dir" "$name"; port_clash "$dir" "$name"; return; }
     done
     [ $SECONDS -lt $deadline ] || {
       log "kube-apiserver not ready after ${TSMESH_APISERVER_TIMEOUT:-60}s:"
-      tail -n 30 "$dir/kube-apiserver.log" >&2; return 2; }
+      show_log "$dir" kube-apiserver 30; return 2; }
     sleep 0.2
   done
 }
+
+# The controllers a mesh test needs: default ServiceAccounts and their
+# kube-root-ca.crt, namespace deletion, Deployments -> ReplicaSets -> Pods,
+# Endpoints/EndpointSlices, garbage collection, aggregated ClusterRoles.
+controllers=serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller
+controllers+=,namespace-controller,garbage-collector-controller,deployment-controller,replicaset-controller
+controllers+=,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller
+controllers+=,clusterrole-aggregation-controller
 
 start_controllers() {
   local dir="$1"
@@ -274,11 +313,11 @@ start_controllers() {
     --root-ca-file "$dir/pki/ca.crt" \
     --cluster-signing-cert-file "$dir/pki/ca.crt" \
     --cluster-signing-key-file "$dir/pki/ca.key" \
-    --controllers 'serviceaccount,serviceaccount-token,namespace,garbagecollector,endpoints,endpointslice,endpointslice-mirroring,replicaset,deployment,root-ca-certificate-publisher' \
+    --controllers "$controllers" \
     --v 1
   sleep 0.3
   live_pid "$dir" kube-controller-manager >/dev/null || {
-    log "kube-controller-manager exited early:"; tail -n 15 "$dir/kube-controller-manager.log" >&2; return 1; }
+    log "kube-controller-manager exited early:"; show_log "$dir" kube-controller-manager; return 1; }
 }
 
 start_watchdog() {
@@ -312,16 +351,17 @@ cmd_start() {
   fi
   dir="$(cd "$dir" && pwd)"
   touch "$dir/$marker"
-  # From here on a failed start leaves nothing running.
-  trap 'rc=$?; if [ $rc -ne 0 ]; then log "start failed; logs were:"; for f in "$dir"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }; done; cmd_stop "$dir"; fi' EXIT
+  # From here on a failed start leaves nothing running. (A global: the trap
+  # may run after this function's locals are gone.)
+  starting_dir="$dir"
+  trap 'rc=$?; if [ $rc -ne 0 ]; then log "start failed (exit $rc); stopping what was started"; cmd_stop "$starting_dir"; fi' EXIT
 
   gen_certs "$dir/pki"
   for attempt in 1 2 3; do
     rc=0
     try_start "$dir" || rc=$?
     [ $rc -eq 0 ] && break
-    stop_one "$dir" kube-apiserver
-    stop_one "$dir" etcd
+    stop_procs "$dir" kube-apiserver etcd
     [ $rc -eq 1 ] && [ $attempt -lt 3 ] || exit 1
     log "retrying with other ports"
   done
