@@ -10,7 +10,8 @@
 #
 # DIR defaults to $TSMESH_APISERVER_DIR, and for start to a fresh temporary
 # folder. Binaries come from $TSMESH_CLUSTER_BIN (default
-# test/cluster/.cache/bin, filled by test/cluster/build.sh).
+# ${TSMESH_CLUSTER_CACHE:-test/cluster/.cache}/bin, filled by
+# test/cluster/build.sh).
 #
 # Environment for start:
 #   TSMESH_APISERVER_CONTROLLERS=1  also run kube-controller-manager (namespace
@@ -32,7 +33,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bin="${TSMESH_CLUSTER_BIN:-$here/.cache/bin}"
+bin="${TSMESH_CLUSTER_BIN:-${TSMESH_CLUSTER_CACHE:-$here/.cache}/bin}"
 marker=.tsmesh-apiserver
 issuer=https://kubernetes.default.svc.cluster.local
 audiences="$issuer,tsmesh-ca"

@@ -2,7 +2,13 @@
 // TokenRequest API and TokenReview with the mesh CA's audience.
 
 import assert from 'node:assert/strict';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import {
   apiServerTier,
   createNamespace,
@@ -10,6 +16,7 @@ import {
   deleteServiceAccount,
   eventually,
   meshAudience,
+  registerMutatingWebhook,
   requestToken,
   reviewToken,
   serviceAccountIssuer,
@@ -95,4 +102,76 @@ describe('real API server tier (etcd + kube-apiserver)', function () {
       15_000, 'a reviewed token to be refused after deleting its service account');
     console.log(`      refused after deletion: fresh token in ${freshMs} ms, reviewed token in ${Date.now() - t0} ms`);
   });
+
+  it('calls a mutating webhook registered by URL for labelled namespaces only', async function () {
+    const certs = webhookCerts();
+    const seen: string[] = [];
+    const webhook: Server = createServer({ cert: certs.cert, key: certs.key }, (req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const review = JSON.parse(body) as { request: { uid: string; namespace: string } };
+        seen.push(review.request.namespace);
+        const patch = [{ op: 'add', path: '/metadata/labels/webhook-saw', value: 'yes' }];
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({
+          apiVersion: 'admission.k8s.io/v1',
+          kind: 'AdmissionReview',
+          response: { uid: review.request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') },
+        }));
+      });
+    });
+    await new Promise<void>((r) => webhook.listen(0, '127.0.0.1', r));
+    try {
+      const port = (webhook.address() as AddressInfo).port;
+      await registerMutatingWebhook(server!.kc, {
+        name: 'tier-test-injector',
+        url: `https://127.0.0.1:${port}/mutate`,
+        caBundle: certs.ca,
+        namespaceSelector: { matchLabels: { 'tsmesh.io/inject': 'enabled' } },
+        failurePolicy: 'Fail',
+      });
+      const core = server!.kc.makeApiClient(CoreV1Api);
+      await createNamespace(server!.kc, 'tier-plain');
+      // No controller manager: the ServiceAccount admission plugin needs the
+      // default account to exist.
+      for (const n of [ns, 'tier-plain']) await createServiceAccount(server!.kc, n, 'default');
+      const pod = (name: string): V1Pod => ({
+        metadata: { name, labels: { app: 'demo' } },
+        spec: { containers: [{ name: 'app', image: 'registry.invalid/demo:1' }] },
+      });
+      // The API server sees a new webhook configuration within a moment: poll
+      // with dry-run creates until the patch shows up.
+      const patched = await eventually(async () => {
+        const p = await core.createNamespacedPod({ namespace: ns, body: pod('probe'), dryRun: 'All' });
+        return p.metadata?.labels?.['webhook-saw'] === 'yes' ? p : undefined;
+      }, 10_000, 'the webhook to patch pods');
+      assert.equal(patched.metadata?.labels?.['app'], 'demo');
+      const created = await core.createNamespacedPod({ namespace: ns, body: pod('meshed') });
+      assert.equal(created.metadata?.labels?.['webhook-saw'], 'yes');
+      const plain = await core.createNamespacedPod({ namespace: 'tier-plain', body: pod('plain') });
+      assert.equal(plain.metadata?.labels?.['webhook-saw'], undefined);
+      assert.ok(!seen.includes('tier-plain'), `webhook saw namespaces ${seen.join(', ')}`);
+    } finally {
+      await new Promise((r) => webhook.close(r));
+    }
+  });
 });
+
+/** A CA and a serving certificate for 127.0.0.1, made with openssl. */
+function webhookCerts(): { ca: string; cert: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'tsmesh-webhook-'));
+  try {
+    const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+    run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=webhook-test-ca']);
+    run(['req', ...ec, '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1']);
+    writeFileSync(join(dir, 'srv.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+    run(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1',
+      '-out', 'srv.crt', '-extfile', 'srv.ext']);
+    const read = (f: string) => readFileSync(join(dir, f), 'utf8');
+    return { ca: read('ca.crt'), cert: read('srv.crt'), key: read('srv.key') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -34,7 +34,7 @@ export const buildScript = join(clusterDir, 'build.sh');
 
 /** Folder holding etcd, kube-apiserver and kube-controller-manager. */
 export function clusterBinDir(): string {
-  return process.env['TSMESH_CLUSTER_BIN'] ?? join(clusterDir, '.cache', 'bin');
+  return process.env['TSMESH_CLUSTER_BIN'] ?? join(process.env['TSMESH_CLUSTER_CACHE'] ?? join(clusterDir, '.cache'), 'bin');
 }
 
 /** The issuer the test API server puts into service account tokens. */
