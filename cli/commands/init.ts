@@ -6,19 +6,24 @@ import { flagOrEnv, parseFlags, UsageError, type Command } from '../command.js';
 
 const FLAG_NAMES = Object.keys(INIT_FLAGS) as InitFlag[];
 
+const FLAG_LINES: [string, string][] = [
+  ...FLAG_NAMES.map((name): [string, string] => {
+    const spec = INIT_FLAGS[name];
+    const dflt = 'default' in spec && spec.default !== '' ? ` (default ${JSON.stringify(spec.default)})` : '';
+    return [`--${name}${spec.kind === 'string' ? ' VALUE' : ''}`, `${spec.help}${dflt}  [${spec.env}]`];
+  }),
+  ['--log-level LEVEL', 'error, warn, info, debug (default "info")  [TSMESH_LOG_LEVEL]'],
+];
+const WIDTH = Math.max(...FLAG_LINES.map(([left]) => left.length)) + 2;
+
 const USAGE = [
   'Usage: tsmesh init [flags]',
   '',
-  'Installs the nat rules that redirect the pod\'s TCP to the proxy (needs NET_ADMIN and NET_RAW).',
-  'Every flag can also be set by the variable in brackets.',
+  "Installs the nat rules that redirect the pod's TCP to its proxy; needs NET_ADMIN and NET_RAW.",
+  'Prints the iptables-restore input it runs and the nat table it leaves. Each flag can also be',
+  'set by the variable in brackets.',
   '',
-  ...FLAG_NAMES.map((name) => {
-    const spec = INIT_FLAGS[name];
-    const left = `  --${name}${spec.kind === 'string' ? ' VALUE' : ''}`;
-    const dflt = 'default' in spec && spec.default !== '' ? ` (default ${JSON.stringify(spec.default)})` : '';
-    return `${left.padEnd(30)}${spec.help}${dflt}  [${spec.env}]`;
-  }),
-  `${'  --log-level LEVEL'.padEnd(30)}error, warn, info, debug (default "info")  [TSMESH_LOG_LEVEL]`,
+  ...FLAG_LINES.map(([left, right]) => `  ${left.padEnd(WIDTH)}${right}`),
 ].join('\n');
 
 export const initCommand: Command = {

@@ -146,6 +146,15 @@ describe('tsmesh init in network namespaces (real kernel)', function () {
         assert.equal(await saves(pods!, 'nft'), installed);
       });
 
+      it('--cleanup --dry-run prints what it would delete and changes nothing', async function () {
+        const r = await pods!.tsmeshInit(['--cleanup', '--dry-run']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /# would run: iptables-nft-restore --noflush --wait=10\n# tsmesh cleanup/);
+        assert.ok(r.stdout.includes(`-D OUTPUT -p tcp -m comment --comment "tsmesh/outbound" -j TSMESH_OUTPUT`), r.stdout);
+        assert.ok(r.stdout.includes('-X TSMESH_REDIRECT'), r.stdout);
+        assert.equal(await saves(pods!, 'nft'), installed);
+      });
+
       it('--cleanup restores the rules from before', async function () {
         const r = await pods!.tsmeshInit(['--cleanup']);
         assert.equal(r.code, 0, r.stderr);
