@@ -99,8 +99,10 @@ export class CertificateAuthority {
   readonly ttlSeconds: number;
   readonly issuer: X509Certificate;
   private readonly key: KeyObject;
-  private readonly intermediatesPem: string;
   private readonly template: IssuerTemplate;
+  /** What follows the leaf in a chain: empty when a root signs. */
+  private readonly chainTailPem: string;
+  private serials = Buffer.alloc(0);
   private readonly now: () => Date;
 
   constructor(opts: CaOptions) {
@@ -111,13 +113,15 @@ export class CertificateAuthority {
     this.now = opts.now ?? (() => new Date());
     this.issuer = new X509Certificate(opts.issuerCertPem);
     this.key = createPrivateKey(opts.issuerKeyPem);
-    this.intermediatesPem = opts.intermediatesPem ?? '';
     if (!this.issuer.ca) throw new CaError('internal', 'the issuing certificate is not a CA (basicConstraints CA:TRUE is missing)');
     if (!this.issuer.checkPrivateKey(this.key)) throw new CaError('internal', 'the issuing key does not belong to the issuing certificate');
-    const chain = [this.issuer, ...splitPemCertificates(this.intermediatesPem).map((p) => new X509Certificate(p))];
+    const intermediatesPem = opts.intermediatesPem ?? '';
+    const chain = [this.issuer, ...splitPemCertificates(intermediatesPem).map((p) => new X509Certificate(p))];
     if (!this.trustBundle.anchors(chain))
       throw new CaError('internal', 'the issuing certificate does not chain to any root in the trust bundle');
     this.template = issuerTemplate(this.issuer, this.key, chain);
+    const selfSigned = this.issuer.issuer === this.issuer.subject && this.issuer.verify(this.issuer.publicKey);
+    this.chainTailPem = selfSigned ? '' : this.issuer.toString() + intermediatesPem;
   }
 
   /** Verifies a workload CSR and certifies `spiffeId` for its key. */
@@ -146,8 +150,7 @@ export class CertificateAuthority {
     const notBefore = new Date(Math.max(nowMs - CLOCK_SKEW_BACKDATE_SECONDS * 1000, t.notBefore.getTime()));
     const notAfter = new Date(Math.floor(Math.min(nowMs + ttl * 1000, t.notAfter.getTime()) / 1000) * 1000);
 
-    const serial = randomBytes(16);
-    serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, full 127 random-ish bits, never zero
+    const serial = this.nextSerial();
 
     const sans: Buffer[] = [tlv(0x86, Buffer.from(req.spiffeId, 'ascii'))];
     for (const name of req.dnsNames ?? []) sans.push(tlv(0x82, Buffer.from(name, 'ascii')));
@@ -180,13 +183,18 @@ export class CertificateAuthority {
       notBefore,
       notAfter,
       certificatePem,
-      certChainPem: certificatePem + (this.isRootIssuer() ? '' : this.issuer.toString() + this.intermediatesPem),
+      certChainPem: certificatePem + this.chainTailPem,
       trustBundlePem: this.trustBundle.toPem(),
     };
   }
 
-  private isRootIssuer(): boolean {
-    return this.issuer.issuer === this.issuer.subject && this.issuer.verify(this.issuer.publicKey);
+  /** 16 random bytes, the top bit cleared (a positive INTEGER) and the next set (never shorter than 127 bits). */
+  private nextSerial(): Buffer {
+    if (this.serials.length < 16) this.serials = randomBytes(16 * 256);
+    const serial = Buffer.from(this.serials.subarray(0, 16));
+    this.serials = this.serials.subarray(16);
+    serial[0] = (serial[0]! & 0x7f) | 0x40;
+    return serial;
   }
 }
 

@@ -84,25 +84,49 @@ export function parseCsrDer(der: Buffer): ParsedCsr {
   return { spki: Buffer.from(spki.raw), publicKey, uris, otherSans };
 }
 
-function checkedPublicKey(spki: Buffer): KeyObject {
-  let key: KeyObject;
-  try {
-    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-  } catch (e) {
-    throw bad(`the public key cannot be read (${(e as Error).message})`);
-  }
-  const details = key.asymmetricKeyDetails;
-  if (key.asymmetricKeyType === 'ec') {
-    if (details?.namedCurve !== 'prime256v1' && details?.namedCurve !== 'secp384r1')
-      throw new CaError('weak-key', `the CSR key uses curve ${String(details?.namedCurve)}; use ECDSA P-256 or P-384`);
-  } else if (key.asymmetricKeyType === 'rsa') {
-    if ((details?.modulusLength ?? 0) < 2048) throw new CaError('weak-key', 'the CSR RSA key is shorter than 2048 bits');
-  } else {
-    throw new CaError('weak-key', `the CSR key type ${String(key.asymmetricKeyType)} is not accepted; use ECDSA P-256`);
-  }
-  return key;
-}
+const EC_CURVES: Readonly<Record<string, { crv: string; size: number }>> = {
+  [OID.prime256v1]: { crv: 'P-256', size: 32 },
+  [OID.secp384r1]: { crv: 'P-384', size: 48 },
+};
 
+/**
+ * The CSR's key, checked. EC keys are imported from their coordinates (JWK):
+ * OpenSSL 3 decodes that about twice as fast as DER SPKI, and this is on the
+ * CA's per-request path.
+ */
+function checkedPublicKey(spki: Buffer): KeyObject {
+  const [alg, bits] = readChildren(readTlv(spki).value);
+  if (!alg || alg.tag !== Tag.SEQUENCE || !bits || bits.tag !== Tag.BIT_STRING) throw bad('malformed subjectPublicKeyInfo');
+  const [algOid, params] = readChildren(alg.value);
+  const keyType = decodeOid(algOid?.value ?? Buffer.alloc(0));
+  if (keyType === OID.ecPublicKey) {
+    const curveOid = params?.tag === Tag.OID ? decodeOid(params.value) : 'none';
+    const curve = EC_CURVES[curveOid];
+    if (!curve) throw new CaError('weak-key', `the CSR key uses EC curve ${curveOid}; use ECDSA P-256 or P-384`);
+    const point = bits.value.subarray(1);
+    if (bits.value[0] !== 0 || point.length !== 1 + 2 * curve.size || point[0] !== 0x04)
+      throw bad('the EC public key is not an uncompressed point of its curve');
+    try {
+      return createPublicKey({
+        key: { kty: 'EC', crv: curve.crv, x: point.subarray(1, 1 + curve.size).toString('base64url'), y: point.subarray(1 + curve.size).toString('base64url') },
+        format: 'jwk',
+      });
+    } catch (e) {
+      throw bad(`the EC public key is not on its curve (${(e as Error).message})`);
+    }
+  }
+  if (keyType === OID.rsaEncryption) {
+    let key: KeyObject;
+    try {
+      key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    } catch (e) {
+      throw bad(`the RSA public key cannot be read (${(e as Error).message})`);
+    }
+    if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new CaError('weak-key', 'the CSR RSA key is shorter than 2048 bits');
+    return key;
+  }
+  throw new CaError('weak-key', `the CSR key type ${keyType} is not accepted; use ECDSA P-256`);
+}
 /**
  * A CSR for `privateKey` (ECDSA P-256 or P-384) with an empty subject and, if
  * given, the SPIFFE ID as its one URI SAN. What a proxy sends to the CA.
