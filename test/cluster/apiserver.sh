@@ -150,7 +150,15 @@ launch() {
   local dir="$1" name="$2"
   shift 2
   "$@" </dev/null >"$dir/$name.log" 2>&1 &
-  echo $! >"$dir/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$dir/$name.pid"
+  # Until the forked shell has exec'd the program, its command line is this
+  # script's: wait for the exec so live_pid does not take it for gone.
+  for i in $(seq 1 100); do
+    live_pid "$dir" "$name" >/dev/null && return 0
+    running "$pid" || return 0
+    sleep 0.02
+  done
 }
 
 gen_certs() {

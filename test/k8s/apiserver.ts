@@ -134,6 +134,8 @@ export async function startApiServer(opts: StartOptions = {}): Promise<ApiServer
     TSMESH_APISERVER_PARENT_PID: String(process.pid),
     TSMESH_APISERVER_CONTROLLERS: opts.controllers ? '1' : '0',
   };
+  // A fresh folder unless one is asked for (never one exported by a shell).
+  delete env['TSMESH_APISERVER_DIR'];
   if (opts.extraArgs) env['TSMESH_APISERVER_EXTRA_ARGS'] = opts.extraArgs.join(' ');
   if (opts.timeoutSeconds) env['TSMESH_APISERVER_TIMEOUT'] = String(opts.timeoutSeconds);
   const args = [apiServerScript, 'start', ...(opts.dir ? [opts.dir] : [])];
