@@ -3,9 +3,10 @@
 import { caCommand } from './commands/ca.js';
 import { controlPlaneCommand } from './commands/control-plane.js';
 import { initCommand } from './commands/init.js';
+import { injectCommand } from './commands/inject.js';
 import { UsageError, type Command } from './command.js';
 
-const COMMANDS: readonly Command[] = [controlPlaneCommand, initCommand, caCommand];
+const COMMANDS: readonly Command[] = [controlPlaneCommand, initCommand, injectCommand, caCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
