@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../lib/log.js';
+import { FileConfigSource, readConfigFile } from './file.js';
+import { buildRoutingTable } from './table.js';
+import { ConfigError, parseProxyConfig } from './validate.js';
+
+const EXAMPLE = join(import.meta.dirname, 'testdata', 'two-services.yaml');
+const minimal = (extra: object = {}) => ({ apiVersion: 'tsmesh.io/v1alpha1', kind: 'ProxyConfig', ...extra });
+
+describe('proxy config', () => {
+  it('reads the example file and fills defaults', () => {
+    const c = readConfigFile(EXAMPLE);
+    assert.equal(c.version, '7');
+    assert.deepEqual(c.mesh.retryBudget, { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' });
+    assert.equal(c.services[0]!.ports[1]!.targetPort, 5432);
+    assert.equal(c.services[1]!.ports[0]!.protocol, 'auto');
+    assert.deepEqual(c.services[0]!.trafficPolicy!.routes![0]!.match!.headers, { 'x-canary': 'yes' });
+    assert.equal(c.inbound.mtlsMode, 'PERMISSIVE');
+  });
+
+  it('defaults an empty config to STRICT mTLS in cluster.local with no services', () => {
+    const c = parseProxyConfig(minimal());
+    assert.equal(c.mesh.mtlsMode, 'STRICT');
+    assert.equal(c.mesh.trustDomain, 'cluster.local');
+    assert.deepEqual(c.services, []);
+  });
+
+  it('compiles a routing table: ClusterIP:port to the service port, ready endpoints with their ports', () => {
+    const t = buildRoutingTable(readConfigFile(EXAMPLE));
+    const http = t.byAddress.get('10.96.0.20:80')!;
+    assert.equal(http.key, 'payments.shop');
+    assert.deepEqual(http.endpoints.map((e) => `${e.address}:${e.port}/${e.weight}`), ['10.244.1.5:8080/1', '10.244.2.7:9090/3']);
+    assert.equal(t.byAddress.get('fd00:10:96::20:5432')!.port.protocol, 'tcp');
+    assert.equal(t.byAddress.get('10.96.0.20:81'), undefined);
+    assert.equal(t.byName.get('payments-v2.shop')!.get(80)!.endpoints.length, 1);
+  });
+
+  const bad: [string, object, RegExp][] = [
+    ['wrong apiVersion', { apiVersion: 'v1', kind: 'ProxyConfig' }, /^apiVersion: "v1" is not tsmesh\.io\/v1alpha1/],
+    ['an unknown field', minimal({ servics: [] }), /^servics: unknown field/],
+    ['a bad port', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: ['10.0.0.1'], ports: [{ port: 70000 }], endpoints: [] }] }), /^services\[0\]\.ports\[0\]\.port: 70000 is not a port \(1-65535\)/],
+    ['a bad IP', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: ['10.0.0'], ports: [], endpoints: [] }] }), /clusterIPs\[0\]: "10\.0\.0" is not an IPv4 or IPv6 address/],
+    ['a bad identity', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [{ address: '10.0.0.1', identity: 'spiffe://x//y' }] }] }), /endpoints\[0\]\.identity: invalid SPIFFE ID/],
+    ['a unit-less timeout', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { timeout: '5' } }] }), /trafficPolicy\.timeout: duration "5" is not a duration/],
+    ['too many retry attempts', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { retries: { attempts: 50 } } }] }), /retries\.attempts: 50 is not a number of attempts \(1-10\)/],
+    ['an unknown retry condition', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { retries: { attempts: 2, retryOn: ['sometimes'] } } }] }), /retryOn\[0\]: "sometimes" is not a retry condition/],
+    ['all-zero weights', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { routes: [{ backends: [{ service: 'a', weight: 0 }] }] } }] }), /at least one backend needs a weight above 0/],
+    ['a retry budget ratio above 1', minimal({ mesh: { retryBudget: { ratio: 3 } } }), /^mesh\.retryBudget\.ratio: 3 is not a number from 0 to 1/],
+    ['a bad mTLS mode', minimal({ mesh: { mtlsMode: 'strict' } }), /^mesh\.mtlsMode: "strict" is not one of STRICT, PERMISSIVE/],
+    ['two services on one address', minimal({ services: [
+      { name: 'a', namespace: 'n', clusterIPs: ['10.0.0.1'], ports: [{ port: 80 }], endpoints: [] },
+      { name: 'b', namespace: 'n', clusterIPs: ['10.0.0.1'], ports: [{ port: 80 }], endpoints: [] },
+    ] }), /10\.0\.0\.1:80 is claimed by both a\.n and b/],
+    ['a malformed service account', minimal({ inbound: { authorization: [{ name: 'p', rules: [{ serviceAccounts: ['web'] }] }] } }), /must be written <namespace>\/<serviceaccount>/],
+  ];
+  for (const [what, doc, message] of bad) {
+    it(`refuses ${what}, naming the field`, () => {
+      assert.throws(() => parseProxyConfig(doc), (e: unknown) => e instanceof ConfigError && message.test(e.message));
+    });
+  }
+
+  it('a file source keeps the last good config when the file turns bad, and takes the next good one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsmesh-config-'));
+    const path = join(dir, 'config.yaml');
+    const lines: string[] = [];
+    try {
+      writeFileSync(path, JSON.stringify(minimal({ version: '1' })));
+      const source = new FileConfigSource(path, createLogger('test', 'info', (l) => lines.push(l)), 20);
+      const seen: string[] = [];
+      source.onChange((c) => seen.push(c.version));
+      writeFileSync(path, 'apiVersion: [');
+      await waitFor(() => lines.some((l) => l.includes('config reload failed')));
+      assert.equal(source.current().version, '1');
+      writeFileSync(path, JSON.stringify(minimal({ version: '2', mesh: { mtlsMode: 'PERMISSIVE' } })));
+      await waitFor(() => seen.includes('2'));
+      assert.equal(source.current().mesh.mtlsMode, 'PERMISSIVE');
+      source.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,147 @@
+// The proxy's configuration: what the control plane streams to each proxy and
+// what `tsmesh proxy --config-file` reads. One format for both, readable as
+// JSON or YAML. Durations are strings ("250ms", "10s"); see lib/duration.ts.
+
+export const CONFIG_API_VERSION = 'tsmesh.io/v1alpha1';
+export const CONFIG_KIND = 'ProxyConfig';
+
+export type MtlsMode = 'STRICT' | 'PERMISSIVE';
+/** auto: detect HTTP/1.1 or HTTP/2 from the first bytes; tcp: opaque, never inspected. */
+export type PortProtocol = 'auto' | 'http' | 'http2' | 'tcp';
+
+export interface ProxyConfig {
+  apiVersion: typeof CONFIG_API_VERSION;
+  kind: typeof CONFIG_KIND;
+  /** Opaque, changes with every snapshot; shown by /config and acknowledged to the control plane. */
+  version: string;
+  mesh: MeshSettings;
+  /** Services this proxy may call. */
+  services: ServiceConfig[];
+  /** How this proxy treats connections to its own workload. */
+  inbound: InboundConfig;
+}
+
+export interface MeshSettings {
+  trustDomain: string;
+  mtlsMode: MtlsMode;
+  /** The budget retries draw from when a policy sets none. */
+  retryBudget: RetryBudget;
+}
+
+/** Retries may add at most `ratio` of the requests plus `minRetriesPerSecond`, counted over `ttl`. */
+export interface RetryBudget {
+  ratio: number;
+  minRetriesPerSecond: number;
+  ttl: string;
+}
+
+export interface ServiceConfig {
+  name: string;
+  namespace: string;
+  /** ClusterIPs (IPv4 and/or IPv6) apps connect to. */
+  clusterIPs: string[];
+  ports: ServicePort[];
+  endpoints: Endpoint[];
+  trafficPolicy?: TrafficPolicySpec;
+}
+
+export interface ServicePort {
+  port: number;
+  name?: string;
+  protocol: PortProtocol;
+  /** The port on the endpoints; an endpoint may override it by service port name in `ports`. */
+  targetPort: number;
+}
+
+export interface Endpoint {
+  address: string;
+  /** The SPIFFE ID its sidecar must present; absent: the endpoint is not meshed and is reached in plain TCP. */
+  identity?: string;
+  /** Per service port (by name, or by number as a string), when the target port differs from the service's. */
+  ports?: Record<string, number>;
+  /** Relative weight for load balancing (default 1). */
+  weight?: number;
+  /** false while terminating or not ready: receives no new requests. Default true. */
+  ready?: boolean;
+}
+
+export interface InboundConfig {
+  /** Overrides mesh.mtlsMode for this workload. */
+  mtlsMode?: MtlsMode;
+  /** Ports served as opaque TCP (no protocol detection). */
+  opaquePorts?: number[];
+  /** Policies that select this workload; none: every authenticated caller is allowed. */
+  authorization?: AuthorizationPolicySpec[];
+}
+
+export interface TrafficPolicySpec {
+  /** The policy's name, for status and metrics. */
+  name?: string;
+  /** First match wins; a request that matches none goes to the service itself. */
+  routes?: Route[];
+  timeout?: string;
+  retries?: RetryPolicy;
+  circuitBreaker?: CircuitBreakerPolicy;
+  faults?: FaultPolicy;
+}
+
+export interface Route {
+  name?: string;
+  match?: RouteMatch;
+  /** Weighted split between services ("name" or "name.namespace"); default: the service itself. */
+  backends?: WeightedBackend[];
+  timeout?: string;
+  retries?: RetryPolicy;
+  faults?: FaultPolicy;
+}
+
+export interface RouteMatch {
+  pathPrefix?: string;
+  /** Exact header values (names case-insensitive). */
+  headers?: Record<string, string>;
+}
+
+export interface WeightedBackend {
+  service: string;
+  weight: number;
+}
+
+export interface RetryPolicy {
+  /** Total tries including the first. */
+  attempts: number;
+  perTryTimeout?: string;
+  backoff?: { base: string; max: string };
+  /** "5xx", "gateway-error", "connect-failure", "reset", or status codes such as "503". */
+  retryOn?: string[];
+  budget?: RetryBudget;
+}
+
+export interface CircuitBreakerPolicy {
+  consecutiveFailures?: number;
+  failureRate?: { threshold: number; window: string; minRequests: number };
+  ejectionTime?: string;
+  /** At most this share of the endpoints is ejected at once (0-100). */
+  maxEjectionPercent?: number;
+}
+
+export interface FaultPolicy {
+  abort?: { percent: number; status: number };
+  delay?: { percent: number; duration: string };
+}
+
+export interface AuthorizationPolicySpec {
+  name: string;
+  /** A caller is allowed when any rule matches it. */
+  rules: AuthorizationRule[];
+}
+
+export interface AuthorizationRule {
+  /** Within one rule, a caller must match every list that is set. */
+  identities?: string[];
+  namespaces?: string[];
+  serviceAccounts?: string[];
+  /** Limit the rule to these ports of the workload. */
+  ports?: number[];
+}
+
+export const DEFAULT_RETRY_BUDGET: RetryBudget = { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' };

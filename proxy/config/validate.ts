@@ -1,0 +1,333 @@
+// Reads a ProxyConfig from untrusted JSON/YAML: every field checked, unknown
+// fields refused, defaults filled in. Errors name the field path and say what
+// was expected, e.g. `services[1].ports[0].port: 70000 is not a port (1-65535)`.
+import { isIP } from 'node:net';
+import { parseSpiffeId, validateTrustDomain } from '../../ca/spiffe.js';
+import { parseDuration } from '../../lib/duration.js';
+import {
+  CONFIG_API_VERSION,
+  CONFIG_KIND,
+  DEFAULT_RETRY_BUDGET,
+  type AuthorizationPolicySpec,
+  type AuthorizationRule,
+  type CircuitBreakerPolicy,
+  type Endpoint,
+  type FaultPolicy,
+  type InboundConfig,
+  type MeshSettings,
+  type MtlsMode,
+  type PortProtocol,
+  type ProxyConfig,
+  type RetryBudget,
+  type RetryPolicy,
+  type Route,
+  type ServiceConfig,
+  type ServicePort,
+  type TrafficPolicySpec,
+} from './types.js';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly path: string,
+    detail: string,
+  ) {
+    super(`${path || 'config'}: ${detail}`);
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+function object(v: unknown, path: string, fields: readonly string[]): Obj {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(path, `expected an object, found ${describe(v)}`);
+  for (const k of Object.keys(v)) {
+    if (!fields.includes(k)) throw new ConfigError(join(path, k), `unknown field; expected one of ${fields.join(', ')}`);
+  }
+  return v as Obj;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return typeof v === 'string' ? JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v) : typeof v;
+}
+
+const join = (path: string, key: string): string => (path ? `${path}.${key}` : key);
+
+function list<T>(v: unknown, path: string, item: (x: unknown, p: string) => T, optional = true): T[] {
+  if (v === undefined && optional) return [];
+  if (!Array.isArray(v)) throw new ConfigError(path, `expected a list, found ${describe(v)}`);
+  return v.map((x, i) => item(x, `${path}[${i}]`));
+}
+
+function string(v: unknown, path: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(path, `expected a non-empty string, found ${describe(v)}`);
+  return v;
+}
+
+function integer(v: unknown, path: string, min: number, max: number, what = 'a whole number'): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new ConfigError(path, `${describe(v)} is not ${what} (${min}-${max})`);
+  return v;
+}
+
+function number(v: unknown, path: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new ConfigError(path, `${describe(v)} is not a number from ${min} to ${max}`);
+  return v;
+}
+
+const port = (v: unknown, path: string): number => integer(v, path, 1, 65535, 'a port');
+
+function duration(v: unknown, path: string): string {
+  const s = string(v, path);
+  try {
+    parseDuration(s);
+  } catch (e) {
+    throw new ConfigError(path, (e as Error).message);
+  }
+  return s;
+}
+
+function oneOf<T extends string>(v: unknown, path: string, values: readonly T[]): T {
+  if (typeof v !== 'string' || !values.includes(v as T)) throw new ConfigError(path, `${describe(v)} is not one of ${values.join(', ')}`);
+  return v as T;
+}
+
+function spiffeId(v: unknown, path: string): string {
+  const s = string(v, path);
+  try {
+    parseSpiffeId(s);
+  } catch (e) {
+    throw new ConfigError(path, (e as Error).message);
+  }
+  return s;
+}
+
+function ip(v: unknown, path: string): string {
+  const s = string(v, path);
+  if (!isIP(s)) throw new ConfigError(path, `${describe(s)} is not an IPv4 or IPv6 address`);
+  return s;
+}
+
+const MTLS_MODES: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE'];
+const PROTOCOLS: readonly PortProtocol[] = ['auto', 'http', 'http2', 'tcp'];
+const RETRY_ON = /^(5xx|gateway-error|connect-failure|reset|[1-5]\d\d)$/;
+
+function retryBudget(v: unknown, path: string): RetryBudget {
+  const o = object(v, path, ['ratio', 'minRetriesPerSecond', 'ttl']);
+  return {
+    ratio: number(o.ratio ?? DEFAULT_RETRY_BUDGET.ratio, join(path, 'ratio'), 0, 1),
+    minRetriesPerSecond: integer(o.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond, join(path, 'minRetriesPerSecond'), 0, 10_000),
+    ttl: duration(o.ttl ?? DEFAULT_RETRY_BUDGET.ttl, join(path, 'ttl')),
+  };
+}
+
+function mesh(v: unknown, path: string): MeshSettings {
+  const o = object(v ?? {}, path, ['trustDomain', 'mtlsMode', 'retryBudget']);
+  const trustDomain = string(o.trustDomain ?? 'cluster.local', join(path, 'trustDomain'));
+  try {
+    validateTrustDomain(trustDomain);
+  } catch (e) {
+    throw new ConfigError(join(path, 'trustDomain'), (e as Error).message);
+  }
+  return {
+    trustDomain,
+    mtlsMode: oneOf(o.mtlsMode ?? 'STRICT', join(path, 'mtlsMode'), MTLS_MODES),
+    retryBudget: retryBudget(o.retryBudget ?? {}, join(path, 'retryBudget')),
+  };
+}
+
+function servicePort(v: unknown, path: string): ServicePort {
+  const o = object(v, path, ['port', 'name', 'protocol', 'targetPort']);
+  const p = port(o.port, join(path, 'port'));
+  const out: ServicePort = {
+    port: p,
+    protocol: oneOf(o.protocol ?? 'auto', join(path, 'protocol'), PROTOCOLS),
+    targetPort: port(o.targetPort ?? p, join(path, 'targetPort')),
+  };
+  if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
+  return out;
+}
+
+function endpoint(v: unknown, path: string): Endpoint {
+  const o = object(v, path, ['address', 'identity', 'ports', 'weight', 'ready']);
+  const out: Endpoint = { address: ip(o.address, join(path, 'address')) };
+  if (o.identity !== undefined) out.identity = spiffeId(o.identity, join(path, 'identity'));
+  if (o.ports !== undefined) {
+    const ports = object(o.ports, join(path, 'ports'), Object.keys(o.ports as object));
+    out.ports = Object.fromEntries(Object.entries(ports).map(([k, p]) => [k, port(p, join(join(path, 'ports'), k))]));
+  }
+  if (o.weight !== undefined) out.weight = integer(o.weight, join(path, 'weight'), 1, 1_000_000);
+  if (o.ready !== undefined) {
+    if (typeof o.ready !== 'boolean') throw new ConfigError(join(path, 'ready'), `expected true or false, found ${describe(o.ready)}`);
+    out.ready = o.ready;
+  }
+  return out;
+}
+
+function retries(v: unknown, path: string): RetryPolicy {
+  const o = object(v, path, ['attempts', 'perTryTimeout', 'backoff', 'retryOn', 'budget']);
+  const out: RetryPolicy = { attempts: integer(o.attempts, join(path, 'attempts'), 1, 10, 'a number of attempts') };
+  if (o.perTryTimeout !== undefined) out.perTryTimeout = duration(o.perTryTimeout, join(path, 'perTryTimeout'));
+  if (o.backoff !== undefined) {
+    const b = object(o.backoff, join(path, 'backoff'), ['base', 'max']);
+    out.backoff = { base: duration(b.base ?? '25ms', join(path, 'backoff.base')), max: duration(b.max ?? '250ms', join(path, 'backoff.max')) };
+    if (parseDuration(out.backoff.max) < parseDuration(out.backoff.base))
+      throw new ConfigError(join(path, 'backoff.max'), `${out.backoff.max} is shorter than backoff.base ${out.backoff.base}`);
+  }
+  if (o.retryOn !== undefined)
+    out.retryOn = list(o.retryOn, join(path, 'retryOn'), (x, p) => {
+      const s = string(x, p);
+      if (!RETRY_ON.test(s)) throw new ConfigError(p, `${describe(s)} is not a retry condition; use 5xx, gateway-error, connect-failure, reset or a status code`);
+      return s;
+    });
+  if (o.budget !== undefined) out.budget = retryBudget(o.budget, join(path, 'budget'));
+  return out;
+}
+
+function faults(v: unknown, path: string): FaultPolicy {
+  const o = object(v, path, ['abort', 'delay']);
+  const out: FaultPolicy = {};
+  if (o.abort !== undefined) {
+    const a = object(o.abort, join(path, 'abort'), ['percent', 'status']);
+    out.abort = { percent: number(a.percent, join(path, 'abort.percent'), 0, 100), status: integer(a.status, join(path, 'abort.status'), 200, 599, 'an HTTP status') };
+  }
+  if (o.delay !== undefined) {
+    const d = object(o.delay, join(path, 'delay'), ['percent', 'duration']);
+    out.delay = { percent: number(d.percent, join(path, 'delay.percent'), 0, 100), duration: duration(d.duration, join(path, 'delay.duration')) };
+  }
+  return out;
+}
+
+function circuitBreaker(v: unknown, path: string): CircuitBreakerPolicy {
+  const o = object(v, path, ['consecutiveFailures', 'failureRate', 'ejectionTime', 'maxEjectionPercent']);
+  const out: CircuitBreakerPolicy = {};
+  if (o.consecutiveFailures !== undefined) out.consecutiveFailures = integer(o.consecutiveFailures, join(path, 'consecutiveFailures'), 1, 1000);
+  if (o.failureRate !== undefined) {
+    const f = object(o.failureRate, join(path, 'failureRate'), ['threshold', 'window', 'minRequests']);
+    out.failureRate = {
+      threshold: number(f.threshold, join(path, 'failureRate.threshold'), 0.01, 1),
+      window: duration(f.window ?? '10s', join(path, 'failureRate.window')),
+      minRequests: integer(f.minRequests ?? 20, join(path, 'failureRate.minRequests'), 1, 1_000_000),
+    };
+  }
+  if (o.ejectionTime !== undefined) out.ejectionTime = duration(o.ejectionTime, join(path, 'ejectionTime'));
+  if (o.maxEjectionPercent !== undefined) out.maxEjectionPercent = number(o.maxEjectionPercent, join(path, 'maxEjectionPercent'), 0, 100);
+  return out;
+}
+
+function route(v: unknown, path: string): Route {
+  const o = object(v, path, ['name', 'match', 'backends', 'timeout', 'retries', 'faults']);
+  const out: Route = {};
+  if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
+  if (o.match !== undefined) {
+    const m = object(o.match, join(path, 'match'), ['pathPrefix', 'headers']);
+    out.match = {};
+    if (m.pathPrefix !== undefined) {
+      const prefix = string(m.pathPrefix, join(path, 'match.pathPrefix'));
+      if (!prefix.startsWith('/')) throw new ConfigError(join(path, 'match.pathPrefix'), `${describe(prefix)} must start with "/"`);
+      out.match.pathPrefix = prefix;
+    }
+    if (m.headers !== undefined) {
+      const h = object(m.headers, join(path, 'match.headers'), Object.keys(m.headers as object));
+      out.match.headers = Object.fromEntries(Object.entries(h).map(([k, x]) => [k.toLowerCase(), string(x, join(path, `match.headers.${k}`))]));
+    }
+  }
+  if (o.backends !== undefined) {
+    out.backends = list(o.backends, join(path, 'backends'), (x, p) => {
+      const b = object(x, p, ['service', 'weight']);
+      return { service: string(b.service, join(p, 'service')), weight: integer(b.weight, join(p, 'weight'), 0, 1_000_000, 'a weight') };
+    });
+    if (out.backends.length === 0 || out.backends.every((b) => b.weight === 0))
+      throw new ConfigError(join(path, 'backends'), 'at least one backend needs a weight above 0');
+  }
+  if (o.timeout !== undefined) out.timeout = duration(o.timeout, join(path, 'timeout'));
+  if (o.retries !== undefined) out.retries = retries(o.retries, join(path, 'retries'));
+  if (o.faults !== undefined) out.faults = faults(o.faults, join(path, 'faults'));
+  return out;
+}
+
+function trafficPolicy(v: unknown, path: string): TrafficPolicySpec {
+  const o = object(v, path, ['name', 'routes', 'timeout', 'retries', 'circuitBreaker', 'faults']);
+  const out: TrafficPolicySpec = {};
+  if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
+  if (o.routes !== undefined) out.routes = list(o.routes, join(path, 'routes'), route);
+  if (o.timeout !== undefined) out.timeout = duration(o.timeout, join(path, 'timeout'));
+  if (o.retries !== undefined) out.retries = retries(o.retries, join(path, 'retries'));
+  if (o.circuitBreaker !== undefined) out.circuitBreaker = circuitBreaker(o.circuitBreaker, join(path, 'circuitBreaker'));
+  if (o.faults !== undefined) out.faults = faults(o.faults, join(path, 'faults'));
+  return out;
+}
+
+function service(v: unknown, path: string): ServiceConfig {
+  const o = object(v, path, ['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']);
+  const out: ServiceConfig = {
+    name: string(o.name, join(path, 'name')),
+    namespace: string(o.namespace, join(path, 'namespace')),
+    clusterIPs: list(o.clusterIPs, join(path, 'clusterIPs'), ip),
+    ports: list(o.ports, join(path, 'ports'), servicePort),
+    endpoints: list(o.endpoints, join(path, 'endpoints'), endpoint),
+  };
+  const seen = new Set<number>();
+  for (const [i, p] of out.ports.entries()) {
+    if (seen.has(p.port)) throw new ConfigError(join(path, `ports[${i}].port`), `port ${p.port} is listed twice`);
+    seen.add(p.port);
+  }
+  if (o.trafficPolicy !== undefined) out.trafficPolicy = trafficPolicy(o.trafficPolicy, join(path, 'trafficPolicy'));
+  return out;
+}
+
+function authorizationRule(v: unknown, path: string): AuthorizationRule {
+  const o = object(v, path, ['identities', 'namespaces', 'serviceAccounts', 'ports']);
+  const out: AuthorizationRule = {};
+  if (o.identities !== undefined) out.identities = list(o.identities, join(path, 'identities'), spiffeId);
+  if (o.namespaces !== undefined) out.namespaces = list(o.namespaces, join(path, 'namespaces'), string);
+  if (o.serviceAccounts !== undefined)
+    out.serviceAccounts = list(o.serviceAccounts, join(path, 'serviceAccounts'), (x, p) => {
+      const s = string(x, p);
+      if (!/^[^/]+\/[^/]+$/.test(s)) throw new ConfigError(p, `${describe(s)} must be written <namespace>/<serviceaccount>`);
+      return s;
+    });
+  if (o.ports !== undefined) out.ports = list(o.ports, join(path, 'ports'), port);
+  return out;
+}
+
+function inbound(v: unknown, path: string): InboundConfig {
+  const o = object(v ?? {}, path, ['mtlsMode', 'opaquePorts', 'authorization']);
+  const out: InboundConfig = {};
+  if (o.mtlsMode !== undefined) out.mtlsMode = oneOf(o.mtlsMode, join(path, 'mtlsMode'), MTLS_MODES);
+  if (o.opaquePorts !== undefined) out.opaquePorts = list(o.opaquePorts, join(path, 'opaquePorts'), port);
+  if (o.authorization !== undefined)
+    out.authorization = list(o.authorization, join(path, 'authorization'), (x, p): AuthorizationPolicySpec => {
+      const a = object(x, p, ['name', 'rules']);
+      return { name: string(a.name, join(p, 'name')), rules: list(a.rules, join(p, 'rules'), authorizationRule, false) };
+    });
+  return out;
+}
+
+/** Validates `doc` (parsed JSON or YAML) and returns it with defaults filled in. */
+export function parseProxyConfig(doc: unknown): ProxyConfig {
+  const o = object(doc, '', ['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound']);
+  if (o.apiVersion !== CONFIG_API_VERSION) throw new ConfigError('apiVersion', `${describe(o.apiVersion)} is not ${CONFIG_API_VERSION}`);
+  if (o.kind !== CONFIG_KIND) throw new ConfigError('kind', `${describe(o.kind)} is not ${CONFIG_KIND}`);
+  const config: ProxyConfig = {
+    apiVersion: CONFIG_API_VERSION,
+    kind: CONFIG_KIND,
+    version: o.version === undefined ? '0' : string(String(o.version), 'version'),
+    mesh: mesh(o.mesh, 'mesh'),
+    services: list(o.services, 'services', service),
+    inbound: inbound(o.inbound, 'inbound'),
+  };
+  const byAddress = new Map<string, string>();
+  for (const [i, s] of config.services.entries()) {
+    for (const ipAddr of s.clusterIPs) {
+      for (const p of s.ports) {
+        const key = `${ipAddr}:${p.port}`;
+        const other = byAddress.get(key);
+        if (other) throw new ConfigError(`services[${i}]`, `${key} is claimed by both ${other} and ${s.name}.${s.namespace}`);
+        byAddress.set(key, `${s.name}.${s.namespace}`);
+      }
+    }
+  }
+  return config;
+}
