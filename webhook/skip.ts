@@ -31,7 +31,7 @@ const OTHER_MESH_MARKS: readonly { key: string; values?: readonly string[]; wher
 function otherMesh(pod: V1Pod): string | undefined {
   const names = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name);
   const container = names.find((n) => OTHER_MESH_CONTAINERS.includes(n));
-  if (container !== undefined) return `it already has another mesh's container ${container}`;
+  if (container !== undefined) return `the pod already has another mesh's container ${container}`;
   const annotations = pod.metadata?.annotations ?? {};
   const labels = pod.metadata?.labels ?? {};
   for (const mark of OTHER_MESH_MARKS) {
@@ -39,7 +39,7 @@ function otherMesh(pod: V1Pod): string | undefined {
       if (mark.where !== 'both' && mark.where !== kind) continue;
       const value = map[mark.key];
       if (value === undefined || (mark.values && !mark.values.includes(value))) continue;
-      return `its ${kind} ${mark.key}: ${JSON.stringify(value)} belongs to ${mark.mesh}; a pod can carry only one mesh's sidecar`;
+      return `the pod's ${kind} ${mark.key}: ${JSON.stringify(value)} belongs to ${mark.mesh}; a pod can carry only one mesh's sidecar`;
     }
   }
   return undefined;
