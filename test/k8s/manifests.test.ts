@@ -150,6 +150,24 @@ describe('manifests/', function () {
       for (const [k, v] of Object.entries(spec.selector)) assert.equal(labels[k], v, `the Service selects the pods by ${k}=${v}`);
     });
 
+    it('serves every webhook configuration in manifests/, whose caBundle the control plane may patch', function () {
+      const service = find('Service', CONTROL_PLANE_SERVICE);
+      const servicePorts = (service['spec'] as { ports: { port: number }[] }).ports.map((p) => p.port);
+      const role = find('ClusterRole', CONTROL_PLANE_SERVICE_ACCOUNT);
+      const patchable = ((role['rules'] as { apiGroups?: string[]; resources?: string[]; verbs?: string[]; resourceNames?: string[] }[] | undefined) ?? [])
+        .filter((r) => r.apiGroups?.includes('admissionregistration.k8s.io') && r.resources?.includes('mutatingwebhookconfigurations') && r.verbs?.includes('patch'))
+        .flatMap((r) => r.resourceNames ?? []);
+      for (const d of docs.filter((x) => x.object.kind === 'MutatingWebhookConfiguration')) {
+        assert.ok(patchable.includes(d.object.metadata.name), `${describeDoc(d)}: the control plane's ClusterRole cannot patch its caBundle (resourceNames: ${patchable.join(', ')})`);
+        for (const w of (d.object['webhooks'] as { name: string; clientConfig: { service?: { name: string; namespace: string; port?: number } } }[] | undefined) ?? []) {
+          const svc = w.clientConfig.service;
+          if (!svc) continue;
+          assert.deepEqual([svc.namespace, svc.name], [CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE], `${describeDoc(d)} webhook ${w.name} calls another Service`);
+          assert.ok(servicePorts.includes(svc.port ?? 443), `${describeDoc(d)} webhook ${w.name} calls port ${svc.port ?? 443}, which Service ${CONTROL_PLANE_SERVICE} does not expose (${servicePorts.join(', ')})`);
+        }
+      }
+    });
+
     it('probes /healthz and /readyz on the admin port', function () {
       assert.deepEqual(container.livenessProbe?.httpGet, { path: '/healthz', port: 'http-admin' });
       assert.deepEqual(container.startupProbe?.httpGet, { path: '/healthz', port: 'http-admin' });
