@@ -62,7 +62,7 @@ export function initContainer(mesh: MeshConfig, overrides: Overrides): V1Contain
   };
 }
 
-const fieldEnv = (name: string, fieldPath: string): V1EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+const fieldEnv = (name: string, fieldPath: string): V1EnvVar => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
 const valueEnv = (name: string, value: string | number): V1EnvVar => ({ name, value: String(value) });
 const adminProbe = (path: string, periodSeconds: number, failureThreshold: number): V1Probe => ({
   httpGet: { path, port: PROXY_DEFAULTS.ADMIN_PORT, scheme: 'HTTP' },
