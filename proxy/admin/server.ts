@@ -1,0 +1,155 @@
+// The proxy's admin port (15020): /live, /ready, /metrics, /config and the
+// app containers' rewritten probes. Plain node:http: the proxy stays light,
+// and everything here is a handful of exact paths.
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
+import type { AppProbes } from '../env.js';
+import { silentLogger, type Logger } from '../../lib/log.js';
+import { runAppProbe } from './app-health.js';
+
+export interface AdminServerOptions {
+  registry: Registry;
+  /** undefined when ready, else why not (combineReadiness joins several). */
+  readiness: () => string | undefined;
+  /** The config the proxy is running; undefined before the first one arrives. */
+  config: () => unknown;
+  /** The app's original probes (TSMESH_APP_PROBES, read with parseAppProbes). */
+  appProbes?: AppProbes;
+  log?: Logger;
+  limits?: Partial<AdminLimits>;
+}
+
+export interface AdminLimits {
+  /** To receive a request's headers. */
+  headersTimeoutMs: number;
+  /** To receive a whole request (answering a slow app probe is not counted). */
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxHeaderSize: number;
+  /** Kubelet and a scraper need a few; more is someone else's load. */
+  maxConnections: number;
+  /** How often the timeouts above are checked. */
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_ADMIN_LIMITS: Readonly<AdminLimits> = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderSize: 8 * 1024,
+  maxConnections: 256,
+  checkIntervalMs: 1_000,
+};
+
+const PATHS = '/live, /ready, /metrics, /config, /app-health/<container>/<livez|readyz|startupz>';
+
+/** Readiness that holds only when every check does; reports the first that does not. */
+export function combineReadiness(...checks: (() => string | undefined)[]): () => string | undefined {
+  return () => {
+    for (const check of checks) {
+      const why = check();
+      if (why !== undefined) return why;
+    }
+    return undefined;
+  };
+}
+
+/** The request handler alone, for tests that need no socket and for servers built elsewhere. */
+export function adminHandler(opts: AdminServerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const log = opts.log ?? silentLogger;
+  const probes = opts.appProbes ?? {};
+  const text = (res: ServerResponse, status: number, body: string): void => {
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }).end(body);
+  };
+
+  return (req, res) => {
+    try {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        return text(res, 405, `method ${req.method ?? '?'} is not allowed; the admin port answers GET and HEAD\n`);
+      }
+      const path = pathOf(req.url);
+      if (path === undefined) return text(res, 400, 'the request target is not a path\n');
+      switch (path) {
+        case '/live':
+          return text(res, 200, 'live\n');
+        case '/ready': {
+          const why = opts.readiness();
+          return why === undefined ? text(res, 200, 'ready\n') : text(res, 503, `not ready: ${why}\n`);
+        }
+        case '/metrics':
+          settle(
+            res,
+            opts.registry.metrics().then(
+              (body) => void res.writeHead(200, { 'content-type': opts.registry.contentType }).end(body),
+              (e: Error) => text(res, 500, `metrics failed: ${e.message}\n`),
+            ),
+          );
+          return;
+        case '/config': {
+          const config = opts.config();
+          if (config === undefined) return text(res, 503, 'no config received yet\n');
+          const body = JSON.stringify(config, null, 2) + '\n';
+          res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+          return;
+        }
+      }
+      if (path.startsWith('/app-health/')) {
+        const probe = probes[path];
+        if (!probe) {
+          const known = Object.keys(probes);
+          return text(res, 404, `no app probe at ${path}; this proxy runs ${known.length ? known.join(', ') : 'none'} (from the pod's TSMESH_APP_PROBES)\n`);
+        }
+        settle(
+          res,
+          runAppProbe(probe, req.headers['user-agent']).then(({ status, body }) => {
+            if (status >= 400) log.debug('app probe failed', { path, status, body: body.slice(0, 200) });
+            text(res, status, body);
+          }),
+        );
+        return;
+      }
+      return text(res, 404, `no such admin path ${path}; try ${PATHS}\n`);
+    } catch (e) {
+      log.error('admin request failed', { url: req.url, error: (e as Error).message });
+      if (!res.headersSent) text(res, 500, `internal error: ${(e as Error).message}\n`);
+      else res.destroy();
+    }
+  };
+}
+
+/** An answer written later must not become an unhandled rejection: a failure there closes the connection. */
+function settle(res: ServerResponse, answered: Promise<void>): void {
+  answered.catch(() => res.destroy());
+}
+
+function pathOf(url: string | undefined): string | undefined {
+  if (!url?.startsWith('/')) return undefined;
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** The admin server, with limits that keep a slow or malformed client from holding it. Call listen() on it. */
+export function createAdminServer(opts: AdminServerOptions): Server {
+  const limits = { ...DEFAULT_ADMIN_LIMITS, ...opts.limits };
+  const log = opts.log ?? silentLogger;
+  const server = createServer(
+    {
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+    },
+    adminHandler(opts),
+  );
+  server.maxConnections = limits.maxConnections;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    log.debug('admin client error', { code: err.code, error: err.message });
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  });
+  return server;
+}
