@@ -108,7 +108,11 @@ export function injectManifests(text: string, mesh: MeshConfig, opts: ManifestOp
     const found = isObject(object) ? injectObject(object, mesh, opts, where) : [];
     reports.push(...found);
     if (found.some((r) => r.outcome === 'injected')) out.push(stringify(object, { lineWidth: 0, version: '1.1' }));
-    else if (object !== null && object !== undefined) out.push(doc.toString({ lineWidth: 0 }));
+    else if (object !== null && object !== undefined) {
+      // Written as it came, comments kept; the separators are ours to write.
+      if (doc.directives) doc.directives.docStart = null;
+      out.push(doc.toString({ lineWidth: 0 }));
+    }
   });
   return { output: out.join('---\n'), reports };
 }
