@@ -1,11 +1,15 @@
 // The CA client against a real control plane over real TLS on loopback.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import type { CertificateAuthority } from '../../ca/authority.js';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import { buildCsrPem } from '../../ca/csr.js';
 import { createRootCa } from '../../ca/root.js';
@@ -25,8 +29,10 @@ describe('CA client (real control plane over TLS)', () => {
   let tokenPath: string;
   let address: string;
 
+  let ca: CertificateAuthority;
+
   before(async () => {
-    const { ca } = await newRootCa();
+    ({ ca } = await newRootCa());
     bundle = ca.trustBundle.toPem();
     plane = await startControlPlane({
       authority: ca,
@@ -131,6 +137,37 @@ describe('CA client (real control plane over TLS)', () => {
     } finally {
       sockets.forEach((s) => s.destroy());
       silent.close();
+    }
+  });
+
+  it('presents the certificate in force when the CA asks for a client certificate', async () => {
+    const serving = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const issued = ca.issue(serving.publicKey.export({ type: 'spki', format: 'der' }), {
+      spiffeId: 'spiffe://cluster.local/ns/tsmesh-system/sa/tsmesh-control-plane',
+      ipAddresses: ['127.0.0.1'],
+    });
+    const peers: (string | undefined)[] = [];
+    const mtlsCa = createHttpsServer(
+      { key: serving.privateKey.export({ type: 'pkcs8', format: 'pem' }), cert: issued.certChainPem, ca: bundle, requestCert: true, rejectUnauthorized: false },
+      (req, res) => {
+        peers.push((req.socket as TLSSocket).getPeerCertificate().subjectaltname);
+        res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"authenticator-unavailable","message":"later"}}');
+      },
+    );
+    mtlsCa.listen(0, '127.0.0.1');
+    await once(mtlsCa, 'listening');
+    try {
+      const key = newKey();
+      const held = ca.signWorkloadCsr(buildCsrPem(key, WEB), WEB);
+      const mtlsAddress = `127.0.0.1:${(mtlsCa.address() as AddressInfo).port}`;
+      let current: { key: string; cert: string } | undefined = undefined;
+      const call = client({ address: mtlsAddress, clientCertificate: () => current });
+      assert.equal((await failure(call(buildCsrPem(newKey())))).details.status, 503);
+      current = { key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: held.certChainPem };
+      await failure(call(buildCsrPem(newKey())));
+      assert.deepEqual(peers, [undefined, `URI:${WEB}`]);
+    } finally {
+      mtlsCa.close();
     }
   });
 

@@ -21,6 +21,11 @@ export interface CaClientOptions {
   trustAnchors: () => Promise<string>;
   /** The name the CA's certificate must carry; by default the address's host (an IP address is checked against the IP SANs). */
   servername?: string;
+  /**
+   * The certificate in force, presented as a TLS client certificate when the
+   * CA asks for one (renewals over mTLS); undefined before the first.
+   */
+  clientCertificate?: () => { key: string; cert: string } | undefined;
   /** For the whole request, connection included. */
   timeoutMs?: number;
 }
@@ -53,6 +58,7 @@ export function createCaClient(opts: CaClientOptions): RequestCertificate {
   return async (csrPem, signal) => {
     const [token, ca] = await Promise.all([readToken(opts.tokenPath), opts.trustAnchors()]);
     const body = JSON.stringify({ csr: csrPem });
+    const clientCert = opts.clientCertificate?.();
     const { status, headers, text } = await new Promise<{ status: number; headers: Record<string, unknown>; text: string }>((resolve, reject) => {
       const req = request({
         host,
@@ -61,6 +67,7 @@ export function createCaClient(opts: CaClientOptions): RequestCertificate {
         path: CERTIFICATES_PATH,
         ca,
         ...(servername === undefined ? {} : { servername }),
+        ...(clientCert === undefined ? {} : { key: clientCert.key, cert: clientCert.cert }),
         minVersion: 'TLSv1.2',
         agent: false,
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), accept: 'application/json' },

@@ -23,9 +23,11 @@ export function parseCertificateResponse(body: unknown): CertificateResponse {
 /**
  * Checks that the leaf certifies `key` with exactly the expected SPIFFE ID
  * (when one is expected), and that the chain ends in a root of the returned
- * bundle at `now`; then packs them as WorkloadCredentials.
+ * bundle; then packs them as WorkloadCredentials. The chain is checked at the
+ * leaf's notBefore, not by this machine's clock: a skewed clock is reported
+ * by the caller, and must not make every certificate look forged.
  */
-export function credentialsFromResponse(res: CertificateResponse, key: KeyObject, now: Date, expectedSpiffeId?: string): WorkloadCredentials {
+export function credentialsFromResponse(res: CertificateResponse, key: KeyObject, expectedSpiffeId?: string): WorkloadCredentials {
   let chain: X509Certificate[];
   let bundle: TrustBundle;
   try {
@@ -46,8 +48,8 @@ export function credentialsFromResponse(res: CertificateResponse, key: KeyObject
     throw bad(`the certificate's URI SANs (${uris.join(', ') || 'none'}) are not exactly spiffeId ${res.spiffeId}`);
   if (expectedSpiffeId !== undefined && res.spiffeId !== expectedSpiffeId)
     throw bad(`the CA certified ${res.spiffeId}, but this proxy runs as ${expectedSpiffeId}; check the pod's service account and trust domain`);
-  if (!bundle.anchors(chain, now))
-    throw bad(`the chain does not verify against the returned trust bundle at ${now.toISOString()} (is the clock right?)`);
+  if (!bundle.anchors(chain, new Date(leaf.validFrom)))
+    throw bad('the certificate chain does not lead to a root of the returned trust bundle');
   return {
     spiffeId: res.spiffeId,
     keyPem: key.export({ type: 'pkcs8', format: 'pem' }) as string,

@@ -7,6 +7,7 @@ import type { Logger } from '../../lib/log.js';
 import { createCaClient } from './ca-client.js';
 import { IdentityError } from './errors.js';
 import { IdentityManager, type IdentityManagerOptions } from './manager.js';
+import { systemScheduler } from './scheduler.js';
 
 export type { IdentitySource, WorkloadCredentials } from './types.js';
 export { IdentityManager, type IdentityManagerOptions } from './manager.js';
@@ -37,10 +38,12 @@ export interface IdentitySettings {
  * certificate is verified against the trust bundle file (read at every
  * request, as kubelet updates the ConfigMap) together with the roots of the
  * CA's latest answer, so a root added since the pod started is trusted too.
+ * Renewals present the certificate in force, should the CA ask for it.
  * Call start() on it.
  */
 export function createIdentity(settings: IdentitySettings): IdentityManager {
   const { tuning = {} } = settings;
+  const clock = tuning.scheduler ?? systemScheduler;
   const trustAnchors = async (): Promise<string> => {
     const fromFile = await readFile(settings.trustBundlePath, 'utf8').catch(() => '');
     const fromCa = manager.current()?.trustBundlePem ?? '';
@@ -60,6 +63,10 @@ export function createIdentity(settings: IdentitySettings): IdentityManager {
     address: settings.controlPlaneAddress,
     tokenPath: settings.tokenPath,
     trustAnchors,
+    clientCertificate: () => {
+      const creds = manager.current();
+      return creds && creds.notAfter.getTime() > clock.now() ? { key: creds.keyPem, cert: creds.certChainPem } : undefined;
+    },
     ...(tuning.servername === undefined ? {} : { servername: tuning.servername }),
     ...(tuning.timeoutMs === undefined ? {} : { timeoutMs: tuning.timeoutMs }),
   });

@@ -258,6 +258,21 @@ describe('IdentityManager (virtual time)', () => {
     assert.equal(manager.notReadyReason(), undefined);
   });
 
+  it("warns when this machine's clock is outside the new certificate's validity, and does not renew in a loop", async () => {
+    manager.stop();
+    registry = new Registry();
+    const realTimeCa = caFromRoot((await createRootCa(TD)));
+    respond = (csr) => responseOf(realTimeCa, csr);
+    sched = new ManualScheduler(Math.floor(Date.now() / 1000) * 1000 + 2 * 3_600_000);
+    manager = make();
+    const creds = await manager.start();
+    const warning = logs.find((l) => l.level === 'warn');
+    assert.match(warning?.msg ?? '', /clock is outside the new certificate's validity/);
+    assert.equal(warning?.notAfter, creds.notAfter.toISOString());
+    assert.deepEqual(sched.pending(), [Math.round(0.05 * (creds.notAfter.getTime() - creds.notBefore.getTime()))]);
+    assert.match(manager.notReadyReason() ?? '', /the certificate expired at/);
+  });
+
   it('passes on the trust bundle of each answer, so a new root reaches the proxy', async () => {
     await manager.start();
     const newRoot = await createRootCa(TD);

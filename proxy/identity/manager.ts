@@ -107,7 +107,7 @@ export class IdentityManager implements IdentitySource {
     try {
       const res = await this.opts.requestCertificate(buildCsrPem(key, this.opts.spiffeId), abort.signal);
       if (this.state === 'stopped') return;
-      creds = credentialsFromResponse(res, key, new Date(this.scheduler.now()), this.opts.spiffeId);
+      creds = credentialsFromResponse(res, key, this.opts.spiffeId);
     } catch (e) {
       if (this.state !== 'stopped') this.failed(e as Error);
       return;

@@ -9,7 +9,7 @@ export function createIdentityMetrics(registry: Registry): IdentityMetrics {
   return {
     certExpiration: new Gauge({
       name: 'tsmesh_identity_cert_expiration_timestamp_seconds',
-      help: "When the proxy's workload certificate expires (Unix seconds); absent until the first certificate.",
+      help: "When the proxy's workload certificate expires (Unix seconds); 0 until the first certificate.",
       registers: [registry],
     }),
     renewals: new Counter({
