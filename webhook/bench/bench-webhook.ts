@@ -1,0 +1,111 @@
+// npm run bench:webhook: admission latency over HTTPS at a fixed rate (open
+// loop: reviews go out on schedule whatever the answers' pace), the webhook in
+// its own process, side by side with a floor server that answers without
+// injecting. The reviews are the golden pods of webhook/testdata. Ends with:
+//   bench:webhook p50_ms=<n> p99_ms=<n>
+// Options (environment): BENCH_RATE (reviews/s, default 200), BENCH_REQUESTS (default 2000).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Agent, request } from 'undici';
+import { asPod, fixtureNames, injectFixture, loadFixture } from '../testdata/fixtures.js';
+import { webhookServingCertificate } from '../testdata/tls.js';
+
+const RATE = Number(process.env['BENCH_RATE'] ?? 200);
+const REQUESTS = Number(process.env['BENCH_REQUESTS'] ?? 2000);
+const WARM_UP = 200;
+
+function reviews(): string[] {
+  const names = fixtureNames().filter((n) => injectFixture(loadFixture(n)).injected);
+  return names.map((name, i) => {
+    const pod = asPod(loadFixture(name), `${name}-bench`);
+    return JSON.stringify({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        resource: { group: '', version: 'v1', resource: 'pods' },
+        namespace: 'bench',
+        operation: 'CREATE',
+        userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
+        object: pod,
+        dryRun: false,
+      },
+    });
+  });
+}
+
+async function startServer(mode: 'webhook' | 'floor', dir: string): Promise<{ port: number; stop: () => void }> {
+  const script = resolve(import.meta.dirname, 'serve.ts');
+  const child = spawn(process.execPath, ['--import', 'tsx', script, mode, join(dir, 'key.pem'), join(dir, 'cert.pem')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((ok, fail) => {
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /port=(\d+)/.exec(buf);
+      if (m) ok(Number(m[1]));
+    });
+    child.once('exit', (code) => fail(new Error(`${mode} server exited ${code}: ${buf}`)));
+  });
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function measure(mode: 'webhook' | 'floor', dir: string, ca: string, bodies: string[]): Promise<number[]> {
+  const { port, stop } = await startServer(mode, dir);
+  const agent = new Agent({ connect: { ca }, keepAliveTimeout: 30_000 });
+  const url = `https://127.0.0.1:${port}/inject`;
+  const post = async (body: string): Promise<number> => {
+    const t0 = performance.now();
+    const res = await request(url, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body });
+    const text = await res.body.text();
+    if (res.statusCode !== 200 || !text.includes('"allowed":true')) throw new Error(`${mode}: answered ${res.statusCode}: ${text.slice(0, 200)}`);
+    return performance.now() - t0;
+  };
+  try {
+    for (let i = 0; i < WARM_UP; i++) await post(bodies[i % bodies.length]!); // TLS session, JIT
+    const latencies: Promise<number>[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < REQUESTS; i++) {
+      const wait = t0 + (i * 1000) / RATE - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      latencies.push(post(bodies[i % bodies.length]!));
+    }
+    return (await Promise.all(latencies)).sort((a, b) => a - b);
+  } finally {
+    await agent.close();
+    stop();
+  }
+}
+
+function line(label: string, lat: number[]): string {
+  const f = (n: number) => n.toFixed(2).padStart(6);
+  return `  ${label.padEnd(44)} p50 ${f(percentile(lat, 50))} ms   p90 ${f(percentile(lat, 90))} ms   p99 ${f(percentile(lat, 99))} ms   max ${f(lat[lat.length - 1]!)} ms`;
+}
+
+async function main(): Promise<void> {
+  const tls = await webhookServingCertificate();
+  const dir = mkdtempSync(join(tmpdir(), 'tsmesh-bench-webhook-'));
+  try {
+    writeFileSync(join(dir, 'key.pem'), tls.key, { mode: 0o600 });
+    writeFileSync(join(dir, 'cert.pem'), tls.cert);
+    const bodies = reviews();
+    const sizes = bodies.map((b) => b.length);
+    console.log(`POST /inject over HTTPS, ${REQUESTS} reviews at ${RATE}/s (open loop, server in its own process),`);
+    console.log(`  ${bodies.length} golden pods, ${Math.min(...sizes)}-${Math.max(...sizes)} bytes each:`);
+    const floor = await measure('floor', dir, tls.ca, bodies);
+    console.log(line('floor: HTTPS + JSON, fixed answer (comparator)', floor));
+    const webhook = await measure('webhook', dir, tls.ca, bodies);
+    console.log(line('tsmesh webhook: parse, buildPodPatch, answer', webhook));
+    console.log(`bench:webhook p50_ms=${percentile(webhook, 50).toFixed(2)} p99_ms=${percentile(webhook, 99).toFixed(2)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
