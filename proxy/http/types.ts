@@ -1,0 +1,73 @@
+// The request and response every HTTP layer sees, and the layer shape:
+//   type Layer = (next: Handler) => Handler
+// Layers compose in one readable place per direction (outbound/stack.ts,
+// inbound/stack.ts).
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+
+export interface ProxyRequest {
+  method: string;
+  /** Path and query, as received. */
+  path: string;
+  /** Lowercased names; hop-by-hop headers already removed. */
+  headers: IncomingHttpHeaders;
+  /** null when the request has no body. */
+  body: Readable | null;
+  /** Monotonic ms (performance.now()) when the request head arrived. */
+  startedAt: number;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+}
+
+export interface ProxyResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable | null;
+  /** Facts layers report to the ones around them (e.g. which identity answered). */
+  meta?: ResponseMeta;
+}
+
+export interface ResponseMeta {
+  /** SPIFFE ID of the endpoint that answered, when it was meshed. */
+  peerIdentity?: string;
+  /** Set when the proxy itself produced the response (timeout, no endpoint, fault, denial). */
+  localReason?: string;
+}
+
+export type Handler = (req: ProxyRequest) => Promise<ProxyResponse>;
+export type Layer = (next: Handler) => Handler;
+
+/** Applies layers outermost first: compose([a, b], h) handles a request as a(b(h)). */
+export function compose(layers: readonly Layer[], inner: Handler): Handler {
+  return layers.reduceRight((next, layer) => layer(next), inner);
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+
+/** Removes hop-by-hop headers, including those the Connection header names. */
+export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const named = String(headers.connection ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const out: IncomingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || named.includes(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** A response the proxy makes itself, with a header that says so and why. */
+export function localResponse(status: number, reason: string, detail: string): ProxyResponse {
+  const { Readable } = requireStream;
+  return {
+    status,
+    headers: { 'content-type': 'text/plain; charset=utf-8', 'x-tsmesh-error': reason },
+    body: Readable.from([Buffer.from(`${detail}\n`)]),
+    meta: { localReason: reason },
+  };
+}
+
+import * as requireStream from 'node:stream';

@@ -1,0 +1,147 @@
+// The inbound listener (15006): every TCP connection to the pod arrives here.
+// Mesh TLS (a ClientHello offering a tsmesh ALPN) is terminated and the
+// caller's SPIFFE ID read; anything else is refused in STRICT mode and passed
+// to the app untouched in PERMISSIVE mode.
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { Logger } from '../../lib/log.js';
+import type { MtlsMode } from '../config/types.js';
+import { createHttpServer } from '../http/server.js';
+import { readClientHello } from '../net/client-hello-read.js';
+import { sniff } from '../net/sniff.js';
+import { splice } from '../net/splice.js';
+import type { OriginalDestination } from '../orig-dst.js';
+import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
+import type { MeshTls } from '../tls/mesh-tls.js';
+import { peerSpiffeId } from '../tls/peer.js';
+import type { Handler } from '../http/types.js';
+import { inboundStack, type InboundDeps } from './stack.js';
+
+export interface InboundOptions extends InboundDeps {
+  log: Logger;
+  meshTls: MeshTls;
+  mtlsMode: () => MtlsMode;
+  originalDestination: (socket: Socket) => OriginalDestination;
+  ownPorts: ReadonlySet<number>;
+  /** Clients speak first on mesh connections; a silent one is given this long. */
+  firstBytesTimeoutMs?: number;
+  idleTimeoutMs?: number;
+}
+
+export interface InboundListener {
+  server: Server;
+  connections: Set<Socket>;
+}
+
+export function createInbound(opts: InboundOptions): InboundListener {
+  const connections = new Set<Socket>();
+  // One handler per terminated connection: its caller and port are fixed.
+  const handlers = new WeakMap<object, Handler>();
+  const http = createHttpServer({ log: opts.log, handlerFor: (socket) => handlers.get(socket) });
+  const idleMs = opts.idleTimeoutMs ?? 3600_000;
+  const firstBytesMs = opts.firstBytesTimeoutMs ?? 5000;
+
+  const refuse = (socket: Socket, reason: string): void => {
+    opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason });
+    socket.destroy();
+  };
+
+  const toApp = async (client: Socket | TLSSocket, port: number, tls: boolean): Promise<void> => {
+    const labels = { direction: 'inbound', destination_service: opts.serviceLabel(port) } as const;
+    const app = netConnect({ host: opts.appAddress, port, allowHalfOpen: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        app.once('connect', resolve);
+        app.once('error', reject);
+      });
+    } catch (e) {
+      opts.log.info('the app refused a connection', { port, error: (e as Error).message });
+      client.destroy();
+      return;
+    }
+    opts.metrics.tcpOpened.inc({ ...labels, tls: String(tls) });
+    const { fromA, fromB } = await splice(client, app, idleMs);
+    opts.metrics.tcpClosed.inc({ ...labels, tls: String(tls) });
+    opts.metrics.tcpReceived.inc(labels, fromA);
+    opts.metrics.tcpSent.inc(labels, fromB);
+  };
+
+  // Terminates mesh TLS on sockets handed to it; never listens. The original port
+  // travels with the raw socket, which the TLS socket wraps.
+  const portOf = new WeakMap<Socket, number>();
+  const tlsServer = createTlsServer({ ...opts.meshTls.options(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: [...MESH_ALPN_LIST] });
+  const stopRotation = opts.meshTls.onRotate((o) => tlsServer.setSecureContext(o));
+  tlsServer.on('tlsClientError', (e: Error) => {
+    opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'tls-handshake' });
+    opts.log.info('inbound mTLS handshake failed', { error: e.message });
+  });
+  tlsServer.on('secureConnection', (tls: TLSSocket) => {
+    const raw = (tls as TLSSocket & { _parent?: Socket })._parent;
+    const port = raw ? portOf.get(raw) : undefined;
+    const peer = peerSpiffeId(tls.getPeerCertificate());
+    tls.on('error', () => tls.destroy());
+    if (port === undefined || !peer) {
+      opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'tls-peer' });
+      tls.destroy();
+      return;
+    }
+    if (tls.alpnProtocol === MESH_ALPN.http1) {
+      handlers.set(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
+      http.emit('connection', tls);
+    } else {
+      void toApp(tls, port, true);
+    }
+  });
+  const terminate = (socket: Socket, port: number): void => {
+    portOf.set(socket, port);
+    tlsServer.emit('connection', socket);
+  };
+
+  const onConnection = async (socket: Socket): Promise<void> => {
+    socket.on('error', () => socket.destroy());
+    let dst: OriginalDestination;
+    try {
+      dst = opts.originalDestination(socket);
+    } catch (e) {
+      opts.log.warn('inbound connection without an original destination; closing', { error: (e as Error).message });
+      refuse(socket, 'no-original-destination');
+      return;
+    }
+    if (opts.ownPorts.has(dst.port)) {
+      refuse(socket, 'loop');
+      return;
+    }
+    const sniffed = await sniff(socket, firstBytesMs);
+    if (sniffed.protocol === 'closed') {
+      socket.destroy();
+      return;
+    }
+    if (sniffed.protocol === 'tls') {
+      const hello = await readClientHello(socket, sniffed.head, firstBytesMs);
+      if (hello.kind === 'client-hello' && hello.alpn.some((p) => MESH_ALPN_LIST.includes(p))) {
+        if (!opts.meshTls.ready) {
+          refuse(socket, 'no-certificate');
+          return;
+        }
+        terminate(socket, dst.port);
+        return;
+      }
+    }
+    if (opts.mtlsMode() === 'STRICT') {
+      refuse(socket, 'plaintext');
+      return;
+    }
+    await toApp(socket, dst.port, false);
+  };
+
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+    onConnection(socket).catch((e: unknown) => {
+      opts.log.error('inbound connection handling failed', { error: (e as Error).message });
+      socket.destroy();
+    });
+  });
+  server.once('close', () => stopRotation());
+  return { server, connections };
+}

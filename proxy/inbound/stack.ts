@@ -1,0 +1,48 @@
+// The inbound HTTP path for one connection, read top to bottom:
+//   metrics -> forward to the app on 127.0.0.1:<port>.
+// Authorization joins it as it is built.
+import { forward, type EndpointPools } from '../http/forward.js';
+import { metricsLayer } from '../http/metrics.js';
+import { compose, localResponse, type Handler } from '../http/types.js';
+import type { ProxyMetrics } from '../metrics.js';
+
+export interface InboundContext {
+  /** The caller's SPIFFE ID ("" for a plain caller in PERMISSIVE mode). */
+  peerIdentity: string;
+  /** The app port the caller dialled. */
+  port: number;
+  tls: boolean;
+}
+
+export interface InboundDeps {
+  metrics: ProxyMetrics;
+  appPools: EndpointPools;
+  localIdentity: () => string;
+  /** The destination_service label for inbound requests (this workload's service, when known). */
+  serviceLabel: (port: number) => string;
+  /** Where the app listens; 127.0.0.1 in a pod. */
+  appAddress: string;
+}
+
+export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
+  const app = { address: deps.appAddress, port: ctx.port, identity: undefined };
+  return compose(
+    [
+      metricsLayer(deps.metrics, {
+        direction: 'inbound',
+        destinationService: deps.serviceLabel(ctx.port),
+        sourceIdentity: () => ctx.peerIdentity,
+        destinationIdentity: deps.localIdentity,
+        tls: ctx.tls,
+      }),
+    ],
+    async (req) => {
+      try {
+        return await forward(deps.appPools, app, req);
+      } catch (e) {
+        if (req.signal.aborted) throw e;
+        return localResponse(502, 'app-unavailable', `tsmesh: the app on port ${ctx.port} did not answer: ${(e as Error).message}`);
+      }
+    },
+  );
+}

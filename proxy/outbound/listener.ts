@@ -1,0 +1,143 @@
+// The outbound listener (15001): every TCP connection the app opens arrives
+// here. Unknown destinations pass through untouched; a meshed service gets L7
+// HTTP/1.1 handling, or L4 mTLS for opaque ports and protocols.
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from '../../lib/log.js';
+import type { RoutingTable, ServiceTarget } from '../config/table.js';
+import { pickEndpoint } from '../balance/pick.js';
+import { createHttpServer } from '../http/server.js';
+import type { Handler } from '../http/types.js';
+import { sniff } from '../net/sniff.js';
+import { splice } from '../net/splice.js';
+import type { OriginalDestination } from '../orig-dst.js';
+import { MESH_ALPN } from '../tls/alpn.js';
+import { connectEndpoint } from '../upstream.js';
+import { outboundStack, type OutboundDeps } from './stack.js';
+
+export const PASSTHROUGH = 'passthrough';
+
+export interface OutboundOptions extends OutboundDeps {
+  log: Logger;
+  table: () => RoutingTable;
+  /** Reads where the app meant to go (SO_ORIGINAL_DST in a pod). */
+  originalDestination: (socket: Socket) => OriginalDestination;
+  /** Ports of this proxy's own listeners: a connection "to" them would loop. */
+  ownPorts: ReadonlySet<number>;
+  /** How long to wait for the client's first bytes before treating the protocol as server-first. */
+  sniffTimeoutMs?: number;
+  /** TCP connections idle this long are closed. */
+  idleTimeoutMs?: number;
+}
+
+export interface OutboundListener {
+  server: Server;
+  /** Active connections, for draining. */
+  connections: Set<Socket>;
+}
+
+const DEFAULT_SNIFF_TIMEOUT_MS = 1000;
+const DEFAULT_IDLE_MS = 3600_000;
+
+export function createOutbound(opts: OutboundOptions): OutboundListener {
+  const connections = new Set<Socket>();
+  const handlers = new WeakMap<ServiceTarget, Handler>();
+  // Per connection, the address the app dialled; the target is looked up per
+  // request, so a keep-alive connection follows config changes.
+  const dialled = new WeakMap<object, string>();
+  const http = createHttpServer({
+    log: opts.log,
+    handlerFor: (socket) => {
+      const key = dialled.get(socket);
+      const target = key === undefined ? undefined : opts.table().byAddress.get(key);
+      if (!target) return undefined;
+      let h = handlers.get(target);
+      if (!h) handlers.set(target, (h = outboundStack(target, opts)));
+      return h;
+    },
+  });
+  const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
+
+  const tcp = async (socket: Socket, serviceLabel: string, connectTo: () => Promise<Socket>, tls: boolean): Promise<void> => {
+    const labels = { direction: 'outbound', destination_service: serviceLabel } as const;
+    let upstream: Socket;
+    try {
+      upstream = await connectTo();
+    } catch (e) {
+      opts.log.info('outbound connection failed', { destination: serviceLabel, error: (e as Error).message });
+      socket.destroy();
+      return;
+    }
+    opts.metrics.tcpOpened.inc({ ...labels, tls: String(tls) });
+    const { fromA, fromB } = await splice(socket, upstream, idleMs);
+    opts.metrics.tcpClosed.inc({ ...labels, tls: String(tls) });
+    opts.metrics.tcpSent.inc(labels, fromA);
+    opts.metrics.tcpReceived.inc(labels, fromB);
+  };
+
+  const meshTcp = (socket: Socket, target: ServiceTarget): Promise<void> => {
+    const ep = pickEndpoint(target.endpoints);
+    if (!ep) {
+      opts.log.info('no ready endpoints', { service: target.key });
+      socket.destroy();
+      return Promise.resolve();
+    }
+    return tcp(socket, target.key, () => connectEndpoint(opts.meshTls, ep, MESH_ALPN.tcp) as Promise<Socket>, ep.identity !== undefined);
+  };
+
+  const onConnection = async (socket: Socket): Promise<void> => {
+    socket.on('error', () => socket.destroy());
+    let dst: OriginalDestination;
+    try {
+      dst = opts.originalDestination(socket);
+    } catch (e) {
+      opts.metrics.connectionsRefused.inc({ direction: 'outbound', reason: 'no-original-destination' });
+      opts.log.warn('outbound connection without an original destination; closing', { error: (e as Error).message });
+      socket.destroy();
+      return;
+    }
+    if (opts.ownPorts.has(dst.port) && (dst.address === socket.localAddress || dst.address.startsWith('127.') || dst.address === '::1')) {
+      opts.metrics.connectionsRefused.inc({ direction: 'outbound', reason: 'loop' });
+      socket.destroy();
+      return;
+    }
+    const key = `${dst.address}:${dst.port}`;
+    const target = opts.table().byAddress.get(key);
+    if (!target) {
+      await tcp(socket, PASSTHROUGH, () => dial(dst), false);
+      return;
+    }
+    if (target.port.protocol === 'tcp') {
+      await meshTcp(socket, target);
+      return;
+    }
+    const sniffed = await sniff(socket, opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS);
+    if (sniffed.protocol === 'closed') {
+      socket.destroy();
+    } else if (sniffed.protocol === 'http1') {
+      dialled.set(socket, key);
+      http.emit('connection', socket);
+      socket.resume();
+    } else {
+      // HTTP/2, TLS originated by the app, server-first and unknown protocols: L4 over mTLS.
+      await meshTcp(socket, target);
+    }
+  };
+
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+    onConnection(socket).catch((e: unknown) => {
+      opts.log.error('outbound connection handling failed', { error: (e as Error).message });
+      socket.destroy();
+    });
+  });
+  return { server, connections };
+}
+
+function dial(dst: OriginalDestination): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host: dst.address, port: dst.port, allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}

@@ -1,0 +1,217 @@
+// Two sidecars on loopback, joined by real mTLS, with a real app behind one.
+// The original destination comes from the test here (no iptables on
+// loopback); test/netns covers the real redirect path.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { request } from 'undici';
+import type { CertificateAuthority } from '../ca/authority.js';
+import { newRootCa } from '../ca/testdata/fixtures.js';
+import { silentLogger } from '../lib/log.js';
+import { startSidecar, type Sidecar } from './sidecar.js';
+import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+
+const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
+const API = 'spiffe://cluster.local/ns/shop/sa/api';
+const SERVICE_IP = '10.96.0.10'; // never dialled: the test resolves original destinations itself
+
+const portOf = (s: Server | HttpServer): number => (s.address() as AddressInfo).port;
+
+async function listen<T extends Server | HttpServer>(s: T): Promise<T> {
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  return s;
+}
+
+function echoTcp(): Server {
+  return createServer((s) => s.pipe(s));
+}
+
+function tcpRoundTrip(port: number, payload: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (got.length >= payload.length) s.end();
+    });
+    s.on('close', () => resolve(got));
+    s.on('error', reject);
+    s.write(payload);
+  });
+}
+
+describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
+  this.timeout(30_000);
+  let ca: CertificateAuthority;
+  let app: HttpServer;
+  let tcpApp: Server;
+  let a: Sidecar;
+  let b: Sidecar;
+  let bConfig: FixedConfig;
+  let aConfig: FixedConfig;
+  let originalPort = 0; // what A's "app" dialled, for the passthrough case
+  const servers: (Server | HttpServer)[] = [];
+
+  const meshConfig = (bIdentity: string) => ({
+    services: [
+      {
+        name: 'api',
+        namespace: 'shop',
+        clusterIPs: [SERVICE_IP],
+        ports: [
+          { port: 80, name: 'http', protocol: 'auto', targetPort: portOf(app) },
+          { port: 7000, name: 'echo', protocol: 'tcp', targetPort: portOf(tcpApp) },
+        ],
+        endpoints: [{ address: '127.0.0.1', identity: bIdentity }],
+      },
+    ],
+  });
+
+  before(async () => {
+    ({ ca } = await newRootCa());
+    app = await listen(
+      createHttpServer((req, res) => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ from: 'api', path: req.url, host: req.headers.host }));
+      }),
+    );
+    tcpApp = await listen(echoTcp());
+    servers.push(app, tcpApp);
+    bConfig = new FixedConfig({ mesh: { mtlsMode: 'STRICT' } });
+    // B: the inbound side. Its "original destination" is the app port the endpoint was dialled on;
+    // loopback has no redirect, so A dials B's inbound listener and B is told the app port.
+    let bInboundAppPort = 0;
+    b = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, API)),
+      config: bConfig,
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: bInboundAppPort, family: 'IPv4' }),
+      outboundOriginalDestination: () => {
+        throw new Error('unused');
+      },
+    });
+    // A reaches "the endpoint" at B's inbound port; B forwards to whichever app port the test set.
+    aConfig = new FixedConfig(meshConfig(API));
+    a = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, WEB)),
+      config: aConfig,
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      outboundOriginalDestination: () => ({ address: originalPort ? '127.0.0.1' : SERVICE_IP, port: originalPort || currentServicePort, family: 'IPv4' }),
+      inboundOriginalDestination: () => {
+        throw new Error('unused');
+      },
+    });
+    // Endpoints point at B's inbound listener; B maps to the app port by the service port in use.
+    const endpointAtB = (doc: ReturnType<typeof meshConfig>) => {
+      for (const p of doc.services[0]!.ports) p.targetPort = b.inboundPort;
+      return doc;
+    };
+    aConfig.set(endpointAtB(meshConfig(API)));
+    setBTarget = (port) => (bInboundAppPort = port);
+    rewriteEndpoints = (identity) => aConfig.set(endpointAtB(meshConfig(identity)));
+  });
+
+  let currentServicePort = 80;
+  let setBTarget: (port: number) => void = () => {};
+  let rewriteEndpoints: (identity: string) => void = () => {};
+
+  after(async () => {
+    await a?.drain(0);
+    await b?.drain(0);
+    for (const s of servers) s.close();
+  });
+
+  async function get(path: string, headers: Record<string, string> = {}) {
+    const res = await request(`http://127.0.0.1:${a.outboundPort}${path}`, { headers: { host: 'api.shop', ...headers } });
+    return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+  }
+
+  it('carries an HTTP/1.1 request from A through both proxies to B\'s app', async () => {
+    currentServicePort = 80;
+    setBTarget(portOf(app));
+    const r = await get('/orders?id=7');
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(JSON.parse(r.text), { from: 'api', path: '/orders?id=7', host: 'api.shop' });
+  });
+
+  it('B records the request with tls="true" and A\'s SPIFFE ID; A records B\'s', async () => {
+    const bm = await b.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
+    assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",response_code="200",tls="true"`));
+    const am = await a.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
+    assert.match(am, new RegExp(`direction="outbound",source_identity="${WEB}",destination_identity="${API}",destination_service="api.shop",response_code="200",tls="true"`));
+  });
+
+  it('carries an opaque TCP port over mTLS', async () => {
+    currentServicePort = 7000;
+    setBTarget(portOf(tcpApp));
+    assert.equal(await tcpRoundTrip(a.outboundPort, 'ping over the mesh'), 'ping over the mesh');
+    const m = await b.metrics.registry.getSingleMetricAsString('tsmesh_tcp_connections_opened_total');
+    assert.match(m, /direction="inbound",destination_service="[^"]*",tls="true"\} 1/);
+  });
+
+  it('refuses an endpoint whose certificate carries another identity (503, nothing reaches B\'s app)', async () => {
+    currentServicePort = 80;
+    setBTarget(portOf(app));
+    rewriteEndpoints('spiffe://cluster.local/ns/shop/sa/impostor-check');
+    try {
+      const r = await get('/');
+      assert.equal(r.status, 503);
+      assert.equal(r.headers['x-tsmesh-error'], 'connect-failure');
+      assert.match(r.text, /expected spiffe:\/\/cluster\.local\/ns\/shop\/sa\/impostor-check/);
+    } finally {
+      rewriteEndpoints(API);
+    }
+  });
+
+  it('refuses plain connections to B in STRICT mode and passes them in PERMISSIVE', async () => {
+    setBTarget(portOf(app));
+    const plain = () => request(`http://127.0.0.1:${b.inboundPort}/`).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
+    await assert.rejects(plain(), /other side closed|socket|ECONNRESET/i);
+    bConfig.set({ mesh: { mtlsMode: 'PERMISSIVE' } });
+    try {
+      const r = await plain();
+      assert.equal(r.status, 200);
+      assert.match(r.text, /"from":"api"/);
+    } finally {
+      bConfig.set({ mesh: { mtlsMode: 'STRICT' } });
+    }
+    const refused = await b.metrics.registry.getSingleMetricAsString('tsmesh_connections_refused_total');
+    assert.match(refused, /direction="inbound",reason="plaintext"\} [1-9]/);
+  });
+
+  it('passes unknown destinations through untouched', async () => {
+    const echo = await listen(echoTcp());
+    servers.push(echo);
+    originalPort = portOf(echo);
+    try {
+      assert.equal(await tcpRoundTrip(a.outboundPort, 'not a mesh service'), 'not a mesh service');
+    } finally {
+      originalPort = 0;
+    }
+  });
+
+  it('survives garbage on every port and keeps serving', async () => {
+    currentServicePort = 80;
+    setBTarget(portOf(app));
+    for (const [name, port] of [['outbound', a.outboundPort], ['inbound', b.inboundPort]] as const) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${name} kept the garbage connection open`)), 5000);
+        const s = connect(port, '127.0.0.1', () => s.end(Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3, 0x80, 0x00])));
+        s.resume(); // read whatever comes back, so the close is seen
+        s.on('close', () => (clearTimeout(t), resolve()));
+        s.on('error', () => undefined);
+      });
+    }
+    currentServicePort = 80;
+    const r = await get('/still-alive');
+    assert.equal(r.status, 200);
+  });
+});

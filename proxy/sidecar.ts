@@ -1,0 +1,125 @@
+// Assembles the sidecar: identity -> TLS material, config -> routing table,
+// the outbound and inbound listeners, and draining on shutdown. The CLI
+// (cli/commands/proxy.ts) and the tests both start it through here.
+import { once } from 'node:events';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import type { Logger } from '../lib/log.js';
+import { buildRoutingTable, type RoutingTable } from './config/table.js';
+import type { ConfigSource } from './config/source.js';
+import type { ProxyConfig } from './config/types.js';
+import { EndpointPools } from './http/forward.js';
+import type { IdentitySource } from './identity/types.js';
+import { createInbound } from './inbound/listener.js';
+import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
+import { originalDestination as soOriginalDst, type OriginalDestination } from './orig-dst.js';
+import { createOutbound } from './outbound/listener.js';
+import { MeshTls } from './tls/mesh-tls.js';
+
+export interface SidecarOptions {
+  identity: IdentitySource;
+  config: ConfigSource;
+  log: Logger;
+  metrics?: ProxyMetrics;
+  host?: string;
+  outboundPort?: number;
+  inboundPort?: number;
+  /** Ports the proxy owns (admin included), never forwarded to. */
+  reservedPorts?: readonly number[];
+  /** Where the app listens (127.0.0.1 in a pod). */
+  appAddress?: string;
+  /** SO_ORIGINAL_DST by default; tests on loopback pass their own. */
+  outboundOriginalDestination?: (socket: Socket) => OriginalDestination;
+  inboundOriginalDestination?: (socket: Socket) => OriginalDestination;
+}
+
+export interface Sidecar {
+  outboundPort: number;
+  inboundPort: number;
+  metrics: ProxyMetrics;
+  meshTls: MeshTls;
+  /** The config in force (for /config). */
+  config(): ProxyConfig | undefined;
+  /** Stops accepting, waits up to `graceMs` for open connections, then closes the rest. */
+  drain(graceMs: number): Promise<void>;
+}
+
+const EMPTY_TABLE: RoutingTable = buildRoutingTable({
+  apiVersion: 'tsmesh.io/v1alpha1',
+  kind: 'ProxyConfig',
+  version: '',
+  mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT', retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' } },
+  services: [],
+  inbound: {},
+});
+
+export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
+  const { log } = opts;
+  const metrics = opts.metrics ?? createProxyMetrics();
+  const meshTls = new MeshTls(opts.identity);
+  const pools = new EndpointPools(meshTls);
+  const appPools = new EndpointPools(undefined);
+  const appAddress = opts.appAddress ?? '127.0.0.1';
+
+  let table = EMPTY_TABLE;
+  const apply = (c: ProxyConfig): void => {
+    table = buildRoutingTable(c);
+    pools.retain([...table.byAddress.values()].flatMap((t) => t.endpoints));
+    metrics.configUpdates.inc();
+    log.info('config in force', { version: c.version, services: c.services.length });
+  };
+  const first = opts.config.current();
+  if (first) apply(first);
+  const unsubscribe = opts.config.onChange(apply);
+
+  const reserved = new Set(opts.reservedPorts ?? []);
+  const outbound = createOutbound({
+    log: log.child('outbound'),
+    metrics,
+    pools,
+    meshTls,
+    table: () => table,
+    originalDestination: opts.outboundOriginalDestination ?? soOriginalDst,
+    ownPorts: reserved,
+  });
+  const inbound = createInbound({
+    log: log.child('inbound'),
+    metrics,
+    meshTls,
+    appPools,
+    appAddress,
+    localIdentity: () => meshTls.identity ?? '',
+    serviceLabel: () => '',
+    mtlsMode: () => table.config.inbound.mtlsMode ?? table.config.mesh.mtlsMode,
+    originalDestination: opts.inboundOriginalDestination ?? soOriginalDst,
+    ownPorts: reserved,
+  });
+  const host = opts.host ?? '0.0.0.0';
+  const listen = async (server: Server, port: number): Promise<number> => {
+    server.listen(port, host);
+    await once(server, 'listening');
+    return (server.address() as AddressInfo).port;
+  };
+  const outboundPort = await listen(outbound.server, opts.outboundPort ?? 15001);
+  const inboundPort = await listen(inbound.server, opts.inboundPort ?? 15006);
+  reserved.add(outboundPort).add(inboundPort);
+
+  return {
+    outboundPort,
+    inboundPort,
+    metrics,
+    meshTls,
+    config: () => (table === EMPTY_TABLE ? undefined : table.config),
+    async drain(graceMs) {
+      unsubscribe();
+      outbound.server.close();
+      inbound.server.close();
+      const open = (): number => outbound.connections.size + inbound.connections.size;
+      const deadline = Date.now() + graceMs;
+      while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const s of [...outbound.connections, ...inbound.connections]) s.destroy();
+      await Promise.all([pools.close(), appPools.close()]);
+      meshTls.close();
+      log.info('drained', { leftOpen: open() });
+    },
+  };
+}

@@ -1,0 +1,15 @@
+// ALPN protocol IDs that mark a connection as mesh traffic between two tsmesh
+// proxies, and say what it carries. An inbound connection whose ClientHello
+// offers none of them is not ours (it is the app's own TLS, or plain traffic).
+export const MESH_ALPN = {
+  http1: 'tsmesh/h1',
+  http2: 'tsmesh/h2',
+  tcp: 'tsmesh/tcp',
+} as const;
+
+export type MeshAlpn = (typeof MESH_ALPN)[keyof typeof MESH_ALPN];
+export const MESH_ALPN_LIST: readonly string[] = Object.values(MESH_ALPN);
+
+export function isMeshAlpn(p: string | false | null | undefined): p is MeshAlpn {
+  return typeof p === 'string' && MESH_ALPN_LIST.includes(p);
+}

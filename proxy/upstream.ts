@@ -1,0 +1,61 @@
+// Opening connections to endpoints: mutual TLS to a meshed endpoint (its
+// SPIFFE ID checked against the one the config gives), plain TCP to one
+// without a sidecar. Used by L4 forwarding and by the HTTP pools.
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { ResolvedEndpoint } from './config/table.js';
+import type { MeshTls } from './tls/mesh-tls.js';
+import { expectPeerIdentity } from './tls/peer.js';
+import type { MeshAlpn } from './tls/alpn.js';
+
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+export class UpstreamConnectError extends Error {
+  override name = 'UpstreamConnectError';
+  constructor(
+    message: string,
+    /** connect-failure (refused, unreachable, timeout) or tls (handshake, wrong identity). */
+    readonly kind: 'connect-failure' | 'tls',
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Opens a connection to `ep`: mTLS with `alpn` when the endpoint is meshed, plain otherwise. */
+export function connectEndpoint(meshTls: MeshTls | undefined, ep: Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>, alpn: MeshAlpn, timeoutMs = CONNECT_TIMEOUT_MS): Promise<Socket | TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const where = `${ep.address}:${ep.port}`;
+    let socket: Socket | TLSSocket;
+    if (ep.identity) {
+      if (!meshTls?.ready) {
+        reject(new UpstreamConnectError(`no workload certificate yet to reach ${where}`, 'tls'));
+        return;
+      }
+      socket = tlsConnect({
+        host: ep.address,
+        port: ep.port,
+        secureContext: meshTls.secureContext(),
+        ALPNProtocols: [alpn],
+        checkServerIdentity: expectPeerIdentity(ep.identity),
+      });
+    } else {
+      socket = netConnect({ host: ep.address, port: ep.port, allowHalfOpen: true });
+    }
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new UpstreamConnectError(`connecting to ${where} timed out after ${timeoutMs} ms`, 'connect-failure'));
+    }, timeoutMs);
+    socket.once(ep.identity ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      socket.destroy();
+      const tlsFailure = !e.syscall || e.code === 'ERR_TSMESH_PEER_IDENTITY' || /certificate|ssl|tls/i.test(e.message);
+      reject(new UpstreamConnectError(`${tlsFailure ? 'mTLS to' : 'connecting to'} ${where} failed: ${e.message}`, tlsFailure ? 'tls' : 'connect-failure', { cause: e }));
+    });
+  });
+}
