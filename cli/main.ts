@@ -2,11 +2,12 @@
 // The tsmesh command: one entry point, one subcommand per file in commands/.
 import { caCommand } from './commands/ca.js';
 import { controlPlaneCommand } from './commands/control-plane.js';
+import { proxyCommand } from './commands/proxy.js';
 import { initCommand } from './commands/init.js';
 import { injectCommand } from './commands/inject.js';
 import { UsageError, type Command } from './command.js';
 
-const COMMANDS: readonly Command[] = [controlPlaneCommand, initCommand, injectCommand, caCommand];
+const COMMANDS: readonly Command[] = [controlPlaneCommand, proxyCommand, initCommand, injectCommand, caCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -54,3 +54,66 @@ export interface AppProbe {
   timeoutSeconds?: number;
 }
 export type AppProbes = Record<string, AppProbe>;
+
+export interface ProxySettings {
+  podName: string | undefined;
+  podNamespace: string | undefined;
+  podIp: string | undefined;
+  serviceAccount: string | undefined;
+  trustDomain: string;
+  controlPlaneAddress: string;
+  tokenPath: string;
+  trustBundlePath: string;
+  configFile: string | undefined;
+  inboundPort: number;
+  outboundPort: number;
+  adminPort: number;
+  opaquePorts: number[];
+  appProbesJson: string | undefined;
+  logLevel: string;
+  drainDuration: string;
+}
+
+export class ProxyEnvError extends Error {
+  override name = 'ProxyEnvError';
+}
+
+function envPort(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ProxyEnvError(`${name}=${JSON.stringify(raw)} is not a port (1-65535)`);
+  return n;
+}
+
+const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+
+/** Every setting of the proxy from its environment; a bad value names the variable. */
+export function readProxySettings(env: NodeJS.ProcessEnv = process.env): ProxySettings {
+  const opaque = nonEmpty(env[PROXY_ENV.OPAQUE_PORTS]);
+  return {
+    podName: nonEmpty(env[PROXY_ENV.POD_NAME]),
+    podNamespace: nonEmpty(env[PROXY_ENV.POD_NAMESPACE]),
+    podIp: nonEmpty(env[PROXY_ENV.POD_IP]),
+    serviceAccount: nonEmpty(env[PROXY_ENV.SERVICE_ACCOUNT]),
+    trustDomain: nonEmpty(env[PROXY_ENV.TRUST_DOMAIN]) ?? PROXY_DEFAULTS.TRUST_DOMAIN,
+    controlPlaneAddress: nonEmpty(env[PROXY_ENV.CONTROL_PLANE_ADDRESS]) ?? PROXY_DEFAULTS.CONTROL_PLANE_ADDRESS,
+    tokenPath: nonEmpty(env[PROXY_ENV.TOKEN_PATH]) ?? PROXY_DEFAULTS.TOKEN_PATH,
+    trustBundlePath: nonEmpty(env[PROXY_ENV.TRUST_BUNDLE_PATH]) ?? PROXY_DEFAULTS.TRUST_BUNDLE_PATH,
+    configFile: nonEmpty(env[PROXY_ENV.CONFIG_FILE]),
+    inboundPort: envPort(env, PROXY_ENV.INBOUND_PORT, PROXY_DEFAULTS.INBOUND_PORT),
+    outboundPort: envPort(env, PROXY_ENV.OUTBOUND_PORT, PROXY_DEFAULTS.OUTBOUND_PORT),
+    adminPort: envPort(env, PROXY_ENV.ADMIN_PORT, PROXY_DEFAULTS.ADMIN_PORT),
+    opaquePorts: opaque
+      ? opaque.split(',').map((p) => {
+          const n = Number(p.trim());
+          if (!Number.isInteger(n) || n < 1 || n > 65535)
+            throw new ProxyEnvError(`${PROXY_ENV.OPAQUE_PORTS}: ${JSON.stringify(p.trim())} is not a port; expected comma-separated ports like 3306,5432`);
+          return n;
+        })
+      : [],
+    appProbesJson: nonEmpty(env[PROXY_ENV.APP_PROBES]),
+    logLevel: nonEmpty(env[PROXY_ENV.LOG_LEVEL]) ?? PROXY_DEFAULTS.LOG_LEVEL,
+    drainDuration: nonEmpty(env[PROXY_ENV.DRAIN_DURATION]) ?? PROXY_DEFAULTS.DRAIN_DURATION,
+  };
+}

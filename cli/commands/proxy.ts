@@ -1,0 +1,89 @@
+// tsmesh proxy: the sidecar. Settings come from TSMESH_* variables (set by the
+// webhook; see proxy/env.ts); a few flags override them for standalone use.
+import { createAdminServer, combineReadiness } from '../../proxy/admin/server.js';
+import { parseAppProbes } from '../../proxy/admin/app-health.js';
+import { FileConfigSource } from '../../proxy/config/file.js';
+import { PROXY_ENV, readProxySettings } from '../../proxy/env.js';
+import { createIdentity } from '../../proxy/identity/index.js';
+import { createProxyMetrics } from '../../proxy/metrics.js';
+import { startSidecar } from '../../proxy/sidecar.js';
+import { workloadSpiffeId } from '../../ca/spiffe.js';
+import { parseDuration } from '../../lib/duration.js';
+import { createLogger, parseLogLevel } from '../../lib/log.js';
+import { parseFlags, UsageError, type Command } from '../command.js';
+import { once } from 'node:events';
+
+const USAGE = `Usage: tsmesh proxy [--config-file FILE]
+
+Runs the sidecar: outbound capture on ${PROXY_ENV.OUTBOUND_PORT} (15001), inbound on
+${PROXY_ENV.INBOUND_PORT} (15006), admin on ${PROXY_ENV.ADMIN_PORT} (15020). Every setting is a
+TSMESH_* variable (see proxy/env.ts); the webhook sets them in meshed pods.
+
+  --config-file FILE   run on a ProxyConfig file (YAML or JSON), re-read on change  [${PROXY_ENV.CONFIG_FILE}]`;
+
+export const proxyCommand: Command = {
+  name: 'proxy',
+  summary: 'run the sidecar proxy',
+  usage: USAGE,
+  async run(argv) {
+    const { values } = parseFlags(argv, { 'config-file': { type: 'string' } });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const settings = readProxySettings();
+    const log = createLogger('proxy', parseLogLevel(settings.logLevel));
+    const configFile = values['config-file'] ?? settings.configFile;
+    if (!configFile)
+      throw new UsageError(`no config source: pass --config-file or set ${PROXY_ENV.CONFIG_FILE} (the control plane's stream is the other source)`);
+    const drainMs = parseDuration(settings.drainDuration, PROXY_ENV.DRAIN_DURATION);
+    const appProbes = settings.appProbesJson ? parseAppProbes(settings.appProbesJson) : {};
+    const metrics = createProxyMetrics();
+    const spiffeId =
+      settings.podNamespace && settings.serviceAccount ? workloadSpiffeId(settings.trustDomain, settings.podNamespace, settings.serviceAccount) : undefined;
+    const identity = createIdentity({
+      controlPlaneAddress: settings.controlPlaneAddress,
+      tokenPath: settings.tokenPath,
+      trustBundlePath: settings.trustBundlePath,
+      ...(spiffeId ? { spiffeId } : {}),
+      registry: metrics.registry,
+      log: log.child('identity'),
+    });
+    const config = new FileConfigSource(configFile, log.child('config'));
+    const sidecar = await startSidecar({
+      identity,
+      config,
+      log,
+      metrics,
+      outboundPort: settings.outboundPort,
+      inboundPort: settings.inboundPort,
+      reservedPorts: [settings.adminPort],
+    });
+    const admin = createAdminServer({
+      registry: metrics.registry,
+      readiness: combineReadiness(
+        () => identity.notReadyReason(),
+        () => (sidecar.config() ? undefined : 'no config yet'),
+      ),
+      config: () => sidecar.config(),
+      appProbes,
+      log: log.child('admin'),
+    });
+    admin.listen(settings.adminPort, '0.0.0.0');
+    await once(admin, 'listening');
+    void identity.start();
+    log.info('proxy started', { outbound: sidecar.outboundPort, inbound: sidecar.inboundPort, admin: settings.adminPort, spiffeId });
+
+    const signal = await new Promise<string>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
+    log.info('draining', { signal, graceMs: drainMs });
+    await sidecar.drain(drainMs);
+    identity.stop();
+    config.close();
+    admin.close();
+    admin.closeAllConnections();
+    return 0;
+  },
+};
