@@ -65,19 +65,27 @@ export function defaultMeshConfig(version: string = TSMESH_VERSION): MeshConfig 
   };
 }
 
-export type MeshConfigInput = Partial<Omit<MeshConfig, 'proxyResources'>> & { proxyResources?: Partial<ProxyResources> };
+/** Settings to lay over the defaults; an undefined one keeps its default (an unset flag). */
+type Loose<T> = { [K in keyof T]?: T[K] | undefined };
+export type MeshConfigInput = Loose<Omit<MeshConfig, 'proxyResources'>> & { proxyResources?: Loose<ProxyResources> | undefined };
 
 /**
  * The defaults with `input` laid over them, checked: every error names the
  * setting, the value and the expected form.
  */
 export function meshConfig(input: MeshConfigInput = {}, base: MeshConfig = defaultMeshConfig()): MeshConfig {
-  const config: MeshConfig = { ...base, ...definedOnly(input), proxyResources: { ...base.proxyResources, ...definedOnly(input.proxyResources ?? {}) } };
+  const { proxyResources = {}, ...rest } = input;
+  const config: MeshConfig = {
+    ...base,
+    ...definedOnly<Omit<MeshConfig, 'proxyResources'>>(rest),
+    proxyResources: { ...base.proxyResources, ...definedOnly<ProxyResources>(proxyResources) },
+  };
   checkMeshConfig(config);
   return config;
 }
 
-function definedOnly<T extends object>(o: T): Partial<T> {
+/** The entries whose value is set; the Loose<T> of an input becomes a plain Partial<T>. */
+function definedOnly<T extends object>(o: Loose<T>): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 

@@ -82,21 +82,26 @@ export const injectCommand: Command = {
     if (files.includes('-') && process.stdin.isTTY) throw new UsageError('no input: give a YAML file, or pipe YAML to stdin');
 
     const fromFile = values.config ? loadConfigFile(values.config) : {};
-    const fromFlags = withoutUndefined({
-      image: flagOrEnv(values.image, 'TSMESH_IMAGE'),
-      trustDomain: flagOrEnv(values['trust-domain'], 'TSMESH_TRUST_DOMAIN'),
-      imagePullPolicy: values['image-pull-policy'],
-      controlPlaneAddress: values['control-plane-address'],
-      logLevel: values['proxy-log-level'],
-    }) as MeshConfigInput;
-    const resourceFlags = withoutUndefined({
-      cpuRequest: values['proxy-cpu-request'],
-      memoryRequest: values['proxy-memory-request'],
-      memoryLimit: values['proxy-memory-limit'],
-      cpuLimit: values['proxy-cpu-limit'],
-    });
-    // Flags over the config file over the defaults.
-    const mesh = meshConfig({ ...fromFile, ...fromFlags, proxyResources: { ...fromFile.proxyResources, ...resourceFlags } });
+    // Flags over the config file over the defaults; an unset flag is undefined and keeps what is below it.
+    const mesh = meshConfig({
+      ...fromFile,
+      ...withoutUndefined({
+        image: flagOrEnv(values.image, 'TSMESH_IMAGE'),
+        trustDomain: flagOrEnv(values['trust-domain'], 'TSMESH_TRUST_DOMAIN'),
+        imagePullPolicy: values['image-pull-policy'],
+        controlPlaneAddress: values['control-plane-address'],
+        logLevel: values['proxy-log-level'],
+      }),
+      proxyResources: {
+        ...fromFile.proxyResources,
+        ...withoutUndefined({
+          cpuRequest: values['proxy-cpu-request'],
+          memoryRequest: values['proxy-memory-request'],
+          memoryLimit: values['proxy-memory-limit'],
+          cpuLimit: values['proxy-cpu-limit'],
+        }),
+      },
+    } as MeshConfigInput);
 
     const outputs: string[] = [];
     for (const file of files) {
