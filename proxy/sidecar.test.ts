@@ -214,4 +214,36 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     const r = await get('/still-alive');
     assert.equal(r.status, 200);
   });
+
+  it('on drain, finishes a request in flight, then stops accepting', async () => {
+    const slow = await listen(createHttpServer((_req, res) => setTimeout(() => res.end('slow but complete'), 400)));
+    servers.push(slow);
+
+    const c = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, API)),
+      config: new FixedConfig({}),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: portOf(slow), family: 'IPv4' }),
+    });
+    const port = c.inboundPort;
+    aConfig.set({ services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, targetPort: port }], endpoints: [{ address: '127.0.0.1', identity: API }] }] });
+    try {
+      currentServicePort = 80;
+      const inFlight = get('/slow');
+      await new Promise((r) => setTimeout(r, 150));
+      const drained = c.drain(5000);
+      const r = await inFlight;
+      assert.equal(r.status, 200);
+      assert.equal(r.text, 'slow but complete');
+      await drained;
+      const after = await get('/after-drain');
+      assert.equal(after.status, 503);
+    } finally {
+      rewriteEndpoints(API);
+      await c.drain(0);
+    }
+  });
 });

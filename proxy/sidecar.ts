@@ -111,11 +111,16 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     config: () => (table === EMPTY_TABLE ? undefined : table.config),
     async drain(graceMs) {
       unsubscribe();
-      outbound.server.close();
-      inbound.server.close();
+      if (outbound.server.listening) outbound.server.close();
+      if (inbound.server.listening) inbound.server.close();
       const open = (): number => outbound.connections.size + inbound.connections.size;
       const deadline = Date.now() + graceMs;
-      while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (open() > 0 && Date.now() < deadline) {
+        // Keep-alive connections close as soon as they fall idle.
+        outbound.http.drain();
+        inbound.http.drain();
+        await new Promise((r) => setTimeout(r, 50));
+      }
       for (const s of [...outbound.connections, ...inbound.connections]) s.destroy();
       await Promise.all([pools.close(), appPools.close()]);
       meshTls.close();

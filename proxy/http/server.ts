@@ -20,7 +20,17 @@ export interface HttpServerOptions {
 /** Larger request heads get 431. */
 export const MAX_HEADER_BYTES = 64 * 1024;
 
-export function createHttpServer(opts: HttpServerOptions): Server {
+export interface ProxyHttpServer {
+  server: Server;
+  /** From now on every response carries `connection: close`; idle keep-alive connections close now. */
+  drain(): void;
+}
+
+export function createHttpServer(opts: HttpServerOptions): ProxyHttpServer {
+  const state = { draining: false };
+  // Requests in flight per connection. The server never listens, so Node's own
+  // connection tracking (closeIdleConnections) does not cover these sockets.
+  const inFlight = new Map<Duplex, number>();
   const server = createServer(
     {
       maxHeaderSize: MAX_HEADER_BYTES,
@@ -31,8 +41,22 @@ export function createHttpServer(opts: HttpServerOptions): Server {
       // The proxy passes the head through; it has no need for the parsed URL to be valid.
       insecureHTTPParser: false,
     },
-    (req, res) => void serve(req, res, opts),
+    (req, res) => {
+      const socket = req.socket;
+      inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+      res.once('close', () => {
+        const left = (inFlight.get(socket) ?? 1) - 1;
+        inFlight.set(socket, left);
+        if (left === 0 && state.draining) socket.end();
+      });
+      if (state.draining) res.shouldKeepAlive = false;
+      void serve(req, res, opts);
+    },
   );
+  server.on('connection', (socket: Duplex) => {
+    inFlight.set(socket, 0);
+    socket.once('close', () => inFlight.delete(socket));
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (!socket.writable || err.code === 'ECONNRESET') {
       socket.destroy();
@@ -41,7 +65,13 @@ export function createHttpServer(opts: HttpServerOptions): Server {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
-  return server;
+  return {
+    server,
+    drain() {
+      state.draining = true;
+      for (const [socket, n] of inFlight) if (n === 0) socket.end();
+    },
+  };
 }
 
 async function serve(req: IncomingMessage, res: ServerResponse, opts: HttpServerOptions): Promise<void> {

@@ -6,7 +6,7 @@ import { connect as netConnect, createServer, type Server, type Socket } from 'n
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
 import type { MtlsMode } from '../config/types.js';
-import { createHttpServer } from '../http/server.js';
+import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { readClientHello } from '../net/client-hello-read.js';
 import { sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
@@ -31,6 +31,7 @@ export interface InboundOptions extends InboundDeps {
 export interface InboundListener {
   server: Server;
   connections: Set<Socket>;
+  http: ProxyHttpServer;
 }
 
 export function createInbound(opts: InboundOptions): InboundListener {
@@ -87,7 +88,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
     }
     if (tls.alpnProtocol === MESH_ALPN.http1) {
       handlers.set(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
-      http.emit('connection', tls);
+      http.server.emit('connection', tls);
     } else {
       void toApp(tls, port, true);
     }
@@ -143,5 +144,5 @@ export function createInbound(opts: InboundOptions): InboundListener {
     });
   });
   server.once('close', () => stopRotation());
-  return { server, connections };
+  return { server, connections, http };
 }

@@ -5,7 +5,7 @@ import { connect as netConnect, createServer, type Server, type Socket } from 'n
 import type { Logger } from '../../lib/log.js';
 import type { RoutingTable, ServiceTarget } from '../config/table.js';
 import { pickEndpoint } from '../balance/pick.js';
-import { createHttpServer } from '../http/server.js';
+import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import type { Handler } from '../http/types.js';
 import { sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
@@ -33,6 +33,7 @@ export interface OutboundListener {
   server: Server;
   /** Active connections, for draining. */
   connections: Set<Socket>;
+  http: ProxyHttpServer;
 }
 
 const DEFAULT_SNIFF_TIMEOUT_MS = 1000;
@@ -115,7 +116,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       socket.destroy();
     } else if (sniffed.protocol === 'http1') {
       dialled.set(socket, key);
-      http.emit('connection', socket);
+      http.server.emit('connection', socket);
       socket.resume();
     } else {
       // HTTP/2, TLS originated by the app, server-first and unknown protocols: L4 over mTLS.
@@ -131,7 +132,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       socket.destroy();
     });
   });
-  return { server, connections };
+  return { server, connections, http };
 }
 
 function dial(dst: OriginalDestination): Promise<Socket> {
