@@ -2,6 +2,7 @@
 // The TBSCertificate is assembled from byte templates computed once per
 // issuer and signed with node:crypto; see ARCHITECTURE.md for the figures.
 import { X509Certificate, createHash, createPrivateKey, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import {
   Tag,
   bitString,
@@ -243,10 +244,18 @@ function keyIdentifier(spkiDer: Buffer): Buffer {
 }
 
 function ipBytes(ip: string): Buffer {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
-  if (v4) return Buffer.from(v4.slice(1).map(Number));
-  if (ip === '::1') return Buffer.from([...new Array<number>(15).fill(0), 1]);
-  throw new CaError('bad-request', `IP SAN ${ip} is not an IPv4 address or ::1`);
+  if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
+  if (isIPv6(ip)) {
+    const [head = '', tail = ''] = ip.split('::');
+    const groups = (s: string): number[] => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
+    const h = groups(head);
+    const t = ip.includes('::') ? groups(tail) : [];
+    const all = ip.includes('::') ? [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t] : h;
+    const out = Buffer.alloc(16);
+    all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+    return out;
+  }
+  throw new CaError('bad-request', `IP SAN ${ip} is not an IP address`);
 }
 
 export function splitPemCertificates(pem: string): string[] {

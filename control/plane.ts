@@ -29,6 +29,8 @@ export interface ControlPlaneOptions {
   adminPort?: number;
   /** Extra DNS names for the serving certificate. */
   dnsNames?: string[];
+  /** Extra IP addresses for the serving certificate (127.0.0.1 and ::1 are always in it). */
+  ipAddresses?: string[];
 }
 
 export interface RunningControlPlane {
@@ -44,12 +46,12 @@ export function servingNames(trustDomain: string, extra: readonly string[] = [])
   return [...new Set([CONTROL_PLANE_SERVICE, svc, `${svc}.svc`, `${svc}.svc.${trustDomain}`, 'localhost', ...extra])];
 }
 
-function issueServingCertificate(authority: CertificateAuthority, dnsNames: string[]) {
+function issueServingCertificate(authority: CertificateAuthority, dnsNames: string[], ipAddresses: string[]) {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const issued = authority.issue(publicKey.export({ type: 'spki', format: 'der' }), {
     spiffeId: workloadSpiffeId(authority.trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT),
     dnsNames,
-    ipAddresses: ['127.0.0.1', '::1'],
+    ipAddresses,
   });
   return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, issued };
 }
@@ -65,7 +67,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   app.use(caRouter({ authority, authenticator: opts.authenticator, metrics: createCaMetrics(registry), log: log.child('ca') }));
 
   const names = servingNames(authority.trustDomain, opts.dnsNames);
-  let serving = issueServingCertificate(authority, names);
+  const ips = [...new Set(['127.0.0.1', '::1', ...(opts.ipAddresses ?? [])])];
+  let serving = issueServingCertificate(authority, names, ips);
   const server: HttpsServer = createHttpsServer({ key: serving.key, cert: serving.cert, minVersion: 'TLSv1.2' }, app);
   // Re-issue the serving certificate at half its life; setSecureContext keeps open connections.
   let rotateTimer: NodeJS.Timeout;
@@ -73,7 +76,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     const life = serving.issued.notAfter.getTime() - Date.now();
     rotateTimer = setTimeout(() => {
       try {
-        serving = issueServingCertificate(authority, names);
+        serving = issueServingCertificate(authority, names, ips);
         server.setSecureContext({ key: serving.key, cert: serving.cert, minVersion: 'TLSv1.2' });
         log.info('rotated serving certificate', { expiresAt: serving.issued.notAfter.toISOString() });
       } catch (e) {

@@ -17,6 +17,7 @@ const USAGE = `Usage: tsmesh control-plane --ca-dir DIR [options]
   --token-file FILE     authenticate proxies with static tokens instead of Kubernetes      [TSMESH_TOKEN_FILE]
   --kubeconfig FILE     API server credentials (default: in-cluster, then $KUBECONFIG)
   --host ADDR           listen address (default 0.0.0.0)
+  --serving-ip IP       an IP address proxies dial the control plane by (repeatable; 127.0.0.1 and ::1 always)
   --port N              CA and discovery TLS port (default 15012)
   --admin-port N        /metrics, /healthz, /readyz (default 15014)
   --log-level LEVEL     error, warn, info, debug (default info)                            [TSMESH_LOG_LEVEL]`;
@@ -40,6 +41,7 @@ export const controlPlaneCommand: Command = {
       'token-file': { type: 'string' },
       kubeconfig: { type: 'string' },
       host: { type: 'string' },
+      'serving-ip': { type: 'string', multiple: true },
       port: { type: 'string' },
       'admin-port': { type: 'string' },
       'log-level': { type: 'string' },
@@ -70,6 +72,7 @@ export const controlPlaneCommand: Command = {
       authenticator,
       log,
       ...(values.host ? { host: values.host } : {}),
+      ...(values['serving-ip'] ? { ipAddresses: values['serving-ip'] } : {}),
       port: port(values.port, 15012, '--port'),
       adminPort: port(values['admin-port'], 15014, '--admin-port'),
     });
