@@ -247,3 +247,63 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     }
   });
 });
+
+describe('sidecar pair on loopback: HTTP/2 (h2c from the app, tsmesh/h2 between proxies)', function () {
+  this.timeout(30_000);
+  it('carries h2c requests as HTTP/2 end to end, multiplexed, with per-request metrics', async () => {
+    const { createServer: createH2cServer, connect: h2connect } = await import('node:http2');
+    const { ca } = await newRootCa();
+    const app = createH2cServer((req, res) => {
+      res.setHeader('content-type', 'text/plain');
+      res.end(`h2 ${req.method} ${req.url} via ${req.headers[':authority']} (httpVersion ${req.httpVersion})`);
+    });
+    app.listen(0, '127.0.0.1');
+    await once(app, 'listening');
+    const appPort = (app.address() as AddressInfo).port;
+    const b = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, API)),
+      config: new FixedConfig({}),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
+    });
+    const a = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, WEB)),
+      config: new FixedConfig({
+        services: [{ name: 'grpc', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 50051, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
+      }),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 50051, family: 'IPv4' }),
+    });
+    const client = h2connect(`http://127.0.0.1:${a.outboundPort}`);
+    try {
+      const one = (path: string) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const s = client.request({ ':path': path, ':authority': 'grpc.shop:50051' });
+          let body = '';
+          let status = 0;
+          s.on('response', (h) => (status = Number(h[':status'])));
+          s.on('data', (d: Buffer) => (body += d.toString()));
+          s.on('end', () => resolve({ status, body }));
+          s.on('error', reject);
+        });
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => one(`/call/${i}`)));
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.status, 200);
+        assert.equal(r.body, `h2 GET /call/${i} via grpc.shop:50051 (httpVersion 2.0)`);
+      }
+      const bm = await b.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
+      assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",response_code="200",tls="true"\\} 20`));
+    } finally {
+      client.close();
+      await a.drain(0);
+      await b.drain(0);
+      app.close();
+    }
+  });
+});

@@ -8,6 +8,7 @@ import { buildRoutingTable, type RoutingTable } from './config/table.js';
 import type { ConfigSource } from './config/source.js';
 import type { ProxyConfig } from './config/types.js';
 import { EndpointPools } from './http/forward.js';
+import { H2Sessions } from './http/h2-forward.js';
 import type { IdentitySource } from './identity/types.js';
 import { createInbound } from './inbound/listener.js';
 import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
@@ -58,12 +59,16 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const meshTls = new MeshTls(opts.identity);
   const pools = new EndpointPools(meshTls);
   const appPools = new EndpointPools(undefined);
+  const h2 = new H2Sessions(meshTls);
+  const appH2 = new H2Sessions(undefined);
   const appAddress = opts.appAddress ?? '127.0.0.1';
 
   let table = EMPTY_TABLE;
   const apply = (c: ProxyConfig): void => {
     table = buildRoutingTable(c);
-    pools.retain([...table.byAddress.values()].flatMap((t) => t.endpoints));
+    const endpoints = [...table.byAddress.values()].flatMap((t) => t.endpoints);
+    pools.retain(endpoints);
+    h2.retain(endpoints);
     metrics.configUpdates.inc();
     log.info('config in force', { version: c.version, services: c.services.length });
   };
@@ -76,6 +81,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     log: log.child('outbound'),
     metrics,
     pools,
+    h2,
     meshTls,
     table: () => table,
     originalDestination: opts.outboundOriginalDestination ?? soOriginalDst,
@@ -86,6 +92,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     metrics,
     meshTls,
     appPools,
+    appH2,
     appAddress,
     localIdentity: () => meshTls.identity ?? '',
     serviceLabel: () => '',
@@ -119,10 +126,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
         // Keep-alive connections close as soon as they fall idle.
         outbound.http.drain();
         inbound.http.drain();
+        outbound.h2.drain();
+        inbound.h2.drain();
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const s of [...outbound.connections, ...inbound.connections]) s.destroy();
-      await Promise.all([pools.close(), appPools.close()]);
+      await Promise.all([pools.close(), appPools.close(), h2.close(), appH2.close()]);
       meshTls.close();
       log.info('drained', { leftOpen: open() });
     },

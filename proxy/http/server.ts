@@ -82,6 +82,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, opts: HttpServer
   const handler = opts.handlerFor(req.socket);
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   const preq: ProxyRequest = {
+    protocol: 'http1',
     method: req.method ?? 'GET',
     path: req.url ?? '/',
     headers: endToEndHeaders(req.headers),

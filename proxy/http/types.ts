@@ -6,10 +6,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 
 export interface ProxyRequest {
+  /** How the request arrived, and so how it is forwarded. */
+  protocol: 'http1' | 'http2';
   method: string;
   /** Path and query, as received. */
   path: string;
-  /** Lowercased names; hop-by-hop headers already removed. */
+  /** Lowercased names; hop-by-hop headers already removed. HTTP/2's :authority is given as host. */
   headers: IncomingHttpHeaders;
   /** null when the request has no body. */
   body: Readable | null;

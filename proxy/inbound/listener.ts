@@ -7,6 +7,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
 import type { MtlsMode } from '../config/types.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
+import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { readClientHello } from '../net/client-hello-read.js';
 import { sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
@@ -32,6 +33,7 @@ export interface InboundListener {
   server: Server;
   connections: Set<Socket>;
   http: ProxyHttpServer;
+  h2: ProxyH2Server;
 }
 
 export function createInbound(opts: InboundOptions): InboundListener {
@@ -39,6 +41,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
   // One handler per terminated connection: its caller and port are fixed.
   const handlers = new WeakMap<object, Handler>();
   const http = createHttpServer({ log: opts.log, handlerFor: (socket) => handlers.get(socket) });
+  const h2 = createH2Server({ log: opts.log });
   const idleMs = opts.idleTimeoutMs ?? 3600_000;
   const firstBytesMs = opts.firstBytesTimeoutMs ?? 5000;
 
@@ -89,6 +92,8 @@ export function createInbound(opts: InboundOptions): InboundListener {
     if (tls.alpnProtocol === MESH_ALPN.http1) {
       handlers.set(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
       http.server.emit('connection', tls);
+    } else if (tls.alpnProtocol === MESH_ALPN.http2) {
+      h2.accept(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
     } else {
       void toApp(tls, port, true);
     }
@@ -144,5 +149,5 @@ export function createInbound(opts: InboundOptions): InboundListener {
     });
   });
   server.once('close', () => stopRotation());
-  return { server, connections, http };
+  return { server, connections, http, h2 };
 }

@@ -2,6 +2,7 @@
 //   metrics -> forward to the app on 127.0.0.1:<port>.
 // Authorization joins it as it is built.
 import { forward, type EndpointPools } from '../http/forward.js';
+import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
 import { metricsLayer } from '../http/metrics.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
@@ -17,6 +18,8 @@ export interface InboundContext {
 export interface InboundDeps {
   metrics: ProxyMetrics;
   appPools: EndpointPools;
+  /** h2c sessions to the app, for requests that arrived over HTTP/2. */
+  appH2: H2Sessions;
   localIdentity: () => string;
   /** The destination_service label for inbound requests (this workload's service, when known). */
   serviceLabel: (port: number) => string;
@@ -38,7 +41,7 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
     ],
     async (req) => {
       try {
-        return await forward(deps.appPools, app, req);
+        return await (req.protocol === 'http2' ? forwardH2(deps.appH2, app, req) : forward(deps.appPools, app, req));
       } catch (e) {
         if (req.signal.aborted) throw e;
         return localResponse(502, 'app-unavailable', `tsmesh: the app on port ${ctx.port} did not answer: ${(e as Error).message}`);

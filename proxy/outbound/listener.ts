@@ -6,7 +6,8 @@ import type { Logger } from '../../lib/log.js';
 import type { RoutingTable, ServiceTarget } from '../config/table.js';
 import { pickEndpoint } from '../balance/pick.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
-import type { Handler } from '../http/types.js';
+import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
+import { localResponse, type Handler } from '../http/types.js';
 import { sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
 import type { OriginalDestination } from '../orig-dst.js';
@@ -34,9 +35,11 @@ export interface OutboundListener {
   /** Active connections, for draining. */
   connections: Set<Socket>;
   http: ProxyHttpServer;
+  h2: ProxyH2Server;
 }
 
 const DEFAULT_SNIFF_TIMEOUT_MS = 1000;
+const noRoute: Handler = () => Promise.resolve(localResponse(503, 'no-route', 'tsmesh: the service is gone from the config'));
 const DEFAULT_IDLE_MS = 3600_000;
 
 export function createOutbound(opts: OutboundOptions): OutboundListener {
@@ -49,13 +52,17 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     log: opts.log,
     handlerFor: (socket) => {
       const key = dialled.get(socket);
-      const target = key === undefined ? undefined : opts.table().byAddress.get(key);
-      if (!target) return undefined;
-      let h = handlers.get(target);
-      if (!h) handlers.set(target, (h = outboundStack(target, opts)));
-      return h;
+      return key === undefined ? undefined : handlerFor(key);
     },
   });
+  const h2 = createH2Server({ log: opts.log });
+  function handlerFor(key: string): Handler | undefined {
+    const target = opts.table().byAddress.get(key);
+    if (!target) return undefined;
+    let h = handlers.get(target);
+    if (!h) handlers.set(target, (h = outboundStack(target, opts)));
+    return h;
+  }
   const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
 
   const tcp = async (socket: Socket, serviceLabel: string, connectTo: () => Promise<Socket>, tls: boolean): Promise<void> => {
@@ -118,8 +125,12 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       dialled.set(socket, key);
       http.server.emit('connection', socket);
       socket.resume();
+    } else if (sniffed.protocol === 'http2') {
+      // One HTTP/2 connection carries many requests: the target is resolved per request.
+      h2.accept(socket, (req) => (handlerFor(key) ?? noRoute)(req));
+      socket.resume();
     } else {
-      // HTTP/2, TLS originated by the app, server-first and unknown protocols: L4 over mTLS.
+      // TLS originated by the app, server-first and unknown protocols: L4 over mTLS.
       await meshTcp(socket, target);
     }
   };
@@ -132,7 +143,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       socket.destroy();
     });
   });
-  return { server, connections, http };
+  return { server, connections, http, h2 };
 }
 
 function dial(dst: OriginalDestination): Promise<Socket> {

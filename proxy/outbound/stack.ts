@@ -5,6 +5,7 @@
 import type { ServiceTarget } from '../config/table.js';
 import { pickEndpoint } from '../balance/pick.js';
 import { forward, type EndpointPools } from '../http/forward.js';
+import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
 import { metricsLayer } from '../http/metrics.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
@@ -14,6 +15,7 @@ import { UpstreamConnectError } from '../upstream.js';
 export interface OutboundDeps {
   metrics: ProxyMetrics;
   pools: EndpointPools;
+  h2: H2Sessions;
   meshTls: MeshTls;
 }
 
@@ -22,7 +24,7 @@ function balanced(target: ServiceTarget, deps: OutboundDeps): Handler {
     const ep = pickEndpoint(target.endpoints);
     if (!ep) return localResponse(503, 'no-endpoints', `tsmesh: ${target.key} has no ready endpoints`);
     try {
-      return await forward(deps.pools, ep, req);
+      return await (req.protocol === 'http2' ? forwardH2(deps.h2, ep, req) : forward(deps.pools, ep, req));
     } catch (e) {
       if (req.signal.aborted) throw e;
       const err = e as Error & { cause?: unknown };

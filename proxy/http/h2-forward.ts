@@ -1,0 +1,90 @@
+// Forwards HTTP/2 requests over one multiplexed session per endpoint: mTLS
+// with ALPN tsmesh/h2 to a meshed endpoint, h2c to the app (inbound) or to an
+// endpoint without a sidecar.
+import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import { Readable } from 'node:stream';
+import type { MeshTls } from '../tls/mesh-tls.js';
+import { MESH_ALPN } from '../tls/alpn.js';
+import { connectEndpoint } from '../upstream.js';
+import type { EndpointAddress } from './forward.js';
+import type { ProxyRequest, ProxyResponse } from './types.js';
+
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_STATUS } = constants;
+
+export class H2Sessions {
+  private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
+
+  constructor(private readonly meshTls: MeshTls | undefined) {}
+
+  private static key(ep: EndpointAddress): string {
+    return `${ep.address}|${ep.port}|${ep.identity ?? ''}`;
+  }
+
+  session(ep: EndpointAddress): Promise<ClientHttp2Session> {
+    const key = H2Sessions.key(ep);
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = this.open(ep);
+      this.sessions.set(key, s);
+      const forget = (): void => {
+        if (this.sessions.get(key) === s) this.sessions.delete(key);
+      };
+      s.then((session) => {
+        session.once('close', forget);
+        session.once('goaway', forget);
+        session.on('error', () => undefined);
+      }, forget);
+    }
+    return s;
+  }
+
+  private async open(ep: EndpointAddress): Promise<ClientHttp2Session> {
+    const socket = await connectEndpoint(this.meshTls, ep, MESH_ALPN.http2);
+    const host = ep.address.includes(':') ? `[${ep.address}]` : ep.address;
+    const session = connect(`http://${host}:${ep.port}`, { createConnection: () => socket });
+    await new Promise<void>((resolve, reject) => {
+      session.once('connect', () => resolve());
+      session.once('error', reject);
+    });
+    return session;
+  }
+
+  retain(keep: readonly EndpointAddress[]): void {
+    const wanted = new Set(keep.map(H2Sessions.key));
+    for (const [key, s] of this.sessions) {
+      if (!wanted.has(key)) {
+        this.sessions.delete(key);
+        void s.then((session) => session.close(), () => undefined);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map((s) => s.then((session) => new Promise<void>((r) => session.close(() => r())), () => undefined)));
+  }
+}
+
+export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: ProxyRequest): Promise<ProxyResponse> {
+  const session = await sessions.session(ep);
+  const { host, ...rest } = req.headers;
+  const headers: Record<string, string | string[]> = {
+    [HTTP2_HEADER_METHOD]: req.method,
+    [HTTP2_HEADER_PATH]: req.path,
+    [HTTP2_HEADER_AUTHORITY]: host ?? `${ep.address}:${ep.port}`,
+  };
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined) headers[k] = v;
+  const stream = session.request(headers, { endStream: req.body === null, signal: req.signal });
+  if (req.body) req.body.pipe(stream);
+  const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+    stream.once('response', resolve);
+    stream.once('error', reject);
+    stream.once('close', () => reject(new Error(`stream closed before a response (code ${stream.rstCode})`)));
+  });
+  const status = Number(responseHeaders[HTTP2_HEADER_STATUS]);
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const [k, v] of Object.entries(responseHeaders)) if (!k.startsWith(':')) out[k] = v;
+  const meta = ep.identity ? { peerIdentity: ep.identity } : {};
+  return { status, headers: out, body: stream as unknown as Readable, meta };
+}

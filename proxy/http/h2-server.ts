@@ -1,0 +1,103 @@
+// Serves a Handler over HTTP/2 on sockets handed to it (h2c from the app on
+// outbound, mesh TLS with ALPN tsmesh/h2 on inbound). Never listens.
+import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from '../../lib/log.js';
+import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_STATUS } = constants;
+
+export interface H2ServerOptions {
+  log: Logger;
+}
+
+export interface ProxyH2Server {
+  server: Http2Server;
+  /** Serves HTTP/2 on `socket` with `handler`. */
+  accept(socket: Duplex, handler: Handler): void;
+  /** Sends GOAWAY on every session: streams in flight finish, no new ones start. */
+  drain(): void;
+}
+
+/** Request headers without pseudo-headers; :authority becomes host. */
+export function h2RequestHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.startsWith(':') || v === undefined) continue;
+    out[k] = v;
+  }
+  const authority = headers[HTTP2_HEADER_AUTHORITY];
+  if (authority && !out.host) out.host = authority as string;
+  return endToEndHeaders(out);
+}
+
+export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
+  const server = createServer({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 1000 } });
+  const sessions = new Set<ServerHttp2Session>();
+  const handlers = new WeakMap<object, Handler>();
+  // 'session' fires synchronously inside emit('connection'): hand the handler over there.
+  let accepting: Handler | undefined;
+  server.on('session', (session) => {
+    if (accepting) handlers.set(session, accepting);
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', () => session.destroy());
+  });
+  server.on('stream', (stream, headers) => void serve(stream, headers, stream.session ? handlers.get(stream.session) : undefined, opts));
+  server.on('sessionError', () => undefined);
+  return {
+    server,
+    accept(socket, handler) {
+      accepting = handler;
+      try {
+        server.emit('connection', socket);
+      } finally {
+        accepting = undefined;
+      }
+    },
+    drain() {
+      for (const s of sessions) if (!s.closed) s.close();
+    },
+  };
+}
+
+async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, handler: Handler | undefined, opts: H2ServerOptions): Promise<void> {
+  stream.on('error', () => stream.destroy());
+  const controller = new AbortController();
+  stream.once('close', () => {
+    if (stream.rstCode !== constants.NGHTTP2_NO_ERROR || !stream.writableFinished) controller.abort();
+  });
+  const hasBody = !stream.readableEnded && !(stream as { endAfterHeaders?: boolean }).endAfterHeaders;
+  const req: ProxyRequest = {
+    protocol: 'http2',
+    method: String(headers[HTTP2_HEADER_METHOD] ?? 'GET'),
+    path: String(headers[HTTP2_HEADER_PATH] ?? '/'),
+    headers: h2RequestHeaders(headers),
+    body: hasBody ? stream : null,
+    startedAt: performance.now(),
+    signal: controller.signal,
+  };
+  let response: ProxyResponse;
+  try {
+    response = handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection');
+  } catch (e) {
+    opts.log.warn('request failed', { error: (e as Error).message });
+    response = localResponse(502, 'proxy-error', `tsmesh: ${(e as Error).message}`);
+  }
+  if (stream.destroyed || stream.closed) {
+    response.body?.destroy();
+    return;
+  }
+  try {
+    const out: Record<string, string | string[]> = { [HTTP2_HEADER_STATUS]: String(response.status) };
+    for (const [k, v] of Object.entries(endToEndHeaders(response.headers as IncomingHttpHeaders))) {
+      if (v !== undefined && !k.startsWith(':')) out[k] = v;
+    }
+    stream.respond(out, { endStream: response.body === null });
+    if (response.body) await pipeline(response.body, stream);
+  } catch (e) {
+    opts.log.debug('response stream ended early', { error: (e as Error).message });
+    stream.destroy();
+  }
+}
