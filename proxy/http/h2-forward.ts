@@ -2,7 +2,7 @@
 // with ALPN tsmesh/h2 to a meshed endpoint, h2c to the app (inbound) or to an
 // endpoint without a sidecar.
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
