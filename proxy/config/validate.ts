@@ -1,9 +1,9 @@
 // Reads a ProxyConfig from untrusted JSON/YAML: every field checked, unknown
 // fields refused, defaults filled in. Errors name the field path and say what
 // was expected, e.g. `services[1].ports[0].port: 70000 is not a port (1-65535)`.
-import { isIP } from 'node:net';
 import { parseSpiffeId, validateTrustDomain } from '../../ca/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
+import { ValidationError, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../../lib/schema.js';
 import {
   CONFIG_API_VERSION,
   CONFIG_KIND,
@@ -26,86 +26,16 @@ import {
   type TrafficPolicySpec,
 } from './types.js';
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-  constructor(
-    readonly path: string,
-    detail: string,
-  ) {
-    super(`${path || 'config'}: ${detail}`);
-  }
-}
+/** A config that fails validation; the message names the field. */
+export { ValidationError as ConfigError };
 
-type Obj = Record<string, unknown>;
-
-function object(v: unknown, path: string, fields: readonly string[]): Obj {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(path, `expected an object, found ${describe(v)}`);
-  for (const k of Object.keys(v)) {
-    if (!fields.includes(k)) throw new ConfigError(join(path, k), `unknown field; expected one of ${fields.join(', ')}`);
-  }
-  return v as Obj;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  return typeof v === 'string' ? JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v) : typeof v;
-}
-
-const join = (path: string, key: string): string => (path ? `${path}.${key}` : key);
-
-function list<T>(v: unknown, path: string, item: (x: unknown, p: string) => T, optional = true): T[] {
-  if (v === undefined && optional) return [];
-  if (!Array.isArray(v)) throw new ConfigError(path, `expected a list, found ${describe(v)}`);
-  return v.map((x, i) => item(x, `${path}[${i}]`));
-}
-
-function string(v: unknown, path: string): string {
-  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(path, `expected a non-empty string, found ${describe(v)}`);
-  return v;
-}
-
-function integer(v: unknown, path: string, min: number, max: number, what = 'a whole number'): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new ConfigError(path, `${describe(v)} is not ${what} (${min}-${max})`);
-  return v;
-}
-
-function number(v: unknown, path: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new ConfigError(path, `${describe(v)} is not a number from ${min} to ${max}`);
-  return v;
-}
-
-const port = (v: unknown, path: string): number => integer(v, path, 1, 65535, 'a port');
-
-function duration(v: unknown, path: string): string {
-  const s = string(v, path);
-  try {
-    parseDuration(s);
-  } catch (e) {
-    throw new ConfigError(path, (e as Error).message);
-  }
-  return s;
-}
-
-function oneOf<T extends string>(v: unknown, path: string, values: readonly T[]): T {
-  if (typeof v !== 'string' || !values.includes(v as T)) throw new ConfigError(path, `${describe(v)} is not one of ${values.join(', ')}`);
-  return v as T;
-}
-
-function spiffeId(v: unknown, path: string): string {
+export function spiffeId(v: unknown, path: string): string {
   const s = string(v, path);
   try {
     parseSpiffeId(s);
   } catch (e) {
-    throw new ConfigError(path, (e as Error).message);
+    throw new ValidationError(path, (e as Error).message);
   }
-  return s;
-}
-
-function ip(v: unknown, path: string): string {
-  const s = string(v, path);
-  if (!isIP(s)) throw new ConfigError(path, `${describe(s)} is not an IPv4 or IPv6 address`);
   return s;
 }
 
@@ -128,7 +58,7 @@ function mesh(v: unknown, path: string): MeshSettings {
   try {
     validateTrustDomain(trustDomain);
   } catch (e) {
-    throw new ConfigError(join(path, 'trustDomain'), (e as Error).message);
+    throw new ValidationError(join(path, 'trustDomain'), (e as Error).message);
   }
   return {
     trustDomain,
@@ -159,7 +89,7 @@ function endpoint(v: unknown, path: string): Endpoint {
   }
   if (o.weight !== undefined) out.weight = integer(o.weight, join(path, 'weight'), 1, 1_000_000);
   if (o.ready !== undefined) {
-    if (typeof o.ready !== 'boolean') throw new ConfigError(join(path, 'ready'), `expected true or false, found ${describe(o.ready)}`);
+    if (typeof o.ready !== 'boolean') throw new ValidationError(join(path, 'ready'), `expected true or false, found ${describe(o.ready)}`);
     out.ready = o.ready;
   }
   return out;
@@ -173,12 +103,12 @@ function retries(v: unknown, path: string): RetryPolicy {
     const b = object(o.backoff, join(path, 'backoff'), ['base', 'max']);
     out.backoff = { base: duration(b.base ?? '25ms', join(path, 'backoff.base')), max: duration(b.max ?? '250ms', join(path, 'backoff.max')) };
     if (parseDuration(out.backoff.max) < parseDuration(out.backoff.base))
-      throw new ConfigError(join(path, 'backoff.max'), `${out.backoff.max} is shorter than backoff.base ${out.backoff.base}`);
+      throw new ValidationError(join(path, 'backoff.max'), `${out.backoff.max} is shorter than backoff.base ${out.backoff.base}`);
   }
   if (o.retryOn !== undefined)
     out.retryOn = list(o.retryOn, join(path, 'retryOn'), (x, p) => {
       const s = string(x, p);
-      if (!RETRY_ON.test(s)) throw new ConfigError(p, `${describe(s)} is not a retry condition; use 5xx, gateway-error, connect-failure, reset or a status code`);
+      if (!RETRY_ON.test(s)) throw new ValidationError(p, `${describe(s)} is not a retry condition; use 5xx, gateway-error, connect-failure, reset or a status code`);
       return s;
     });
   if (o.budget !== undefined) out.budget = retryBudget(o.budget, join(path, 'budget'));
@@ -225,7 +155,7 @@ function route(v: unknown, path: string): Route {
     out.match = {};
     if (m.pathPrefix !== undefined) {
       const prefix = string(m.pathPrefix, join(path, 'match.pathPrefix'));
-      if (!prefix.startsWith('/')) throw new ConfigError(join(path, 'match.pathPrefix'), `${describe(prefix)} must start with "/"`);
+      if (!prefix.startsWith('/')) throw new ValidationError(join(path, 'match.pathPrefix'), `${describe(prefix)} must start with "/"`);
       out.match.pathPrefix = prefix;
     }
     if (m.headers !== undefined) {
@@ -239,7 +169,7 @@ function route(v: unknown, path: string): Route {
       return { service: string(b.service, join(p, 'service')), weight: integer(b.weight, join(p, 'weight'), 0, 1_000_000, 'a weight') };
     });
     if (out.backends.length === 0 || out.backends.every((b) => b.weight === 0))
-      throw new ConfigError(join(path, 'backends'), 'at least one backend needs a weight above 0');
+      throw new ValidationError(join(path, 'backends'), 'at least one backend needs a weight above 0');
   }
   if (o.timeout !== undefined) out.timeout = duration(o.timeout, join(path, 'timeout'));
   if (o.retries !== undefined) out.retries = retries(o.retries, join(path, 'retries'));
@@ -270,7 +200,7 @@ function service(v: unknown, path: string): ServiceConfig {
   };
   const seen = new Set<number>();
   for (const [i, p] of out.ports.entries()) {
-    if (seen.has(p.port)) throw new ConfigError(join(path, `ports[${i}].port`), `port ${p.port} is listed twice`);
+    if (seen.has(p.port)) throw new ValidationError(join(path, `ports[${i}].port`), `port ${p.port} is listed twice`);
     seen.add(p.port);
   }
   if (o.trafficPolicy !== undefined) out.trafficPolicy = trafficPolicy(o.trafficPolicy, join(path, 'trafficPolicy'));
@@ -285,7 +215,7 @@ function authorizationRule(v: unknown, path: string): AuthorizationRule {
   if (o.serviceAccounts !== undefined)
     out.serviceAccounts = list(o.serviceAccounts, join(path, 'serviceAccounts'), (x, p) => {
       const s = string(x, p);
-      if (!/^[^/]+\/[^/]+$/.test(s)) throw new ConfigError(p, `${describe(s)} must be written <namespace>/<serviceaccount>`);
+      if (!/^[^/]+\/[^/]+$/.test(s)) throw new ValidationError(p, `${describe(s)} must be written <namespace>/<serviceaccount>`);
       return s;
     });
   if (o.ports !== undefined) out.ports = list(o.ports, join(path, 'ports'), port);
@@ -308,8 +238,8 @@ function inbound(v: unknown, path: string): InboundConfig {
 /** Validates `doc` (parsed JSON or YAML) and returns it with defaults filled in. */
 export function parseProxyConfig(doc: unknown): ProxyConfig {
   const o = object(doc, '', ['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound']);
-  if (o.apiVersion !== CONFIG_API_VERSION) throw new ConfigError('apiVersion', `${describe(o.apiVersion)} is not ${CONFIG_API_VERSION}`);
-  if (o.kind !== CONFIG_KIND) throw new ConfigError('kind', `${describe(o.kind)} is not ${CONFIG_KIND}`);
+  if (o.apiVersion !== CONFIG_API_VERSION) throw new ValidationError('apiVersion', `${describe(o.apiVersion)} is not ${CONFIG_API_VERSION}`);
+  if (o.kind !== CONFIG_KIND) throw new ValidationError('kind', `${describe(o.kind)} is not ${CONFIG_KIND}`);
   const config: ProxyConfig = {
     apiVersion: CONFIG_API_VERSION,
     kind: CONFIG_KIND,
@@ -324,10 +254,18 @@ export function parseProxyConfig(doc: unknown): ProxyConfig {
       for (const p of s.ports) {
         const key = `${ipAddr}:${p.port}`;
         const other = byAddress.get(key);
-        if (other) throw new ConfigError(`services[${i}]`, `${key} is claimed by both ${other} and ${s.name}.${s.namespace}`);
+        if (other) throw new ValidationError(`services[${i}]`, `${key} is claimed by both ${other} and ${s.name}.${s.namespace}`);
         byAddress.set(key, `${s.name}.${s.namespace}`);
       }
     }
   }
   return config;
 }
+
+export {
+  mesh as parseMeshSettings,
+  servicePort as parseServicePort,
+  endpoint as parseEndpoint,
+  trafficPolicy as parseTrafficPolicy,
+  authorizationRule as parseAuthorizationRule,
+};

@@ -1,0 +1,53 @@
+// The mesh as the control plane sees it, whatever the source (Kubernetes
+// informers or a local YAML file). Sources produce a MeshModel; snapshot.ts
+// turns it into each proxy's ProxyConfig.
+import type { AuthorizationRule, MeshSettings, PortProtocol, TrafficPolicySpec } from '../proxy/config/types.js';
+
+export interface MeshModel {
+  mesh: MeshSettings;
+  services: ServiceModel[];
+  trafficPolicies: TrafficPolicyModel[];
+  authorizationPolicies: AuthorizationPolicyModel[];
+}
+
+export interface ServiceModel {
+  name: string;
+  namespace: string;
+  clusterIPs: string[];
+  ports: { port: number; name?: string; protocol: PortProtocol; targetPort: number }[];
+  endpoints: EndpointModel[];
+}
+
+export interface EndpointModel {
+  address: string;
+  /** SPIFFE ID of the endpoint's sidecar; absent when the pod is not meshed. */
+  identity?: string;
+  /** Per service port name, when the pod's port differs from the service's targetPort. */
+  ports?: Record<string, number>;
+  ready: boolean;
+}
+
+/** A TrafficPolicy: `spec` applies to the Service `targetService` in `namespace`. */
+export interface TrafficPolicyModel {
+  name: string;
+  namespace: string;
+  targetService: string;
+  spec: TrafficPolicySpec;
+  /** Creation time, to settle which of two policies for one service wins (the older). */
+  createdAt?: string;
+}
+
+/** An AuthorizationPolicy: selects workloads by Service or by ServiceAccount in its namespace. */
+export interface AuthorizationPolicyModel {
+  name: string;
+  namespace: string;
+  target: { kind: 'Service' | 'ServiceAccount'; name: string };
+  rules: AuthorizationRule[];
+}
+
+/** What a connected proxy is: the workload its certificate names. */
+export interface ProxyIdentity {
+  spiffeId: string;
+  namespace: string;
+  serviceAccount: string;
+}
