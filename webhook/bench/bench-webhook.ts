@@ -1,7 +1,7 @@
 // npm run bench:webhook: admission latency over HTTPS at a fixed rate (open
 // loop: reviews go out on schedule whatever the answers' pace), the webhook in
 // its own process, side by side with a floor server that answers without
-// injecting. The reviews are the golden pods of webhook/testdata. Ends with:
+// injecting (alternating one-second slices, so both see the same machine). The reviews are the golden pods of webhook/testdata. Ends with:
 //   bench:webhook p50_ms=<n> p99_ms=<n>
 // Options (environment): BENCH_RATE (reviews/s, default 200), BENCH_REQUESTS (default 2000).
 import { spawn } from 'node:child_process';
@@ -56,7 +56,13 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function measure(mode: 'webhook' | 'floor', dir: string, ca: string, bodies: string[]): Promise<number[]> {
+interface Target {
+  readonly mode: 'webhook' | 'floor';
+  readonly post: (body: string) => Promise<number>;
+  readonly close: () => Promise<void>;
+}
+
+async function target(mode: 'webhook' | 'floor', dir: string, ca: string): Promise<Target> {
   const { port, stop } = await startServer(mode, dir);
   const agent = new Agent({ connect: { ca }, keepAliveTimeout: 30_000 });
   const url = `https://127.0.0.1:${port}/inject`;
@@ -67,20 +73,35 @@ async function measure(mode: 'webhook' | 'floor', dir: string, ca: string, bodie
     if (res.statusCode !== 200 || !text.includes('"allowed":true')) throw new Error(`${mode}: answered ${res.statusCode}: ${text.slice(0, 200)}`);
     return performance.now() - t0;
   };
-  try {
-    for (let i = 0; i < WARM_UP; i++) await post(bodies[i % bodies.length]!); // TLS session, JIT
-    const latencies: Promise<number>[] = [];
-    const t0 = performance.now();
-    for (let i = 0; i < REQUESTS; i++) {
-      const wait = t0 + (i * 1000) / RATE - performance.now();
+  return {
+    mode,
+    post,
+    close: async () => {
+      await agent.close();
+      stop();
+    },
+  };
+}
+
+/**
+ * Open loop, one-second slices that alternate between the targets, so that
+ * both see the same machine (other processes on it included).
+ */
+async function measure(targets: readonly Target[], bodies: string[]): Promise<number[][]> {
+  for (const t of targets) for (let i = 0; i < WARM_UP; i++) await t.post(bodies[i % bodies.length]!); // TLS session, JIT
+  const latencies: Promise<number>[][] = targets.map(() => []);
+  const slices = Math.ceil(REQUESTS / RATE) * targets.length;
+  const t0 = performance.now();
+  let sent = 0;
+  for (let slice = 0; slice < slices; slice++) {
+    const which = slice % targets.length;
+    for (let i = 0; i < RATE && latencies[which]!.length < REQUESTS; i++) {
+      const wait = t0 + (sent * 1000) / RATE - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      latencies.push(post(bodies[i % bodies.length]!));
+      latencies[which]!.push(targets[which]!.post(bodies[sent++ % bodies.length]!));
     }
-    return (await Promise.all(latencies)).sort((a, b) => a - b);
-  } finally {
-    await agent.close();
-    stop();
   }
+  return Promise.all(latencies.map(async (l) => (await Promise.all(l)).sort((a, b) => a - b)));
 }
 
 function line(label: string, lat: number[]): string {
@@ -96,11 +117,18 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'cert.pem'), tls.cert);
     const bodies = reviews();
     const sizes = bodies.map((b) => b.length);
-    console.log(`POST /inject over HTTPS, ${REQUESTS} reviews at ${RATE}/s (open loop, server in its own process),`);
+    console.log(`POST /inject over HTTPS, ${REQUESTS} reviews each at ${RATE}/s (open loop, each server in its own process,`);
+    console.log('  alternating one-second slices between them),');
     console.log(`  ${bodies.length} golden pods, ${Math.min(...sizes)}-${Math.max(...sizes)} bytes each:`);
-    const floor = await measure('floor', dir, tls.ca, bodies);
+    const targets = [await target('floor', dir, tls.ca), await target('webhook', dir, tls.ca)];
+    let results: number[][];
+    try {
+      results = await measure(targets, bodies);
+    } finally {
+      for (const t of targets) await t.close();
+    }
+    const [floor, webhook] = results as [number[], number[]];
     console.log(line('floor: HTTPS + JSON, fixed answer (comparator)', floor));
-    const webhook = await measure('webhook', dir, tls.ca, bodies);
     console.log(line('tsmesh webhook: parse, buildPodPatch, answer', webhook));
     console.log(`bench:webhook p50_ms=${percentile(webhook, 50).toFixed(2)} p99_ms=${percentile(webhook, 99).toFixed(2)}`);
   } finally {
