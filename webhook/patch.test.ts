@@ -217,6 +217,14 @@ describe('buildPodPatch', function () {
     assert.match(refused({ spec: { containers: [{ name: 'a' }], volumes: [{ name: 'tsmesh-token' }] } }), /volume name tsmesh-token is reserved/);
   });
 
+  it('warns about an app container running as the proxy\'s uid', function () {
+    const pod = { spec: { securityContext: { runAsUser: 1337 }, containers: [{ name: 'a' }, { name: 'b', securityContext: { runAsUser: 1000 } }] } };
+    const r = buildPodPatch(pod, { name: 'default' }, TEST_MESH);
+    assert.deepEqual(r.kind === 'injected' && r.warnings, [
+      "container a runs as uid 1337, the proxy's: its traffic is not redirected and bypasses mTLS; run it as another user",
+    ]);
+  });
+
   it('adds metadata, annotations and volumes where the pod has none', function () {
     const r = buildPodPatch({ spec: { containers: [{ name: 'a', image: 'x' }] } }, { name: 'default' }, TEST_MESH, TEST_VERSION);
     assert.equal(r.kind, 'injected');

@@ -5,7 +5,7 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { PROXY_DEFAULTS } from '../proxy/env.js';
 import { InjectionRefused } from './errors.js';
 import { TSMESH_VERSION, type MeshConfig } from './mesh-config.js';
-import { INIT_CONTAINER, PROMETHEUS_ANNOTATIONS, PROXY_CONTAINER, STATUS_ANNOTATION, VOLUMES } from './names.js';
+import { INIT_CONTAINER, PROMETHEUS_ANNOTATIONS, PROXY_CONTAINER, PROXY_UID, STATUS_ANNOTATION, VOLUMES } from './names.js';
 import { readOverrides } from './overrides.js';
 import { rewriteProbes } from './probes.js';
 import { initContainer, meshVolumes, proxyContainer } from './sidecar.js';
@@ -86,6 +86,14 @@ function checkNoClash(pod: V1Pod): void {
   }
 }
 
+/** init never redirects the proxy's uid, so an app container running as that uid talks past the mesh. */
+function proxyUidWarnings(pod: V1Pod): string[] {
+  const podUid = pod.spec!.securityContext?.runAsUser;
+  return pod.spec!.containers
+    .filter((c) => (c.securityContext?.runAsUser ?? podUid) === PROXY_UID)
+    .map((c) => `container ${c.name} runs as uid ${PROXY_UID}, the proxy's: its traffic is not redirected and bypasses mTLS; run it as another user`);
+}
+
 /**
  * The patch that meshes `object`, or why it is left alone. Throws
  * InjectionRefused when the pod must not be created as it is (a bad override,
@@ -127,5 +135,5 @@ export function buildPodPatch(object: unknown, namespace: NamespaceInfo, mesh: M
   else if (pod.metadata.annotations === undefined || pod.metadata.annotations === null) patch.push({ op: 'add', path: '/metadata/annotations', value: added });
   else for (const [key, value] of Object.entries(added)) patch.push({ op: 'add', path: `/metadata/annotations/${pointerSegment(key)}`, value });
 
-  return { kind: 'injected', patch, warnings: [...probes.warnings] };
+  return { kind: 'injected', patch, warnings: [...probes.warnings, ...proxyUidWarnings(pod)] };
 }
