@@ -18,7 +18,7 @@ import { startControlPlane, type RunningControlPlane } from '../../control/plane
 import { createIdentity, secureContextOptions, type IdentitySettings, type WorkloadCredentials } from './index.js';
 import type { IdentityManager } from './manager.js';
 import { freePort } from './testdata/free-port.js';
-import { ManualScheduler } from './testdata/manual-scheduler.js';
+import { ManualScheduler } from '../../lib/testdata/manual-scheduler.js';
 
 const TOKEN = 'web-token-0123456789abcdef';
 const FAST = { backoff: { minMs: 20, maxMs: 100 } };

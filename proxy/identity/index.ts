@@ -7,16 +7,16 @@ import type { Logger } from '../../lib/log.js';
 import { createCaClient } from './ca-client.js';
 import { IdentityError } from './errors.js';
 import { IdentityManager, type IdentityManagerOptions } from './manager.js';
-import { systemScheduler } from './scheduler.js';
+import { systemScheduler } from '../../lib/scheduler.js';
 
 export type { IdentitySource, WorkloadCredentials } from './types.js';
 export { IdentityManager, type IdentityManagerOptions } from './manager.js';
 export { createCaClient, parseControlPlaneAddress, CERTIFICATES_PATH, type CaClientOptions, type RequestCertificate } from './ca-client.js';
 export { credentialsFromResponse, parseCertificateResponse, secureContextOptions } from './credentials.js';
 export { IdentityError, type IdentityErrorCode, type IdentityErrorDetails } from './errors.js';
-export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../lib/backoff.js';
 export { rotationDelay, DEFAULT_ROTATION, type RotationOptions } from './rotation.js';
-export { systemScheduler, type Scheduler, type TimerHandle } from './scheduler.js';
+export { systemScheduler, type Scheduler, type TimerHandle } from '../../lib/scheduler.js';
 
 export interface IdentitySettings {
   /** TSMESH_CONTROL_PLANE_ADDRESS. */

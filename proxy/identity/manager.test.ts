@@ -14,7 +14,7 @@ import { createLogger } from '../../lib/log.js';
 import { IdentityError } from './errors.js';
 import { IdentityManager, type IdentityManagerOptions } from './manager.js';
 import type { WorkloadCredentials } from './types.js';
-import { ManualScheduler, settle } from './testdata/manual-scheduler.js';
+import { ManualScheduler, settle } from '../../lib/testdata/manual-scheduler.js';
 
 const HALF_HOUR = 1_800_000;
 const BACKDATE = 60_000;

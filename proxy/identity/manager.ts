@@ -5,13 +5,13 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { buildCsrPem } from '../../ca/csr.js';
 import type { Logger } from '../../lib/log.js';
-import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from './backoff.js';
+import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from '../../lib/backoff.js';
 import type { RequestCertificate } from './ca-client.js';
 import { credentialsFromResponse } from './credentials.js';
 import { IdentityError } from './errors.js';
 import { createIdentityMetrics, type IdentityMetrics } from './metrics.js';
 import { DEFAULT_ROTATION, rotationDelay, type RotationOptions } from './rotation.js';
-import { systemScheduler, type Scheduler, type TimerHandle } from './scheduler.js';
+import { systemScheduler, type Scheduler, type TimerHandle } from '../../lib/scheduler.js';
 import type { IdentitySource, WorkloadCredentials } from './types.js';
 
 export interface IdentityManagerOptions {
