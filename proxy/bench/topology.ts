@@ -1,0 +1,196 @@
+// The benchmark's network: a client "pod" namespace and a server "pod"
+// namespace joined by a veth pair, with addresses the benchmark assigns:
+//   client pod 10.244.200.2/24, server pod 10.244.200.3/24, and the Service's
+//   ClusterIP 10.96.200.10, held by the server namespace so that even a
+//   connection that missed its redirect reaches only this benchmark.
+// Processes are started inside them, optionally pinned to a CPU and run as
+// another uid; destroy() ends them by PID (TERM, then KILL) and deletes the
+// namespaces, which takes their iptables rules with them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+export const ADDRESSES = {
+  client: '10.244.200.2',
+  server: '10.244.200.3',
+  prefix: 24,
+  clusterIp: '10.96.200.10',
+} as const;
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion; killed by PID after timeoutMs. */
+export function run(command: string, args: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
+      stderr += `\n${command}: killed after ${timeoutMs} ms`;
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ code: 127, stdout, stderr: e.message });
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 128, stdout, stderr });
+    });
+  });
+}
+
+export async function must(command: string, args: readonly string[], timeoutMs?: number): Promise<string> {
+  const r = await run(command, args, timeoutMs);
+  if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
+}
+
+export interface Placement {
+  /** Pin to this CPU (taskset -c). */
+  cpu?: number | undefined;
+  /** Run as this uid and gid, without capabilities (setpriv). */
+  uid?: number;
+}
+
+export interface Started {
+  name: string;
+  pid: number;
+  child: ChildProcess;
+  log: string;
+}
+
+/** Why the benchmark cannot run here, or undefined when it can. */
+export async function unavailable(): Promise<string | undefined> {
+  if (process.platform !== 'linux') return 'the sidecar benchmark needs Linux network namespaces';
+  if (process.getuid?.() !== 0) return 'the sidecar benchmark needs root (network namespaces, iptables); run it with sudo or as root';
+  const tools: [string, string[], string][] = [
+    ['ip', ['-V'], 'iproute2'],
+    ['setpriv', ['--version'], 'util-linux'],
+    ['taskset', ['--version'], 'util-linux'],
+    ['iptables-nft-restore', ['--version'], 'iptables'],
+    ['curl', ['--version'], 'curl'],
+    ['wrk', ['--version'], 'wrk'],
+    ['haproxy', ['-v'], 'haproxy'],
+  ];
+  const missing = [];
+  for (const [tool, args, pkg] of tools) if ((await run(tool, args)).code === 127) missing.push(pkg);
+  if (missing.length > 0) return `missing tools; install them with: apt-get install ${[...new Set(missing)].join(' ')}`;
+  const probe = `tsmesh-bench-probe-${randomBytes(3).toString('hex')}`;
+  const r = await run('ip', ['netns', 'add', probe]);
+  if (r.code !== 0) return `this machine cannot create network namespaces: ${r.stderr.trim()}`;
+  await run('ip', ['netns', 'del', probe]);
+  return undefined;
+}
+
+export class BenchNet {
+  private readonly processes: Started[] = [];
+  private destroyed = false;
+
+  private constructor(
+    readonly client: string,
+    readonly server: string,
+    private readonly clientIf: string,
+    private readonly serverIf: string,
+  ) {}
+
+  static async create(): Promise<BenchNet> {
+    const id = randomBytes(3).toString('hex');
+    const net = new BenchNet(`tsmesh-bench-${id}-client`, `tsmesh-bench-${id}-server`, `tbc${id}`, `tbs${id}`);
+    try {
+      await must('ip', ['netns', 'add', net.client]);
+      await must('ip', ['netns', 'add', net.server]);
+      await must('ip', ['-n', net.client, 'link', 'add', net.clientIf, 'type', 'veth', 'peer', 'name', net.serverIf, 'netns', net.server]);
+      const { prefix } = ADDRESSES;
+      for (const [ns, dev, addrs] of [
+        [net.client, net.clientIf, [`${ADDRESSES.client}/${prefix}`]],
+        [net.server, net.serverIf, [`${ADDRESSES.server}/${prefix}`, `${ADDRESSES.clusterIp}/32`]],
+      ] as const) {
+        await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+        await must('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+        for (const a of addrs) await must('ip', ['-n', ns, 'addr', 'add', a, 'dev', dev]);
+      }
+      // The client reaches the ClusterIP over the link, as a pod reaches it through its node.
+      await must('ip', ['-n', net.client, 'route', 'add', `${ADDRESSES.clusterIp}/32`, 'dev', net.clientIf]);
+      return net;
+    } catch (e) {
+      await net.destroy();
+      throw e;
+    }
+  }
+
+  private wrap(ns: string, command: readonly string[], placement: Placement): string[] {
+    const pin = placement.cpu === undefined ? [] : ['taskset', '-c', String(placement.cpu)];
+    const as = placement.uid === undefined ? [] : ['setpriv', `--reuid=${placement.uid}`, `--regid=${placement.uid}`, '--clear-groups'];
+    // `ip netns exec`, taskset and setpriv each exec the next: the child's PID is the program's own.
+    return ['netns', 'exec', ns, ...pin, ...as, ...command];
+  }
+
+  /** Runs a command in a namespace to completion. */
+  exec(ns: string, command: readonly string[], placement: Placement = {}, timeoutMs?: number): Promise<RunResult> {
+    return run('ip', this.wrap(ns, command, placement), timeoutMs);
+  }
+
+  /** Starts a long-running process in a namespace; its stdout and stderr go to `log`. */
+  start(name: string, ns: string, command: readonly string[], log: string, placement: Placement = {}, env: NodeJS.ProcessEnv = process.env): Started {
+    if (this.destroyed) throw new Error('the benchmark network is gone');
+    const fd = openSync(log, 'a');
+    try {
+      const child = spawn('ip', this.wrap(ns, command, placement), { cwd: REPO, stdio: ['ignore', fd, fd], env });
+      if (child.pid === undefined) throw new Error(`${name} did not start`);
+      const started = { name, pid: child.pid, child, log };
+      this.processes.push(started);
+      child.on('error', () => undefined);
+      return started;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Ends one process this object started: TERM, then KILL after graceMs. */
+  async stop(p: Started, graceMs = 3000): Promise<void> {
+    const i = this.processes.indexOf(p);
+    if (i >= 0) this.processes.splice(i, 1);
+    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => p.child.once('exit', () => resolve()));
+    try {
+      process.kill(p.pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** Ends every process still running (by PID), then deletes both namespaces. Safe to call twice. */
+  async destroy(): Promise<void> {
+    this.destroyed = true;
+    await Promise.all([...this.processes].map((p) => this.stop(p, 1000)));
+    for (const ns of [this.client, this.server]) await run('ip', ['netns', 'del', ns]);
+  }
+}
+
+/** The last lines of a process's log, for error messages. */
+export function tail(log: string, lines = 20): string {
+  try {
+    return readFileSync(log, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
