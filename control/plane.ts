@@ -1,5 +1,10 @@
-// `tsmesh control-plane`: the CA (and, as they are built, discovery and the
-// webhook) behind one TLS port, 15012, plus the admin port 15014.
+// `tsmesh control-plane`: one process, three switchable parts.
+//   15012 (TLS)  the CA (POST /v1/certificates, GET /v1/trust-bundle) and the
+//                discovery stream (GET /v1/config, POST /v1/config/ack, mTLS)
+//   9443  (TLS)  the sidecar injector (POST /inject)
+//   15014        admin: /metrics, /healthz, /readyz
+// Serving certificates come from the mesh CA itself and are re-issued at
+// half-life with setSecureContext, so open connections stay up.
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -13,7 +18,11 @@ import { createCaMetrics } from '../ca/metrics.js';
 import { caRouter } from '../ca/server.js';
 import { workloadSpiffeId } from '../ca/spiffe.js';
 import type { Logger } from '../lib/log.js';
+import { startWebhookServer, type RunningWebhook } from '../webhook/app.js';
+import type { MeshConfig } from '../webhook/mesh-config.js';
 import { createAdminServer } from './admin.js';
+import type { MeshSource } from './sources/source.js';
+import { Discovery } from './stream.js';
 
 export const CONTROL_PLANE_NAMESPACE = 'tsmesh-system';
 export const CONTROL_PLANE_SERVICE_ACCOUNT = 'tsmesh-control-plane';
@@ -21,7 +30,13 @@ export const CONTROL_PLANE_SERVICE = 'tsmesh-control-plane';
 
 export interface ControlPlaneOptions {
   authority: CertificateAuthority;
-  authenticator: Authenticator;
+  /** Serve the CA's API; needs `authenticator`. Default true. */
+  ca?: boolean;
+  authenticator?: Authenticator;
+  /** Serve the discovery stream from this source. */
+  meshSource?: MeshSource;
+  /** Run the injector with this mesh config. */
+  webhook?: { mesh: MeshConfig; port?: number };
   log: Logger;
   host?: string;
   /** 15012 by default; 0 picks a free port. */
@@ -36,7 +51,9 @@ export interface ControlPlaneOptions {
 export interface RunningControlPlane {
   caPort: number;
   adminPort: number;
+  webhookPort: number | undefined;
   registry: Registry;
+  discovery: Discovery | undefined;
   close(): Promise<void>;
 }
 
@@ -64,20 +81,54 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
 
   const app = express();
   app.disable('x-powered-by');
-  app.use(caRouter({ authority, authenticator: opts.authenticator, metrics: createCaMetrics(registry), log: log.child('ca') }));
+  if (opts.ca ?? true) {
+    if (!opts.authenticator) throw new Error('the CA needs an authenticator (a token file or Kubernetes TokenReview)');
+    app.use(caRouter({ authority, authenticator: opts.authenticator, metrics: createCaMetrics(registry), log: log.child('ca') }));
+  }
+  let discovery: Discovery | undefined;
+  let unsubscribe = (): void => {};
+  if (opts.meshSource) {
+    const source = opts.meshSource;
+    discovery = new Discovery({ registry, log: log.child('discovery'), trustBundle: () => authority.trustBundle.toPem() });
+    app.use(discovery.router());
+    const first = source.current();
+    if (first) discovery.update(first);
+    unsubscribe = source.onChange((m) => discovery!.update(m));
+  }
 
   const names = servingNames(authority.trustDomain, opts.dnsNames);
   const ips = [...new Set(['127.0.0.1', '::1', ...(opts.ipAddresses ?? [])])];
   let serving = issueServingCertificate(authority, names, ips);
-  const server: HttpsServer = createHttpsServer({ key: serving.key, cert: serving.cert, minVersion: 'TLSv1.2' }, app);
-  // Re-issue the serving certificate at half its life; setSecureContext keeps open connections.
+  // Client certificates are asked for but not required: the CA serves proxies that have none yet;
+  // the discovery stream checks `authorized` itself.
+  const tlsOptions = () => ({
+    key: serving.key,
+    cert: serving.cert,
+    ca: authority.trustBundle.toPem(),
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2' as const,
+  });
+  const server: HttpsServer = createHttpsServer(tlsOptions(), app);
+  let webhook: RunningWebhook | undefined;
+  if (opts.webhook) {
+    webhook = await startWebhookServer({
+      mesh: opts.webhook.mesh,
+      registry,
+      log: log.child('webhook'),
+      tls: { key: serving.key, cert: serving.cert },
+      host,
+      port: opts.webhook.port ?? 9443,
+    });
+  }
   let rotateTimer: NodeJS.Timeout;
   const scheduleRotation = (): void => {
     const life = serving.issued.notAfter.getTime() - Date.now();
     rotateTimer = setTimeout(() => {
       try {
         serving = issueServingCertificate(authority, names, ips);
-        server.setSecureContext({ key: serving.key, cert: serving.cert, minVersion: 'TLSv1.2' });
+        server.setSecureContext(tlsOptions());
+        webhook?.setTls({ key: serving.key, cert: serving.cert });
         log.info('rotated serving certificate', { expiresAt: serving.issued.notAfter.toISOString() });
       } catch (e) {
         log.error('serving certificate rotation failed; retrying in 30s', { error: (e as Error).message });
@@ -88,23 +139,27 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   };
   scheduleRotation();
 
-  const admin: Server = createAdminServer({ registry, readiness: () => undefined });
+  const admin: Server = createAdminServer({ registry, readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined) });
   server.listen(opts.port ?? 15012, host);
   admin.listen(opts.adminPort ?? 15014, host);
   await Promise.all([once(server, 'listening'), once(admin, 'listening')]);
   const caPort = (server.address() as AddressInfo).port;
   const adminPort = (admin.address() as AddressInfo).port;
-  log.info('control plane listening', { caPort, adminPort, trustDomain: authority.trustDomain });
+  log.info('control plane listening', { caPort, adminPort, webhookPort: webhook?.port, discovery: Boolean(discovery), trustDomain: authority.trustDomain });
 
   return {
     caPort,
     adminPort,
+    webhookPort: webhook?.port,
     registry,
+    discovery,
     async close() {
       clearTimeout(rotateTimer);
+      unsubscribe();
+      discovery?.close();
       server.closeAllConnections();
       admin.closeAllConnections();
-      await Promise.all([new Promise((r) => server.close(r)), new Promise((r) => admin.close(r))]);
+      await Promise.all([new Promise((r) => server.close(r)), new Promise((r) => admin.close(r)), webhook?.close()]);
     },
   };
 }

@@ -19,6 +19,8 @@ export interface ProxyConfig {
   services: ServiceConfig[];
   /** How this proxy treats connections to its own workload. */
   inbound: InboundConfig;
+  /** PEM roots the mesh trusts now; streamed so a new root reaches proxies without restarts. */
+  trustBundle?: string;
 }
 
 export interface MeshSettings {

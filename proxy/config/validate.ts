@@ -237,7 +237,7 @@ function inbound(v: unknown, path: string): InboundConfig {
 
 /** Validates `doc` (parsed JSON or YAML) and returns it with defaults filled in. */
 export function parseProxyConfig(doc: unknown): ProxyConfig {
-  const o = object(doc, '', ['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound']);
+  const o = object(doc, '', ['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle']);
   if (o.apiVersion !== CONFIG_API_VERSION) throw new ValidationError('apiVersion', `${describe(o.apiVersion)} is not ${CONFIG_API_VERSION}`);
   if (o.kind !== CONFIG_KIND) throw new ValidationError('kind', `${describe(o.kind)} is not ${CONFIG_KIND}`);
   const config: ProxyConfig = {
@@ -248,6 +248,11 @@ export function parseProxyConfig(doc: unknown): ProxyConfig {
     services: list(o.services, 'services', service),
     inbound: inbound(o.inbound, 'inbound'),
   };
+  if (o.trustBundle !== undefined) {
+    const pem = string(o.trustBundle, 'trustBundle');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError('trustBundle', 'expected PEM certificates');
+    config.trustBundle = pem;
+  }
   const byAddress = new Map<string, string>();
   for (const [i, s] of config.services.entries()) {
     for (const ipAddr of s.clusterIPs) {

@@ -1,0 +1,129 @@
+// The mesh from a local YAML file (tsmesh demo, tests, meshes without
+// Kubernetes), re-read when it changes; a bad file keeps the last good model.
+//
+//   apiVersion: tsmesh.io/v1alpha1
+//   kind: Mesh
+//   mesh: { trustDomain: cluster.local, mtlsMode: STRICT }
+//   services:
+//     - name: payments
+//       namespace: shop
+//       clusterIPs: [10.96.0.20]
+//       ports: [{ port: 80, targetPort: 8080 }]
+//       endpoints: [{ address: 10.244.1.5, serviceAccount: payments }]   # or identity: spiffe://...
+//   trafficPolicies:
+//     - { name: payments-canary, namespace: shop, targetRef: { kind: Service, name: payments }, spec: { ... } }
+//   authorizationPolicies:
+//     - { name: only-frontend, namespace: shop, targetRef: { kind: Service, name: payments }, rules: [ ... ] }
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { workloadSpiffeId } from '../../ca/spiffe.js';
+import type { Logger } from '../../lib/log.js';
+import { ValidationError, join, list, object, oneOf, string, ip } from '../../lib/schema.js';
+import { parseAuthorizationRule, parseEndpoint, parseMeshSettings, parseServicePort, parseTrafficPolicy } from '../../proxy/config/validate.js';
+import type { AuthorizationPolicyModel, EndpointModel, MeshModel, ServiceModel, TrafficPolicyModel } from '../model.js';
+import type { MeshSource } from './source.js';
+
+export const MESH_KIND = 'Mesh';
+
+export function parseMeshFile(doc: unknown): MeshModel {
+  const o = object(doc, '', ['apiVersion', 'kind', 'mesh', 'services', 'trafficPolicies', 'authorizationPolicies']);
+  if (o.apiVersion !== 'tsmesh.io/v1alpha1') throw new ValidationError('apiVersion', `${JSON.stringify(o.apiVersion)} is not tsmesh.io/v1alpha1`);
+  if (o.kind !== MESH_KIND) throw new ValidationError('kind', `${JSON.stringify(o.kind)} is not ${MESH_KIND}`);
+  const mesh = parseMeshSettings(o.mesh, 'mesh');
+  const services = list(o.services, 'services', (v, path): ServiceModel => {
+    const s = object(v, path, ['name', 'namespace', 'clusterIPs', 'ports', 'endpoints']);
+    const namespace = string(s.namespace, join(path, 'namespace'));
+    return {
+      name: string(s.name, join(path, 'name')),
+      namespace,
+      clusterIPs: list(s.clusterIPs, join(path, 'clusterIPs'), ip),
+      ports: list(s.ports, join(path, 'ports'), parseServicePort),
+      endpoints: list(s.endpoints, join(path, 'endpoints'), (ev, ep): EndpointModel => {
+        const e = object(ev, ep, ['address', 'identity', 'serviceAccount', 'ports', 'weight', 'ready']);
+        const { serviceAccount, ...rest } = e;
+        if (serviceAccount !== undefined && rest.identity !== undefined)
+          throw new ValidationError(join(ep, 'serviceAccount'), 'give either identity or serviceAccount, not both');
+        const parsed = parseEndpoint(rest, ep);
+        const identity = serviceAccount === undefined ? parsed.identity : workloadSpiffeId(mesh.trustDomain, namespace, string(serviceAccount, join(ep, 'serviceAccount')));
+        return { address: parsed.address, ready: parsed.ready !== false, ...(identity ? { identity } : {}), ...(parsed.ports ? { ports: parsed.ports } : {}) };
+      }),
+    };
+  });
+  const targetRef = (v: unknown, path: string, kinds: readonly ('Service' | 'ServiceAccount')[]) => {
+    const t = object(v, path, ['kind', 'name']);
+    return { kind: oneOf(t.kind, join(path, 'kind'), kinds), name: string(t.name, join(path, 'name')) };
+  };
+  const trafficPolicies = list(o.trafficPolicies, 'trafficPolicies', (v, path): TrafficPolicyModel => {
+    const p = object(v, path, ['name', 'namespace', 'targetRef', 'spec']);
+    return {
+      name: string(p.name, join(path, 'name')),
+      namespace: string(p.namespace, join(path, 'namespace')),
+      targetService: targetRef(p.targetRef, join(path, 'targetRef'), ['Service']).name,
+      spec: parseTrafficPolicy(p.spec ?? {}, join(path, 'spec')),
+    };
+  });
+  const authorizationPolicies = list(o.authorizationPolicies, 'authorizationPolicies', (v, path): AuthorizationPolicyModel => {
+    const p = object(v, path, ['name', 'namespace', 'targetRef', 'rules']);
+    return {
+      name: string(p.name, join(path, 'name')),
+      namespace: string(p.namespace, join(path, 'namespace')),
+      target: targetRef(p.targetRef, join(path, 'targetRef'), ['Service', 'ServiceAccount']),
+      rules: list(p.rules, join(path, 'rules'), parseAuthorizationRule, false),
+    };
+  });
+  return { mesh, services, trafficPolicies, authorizationPolicies };
+}
+
+export function readMeshFile(path: string): MeshModel {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read mesh file ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    return parseMeshFile(doc);
+  } catch (e) {
+    throw new Error(`mesh file ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export class FileMeshSource implements MeshSource {
+  private model: MeshModel;
+  private readonly listeners = new Set<(m: MeshModel) => void>();
+
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+    pollMs = 250,
+  ) {
+    this.model = readMeshFile(path);
+    watchFile(path, { interval: pollMs, persistent: false }, (cur, prev) => {
+      if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) this.reload();
+    });
+  }
+
+  current(): MeshModel {
+    return this.model;
+  }
+
+  onChange(listener: (m: MeshModel) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private reload(): void {
+    try {
+      this.model = readMeshFile(this.path);
+      this.log.info('mesh file reloaded', { services: this.model.services.length });
+      for (const l of this.listeners) l(this.model);
+    } catch (e) {
+      this.log.error('mesh file reload failed; keeping the last good mesh', { error: (e as Error).message });
+    }
+  }
+
+  close(): void {
+    unwatchFile(this.path);
+    this.listeners.clear();
+  }
+}

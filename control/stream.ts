@@ -1,0 +1,161 @@
+// The discovery stream on the control plane's TLS port (15012):
+//   GET  /v1/config       newline-delimited JSON: one ProxyConfig per line,
+//                         the current one at once, then one per change; an
+//                         empty line every 15 s keeps idle connections alive
+//   POST /v1/config/ack   {"version": "..."}: the proxy runs that version
+// Both need the proxy's mesh certificate (mTLS): the caller is known by it.
+import type { Request, Response, Router } from 'express';
+import express from 'express';
+import type { TLSSocket } from 'node:tls';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { parseWorkloadSpiffeId } from '../ca/spiffe.js';
+import type { Logger } from '../lib/log.js';
+import { peerSpiffeId } from '../proxy/tls/peer.js';
+import type { MeshModel, ProxyIdentity } from './model.js';
+import { buildProxyConfig } from './snapshot.js';
+
+export const HEARTBEAT_MS = 15_000;
+
+interface Subscriber {
+  identity: ProxyIdentity;
+  res: Response;
+  /** The last config body sent, without its version, to skip pushes that change nothing. */
+  lastBody: string | undefined;
+}
+
+export interface StreamMetrics {
+  connected: Gauge;
+  pushes: Counter;
+  pushLatency: Histogram;
+  configBytes: Gauge;
+}
+
+function createStreamMetrics(registry: Registry): StreamMetrics {
+  return {
+    connected: new Gauge({ name: 'tsmesh_control_connected_proxies', help: 'Proxies subscribed to the discovery stream.', registers: [registry] }),
+    pushes: new Counter({ name: 'tsmesh_control_pushes_total', help: 'Configs written to proxies.', registers: [registry] }),
+    pushLatency: new Histogram({
+      name: 'tsmesh_control_push_latency_seconds',
+      help: 'From a change of the mesh to the proxy acknowledging the config that carries it.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    configBytes: new Gauge({ name: 'tsmesh_control_config_bytes', help: 'Size of the largest config last pushed.', registers: [registry] }),
+  };
+}
+
+export interface DiscoveryOptions {
+  registry: Registry;
+  log: Logger;
+  /** The trust bundle to stream with every config. */
+  trustBundle: () => string;
+}
+
+/** Tracks the model and the subscribers, and pushes each change. */
+export class Discovery {
+  private model: MeshModel | undefined;
+  private version = 0;
+  /** When each version's change happened (ms), for push latency. */
+  private readonly changedAt = new Map<string, number>();
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly metrics: StreamMetrics;
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(private readonly opts: DiscoveryOptions) {
+    this.metrics = createStreamMetrics(opts.registry);
+    this.heartbeat = setInterval(() => {
+      for (const s of this.subscribers) s.res.write('\n');
+    }, HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  /** Takes a new model and pushes what changed to every subscriber. */
+  update(model: MeshModel, changedAtMs = Date.now()): void {
+    this.model = model;
+    this.version++;
+    const v = String(this.version);
+    this.changedAt.set(v, changedAtMs);
+    if (this.changedAt.size > 64) this.changedAt.delete(this.changedAt.keys().next().value!);
+    // Proxies of one ServiceAccount get the same config: build and serialise it once.
+    const bodies = new Map<string, string>();
+    let largest = 0;
+    for (const s of this.subscribers) {
+      const key = s.identity.spiffeId;
+      let body = bodies.get(key);
+      if (body === undefined) {
+        body = this.body(s.identity);
+        bodies.set(key, body);
+        largest = Math.max(largest, body.length);
+      }
+      this.push(s, body);
+    }
+    if (largest) this.metrics.configBytes.set(largest);
+  }
+
+  private body(identity: ProxyIdentity): string {
+    const { version: _v, ...config } = buildProxyConfig(this.model!, identity, '');
+    return JSON.stringify({ ...config, trustBundle: this.opts.trustBundle() });
+  }
+
+  private push(s: Subscriber, body: string): void {
+    if (s.lastBody === body) return;
+    s.lastBody = body;
+    // The version goes first so a reader of the stream sees it at a glance.
+    s.res.write(`{"version":"${this.version}",${body.slice(1)}\n`);
+    this.metrics.pushes.inc();
+  }
+
+  router(): Router {
+    const router = express.Router();
+    router.get('/v1/config', (req, res) => {
+      const identity = callerOf(req);
+      if (!identity) {
+        res.status(401).json({ error: { code: 'unauthenticated', message: 'the discovery stream needs the proxy\'s mesh certificate (mutual TLS)' } });
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      res.flushHeaders();
+      const sub: Subscriber = { identity, res, lastBody: undefined };
+      this.subscribers.add(sub);
+      this.metrics.connected.set(this.subscribers.size);
+      this.opts.log.debug('proxy subscribed', { spiffeId: identity.spiffeId, subscribers: this.subscribers.size });
+      req.socket.setKeepAlive(true, 30_000);
+      res.once('close', () => {
+        this.subscribers.delete(sub);
+        this.metrics.connected.set(this.subscribers.size);
+      });
+      if (this.model) this.push(sub, this.body(identity));
+    });
+    router.post('/v1/config/ack', express.json({ limit: 1024 }), (req, res) => {
+      const identity = callerOf(req);
+      if (!identity) {
+        res.status(401).end();
+        return;
+      }
+      const version = (req.body as { version?: unknown } | undefined)?.version;
+      const at = typeof version === 'string' ? this.changedAt.get(version) : undefined;
+      if (at !== undefined) this.metrics.pushLatency.observe((Date.now() - at) / 1000);
+      res.status(204).end();
+    });
+    return router;
+  }
+
+  close(): void {
+    clearInterval(this.heartbeat);
+    for (const s of this.subscribers) s.res.end();
+    this.subscribers.clear();
+  }
+}
+
+/** The proxy behind a request, from its verified client certificate. */
+function callerOf(req: Request): ProxyIdentity | undefined {
+  const socket = req.socket as TLSSocket;
+  if (!socket.authorized) return undefined;
+  const spiffeId = peerSpiffeId(socket.getPeerCertificate());
+  const w = spiffeId ? parseWorkloadSpiffeId(spiffeId) : undefined;
+  return spiffeId && w ? { spiffeId, namespace: w.namespace, serviceAccount: w.serviceAccount } : undefined;
+}

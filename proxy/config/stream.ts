@@ -1,0 +1,157 @@
+// The proxy's end of the discovery stream: GET /v1/config on the control
+// plane over mTLS, one ProxyConfig per line. The last good config stays in
+// force while the stream is down; reconnects back off with jitter; each
+// config taken is acknowledged (POST /v1/config/ack) for push-latency metrics.
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { backoffDelay, DEFAULT_BACKOFF } from '../../lib/backoff.js';
+import type { Logger } from '../../lib/log.js';
+import { systemScheduler, type Scheduler, type TimerHandle } from '../../lib/scheduler.js';
+import type { ConfigSource } from './source.js';
+import type { ProxyConfig } from './types.js';
+import { parseProxyConfig } from './validate.js';
+
+export const CONFIG_PATH = '/v1/config';
+export const ACK_PATH = '/v1/config/ack';
+/** A stream silent for this long is presumed dead (the control plane sends a heartbeat every 15 s). */
+export const STREAM_IDLE_MS = 45_000;
+/** One config line larger than this is refused (and the stream restarted). */
+export const MAX_CONFIG_LINE_BYTES = 32 * 1024 * 1024;
+
+export interface StreamConfigOptions {
+  /** host:port of the control plane (TSMESH_CONTROL_PLANE_ADDRESS). */
+  address: string;
+  /** The TLS material in force (key, cert, ca); undefined until the proxy holds a certificate. */
+  tls: () => { key: string; cert: string; ca: string } | undefined;
+  log: Logger;
+  scheduler?: Scheduler;
+  random?: () => number;
+}
+
+function splitAddress(address: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
+  if (!m) throw new Error(`control plane address ${JSON.stringify(address)} is not host:port`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+export class StreamConfigSource implements ConfigSource {
+  private config: ProxyConfig | undefined;
+  private readonly listeners = new Set<(c: ProxyConfig) => void>();
+  private attempt = 0;
+  private timer: TimerHandle | undefined;
+  private response: IncomingMessage | undefined;
+  private closed = false;
+  private readonly host: string;
+  private readonly port: number;
+  private readonly scheduler: Scheduler;
+
+  constructor(private readonly opts: StreamConfigOptions) {
+    ({ host: this.host, port: this.port } = splitAddress(opts.address));
+    this.scheduler = opts.scheduler ?? systemScheduler;
+  }
+
+  current(): ProxyConfig | undefined {
+    return this.config;
+  }
+
+  onChange(listener: (c: ProxyConfig) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Connects, and keeps reconnecting until close(). */
+  start(): void {
+    this.connect();
+  }
+
+  private requestOptions(path: string, method: string): RequestOptions | undefined {
+    const tls = this.opts.tls();
+    if (!tls) return undefined;
+    return { host: this.host, port: this.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername: /^[\d.:]+$/.test(this.host) ? undefined : this.host, timeout: 10_000 } as RequestOptions;
+  }
+
+  private retry(why: string): void {
+    if (this.closed) return;
+    const delay = backoffDelay(this.attempt++, DEFAULT_BACKOFF, this.opts.random);
+    this.opts.log.info('discovery stream down; reconnecting', { why, inMs: delay, version: this.config?.version });
+    this.timer = this.scheduler.setTimeout(() => this.connect(), delay);
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const options = this.requestOptions(CONFIG_PATH, 'GET');
+    if (!options) {
+      this.timer = this.scheduler.setTimeout(() => this.connect(), 200);
+      return;
+    }
+    const req = httpsRequest(options, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        this.retry(`the control plane answered ${res.statusCode}`);
+        return;
+      }
+      this.response = res;
+      this.attempt = 0;
+      this.opts.log.info('discovery stream connected', { address: this.opts.address });
+      res.setTimeout(STREAM_IDLE_MS, () => res.destroy(new Error(`no data for ${STREAM_IDLE_MS} ms`)));
+      let buffered = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffered += chunk;
+        if (buffered.length > MAX_CONFIG_LINE_BYTES) {
+          res.destroy(new Error(`a config line exceeds ${MAX_CONFIG_LINE_BYTES} bytes`));
+          return;
+        }
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line.trim() !== '') this.take(line);
+        }
+      });
+      let ended = false;
+      const end = (why: string): void => {
+        if (ended) return;
+        ended = true;
+        this.response = undefined;
+        this.retry(why);
+      };
+      res.once('error', (e: Error) => end(e.message));
+      res.once('end', () => end('the control plane ended the stream'));
+      res.once('close', () => end('the connection closed'));
+    });
+    req.once('error', (e: Error) => this.retry(e.message));
+    req.once('timeout', () => req.destroy(new Error('connect timed out')));
+    req.end();
+  }
+
+  private take(line: string): void {
+    let config: ProxyConfig;
+    try {
+      config = parseProxyConfig(JSON.parse(line));
+    } catch (e) {
+      // A config this proxy cannot read must not replace one it can.
+      this.opts.log.error('discovery sent a config this proxy refuses; keeping the last good one', { error: (e as Error).message, version: this.config?.version });
+      return;
+    }
+    this.config = config;
+    for (const l of this.listeners) l(config);
+    this.ack(config.version);
+  }
+
+  private ack(version: string): void {
+    const options = this.requestOptions(ACK_PATH, 'POST');
+    if (!options) return;
+    const body = JSON.stringify({ version });
+    const req = httpsRequest({ ...options, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => res.resume());
+    req.once('error', () => undefined);
+    req.end(body);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) this.scheduler.clearTimeout(this.timer);
+    this.response?.destroy();
+    this.listeners.clear();
+  }
+}
