@@ -66,6 +66,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let table = EMPTY_TABLE;
   const apply = (c: ProxyConfig): void => {
     table = buildRoutingTable(c);
+    if (c.trustBundle) meshTls.setStreamedRoots(c.trustBundle);
     const endpoints = [...table.byAddress.values()].flatMap((t) => t.endpoints);
     pools.retain(endpoints);
     h2.retain(endpoints);

@@ -5,11 +5,17 @@ import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
 import { startControlPlane } from '../../control/plane.js';
+import { FileMeshSource } from '../../control/sources/file.js';
+import type { MeshSource } from '../../control/sources/source.js';
+import { meshConfig } from '../../webhook/mesh-config.js';
 import { parseDuration } from '../../lib/duration.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
-import { flagOrEnv, parseFlags, required, type Command } from '../command.js';
+import { flagOrEnv, parseFlags, required, UsageError, type Command } from '../command.js';
 
 const USAGE = `Usage: tsmesh control-plane --ca-dir DIR [options]
+
+Runs the CA and the discovery stream (15012), the sidecar injector (9443) and
+the admin port (15014). Each part can be switched off.
 
   --ca-dir DIR          CA material (root-cert.pem, root-key.pem or ca-cert.pem, ca-key.pem)  [TSMESH_CA_DIR]
   --trust-domain TD     trust domain (default cluster.local)                               [TSMESH_TRUST_DOMAIN]
@@ -20,7 +26,13 @@ const USAGE = `Usage: tsmesh control-plane --ca-dir DIR [options]
   --serving-ip IP       an IP address proxies dial the control plane by (repeatable; 127.0.0.1 and ::1 always)
   --port N              CA and discovery TLS port (default 15012)
   --admin-port N        /metrics, /healthz, /readyz (default 15014)
-  --log-level LEVEL     error, warn, info, debug (default info)                            [TSMESH_LOG_LEVEL]`;
+  --log-level LEVEL     error, warn, info, debug (default info)                            [TSMESH_LOG_LEVEL]
+  --mesh-file FILE      discovery from a local Mesh file instead of Kubernetes             [TSMESH_MESH_FILE]
+  --no-ca               do not serve the CA
+  --no-discovery        do not serve the discovery stream
+  --no-webhook          do not run the sidecar injector (it never runs in local mode, --token-file)
+  --webhook-port N      the injector's port (default 9443)
+  --proxy-image IMAGE   the image injected sidecars run (default ghcr.io/tsmesh/tsmesh:<version>)`;
 
 function port(text: string | undefined, fallback: number, flag: string): number {
   if (text === undefined) return fallback;
@@ -45,6 +57,12 @@ export const controlPlaneCommand: Command = {
       port: { type: 'string' },
       'admin-port': { type: 'string' },
       'log-level': { type: 'string' },
+      'mesh-file': { type: 'string' },
+      'no-ca': { type: 'boolean' },
+      'no-discovery': { type: 'boolean' },
+      'no-webhook': { type: 'boolean' },
+      'webhook-port': { type: 'string' },
+      'proxy-image': { type: 'string' },
     });
     if (values.help) {
       console.log(USAGE);
@@ -58,18 +76,40 @@ export const controlPlaneCommand: Command = {
       ...(ttl ? { ttlSeconds: parseDuration(ttl, '--cert-ttl') / 1000 } : {}),
     });
     const tokenFile = flagOrEnv(values['token-file'], 'TSMESH_TOKEN_FILE');
-    let authenticator: Authenticator;
-    if (tokenFile) {
-      authenticator = await TokenFileAuthenticator.fromFile(tokenFile);
-    } else {
-      const kc = new KubeConfig();
-      if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
-      else kc.loadFromDefault();
-      authenticator = new KubernetesAuthenticator(trustDomain, apiServerTokenReviewer(kc));
+    const meshFile = flagOrEnv(values['mesh-file'], 'TSMESH_MESH_FILE');
+    let kubeConfig: KubeConfig | undefined;
+    const kube = (): KubeConfig => {
+      if (!kubeConfig) {
+        kubeConfig = new KubeConfig();
+        if (values.kubeconfig) kubeConfig.loadFromFile(values.kubeconfig);
+        else kubeConfig.loadFromDefault();
+      }
+      return kubeConfig;
+    };
+    let authenticator: Authenticator | undefined;
+    if (!values['no-ca']) {
+      authenticator = tokenFile ? await TokenFileAuthenticator.fromFile(tokenFile) : new KubernetesAuthenticator(trustDomain, apiServerTokenReviewer(kube()));
     }
+    let meshSource: MeshSource | undefined;
+    const local = Boolean(tokenFile);
+    if (!values['no-discovery']) {
+      if (meshFile) meshSource = new FileMeshSource(meshFile, log.child('mesh-file'));
+      else if (local) log.info('discovery off: local mode (--token-file) without --mesh-file');
+      else throw new UsageError('discovery from Kubernetes is not wired into this build yet; pass --mesh-file FILE or --no-discovery');
+    }
+    // The injector is for Kubernetes; a local mesh (--token-file) has no API server to call it.
+    const webhook = values['no-webhook'] || local
+      ? undefined
+      : {
+          mesh: meshConfig({ trustDomain, ...(values['proxy-image'] ? { image: values['proxy-image'] } : {}) }),
+          port: port(values['webhook-port'], 9443, '--webhook-port'),
+        };
     const plane = await startControlPlane({
       authority,
-      authenticator,
+      ca: !values['no-ca'],
+      ...(authenticator ? { authenticator } : {}),
+      ...(meshSource ? { meshSource } : {}),
+      ...(webhook ? { webhook } : {}),
       log,
       ...(values.host ? { host: values.host } : {}),
       ...(values['serving-ip'] ? { ipAddresses: values['serving-ip'] } : {}),
@@ -79,6 +119,7 @@ export const controlPlaneCommand: Command = {
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         log.info('shutting down', { signal });
+        meshSource?.close();
         void plane.close().then(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));

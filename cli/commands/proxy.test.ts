@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import { newRootCa } from '../../ca/testdata/fixtures.js';
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
+import { FileMeshSource } from '../../control/sources/file.js';
 import { silentLogger } from '../../lib/log.js';
 import { freePort } from '../../proxy/identity/testdata/free-port.js';
 
@@ -20,6 +21,7 @@ describe('tsmesh proxy (process)', function () {
   let dir: string;
   let plane: RunningControlPlane;
   let child: ChildProcess | undefined;
+  let meshSource: FileMeshSource | undefined;
   let stderr = '';
 
   before(async () => {
@@ -28,18 +30,25 @@ describe('tsmesh proxy (process)', function () {
     writeFileSync(join(dir, 'root-cert.pem'), ca.trustBundle.toPem());
     writeFileSync(join(dir, 'token'), TOKEN);
     writeFileSync(join(dir, 'config.yaml'), 'apiVersion: tsmesh.io/v1alpha1\nkind: ProxyConfig\nversion: "1"\n');
+    writeFileSync(
+      join(dir, 'mesh.yaml'),
+      'apiVersion: tsmesh.io/v1alpha1\nkind: Mesh\nservices:\n  - { name: api, namespace: shop, clusterIPs: [10.96.0.10], ports: [{ port: 80 }], endpoints: [{ address: 10.244.1.5, serviceAccount: api }] }\n',
+    );
+    meshSource = new FileMeshSource(join(dir, 'mesh.yaml'), silentLogger);
     const authenticator = new TokenFileAuthenticator([{ token: TOKEN, spiffeId: 'spiffe://cluster.local/ns/shop/sa/web' }]);
-    plane = await startControlPlane({ authority: ca, authenticator, log: silentLogger, host: '127.0.0.1', port: 0, adminPort: 0 });
+    plane = await startControlPlane({ authority: ca, authenticator, meshSource, log: silentLogger, host: '127.0.0.1', port: 0, adminPort: 0 });
   });
   after(async () => {
     if (child && child.exitCode === null) child.kill('SIGKILL');
+    meshSource?.close();
     await plane?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('turns ready once it holds a certificate and its config, then drains and exits 0 on SIGTERM', async () => {
+  async function startProxy(args: string[]): Promise<{ admin: number; proc: ChildProcess }> {
     const [outbound, inbound, admin] = [await freePort(), await freePort(), await freePort()];
-    child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'proxy', '--config-file', join(dir, 'config.yaml')], {
+    stderr = '';
+    const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, 'proxy', ...args], {
       env: {
         ...process.env,
         TSMESH_CONTROL_PLANE_ADDRESS: `127.0.0.1:${plane.caPort}`,
@@ -54,7 +63,12 @@ describe('tsmesh proxy (process)', function () {
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child = proc;
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    return { admin, proc };
+  }
+
+  async function waitReady(admin: number): Promise<number> {
     const deadline = Date.now() + 30_000;
     let ready = 0;
     while (Date.now() < deadline) {
@@ -66,24 +80,40 @@ describe('tsmesh proxy (process)', function () {
       }
       await new Promise((res) => setTimeout(res, 200));
     }
+    return ready;
+  }
+
+  it('turns ready once it holds a certificate and its config, then drains and exits 0 on SIGTERM', async () => {
+    const { admin, proc } = await startProxy(['--config-file', join(dir, 'config.yaml')]);
+    const ready = await waitReady(admin);
     assert.equal(ready, 200, stderr);
     const metrics = await (await request(`http://127.0.0.1:${admin}/metrics`)).body.text();
     const expiry = Number(/^tsmesh_identity_cert_expiration_timestamp_seconds (\S+)/m.exec(metrics)?.[1]);
     assert.ok(expiry > Date.now() / 1000 + 3000, `expiry ${expiry}`);
     const config = (await (await request(`http://127.0.0.1:${admin}/config`)).body.json()) as { version: string };
     assert.equal(config.version, '1');
-    child.kill('SIGTERM');
-    const code = await new Promise<number | null>((res) => child!.once('exit', res));
+    proc.kill('SIGTERM');
+    const code = await new Promise<number | null>((res) => proc.once('exit', res));
     assert.equal(code, 0, stderr);
     assert.match(stderr, /"msg":"draining"/);
   });
 
-  it('explains a missing config source', async () => {
-    const r = spawn(process.execPath, ['--import', 'tsx', MAIN, 'proxy'], { env: { ...process.env, TSMESH_CONFIG_FILE: '' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  it('without --config-file, runs on the control plane\'s discovery stream', async () => {
+    const { admin, proc } = await startProxy([]);
+    assert.equal(await waitReady(admin), 200, stderr);
+    const config = (await (await request(`http://127.0.0.1:${admin}/config`)).body.json()) as { services: { name: string; endpoints: { identity: string }[] }[] };
+    assert.equal(config.services[0]!.name, 'api');
+    assert.equal(config.services[0]!.endpoints[0]!.identity, 'spiffe://cluster.local/ns/shop/sa/api');
+    proc.kill('SIGTERM');
+    assert.equal(await new Promise<number | null>((res) => proc.once('exit', res)), 0);
+  });
+
+  it('explains a bad setting and exits non-zero', async () => {
+    const r = spawn(process.execPath, ['--import', 'tsx', MAIN, 'proxy'], { env: { ...process.env, TSMESH_INBOUND_PORT: 'abc' }, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     r.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((res) => r.once('exit', res));
-    assert.equal(code, 2);
-    assert.match(err, /no config source: pass --config-file/);
+    assert.equal(code, 1);
+    assert.match(err, /TSMESH_INBOUND_PORT="abc" is not a port/);
   });
 });

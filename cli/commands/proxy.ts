@@ -3,17 +3,21 @@
 import { createAdminServer, combineReadiness } from '../../proxy/admin/server.js';
 import { parseAppProbes } from '../../proxy/admin/app-health.js';
 import { FileConfigSource } from '../../proxy/config/file.js';
+import { StreamConfigSource } from '../../proxy/config/stream.js';
 import { PROXY_ENV, readProxySettings } from '../../proxy/env.js';
 import { createIdentity } from '../../proxy/identity/index.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
-import { startSidecar } from '../../proxy/sidecar.js';
+import { startSidecar, type Sidecar } from '../../proxy/sidecar.js';
 import { workloadSpiffeId } from '../../ca/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
-import { parseFlags, UsageError, type Command } from '../command.js';
+import { parseFlags, type Command } from '../command.js';
 import { once } from 'node:events';
 
 const USAGE = `Usage: tsmesh proxy [--config-file FILE]
+
+Without --config-file the proxy runs on the control plane's discovery stream
+(${PROXY_ENV.CONTROL_PLANE_ADDRESS}).
 
 Runs the sidecar: outbound capture on ${PROXY_ENV.OUTBOUND_PORT} (15001), inbound on
 ${PROXY_ENV.INBOUND_PORT} (15006), admin on ${PROXY_ENV.ADMIN_PORT} (15020). Every setting is a
@@ -34,8 +38,6 @@ export const proxyCommand: Command = {
     const settings = readProxySettings();
     const log = createLogger('proxy', parseLogLevel(settings.logLevel));
     const configFile = values['config-file'] ?? settings.configFile;
-    if (!configFile)
-      throw new UsageError(`no config source: pass --config-file or set ${PROXY_ENV.CONFIG_FILE} (the control plane's stream is the other source)`);
     const drainMs = parseDuration(settings.drainDuration, PROXY_ENV.DRAIN_DURATION);
     const appProbes = settings.appProbesJson ? parseAppProbes(settings.appProbesJson) : {};
     const metrics = createProxyMetrics();
@@ -49,7 +51,11 @@ export const proxyCommand: Command = {
       registry: metrics.registry,
       log: log.child('identity'),
     });
-    const config = new FileConfigSource(configFile, log.child('config'));
+    // The config comes from a file when one is given, else from the control plane's stream.
+    // The stream authenticates with the proxy's certificate, known once the sidecar holds one.
+    const streamTls: { get: () => ReturnType<Sidecar['meshTls']['clientMaterial']> } = { get: () => undefined };
+    const stream = configFile ? undefined : new StreamConfigSource({ address: settings.controlPlaneAddress, tls: () => streamTls.get(), log: log.child('discovery') });
+    const config = stream ?? new FileConfigSource(configFile!, log.child('config'));
     const sidecar = await startSidecar({
       identity,
       config,
@@ -71,7 +77,9 @@ export const proxyCommand: Command = {
     });
     admin.listen(settings.adminPort, '0.0.0.0');
     await once(admin, 'listening');
+    streamTls.get = () => sidecar.meshTls.clientMaterial();
     void identity.start();
+    stream?.start();
     log.info('proxy started', { outbound: sidecar.outboundPort, inbound: sidecar.inboundPort, admin: settings.adminPort, spiffeId });
 
     const signal = await new Promise<string>((resolve) => {

@@ -16,21 +16,38 @@ export class MeshTls {
     if (now) this.update(now);
   }
 
+  /** Roots streamed by the control plane, trusted beside the ones the CA returned. */
+  private streamedRoots = '';
+
+  /** Trusts `pem` too (a root added to the mesh reaches running proxies this way). */
+  setStreamedRoots(pem: string): void {
+    if (pem === this.streamedRoots) return;
+    this.streamedRoots = pem;
+    if (this.creds) this.update(this.creds);
+  }
+
   private update(creds: WorkloadCredentials): void {
-    const options = MeshTls.contextOptions(creds);
+    const options = this.contextOptionsFor(creds);
     this.context = createSecureContext(options);
     this.creds = creds;
     for (const l of this.listeners) l(options);
   }
 
   /** TLS 1.3 only: both ends are tsmesh proxies. */
-  static contextOptions(creds: WorkloadCredentials): SecureContextOptions {
-    return { key: creds.keyPem, cert: creds.certChainPem, ca: creds.trustBundlePem, minVersion: 'TLSv1.3' };
+  private contextOptionsFor(creds: WorkloadCredentials): SecureContextOptions {
+    const ca = this.streamedRoots ? [creds.trustBundlePem, this.streamedRoots] : creds.trustBundlePem;
+    return { key: creds.keyPem, cert: creds.certChainPem, ca, minVersion: 'TLSv1.3' };
   }
 
   /** The options in force, for servers that take options rather than a context. */
   options(): SecureContextOptions | undefined {
-    return this.creds ? MeshTls.contextOptions(this.creds) : undefined;
+    return this.creds ? this.contextOptionsFor(this.creds) : undefined;
+  }
+
+  /** Key, certificate and roots for a TLS client of the control plane. */
+  clientMaterial(): { key: string; cert: string; ca: string } | undefined {
+    const c = this.creds;
+    return c ? { key: c.keyPem, cert: c.certChainPem, ca: c.trustBundlePem + this.streamedRoots } : undefined;
   }
 
   /** Called with new options after every rotation (for tls.Server.setSecureContext). */
