@@ -1,0 +1,73 @@
+// The app of pod "b" in the mesh tests (test/netns/mesh.test.ts): on one
+// port, HTTP/1.1 and HTTP/2 with prior knowledge (h2c), told apart by the
+// client's first bytes as a Go h2c handler would; on another, a TCP echo.
+// Every request is logged to stdout as one JSON line, so the test knows what
+// reached the app and what did not. Answers JSON: the protocol, the path, the
+// peer address the app saw (the proxy's, over loopback).
+//   GET /slow?ms=N   answers after N ms (for requests in flight at SIGTERM).
+// Usage: node --import tsx test/netns/mesh-app.ts HTTP_PORT ECHO_PORT
+// Prints {"ready":true} once both ports listen.
+import { once } from 'node:events';
+import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { createServer as createTcpServer, type Socket } from 'node:net';
+
+const [httpPort = '8080', echoPort = '9000'] = process.argv.slice(2);
+
+function log(entry: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify({ at: Date.now(), ...entry }) + '\n');
+}
+
+function handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://app');
+  const entry = { event: 'request', protocol: req.httpVersion, method: req.method, path: req.url, peer: req.socket.remoteAddress };
+  log(entry);
+  const answer = (): void => {
+    const body = JSON.stringify({ app: 'b', ...entry });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+    log({ event: 'response', path: req.url });
+  };
+  const ms = Number(url.searchParams.get('ms') ?? 0);
+  if (url.pathname === '/slow' && ms > 0) setTimeout(answer, Math.min(ms, 30_000));
+  else answer();
+}
+
+const http1 = createHttp1Server({ keepAliveTimeout: 60_000 }, handle);
+const http2 = createHttp2Server({}, handle);
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+// Reads until the first bytes tell HTTP/2's preface from anything else, puts
+// them back, and hands the socket to the matching server.
+const web = createTcpServer({ noDelay: true }, (socket: Socket) => {
+  socket.on('error', () => socket.destroy());
+  let head = Buffer.alloc(0);
+  const onData = (chunk: Buffer): void => {
+    head = Buffer.concat([head, chunk]);
+    const n = Math.min(head.length, PREFACE.length);
+    const maybeH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
+    if (maybeH2 && head.length < PREFACE.length) return;
+    socket.off('data', onData);
+    socket.pause();
+    socket.unshift(head);
+    // Handed over after this 'data' event returns: an HTTP/2 session set up
+    // inside it loses the bytes just put back.
+    queueMicrotask(() => {
+      (maybeH2 ? http2 : http1).emit('connection', socket);
+      socket.resume();
+    });
+  };
+  socket.on('data', onData);
+});
+
+const echo = createTcpServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  log({ event: 'echo', peer: socket.remoteAddress });
+  socket.on('error', () => socket.destroy());
+  socket.pipe(socket);
+});
+
+web.listen(Number(httpPort), '0.0.0.0');
+echo.listen(Number(echoPort), '0.0.0.0');
+await Promise.all([once(web, 'listening'), once(echo, 'listening')]);
+log({ ready: true });
+process.on('SIGTERM', () => process.exit(0));

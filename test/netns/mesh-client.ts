@@ -1,0 +1,179 @@
+// The app of pod "a" in the mesh tests (test/netns/mesh.test.ts), run as an
+// ordinary uid inside a's namespace, so its connections take the iptables
+// redirect to a's proxy like any app's.
+//
+//   echo HOST PORT PAYLOAD   one TCP round trip; prints {"got": "..."} or {"error": "..."}
+//   load JSON                bounded load (see LoadOptions); prints one JSON summary line
+//
+// Load is bounded in count and in time, and stops by itself. In "closed"
+// mode `concurrency` workers each send one request after another; in "rate"
+// mode requests start at a fixed rate whatever the answers. A line "stop" on
+// stdin stops starting requests; those in flight finish, then the summary is
+// printed.
+import { Agent, request } from 'node:http';
+import { connect } from 'node:net';
+import { createInterface } from 'node:readline';
+
+export interface LoadOptions {
+  /** http://HOST:PORT */
+  origin: string;
+  /** Path of each HTTP request; "{i}" becomes the request's number. */
+  path: string;
+  mode: 'closed' | 'rate';
+  concurrency?: number;
+  ratePerSecond?: number;
+  durationMs: number;
+  maxRequests: number;
+  timeoutMs: number;
+  /** Every n-th request is a TCP echo round trip to this address instead (a new connection each). */
+  tcp?: { host: string; port: number; every: number };
+  /** Include every request's start, end and outcome in the summary. */
+  timeline?: boolean;
+}
+
+export interface RequestRecord {
+  i: number;
+  kind: 'http' | 'tcp';
+  start: number;
+  end: number;
+  /** HTTP status, or 0 for a TCP round trip that came back intact. */
+  status?: number;
+  error?: string;
+}
+
+export interface LoadSummary {
+  sent: number;
+  ok: number;
+  failed: number;
+  http: number;
+  tcp: number;
+  /** The first failures, at most 20. */
+  failures: RequestRecord[];
+  timeline?: RequestRecord[];
+  startedAt: number;
+  endedAt: number;
+}
+
+function echoOnce(host: string, port: number, payload: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    let got = '';
+    const timer = setTimeout(() => socket.destroy(new Error(`no echo within ${timeoutMs} ms (got ${JSON.stringify(got)})`)), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(payload));
+    socket.on('data', (d: string) => {
+      got += d;
+      if (got.length >= payload.length) socket.end();
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+    socket.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+function httpOnce(agent: Agent, origin: string, path: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, origin), { agent, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function load(opts: LoadOptions): Promise<LoadSummary> {
+  const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 64 });
+  const records: RequestRecord[] = [];
+  const startedAt = Date.now();
+  const deadline = startedAt + opts.durationMs;
+  let stopped = false;
+  let next = 0;
+  const rl = createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    if (line.trim() === 'stop') stopped = true;
+  });
+  const more = (): boolean => !stopped && next < opts.maxRequests && Date.now() < deadline;
+
+  const one = async (): Promise<void> => {
+    const i = next++;
+    const isTcp = opts.tcp !== undefined && opts.tcp.every > 0 && i % opts.tcp.every === opts.tcp.every - 1;
+    const rec: RequestRecord = { i, kind: isTcp ? 'tcp' : 'http', start: Date.now(), end: 0 };
+    records.push(rec);
+    try {
+      if (isTcp) {
+        const payload = `echo ${i} ${'x'.repeat(64)}\n`;
+        const got = await echoOnce(opts.tcp!.host, opts.tcp!.port, payload, opts.timeoutMs);
+        if (got !== payload) rec.error = `echo came back as ${JSON.stringify(got.slice(0, 80))}`;
+        else rec.status = 0;
+      } else {
+        rec.status = await httpOnce(agent, opts.origin, opts.path.replace('{i}', String(i)), opts.timeoutMs);
+        if (rec.status !== 200) rec.error = `status ${rec.status}`;
+      }
+    } catch (e) {
+      rec.error = (e as Error).message;
+    }
+    rec.end = Date.now();
+  };
+
+  if (opts.mode === 'closed') {
+    const worker = async (): Promise<void> => {
+      while (more()) await one();
+    };
+    await Promise.all(Array.from({ length: opts.concurrency ?? 1 }, worker));
+  } else {
+    const interval = 1000 / (opts.ratePerSecond ?? 10);
+    const inFlight = new Set<Promise<void>>();
+    while (more()) {
+      // Open loop: each request starts on its own slot, whatever the others are doing.
+      const due = startedAt + next * interval;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (!more()) break;
+      const p = one().finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    }
+    await Promise.all(inFlight);
+  }
+  rl.close();
+  agent.destroy();
+  const failures = records.filter((r) => r.error !== undefined);
+  return {
+    sent: records.length,
+    ok: records.length - failures.length,
+    failed: failures.length,
+    http: records.filter((r) => r.kind === 'http').length,
+    tcp: records.filter((r) => r.kind === 'tcp').length,
+    failures: failures.slice(0, 20),
+    ...(opts.timeline ? { timeline: records } : {}),
+    startedAt,
+    endedAt: Date.now(),
+  };
+}
+
+const [command = '', ...args] = process.argv.slice(2);
+if (command === 'echo') {
+  const [host = '', port = '0', payload = 'ping'] = args;
+  try {
+    console.log(JSON.stringify({ got: await echoOnce(host, Number(port), payload, 5000) }));
+  } catch (e) {
+    console.log(JSON.stringify({ error: (e as Error).message }));
+    process.exitCode = 1;
+  }
+} else if (command === 'load') {
+  const opts = JSON.parse(args[0] ?? '{}') as LoadOptions;
+  console.log(JSON.stringify({ started: Date.now() }));
+  const summary = await load(opts);
+  console.log(JSON.stringify(summary));
+  process.exit(0);
+} else {
+  console.error('usage: mesh-client.ts echo HOST PORT PAYLOAD | load JSON');
+  process.exitCode = 2;
+}
