@@ -64,8 +64,19 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const appAddress = opts.appAddress ?? '127.0.0.1';
 
   let table = EMPTY_TABLE;
+  // destination_service of inbound requests: the service whose endpoint this workload is, by port.
+  let inboundServices = new Map<number, string>();
+  const servedServices = (): Map<number, string> => {
+    const me = meshTls.identity;
+    const out = new Map<number, string>();
+    for (const t of table.byAddress.values()) {
+      for (const e of t.endpoints) if (me && e.identity === me && !out.has(e.port)) out.set(e.port, t.key);
+    }
+    return out;
+  };
   const apply = (c: ProxyConfig): void => {
     table = buildRoutingTable(c);
+    inboundServices = servedServices();
     if (c.trustBundle) meshTls.setStreamedRoots(c.trustBundle);
     const endpoints = [...table.byAddress.values()].flatMap((t) => t.endpoints);
     pools.retain(endpoints);
@@ -73,6 +84,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     metrics.configUpdates.inc();
     log.info('config in force', { version: c.version, services: c.services.length });
   };
+  const stopRecompute = meshTls.onRotate(() => (inboundServices = servedServices()));
   const first = opts.config.current();
   if (first) apply(first);
   const unsubscribe = opts.config.onChange(apply);
@@ -96,7 +108,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     appH2,
     appAddress,
     localIdentity: () => meshTls.identity ?? '',
-    serviceLabel: () => '',
+    serviceLabel: (port) => inboundServices.get(port) ?? '',
     mtlsMode: () => table.config.inbound.mtlsMode ?? table.config.mesh.mtlsMode,
     originalDestination: opts.inboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
@@ -119,6 +131,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     config: () => (table === EMPTY_TABLE ? undefined : table.config),
     async drain(graceMs) {
       unsubscribe();
+      stopRecompute();
       if (outbound.server.listening) outbound.server.close();
       if (inbound.server.listening) inbound.server.close();
       const open = (): number => outbound.connections.size + inbound.connections.size;

@@ -38,8 +38,6 @@ export function createHttpServer(opts: HttpServerOptions): ProxyHttpServer {
       requestTimeout: 0,
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? 60_000,
       noDelay: true,
-      // The proxy passes the head through; it has no need for the parsed URL to be valid.
-      insecureHTTPParser: false,
     },
     (req, res) => {
       const socket = req.socket;
