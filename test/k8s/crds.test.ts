@@ -1,0 +1,337 @@
+// The tsmesh.io CustomResourceDefinitions of manifests/crds.yaml against a
+// real kube-apiserver: full policies are stored as written (nothing pruned);
+// each mistake the schema can see is refused with a message that names the
+// field, and proxy/config/validate.ts (through the control plane's mapping)
+// refuses the same document at the same path, so the two layers agree. What
+// only the control plane can see passes the schema and fails the mapping.
+// The status subresource and the printer columns work as kubectl expects.
+
+import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { ValidationError } from '../../lib/schema.js';
+import { authorizationPolicyModel, trafficPolicyModel, type PolicyObject } from '../../control/sources/kubernetes-map.js';
+import { apiServerTier, createNamespace, eventually, startApiServer, type ApiServer } from './apiserver.js';
+import { readManifests, resolveResource, serverSideApply } from './manifests.js';
+
+const GROUP = 'tsmesh.io';
+const VERSION = 'v1alpha1';
+const NS = 'shop';
+
+/** Every field of a TrafficPolicy, each at a legal value. */
+const FULL_TRAFFIC = {
+  targetRef: { kind: 'Service', name: 'payments' },
+  routes: [
+    {
+      name: 'canary',
+      match: { pathPrefix: '/api', headers: { 'x-canary': 'yes' } },
+      backends: [
+        { service: 'payments', weight: 90 },
+        { service: 'payments-v2.shop', weight: 10 },
+      ],
+      timeout: '2s',
+      retries: {
+        attempts: 3,
+        perTryTimeout: '500ms',
+        backoff: { base: '25ms', max: '250ms' },
+        retryOn: ['5xx', 'gateway-error', 'connect-failure', 'reset', '503'],
+        budget: { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' },
+      },
+      faults: { abort: { percent: 1.5, status: 503 }, delay: { percent: 10, duration: '100ms' } },
+    },
+    { match: { pathPrefix: '/' } },
+  ],
+  timeout: '1m30s',
+  retries: { attempts: 2, retryOn: ['gateway-error'] },
+  circuitBreaker: { consecutiveFailures: 5, failureRate: { threshold: 0.5, window: '10s', minRequests: 20 }, ejectionTime: '30s', maxEjectionPercent: 50 },
+  faults: { delay: { percent: 0, duration: '1s' } },
+};
+
+const FULL_AUTHZ = {
+  targetRef: { kind: 'ServiceAccount', name: 'payments' },
+  rules: [
+    { identities: ['spiffe://cluster.local/ns/shop/sa/frontend'] },
+    { namespaces: ['ops'], serviceAccounts: ['ops/prober'], ports: [8080, 9090] },
+    {},
+  ],
+};
+
+interface Case {
+  what: string;
+  /** Changes applied to a deep copy of the full spec. */
+  edit: (spec: any) => void;
+  /** The field both the API server and validate.ts name. */
+  field: string;
+}
+
+const TRAFFIC_REFUSED: Case[] = [
+  { what: 'a target that is not a Service', edit: (s) => (s.targetRef.kind = 'Deployment'), field: 'spec.targetRef.kind' },
+  { what: 'no target', edit: (s) => delete s.targetRef, field: 'spec.targetRef' },
+  { what: 'a path prefix without a leading slash', edit: (s) => (s.routes[0].match.pathPrefix = 'api'), field: 'spec.routes[0].match.pathPrefix' },
+  { what: 'an empty header value', edit: (s) => (s.routes[0].match.headers['x-canary'] = ''), field: 'spec.routes[0].match.headers.x-canary' },
+  { what: 'a weight above 1000000', edit: (s) => (s.routes[0].backends[1].weight = 1_000_001), field: 'spec.routes[0].backends[1].weight' },
+  { what: 'a negative weight', edit: (s) => (s.routes[0].backends[0].weight = -1), field: 'spec.routes[0].backends[0].weight' },
+  { what: 'a fractional weight', edit: (s) => (s.routes[0].backends[0].weight = 1.5), field: 'spec.routes[0].backends[0].weight' },
+  { what: 'no backends in the list', edit: (s) => (s.routes[0].backends = []), field: 'spec.routes[0].backends' },
+  { what: 'a backend without a service', edit: (s) => delete s.routes[0].backends[0].service, field: 'spec.routes[0].backends[0].service' },
+  { what: 'a duration without a unit', edit: (s) => (s.timeout = '5'), field: 'spec.timeout' },
+  { what: 'a duration with an unknown unit', edit: (s) => (s.routes[0].timeout = '2x'), field: 'spec.routes[0].timeout' },
+  { what: 'a negative duration', edit: (s) => (s.retries.perTryTimeout = '-1s'), field: 'spec.retries.perTryTimeout' },
+  { what: 'more than 10 attempts', edit: (s) => (s.retries.attempts = 11), field: 'spec.retries.attempts' },
+  { what: 'zero attempts', edit: (s) => (s.routes[0].retries.attempts = 0), field: 'spec.routes[0].retries.attempts' },
+  { what: 'retries without attempts', edit: (s) => delete s.routes[0].retries.attempts, field: 'spec.routes[0].retries.attempts' },
+  { what: 'an unknown retry condition', edit: (s) => (s.retries.retryOn = ['5xx', 'teapot']), field: 'spec.retries.retryOn[1]' },
+  { what: 'a retry status outside 100-599', edit: (s) => (s.routes[0].retries.retryOn = ['600']), field: 'spec.routes[0].retries.retryOn[0]' },
+  { what: 'a backoff without a unit', edit: (s) => (s.routes[0].retries.backoff.base = '10'), field: 'spec.routes[0].retries.backoff.base' },
+  { what: 'a budget ratio above 1', edit: (s) => (s.routes[0].retries.budget.ratio = 1.5), field: 'spec.routes[0].retries.budget.ratio' },
+  { what: 'a negative budget rate', edit: (s) => (s.routes[0].retries.budget.minRetriesPerSecond = -1), field: 'spec.routes[0].retries.budget.minRetriesPerSecond' },
+  { what: 'a failure-rate threshold below 0.01', edit: (s) => (s.circuitBreaker.failureRate.threshold = 0.001), field: 'spec.circuitBreaker.failureRate.threshold' },
+  { what: 'a failure rate without a threshold', edit: (s) => delete s.circuitBreaker.failureRate.threshold, field: 'spec.circuitBreaker.failureRate.threshold' },
+  { what: 'zero consecutive failures', edit: (s) => (s.circuitBreaker.consecutiveFailures = 0), field: 'spec.circuitBreaker.consecutiveFailures' },
+  { what: 'an ejection percent above 100', edit: (s) => (s.circuitBreaker.maxEjectionPercent = 101), field: 'spec.circuitBreaker.maxEjectionPercent' },
+  { what: 'an abort status above 599', edit: (s) => (s.routes[0].faults.abort.status = 700), field: 'spec.routes[0].faults.abort.status' },
+  { what: 'an abort status below 200', edit: (s) => (s.routes[0].faults.abort.status = 199), field: 'spec.routes[0].faults.abort.status' },
+  { what: 'an abort percent above 100', edit: (s) => (s.routes[0].faults.abort.percent = 100.5), field: 'spec.routes[0].faults.abort.percent' },
+  { what: 'a delay without a duration', edit: (s) => delete s.faults.delay.duration, field: 'spec.faults.delay.duration' },
+];
+
+const TRAFFIC_SEMANTIC: Case[] = [
+  { what: 'backoff.max shorter than backoff.base', edit: (s) => (s.routes[0].retries.backoff = { base: '1s', max: '100ms' }), field: 'spec.routes[0].retries.backoff.max' },
+  { what: 'every backend at weight 0', edit: (s) => s.routes[0].backends.forEach((b: any) => (b.weight = 0)), field: 'spec.routes[0].backends' },
+];
+
+const AUTHZ_REFUSED: Case[] = [
+  { what: 'a target that is neither Service nor ServiceAccount', edit: (s) => (s.targetRef.kind = 'Deployment'), field: 'spec.targetRef.kind' },
+  { what: 'no rules', edit: (s) => (s.rules = []), field: 'spec.rules' },
+  { what: 'rules missing', edit: (s) => delete s.rules, field: 'spec.rules' },
+  { what: 'an identity that is not a SPIFFE ID', edit: (s) => (s.rules[0].identities = ['frontend']), field: 'spec.rules[0].identities[0]' },
+  { what: 'a service account without its namespace', edit: (s) => (s.rules[1].serviceAccounts = ['prober']), field: 'spec.rules[1].serviceAccounts[0]' },
+  { what: 'port 0', edit: (s) => (s.rules[1].ports = [0]), field: 'spec.rules[1].ports[0]' },
+  { what: 'port 70000', edit: (s) => (s.rules[1].ports = [80, 70000]), field: 'spec.rules[1].ports[1]' },
+  { what: 'an empty namespace', edit: (s) => (s.rules[1].namespaces = ['']), field: 'spec.rules[1].namespaces[0]' },
+];
+
+const AUTHZ_SEMANTIC: Case[] = [
+  { what: 'a SPIFFE ID without a trust domain', edit: (s) => (s.rules[0].identities = ['spiffe:///ns/shop/sa/frontend']), field: 'spec.rules[0].identities[0]' },
+  { what: 'a SPIFFE ID with an upper-case trust domain', edit: (s) => (s.rules[0].identities = ['spiffe://Cluster.local/ns/shop/sa/x']), field: 'spec.rules[0].identities[0]' },
+];
+
+const copy = <T>(x: T): T => structuredClone(x);
+
+function body(kind: 'TrafficPolicy' | 'AuthorizationPolicy', name: string, spec: unknown): PolicyObject & { apiVersion: string; kind: string } {
+  return { apiVersion: `${GROUP}/${VERSION}`, kind, metadata: { name, namespace: NS }, spec };
+}
+
+/** What the API server said when it refused a request. */
+function apiMessage(err: unknown): string {
+  const b = (err as { body?: unknown }).body;
+  if (typeof b === 'string') {
+    try {
+      return (JSON.parse(b) as { message?: string }).message ?? b;
+    } catch {
+      return b;
+    }
+  }
+  return (err as Error).message;
+}
+
+/** The path validate.ts names when it refuses the object (the control plane's mapping). */
+function mappingRefusal(kind: 'TrafficPolicy' | 'AuthorizationPolicy', spec: unknown): ValidationError | undefined {
+  try {
+    if (kind === 'TrafficPolicy') trafficPolicyModel(body(kind, 'x', spec));
+    else authorizationPolicyModel(body(kind, 'x', spec));
+  } catch (e) {
+    if (e instanceof ValidationError) return e;
+    throw e;
+  }
+  return undefined;
+}
+
+/** GET with kubectl's Accept header for tables (what `kubectl get` prints). */
+function getTable(kc: KubeConfig, path: string): Promise<{ columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] }> {
+  const cluster = kc.getCurrentCluster()!;
+  return new Promise((resolvePromise, reject) => {
+    const opts: Parameters<typeof request>[1] = { method: 'GET', headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } };
+    kc.applyToHTTPSOptions(opts).then(() => {
+      const req = request(new URL(path, cluster.server), opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200) reject(new Error(`GET ${path}: ${res.statusCode} ${text}`));
+          else resolvePromise(JSON.parse(text));
+        });
+      });
+      req.on('error', reject);
+      req.end();
+    }, reject);
+  });
+}
+
+describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function () {
+  this.timeout(120_000);
+  let server: ApiServer | undefined;
+  let api: CustomObjectsApi;
+  let n = 0;
+  const name = (prefix: string): string => `${prefix}-${++n}`;
+
+  before(async function () {
+    const tier = apiServerTier();
+    if (!tier.ok) {
+      console.log(`      ${tier.reason}`);
+      this.skip();
+    }
+    server = await startApiServer();
+    const kc = server.kc;
+    for (const d of readManifests().filter((x) => x.object.kind === 'CustomResourceDefinition')) {
+      await serverSideApply(kc, d.object);
+      const spec = d.object['spec'] as { group: string; names: { kind: string } };
+      await eventually(() => resolveResource(kc, `${spec.group}/${VERSION}`, spec.names.kind), 20_000, `${spec.names.kind} to be served`);
+    }
+    await createNamespace(kc, NS);
+    api = kc.makeApiClient(CustomObjectsApi);
+  });
+  after(async function () {
+    await server?.stop();
+  });
+
+  const create = (kind: 'TrafficPolicy' | 'AuthorizationPolicy', objName: string, spec: unknown, fieldValidation?: string): Promise<any> =>
+    api.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: NS,
+      plural: kind === 'TrafficPolicy' ? 'trafficpolicies' : 'authorizationpolicies',
+      body: body(kind, objName, spec),
+      ...(fieldValidation ? { fieldValidation } : {}),
+    });
+
+  /** 422 Invalid for schema violations; 400 BadRequest for a field the schema does not know. */
+  async function refusedWith(kind: 'TrafficPolicy' | 'AuthorizationPolicy', spec: unknown, code = 422): Promise<string> {
+    try {
+      await create(kind, name('refused'), spec, 'Strict');
+    } catch (e) {
+      assert.equal((e as { code?: number }).code, code, apiMessage(e));
+      return apiMessage(e);
+    }
+    assert.fail('the API server accepted it');
+  }
+
+  for (const [kind, full] of [
+    ['TrafficPolicy', FULL_TRAFFIC],
+    ['AuthorizationPolicy', FULL_AUTHZ],
+  ] as const) {
+    it(`stores a ${kind} that sets every field exactly as written, and the control plane maps it`, async function () {
+      const objName = name(kind.toLowerCase());
+      const created = await create(kind, objName, copy(full), 'Strict');
+      assert.deepEqual(created.spec, full, 'the schema pruned or changed a field');
+      assert.equal(created.metadata.generation, 1);
+      assert.equal(mappingRefusal(kind, created.spec), undefined);
+    });
+  }
+
+  describe('TrafficPolicy: refused by the schema, at the field validate.ts names too', function () {
+    for (const c of TRAFFIC_REFUSED) {
+      it(c.what, async function () {
+        const spec = copy(FULL_TRAFFIC);
+        c.edit(spec);
+        const message = await refusedWith('TrafficPolicy', spec);
+        if (process.env['TSMESH_SHOW_MESSAGES']) console.log(`        ${message}`);
+        assert.ok(message.includes(`${c.field}:`) || message.includes(`${c.field} `), `the message names ${c.field}: ${message}`);
+        assert.equal(mappingRefusal('TrafficPolicy', spec)?.path, c.field, 'validate.ts refuses it at the same path');
+      });
+    }
+  });
+
+  describe('TrafficPolicy: passes the schema, refused by the control plane (status InvalidSpec)', function () {
+    for (const c of TRAFFIC_SEMANTIC) {
+      it(c.what, async function () {
+        const spec = copy(FULL_TRAFFIC);
+        c.edit(spec);
+        await create('TrafficPolicy', name('semantic'), spec, 'Strict');
+        assert.equal(mappingRefusal('TrafficPolicy', spec)?.path, c.field);
+      });
+    }
+  });
+
+  describe('AuthorizationPolicy: refused by the schema, at the field validate.ts names too', function () {
+    for (const c of AUTHZ_REFUSED) {
+      it(c.what, async function () {
+        const spec = copy(FULL_AUTHZ);
+        c.edit(spec);
+        const message = await refusedWith('AuthorizationPolicy', spec);
+        assert.ok(message.includes(`${c.field}:`) || message.includes(`${c.field} `), `the message names ${c.field}: ${message}`);
+        assert.equal(mappingRefusal('AuthorizationPolicy', spec)?.path, c.field, 'validate.ts refuses it at the same path');
+      });
+    }
+  });
+
+  describe('AuthorizationPolicy: passes the schema, refused by the control plane (status InvalidSpec)', function () {
+    for (const c of AUTHZ_SEMANTIC) {
+      it(c.what, async function () {
+        const spec = copy(FULL_AUTHZ);
+        c.edit(spec);
+        await create('AuthorizationPolicy', name('semantic'), spec, 'Strict');
+        assert.equal(mappingRefusal('AuthorizationPolicy', spec)?.path, c.field);
+      });
+    }
+  });
+
+  it('refuses an unknown field under strict field validation (kubectl\'s default), naming it', async function () {
+    const spec: any = copy(FULL_TRAFFIC);
+    spec.retries.tries = 3;
+    const message = await refusedWith('TrafficPolicy', spec, 400);
+    assert.match(message, /unknown field "spec\.retries\.tries"/);
+  });
+
+  it('keeps status apart from spec (status subresource), and counts generations on spec changes only', async function () {
+    const objName = name('status');
+    const created = await create('TrafficPolicy', objName, { targetRef: { kind: 'Service', name: 'payments' } });
+    const status = {
+      observedGeneration: 1,
+      conditions: [{ type: 'Accepted', status: 'False', observedGeneration: 1, lastTransitionTime: '2030-01-01T00:00:00Z', reason: 'TargetNotFound', message: 'Service payments not found in namespace shop' }],
+    };
+    // Status sent with the main resource is dropped.
+    const replaced = await api.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: 'trafficpolicies', name: objName, body: { ...created, status } });
+    assert.equal(replaced.status, undefined);
+    assert.equal(replaced.metadata.generation, 1);
+    const withStatus = await api.replaceNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace: NS, plural: 'trafficpolicies', name: objName, body: { ...replaced, status } });
+    assert.deepEqual(withStatus.status, status);
+    assert.equal(withStatus.metadata.generation, 1, 'a status write is not a new generation');
+    // A condition that breaks metav1.Condition's rules is refused.
+    await assert.rejects(
+      api.replaceNamespacedCustomObjectStatus({
+        group: GROUP,
+        version: VERSION,
+        namespace: NS,
+        plural: 'trafficpolicies',
+        name: objName,
+        body: { ...withStatus, status: { conditions: [{ ...status.conditions[0], status: 'Maybe' }] } },
+      }),
+      (e: unknown) => /status\.conditions\[0\]\.status/.test(apiMessage(e)),
+    );
+    const edited = await api.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: 'trafficpolicies', name: objName, body: { ...withStatus, spec: { ...withStatus.spec, timeout: '1s' } } });
+    assert.equal(edited.metadata.generation, 2);
+    assert.deepEqual(edited.status, status, 'a spec change leaves status alone');
+  });
+
+  it('prints Target, Accepted and Reason columns (kubectl get)', async function () {
+    const objName = name('columns');
+    const created = await create('TrafficPolicy', objName, { targetRef: { kind: 'Service', name: 'payments' } });
+    await api.replaceNamespacedCustomObjectStatus({
+      group: GROUP,
+      version: VERSION,
+      namespace: NS,
+      plural: 'trafficpolicies',
+      name: objName,
+      body: { ...created, status: { observedGeneration: 1, conditions: [{ type: 'Accepted', status: 'True', observedGeneration: 1, lastTransitionTime: '2030-01-01T00:00:00Z', reason: 'Accepted', message: 'applied' }] } },
+    });
+    const table = await getTable(server!.kc, `/apis/${GROUP}/${VERSION}/namespaces/${NS}/trafficpolicies/${objName}`);
+    assert.deepEqual(table.columnDefinitions.map((c) => c.name), ['Name', 'Target', 'Accepted', 'Reason', 'Age']);
+    assert.deepEqual(table.rows[0]?.cells.slice(0, 4), [objName, 'payments', 'True', 'Accepted']);
+
+    await create('AuthorizationPolicy', 'columns', copy(FULL_AUTHZ));
+    const authz = await getTable(server!.kc, `/apis/${GROUP}/${VERSION}/namespaces/${NS}/authorizationpolicies/columns`);
+    assert.deepEqual(authz.columnDefinitions.map((c) => c.name), ['Name', 'Target Kind', 'Target', 'Accepted', 'Reason', 'Age']);
+    assert.deepEqual(authz.rows[0]?.cells.slice(0, 3), ['columns', 'ServiceAccount', 'payments']);
+  });
+});
