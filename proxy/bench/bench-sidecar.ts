@@ -366,7 +366,9 @@ function report(direct: ScenarioResult, haproxy: ScenarioResult, tsmesh: Scenari
   if (load[0] > 0.5)
     console.log(`  note: load average ${f(load[0])} before the run and ${f(load[1])} after, on ${cores} CPUs: other work shared the machine; latencies and throughput are noisy.`);
   if (PIN && haproxyProxyCore < 0.9)
-    console.log(`  note: at saturation the HAProxy pair used ${f(haproxyProxyCore)} of its core: the load side (CPU 0), not HAProxy, set its throughput.`);
+    console.log(
+      `  note: at saturation the HAProxy pair used ${f(haproxyProxyCore)} of its CPU: something else (the load side on CPU 0, or other work on the machine) held its throughput down.`,
+    );
   console.log(`bench:sidecar throughput_vs_haproxy=${f(throughput, 3)} added_p99_vs_haproxy=${f(addedP99, 3)} rss_mb=${f(rss, 1)} cpu_per_krps=${f(cpuPerKrps, 3)}`);
 }
 
@@ -377,16 +379,20 @@ async function profileRun(bench: Bench, dir: string): Promise<void> {
   console.log(`\nprofiling the tsmesh pair at saturation (--cpu-prof into ${dir}) ...`);
   const pair = await bench.startTsmeshPair(['--cpu-prof', '--cpu-prof-dir', dir], '-profiled');
   await bench.wrk(serviceUrl(), WARM_UP);
+  const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+  const from = monotonicUs();
   const wrk = await bench.wrk(serviceUrl(), SECONDS);
-  console.log(`  ${wrk.requestsPerSecond.toFixed(0)} req/s under the profiler`);
+  const window = [from, monotonicUs()] as const;
+  console.log(`  ${wrk.requestsPerSecond.toFixed(0)} req/s under the profiler; the figures below cover that phase only (no start-up, no warm-up)`);
   // SIGTERM: the proxy drains and exits, and V8 writes the profile on exit.
   for (const p of pair) await bench.net.stop(p, 10_000);
   const written = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile') && !before.has(f));
   const byPid = new Map(pair.map((p) => [String(p.pid), p.name]));
   for (const file of written) {
-    const pid = /\.(\d+)\.\d+\.cpuprofile$/.exec(file)?.[1] ?? '';
+    // CPU.<date>.<time>.<pid>.<thread>.<sequence>.cpuprofile
+    const pid = /^CPU\.\d+\.\d+\.(\d+)\./.exec(file)?.[1] ?? '';
     console.log(`\n${byPid.get(pid) ?? 'tsmesh proxy'}: ${join(dir, file)}`);
-    console.log(formatTop(topSelfTime(join(dir, file), 15, REPO)));
+    console.log(formatTop(topSelfTime(join(dir, file), 20, REPO, window)));
   }
   if (written.length === 0) console.log('  no profile was written; see the proxy logs in ' + bench.work);
 }
