@@ -4,9 +4,13 @@
 
 export type TimerHandle = unknown;
 
-export interface Scheduler {
+/** The narrow view of time for code that only measures (windows, latency). */
+export interface Clock {
   /** Milliseconds: since the Unix epoch for systemScheduler; monotonic (performance.now()) for monotonicScheduler. */
   now(): number;
+}
+
+export interface Scheduler extends Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
 }

@@ -11,6 +11,8 @@ export interface ProxyMetrics {
   retryBudgetExhausted: Counter<'destination_service'>;
   endpointEjections: Counter<'destination_service'>;
   faultsInjected: Counter<'destination_service' | 'kind'>;
+  /** Inbound requests (protocol http) and connections (protocol tcp) refused by authorization. */
+  authzDenials: Counter<'source_identity' | 'port' | 'protocol'>;
   tcpOpened: Counter<'direction' | 'destination_service' | 'tls'>;
   tcpClosed: Counter<'direction' | 'destination_service' | 'tls'>;
   tcpSent: Counter<'direction' | 'destination_service'>;
@@ -54,6 +56,12 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
       name: 'tsmesh_faults_injected_total',
       help: 'Faults injected by policy, by kind (abort, delay).',
       labelNames: ['destination_service', 'kind'],
+      registers: r,
+    }),
+    authzDenials: new Counter({
+      name: 'tsmesh_authz_denials_total',
+      help: 'Inbound requests (http) and connections (tcp) denied by authorization policy.',
+      labelNames: ['source_identity', 'port', 'protocol'],
       registers: r,
     }),
     tcpOpened: new Counter({ name: 'tsmesh_tcp_connections_opened_total', help: 'TCP connections opened.', labelNames: ['direction', 'destination_service', 'tls'], registers: r }),

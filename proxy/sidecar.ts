@@ -9,11 +9,13 @@ import type { ConfigSource } from './config/source.js';
 import type { ProxyConfig } from './config/types.js';
 import { EndpointPools } from './http/forward.js';
 import { H2Sessions } from './http/h2-forward.js';
+import { ALLOW_ALL, compileAuthorization, type Authorizer } from './inbound/authz.js';
 import type { IdentitySource } from './identity/types.js';
 import { createInbound } from './inbound/listener.js';
 import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
 import { originalDestination as soOriginalDst, type OriginalDestination } from './orig-dst.js';
 import { createOutbound } from './outbound/listener.js';
+import { TrafficState, type TrafficStateOptions } from './outbound/traffic-state.js';
 import { MeshTls } from './tls/mesh-tls.js';
 
 export interface SidecarOptions {
@@ -31,6 +33,8 @@ export interface SidecarOptions {
   /** SO_ORIGINAL_DST by default; tests on loopback pass their own. */
   outboundOriginalDestination?: (socket: Socket) => OriginalDestination;
   inboundOriginalDestination?: (socket: Socket) => OriginalDestination;
+  /** Clock and randomness of traffic management (tests). */
+  traffic?: TrafficStateOptions;
 }
 
 export interface Sidecar {
@@ -63,7 +67,9 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const appH2 = new H2Sessions(undefined);
   const appAddress = opts.appAddress ?? '127.0.0.1';
 
+  const traffic = new TrafficState(opts.traffic);
   let table = EMPTY_TABLE;
+  let authorizer: Authorizer = ALLOW_ALL;
   // destination_service of inbound requests: the service whose endpoint this workload is, by port.
   let inboundServices = new Map<number, string>();
   const servedServices = (): Map<number, string> => {
@@ -76,6 +82,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   };
   const apply = (c: ProxyConfig): void => {
     table = buildRoutingTable(c);
+    authorizer = compileAuthorization(c.inbound.authorization);
+    traffic.retain(table);
     inboundServices = servedServices();
     if (c.trustBundle) meshTls.setStreamedRoots(c.trustBundle);
     const endpoints = [...table.byAddress.values()].flatMap((t) => t.endpoints);
@@ -97,6 +105,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     h2,
     meshTls,
     table: () => table,
+    traffic,
     originalDestination: opts.outboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
   });
@@ -109,6 +118,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     appAddress,
     localIdentity: () => meshTls.identity ?? '',
     serviceLabel: (port) => inboundServices.get(port) ?? '',
+    authorizer: () => authorizer,
+    traceIds: traffic.traceIds,
     mtlsMode: () => table.config.inbound.mtlsMode ?? table.config.mesh.mtlsMode,
     originalDestination: opts.inboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,

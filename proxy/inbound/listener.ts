@@ -50,6 +50,11 @@ export function createInbound(opts: InboundOptions): InboundListener {
     socket.destroy();
   };
 
+  const denyConnection = (socket: Socket | TLSSocket, peer: string, port: number): void => {
+    opts.metrics.authzDenials.inc({ source_identity: peer, port: String(port), protocol: 'tcp' });
+    refuse(socket, 'unauthorized');
+  };
+
   const toApp = async (client: Socket | TLSSocket, port: number, tls: boolean): Promise<void> => {
     const labels = { direction: 'inbound', destination_service: opts.serviceLabel(port) } as const;
     const app = netConnect({ host: opts.appAddress, port, allowHalfOpen: true });
@@ -87,6 +92,11 @@ export function createInbound(opts: InboundOptions): InboundListener {
     if (port === undefined || !peer) {
       opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'tls-peer' });
       tls.destroy();
+      return;
+    }
+    // L4 has no request to answer 403 to: a denied caller's connection is closed.
+    if (tls.alpnProtocol !== MESH_ALPN.http1 && tls.alpnProtocol !== MESH_ALPN.http2 && opts.authorizer().denial(peer, port) !== undefined) {
+      denyConnection(tls, peer, port);
       return;
     }
     if (tls.alpnProtocol === MESH_ALPN.http1) {
@@ -135,6 +145,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
     }
     if (opts.mtlsMode() === 'STRICT') {
       refuse(socket, 'plaintext');
+      return;
+    }
+    if (opts.authorizer().enforced) {
+      denyConnection(socket, '', dst.port);
       return;
     }
     await toApp(socket, dst.port, false);

@@ -1,11 +1,13 @@
 // The inbound HTTP path for one connection, read top to bottom:
-//   metrics -> forward to the app on 127.0.0.1:<port>.
-// Authorization joins it as it is built.
+//   metrics -> authorization -> trace -> forward to the app on 127.0.0.1:<port>.
+// Built once per connection: the caller and the port are fixed for it.
 import { forward, type EndpointPools } from '../http/forward.js';
 import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
 import { metricsLayer } from '../http/metrics.js';
+import { traceLayer, type TraceIds } from '../http/trace.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
+import { authzLayer, type Authorizer } from './authz.js';
 
 export interface InboundContext {
   /** The caller's SPIFFE ID ("" for a plain caller in PERMISSIVE mode). */
@@ -25,10 +27,14 @@ export interface InboundDeps {
   serviceLabel: (port: number) => string;
   /** Where the app listens; 127.0.0.1 in a pod. */
   appAddress: string;
+  /** The authorization policies of the config in force, compiled. */
+  authorizer: () => Authorizer;
+  traceIds: TraceIds;
 }
 
 export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
   const app = { address: deps.appAddress, port: ctx.port, identity: undefined };
+  const denials = deps.metrics.authzDenials.labels({ source_identity: ctx.peerIdentity, port: String(ctx.port), protocol: 'http' });
   return compose(
     [
       metricsLayer(deps.metrics, {
@@ -38,6 +44,8 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
         destinationIdentity: deps.localIdentity,
         tls: ctx.tls,
       }),
+      authzLayer({ authorizer: deps.authorizer, peer: ctx.peerIdentity, port: ctx.port, denied: () => denials.inc() }),
+      traceLayer(deps.traceIds),
     ],
     async (req) => {
       try {

@@ -3,8 +3,7 @@
 // HTTP/1.1 handling, or L4 mTLS for opaque ports and protocols.
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../lib/log.js';
-import type { RoutingTable, ServiceTarget } from '../config/table.js';
-import { pickEndpoint } from '../balance/pick.js';
+import type { ServiceTarget } from '../config/table.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { localResponse, type Handler } from '../http/types.js';
@@ -19,7 +18,6 @@ export const PASSTHROUGH = 'passthrough';
 
 export interface OutboundOptions extends OutboundDeps {
   log: Logger;
-  table: () => RoutingTable;
   /** Reads where the app meant to go (SO_ORIGINAL_DST in a pod). */
   originalDestination: (socket: Socket) => OriginalDestination;
   /** Ports of this proxy's own listeners: a connection "to" them would loop. */
@@ -82,14 +80,29 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     opts.metrics.tcpReceived.inc(labels, fromB);
   };
 
+  // Balanced per connection: "in flight" counts open connections, latency is the connect time.
+  // No probes of ejected endpoints here: only HTTP outcomes feed the breaker.
   const meshTcp = (socket: Socket, target: ServiceTarget): Promise<void> => {
-    const ep = pickEndpoint(target.endpoints);
-    if (!ep) {
+    const balancer = opts.traffic.balancer(target);
+    const s = balancer.pick(false);
+    if (!s) {
       opts.log.info('no ready endpoints', { service: target.key });
       socket.destroy();
       return Promise.resolve();
     }
-    return tcp(socket, target.key, () => connectEndpoint(opts.meshTls, ep, MESH_ALPN.tcp) as Promise<Socket>, ep.identity !== undefined);
+    const { ep } = s;
+    const clock = opts.traffic.scheduler;
+    const started = clock.now();
+    s.pending++;
+    const connectTo = (): Promise<Socket> =>
+      connectEndpoint(opts.meshTls, ep, MESH_ALPN.tcp).then(
+        (upstream) => (balancer.observe(s, clock.now() - started, true), upstream as Socket),
+        (e: unknown) => {
+          balancer.observe(s, clock.now() - started, false);
+          throw e;
+        },
+      );
+    return tcp(socket, target.key, connectTo, ep.identity !== undefined).finally(() => s.pending--);
   };
 
   const onConnection = async (socket: Socket): Promise<void> => {

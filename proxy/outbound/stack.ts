@@ -1,40 +1,40 @@
 // The outbound HTTP path for one service port, read top to bottom:
-//   metrics -> pick an endpoint -> forward over a pooled (m)TLS connection.
-// Traffic policy layers (route, split, timeout, retry, breaker, faults) slot
-// in between as they are built.
-import type { ServiceTarget } from '../config/table.js';
-import { pickEndpoint } from '../balance/pick.js';
+//   metrics -> trace -> route (first match) -> faults -> timeout -> split
+//     -> retry (inside the backend's budget) -> balance + breaker -> forward
+// Everything is compiled here once per config and target: a request only
+// runs the layers its route needs, and no layer is composed per request.
+import type { ServiceTarget, RoutingTable } from '../config/table.js';
+import type { RetryBudget } from '../config/types.js';
+import { balancedForward, type Forwarder } from '../http/balance.js';
+import { Breaker, compileBreaker } from '../http/breaker.js';
+import { faultLayer, compileFaults } from '../http/faults.js';
 import { forward, type EndpointPools } from '../http/forward.js';
 import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
 import { metricsLayer } from '../http/metrics.js';
-import { compose, localResponse, type Handler } from '../http/types.js';
+import { retryLayer } from '../http/retry.js';
+import { compileRetryPolicy, type RetryRules } from '../http/retry-policy.js';
+import { compileRoutes, routeRequests, type CompiledBackend, type CompiledRoute } from '../http/route.js';
+import { splitByWeight } from '../http/split.js';
+import { timeoutLayer } from '../http/timeout.js';
+import { traceLayer } from '../http/trace.js';
+import { compose, localResponse, type Handler, type Layer } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
-import { UpstreamConnectError } from '../upstream.js';
+import type { TrafficState } from './traffic-state.js';
 
 export interface OutboundDeps {
   metrics: ProxyMetrics;
   pools: EndpointPools;
   h2: H2Sessions;
   meshTls: MeshTls;
-}
-
-function balanced(target: ServiceTarget, deps: OutboundDeps): Handler {
-  return async (req) => {
-    const ep = pickEndpoint(target.endpoints);
-    if (!ep) return localResponse(503, 'no-endpoints', `tsmesh: ${target.key} has no ready endpoints`);
-    try {
-      return await (req.protocol === 'http2' ? forwardH2(deps.h2, ep, req) : forward(deps.pools, ep, req));
-    } catch (e) {
-      if (req.signal.aborted) throw e;
-      const err = e as Error & { cause?: unknown };
-      const connect = err instanceof UpstreamConnectError || err.cause instanceof UpstreamConnectError || /ECONNREFUSED|connect/i.test(err.message);
-      return localResponse(connect ? 503 : 502, connect ? 'connect-failure' : 'upstream-reset', `tsmesh: ${target.key} at ${ep.address}:${ep.port}: ${err.message}`);
-    }
-  };
+  /** The config in force; backends of a split are looked up in it. */
+  table: () => RoutingTable;
+  traffic: TrafficState;
 }
 
 export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handler {
+  const table = deps.table();
+  const routes = compileRoutes(target, table);
   return compose(
     [
       metricsLayer(deps.metrics, {
@@ -42,7 +42,62 @@ export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handle
         destinationService: target.key,
         sourceIdentity: () => deps.meshTls.identity ?? '',
       }),
+      traceLayer(deps.traffic.traceIds),
     ],
-    balanced(target, deps),
+    routeRequests(routes.map((route) => ({ match: route.match, handler: routeStack(target, route, table, deps) }))),
+  );
+}
+
+function routeStack(target: ServiceTarget, route: CompiledRoute, table: RoutingTable, deps: OutboundDeps): Handler {
+  const { scheduler, random } = deps.traffic;
+  const layers: Layer[] = [];
+  const faults = compileFaults(route.faults);
+  if (faults) {
+    const delays = deps.metrics.faultsInjected.labels({ destination_service: target.key, kind: 'delay' });
+    const aborts = deps.metrics.faultsInjected.labels({ destination_service: target.key, kind: 'abort' });
+    layers.push(faultLayer({ rules: faults, service: target.key, injected: (kind) => (kind === 'abort' ? aborts : delays).inc(), scheduler, random }));
+  }
+  if (route.timeoutMs > 0) layers.push(timeoutLayer({ ms: route.timeoutMs, service: target.key, scheduler }));
+  const retries = compileRetryPolicy(route.retries);
+  const budget = route.retries?.budget ?? table.config.mesh.retryBudget;
+  const split = splitByWeight(
+    route.backends.map((backend) => ({ weight: backend.weight, handler: backendStack(backend, retries, budget, deps) })),
+    random,
+  );
+  return compose(layers, split);
+}
+
+function backendStack(backend: CompiledBackend, retries: Readonly<RetryRules>, budget: RetryBudget, deps: OutboundDeps): Handler {
+  const target = backend.target;
+  if (!target) {
+    // Gateway API's rule for a backend that does not exist: its share of requests gets 500.
+    return () => Promise.resolve(localResponse(500, 'no-backend', `tsmesh: backend ${backend.service} is not a known service on this port`));
+  }
+  const { metrics, traffic } = deps;
+  const service = target.key;
+  const balancer = traffic.balancer(target);
+  const breakerRules = compileBreaker(target.service.trafficPolicy?.circuitBreaker);
+  if (!breakerRules) balancer.restoreAll();
+  const ejections = metrics.endpointEjections.labels({ destination_service: service });
+  const exhausted = metrics.retryBudgetExhausted.labels({ destination_service: service });
+  const send: Forwarder = (ep, req) => (req.protocol === 'http2' ? forwardH2(deps.h2, ep, req) : forward(deps.pools, ep, req));
+  return compose(
+    [
+      retryLayer({
+        rules: retries,
+        budget: traffic.budget(service, budget),
+        service,
+        counters: { retried: (reason) => metrics.retries.inc({ destination_service: service, reason }), budgetExhausted: () => exhausted.inc() },
+        scheduler: traffic.scheduler,
+        random: traffic.random,
+      }),
+    ],
+    balancedForward({
+      service,
+      balancer,
+      breaker: breakerRules && new Breaker(breakerRules, balancer, traffic.scheduler, () => ejections.inc()),
+      forward: send,
+      clock: traffic.scheduler,
+    }),
   );
 }

@@ -1,0 +1,200 @@
+// Power of two choices over a peak-EWMA of latency (Finagle's and Linkerd's
+// balancer): sample two endpoints at random, send to the one with the lower
+// cost = latency estimate x (requests in flight + 1) / weight. Cheap (two
+// random draws, no sorting), and it steers away from slow or busy endpoints
+// without herding onto a single best one. Per request for HTTP, per
+// connection for L4 (then "in flight" counts open connections).
+//
+// The balancer also owns who is in service: the circuit breaker (http/
+// breaker.ts) decides when an endpoint leaves and for how long; an ejected
+// endpoint returns through a single probe request once its time is up.
+import type { Clock } from '../../lib/scheduler.js';
+import type { ResolvedEndpoint } from '../config/table.js';
+import type { SlidingWindow } from '../http/sliding-window.js';
+
+export interface BalancerOptions {
+  /** How fast old latency observations fade (Linkerd: 10 s). */
+  decayMs: number;
+  /** The estimate for an endpoint never measured. */
+  defaultRttMs: number;
+  /** The latency recorded for a connect failure, reset or timeout, so an endpoint that does not answer looks slow. */
+  noAnswerPenaltyMs: number;
+}
+
+export const DEFAULT_BALANCER: Readonly<BalancerOptions> = { decayMs: 10_000, defaultRttMs: 30, noAnswerPenaltyMs: 1000 };
+
+/** Everything kept about one endpoint; it outlives configs that keep the endpoint. */
+export interface EndpointState {
+  ep: ResolvedEndpoint;
+  readonly key: string;
+  /** Peak EWMA of the latency, as of `ewmaAt`. */
+  ewmaMs: number;
+  ewmaAt: number;
+  /** Requests (or L4 connections) in flight. */
+  pending: number;
+  /** 0 while in service; otherwise out until this time, then probed. */
+  ejectedUntil: number;
+  /** True while the one probe request after an ejection is in flight. */
+  probing: boolean;
+  /** Ejections in a row, for the backoff; decays while the endpoint stays in. */
+  ejections: number;
+  /** When it last came back into service. */
+  returnedAt: number;
+  /** Breaker accounting. */
+  consecutiveFailures: number;
+  /** Breaker accounting: totalA requests, totalB failures; created when a failure-rate rule applies. */
+  outcomes: SlidingWindow | undefined;
+}
+
+export const endpointKey = (ep: Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>): string => `${ep.address}|${ep.port}|${ep.identity ?? ''}`;
+
+const EPSILON_MS = 0.001;
+
+export class P2cBalancer {
+  private states: EndpointState[] = [];
+  private ejected = 0;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly random: () => number = Math.random,
+    private readonly opts: BalancerOptions = DEFAULT_BALANCER,
+  ) {}
+
+  get endpoints(): readonly EndpointState[] {
+    return this.states;
+  }
+
+  /** Endpoints out of service now (ejected or probing). */
+  get ejectedCount(): number {
+    return this.ejected;
+  }
+
+  /** Takes a new endpoint list; endpoints that stay keep their state. */
+  update(endpoints: readonly ResolvedEndpoint[]): void {
+    const old = new Map(this.states.map((s) => [s.key, s]));
+    const now = this.clock.now();
+    this.states = endpoints.map((ep) => {
+      const key = endpointKey(ep);
+      const s = old.get(key);
+      if (s) {
+        s.ep = ep;
+        return s;
+      }
+      return {
+        ep,
+        key,
+        ewmaMs: this.opts.defaultRttMs,
+        ewmaAt: now,
+        pending: 0,
+        ejectedUntil: 0,
+        probing: false,
+        ejections: 0,
+        returnedAt: now,
+        consecutiveFailures: 0,
+        outcomes: undefined,
+      };
+    });
+    this.ejected = this.states.filter((s) => s.ejectedUntil !== 0).length;
+  }
+
+  /**
+   * The endpoint for the next request or connection; undefined when none is in service.
+   * With `probe` (HTTP, where the breaker hears the outcome) an ejected endpoint whose time is up comes first.
+   */
+  pick(probe = true): EndpointState | undefined {
+    const states = this.states;
+    const n = states.length;
+    if (probe && this.ejected > 0) {
+      const probe = this.dueProbe();
+      if (probe) return probe;
+    }
+    const available = n - this.ejected;
+    if (available <= 1) return available === 1 ? this.nthAvailable(0, undefined) : undefined;
+    let a: EndpointState;
+    let b: EndpointState;
+    if (this.ejected === 0) {
+      // Two distinct indices without a scan: draw the second from n - 1 and skip the first.
+      const i = Math.floor(this.random() * n);
+      let j = Math.floor(this.random() * (n - 1));
+      if (j >= i) j++;
+      a = states[i]!;
+      b = states[j]!;
+    } else {
+      a = this.nthAvailable(Math.floor(this.random() * available), undefined);
+      b = this.nthAvailable(Math.floor(this.random() * (available - 1)), a);
+    }
+    // Ties go to the first draw, itself uniformly random.
+    const now = this.clock.now();
+    return this.costAt(b, now) < this.costAt(a, now) ? b : a;
+  }
+
+  /** cost = latency estimate (fading toward 0 while the endpoint is idle) x (in flight + 1) / weight. */
+  cost(s: EndpointState): number {
+    return this.costAt(s, this.clock.now());
+  }
+
+  private costAt(s: EndpointState, now: number): number {
+    const idle = now - s.ewmaAt;
+    const estimate = idle > 0 ? s.ewmaMs * Math.exp(-idle / this.opts.decayMs) : s.ewmaMs;
+    return ((estimate + EPSILON_MS) * (s.pending + 1)) / s.ep.weight;
+  }
+
+  /** Records a latency. `answered` false (connect failure, reset, timeout) records at least the no-answer penalty. */
+  observe(s: EndpointState, rttMs: number, answered: boolean): void {
+    const now = this.clock.now();
+    const rtt = answered ? rttMs : Math.max(rttMs, this.opts.noAnswerPenaltyMs);
+    // Peak: a slower sample takes over at once; faster ones pull the estimate
+    // down by how long it has been since the last one.
+    if (rtt > s.ewmaMs) s.ewmaMs = rtt;
+    else {
+      const w = Math.exp(-Math.max(0, now - s.ewmaAt) / this.opts.decayMs);
+      s.ewmaMs = s.ewmaMs * w + rtt * (1 - w);
+    }
+    s.ewmaAt = now;
+  }
+
+  /** Takes `s` out of service until `until`. */
+  eject(s: EndpointState, until: number): void {
+    if (s.ejectedUntil === 0) this.ejected++;
+    s.ejectedUntil = until;
+    s.probing = false;
+  }
+
+  /** Puts `s` back into service. */
+  restore(s: EndpointState): void {
+    if (s.ejectedUntil !== 0) this.ejected--;
+    s.ejectedUntil = 0;
+    s.probing = false;
+    s.returnedAt = this.clock.now();
+  }
+
+  /** Puts every endpoint back, e.g. when the breaker policy is removed. */
+  restoreAll(): void {
+    for (const s of this.states) if (s.ejectedUntil !== 0) this.restore(s);
+  }
+
+  /** A probe ended without an outcome (the client went away): the next request probes again. */
+  abandonProbe(s: EndpointState): void {
+    s.probing = false;
+  }
+
+  private dueProbe(): EndpointState | undefined {
+    const now = this.clock.now();
+    for (const s of this.states) {
+      if (s.ejectedUntil !== 0 && !s.probing && s.ejectedUntil <= now) {
+        s.probing = true;
+        return s;
+      }
+    }
+    return undefined;
+  }
+
+  private nthAvailable(n: number, not: EndpointState | undefined): EndpointState {
+    let seen = 0;
+    for (const s of this.states) {
+      if (s.ejectedUntil !== 0 || s === not) continue;
+      if (seen++ === n) return s;
+    }
+    throw new Error('balancer: fewer endpoints in service than counted');
+  }
+}

@@ -1,0 +1,151 @@
+// Retries, as undici splits them: this layer only decides whether a request
+// can be replayed and runs the attempts; which outcomes are retried is
+// retry-policy.ts, how many retries the destination can take is
+// retry-budget.ts. Every request deposits into the budget; every retry must
+// withdraw from it, whatever the policy's attempts, so retries never
+// multiply load. Between attempts: exponential backoff with jitter. Each
+// attempt may have its own timeout (per-try); the route timeout above bounds
+// them all.
+//
+// Request bodies: a request with a body is retried only when the body has a
+// length of at most MAX_RETRY_BODY_BYTES, which is buffered before the first
+// attempt. Larger bodies and streaming bodies (no content-length) go out
+// once and are never retried: they cannot be replayed.
+import { Readable } from 'node:stream';
+import { backoffDelay } from '../../lib/backoff.js';
+import type { Scheduler } from '../../lib/scheduler.js';
+import type { RetryBudget } from './retry-budget.js';
+import { replayability, retryReason, type RetryRules } from './retry-policy.js';
+import { MeshTimeoutError, timeoutResponse } from './timeout.js';
+import type { Handler, Layer, ProxyRequest, ProxyResponse } from './types.js';
+
+export interface RetryCounters {
+  /** A retry was made, and why. */
+  retried(reason: string): void;
+  /** A retry was wanted but the budget was spent. */
+  budgetExhausted(): void;
+}
+
+export interface RetryOptions {
+  rules: Readonly<RetryRules>;
+  budget: RetryBudget;
+  /** "name.namespace", for messages. */
+  service: string;
+  counters: RetryCounters;
+  scheduler: Scheduler;
+  random?: () => number;
+}
+
+export function retryLayer(o: RetryOptions): Layer {
+  const { rules, budget } = o;
+  return (next) => (req) => {
+    budget.deposit();
+    const replay = replayability(rules, req.method, req.body !== null, req.headers['content-length']);
+    if (replay === 'no') return rules.perTryTimeoutMs > 0 ? attempt(o, next, req) : next(req);
+    if (replay === 'as-is') return attempts(o, next, req, null);
+    return readBody(req.body!, rules.maxBodyBytes).then((body) => attempts(o, next, req, body));
+  };
+}
+
+async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body: Buffer | null): Promise<ProxyResponse> {
+  const { rules, budget } = o;
+  for (let n = 1; ; n++) {
+    const res = await attempt(o, next, body === null ? req : { ...req, body: Readable.from([body]) });
+    const reason = retryReason(rules, res);
+    if (reason === undefined || n >= rules.attempts || req.signal.aborted) return res;
+    if (!budget.withdraw()) {
+      o.counters.budgetExhausted();
+      return res;
+    }
+    discard(res);
+    o.counters.retried(reason);
+    await sleep(o.scheduler, backoffDelay(n - 1, rules.backoff, o.random), req.signal);
+  }
+}
+
+/** One try, under the per-try timeout when there is one: a timeout becomes a local 504. */
+async function attempt(o: RetryOptions, next: Handler, req: ProxyRequest): Promise<ProxyResponse> {
+  const ms = o.rules.perTryTimeoutMs;
+  if (ms === 0) return next(req);
+  const controller = new AbortController();
+  const onClientAbort = (): void => controller.abort(req.signal.reason);
+  if (req.signal.aborted) controller.abort(req.signal.reason);
+  else req.signal.addEventListener('abort', onClientAbort, { once: true });
+  let timedOut: MeshTimeoutError | undefined;
+  const timer = o.scheduler.setTimeout(() => controller.abort((timedOut = new MeshTimeoutError('per-try', ms))), ms);
+  try {
+    return await next({ ...req, signal: controller.signal });
+  } catch (e) {
+    if (timedOut && !req.signal.aborted) return timeoutResponse(o.service, timedOut);
+    throw e;
+  } finally {
+    o.scheduler.clearTimeout(timer);
+    req.signal.removeEventListener('abort', onClientAbort);
+  }
+}
+
+/** Lets go of a response that will not be sent: small error bodies are drained so the connection stays reusable. */
+function discard(res: ProxyResponse): void {
+  const body = res.body as (Readable & { dump?: (opts: { limit: number }) => Promise<void> }) | null;
+  if (!body) return;
+  if (typeof body.dump === 'function') void body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+  else body.destroy();
+}
+
+function sleep(scheduler: Scheduler, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason as Error);
+      return;
+    }
+    const onAbort = (): void => {
+      scheduler.clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = scheduler.setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Reads a body of at most `limit` bytes (its content-length said so). */
+function readBody(stream: Readable, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
+    const onData = (c: Buffer): void => {
+      size += c.length;
+      if (size > limit) {
+        cleanup();
+        stream.destroy();
+        reject(new Error(`request body longer than its content-length`));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new Error('the client closed the request before its body ended'));
+    };
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+  });
+}

@@ -1,0 +1,63 @@
+// The route timeout: when no response head has arrived after `ms`, the
+// request is cancelled upstream and the client gets 504 with
+// `x-tsmesh-error: timeout`. It bounds the whole exchange up to the response
+// head, retries and their backoff included; a response body that has begun
+// streaming is not cut (long downloads and streams stay possible).
+import type { Scheduler } from '../../lib/scheduler.js';
+import { localResponse, type Layer, type ProxyResponse } from './types.js';
+
+/** The abort reason when the mesh, not the client, gave up on a request. */
+export class MeshTimeoutError extends Error {
+  override name = 'MeshTimeoutError';
+  constructor(
+    readonly kind: 'route' | 'per-try',
+    readonly ms: number,
+  ) {
+    super(`no response within ${ms} ms (${kind} timeout)`);
+  }
+}
+
+export const TIMEOUT_REASON = 'timeout';
+
+export function timeoutResponse(service: string, err: MeshTimeoutError): ProxyResponse {
+  return localResponse(504, TIMEOUT_REASON, `tsmesh: ${service} did not answer within ${err.ms} ms (${err.kind} timeout)`);
+}
+
+export interface TimeoutOptions {
+  ms: number;
+  /** "name.namespace", for the message. */
+  service: string;
+  scheduler: Scheduler;
+}
+
+export function timeoutLayer(o: TimeoutOptions): Layer {
+  return (next) => (req) =>
+    new Promise<ProxyResponse>((resolve, reject) => {
+      const controller = new AbortController();
+      const onClientAbort = (): void => controller.abort(req.signal.reason);
+      if (req.signal.aborted) controller.abort(req.signal.reason);
+      else req.signal.addEventListener('abort', onClientAbort, { once: true });
+      let timedOut = false;
+      const timer = o.scheduler.setTimeout(() => {
+        timedOut = true;
+        const err = new MeshTimeoutError('route', o.ms);
+        controller.abort(err);
+        resolve(timeoutResponse(o.service, err));
+      }, o.ms);
+      const done = (): void => {
+        o.scheduler.clearTimeout(timer);
+        req.signal.removeEventListener('abort', onClientAbort);
+      };
+      next({ ...req, signal: controller.signal }).then(
+        (res) => {
+          done();
+          if (timedOut) res.body?.destroy();
+          else resolve(res);
+        },
+        (e: unknown) => {
+          done();
+          if (!timedOut) reject(e as Error);
+        },
+      );
+    });
+}

@@ -1,0 +1,62 @@
+// What traffic management remembers across configs: a balancer per service
+// port (latency estimates, requests in flight, ejections) and a retry budget
+// per destination service. Configs change whenever an endpoint does; the
+// stacks built from them are thrown away, this state is not. It also holds
+// the clock and randomness the layers use, so tests can replace both.
+import { monotonicScheduler, type Scheduler } from '../../lib/scheduler.js';
+import { P2cBalancer } from '../balance/p2c.js';
+import type { RoutingTable, ServiceTarget } from '../config/table.js';
+import type { RetryBudget as RetryBudgetSpec } from '../config/types.js';
+import { RetryBudget } from '../http/retry-budget.js';
+import { randomTraceIds, type TraceIds } from '../http/trace.js';
+
+export interface TrafficStateOptions {
+  scheduler?: Scheduler;
+  random?: () => number;
+  traceIds?: TraceIds;
+}
+
+export class TrafficState {
+  readonly scheduler: Scheduler;
+  readonly random: () => number;
+  readonly traceIds: TraceIds;
+  private readonly balancers = new Map<string, { balancer: P2cBalancer; target: ServiceTarget }>();
+  private readonly budgets = new Map<string, RetryBudget>();
+
+  constructor(o: TrafficStateOptions = {}) {
+    this.scheduler = o.scheduler ?? monotonicScheduler;
+    this.random = o.random ?? Math.random;
+    this.traceIds = o.traceIds ?? randomTraceIds();
+  }
+
+  /** The balancer of a service port, holding the endpoints of `target`. */
+  balancer(target: ServiceTarget): P2cBalancer {
+    const key = `${target.key}:${target.port.port}`;
+    let entry = this.balancers.get(key);
+    if (!entry) {
+      entry = { balancer: new P2cBalancer(this.scheduler, this.random), target };
+      entry.balancer.update(target.endpoints);
+      this.balancers.set(key, entry);
+    } else if (entry.target !== target) {
+      entry.target = target;
+      entry.balancer.update(target.endpoints);
+    }
+    return entry.balancer;
+  }
+
+  /** The retry budget of a destination service; routes with the same budget settings share it. */
+  budget(service: string, spec: RetryBudgetSpec): RetryBudget {
+    const key = `${service}|${spec.ratio}|${spec.minRetriesPerSecond}|${spec.ttl}`;
+    let budget = this.budgets.get(key);
+    if (!budget) this.budgets.set(key, (budget = RetryBudget.from(spec, this.scheduler)));
+    return budget;
+  }
+
+  /** Forgets services and ports that left the config. */
+  retain(table: RoutingTable): void {
+    for (const [key, entry] of this.balancers) {
+      if (table.byName.get(entry.target.key)?.get(entry.target.port.port) === undefined) this.balancers.delete(key);
+    }
+    for (const key of this.budgets.keys()) if (!table.byName.has(key.slice(0, key.indexOf('|')))) this.budgets.delete(key);
+  }
+}
