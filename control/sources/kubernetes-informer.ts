@@ -1,0 +1,191 @@
+// A list+watch cache of one Kubernetes resource that keeps itself alive:
+// client-node's ListWatch lists, then watches from the list's
+// resourceVersion, re-watches when the server ends a watch, and relists on
+// 410 Gone; but after any other error (connection refused, 5xx, a list that
+// fails) it stops for good. This wrapper restarts it with capped, jittered
+// backoff, logs each error and counts it in
+// tsmesh_control_watch_errors_total{resource}.
+//
+// Watches carry timeoutSeconds (5 to 10 minutes, random as in client-go), so
+// the server ends each one and a connection that died silently is replaced;
+// and allowWatchBookmarks, so the resourceVersion stays recent and a
+// re-watch seldom needs a relist.
+import { ApiException, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { Counter, type Registry } from 'prom-client';
+import type { Logger } from '../../lib/log.js';
+
+export const WATCH_ERRORS_METRIC = 'tsmesh_control_watch_errors_total';
+
+/** tsmesh_control_watch_errors_total{resource}, created once per registry. */
+export function watchErrorsCounter(registry: Registry): Counter<'resource'> {
+  const existing = registry.getSingleMetric(WATCH_ERRORS_METRIC);
+  if (existing) return existing as Counter<'resource'>;
+  return new Counter({
+    name: WATCH_ERRORS_METRIC,
+    help: 'Errors of the control plane\'s list and watch requests to the Kubernetes API, by resource; each is followed by a retry with backoff.',
+    labelNames: ['resource'],
+    registers: [registry],
+  });
+}
+
+export interface ResourceWatch<T extends KubernetesObject> {
+  /** Label of the metric and of log lines, e.g. "services". */
+  resource: string;
+  /** Collection path, e.g. /api/v1/services or /apis/tsmesh.io/v1alpha1/trafficpolicies. */
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /**
+   * The resource may not be served (a CustomResourceDefinition not installed
+   * yet): a 404 counts as an empty list, so the cache is synced and empty, and
+   * the watch is retried with backoff until the resource appears.
+   */
+  optional?: boolean;
+}
+
+export interface InformerOptions {
+  log: Logger;
+  errors: Counter<'resource'>;
+  /** Called after every change of the cache (add, update, delete, relist). */
+  onChange: () => void;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Bounds of the random server-side watch timeout, in seconds. */
+  watchTimeoutSeconds?: [number, number];
+}
+
+function statusOf(err: unknown): number | undefined {
+  if (err instanceof ApiException) return err.code;
+  const e = err as { statusCode?: unknown; code?: unknown } | undefined;
+  if (typeof e?.statusCode === 'number') return e.statusCode;
+  if (typeof e?.code === 'number') return e.code;
+  return undefined;
+}
+
+function messageOf(text: string): string {
+  try {
+    return (JSON.parse(text) as { message?: string }).message ?? text;
+  } catch {
+    return text;
+  }
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body = err.body as { message?: string } | string | undefined;
+    const msg = typeof body === 'string' ? messageOf(body) : body?.message;
+    return `HTTP ${err.code}${msg ? `: ${msg}` : ''}`;
+  }
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}
+
+export class ResilientInformer<T extends KubernetesObject> {
+  private readonly lw: ListWatch<T>;
+  private stopped = true;
+  private hasSynced = false;
+  private delay: number;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private notServedLogged = false;
+  private readonly initialMs: number;
+  private readonly maxMs: number;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly res: ResourceWatch<T>,
+    private readonly opts: InformerOptions,
+  ) {
+    this.initialMs = opts.backoffInitialMs ?? 500;
+    this.maxMs = opts.backoffMaxMs ?? 30_000;
+    this.delay = this.initialMs;
+    const [lo, hi] = opts.watchTimeoutSeconds ?? [300, 600];
+    const timeout = Math.floor(lo + Math.random() * (hi - lo));
+    // Watch appends its own query (watch, resourceVersion, selectors) to this path.
+    const watchPath = `${res.path}?allowWatchBookmarks=true&timeoutSeconds=${timeout}`;
+    this.lw = new ListWatch<T>(watchPath, new Watch(kc), () => this.fetch(), false, res.labelSelector, res.fieldSelector);
+    const changed = (): void => opts.onChange();
+    this.lw.on('add', changed);
+    this.lw.on('update', changed);
+    this.lw.on('delete', changed);
+    this.lw.on('error', (err) => this.failed(err));
+  }
+
+  get resource(): string {
+    return this.res.resource;
+  }
+
+  /** True once a list has succeeded (the cache reflects the server at some point). */
+  get synced(): boolean {
+    return this.hasSynced;
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.lw.get(name, namespace);
+  }
+
+  /** Cached objects, of one namespace or of all. */
+  list(namespace?: string): readonly T[] {
+    return this.lw.list(namespace);
+  }
+
+  private async fetch(): Promise<KubernetesListObject<T>> {
+    let out: KubernetesListObject<T>;
+    try {
+      out = await this.res.list();
+      this.notServedLogged = false;
+    } catch (err) {
+      if (!(this.res.optional && statusOf(err) === 404)) throw err;
+      if (!this.notServedLogged) {
+        this.opts.log.warn('resource not served; treating it as empty until it is (is its CustomResourceDefinition installed?)', { resource: this.res.resource });
+        this.notServedLogged = true;
+      }
+      out = { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: '' }, items: [] };
+    }
+    const first = !this.hasSynced;
+    this.hasSynced = true;
+    // ListWatch fires add/update/delete for the list's differences; the first list may be empty.
+    if (first) setImmediate(() => this.opts.onChange());
+    return out;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.run();
+  }
+
+  private run(): void {
+    if (this.stopped) return;
+    this.startedAt = Date.now();
+    this.lw.start().catch((err: unknown) => this.failed(err));
+  }
+
+  private failed(err: unknown): void {
+    if (this.stopped) return; // stop() aborts the watch, which reports an AbortError
+    if (this.restartTimer) return; // already scheduled
+    const status = statusOf(err);
+    const quietly = this.res.optional && status === 404;
+    this.opts.errors.inc({ resource: this.res.resource });
+    // A watch that ran for a while before failing starts the backoff afresh.
+    if (Date.now() - this.startedAt > this.maxMs) this.delay = this.initialMs;
+    const wait = Math.round(this.delay * (0.8 + Math.random() * 0.4));
+    this.delay = Math.min(this.delay * 2, this.maxMs);
+    const fields = { resource: this.res.resource, error: describeError(err), ...(status ? { status } : {}), retryInMs: wait };
+    if (quietly) this.opts.log.debug('watch failed; retrying', fields);
+    else this.opts.log.warn('watch failed; retrying', fields);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      this.run();
+    }, wait);
+    this.restartTimer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    void this.lw.stop();
+  }
+}

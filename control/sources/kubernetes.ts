@@ -1,0 +1,312 @@
+// The mesh from the Kubernetes API: informers (list + watch, restarted with
+// backoff after errors; see kubernetes-informer.ts) on Services,
+// EndpointSlices, Pods, the tsmesh.io TrafficPolicies and
+// AuthorizationPolicies, and ConfigMap tsmesh-config. Every change schedules
+// a rebuild of the whole MeshModel from the caches (kubernetes-map.ts does
+// the mapping), debounced so a burst of events gives one model; a model equal
+// to the last one is not emitted. The policies' verdicts go to their status
+// (control/status.ts).
+//
+// Readiness: no model exists (current() is undefined, notReady() says which
+// resources) until every informer has listed once. A CRD that is not
+// installed counts as an empty list, so discovery works without policies.
+//
+// Services: every Service except ExternalName ones; a headless Service is in
+// the model with no clusterIPs (its endpoints still carry identities, so
+// AuthorizationPolicies that target it select its workloads).
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1ConfigMap, type V1EndpointSlice, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../../lib/log.js';
+import type { MeshModel, ServiceModel } from '../model.js';
+import { PolicyStatusWriter } from '../status.js';
+import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './kubernetes-informer.js';
+import {
+  AUTHORIZATION_POLICY_PLURAL,
+  MESH_CONFIG_NAME,
+  POLICY_GROUP,
+  POLICY_VERSION,
+  SERVICE_NAME_LABEL,
+  TRAFFIC_POLICY_PLURAL,
+  emptyAccepted,
+  evaluatePolicies,
+  parseMeshConfigMap,
+  serviceModel,
+  type AcceptedPolicies,
+  type MeshConfig,
+  type PolicyObject,
+  type SkippedEndpoint,
+  type Verdict,
+} from './kubernetes-map.js';
+import type { MeshSource } from './source.js';
+
+export interface KubernetesSourceOptions {
+  kc: KubeConfig;
+  /** The CA's trust domain: endpoint identities are spiffe://<trustDomain>/ns/<ns>/sa/<sa>. */
+  trustDomain: string;
+  /** Where tsmesh_control_watch_errors_total{resource} is registered. */
+  registry: Registry;
+  log: Logger;
+  /** Namespace of ConfigMap tsmesh-config (default tsmesh-system). */
+  namespace?: string;
+  /** Quiet time after the last event before a rebuild (default 50 ms). */
+  debounceMs?: number;
+  /** A steady stream of events still gives a rebuild this often (default 200 ms). */
+  maxDelayMs?: number;
+  /** Rebuild from the caches and re-check statuses this often even without events (default 5 min). */
+  resyncMs?: number;
+  /** Write the policies' status conditions (default true). */
+  writeStatus?: boolean;
+  /** Backoff of watch restarts (default 500 ms doubling to 30 s). */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+}
+
+export interface KubernetesMeshSource extends MeshSource {
+  /** Resolves with the first model, once every resource has been listed. */
+  synced(): Promise<MeshModel>;
+  /** Why there is no model yet (for /readyz); undefined once there is. */
+  notReady(): string | undefined;
+  /** certificateTtl from tsmesh-config, in seconds; undefined when unset. */
+  certificateTtlSeconds(): number | undefined;
+  /** The latest verdict on each policy (what its Accepted condition says or is about to say). */
+  verdicts(): readonly Verdict[];
+}
+
+const DEFAULT_NAMESPACE = 'tsmesh-system';
+
+/** CustomObjectsApi lists are untyped. */
+const listOf = <T extends PolicyObject>(p: Promise<unknown>): Promise<KubernetesListObject<T>> => p as Promise<KubernetesListObject<T>>;
+
+export function createKubernetesSource(opts: KubernetesSourceOptions): KubernetesMeshSource {
+  return new KubernetesSource(opts);
+}
+
+class KubernetesSource implements KubernetesMeshSource {
+  private readonly services: ResilientInformer<V1Service>;
+  private readonly slices: ResilientInformer<V1EndpointSlice>;
+  private readonly pods: ResilientInformer<V1Pod>;
+  private readonly trafficPolicies: ResilientInformer<PolicyObject>;
+  private readonly authorizationPolicies: ResilientInformer<PolicyObject>;
+  private readonly meshConfigMap: ResilientInformer<V1ConfigMap>;
+  private readonly informers: ResilientInformer<never>[];
+  private readonly listeners = new Set<(m: MeshModel) => void>();
+  private readonly statusWriter: PolicyStatusWriter | undefined;
+  private readonly log: Logger;
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private model: MeshModel | undefined;
+  private modelJson = '';
+  private lastVerdicts: Verdict[] = [];
+  private accepted: AcceptedPolicies = emptyAccepted();
+  private meshConfig: MeshConfig;
+  private meshConfigVersion: string | undefined = '';
+  private timer: NodeJS.Timeout | undefined;
+  private burstStart = 0;
+  private readonly resyncTimer: NodeJS.Timeout;
+  private closed = false;
+  private readonly syncWaiters: ((m: MeshModel) => void)[] = [];
+
+  constructor(private readonly opts: KubernetesSourceOptions) {
+    this.log = opts.log;
+    this.debounceMs = opts.debounceMs ?? 50;
+    this.maxDelayMs = opts.maxDelayMs ?? 200;
+    this.meshConfig = parseMeshConfigMap(undefined, opts.trustDomain);
+    const { kc } = opts;
+    const core = kc.makeApiClient(CoreV1Api);
+    const discovery = kc.makeApiClient(DiscoveryV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const namespace = opts.namespace ?? DEFAULT_NAMESPACE;
+    const informerOpts: InformerOptions = {
+      log: opts.log,
+      errors: watchErrorsCounter(opts.registry),
+      onChange: () => this.schedule(),
+      ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),
+      ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+    };
+    const policyPath = (plural: string): string => `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${plural}`;
+    this.services = new ResilientInformer(kc, { resource: 'services', path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() }, informerOpts);
+    this.slices = new ResilientInformer(
+      kc,
+      { resource: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => discovery.listEndpointSliceForAllNamespaces() },
+      informerOpts,
+    );
+    this.pods = new ResilientInformer(kc, { resource: 'pods', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() }, informerOpts);
+    this.trafficPolicies = new ResilientInformer(
+      kc,
+      {
+        resource: TRAFFIC_POLICY_PLURAL,
+        path: policyPath(TRAFFIC_POLICY_PLURAL),
+        list: () => listOf<PolicyObject>(custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural: TRAFFIC_POLICY_PLURAL })),
+        optional: true,
+      },
+      informerOpts,
+    );
+    this.authorizationPolicies = new ResilientInformer(
+      kc,
+      {
+        resource: AUTHORIZATION_POLICY_PLURAL,
+        path: policyPath(AUTHORIZATION_POLICY_PLURAL),
+        list: () => listOf<PolicyObject>(custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural: AUTHORIZATION_POLICY_PLURAL })),
+        optional: true,
+      },
+      informerOpts,
+    );
+    const fieldSelector = `metadata.name=${MESH_CONFIG_NAME}`;
+    this.meshConfigMap = new ResilientInformer(
+      kc,
+      {
+        resource: 'configmaps',
+        path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps`,
+        list: () => core.listNamespacedConfigMap({ namespace, fieldSelector }),
+        fieldSelector,
+      },
+      informerOpts,
+    );
+    this.informers = [this.services, this.slices, this.pods, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap] as ResilientInformer<never>[];
+    if (opts.writeStatus !== false) this.statusWriter = new PolicyStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
+    for (const i of this.informers) i.start();
+    this.resyncTimer = setInterval(() => this.schedule(), opts.resyncMs ?? 300_000);
+    this.resyncTimer.unref();
+  }
+
+  current(): MeshModel | undefined {
+    return this.model;
+  }
+
+  onChange(listener: (model: MeshModel) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  synced(): Promise<MeshModel> {
+    if (this.model) return Promise.resolve(this.model);
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  notReady(): string | undefined {
+    if (this.model) return undefined;
+    const waiting = this.informers.filter((i) => !i.synced).map((i) => i.resource);
+    return waiting.length > 0 ? `discovery has not listed ${waiting.join(', ')} yet` : 'discovery is building its first model';
+  }
+
+  certificateTtlSeconds(): number | undefined {
+    return this.meshConfig.certificateTtlSeconds;
+  }
+
+  verdicts(): readonly Verdict[] {
+    return this.lastVerdicts;
+  }
+
+  /** Debounce: rebuild debounceMs after the last event, and at most maxDelayMs after the first of a burst. */
+  private schedule(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    if (this.timer === undefined) this.burstStart = now;
+    clearTimeout(this.timer);
+    const wait = Math.max(0, Math.min(this.debounceMs, this.burstStart + this.maxDelayMs - now));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.rebuild();
+    }, wait);
+  }
+
+  private rebuild(): void {
+    if (this.closed || this.informers.some((i) => !i.synced)) return;
+    try {
+      this.rebuildNow();
+    } catch (e) {
+      // Mapping is pure and checked; reaching this is a bug. Keep the last model and say so.
+      this.log.error('building the mesh model failed; keeping the last one', { error: (e as Error).stack ?? String(e) });
+    }
+  }
+
+  private rebuildNow(): void {
+    const { trustDomain } = this.opts;
+    // Mesh-wide settings: parsed when the ConfigMap changes; a bad one keeps the last good settings.
+    const cm = this.meshConfigMap.list()[0];
+    const cmVersion = cm?.metadata?.resourceVersion;
+    if (cmVersion !== this.meshConfigVersion) {
+      this.meshConfigVersion = cmVersion;
+      try {
+        this.meshConfig = parseMeshConfigMap(cm, trustDomain);
+        this.log.info(cm ? `mesh settings from ConfigMap ${MESH_CONFIG_NAME}` : `no ConfigMap ${MESH_CONFIG_NAME}; default mesh settings`, {
+          mtlsMode: this.meshConfig.mesh.mtlsMode,
+          retryBudget: this.meshConfig.mesh.retryBudget,
+          ...(this.meshConfig.certificateTtlSeconds ? { certificateTtlSeconds: this.meshConfig.certificateTtlSeconds } : {}),
+        });
+      } catch (e) {
+        this.log.error(`ConfigMap ${MESH_CONFIG_NAME} is invalid; keeping the last good mesh settings`, { error: (e as Error).message });
+      }
+    }
+
+    const slicesByService = new Map<string, V1EndpointSlice[]>();
+    for (const s of this.slices.list()) {
+      const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+      if (!svc) continue;
+      const key = `${s.metadata?.namespace}/${svc}`;
+      const list = slicesByService.get(key);
+      if (list) list.push(s);
+      else slicesByService.set(key, [s]);
+    }
+    const podOf = (namespace: string, name: string): V1Pod | undefined => this.pods.get(name, namespace);
+    const skipped: SkippedEndpoint[] = [];
+    const services: ServiceModel[] = [];
+    for (const svc of this.services.list()) {
+      const key = `${svc.metadata?.namespace}/${svc.metadata?.name}`;
+      const m = serviceModel(svc, slicesByService.get(key) ?? [], podOf, trustDomain, skipped);
+      if (m) services.push(m);
+    }
+    services.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    if (skipped.length > 0) this.log.debug('endpoints left out', { count: skipped.length, first: skipped.slice(0, 5) });
+
+    const policies = evaluatePolicies({
+      trafficPolicies: this.trafficPolicies.list(),
+      authorizationPolicies: this.authorizationPolicies.list(),
+      services: new Set(services.map((s) => `${s.namespace}/${s.name}`)),
+      accepted: this.accepted,
+    });
+    this.accepted = policies.accepted;
+    this.lastVerdicts = policies.verdicts;
+
+    const model: MeshModel = {
+      mesh: this.meshConfig.mesh,
+      services,
+      trafficPolicies: policies.trafficPolicies,
+      authorizationPolicies: policies.authorizationPolicies,
+    };
+    const json = JSON.stringify(model);
+    if (json !== this.modelJson) {
+      const first = this.model === undefined;
+      this.model = model;
+      this.modelJson = json;
+      this.log.info(first ? 'first mesh model' : 'mesh model changed', {
+        services: services.length,
+        endpoints: services.reduce((n, s) => n + s.endpoints.length, 0),
+        trafficPolicies: model.trafficPolicies.length,
+        authorizationPolicies: model.authorizationPolicies.length,
+      });
+      for (const l of this.listeners) {
+        try {
+          l(model);
+        } catch (e) {
+          this.log.error('a mesh model listener failed', { error: (e as Error).message });
+        }
+      }
+      if (first) for (const w of this.syncWaiters.splice(0)) w(model);
+    }
+
+    this.statusWriter?.sync(policies.verdicts, (v) =>
+      (v.kind === 'TrafficPolicy' ? this.trafficPolicies : this.authorizationPolicies).get(v.name, v.namespace),
+    );
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    clearInterval(this.resyncTimer);
+    this.statusWriter?.close();
+    for (const i of this.informers) i.stop();
+    this.listeners.clear();
+  }
+}
