@@ -6,6 +6,7 @@ import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
 import { startControlPlane } from '../../control/plane.js';
 import { FileMeshSource } from '../../control/sources/file.js';
+import { syncWebhookCaBundle, WEBHOOK_CONFIGURATION_NAME } from '../../control/webhook-ca.js';
 import type { MeshSource } from '../../control/sources/source.js';
 import { meshConfig } from '../../webhook/mesh-config.js';
 import { parseDuration } from '../../lib/duration.js';
@@ -116,10 +117,26 @@ export const controlPlaneCommand: Command = {
       port: port(values.port, 15012, '--port'),
       adminPort: port(values['admin-port'], 15014, '--admin-port'),
     });
+    // In Kubernetes, the API server must trust the injector's certificate: keep its caBundle current.
+    let caBundleTimer: NodeJS.Timeout | undefined;
+    if (webhook && !local) {
+      const sync = (): void => {
+        syncWebhookCaBundle(kube(), authority.trustBundle.toPem(), log).catch((e: unknown) =>
+          log.error('cannot set the injector caBundle; pods will not be injected until it is set', {
+            error: (e as Error).message,
+            hint: `check that MutatingWebhookConfiguration ${WEBHOOK_CONFIGURATION_NAME} exists (tsmesh install) and the control plane may patch it`,
+          }),
+        );
+      };
+      sync();
+      caBundleTimer = setInterval(sync, 60_000);
+      caBundleTimer.unref();
+    }
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         log.info('shutting down', { signal });
         meshSource?.close();
+        clearInterval(caBundleTimer);
         void plane.close().then(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
