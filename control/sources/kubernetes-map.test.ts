@@ -17,7 +17,7 @@ import {
 
 const TD = 'cluster.local';
 
-function svc(name: string, spec: V1Service['spec'], namespace = 'shop'): V1Service {
+function svc(name: string, spec: NonNullable<V1Service['spec']>, namespace = 'shop'): V1Service {
   return { metadata: { name, namespace }, spec };
 }
 
