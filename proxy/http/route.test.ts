@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { seededRandom } from '../../lib/testdata/seeded-random.js';
+import { buildRoutingTable, type ServiceTarget } from '../config/table.js';
+import { parseProxyConfig } from '../config/validate.js';
+import { compileRoutes, matches, routeRequests, type CompiledMatch } from './route.js';
+import { splitByWeight } from './split.js';
+import { testRequest, testResponse } from './testdata/requests.js';
+import type { Handler } from './types.js';
+
+const service = (name: string, ports: object[], trafficPolicy?: object) => ({
+  name,
+  namespace: 'shop',
+  clusterIPs: [],
+  ports,
+  endpoints: [{ address: '10.0.0.1' }],
+  ...(trafficPolicy ? { trafficPolicy } : {}),
+});
+
+function table(trafficPolicy: object) {
+  return buildRoutingTable(
+    parseProxyConfig({
+      apiVersion: 'tsmesh.io/v1alpha1',
+      kind: 'ProxyConfig',
+      services: [
+        service('api', [{ port: 80, name: 'http' }], trafficPolicy),
+        service('api-canary', [{ port: 80, name: 'http' }]),
+        service('api-v2', [{ port: 8080, name: 'http' }, { port: 9090, name: 'admin' }]),
+        service('api-v3', [{ port: 7000 }]),
+        service('api-other-ports', [{ port: 81 }, { port: 82 }]),
+      ],
+    }),
+  );
+}
+
+const answer =
+  (name: string): Handler =>
+  () =>
+    Promise.resolve({ ...testResponse(200), headers: { from: name } });
+
+describe('route matching', () => {
+  const m = (pathPrefix?: string, headers: [string, string][] = []): CompiledMatch => ({ pathPrefix, headers });
+
+  it('matches a path prefix on whole segments', () => {
+    for (const path of ['/api', '/api/', '/api/v1/orders', '/api?q=1', '/api#x']) assert.ok(matches(m('/api'), testRequest({ path })), path);
+    for (const path of ['/apis', '/ap', '/', '/v1/api']) assert.ok(!matches(m('/api'), testRequest({ path })), path);
+  });
+
+  it('matches exact header values; every listed header must match', () => {
+    const match = m(undefined, [['x-canary', 'yes'], ['x-user', 'ann']]);
+    assert.ok(matches(match, testRequest({ headers: { 'x-canary': 'yes', 'x-user': 'ann' } })));
+    assert.ok(!matches(match, testRequest({ headers: { 'x-canary': 'yes' } })));
+    assert.ok(!matches(match, testRequest({ headers: { 'x-canary': 'YES', 'x-user': 'ann' } })));
+    assert.ok(matches(m(undefined, [['cookie', 'b']]), testRequest({ headers: { cookie: ['a', 'b'] as unknown as string } })));
+  });
+
+  it('compiles routes in order, inherits the policy settings, and ends with the default route', () => {
+    const t = table({
+      timeout: '2s',
+      retries: { attempts: 3 },
+      routes: [
+        { name: 'ab', match: { headers: { 'X-Canary': 'yes' } }, backends: [{ service: 'api-canary', weight: 1 }], timeout: '500ms' },
+        { match: { pathPrefix: '/v2/' }, backends: [{ service: 'api-v2.shop', weight: 1 }] },
+      ],
+    });
+    const routes = compileRoutes(t.byName.get('api.shop')!.get(80)!, t);
+    assert.deepEqual(
+      routes.map((r) => [r.name, r.timeoutMs, r.retries?.attempts, r.backends.map((b) => `${b.service}:${b.target?.port.port}`)]),
+      [
+        ['ab', 500, 3, ['api-canary.shop:80']],
+        ['route-1', 2000, 3, ['api-v2.shop:8080']],
+        ['default', 2000, 3, ['api.shop:80']],
+      ],
+    );
+    assert.deepEqual(routes[0]!.match, { pathPrefix: undefined, headers: [['x-canary', 'yes']] });
+    assert.equal(routes[1]!.match!.pathPrefix, '/v2');
+  });
+
+  it('resolves backends by port number, then port name, then a single port; anything else is missing', () => {
+    const t = table({
+      routes: [
+        {
+          backends: [
+            { service: 'api-v3', weight: 1 },
+            { service: 'api-other-ports', weight: 1 },
+            { service: 'nowhere.else', weight: 1 },
+            { service: 'api', weight: 0 },
+          ],
+        },
+      ],
+    });
+    const routes = compileRoutes(t.byName.get('api.shop')!.get(80)!, t);
+    assert.equal(routes.length, 1, 'a route without a match catches everything: no default route after it');
+    assert.deepEqual(
+      routes[0]!.backends.map((b) => [b.service, b.target?.port.port]),
+      [
+        ['api-v3.shop', 7000],
+        ['api-other-ports.shop', undefined],
+        ['nowhere.else', undefined],
+      ],
+    );
+  });
+
+  it('dispatches to the first route that matches', async () => {
+    const handler = routeRequests([
+      { match: m('/admin'), handler: answer('admin') },
+      { match: m(undefined, [['x-canary', 'yes']]), handler: answer('canary') },
+      { match: undefined, handler: answer('default') },
+    ]);
+    const from = async (over: Parameters<typeof testRequest>[0]) => (await handler(testRequest(over))).headers.from;
+    assert.equal(await from({ path: '/admin/users', headers: { 'x-canary': 'yes' } }), 'admin');
+    assert.equal(await from({ path: '/shop', headers: { 'x-canary': 'yes' } }), 'canary');
+    assert.equal(await from({ path: '/shop' }), 'default');
+  });
+
+  it('with no policy is the service itself, without a dispatch step', () => {
+    const t = table({});
+    const target: ServiceTarget = t.byName.get('api-canary.shop')!.get(80)!;
+    const routes = compileRoutes(target, t);
+    assert.equal(routes.length, 1);
+    assert.equal(routes[0]!.backends[0]!.target, target);
+    const only = answer('only');
+    assert.equal(routeRequests([{ match: undefined, handler: only }]), only);
+  });
+});
+
+describe('traffic split', () => {
+  it('sends requests in proportion to the weights (90/10 canary)', async () => {
+    const handler = splitByWeight(
+      [
+        { weight: 90, handler: answer('stable') },
+        { weight: 10, handler: answer('canary') },
+        { weight: 0, handler: answer('never') },
+      ],
+      seededRandom(3),
+    );
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 10_000; i++) {
+      const from = String((await handler(testRequest())).headers.from);
+      seen.set(from, (seen.get(from) ?? 0) + 1);
+    }
+    assert.equal(seen.get('never'), undefined);
+    const canary = seen.get('canary')! / 10_000;
+    assert.ok(canary > 0.09 && canary < 0.11, `canary share ${canary}`);
+  });
+
+  it('is the backend itself when there is one', () => {
+    const h = answer('one');
+    assert.equal(splitByWeight([{ weight: 5, handler: h }]), h);
+    assert.throws(() => splitByWeight([{ weight: 0, handler: h }]), /no backend/);
+  });
+});
