@@ -91,11 +91,21 @@ describe('P2cBalancer', () => {
     assert.ok(seen.get('10.0.0.1')! > 300, `still avoided: ${seen.get('10.0.0.1')}`);
   });
 
+  it('replaces the default estimate of a new endpoint with its first measurement', () => {
+    const b = new P2cBalancer(new ManualScheduler(0), seededRandom(11));
+    b.update([endpoint(1)]);
+    const s = b.endpoints[0]!;
+    assert.equal(s.ewmaMs, 30);
+    b.observe(s, 2, true);
+    assert.equal(s.ewmaMs, 2);
+  });
+
   it('takes a slower sample at once (peak) and lets faster ones pull it down gradually', () => {
     const clock = new ManualScheduler(0);
     const b = new P2cBalancer(clock, seededRandom(6));
     b.update([endpoint(1)]);
     const s = b.endpoints[0]!;
+    b.observe(s, 10, true);
     b.observe(s, 100, true);
     assert.equal(s.ewmaMs, 100);
     clock.advance(1000);

@@ -27,9 +27,10 @@ export const DEFAULT_BALANCER: Readonly<BalancerOptions> = { decayMs: 10_000, de
 export interface EndpointState {
   ep: ResolvedEndpoint;
   readonly key: string;
-  /** Peak EWMA of the latency, as of `ewmaAt`. */
+  /** Peak EWMA of the latency, as of `ewmaAt`; the default estimate until `measured`. */
   ewmaMs: number;
   ewmaAt: number;
+  measured: boolean;
   /** Requests (or L4 connections) in flight. */
   pending: number;
   /** 0 while in service; otherwise out until this time, then probed. */
@@ -85,6 +86,7 @@ export class P2cBalancer {
         key,
         ewmaMs: this.opts.defaultRttMs,
         ewmaAt: now,
+        measured: false,
         pending: 0,
         ejectedUntil: 0,
         probing: false,
@@ -143,14 +145,16 @@ export class P2cBalancer {
   observe(s: EndpointState, rttMs: number, answered: boolean): void {
     const now = this.clock.now();
     const rtt = answered ? rttMs : Math.max(rttMs, this.opts.noAnswerPenaltyMs);
-    // Peak: a slower sample takes over at once; faster ones pull the estimate
-    // down by how long it has been since the last one.
-    if (rtt > s.ewmaMs) s.ewmaMs = rtt;
+    // The first sample replaces the default estimate; then, peak: a slower
+    // sample takes over at once, faster ones pull the estimate down by how
+    // long it has been since the last one.
+    if (!s.measured || rtt > s.ewmaMs) s.ewmaMs = rtt;
     else {
       const w = Math.exp(-Math.max(0, now - s.ewmaAt) / this.opts.decayMs);
       s.ewmaMs = s.ewmaMs * w + rtt * (1 - w);
     }
     s.ewmaAt = now;
+    s.measured = true;
   }
 
   /** Takes `s` out of service until `until`. */

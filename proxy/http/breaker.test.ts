@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { ManualScheduler } from '../../lib/testdata/manual-scheduler.js';
 import { seededRandom } from '../../lib/testdata/seeded-random.js';
-import { P2cBalancer } from '../balance/p2c.js';
+import { DEFAULT_BALANCER, P2cBalancer } from '../balance/p2c.js';
 import type { ResolvedEndpoint } from '../config/table.js';
 import type { CircuitBreakerPolicy } from '../config/types.js';
 import { balancedForward } from './balance.js';
@@ -24,7 +24,8 @@ interface Rig {
 
 function rig(count: number, policy: CircuitBreakerPolicy, answer: (address: string) => number | Promise<ProxyResponse>, seed = 1): Rig {
   const clock = new ManualScheduler(1_000_000);
-  const balancer = new P2cBalancer(clock, seededRandom(seed));
+  // Answers take no virtual time: with no default estimate either, every endpoint costs the same and only the breaker steers.
+  const balancer = new P2cBalancer(clock, seededRandom(seed), { ...DEFAULT_BALANCER, defaultRttMs: 0 });
   balancer.update(Array.from({ length: count }, (_, i) => endpoint(i + 1)));
   let ejected = 0;
   const breaker = new Breaker(compileBreaker(policy)!, balancer, clock, () => ejected++);
