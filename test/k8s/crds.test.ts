@@ -5,10 +5,15 @@
 // refuses the same document at the same path, so the two layers agree. What
 // only the control plane can see passes the schema and fails the mapping.
 // The status subresource and the printer columns work as kubectl expects.
+// A mesh source started before the CRDs exist works without policies and
+// picks them up once the CRDs are installed.
 
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { Registry } from 'prom-client';
+import { createKubernetesSource, type KubernetesMeshSource } from '../../control/sources/kubernetes.js';
+import { silentLogger } from '../../lib/log.js';
 import { ValidationError } from '../../lib/schema.js';
 import { authorizationPolicyModel, trafficPolicyModel, type PolicyObject } from '../../control/sources/kubernetes-map.js';
 import { apiServerTier, createNamespace, eventually, startApiServer, type ApiServer } from './apiserver.js';
@@ -173,6 +178,8 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
   let server: ApiServer | undefined;
   let api: CustomObjectsApi;
   let n = 0;
+  let source: KubernetesMeshSource | undefined;
+  let registry: Registry;
   const name = (prefix: string): string => `${prefix}-${++n}`;
 
   before(async function () {
@@ -183,6 +190,11 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
     }
     server = await startApiServer();
     const kc = server.kc;
+    // A source started before the CRDs exist is ready, with no policies.
+    registry = new Registry();
+    source = createKubernetesSource({ kc, trustDomain: 'cluster.local', registry, log: silentLogger, backoffInitialMs: 100, backoffMaxMs: 500, writeStatus: false });
+    const first = await source.synced();
+    assert.deepEqual([first.trafficPolicies, first.authorizationPolicies], [[], []]);
     for (const d of readManifests().filter((x) => x.object.kind === 'CustomResourceDefinition')) {
       await serverSideApply(kc, d.object);
       const spec = d.object['spec'] as { group: string; names: { kind: string } };
@@ -192,6 +204,7 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
     api = kc.makeApiClient(CustomObjectsApi);
   });
   after(async function () {
+    source?.close();
     await server?.stop();
   });
 
@@ -274,6 +287,16 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
         assert.equal(mappingRefusal('AuthorizationPolicy', spec)?.path, c.field);
       });
     }
+  });
+
+  it('a source started before the CRDs were installed picks policies up once they are', async function () {
+    await server!.kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace: NS, body: { metadata: { name: 'payments' }, spec: { ports: [{ port: 80 }] } } });
+    await create('TrafficPolicy', 'late', { targetRef: { kind: 'Service', name: 'payments' }, timeout: '2s' });
+    const p = await eventually(async () => source!.current()?.trafficPolicies.find((x) => x.name === 'late'), 10_000, 'the policy in the model');
+    assert.deepEqual(p.spec, { timeout: '2s' });
+    // Each failed attempt while the resource was not served counts as a watch error.
+    const metric = await registry.getSingleMetricAsString('tsmesh_control_watch_errors_total');
+    assert.match(metric, /tsmesh_control_watch_errors_total\{resource="trafficpolicies"\} [1-9]/);
   });
 
   it('refuses an unknown field under strict field validation (kubectl\'s default), naming it', async function () {

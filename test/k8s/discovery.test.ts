@@ -7,6 +7,9 @@
 // the EndpointSlice controller make them from a selector and a running Pod,
 // so the mapping is checked against the real controller's output too.
 //
+// The source and the trust-bundle sync run with the control plane's own
+// ServiceAccount token and the RBAC of manifests/control-plane.yaml.
+//
 // Also: policies' status conditions (Accepted, InvalidSpec, TargetNotFound,
 // Conflict) written through the status subresource, and only on change;
 // mesh settings from ConfigMap tsmesh-config; the trust bundle ConfigMap in
@@ -24,8 +27,8 @@ import { createKubernetesSource, type KubernetesMeshSource } from '../../control
 import type { Condition, PolicyObject } from '../../control/sources/kubernetes-map.js';
 import { startTrustBundleSync, type TrustBundleSync } from '../../control/trust-bundle.js';
 import { createLogger, type Logger } from '../../lib/log.js';
-import { apiServerTier, createNamespace, createServiceAccount, eventually, isStatus, startApiServer, type ApiServer } from './apiserver.js';
-import { readManifests, resolveResource, serverSideApply } from './manifests.js';
+import { apiServerTier, createNamespace, createServiceAccount, eventually, isStatus, requestToken, startApiServer, type ApiServer } from './apiserver.js';
+import { applyOrder, kubeConfigWithToken, readManifests, resolveResource, serverSideApply } from './manifests.js';
 
 /** What "within a second" means for a change made through the API to reach the model. */
 const WITHIN_MS = 1000;
@@ -128,6 +131,8 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
   this.timeout(120_000);
   let server: ApiServer | undefined;
   let kc: KubeConfig;
+  /** The control plane's ServiceAccount token. */
+  let own: KubeConfig;
   let core: CoreV1Api;
   let discovery: DiscoveryV1Api;
   let custom: CustomObjectsApi;
@@ -146,7 +151,9 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
     core = kc.makeApiClient(CoreV1Api);
     discovery = kc.makeApiClient(DiscoveryV1Api);
     custom = kc.makeApiClient(CustomObjectsApi);
-    for (const d of readManifests().filter((x) => x.file === 'namespace.yaml' || x.file === 'crds.yaml')) {
+    // The namespace, the CRDs, and the control plane's ServiceAccount and RBAC (not its Deployment).
+    const wanted = new Set(['Namespace', 'CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+    for (const d of applyOrder(readManifests().filter((x) => wanted.has(x.object.kind)))) {
       await serverSideApply(kc, d.object);
       if (d.object.kind === 'CustomResourceDefinition') {
         const spec = d.object['spec'] as { group: string; names: { kind: string } };
@@ -160,9 +167,11 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
     // The default ServiceAccount comes from the controller; pods of the namespace need it.
     await eventually(async () => (await core.readNamespacedServiceAccount({ namespace: NS, name: 'default' })) ?? undefined, 20_000, 'the default ServiceAccount');
 
+    // The source and the trust bundle run with the control plane's own token: the manifests' RBAC is enough for them.
+    own = kubeConfigWithToken(kc, (await requestToken(kc, 'tsmesh-system', 'tsmesh-control-plane', [], 3600)).token, 'tsmesh-control-plane');
     registry = new Registry();
     recorded = recordingLogger();
-    source = createKubernetesSource({ kc, trustDomain: TD, registry, log: recorded.log, backoffInitialMs: 100, backoffMaxMs: 1000 });
+    source = createKubernetesSource({ kc: own, trustDomain: TD, registry, log: recorded.log, backoffInitialMs: 100, backoffMaxMs: 1000 });
     const first = await Promise.race([source.synced(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no first model: ${source!.notReady()}`)), 20_000))]);
     assert.equal(first.mesh.mtlsMode, 'STRICT');
   });
@@ -465,7 +474,7 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
       const { ca } = await newRootCa();
       const first = ca.trustBundle.toPem();
       await createNamespace(kc, 'plain');
-      sync = startTrustBundleSync({ kc, log: recorded.log, registry, bundlePem: first, backoffInitialMs: 100, backoffMaxMs: 1000 });
+      sync = startTrustBundleSync({ kc: own, log: recorded.log, registry, bundlePem: first, backoffInitialMs: 100, backoffMaxMs: 1000 });
       await sync.synced();
       assert.equal(sync.notReady(), undefined);
       assert.equal(await bundleIn(NS), first);
@@ -503,7 +512,7 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
       await relay.listen();
       const reg = new Registry();
       const rec = recordingLogger();
-      const viaRelay = kubeConfigVia(kc, `https://127.0.0.1:${relay.port}`);
+      const viaRelay = kubeConfigVia(own, `https://127.0.0.1:${relay.port}`);
       const s2 = createKubernetesSource({ kc: viaRelay, trustDomain: TD, registry: reg, log: rec.log, backoffInitialMs: 100, backoffMaxMs: 400, writeStatus: false });
       try {
         await s2.synced();
