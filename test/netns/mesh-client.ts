@@ -8,8 +8,8 @@
 // Load is bounded in count and in time, and stops by itself. In "closed"
 // mode `concurrency` workers each send one request after another; in "rate"
 // mode requests start at a fixed rate whatever the answers. A line "stop" on
-// stdin stops starting requests; those in flight finish, then the summary is
-// printed.
+// stdin stops starting requests (acknowledged with {"stopped": ...}); those in
+// flight finish, then the summary is printed.
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -21,6 +21,8 @@ export interface LoadOptions {
   path: string;
   mode: 'closed' | 'rate';
   concurrency?: number;
+  /** Closed mode: worker k starts k * staggerMs late, so requests do not move in lockstep. */
+  staggerMs?: number;
   ratePerSecond?: number;
   durationMs: number;
   maxRequests: number;
@@ -98,7 +100,9 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
   let next = 0;
   const rl = createInterface({ input: process.stdin });
   rl.on('line', (line) => {
-    if (line.trim() === 'stop') stopped = true;
+    if (line.trim() !== 'stop') return;
+    stopped = true;
+    console.log(JSON.stringify({ stopped: Date.now() }));
   });
   const more = (): boolean => !stopped && next < opts.maxRequests && Date.now() < deadline;
 
@@ -124,10 +128,11 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
   };
 
   if (opts.mode === 'closed') {
-    const worker = async (): Promise<void> => {
+    const worker = async (k: number): Promise<void> => {
+      await new Promise((r) => setTimeout(r, k * (opts.staggerMs ?? 0)));
       while (more()) await one();
     };
-    await Promise.all(Array.from({ length: opts.concurrency ?? 1 }, worker));
+    await Promise.all(Array.from({ length: opts.concurrency ?? 1 }, (_, k) => worker(k)));
   } else {
     const interval = 1000 / (opts.ratePerSecond ?? 10);
     const inFlight = new Set<Promise<void>>();

@@ -160,6 +160,8 @@ export class MeshLab {
   readonly proxies: Partial<Record<Pod, Managed>> = {};
   app: Managed | undefined;
   controlPlane: Managed | undefined;
+  /** How long create() took. */
+  setupMs = 0;
 
   private constructor(
     readonly id: string,
@@ -175,12 +177,11 @@ export class MeshLab {
     const dir = await mkdtemp(join(tmpdir(), 'tsmesh-mesh-'));
     const lab = new MeshLab(randomBytes(3).toString('hex'), dir, options);
     try {
+      const t0 = Date.now();
       await lab.network();
-      await lab.identities();
-      await lab.startControlPlane();
-      for (const pod of ['a', 'b'] as const) await lab.init(pod);
-      await lab.startApp();
+      await Promise.all([lab.identities().then(() => lab.startControlPlane()), lab.init('a'), lab.init('b'), lab.startApp()]);
       await Promise.all((['a', 'b'] as const).map((pod) => lab.startProxy(pod)));
+      lab.setupMs = Date.now() - t0;
       return lab;
     } catch (e) {
       const logs = lab.logs();
@@ -395,7 +396,10 @@ export class MeshLab {
   /** Starts a process in a namespace (as uid/gid when given), tracked for destroy(). */
   spawnIn(name: string, node: Node, command: readonly string[], as: RunAs = {}, env: Record<string, string> = {}): Managed {
     const drop = as.uid === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid ?? as.uid}`, '--clear-groups'];
-    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TSMESH_')));
+    // Not TSMESH_* from outside; nor a coverage directory another uid cannot write to.
+    const base = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith('TSMESH_') && !(k === 'NODE_V8_COVERAGE' && as.uid !== undefined && as.uid !== 0)),
+    );
     const child = spawn('ip', ['netns', 'exec', this.ns[node], ...drop, ...command], {
       cwd: REPO,
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -92,6 +92,7 @@ describe('the mesh in network namespaces: control plane, two meshed pods, a plai
   before(async function () {
     await skipUnlessNetns(this);
     lab = await MeshLab.create({ drainDuration: '10s' });
+    console.log(`      the mesh is up in ${lab.setupMs} ms`);
   });
 
   afterEach(function () {
@@ -235,7 +236,8 @@ describe('the mesh in network namespaces: control plane, two meshed pods, a plai
     // In a cluster, a terminating pod's endpoint is removed from the Service
     // while kubelet sends SIGTERM; new requests go to other endpoints, and the
     // proxy's job is to finish the ones it already has. Here: a steady load
-    // from a's app (8 workers, each request held 1.5 s by b's app); after 2 s
+    // from a's app (8 workers, each request held 1.5 s by b's app, staggered
+    // so that requests end all the time, not in waves); after 2 s
     // the app stops starting requests and b's endpoint is removed from a's
     // config (service b has no other endpoint, so a new request would get a
     // 503 for want of endpoints, not because of the drain); then b's proxy
@@ -250,6 +252,7 @@ describe('the mesh in network namespaces: control plane, two meshed pods, a plai
       path: '/slow?ms=1500&i={i}',
       mode: 'closed',
       concurrency: 8,
+      staggerMs: 1500 / 8,
       durationMs: 10_000,
       maxRequests: 200,
       timeoutMs: 15_000,
@@ -258,6 +261,7 @@ describe('the mesh in network namespaces: control plane, two meshed pods, a plai
     await load.line((l) => l.startsWith('{"started":'), 30_000);
     await sleep(2000);
     load.child.stdin!.write('stop\n');
+    await load.line((l) => l.startsWith('{"stopped":'), 5000);
     await lab!.writeConfig('a', lab!.aConfig({ bEndpoint: false }));
     const proxyB = lab!.proxies.b!;
     const sigtermAt = Date.now();
@@ -299,6 +303,7 @@ describe('certificate rotation under continuous load (long: TSMESH_LONG_TESTS=1 
     }
     await skipUnlessNetns(this);
     lab = await MeshLab.create({ certTtl: '1m' });
+    console.log(`      the mesh is up in ${lab.setupMs} ms`);
   });
 
   afterEach(function () {
