@@ -38,6 +38,8 @@ export interface ControlPlaneOptions {
   /** Run the injector with this mesh config. */
   webhook?: { mesh: MeshConfig; port?: number };
   log: Logger;
+  /** Metrics of every part; parts created outside (sources) register here too. */
+  registry?: Registry;
   host?: string;
   /** 15012 by default; 0 picks a free port. */
   port?: number;
@@ -76,8 +78,8 @@ function issueServingCertificate(authority: CertificateAuthority, dnsNames: stri
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<RunningControlPlane> {
   const { authority, log } = opts;
   const host = opts.host ?? '0.0.0.0';
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const registry = opts.registry ?? new Registry();
+  if (!opts.registry) collectDefaultMetrics({ register: registry });
 
   const app = express();
   app.disable('x-powered-by');

@@ -6,12 +6,15 @@ import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
 import { startControlPlane } from '../../control/plane.js';
 import { FileMeshSource } from '../../control/sources/file.js';
+import { createKubernetesSource } from '../../control/sources/kubernetes.js';
+import { startTrustBundleSync } from '../../control/trust-bundle.js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { syncWebhookCaBundle, WEBHOOK_CONFIGURATION_NAME } from '../../control/webhook-ca.js';
 import type { MeshSource } from '../../control/sources/source.js';
 import { meshConfig } from '../../webhook/mesh-config.js';
 import { parseDuration } from '../../lib/duration.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
-import { flagOrEnv, parseFlags, required, UsageError, type Command } from '../command.js';
+import { flagOrEnv, parseFlags, required, type Command } from '../command.js';
 
 const USAGE = `Usage: tsmesh control-plane --ca-dir DIR [options]
 
@@ -93,11 +96,15 @@ export const controlPlaneCommand: Command = {
     }
     let meshSource: MeshSource | undefined;
     const local = Boolean(tokenFile);
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
     if (!values['no-discovery']) {
       if (meshFile) meshSource = new FileMeshSource(meshFile, log.child('mesh-file'));
       else if (local) log.info('discovery off: local mode (--token-file) without --mesh-file');
-      else throw new UsageError('discovery from Kubernetes is not wired into this build yet; pass --mesh-file FILE or --no-discovery');
+      else meshSource = createKubernetesSource({ kc: kube(), trustDomain, registry, log: log.child('kubernetes') });
     }
+    // In Kubernetes, every meshed namespace holds the roots in ConfigMap tsmesh-trust-bundle.
+    const trustBundleSync = local ? undefined : startTrustBundleSync({ kc: kube(), log: log.child('trust-bundle'), registry, bundlePem: authority.trustBundle.toPem() });
     // The injector is for Kubernetes; a local mesh (--token-file) has no API server to call it.
     const webhook = values['no-webhook'] || local
       ? undefined
@@ -111,6 +118,7 @@ export const controlPlaneCommand: Command = {
       ...(authenticator ? { authenticator } : {}),
       ...(meshSource ? { meshSource } : {}),
       ...(webhook ? { webhook } : {}),
+      registry,
       log,
       ...(values.host ? { host: values.host } : {}),
       ...(values['serving-ip'] ? { ipAddresses: values['serving-ip'] } : {}),
@@ -136,6 +144,7 @@ export const controlPlaneCommand: Command = {
       const stop = (signal: string): void => {
         log.info('shutting down', { signal });
         meshSource?.close();
+        trustBundleSync?.close();
         clearInterval(caBundleTimer);
         void plane.close().then(resolve);
       };
