@@ -5,7 +5,7 @@
 //   client pod ns (10.244.200.2)                 server pod ns (10.244.200.3)
 //   load -> [sidecar :15001] ==== mTLS ====> [sidecar :15006] -> app 127.0.0.1:8080
 //
-// Three runs, the same load each time:
+// Three runs, the same load each time, each in its own pair of namespaces:
 //   direct   the load dials the app at 10.244.200.3:8080; no redirects, no sidecars.
 //   haproxy  `tsmesh init` redirects in both namespaces; HAProxy as uid 1337 on
 //            15001 (client) and 15006 (server); the load dials the Service's
@@ -16,45 +16,60 @@
 // than a Node server, so the load side leaves more of the machine to the
 // sidecars, and identical in all three runs.
 //
-// Load: wrk at saturation (BENCH_CONNECTIONS=16 connections), then an open-loop
-// client (open-loop.ts) at BENCH_RATE=1000 requests/s; every request is a POST
-// of a 1 kB body answered with a 1 kB body. Each phase has a warm-up that is
-// not measured. Per sidecar: CPU (utime+stime over the phase), RSS and USS at
-// the end of the fixed-rate phase.
+// Load: every request is a POST of a 1 kB body answered with a 1 kB body.
+// After a short wrk burst per run (so that the sidecars' code is compiled: a
+// cold Node process serves far fewer requests per second than a warm one),
+// two phases, in each of which the three runs take turns in one-second slices
+// (direct, haproxy, tsmesh, direct, ...) so that all three see the same
+// machine, whatever else it is doing:
+//   fixed rate   an open-loop client (open-loop.ts) per run at 1000 requests/s,
+//                2 warm-up rounds then 10 measured rounds; a slice ends when
+//                its last answer is in, so a run that falls behind drains in
+//                its own turn;
+//   saturation   wrk, 16 connections, 10 rounds.
+// Per sidecar: CPU (utime+stime of all its threads, over its own slices),
+// RSS (VmRSS) and USS (Private_Clean+Private_Dirty of smaps_rollup) at the end
+// of the fixed-rate phase, and memory again after saturation.
 //
 // CPUs: with two or more, the load, the app and the control planes are pinned
 // to CPU 0 and both sidecars to CPU 1, the same for HAProxy and tsmesh; so the
-// two sidecars of a run share one core, and wrk runs one thread. BENCH_PIN=0
-// turns pinning off.
+// two sidecars of a run share one core, and wrk runs one thread.
 //
-// BENCH_PROFILE=1 (or a folder) runs the tsmesh pair once more after the
-// measured runs, under --cpu-prof, for the saturation phase only, and prints
-// each proxy's top self-time functions; the measured figures are not profiled.
+// Options (environment): BENCH_SECONDS (measured one-second rounds per phase,
+// default 10), BENCH_WARMUP_SECONDS (2), BENCH_RATE (1000), BENCH_CONNECTIONS (16),
+// BENCH_BODY_BYTES (1024), BENCH_PIN=0 (no pinning), BENCH_NICE (niceness of
+// every process of the benchmark, e.g. -10 on a busy machine), BENCH_KEEP=1
+// (keep the working folder: configs, certificates, logs), BENCH_PROFILE=1 or
+// a folder: run the tsmesh pair once more after the measured runs, under
+// --cpu-prof, and print each proxy's top self-time functions over its
+// saturation phase (the measured figures are never profiled).
 //
 // Ends with one machine-readable line:
 //   bench:sidecar throughput_vs_haproxy=<r> added_p99_vs_haproxy=<r> rss_mb=<n> cpu_per_krps=<n>
 // Needs root, iproute2, iptables, util-linux, curl, wrk and haproxy.
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { availableParallelism, tmpdir } from 'node:os';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { clientSidecarConfig, serverSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
-import { CpuMeter, memory, parseWrk, type Memory, type WrkReport } from './measure.js';
+import { cpuSeconds, memory, mergeWrk, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
 import { formatTop, topSelfTime } from './profile-top.js';
 import { ADDRESSES, BenchNet, must, REPO, run, tail, unavailable, type Placement, type Started } from './topology.js';
 
-const num = (name: string, fallback: number): number => {
+const num = (name: string, fallback: number, integer = false): number => {
   const raw = process.env[name];
   const n = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}=${JSON.stringify(raw)} is not a positive number`);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new Error(`${name}=${JSON.stringify(raw)} is not a positive ${integer ? 'whole ' : ''}number`);
   return n;
 };
-const SECONDS = num('BENCH_SECONDS', 10);
-const WARM_UP = num('BENCH_WARMUP_SECONDS', 2);
+const ROUNDS = num('BENCH_SECONDS', 10, true);
+const WARM_UP = num('BENCH_WARMUP_SECONDS', 2, true);
 const RATE = num('BENCH_RATE', 1000);
-const CONNECTIONS = num('BENCH_CONNECTIONS', 16);
-const BODY_BYTES = num('BENCH_BODY_BYTES', 1024);
+const CONNECTIONS = num('BENCH_CONNECTIONS', 16, true);
+const BODY_BYTES = num('BENCH_BODY_BYTES', 1024, true);
 const PROFILE = process.env['BENCH_PROFILE'] ?? '';
+const SLICE_MS = 1000;
 
 const APP_PORT = 8080;
 const SERVICE_PORT = 80;
@@ -76,24 +91,13 @@ const WRK_THREADS = PIN ? 1 : 2;
 const BUILD = join(REPO, 'node_modules', '.cache', 'tsmesh-bench-sidecar', 'dist');
 const TSMESH = [process.execPath, join(BUILD, 'cli', 'main.js')];
 
-interface ScenarioResult {
-  name: string;
-  wrk: WrkReport;
-  saturationCpu: number[];
-  fixed: FixedRate;
-  fixedCpu: number[];
-  /** At the end of the fixed-rate phase. */
-  memory: Memory[];
-  memoryAfterSaturation: Memory[];
-  sidecars: string[];
-}
+const DIRECT_URL = `http://${ADDRESSES.server}:${APP_PORT}/`;
+const SERVICE_URL = `http://${ADDRESSES.clusterIp}:${SERVICE_PORT}/`;
 
 interface FixedRate {
   requests: number;
-  ok: number;
   errors: number;
   firstError?: string;
-  achievedRate: number;
   p50: number;
   p90: number;
   p99: number;
@@ -101,9 +105,23 @@ interface FixedRate {
   max: number;
 }
 
+/** One of the three runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
+interface Run {
+  name: 'direct' | 'haproxy' | 'tsmesh';
+  net: BenchNet;
+  url: string;
+  sidecars: Started[];
+  fixed?: FixedRate;
+  /** CPU seconds per sidecar over the run's recorded fixed-rate slices. */
+  fixedCpuSeconds: number[];
+  memory: Memory[];
+  wrkRuns: WrkRun[];
+  saturationCpuSeconds: number[];
+  memoryAfterSaturation: Memory[];
+}
+
 /** The 1-minute load average: other work on the machine skews latencies and shares the sidecars' CPU. */
 const loadAverage = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logs: Started[] = []): Promise<void> {
@@ -117,9 +135,69 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
   throw new Error(`timed out waiting for ${what}${logs.map((p) => `\n--- ${p.name} (${p.log}):\n${tail(p.log)}`).join('')}`);
 }
 
+/** A running open-loop.ts, driven slice by slice over its stdin. */
+class OpenLoopClient {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly lines: string[] = [];
+  private waiting: (() => void) | undefined;
+  private err = '';
+  private exited = false;
+
+  constructor(private readonly run: Run) {
+    const command = [process.execPath, '--import', 'tsx', join(REPO, 'proxy', 'bench', 'open-loop.ts'), run.url, String(RATE), String(BODY_BYTES), String(SLICE_MS)];
+    this.child = run.net.spawnPiped(run.net.client, command, LOAD);
+    createInterface({ input: this.child.stdout }).on('line', (l) => {
+      this.lines.push(l);
+      this.waiting?.();
+    });
+    this.child.stderr.setEncoding('utf8').on('data', (s: string) => (this.err += s));
+    this.child.stdin.on('error', () => undefined);
+    this.child.on('exit', () => {
+      this.exited = true;
+      this.waiting?.();
+    });
+  }
+
+  /** The next line of output, which must start with `prefix`. */
+  async line(prefix: string, timeoutMs = 60_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const l = this.lines.shift();
+      if (l !== undefined) {
+        if (l.startsWith(prefix)) return l;
+        throw new Error(`${this.run.name}: the open-loop client printed ${JSON.stringify(l)}, expected ${prefix}`);
+      }
+      if (this.exited) throw new Error(`${this.run.name}: the open-loop client exited: ${this.err.trim()}`);
+      if (Date.now() > deadline) throw new Error(`${this.run.name}: the open-loop client did not print ${prefix} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        this.waiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiting = undefined;
+    }
+  }
+
+  async slice(recorded: boolean): Promise<void> {
+    this.child.stdin.write(recorded ? 'measure\n' : 'warm\n');
+    await this.line('done');
+  }
+
+  async end(): Promise<FixedRate> {
+    this.child.stdin.write('end\n');
+    return JSON.parse(await this.line('{')) as FixedRate;
+  }
+
+  kill(): void {
+    if (!this.exited && this.child.pid !== undefined) process.kill(this.child.pid, 'SIGKILL');
+  }
+}
+
 class Bench {
   readonly work = mkdtempSync(join(tmpdir(), 'tsmesh-bench-sidecar-'));
-  net!: BenchNet;
+  readonly nets: BenchNet[] = [];
 
   constructor() {
     chmodSync(this.work, 0o755);
@@ -137,82 +215,68 @@ class Bench {
     return p;
   }
 
-  async httpCode(ns: string, url: string): Promise<string> {
-    const r = await this.net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', '-X', 'POST', '--data-binary', `@${this.path('body.bin')}`, '-H', 'content-type: application/octet-stream', url], LOAD, 5000);
+  async newNet(): Promise<BenchNet> {
+    const net = await BenchNet.create();
+    this.nets.push(net);
+    return net;
+  }
+
+  async httpCode(net: BenchNet, url: string): Promise<string> {
+    const r = await net.exec(net.client, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', '-X', 'POST', '--data-binary', `@${this.path('body.bin')}`, '-H', 'content-type: application/octet-stream', url], LOAD, 5000);
     return r.stdout.trim();
   }
 
-  async wrk(url: string, seconds: number): Promise<WrkReport> {
-    const r = await this.net.exec(
-      this.net.client,
-      ['wrk', `-t${WRK_THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', this.path('post.lua'), url],
-      LOAD,
-      (seconds + 30) * 1000,
-    );
-    if (r.code !== 0) throw new Error(`wrk exited ${r.code}: ${r.stderr.trim()}`);
-    return parseWrk(r.stdout);
+  async waitThrough(what: string, net: BenchNet, url: string, logs: Started[]): Promise<void> {
+    await waitFor(what, async () => (await this.httpCode(net, url)) === '200', 20_000, logs);
   }
 
-  /** The fixed-rate phase: CPU of the sidecars between measure-start and measure-end, memory at the end. */
-  fixedRate(url: string, sidecars: readonly Started[]): Promise<{ fixed: FixedRate; cpu: number[]; memory: Memory[] }> {
-    const command = [process.execPath, '--import', 'tsx', join(REPO, 'proxy', 'bench', 'open-loop.ts'), url, String(RATE), String(WARM_UP), String(SECONDS), String(BODY_BYTES)];
-    const args = ['netns', 'exec', this.net.client, ...(LOAD.cpu === undefined ? [] : ['taskset', '-c', String(LOAD.cpu)]), ...command];
-    return new Promise((resolve, reject) => {
-      const child = spawn('ip', args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      let meter: CpuMeter | undefined;
-      let cpu: number[] = [];
-      let mem: Memory[] = [];
-      const pids = sidecars.map((s) => s.pid);
-      const timer = setTimeout(() => child.pid !== undefined && process.kill(child.pid, 'SIGKILL'), (WARM_UP + SECONDS + 60) * 1000);
-      child.stdout.setEncoding('utf8').on('data', (s: string) => {
-        out += s;
-        if (!meter && out.includes('measure-start\n')) meter = new CpuMeter(pids);
-        if (meter && cpu.length === 0 && pids.length > 0 && out.includes('measure-end\n')) {
-          cpu = meter.stop().cores;
-          mem = pids.map(memory);
-        }
-      });
-      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        const last = out.trim().split('\n').pop() ?? '';
-        if (code !== 0 || !last.startsWith('{')) {
-          reject(new Error(`the open-loop client exited ${code}: ${err.trim() || out.trim()}`));
-          return;
-        }
-        resolve({ fixed: JSON.parse(last) as FixedRate, cpu, memory: mem });
-      });
-    });
+  async wrk(net: BenchNet, url: string, seconds: number): Promise<WrkRun> {
+    const r = await net.exec(net.client, ['wrk', `-t${WRK_THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '-s', this.path('post.lua'), url], LOAD, (seconds + 30) * 1000);
+    if (r.code !== 0) throw new Error(`wrk exited ${r.code}: ${r.stderr.trim()}`);
+    return parseWrkJson(r.stdout);
   }
 
   /**
-   * The fixed rate first, so the memory figures are those of a proxy that has
-   * only seen that load; then saturation, after which memory is read again.
+   * The fixed-rate phase: one open-loop client per run, given slices in turn
+   * (WARM_UP unrecorded rounds, then ROUNDS recorded ones); a slice ends when
+   * its last answer is in, so a run that falls behind drains on its own time.
+   * Each run's sidecars' CPU is summed over its recorded slices.
    */
-  async scenario(name: string, url: string, sidecars: Started[]): Promise<ScenarioResult> {
-    console.log(`\n${name}: ${url}`);
-    const { fixed, cpu, memory: mem } = await this.fixedRate(url, sidecars);
-    console.log(
-      `  ${RATE} req/s: ${fixed.ok}/${fixed.requests} ok, p50 ${fixed.p50.toFixed(2)} ms, p90 ${fixed.p90.toFixed(2)} ms, p99 ${fixed.p99.toFixed(2)} ms, max ${fixed.max.toFixed(2)} ms` +
-        (fixed.errors ? `, ${fixed.errors} errors (first: ${fixed.firstError})` : ''),
-    );
-    for (const [i, s] of sidecars.entries())
-      console.log(`    ${s.name}: CPU ${cpu[i]!.toFixed(3)} cores, RSS ${mem[i]!.rssMb.toFixed(1)} MB, USS ${mem[i]!.ussMb.toFixed(1)} MB`);
-    await this.wrk(url, WARM_UP);
-    const meter = new CpuMeter(sidecars.map((s) => s.pid));
-    const wrk = await this.wrk(url, SECONDS);
-    const saturationCpu = meter.stop().cores;
-    const memoryAfter = sidecars.map((s) => memory(s.pid));
-    console.log(`  saturation: ${wrk.requestsPerSecond.toFixed(0)} req/s, p50 ${wrk.p50.toFixed(2)} ms, p99 ${wrk.p99.toFixed(2)} ms, errors ${wrk.errors}`);
-    for (const [i, s] of sidecars.entries())
-      console.log(`    ${s.name}: CPU ${saturationCpu[i]!.toFixed(3)} cores, RSS ${memoryAfter[i]!.rssMb.toFixed(1)} MB, USS ${memoryAfter[i]!.ussMb.toFixed(1)} MB`);
-    if (wrk.errors > 0 || fixed.errors > 0) throw new Error(`${name}: requests failed (wrk ${wrk.errors}, fixed rate ${fixed.errors})`);
-    return { name, wrk, saturationCpu, fixed, fixedCpu: cpu, memory: mem, memoryAfterSaturation: memoryAfter, sidecars: sidecars.map((s) => s.name) };
+  async fixedRatePhase(runs: Run[]): Promise<void> {
+    const clients = runs.map((r) => new OpenLoopClient(r));
+    try {
+      await Promise.all(clients.map((c) => c.line('ready')));
+      for (let round = 0; round < WARM_UP + ROUNDS; round++) {
+        const recorded = round >= WARM_UP;
+        for (const [i, r] of runs.entries()) {
+          const before = r.sidecars.map((s) => cpuSeconds(s.pid));
+          await clients[i]!.slice(recorded);
+          if (recorded) r.sidecars.forEach((s, j) => (r.fixedCpuSeconds[j]! += cpuSeconds(s.pid) - before[j]!));
+        }
+      }
+      for (const [i, r] of runs.entries()) {
+        r.memory = r.sidecars.map((s) => memory(s.pid));
+        r.fixed = await clients[i]!.end();
+      }
+    } finally {
+      for (const c of clients) c.kill();
+    }
   }
 
-  async prepare(): Promise<{ haproxyTls: { client: SidecarTls; server: SidecarTls } }> {
+  /** The saturation phase: wrk for one slice per run, in turn, ROUNDS times; CPU read around each slice. */
+  async saturationPhase(runs: Run[]): Promise<void> {
+    for (const r of runs) r.saturationCpuSeconds = r.sidecars.map(() => 0);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const r of runs) {
+        const before = r.sidecars.map((s) => cpuSeconds(s.pid));
+        r.wrkRuns.push(await this.wrk(r.net, r.url, SLICE_MS / 1000));
+        r.sidecars.forEach((s, j) => (r.saturationCpuSeconds[j]! += cpuSeconds(s.pid) - before[j]!));
+      }
+    }
+    for (const r of runs) r.memoryAfterSaturation = r.sidecars.map((s) => memory(s.pid));
+  }
+
+  async prepare(): Promise<{ client: SidecarTls; server: SidecarTls }> {
     console.log('building the project (tsc) into node_modules/.cache/tsmesh-bench-sidecar ...');
     const build = await run(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', BUILD], 120_000);
     if (build.code !== 0) {
@@ -222,10 +286,7 @@ class Bench {
     await must(TSMESH[0]!, [...TSMESH.slice(1), '--help']);
 
     writeFileSync(this.path('body.bin'), Buffer.alloc(BODY_BYTES, 'b'));
-    writeFileSync(
-      this.path('post.lua'),
-      `wrk.method = "POST"\nwrk.body = string.rep("x", ${BODY_BYTES})\nwrk.headers["Content-Type"] = "application/octet-stream"\n`,
-    );
+    writeFileSync(this.path('post.lua'), wrkScript(BODY_BYTES));
 
     // One CA for everything: the control planes sign the tsmesh proxies' CSRs with it,
     // and `tsmesh ca issue` signs HAProxy's certificates with it.
@@ -262,7 +323,7 @@ class Bench {
       0o644,
     );
     this.sidecarFile('server-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } }), 0o644);
-    return { haproxyTls };
+    return haproxyTls;
   }
 
   private async issue(sa: string): Promise<SidecarTls> {
@@ -275,13 +336,30 @@ class Bench {
     };
   }
 
-  startHaproxy(name: string, ns: string, config: string, placement: Placement): Started {
+  startHaproxy(net: BenchNet, name: string, ns: string, config: string, placement: Placement): Started {
     const file = this.sidecarFile(`${name}.cfg`, config, 0o644);
     // -db: foreground, no master process: the PID measured is the one doing the work.
-    return this.net.start(name, ns, ['haproxy', '-db', '-f', file], this.path(`${name}.log`), placement);
+    return net.start(name, ns, ['haproxy', '-db', '-f', file], this.path(`${name}.log`), placement);
   }
 
-  startTsmeshProxy(name: string, ns: string, sa: 'client' | 'server', podIp: string, extraNodeFlags: string[] = []): Started {
+  /** The app: the same HAProxy answering from memory, in every run's server namespace. */
+  async startApp(net: BenchNet, run: string): Promise<Started> {
+    const app = this.startHaproxy(net, `app-${run}`, net.server, upstreamConfig(APP_PORT, this.path('body.bin')), LOAD);
+    await waitFor(
+      `the app of the ${run} run`,
+      async () => (await this.httpCode(net, DIRECT_URL)) === '200',
+      20_000,
+      [app],
+    );
+    return app;
+  }
+
+  /** `tsmesh init` in both namespaces: from here on they are meshed pods. */
+  async meshPods(net: BenchNet): Promise<void> {
+    for (const ns of [net.client, net.server]) await must('ip', ['netns', 'exec', ns, ...TSMESH, 'init'], 60_000);
+  }
+
+  startTsmeshProxy(net: BenchNet, name: string, ns: string, sa: 'client' | 'server', podIp: string, extraNodeFlags: string[] = []): Started {
     const env = {
       PATH: process.env['PATH'] ?? '/usr/bin:/bin',
       TSMESH_POD_NAME: `${sa}-0`,
@@ -297,95 +375,122 @@ class Bench {
       TSMESH_CONFIG_FILE: this.path(`${sa}-proxy.json`),
       TSMESH_DRAIN_DURATION: '1s',
     };
-    return this.net.start(name, ns, [TSMESH[0]!, ...extraNodeFlags, ...TSMESH.slice(1), 'proxy'], this.path(`${name}.log`), SIDECAR, env);
+    return net.start(name, ns, [TSMESH[0]!, ...extraNodeFlags, ...TSMESH.slice(1), 'proxy'], this.path(`${name}.log`), SIDECAR, env);
   }
 
-  async waitThrough(what: string, url: string, logs: Started[]): Promise<void> {
-    await waitFor(what, async () => (await this.httpCode(this.net.client, url)) === '200', 20_000, logs);
+  async startControlPlanes(net: BenchNet): Promise<void> {
+    for (const [side, ns] of [['client', net.client], ['server', net.server]] as const) {
+      const name = `control-plane-${side}`;
+      const cp = net.start(
+        name,
+        ns,
+        [...TSMESH, 'control-plane', '--ca-dir', this.path('ca'), '--token-file', this.path('tokens.yaml'), '--host', '127.0.0.1', '--port', '15012', '--admin-port', '15014'],
+        this.path(`${name}.log`),
+        LOAD,
+      );
+      await waitFor(
+        name,
+        async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15014/healthz'])).stdout === '200',
+        20_000,
+        [cp],
+      );
+    }
   }
 
-  async startTsmeshPair(extraNodeFlags: string[] = [], suffix = ''): Promise<Started[]> {
-    const server = this.startTsmeshProxy(`tsmesh-server${suffix}`, this.net.server, 'server', ADDRESSES.server, extraNodeFlags);
-    const client = this.startTsmeshProxy(`tsmesh-client${suffix}`, this.net.client, 'client', ADDRESSES.client, extraNodeFlags);
-    for (const [p, ns] of [[server, this.net.server], [client, this.net.client]] as const) {
+  async startTsmeshPair(net: BenchNet, extraNodeFlags: string[] = [], suffix = ''): Promise<Started[]> {
+    const server = this.startTsmeshProxy(net, `tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server, extraNodeFlags);
+    const client = this.startTsmeshProxy(net, `tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client, extraNodeFlags);
+    for (const [p, ns] of [[server, net.server], [client, net.client]] as const) {
       await waitFor(
         `${p.name} /ready`,
-        async () => (await this.net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15020/ready'])).stdout === '200',
+        async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15020/ready'])).stdout === '200',
         20_000,
         [p],
       );
     }
-    await this.waitThrough('a request through the tsmesh pair', serviceUrl(), [client, server]);
+    await this.waitThrough('a request through the tsmesh pair', net, SERVICE_URL, [client, server]);
     return [client, server];
   }
-}
 
-const serviceUrl = (): string => `http://${ADDRESSES.clusterIp}:${SERVICE_PORT}/`;
+  async destroy(): Promise<void> {
+    for (const net of this.nets) await net.destroy();
+  }
+}
 
 function ratio(a: number, b: number): number {
   return b > 0 ? a / b : Number.NaN;
 }
 
-function report(direct: ScenarioResult, haproxy: ScenarioResult, tsmesh: ScenarioResult, load: [number, number]): void {
+function report(runs: Run[], load: [number, number]): void {
+  const [direct, haproxy, tsmesh] = runs as [Run, Run, Run];
+  const sat = new Map(runs.map((r) => [r, mergeWrk(r.wrkRuns)] as const));
+  const satOf = (r: Run): WrkReport => sat.get(r)!;
+  const fixedOf = (r: Run): FixedRate => r.fixed!;
   const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-  const added = (r: ScenarioResult, p: 'p50' | 'p90' | 'p99'): number => r.fixed[p] - direct.fixed[p];
-  const rows: [string, (r: ScenarioResult) => string][] = [
-    ['saturation throughput (req/s)', (r) => f(r.wrk.requestsPerSecond, 0)],
-    ['saturation p50 / p99 (ms)', (r) => `${f(r.wrk.p50)} / ${f(r.wrk.p99)}`],
-    ['saturation CPU per sidecar (cores)', (r) => (r.sidecars.length ? r.saturationCpu.map((c) => f(c)).join(' / ') : '-')],
-    [`${RATE} req/s achieved`, (r) => f(r.fixed.achievedRate, 0)],
-    [`${RATE} req/s p50 / p90 / p99 (ms)`, (r) => `${f(r.fixed.p50)} / ${f(r.fixed.p90)} / ${f(r.fixed.p99)}`],
+  const added = (r: Run, p: 'p50' | 'p90' | 'p99'): number => fixedOf(r)[p] - fixedOf(direct)[p];
+  const perSidecar = (r: Run, cell: (i: number) => string): string => (r.sidecars.length ? r.sidecars.map((_, i) => cell(i)).join(' / ') : '-');
+  const satCores = (r: Run, i: number): number => r.saturationCpuSeconds[i]! / (r.wrkRuns.reduce((s, w) => s + w.durationUs, 0) / 1e6);
+  // CPU seconds per 1000 requests is the cores a sidecar needs per 1000 requests per second.
+  const perKrps = (r: Run, i: number): number => r.fixedCpuSeconds[i]! / (fixedOf(r).requests / 1000);
+  const rows: [string, (r: Run) => string][] = [
+    ['saturation throughput (req/s)', (r) => f(satOf(r).requestsPerSecond, 0)],
+    ['saturation p50 / p99 (ms)', (r) => `${f(satOf(r).p50)} / ${f(satOf(r).p99)}`],
+    ['saturation CPU per sidecar (cores)', (r) => perSidecar(r, (i) => f(satCores(r, i)))],
+    [`${RATE} req/s p50 / p90 / p99 (ms)`, (r) => `${f(fixedOf(r).p50)} / ${f(fixedOf(r).p90)} / ${f(fixedOf(r).p99)}`],
     [`added p50 / p90 / p99 over direct (ms)`, (r) => (r === direct ? '-' : `${f(added(r, 'p50'))} / ${f(added(r, 'p90'))} / ${f(added(r, 'p99'))}`)],
-    [`CPU per sidecar at ${RATE} req/s (cores)`, (r) => (r.sidecars.length ? r.fixedCpu.map((c) => f(c, 3)).join(' / ') : '-')],
-    ['CPU per 1000 req/s, per sidecar (cores)', (r) => (r.sidecars.length ? r.fixedCpu.map((c) => f(c / (r.fixed.achievedRate / 1000), 3)).join(' / ') : '-')],
-    [`RSS per sidecar at ${RATE} req/s (MB)`, (r) => (r.sidecars.length ? r.memory.map((m) => f(m.rssMb, 1)).join(' / ') : '-')],
-    [`USS per sidecar at ${RATE} req/s (MB)`, (r) => (r.sidecars.length ? r.memory.map((m) => f(m.ussMb, 1)).join(' / ') : '-')],
-    ['RSS after saturation (MB)', (r) => (r.sidecars.length ? r.memoryAfterSaturation.map((m) => f(m.rssMb, 1)).join(' / ') : '-')],
+    [`CPU per sidecar at ${RATE} req/s (cores)`, (r) => perSidecar(r, (i) => f(perKrps(r, i) * (RATE / 1000), 3))],
+    ['CPU per 1000 req/s, per sidecar (cores)', (r) => perSidecar(r, (i) => f(perKrps(r, i), 3))],
+    [`RSS per sidecar at ${RATE} req/s (MB)`, (r) => perSidecar(r, (i) => f(r.memory[i]!.rssMb, 1))],
+    [`USS per sidecar at ${RATE} req/s (MB)`, (r) => perSidecar(r, (i) => f(r.memory[i]!.ussMb, 1))],
+    ['RSS after saturation (MB)', (r) => perSidecar(r, (i) => f(r.memoryAfterSaturation[i]!.rssMb, 1))],
   ];
-  const runs = [direct, haproxy, tsmesh];
   const w0 = Math.max(...rows.map(([l]) => l.length)) + 2;
-  const w = 24;
-  console.log(`\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B; saturation: wrk ${WRK_THREADS} thread(s), ${CONNECTIONS} connections, ${SECONDS}s; fixed rate: open loop, ${RATE} req/s, ${SECONDS}s.`);
-  console.log(`Sidecar figures are client / server. CPUs: ${PIN ? 'load, app, control planes on CPU 0; sidecars on CPU 1' : 'not pinned'}.\n`);
+  const w = 26;
+  const nice = process.env['BENCH_NICE'] ? `; every process at niceness ${process.env['BENCH_NICE']}` : '';
+  console.log(
+    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The three runs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
+      `\nsaturation: wrk, ${WRK_THREADS} thread(s), ${CONNECTIONS} connections; fixed rate: open loop, ${RATE} req/s.` +
+      `\nSidecar figures are client / server. CPUs: ${PIN ? 'load, app, control planes on CPU 0; sidecars on CPU 1' : 'not pinned'}${nice}.\n`,
+  );
   console.log(''.padEnd(w0) + runs.map((r) => r.name.padStart(w)).join(''));
   for (const [label, cell] of rows) console.log(label.padEnd(w0) + runs.map((r) => cell(r).padStart(w)).join(''));
 
-  const throughput = ratio(tsmesh.wrk.requestsPerSecond, haproxy.wrk.requestsPerSecond);
-  // Added p99s of a few tenths of a millisecond are noisy; a floor of 0.05 ms keeps the ratio finite.
+  const throughput = ratio(satOf(tsmesh).requestsPerSecond, satOf(haproxy).requestsPerSecond);
+  // An added p99 of a few hundredths of a millisecond is noise; a floor of 0.05 ms keeps the ratio finite.
   const addedP99 = ratio(Math.max(added(tsmesh, 'p99'), 0), Math.max(added(haproxy, 'p99'), 0.05));
   const rss = Math.max(...tsmesh.memory.map((m) => m.rssMb));
-  const cpuPerKrps = Math.max(...tsmesh.fixedCpu) / (tsmesh.fixed.achievedRate / 1000);
-  const haproxyProxyCore = haproxy.saturationCpu.reduce((a, b) => a + b, 0);
+  const cpuPerKrps = Math.max(...tsmesh.sidecars.map((_, i) => perKrps(tsmesh, i)));
   const mark = (ok: boolean): string => (ok ? 'meets' : 'misses');
   console.log('\ntsmesh against HAProxy and the aims:');
-  console.log(`  throughput          ${f(throughput)}x HAProxy's   (aim >= ${AIM.throughputVsHaproxy}x: ${mark(throughput >= AIM.throughputVsHaproxy)})`);
-  console.log(`  added p99 @${RATE}/s   ${f(addedP99)}x HAProxy's   (aim <= ${AIM.addedP99VsHaproxy}x: ${mark(addedP99 <= AIM.addedP99VsHaproxy)})`);
-  console.log(`  RSS per proxy       ${f(rss, 1)} MB (largest)   (aim <= ${AIM.rssMb} MB: ${mark(rss <= AIM.rssMb)})`);
-  console.log(`  CPU per 1000 req/s  ${f(cpuPerKrps, 3)} cores (busier proxy)   (aim <= ${AIM.cpuPerKrps}: ${mark(cpuPerKrps <= AIM.cpuPerKrps)})`);
-  const cores = availableParallelism();
+  console.log(`  throughput               ${f(throughput).padStart(8)}x HAProxy's      aim >= ${AIM.throughputVsHaproxy}x: ${mark(throughput >= AIM.throughputVsHaproxy)}`);
+  console.log(`  added p99 at ${RATE} req/s ${f(addedP99).padStart(8)}x HAProxy's      aim <= ${AIM.addedP99VsHaproxy}x: ${mark(addedP99 <= AIM.addedP99VsHaproxy)}`);
+  console.log(`  RSS per proxy            ${f(rss, 1).padStart(8)} MB (larger)      aim <= ${AIM.rssMb} MB: ${mark(rss <= AIM.rssMb)}`);
+  console.log(`  CPU per 1000 req/s       ${f(cpuPerKrps, 3).padStart(8)} cores (busier) aim <= ${AIM.cpuPerKrps}: ${mark(cpuPerKrps <= AIM.cpuPerKrps)}`);
   if (load[0] > 0.5)
-    console.log(`  note: load average ${f(load[0])} before the run and ${f(load[1])} after, on ${cores} CPUs: other work shared the machine; latencies and throughput are noisy.`);
-  if (PIN && haproxyProxyCore < 0.9)
-    console.log(
-      `  note: at saturation the HAProxy pair used ${f(haproxyProxyCore)} of its CPU: something else (the load side on CPU 0, or other work on the machine) held its throughput down.`,
-    );
+    console.log(`  note: load average ${f(load[0])} before the run and ${f(load[1])} after, on ${availableParallelism()} CPUs: other work shared the machine; the turns keep the comparison fair, but absolute figures are noisy.`);
+  const haproxyCore = haproxy.sidecars.reduce((s, _, i) => s + satCores(haproxy, i), 0);
+  if (PIN && haproxyCore < 0.9)
+    console.log(`  note: at saturation the HAProxy pair used ${f(haproxyCore)} of its CPU: something else (the load side on CPU 0, or other work on the machine) held its throughput down.`);
   console.log(`bench:sidecar throughput_vs_haproxy=${f(throughput, 3)} added_p99_vs_haproxy=${f(addedP99, 3)} rss_mb=${f(rss, 1)} cpu_per_krps=${f(cpuPerKrps, 3)}`);
 }
 
-async function profileRun(bench: Bench, dir: string): Promise<void> {
+async function profileRun(bench: Bench, tsmesh: Run, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   chownSync(dir, PROXY_UID, PROXY_UID);
   const before = new Set(readdirSync(dir));
   console.log(`\nprofiling the tsmesh pair at saturation (--cpu-prof into ${dir}) ...`);
-  const pair = await bench.startTsmeshPair(['--cpu-prof', '--cpu-prof-dir', dir], '-profiled');
-  await bench.wrk(serviceUrl(), WARM_UP);
+  for (const p of tsmesh.sidecars) await tsmesh.net.stop(p, 5000);
+  const pair = await bench.startTsmeshPair(tsmesh.net, ['--cpu-prof', '--cpu-prof-dir', dir], '-profiled');
+  await bench.wrk(tsmesh.net, SERVICE_URL, WARM_UP);
   const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
   const from = monotonicUs();
-  const wrk = await bench.wrk(serviceUrl(), SECONDS);
+  const wrk = await bench.wrk(tsmesh.net, SERVICE_URL, ROUNDS);
   const window = [from, monotonicUs()] as const;
-  console.log(`  ${wrk.requestsPerSecond.toFixed(0)} req/s under the profiler; the figures below cover that phase only (no start-up, no warm-up)`);
+  console.log(
+    `  ${(wrk.requests / (wrk.durationUs / 1e6)).toFixed(0)} req/s for ${ROUNDS} s under the profiler; the figures below cover that phase only (no start-up, no warm-up)`,
+  );
   // SIGTERM: the proxy drains and exits, and V8 writes the profile on exit.
-  for (const p of pair) await bench.net.stop(p, 10_000);
+  for (const p of pair) await tsmesh.net.stop(p, 10_000);
   const written = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile') && !before.has(f));
   const byPid = new Map(pair.map((p) => [String(p.pid), p.name]));
   for (const file of written) {
@@ -394,7 +499,7 @@ async function profileRun(bench: Bench, dir: string): Promise<void> {
     console.log(`\n${byPid.get(pid) ?? 'tsmesh proxy'}: ${join(dir, file)}`);
     console.log(formatTop(topSelfTime(join(dir, file), 20, REPO, window)));
   }
-  if (written.length === 0) console.log('  no profile was written; see the proxy logs in ' + bench.work);
+  if (written.length === 0) console.log(`  no profile was written; see the proxy logs in ${bench.work}`);
 }
 
 async function main(): Promise<number> {
@@ -408,8 +513,9 @@ async function main(): Promise<number> {
   let cleaning: Promise<void> | undefined;
   const cleanup = (): Promise<void> =>
     (cleaning ??= (async () => {
-      await bench.net?.destroy();
-      if (process.env['BENCH_KEEP'] !== '1') rmSync(bench.work, { recursive: true, force: true });
+      await bench.destroy();
+      if (process.env['BENCH_KEEP'] === '1') console.log(`kept ${bench.work}`);
+      else rmSync(bench.work, { recursive: true, force: true });
     })());
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.once(signal, () => {
@@ -418,52 +524,65 @@ async function main(): Promise<number> {
     });
 
   try {
-    const { haproxyTls } = await bench.prepare();
-    bench.net = await BenchNet.create();
-    const { client, server } = bench.net;
-    console.log(`namespaces ${client} (${ADDRESSES.client}) and ${server} (${ADDRESSES.server}); ClusterIP ${ADDRESSES.clusterIp}:${SERVICE_PORT}`);
+    const haproxyTls = await bench.prepare();
+    const fresh = (name: Run['name'], net: BenchNet, url: string, sidecars: Started[]): Run => ({
+      name,
+      net,
+      url,
+      sidecars,
+      fixedCpuSeconds: sidecars.map(() => 0),
+      memory: [],
+      wrkRuns: [],
+      saturationCpuSeconds: [],
+      memoryAfterSaturation: [],
+    });
 
-    const app = bench.startHaproxy('app', server, upstreamConfig(APP_PORT, bench.path('body.bin')), LOAD);
-    const directUrl = `http://${ADDRESSES.server}:${APP_PORT}/`;
-    await bench.waitThrough('the app', directUrl, [app]);
-    const direct = await bench.scenario('direct', directUrl, []);
+    // direct: no redirects, no sidecars.
+    const directNet = await bench.newNet();
+    await bench.startApp(directNet, 'direct');
+    const direct = fresh('direct', directNet, DIRECT_URL, []);
 
-    // From here on both namespaces are meshed pods: every TCP connection is redirected.
-    for (const ns of [client, server]) await must('ip', ['netns', 'exec', ns, ...TSMESH, 'init'], 60_000);
+    // haproxy: meshed pods, HAProxy on the capture ports.
+    const haproxyNet = await bench.newNet();
+    const haproxyApp = await bench.startApp(haproxyNet, 'haproxy');
+    await bench.meshPods(haproxyNet);
+    const hServer = bench.startHaproxy(haproxyNet, 'haproxy-server', haproxyNet.server, serverSidecarConfig(INBOUND_PORT, APP_PORT, haproxyTls.server), SIDECAR);
+    const hClient = bench.startHaproxy(
+      haproxyNet,
+      'haproxy-client',
+      haproxyNet.client,
+      clientSidecarConfig(OUTBOUND_PORT, ADDRESSES.server, APP_PORT, haproxyTls.client),
+      SIDECAR,
+    );
+    await bench.waitThrough('a request through the HAProxy pair', haproxyNet, SERVICE_URL, [hClient, hServer, haproxyApp]);
+    const haproxy = fresh('haproxy', haproxyNet, SERVICE_URL, [hClient, hServer]);
 
-    const hServer = bench.startHaproxy('haproxy-server', server, serverSidecarConfig(INBOUND_PORT, APP_PORT, haproxyTls.server), SIDECAR);
-    const hClient = bench.startHaproxy('haproxy-client', client, clientSidecarConfig(OUTBOUND_PORT, ADDRESSES.server, APP_PORT, haproxyTls.client), SIDECAR);
-    await bench.waitThrough('a request through the HAProxy pair', serviceUrl(), [hClient, hServer, app]);
-    const haproxy = await bench.scenario('haproxy', serviceUrl(), [hClient, hServer]);
-    await bench.net.stop(hClient);
-    await bench.net.stop(hServer);
+    // tsmesh: meshed pods, a control plane per pod on loopback, `tsmesh proxy` on the capture ports.
+    const tsmeshNet = await bench.newNet();
+    await bench.startApp(tsmeshNet, 'tsmesh');
+    await bench.meshPods(tsmeshNet);
+    await bench.startControlPlanes(tsmeshNet);
+    const tsmesh = fresh('tsmesh', tsmeshNet, SERVICE_URL, await bench.startTsmeshPair(tsmeshNet));
 
-    for (const ns of [client, server]) {
-      const cp = bench.net.start(
-        `control-plane-${ns === client ? 'client' : 'server'}`,
-        ns,
-        [...TSMESH, 'control-plane', '--ca-dir', bench.path('ca'), '--token-file', bench.path('tokens.yaml'), '--host', '127.0.0.1', '--port', '15012', '--admin-port', '15014'],
-        bench.path(`control-plane-${ns === client ? 'client' : 'server'}.log`),
-        LOAD,
-      );
-      await waitFor(
-        'the control plane',
-        async () => (await bench.net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15014/healthz'])).stdout === '200',
-        20_000,
-        [cp],
-      );
-    }
-    const pair = await bench.startTsmeshPair();
-    const tsmesh = await bench.scenario('tsmesh', serviceUrl(), pair);
-    for (const p of pair) await bench.net.stop(p, 5000);
+    const runs = [direct, haproxy, tsmesh];
+    for (const r of runs) console.log(`${r.name.padEnd(8)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
+    console.log(`warming up (${WARM_UP} s of wrk per run) ...`);
+    for (const r of runs) await bench.wrk(r.net, r.url, WARM_UP);
+    console.log(`fixed rate: ${RATE} req/s, ${WARM_UP} + ${ROUNDS} rounds ...`);
+    await bench.fixedRatePhase(runs);
+    console.log(`saturation: ${ROUNDS} rounds ...`);
+    await bench.saturationPhase(runs);
+    const failed = runs.filter((r) => r.fixed!.errors > 0 || mergeWrk(r.wrkRuns).errors > 0);
+    if (failed.length > 0)
+      throw new Error(failed.map((r) => `${r.name}: requests failed (fixed rate ${r.fixed!.errors}, first: ${r.fixed!.firstError}; wrk ${mergeWrk(r.wrkRuns).errors})`).join('\n'));
 
-    report(direct, haproxy, tsmesh, [loadBefore, loadAverage()]);
+    report(runs, [loadBefore, loadAverage()]);
 
-    if (PROFILE !== '' && PROFILE !== '0') await profileRun(bench, PROFILE === '1' ? join(tmpdir(), `tsmesh-bench-sidecar-profile-${Date.now()}`) : PROFILE);
+    if (PROFILE !== '' && PROFILE !== '0') await profileRun(bench, tsmesh, PROFILE === '1' ? join(tmpdir(), `tsmesh-bench-sidecar-profile-${Date.now()}`) : PROFILE);
     return 0;
   } catch (e) {
     console.error(`bench:sidecar: ${(e as Error).message}`);
-    if (process.env['BENCH_KEEP'] !== '1') console.error('(BENCH_KEEP=1 keeps the logs and files of a run)');
+    if (process.env['BENCH_KEEP'] !== '1') console.error('(BENCH_KEEP=1 keeps the configuration, certificates and logs of a run)');
     return 1;
   } finally {
     await cleanup();

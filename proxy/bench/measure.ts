@@ -40,62 +40,68 @@ export function memory(pid: number): Memory {
   return { rssMb: kb(status, 'VmRSS') / 1024, ussMb: (kb(rollup, 'Private_Clean') + kb(rollup, 'Private_Dirty')) / 1024 };
 }
 
-/** CPU used by each process between start() and stop(), in cores (CPU seconds per wall second). */
-export class CpuMeter {
-  private readonly start: number[];
-  private readonly t0 = performance.now();
+const QUANTILES = 1000;
 
-  constructor(private readonly pids: readonly number[]) {
-    this.start = pids.map(cpuSeconds);
-  }
+/**
+ * wrk's Lua script for the benchmark: POST a body of `bodyBytes`, and when done
+ * print one JSON line: requests, duration, errors, and the latency at 1000
+ * evenly spaced quantiles (microseconds), so that several runs can be merged.
+ */
+export function wrkScript(bodyBytes: number): string {
+  return `wrk.method = "POST"
+wrk.body = string.rep("x", ${bodyBytes})
+wrk.headers["Content-Type"] = "application/octet-stream"
 
-  stop(): { cores: number[]; seconds: number } {
-    const seconds = (performance.now() - this.t0) / 1000;
-    return { cores: this.pids.map((pid, i) => (cpuSeconds(pid) - this.start[i]!) / seconds), seconds };
-  }
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local q = {}
+  for i = 1, ${QUANTILES} do q[i] = latency:percentile((i - 0.5) * 100 / ${QUANTILES}) end
+  io.write(string.format('{"requests":%d,"durationUs":%d,"errors":%d,"quantilesUs":[%s]}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout + e.status, table.concat(q, ",")))
+end
+`;
+}
+
+
+export interface WrkRun {
+  requests: number;
+  durationUs: number;
+  /** Socket errors, timeouts and answers other than 2xx/3xx. */
+  errors: number;
+  quantilesUs: number[];
+}
+
+export function parseWrkJson(out: string): WrkRun {
+  const line = out.split('\n').find((l) => l.startsWith('{"requests"'));
+  if (!line) throw new Error(`wrk printed no summary:\n${out}`);
+  return JSON.parse(line) as WrkRun;
 }
 
 export interface WrkReport {
   requestsPerSecond: number;
   requests: number;
-  /** Milliseconds. */
+  errors: number;
+  /** Milliseconds, over every run merged. */
   p50: number;
   p90: number;
   p99: number;
-  /** Socket errors and non-2xx/3xx answers. */
-  errors: number;
 }
 
-function toMs(value: string, unit: string): number {
-  const n = Number(value);
-  switch (unit) {
-    case 'us':
-      return n / 1000;
-    case 'ms':
-      return n;
-    case 's':
-      return n * 1000;
-    case 'm':
-      return n * 60_000;
-    default:
-      throw new Error(`wrk printed a latency in an unknown unit: ${value}${unit}`);
-  }
-}
-
-/** Reads `wrk --latency` output. */
-export function parseWrk(out: string): WrkReport {
-  const pct = (p: number): number => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
-    if (!m) throw new Error(`wrk printed no ${p}% latency:\n${out}`);
-    return toMs(m[1]!, m[2]!);
+/** Several wrk runs as one: requests over the summed durations; latencies merged, each run weighted by its requests. */
+export function mergeWrk(runs: readonly WrkRun[]): WrkReport {
+  const requests = runs.reduce((s, r) => s + r.requests, 0);
+  const seconds = runs.reduce((s, r) => s + r.durationUs, 0) / 1e6;
+  const points = runs.flatMap((r) => r.quantilesUs.map((us) => ({ ms: us / 1000, weight: r.requests / r.quantilesUs.length }))).sort((a, b) => a.ms - b.ms);
+  const total = points.reduce((s, p) => s + p.weight, 0);
+  const at = (p: number): number => {
+    let seen = 0;
+    for (const point of points) {
+      seen += point.weight;
+      if (seen >= (p / 100) * total) return point.ms;
+    }
+    return points[points.length - 1]?.ms ?? Number.NaN;
   };
-  const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(out);
-  const total = /^\s+(\d+) requests in/m.exec(out);
-  if (!rps || !total) throw new Error(`wrk printed no request rate:\n${out}`);
-  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-  const errors = (socket ? socket.slice(1).reduce((s, n) => s + Number(n), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
-  return { requestsPerSecond: Number(rps[1]), requests: Number(total[1]), p50: pct(50), p90: pct(90), p99: pct(99), errors };
+  return { requestsPerSecond: requests / seconds, requests, errors: runs.reduce((s, r) => s + r.errors, 0), p50: at(50), p90: at(90), p99: at(99) };
 }
 
 /** Nearest-rank percentile of an ascending array. */

@@ -6,7 +6,7 @@
 // Processes are started inside them, optionally pinned to a CPU and run as
 // another uid; destroy() ends them by PID (TERM, then KILL) and deletes the
 // namespaces, which takes their iptables rules with them.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +54,18 @@ export async function must(command: string, args: readonly string[], timeoutMs?:
   if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
   return r.stdout;
 }
+
+/**
+ * BENCH_NICE: a niceness for every process of the benchmark (e.g. -10), so
+ * that other work on a shared machine takes less of their CPU. Unset: as is.
+ */
+const NICE = ((): number | undefined => {
+  const raw = process.env['BENCH_NICE'];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < -20 || n > 19) throw new Error(`BENCH_NICE=${JSON.stringify(raw)} is not a niceness (-20 to 19)`);
+  return n;
+})();
 
 export interface Placement {
   /** Pin to this CPU (taskset -c). */
@@ -129,15 +141,21 @@ export class BenchNet {
   }
 
   private wrap(ns: string, command: readonly string[], placement: Placement): string[] {
+    const nice = NICE === undefined ? [] : ['nice', '-n', String(NICE)];
     const pin = placement.cpu === undefined ? [] : ['taskset', '-c', String(placement.cpu)];
     const as = placement.uid === undefined ? [] : ['setpriv', `--reuid=${placement.uid}`, `--regid=${placement.uid}`, '--clear-groups'];
-    // `ip netns exec`, taskset and setpriv each exec the next: the child's PID is the program's own.
-    return ['netns', 'exec', ns, ...pin, ...as, ...command];
+    // `ip netns exec`, nice, taskset and setpriv each exec the next: the child's PID is the program's own.
+    return ['netns', 'exec', ns, ...nice, ...pin, ...as, ...command];
   }
 
   /** Runs a command in a namespace to completion. */
   exec(ns: string, command: readonly string[], placement: Placement = {}, timeoutMs?: number): Promise<RunResult> {
     return run('ip', this.wrap(ns, command, placement), timeoutMs);
+  }
+
+  /** Starts a process in a namespace with its stdin, stdout and stderr piped to this one; the caller ends it. */
+  spawnPiped(ns: string, command: readonly string[], placement: Placement = {}): ChildProcessWithoutNullStreams {
+    return spawn('ip', this.wrap(ns, command, placement), { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
   }
 
   /** Starts a long-running process in a namespace; its stdout and stderr go to `log`. */
