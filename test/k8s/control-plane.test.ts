@@ -1,0 +1,131 @@
+// `tsmesh control-plane` as a process against a real kube-apiserver, with the
+// RBAC of manifests/ and its own ServiceAccount's token: it turns ready, sets
+// the injector's caBundle, writes the trust bundle into meshed namespaces, and
+// streams a Service created through the API to a proxy.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { AdmissionregistrationV1Api, CoreV1Api, DiscoveryV1Api } from '@kubernetes/client-node';
+import { request } from 'undici';
+import { createRootCa } from '../../ca/root.js';
+import { CA_FILES } from '../../ca/material.js';
+import { newKey } from '../../ca/testdata/fixtures.js';
+import { loadCaFromDir } from '../../ca/material.js';
+import { buildCsrPem } from '../../ca/csr.js';
+import { silentLogger } from '../../lib/log.js';
+import { StreamConfigSource } from '../../proxy/config/stream.js';
+import { freePort } from '../../proxy/identity/testdata/free-port.js';
+import { apiServerTier, createNamespace, eventually, requestToken, startApiServer, type ApiServer } from './apiserver.js';
+import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
+
+const MAIN = resolve(import.meta.dirname, '..', '..', 'cli', 'main.ts');
+
+describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own RBAC)', function () {
+  this.timeout(180_000);
+  let server: ApiServer | undefined;
+  let dir: string;
+  let child: ChildProcess | undefined;
+  let stderr = '';
+  let ports: { ca: number; admin: number; webhook: number };
+
+  before(async function () {
+    const tier = apiServerTier();
+    if (!tier.ok) {
+      console.log(`      ${tier.reason}`);
+      this.skip();
+    }
+    server = await startApiServer();
+    for (const doc of applyOrder(readManifests())) await serverSideApply(server.kc, doc.object);
+    await createNamespace(server.kc, 'shop', { 'tsmesh.io/inject': 'enabled' });
+    dir = mkdtempSync(join(tmpdir(), 'tsmesh-cp-k8s-'));
+    const root = await createRootCa('cluster.local');
+    writeFileSync(join(dir, CA_FILES.rootCert), root.certPem);
+    writeFileSync(join(dir, CA_FILES.rootKey), root.keyPem, { mode: 0o600 });
+    const { token } = await requestToken(server.kc, 'tsmesh-system', 'tsmesh-control-plane', 'https://kubernetes.default.svc.cluster.local', 3600);
+    writeFileSync(join(dir, 'kubeconfig'), kubeConfigWithToken(server.kc, token, 'tsmesh-control-plane').exportConfig());
+    ports = { ca: await freePort(), admin: await freePort(), webhook: await freePort() };
+    child = spawn(
+      process.execPath,
+      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1',
+        '--port', String(ports.ca), '--admin-port', String(ports.admin), '--webhook-port', String(ports.webhook)],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  });
+  after(async () => {
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child!.once('exit', r));
+    }
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('turns ready once discovery has synced', async () => {
+    const status = await eventually(async () => {
+      const r = await request(`http://127.0.0.1:${ports.admin}/readyz`).catch(() => undefined);
+      await r?.body.dump();
+      return r?.statusCode === 200 ? 200 : undefined;
+    }, 60_000, 'the control plane to be ready').catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
+    assert.equal(status, 200);
+  });
+
+  it('sets the injector caBundle to the mesh roots', async () => {
+    const bundle = (await loadCaFromDir(dir, { trustDomain: 'cluster.local' })).trustBundle.toPem();
+    const api = server!.kc.makeApiClient(AdmissionregistrationV1Api);
+    await eventually(async () => {
+      const w = await api.readMutatingWebhookConfiguration({ name: 'tsmesh-sidecar-injector' });
+      const got = w.webhooks?.[0]?.clientConfig.caBundle;
+      return got && Buffer.from(got, 'base64').toString() === bundle ? true : undefined;
+    }, 20_000, 'the caBundle to be set');
+  });
+
+  it('keeps the trust bundle in every meshed namespace', async () => {
+    const cm = await eventually(async () => {
+      try {
+        return await server!.kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ namespace: 'shop', name: 'tsmesh-trust-bundle' });
+      } catch {
+        return undefined;
+      }
+    }, 20_000, 'the trust-bundle ConfigMap');
+    assert.match(cm.data?.['root-cert.pem'] ?? '', /BEGIN CERTIFICATE/);
+  });
+
+  it('streams a Service and its endpoints created through the API to a proxy', async () => {
+    const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
+    const key = newKey();
+    const id = 'spiffe://cluster.local/ns/shop/sa/web';
+    const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
+    const stream = new StreamConfigSource({
+      address: `127.0.0.1:${ports.ca}`,
+      tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
+      log: silentLogger,
+    });
+    stream.start();
+    try {
+      const core = server!.kc.makeApiClient(CoreV1Api);
+      await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'api' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } } });
+      await server!.kc.makeApiClient(DiscoveryV1Api).createNamespacedEndpointSlice({
+        namespace: 'shop',
+        body: {
+          metadata: { name: 'api-1', labels: { 'kubernetes.io/service-name': 'api' } },
+          addressType: 'IPv4',
+          endpoints: [{ addresses: ['10.244.1.5'], conditions: { ready: true } }],
+          ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+        },
+      });
+      const config = await eventually(async () => {
+        const c = stream.current();
+        const api = c?.services.find((s) => s.name === 'api' && s.namespace === 'shop');
+        return api && api.endpoints.length === 1 ? c : undefined;
+      }, 20_000, 'the proxy to see the new service');
+      const api = config.services.find((s) => s.name === 'api')!;
+      assert.equal(api.endpoints[0]!.address, '10.244.1.5');
+      assert.equal(api.ports[0]!.targetPort, 8080);
+    } finally {
+      stream.close();
+    }
+  });
+});
