@@ -1,5 +1,6 @@
 // Every TSMESH_* variable the proxy reads, in one place. The webhook sets
 // them from this table, so the two cannot drift apart.
+import { PORT_LIST_HINT, parsePortList } from '../init/ports.js';
 
 export const PROXY_ENV = {
   POD_NAME: 'TSMESH_POD_NAME',
@@ -86,6 +87,16 @@ function envPort(env: NodeJS.ProcessEnv, name: string, fallback: number): number
   return n;
 }
 
+function opaquePorts(text: string): number[] {
+  let ranges;
+  try {
+    ranges = parsePortList(text);
+  } catch (e) {
+    throw new ProxyEnvError(`${PROXY_ENV.OPAQUE_PORTS}: ${(e as Error).message}; ${PORT_LIST_HINT}`, { cause: e });
+  }
+  return ranges.flatMap((r) => Array.from({ length: r.last - r.first + 1 }, (_, i) => r.first + i));
+}
+
 const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
 
 /** Every setting of the proxy from its environment; a bad value names the variable. */
@@ -104,14 +115,7 @@ export function readProxySettings(env: NodeJS.ProcessEnv = process.env): ProxySe
     inboundPort: envPort(env, PROXY_ENV.INBOUND_PORT, PROXY_DEFAULTS.INBOUND_PORT),
     outboundPort: envPort(env, PROXY_ENV.OUTBOUND_PORT, PROXY_DEFAULTS.OUTBOUND_PORT),
     adminPort: envPort(env, PROXY_ENV.ADMIN_PORT, PROXY_DEFAULTS.ADMIN_PORT),
-    opaquePorts: opaque
-      ? opaque.split(',').map((p) => {
-          const n = Number(p.trim());
-          if (!Number.isInteger(n) || n < 1 || n > 65535)
-            throw new ProxyEnvError(`${PROXY_ENV.OPAQUE_PORTS}: ${JSON.stringify(p.trim())} is not a port; expected comma-separated ports like 3306,5432`);
-          return n;
-        })
-      : [],
+    opaquePorts: opaque ? opaquePorts(opaque) : [],
     appProbesJson: nonEmpty(env[PROXY_ENV.APP_PROBES]),
     logLevel: nonEmpty(env[PROXY_ENV.LOG_LEVEL]) ?? PROXY_DEFAULTS.LOG_LEVEL,
     drainDuration: nonEmpty(env[PROXY_ENV.DRAIN_DURATION]) ?? PROXY_DEFAULTS.DRAIN_DURATION,
