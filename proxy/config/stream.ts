@@ -2,7 +2,7 @@
 // plane over mTLS, one ProxyConfig per line. The last good config stays in
 // force while the stream is down; reconnects back off with jitter; each
 // config taken is acknowledged (POST /v1/config/ack) for push-latency metrics.
-import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../lib/backoff.js';
 import type { Logger } from '../../lib/log.js';
@@ -44,6 +44,8 @@ export class StreamConfigSource implements ConfigSource {
   private readonly host: string;
   private readonly port: number;
   private readonly scheduler: Scheduler;
+  /** Keeps the acknowledgement connection open between configs; renewed with the certificate. */
+  private agent: { cert: string; agent: Agent } | undefined;
 
   constructor(private readonly opts: StreamConfigOptions) {
     ({ host: this.host, port: this.port } = splitAddress(opts.address));
@@ -67,7 +69,12 @@ export class StreamConfigSource implements ConfigSource {
   private requestOptions(path: string, method: string): RequestOptions | undefined {
     const tls = this.opts.tls();
     if (!tls) return undefined;
-    return { host: this.host, port: this.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername: /^[\d.:]+$/.test(this.host) ? undefined : this.host, timeout: 10_000 } as RequestOptions;
+    if (this.agent?.cert !== tls.cert) {
+      this.agent?.agent.destroy();
+      this.agent = { cert: tls.cert, agent: new Agent({ keepAlive: true, maxSockets: 1, key: tls.key, cert: tls.cert, ca: tls.ca }) };
+    }
+    const servername = /^[\d.:]+$/.test(this.host) ? undefined : this.host;
+    return { host: this.host, port: this.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername, timeout: 10_000, ...(method === 'POST' ? { agent: this.agent.agent } : { agent: false }) } as RequestOptions;
   }
 
   private retry(why: string): void {
@@ -152,6 +159,7 @@ export class StreamConfigSource implements ConfigSource {
     this.closed = true;
     if (this.timer !== undefined) this.scheduler.clearTimeout(this.timer);
     this.response?.destroy();
+    this.agent?.agent.destroy();
     this.listeners.clear();
   }
 }
