@@ -53,7 +53,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { clientSidecarConfig, serverSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
-import { cpuSeconds, memory, mergeWrk, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
+import { cpuSeconds, cpuTimes, mainThreadSched, memory, mergeWrk, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
 import { formatTop, topSelfTime } from './profile-top.js';
 import { ADDRESSES, BenchNet, must, REPO, run, tail, unavailable, type Placement, type Started } from './topology.js';
 
@@ -483,23 +483,48 @@ async function profileRun(bench: Bench, tsmesh: Run, dir: string): Promise<void>
   const pair = await bench.startTsmeshPair(tsmesh.net, ['--cpu-prof', '--cpu-prof-dir', dir], '-profiled');
   await bench.wrk(tsmesh.net, SERVICE_URL, WARM_UP);
   const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+  const cpuBefore = pair.map((p) => cpuTimes(p.pid));
+  const schedBefore = pair.map((p) => mainThreadSched(p.pid));
   const from = monotonicUs();
   const wrk = await bench.wrk(tsmesh.net, SERVICE_URL, ROUNDS);
   const window = [from, monotonicUs()] as const;
+  const cpu = pair.map((p, i) => {
+    const after = cpuTimes(p.pid);
+    const sched = mainThreadSched(p.pid);
+    return {
+      user: after.user - cpuBefore[i]!.user,
+      system: after.system - cpuBefore[i]!.system,
+      mainOnCpu: sched.onCpu - schedBefore[i]!.onCpu,
+      mainWaiting: sched.waiting - schedBefore[i]!.waiting,
+    };
+  });
   console.log(
     `  ${(wrk.requests / (wrk.durationUs / 1e6)).toFixed(0)} req/s for ${ROUNDS} s under the profiler; the figures below cover that phase only (no start-up, no warm-up)`,
   );
   // SIGTERM: the proxy drains and exits, and V8 writes the profile on exit.
   for (const p of pair) await tsmesh.net.stop(p, 10_000);
   const written = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile') && !before.has(f));
-  const byPid = new Map(pair.map((p) => [String(p.pid), p.name]));
   for (const file of written) {
     // CPU.<date>.<time>.<pid>.<thread>.<sequence>.cpuprofile
     const pid = /^CPU\.\d+\.\d+\.(\d+)\./.exec(file)?.[1] ?? '';
-    console.log(`\n${byPid.get(pid) ?? 'tsmesh proxy'}: ${join(dir, file)}`);
+    const i = pair.findIndex((p) => String(p.pid) === pid);
+    console.log(`\n${pair[i]?.name ?? 'tsmesh proxy'}: ${join(dir, file)}`);
+    if (cpu[i]) {
+      const c = cpu[i]!;
+      const ms = (sec: number): string => `${(sec * 1000).toFixed(0)} ms`;
+      console.log(
+        `  over the phase: CPU ${ms(c.user)} user + ${ms(c.system)} system (all threads); main thread ${ms(c.mainOnCpu)} on a CPU, ${ms(c.mainWaiting)} ready but waiting for one`,
+      );
+    }
     console.log(formatTop(topSelfTime(join(dir, file), 20, REPO, window)));
   }
   if (written.length === 0) console.log(`  no profile was written; see the proxy logs in ${bench.work}`);
+  else
+    console.log(
+      '\nV8 samples wall-clock time, so "busy" also holds moments the main thread was ready but waiting for a CPU (the total' +
+        '\nwait is printed above), charged to the frame it was in: most often writev, where a write wakes the peer sidecar,' +
+        '\nwhich shares its CPU and may take it. Read writev\'s share against the CPU times, the other entries as they are.',
+    );
 }
 
 async function main(): Promise<number> {

@@ -13,12 +13,24 @@ export const CLK_TCK = ((): number => {
   }
 })();
 
-/** utime + stime of every thread of the process, in seconds. */
-export function cpuSeconds(pid: number): number {
+/** utime and stime of every thread of the process, in seconds. */
+export function cpuTimes(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after "(comm)", which may itself hold spaces: state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
+}
+
+/** The main thread's time on a CPU and time ready but waiting for one (/proc/PID/schedstat), in seconds. */
+export function mainThreadSched(pid: number): { onCpu: number; waiting: number } {
+  const [onCpu, waiting] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ').map(Number);
+  return { onCpu: (onCpu ?? 0) / 1e9, waiting: (waiting ?? 0) / 1e9 };
+}
+
+/** utime + stime of every thread of the process, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const { user, system } = cpuTimes(pid);
+  return user + system;
 }
 
 export interface Memory {
