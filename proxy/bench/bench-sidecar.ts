@@ -542,9 +542,11 @@ async function main(): Promise<number> {
       if (process.env['BENCH_KEEP'] === '1') console.log(`kept ${bench.work}`);
       else rmSync(bench.work, { recursive: true, force: true });
     })());
+  // Ctrl-C reaches this process twice (from the terminal and relayed by tsx): every signal
+  // after the first waits for the same cleanup instead of ending the process half-way.
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
-    process.once(signal, () => {
-      console.error(`\nbench:sidecar: ${signal}, cleaning up`);
+    process.on(signal, () => {
+      if (cleaning === undefined) console.error(`\nbench:sidecar: ${signal}, cleaning up`);
       void cleanup().finally(() => process.exit(130));
     });
 
