@@ -5,9 +5,12 @@ import { controlPlaneCommand } from './commands/control-plane.js';
 import { proxyCommand } from './commands/proxy.js';
 import { initCommand } from './commands/init.js';
 import { injectCommand } from './commands/inject.js';
+import { installCommand } from './commands/install.js';
+import { uninstallCommand } from './commands/uninstall.js';
+import { checkCommand } from './commands/check.js';
 import { UsageError, type Command } from './command.js';
 
-const COMMANDS: readonly Command[] = [controlPlaneCommand, proxyCommand, initCommand, injectCommand, caCommand];
+const COMMANDS: readonly Command[] = [controlPlaneCommand, proxyCommand, initCommand, injectCommand, caCommand, installCommand, uninstallCommand, checkCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

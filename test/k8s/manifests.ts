@@ -64,10 +64,10 @@ export function asManifestObject(value: unknown, where: string): ManifestObject 
   return value as ManifestObject;
 }
 
-/** Every document of every *.yaml / *.yml file in dir (default manifests/), files in name order. */
+/** Every document of every *.yaml / *.yml file in dir (default manifests/), files in name order; kustomization.yaml is kustomize's, not an object. */
 export function readManifests(dir = manifestsDir): ManifestDoc[] {
   const files = readdirSync(dir)
-    .filter((f) => /\.ya?ml$/.test(f))
+    .filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml')
     .sort();
   return files.flatMap((file) =>
     parseDocuments(readFileSync(join(dir, file), 'utf8'), file).map((v, index) => ({ file, index, object: asManifestObject(v, `${file}#${index}`) })),

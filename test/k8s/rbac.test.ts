@@ -7,7 +7,7 @@
 // real ones) allows each grant and denies a sample of what it must not do.
 
 import assert from 'node:assert/strict';
-import { AdmissionregistrationV1Api, AuthorizationV1Api, CoreV1Api, DiscoveryV1Api, RbacAuthorizationV1Api, type KubeConfig, type V1ResourceAttributes } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, AuthorizationV1Api, CoordinationV1Api, CoreV1Api, DiscoveryV1Api, RbacAuthorizationV1Api, type KubeConfig, type V1ResourceAttributes } from '@kubernetes/client-node';
 import { Agent, request } from 'undici';
 import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/kubernetes.js';
 import { buildCsrPem } from '../../ca/csr.js';
@@ -30,6 +30,7 @@ import { ApiRequestError, applyOrder, kubeConfigWithToken, kubeRequest, readMani
 
 const NS = CONTROL_PLANE_NAMESPACE;
 const WEBHOOK = 'tsmesh-sidecar-injector';
+const LEASE = 'tsmesh-control-plane';
 
 /**
  * What the control plane may do. `namespace: '*'` is a ClusterRole grant;
@@ -50,12 +51,13 @@ const GRANTS: Grant[] = [
   { namespace: '*', group: '', resources: ['services', 'pods', 'namespaces'], verbs: ['get', 'list', 'watch'], why: 'discovery' },
   { namespace: '*', group: 'discovery.k8s.io', resources: ['endpointslices'], verbs: ['get', 'list', 'watch'], why: 'discovery' },
   { namespace: '*', group: '', resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create'], why: 'trust bundle in meshed namespaces; mesh settings' },
-  { namespace: '*', group: '', resources: ['configmaps'], verbs: ['update'], names: ['tsmesh-trust-bundle', 'tsmesh-config'], why: 'keeps the trust bundle current' },
+  { namespace: '*', group: '', resources: ['configmaps'], verbs: ['update'], names: ['tsmesh-trust-bundle'], why: 'keeps the trust bundle current (tsmesh-config is only read)' },
   { namespace: '*', group: 'tsmesh.io', resources: ['trafficpolicies', 'authorizationpolicies'], verbs: ['get', 'list', 'watch'], why: 'policies' },
   { namespace: '*', group: 'tsmesh.io', resources: ['trafficpolicies/status', 'authorizationpolicies/status'], verbs: ['update'], why: 'policy status' },
   { namespace: '*', group: 'admissionregistration.k8s.io', resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'patch'], names: [WEBHOOK], why: 'sets the injector\'s caBundle' },
-  { namespace: NS, group: '', resources: ['secrets'], verbs: ['get', 'update'], names: ['tsmesh-ca'], why: 'CA material' },
-  { namespace: NS, group: '', resources: ['secrets'], verbs: ['create'], why: 'stores a new CA (create cannot be limited by name)' },
+  // No Secret: the CA material (Secret tsmesh-ca, made by tsmesh install) reaches the pod as a mounted volume.
+  { namespace: NS, group: 'coordination.k8s.io', resources: ['leases'], verbs: ['get', 'update'], names: [LEASE], why: 'leader election: one replica writes' },
+  { namespace: NS, group: 'coordination.k8s.io', resources: ['leases'], verbs: ['create'], why: 'leader election (create cannot be limited by name)' },
 ];
 
 /** One permission as a comparable string: scope group resource verb name. */
@@ -119,7 +121,14 @@ const DENIED: { attrs: V1ResourceAttributes; why: string }[] = [
   { attrs: { resource: 'secrets', verb: 'list', namespace: NS }, why: 'listing secrets, even its own namespace\'s' },
   { attrs: { resource: 'secrets', verb: 'get', namespace: NS, name: 'other' }, why: 'other secrets in tsmesh-system' },
   { attrs: { resource: 'secrets', verb: 'delete', namespace: NS, name: 'tsmesh-ca' }, why: 'deleting the CA' },
+  { attrs: { resource: 'secrets', verb: 'get', namespace: NS, name: 'tsmesh-ca' }, why: 'reading the CA key through the API (the pod mounts it)' },
+  { attrs: { resource: 'secrets', verb: 'update', namespace: NS, name: 'tsmesh-ca' }, why: 'replacing the CA' },
+  { attrs: { resource: 'secrets', verb: 'create', namespace: NS }, why: 'creating secrets' },
   { attrs: { resource: 'secrets', verb: 'create', namespace: 'shop' }, why: 'creating secrets elsewhere' },
+  { attrs: { resource: 'configmaps', verb: 'update', namespace: NS, name: 'tsmesh-config' }, why: 'changing the mesh settings (read only)' },
+  { attrs: { group: 'coordination.k8s.io', resource: 'leases', verb: 'update', namespace: NS, name: 'kube-controller-manager' }, why: 'other leases' },
+  { attrs: { group: 'coordination.k8s.io', resource: 'leases', verb: 'update', namespace: 'kube-system', name: LEASE }, why: 'leases outside tsmesh-system' },
+  { attrs: { group: 'coordination.k8s.io', resource: 'leases', verb: 'delete', namespace: NS, name: LEASE }, why: 'deleting the lease' },
   { attrs: { resource: 'pods', verb: 'delete', namespace: 'shop' }, why: 'deleting pods' },
   { attrs: { resource: 'pods', verb: 'create', namespace: 'shop' }, why: 'creating pods' },
   { attrs: { resource: 'pods', verb: 'patch', namespace: 'shop', name: 'web' }, why: 'changing pods' },
@@ -229,7 +238,7 @@ describe('control plane RBAC', function () {
       await assert.rejects(authn.authenticate(token), (e: unknown) => e instanceof CaError && e.code === 'authenticator-unavailable' && /forbidden|403/i.test(e.message));
     });
 
-    it('reads what discovery watches, and writes the trust bundle, the CA Secret and the injector\'s caBundle', async function () {
+    it('reads what discovery watches, and writes the trust bundle, its leader Lease and the injector\'s caBundle', async function () {
       const core = own.makeApiClient(CoreV1Api);
       await core.listServiceForAllNamespaces();
       await core.listPodForAllNamespaces();
@@ -239,9 +248,10 @@ describe('control plane RBAC', function () {
       const cm = await core.createNamespacedConfigMap({ namespace: 'shop', body: { metadata: { name: 'tsmesh-trust-bundle' }, data: { 'root-cert.pem': 'one' } } });
       await core.replaceNamespacedConfigMap({ namespace: 'shop', name: 'tsmesh-trust-bundle', body: { ...cm, data: { 'root-cert.pem': 'two' } } });
 
-      const secret = await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'tsmesh-ca' }, stringData: { 'root-cert.pem': 'x' } } });
-      await core.readNamespacedSecret({ namespace: NS, name: 'tsmesh-ca' });
-      await core.replaceNamespacedSecret({ namespace: NS, name: 'tsmesh-ca', body: { ...secret, stringData: { 'root-cert.pem': 'y' } } });
+      const coordination = own.makeApiClient(CoordinationV1Api);
+      const lease = await coordination.createNamespacedLease({ namespace: NS, body: { metadata: { name: LEASE }, spec: { holderIdentity: 'a', leaseDurationSeconds: 15 } } });
+      await coordination.readNamespacedLease({ namespace: NS, name: LEASE });
+      await coordination.replaceNamespacedLease({ namespace: NS, name: LEASE, body: { ...lease, spec: { ...lease.spec, holderIdentity: 'b' } } });
 
       await registerMutatingWebhook(server!.kc, { name: WEBHOOK, url: 'https://127.0.0.1:9443/inject', caBundle: 'old' });
       try {
@@ -260,6 +270,7 @@ describe('control plane RBAC', function () {
       const forbidden = (e: unknown): boolean => isStatus(e, 403) || (e instanceof ApiRequestError && e.status === 403);
       await assert.rejects(core.readNamespacedSecret({ namespace: 'kube-system', name: 'anything' }), forbidden, 'reading a secret in kube-system');
       await assert.rejects(core.listSecretForAllNamespaces(), forbidden, 'listing secrets');
+      await assert.rejects(core.readNamespacedSecret({ namespace: NS, name: 'tsmesh-ca' }), forbidden, 'reading the CA Secret');
       await assert.rejects(core.deleteNamespacedPod({ namespace: 'shop', name: 'web' }), forbidden, 'deleting a pod');
       await assert.rejects(
         own.makeApiClient(RbacAuthorizationV1Api).createClusterRole({ body: { metadata: { name: 'mine' }, rules: [{ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }] } }),
