@@ -2,7 +2,7 @@
 // the outbound and inbound listeners, and draining on shutdown. The CLI
 // (cli/commands/proxy.ts) and the tests both start it through here.
 import { once } from 'node:events';
-import type { AddressInfo, Server, Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from '../lib/log.js';
 import { buildRoutingTable, type RoutingTable } from './config/table.js';
 import type { ConfigSource } from './config/source.js';
@@ -35,11 +35,18 @@ export interface SidecarOptions {
   inboundOriginalDestination?: (socket: Socket) => OriginalDestination;
   /** Clock and randomness of traffic management (tests). */
   traffic?: TrafficStateOptions;
+  /**
+   * Where iptables cannot redirect (no root): extra outbound listeners, each
+   * standing for one destination the app would have dialled.
+   */
+  explicitOutbound?: readonly { port: number; destination: OriginalDestination }[];
 }
 
 export interface Sidecar {
   outboundPort: number;
   inboundPort: number;
+  /** The ports of `explicitOutbound`, in order. */
+  explicitOutboundPorts: number[];
   metrics: ProxyMetrics;
   meshTls: MeshTls;
   /** The config in force (for /config). */
@@ -133,10 +140,14 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const outboundPort = await listen(outbound.server, opts.outboundPort ?? 15001);
   const inboundPort = await listen(inbound.server, opts.inboundPort ?? 15006);
   reserved.add(outboundPort).add(inboundPort);
+  const explicit = (opts.explicitOutbound ?? []).map(({ destination }) => createServer({ allowHalfOpen: true, noDelay: true }, (socket) => outbound.accept(socket, destination)));
+  const explicitOutboundPorts: number[] = [];
+  for (const [i, server] of explicit.entries()) explicitOutboundPorts.push(await listen(server, opts.explicitOutbound![i]!.port));
 
   return {
     outboundPort,
     inboundPort,
+    explicitOutboundPorts,
     metrics,
     meshTls,
     config: () => (table === EMPTY_TABLE ? undefined : table.config),
@@ -145,8 +156,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       stopRecompute();
       if (outbound.server.listening) outbound.server.close();
       if (inbound.server.listening) inbound.server.close();
+      for (const server of explicit) if (server.listening) server.close();
       const open = (): number => outbound.connections.size + inbound.connections.size;
       const deadline = Date.now() + graceMs;
+      inbound.abortHandshakes();
       while (open() > 0 && Date.now() < deadline) {
         // Keep-alive connections close as soon as they fall idle.
         outbound.http.drain();

@@ -136,6 +136,10 @@ export class P2cBalancer {
   }
 
   private costAt(s: EndpointState, now: number): number {
+    // An endpoint never measured is tried as soon as it is idle, so a new or
+    // returning endpoint is not starved by a default estimate that measured
+    // peers beat; while its first request is out it costs the default.
+    if (!s.measured && s.pending === 0) return 0;
     const idle = now - s.ewmaAt;
     const estimate = idle > 0 ? s.ewmaMs * Math.exp(-idle / this.opts.decayMs) : s.ewmaMs;
     return ((estimate + EPSILON_MS) * (s.pending + 1)) / s.ep.weight;
@@ -170,6 +174,9 @@ export class P2cBalancer {
     s.ejectedUntil = 0;
     s.probing = false;
     s.returnedAt = this.clock.now();
+    // Latency seen before or while ejected (a fresh connection for the probe) says
+    // little now: measure the endpoint afresh, so it is not starved on return.
+    s.measured = false;
   }
 
   /** Puts every endpoint back, e.g. when the breaker policy is removed. */

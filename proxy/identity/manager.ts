@@ -125,7 +125,11 @@ export class IdentityManager implements IdentitySource {
     this.metrics.renewals.inc({ result: 'success' });
     this.metrics.certExpiration.set(creds.notAfter.getTime() / 1000);
     const now = this.scheduler.now();
-    const delay = rotationDelay(creds, now, this.rotation, this.random);
+    // The life that counts starts when the certificate arrives: the CA backdates
+    // notBefore for clock skew, and with a short TTL that backdating would
+    // otherwise put the half-life at the moment of issue.
+    const from = Math.min(Math.max(creds.notBefore.getTime(), now), creds.notAfter.getTime());
+    const delay = rotationDelay({ notBefore: new Date(from), notAfter: creds.notAfter }, now, this.rotation, this.random);
     this.opts.log.info(first ? 'obtained workload certificate' : 'rotated workload certificate', {
       spiffeId: creds.spiffeId,
       notAfter: creds.notAfter.toISOString(),

@@ -18,6 +18,9 @@ import { peerSpiffeId } from '../tls/peer.js';
 import type { Handler } from '../http/types.js';
 import { inboundStack, type InboundDeps } from './stack.js';
 
+/** Between two proxies a handshake takes milliseconds; an unfinished one is dropped after this. */
+export const MESH_HANDSHAKE_TIMEOUT_MS = 5000;
+
 export interface InboundOptions extends InboundDeps {
   log: Logger;
   meshTls: MeshTls;
@@ -34,6 +37,8 @@ export interface InboundListener {
   connections: Set<Socket>;
   http: ProxyHttpServer;
   h2: ProxyH2Server;
+  /** Closes connections still in their mTLS handshake (draining). */
+  abortHandshakes(): void;
 }
 
 export function createInbound(opts: InboundOptions): InboundListener {
@@ -78,15 +83,23 @@ export function createInbound(opts: InboundOptions): InboundListener {
   // Terminates mesh TLS on sockets handed to it; never listens. The original port
   // travels with the raw socket, which the TLS socket wraps.
   const portOf = new WeakMap<Socket, number>();
-  const tlsServer = createTlsServer({ ...opts.meshTls.options(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: [...MESH_ALPN_LIST] });
+  // Raw sockets whose mTLS handshake has not finished. A client that gives up
+  // mid-handshake leaves no event on the half-open raw socket, so these are
+  // bounded by handshakeTimeout, and closed at once on drain (no request can
+  // be in flight on them).
+  const handshaking = new Set<Socket>();
+  const tlsServer = createTlsServer({ ...opts.meshTls.options(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: [...MESH_ALPN_LIST], handshakeTimeout: MESH_HANDSHAKE_TIMEOUT_MS });
   const stopRotation = opts.meshTls.onRotate((o) => tlsServer.setSecureContext(o));
-  tlsServer.on('tlsClientError', (e: Error) => {
+  tlsServer.on('tlsClientError', (e: Error, tls: TLSSocket) => {
     opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'tls-handshake' });
     opts.log.info('inbound mTLS handshake failed', { error: e.message });
+    // Destroying the TLS socket leaves the half-open raw socket behind.
+    (tls as TLSSocket & { _parent?: Socket })._parent?.destroy();
   });
   tlsServer.on('secureConnection', (tls: TLSSocket) => {
     const raw = (tls as TLSSocket & { _parent?: Socket })._parent;
     const port = raw ? portOf.get(raw) : undefined;
+    if (raw) handshaking.delete(raw);
     const peer = peerSpiffeId(tls.getPeerCertificate());
     tls.on('error', () => tls.destroy());
     if (port === undefined || !peer) {
@@ -110,6 +123,8 @@ export function createInbound(opts: InboundOptions): InboundListener {
   });
   const terminate = (socket: Socket, port: number): void => {
     portOf.set(socket, port);
+    handshaking.add(socket);
+    socket.once('close', () => handshaking.delete(socket));
     tlsServer.emit('connection', socket);
   };
 
@@ -163,5 +178,14 @@ export function createInbound(opts: InboundOptions): InboundListener {
     });
   });
   server.once('close', () => stopRotation());
-  return { server, connections, http, h2 };
+  return {
+    server,
+    connections,
+    http,
+    h2,
+    abortHandshakes() {
+      for (const socket of handshaking) socket.destroy();
+      handshaking.clear();
+    },
+  };
 }
