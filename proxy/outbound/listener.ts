@@ -32,6 +32,8 @@ export interface OutboundListener {
   server: Server;
   /** Active connections, for draining. */
   connections: Set<Socket>;
+  /** Handles a connection whose destination is already known (explicit outbound ports, without iptables). */
+  accept(socket: Socket, destination?: OriginalDestination): void;
   http: ProxyHttpServer;
   h2: ProxyH2Server;
 }
@@ -105,11 +107,11 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     return tcp(socket, target.key, connectTo, ep.identity !== undefined).finally(() => s.pending--);
   };
 
-  const onConnection = async (socket: Socket): Promise<void> => {
+  const onConnection = async (socket: Socket, known?: OriginalDestination): Promise<void> => {
     socket.on('error', () => socket.destroy());
     let dst: OriginalDestination;
     try {
-      dst = opts.originalDestination(socket);
+      dst = known ?? opts.originalDestination(socket);
     } catch (e) {
       opts.metrics.connectionsRefused.inc({ direction: 'outbound', reason: 'no-original-destination' });
       opts.log.warn('outbound connection without an original destination; closing', { error: (e as Error).message });
@@ -148,15 +150,16 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     }
   };
 
-  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  const accept = (socket: Socket, destination?: OriginalDestination): void => {
     connections.add(socket);
     socket.once('close', () => connections.delete(socket));
-    onConnection(socket).catch((e: unknown) => {
+    onConnection(socket, destination).catch((e: unknown) => {
       opts.log.error('outbound connection handling failed', { error: (e as Error).message });
       socket.destroy();
     });
-  });
-  return { server, connections, http, h2 };
+  };
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => accept(socket));
+  return { server, connections, http, h2, accept };
 }
 
 function dial(dst: OriginalDestination): Promise<Socket> {
