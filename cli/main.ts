@@ -1,16 +1,27 @@
 #!/usr/bin/env node
 // The tsmesh command: one entry point, one subcommand per file in commands/.
-import { caCommand } from './commands/ca.js';
-import { controlPlaneCommand } from './commands/control-plane.js';
-import { proxyCommand } from './commands/proxy.js';
-import { initCommand } from './commands/init.js';
-import { injectCommand } from './commands/inject.js';
-import { installCommand } from './commands/install.js';
-import { uninstallCommand } from './commands/uninstall.js';
-import { checkCommand } from './commands/check.js';
 import { UsageError, type Command } from './command.js';
 
-const COMMANDS: readonly Command[] = [controlPlaneCommand, proxyCommand, initCommand, injectCommand, caCommand, installCommand, uninstallCommand, checkCommand];
+/**
+ * Commands are loaded when run: the proxy (a sidecar in every pod) must not
+ * pay in memory for the control plane's Kubernetes client, express and so on.
+ */
+interface CommandEntry {
+  name: string;
+  summary: string;
+  load: () => Promise<Command>;
+}
+
+const COMMANDS: readonly CommandEntry[] = [
+  { name: 'control-plane', summary: 'run the CA, discovery and the sidecar injector', load: async () => (await import('./commands/control-plane.js')).controlPlaneCommand },
+  { name: 'proxy', summary: 'run the sidecar proxy', load: async () => (await import('./commands/proxy.js')).proxyCommand },
+  { name: 'init', summary: 'install the iptables redirects of a meshed pod', load: async () => (await import('./commands/init.js')).initCommand },
+  { name: 'inject', summary: 'add the sidecar to Kubernetes YAML', load: async () => (await import('./commands/inject.js')).injectCommand },
+  { name: 'install', summary: 'print or apply the mesh manifests', load: async () => (await import('./commands/install.js')).installCommand },
+  { name: 'uninstall', summary: 'remove the mesh from a cluster', load: async () => (await import('./commands/uninstall.js')).uninstallCommand },
+  { name: 'check', summary: 'is the mesh healthy', load: async () => (await import('./commands/check.js')).checkCommand },
+  { name: 'ca', summary: 'create a root CA, issue a certificate', load: async () => (await import('./commands/ca.js')).caCommand },
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -30,11 +41,12 @@ export async function main(argv: string[]): Promise<number> {
     console.log(usage());
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) {
     console.error(`tsmesh: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
+  const command = await entry.load();
   try {
     return await command.run(rest);
   } catch (e) {
