@@ -2,7 +2,7 @@
 // outbound, mesh TLS with ALPN tsmesh/h2 on inbound). Never listens.
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { sendBody } from './pipe.js';
 import type { Logger } from '../../lib/log.js';
 import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
@@ -95,7 +95,7 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
       if (v !== undefined && !k.startsWith(':')) out[k] = v;
     }
     stream.respond(out, { endStream: response.body === null });
-    if (response.body) await pipeline(response.body, stream);
+    if (response.body) await sendBody(response.body, stream);
   } catch (e) {
     opts.log.debug('response stream ended early', { error: (e as Error).message });
     stream.destroy();

@@ -3,7 +3,7 @@
 // Errors become 502/503/504 responses, never a crash.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { sendBody } from './pipe.js';
 import type { Logger } from '../../lib/log.js';
 import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
@@ -102,7 +102,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, opts: HttpServer
   }
   try {
     res.writeHead(response.status, endToEndHeaders(response.headers as Record<string, string>) as Record<string, string | string[]>);
-    if (response.body) await pipeline(response.body, res);
+    if (response.body) await sendBody(response.body, res);
     else res.end();
   } catch (e) {
     // The client or the upstream went away mid-body: nothing more to send.
