@@ -13,6 +13,7 @@ interface CommandEntry {
 }
 
 const COMMANDS: readonly CommandEntry[] = [
+  { name: 'demo', summary: 'run a whole mesh on this machine', load: async () => (await import('./commands/demo.js')).demoCommand },
   { name: 'control-plane', summary: 'run the CA, discovery and the sidecar injector', load: async () => (await import('./commands/control-plane.js')).controlPlaneCommand },
   { name: 'proxy', summary: 'run the sidecar proxy', load: async () => (await import('./commands/proxy.js')).proxyCommand },
   { name: 'init', summary: 'install the iptables redirects of a meshed pod', load: async () => (await import('./commands/init.js')).initCommand },

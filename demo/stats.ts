@@ -1,0 +1,111 @@
+// Golden metrics per edge (caller -> service) from the sidecars' own
+// registries: requests per second, success rate, p50/p99 latency, mTLS.
+import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client';
+
+export interface EdgeStats {
+  source: string;
+  destination: string;
+  rps: number;
+  successRate: number;
+  p50Ms: number;
+  p99Ms: number;
+  mtls: boolean;
+  /** The identities that answered (several behind a split). */
+  destinationIdentities: string[];
+}
+
+interface Sample {
+  requests: Map<string, { total: number; ok: number; mtls: boolean; identities: Set<string> }>;
+  buckets: Map<string, Map<number, number>>;
+  at: number;
+}
+
+async function sample(registry: Registry): Promise<Sample> {
+  const metrics = (await registry.getMetricsAsJSON()) as MetricObjectWithValues<MetricValue<string> | MetricValueWithName<string>>[];
+  const requests = new Map<string, { total: number; ok: number; mtls: boolean; identities: Set<string> }>();
+  const buckets = new Map<string, Map<number, number>>();
+  for (const m of metrics) {
+    if (m.name === 'tsmesh_requests_total') {
+      for (const v of m.values) {
+        const l = v.labels as Record<string, string>;
+        if (l.direction !== 'outbound') continue;
+        const e = requests.get(l.destination_service!) ?? { total: 0, ok: 0, mtls: false, identities: new Set<string>() };
+        e.total += v.value;
+        if (/^[23]/.test(l.response_code ?? '')) e.ok += v.value;
+        if (l.tls === 'true') e.mtls = true;
+        if (l.destination_identity) e.identities.add(l.destination_identity);
+        requests.set(l.destination_service!, e);
+      }
+    } else if (m.name === 'tsmesh_request_duration_seconds') {
+      for (const v of m.values as MetricValueWithName<string>[]) {
+        const l = v.labels as Record<string, string | number>;
+        if (v.metricName !== 'tsmesh_request_duration_seconds_bucket' || l.direction !== 'outbound') continue;
+        const key = String(l.destination_service);
+        const b = buckets.get(key) ?? new Map<number, number>();
+        const le = l.le === '+Inf' ? Infinity : Number(l.le);
+        b.set(le, (b.get(le) ?? 0) + v.value);
+        buckets.set(key, b);
+      }
+    }
+  }
+  return { requests, buckets, at: Date.now() };
+}
+
+function quantileMs(now: Map<number, number> | undefined, before: Map<number, number> | undefined, q: number): number {
+  if (!now) return NaN;
+  const les = [...now.keys()].sort((a, b) => a - b);
+  const counts = les.map((le) => (now.get(le) ?? 0) - (before?.get(le) ?? 0));
+  const total = counts[counts.length - 1] ?? 0;
+  if (total <= 0) return NaN;
+  const rank = q * total;
+  for (const [i, le] of les.entries()) if (counts[i]! >= rank) return (le === Infinity ? les[les.length - 2]! : le) * 1000;
+  return NaN;
+}
+
+/** Tracks each sidecar's registry and reports the edges seen since the last call. */
+export class EdgeWatcher {
+  private readonly last = new Map<string, Sample>();
+
+  constructor(private readonly sidecars: ReadonlyMap<string, Registry>) {}
+
+  async edges(): Promise<EdgeStats[]> {
+    const out: EdgeStats[] = [];
+    for (const [source, registry] of this.sidecars) {
+      const now = await sample(registry);
+      const before = this.last.get(source);
+      this.last.set(source, now);
+      if (!before) continue;
+      const seconds = (now.at - before.at) / 1000;
+      for (const [destination, r] of now.requests) {
+        const b = before.requests.get(destination);
+        const total = r.total - (b?.total ?? 0);
+        const ok = r.ok - (b?.ok ?? 0);
+        out.push({
+          source,
+          destination,
+          rps: total / seconds,
+          successRate: total > 0 ? ok / total : NaN,
+          p50Ms: quantileMs(now.buckets.get(destination), before.buckets.get(destination), 0.5),
+          p99Ms: quantileMs(now.buckets.get(destination), before.buckets.get(destination), 0.99),
+          mtls: r.mtls,
+          destinationIdentities: [...r.identities].sort(),
+        });
+      }
+    }
+    return out;
+  }
+}
+
+export function formatEdges(edges: readonly EdgeStats[]): string {
+  const rows = edges.map((e) => [
+    `${e.source} -> ${e.destination}`,
+    e.rps.toFixed(1),
+    Number.isNaN(e.successRate) ? '-' : `${(e.successRate * 100).toFixed(2)}%`,
+    Number.isNaN(e.p50Ms) ? '-' : `${e.p50Ms}ms`,
+    Number.isNaN(e.p99Ms) ? '-' : `${e.p99Ms}ms`,
+    e.mtls ? `mTLS ${e.destinationIdentities.map((i) => i.replace(/^spiffe:\/\/[^/]+\/ns\/[^/]+\/sa\//, 'sa/')).join(', ')}` : 'plain',
+  ]);
+  const head = ['EDGE', 'RPS', 'SUCCESS', 'P50<=', 'P99<=', 'SECURITY'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n');
+}
