@@ -14,20 +14,40 @@ export interface RequestLabels {
   tls?: boolean;
 }
 
+interface Children {
+  count: { inc(): void };
+  duration: { observe(v: number): void };
+}
+
 export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Layer {
+  // prom-client hashes a label object on every call; the few label sets one
+  // stack sees are bound once and looked up by a short key instead.
+  const children = new Map<string, Children>();
+  const bind = (source: string, destination: string, code: string, tls: string): Children => {
+    const key = `${code}|${tls}|${source}|${destination}`;
+    let c = children.get(key);
+    if (!c) {
+      c = {
+        count: metrics.requests.labels({
+          direction: labels.direction,
+          source_identity: source,
+          destination_identity: destination,
+          destination_service: labels.destinationService,
+          response_code: code,
+          tls,
+        }),
+        duration: metrics.requestDuration.labels({ direction: labels.direction, destination_service: labels.destinationService, response_code: code }),
+      };
+      children.set(key, c);
+    }
+    return c;
+  };
   return (next) => async (req) => {
     const res = await next(req);
-    const code = String(res.status);
-    const seconds = (performance.now() - req.startedAt) / 1000;
-    metrics.requests.inc({
-      direction: labels.direction,
-      source_identity: labels.sourceIdentity(),
-      destination_identity: labels.destinationIdentity?.() ?? res.meta?.peerIdentity ?? '',
-      destination_service: labels.destinationService,
-      response_code: code,
-      tls: String(labels.tls ?? res.meta?.peerIdentity !== undefined),
-    });
-    metrics.requestDuration.observe({ direction: labels.direction, destination_service: labels.destinationService, response_code: code }, seconds);
+    const peer = res.meta?.peerIdentity;
+    const c = bind(labels.sourceIdentity(), labels.destinationIdentity?.() ?? peer ?? '', String(res.status), String(labels.tls ?? peer !== undefined));
+    c.count.inc();
+    c.duration.observe((performance.now() - req.startedAt) / 1000);
     return res;
   };
 }
