@@ -103,8 +103,13 @@ export async function applyInstall(kube: Kube, rendered: Rendered, ca: CaMateria
     for (const w of res.warnings) print(`warning: ${describeObject(object)}: ${w}`);
     print(`${describeObject(object)} applied${opts.dryRun ? ' (server dry run)' : ''}`);
     if (object.kind === 'CustomResourceDefinition') kube.forgetDiscovery();
+    // Rendered without a Secret (the cluster has one): say so where the Secret would be.
+    if (object.kind === 'Namespace' && object.metadata.name === CONTROL_PLANE_NAMESPACE && !rendered.objects.some((r) => r.file === '' && r.object.kind === 'Secret')) {
+      await ensureCaSecret(kube, ca, print, opts.dryRun);
+      secretDone = true;
+    }
   }
-  if (!secretDone && ca) await ensureCaSecret(kube, ca, print, opts.dryRun);
+  if (!secretDone) await ensureCaSecret(kube, ca, print, opts.dryRun);
 }
 
 interface DeploymentStatus {

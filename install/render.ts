@@ -169,7 +169,9 @@ function header(o: RenderOptions): string {
 
 function secretText(ca: CaMaterial): string {
   const doc = new Document(caSecret(ca.files));
-  doc.commentBefore = ca.generated
+  // On the mapping, not the document: no blank line between the comment and the object.
+  const contents = doc.contents as { commentBefore?: string | null };
+  contents.commentBefore = ca.generated
     ? [
         ' The mesh CA: a root generated for this output (root-cert.pem, root-key.pem),',
         ' mounted by the control plane at /etc/tsmesh/ca. Applying this document over',
