@@ -5,14 +5,24 @@
 // reached the app and what did not. Answers JSON: the protocol, the path, the
 // peer address the app saw (the proxy's, over loopback).
 //   GET /slow?ms=N   answers after N ms (for requests in flight at SIGTERM).
-// Usage: node --import tsx test/netns/mesh-app.ts HTTP_PORT ECHO_PORT
+//   ?failPercent=P&failStatus=S   answers S (default 503) to P% of requests, at random.
+// A JSON line on stdin changes how every request is answered from then on:
+//   {"fail": {"status": 500}}   answer every request with that status
+//   {"fail": null}              answer normally again
+// and is acknowledged with {"event":"control",...}. The app is named by its
+// third argument (default "b"); logged requests carry the traceparent
+// header they came with and the status they were answered.
+// Usage: node --import tsx test/netns/mesh-app.ts HTTP_PORT ECHO_PORT [NAME]
 // Prints {"ready":true} once both ports listen.
 import { once } from 'node:events';
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { createServer as createTcpServer, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
 
-const [httpPort = '8080', echoPort = '9000'] = process.argv.slice(2);
+const [httpPort = '8080', echoPort = '9000', name = 'b'] = process.argv.slice(2);
+/** Set from stdin: every request is answered with this status. */
+let failAll: number | undefined;
 
 function log(entry: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ at: Date.now(), ...entry }) + '\n');
@@ -20,11 +30,22 @@ function log(entry: Record<string, unknown>): void {
 
 function handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://app');
-  const entry = { event: 'request', protocol: req.httpVersion, method: req.method, path: req.url, peer: req.socket.remoteAddress };
+  const failPercent = Number(url.searchParams.get('failPercent') ?? 0);
+  const status = failAll ?? (failPercent > 0 && Math.random() * 100 < failPercent ? Number(url.searchParams.get('failStatus') ?? 503) : 200);
+  const traceparent = req.headers.traceparent;
+  const entry = {
+    event: 'request',
+    protocol: req.httpVersion,
+    method: req.method,
+    path: req.url,
+    peer: req.socket.remoteAddress,
+    ...(status === 200 ? {} : { status }),
+    ...(traceparent === undefined ? {} : { traceparent }),
+  };
   log(entry);
   const answer = (): void => {
-    const body = JSON.stringify({ app: 'b', ...entry });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    const body = JSON.stringify({ app: name, ...entry });
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
     log({ event: 'response', path: req.url });
   };
@@ -69,5 +90,15 @@ const echo = createTcpServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
 web.listen(Number(httpPort), '0.0.0.0');
 echo.listen(Number(echoPort), '0.0.0.0');
 await Promise.all([once(web, 'listening'), once(echo, 'listening')]);
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() === '') return;
+  try {
+    const { fail } = JSON.parse(line) as { fail?: { status: number } | null };
+    failAll = fail?.status;
+    log({ event: 'control', fail: fail ?? null });
+  } catch (e) {
+    log({ event: 'control', error: (e as Error).message });
+  }
+});
 log({ ready: true });
 process.on('SIGTERM', () => process.exit(0));

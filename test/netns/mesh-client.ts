@@ -31,6 +31,8 @@ export interface LoadOptions {
   tcp?: { host: string; port: number; every: number };
   /** Include every request's start, end and outcome in the summary. */
   timeline?: boolean;
+  /** Headers sent with every HTTP request. */
+  headers?: Record<string, string>;
 }
 
 export interface RequestRecord {
@@ -40,6 +42,8 @@ export interface RequestRecord {
   end: number;
   /** HTTP status, or 0 for a TCP round trip that came back intact. */
   status?: number;
+  /** The x-tsmesh-error header of the answer, when it had one. */
+  meshError?: string;
   error?: string;
 }
 
@@ -51,6 +55,10 @@ export interface LoadSummary {
   tcp: number;
   /** The first failures, at most 20. */
   failures: RequestRecord[];
+  /** HTTP answers by status code. */
+  statuses: Record<string, number>;
+  /** HTTP answers by their x-tsmesh-error header. */
+  meshErrors: Record<string, number>;
   timeline?: RequestRecord[];
   startedAt: number;
   endedAt: number;
@@ -78,11 +86,12 @@ function echoOnce(host: string, port: number, payload: string, timeoutMs: number
   });
 }
 
-function httpOnce(agent: Agent, origin: string, path: string, timeoutMs: number): Promise<number> {
+function httpOnce(agent: Agent, origin: string, path: string, timeoutMs: number, headers: Record<string, string> = {}): Promise<{ status: number; meshError?: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL(path, origin), { agent, timeout: timeoutMs }, (res) => {
+    const req = request(new URL(path, origin), { agent, timeout: timeoutMs, headers }, (res) => {
       res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      const meshError = res.headers['x-tsmesh-error'];
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ...(typeof meshError === 'string' ? { meshError } : {}) }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
@@ -118,7 +127,9 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
         if (got !== payload) rec.error = `echo came back as ${JSON.stringify(got.slice(0, 80))}`;
         else rec.status = 0;
       } else {
-        rec.status = await httpOnce(agent, opts.origin, opts.path.replace('{i}', String(i)), opts.timeoutMs);
+        const answer = await httpOnce(agent, opts.origin, opts.path.replace('{i}', String(i)), opts.timeoutMs, opts.headers);
+        rec.status = answer.status;
+        if (answer.meshError !== undefined) rec.meshError = answer.meshError;
         if (rec.status !== 200) rec.error = `status ${rec.status}`;
       }
     } catch (e) {
@@ -150,6 +161,13 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
   rl.close();
   agent.destroy();
   const failures = records.filter((r) => r.error !== undefined);
+  const statuses: Record<string, number> = {};
+  const meshErrors: Record<string, number> = {};
+  for (const r of records) {
+    if (r.kind !== 'http' || r.status === undefined) continue;
+    statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    if (r.meshError !== undefined) meshErrors[r.meshError] = (meshErrors[r.meshError] ?? 0) + 1;
+  }
   return {
     sent: records.length,
     ok: records.length - failures.length,
@@ -157,6 +175,8 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
     http: records.filter((r) => r.kind === 'http').length,
     tcp: records.filter((r) => r.kind === 'tcp').length,
     failures: failures.slice(0, 20),
+    statuses,
+    meshErrors,
     ...(opts.timeline ? { timeline: records } : {}),
     startedAt,
     endedAt: Date.now(),
