@@ -54,8 +54,7 @@ COPY manifests ./manifests
 RUN chmod 0755 dist/cli/main.js \
  && ln -s /opt/tsmesh/dist/cli/main.js /usr/local/bin/tsmesh \
  && tsmesh --help >/dev/null
-ENV NODE_ENV=production \
-    NODE_OPTIONS=--enable-source-maps
+ENV NODE_ENV=production
 LABEL org.opencontainers.image.title="tsmesh" \
       org.opencontainers.image.description="A service mesh for Kubernetes written in TypeScript: control plane, sidecar proxy and init container" \
       org.opencontainers.image.licenses="Apache-2.0"

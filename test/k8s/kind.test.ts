@@ -160,21 +160,38 @@ describe('kind/', function () {
     });
   });
 
-  it('e2e.sh\'s metric patterns match the proxy\'s tsmesh_requests_total', async function () {
-    const metrics = createProxyMetrics();
-    const frontend = 'spiffe://cluster.local/ns/tsmesh-demo/sa/frontend';
-    const backend = 'spiffe://cluster.local/ns/tsmesh-demo/sa/backend';
-    for (const direction of ['outbound', 'inbound'] as const)
-      metrics.requests.inc({ direction, source_identity: frontend, destination_identity: backend, destination_service: 'backend-v2.tsmesh-demo.svc.cluster.local:8080', response_code: '200', tls: 'true' });
-    const text = await metrics.registry.metrics();
-    const patterns = readFileSync(join(KIND, 'e2e.sh'), 'utf8')
-      .split('\n')
-      .filter((l) => /^(out_re|in_re|TD|DEMO_NS|FRONTEND_ID|BACKEND_ID)=/.test(l));
-    assert.equal(patterns.filter((l) => /^(out_re|in_re)=/.test(l)).length, 2);
-    const script = ['DEMO_NS=tsmesh-demo', ...patterns, 'printf "%s" "$METRICS" | grep -Eq "$out_re" && printf "%s" "$METRICS" | grep -Eq "$in_re"'].join('\n');
-    const r = spawnSync('bash', ['-c', script], { env: { ...process.env, METRICS: text }, encoding: 'utf8' });
-    assert.equal(r.status, 0, `${r.stderr}\n${text}`);
-    const plain = spawnSync('bash', ['-c', script], { env: { ...process.env, METRICS: text.replaceAll('tls="true"', 'tls="false"') }, encoding: 'utf8' });
-    assert.notEqual(plain.status, 0, 'plain-text traffic does not pass');
+  describe('e2e.sh\'s checks (its helpers, sourced without running main)', function () {
+    /** Runs `script` in bash after sourcing e2e.sh; the exit status. */
+    const e2e = (script: string, env: Record<string, string> = {}): { status: number | null; out: string } => {
+      const r = spawnSync('bash', ['-c', `. ${JSON.stringify(join(KIND, 'e2e.sh'))}\n${script}`], { env: { ...process.env, ...env }, encoding: 'utf8' });
+      return { status: r.status, out: r.stdout + r.stderr };
+    };
+
+    it('a pod passes with tsmesh-init, tsmesh-proxy and Ready, and only then', function () {
+      assert.equal(e2e('pod_line_ok "web-1 tsmesh-init tsmesh-proxy ready=True"').status, 0);
+      assert.equal(e2e('pod_line_ok "web-1 tsmesh-init tsmesh-proxy my-init ready=True"').status, 0);
+      assert.notEqual(e2e('pod_line_ok "web-1 tsmesh-init tsmesh-proxy ready=False"').status, 0);
+      assert.notEqual(e2e('pod_line_ok "web-1  ready=True"').status, 0);
+      assert.notEqual(e2e('pod_line_ok "web-1 tsmesh-init ready=True"').status, 0);
+    });
+
+    it('reads the frontend\'s /split answer, and takes 5% to 15% as "about 10%"', function () {
+      assert.equal(e2e('split_counts \'{"requests":1000,"errors":0,"v1":897,"v2":103}\'').out.trim(), '897 103 0');
+      assert.equal(e2e('split_counts \'{"requests":3,"errors":3}\'').out.trim(), '0 0 3');
+      for (const [v2, ok] of [[50, true], [100, true], [150, true], [49, false], [151, false], [0, false]] as const) assert.equal(e2e(`share_ok ${v2} 1000`).status === 0, ok, `${v2} of 1000`);
+    });
+
+    it('finds mTLS requests between the two identities in the proxy\'s real exposition, and not plain ones', async function () {
+      const metrics = createProxyMetrics();
+      const frontend = 'spiffe://cluster.local/ns/tsmesh-demo/sa/frontend';
+      const backend = 'spiffe://cluster.local/ns/tsmesh-demo/sa/backend';
+      for (const direction of ['outbound', 'inbound'] as const)
+        metrics.requests.inc({ direction, source_identity: frontend, destination_identity: backend, destination_service: 'backend-v2.tsmesh-demo.svc.cluster.local:8080', response_code: '200', tls: 'true' });
+      const text = await metrics.registry.metrics();
+      const both = 'mtls_requests outbound "$FRONTEND_ID" "$BACKEND_ID" <<<"$METRICS" && mtls_requests inbound "$FRONTEND_ID" "$BACKEND_ID" <<<"$METRICS"';
+      assert.equal(e2e(both, { METRICS: text }).status, 0, text);
+      assert.notEqual(e2e(both, { METRICS: text.replaceAll('tls="true"', 'tls="false"') }).status, 0, 'plain-text traffic does not pass');
+      assert.notEqual(e2e(both, { METRICS: text.replaceAll('/sa/frontend', '/sa/other') }).status, 0, 'another caller does not pass');
+    });
   });
 });
