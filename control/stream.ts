@@ -55,6 +55,8 @@ export interface DiscoveryOptions {
 export class Discovery {
   private model: MeshModel | undefined;
   private version = 0;
+  /** Versions of one process share this prefix, so a restarted control plane never repeats one. */
+  private readonly epoch = Date.now().toString(36);
   /** When each version's change happened (ms), for push latency. */
   private readonly changedAt = new Map<string, number>();
   private readonly subscribers = new Set<Subscriber>();
@@ -77,7 +79,7 @@ export class Discovery {
   update(model: MeshModel, changedAtMs = Date.now()): void {
     this.model = model;
     this.version++;
-    const v = String(this.version);
+    const v = this.versionString();
     this.changedAt.set(v, changedAtMs);
     if (this.changedAt.size > 64) this.changedAt.delete(this.changedAt.keys().next().value!);
     // Proxies of one ServiceAccount get the same config: build and serialise it once.
@@ -105,8 +107,12 @@ export class Discovery {
     if (s.lastBody === body) return;
     s.lastBody = body;
     // The version goes first so a reader of the stream sees it at a glance.
-    s.res.write(`{"version":"${this.version}",${body.slice(1)}\n`);
+    s.res.write(`{"version":"${this.versionString()}",${body.slice(1)}\n`);
     this.metrics.pushes.inc();
+  }
+
+  private versionString(): string {
+    return `${this.epoch}-${this.version}`;
   }
 
   router(): Router {

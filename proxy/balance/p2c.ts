@@ -1,8 +1,10 @@
 // Power of two choices over a peak-EWMA of latency (Finagle's and Linkerd's
 // balancer): sample two endpoints at random, send to the one with the lower
 // cost = latency estimate x (requests in flight + 1) / weight. Cheap (two
-// random draws, no sorting), and it steers away from slow or busy endpoints
-// without herding onto a single best one. Per request for HTTP, per
+// random draws, no sorting), and it steers away from slow or busy endpoints;
+// with many endpoints under load it spreads requests, but with two endpoints
+// at about one request in flight it mostly sends to the faster one (the
+// other's estimate decays back while it is idle). Per request for HTTP, per
 // connection for L4 (then "in flight" counts open connections).
 //
 // The balancer also owns who is in service: the circuit breaker (http/
