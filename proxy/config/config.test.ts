@@ -71,6 +71,8 @@ describe('proxy config', () => {
       const source = new FileConfigSource(path, createLogger('test', 'info', (l) => lines.push(l)), 20);
       const seen: string[] = [];
       source.onChange((c) => seen.push(c.version));
+      // The watcher's first stat is taken asynchronously; a write before it would be its baseline.
+      await new Promise((r) => setTimeout(r, 200));
       writeFileSync(path, 'apiVersion: [');
       await waitFor(() => lines.some((l) => l.includes('config reload failed')));
       assert.equal(source.current().version, '1');

@@ -128,7 +128,9 @@ export class IdentityManager implements IdentitySource {
     // The life that counts starts when the certificate arrives: the CA backdates
     // notBefore for clock skew, and with a short TTL that backdating would
     // otherwise put the half-life at the moment of issue.
-    const from = Math.min(Math.max(creds.notBefore.getTime(), now), creds.notAfter.getTime());
+    // A clock outside the validity keeps the whole validity, so the 5% floor holds.
+    const inside = now >= creds.notBefore.getTime() && now < creds.notAfter.getTime();
+    const from = inside ? now : creds.notBefore.getTime();
     const delay = rotationDelay({ notBefore: new Date(from), notAfter: creds.notAfter }, now, this.rotation, this.random);
     this.opts.log.info(first ? 'obtained workload certificate' : 'rotated workload certificate', {
       spiffeId: creds.spiffeId,
