@@ -4,10 +4,12 @@ import { loadCaFromDir } from '../../ca/material.js';
 import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/kubernetes.js';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
-import { startControlPlane } from '../../control/plane.js';
+import { CONTROL_PLANE_NAMESPACE, startControlPlane } from '../../control/plane.js';
 import { FileMeshSource } from '../../control/sources/file.js';
 import { createKubernetesSource } from '../../control/sources/kubernetes.js';
 import { startTrustBundleSync } from '../../control/trust-bundle.js';
+import { startLeaderElection } from '../../control/leader.js';
+import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { syncWebhookCaBundle, WEBHOOK_CONFIGURATION_NAME } from '../../control/webhook-ca.js';
 import type { MeshSource } from '../../control/sources/source.js';
@@ -96,15 +98,57 @@ export const controlPlaneCommand: Command = {
     }
     let meshSource: MeshSource | undefined;
     const local = Boolean(tokenFile);
+    let leading = local;
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     if (!values['no-discovery']) {
       if (meshFile) meshSource = new FileMeshSource(meshFile, log.child('mesh-file'));
       else if (local) log.info('discovery off: local mode (--token-file) without --mesh-file');
-      else meshSource = createKubernetesSource({ kc: kube(), trustDomain, registry, log: log.child('kubernetes') });
+      else meshSource = createKubernetesSource({ kc: kube(), trustDomain, registry, log: log.child('kubernetes'), isWriter: () => leading });
     }
     // In Kubernetes, every meshed namespace holds the roots in ConfigMap tsmesh-trust-bundle.
-    const trustBundleSync = local ? undefined : startTrustBundleSync({ kc: kube(), log: log.child('trust-bundle'), registry, bundlePem: authority.trustBundle.toPem() });
+    // Every replica serves; only the leader writes to the API (policy status, the
+    // trust-bundle ConfigMaps, the injector's caBundle). A local mesh has one writer.
+    let trustBundleSync: ReturnType<typeof startTrustBundleSync> | undefined;
+    let caBundleTimer: NodeJS.Timeout | undefined;
+    const startWriting = (): void => {
+      trustBundleSync ??= startTrustBundleSync({ kc: kube(), log: log.child('trust-bundle'), registry, bundlePem: authority.trustBundle.toPem() });
+      if (webhook && !caBundleTimer) {
+        const sync = (): void => {
+          syncWebhookCaBundle(kube(), authority.trustBundle.toPem(), log).catch((e: unknown) =>
+            log.error('cannot set the injector caBundle; pods will not be injected until it is set', {
+              error: (e as Error).message,
+              hint: `check that MutatingWebhookConfiguration ${WEBHOOK_CONFIGURATION_NAME} exists (tsmesh install) and the control plane may patch it`,
+            }),
+          );
+        };
+        sync();
+        caBundleTimer = setInterval(sync, 60_000);
+        caBundleTimer.unref();
+      }
+    };
+    const stopWriting = (): void => {
+      trustBundleSync?.close();
+      trustBundleSync = undefined;
+      clearInterval(caBundleTimer);
+      caBundleTimer = undefined;
+    };
+    const election = local
+      ? undefined
+      : startLeaderElection({
+          kc: kube(),
+          namespace: CONTROL_PLANE_NAMESPACE,
+          identity: process.env.POD_NAME ?? hostname(),
+          log: log.child('leader'),
+          onStartedLeading: () => {
+            leading = true;
+            startWriting();
+          },
+          onStoppedLeading: () => {
+            leading = false;
+            stopWriting();
+          },
+        });
     // The injector is for Kubernetes; a local mesh (--token-file) has no API server to call it.
     const webhook = values['no-webhook'] || local
       ? undefined
@@ -125,28 +169,12 @@ export const controlPlaneCommand: Command = {
       port: port(values.port, 15012, '--port'),
       adminPort: port(values['admin-port'], 15014, '--admin-port'),
     });
-    // In Kubernetes, the API server must trust the injector's certificate: keep its caBundle current.
-    let caBundleTimer: NodeJS.Timeout | undefined;
-    if (webhook && !local) {
-      const sync = (): void => {
-        syncWebhookCaBundle(kube(), authority.trustBundle.toPem(), log).catch((e: unknown) =>
-          log.error('cannot set the injector caBundle; pods will not be injected until it is set', {
-            error: (e as Error).message,
-            hint: `check that MutatingWebhookConfiguration ${WEBHOOK_CONFIGURATION_NAME} exists (tsmesh install) and the control plane may patch it`,
-          }),
-        );
-      };
-      sync();
-      caBundleTimer = setInterval(sync, 60_000);
-      caBundleTimer.unref();
-    }
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         log.info('shutting down', { signal });
         meshSource?.close();
-        trustBundleSync?.close();
-        clearInterval(caBundleTimer);
-        void plane.close().then(resolve);
+        stopWriting();
+        void Promise.all([election?.close(), plane.close()]).then(() => resolve());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));

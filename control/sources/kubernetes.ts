@@ -56,6 +56,8 @@ export interface KubernetesSourceOptions {
   resyncMs?: number;
   /** Write the policies' status conditions (default true). */
   writeStatus?: boolean;
+  /** Whether this replica writes now (the leader, when several run); default always. */
+  isWriter?: () => boolean;
   /** Backoff of watch restarts (default 500 ms doubling to 30 s). */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
@@ -295,6 +297,7 @@ class KubernetesSource implements KubernetesMeshSource {
       if (first) for (const w of this.syncWaiters.splice(0)) w(model);
     }
 
+    if (this.opts.isWriter && !this.opts.isWriter()) return;
     this.statusWriter?.sync(policies.verdicts, (v) =>
       (v.kind === 'TrafficPolicy' ? this.trafficPolicies : this.authorizationPolicies).get(v.name, v.namespace),
     );
