@@ -17,7 +17,7 @@ import { workloadSpiffeId } from '../ca/spiffe.js';
 import { startControlPlane, type RunningControlPlane } from '../control/plane.js';
 import { FileMeshSource } from '../control/sources/file.js';
 import type { Logger } from '../lib/log.js';
-import { createAdminServer, combineReadiness } from '../proxy/admin/server.js';
+import { createSidecarAdmin } from '../proxy/admin/sidecar-admin.js';
 import { StreamConfigSource } from '../proxy/config/stream.js';
 import { createIdentity, type IdentityManager } from '../proxy/identity/index.js';
 import { createProxyMetrics } from '../proxy/metrics.js';
@@ -134,15 +134,7 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
       });
       tls.get = () => sidecar.meshTls.clientMaterial();
       upstreamUrls.set(w.name, Object.fromEntries(w.calls.map((svc, i) => [svc, `http://${HOST}:${sidecar.explicitOutboundPorts[i]}`])));
-      const admin = createAdminServer({
-        registry: metrics.registry,
-        readiness: combineReadiness(
-          () => identity.notReadyReason(),
-          () => (sidecar.config() ? undefined : 'no config yet'),
-        ),
-        config: () => sidecar.config(),
-        log: wlog.child('admin'),
-      });
+      const admin = createSidecarAdmin(sidecar, identity, { log: wlog.child('admin') });
       adminPorts.set(w.name, await listen(admin));
       const app = createApp(w.name, upstreamUrls.get(w.name)!);
       await listen(app, appPort);

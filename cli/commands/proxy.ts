@@ -1,6 +1,6 @@
 // tsmesh proxy: the sidecar. Settings come from TSMESH_* variables (set by the
 // webhook; see proxy/env.ts); a few flags override them for standalone use.
-import { createAdminServer, combineReadiness } from '../../proxy/admin/server.js';
+import { createSidecarAdmin } from '../../proxy/admin/sidecar-admin.js';
 import { parseAppProbes } from '../../proxy/admin/app-health.js';
 import { FileConfigSource } from '../../proxy/config/file.js';
 import { StreamConfigSource } from '../../proxy/config/stream.js';
@@ -65,16 +65,7 @@ export const proxyCommand: Command = {
       inboundPort: settings.inboundPort,
       reservedPorts: [settings.adminPort],
     });
-    const admin = createAdminServer({
-      registry: metrics.registry,
-      readiness: combineReadiness(
-        () => identity.notReadyReason(),
-        () => (sidecar.config() ? undefined : 'no config yet'),
-      ),
-      config: () => sidecar.config(),
-      appProbes,
-      log: log.child('admin'),
-    });
+    const admin = createSidecarAdmin(sidecar, identity, { appProbes, log: log.child('admin') });
     admin.listen(settings.adminPort, '0.0.0.0');
     await once(admin, 'listening');
     streamTls.get = () => sidecar.meshTls.clientMaterial();

@@ -1,0 +1,20 @@
+// The admin server of a running sidecar: ready once it holds a certificate
+// and a config; /config is the config in force.
+import type { Server } from 'node:http';
+import type { Logger } from '../../lib/log.js';
+import type { AppProbes } from '../env.js';
+import type { Sidecar } from '../sidecar.js';
+import { combineReadiness, createAdminServer } from './server.js';
+
+export function createSidecarAdmin(sidecar: Sidecar, identity: { notReadyReason(): string | undefined }, opts: { log: Logger; appProbes?: AppProbes }): Server {
+  return createAdminServer({
+    registry: sidecar.metrics.registry,
+    readiness: combineReadiness(
+      () => identity.notReadyReason(),
+      () => (sidecar.config() ? undefined : 'no config yet'),
+    ),
+    config: () => sidecar.config(),
+    ...(opts.appProbes ? { appProbes: opts.appProbes } : {}),
+    log: opts.log,
+  });
+}
