@@ -55,9 +55,9 @@ used_ports() {
 # Sets the named variable (no subshell, so ports picked in one start differ).
 picked=" "
 pick_port() {
-  local used p i
+  local used p
   used=" $(used_ports | tr '\n' ' ') "
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     p=$((20000 + RANDOM % 12000))
     [[ "$used$picked" == *" $p "* ]] && continue
     picked="$picked$p "
@@ -90,7 +90,7 @@ running() {
 # Stops the named processes started in dir: SIGTERM, a short grace period
 # (the state is thrown away, so a clean shutdown buys nothing), then SIGKILL.
 stop_procs() {
-  local dir="$1" name pid i alive
+  local dir="$1" name pid alive
   shift
   local pids=()
   for name in "$@"; do
@@ -99,7 +99,7 @@ stop_procs() {
       pids+=("$pid")
     fi
   done
-  for i in $(seq 1 $(( ${TSMESH_APISERVER_STOP_GRACE_MS:-1500} / 100 ))); do
+  for _ in $(seq 1 $(( ${TSMESH_APISERVER_STOP_GRACE_MS:-1500} / 100 ))); do
     alive=0
     for pid in "${pids[@]}"; do running "$pid" && alive=1; done
     [ $alive = 1 ] || break
@@ -150,11 +150,11 @@ launch() {
   local dir="$1" name="$2"
   shift 2
   "$@" </dev/null >"$dir/$name.log" 2>&1 &
-  local pid=$! i
+  local pid=$!
   echo "$pid" >"$dir/$name.pid"
   # Until the forked shell has exec'd the program, its command line is this
   # script's: wait for the exec so live_pid does not take it for gone.
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     live_pid "$dir" "$name" >/dev/null && return 0
     running "$pid" || return 0
     sleep 0.02
