@@ -14,6 +14,9 @@ export interface EdgeStats {
   destinationIdentities: string[];
 }
 
+/** Where a workload's inbound requests are kept in a sample. */
+const INBOUND = '(inbound)';
+
 interface Sample {
   requests: Map<string, { total: number; ok: number; mtls: boolean; identities: Set<string> }>;
   buckets: Map<string, Map<number, number>>;
@@ -28,19 +31,20 @@ async function sample(registry: Registry): Promise<Sample> {
     if (m.name === 'tsmesh_requests_total') {
       for (const v of m.values) {
         const l = v.labels as Record<string, string>;
-        if (l.direction !== 'outbound') continue;
-        const e = requests.get(l.destination_service!) ?? { total: 0, ok: 0, mtls: false, identities: new Set<string>() };
+        // Inbound: what this workload's app itself answered, before any retry of its callers.
+        const key = l.direction === 'outbound' ? l.destination_service! : INBOUND;
+        const e = requests.get(key) ?? { total: 0, ok: 0, mtls: false, identities: new Set<string>() };
         e.total += v.value;
         if (/^[23]/.test(l.response_code ?? '')) e.ok += v.value;
         if (l.tls === 'true') e.mtls = true;
-        if (l.destination_identity) e.identities.add(l.destination_identity);
-        requests.set(l.destination_service!, e);
+        if (l.destination_identity && l.direction === 'outbound') e.identities.add(l.destination_identity);
+        requests.set(key, e);
       }
     } else if (m.name === 'tsmesh_request_duration_seconds') {
       for (const v of m.values as MetricValueWithName<string>[]) {
         const l = v.labels as Record<string, string | number>;
-        if (v.metricName !== 'tsmesh_request_duration_seconds_bucket' || l.direction !== 'outbound') continue;
-        const key = String(l.destination_service);
+        if (v.metricName !== 'tsmesh_request_duration_seconds_bucket') continue;
+        const key = l.direction === 'outbound' ? String(l.destination_service) : INBOUND;
         const b = buckets.get(key) ?? new Map<number, number>();
         const le = l.le === '+Inf' ? Infinity : Number(l.le);
         b.set(le, (b.get(le) ?? 0) + v.value);
@@ -81,8 +85,8 @@ export class EdgeWatcher {
         const total = r.total - (b?.total ?? 0);
         const ok = r.ok - (b?.ok ?? 0);
         out.push({
-          source,
-          destination,
+          source: destination === INBOUND ? '*' : source,
+          destination: destination === INBOUND ? `${source} (as answered)` : destination,
           rps: total / seconds,
           successRate: total > 0 ? ok / total : NaN,
           p50Ms: quantileMs(now.buckets.get(destination), before.buckets.get(destination), 0.5),

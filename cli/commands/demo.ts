@@ -38,7 +38,9 @@ export const demoCommand: Command = {
       void demo.edges.edges().then((edges) => {
         const { ok, failed } = demo.load.counts;
         console.log(`\n${new Date().toISOString()}  traffic generator: ${ok} ok, ${failed} failed so far`);
-        console.log(formatEdges(edges.sort((a, b) => `${a.source}${a.destination}`.localeCompare(`${b.source}${b.destination}`))));
+        // Calls between workloads first, then what each app itself answered (before its callers' retries).
+        const order = (e: { source: string; destination: string }): string => `${e.source === '*' ? 1 : 0}${e.source}${e.destination}`;
+        console.log(formatEdges(edges.sort((a, b) => order(a).localeCompare(order(b)))));
       });
     }, 5000);
     const signal = await new Promise<string>((resolve) => {
