@@ -19,11 +19,17 @@ export interface BalancerOptions {
   decayMs: number;
   /** The estimate for an endpoint never measured. */
   defaultRttMs: number;
+  /**
+   * An idle endpoint with no sample for this long is tried again as if new:
+   * at low concurrency one slow sample would otherwise keep it out for about
+   * `decayMs`, and the balancer would never learn that it is fast again.
+   */
+  reprobeMs: number;
   /** The latency recorded for a connect failure, reset or timeout, so an endpoint that does not answer looks slow. */
   noAnswerPenaltyMs: number;
 }
 
-export const DEFAULT_BALANCER: Readonly<BalancerOptions> = { decayMs: 10_000, defaultRttMs: 30, noAnswerPenaltyMs: 1000 };
+export const DEFAULT_BALANCER: Readonly<BalancerOptions> = { decayMs: 10_000, defaultRttMs: 30, noAnswerPenaltyMs: 1000, reprobeMs: 1000 };
 
 /** Everything kept about one endpoint; it outlives configs that keep the endpoint. */
 export interface EndpointState {
@@ -141,7 +147,7 @@ export class P2cBalancer {
     // An endpoint never measured is tried as soon as it is idle, so a new or
     // returning endpoint is not starved by a default estimate that measured
     // peers beat; while its first request is out it costs the default.
-    if (!s.measured && s.pending === 0) return 0;
+    if (s.pending === 0 && (!s.measured || now - s.ewmaAt > this.opts.reprobeMs)) return 0;
     const idle = now - s.ewmaAt;
     const estimate = idle > 0 ? s.ewmaMs * Math.exp(-idle / this.opts.decayMs) : s.ewmaMs;
     return ((estimate + EPSILON_MS) * (s.pending + 1)) / s.ep.weight;
