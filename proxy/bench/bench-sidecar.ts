@@ -46,6 +46,14 @@
 //
 // Ends with one machine-readable line:
 //   bench:sidecar throughput_vs_haproxy=<r> added_p99_vs_haproxy=<r> rss_mb=<n> cpu_per_krps=<n>
+//
+// With --policy, what the traffic-management layers cost instead: two tsmesh
+// pairs take turns, one bare and one with every layer on and a policy in force
+// (a header route and a 90/10 split, a route timeout, retries with backoff and
+// their budget, which buffer each POST body for replay, a circuit breaker on
+// failure rate and consecutive failures, a 1 ms delay fault on 1% of requests,
+// trace headers, and an AuthorizationPolicy on the server's inbound). Ends with:
+//   bench:sidecar-policy throughput_vs_bare=<r>
 // Needs root, iproute2, iptables, util-linux, curl, wrk and haproxy.
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -69,6 +77,9 @@ const RATE = num('BENCH_RATE', 1000);
 const CONNECTIONS = num('BENCH_CONNECTIONS', 16, true);
 const BODY_BYTES = num('BENCH_BODY_BYTES', 1024, true);
 const PROFILE = process.env['BENCH_PROFILE'] ?? '';
+const POLICY = process.argv.slice(2).includes('--policy');
+for (const arg of process.argv.slice(2))
+  if (arg !== '--policy') throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the only one is --policy (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
 const SLICE_MS = 1000;
 
 const APP_PORT = 8080;
@@ -107,7 +118,7 @@ interface FixedRate {
 
 /** One of the three runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
 interface Run {
-  name: 'direct' | 'haproxy' | 'tsmesh';
+  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh+policy';
   net: BenchNet;
   url: string;
   sidecars: Started[];
@@ -309,20 +320,24 @@ class Bench {
       'client-proxy.json',
       JSON.stringify({
         ...base,
-        services: [
-          {
-            name: 'upstream',
-            namespace: NAMESPACE,
-            clusterIPs: [ADDRESSES.clusterIp],
-            ports: [{ port: SERVICE_PORT, name: 'http', protocol: 'http', targetPort: APP_PORT }],
-            endpoints: [{ address: ADDRESSES.server, identity: idOf('server') }],
-          },
-        ],
+        services: [upstreamService('upstream', ADDRESSES.clusterIp)],
         inbound: {},
       }),
       0o644,
     );
     this.sidecarFile('server-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } }), 0o644);
+    if (POLICY) {
+      this.sidecarFile('client-policy-proxy.json', JSON.stringify({ ...base, services: policyServices(), inbound: {} }), 0o644);
+      this.sidecarFile(
+        'server-policy-proxy.json',
+        JSON.stringify({
+          ...base,
+          services: [],
+          inbound: { mtlsMode: 'STRICT', authorization: [{ name: 'bench-callers', rules: [{ serviceAccounts: [`${NAMESPACE}/client`] }] }] },
+        }),
+        0o644,
+      );
+    }
     return haproxyTls;
   }
 
@@ -359,7 +374,7 @@ class Bench {
     for (const ns of [net.client, net.server]) await must('ip', ['netns', 'exec', ns, ...TSMESH, 'init'], 60_000);
   }
 
-  startTsmeshProxy(net: BenchNet, name: string, ns: string, sa: 'client' | 'server', podIp: string, extraNodeFlags: string[] = []): Started {
+  startTsmeshProxy(net: BenchNet, name: string, ns: string, sa: 'client' | 'server', podIp: string, extraNodeFlags: string[] = [], config = ''): Started {
     const env = {
       PATH: process.env['PATH'] ?? '/usr/bin:/bin',
       TSMESH_POD_NAME: `${sa}-0`,
@@ -372,7 +387,7 @@ class Bench {
       TSMESH_CONTROL_PLANE_ADDRESS: '127.0.0.1:15012',
       TSMESH_TOKEN_PATH: this.path(`${sa}.token`),
       TSMESH_TRUST_BUNDLE_PATH: this.path('root-cert.pem'),
-      TSMESH_CONFIG_FILE: this.path(`${sa}-proxy.json`),
+      TSMESH_CONFIG_FILE: this.path(`${sa}${config}-proxy.json`),
       TSMESH_DRAIN_DURATION: '1s',
     };
     return net.start(name, ns, [TSMESH[0]!, ...extraNodeFlags, ...TSMESH.slice(1), 'proxy'], this.path(`${name}.log`), SIDECAR, env);
@@ -397,9 +412,10 @@ class Bench {
     }
   }
 
-  async startTsmeshPair(net: BenchNet, extraNodeFlags: string[] = [], suffix = ''): Promise<Started[]> {
-    const server = this.startTsmeshProxy(net, `tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server, extraNodeFlags);
-    const client = this.startTsmeshProxy(net, `tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client, extraNodeFlags);
+  /** `config`: '' for the bare configuration, '-policy' for the one with every layer on. */
+  async startTsmeshPair(net: BenchNet, extraNodeFlags: string[] = [], suffix = '', config = ''): Promise<Started[]> {
+    const server = this.startTsmeshProxy(net, `tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server, extraNodeFlags, config);
+    const client = this.startTsmeshProxy(net, `tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client, extraNodeFlags, config);
     for (const [p, ns] of [[server, net.server], [client, net.client]] as const) {
       await waitFor(
         `${p.name} /ready`,
@@ -415,6 +431,39 @@ class Bench {
   async destroy(): Promise<void> {
     for (const net of this.nets) await net.destroy();
   }
+}
+
+/** The Service the load calls, one endpoint: the server pod. */
+function upstreamService(name: string, clusterIp: string): Record<string, unknown> {
+  return {
+    name,
+    namespace: NAMESPACE,
+    clusterIPs: [clusterIp],
+    ports: [{ port: SERVICE_PORT, name: 'http', protocol: 'http', targetPort: APP_PORT }],
+    endpoints: [{ address: ADDRESSES.server, identity: idOf('server') }],
+  };
+}
+
+/**
+ * The same Service with every traffic layer on: a header route the load never
+ * matches (so every request walks the match list), then a 90/10 split to a
+ * second Service on the same endpoint, with a timeout, retries and their
+ * budget, a circuit breaker and a delay fault. None of it turns a request of
+ * the benchmark into an error: the measured cost is the layers' own.
+ */
+function policyServices(): Record<string, unknown>[] {
+  const trafficPolicy = {
+    name: 'bench-policy',
+    timeout: '5s',
+    retries: { attempts: 3, perTryTimeout: '1s', backoff: { base: '5ms', max: '50ms' }, retryOn: ['5xx', 'connect-failure', 'reset'], budget: { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' } },
+    circuitBreaker: { consecutiveFailures: 5, failureRate: { threshold: 0.5, window: '10s', minRequests: 20 }, ejectionTime: '10s', maxEjectionPercent: 50 },
+    faults: { delay: { percent: 1, duration: '1ms' } },
+    routes: [
+      { name: 'debug', match: { headers: { 'x-bench-debug': 'on' } }, backends: [{ service: 'upstream-canary', weight: 100 }] },
+      { name: 'split', match: { pathPrefix: '/' }, backends: [{ service: 'upstream', weight: 90 }, { service: 'upstream-canary', weight: 10 }] },
+    ],
+  };
+  return [{ ...upstreamService('upstream', ADDRESSES.clusterIp), trafficPolicy }, upstreamService('upstream-canary', ADDRESSES.canaryClusterIp)];
 }
 
 function ratio(a: number, b: number): number {
@@ -474,6 +523,42 @@ function report(runs: Run[], load: [number, number]): void {
   console.log(`bench:sidecar throughput_vs_haproxy=${f(throughput, 3)} added_p99_vs_haproxy=${f(addedP99, 3)} rss_mb=${f(rss, 1)} cpu_per_krps=${f(cpuPerKrps, 3)}`);
 }
 
+/** Sums of a counter in the client sidecar's /metrics, by series: shows the policy in force. */
+async function clientCounters(net: BenchNet, name: string, only = ''): Promise<number> {
+  const r = await net.exec(net.client, ['curl', '-s', '--max-time', '2', 'http://127.0.0.1:15020/metrics']);
+  let sum = 0;
+  for (const line of r.stdout.split('\n'))
+    if (line.startsWith(`${name}{`) && line.includes(only)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+function reportPolicy(runs: [Run, Run], inForce: { requests: number; delayed: number }, load: [number, number]): void {
+  const [bare, policy] = runs;
+  const sat = (r: Run): WrkReport => mergeWrk(r.wrkRuns);
+  const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  const perKrps = (r: Run, i: number): number => r.fixedCpuSeconds[i]! / (r.fixed!.requests / 1000);
+  const rows: [string, (r: Run) => string][] = [
+    ['saturation throughput (req/s)', (r) => f(sat(r).requestsPerSecond, 0)],
+    ['saturation p50 / p99 (ms)', (r) => `${f(sat(r).p50)} / ${f(sat(r).p99)}`],
+    [`${RATE} req/s p50 / p90 / p99 (ms)`, (r) => `${f(r.fixed!.p50)} / ${f(r.fixed!.p90)} / ${f(r.fixed!.p99)}`],
+    ['CPU per 1000 req/s, per sidecar (cores)', (r) => r.sidecars.map((_, i) => f(perKrps(r, i), 3)).join(' / ')],
+    [`RSS per sidecar at ${RATE} req/s (MB)`, (r) => r.memory.map((m) => f(m.rssMb, 1)).join(' / ')],
+  ];
+  const w0 = Math.max(...rows.map(([l]) => l.length)) + 2;
+  const w = 26;
+  console.log(
+    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The two tsmesh pairs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
+      `\nsaturation: wrk, ${WRK_THREADS} thread(s), ${CONNECTIONS} connections; fixed rate: open loop, ${RATE} req/s. Sidecar figures are client / server.\n`,
+  );
+  console.log(''.padEnd(w0) + runs.map((r) => r.name.padStart(w)).join(''));
+  for (const [label, cell] of rows) console.log(label.padEnd(w0) + runs.map((r) => cell(r).padStart(w)).join(''));
+  console.log(
+    `\nthe policy in force: the delay fault (1% of requests) held ${inForce.delayed} of the client sidecar's ${inForce.requests} outbound requests (${f((100 * inForce.delayed) / inForce.requests)}%)`,
+  );
+  if (load[0] > 0.5) console.log(`note: load average ${f(load[0])} before the run and ${f(load[1])} after: other work shared the machine; the turns keep the comparison fair.`);
+  console.log(`bench:sidecar-policy throughput_vs_bare=${f(ratio(sat(policy).requestsPerSecond, sat(bare).requestsPerSecond), 3)}`);
+}
+
 async function profileRun(bench: Bench, tsmesh: Run, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   chownSync(dir, PROXY_UID, PROXY_UID);
@@ -527,6 +612,12 @@ async function profileRun(bench: Bench, tsmesh: Run, dir: string): Promise<void>
     );
 }
 
+function failIfErrors(runs: Run[]): void {
+  const failed = runs.filter((r) => r.fixed!.errors > 0 || mergeWrk(r.wrkRuns).errors > 0);
+  if (failed.length > 0)
+    throw new Error(failed.map((r) => `${r.name}: requests failed (fixed rate ${r.fixed!.errors}, first: ${r.fixed!.firstError}; wrk ${mergeWrk(r.wrkRuns).errors})`).join('\n'));
+}
+
 async function main(): Promise<number> {
   const why = await unavailable();
   if (why) {
@@ -564,6 +655,32 @@ async function main(): Promise<number> {
       memoryAfterSaturation: [],
     });
 
+    if (POLICY) {
+      const pair = async (name: Run['name'], config: string): Promise<Run> => {
+        const net = await bench.newNet();
+        await bench.startApp(net, name);
+        await bench.meshPods(net);
+        await bench.startControlPlanes(net);
+        return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, [], config, config));
+      };
+      const runs: [Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+policy', '-policy')];
+      for (const r of runs) console.log(`${r.name.padEnd(14)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
+      console.log(`warming up (${WARM_UP} s of wrk per run) ...`);
+      for (const r of runs) await bench.wrk(r.net, r.url, WARM_UP);
+      console.log(`fixed rate: ${RATE} req/s, ${WARM_UP} + ${ROUNDS} rounds ...`);
+      await bench.fixedRatePhase(runs);
+      console.log(`saturation: ${ROUNDS} rounds ...`);
+      await bench.saturationPhase(runs);
+      failIfErrors(runs);
+      const inForce = {
+        requests: await clientCounters(runs[1].net, 'tsmesh_requests_total', 'direction="outbound"'),
+        delayed: await clientCounters(runs[1].net, 'tsmesh_faults_injected_total', 'kind="delay"'),
+      };
+      if (inForce.delayed === 0) throw new Error('the policy was not in force: the client sidecar injected no delay fault');
+      reportPolicy(runs, inForce, [loadBefore, loadAverage()]);
+      return 0;
+    }
+
     // direct: no redirects, no sidecars.
     const directNet = await bench.newNet();
     await bench.startApp(directNet, 'direct');
@@ -599,9 +716,7 @@ async function main(): Promise<number> {
     await bench.fixedRatePhase(runs);
     console.log(`saturation: ${ROUNDS} rounds ...`);
     await bench.saturationPhase(runs);
-    const failed = runs.filter((r) => r.fixed!.errors > 0 || mergeWrk(r.wrkRuns).errors > 0);
-    if (failed.length > 0)
-      throw new Error(failed.map((r) => `${r.name}: requests failed (fixed rate ${r.fixed!.errors}, first: ${r.fixed!.firstError}; wrk ${mergeWrk(r.wrkRuns).errors})`).join('\n'));
+    failIfErrors(runs);
 
     report(runs, [loadBefore, loadAverage()]);
 

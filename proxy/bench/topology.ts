@@ -18,6 +18,8 @@ export const ADDRESSES = {
   server: '10.244.200.3',
   prefix: 24,
   clusterIp: '10.96.200.10',
+  /** Only in the --policy configuration, as a split's second Service; never dialled. */
+  canaryClusterIp: '10.96.200.11',
 } as const;
 
 export interface RunResult {
