@@ -1,12 +1,19 @@
-// The control plane's admin port (15014): /metrics, /healthz, /readyz.
+// The control plane's admin port (15014): /metrics, /healthz, /readyz, and
+// the mesh dashboard: the page at / and its JSON at /api/v1/mesh.
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { DASHBOARD_HTML } from './observe/dashboard-page.js';
+import type { MeshView } from './observe/view.js';
 
 export interface AdminServerOptions {
   registry: Registry;
   /** Readiness checks: each returns undefined when ready, else why not. */
   readiness: () => string | undefined;
+  /** The proxies' golden metrics; without it / and /api/v1/mesh answer 404. */
+  meshView?: () => MeshView;
 }
+
+export const MESH_VIEW_PATH = '/api/v1/mesh';
 
 export function createAdminServer(opts: AdminServerOptions): Server {
   return createServer((req, res) => {
@@ -25,8 +32,13 @@ export function createAdminServer(opts: AdminServerOptions): Server {
         (text) => res.writeHead(200, { 'content-type': opts.registry.contentType }).end(text),
         (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${e.message}\n`),
       );
+    } else if (opts.meshView && path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
+    } else if (opts.meshView && path === MESH_VIEW_PATH) {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(opts.meshView()));
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /healthz, /readyz\n');
+      const paths = [...(opts.meshView ? ['/', MESH_VIEW_PATH] : []), '/metrics', '/healthz', '/readyz'];
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found; try ${paths.join(', ')}\n`);
     }
   });
 }

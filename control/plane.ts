@@ -2,7 +2,8 @@
 //   15012 (TLS)  the CA (POST /v1/certificates, GET /v1/trust-bundle) and the
 //                discovery stream (GET /v1/config, POST /v1/config/ack, mTLS)
 //   9443  (TLS)  the sidecar injector (POST /inject)
-//   15014        admin: /metrics, /healthz, /readyz
+//   15014        admin: /metrics, /healthz, /readyz, and the dashboard (/, /api/v1/mesh)
+//                when it is given proxies to scrape
 // Serving certificates come from the mesh CA itself and are re-issued at
 // half-life with setSecureContext, so open connections stay up.
 import { generateKeyPairSync } from 'node:crypto';
@@ -21,6 +22,8 @@ import type { Logger } from '../lib/log.js';
 import { startWebhookServer, type RunningWebhook } from '../webhook/app.js';
 import type { MeshConfig } from '../webhook/mesh-config.js';
 import { createAdminServer } from './admin.js';
+import { MeshObserver } from './observe/observer.js';
+import type { ScrapeTarget } from './observe/view.js';
 import type { MeshSource } from './sources/source.js';
 import { Discovery } from './stream.js';
 
@@ -48,6 +51,10 @@ export interface ControlPlaneOptions {
   dnsNames?: string[];
   /** Extra IP addresses for the serving certificate (127.0.0.1 and ::1 are always in it). */
   ipAddresses?: string[];
+  /** The proxies whose /metrics the dashboard shows, asked before every scrape; no dashboard without it. */
+  scrapeTargets?: () => readonly ScrapeTarget[];
+  /** Scrape only while the dashboard or its JSON is read (paused after a minute without a read). */
+  scrapeOnDemand?: boolean;
 }
 
 export interface RunningControlPlane {
@@ -141,12 +148,20 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   };
   scheduleRotation();
 
-  const admin: Server = createAdminServer({ registry, readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined) });
+  const observer = opts.scrapeTargets
+    ? new MeshObserver({ targets: opts.scrapeTargets, log: log.child('observe'), ...(opts.scrapeOnDemand ? { idleAfterMs: 60_000 } : {}) })
+    : undefined;
+  const admin: Server = createAdminServer({
+    registry,
+    readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined),
+    ...(observer ? { meshView: () => observer.view() } : {}),
+  });
   server.listen(opts.port ?? 15012, host);
   admin.listen(opts.adminPort ?? 15014, host);
   await Promise.all([once(server, 'listening'), once(admin, 'listening')]);
   const caPort = (server.address() as AddressInfo).port;
   const adminPort = (admin.address() as AddressInfo).port;
+  if (observer && !opts.scrapeOnDemand) observer.start();
   log.info('control plane listening', { caPort, adminPort, webhookPort: webhook?.port, discovery: Boolean(discovery), trustDomain: authority.trustDomain });
 
   return {
@@ -157,6 +172,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     discovery,
     async close() {
       clearTimeout(rotateTimer);
+      observer?.close();
       unsubscribe();
       discovery?.close();
       server.closeAllConnections();

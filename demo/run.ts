@@ -33,7 +33,7 @@ export interface DemoOptions {
   log: Logger;
   /** Requests per second of the traffic generator. */
   rps?: number;
-  /** The control plane's admin port (dashboard later, /metrics now); 0 picks one. */
+  /** The control plane's admin port (the dashboard at /, /metrics); 0 picks one. */
   adminPort?: number;
 }
 
@@ -85,6 +85,7 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
     for (const w of WORKLOADS) inboundPorts.set(w.name, await freePort());
     writeFileSync(join(dir, 'mesh.yaml'), meshFile(Object.fromEntries(WORKLOADS.map((w) => [w.name, { address: HOST, port: inboundPorts.get(w.name)! }]))));
 
+    const adminPorts = new Map<string, number>();
     const authority = await loadCaFromDir(dir, { trustDomain: TRUST_DOMAIN });
     const meshSource = new FileMeshSource(join(dir, 'mesh.yaml'), log.child('mesh-file'));
     cleanups.push(() => meshSource.close());
@@ -96,11 +97,12 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
       host: HOST,
       port: 0,
       adminPort: opts.adminPort ?? 0,
+      // The dashboard scrapes each sidecar's admin port, as it would each pod's 15020.
+      scrapeTargets: () => [...adminPorts].map(([workload, port]) => ({ workload, namespace: NAMESPACE, url: `http://${HOST}:${port}/metrics` })),
     });
     cleanups.push(() => controlPlane.close());
 
     const sidecars = new Map<string, Sidecar>();
-    const adminPorts = new Map<string, number>();
     const identities: IdentityManager[] = [];
     const upstreamUrls = new Map<string, Record<string, string>>();
     for (const w of WORKLOADS) {

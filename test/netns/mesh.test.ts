@@ -23,7 +23,7 @@ import {
   type Managed,
 } from './mesh-lab.js';
 import { netnsUnavailable, run } from './netns.js';
-import { find, parseMetrics, type Sample } from './prom-text.js';
+import { find, parseMetrics, type Sample } from '../../lib/prom-text.js';
 
 
 const sum = (samples: Sample[]): number => samples.reduce((n, s) => n + s.value, 0);

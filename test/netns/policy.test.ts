@@ -26,7 +26,7 @@ import assert from 'node:assert/strict';
 import type { LoadOptions, LoadSummary, RequestRecord } from './mesh-client.js';
 import { APP_HTTP_PORT, APP_USER, K8S_NAMESPACE, sleep, waitFor } from './mesh-lab.js';
 import { netnsUnavailable } from './netns.js';
-import { total } from './prom-text.js';
+import { total } from '../../lib/prom-text.js';
 import { StreamLab, type MeshDocument } from './stream-lab.js';
 
 const NS = K8S_NAMESPACE;

@@ -43,7 +43,7 @@ import {
   waitFor,
 } from './mesh-lab.js';
 import { REPO, run, type RunAs, type RunResult } from './netns.js';
-import { parseMetrics, type Sample } from './prom-text.js';
+import { parseMetrics, type Sample } from '../../lib/prom-text.js';
 
 export interface PodSpec {
   /** The pod's name, and its namespace's (keep it short: the bridge port is "v-<name>"). */

@@ -1,10 +1,13 @@
-// Reading a Prometheus text exposition (a proxy's /metrics) in the netns tests.
+// Reading a Prometheus text exposition (a proxy's /metrics): the control
+// plane's dashboard and the netns tests read proxies' metrics through it.
 
 export interface Sample {
   name: string;
   labels: Record<string, string>;
   value: number;
 }
+
+const LABEL_ESCAPES: Readonly<Record<string, string>> = { '\\\\': '\\', '\\"': '"', '\\n': '\n' };
 
 /** The samples of a Prometheus text exposition. */
 export function parseMetrics(text: string): Sample[] {
@@ -14,7 +17,9 @@ export function parseMetrics(text: string): Sample[] {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (!m) continue;
     const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[l[1]!] = l[2]!.replace(/\\[\\"n]/g, (e) => LABEL_ESCAPES[e]!);
+    }
     out.push({ name: m[1]!, labels, value: Number(m[3]) });
   }
   return out;

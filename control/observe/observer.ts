@@ -1,0 +1,104 @@
+// Scrapes every known proxy's /metrics on an interval and keeps a sliding
+// window of scrapes per proxy, from which view.ts computes the dashboard.
+// With `idleAfterMs`, scraping runs only while someone reads the view: in a
+// cluster the control plane then sends nothing to pods nobody is looking at.
+import { parseMetrics } from '../../lib/prom-text.js';
+import type { Logger } from '../../lib/log.js';
+import { buildMeshView, type MeshView, type Scrape, type ScrapeTarget, type TargetState } from './view.js';
+
+export interface MeshObserverOptions {
+  /** The proxies to scrape, asked before every round. */
+  targets: () => readonly ScrapeTarget[];
+  log: Logger;
+  /** Between two rounds (default 2 s). */
+  intervalMs?: number;
+  /** Rates are measured over this much history (default 10 s). */
+  windowMs?: number;
+  /** Per scrape (default 1.5 s). */
+  timeoutMs?: number;
+  /** Pause scraping after this long without a read of the view; undefined: always scrape. */
+  idleAfterMs?: number;
+}
+
+interface State {
+  target: ScrapeTarget;
+  scrapes: Scrape[];
+  error?: string;
+}
+
+export class MeshObserver {
+  private readonly states = new Map<string, State>();
+  private readonly intervalMs: number;
+  private readonly windowMs: number;
+  private readonly timeoutMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  /** A round is in flight or scheduled. */
+  private running = false;
+  private lastRead = Date.now();
+  private closed = false;
+
+  constructor(private readonly opts: MeshObserverOptions) {
+    this.intervalMs = opts.intervalMs ?? 2000;
+    this.windowMs = opts.windowMs ?? 10_000;
+    this.timeoutMs = opts.timeoutMs ?? 1500;
+  }
+
+  /** Starts the scrape loop (no-op when running or closed). */
+  start(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    const round = (): void => {
+      this.timer = undefined;
+      if (this.closed || (this.opts.idleAfterMs !== undefined && Date.now() - this.lastRead > this.opts.idleAfterMs)) {
+        this.running = false;
+        this.opts.log.debug('scraping paused: nobody reads the mesh view');
+        return;
+      }
+      void this.scrapeAll().finally(() => {
+        if (!this.closed) this.timer = setTimeout(round, this.intervalMs).unref();
+      });
+    };
+    round();
+  }
+
+  /** The mesh now; a read restarts a paused loop. */
+  view(): MeshView {
+    this.lastRead = Date.now();
+    this.start();
+    return buildMeshView([...this.states.values()] as TargetState[], Date.now());
+  }
+
+  /** One round: every target scraped once, in parallel. */
+  async scrapeAll(): Promise<void> {
+    const targets = this.opts.targets();
+    const urls = new Set(targets.map((t) => t.url));
+    for (const url of this.states.keys()) if (!urls.has(url)) this.states.delete(url);
+    await Promise.all(targets.map((t) => this.scrape(t)));
+  }
+
+  private async scrape(target: ScrapeTarget): Promise<void> {
+    let state = this.states.get(target.url);
+    if (!state) this.states.set(target.url, (state = { target, scrapes: [] }));
+    state.target = target;
+    try {
+      const res = await fetch(target.url, { signal: AbortSignal.timeout(this.timeoutMs) });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const at = Date.now();
+      state.scrapes.push({ at, samples: parseMetrics(text) });
+      // Keep one scrape at or before the window's start, so the window is covered whole.
+      while (state.scrapes.length > 2 && state.scrapes[1]!.at <= at - this.windowMs) state.scrapes.shift();
+      delete state.error;
+    } catch (e) {
+      const cause = (e as Error & { cause?: Error }).cause;
+      state.error = `${(e as Error).message}${cause ? `: ${cause.message}` : ''}`;
+      this.opts.log.debug('scrape failed', { url: target.url, error: state.error });
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

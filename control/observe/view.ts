@@ -1,0 +1,168 @@
+// The mesh as the dashboard and `tsmesh stat` see it, from the proxies'
+// scrapes: per workload what its pods answered (inbound), per edge (a
+// workload calling a service) what its callers saw (outbound), per proxy its
+// certificate's expiry. Pure: scrapes in, a view out.
+import type { Sample } from '../../lib/prom-text.js';
+import { counterIncreases, GoldenAccumulator, type GoldenSignals } from './golden.js';
+
+/** A proxy to scrape: its admin /metrics URL and the workload it serves. */
+export interface ScrapeTarget {
+  workload: string;
+  namespace: string;
+  url: string;
+}
+
+/** One scrape of one proxy. */
+export interface Scrape {
+  /** Milliseconds since the epoch. */
+  at: number;
+  samples: Sample[];
+}
+
+/** A target with its scrapes in the window (oldest first) and how the last attempt went. */
+export interface TargetState {
+  target: ScrapeTarget;
+  scrapes: readonly Scrape[];
+  /** Why the last scrape failed; undefined when it succeeded. */
+  error?: string;
+}
+
+export interface WorkloadView extends GoldenSignals {
+  name: string;
+  namespace: string;
+  /** Proxies of the workload whose last scrape succeeded, of `pods` known. */
+  meshedPods: number;
+  pods: number;
+}
+
+export interface EdgeView extends GoldenSignals {
+  /** The calling workload. */
+  source: string;
+  sourceNamespace: string;
+  /** The service called, as `name.namespace`. */
+  destination: string;
+  /** Every request in the window (or, when there was none, ever) went over mTLS. */
+  mtls: boolean;
+  sourceIdentities: string[];
+  /** The identities that answered (several behind a split). */
+  destinationIdentities: string[];
+}
+
+export interface ProxyView {
+  workload: string;
+  namespace: string;
+  url: string;
+  up: boolean;
+  error?: string;
+  /** When the proxy's certificate expires (ISO 8601); null before it holds one. */
+  certExpiresAt: string | null;
+  certExpiresInSeconds: number | null;
+}
+
+export interface MeshView {
+  generatedAt: string;
+  /** Seconds the rates are measured over (the widest of the proxies' windows). */
+  windowSeconds: number;
+  workloads: WorkloadView[];
+  edges: EdgeView[];
+  proxies: ProxyView[];
+}
+
+const REQUESTS = 'tsmesh_requests_total';
+const BUCKETS = 'tsmesh_request_duration_seconds_bucket';
+const CERT_EXPIRY = 'tsmesh_identity_cert_expiration_timestamp_seconds';
+const COUNTERS: ReadonlySet<string> = new Set([REQUESTS, BUCKETS]);
+
+interface Group {
+  golden: GoldenAccumulator;
+  /** Request series that grew in the window, and every request series: who talked, over what. */
+  window: Sample[];
+  ever: Sample[];
+}
+
+const newGroup = (): Group => ({ golden: new GoldenAccumulator(), window: [], ever: [] });
+
+/** Adds one proxy's window of one direction to `group`. */
+function addToGroup(group: Group, inWindow: readonly Sample[], all: readonly Sample[], buckets: readonly Sample[], seconds: number): void {
+  group.golden.add(inWindow, buckets, seconds);
+  group.window.push(...inWindow.filter((s) => s.value > 0));
+  group.ever.push(...all);
+}
+
+/** Whether the group's requests were all mTLS, and between whom; from the window, or from ever when the window saw none. */
+function security(group: Group): { mtls: boolean; sourceIdentities: string[]; destinationIdentities: string[] } {
+  const seen = group.window.length > 0 ? group.window : group.ever;
+  const values = (label: string): string[] => [...new Set(seen.map((s) => s.labels[label] ?? ''))].filter((v) => v !== '').sort();
+  return {
+    mtls: seen.length > 0 && seen.every((s) => s.labels.tls === 'true'),
+    sourceIdentities: values('source_identity'),
+    destinationIdentities: values('destination_identity'),
+  };
+}
+
+const byName = <T>(key: (t: T) => string) => (a: T, b: T): number => key(a).localeCompare(key(b));
+
+export function buildMeshView(states: readonly TargetState[], now: number): MeshView {
+  const workloads = new Map<string, { name: string; namespace: string; pods: number; meshedPods: number; group: Group }>();
+  const edges = new Map<string, { source: string; sourceNamespace: string; destination: string; group: Group }>();
+  const proxies: ProxyView[] = [];
+  let windowSeconds = 0;
+
+  for (const { target, scrapes, error } of states) {
+    const wkey = `${target.namespace}/${target.workload}`;
+    const workload = workloads.get(wkey) ?? { name: target.workload, namespace: target.namespace, pods: 0, meshedPods: 0, group: newGroup() };
+    workloads.set(wkey, workload);
+    workload.pods += 1;
+    if (!error && scrapes.length > 0) workload.meshedPods += 1;
+
+    const last = scrapes.at(-1);
+    const expiry = last?.samples.find((s) => s.name === CERT_EXPIRY)?.value;
+    proxies.push({
+      workload: target.workload,
+      namespace: target.namespace,
+      url: target.url,
+      up: !error && last !== undefined,
+      ...(error ? { error } : {}),
+      certExpiresAt: expiry ? new Date(expiry * 1000).toISOString() : null,
+      certExpiresInSeconds: expiry ? Math.round(expiry - now / 1000) : null,
+    });
+
+    const first = scrapes[0];
+    if (!last || !first || first === last) continue;
+    const seconds = (last.at - first.at) / 1000;
+    windowSeconds = Math.max(windowSeconds, seconds);
+    const increases = counterIncreases(first.samples, last.samples, COUNTERS);
+    const direction = (d: string, name: string) => increases.filter((s) => s.name === name && s.labels.direction === d);
+    const everRequests = last.samples.filter((s) => s.name === REQUESTS);
+
+    addToGroup(workload.group, direction('inbound', REQUESTS), everRequests.filter((s) => s.labels.direction === 'inbound'), direction('inbound', BUCKETS), seconds);
+
+    const outRequests = direction('outbound', REQUESTS);
+    const outBuckets = direction('outbound', BUCKETS);
+    for (const service of new Set(everRequests.filter((s) => s.labels.direction === 'outbound').map((s) => s.labels.destination_service ?? ''))) {
+      const ekey = `${wkey} ${service}`;
+      const edge = edges.get(ekey) ?? { source: target.workload, sourceNamespace: target.namespace, destination: service, group: newGroup() };
+      edges.set(ekey, edge);
+      const mine = (s: Sample): boolean => s.labels.destination_service === service;
+      addToGroup(edge.group, outRequests.filter(mine), everRequests.filter((s) => s.labels.direction === 'outbound' && mine(s)), outBuckets.filter(mine), seconds);
+    }
+  }
+
+  return {
+    generatedAt: new Date(now).toISOString(),
+    windowSeconds,
+    workloads: [...workloads.values()]
+      .map((w) => ({ name: w.name, namespace: w.namespace, meshedPods: w.meshedPods, pods: w.pods, ...w.group.golden.signals() }))
+      .sort(byName((w) => `${w.namespace}/${w.name}`)),
+    edges: [...edges.values()]
+      .map((e) => ({
+        source: e.source,
+        sourceNamespace: e.sourceNamespace,
+        destination: e.destination,
+        ...e.group.golden.signals(),
+        ...security(e.group),
+      }))
+      .sort(byName((e) => `${e.sourceNamespace}/${e.source} ${e.destination}`)),
+    proxies: proxies.sort(byName((p) => `${p.namespace}/${p.workload} ${p.url}`)),
+  };
+}
