@@ -6,6 +6,7 @@ import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
 import { CONTROL_PLANE_NAMESPACE, startControlPlane } from '../../control/plane.js';
 import { FileMeshSource } from '../../control/sources/file.js';
+import { modelScrapeTargets } from '../../control/observe/targets.js';
 import { createKubernetesSource } from '../../control/sources/kubernetes.js';
 import { startTrustBundleSync } from '../../control/trust-bundle.js';
 import { startLeaderElection } from '../../control/leader.js';
@@ -31,7 +32,7 @@ the admin port (15014). Each part can be switched off.
   --host ADDR           listen address (default 0.0.0.0)
   --serving-ip IP       an IP address proxies dial the control plane by (repeatable; 127.0.0.1 and ::1 always)
   --port N              CA and discovery TLS port (default 15012)
-  --admin-port N        /metrics, /healthz, /readyz (default 15014)
+  --admin-port N        /metrics, /healthz, /readyz, and in Kubernetes the dashboard at / (default 15014)
   --log-level LEVEL     error, warn, info, debug (default info)                            [TSMESH_LOG_LEVEL]
   --mesh-file FILE      discovery from a local Mesh file instead of Kubernetes             [TSMESH_MESH_FILE]
   --no-ca               do not serve the CA
@@ -168,6 +169,8 @@ export const controlPlaneCommand: Command = {
       ...(values['serving-ip'] ? { ipAddresses: values['serving-ip'] } : {}),
       port: port(values.port, 15012, '--port'),
       adminPort: port(values['admin-port'], 15014, '--admin-port'),
+      // The dashboard scrapes the meshed pods' proxies (podIP:15020), only while someone reads it.
+      ...(meshSource && !local ? { scrapeTargets: () => modelScrapeTargets(meshSource.current()), scrapeOnDemand: true } : {}),
     });
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
