@@ -1,17 +1,25 @@
-// Serves a Handler over node:http on sockets handed to it (it never listens):
-// outbound gets the app's plain connections, inbound the terminated mTLS ones.
-// Errors become 502/503/504 responses, never a crash.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// Serves a Handler over HTTP/1.1 on sockets handed to it (it never listens):
+// outbound gets the app's plain connections, inbound the terminated mTLS
+// ones. The framing is the proxy's own (h1/head.ts, h1/body.ts), on the raw
+// socket: no IncomingMessage or ServerResponse per request, one pass over
+// the head that also drops hop-by-hop fields, and one abort signal per
+// connection (an HTTP/1.1 connection carries one request at a time, and a
+// client that goes away ends the connection). Requests are answered in order;
+// a pipelined request waits, unread, until the response before it is sent.
+// Errors become 4xx/5xx responses, never a crash.
+import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
-import { sendBody } from './pipe.js';
 import type { Logger } from '../../lib/log.js';
-import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { BodyDecoder, writeChunk, writeLastChunk } from './h1/body.js';
+import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
+import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface HttpServerOptions {
-  /** The handler for requests on `socket`; looked up once per connection. */
+  /** The handler for requests on `socket`; looked up once per request. */
   handlerFor(socket: Duplex): Handler | undefined;
   log: Logger;
-  /** Headers must arrive within this (slowloris); default 10 s. */
+  /** A request head must arrive within this from its first byte (slowloris); default 10 s. */
   headersTimeoutMs?: number;
   /** Idle keep-alive connections close after this; default 60 s. */
   keepAliveTimeoutMs?: number;
@@ -21,92 +29,329 @@ export interface HttpServerOptions {
 export const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface ProxyHttpServer {
-  server: Server;
+  /** Serves HTTP/1.1 on a connected socket (bytes already read were unshifted back onto it). */
+  accept(socket: Duplex): void;
   /** From now on every response carries `connection: close`; idle keep-alive connections close now. */
   drain(): void;
 }
 
 export function createHttpServer(opts: HttpServerOptions): ProxyHttpServer {
-  const state = { draining: false };
-  // Requests in flight per connection. The server never listens, so Node's own
-  // connection tracking (closeIdleConnections) does not cover these sockets.
-  const inFlight = new Map<Duplex, number>();
-  const server = createServer(
-    {
-      maxHeaderSize: MAX_HEADER_BYTES,
-      headersTimeout: opts.headersTimeoutMs ?? 10_000,
-      requestTimeout: 0,
-      keepAliveTimeout: opts.keepAliveTimeoutMs ?? 60_000,
-      noDelay: true,
-    },
-    (req, res) => {
-      const socket = req.socket;
-      inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
-      res.once('close', () => {
-        const left = (inFlight.get(socket) ?? 1) - 1;
-        inFlight.set(socket, left);
-        if (left === 0 && state.draining) socket.end();
-      });
-      if (state.draining) res.shouldKeepAlive = false;
-      void serve(req, res, opts);
-    },
-  );
-  server.on('connection', (socket: Duplex) => {
-    inFlight.set(socket, 0);
-    socket.once('close', () => inFlight.delete(socket));
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (!socket.writable || err.code === 'ECONNRESET') {
-      socket.destroy();
-      return;
-    }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-  });
+  const shared: Shared = {
+    opts,
+    headersTimeoutMs: opts.headersTimeoutMs ?? 10_000,
+    keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 60_000,
+    draining: false,
+    connections: new Set(),
+  };
   return {
-    server,
+    accept(socket) {
+      const c = new ServerConnection(socket, shared);
+      shared.connections.add(c);
+      socket.once('close', () => shared.connections.delete(c));
+    },
     drain() {
-      state.draining = true;
-      for (const [socket, n] of inFlight) if (n === 0) socket.end();
+      shared.draining = true;
+      for (const c of shared.connections) c.drainIfIdle();
     },
   };
 }
 
-async function serve(req: IncomingMessage, res: ServerResponse, opts: HttpServerOptions): Promise<void> {
-  const controller = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  const handler = opts.handlerFor(req.socket);
-  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-  const preq: ProxyRequest = {
-    protocol: 'http1',
-    method: req.method ?? 'GET',
-    path: req.url ?? '/',
-    headers: endToEndHeaders(req.headers),
-    body: hasBody ? req : null,
-    startedAt: performance.now(),
-    signal: controller.signal,
-  };
-  if (!hasBody) req.resume();
-  let response: ProxyResponse;
-  try {
-    response = handler ? await handler(preq) : localResponse(503, 'no-route', 'tsmesh: no route for this connection');
-  } catch (e) {
-    opts.log.warn('request failed', { error: (e as Error).message });
-    response = localResponse(502, 'proxy-error', `tsmesh: ${(e as Error).message}`);
+interface Shared {
+  opts: HttpServerOptions;
+  headersTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  draining: boolean;
+  connections: Set<ServerConnection>;
+}
+
+const enum Phase {
+  /** Waiting for (or reading) a request head. */
+  Head,
+  /** Reading the request's body. */
+  Body,
+  /** The request is read; its response is not sent yet. */
+  Respond,
+  Closed,
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+class ServerConnection {
+  private phase = Phase.Head;
+  private readonly reader = new HeadReader(MAX_HEADER_BYTES, 431);
+  private decoder: BodyDecoder | undefined;
+  private body: Readable | undefined;
+  /** Bytes of the next (pipelined) request, read while a response was pending. */
+  private held: Buffer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private controller: AbortController | undefined;
+  private keepAlive = true;
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly shared: Shared,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.onClose());
+    socket.once('end', () => {
+      // The client half-closed: no more requests. A request in flight is still answered.
+      if (this.phase === Phase.Head) socket.destroy();
+      else if (this.phase === Phase.Body) this.fail(new Error('the client closed the connection before the request body ended'));
+      else this.keepAlive = false;
+    });
+    this.arm(shared.headersTimeoutMs, false);
   }
-  if (res.destroyed) {
-    response.body?.destroy();
-    return;
+
+  drainIfIdle(): void {
+    if (this.phase === Phase.Head && !this.reader.started) this.socket.end();
   }
-  try {
-    res.writeHead(response.status, endToEndHeaders(response.headers as Record<string, string>) as Record<string, string | string[]>);
-    if (response.body) await sendBody(response.body, res);
-    else res.end();
-  } catch (e) {
-    // The client or the upstream went away mid-body: nothing more to send.
-    opts.log.debug('response stream ended early', { error: (e as Error).message });
-    res.destroy();
+
+  private get signal(): AbortSignal {
+    return (this.controller ??= new AbortController()).signal;
+  }
+
+  /** Idle (no head byte yet): close quietly at the keep-alive timeout; a head begun: 408 at the headers timeout. */
+  private arm(ms: number, headStarted: boolean): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (this.phase !== Phase.Head) return;
+      if (headStarted || this.reader.started) this.reject(408, 'Request Timeout');
+      else this.socket.destroy();
+    }, ms);
+    this.timer.unref();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === Phase.Closed) return;
+    if (this.phase === Phase.Respond) {
+      this.hold(chunk);
+      return;
+    }
+    try {
+      this.consume(chunk, 0);
+    } catch (e) {
+      if (e instanceof HttpParseError) {
+        this.shared.opts.log.debug('bad request', { error: e.message });
+        if (this.phase === Phase.Head) this.reject(e.status, STATUS_CODES[e.status] ?? 'Bad Request');
+        else this.fail(e);
+      } else throw e;
+    }
+  }
+
+  private hold(chunk: Buffer): void {
+    this.held = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+    this.socket.pause();
+  }
+
+  private consume(buf: Buffer, from: number): void {
+    let data = buf;
+    let i = from;
+    while (i < data.length) {
+      if (this.phase === Phase.Head) {
+        if (!this.reader.started) {
+          // RFC 9112 2.2: empty lines before a request line are ignored.
+          while (i < data.length && (data[i] === 0x0d || data[i] === 0x0a)) i++;
+          if (i === data.length) return;
+          this.arm(this.shared.headersTimeoutMs, true);
+        }
+        const got = this.reader.feed(data, i);
+        if (!got) return;
+        data = got.buf;
+        i = got.next;
+        this.start(parseRequestHead(got.text));
+      } else if (this.phase === Phase.Body) {
+        i = this.decoder!.feed(data, i, (d) => {
+          if (!this.body!.push(d)) this.socket.pause();
+        });
+        if (this.decoder!.done) {
+          this.body!.push(null);
+          this.phase = Phase.Respond;
+        }
+      } else {
+        if (this.phase === Phase.Respond && i < data.length) this.hold(data.subarray(i));
+        return;
+      }
+    }
+  }
+
+  private start(head: RequestHead): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.keepAlive = head.keepAlive && !this.shared.draining;
+    const hasBody = head.framing.kind !== 'none';
+    if (hasBody) {
+      this.decoder = new BodyDecoder(head.framing, 400);
+      this.body = new Readable({ read: () => this.socket.resume() });
+      this.phase = Phase.Body;
+      if (head.expectContinue) this.socket.write(CONTINUE);
+    } else {
+      this.body = undefined;
+      this.phase = Phase.Respond;
+    }
+    const req: ProxyRequest = {
+      protocol: 'http1',
+      method: head.method,
+      path: head.target,
+      headers: head.headers,
+      body: this.body ?? null,
+      startedAt: performance.now(),
+      signal: this.signal,
+    };
+    void this.respond(req, head);
+  }
+
+  private async respond(req: ProxyRequest, head: RequestHead): Promise<void> {
+    const { opts } = this.shared;
+    let res: ProxyResponse;
+    try {
+      const handler = opts.handlerFor(this.socket);
+      res = handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection');
+    } catch (e) {
+      if (!this.signal.aborted) opts.log.warn('request failed', { error: (e as Error).message });
+      res = localResponse(502, 'proxy-error', `tsmesh: ${(e as Error).message}`);
+    }
+    if (this.phase === Phase.Closed) {
+      res.body?.destroy();
+      return;
+    }
+    // A body the handler did not read to its end leaves the connection unusable for the next request.
+    if (this.phase === Phase.Body) this.keepAlive = false;
+    if (this.shared.draining) this.keepAlive = false;
+    try {
+      await this.send(res, head);
+    } catch (e) {
+      // The client or the upstream went away mid-body: nothing more to send.
+      opts.log.debug('response stream ended early', { error: (e as Error).message });
+      this.socket.destroy();
+      return;
+    }
+    this.next();
+  }
+
+  private send(res: ProxyResponse, head: RequestHead): Promise<void> {
+    const socket = this.socket;
+    const noBody = head.method === 'HEAD' || res.status === 204 || res.status === 304 || res.status < 200;
+    let out = `HTTP/1.1 ${res.status} ${STATUS_CODES[res.status] ?? 'Unknown'}\r\n`;
+    let length: string | undefined;
+    for (const name in res.headers) {
+      const v = res.headers[name];
+      if (v === undefined || HOP_BY_HOP.has(name) || name.charCodeAt(0) === 0x3a) continue;
+      if (name === 'content-length') {
+        length = String(v);
+        if (noBody && head.method !== 'HEAD') continue;
+      }
+      if (typeof v === 'string') out += `${name}: ${v}\r\n`;
+      else for (const one of v) out += `${name}: ${one}\r\n`;
+    }
+    const body = noBody ? null : res.body;
+    if (noBody) res.body?.destroy();
+    let chunked = false;
+    if (body === null) {
+      if (length === undefined && !noBody) out += 'content-length: 0\r\n';
+    } else if (length === undefined) {
+      if (head.minor === 1) {
+        chunked = true;
+        out += 'transfer-encoding: chunked\r\n';
+      } else this.keepAlive = false; // HTTP/1.0: the body ends with the connection.
+    }
+    if (!this.keepAlive) out += 'connection: close\r\n';
+    out += '\r\n';
+    if (body === null) {
+      socket.write(out, 'latin1');
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      let first = true;
+      let settled = false;
+      const done = (e?: Error): void => {
+        if (settled) return;
+        settled = true;
+        body.off('data', onData);
+        body.off('end', onEnd);
+        body.off('error', onError);
+        body.off('close', onBodyClose);
+        socket.off('drain', onDrain);
+        if (e) {
+          body.destroy();
+          reject(e);
+        } else resolve();
+      };
+      const onData = (d: Buffer): void => {
+        if (first) {
+          socket.cork();
+          socket.write(out, 'latin1');
+          first = false;
+          process.nextTick(uncork);
+        }
+        const ok = chunked ? writeChunk(socket, d) : socket.write(d);
+        if (!ok) body.pause();
+      };
+      const uncork = (): void => {
+        socket.uncork();
+      };
+      const onDrain = (): void => {
+        body.resume();
+      };
+      const onEnd = (): void => {
+        if (first) socket.write(out, 'latin1');
+        if (chunked) writeLastChunk(socket);
+        done();
+      };
+      const onError = (e: Error): void => done(e);
+      const onBodyClose = (): void => {
+        if (!body.readableEnded) done(new Error('the response body ended early'));
+      };
+      body.on('data', onData);
+      body.once('end', onEnd);
+      body.once('error', onError);
+      body.once('close', onBodyClose);
+      socket.on('drain', onDrain);
+    });
+  }
+
+  /** The response is sent: read the next request, or close. */
+  private next(): void {
+    this.body = undefined;
+    this.decoder = undefined;
+    if (!this.keepAlive) {
+      this.phase = Phase.Closed;
+      this.socket.end();
+      return;
+    }
+    this.phase = Phase.Head;
+    this.arm(this.shared.keepAliveTimeoutMs, false);
+    const held = this.held;
+    this.held = undefined;
+    if (held) this.onData(held);
+    if (this.phase === Phase.Head || this.phase === Phase.Body) this.socket.resume();
+  }
+
+  /** Answers a request that could not be read, and closes. */
+  private reject(status: number, reason: string): void {
+    this.phase = Phase.Closed;
+    clearTimeout(this.timer);
+    this.socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    this.socket.resume();
+  }
+
+  /** The request body broke off or was malformed: the request is abandoned. */
+  private fail(e: Error): void {
+    this.body?.destroy(e);
+    this.controller?.abort(e);
+    this.phase = Phase.Closed;
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    clearTimeout(this.timer);
+    const inFlight = this.phase === Phase.Body || this.phase === Phase.Respond;
+    this.phase = Phase.Closed;
+    if (inFlight) {
+      const e = new Error('the client closed the connection');
+      if (this.body && !this.body.readableEnded) this.body.destroy(e);
+      this.controller?.abort(e);
+    }
   }
 }

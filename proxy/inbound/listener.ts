@@ -114,7 +114,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
     }
     if (tls.alpnProtocol === MESH_ALPN.http1) {
       handlers.set(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
-      http.server.emit('connection', tls);
+      http.accept(tls);
     } else if (tls.alpnProtocol === MESH_ALPN.http2) {
       h2.accept(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
     } else {

@@ -138,7 +138,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       socket.destroy();
     } else if (sniffed.protocol === 'http1') {
       dialled.set(socket, key);
-      http.server.emit('connection', socket);
+      http.accept(socket);
       socket.resume();
     } else if (sniffed.protocol === 'http2') {
       // One HTTP/2 connection carries many requests: the target is resolved per request.

@@ -1,0 +1,122 @@
+// HTTP/1.1 bodies: a decoder that takes the bytes after a head and hands out
+// the body's data (Content-Length, chunked, or until close), and the encoders
+// the proxy writes with. Chunk extensions and trailers are read and dropped.
+import { HttpParseError, type Framing } from './head.js';
+
+/** A chunk-size line or a trailer section longer than these is refused. */
+const MAX_CHUNK_LINE = 1024;
+const MAX_TRAILER_BYTES = 64 * 1024;
+
+const enum State {
+  Length,
+  Close,
+  Size,
+  Data,
+  DataCr,
+  DataLf,
+  Trailer,
+  Done,
+}
+
+export class BodyDecoder {
+  private state: State;
+  private remaining = 0;
+  private line = '';
+  private trailerBytes = 0;
+
+  constructor(
+    framing: Framing,
+    private readonly error: 400 | 502,
+  ) {
+    this.state = framing.kind === 'length' ? State.Length : framing.kind === 'chunked' ? State.Size : framing.kind === 'close' ? State.Close : State.Done;
+    if (framing.kind === 'length') this.remaining = framing.length;
+    if (this.state === State.Length && this.remaining === 0) this.state = State.Done;
+  }
+
+  get done(): boolean {
+    return this.state === State.Done;
+  }
+
+  /** The body ends when the connection does (close-delimited). */
+  get untilClose(): boolean {
+    return this.state === State.Close;
+  }
+
+  /**
+   * Reads body bytes from buf[start..]; calls onData with each piece of data
+   * (slices of buf); returns where it stopped: the end of buf, or the first
+   * byte after the body once `done`.
+   */
+  feed(buf: Buffer, start: number, onData: (data: Buffer) => void): number {
+    let i = start;
+    const n = buf.length;
+    while (i < n) {
+      switch (this.state) {
+        case State.Done:
+          return i;
+        case State.Close:
+          onData(i === 0 ? buf : buf.subarray(i));
+          return n;
+        case State.Length:
+        case State.Data: {
+          const take = Math.min(this.remaining, n - i);
+          onData(i === 0 && take === n ? buf : buf.subarray(i, i + take));
+          i += take;
+          this.remaining -= take;
+          if (this.remaining === 0) this.state = this.state === State.Length ? State.Done : State.DataCr;
+          break;
+        }
+        case State.DataCr:
+          if (buf[i++] !== 0x0d) throw new HttpParseError(this.error, 'a chunk is not followed by CRLF');
+          this.state = State.DataLf;
+          break;
+        case State.DataLf:
+          if (buf[i++] !== 0x0a) throw new HttpParseError(this.error, 'a chunk is not followed by CRLF');
+          this.state = State.Size;
+          break;
+        case State.Size:
+        case State.Trailer: {
+          const lf = buf.indexOf(0x0a, i);
+          const end = lf === -1 ? n : lf;
+          this.line += buf.toString('latin1', i, end);
+          if (this.state === State.Size && this.line.length > MAX_CHUNK_LINE) throw new HttpParseError(this.error, 'a chunk-size line is too long');
+          if (this.state === State.Trailer && (this.trailerBytes += end - i + 1) > MAX_TRAILER_BYTES) throw new HttpParseError(this.error, 'the trailer section is too long');
+          i = lf === -1 ? n : lf + 1;
+          if (lf === -1) break;
+          if (!this.line.endsWith('\r')) throw new HttpParseError(this.error, 'a line of a chunked body does not end with CRLF');
+          const line = this.line.slice(0, -1);
+          this.line = '';
+          if (this.state === State.Trailer) {
+            if (line === '') this.state = State.Done;
+            break;
+          }
+          const semi = line.indexOf(';');
+          const hex = (semi === -1 ? line : line.slice(0, semi)).trimEnd();
+          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw new HttpParseError(this.error, `bad chunk size ${JSON.stringify(hex.slice(0, 20))}`);
+          this.remaining = parseInt(hex, 16);
+          this.state = this.remaining === 0 ? State.Trailer : State.Data;
+          break;
+        }
+      }
+    }
+    return i;
+  }
+}
+
+const CRLF = Buffer.from('\r\n');
+
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/** How the proxy frames a body it sends: as given by Content-Length, or chunked. */
+export function writeChunk(out: { write(b: Buffer | string): boolean; cork(): void; uncork(): void }, data: Buffer): boolean {
+  out.cork();
+  out.write(`${data.length.toString(16)}\r\n`);
+  out.write(data);
+  const ok = out.write(CRLF);
+  out.uncork();
+  return ok;
+}
+
+export function writeLastChunk(out: { write(b: Buffer): boolean }): boolean {
+  return out.write(LAST_CHUNK);
+}

@@ -1,0 +1,244 @@
+// HTTP/1.1 message heads (RFC 9112), parsed in one pass over the head's text:
+// the start line, the header fields with hop-by-hop ones left out, and how
+// the body is framed. Strict where leniency lets two parsers disagree about
+// where a message ends (request smuggling): Transfer-Encoding with
+// Content-Length, a bad or conflicting Content-Length, obs-fold, whitespace
+// before a colon, control characters; each is a clear error with a status.
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** A message the proxy will not read; `status` is what a client gets for it. */
+export class HttpParseError extends Error {
+  override name = 'HttpParseError';
+  constructor(
+    readonly status: 400 | 431 | 501 | 502,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** none: no body; length: Content-Length bytes; chunked; close: until the connection closes (responses only). */
+export type Framing = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' };
+
+interface Head {
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** Lowercased names; hop-by-hop fields removed; repeated fields joined with ", " (set-cookie kept as a list). */
+  headers: IncomingHttpHeaders;
+  framing: Framing;
+  /** Whether the sender lets the connection carry another message after this one. */
+  keepAlive: boolean;
+}
+
+export interface RequestHead extends Head {
+  method: string;
+  target: string;
+  /** The client sent `Expect: 100-continue`. */
+  expectContinue: boolean;
+}
+
+export interface ResponseHead extends Head {
+  status: number;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings', 'expect']);
+
+// tchar (RFC 9110 5.6.2), by char code.
+const TOKEN = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN[c.charCodeAt(0)] = 1;
+
+function isToken(s: string, from: number, to: number): boolean {
+  if (to <= from) return false;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || TOKEN[c] === 0) return false;
+  }
+  return true;
+}
+
+/** Field values: visible characters, obs-text, space and tab; no other controls. */
+function badValueChar(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+  }
+  return false;
+}
+
+const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
+
+interface Fields {
+  headers: IncomingHttpHeaders;
+  contentLength: string | undefined;
+  transferEncoding: string | undefined;
+  connection: string | undefined;
+  expect: string | undefined;
+}
+
+function parseFields(text: string, from: number, error: 400 | 502): Fields {
+  const headers: IncomingHttpHeaders = {};
+  const f: Fields = { headers, contentLength: undefined, transferEncoding: undefined, connection: undefined, expect: undefined };
+  let pos = from;
+  while (pos < text.length) {
+    let end = text.indexOf('\r\n', pos);
+    if (end === -1) end = text.length;
+    const colon = text.indexOf(':', pos);
+    if (colon === -1 || colon > end) throw new HttpParseError(error, `a header line has no colon: ${JSON.stringify(text.slice(pos, Math.min(end, pos + 40)))}`);
+    if (!isToken(text, pos, colon)) throw new HttpParseError(error, `bad header name ${JSON.stringify(text.slice(pos, colon))} (whitespace before the colon, folded lines and control characters are refused)`);
+    let vs = colon + 1;
+    let ve = end;
+    while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+    while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+    if (badValueChar(text, vs, ve)) throw new HttpParseError(error, `the value of header ${text.slice(pos, colon)} holds a control character`);
+    const name = text.slice(pos, colon).toLowerCase();
+    const value = text.slice(vs, ve);
+    pos = end + 2;
+    switch (name) {
+      case 'content-length':
+        if (f.contentLength !== undefined && f.contentLength !== value) throw new HttpParseError(error, `conflicting Content-Length values ${f.contentLength} and ${value}`);
+        f.contentLength = value;
+        break;
+      case 'transfer-encoding':
+        f.transferEncoding = f.transferEncoding === undefined ? value : `${f.transferEncoding}, ${value}`;
+        continue;
+      case 'connection':
+        f.connection = f.connection === undefined ? value : `${f.connection}, ${value}`;
+        continue;
+      case 'expect':
+        f.expect = value;
+        continue;
+    }
+    if (HOP_BY_HOP.has(name)) continue;
+    const prev = headers[name];
+    if (prev === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else if (name !== 'content-length') headers[name] = `${prev}, ${value}`;
+  }
+  if (f.connection !== undefined) {
+    // Fields the Connection header names are hop-by-hop too.
+    for (const token of f.connection.toLowerCase().split(',')) {
+      const t = token.trim();
+      if (t !== '' && t !== 'close' && t !== 'keep-alive') Reflect.deleteProperty(headers, t);
+    }
+  }
+  return f;
+}
+
+function hasToken(list: string | undefined, token: string): boolean {
+  if (list === undefined) return false;
+  for (const t of list.toLowerCase().split(',')) if (t.trim() === token) return true;
+  return false;
+}
+
+function keepAliveOf(minor: number, connection: string | undefined): boolean {
+  if (hasToken(connection, 'close')) return false;
+  return minor === 1 || hasToken(connection, 'keep-alive');
+}
+
+function parseLength(value: string, error: 400 | 502): number {
+  if (!/^\d{1,15}$/.test(value)) throw new HttpParseError(error, `bad Content-Length ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function version(text: string, at: number, error: 400 | 502): number {
+  if (!text.startsWith('HTTP/1.', at) || text.length < at + 8) throw new HttpParseError(error, `not an HTTP/1.x message: ${JSON.stringify(text.slice(0, 40))}`);
+  const minor = text.charCodeAt(at + 7) - 48;
+  if (minor !== 0 && minor !== 1) throw new HttpParseError(error, `unsupported version ${text.slice(at, at + 8)}`);
+  return minor;
+}
+
+/** `text`: the head as latin1, without the final blank line. */
+export function parseRequestHead(text: string): RequestHead {
+  const lineEnd = text.indexOf('\r\n');
+  const line = lineEnd === -1 ? text : text.slice(0, lineEnd);
+  const sp1 = line.indexOf(' ');
+  const sp2 = line.indexOf(' ', sp1 + 1);
+  if (sp1 <= 0 || sp2 === -1 || line.length !== sp2 + 9) throw new HttpParseError(400, `bad request line ${JSON.stringify(line.slice(0, 80))}`);
+  if (!isToken(line, 0, sp1)) throw new HttpParseError(400, `bad method ${JSON.stringify(line.slice(0, sp1))}`);
+  const target = line.slice(sp1 + 1, sp2);
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) throw new HttpParseError(400, 'the request target holds a space or a control character');
+  }
+  if (target.length === 0) throw new HttpParseError(400, 'empty request target');
+  const minor = version(line, sp2 + 1, 400);
+  const f = parseFields(text, lineEnd === -1 ? text.length : lineEnd + 2, 400);
+  let framing: Framing;
+  if (f.transferEncoding !== undefined) {
+    if (f.contentLength !== undefined) throw new HttpParseError(400, 'a request with both Transfer-Encoding and Content-Length is refused (request smuggling)');
+    const codings = f.transferEncoding.toLowerCase().split(',');
+    if (codings[codings.length - 1]!.trim() !== 'chunked') throw new HttpParseError(400, `Transfer-Encoding ${JSON.stringify(f.transferEncoding)}: a request body's last coding must be chunked`);
+    if (codings.length > 1) throw new HttpParseError(501, `Transfer-Encoding ${JSON.stringify(f.transferEncoding)}: only chunked is supported`);
+    framing = { kind: 'chunked' };
+  } else if (f.contentLength !== undefined) {
+    const length = parseLength(f.contentLength, 400);
+    framing = length === 0 ? { kind: 'none' } : { kind: 'length', length };
+  } else {
+    framing = { kind: 'none' };
+  }
+  if (f.expect !== undefined && f.expect.toLowerCase() !== '100-continue') throw new HttpParseError(400, `unsupported Expect ${JSON.stringify(f.expect)}`);
+  return { method: line.slice(0, sp1), target, minor, headers: f.headers, framing, keepAlive: keepAliveOf(minor, f.connection), expectContinue: f.expect !== undefined };
+}
+
+/** `text`: the head as latin1, without the final blank line; `method`: the request's (HEAD has no body). */
+export function parseResponseHead(text: string, method: string): ResponseHead {
+  const lineEnd = text.indexOf('\r\n');
+  const line = lineEnd === -1 ? text : text.slice(0, lineEnd);
+  const minor = version(line, 0, 502);
+  if (line.charCodeAt(8) !== 0x20 || !/^\d{3}$/.test(line.slice(9, 12)) || (line.length > 12 && line.charCodeAt(12) !== 0x20))
+    throw new HttpParseError(502, `bad status line ${JSON.stringify(line.slice(0, 80))}`);
+  const status = Number(line.slice(9, 12));
+  if (status < 100) throw new HttpParseError(502, `bad status ${status}`);
+  const f = parseFields(text, lineEnd === -1 ? text.length : lineEnd + 2, 502);
+  let framing: Framing;
+  if (method === 'HEAD' || status < 200 || status === 204 || status === 304) framing = { kind: 'none' };
+  else if (f.transferEncoding !== undefined) {
+    const codings = f.transferEncoding.toLowerCase().split(',');
+    framing = codings[codings.length - 1]!.trim() === 'chunked' && codings.length === 1 ? { kind: 'chunked' } : { kind: 'close' };
+  } else if (f.contentLength !== undefined) framing = { kind: 'length', length: parseLength(f.contentLength, 502) };
+  else framing = { kind: 'close' };
+  // A HEAD response keeps the Content-Length of the body it describes; elsewhere the proxy frames the body itself.
+  if (framing.kind !== 'none' || method !== 'HEAD') delete f.headers['content-length'];
+  if (framing.kind === 'length') f.headers['content-length'] = String(framing.length);
+  return { status, minor, headers: f.headers, framing, keepAlive: framing.kind !== 'close' && keepAliveOf(minor, f.connection) };
+}
+
+/**
+ * Collects a head that may arrive in several pieces. feed() returns the head's
+ * text (without the blank line) and where the bytes after it start, or
+ * undefined while the blank line has not arrived; a head longer than
+ * `maxBytes` is an error with `tooLarge` status (431 for requests).
+ */
+export class HeadReader {
+  private pending: Buffer | undefined;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly tooLarge: 431 | 502,
+  ) {}
+
+  get started(): boolean {
+    return this.pending !== undefined;
+  }
+
+  feed(buf: Buffer, start: number): { text: string; next: number; buf: Buffer } | undefined {
+    let data = buf;
+    let from = start;
+    let searchFrom = start;
+    if (this.pending) {
+      const before = this.pending.length;
+      data = Buffer.concat([this.pending, buf.subarray(start)]);
+      from = 0;
+      searchFrom = Math.max(0, before - 3);
+    }
+    const end = data.indexOf('\r\n\r\n', searchFrom, 'latin1');
+    if (end === -1) {
+      if (data.length - from > this.maxBytes) throw new HttpParseError(this.tooLarge, `the message head is longer than ${this.maxBytes} bytes`);
+      this.pending = from === 0 ? data : Buffer.from(data.subarray(from));
+      return undefined;
+    }
+    if (end - from > this.maxBytes) throw new HttpParseError(this.tooLarge, `the message head is longer than ${this.maxBytes} bytes`);
+    this.pending = undefined;
+    return { text: data.toString('latin1', from, end), next: end + 4, buf: data };
+  }
+}
