@@ -21,6 +21,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'install', summary: 'print or apply the mesh manifests', load: async () => (await import('./commands/install.js')).installCommand },
   { name: 'uninstall', summary: 'remove the mesh from a cluster', load: async () => (await import('./commands/uninstall.js')).uninstallCommand },
   { name: 'check', summary: 'is the mesh healthy', load: async () => (await import('./commands/check.js')).checkCommand },
+  { name: 'stat', summary: 'golden metrics per workload', load: async () => (await import('./commands/stat.js')).statCommand },
   { name: 'ca', summary: 'create a root CA, issue a certificate', load: async () => (await import('./commands/ca.js')).caCommand },
 ];
 

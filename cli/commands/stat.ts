@@ -1,0 +1,41 @@
+// tsmesh stat: golden metrics per workload, read from the control plane's
+// dashboard JSON. Logic in control/observe/stat.ts.
+import { fetchMeshViewWithRates, formatStatTable } from '../../control/observe/stat.js';
+import { parseFlags, UsageError, type Command } from '../command.js';
+
+const USAGE = `Usage: tsmesh stat [--namespace N] [--admin-address HOST:PORT]
+
+Prints golden metrics per workload, as its meshed pods answered them over
+the last seconds: success rate (non-5xx), requests per second, latency
+p50/p95/p99, and MESHED (proxies that answered the control plane's scrape
+/ proxies known). Read from the control plane's admin port (/api/v1/mesh);
+in a cluster, port-forward it first:
+  kubectl -n tsmesh-system port-forward deploy/tsmesh-control-plane 15014
+
+  --namespace N              only workloads of namespace N (default: every namespace)
+  --admin-address HOST:PORT  the control plane's admin port (default 127.0.0.1:15014)`;
+
+export const statCommand: Command = {
+  name: 'stat',
+  summary: 'golden metrics per workload',
+  usage: USAGE,
+  async run(argv) {
+    const { values } = parseFlags(argv, { namespace: { type: 'string', short: 'n' }, 'admin-address': { type: 'string' } });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    const address = values['admin-address'] ?? '127.0.0.1:15014';
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]\s]+):\d{1,5}$/.test(address)) throw new UsageError(`--admin-address ${JSON.stringify(address)} must be HOST:PORT (an IPv6 address in brackets)`);
+    const view = await fetchMeshViewWithRates(address);
+    const namespace = values.namespace;
+    if (namespace !== undefined && !view.workloads.some((w) => w.namespace === namespace)) {
+      const known = [...new Set(view.workloads.map((w) => w.namespace))].sort();
+      console.error(`tsmesh stat: no meshed workload in namespace ${JSON.stringify(namespace)}; namespaces with one: ${known.join(', ') || 'none'}`);
+      return 1;
+    }
+    console.log(formatStatTable(view, namespace));
+    if (view.windowSeconds === 0 && view.proxies.length > 0) console.log('(no rates yet: the control plane has scraped each proxy once at most; run again in a few seconds)');
+    return 0;
+  },
+};

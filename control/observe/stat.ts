@@ -1,0 +1,69 @@
+// `tsmesh stat`'s side of the dashboard: read the control plane's mesh view
+// over its admin port and print golden metrics per workload, as
+// `linkerd viz stat` does.
+import { MESH_VIEW_PATH } from '../admin.js';
+import type { MeshView, WorkloadView } from './view.js';
+
+/** The control plane could not give a mesh view; the message says what was tried and what to do. */
+export class MeshViewUnavailable extends Error {
+  override name = 'MeshViewUnavailable';
+}
+
+const HOW_TO_REACH = [
+  'is the control plane running and its admin port reachable there?',
+  'tsmesh demo prints its control plane address: pass it as --admin-address HOST:PORT;',
+  'in a cluster, run `kubectl -n tsmesh-system port-forward deploy/tsmesh-control-plane 15014` first.',
+].join(' ');
+
+export async function fetchMeshView(adminAddress: string, timeoutMs = 5000): Promise<MeshView> {
+  const url = `http://${adminAddress}${MESH_VIEW_PATH}`;
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  } catch (e) {
+    const err = e as Error & { cause?: Error };
+    const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (err.cause?.message ?? err.message);
+    throw new MeshViewUnavailable(`cannot reach the control plane at ${url} (${why}); ${HOW_TO_REACH}`);
+  }
+  if (res.status === 404) {
+    throw new MeshViewUnavailable(
+      `the control plane at ${adminAddress} serves no mesh view (${url}: 404): it was started without proxies to scrape (tsmesh control-plane with --mesh-file), or it is not a tsmesh control plane`,
+    );
+  }
+  if (!res.ok) throw new MeshViewUnavailable(`the control plane at ${url} answered HTTP ${res.status}: ${(await res.text()).trim()}`);
+  return (await res.json()) as MeshView;
+}
+
+/**
+ * The view once it has rates: a control plane that just started (or, in a
+ * cluster, that nobody was reading) has scraped each proxy once at most.
+ */
+export async function fetchMeshViewWithRates(adminAddress: string, waitMs = 8000): Promise<MeshView> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const view = await fetchMeshView(adminAddress);
+    if (view.windowSeconds > 0 || view.proxies.length === 0 || Date.now() > deadline) return view;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+const percent = (v: number | null): string => (v === null ? '-' : `${(v * 100).toFixed(2)}%`);
+const millis = (v: number | null): string => (v === null ? '-' : v < 10 ? `${v.toFixed(1)}ms` : `${Math.round(v)}ms`);
+
+/** The table of golden metrics per workload; with `namespace`, only that namespace's and no NAMESPACE column. */
+export function formatStatTable(view: MeshView, namespace?: string): string {
+  const rows: WorkloadView[] = view.workloads.filter((w) => namespace === undefined || w.namespace === namespace);
+  const head = ['NAME', 'MESHED', 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P95', 'LATENCY_P99'];
+  const cells = rows.map((w) => [
+    w.name,
+    `${w.meshedPods}/${w.pods}`,
+    percent(w.successRate),
+    `${w.rps.toFixed(1)}rps`,
+    millis(w.p50Ms),
+    millis(w.p95Ms),
+    millis(w.p99Ms),
+  ]);
+  const table = namespace === undefined ? [['NAMESPACE', ...head], ...cells.map((c, i) => [rows[i]!.namespace, ...c])] : [head, ...cells];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  return table.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
