@@ -28,7 +28,7 @@ export interface BalancedOptions {
 
 export function isConnectFailure(e: unknown): boolean {
   const err = e as Error & { cause?: unknown };
-  return err instanceof UpstreamConnectError || err.cause instanceof UpstreamConnectError || /ECONNREFUSED|connect/i.test(err.message);
+  return err instanceof UpstreamConnectError || err.cause instanceof UpstreamConnectError;
 }
 
 export function balancedForward(o: BalancedOptions): Handler {

@@ -8,6 +8,7 @@ import { balancedForward } from './balance.js';
 import { Breaker, compileBreaker } from './breaker.js';
 import { testRequest, testResponse } from './testdata/requests.js';
 import { MeshTimeoutError } from './timeout.js';
+import { UpstreamConnectError } from '../upstream.js';
 import type { Handler, ProxyResponse } from './types.js';
 
 const endpoint = (n: number): ResolvedEndpoint => ({ endpoint: { address: `10.0.0.${n}` }, address: `10.0.0.${n}`, port: 8080, identity: undefined, weight: 1 });
@@ -150,7 +151,7 @@ describe('circuit breaker', () => {
 
   it('counts mesh timeouts and connect failures as failures, and a client that left as nothing', async () => {
     let mode: 'timeout' | 'connect' | 'cancel' = 'timeout';
-    const r = rig(3, { consecutiveFailures: 2 }, () => Promise.reject(mode === 'connect' ? new Error('connect ECONNREFUSED') : new Error('aborted')));
+    const r = rig(3, { consecutiveFailures: 2 }, () => Promise.reject(mode === 'connect' ? new UpstreamConnectError('connecting to 10.0.0.1:8080 failed: connect ECONNREFUSED', 'connect-failure') : new Error('aborted')));
     const abortedBy = (reason: unknown): AbortSignal => {
       const c = new AbortController();
       c.abort(reason);
