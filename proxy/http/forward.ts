@@ -12,7 +12,7 @@ import type { ResolvedEndpoint } from '../config/table.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
-import { BodyDecoder, writeChunk, writeLastChunk } from './h1/body.js';
+import { BodyDecoder, frame, lastChunk } from './h1/body.js';
 import { HeadReader, HttpParseError, parseResponseHead, type ResponseHead } from './h1/head.js';
 import type { ProxyRequest, ProxyResponse } from './types.js';
 
@@ -302,12 +302,17 @@ class H1Pool {
 
       // The request body, framed as its Content-Length says, else chunked.
       const chunked = req.body !== null && req.headers['content-length'] === undefined;
+      // The head goes out with the body's first bytes, in one write.
+      let pendingHead: string | undefined;
       const onBodyData = (d: Buffer): void => {
-        const ok = chunked ? writeChunk(socket, d) : socket.write(d);
+        const ok = socket.write(frame(pendingHead, d, chunked));
+        pendingHead = undefined;
         if (!ok) req.body!.pause();
       };
       const onBodyEnd = (): void => {
-        if (chunked) writeLastChunk(socket);
+        if (chunked) socket.write(lastChunk(pendingHead), 'latin1');
+        else if (pendingHead !== undefined) socket.write(pendingHead, 'latin1');
+        pendingHead = undefined;
         requestSent = true;
         maybeDone();
       };
@@ -343,9 +348,7 @@ class H1Pool {
         socket.write(out, 'latin1');
         return;
       }
-      socket.cork();
-      socket.write(out, 'latin1');
-      process.nextTick(() => socket.uncork());
+      pendingHead = out;
       socket.on('drain', onDrain);
       req.body.on('data', onBodyData);
       req.body.once('end', onBodyEnd);

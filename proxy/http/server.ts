@@ -11,7 +11,7 @@ import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
-import { BodyDecoder, writeChunk, writeLastChunk } from './h1/body.js';
+import { BodyDecoder, frame, lastChunk } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
 import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
@@ -279,24 +279,16 @@ class ServerConnection {
         } else resolve();
       };
       const onData = (d: Buffer): void => {
-        if (first) {
-          socket.cork();
-          socket.write(out, 'latin1');
-          first = false;
-          process.nextTick(uncork);
-        }
-        const ok = chunked ? writeChunk(socket, d) : socket.write(d);
+        const ok = socket.write(frame(first ? out : undefined, d, chunked));
+        first = false;
         if (!ok) body.pause();
-      };
-      const uncork = (): void => {
-        socket.uncork();
       };
       const onDrain = (): void => {
         body.resume();
       };
       const onEnd = (): void => {
-        if (first) socket.write(out, 'latin1');
-        if (chunked) writeLastChunk(socket);
+        if (chunked) socket.write(lastChunk(first ? out : undefined), 'latin1');
+        else if (first) socket.write(out, 'latin1');
         done();
       };
       const onError = (e: Error): void => done(e);

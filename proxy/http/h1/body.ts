@@ -103,20 +103,28 @@ export class BodyDecoder {
   }
 }
 
-const CRLF = Buffer.from('\r\n');
-
-const LAST_CHUNK = Buffer.from('0\r\n\r\n');
-
-/** How the proxy frames a body it sends: as given by Content-Length, or chunked. */
-export function writeChunk(out: { write(b: Buffer | string): boolean; cork(): void; uncork(): void }, data: Buffer): boolean {
-  out.cork();
-  out.write(`${data.length.toString(16)}\r\n`);
-  out.write(data);
-  const ok = out.write(CRLF);
-  out.uncork();
-  return ok;
+/**
+ * One buffer for what goes out next: an optional head (latin1) and a piece of
+ * body, framed as a chunk when `chunked`. Over TLS every write is a record
+ * and an encryption call, so the proxy writes a head with the body's first
+ * bytes and a chunk with its framing, each as one write.
+ */
+export function frame(head: string | undefined, data: Buffer, chunked: boolean): Buffer {
+  const size = chunked ? `${data.length.toString(16)}\r\n` : '';
+  const headLength = head === undefined ? 0 : head.length;
+  const out = Buffer.allocUnsafe(headLength + size.length + data.length + (chunked ? 2 : 0));
+  let at = 0;
+  if (head !== undefined) at += out.write(head, 0, 'latin1');
+  if (chunked) at += out.write(size, at, 'latin1');
+  at += data.copy(out, at);
+  if (chunked) {
+    out[at++] = 0x0d;
+    out[at] = 0x0a;
+  }
+  return out;
 }
 
-export function writeLastChunk(out: { write(b: Buffer): boolean }): boolean {
-  return out.write(LAST_CHUNK);
+/** The end of a chunked body (no trailers), after an optional head. */
+export function lastChunk(head: string | undefined): string {
+  return head === undefined ? '0\r\n\r\n' : `${head}0\r\n\r\n`;
 }
