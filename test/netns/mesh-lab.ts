@@ -19,12 +19,15 @@
 //
 // Every process is started through `track` and killed by its PID in
 // destroy(); then the namespaces and the temporary directory are removed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, copyFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GiveUp, inNamespace, Managed, must as mustIn, sleep, waitFor } from '../../lib/netns.js';
 import { REPO, run, type RunAs, type RunResult } from './netns.js';
+
+export { GiveUp, Managed, sleep, waitFor };
 
 export const PROXY_USER: RunAs = { uid: 1337, gid: 1337 };
 export const APP_USER: RunAs = { uid: 1000, gid: 1000 };
@@ -58,82 +61,7 @@ export type Pod = 'a' | 'b';
 const NODES: readonly Node[] = ['cp', 'a', 'b', 'plain'];
 const CLUSTER_IP_GUARD = 'tsmesh-test/cluster-ip-never-leaves';
 
-/** A process the lab started, its output kept for the test and for failure reports. */
-export class Managed {
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
-  constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
-  ) {
-    child.stdout?.setEncoding('utf8').on('data', (s: string) => (this.stdout += s));
-    child.stderr?.setEncoding('utf8').on('data', (s: string) => (this.stderr += s));
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Sends a signal to this process, by its PID. */
-  signal(sig: NodeJS.Signals): void {
-    if (!this.running || this.child.pid === undefined) return;
-    try {
-      process.kill(this.child.pid, sig);
-    } catch {
-      // Gone between the check and the signal.
-    }
-  }
-
-  /** Resolves with the first stdout line for which `test` holds. */
-  async line(test: (line: string) => boolean, timeoutMs: number): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.stdout.split('\n').find(test);
-      if (found !== undefined) return found;
-      if (!this.running) throw new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) before printing the line awaited:\n${this.tail()}`);
-      if (Date.now() > deadline) throw new Error(`${this.name} did not print the line awaited within ${timeoutMs} ms:\n${this.tail()}`);
-      await sleep(50);
-    }
-  }
-
-  tail(lines = 30): string {
-    const cut = (s: string): string => s.trimEnd().split('\n').slice(-lines).join('\n');
-    return `--- ${this.name} stdout\n${cut(this.stdout)}\n--- ${this.name} stderr\n${cut(this.stderr)}`;
-  }
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function must(command: string, args: readonly string[]): Promise<string> {
-  const r = await run(command, args);
-  if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-/** Thrown by a waitFor check: stop waiting now. */
-export class GiveUp extends Error {
-  override name = 'GiveUp';
-}
-
-/** Polls `check` until it returns a value (not undefined) or the time runs out. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (e) {
-      if (e instanceof GiveUp) throw new Error(`gave up waiting for ${what}: ${e.message}`, { cause: e });
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(everyMs);
-  }
-}
+const must = (command: string, args: readonly string[]): Promise<string> => mustIn(command, args, { cwd: REPO });
 
 export interface LabOptions {
   /** The control plane's --cert-ttl (workload and serving certificates). */
@@ -395,12 +323,12 @@ export class MeshLab {
 
   /** Starts a process in a namespace (as uid/gid when given), tracked for destroy(). */
   spawnIn(name: string, node: Node, command: readonly string[], as: RunAs = {}, env: Record<string, string> = {}): Managed {
-    const drop = as.uid === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid ?? as.uid}`, '--clear-groups'];
     // Not TSMESH_* from outside; nor a coverage directory another uid cannot write to.
     const base = Object.fromEntries(
       Object.entries(process.env).filter(([k]) => !k.startsWith('TSMESH_') && !(k === 'NODE_V8_COVERAGE' && as.uid !== undefined && as.uid !== 0)),
     );
-    const child = spawn('ip', ['netns', 'exec', this.ns[node], ...drop, ...command], {
+    const [ip, ...args] = inNamespace(this.ns[node], command, as);
+    const child = spawn(ip!, args, {
       cwd: REPO,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...base, HOME: this.dir, ...env },
@@ -413,8 +341,8 @@ export class MeshLab {
 
   /** Runs a command to completion in a namespace. */
   exec(node: Node, command: readonly string[], as: RunAs = {}, options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    const drop = as.uid === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid ?? as.uid}`, '--clear-groups'];
-    return run('ip', ['netns', 'exec', this.ns[node], ...drop, ...command], options);
+    const [ip, ...args] = inNamespace(this.ns[node], command, as);
+    return run(ip!, args, options);
   }
 
   private async mustIn(node: Node, command: readonly string[]): Promise<string> {

@@ -7,59 +7,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { inNamespace, must as mustIn, netnsUnavailable as unavailable, run as runIn, type RunAs, type RunOptions, type RunResult } from '../../lib/netns.js';
+
+export type { RunAs, RunResult };
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
-export interface RunResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+/** Runs a command to completion in the repository (killed by PID after timeoutMs). */
+export const run = (command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> => runIn(command, args, { cwd: REPO, ...options });
 
-/** Runs a command to completion (killed by PID after timeoutMs). */
-export function run(command: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-      stderr += `\n${command}: killed after ${options.timeoutMs ?? 30_000} ms`;
-    }, options.timeoutMs ?? 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      resolve({ code: 127, stdout, stderr: e.message });
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128, stdout, stderr });
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end(options.input ?? '');
-  });
-}
-
-async function must(command: string, args: readonly string[]): Promise<string> {
-  const r = await run(command, args);
-  if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
+const must = (command: string, args: readonly string[]): Promise<string> => mustIn(command, args, { cwd: REPO });
 
 /** Why these tests cannot run here, or undefined when they can. */
-export async function netnsUnavailable(): Promise<string | undefined> {
-  if (process.platform !== 'linux') return 'network namespace tests need Linux';
-  if (process.getuid?.() !== 0) return 'network namespace tests need root (CI runs them as root)';
-  for (const tool of ['ip', 'setpriv', 'iptables-nft-save', 'iptables-legacy-save', 'ip6tables-nft-save']) {
-    const r = await run(tool, ['--version']);
-    if (r.code === 127) return `${tool} is not installed (apt-get install iptables iproute2 util-linux)`;
-  }
-  const probe = `tsmesh-t-${randomBytes(4).toString('hex')}`;
-  const r = await run('ip', ['netns', 'add', probe]);
-  if (r.code !== 0) return `this machine cannot create network namespaces: ${r.stderr.trim()}`;
-  await run('ip', ['netns', 'del', probe]);
-  return undefined;
+export function netnsUnavailable(): Promise<string | undefined> {
+  return unavailable('network namespace tests', [
+    ['ip', 'iproute2'],
+    ['setpriv', 'util-linux'],
+    ['iptables-nft-save', 'iptables'],
+    ['iptables-legacy-save', 'iptables'],
+    ['ip6tables-nft-save', 'iptables'],
+  ]);
 }
 
 export interface FamilyAddresses {
@@ -100,11 +67,6 @@ export interface Answer {
   readonly originalError?: string;
   /** Set by connect.ts when the connection itself failed. */
   readonly error?: string;
-}
-
-export interface RunAs {
-  readonly uid?: number;
-  readonly gid?: number;
 }
 
 export class TestPods {
@@ -151,11 +113,8 @@ export class TestPods {
 
   /** Runs a command in a namespace, optionally as another uid/gid (no capabilities then). */
   exec(ns: string, command: readonly string[], as: RunAs = {}, options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    const drop =
-      as.uid === undefined && as.gid === undefined
-        ? []
-        : ['setpriv', `--reuid=${as.uid ?? 0}`, `--regid=${as.gid ?? as.uid ?? 0}`, '--clear-groups'];
-    return run('ip', ['netns', 'exec', ns, ...drop, ...command], options);
+    const [ip, ...args] = inNamespace(ns, command, as);
+    return run(ip!, args, options);
   }
 
   /** `tsmesh init ARGS` inside the pod namespace, through the real CLI. */
