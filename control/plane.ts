@@ -60,6 +60,8 @@ export interface ControlPlaneOptions {
 export interface RunningControlPlane {
   caPort: number;
   adminPort: number;
+  /** HOST:PORT where a client on this machine reaches the admin port (the dashboard, `tsmesh stat --admin-address`). */
+  adminAddress: string;
   webhookPort: number | undefined;
   registry: Registry;
   discovery: Discovery | undefined;
@@ -164,9 +166,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   if (observer && !opts.scrapeOnDemand) observer.start();
   log.info('control plane listening', { caPort, adminPort, webhookPort: webhook?.port, discovery: Boolean(discovery), trustDomain: authority.trustDomain });
 
+  const localHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   return {
     caPort,
     adminPort,
+    adminAddress: `${localHost.includes(':') ? `[${localHost}]` : localHost}:${adminPort}`,
     webhookPort: webhook?.port,
     registry,
     discovery,
