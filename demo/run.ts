@@ -1,11 +1,12 @@
 // `tsmesh demo`: a whole mesh on this machine, no cluster. The control plane
 // runs in local mode (a token file, a mesh file); every workload has its own
 // sidecar with its own certificate from the CA and its config from the
-// discovery stream. Here, on loopback: each app reaches its sidecar on an
-// explicit port per upstream (what iptables does in a pod).
+// discovery stream. As root, each workload is a pod in a network namespace of
+// its own (demo/netns.ts); otherwise on loopback: each app reaches its
+// sidecar on an explicit port per upstream (what iptables does in a pod).
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,10 +20,12 @@ import { FileMeshSource } from '../control/sources/file.js';
 import type { Logger } from '../lib/log.js';
 import { createSidecarAdmin } from '../proxy/admin/sidecar-admin.js';
 import { StreamConfigSource } from '../proxy/config/stream.js';
-import { createIdentity, type IdentityManager } from '../proxy/identity/index.js';
+import { createIdentity } from '../proxy/identity/index.js';
 import { createProxyMetrics } from '../proxy/metrics.js';
 import { startSidecar, type Sidecar } from '../proxy/sidecar.js';
 import { createApp, startLoad } from './apps.js';
+import { APP_PORT, chooseDemoMode, DemoNetwork, PROXY_USER, startNetnsWorkloads, type DemoMode, type DemoWorkloads } from './netns.js';
+import { startPrometheus, type RunningPrometheus } from './prometheus.js';
 import { EdgeWatcher, formatEdges } from './stats.js';
 import { CLUSTER_IPS, NAMESPACE, SERVICE_PORT, WORKLOADS, meshFile } from './topology.js';
 
@@ -33,18 +36,27 @@ export interface DemoOptions {
   log: Logger;
   /** Requests per second of the traffic generator. */
   rps?: number;
-  /** The control plane's admin port (the dashboard at /, /metrics); 0 picks one. */
+  /** The control plane's admin port (the dashboard at /, /metrics); 0 picks one (15014 in netns mode). */
   adminPort?: number;
+  /** netns: a network namespace per workload (root); loopback: explicit ports; auto (default): netns where it can. */
+  mode?: DemoMode | 'auto';
+  /** Also run Prometheus scraping every sidecar and the control plane. */
+  prometheus?: boolean;
 }
 
 export interface RunningDemo {
+  mode: DemoMode;
   controlPlane: RunningControlPlane;
-  /** Admin port (15020 in a pod) of each workload's sidecar. */
-  adminPorts: ReadonlyMap<string, number>;
-  sidecars: ReadonlyMap<string, Sidecar>;
+  /** Where the control plane listens (the bridge's host address in netns mode). */
+  controlPlaneHost: string;
+  /** Base URL of each workload's sidecar admin server (pod IP:15020 in netns mode). */
+  adminUrls: ReadonlyMap<string, string>;
   edges: EdgeWatcher;
   /** The traffic generator, started once every sidecar holds a certificate and a config. */
-  load: ReturnType<typeof startLoad>;
+  load: DemoWorkloads['load'];
+  prometheus: RunningPrometheus | undefined;
+  /** The pods' network (netns mode). */
+  network: DemoNetwork | undefined;
   stop(): Promise<void>;
 }
 
@@ -64,6 +76,7 @@ async function listen(server: Server, port = 0): Promise<number> {
 
 export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
   const { log } = opts;
+  const mode = opts.mode === 'netns' || opts.mode === 'loopback' ? opts.mode : (await chooseDemoMode()).mode;
   const dir = mkdtempSync(join(tmpdir(), 'tsmesh-demo-'));
   const cleanups: (() => Promise<void> | void)[] = [() => rmSync(dir, { recursive: true, force: true })];
   const stop = async (): Promise<void> => {
@@ -80,12 +93,21 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
     );
     for (const w of WORKLOADS) writeFileSync(join(dir, `${w.name}.token`), tokens.get(w.name)!, { mode: 0o600 });
 
-    // Each workload's inbound port must be known before the mesh file is written.
-    const inboundPorts = new Map<string, number>();
-    for (const w of WORKLOADS) inboundPorts.set(w.name, await freePort());
-    writeFileSync(join(dir, 'mesh.yaml'), meshFile(Object.fromEntries(WORKLOADS.map((w) => [w.name, { address: HOST, port: inboundPorts.get(w.name)! }]))));
+    const net = mode === 'netns' ? await DemoNetwork.create(WORKLOADS.map((w) => w.name)) : undefined;
+    if (net) {
+      cleanups.push(() => net.destroy());
+      // The sidecars run as uid 1337: they read their token and the trust bundle, nothing else.
+      chmodSync(dir, 0o755);
+      for (const w of WORKLOADS) chownSync(join(dir, `${w.name}.token`), PROXY_USER.uid!, PROXY_USER.gid!);
+    }
+    const host = net?.hostAddress ?? HOST;
 
-    const adminPorts = new Map<string, number>();
+    // Each workload's inbound port must be known before the mesh file is written.
+    const endpoints = new Map<string, { address: string; port: number }>();
+    for (const w of WORKLOADS) endpoints.set(w.name, net ? { address: net.ip(w.name), port: APP_PORT } : { address: HOST, port: await freePort() });
+    writeFileSync(join(dir, 'mesh.yaml'), meshFile(Object.fromEntries(endpoints)));
+
+    const adminUrls = new Map<string, string>();
     const authority = await loadCaFromDir(dir, { trustDomain: TRUST_DOMAIN });
     const meshSource = new FileMeshSource(join(dir, 'mesh.yaml'), log.child('mesh-file'));
     cleanups.push(() => meshSource.close());
@@ -94,81 +116,119 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
       authenticator: await TokenFileAuthenticator.fromFile(join(dir, 'tokens.yaml')),
       meshSource,
       log: log.child('control-plane'),
-      host: HOST,
-      port: 0,
-      adminPort: opts.adminPort ?? 0,
+      host,
+      ipAddresses: [host],
+      port: net ? 15012 : 0,
+      adminPort: opts.adminPort ?? (net ? 15014 : 0),
       // The dashboard scrapes each sidecar's admin port, as it would each pod's 15020.
-      scrapeTargets: () => [...adminPorts].map(([workload, port]) => ({ workload, namespace: NAMESPACE, url: `http://${HOST}:${port}/metrics` })),
+      scrapeTargets: () => [...adminUrls].map(([workload, url]) => ({ workload, namespace: NAMESPACE, url: `${url}/metrics` })),
     });
     cleanups.push(() => controlPlane.close());
 
-    const sidecars = new Map<string, Sidecar>();
-    const identities: IdentityManager[] = [];
-    const upstreamUrls = new Map<string, Record<string, string>>();
-    for (const w of WORKLOADS) {
-      const appPort = await freePort();
-      const metrics = createProxyMetrics();
-      const wlog = log.child(w.name);
-      const identity = createIdentity({
-        controlPlaneAddress: `${HOST}:${controlPlane.caPort}`,
-        tokenPath: join(dir, `${w.name}.token`),
-        trustBundlePath: join(dir, CA_FILES.rootCert),
-        spiffeId: workloadSpiffeId(TRUST_DOMAIN, NAMESPACE, w.name),
-        registry: metrics.registry,
-        log: wlog.child('identity'),
-      });
-      identities.push(identity);
-      const tls: { get: () => ReturnType<Sidecar['meshTls']['clientMaterial']> } = { get: () => undefined };
-      const config = new StreamConfigSource({ address: `${HOST}:${controlPlane.caPort}`, tls: () => tls.get(), log: wlog.child('discovery') });
-      const sidecar = await startSidecar({
-        identity,
-        config,
-        log: wlog,
-        metrics,
-        host: HOST,
-        outboundPort: 0,
-        inboundPort: inboundPorts.get(w.name)!,
-        inboundOriginalDestination: () => ({ address: HOST, port: appPort, family: 'IPv4' }),
-        outboundOriginalDestination: () => {
-          throw new Error('loopback mode: apps call their sidecar on an explicit port per service');
-        },
-        explicitOutbound: w.calls.map((svc) => ({ port: 0, destination: { address: CLUSTER_IPS[svc]!, port: SERVICE_PORT, family: 'IPv4' as const } })),
-      });
-      tls.get = () => sidecar.meshTls.clientMaterial();
-      upstreamUrls.set(w.name, Object.fromEntries(w.calls.map((svc, i) => [svc, `http://${HOST}:${sidecar.explicitOutboundPorts[i]}`])));
-      const admin = createSidecarAdmin(sidecar, identity, { log: wlog.child('admin') });
-      adminPorts.set(w.name, await listen(admin));
-      const app = createApp(w.name, upstreamUrls.get(w.name)!);
-      await listen(app, appPort);
-      void identity.start();
-      config.start();
-      sidecars.set(w.name, sidecar);
-      cleanups.push(async () => {
-        identity.stop();
-        config.close();
-        await sidecar.drain(1000);
-        admin.closeAllConnections();
-        admin.close();
-        app.closeAllConnections();
-        app.close();
-      });
-    }
+    const caAddress = `${host}:${controlPlane.caPort}`;
+    const rps = opts.rps ?? 20;
+    const workloads = net
+      ? await startNetnsWorkloads(net, { caAddress, dir, trustDomain: TRUST_DOMAIN, rps, logLevel: 'warn' }).catch((e: Error) => {
+          throw new Error(`${e.message}\n${net.logs()}`, { cause: e });
+        })
+      : await startLoopbackWorkloads({ caAddress, dir, log, rps, endpoints, cleanups });
+    cleanups.push(() => workloads.load.stop());
+    for (const [workload, url] of workloads.adminUrls) adminUrls.set(workload, url);
+    const { load } = workloads;
 
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const waiting = [...sidecars].filter(([, s]) => !s.meshTls.ready || !s.config()).map(([name]) => name);
-      if (waiting.length === 0) break;
-      if (Date.now() > deadline) throw new Error(`sidecars not ready after 60 s: ${waiting.join(', ')}`);
-      await new Promise((r) => setTimeout(r, 100));
+    let prometheus: RunningPrometheus | undefined;
+    if (opts.prometheus) {
+      prometheus = await startPrometheus([
+        { job: 'tsmesh-proxy', targets: [...adminUrls].map(([workload, url]) => ({ address: new URL(url).host, labels: { namespace: NAMESPACE, workload } })) },
+        { job: 'tsmesh-control-plane', targets: [{ address: `${host}:${controlPlane.adminPort}`, labels: { namespace: 'tsmesh-system' } }] },
+      ]);
+      cleanups.push(() => prometheus?.stop());
     }
-    const load = startLoad(`${upstreamUrls.get('loadgen')!.web}/catalog`, opts.rps ?? 20);
-    cleanups.push(() => load.stop());
-    const edges = new EdgeWatcher(new Map([...sidecars].map(([name, s]) => [name, s.metrics.registry])));
-    return { controlPlane, adminPorts, sidecars, edges, load, stop };
+    const edges = new EdgeWatcher(new Map([...adminUrls].map(([name, url]) => [name, () => fetchText(`${url}/metrics`)])));
+    return { mode, controlPlane, controlPlaneHost: host, adminUrls, edges, load, prometheus, network: net, stop };
   } catch (e) {
     await stop();
     throw e;
   }
+}
+
+async function fetchText(url: string): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
+  return res.text();
+}
+
+interface LoopbackOptions {
+  caAddress: string;
+  dir: string;
+  log: Logger;
+  rps: number;
+  /** Each sidecar's inbound port, as the mesh file gives it. */
+  endpoints: ReadonlyMap<string, { port: number }>;
+  cleanups: (() => Promise<void> | void)[];
+}
+
+/** Loopback mode: every sidecar in this process, each app calling its sidecar on an explicit port per service. */
+async function startLoopbackWorkloads({ caAddress, dir, log, rps, endpoints, cleanups }: LoopbackOptions): Promise<DemoWorkloads> {
+  const sidecars = new Map<string, Sidecar>();
+  const adminUrls = new Map<string, string>();
+  const upstreamUrls = new Map<string, Record<string, string>>();
+  for (const w of WORKLOADS) {
+    const appPort = await freePort();
+    const metrics = createProxyMetrics();
+    const wlog = log.child(w.name);
+    const identity = createIdentity({
+      controlPlaneAddress: caAddress,
+      tokenPath: join(dir, `${w.name}.token`),
+      trustBundlePath: join(dir, CA_FILES.rootCert),
+      spiffeId: workloadSpiffeId(TRUST_DOMAIN, NAMESPACE, w.name),
+      registry: metrics.registry,
+      log: wlog.child('identity'),
+    });
+    const tls: { get: () => ReturnType<Sidecar['meshTls']['clientMaterial']> } = { get: () => undefined };
+    const config = new StreamConfigSource({ address: caAddress, tls: () => tls.get(), log: wlog.child('discovery') });
+    const sidecar = await startSidecar({
+      identity,
+      config,
+      log: wlog,
+      metrics,
+      host: HOST,
+      outboundPort: 0,
+      inboundPort: endpoints.get(w.name)!.port,
+      inboundOriginalDestination: () => ({ address: HOST, port: appPort, family: 'IPv4' }),
+      outboundOriginalDestination: () => {
+        throw new Error('loopback mode: apps call their sidecar on an explicit port per service');
+      },
+      explicitOutbound: w.calls.map((svc) => ({ port: 0, destination: { address: CLUSTER_IPS[svc]!, port: SERVICE_PORT, family: 'IPv4' as const } })),
+    });
+    tls.get = () => sidecar.meshTls.clientMaterial();
+    upstreamUrls.set(w.name, Object.fromEntries(w.calls.map((svc, i) => [svc, `http://${HOST}:${sidecar.explicitOutboundPorts[i]}`])));
+    const admin = createSidecarAdmin(sidecar, identity, { log: wlog.child('admin') });
+    adminUrls.set(w.name, `http://${HOST}:${await listen(admin)}`);
+    const app = createApp(w.name, upstreamUrls.get(w.name)!);
+    await listen(app, appPort);
+    void identity.start();
+    config.start();
+    sidecars.set(w.name, sidecar);
+    cleanups.push(async () => {
+      identity.stop();
+      config.close();
+      await sidecar.drain(1000);
+      admin.closeAllConnections();
+      admin.close();
+      app.closeAllConnections();
+      app.close();
+    });
+  }
+
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const waiting = [...sidecars].filter(([, s]) => !s.meshTls.ready || !s.config()).map(([name]) => name);
+    if (waiting.length === 0) break;
+    if (Date.now() > deadline) throw new Error(`sidecars not ready after 60 s: ${waiting.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { adminUrls, load: startLoad(`${upstreamUrls.get('loadgen')!.web}/catalog`, rps) };
 }
 
 export { formatEdges };

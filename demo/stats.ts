@@ -1,6 +1,6 @@
-// Golden metrics per edge (caller -> service) from the sidecars' own
-// registries: requests per second, success rate, p50/p99 latency, mTLS.
-import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client';
+// Golden metrics per edge (caller -> service) from the sidecars' /metrics:
+// requests per second, success rate, p50/p99 latency, mTLS.
+import { parseMetrics } from '../lib/prom-text.js';
 
 export interface EdgeStats {
   source: string;
@@ -23,33 +23,24 @@ interface Sample {
   at: number;
 }
 
-async function sample(registry: Registry): Promise<Sample> {
-  const metrics = (await registry.getMetricsAsJSON()) as MetricObjectWithValues<MetricValue<string> | MetricValueWithName<string>>[];
+async function sample(metricsText: () => Promise<string>): Promise<Sample> {
   const requests = new Map<string, { total: number; ok: number; mtls: boolean; identities: Set<string> }>();
   const buckets = new Map<string, Map<number, number>>();
-  for (const m of metrics) {
-    if (m.name === 'tsmesh_requests_total') {
-      for (const v of m.values) {
-        const l = v.labels as Record<string, string>;
-        // Inbound: what this workload's app itself answered, before any retry of its callers.
-        const key = l.direction === 'outbound' ? l.destination_service! : INBOUND;
-        const e = requests.get(key) ?? { total: 0, ok: 0, mtls: false, identities: new Set<string>() };
-        e.total += v.value;
-        if (/^[23]/.test(l.response_code ?? '')) e.ok += v.value;
-        if (l.tls === 'true') e.mtls = true;
-        if (l.destination_identity && l.direction === 'outbound') e.identities.add(l.destination_identity);
-        requests.set(key, e);
-      }
-    } else if (m.name === 'tsmesh_request_duration_seconds') {
-      for (const v of m.values as MetricValueWithName<string>[]) {
-        const l = v.labels as Record<string, string | number>;
-        if (v.metricName !== 'tsmesh_request_duration_seconds_bucket') continue;
-        const key = l.direction === 'outbound' ? String(l.destination_service) : INBOUND;
-        const b = buckets.get(key) ?? new Map<number, number>();
-        const le = l.le === '+Inf' ? Infinity : Number(l.le);
-        b.set(le, (b.get(le) ?? 0) + v.value);
-        buckets.set(key, b);
-      }
+  for (const { name, labels: l, value } of parseMetrics(await metricsText())) {
+    // Inbound: what this workload's app itself answered, before any retry of its callers.
+    const key = l.direction === 'outbound' ? l.destination_service! : INBOUND;
+    if (name === 'tsmesh_requests_total') {
+      const e = requests.get(key) ?? { total: 0, ok: 0, mtls: false, identities: new Set<string>() };
+      e.total += value;
+      if (/^[23]/.test(l.response_code ?? '')) e.ok += value;
+      if (l.tls === 'true') e.mtls = true;
+      if (l.destination_identity && l.direction === 'outbound') e.identities.add(l.destination_identity);
+      requests.set(key, e);
+    } else if (name === 'tsmesh_request_duration_seconds_bucket') {
+      const b = buckets.get(key) ?? new Map<number, number>();
+      const le = l.le === '+Inf' ? Infinity : Number(l.le);
+      b.set(le, (b.get(le) ?? 0) + value);
+      buckets.set(key, b);
     }
   }
   return { requests, buckets, at: Date.now() };
@@ -66,16 +57,17 @@ function quantileMs(now: Map<number, number> | undefined, before: Map<number, nu
   return NaN;
 }
 
-/** Tracks each sidecar's registry and reports the edges seen since the last call. */
+/** Tracks each sidecar's metrics and reports the edges seen since the last call. */
 export class EdgeWatcher {
   private readonly last = new Map<string, Sample>();
 
-  constructor(private readonly sidecars: ReadonlyMap<string, Registry>) {}
+  /** `sidecars`: per workload, how to read its sidecar's metrics (Prometheus text). */
+  constructor(private readonly sidecars: ReadonlyMap<string, () => Promise<string>>) {}
 
   async edges(): Promise<EdgeStats[]> {
     const out: EdgeStats[] = [];
-    for (const [source, registry] of this.sidecars) {
-      const now = await sample(registry);
+    for (const [source, metricsText] of this.sidecars) {
+      const now = await sample(metricsText);
       const before = this.last.get(source);
       this.last.set(source, now);
       if (!before) continue;

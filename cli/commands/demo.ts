@@ -1,9 +1,10 @@
 // tsmesh demo: a whole mesh on this machine (what `npm start` runs).
+import { chooseDemoMode } from '../../demo/netns.js';
 import { startDemo, formatEdges } from '../../demo/run.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
-import { parseFlags, type Command } from '../command.js';
+import { parseFlags, UsageError, type Command } from '../command.js';
 
-const USAGE = `Usage: tsmesh demo [--rps N] [--log-level LEVEL]
+const USAGE = `Usage: tsmesh demo [--rps N] [--mode auto|netns|loopback] [--prometheus] [--log-level LEVEL]
 
 Runs a small mesh on this machine, no cluster needed: a control plane in
 local mode, and loadgen -> web -> api (v1, with a 10% canary v2) -> ratings
@@ -11,7 +12,14 @@ local mode, and loadgen -> web -> api (v1, with a 10% canary v2) -> ratings
 sidecar, mTLS and SPIFFE identity. Prints golden metrics per edge every few
 seconds. Ctrl-C stops everything it started.
 
+As root, each workload runs as a pod would: in a network namespace of its
+own on a bridge (10.244.N.0/24), \`tsmesh init\` redirects, \`tsmesh proxy\` as
+uid 1337, the app calling Services by ClusterIP. Otherwise on loopback, each
+app calling its sidecar on an explicit port.
+
   --rps N            requests per second of the traffic generator (default 20)
+  --mode MODE        auto (default: netns when root), netns, loopback
+  --prometheus       also run Prometheus (Debian's package) scraping every proxy
   --log-level LEVEL  error, warn, info, debug (default warn)`;
 
 export const demoCommand: Command = {
@@ -19,20 +27,36 @@ export const demoCommand: Command = {
   summary: 'run a whole mesh on this machine',
   usage: USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { rps: { type: 'string' }, 'log-level': { type: 'string' } });
+    const { values } = parseFlags(argv, { rps: { type: 'string' }, mode: { type: 'string' }, prometheus: { type: 'boolean' }, 'log-level': { type: 'string' } });
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
     const rps = values.rps === undefined ? 20 : Number(values.rps);
     if (!Number.isFinite(rps) || rps <= 0 || rps > 1000) throw new Error(`--rps ${JSON.stringify(values.rps)} must be a number from 1 to 1000`);
+    const requested = values.mode ?? 'auto';
+    if (requested !== 'auto' && requested !== 'netns' && requested !== 'loopback') throw new UsageError(`--mode ${JSON.stringify(requested)} must be auto, netns or loopback`);
     const log = createLogger('demo', parseLogLevel(values['log-level'] ?? 'warn'));
+    const { mode, reason } = await chooseDemoMode(requested);
     console.log('tsmesh demo: starting a control plane and five workloads, each with its own sidecar...');
-    console.log('(loopback mode: apps reach their sidecars on explicit ports; network namespaces with iptables are not built into the demo yet)');
-    const demo = await startDemo({ log, rps });
+    if (mode === 'netns') console.log('(network namespace mode: each workload is a pod with tsmesh init redirects and tsmesh proxy as uid 1337)');
+    else console.log(`(loopback mode: apps reach their sidecars on explicit ports, because ${reason})`);
+    // A signal while starting is kept: the demo stops as soon as it has started (a failed start removes what it made).
+    let started = false;
+    const stopping = new Promise<string>((resolve) => {
+      const on = (signal: string) => () => {
+        if (!started) console.log(`${signal}: stopping as soon as the demo has started...`);
+        resolve(signal);
+      };
+      process.once('SIGINT', on('SIGINT'));
+      process.once('SIGTERM', on('SIGTERM'));
+    });
+    const demo = await startDemo({ log, rps, mode, prometheus: values.prometheus === true });
+    started = true;
     console.log(`ready: every sidecar holds a certificate from the mesh CA and its config from the discovery stream.`);
-    console.log(`control plane metrics: http://127.0.0.1:${demo.controlPlane.adminPort}/metrics`);
-    for (const [name, port] of demo.adminPorts) console.log(`  ${name.padEnd(8)} sidecar admin: http://127.0.0.1:${port}/metrics  /config  /ready`);
+    console.log(`control plane metrics: http://${demo.controlPlaneHost}:${demo.controlPlane.adminPort}/metrics`);
+    for (const [name, url] of demo.adminUrls) console.log(`  ${name.padEnd(8)} sidecar admin: ${url}/metrics  /config  /ready`);
+    if (demo.prometheus) console.log(`prometheus: ${demo.prometheus.url}  (try: sum by (source_identity, destination_service) (rate(tsmesh_requests_total[30s])))`);
     await demo.edges.edges(); // first sample
     const timer = setInterval(() => {
       void demo.edges.edges().then((edges) => {
@@ -43,10 +67,7 @@ export const demoCommand: Command = {
         console.log(formatEdges(edges.sort((a, b) => order(a).localeCompare(order(b)))));
       });
     }, 5000);
-    const signal = await new Promise<string>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'));
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-    });
+    const signal = await stopping;
     clearInterval(timer);
     console.log(`\n${signal}: stopping the demo...`);
     await demo.stop();
