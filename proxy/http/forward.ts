@@ -243,6 +243,8 @@ class H1Pool {
               decoder = new BodyDecoder(h.framing, 502);
               if (!decoder.done) {
                 const b = (body = new Readable({ read: () => socket.resume() }));
+                // Whoever reads it may have stopped listening when the endpoint goes away.
+                b.on('error', ignore);
                 // The reader let go of the body (its client left): the connection cannot be reused.
                 b.once('close', () => {
                   if (!b.readableEnded) finish(new UpstreamResetError('the response body was abandoned'));

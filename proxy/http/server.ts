@@ -75,6 +75,7 @@ const enum Phase {
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+const ignore = (): void => undefined;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 class ServerConnection {
@@ -184,6 +185,8 @@ class ServerConnection {
     if (hasBody) {
       this.decoder = new BodyDecoder(head.framing, 400);
       this.body = new Readable({ read: () => this.socket.resume() });
+      // Its readers come and go (a retry, a forward that gave up); a client that leaves must not be an uncaught error.
+      this.body.on('error', ignore);
       this.phase = Phase.Body;
       if (head.expectContinue) this.socket.write(CONTINUE);
     } else {

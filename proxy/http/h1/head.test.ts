@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { BodyDecoder, frame, lastChunk } from './body.js';
+import { HeadReader, HttpParseError, parseRequestHead, parseResponseHead } from './head.js';
+
+const req = (lines: string[]): ReturnType<typeof parseRequestHead> => parseRequestHead(lines.join('\r\n'));
+const refused = (lines: string[], status: number, message: RegExp): void =>
+  assert.throws(
+    () => req(lines),
+    (e: unknown) => e instanceof HttpParseError && e.status === status && message.test(e.message),
+  );
+
+describe('HTTP/1.1 heads', () => {
+  it('reads a request: lowercased names, hop-by-hop fields (and those Connection names) left out, repeats joined, set-cookie kept as a list', () => {
+    const h = req([
+      'POST /api?q=1 HTTP/1.1',
+      'Host: api.shop',
+      'Content-Length: 5',
+      'Connection: keep-alive, X-Hop',
+      'X-Hop: secret',
+      'Keep-Alive: timeout=5',
+      'TE: trailers',
+      'Accept: a',
+      'accept: b',
+      'Set-Cookie: x=1',
+      'Set-Cookie: y=2',
+      'X-Spaced:   padded value \t',
+    ]);
+    assert.equal(h.method, 'POST');
+    assert.equal(h.target, '/api?q=1');
+    assert.deepEqual(h.headers, { host: 'api.shop', 'content-length': '5', accept: 'a, b', 'set-cookie': ['x=1', 'y=2'], 'x-spaced': 'padded value' });
+    assert.deepEqual(h.framing, { kind: 'length', length: 5 });
+    assert.equal(h.keepAlive, true);
+  });
+
+  it('keeps HTTP/1.0 connections only when asked, and HTTP/1.1 ones unless told to close', () => {
+    assert.equal(req(['GET / HTTP/1.0', 'host: a']).keepAlive, false);
+    assert.equal(req(['GET / HTTP/1.0', 'connection: keep-alive']).keepAlive, true);
+    assert.equal(req(['GET / HTTP/1.1', 'connection: close']).keepAlive, false);
+    assert.deepEqual(req(['GET / HTTP/1.1', 'content-length: 0']).framing, { kind: 'none' });
+    assert.deepEqual(req(['POST / HTTP/1.1', 'transfer-encoding: chunked']).framing, { kind: 'chunked' });
+    assert.equal(req(['PUT / HTTP/1.1', 'expect: 100-continue', 'content-length: 3']).expectContinue, true);
+  });
+
+  it('refuses what lets two parsers disagree on where a request ends, naming the problem', () => {
+    refused(['POST / HTTP/1.1', 'content-length: 3', 'transfer-encoding: chunked'], 400, /both Transfer-Encoding and Content-Length/);
+    refused(['POST / HTTP/1.1', 'content-length: 3', 'content-length: 4'], 400, /conflicting Content-Length/);
+    refused(['POST / HTTP/1.1', 'content-length: -1'], 400, /bad Content-Length/);
+    refused(['POST / HTTP/1.1', 'content-length: 1e3'], 400, /bad Content-Length/);
+    refused(['POST / HTTP/1.1', 'transfer-encoding: gzip'], 400, /last coding must be chunked/);
+    refused(['POST / HTTP/1.1', 'transfer-encoding: gzip, chunked'], 501, /only chunked/);
+    refused(['GET / HTTP/1.1', 'host : a'], 400, /bad header name/);
+    refused(['GET / HTTP/1.1', 'x-a: 1', ' folded'], 400, /bad header name|no colon/);
+    refused(['GET / HTTP/1.1', 'x-a: 1\x00'], 400, /control character/);
+    refused(['GET / HTTP/2.0'], 400, /not an HTTP\/1.x|unsupported version/);
+    refused(['GET /a b HTTP/1.1'], 400, /bad request line/);
+    refused(['G(T / HTTP/1.1'], 400, /bad method/);
+    refused(['GET / HTTP/1.1', 'expect: something'], 400, /unsupported Expect/);
+  });
+
+  it('frames responses: HEAD, 1xx, 204 and 304 have no body; chunked; Content-Length; else until close', () => {
+    const head = parseResponseHead('HTTP/1.1 200 OK\r\ncontent-length: 10', 'HEAD');
+    assert.deepEqual(head.framing, { kind: 'none' });
+    assert.equal(head.headers['content-length'], '10', 'a HEAD response keeps the length of the body it describes');
+    assert.deepEqual(parseResponseHead('HTTP/1.1 204 No Content\r\ncontent-length: 10', 'GET').framing, { kind: 'none' });
+    assert.deepEqual(parseResponseHead('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked', 'GET').framing, { kind: 'chunked' });
+    assert.deepEqual(parseResponseHead('HTTP/1.1 200 OK\r\ncontent-length: 7', 'GET').framing, { kind: 'length', length: 7 });
+    const close = parseResponseHead('HTTP/1.1 200 OK', 'GET');
+    assert.deepEqual(close.framing, { kind: 'close' });
+    assert.equal(close.keepAlive, false);
+    assert.equal(parseResponseHead('HTTP/1.1 100 Continue', 'POST').status, 100);
+    assert.equal(parseResponseHead('HTTP/1.1 503', 'GET').status, 503, 'the reason phrase is optional');
+    assert.throws(() => parseResponseHead('HTTP/1.1 2000 OK', 'GET'), /bad status line/);
+    assert.throws(() => parseResponseHead('ICY 200 OK', 'GET'), (e: unknown) => e instanceof HttpParseError && e.status === 502);
+  });
+
+  it('collects a head that arrives a byte at a time, and refuses one over the limit', () => {
+    const text = 'GET / HTTP/1.1\r\nhost: a\r\n\r\nNEXT';
+    const reader = new HeadReader(1024, 431);
+    let got: ReturnType<HeadReader['feed']>;
+    for (const ch of text) {
+      got = reader.feed(Buffer.from(ch), 0);
+      if (got) break;
+    }
+    assert.equal(got!.text, 'GET / HTTP/1.1\r\nhost: a');
+    const big = new HeadReader(100, 431);
+    assert.throws(
+      () => big.feed(Buffer.from(`GET / HTTP/1.1\r\nx: ${'a'.repeat(200)}`), 0),
+      (e: unknown) => e instanceof HttpParseError && e.status === 431,
+    );
+  });
+});
+
+describe('HTTP/1.1 bodies', () => {
+  const decodeAll = (wire: Buffer, piece: number): { data: string; rest: string } => {
+    const d = new BodyDecoder({ kind: 'chunked' }, 400);
+    const out: Buffer[] = [];
+    let rest = '';
+    for (let i = 0; i < wire.length; i += piece) {
+      const chunk = wire.subarray(i, i + piece);
+      const stop = d.feed(chunk, 0, (b) => out.push(Buffer.from(b)));
+      if (d.done) {
+        rest = chunk.subarray(stop).toString() + wire.subarray(i + piece).toString();
+        break;
+      }
+    }
+    assert.ok(d.done, 'the decoder saw the last chunk');
+    return { data: Buffer.concat(out).toString(), rest };
+  };
+
+  it('decodes chunked bodies with extensions and trailers, however the bytes are split', () => {
+    const wire = Buffer.from('5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\nGET /next');
+    for (const piece of [1, 2, 3, 7, wire.length]) assert.deepEqual(decodeAll(wire, piece), { data: 'hello world', rest: 'GET /next' }, `pieces of ${piece}`);
+  });
+
+  it('round-trips what the proxy frames', () => {
+    const wire = Buffer.concat([frame('HEAD\r\n', Buffer.from('abc'), true).subarray(6), frame(undefined, Buffer.from('defgh'), true), Buffer.from(lastChunk(undefined))]);
+    assert.deepEqual(decodeAll(wire, 4), { data: 'abcdefgh', rest: '' });
+    assert.equal(frame('H\r\n', Buffer.from('xy'), false).toString(), 'H\r\nxy');
+  });
+
+  it('refuses a bad chunk size and a chunk without its CRLF', () => {
+    assert.throws(() => new BodyDecoder({ kind: 'chunked' }, 400).feed(Buffer.from('zz\r\n'), 0, () => undefined), /bad chunk size/);
+    assert.throws(() => new BodyDecoder({ kind: 'chunked' }, 502).feed(Buffer.from('1\r\nab'), 0, () => undefined), /not followed by CRLF/);
+  });
+
+  it('stops a Content-Length body at its length and hands back the rest', () => {
+    const d = new BodyDecoder({ kind: 'length', length: 3 }, 400);
+    const out: string[] = [];
+    const stop = d.feed(Buffer.from('abcdef'), 1, (b) => out.push(b.toString()));
+    assert.deepEqual([out, stop, d.done], [['bcd'], 4, true]);
+  });
+});

@@ -1,0 +1,256 @@
+// The proxy's own HTTP/1.1 server and client, back to back, between real
+// sockets on loopback: a client (raw bytes or node:http) -> createHttpServer
+// -> forward() over EndpointPools -> a node:http app.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { Agent, createServer as createApp, request, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { silentLogger } from '../../../lib/log.js';
+import { EndpointPools, forward } from '../forward.js';
+import { createHttpServer, type ProxyHttpServer } from '../server.js';
+
+interface Rig {
+  port: number;
+  appPort: number;
+  appSockets: Set<Socket>;
+  proxy: ProxyHttpServer;
+  close(): Promise<void>;
+}
+
+async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, limits: { headersTimeoutMs?: number } = {}): Promise<Rig> {
+  const appServer: HttpServer = createApp(app);
+  const appSockets = new Set<Socket>();
+  appServer.on('connection', (s: Socket) => appSockets.add(s));
+  appServer.listen(0, '127.0.0.1');
+  await once(appServer, 'listening');
+  const appPort = (appServer.address() as AddressInfo).port;
+  const pools = new EndpointPools(undefined);
+  const ep = { address: '127.0.0.1', port: appPort, identity: undefined };
+  const proxy = createHttpServer({ log: silentLogger, handlerFor: () => (req) => forward(pools, ep, req), ...limits });
+  const sockets = new Set<Socket>();
+  const front: Server = createServer((s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+    proxy.accept(s);
+  });
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  return {
+    port: (front.address() as AddressInfo).port,
+    appPort,
+    appSockets,
+    proxy,
+    async close() {
+      for (const s of sockets) s.destroy();
+      front.close();
+      await pools.close();
+      appServer.closeAllConnections();
+      appServer.close();
+    },
+  };
+}
+
+/** Sends raw bytes, returns everything the proxy sent until it closed (or `untilMs` passed). */
+async function raw(port: number, bytes: string | Buffer, untilMs = 2000): Promise<string> {
+  const s = connect(port, '127.0.0.1');
+  let out = '';
+  s.setEncoding('latin1').on('data', (d: string) => (out += d));
+  s.on('error', () => undefined);
+  s.write(bytes);
+  await Promise.race([once(s, 'close'), new Promise((r) => setTimeout(r, untilMs))]);
+  s.destroy();
+  return out;
+}
+
+/** node:http through the proxy, on one keep-alive agent unless told otherwise. */
+function call(port: number, opts: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer; chunked?: boolean; agent?: Agent }): Promise<{ status: number; headers: IncomingMessage['headers']; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const headers = { ...opts.headers };
+    if (opts.body && !opts.chunked) headers['content-length'] = String(opts.body.length);
+    const r = request({ host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path ?? '/', headers, agent: opts.agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    r.on('error', reject);
+    if (opts.body && opts.chunked) {
+      // Several writes without a length: node:http sends them chunked.
+      for (let i = 0; i < opts.body.length; i += 4096) r.write(opts.body.subarray(i, i + 4096));
+      r.end();
+    } else r.end(opts.body);
+  });
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+describe('HTTP/1.1 through the proxy\'s own server and client', () => {
+  let r: Rig | undefined;
+  afterEach(async () => {
+    await r?.close();
+    r = undefined;
+  });
+
+  it('carries many requests over one kept-alive connection each side, bodies intact', async () => {
+    r = await rig((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.end(`${req.method} ${req.url} ${sha(Buffer.concat(chunks))}`));
+    });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 50; i++) {
+        const body = randomBytes(1024 + i);
+        const res = await call(r.port, { method: 'POST', path: `/n/${i}`, body, agent });
+        assert.equal(res.body.toString(), `POST /n/${i} ${sha(body)}`);
+      }
+    } finally {
+      agent.destroy();
+    }
+    assert.equal(r.appSockets.size, 1, 'the proxy reused one connection to the app');
+  });
+
+  it('streams a 4 MB chunked upload and a 4 MB chunked download, byte for byte', async () => {
+    const download = randomBytes(4 << 20);
+    r = await rig((req, res) => {
+      const h = createHash('sha256');
+      req.on('data', (c: Buffer) => h.update(c));
+      req.on('end', () => {
+        res.setHeader('x-upload-sha', h.digest('hex'));
+        for (let i = 0; i < download.length; i += 65536) res.write(download.subarray(i, i + 65536));
+        res.end();
+      });
+    });
+    const upload = randomBytes(4 << 20);
+    const res = await call(r.port, { method: 'PUT', body: upload, chunked: true });
+    assert.equal(res.headers['x-upload-sha'], sha(upload));
+    assert.equal(res.headers['transfer-encoding'], 'chunked');
+    assert.equal(sha(res.body), sha(download));
+  });
+
+  it('answers pipelined requests in order', async () => {
+    r = await rig((req, res) => setTimeout(() => res.end(`you asked ${req.url}`), req.url === '/slow' ? 50 : 0));
+    const out = await raw(r.port, 'GET /slow HTTP/1.1\r\nhost: a\r\n\r\nGET /fast HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+    const slow = out.indexOf('you asked /slow');
+    const fast = out.indexOf('you asked /fast');
+    assert.ok(slow !== -1 && fast > slow, `both answered, in order: ${JSON.stringify(out)}`);
+  });
+
+  it('keeps a HEAD response\'s Content-Length and sends no body; 204 gets no length', async () => {
+    r = await rig((req, res) => {
+      if (req.url === '/none') res.writeHead(204).end();
+      else res.writeHead(200, { 'content-length': '11' }).end(req.method === 'HEAD' ? undefined : 'hello world');
+    });
+    const head = await raw(r.port, 'HEAD / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+    assert.match(head, /^HTTP\/1.1 200 OK\r\n/);
+    assert.match(head, /content-length: 11\r\n/);
+    assert.ok(head.endsWith('\r\n\r\n'), `no body after a HEAD response: ${JSON.stringify(head)}`);
+    const none = await raw(r.port, 'GET /none HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+    assert.match(none, /^HTTP\/1.1 204 No Content\r\n/);
+    assert.doesNotMatch(none, /content-length|transfer-encoding/);
+  });
+
+  it('answers Expect: 100-continue itself and forwards the body', async () => {
+    r = await rig((req, res) => {
+      let n = 0;
+      req.on('data', (c: Buffer) => (n += c.length));
+      req.on('end', () => res.end(`got ${n}`));
+    });
+    const s = connect(r.port, '127.0.0.1');
+    s.setEncoding('latin1');
+    s.write('POST / HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 5\r\nconnection: close\r\n\r\n');
+    const [first] = (await once(s, 'data')) as [string];
+    assert.match(first, /^HTTP\/1.1 100 Continue\r\n\r\n/);
+    s.write('hello');
+    let out = first;
+    s.on('data', (d: string) => (out += d));
+    await once(s, 'close');
+    assert.match(out, /HTTP\/1.1 200 OK[\s\S]*got 5$/);
+  });
+
+  it('answers 400 to a smuggling attempt, 431 to an oversized head and 408 to a slow one, and never reaches the app', async () => {
+    let reached = 0;
+    r = await rig(
+      (_req, res) => {
+        reached++;
+        res.end('app');
+      },
+      { headersTimeoutMs: 300 },
+    );
+    assert.match(await raw(r.port, 'POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n'), /^HTTP\/1.1 400 Bad Request\r\n/);
+    assert.match(await raw(r.port, `GET / HTTP/1.1\r\nhost: a\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`), /^HTTP\/1.1 431 Request Header Fields Too Large\r\n/);
+    assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\n'), /^HTTP\/1.1 408 Request Timeout\r\n/);
+    assert.match(await raw(r.port, '\x16\x03\x01garbage\r\n\r\n'), /^HTTP\/1.1 400 Bad Request\r\n/);
+    assert.equal(reached, 0);
+    // And it still serves.
+    assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n'), /200 OK[\s\S]*app$/);
+  });
+
+  it('closes an HTTP/1.0 connection after its response, which ends with the connection', async () => {
+    r = await rig((_req, res) => {
+      res.write('streamed ');
+      res.end('answer');
+    });
+    const out = await raw(r.port, 'GET / HTTP/1.0\r\nhost: a\r\n\r\n');
+    assert.match(out, /^HTTP\/1.1 200 OK\r\n/);
+    assert.match(out, /connection: close\r\n/);
+    assert.doesNotMatch(out, /transfer-encoding/);
+    assert.ok(out.endsWith('\r\n\r\nstreamed answer'), JSON.stringify(out));
+  });
+
+  it('aborts the app\'s request when the client resets mid-body, and keeps serving', async () => {
+    let aborted: () => void;
+    const appSawAbort = new Promise<void>((res) => (aborted = res));
+    r = await rig((req, res) => {
+      if (req.url === '/upload') {
+        req.on('data', () => undefined);
+        req.on('error', () => aborted());
+        req.on('aborted', () => aborted());
+        res.on('close', () => aborted());
+      } else res.end('still here');
+    });
+    const s = connect(r.port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.write('POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 1000000\r\n\r\n' + 'x'.repeat(10_000));
+    await new Promise((res) => setTimeout(res, 100));
+    s.resetAndDestroy();
+    await appSawAbort;
+    assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n'), /still here$/);
+  });
+
+  it('cuts the client\'s response when the app dies mid-body (no false end), and keeps serving', async () => {
+    r = await rig((req, res) => {
+      if (req.url === '/die') {
+        res.writeHead(200, { 'content-length': '100000' });
+        res.write('x'.repeat(1000), () => setTimeout(() => res.socket?.destroy(), 20));
+      } else res.end('fine');
+    });
+    const out = await raw(r.port, 'GET /die HTTP/1.1\r\nhost: a\r\n\r\n');
+    assert.match(out, /^HTTP\/1.1 200 OK\r\n/);
+    assert.ok(out.length < 100_000, 'the client saw the connection close before the promised length');
+    assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n'), /fine$/);
+  });
+
+  it('answers 502 to a malformed response from the app', async () => {
+    const bad = createServer((s) => s.end('HTTP/1.1 abc nonsense\r\n\r\n'));
+    bad.listen(0, '127.0.0.1');
+    await once(bad, 'listening');
+    const pools = new EndpointPools(undefined);
+    const proxy = createHttpServer({
+      log: silentLogger,
+      handlerFor: () => (req) => forward(pools, { address: '127.0.0.1', port: (bad.address() as AddressInfo).port, identity: undefined }, req),
+    });
+    const front = createServer((s) => proxy.accept(s));
+    front.listen(0, '127.0.0.1');
+    await once(front, 'listening');
+    try {
+      const out = await raw((front.address() as AddressInfo).port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+      assert.match(out, /^HTTP\/1.1 502 Bad Gateway\r\n[\s\S]*bad status line/);
+    } finally {
+      front.close();
+      bad.close();
+      await pools.close();
+    }
+  });
+});
