@@ -54,7 +54,9 @@ export const demoCommand: Command = {
     const demo = await startDemo({ log, rps, mode, prometheus: values.prometheus === true });
     started = true;
     console.log(`ready: every sidecar holds a certificate from the mesh CA and its config from the discovery stream.`);
-    console.log(`control plane metrics: http://${demo.controlPlaneHost}:${demo.controlPlane.adminPort}/metrics`);
+    const admin = `${demo.controlPlaneHost}:${demo.controlPlane.adminPort}`;
+    console.log(`dashboard: http://${admin}/  (or in a terminal: tsmesh stat --admin-address ${admin})`);
+    console.log(`control plane metrics: http://${admin}/metrics`);
     for (const [name, url] of demo.adminUrls) console.log(`  ${name.padEnd(8)} sidecar admin: ${url}/metrics  /config  /ready`);
     if (demo.prometheus) console.log(`prometheus: ${demo.prometheus.url}  (try: sum by (source_identity, destination_service) (rate(tsmesh_requests_total[30s])))`);
     await demo.edges.edges(); // first sample
