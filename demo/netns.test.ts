@@ -59,3 +59,25 @@ describe('tsmesh demo (network namespace mode)', function () {
     assert.deepEqual(alive, []);
   });
 });
+
+describe('tsmesh demo (network namespace mode) failing halfway through its start', function () {
+  this.timeout(180_000);
+
+  it('removes every namespace, link and process it had made', async function () {
+    if ((await chooseDemoMode('auto')).mode !== 'netns') this.skip();
+    const demoNamespaces = async (): Promise<string[]> => (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('tsmesh-demo-')).map((l) => l.split(' ')[0]!);
+    const demoLinks = async (): Promise<string[]> => (await run('ip', ['-br', 'link'])).stdout.split('\n').filter((l) => l.startsWith('tsmd')).map((l) => l.split(/[\s@]/)[0]!);
+    const [namespaces, links, children] = [await demoNamespaces(), await demoLinks(), await childProcesses()];
+    // Prometheus is the last part to start: every pod is up when it fails.
+    await assert.rejects(startDemo({ log: silentLogger, mode: 'netns', prometheus: true, prometheusBinary: '/nonexistent/prometheus' }), /\/nonexistent\/prometheus/);
+    assert.deepEqual((await demoNamespaces()).filter((ns) => !namespaces.includes(ns)), []);
+    assert.deepEqual((await demoLinks()).filter((l) => !links.includes(l)), []);
+    assert.deepEqual((await childProcesses()).filter((p) => !children.includes(p)), []);
+  });
+});
+
+/** Live processes whose parent is this one (what the demo spawns, detached or not; tsx's esbuild too). */
+async function childProcesses(): Promise<string[]> {
+  const out = (await run('ps', ['-o', 'pid=,stat=,args=', '--ppid', String(process.pid)])).stdout;
+  return out.split('\n').filter((l) => l.trim() !== '' && !/^\s*\d+\s+Z/.test(l) && !l.includes('ps -o'));
+}

@@ -157,7 +157,11 @@ export class DemoNetwork {
     this.destroyed = true;
     await Promise.all(this.processes.map((p) => p.stop(2000)));
     this.processes.length = 0;
-    for (const ns of this.namespaces.splice(0)) await must('ip', ['netns', 'del', ns]).catch(() => undefined);
+    // The host end first: deleting a namespace frees its veth only later, in the kernel's own time.
+    for (const [i, ns] of this.namespaces.splice(0).entries()) {
+      await must('ip', ['link', 'del', `${this.bridge}-${i}`]).catch(() => undefined);
+      await must('ip', ['netns', 'del', ns]).catch(() => undefined);
+    }
     if (this.bridgeCreated) await must('ip', ['link', 'del', this.bridge]).catch(() => undefined);
     this.bridgeCreated = false;
   }

@@ -4,7 +4,7 @@
 // removes along with the process (ended by its PID).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +58,11 @@ export function prometheusConfig(jobs: readonly PrometheusJob[], interval = '2s'
 }
 
 export async function startPrometheus(jobs: readonly PrometheusJob[], binary = PROMETHEUS_BINARY): Promise<RunningPrometheus> {
+  try {
+    accessSync(binary, constants.X_OK);
+  } catch {
+    throw new Error(`${binary} is not there or not executable: install Debian's package (apt-get install prometheus)`);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'tsmesh-demo-prometheus-'));
   let p: Managed | undefined;
   const stop = async (): Promise<void> => {
@@ -77,7 +82,7 @@ export async function startPrometheus(jobs: readonly PrometheusJob[], binary = P
     await waitFor(
       `Prometheus to be ready on ${url}`,
       async () => {
-        if (!p!.running) throw new GiveUp(p!.stderr.includes('ENOENT') ? `${binary} is missing: apt-get install prometheus` : `it exited:\n${p!.tail()}`);
+        if (!p!.running) throw new GiveUp(`it exited:\n${p!.tail()}`);
         const res = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2000) });
         await res.arrayBuffer();
         return res.ok ? true : undefined;

@@ -42,6 +42,8 @@ export interface DemoOptions {
   mode?: DemoMode | 'auto';
   /** Also run Prometheus scraping every sidecar and the control plane. */
   prometheus?: boolean;
+  /** The Prometheus program (default Debian's /usr/bin/prometheus). */
+  prometheusBinary?: string;
 }
 
 export interface RunningDemo {
@@ -141,7 +143,7 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
       prometheus = await startPrometheus([
         { job: 'tsmesh-proxy', targets: [...adminUrls].map(([workload, url]) => ({ address: new URL(url).host, labels: { namespace: NAMESPACE, workload } })) },
         { job: 'tsmesh-control-plane', targets: [{ address: `${host}:${controlPlane.adminPort}`, labels: { namespace: 'tsmesh-system' } }] },
-      ]);
+      ], opts.prometheusBinary);
       cleanups.push(() => prometheus?.stop());
     }
     const edges = new EdgeWatcher(new Map([...adminUrls].map(([name, url]) => [name, () => fetchText(`${url}/metrics`)])));
