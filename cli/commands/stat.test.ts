@@ -28,7 +28,8 @@ describe('tsmesh stat', function () {
   let demo: RunningDemo | undefined;
   let address: string;
   before(async () => {
-    demo = await startDemo({ log: silentLogger, rps: 40 });
+    // Loopback: ports of its own, so it runs beside any other demo on the machine.
+    demo = await startDemo({ log: silentLogger, rps: 40, mode: 'loopback' });
     address = demo.controlPlane.adminAddress;
     // Rates on every workload that answers calls: a few scrapes with traffic in between.
     const deadline = Date.now() + 60_000;

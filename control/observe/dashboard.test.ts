@@ -38,7 +38,9 @@ describe('dashboard in a browser', function () {
     if (!existsSync(CHROMIUM)) {
       throw new Error(`no Chromium at ${CHROMIUM}: install Debian's (apt-get install chromium; .ci/run does) or set TSMESH_CHROMIUM to a Chromium binary`);
     }
+    // The mode npm start picks: as root, pods in network namespaces scraped at podIP:15020.
     demo = await startDemo({ log: silentLogger, rps: 30 });
+    console.log(`      demo mode: ${demo.mode}`);
     // As root Chromium refuses to run sandboxed; the page is our own, on loopback.
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
