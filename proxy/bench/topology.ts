@@ -10,6 +10,7 @@ import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'n
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { must as mustIn, netnsUnavailable, run as runIn, type RunResult } from '../../lib/netns.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -22,40 +23,13 @@ export const ADDRESSES = {
   canaryClusterIp: '10.96.200.11',
 } as const;
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { RunResult };
 
-/** Runs a command to completion; killed by PID after timeoutMs. */
-export function run(command: string, args: readonly string[], timeoutMs = 30_000): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
-      stderr += `\n${command}: killed after ${timeoutMs} ms`;
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      resolve({ code: 127, stdout, stderr: e.message });
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128, stdout, stderr });
-    });
-  });
-}
+/** Runs a command to completion in the repository; killed by PID after timeoutMs. */
+export const run = (command: string, args: readonly string[], timeoutMs = 30_000): Promise<RunResult> => runIn(command, args, { cwd: REPO, timeoutMs });
 
-export async function must(command: string, args: readonly string[], timeoutMs?: number): Promise<string> {
-  const r = await run(command, args, timeoutMs);
-  if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
-  return r.stdout;
-}
+export const must = (command: string, args: readonly string[], timeoutMs?: number): Promise<string> =>
+  mustIn(command, args, { cwd: REPO, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
 
 /**
  * BENCH_NICE: a niceness for every process of the benchmark (e.g. -10), so
@@ -84,26 +58,16 @@ export interface Started {
 }
 
 /** Why the benchmark cannot run here, or undefined when it can. */
-export async function unavailable(): Promise<string | undefined> {
-  if (process.platform !== 'linux') return 'the sidecar benchmark needs Linux network namespaces';
-  if (process.getuid?.() !== 0) return 'the sidecar benchmark needs root (network namespaces, iptables); run it with sudo or as root';
-  const tools: [string, string[], string][] = [
-    ['ip', ['-V'], 'iproute2'],
-    ['setpriv', ['--version'], 'util-linux'],
-    ['taskset', ['--version'], 'util-linux'],
-    ['iptables-nft-restore', ['--version'], 'iptables'],
-    ['curl', ['--version'], 'curl'],
-    ['wrk', ['--version'], 'wrk'],
-    ['haproxy', ['-v'], 'haproxy'],
-  ];
-  const missing = [];
-  for (const [tool, args, pkg] of tools) if ((await run(tool, args)).code === 127) missing.push(pkg);
-  if (missing.length > 0) return `missing tools; install them with: apt-get install ${[...new Set(missing)].join(' ')}`;
-  const probe = `tsmesh-bench-probe-${randomBytes(3).toString('hex')}`;
-  const r = await run('ip', ['netns', 'add', probe]);
-  if (r.code !== 0) return `this machine cannot create network namespaces: ${r.stderr.trim()}`;
-  await run('ip', ['netns', 'del', probe]);
-  return undefined;
+export function unavailable(): Promise<string | undefined> {
+  return netnsUnavailable('the sidecar benchmark', [
+    ['ip', 'iproute2'],
+    ['setpriv', 'util-linux'],
+    ['taskset', 'util-linux'],
+    ['iptables-nft-restore', 'iptables'],
+    ['curl', 'curl'],
+    ['wrk', 'wrk'],
+    ['haproxy', 'haproxy'],
+  ]);
 }
 
 export class BenchNet {
