@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { inNamespace, Managed, must, netnsUnavailable, type RunAs, waitFor, GiveUp } from '../lib/netns.js';
 import { join } from 'node:path';
 import { CA_FILES } from '../ca/material.js';
-import { PROXY_ENV } from '../proxy/env.js';
+import { PROXY_ENV, PROXY_NODE_OPTIONS } from '../proxy/env.js';
 import { CLUSTER_IPS, NAMESPACE, SERVICE_PORT, WORKLOADS } from './topology.js';
 
 export const SERVICE_CIDR = '10.96.10.0/24';
@@ -206,6 +206,7 @@ async function startPod(net: DemoNetwork, name: string, serves: readonly string[
     [PROXY_ENV.TRUST_DOMAIN]: opts.trustDomain,
     [PROXY_ENV.LOG_LEVEL]: opts.logLevel,
     [PROXY_ENV.DRAIN_DURATION]: '1s',
+    NODE_OPTIONS: PROXY_NODE_OPTIONS,
   });
   await waitFor(
     `the ${name} sidecar to be ready (certificate and config)`,

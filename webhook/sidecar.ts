@@ -4,7 +4,7 @@
 // drift from what the webhook writes.
 import type { V1Container, V1EnvVar, V1Probe, V1Volume } from '@kubernetes/client-node';
 import type { InitFlag } from '../init/config.js';
-import { PROXY_DEFAULTS, PROXY_ENV, PROXY_MOUNTS, type AppProbes } from '../proxy/env.js';
+import { PROXY_DEFAULTS, PROXY_ENV, PROXY_MOUNTS, PROXY_NODE_OPTIONS, type AppProbes } from '../proxy/env.js';
 import type { MeshConfig } from './mesh-config.js';
 import { cidrListText, portListText, type Overrides } from './overrides.js';
 import {
@@ -86,6 +86,7 @@ export function proxyContainer(mesh: MeshConfig, overrides: Overrides, appProbes
     valueEnv(PROXY_ENV.OUTBOUND_PORT, PROXY_DEFAULTS.OUTBOUND_PORT),
     valueEnv(PROXY_ENV.ADMIN_PORT, PROXY_DEFAULTS.ADMIN_PORT),
     valueEnv(PROXY_ENV.LOG_LEVEL, overrides.logLevel),
+    valueEnv('NODE_OPTIONS', PROXY_NODE_OPTIONS),
   ];
   if (overrides.opaquePorts.length > 0) env.push(valueEnv(PROXY_ENV.OPAQUE_PORTS, portListText(overrides.opaquePorts)));
   if (Object.keys(appProbes).length > 0) env.push(valueEnv(PROXY_ENV.APP_PROBES, JSON.stringify(appProbes)));

@@ -37,7 +37,8 @@
 //
 // Options (environment): BENCH_SECONDS (measured one-second rounds per phase,
 // default 10), BENCH_WARMUP_SECONDS (2), BENCH_RATE (1000), BENCH_CONNECTIONS (16),
-// BENCH_BODY_BYTES (1024), BENCH_PIN=0 (no pinning), BENCH_NICE (niceness of
+// BENCH_BODY_BYTES (1024), BENCH_NODE_FLAGS (node flags for the measured tsmesh
+// proxies, e.g. "--trace-gc"; their output is in the proxies' logs), BENCH_PIN=0 (no pinning), BENCH_NICE (niceness of
 // every process of the benchmark, e.g. -10 on a busy machine), BENCH_KEEP=1
 // (keep the working folder: configs, certificates, logs), BENCH_PROFILE=1 or
 // a folder: run the tsmesh pair once more after the measured runs, under
@@ -62,6 +63,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { clientSidecarConfig, serverSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
 import { cpuSeconds, cpuTimes, mainThreadSched, memory, mergeWrk, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
+import { PROXY_NODE_OPTIONS } from '../env.js';
 import { formatTop, topSelfTime } from './profile-top.js';
 import { ADDRESSES, BenchNet, must, REPO, run, tail, unavailable, type Placement, type Started } from './topology.js';
 
@@ -77,6 +79,8 @@ const RATE = num('BENCH_RATE', 1000);
 const CONNECTIONS = num('BENCH_CONNECTIONS', 16, true);
 const BODY_BYTES = num('BENCH_BODY_BYTES', 1024, true);
 const PROFILE = process.env['BENCH_PROFILE'] ?? '';
+/** Extra node/V8 flags for the measured tsmesh proxies (e.g. --trace-gc, --max-semi-space-size=4). */
+const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const POLICY = process.argv.slice(2).includes('--policy');
 for (const arg of process.argv.slice(2))
   if (arg !== '--policy') throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the only one is --policy (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
@@ -389,6 +393,8 @@ class Bench {
       TSMESH_TRUST_BUNDLE_PATH: this.path('root-cert.pem'),
       TSMESH_CONFIG_FILE: this.path(`${sa}${config}-proxy.json`),
       TSMESH_DRAIN_DURATION: '1s',
+      // As in a pod (the injected container sets it).
+      NODE_OPTIONS: PROXY_NODE_OPTIONS,
     };
     return net.start(name, ns, [TSMESH[0]!, ...extraNodeFlags, ...TSMESH.slice(1), 'proxy'], this.path(`${name}.log`), SIDECAR, env);
   }
@@ -661,7 +667,7 @@ async function main(): Promise<number> {
         await bench.startApp(net, name);
         await bench.meshPods(net);
         await bench.startControlPlanes(net);
-        return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, [], config, config));
+        return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, NODE_FLAGS, config, config));
       };
       const runs: [Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+policy', '-policy')];
       for (const r of runs) console.log(`${r.name.padEnd(14)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
@@ -706,7 +712,7 @@ async function main(): Promise<number> {
     await bench.startApp(tsmeshNet, 'tsmesh');
     await bench.meshPods(tsmeshNet);
     await bench.startControlPlanes(tsmeshNet);
-    const tsmesh = fresh('tsmesh', tsmeshNet, SERVICE_URL, await bench.startTsmeshPair(tsmeshNet));
+    const tsmesh = fresh('tsmesh', tsmeshNet, SERVICE_URL, await bench.startTsmeshPair(tsmeshNet, NODE_FLAGS));
 
     const runs = [direct, haproxy, tsmesh];
     for (const r of runs) console.log(`${r.name.padEnd(8)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
