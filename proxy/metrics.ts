@@ -1,5 +1,5 @@
 // The proxy's Prometheus metrics: names and labels as DESIGN.md fixes them.
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from '../lib/prom.js';
 
 export type Direction = 'inbound' | 'outbound';
 

@@ -2,11 +2,26 @@
 // re-read when it changes. A file that fails to parse or validate is logged
 // and ignored: the last good config stays in force.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as yaml from 'yaml';
 import type { Logger } from '../../lib/log.js';
 import { parseProxyConfig } from './validate.js';
 import type { ProxyConfig } from './types.js';
 import type { ConfigSource } from './source.js';
+
+const require = createRequire(import.meta.url);
+
+/** JSON (what generators write) is parsed as JSON; the YAML parser, 5 MB of the proxy's memory, is loaded only for YAML. */
+function parseDocument(text: string): unknown {
+  if (text.trimStart().startsWith('{')) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      // Flow-style YAML also starts with "{": let the YAML parser read it and report.
+    }
+  }
+  return (require('yaml') as typeof yaml).parse(text) as unknown;
+}
 
 export function readConfigFile(path: string): ProxyConfig {
   let text: string;
@@ -17,7 +32,7 @@ export function readConfigFile(path: string): ProxyConfig {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = parseDocument(text);
   } catch (e) {
     throw new Error(`config file ${path} is not valid YAML or JSON: ${(e as Error).message}`, { cause: e });
   }

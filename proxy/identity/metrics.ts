@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../lib/prom.js';
 
 export interface IdentityMetrics {
   certExpiration: Gauge;
