@@ -13,7 +13,7 @@ import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import { BodyDecoder, frame, lastChunk } from './h1/body.js';
-import { HeadReader, HttpParseError, parseResponseHead, type ResponseHead } from './h1/head.js';
+import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
 import type { ProxyRequest, ProxyResponse } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
@@ -29,6 +29,8 @@ const MAX_CONNECTIONS = 256;
 export class UpstreamResetError extends Error {
   override name = 'UpstreamResetError';
   readonly code = 'ECONNRESET';
+  /** Some of the response had arrived: the request was seen, so it is not replayed here. */
+  answered = false;
 }
 
 /** Connection pools per endpoint (address, port and expected identity). */
@@ -78,11 +80,29 @@ export function forward(pools: EndpointPools, ep: EndpointAddress, req: ProxyReq
   return pools.pool(ep).request(req);
 }
 
-interface Conn {
-  socket: Socket;
-  idleSince: number;
+/**
+ * A pooled connection. Its socket listeners are set once and hand each event
+ * to the exchange in progress, if any: a request adds no socket listeners.
+ */
+class Conn {
+  idleSince = 0;
   /** Requests it has carried. */
-  uses: number;
+  uses = 1;
+  exchange: Exchange | undefined;
+
+  constructor(readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => {
+      if (this.exchange) this.exchange.onData(d);
+      // Bytes nobody asked for: the connection is out of step with the endpoint.
+      else socket.destroy();
+    });
+    socket.on('end', () => this.exchange?.onEnd());
+    socket.on('close', () => this.exchange?.onEnd());
+    // Between requests an error (a reset of an idle connection) only closes it.
+    socket.on('error', (e: Error) => this.exchange?.onError(e));
+    socket.on('drain', () => this.exchange?.onDrain());
+  }
 }
 
 const ignore = (): void => undefined;
@@ -92,10 +112,10 @@ class H1Pool {
   private open = 0;
   private readonly waiting: (() => void)[] = [];
   private closed = false;
-  private readonly authority: string;
+  readonly authority: string;
 
   constructor(
-    private readonly ep: EndpointAddress,
+    readonly ep: EndpointAddress,
     private readonly meshTls: MeshTls | undefined,
   ) {
     this.authority = `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
@@ -105,11 +125,11 @@ class H1Pool {
     for (;;) {
       const conn = await this.take(req.signal);
       try {
-        return await this.exchange(conn, req);
+        return await new Promise<ProxyResponse>((resolve, reject) => new Exchange(this, conn, req, resolve, reject).start());
       } catch (e) {
         // A kept-alive connection the endpoint closed just as it was reused: nothing of the request
         // was answered, and a request without a body can go again, once, on a new connection.
-        if (e instanceof UpstreamResetError && conn.uses > 1 && !(e as { answered?: boolean }).answered && req.body === null && !req.signal.aborted) continue;
+        if (e instanceof UpstreamResetError && conn.uses > 1 && !e.answered && req.body === null && !req.signal.aborted) continue;
         throw e;
       }
     }
@@ -133,11 +153,7 @@ class H1Pool {
     }
     this.open++;
     try {
-      const socket = (await connectEndpoint(this.meshTls, this.ep, MESH_ALPN.http1)) as Socket;
-      socket.setNoDelay(true);
-      // Between requests nothing else listens: an idle connection the endpoint resets must not throw.
-      socket.on('error', ignore);
-      return { socket, idleSince: 0, uses: 1 };
+      return new Conn((await connectEndpoint(this.meshTls, this.ep, MESH_ALPN.http1)) as Socket);
     } catch (e) {
       this.lost();
       throw e;
@@ -150,7 +166,8 @@ class H1Pool {
     this.waiting.shift()?.();
   }
 
-  private release(conn: Conn, reusable: boolean): void {
+  release(conn: Conn, reusable: boolean): void {
+    conn.exchange = undefined;
     if (!reusable || this.closed || conn.socket.destroyed) {
       conn.socket.destroy();
       this.lost();
@@ -183,178 +200,187 @@ class H1Pool {
     for (const w of this.waiting.splice(0)) w();
     return Promise.resolve();
   }
+}
 
-  private exchange(conn: Conn, req: ProxyRequest): Promise<ProxyResponse> {
-    const { socket } = conn;
-    return new Promise<ProxyResponse>((resolve, reject) => {
-      const reader = new HeadReader(MAX_RESPONSE_HEAD_BYTES, 502);
-      let head: ResponseHead | undefined;
-      let decoder: BodyDecoder | undefined;
-      let body: Readable | null = null;
-      let requestSent = req.body === null;
-      let responseDone = false;
-      let finished = false;
+/** One request and its response on one connection. */
+class Exchange {
+  private readonly socket: Socket;
+  private reader: HeadReader | undefined;
+  private head: ResponseHead | undefined;
+  private decoder: BodyDecoder | undefined;
+  private body: Readable | null = null;
+  private requestSent: boolean;
+  private responseDone = false;
+  private finished = false;
+  /** The request body is framed as its Content-Length says, else chunked. */
+  private readonly chunked: boolean;
+  /** The request head, until it goes out with the body's first bytes, in one write. */
+  private pendingHead: string | undefined;
+  private readonly onAbort = (): void => this.finish(this.req.signal.reason as Error);
+  private readonly onBodyData = (d: Buffer): void => {
+    const ok = this.socket.write(frame(this.pendingHead, d, this.chunked));
+    this.pendingHead = undefined;
+    if (!ok) this.req.body!.pause();
+  };
+  private readonly onBodyEnd = (): void => {
+    if (this.chunked) this.socket.write(lastChunk(this.pendingHead), 'latin1');
+    else if (this.pendingHead !== undefined) this.socket.write(this.pendingHead, 'latin1');
+    this.pendingHead = undefined;
+    this.requestSent = true;
+    this.maybeDone();
+  };
+  private readonly onBodyError = (e: Error): void => this.finish(e);
 
-      const cleanup = (): void => {
-        socket.off('data', onData);
-        socket.off('end', onEnd);
-        socket.off('close', onEnd);
-        socket.off('error', onError);
-        socket.off('drain', onDrain);
-        req.signal.removeEventListener('abort', onAbort);
-        if (req.body) {
-          req.body.off('data', onBodyData);
-          req.body.off('end', onBodyEnd);
-          req.body.off('error', onBodyError);
-        }
-      };
-      /** Ends the exchange: the connection goes back to the pool or is closed. */
-      const finish = (e?: Error): void => {
-        if (finished) return;
-        finished = true;
-        cleanup();
-        if (e) {
-          if (head === undefined) reject(e);
-          else if (body && !body.readableEnded) body.destroy(e);
-          req.body?.destroy();
-          this.release(conn, false);
-          return;
-        }
-        this.release(conn, head!.keepAlive);
-      };
-      const maybeDone = (): void => {
-        if (responseDone && requestSent) finish();
-      };
+  constructor(
+    private readonly pool: H1Pool,
+    private readonly conn: Conn,
+    private readonly req: ProxyRequest,
+    private readonly resolve: (res: ProxyResponse) => void,
+    private readonly reject: (e: Error) => void,
+  ) {
+    this.socket = conn.socket;
+    this.requestSent = req.body === null;
+    this.chunked = req.body !== null && req.headers['content-length'] === undefined;
+  }
 
-      const onData = (chunk: Buffer): void => {
-        try {
-          let data = chunk;
-          let i = 0;
-          while (i < data.length) {
-            if (head === undefined || decoder === undefined) {
-              const got = reader.feed(data, i);
-              if (!got) return;
-              data = got.buf;
-              i = got.next;
-              const h = parseResponseHead(got.text, req.method);
-              // 1xx (100 Continue, 103 Early Hints) precede the response; the proxy answers Expect itself.
-              if (h.status < 200) continue;
-              head = h;
-              decoder = new BodyDecoder(h.framing, 502);
-              if (!decoder.done) {
-                const b = (body = new Readable({ read: () => socket.resume() }));
-                // Whoever reads it may have stopped listening when the endpoint goes away.
-                b.on('error', ignore);
-                // The reader let go of the body (its client left): the connection cannot be reused.
-                b.once('close', () => {
-                  if (!b.readableEnded) finish(new UpstreamResetError('the response body was abandoned'));
-                });
-              }
-              resolve({ status: h.status, headers: h.headers, body, meta: this.ep.identity ? { peerIdentity: this.ep.identity } : {} });
-              if (decoder.done) {
-                responseDone = true;
-                // The response came before the request body was sent: the connection cannot be reused.
-                if (!requestSent) head.keepAlive = false;
-                maybeDone();
-                if (i < data.length) finish(new HttpParseError(502, 'the endpoint sent bytes after its response'));
-                return;
-              }
-            } else {
-              i = decoder.feed(data, i, (d) => {
-                if (!body!.push(d)) socket.pause();
-              });
-              if (decoder.done) {
-                body!.push(null);
-                responseDone = true;
-                if (!requestSent) head.keepAlive = false;
-                if (i < data.length) {
-                  head.keepAlive = false;
-                }
-                maybeDone();
-                return;
-              }
-            }
+  start(): void {
+    const { req, socket } = this;
+    if (req.signal.aborted) {
+      this.finish(req.signal.reason as Error);
+      return;
+    }
+    this.conn.exchange = this;
+    req.signal.addEventListener('abort', this.onAbort, { once: true });
+    socket.resume();
+    let out = `${req.method} ${req.path} HTTP/1.1\r\n`;
+    let host = false;
+    for (const name in req.headers) {
+      const v = req.headers[name];
+      if (v === undefined || name.charCodeAt(0) === 0x3a) continue;
+      if (name === 'host') host = true;
+      if (typeof v === 'string') out += `${name}: ${v}\r\n`;
+      else for (const one of v) out += `${name}: ${one}\r\n`;
+    }
+    if (!host) out += `host: ${this.pool.authority}\r\n`;
+    if (this.chunked) out += 'transfer-encoding: chunked\r\n';
+    out += '\r\n';
+    if (req.body === null) {
+      socket.write(out, 'latin1');
+      return;
+    }
+    this.pendingHead = out;
+    req.body.on('data', this.onBodyData);
+    req.body.once('end', this.onBodyEnd);
+    req.body.once('error', this.onBodyError);
+  }
+
+  onDrain(): void {
+    this.req.body?.resume();
+  }
+
+  onData(chunk: Buffer): void {
+    try {
+      let data = chunk;
+      let i = 0;
+      while (i < data.length) {
+        if (this.decoder === undefined) {
+          const got = (this.reader ??= new HeadReader(MAX_RESPONSE_HEAD_BYTES, 502)).feed(data, i);
+          if (!got) return;
+          data = got.buf;
+          i = got.next;
+          const h = parseResponseHead(got.text, this.req.method);
+          // 1xx (100 Continue, 103 Early Hints) precede the response; the proxy answers Expect itself.
+          if (h.status < 200) continue;
+          this.respond(h);
+          if (this.decoder!.done) {
+            this.responseEnded(i < data.length);
+            return;
           }
-        } catch (e) {
-          finish(e as Error);
+        } else {
+          i = this.decoder.feed(data, i, (d) => {
+            if (!this.body!.push(d)) this.socket.pause();
+          });
+          if (this.decoder.done) {
+            this.body!.push(null);
+            this.responseEnded(i < data.length);
+            return;
+          }
         }
-      };
-      const onEnd = (): void => {
-        if (finished || responseDone) return;
-        if (decoder?.untilClose) {
-          body!.push(null);
-          responseDone = true;
-          head!.keepAlive = false;
-          requestSent = true;
-          maybeDone();
-          return;
-        }
-        const err = new UpstreamResetError(
-          head === undefined ? `${this.authority} closed the connection before it answered` : `${this.authority} closed the connection in the middle of its response`,
-        );
-        if (reader.started || head !== undefined) (err as { answered?: boolean }).answered = true;
-        finish(err);
-      };
-      const onError = (e: Error): void => {
-        const err = new UpstreamResetError(`${this.authority}: ${e.message}`);
-        if (reader.started || head !== undefined) (err as { answered?: boolean }).answered = true;
-        finish(err);
-      };
-      const onAbort = (): void => finish(req.signal.reason as Error);
-
-      // The request body, framed as its Content-Length says, else chunked.
-      const chunked = req.body !== null && req.headers['content-length'] === undefined;
-      // The head goes out with the body's first bytes, in one write.
-      let pendingHead: string | undefined;
-      const onBodyData = (d: Buffer): void => {
-        const ok = socket.write(frame(pendingHead, d, chunked));
-        pendingHead = undefined;
-        if (!ok) req.body!.pause();
-      };
-      const onBodyEnd = (): void => {
-        if (chunked) socket.write(lastChunk(pendingHead), 'latin1');
-        else if (pendingHead !== undefined) socket.write(pendingHead, 'latin1');
-        pendingHead = undefined;
-        requestSent = true;
-        maybeDone();
-      };
-      const onBodyError = (e: Error): void => finish(e);
-      const onDrain = (): void => {
-        req.body?.resume();
-      };
-
-      if (req.signal.aborted) {
-        finish(req.signal.reason as Error);
-        return;
       }
-      req.signal.addEventListener('abort', onAbort, { once: true });
-      socket.on('data', onData);
-      socket.once('end', onEnd);
-      socket.once('close', onEnd);
-      socket.on('error', onError);
-      socket.resume();
+    } catch (e) {
+      this.finish(e as Error);
+    }
+  }
 
-      let out = `${req.method} ${req.path} HTTP/1.1\r\n`;
-      let host = false;
-      for (const name in req.headers) {
-        const v = req.headers[name];
-        if (v === undefined || name.charCodeAt(0) === 0x3a) continue;
-        if (name === 'host') host = true;
-        if (typeof v === 'string') out += `${name}: ${v}\r\n`;
-        else for (const one of v) out += `${name}: ${one}\r\n`;
-      }
-      if (!host) out += `host: ${this.authority}\r\n`;
-      if (chunked) out += 'transfer-encoding: chunked\r\n';
-      out += '\r\n';
-      if (req.body === null) {
-        socket.write(out, 'latin1');
-        return;
-      }
-      pendingHead = out;
-      socket.on('drain', onDrain);
-      req.body.on('data', onBodyData);
-      req.body.once('end', onBodyEnd);
-      req.body.once('error', onBodyError);
-    });
+  private respond(h: ResponseHead): void {
+    this.head = h;
+    const decoder = (this.decoder = new BodyDecoder(h.framing, 502));
+    if (!decoder.done) {
+      const socket = this.socket;
+      const b = (this.body = new Readable({ read: () => socket.resume() }));
+      // Whoever reads it may have stopped listening when the endpoint goes away.
+      b.on('error', ignore);
+      // The reader let go of the body (its client left): the connection cannot be reused.
+      b.once('close', () => {
+        if (!b.readableEnded) this.finish(new UpstreamResetError('the response body was abandoned'));
+      });
+    }
+    const ep = this.pool.ep;
+    this.resolve({ status: h.status, headers: h.headers, body: this.body, meta: ep.identity ? { peerIdentity: ep.identity } : {} });
+  }
+
+  /** The response is complete; `extra`: the endpoint sent more than it (the connection is out of step). */
+  private responseEnded(extra: boolean): void {
+    this.responseDone = true;
+    // A response before the request body was all sent, or bytes after it: the connection cannot be reused.
+    if (!this.requestSent || extra) this.head!.keepAlive = false;
+    this.maybeDone();
+  }
+
+  private maybeDone(): void {
+    if (this.responseDone && this.requestSent) this.finish();
+  }
+
+  onEnd(): void {
+    if (this.finished || this.responseDone) return;
+    if (this.decoder?.untilClose) {
+      this.body!.push(null);
+      this.requestSent = true;
+      this.head!.keepAlive = false;
+      this.responseEnded(false);
+      return;
+    }
+    const authority = this.pool.authority;
+    this.fail(new UpstreamResetError(this.head === undefined ? `${authority} closed the connection before it answered` : `${authority} closed the connection in the middle of its response`));
+  }
+
+  onError(e: Error): void {
+    this.fail(new UpstreamResetError(`${this.pool.authority}: ${e.message}`));
+  }
+
+  private fail(err: UpstreamResetError): void {
+    if (this.reader?.started || this.head !== undefined) err.answered = true;
+    this.finish(err);
+  }
+
+  /** Ends the exchange: the connection goes back to the pool or is closed. */
+  private finish(e?: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { req } = this;
+    req.signal.removeEventListener('abort', this.onAbort);
+    if (req.body) {
+      req.body.off('data', this.onBodyData);
+      req.body.off('end', this.onBodyEnd);
+      req.body.off('error', this.onBodyError);
+    }
+    if (e) {
+      if (this.head === undefined) this.reject(e);
+      else if (this.body && !this.body.readableEnded) this.body.destroy(e);
+      req.body?.destroy();
+      this.pool.release(this.conn, false);
+      return;
+    }
+    this.pool.release(this.conn, this.head!.keepAlive);
   }
 }
