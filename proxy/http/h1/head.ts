@@ -43,27 +43,15 @@ export interface ResponseHead extends Head {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings', 'expect']);
 
-// tchar (RFC 9110 5.6.2), by char code.
-const TOKEN = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN[c.charCodeAt(0)] = 1;
-
-function isToken(s: string, from: number, to: number): boolean {
-  if (to <= from) return false;
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 128 || TOKEN[c] === 0) return false;
-  }
-  return true;
-}
-
-/** Field values: visible characters, obs-text, space and tab; no other controls. */
-function badValueChar(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
-  }
-  return false;
-}
+// tchar (RFC 9110 5.6.2); field values: visible characters, obs-text, space
+// and tab, no other controls. Regular expressions run as native code, faster
+// than a loop over char codes.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// eslint-disable-next-line no-control-regex -- finding control characters is what it is for
+const BAD_VALUE_CHAR = /[\x00-\x08\x0a-\x1f\x7f]/;
+const DIGITS_3 = /^\d{3}$/;
+// eslint-disable-next-line no-control-regex -- finding control characters is what it is for
+const BAD_TARGET_CHAR = /[\x00-\x20\x7f]/;
 
 const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
 
@@ -84,14 +72,15 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
     if (end === -1) end = text.length;
     const colon = text.indexOf(':', pos);
     if (colon === -1 || colon > end) throw new HttpParseError(error, `a header line has no colon: ${JSON.stringify(text.slice(pos, Math.min(end, pos + 40)))}`);
-    if (!isToken(text, pos, colon)) throw new HttpParseError(error, `bad header name ${JSON.stringify(text.slice(pos, colon))} (whitespace before the colon, folded lines and control characters are refused)`);
+    const rawName = text.slice(pos, colon);
+    if (!TOKEN.test(rawName)) throw new HttpParseError(error, `bad header name ${JSON.stringify(rawName)} (whitespace before the colon, folded lines and control characters are refused)`);
     let vs = colon + 1;
     let ve = end;
     while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
     while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
-    if (badValueChar(text, vs, ve)) throw new HttpParseError(error, `the value of header ${text.slice(pos, colon)} holds a control character`);
-    const name = text.slice(pos, colon).toLowerCase();
     const value = text.slice(vs, ve);
+    if (BAD_VALUE_CHAR.test(value)) throw new HttpParseError(error, `the value of header ${rawName} holds a control character`);
+    const name = rawName.toLowerCase();
     pos = end + 2;
     switch (name) {
       case 'content-length':
@@ -154,13 +143,11 @@ export function parseRequestHead(text: string): RequestHead {
   const sp1 = line.indexOf(' ');
   const sp2 = line.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 === -1 || line.length !== sp2 + 9) throw new HttpParseError(400, `bad request line ${JSON.stringify(line.slice(0, 80))}`);
-  if (!isToken(line, 0, sp1)) throw new HttpParseError(400, `bad method ${JSON.stringify(line.slice(0, sp1))}`);
+  const method = line.slice(0, sp1);
+  if (!TOKEN.test(method)) throw new HttpParseError(400, `bad method ${JSON.stringify(method)}`);
   const target = line.slice(sp1 + 1, sp2);
-  for (let i = 0; i < target.length; i++) {
-    const c = target.charCodeAt(i);
-    if (c <= 0x20 || c === 0x7f) throw new HttpParseError(400, 'the request target holds a space or a control character');
-  }
   if (target.length === 0) throw new HttpParseError(400, 'empty request target');
+  if (BAD_TARGET_CHAR.test(target)) throw new HttpParseError(400, 'the request target holds a space or a control character');
   const minor = version(line, sp2 + 1, 400);
   const f = parseFields(text, lineEnd === -1 ? text.length : lineEnd + 2, 400);
   let framing: Framing;
@@ -177,7 +164,7 @@ export function parseRequestHead(text: string): RequestHead {
     framing = { kind: 'none' };
   }
   if (f.expect !== undefined && f.expect.toLowerCase() !== '100-continue') throw new HttpParseError(400, `unsupported Expect ${JSON.stringify(f.expect)}`);
-  return { method: line.slice(0, sp1), target, minor, headers: f.headers, framing, keepAlive: keepAliveOf(minor, f.connection), expectContinue: f.expect !== undefined };
+  return { method, target, minor, headers: f.headers, framing, keepAlive: keepAliveOf(minor, f.connection), expectContinue: f.expect !== undefined };
 }
 
 /** `text`: the head as latin1, without the final blank line; `method`: the request's (HEAD has no body). */
@@ -185,7 +172,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   const lineEnd = text.indexOf('\r\n');
   const line = lineEnd === -1 ? text : text.slice(0, lineEnd);
   const minor = version(line, 0, 502);
-  if (line.charCodeAt(8) !== 0x20 || !/^\d{3}$/.test(line.slice(9, 12)) || (line.length > 12 && line.charCodeAt(12) !== 0x20))
+  if (line.charCodeAt(8) !== 0x20 || !DIGITS_3.test(line.slice(9, 12)) || (line.length > 12 && line.charCodeAt(12) !== 0x20))
     throw new HttpParseError(502, `bad status line ${JSON.stringify(line.slice(0, 80))}`);
   const status = Number(line.slice(9, 12));
   if (status < 100) throw new HttpParseError(502, `bad status ${status}`);
