@@ -14,6 +14,7 @@ import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import { BodyDecoder, frame, lastChunk } from './h1/body.js';
 import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
+import type { RequestSignal } from './cancel.js';
 import type { ProxyRequest, ProxyResponse } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
@@ -135,7 +136,7 @@ class H1Pool {
     }
   }
 
-  private async take(signal: AbortSignal): Promise<Conn> {
+  private async take(signal: RequestSignal): Promise<Conn> {
     for (;;) {
       if (this.closed) throw new Error(`the pool of ${this.authority} is closed (the endpoint left the config)`);
       const conn = this.idle.pop();

@@ -75,7 +75,8 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     [HTTP2_HEADER_AUTHORITY]: host ?? `${ep.address}:${ep.port}`,
   };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) headers[k] = v;
-  const stream = session.request(headers, { endStream: req.body === null, signal: req.signal });
+  // Node checks only that the signal has `aborted` and listens with addEventListener: a Cancellation serves.
+  const stream = session.request(headers, { endStream: req.body === null, signal: req.signal as AbortSignal });
   if (req.body) req.body.pipe(stream);
   const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
     stream.once('response', resolve);

@@ -11,13 +11,14 @@
 // length of at most MAX_RETRY_BODY_BYTES, which is buffered before the first
 // attempt. Larger bodies and streaming bodies (no content-length) go out
 // once and are never retried: they cannot be replayed.
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { backoffDelay } from '../../lib/backoff.js';
 import type { Scheduler } from '../../lib/scheduler.js';
 import type { RetryBudget } from './retry-budget.js';
 import { replayability, retryReason, type RetryRules } from './retry-policy.js';
+import { withCancellation, type RequestSignal } from './cancel.js';
 import { MeshTimeoutError, timeoutResponse } from './timeout.js';
-import type { Handler, Layer, ProxyRequest, ProxyResponse } from './types.js';
+import { bufferedBody, type Handler, type Layer, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface RetryCounters {
   /** A retry was made, and why. */
@@ -50,7 +51,7 @@ export function retryLayer(o: RetryOptions): Layer {
 async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body: Buffer | null): Promise<ProxyResponse> {
   const { rules, budget } = o;
   for (let n = 1; ; n++) {
-    const res = await attempt(o, next, body === null ? req : { ...req, body: Readable.from([body]) });
+    const res = await attempt(o, next, body === null ? req : { ...req, body: bufferedBody(body) });
     const reason = retryReason(rules, res);
     if (reason === undefined || n >= rules.attempts || req.signal.aborted) return res;
     if (!budget.withdraw()) {
@@ -67,20 +68,17 @@ async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body:
 async function attempt(o: RetryOptions, next: Handler, req: ProxyRequest): Promise<ProxyResponse> {
   const ms = o.rules.perTryTimeoutMs;
   if (ms === 0) return next(req);
-  const controller = new AbortController();
-  const onClientAbort = (): void => controller.abort(req.signal.reason);
-  if (req.signal.aborted) controller.abort(req.signal.reason);
-  else req.signal.addEventListener('abort', onClientAbort, { once: true });
+  const { req: tried, cancel } = withCancellation(req);
   let timedOut: MeshTimeoutError | undefined;
-  const timer = o.scheduler.setTimeout(() => controller.abort((timedOut = new MeshTimeoutError('per-try', ms))), ms);
+  const timer = o.scheduler.setTimeout(() => cancel.abort((timedOut = new MeshTimeoutError('per-try', ms))), ms);
   try {
-    return await next({ ...req, signal: controller.signal });
+    return await next(tried);
   } catch (e) {
     if (timedOut && !req.signal.aborted) return timeoutResponse(o.service, timedOut);
     throw e;
   } finally {
     o.scheduler.clearTimeout(timer);
-    req.signal.removeEventListener('abort', onClientAbort);
+    cancel.dispose();
   }
 }
 
@@ -92,7 +90,7 @@ function discard(res: ProxyResponse): void {
   else body.destroy();
 }
 
-function sleep(scheduler: Scheduler, ms: number, signal: AbortSignal): Promise<void> {
+function sleep(scheduler: Scheduler, ms: number, signal: RequestSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason as Error);

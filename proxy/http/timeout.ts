@@ -4,6 +4,7 @@
 // head, retries and their backoff included; a response body that has begun
 // streaming is not cut (long downloads and streams stay possible).
 import type { Scheduler } from '../../lib/scheduler.js';
+import { withCancellation } from './cancel.js';
 import { localResponse, type Layer, type ProxyResponse } from './types.js';
 
 /** The abort reason when the mesh, not the client, gave up on a request. */
@@ -31,24 +32,21 @@ export interface TimeoutOptions {
 }
 
 export function timeoutLayer(o: TimeoutOptions): Layer {
-  return (next) => (req) =>
+  return (next) => (outer) =>
     new Promise<ProxyResponse>((resolve, reject) => {
-      const controller = new AbortController();
-      const onClientAbort = (): void => controller.abort(req.signal.reason);
-      if (req.signal.aborted) controller.abort(req.signal.reason);
-      else req.signal.addEventListener('abort', onClientAbort, { once: true });
+      const { req, cancel } = withCancellation(outer);
       let timedOut = false;
       const timer = o.scheduler.setTimeout(() => {
         timedOut = true;
         const err = new MeshTimeoutError('route', o.ms);
-        controller.abort(err);
+        cancel.abort(err);
         resolve(timeoutResponse(o.service, err));
       }, o.ms);
       const done = (): void => {
         o.scheduler.clearTimeout(timer);
-        req.signal.removeEventListener('abort', onClientAbort);
+        cancel.dispose();
       };
-      next({ ...req, signal: controller.signal }).then(
+      next(req).then(
         (res) => {
           done();
           if (timedOut) res.body?.destroy();

@@ -1,5 +1,6 @@
 // Requests and responses for layer tests, without sockets.
 import { Readable } from 'node:stream';
+import type { RequestSignal } from '../cancel.js';
 import type { ProxyRequest, ProxyResponse } from '../types.js';
 
 export function testRequest(over: Partial<ProxyRequest> = {}): ProxyRequest {
@@ -39,7 +40,7 @@ export async function drive<T>(clock: { runNext(): number | undefined }, p: Prom
 }
 
 /** A handler answer that never comes: it fails when the request is aborted, as a real forward does. */
-export function hang(signal: AbortSignal): Promise<never> {
+export function hang(signal: RequestSignal): Promise<never> {
   return new Promise((_, reject) => {
     if (signal.aborted) reject(new Error('aborted'));
     signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
