@@ -78,6 +78,33 @@ describe('CertificateAuthority: issued certificates follow the X.509-SVID rules'
     assert.throws(() => caFromRoot(root, { ttlSeconds: 365 * 86400 }), refusedWith('bad-ttl'));
   });
 
+  it('changes the lifetime of certificates issued after setTtlSeconds, refuses a bad one and keeps the last', () => {
+    const lifetime = (c: CertificateAuthority): number => {
+      const x = new X509Certificate(c.signWorkloadCsr(buildCsrPem(newKey(), WEB), WEB).certificatePem);
+      return (new Date(x.validTo).getTime() - new Date(x.validFrom).getTime()) / 1000 - CLOCK_SKEW_BACKDATE_SECONDS;
+    };
+    const changing = caFromRoot(root, { ttlSeconds: 1800 });
+    const before = changing.signWorkloadCsr(buildCsrPem(newKey(), WEB), WEB);
+    assert.equal(changing.setTtlSeconds(7200), 7200);
+    assert.ok(Math.abs(lifetime(changing) - 7200) <= 1, 'the new lifetime applies');
+    assert.ok(Math.abs(before.notAfter.getTime() - before.notBefore.getTime() - (1800 + CLOCK_SKEW_BACKDATE_SECONDS) * 1000) <= 1000, 'an issued certificate keeps its own');
+    // The lifetime in force is also the maximum a request may ask for.
+    assert.ok(changing.signWorkloadCsr(buildCsrPem(newKey(), WEB), WEB, 3600));
+    assert.throws(() => changing.setTtlSeconds(10), (e: unknown) => refusedWith('bad-ttl')(e) && /10s is out of bounds/.test((e as Error).message));
+    assert.equal(changing.ttlSeconds, 7200);
+    assert.equal(changing.setTtlSeconds(undefined), 1800);
+    assert.ok(Math.abs(lifetime(changing) - 1800) <= 1, 'back to the default given at construction');
+    assert.throws(() => changing.signWorkloadCsr(buildCsrPem(newKey(), WEB), WEB, 3600), refusedWith('bad-ttl'));
+  });
+
+  it('a longer lifetime set at run time still ends at the issuer\'s NotAfter', () => {
+    const rootEnd = new Date(new X509Certificate(root.certPem).validTo).getTime();
+    const late = caFromRoot(root, { now: () => new Date(rootEnd - 3600_000) });
+    late.setTtlSeconds(30 * 86400);
+    const c = new X509Certificate(late.signWorkloadCsr(buildCsrPem(newKey(), WEB), WEB).certificatePem);
+    assert.equal(new Date(c.validTo).getTime(), rootEnd);
+  });
+
   it('never outlives its issuer: NotAfter = min(now + TTL, issuer NotAfter)', () => {
     const rootEnd = new Date(new X509Certificate(root.certPem).validTo).getTime();
     const late = caFromRoot(root, { now: () => new Date(rootEnd - 600_000) });

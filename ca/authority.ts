@@ -42,7 +42,7 @@ export interface CaOptions {
   intermediatesPem?: string;
   /** The trust bundle: every root that workloads accept. Must include the issuer's root. */
   trustBundle: TrustBundle;
-  /** Default and maximum lifetime of workload certificates. */
+  /** Default and maximum lifetime of workload certificates, until setTtlSeconds changes it. */
   ttlSeconds?: number;
   now?: () => Date;
 }
@@ -97,7 +97,8 @@ const EXT_KEY_USAGE_SERVER_CLIENT = extension(OID.extKeyUsage, false, seq(oid(OI
 export class CertificateAuthority {
   readonly trustDomain: string;
   readonly trustBundle: TrustBundle;
-  readonly ttlSeconds: number;
+  /** The lifetime given at construction (the control plane's --cert-ttl): in force when no mesh setting overrides it. */
+  readonly defaultTtlSeconds: number;
   readonly issuer: X509Certificate;
   private readonly key: KeyObject;
   private readonly template: IssuerTemplate;
@@ -105,12 +106,14 @@ export class CertificateAuthority {
   private readonly chainTailPem: string;
   private serials = Buffer.alloc(0);
   private readonly now: () => Date;
+  private ttl: number;
 
   constructor(opts: CaOptions) {
     validateTrustDomain(opts.trustDomain);
     this.trustDomain = opts.trustDomain;
     this.trustBundle = opts.trustBundle;
-    this.ttlSeconds = checkTtlSeconds(opts.ttlSeconds ?? DEFAULT_TTL_SECONDS);
+    this.defaultTtlSeconds = checkTtlSeconds(opts.ttlSeconds ?? DEFAULT_TTL_SECONDS);
+    this.ttl = this.defaultTtlSeconds;
     this.now = opts.now ?? (() => new Date());
     this.issuer = new X509Certificate(opts.issuerCertPem);
     this.key = createPrivateKey(opts.issuerKeyPem);
@@ -123,6 +126,22 @@ export class CertificateAuthority {
     this.template = issuerTemplate(this.issuer, this.key, chain);
     const selfSigned = this.issuer.issuer === this.issuer.subject && this.issuer.verify(this.issuer.publicKey);
     this.chainTailPem = selfSigned ? '' : this.issuer.toString() + intermediatesPem;
+  }
+
+  /** Default and maximum lifetime of the certificates issued from now on. */
+  get ttlSeconds(): number {
+    return this.ttl;
+  }
+
+  /**
+   * Changes the lifetime of the certificates issued from now on (those already
+   * issued keep theirs); undefined returns to `defaultTtlSeconds`. A value out
+   * of bounds throws CaError bad-ttl and changes nothing. NotAfter still never
+   * passes the issuer's.
+   */
+  setTtlSeconds(seconds: number | undefined): number {
+    this.ttl = seconds === undefined ? this.defaultTtlSeconds : checkTtlSeconds(seconds);
+    return this.ttl;
   }
 
   /** Verifies a workload CSR and certifies `spiffeId` for its key. */

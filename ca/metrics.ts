@@ -5,9 +5,11 @@ export interface CaMetrics {
   errors: Counter<'reason'>;
   signingSeconds: Histogram;
   issuerExpiry: Gauge;
+  certificateTtl: Gauge;
 }
 
-export function createCaMetrics(registry: Registry): CaMetrics {
+/** `ttlSeconds`: the lifetime in force, read at every scrape (it can change at run time). */
+export function createCaMetrics(registry: Registry, ttlSeconds: () => number): CaMetrics {
   return {
     issued: new Counter({ name: 'tsmesh_ca_certificates_issued_total', help: 'Workload certificates issued.', registers: [registry] }),
     errors: new Counter({
@@ -26,6 +28,14 @@ export function createCaMetrics(registry: Registry): CaMetrics {
       name: 'tsmesh_ca_issuer_expiration_timestamp_seconds',
       help: 'When the certificate that signs workload certificates expires (Unix seconds).',
       registers: [registry],
+    }),
+    certificateTtl: new Gauge({
+      name: 'tsmesh_ca_certificate_ttl_seconds',
+      help: 'Lifetime of the certificates the CA issues now (ConfigMap tsmesh-config certificateTtl, else --cert-ttl).',
+      registers: [registry],
+      collect() {
+        this.set(ttlSeconds());
+      },
     }),
   };
 }

@@ -94,7 +94,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   app.disable('x-powered-by');
   if (opts.ca ?? true) {
     if (!opts.authenticator) throw new Error('the CA needs an authenticator (a token file or Kubernetes TokenReview)');
-    app.use(caRouter({ authority, authenticator: opts.authenticator, metrics: createCaMetrics(registry), log: log.child('ca') }));
+    app.use(caRouter({ authority, authenticator: opts.authenticator, metrics: createCaMetrics(registry, () => authority.ttlSeconds), log: log.child('ca') }));
   }
   let discovery: Discovery | undefined;
   let unsubscribe = (): void => {};

@@ -8,6 +8,7 @@ import { CONTROL_PLANE_NAMESPACE, startControlPlane } from '../../control/plane.
 import { FileMeshSource } from '../../control/sources/file.js';
 import { modelScrapeTargets } from '../../control/observe/targets.js';
 import { createKubernetesSource } from '../../control/sources/kubernetes.js';
+import { followMeshCertificateTtl } from '../../control/cert-ttl.js';
 import { startTrustBundleSync } from '../../control/trust-bundle.js';
 import { startLeaderElection } from '../../control/leader.js';
 import { hostname } from 'node:os';
@@ -26,7 +27,8 @@ the admin port (15014). Each part can be switched off.
 
   --ca-dir DIR          CA material (root-cert.pem, root-key.pem or ca-cert.pem, ca-key.pem)  [TSMESH_CA_DIR]
   --trust-domain TD     trust domain (default cluster.local)                               [TSMESH_TRUST_DOMAIN]
-  --cert-ttl DURATION   workload certificate lifetime (default 1h)                         [TSMESH_CERT_TTL]
+  --cert-ttl DURATION   certificate lifetime (default 1h; in Kubernetes,                   [TSMESH_CERT_TTL]
+                        certificateTtl in ConfigMap tsmesh-config wins while it is set)
   --token-file FILE     authenticate proxies with static tokens instead of Kubernetes      [TSMESH_TOKEN_FILE]
   --kubeconfig FILE     API server credentials (default: in-cluster, then $KUBECONFIG)
   --host ADDR           listen address (default 0.0.0.0)
@@ -105,7 +107,12 @@ export const controlPlaneCommand: Command = {
     if (!values['no-discovery']) {
       if (meshFile) meshSource = new FileMeshSource(meshFile, log.child('mesh-file'));
       else if (local) log.info('discovery off: local mode (--token-file) without --mesh-file');
-      else meshSource = createKubernetesSource({ kc: kube(), trustDomain, registry, log: log.child('kubernetes'), isWriter: () => leading });
+      else {
+        const source = createKubernetesSource({ kc: kube(), trustDomain, registry, log: log.child('kubernetes'), isWriter: () => leading });
+        // Every replica issues, so every replica follows the ConfigMap's certificateTtl.
+        followMeshCertificateTtl({ authority, source, defaultFrom: ttl ? '--cert-ttl' : 'the default', log: log.child('ca') });
+        meshSource = source;
+      }
     }
     // In Kubernetes, every meshed namespace holds the roots in ConfigMap tsmesh-trust-bundle.
     // Every replica serves; only the leader writes to the API (policy status, the

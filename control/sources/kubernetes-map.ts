@@ -453,7 +453,7 @@ export function evaluatePolicies(input: PolicyInput): PolicyResult {
  * | --- | --- | --- |
  * | `mtlsMode` | `STRICT` or `PERMISSIVE`: what proxies do with plain inbound traffic | `STRICT` |
  * | `retryBudget` | YAML or JSON mapping `{ratio: 0-1, minRetriesPerSecond: 0-10000, ttl: duration}`: the budget of retries a policy sets none for | `{ratio: 0.2, minRetriesPerSecond: 10, ttl: 10s}` |
- * | `certificateTtl` | duration, 1m to 30d: lifetime of the workload certificates the CA issues | the CA's `--cert-ttl` |
+ * | `certificateTtl` | duration, 1m to 30d: lifetime of the certificates the CA issues from then on; wins over `--cert-ttl` (control/cert-ttl.ts) | the CA's `--cert-ttl` |
  * | `trustDomain` | must equal the control plane's `--trust-domain` (identities come from the CA, which cannot change it at run time) | that |
  *
  * Any other key is refused, as is a bad value: the whole ConfigMap is then

@@ -70,6 +70,12 @@ export interface KubernetesMeshSource extends MeshSource {
   notReady(): string | undefined;
   /** certificateTtl from tsmesh-config, in seconds; undefined when unset. */
   certificateTtlSeconds(): number | undefined;
+  /**
+   * Called with the mesh settings each time ConfigMap tsmesh-config is read and
+   * accepted (its absence too: the defaults); never for a refused one, whose
+   * error is logged while the last good settings stay. Returns an unsubscribe function.
+   */
+  onMeshConfig(listener: (config: MeshConfig) => void): () => void;
   /** The latest verdict on each policy (what its Accepted condition says or is about to say). */
   verdicts(): readonly Verdict[];
 }
@@ -92,6 +98,7 @@ class KubernetesSource implements KubernetesMeshSource {
   private readonly meshConfigMap: ResilientInformer<V1ConfigMap>;
   private readonly informers: ResilientInformer<never>[];
   private readonly listeners = new Set<(m: MeshModel) => void>();
+  private readonly meshConfigListeners = new Set<(c: MeshConfig) => void>();
   private readonly statusWriter: PolicyStatusWriter | undefined;
   private readonly log: Logger;
   private readonly debounceMs: number;
@@ -195,6 +202,11 @@ class KubernetesSource implements KubernetesMeshSource {
     return this.meshConfig.certificateTtlSeconds;
   }
 
+  onMeshConfig(listener: (config: MeshConfig) => void): () => void {
+    this.meshConfigListeners.add(listener);
+    return () => this.meshConfigListeners.delete(listener);
+  }
+
   verdicts(): readonly Verdict[] {
     return this.lastVerdicts;
   }
@@ -229,15 +241,28 @@ class KubernetesSource implements KubernetesMeshSource {
     const cmVersion = cm?.metadata?.resourceVersion;
     if (cmVersion !== this.meshConfigVersion) {
       this.meshConfigVersion = cmVersion;
+      const settings = (c: MeshConfig) => ({
+        mtlsMode: c.mesh.mtlsMode,
+        retryBudget: c.mesh.retryBudget,
+        ...(c.certificateTtlSeconds ? { certificateTtlSeconds: c.certificateTtlSeconds } : {}),
+      });
+      let next: MeshConfig | undefined;
       try {
-        this.meshConfig = parseMeshConfigMap(cm, trustDomain);
-        this.log.info(cm ? `mesh settings from ConfigMap ${MESH_CONFIG_NAME}` : `no ConfigMap ${MESH_CONFIG_NAME}; default mesh settings`, {
-          mtlsMode: this.meshConfig.mesh.mtlsMode,
-          retryBudget: this.meshConfig.mesh.retryBudget,
-          ...(this.meshConfig.certificateTtlSeconds ? { certificateTtlSeconds: this.meshConfig.certificateTtlSeconds } : {}),
-        });
+        next = parseMeshConfigMap(cm, trustDomain);
       } catch (e) {
-        this.log.error(`ConfigMap ${MESH_CONFIG_NAME} is invalid; keeping the last good mesh settings`, { error: (e as Error).message });
+        // The error names the key and its value (data.<key>: ...); `keeping` is what stays in force.
+        this.log.error(`ConfigMap ${MESH_CONFIG_NAME} is invalid; keeping the last good mesh settings`, { error: (e as Error).message, keeping: settings(this.meshConfig) });
+      }
+      if (next) {
+        this.meshConfig = next;
+        this.log.info(cm ? `mesh settings from ConfigMap ${MESH_CONFIG_NAME}` : `no ConfigMap ${MESH_CONFIG_NAME}; default mesh settings`, settings(next));
+        for (const l of this.meshConfigListeners) {
+          try {
+            l(next);
+          } catch (e) {
+            this.log.error('a mesh settings listener failed', { error: (e as Error).message });
+          }
+        }
       }
     }
 
@@ -311,5 +336,6 @@ class KubernetesSource implements KubernetesMeshSource {
     this.statusWriter?.close();
     for (const i of this.informers) i.stop();
     this.listeners.clear();
+    this.meshConfigListeners.clear();
   }
 }

@@ -1,14 +1,15 @@
 // `tsmesh control-plane` as a process against a real kube-apiserver, with the
 // RBAC of manifests/ and its own ServiceAccount's token: it turns ready, sets
-// the injector's caBundle, writes the trust bundle into meshed namespaces, and
-// streams a Service created through the API to a proxy.
+// the injector's caBundle, writes the trust bundle into meshed namespaces,
+// streams a Service created through the API to a proxy, and issues
+// certificates with the lifetime ConfigMap tsmesh-config sets over --cert-ttl.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, DiscoveryV1Api } from '@kubernetes/client-node';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { createRootCa } from '../../ca/root.js';
 import { CA_FILES } from '../../ca/material.js';
 import { newKey } from '../../ca/testdata/fixtures.js';
@@ -17,7 +18,7 @@ import { buildCsrPem } from '../../ca/csr.js';
 import { silentLogger } from '../../lib/log.js';
 import { StreamConfigSource } from '../../proxy/config/stream.js';
 import { freePort } from '../../proxy/identity/testdata/free-port.js';
-import { apiServerTier, createNamespace, eventually, requestToken, startApiServer, type ApiServer } from './apiserver.js';
+import { apiServerTier, createNamespace, createServiceAccount, eventually, requestToken, startApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
 
 const MAIN = resolve(import.meta.dirname, '..', '..', 'cli', 'main.ts');
@@ -48,7 +49,7 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
     ports = { ca: await freePort(), admin: await freePort(), webhook: await freePort() };
     child = spawn(
       process.execPath,
-      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1',
+      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1', '--cert-ttl', '30m',
         '--port', String(ports.ca), '--admin-port', String(ports.admin), '--webhook-port', String(ports.webhook)],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -127,5 +128,73 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
     } finally {
       stream.close();
     }
+  });
+
+  describe('certificate lifetime: ConfigMap tsmesh-config certificateTtl over --cert-ttl 30m', function () {
+    let agent: Agent | undefined;
+    before(async () => {
+      await createServiceAccount(server!.kc, 'shop', 'web');
+      agent = new Agent({ connect: { ca: (await loadCaFromDir(dir, { trustDomain: 'cluster.local' })).trustBundle.toPem(), servername: 'localhost' } });
+    });
+    after(async () => agent?.close());
+
+    /** Lifetime in seconds of a certificate issued to shop/web now (NotAfter - NotBefore - the backdating). */
+    const issuedLifetime = async (): Promise<number> => {
+      const { token } = await requestToken(server!.kc, 'shop', 'web', 'tsmesh-ca', 600);
+      const res = await request(`https://127.0.0.1:${ports.ca}/v1/certificates`, {
+        method: 'POST',
+        dispatcher: agent!,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ csr: buildCsrPem(newKey()) }),
+      });
+      const json = (await res.body.json()) as { notBefore: string; expiresAt: string };
+      assert.equal(res.statusCode, 200, JSON.stringify(json));
+      return Math.round((Date.parse(json.expiresAt) - Date.parse(json.notBefore)) / 1000) - 60;
+    };
+    const ttlMetric = async (): Promise<number | undefined> => {
+      const r = await request(`http://127.0.0.1:${ports.admin}/metrics`);
+      const m = /^tsmesh_ca_certificate_ttl_seconds (\d+)$/m.exec(await r.body.text());
+      return m ? Number(m[1]) : undefined;
+    };
+    const setTtl = async (value: string | undefined): Promise<void> => {
+      const core = server!.kc.makeApiClient(CoreV1Api);
+      const cm = await core.readNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config' });
+      const data = { ...cm.data };
+      if (value === undefined) delete data['certificateTtl'];
+      else data['certificateTtl'] = value;
+      await core.replaceNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config', body: { ...cm, data } });
+    };
+    const waitTtl = (seconds: number, what: string): Promise<number> =>
+      eventually(async () => ((await ttlMetric()) === seconds ? seconds : undefined), 10_000, what).catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
+
+    it('issues for --cert-ttl while the ConfigMap sets no certificateTtl', async () => {
+      await waitTtl(1800, 'the --cert-ttl lifetime');
+      assert.ok(Math.abs((await issuedLifetime()) - 1800) <= 1);
+    });
+
+    it('a certificateTtl set in the ConfigMap applies to the next certificates', async () => {
+      await setTtl('2h');
+      await waitTtl(7200, 'the ConfigMap lifetime');
+      assert.ok(Math.abs((await issuedLifetime()) - 7200) <= 1);
+      assert.match(stderr, /"msg":"certificate lifetime for certificates issued from now on","ttl":"2h","from":"ConfigMap tsmesh-config certificateTtl"/);
+    });
+
+    it('a bad certificateTtl is refused, naming the key and the value, and 2h stays in force', async () => {
+      const before = stderr.length;
+      await setTtl('10s');
+      const line = await eventually(async () => stderr.slice(before).split('\n').find((l) => l.includes('ConfigMap tsmesh-config is invalid')), 10_000, 'the refusal');
+      const logged = JSON.parse(line) as { level: string; error: string; keeping: { certificateTtlSeconds?: number } };
+      assert.equal(logged.level, 'error');
+      assert.equal(logged.error, 'data.certificateTtl: 10s is outside 60s to 30d');
+      assert.equal(logged.keeping.certificateTtlSeconds, 7200);
+      assert.equal(await ttlMetric(), 7200);
+      assert.ok(Math.abs((await issuedLifetime()) - 7200) <= 1);
+    });
+
+    it('without the key, --cert-ttl is in force again', async () => {
+      await setTtl(undefined);
+      await waitTtl(1800, 'back to --cert-ttl');
+      assert.ok(Math.abs((await issuedLifetime()) - 1800) <= 1);
+    });
   });
 });
