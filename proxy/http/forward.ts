@@ -15,7 +15,7 @@ import { connectEndpoint } from '../upstream.js';
 import { BodyDecoder, frame, lastChunk } from './h1/body.js';
 import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
 import type { RequestSignal } from './cancel.js';
-import type { ProxyRequest, ProxyResponse } from './types.js';
+import { bufferOf, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
 
@@ -267,6 +267,13 @@ class Exchange {
     out += '\r\n';
     if (req.body === null) {
       socket.write(out, 'latin1');
+      return;
+    }
+    const buffered = this.chunked ? undefined : bufferOf(req.body);
+    if (buffered !== undefined) {
+      // A body already in memory goes out with the head, in one write; nothing to stream.
+      socket.write(frame(out, buffered, false));
+      this.requestSent = true;
       return;
     }
     this.pendingHead = out;

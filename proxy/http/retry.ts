@@ -18,7 +18,7 @@ import type { RetryBudget } from './retry-budget.js';
 import { replayability, retryReason, type RetryRules } from './retry-policy.js';
 import { withCancellation, type RequestSignal } from './cancel.js';
 import { MeshTimeoutError, timeoutResponse } from './timeout.js';
-import { bufferedBody, type Handler, type Layer, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, bufferOf, type Handler, type Layer, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface RetryCounters {
   /** A retry was made, and why. */
@@ -44,6 +44,8 @@ export function retryLayer(o: RetryOptions): Layer {
     const replay = replayability(rules, req.method, req.body !== null, req.headers['content-length']);
     if (replay === 'no') return rules.perTryTimeoutMs > 0 ? attempt(o, next, req) : next(req);
     if (replay === 'as-is') return attempts(o, next, req, null);
+    const buffered = bufferOf(req.body);
+    if (buffered !== undefined) return attempts(o, next, req, buffered);
     return readBody(req.body!, rules.maxBodyBytes).then((body) => attempts(o, next, req, body));
   };
 }

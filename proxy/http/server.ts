@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
 import { BodyDecoder, frame, lastChunk } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
-import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface HttpServerOptions {
   /** The handler for requests on `socket`; looked up once per request. */
@@ -161,7 +161,7 @@ class ServerConnection {
         if (!got) return;
         data = got.buf;
         i = got.next;
-        this.start(parseRequestHead(got.text));
+        i = this.start(parseRequestHead(got.text), data, i);
       } else if (this.phase === Phase.Body) {
         i = this.decoder!.feed(data, i, (d) => {
           if (!this.body!.push(d)) this.socket.pause();
@@ -177,12 +177,19 @@ class ServerConnection {
     }
   }
 
-  private start(head: RequestHead): void {
+  /** Starts a request whose head ended at data[at]; returns where its body's unread bytes start. */
+  private start(head: RequestHead, data: Buffer, at: number): number {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.keepAlive = head.keepAlive && !this.shared.draining;
-    const hasBody = head.framing.kind !== 'none';
-    if (hasBody) {
+    const { framing } = head;
+    let next = at;
+    if (framing.kind === 'length' && data.length - at >= framing.length) {
+      // The whole body came with the head: it is handed on as bytes in memory, not streamed.
+      next = at + framing.length;
+      this.body = bufferedBody(data.subarray(at, next));
+      this.phase = Phase.Respond;
+    } else if (framing.kind !== 'none') {
       this.decoder = new BodyDecoder(head.framing, 400);
       this.body = new Readable({ read: () => this.socket.resume() });
       // Its readers come and go (a retry, a forward that gave up); a client that leaves must not be an uncaught error.
@@ -203,6 +210,7 @@ class ServerConnection {
       signal: this.signal,
     };
     void this.respond(req, head);
+    return next;
   }
 
   private async respond(req: ProxyRequest, head: RequestHead): Promise<void> {

@@ -68,10 +68,27 @@ export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeade
  * end, several times cheaper, which matters for every retried request.
  */
 export function bufferedBody(data: Buffer): Readable {
-  const body = new Readable({ read: noop });
+  const body = new Readable({ read: noop }) as Readable & { [BUFFERED]?: Buffer };
   body.push(data);
   body.push(null);
+  body[BUFFERED] = data;
+  // Destroyed with an error when its client leaves, perhaps unread: that must not be an uncaught error.
+  body.on('error', noop);
   return body;
+}
+
+const BUFFERED = Symbol('tsmesh.bufferedBody');
+
+/**
+ * The whole of a body made by bufferedBody, while none of it has been read:
+ * a layer that needs the bytes (a retry keeping them to replay, the forwarder
+ * writing them with the head) takes them without streaming. The server makes
+ * such a body when a request's body arrives with its head, as small ones do.
+ */
+export function bufferOf(body: Readable | null): Buffer | undefined {
+  if (body === null) return undefined;
+  const data = (body as Readable & { [BUFFERED]?: Buffer })[BUFFERED];
+  return data !== undefined && body.readableLength === data.length && !body.readableDidRead ? data : undefined;
 }
 
 const noop = (): void => undefined;
