@@ -23,7 +23,7 @@ import { startWebhookServer, type RunningWebhook } from '../webhook/app.js';
 import type { MeshConfig } from '../webhook/mesh-config.js';
 import { createAdminServer } from './admin.js';
 import { MeshObserver } from './observe/observer.js';
-import type { ScrapeTarget } from './observe/view.js';
+import type { MeshView, ScrapeTarget } from './observe/view.js';
 import type { MeshSource } from './sources/source.js';
 import { Discovery } from './stream.js';
 
@@ -65,6 +65,8 @@ export interface RunningControlPlane {
   webhookPort: number | undefined;
   registry: Registry;
   discovery: Discovery | undefined;
+  /** What /api/v1/mesh serves (the proxies' golden metrics), in process; undefined without scrapeTargets. */
+  meshView(): MeshView | undefined;
   close(): Promise<void>;
 }
 
@@ -174,6 +176,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     webhookPort: webhook?.port,
     registry,
     discovery,
+    meshView: () => observer?.view(),
     async close() {
       clearTimeout(rotateTimer);
       observer?.close();

@@ -26,7 +26,6 @@ import { startSidecar, type Sidecar } from '../proxy/sidecar.js';
 import { createApp, startLoad } from './apps.js';
 import { APP_PORT, chooseDemoMode, DemoNetwork, PROXY_USER, startNetnsWorkloads, type DemoMode, type DemoWorkloads } from './netns.js';
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
-import { EdgeWatcher, formatEdges } from './stats.js';
 import { CLUSTER_IPS, NAMESPACE, SERVICE_PORT, WORKLOADS, meshFile } from './topology.js';
 
 const TRUST_DOMAIN = 'cluster.local';
@@ -53,7 +52,6 @@ export interface RunningDemo {
   controlPlaneHost: string;
   /** Base URL of each workload's sidecar admin server (pod IP:15020 in netns mode). */
   adminUrls: ReadonlyMap<string, string>;
-  edges: EdgeWatcher;
   /** The traffic generator, started once every sidecar holds a certificate and a config. */
   load: DemoWorkloads['load'];
   prometheus: RunningPrometheus | undefined;
@@ -146,18 +144,11 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
       ], opts.prometheusBinary);
       cleanups.push(() => prometheus?.stop());
     }
-    const edges = new EdgeWatcher(new Map([...adminUrls].map(([name, url]) => [name, () => fetchText(`${url}/metrics`)])));
-    return { mode, controlPlane, controlPlaneHost: host, adminUrls, edges, load, prometheus, network: net, stop };
+    return { mode, controlPlane, controlPlaneHost: host, adminUrls, load, prometheus, network: net, stop };
   } catch (e) {
     await stop();
     throw e;
   }
-}
-
-async function fetchText(url: string): Promise<string> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  if (!res.ok) throw new Error(`GET ${url}: ${res.status}`);
-  return res.text();
 }
 
 interface LoopbackOptions {
@@ -232,5 +223,3 @@ async function startLoopbackWorkloads({ caAddress, dir, log, rps, endpoints, cle
   }
   return { adminUrls, load: startLoad(`${upstreamUrls.get('loadgen')!.web}/catalog`, rps) };
 }
-
-export { formatEdges };

@@ -1,6 +1,7 @@
 // tsmesh demo: a whole mesh on this machine (what `npm start` runs).
 import { chooseDemoMode } from '../../demo/netns.js';
-import { startDemo, formatEdges } from '../../demo/run.js';
+import { startDemo } from '../../demo/run.js';
+import { formatDemoTable } from '../../demo/stats.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
 import { parseFlags, UsageError, type Command } from '../command.js';
 
@@ -59,15 +60,13 @@ export const demoCommand: Command = {
     console.log(`control plane metrics: http://${admin}/metrics`);
     for (const [name, url] of demo.adminUrls) console.log(`  ${name.padEnd(8)} sidecar admin: ${url}/metrics  /config  /ready`);
     if (demo.prometheus) console.log(`prometheus: ${demo.prometheus.url}  (try: sum by (source_identity, destination_service) (rate(tsmesh_requests_total[30s])))`);
-    await demo.edges.edges(); // first sample
+    // The control plane scrapes every sidecar every 2 s; the table is its view, as the dashboard's.
     const timer = setInterval(() => {
-      void demo.edges.edges().then((edges) => {
-        const { ok, failed } = demo.load.counts;
-        console.log(`\n${new Date().toISOString()}  traffic generator: ${ok} ok, ${failed} failed so far`);
-        // Calls between workloads first, then what each app itself answered (before its callers' retries).
-        const order = (e: { source: string; destination: string }): string => `${e.source === '*' ? 1 : 0}${e.source}${e.destination}`;
-        console.log(formatEdges(edges.sort((a, b) => order(a).localeCompare(order(b)))));
-      });
+      const view = demo.controlPlane.meshView();
+      if (!view) return;
+      const { ok, failed } = demo.load.counts;
+      console.log(`\n${new Date().toISOString()}  traffic generator: ${ok} ok, ${failed} failed so far  (rates over the last ${Math.round(view.windowSeconds)} s)`);
+      console.log(formatDemoTable(view));
     }, 5000);
     const signal = await stopping;
     clearInterval(timer);

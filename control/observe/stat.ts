@@ -47,8 +47,14 @@ export async function fetchMeshViewWithRates(adminAddress: string, waitMs = 8000
   }
 }
 
-const percent = (v: number | null): string => (v === null ? '-' : `${(v * 100).toFixed(2)}%`);
-const millis = (v: number | null): string => (v === null ? '-' : v < 10 ? `${v.toFixed(1)}ms` : `${Math.round(v)}ms`);
+export const percent = (v: number | null): string => (v === null ? '-' : `${(v * 100).toFixed(2)}%`);
+export const millis = (v: number | null): string => (v === null ? '-' : v < 10 ? `${v.toFixed(1)}ms` : `${Math.round(v)}ms`);
+
+/** Rows of cells as text columns, two spaces apart, each as wide as its widest cell. */
+export function alignColumns(table: readonly (readonly string[])[]): string {
+  const widths = (table[0] ?? []).map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  return table.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
 
 /** The table of golden metrics per workload; with `namespace`, only that namespace's and no NAMESPACE column. */
 export function formatStatTable(view: MeshView, namespace?: string): string {
@@ -63,7 +69,5 @@ export function formatStatTable(view: MeshView, namespace?: string): string {
     millis(w.p95Ms),
     millis(w.p99Ms),
   ]);
-  const table = namespace === undefined ? [['NAMESPACE', ...head], ...cells.map((c, i) => [rows[i]!.namespace, ...c])] : [head, ...cells];
-  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-  return table.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return alignColumns(namespace === undefined ? [['NAMESPACE', ...head], ...cells.map((c, i) => [rows[i]!.namespace, ...c])] : [head, ...cells]);
 }

@@ -1,11 +1,13 @@
-// What every `tsmesh demo` test checks, whatever the mode: the traffic, the
-// mTLS identities on every edge, the canary's share, retries hiding the flaky
-// service; and the same edges through Prometheus. Read from the sidecars'
-// /metrics, as a scraper would.
+// What every `tsmesh demo` test checks, whatever the mode: the console table
+// from the control plane's view, the traffic, the mTLS identities on every
+// edge, the canary's share, retries hiding the flaky service; and the same
+// edges through Prometheus. Read from the sidecars' /metrics, as a scraper
+// would.
 import assert from 'node:assert/strict';
 import { parseMetrics, total, type Sample } from '../../lib/prom-text.js';
 import type { RunningDemo } from '../run.js';
-import { NAMESPACE, RATINGS_FAILURE_SHARE } from '../topology.js';
+import { formatDemoTable } from '../stats.js';
+import { NAMESPACE, RATINGS_FAILURE_SHARE, WORKLOADS } from '../topology.js';
 
 const spiffe = (account: string): string => `spiffe://cluster.local/ns/${NAMESPACE}/sa/${account}`;
 
@@ -41,6 +43,26 @@ export async function driveTraffic(demo: RunningDemo, requests = 1000, timeoutMs
 
 /** The mesh's promises, as `it`s over the demo that `demo()` returns once traffic has run. */
 export function itKeepsTheDemoPromises(demo: () => RunningDemo): void {
+  // First, while the control plane's 10 s window still holds the traffic that driveTraffic stopped.
+  it("prints the console table from the control plane's view: every call, over mTLS, and what each app answered", () => {
+    const view = demo().controlPlane.meshView();
+    assert.ok(view, 'the demo control plane has a mesh view');
+    const table = formatDemoTable(view);
+    const [head, ...rows] = table.split('\n').map((l) => l.trim().split(/\s{2,}/));
+    assert.deepEqual(head, ['EDGE', 'RPS', 'SUCCESS', 'P50', 'P95', 'P99', 'SECURITY'], table);
+    const row = (edge: string): string[] => rows.find((r) => r[0] === edge) ?? assert.fail(`no row ${edge} in\n${table}`);
+    for (const [caller, service, accounts] of EDGES) {
+      const [, rps, success, p50, , p99, security] = row(`${caller} -> ${service}`);
+      assert.ok(parseFloat(rps!) > 0, `${caller} -> ${service} at ${rps} rps\n${table}`);
+      assert.match(success!, /^\d+\.\d\d%$/);
+      assert.ok(parseFloat(p50!) <= parseFloat(p99!), `${caller} -> ${service} p50 ${p50} > p99 ${p99}`);
+      assert.equal(security, `mTLS ${accounts.map((a) => `sa/${a}`).join(', ')}`);
+    }
+    const callees = WORKLOADS.filter((w) => w.service !== undefined).map((w) => w.name);
+    for (const name of callees) assert.ok(parseFloat(row(`* -> ${name} (as answered)`)[1]!) > 0, `${name} answered nothing\n${table}`);
+    assert.equal(rows.length, EDGES.length + callees.length, table);
+  });
+
   it("carries traffic on every edge over mTLS, with the callee's SPIFFE ID", async () => {
     for (const [caller, service, accounts] of EDGES) {
       const rows = (await outbound(demo(), caller)).filter((r) => r.service === service);
