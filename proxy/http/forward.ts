@@ -15,7 +15,7 @@ import { connectEndpoint } from '../upstream.js';
 import { BodyDecoder, frame, lastChunk } from './h1/body.js';
 import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
 import type { RequestSignal } from './cancel.js';
-import { bufferOf, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, bufferOf, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
 
@@ -107,6 +107,7 @@ class Conn {
 }
 
 const ignore = (): void => undefined;
+const NO_BODY = { kind: 'none' } as const;
 
 class H1Pool {
   private readonly idle: Conn[] = [];
@@ -299,7 +300,7 @@ class Exchange {
           const h = parseResponseHead(got.text, this.req.method);
           // 1xx (100 Continue, 103 Early Hints) precede the response; the proxy answers Expect itself.
           if (h.status < 200) continue;
-          this.respond(h);
+          i = this.respond(h, data, i);
           if (this.decoder!.done) {
             this.responseEnded(i < data.length);
             return;
@@ -320,10 +321,17 @@ class Exchange {
     }
   }
 
-  private respond(h: ResponseHead): void {
+  /** Hands the response on; its head ended at data[at]. Returns where the unread bytes start. */
+  private respond(h: ResponseHead, data: Buffer, at: number): number {
     this.head = h;
-    const decoder = (this.decoder = new BodyDecoder(h.framing, 502));
-    if (!decoder.done) {
+    const { framing } = h;
+    let next = at;
+    if (framing.kind === 'length' && framing.length > 0 && data.length - at >= framing.length) {
+      // The whole body came with the head: it is handed on as bytes in memory, not streamed.
+      next = at + framing.length;
+      this.decoder = new BodyDecoder(NO_BODY, 502);
+      this.body = bufferedBody(data.subarray(at, next));
+    } else if (!(this.decoder = new BodyDecoder(framing, 502)).done) {
       const socket = this.socket;
       const b = (this.body = new Readable({ read: () => socket.resume() }));
       // Whoever reads it may have stopped listening when the endpoint goes away.
@@ -335,6 +343,7 @@ class Exchange {
     }
     const ep = this.pool.ep;
     this.resolve({ status: h.status, headers: h.headers, body: this.body, meta: ep.identity ? { peerIdentity: ep.identity } : {} });
+    return next;
   }
 
   /** The response is complete; `extra`: the endpoint sent more than it (the connection is out of step). */

@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
 import { BodyDecoder, frame, lastChunk } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
-import { bufferedBody, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, bufferOf, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface HttpServerOptions {
   /** The handler for requests on `socket`; looked up once per request. */
@@ -76,6 +76,7 @@ const enum Phase {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 const ignore = (): void => undefined;
+const LAST_CHUNK = Buffer.from(lastChunk(undefined), 'latin1');
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 class ServerConnection {
@@ -271,6 +272,12 @@ class ServerConnection {
     out += '\r\n';
     if (body === null) {
       socket.write(out, 'latin1');
+      return Promise.resolve();
+    }
+    const buffered = bufferOf(body);
+    if (buffered !== undefined) {
+      // A body already in memory goes out with the head, in one write.
+      socket.write(chunked ? Buffer.concat([frame(out, buffered, true), LAST_CHUNK]) : frame(out, buffered, false));
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
