@@ -14,6 +14,9 @@ export interface RequestLabels {
   tls?: boolean;
 }
 
+/** Status codes as label values, made once. */
+const STATUS_TEXT: readonly string[] = Array.from({ length: 600 }, (_, i) => String(i));
+
 interface Children {
   count: { inc(): void };
   duration: { observe(v: number): void };
@@ -23,7 +26,10 @@ export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Laye
   // prom-client hashes a label object on every call; the few label sets one
   // stack sees are bound once and looked up by a short key instead.
   const children = new Map<string, Children>();
+  // Most requests of a stack carry the labels of the one before: that set is kept at hand.
+  let last: { source: string; destination: string; code: string; tls: string; children: Children } | undefined;
   const bind = (source: string, destination: string, code: string, tls: string): Children => {
+    if (last !== undefined && last.code === code && last.source === source && last.destination === destination && last.tls === tls) return last.children;
     const key = `${code}|${tls}|${source}|${destination}`;
     let c = children.get(key);
     if (!c) {
@@ -40,12 +46,13 @@ export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Laye
       };
       children.set(key, c);
     }
+    last = { source, destination, code, tls, children: c };
     return c;
   };
   return (next) => async (req) => {
     const res = await next(req);
     const peer = res.meta?.peerIdentity;
-    const c = bind(labels.sourceIdentity(), labels.destinationIdentity?.() ?? peer ?? '', String(res.status), String(labels.tls ?? peer !== undefined));
+    const c = bind(labels.sourceIdentity(), labels.destinationIdentity?.() ?? peer ?? '', STATUS_TEXT[res.status] ?? String(res.status), labels.tls ?? peer !== undefined ? 'true' : 'false');
     c.count.inc();
     c.duration.observe((performance.now() - req.startedAt) / 1000);
     return res;
