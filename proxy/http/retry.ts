@@ -53,7 +53,9 @@ export function retryLayer(o: RetryOptions): Layer {
 async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body: Buffer | null): Promise<ProxyResponse> {
   const { rules, budget } = o;
   for (let n = 1; ; n++) {
-    const res = await attempt(o, next, body === null ? req : { ...req, body: bufferedBody(body) });
+    // A body in memory that nobody has read yet serves the first try as it is; every retry gets a fresh copy.
+    const fresh = body === null || (n === 1 && bufferOf(req.body) === body);
+    const res = await attempt(o, next, fresh ? req : { ...req, body: bufferedBody(body) });
     const reason = retryReason(rules, res);
     if (reason === undefined || n >= rules.attempts || req.signal.aborted) return res;
     if (!budget.withdraw()) {
