@@ -618,6 +618,18 @@ async function profileRun(bench: Bench, tsmesh: Run, dir: string): Promise<void>
     );
 }
 
+/** Both phases over `runs`, after a warm-up; every request must have succeeded. */
+async function measure(bench: Bench, runs: Run[]): Promise<void> {
+  for (const r of runs) console.log(`${r.name.padEnd(14)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
+  console.log(`warming up (${WARM_UP} s of wrk per run) ...`);
+  for (const r of runs) await bench.wrk(r.net, r.url, WARM_UP);
+  console.log(`fixed rate: ${RATE} req/s, ${WARM_UP} + ${ROUNDS} rounds ...`);
+  await bench.fixedRatePhase(runs);
+  console.log(`saturation: ${ROUNDS} rounds ...`);
+  await bench.saturationPhase(runs);
+  failIfErrors(runs);
+}
+
 function failIfErrors(runs: Run[]): void {
   const failed = runs.filter((r) => r.fixed!.errors > 0 || mergeWrk(r.wrkRuns).errors > 0);
   if (failed.length > 0)
@@ -670,14 +682,7 @@ async function main(): Promise<number> {
         return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, NODE_FLAGS, config, config));
       };
       const runs: [Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+policy', '-policy')];
-      for (const r of runs) console.log(`${r.name.padEnd(14)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
-      console.log(`warming up (${WARM_UP} s of wrk per run) ...`);
-      for (const r of runs) await bench.wrk(r.net, r.url, WARM_UP);
-      console.log(`fixed rate: ${RATE} req/s, ${WARM_UP} + ${ROUNDS} rounds ...`);
-      await bench.fixedRatePhase(runs);
-      console.log(`saturation: ${ROUNDS} rounds ...`);
-      await bench.saturationPhase(runs);
-      failIfErrors(runs);
+      await measure(bench, runs);
       const inForce = {
         requests: await clientCounters(runs[1].net, 'tsmesh_requests_total', 'direction="outbound"'),
         delayed: await clientCounters(runs[1].net, 'tsmesh_faults_injected_total', 'kind="delay"'),
@@ -715,14 +720,7 @@ async function main(): Promise<number> {
     const tsmesh = fresh('tsmesh', tsmeshNet, SERVICE_URL, await bench.startTsmeshPair(tsmeshNet, NODE_FLAGS));
 
     const runs = [direct, haproxy, tsmesh];
-    for (const r of runs) console.log(`${r.name.padEnd(8)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
-    console.log(`warming up (${WARM_UP} s of wrk per run) ...`);
-    for (const r of runs) await bench.wrk(r.net, r.url, WARM_UP);
-    console.log(`fixed rate: ${RATE} req/s, ${WARM_UP} + ${ROUNDS} rounds ...`);
-    await bench.fixedRatePhase(runs);
-    console.log(`saturation: ${ROUNDS} rounds ...`);
-    await bench.saturationPhase(runs);
-    failIfErrors(runs);
+    await measure(bench, runs);
 
     report(runs, [loadBefore, loadAverage()]);
 
