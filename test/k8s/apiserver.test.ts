@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import {
-  apiServerTier,
   createNamespace,
   createServiceAccount,
   deleteServiceAccount,
@@ -22,6 +21,7 @@ import {
   serviceAccountIssuer,
   startApiServer,
   type ApiServer,
+  skipWithoutApiServer,
 } from './apiserver.js';
 
 describe('real API server tier (etcd + kube-apiserver)', function () {
@@ -31,11 +31,7 @@ describe('real API server tier (etcd + kube-apiserver)', function () {
   const sa = 'workload';
 
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     const t0 = Date.now();
     server = await startApiServer();
     console.log(`      API server ready at ${server.url} in ${Date.now() - t0} ms`);

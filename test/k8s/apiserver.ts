@@ -87,6 +87,18 @@ export function apiServerTier(opts: { controllers?: boolean } = {}): TierStatus 
   return { ok: true, reason: '' };
 }
 
+/**
+ * For a mocha `before` hook: skips the suite, saying why, when this machine
+ * has no API-server tier (with the controllers when `controllers` is set).
+ */
+export function skipWithoutApiServer(ctx: Mocha.Context, opts: { controllers?: boolean } = {}): void {
+  const tier = apiServerTier(opts);
+  if (!tier.ok) {
+    console.log(`      ${tier.reason}`);
+    ctx.skip();
+  }
+}
+
 export interface ApiServer {
   /** Path of an admin kubeconfig (client certificate in group system:masters). */
   kubeconfigPath: string;

@@ -13,7 +13,6 @@ import { newKey, newRootCa } from '../../ca/testdata/fixtures.js';
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { silentLogger } from '../../lib/log.js';
 import {
-  apiServerTier,
   createNamespace,
   createServiceAccount,
   deleteServiceAccount,
@@ -22,6 +21,7 @@ import {
   serviceAccountIssuer,
   startApiServer,
   type ApiServer,
+  skipWithoutApiServer,
 } from './apiserver.js';
 
 /** A bound ServiceAccount token signed with the API server's own key, already expired. */
@@ -51,11 +51,7 @@ describe('CA with Kubernetes TokenReview (real kube-apiserver)', function () {
   const ns = 'shop';
 
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     server = await startApiServer();
     await createNamespace(server.kc, ns);
     await createServiceAccount(server.kc, ns, 'web');

@@ -35,7 +35,7 @@ import { renderInstall } from '../../install/render.js';
 import { createIdentityMetrics } from '../../proxy/identity/metrics.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
 import { freePort } from '../../proxy/identity/testdata/free-port.js';
-import { apiServerTier, createNamespace, createServiceAccount, eventually, requestToken, startApiServer, type ApiServer } from './apiserver.js';
+import { createNamespace, createServiceAccount, eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { startClusterNetwork, type ClusterNetwork } from './cluster-network.js';
 import { kubeConfigWithToken } from './manifests.js';
 
@@ -91,11 +91,7 @@ describe('tsmesh check (real kube-apiserver, the control plane on loopback behin
   });
 
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     network = await startClusterNetwork();
     server = await startApiServer({ extraArgs: network.apiServerArgs });
     kube = new Kube(server.kc);

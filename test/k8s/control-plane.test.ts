@@ -18,7 +18,7 @@ import { buildCsrPem } from '../../ca/csr.js';
 import { silentLogger } from '../../lib/log.js';
 import { StreamConfigSource } from '../../proxy/config/stream.js';
 import { freePort } from '../../proxy/identity/testdata/free-port.js';
-import { apiServerTier, createNamespace, createServiceAccount, eventually, requestToken, startApiServer, type ApiServer } from './apiserver.js';
+import { createNamespace, createServiceAccount, eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
 
 const MAIN = resolve(import.meta.dirname, '..', '..', 'cli', 'main.ts');
@@ -32,11 +32,7 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
   let ports: { ca: number; admin: number; webhook: number };
 
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     server = await startApiServer();
     for (const doc of applyOrder(readManifests())) await serverSideApply(server.kc, doc.object);
     await createNamespace(server.kc, 'shop', { 'tsmesh.io/inject': 'enabled' });

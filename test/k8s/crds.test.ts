@@ -16,7 +16,7 @@ import { createKubernetesSource, type KubernetesMeshSource } from '../../control
 import { silentLogger } from '../../lib/log.js';
 import { ValidationError } from '../../lib/schema.js';
 import { authorizationPolicyModel, trafficPolicyModel, type PolicyObject } from '../../control/sources/kubernetes-map.js';
-import { apiServerTier, createNamespace, eventually, startApiServer, type ApiServer } from './apiserver.js';
+import { createNamespace, eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { readManifests, resolveResource, serverSideApply } from './manifests.js';
 
 const GROUP = 'tsmesh.io';
@@ -183,11 +183,7 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
   const name = (prefix: string): string => `${prefix}-${++n}`;
 
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     server = await startApiServer();
     const kc = server.kc;
     // A source started before the CRDs exist is ready, with no policies.

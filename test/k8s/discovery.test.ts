@@ -27,7 +27,7 @@ import { createKubernetesSource, type KubernetesMeshSource } from '../../control
 import type { Condition, PolicyObject } from '../../control/sources/kubernetes-map.js';
 import { startTrustBundleSync, type TrustBundleSync } from '../../control/trust-bundle.js';
 import { createLogger, type Logger } from '../../lib/log.js';
-import { apiServerTier, createNamespace, createServiceAccount, eventually, isStatus, requestToken, startApiServer, type ApiServer } from './apiserver.js';
+import { createNamespace, createServiceAccount, eventually, isStatus, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, resolveResource, serverSideApply } from './manifests.js';
 
 /** What "within a second" means for a change made through the API to reach the model. */
@@ -141,11 +141,7 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
   let recorded: ReturnType<typeof recordingLogger>;
 
   before(async function () {
-    const tier = apiServerTier({ controllers: true });
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this, { controllers: true });
     server = await startApiServer({ controllers: true });
     kc = server.kc;
     core = kc.makeApiClient(CoreV1Api);

@@ -16,7 +16,7 @@ import { CA_FILES, writeRootCa } from '../../ca/material.js';
 import { createRootCa } from '../../ca/root.js';
 import { caFilesFromSecret } from '../../install/ca.js';
 import { Kube, type KubeObject } from '../../install/kube.js';
-import { apiServerTier, createNamespace, eventually, startApiServer, type ApiServer } from './apiserver.js';
+import { createNamespace, eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 
 const MAIN = resolve(import.meta.dirname, '..', '..', 'cli', 'main.ts');
 const NS = 'tsmesh-system';
@@ -47,11 +47,7 @@ describe('tsmesh install and uninstall (real kube-apiserver and controllers)', f
   const rootPem = async (): Promise<string> => caFilesFromSecret((await kube.get<Secret>(SECRET))!)[CA_FILES.rootCert]!;
 
   before(async function () {
-    const tier = apiServerTier({ controllers: true });
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this, { controllers: true });
     server = await startApiServer({ controllers: true });
     kube = new Kube(server.kc);
     dir = mkdtempSync(join(tmpdir(), 'tsmesh-install-'));

@@ -17,7 +17,7 @@ import { Kube, type KubeObject } from '../../install/kube.js';
 import { renderInstall } from '../../install/render.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
 import { freePort } from '../../proxy/identity/testdata/free-port.js';
-import { apiServerTier, eventually, startApiServer, type ApiServer } from './apiserver.js';
+import { eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const KIND = join(ROOT, 'kind');
@@ -92,11 +92,7 @@ describe('kind/', function () {
     let server: ApiServer | undefined;
     let kube: Kube;
     before(async function () {
-      const tier = apiServerTier();
-      if (!tier.ok) {
-        console.log(`      ${tier.reason}`);
-        this.skip();
-      }
+      skipWithoutApiServer(this);
       server = await startApiServer();
       kube = new Kube(server.kc);
       // The webhook is left out: this tier has no control plane to answer it (check.test.ts has one).

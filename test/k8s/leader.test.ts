@@ -8,7 +8,7 @@ import { CoordinationV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kub
 import { LEADER_LEASE, microTime, startLeaderElection, type LeaderElection } from '../../control/leader.js';
 import { CONTROL_PLANE_NAMESPACE } from '../../control/plane.js';
 import { silentLogger } from '../../lib/log.js';
-import { apiServerTier, eventually, requestToken, startApiServer, type ApiServer } from './apiserver.js';
+import { eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
 
 const NS = CONTROL_PLANE_NAMESPACE;
@@ -46,11 +46,7 @@ describe('leader election over a Lease (real kube-apiserver, the control plane\'
   };
 
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     server = await startApiServer();
     for (const d of applyOrder(readManifests().filter((x) => x.file === 'namespace.yaml' || x.file === 'control-plane.yaml'))) await serverSideApply(server.kc, d.object);
     own = kubeConfigWithToken(server.kc, (await requestToken(server.kc, NS, 'tsmesh-control-plane', [], 3600)).token, 'tsmesh-control-plane');

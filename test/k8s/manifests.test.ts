@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlPlaneCommand } from '../../cli/commands/control-plane.js';
 import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE, CONTROL_PLANE_SERVICE_ACCOUNT } from '../../control/plane.js';
-import { apiServerTier, eventually, startApiServer, type ApiServer } from './apiserver.js';
+import { eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import {
   ApiRequestError,
   applyOrder,
@@ -192,11 +192,7 @@ describe('manifests/', function () {
     const ownCrds = crdKinds(docs);
 
     before(async function () {
-      const tier = apiServerTier();
-      if (!tier.ok) {
-        console.log(`      ${tier.reason}`);
-        this.skip();
-      }
+      skipWithoutApiServer(this);
       server = await startApiServer();
     });
     after(async function () {

@@ -16,7 +16,6 @@ import { newKey, newRootCa } from '../../ca/testdata/fixtures.js';
 import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { silentLogger } from '../../lib/log.js';
 import {
-  apiServerTier,
   createNamespace,
   createServiceAccount,
   deleteMutatingWebhook,
@@ -25,6 +24,7 @@ import {
   requestToken,
   startApiServer,
   type ApiServer,
+  skipWithoutApiServer,
 } from './apiserver.js';
 import { ApiRequestError, applyOrder, kubeConfigWithToken, kubeRequest, readManifests, serverSideApply, type ManifestObject } from './manifests.js';
 
@@ -186,11 +186,7 @@ describe('control plane RBAC', function () {
     let bare: KubeConfig;
 
     before(async function () {
-      const tier = apiServerTier();
-      if (!tier.ok) {
-        console.log(`      ${tier.reason}`);
-        this.skip();
-      }
+      skipWithoutApiServer(this);
       server = await startApiServer();
       const kc = server.kc;
       for (const d of applyOrder(readManifests().filter((x) => x.file === 'namespace.yaml' || x.file === 'control-plane.yaml'))) {

@@ -4,17 +4,13 @@ import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
 import { newRootCa } from '../../ca/testdata/fixtures.js';
 import { syncWebhookCaBundle, WEBHOOK_CONFIGURATION_NAME } from '../../control/webhook-ca.js';
 import { silentLogger } from '../../lib/log.js';
-import { apiServerTier, registerMutatingWebhook, startApiServer, type ApiServer } from './apiserver.js';
+import { registerMutatingWebhook, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 
 describe('injector caBundle (real kube-apiserver)', function () {
   this.timeout(120_000);
   let server: ApiServer | undefined;
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     server = await startApiServer();
   });
   after(async () => server?.stop());

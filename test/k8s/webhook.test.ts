@@ -16,7 +16,6 @@ import { applyPodPatch, injectManifests } from '../../webhook/manifests.js';
 import { asPod, fixtureNames, injectFixture, loadFixture, TEST_MESH, TEST_VERSION } from '../../webhook/testdata/fixtures.js';
 import { webhookServingCertificate, type ServingMaterial } from '../../webhook/testdata/tls.js';
 import {
-  apiServerTier,
   createNamespace,
   createServiceAccount,
   eventually,
@@ -24,6 +23,7 @@ import {
   startApiServer,
   type ApiServer,
   type MutatingWebhookOptions,
+  skipWithoutApiServer,
 } from './apiserver.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -102,11 +102,7 @@ describe('webhook with a real kube-apiserver', function () {
   const plain = 'plain';
 
   before(async function () {
-    const tier = apiServerTier();
-    if (!tier.ok) {
-      console.log(`      ${tier.reason}`);
-      this.skip();
-    }
+    skipWithoutApiServer(this);
     tls = await webhookServingCertificate();
     webhook = await startWebhookServer({ mesh: TEST_MESH, version: TEST_VERSION, registry: new Registry(), log: silentLogger, tls, host: '127.0.0.1', port: 0 });
     server = await startApiServer();
