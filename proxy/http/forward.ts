@@ -12,10 +12,10 @@ import type { ResolvedEndpoint } from '../config/table.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
-import { BodyDecoder, frame, lastChunk } from './h1/body.js';
+import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
 import type { RequestSignal } from './cancel.js';
-import { bufferedBody, bufferOf, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
 
@@ -102,7 +102,6 @@ class Conn {
     socket.on('close', () => this.exchange?.onEnd());
     // Between requests an error (a reset of an idle connection) only closes it.
     socket.on('error', (e: Error) => this.exchange?.onError(e));
-    socket.on('drain', () => this.exchange?.onDrain());
   }
 }
 
@@ -216,22 +215,7 @@ class Exchange {
   private finished = false;
   /** The request body is framed as its Content-Length says, else chunked. */
   private readonly chunked: boolean;
-  /** The request head, until it goes out with the body's first bytes, in one write. */
-  private pendingHead: string | undefined;
   private readonly onAbort = (): void => this.finish(this.req.signal.reason as Error);
-  private readonly onBodyData = (d: Buffer): void => {
-    const ok = this.socket.write(frame(this.pendingHead, d, this.chunked));
-    this.pendingHead = undefined;
-    if (!ok) this.req.body!.pause();
-  };
-  private readonly onBodyEnd = (): void => {
-    if (this.chunked) this.socket.write(lastChunk(this.pendingHead), 'latin1');
-    else if (this.pendingHead !== undefined) this.socket.write(this.pendingHead, 'latin1');
-    this.pendingHead = undefined;
-    this.requestSent = true;
-    this.maybeDone();
-  };
-  private readonly onBodyError = (e: Error): void => this.finish(e);
 
   constructor(
     private readonly pool: H1Pool,
@@ -270,21 +254,14 @@ class Exchange {
       socket.write(out, 'latin1');
       return;
     }
-    const buffered = this.chunked ? undefined : bufferOf(req.body);
-    if (buffered !== undefined) {
-      // A body already in memory goes out with the head, in one write; nothing to stream.
-      socket.write(frame(out, buffered, false));
+    writeBody(socket, out, req.body, this.chunked, (e) => {
+      if (e) {
+        this.finish(e);
+        return;
+      }
       this.requestSent = true;
-      return;
-    }
-    this.pendingHead = out;
-    req.body.on('data', this.onBodyData);
-    req.body.once('end', this.onBodyEnd);
-    req.body.once('error', this.onBodyError);
-  }
-
-  onDrain(): void {
-    this.req.body?.resume();
+      this.maybeDone();
+    });
   }
 
   onData(chunk: Buffer): void {
@@ -386,11 +363,6 @@ class Exchange {
     this.finished = true;
     const { req } = this;
     req.signal.removeEventListener('abort', this.onAbort);
-    if (req.body) {
-      req.body.off('data', this.onBodyData);
-      req.body.off('end', this.onBodyEnd);
-      req.body.off('error', this.onBodyError);
-    }
     if (e) {
       if (this.head === undefined) this.reject(e);
       else if (this.body && !this.body.readableEnded) this.body.destroy(e);

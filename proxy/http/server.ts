@@ -11,9 +11,9 @@ import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
-import { BodyDecoder, frame, lastChunk } from './h1/body.js';
+import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
-import { bufferedBody, bufferOf, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, HOP_BY_HOP, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface HttpServerOptions {
   /** The handler for requests on `socket`; looked up once per request. */
@@ -74,9 +74,7 @@ const enum Phase {
   Closed,
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 const ignore = (): void => undefined;
-const LAST_CHUNK = Buffer.from(lastChunk(undefined), 'latin1');
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 class ServerConnection {
@@ -231,18 +229,11 @@ class ServerConnection {
     // A body the handler did not read to its end leaves the connection unusable for the next request.
     if (this.phase === Phase.Body) this.keepAlive = false;
     if (this.shared.draining) this.keepAlive = false;
-    try {
-      await this.send(res, head);
-    } catch (e) {
-      // The client or the upstream went away mid-body: nothing more to send.
-      opts.log.debug('response stream ended early', { error: (e as Error).message });
-      this.socket.destroy();
-      return;
-    }
-    this.next();
+    this.send(res, head);
   }
 
-  private send(res: ProxyResponse, head: RequestHead): Promise<void> {
+  /** Writes the response, then reads the next request (or closes). */
+  private send(res: ProxyResponse, head: RequestHead): void {
     const socket = this.socket;
     const noBody = head.method === 'HEAD' || res.status === 204 || res.status === 304 || res.status < 200;
     let out = `HTTP/1.1 ${res.status} ${STATUS_CODES[res.status] ?? 'Unknown'}\r\n`;
@@ -272,52 +263,17 @@ class ServerConnection {
     out += '\r\n';
     if (body === null) {
       socket.write(out, 'latin1');
-      return Promise.resolve();
+      this.next();
+      return;
     }
-    const buffered = bufferOf(body);
-    if (buffered !== undefined) {
-      // A body already in memory goes out with the head, in one write.
-      socket.write(chunked ? Buffer.concat([frame(out, buffered, true), LAST_CHUNK]) : frame(out, buffered, false));
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      let first = true;
-      let settled = false;
-      const done = (e?: Error): void => {
-        if (settled) return;
-        settled = true;
-        body.off('data', onData);
-        body.off('end', onEnd);
-        body.off('error', onError);
-        body.off('close', onBodyClose);
-        socket.off('drain', onDrain);
-        if (e) {
-          body.destroy();
-          reject(e);
-        } else resolve();
-      };
-      const onData = (d: Buffer): void => {
-        const ok = socket.write(frame(first ? out : undefined, d, chunked));
-        first = false;
-        if (!ok) body.pause();
-      };
-      const onDrain = (): void => {
-        body.resume();
-      };
-      const onEnd = (): void => {
-        if (chunked) socket.write(lastChunk(first ? out : undefined), 'latin1');
-        else if (first) socket.write(out, 'latin1');
-        done();
-      };
-      const onError = (e: Error): void => done(e);
-      const onBodyClose = (): void => {
-        if (!body.readableEnded) done(new Error('the response body ended early'));
-      };
-      body.on('data', onData);
-      body.once('end', onEnd);
-      body.once('error', onError);
-      body.once('close', onBodyClose);
-      socket.on('drain', onDrain);
+    writeBody(socket, out, body, chunked, (e) => {
+      if (!e) {
+        this.next();
+        return;
+      }
+      // The client or the upstream went away mid-body: nothing more to send.
+      this.shared.opts.log.debug('response stream ended early', { error: e.message });
+      socket.destroy();
     });
   }
 

@@ -45,7 +45,8 @@ export function compose(layers: readonly Layer[], inner: Handler): Handler {
   return layers.reduceRight((next, layer) => layer(next), inner);
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+/** Fields that describe one connection, never forwarded (RFC 9110 7.6.1), plus HTTP/2's upgrade field. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 
 /** Removes hop-by-hop headers, including those the Connection header names. */
 export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {

@@ -1,6 +1,8 @@
 // HTTP/1.1 bodies: a decoder that takes the bytes after a head and hands out
 // the body's data (Content-Length, chunked, or until close), and the encoders
 // the proxy writes with. Chunk extensions and trailers are read and dropped.
+import type { Readable, Writable } from 'node:stream';
+import { bufferOf } from '../types.js';
 import { HttpParseError, type Framing } from './head.js';
 
 /** A chunk-size line or a trailer section longer than these is refused. */
@@ -127,4 +129,57 @@ export function frame(head: string | undefined, data: Buffer, chunked: boolean):
 /** The end of a chunked body (no trailers), after an optional head. */
 export function lastChunk(head: string | undefined): string {
   return head === undefined ? '0\r\n\r\n' : `${head}0\r\n\r\n`;
+}
+
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+
+/**
+ * Writes a message's body to `out` after its `head`, which goes out with the
+ * body's first bytes: as Content-Length bytes, or chunked. A body in memory
+ * (bufferedBody) is one write; a stream is written as it comes, paused while
+ * `out` is full. `done` is called once: with no error when everything is
+ * written, with one (the body destroyed) when the body fails or ends early.
+ * The server writes responses with it, the forwarder requests.
+ */
+export function writeBody(out: Writable, head: string | undefined, body: Readable, chunked: boolean, done: (e?: Error) => void): void {
+  const buffered = bufferOf(body);
+  if (buffered !== undefined) {
+    out.write(chunked ? Buffer.concat([frame(head, buffered, true), LAST_CHUNK]) : frame(head, buffered, false));
+    done();
+    return;
+  }
+  let pending = head;
+  let settled = false;
+  const finish = (e?: Error): void => {
+    if (settled) return;
+    settled = true;
+    body.off('data', onData);
+    body.off('end', onEnd);
+    body.off('error', finish);
+    body.off('close', onClose);
+    out.off('drain', onDrain);
+    if (e) body.destroy();
+    done(e);
+  };
+  const onData = (d: Buffer): void => {
+    const ok = out.write(frame(pending, d, chunked));
+    pending = undefined;
+    if (!ok) body.pause();
+  };
+  const onDrain = (): void => {
+    body.resume();
+  };
+  const onEnd = (): void => {
+    if (chunked) out.write(lastChunk(pending), 'latin1');
+    else if (pending !== undefined) out.write(pending, 'latin1');
+    finish();
+  };
+  const onClose = (): void => {
+    if (!body.readableEnded) finish(new Error('the body ended before all of it was read'));
+  };
+  body.on('data', onData);
+  body.once('end', onEnd);
+  body.once('error', finish);
+  body.once('close', onClose);
+  out.on('drain', onDrain);
 }

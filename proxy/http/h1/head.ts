@@ -5,6 +5,7 @@
 // Content-Length, a bad or conflicting Content-Length, obs-fold, whitespace
 // before a colon, control characters; each is a clear error with a status.
 import type { IncomingHttpHeaders } from 'node:http';
+import { HOP_BY_HOP } from '../types.js';
 
 /** A message the proxy will not read; `status` is what a client gets for it. */
 export class HttpParseError extends Error {
@@ -41,7 +42,6 @@ export interface ResponseHead extends Head {
   status: number;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings', 'expect']);
 
 // tchar (RFC 9110 5.6.2); field values: visible characters, obs-text, space
 // and tab, no other controls. Regular expressions run as native code, faster
