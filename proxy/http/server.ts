@@ -75,6 +75,12 @@ const enum Phase {
 }
 
 const ignore = (): void => undefined;
+function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return t;
+}
+
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 class ServerConnection {
@@ -84,7 +90,17 @@ class ServerConnection {
   private body: Readable | undefined;
   /** Bytes of the next (pipelined) request, read while a response was pending. */
   private held: Buffer | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  /**
+   * Which wait the connection is in, and so which of its two timers may act:
+   * a request head begun (408 at the headers timeout; a fresh connection
+   * that sends nothing is closed then too), or idle between requests
+   * (closed at the keep-alive timeout). Each timer is made once and
+   * refreshed as the wait begins; one that fires for a wait already over
+   * does nothing. No timer is made or cleared per request.
+   */
+  private waiting: 'head' | 'idle' | undefined;
+  private headTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
   private controller: AbortController | undefined;
   private keepAlive = true;
 
@@ -101,7 +117,7 @@ class ServerConnection {
       else if (this.phase === Phase.Body) this.fail(new Error('the client closed the connection before the request body ended'));
       else this.keepAlive = false;
     });
-    this.arm(shared.headersTimeoutMs, false);
+    this.waitFor('head');
   }
 
   drainIfIdle(): void {
@@ -112,15 +128,22 @@ class ServerConnection {
     return (this.controller ??= new AbortController()).signal;
   }
 
-  /** Idle (no head byte yet): close quietly at the keep-alive timeout; a head begun: 408 at the headers timeout. */
-  private arm(ms: number, headStarted: boolean): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      if (this.phase !== Phase.Head) return;
-      if (headStarted || this.reader.started) this.reject(408, 'Request Timeout');
-      else this.socket.destroy();
-    }, ms);
-    this.timer.unref();
+  private waitFor(wait: 'head' | 'idle'): void {
+    this.waiting = wait;
+    if (wait === 'head') (this.headTimer ??= unrefTimer(() => this.timedOut('head'), this.shared.headersTimeoutMs)).refresh();
+    else (this.idleTimer ??= unrefTimer(() => this.timedOut('idle'), this.shared.keepAliveTimeoutMs)).refresh();
+  }
+
+  private timedOut(wait: 'head' | 'idle'): void {
+    if (this.waiting !== wait || this.phase !== Phase.Head) return;
+    if (this.reader.started) this.reject(408, 'Request Timeout');
+    else this.socket.destroy();
+  }
+
+  private stopTimers(): void {
+    this.waiting = undefined;
+    clearTimeout(this.headTimer);
+    clearTimeout(this.idleTimer);
   }
 
   private onData(chunk: Buffer): void {
@@ -154,10 +177,14 @@ class ServerConnection {
           // RFC 9112 2.2: empty lines before a request line are ignored.
           while (i < data.length && (data[i] === 0x0d || data[i] === 0x0a)) i++;
           if (i === data.length) return;
-          this.arm(this.shared.headersTimeoutMs, true);
         }
+        const began = !this.reader.started;
         const got = this.reader.feed(data, i);
-        if (!got) return;
+        if (!got) {
+          // A head that did not come whole: it has the headers timeout to finish.
+          if (began) this.waitFor('head');
+          return;
+        }
         data = got.buf;
         i = got.next;
         i = this.start(parseRequestHead(got.text), data, i);
@@ -178,8 +205,7 @@ class ServerConnection {
 
   /** Starts a request whose head ended at data[at]; returns where its body's unread bytes start. */
   private start(head: RequestHead, data: Buffer, at: number): number {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.waiting = undefined;
     this.keepAlive = head.keepAlive && !this.shared.draining;
     const { framing } = head;
     let next = at;
@@ -287,7 +313,7 @@ class ServerConnection {
       return;
     }
     this.phase = Phase.Head;
-    this.arm(this.shared.keepAliveTimeoutMs, false);
+    this.waitFor('idle');
     const held = this.held;
     this.held = undefined;
     if (held) this.onData(held);
@@ -297,7 +323,7 @@ class ServerConnection {
   /** Answers a request that could not be read, and closes. */
   private reject(status: number, reason: string): void {
     this.phase = Phase.Closed;
-    clearTimeout(this.timer);
+    this.stopTimers();
     this.socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     this.socket.resume();
   }
@@ -311,7 +337,7 @@ class ServerConnection {
   }
 
   private onClose(): void {
-    clearTimeout(this.timer);
+    this.stopTimers();
     const inFlight = this.phase === Phase.Body || this.phase === Phase.Respond;
     this.phase = Phase.Closed;
     if (inFlight) {

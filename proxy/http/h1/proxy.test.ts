@@ -18,7 +18,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, limits: { headersTimeoutMs?: number } = {}): Promise<Rig> {
+async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, limits: { headersTimeoutMs?: number; keepAliveTimeoutMs?: number } = {}): Promise<Rig> {
   const appServer: HttpServer = createApp(app);
   const appSockets = new Set<Socket>();
   appServer.on('connection', (s: Socket) => appSockets.add(s));
@@ -185,6 +185,27 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
     assert.equal(reached, 0);
     // And it still serves.
     assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n'), /200 OK[\s\S]*app$/);
+  });
+
+  it('closes a kept-alive connection idle for the keep-alive timeout, and a silent new one at the headers timeout, without an answer', async () => {
+    r = await rig((_req, res) => res.end('ok'), { headersTimeoutMs: 200, keepAliveTimeoutMs: 700 });
+    const idle = connect(r.port, '127.0.0.1');
+    let got = '';
+    idle.setEncoding('latin1').on('data', (d: string) => (got += d));
+    idle.write('GET / HTTP/1.1\r\nhost: a\r\n\r\n');
+    const started = performance.now();
+    await once(idle, 'close');
+    const idleMs = performance.now() - started;
+    assert.match(got, /^HTTP\/1.1 200 OK\r\n[\s\S]*ok$/);
+    assert.ok(idleMs >= 650, `closed after ${idleMs.toFixed(0)} ms idle, expected the 700 ms keep-alive timeout (not the 200 ms headers timeout)`);
+    const silent = connect(r.port, '127.0.0.1');
+    let said = '';
+    silent.setEncoding('latin1').on('data', (d: string) => (said += d));
+    const opened = performance.now();
+    await once(silent, 'close');
+    const silentMs = performance.now() - opened;
+    assert.equal(said, '', 'a connection that sent nothing gets no answer');
+    assert.ok(silentMs >= 150 && silentMs < 650, `closed after ${silentMs.toFixed(0)} ms, expected the 200 ms headers timeout`);
   });
 
   it('closes an HTTP/1.0 connection after its response, which ends with the connection', async () => {
