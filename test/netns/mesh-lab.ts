@@ -17,15 +17,15 @@
 // and a filter rule in a drops (and counts) any packet still addressed to
 // 10.96.0.0/16 after nat, so the test can show none ever left.
 //
-// Every process is started through `track` and killed by its PID in
+// Every process is started through spawnIn (lab.ts) and killed by its PID in
 // destroy(); then the namespaces and the temporary directory are removed.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, copyFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GiveUp, inNamespace, Managed, must as mustIn, sleep, waitFor } from '../../lib/netns.js';
-import { REPO, run, type RunAs, type RunResult } from './netns.js';
+import { GiveUp, Managed, must as mustIn, sleep, waitFor } from '../../lib/netns.js';
+import { NamespaceLab } from './lab.js';
+import { REPO, run, type RunAs } from './netns.js';
 
 export { GiveUp, Managed, sleep, waitFor };
 
@@ -81,9 +81,7 @@ export interface BConfigOptions {
   mtlsMode?: 'STRICT' | 'PERMISSIVE';
 }
 
-export class MeshLab {
-  readonly ns: Record<Node | 'br', string>;
-  private readonly processes: Managed[] = [];
+export class MeshLab extends NamespaceLab<Node | 'br'> {
   private configVersion = 0;
   readonly proxies: Partial<Record<Pod, Managed>> = {};
   app: Managed | undefined;
@@ -92,12 +90,12 @@ export class MeshLab {
   setupMs = 0;
 
   private constructor(
-    readonly id: string,
-    readonly dir: string,
+    id: string,
+    dir: string,
     readonly options: LabOptions,
   ) {
     const name = (n: string): string => `tsmesh-m-${id}-${n}`;
-    this.ns = { br: name('br'), cp: name('cp'), a: name('a'), b: name('b'), plain: name('plain') };
+    super(id, dir, { br: name('br'), cp: name('cp'), a: name('a'), b: name('b'), plain: name('plain') });
   }
 
   /** Builds everything and waits until both proxies are ready; removes what it made if a step fails. */
@@ -321,48 +319,6 @@ export class MeshLab {
     return version;
   }
 
-  /** Starts a process in a namespace (as uid/gid when given), tracked for destroy(). */
-  spawnIn(name: string, node: Node, command: readonly string[], as: RunAs = {}, env: Record<string, string> = {}): Managed {
-    // Not TSMESH_* from outside; nor a coverage directory another uid cannot write to.
-    const base = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => !k.startsWith('TSMESH_') && !(k === 'NODE_V8_COVERAGE' && as.uid !== undefined && as.uid !== 0)),
-    );
-    const [ip, ...args] = inNamespace(this.ns[node], command, as);
-    const child = spawn(ip!, args, {
-      cwd: REPO,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...base, HOME: this.dir, ...env },
-    });
-    child.stdin?.on('error', () => undefined);
-    const managed = new Managed(name, child);
-    this.processes.push(managed);
-    return managed;
-  }
-
-  /** Runs a command to completion in a namespace. */
-  exec(node: Node, command: readonly string[], as: RunAs = {}, options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    const [ip, ...args] = inNamespace(this.ns[node], command, as);
-    return run(ip!, args, options);
-  }
-
-  private async mustIn(node: Node, command: readonly string[]): Promise<string> {
-    const r = await this.exec(node, command);
-    if (r.code !== 0) throw new Error(`${command.join(' ')} in ${node} exited ${r.code}: ${r.stderr.trim()}`);
-    return r.stdout;
-  }
-
-  /**
-   * curl inside a namespace; returns the status (0 when no HTTP answer came),
-   * the body, the HTTP version and curl's exit code and error.
-   */
-  async curl(node: Node, args: readonly string[], as: RunAs = {}): Promise<{ status: number; body: string; httpVersion: string; code: number; error: string }> {
-    const marker = '\n--tsmesh-curl--';
-    const r = await this.exec(node, ['curl', '-sS', '--max-time', '10', '-w', `${marker}%{http_code} %{http_version}`, ...args], as, { timeoutMs: 20_000 });
-    const at = r.stdout.lastIndexOf(marker);
-    const [status = '0', httpVersion = ''] = at < 0 ? [] : r.stdout.slice(at + marker.length).trim().split(' ');
-    return { status: Number(status), body: at < 0 ? r.stdout : r.stdout.slice(0, at), httpVersion, code: r.code, error: r.stderr.trim() };
-  }
-
   /** A proxy's admin endpoint, fetched from the plain namespace across the bridge (as a scraper would). */
   async admin(pod: Pod, path: string): Promise<string> {
     const r = await this.curl('plain', [`http://${ADDR[pod]}:${ADMIN_PORT}${path}`]);
@@ -385,22 +341,5 @@ export class MeshLab {
     const line = out.split('\n').find((l) => l.includes(CLUSTER_IP_GUARD));
     if (!line) throw new Error(`the ClusterIP guard rule is gone from a's OUTPUT chain:\n${out}`);
     return Number(line.trim().split(/\s+/)[0]);
-  }
-
-  /** The last lines of every process's output. */
-  logs(lines = 30): string {
-    return this.processes.map((p) => p.tail(lines)).join('\n');
-  }
-
-  /** Kills every process still running (by PID), then deletes the namespaces and the directory. */
-  async destroy(): Promise<void> {
-    for (const p of this.processes) {
-      if (!p.running) continue;
-      p.signal('SIGKILL');
-      await p.exited;
-    }
-    this.processes.length = 0;
-    for (const n of Object.values(this.ns)) await run('ip', ['netns', 'del', n]);
-    await rm(this.dir, { recursive: true, force: true });
   }
 }

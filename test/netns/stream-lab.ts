@@ -19,11 +19,10 @@
 // redirect takes every connection to it to the pod's proxy, and a filter rule
 // drops (and counts) any packet still addressed to the range after nat.
 //
-// Every process is started through spawnIn and killed by its PID in
+// Every process is started through spawnIn (lab.ts) and killed by its PID in
 // destroy(); then the namespaces and the temporary directory are removed.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, copyFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProxyConfig } from '../../proxy/config/types.js';
@@ -37,12 +36,13 @@ import {
   CP_ADMIN_PORT,
   GiveUp,
   K8S_NAMESPACE,
-  Managed,
+  type Managed,
   PROXY_USER,
   TRUST_DOMAIN,
   waitFor,
 } from './mesh-lab.js';
-import { REPO, run, type RunAs, type RunResult } from './netns.js';
+import { NamespaceLab } from './lab.js';
+import { run } from './netns.js';
 import { parseMetrics, type Sample } from '../../lib/prom-text.js';
 
 export interface PodSpec {
@@ -97,9 +97,7 @@ async function must(command: string, args: readonly string[]): Promise<string> {
   return r.stdout;
 }
 
-export class StreamLab {
-  /** Namespace of each node: "br", "cp" and every pod. */
-  readonly ns: Record<string, string> = {};
+export class StreamLab extends NamespaceLab<string> {
   /** Address of each node: "cp" and every pod. */
   readonly addr: Record<string, string> = {};
   readonly pods: ReadonlyMap<string, PodSpec>;
@@ -108,16 +106,16 @@ export class StreamLab {
   controlPlane: Managed | undefined;
   /** How long create() took. */
   setupMs = 0;
-  private readonly processes: Managed[] = [];
   private controlPlaneStarts = 0;
 
   private constructor(
-    readonly id: string,
-    readonly dir: string,
+    id: string,
+    dir: string,
     readonly options: StreamLabOptions,
   ) {
+    // Namespace of each node: "br", "cp" and every pod.
+    super(id, dir, Object.fromEntries(['br', CP, ...options.pods.map((p) => p.name)].map((node) => [node, `tsmesh-${options.tag}-${id}-${node}`])));
     this.pods = new Map(options.pods.map((p) => [p.name, p]));
-    for (const node of ['br', CP, ...this.pods.keys()]) this.ns[node] = `tsmesh-${options.tag}-${id}-${node}`;
     this.addr[CP] = `${options.subnet}.${CP_HOST}`;
     for (const p of options.pods) this.addr[p.name] = `${options.subnet}.${p.host}`;
   }
@@ -370,70 +368,5 @@ export class StreamLab {
     const line = out.split('\n').find((l) => l.includes(CLUSTER_IP_GUARD));
     if (!line) throw new Error(`the ClusterIP guard rule is gone from ${pod}'s OUTPUT chain:\n${out}`);
     return Number(line.trim().split(/\s+/)[0]);
-  }
-
-  /** Starts a process in a namespace (as uid/gid when given), tracked for destroy(). */
-  spawnIn(name: string, node: string, command: readonly string[], as: RunAs = {}, env: Record<string, string> = {}): Managed {
-    const drop = as.uid === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid ?? as.uid}`, '--clear-groups'];
-    // Not TSMESH_* from outside; nor a coverage directory another uid cannot write to.
-    const base = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => !k.startsWith('TSMESH_') && !(k === 'NODE_V8_COVERAGE' && as.uid !== undefined && as.uid !== 0)),
-    );
-    const child = spawn('ip', ['netns', 'exec', this.nsOf(node), ...drop, ...command], {
-      cwd: REPO,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...base, HOME: this.dir, ...env },
-    });
-    child.stdin?.on('error', () => undefined);
-    const managed = new Managed(name, child);
-    this.processes.push(managed);
-    return managed;
-  }
-
-  /** Runs a command to completion in a namespace. */
-  exec(node: string, command: readonly string[], as: RunAs = {}, options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    const drop = as.uid === undefined ? [] : ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid ?? as.uid}`, '--clear-groups'];
-    return run('ip', ['netns', 'exec', this.nsOf(node), ...drop, ...command], options);
-  }
-
-  private nsOf(node: string): string {
-    const ns = this.ns[node];
-    if (!ns) throw new Error(`no node ${node} in this lab`);
-    return ns;
-  }
-
-  private async mustIn(node: string, command: readonly string[]): Promise<string> {
-    const r = await this.exec(node, command);
-    if (r.code !== 0) throw new Error(`${command.join(' ')} in ${node} exited ${r.code}: ${r.stderr.trim()}`);
-    return r.stdout;
-  }
-
-  /**
-   * curl inside a namespace; returns the status (0 when no HTTP answer came),
-   * the body (with the head first when -i is given), curl's exit code and error.
-   */
-  async curl(node: string, args: readonly string[], as: RunAs = {}): Promise<{ status: number; body: string; code: number; error: string }> {
-    const marker = '\n--tsmesh-curl--';
-    const r = await this.exec(node, ['curl', '-sS', '--max-time', '10', '-w', `${marker}%{http_code}`, ...args], as, { timeoutMs: 20_000 });
-    const at = r.stdout.lastIndexOf(marker);
-    const status = at < 0 ? 0 : Number(r.stdout.slice(at + marker.length).trim());
-    return { status, body: at < 0 ? r.stdout : r.stdout.slice(0, at), code: r.code, error: r.stderr.trim() };
-  }
-
-  /** The last lines of every process's output. */
-  logs(lines = 30): string {
-    return this.processes.map((p) => p.tail(lines)).join('\n');
-  }
-
-  /** Kills every process still running (by PID), then deletes the namespaces and the directory. */
-  async destroy(): Promise<void> {
-    for (const p of this.processes) {
-      if (!p.running) continue;
-      p.signal('SIGKILL');
-      await p.exited;
-    }
-    this.processes.length = 0;
-    for (const n of Object.values(this.ns)) await run('ip', ['netns', 'del', n]);
-    await rm(this.dir, { recursive: true, force: true });
   }
 }
