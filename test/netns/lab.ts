@@ -4,8 +4,24 @@
 // three by destroy(), which every test calls even when it fails.
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import { inNamespace, Managed } from '../../lib/netns.js';
+import { GiveUp, inNamespace, Managed, waitFor } from '../../lib/netns.js';
+import { PROXY_DEFAULTS } from '../../proxy/env.js';
 import { REPO, run, type RunAs, type RunResult } from './netns.js';
+
+/** How a lab runs `tsmesh proxy` in a pod. */
+export interface ProxyStart {
+  controlPlaneAddress: string;
+  podIp: string;
+  podNamespace: string;
+  serviceAccount: string;
+  trustDomain: string;
+  tokenPath: string;
+  trustBundlePath: string;
+  drainDuration: string;
+  /** Extra arguments, e.g. --config-file. */
+  args: readonly string[];
+  user: RunAs;
+}
 
 export abstract class NamespaceLab<N extends string> {
   protected readonly processes: Managed[] = [];
@@ -64,6 +80,37 @@ export abstract class NamespaceLab<N extends string> {
     const at = r.stdout.lastIndexOf(marker);
     const [status = '0', httpVersion = ''] = at < 0 ? [] : r.stdout.slice(at + marker.length).trim().split(' ');
     return { status: Number(status), body: at < 0 ? r.stdout : r.stdout.slice(0, at), httpVersion, code: r.code, error: r.stderr.trim() };
+  }
+
+  /** Starts `tsmesh proxy` in a pod (tracked like any process); see waitProxyReady. */
+  protected spawnProxy(pod: N, o: ProxyStart): Managed {
+    const env: Record<string, string> = {
+      TSMESH_CONTROL_PLANE_ADDRESS: o.controlPlaneAddress,
+      TSMESH_TOKEN_PATH: o.tokenPath,
+      TSMESH_TRUST_BUNDLE_PATH: o.trustBundlePath,
+      TSMESH_POD_NAME: pod,
+      TSMESH_POD_NAMESPACE: o.podNamespace,
+      TSMESH_POD_IP: o.podIp,
+      TSMESH_SERVICE_ACCOUNT: o.serviceAccount,
+      TSMESH_TRUST_DOMAIN: o.trustDomain,
+      TSMESH_DRAIN_DURATION: o.drainDuration,
+      TSMESH_LOG_LEVEL: 'info',
+    };
+    return this.spawnIn(`proxy-${pod}`, pod, [process.execPath, '--import', 'tsx', 'cli/main.ts', 'proxy', ...o.args], o.user, env);
+  }
+
+  /** Waits until a pod's proxy answers /ready on its admin port (certificate and config held). */
+  protected async waitProxyReady(pod: N, proxy: Managed): Promise<void> {
+    await waitFor(
+      `proxy ${pod} to be ready`,
+      async () => {
+        if (!proxy.running) throw new GiveUp(`proxy ${pod} exited`);
+        const r = await this.curl(pod, [`http://127.0.0.1:${PROXY_DEFAULTS.ADMIN_PORT}/ready`]);
+        return r.status === 200 ? true : undefined;
+      },
+      60_000,
+      200,
+    );
   }
 
   /** The last lines of every process's output. */

@@ -207,36 +207,20 @@ export class MeshLab extends NamespaceLab<Node | 'br'> {
 
   /** Starts `tsmesh proxy` in a pod as uid 1337 and waits for /ready. */
   async startProxy(pod: Pod): Promise<Managed> {
-    const env: Record<string, string> = {
-      TSMESH_CONTROL_PLANE_ADDRESS: `${ADDR.cp}:${CA_PORT}`,
-      TSMESH_TOKEN_PATH: this.path(`${pod}.token`),
-      TSMESH_TRUST_BUNDLE_PATH: this.path('root-cert.pem'),
-      TSMESH_POD_NAME: pod,
-      TSMESH_POD_NAMESPACE: K8S_NAMESPACE,
-      TSMESH_POD_IP: ADDR[pod],
-      TSMESH_SERVICE_ACCOUNT: pod,
-      TSMESH_TRUST_DOMAIN: TRUST_DOMAIN,
-      TSMESH_DRAIN_DURATION: this.options.drainDuration ?? '10s',
-      TSMESH_LOG_LEVEL: 'info',
-    };
-    const proxy = this.spawnIn(
-      `proxy-${pod}`,
-      pod,
-      [process.execPath, '--import', 'tsx', 'cli/main.ts', 'proxy', '--config-file', this.path(`${pod}.config.json`)],
-      PROXY_USER,
-      env,
-    );
+    const proxy = this.spawnProxy(pod, {
+      controlPlaneAddress: `${ADDR.cp}:${CA_PORT}`,
+      podIp: ADDR[pod],
+      podNamespace: K8S_NAMESPACE,
+      serviceAccount: pod,
+      trustDomain: TRUST_DOMAIN,
+      tokenPath: this.path(`${pod}.token`),
+      trustBundlePath: this.path('root-cert.pem'),
+      drainDuration: this.options.drainDuration ?? '10s',
+      args: ['--config-file', this.path(`${pod}.config.json`)],
+      user: PROXY_USER,
+    });
     this.proxies[pod] = proxy;
-    await waitFor(
-      `proxy ${pod} to be ready`,
-      async () => {
-        if (!proxy.running) throw new GiveUp(`proxy ${pod} exited`);
-        const r = await this.curl(pod, [`http://127.0.0.1:${ADMIN_PORT}/ready`]);
-        return r.status === 200 ? true : undefined;
-      },
-      60_000,
-      200,
-    );
+    await this.waitProxyReady(pod, proxy);
     return proxy;
   }
 

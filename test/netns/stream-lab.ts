@@ -269,31 +269,20 @@ export class StreamLab extends NamespaceLab<string> {
 
   /** Starts `tsmesh proxy` (no --config-file: on the discovery stream) as uid 1337 and waits for /ready. */
   async startProxy(pod: string): Promise<Managed> {
-    const p = this.pods.get(pod)!;
-    const env: Record<string, string> = {
-      TSMESH_CONTROL_PLANE_ADDRESS: `${this.addr[CP]}:${CA_PORT}`,
-      TSMESH_TOKEN_PATH: this.path(`${pod}.token`),
-      TSMESH_TRUST_BUNDLE_PATH: this.path('root-cert.pem'),
-      TSMESH_POD_NAME: pod,
-      TSMESH_POD_NAMESPACE: K8S_NAMESPACE,
-      TSMESH_POD_IP: this.addr[pod]!,
-      TSMESH_SERVICE_ACCOUNT: p.serviceAccount,
-      TSMESH_TRUST_DOMAIN: TRUST_DOMAIN,
-      TSMESH_DRAIN_DURATION: this.options.drainDuration ?? '5s',
-      TSMESH_LOG_LEVEL: 'info',
-    };
-    const proxy = this.spawnIn(`proxy-${pod}`, pod, [process.execPath, '--import', 'tsx', 'cli/main.ts', 'proxy'], PROXY_USER, env);
+    const proxy = this.spawnProxy(pod, {
+      controlPlaneAddress: `${this.addr[CP]}:${CA_PORT}`,
+      podIp: this.addr[pod]!,
+      podNamespace: K8S_NAMESPACE,
+      serviceAccount: this.pods.get(pod)!.serviceAccount,
+      trustDomain: TRUST_DOMAIN,
+      tokenPath: this.path(`${pod}.token`),
+      trustBundlePath: this.path('root-cert.pem'),
+      drainDuration: this.options.drainDuration ?? '5s',
+      args: [],
+      user: PROXY_USER,
+    });
     this.proxies[pod] = proxy;
-    await waitFor(
-      `proxy ${pod} to be ready`,
-      async () => {
-        if (!proxy.running) throw new GiveUp(`proxy ${pod} exited`);
-        const r = await this.curl(pod, [`http://127.0.0.1:${ADMIN_PORT}/ready`]);
-        return r.status === 200 ? true : undefined;
-      },
-      60_000,
-      200,
-    );
+    await this.waitProxyReady(pod, proxy);
     return proxy;
   }
 
