@@ -11,7 +11,7 @@ import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
 import { StreamConfigSource } from '../proxy/config/stream.js';
 import type { ProxyConfig } from '../proxy/config/types.js';
-import { freePort } from '../proxy/identity/testdata/free-port.js';
+import { freePort } from '../lib/ports.js';
 import { issueCredentials } from '../proxy/testdata/mesh.js';
 import { startControlPlane, type RunningControlPlane } from './plane.js';
 import { FileMeshSource } from './sources/file.js';

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
@@ -18,6 +18,7 @@ import { workloadSpiffeId } from '../ca/spiffe.js';
 import { startControlPlane, type RunningControlPlane } from '../control/plane.js';
 import { FileMeshSource } from '../control/sources/file.js';
 import type { Logger } from '../lib/log.js';
+import { freePort } from '../lib/ports.js';
 import { createSidecarAdmin } from '../proxy/admin/sidecar-admin.js';
 import { StreamConfigSource } from '../proxy/config/stream.js';
 import { createIdentity } from '../proxy/identity/index.js';
@@ -60,16 +61,8 @@ export interface RunningDemo {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, HOST);
-  await once(s, 'listening');
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function listen(server: Server, port = 0): Promise<number> {
-  server.listen(port, HOST);
+async function listen(server: Server): Promise<number> {
+  server.listen(0, HOST);
   await once(server, 'listening');
   return (server.address() as AddressInfo).port;
 }
@@ -79,8 +72,11 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
   const mode = opts.mode === 'netns' || opts.mode === 'loopback' ? opts.mode : (await chooseDemoMode()).mode;
   const dir = mkdtempSync(join(tmpdir(), 'tsmesh-demo-'));
   const cleanups: (() => Promise<void> | void)[] = [() => rmSync(dir, { recursive: true, force: true })];
+  // Each cleanup runs even when one before it fails; the first failure is thrown after all have run.
   const stop = async (): Promise<void> => {
-    for (const c of cleanups.reverse()) await c();
+    const errors: unknown[] = [];
+    for (const c of cleanups.splice(0).reverse()) await Promise.resolve().then(c).catch((e: unknown) => errors.push(e));
+    if (errors.length > 0) throw errors[0];
   };
   try {
     const root = await createRootCa(TRUST_DOMAIN);
@@ -167,7 +163,7 @@ async function startLoopbackWorkloads({ caAddress, dir, log, rps, endpoints, cle
   const adminUrls = new Map<string, string>();
   const upstreamUrls = new Map<string, Record<string, string>>();
   for (const w of WORKLOADS) {
-    const appPort = await freePort();
+    let appPort = 0;
     const metrics = createProxyMetrics();
     const wlog = log.child(w.name);
     const identity = createIdentity({
@@ -197,21 +193,22 @@ async function startLoopbackWorkloads({ caAddress, dir, log, rps, endpoints, cle
     tls.get = () => sidecar.meshTls.clientMaterial();
     upstreamUrls.set(w.name, Object.fromEntries(w.calls.map((svc, i) => [svc, `http://${HOST}:${sidecar.explicitOutboundPorts[i]}`])));
     const admin = createSidecarAdmin(sidecar, identity, { log: wlog.child('admin') });
-    adminUrls.set(w.name, `http://${HOST}:${await listen(admin)}`);
     const app = createApp(w.name, upstreamUrls.get(w.name)!);
-    await listen(app, appPort);
-    void identity.start();
-    config.start();
-    sidecars.set(w.name, sidecar);
+    // Registered before anything below can fail, so that a failed start leaves nothing listening.
     cleanups.push(async () => {
       identity.stop();
       config.close();
       await sidecar.drain(1000);
       admin.closeAllConnections();
-      admin.close();
+      if (admin.listening) admin.close();
       app.closeAllConnections();
-      app.close();
+      if (app.listening) app.close();
     });
+    adminUrls.set(w.name, `http://${HOST}:${await listen(admin)}`);
+    appPort = await listen(app);
+    void identity.start();
+    config.start();
+    sidecars.set(w.name, sidecar);
   }
 
   const deadline = Date.now() + 60_000;

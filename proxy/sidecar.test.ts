@@ -9,6 +9,7 @@ import { request } from 'undici';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
+import { freePort } from '../lib/ports.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
 
@@ -304,6 +305,41 @@ describe('sidecar pair on loopback: HTTP/2 (h2c from the app, tsmesh/h2 between 
       await a.drain(0);
       await b.drain(0);
       app.close();
+    }
+  });
+});
+
+describe('sidecar start on a port that is taken', () => {
+  it('fails with EADDRINUSE and leaves none of its listeners behind', async () => {
+    const { ca } = await newRootCa();
+    const taken = await listen(createServer());
+    const outboundPort = await freePort();
+    try {
+      await assert.rejects(
+        startSidecar({
+          identity: new FixedIdentity(issueCredentials(ca, WEB)),
+          config: new FixedConfig({}),
+          log: silentLogger,
+          host: '127.0.0.1',
+          outboundPort,
+          inboundPort: portOf(taken),
+          inboundOriginalDestination: () => ({ address: '127.0.0.1', port: 1, family: 'IPv4' }),
+          outboundOriginalDestination: () => ({ address: '127.0.0.1', port: 1, family: 'IPv4' }),
+        }),
+        { code: 'EADDRINUSE' },
+      );
+      // The outbound listener had started before the inbound one failed: it is closed again.
+      const refused = await new Promise<string>((resolve) => {
+        const s = connect(outboundPort, '127.0.0.1');
+        s.on('connect', () => {
+          s.destroy();
+          resolve('connected');
+        });
+        s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+      assert.equal(refused, 'ECONNREFUSED');
+    } finally {
+      taken.close();
     }
   });
 });

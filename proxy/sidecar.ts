@@ -137,12 +137,22 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     await once(server, 'listening');
     return (server.address() as AddressInfo).port;
   };
-  const outboundPort = await listen(outbound.server, opts.outboundPort ?? 15001);
-  const inboundPort = await listen(inbound.server, opts.inboundPort ?? 15006);
-  reserved.add(outboundPort).add(inboundPort);
   const explicit = (opts.explicitOutbound ?? []).map(({ destination }) => createServer({ allowHalfOpen: true, noDelay: true }, (socket) => outbound.accept(socket, destination)));
   const explicitOutboundPorts: number[] = [];
-  for (const [i, server] of explicit.entries()) explicitOutboundPorts.push(await listen(server, opts.explicitOutbound![i]!.port));
+  let outboundPort: number, inboundPort: number;
+  try {
+    outboundPort = await listen(outbound.server, opts.outboundPort ?? 15001);
+    inboundPort = await listen(inbound.server, opts.inboundPort ?? 15006);
+    reserved.add(outboundPort).add(inboundPort);
+    for (const [i, server] of explicit.entries()) explicitOutboundPorts.push(await listen(server, opts.explicitOutbound![i]!.port));
+  } catch (e) {
+    // A port that is taken fails the start and leaves nothing behind: no listener, no subscription.
+    unsubscribe();
+    stopRecompute();
+    for (const server of [outbound.server, inbound.server, ...explicit]) if (server.listening) server.close();
+    meshTls.close();
+    throw e;
+  }
 
   return {
     outboundPort,

@@ -11,7 +11,7 @@ import { newRootCa } from '../../ca/testdata/fixtures.js';
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { FileMeshSource } from '../../control/sources/file.js';
 import { silentLogger } from '../../lib/log.js';
-import { freePort } from '../../proxy/identity/testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 
 const MAIN = resolve(import.meta.dirname, '..', 'main.ts');
 const TOKEN = 'proxy-cli-token-0123456789';

@@ -20,7 +20,7 @@ import { CA_FILES, loadCaFromDir } from '../../ca/material.js';
 import { createRootCa } from '../../ca/root.js';
 import { newKey } from '../../ca/testdata/fixtures.js';
 import { parseProxyConfig } from '../../proxy/config/validate.js';
-import { freePort } from '../../proxy/identity/testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 import { apiServerTier, startApiServer, type ApiServer } from '../../test/k8s/apiserver.js';
 
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 1000);

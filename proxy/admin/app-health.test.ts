@@ -5,7 +5,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { createRootCa } from '../../ca/root.js';
-import { freePort } from '../identity/testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 import type { AppProbe } from '../env.js';
 import { AppProbesError, MAX_PROBE_BODY_BYTES, parseAppProbes, runAppProbe } from './app-health.js';
 

@@ -18,7 +18,7 @@ import { silentLogger } from '../../lib/log.js';
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { createCaClient, parseControlPlaneAddress, parseRetryAfter, type CaClientOptions } from './ca-client.js';
 import { IdentityError } from './errors.js';
-import { freePort } from './testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 
 const TOKEN = 'web-token-0123456789abcdef';
 

@@ -17,7 +17,7 @@ import { createLogger, silentLogger, type Logger } from '../../lib/log.js';
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { createIdentity, secureContextOptions, type IdentitySettings, type WorkloadCredentials } from './index.js';
 import type { IdentityManager } from './manager.js';
-import { freePort } from './testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 import { ManualScheduler } from '../../lib/testdata/manual-scheduler.js';
 
 const TOKEN = 'web-token-0123456789abcdef';

@@ -34,7 +34,7 @@ import { Kube, type KubeObject } from '../../install/kube.js';
 import { renderInstall } from '../../install/render.js';
 import { createIdentityMetrics } from '../../proxy/identity/metrics.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
-import { freePort } from '../../proxy/identity/testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 import { createNamespace, createServiceAccount, eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { startClusterNetwork, type ClusterNetwork } from './cluster-network.js';
 import { kubeConfigWithToken } from './manifests.js';

@@ -17,7 +17,7 @@ import { loadCaFromDir } from '../../ca/material.js';
 import { buildCsrPem } from '../../ca/csr.js';
 import { silentLogger } from '../../lib/log.js';
 import { StreamConfigSource } from '../../proxy/config/stream.js';
-import { freePort } from '../../proxy/identity/testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 import { createNamespace, createServiceAccount, eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
 

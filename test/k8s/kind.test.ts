@@ -16,7 +16,7 @@ import { generateCa } from '../../install/ca.js';
 import { Kube, type KubeObject } from '../../install/kube.js';
 import { renderInstall } from '../../install/render.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
-import { freePort } from '../../proxy/identity/testdata/free-port.js';
+import { freePort } from '../../lib/ports.js';
 import { eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');

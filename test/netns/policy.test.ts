@@ -215,12 +215,13 @@ describe('traffic policy through the control plane, between meshed pods in netwo
     await applyPolicies({ trafficPolicies: [trafficPolicy('pool-breaker', 'pool', { circuitBreaker: { consecutiveFailures: 3, ejectionTime: `${EJECTION_MS / 1000}s` } })] });
     const ejections = (): Promise<number> => webMetric('tsmesh_endpoint_ejections_total', { destination_service: `pool.${NS}` });
     const ejectionsBefore = await ejections();
-    // 100 requests a second for 20 s; b3 fails from 2 s in until it is told to recover, 1 s after its ejection.
-    // At this low concurrency the balancer may send b3 little for a while (it prefers the lowest latency
-    // estimate), so its three failures may take some seconds to come: the load leaves room for that.
-    const loadRun = lab!.startLoad('web', { origin: origin('pool'), path: '/pool?i={i}', mode: 'rate', ratePerSecond: 100, durationMs: 20_000, maxRequests: 2000, timeoutMs: 10_000, timeline: true });
+    // 100 requests a second for 25 s; b3 fails once it has answered 10 (it is in the rotation) until it is
+    // told to recover, 1 s after its ejection. At this low concurrency the balancer may send b3 little for
+    // a while (it prefers the lowest latency estimate), so both the 10 requests and its three failures may
+    // take some seconds to come: the load leaves room for that.
+    const loadRun = lab!.startLoad('web', { origin: origin('pool'), path: '/pool?i={i}', mode: 'rate', ratePerSecond: 100, durationMs: 25_000, maxRequests: 2500, timeoutMs: 10_000, timeline: true });
     await loadRun.line((l) => l.startsWith('{"started":'), 30_000);
-    await sleep(2000);
+    await waitFor('b3 to answer 10 requests', async () => (lab!.appRequests('b3', '/pool').length >= 10 ? true : undefined), 8_000, 50);
     await lab!.controlApp('b3', { fail: { status: 500 } });
     const failFrom = Date.now();
     await waitFor('b3 to be ejected', async () => ((await ejections()) > ejectionsBefore ? true : undefined), 10_000, 50);
