@@ -1,7 +1,7 @@
 // Forwards HTTP/2 requests over one multiplexed session per endpoint: mTLS
 // with ALPN tsmesh/h2 to a meshed endpoint, h2c to the app (inbound) or to an
 // endpoint without a sidecar.
-import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
@@ -9,7 +9,7 @@ import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
 import type { ProxyRequest, ProxyResponse } from './types.js';
 
-const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_STATUS } = constants;
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, loadHttp2 } from './h2-module.js';
 
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
@@ -39,6 +39,7 @@ export class H2Sessions {
   }
 
   private async open(ep: EndpointAddress): Promise<ClientHttp2Session> {
+    const { connect } = await loadHttp2();
     const socket = await connectEndpoint(this.meshTls, ep, MESH_ALPN.http2);
     const host = ep.address.includes(':') ? `[${ep.address}]` : ep.address;
     const session = connect(`http://${host}:${ep.port}`, { createConnection: () => socket });

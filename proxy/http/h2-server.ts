@@ -1,20 +1,19 @@
 // Serves a Handler over HTTP/2 on sockets handed to it (h2c from the app on
 // outbound, mesh TLS with ALPN tsmesh/h2 on inbound). Never listens.
-import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { sendBody } from './pipe.js';
 import type { Logger } from '../../lib/log.js';
 import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
-const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_STATUS } = constants;
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
 
 export interface H2ServerOptions {
   log: Logger;
 }
 
 export interface ProxyH2Server {
-  server: Http2Server;
-  /** Serves HTTP/2 on `socket` with `handler`. */
+  /** Serves HTTP/2 on `socket` with `handler`; the socket must be paused, its bytes read so far unshifted. */
   accept(socket: Duplex, handler: Handler): void;
   /** Sends GOAWAY on every session: streams in flight finish, no new ones start. */
   drain(): void;
@@ -33,28 +32,45 @@ export function h2RequestHeaders(headers: IncomingHttpHeaders): IncomingHttpHead
 }
 
 export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
-  const server = createServer({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 1000 } });
   const sessions = new Set<ServerHttp2Session>();
   const handlers = new WeakMap<object, Handler>();
   // 'session' fires synchronously inside emit('connection'): hand the handler over there.
   let accepting: Handler | undefined;
-  server.on('session', (session) => {
-    if (accepting) handlers.set(session, accepting);
-    sessions.add(session);
-    session.once('close', () => sessions.delete(session));
-    session.on('error', () => session.destroy());
-  });
-  server.on('stream', (stream, headers) => void serve(stream, headers, stream.session ? handlers.get(stream.session) : undefined, opts));
-  server.on('sessionError', () => undefined);
+  let server: Http2Server | undefined;
+  const serverOf = (http2: Http2): Http2Server => {
+    if (server) return server;
+    server = http2.createServer({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 1000 } });
+    server.on('session', (session) => {
+      if (accepting) handlers.set(session, accepting);
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+      session.on('error', () => session.destroy());
+    });
+    server.on('stream', (stream, headers) => void serve(stream, headers, stream.session ? handlers.get(stream.session) : undefined, opts));
+    server.on('sessionError', () => undefined);
+    return server;
+  };
+  const handOver = (http2: Http2, socket: Duplex, handler: Handler): void => {
+    if (socket.destroyed) return;
+    accepting = handler;
+    try {
+      serverOf(http2).emit('connection', socket);
+    } finally {
+      accepting = undefined;
+    }
+  };
   return {
-    server,
     accept(socket, handler) {
-      accepting = handler;
-      try {
-        server.emit('connection', socket);
-      } finally {
-        accepting = undefined;
-      }
+      const http2 = loadedHttp2();
+      if (http2) return handOver(http2, socket, handler);
+      // The first HTTP/2 connection loads node:http2; the socket stays paused, its bytes buffered, meanwhile.
+      loadHttp2().then(
+        (m) => handOver(m, socket, handler),
+        (e: unknown) => {
+          opts.log.error('cannot load node:http2', { error: (e as Error).message });
+          socket.destroy();
+        },
+      );
     },
     drain() {
       for (const s of sessions) if (!s.closed) s.close();
@@ -66,7 +82,7 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
   stream.on('error', () => stream.destroy());
   const controller = new AbortController();
   stream.once('close', () => {
-    if (stream.rstCode !== constants.NGHTTP2_NO_ERROR || !stream.writableFinished) controller.abort();
+    if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) controller.abort();
   });
   const hasBody = !stream.readableEnded && !(stream as { endAfterHeaders?: boolean }).endAfterHeaders;
   const req: ProxyRequest = {

@@ -143,7 +143,6 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     } else if (sniffed.protocol === 'http2') {
       // One HTTP/2 connection carries many requests: the target is resolved per request.
       h2.accept(socket, (req) => (handlerFor(key) ?? noRoute)(req));
-      socket.resume();
     } else {
       // TLS originated by the app, server-first and unknown protocols: L4 over mTLS.
       await meshTcp(socket, target);
