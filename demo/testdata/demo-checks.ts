@@ -34,7 +34,14 @@ async function outbound(demo: RunningDemo, workload: string): Promise<{ service:
 const sum = (rows: { value: number }[]): number => rows.reduce((n, r) => n + r.value, 0);
 
 /** Lets the traffic generator send `requests` requests (however long a busy machine takes), then stops it. */
-export async function driveTraffic(demo: RunningDemo, requests = 1000, timeoutMs = 90_000): Promise<void> {
+/**
+ * Enough requests that the canary's +-3% is more than 4 standard deviations
+ * of a 10% share (sqrt(0.1 * 0.9 / 2000) = 0.67%): a check that fails by
+ * chance about once in 100,000 runs, not once in 700 as with 1,000.
+ */
+export const DEMO_REQUESTS = 2000;
+
+export async function driveTraffic(demo: RunningDemo, requests = DEMO_REQUESTS, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (demo.load.counts.ok + demo.load.counts.failed < requests && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   demo.load.stop();
@@ -76,7 +83,7 @@ export function itKeepsTheDemoPromises(demo: () => RunningDemo): void {
     const rows = (await outbound(demo(), 'web')).filter((r) => r.service === `api.${NAMESPACE}`);
     const all = sum(rows);
     const canary = sum(rows.filter((r) => r.identity === spiffe('api-v2')));
-    assert.ok(all >= 1000, `only ${all} requests`);
+    assert.ok(all >= DEMO_REQUESTS, `only ${all} requests`);
     const share = canary / all;
     console.log(`      canary share: ${(share * 100).toFixed(1)}% of ${all} requests`);
     assert.ok(Math.abs(share - 0.1) <= 0.03, `canary share ${(share * 100).toFixed(1)}% of ${all}`);
