@@ -1,12 +1,14 @@
 // The proxy's Prometheus metrics: names and labels as DESIGN.md fixes them.
-import { Counter, Histogram, Registry } from '../lib/prom.js';
+import { Counter, Registry } from '../lib/prom.js';
+import { HotCounter, HotHistogram } from '../lib/prom-hot.js';
 
 export type Direction = 'inbound' | 'outbound';
 
 export interface ProxyMetrics {
   registry: Registry;
-  requests: Counter<'direction' | 'source_identity' | 'destination_identity' | 'destination_service' | 'response_code' | 'tls'>;
-  requestDuration: Histogram<'direction' | 'destination_service' | 'response_code'>;
+  /** Counted on every request: prom-client compatible, with no per-call label hashing (lib/prom-hot.ts). */
+  requests: HotCounter<'direction' | 'source_identity' | 'destination_identity' | 'destination_service' | 'response_code' | 'tls'>;
+  requestDuration: HotHistogram<'direction' | 'destination_service' | 'response_code'>;
   retries: Counter<'destination_service' | 'reason'>;
   retryBudgetExhausted: Counter<'destination_service'>;
   endpointEjections: Counter<'destination_service'>;
@@ -26,13 +28,13 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
   const r = [registry];
   return {
     registry,
-    requests: new Counter({
+    requests: new HotCounter({
       name: 'tsmesh_requests_total',
       help: 'HTTP requests handled by the proxy.',
       labelNames: ['direction', 'source_identity', 'destination_identity', 'destination_service', 'response_code', 'tls'],
       registers: r,
     }),
-    requestDuration: new Histogram({
+    requestDuration: new HotHistogram({
       name: 'tsmesh_request_duration_seconds',
       help: 'Time from the request arriving at the proxy to the response head leaving it.',
       labelNames: ['direction', 'destination_service', 'response_code'],

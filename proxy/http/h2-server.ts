@@ -2,6 +2,7 @@
 // outbound, mesh TLS with ALPN tsmesh/h2 on inbound). Never listens.
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { Cancellation } from './cancel.js';
 import { sendBody } from './pipe.js';
 import type { Logger } from '../../lib/log.js';
 import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
@@ -80,7 +81,7 @@ export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
 
 async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, handler: Handler | undefined, opts: H2ServerOptions): Promise<void> {
   stream.on('error', () => stream.destroy());
-  const controller = new AbortController();
+  const controller = new Cancellation();
   stream.once('close', () => {
     if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) controller.abort();
   });
@@ -92,7 +93,7 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     headers: h2RequestHeaders(headers),
     body: hasBody ? stream : null,
     startedAt: performance.now(),
-    signal: controller.signal,
+    signal: controller,
   };
   let response: ProxyResponse;
   try {

@@ -1,5 +1,6 @@
 // Counts every request and times it to the response head, with the labels
 // DESIGN.md fixes.
+import type { CounterChild, HistogramChild } from '../../lib/prom-hot.js';
 import type { Direction, ProxyMetrics } from '../metrics.js';
 import type { Layer } from './types.js';
 
@@ -18,13 +19,12 @@ export interface RequestLabels {
 const STATUS_TEXT: readonly string[] = Array.from({ length: 600 }, (_, i) => String(i));
 
 interface Children {
-  count: { inc(): void };
-  duration: { observe(v: number): void };
+  count: CounterChild;
+  duration: HistogramChild;
 }
 
 export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Layer {
-  // prom-client hashes a label object on every call; the few label sets one
-  // stack sees are bound once and looked up by a short key instead.
+  // The few label sets one stack sees are bound once and looked up by a short key.
   const children = new Map<string, Children>();
   // Most requests of a stack carry the labels of the one before: that set is kept at hand.
   let last: { source: string; destination: string; code: string; tls: string; children: Children } | undefined;

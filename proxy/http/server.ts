@@ -11,6 +11,7 @@ import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
+import { Cancellation } from './cancel.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
 import { bufferedBody, HOP_BY_HOP, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
@@ -101,7 +102,7 @@ class ServerConnection {
   private waiting: 'head' | 'idle' | undefined;
   private headTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
-  private controller: AbortController | undefined;
+  private controller: Cancellation | undefined;
   private keepAlive = true;
 
   constructor(
@@ -124,8 +125,8 @@ class ServerConnection {
     if (this.phase === Phase.Head && !this.reader.started) this.socket.end();
   }
 
-  private get signal(): AbortSignal {
-    return (this.controller ??= new AbortController()).signal;
+  private get signal(): Cancellation {
+    return (this.controller ??= new Cancellation());
   }
 
   private waitFor(wait: 'head' | 'idle'): void {
