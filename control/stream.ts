@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { parseWorkloadSpiffeId } from '../ca/spiffe.js';
 import type { Logger } from '../lib/log.js';
-import { peerSpiffeId } from '../proxy/tls/peer.js';
+import { socketPeerSpiffeId } from '../proxy/tls/peer.js';
 import type { MeshModel, ProxyIdentity } from './model.js';
 import { buildProxyConfig } from './snapshot.js';
 
@@ -161,7 +161,7 @@ export class Discovery {
 function callerOf(req: Request): ProxyIdentity | undefined {
   const socket = req.socket as TLSSocket;
   if (!socket.authorized) return undefined;
-  const spiffeId = peerSpiffeId(socket.getPeerCertificate());
+  const spiffeId = socketPeerSpiffeId(socket);
   const w = spiffeId ? parseWorkloadSpiffeId(spiffeId) : undefined;
   return spiffeId && w ? { spiffeId, namespace: w.namespace, serviceAccount: w.serviceAccount } : undefined;
 }

@@ -14,7 +14,7 @@ import { splice } from '../net/splice.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
-import { peerSpiffeId } from '../tls/peer.js';
+import { socketPeerSpiffeId } from '../tls/peer.js';
 import type { Handler } from '../http/types.js';
 import { inboundStack, type InboundDeps } from './stack.js';
 
@@ -100,7 +100,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
     const raw = (tls as TLSSocket & { _parent?: Socket })._parent;
     const port = raw ? portOf.get(raw) : undefined;
     if (raw) handshaking.delete(raw);
-    const peer = peerSpiffeId(tls.getPeerCertificate());
+    const peer = socketPeerSpiffeId(tls);
     tls.on('error', () => tls.destroy());
     if (port === undefined || !peer) {
       opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'tls-peer' });
