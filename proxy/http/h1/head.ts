@@ -86,7 +86,8 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
       case 'content-length':
         if (f.contentLength !== undefined && f.contentLength !== value) throw new HttpParseError(error, `conflicting Content-Length values ${f.contentLength} and ${value}`);
         f.contentLength = value;
-        break;
+        // Kept out of `headers`: each parser puts back what its framing allows (deleting a key would slow the object down).
+        continue;
       case 'transfer-encoding':
         f.transferEncoding = f.transferEncoding === undefined ? value : `${f.transferEncoding}, ${value}`;
         continue;
@@ -101,7 +102,7 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
     const prev = headers[name];
     if (prev === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
     else if (Array.isArray(prev)) prev.push(value);
-    else if (name !== 'content-length') headers[name] = `${prev}, ${value}`;
+    else headers[name] = `${prev}, ${value}`;
   }
   if (f.connection !== undefined) {
     // Fields the Connection header names are hop-by-hop too.
@@ -160,6 +161,7 @@ export function parseRequestHead(text: string): RequestHead {
   } else if (f.contentLength !== undefined) {
     const length = parseLength(f.contentLength, 400);
     framing = length === 0 ? { kind: 'none' } : { kind: 'length', length };
+    f.headers['content-length'] = f.contentLength;
   } else {
     framing = { kind: 'none' };
   }
@@ -185,8 +187,8 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   } else if (f.contentLength !== undefined) framing = { kind: 'length', length: parseLength(f.contentLength, 502) };
   else framing = { kind: 'close' };
   // A HEAD response keeps the Content-Length of the body it describes; elsewhere the proxy frames the body itself.
-  if (framing.kind !== 'none' || method !== 'HEAD') delete f.headers['content-length'];
   if (framing.kind === 'length') f.headers['content-length'] = String(framing.length);
+  else if (framing.kind === 'none' && method === 'HEAD' && f.contentLength !== undefined) f.headers['content-length'] = f.contentLength;
   return { status, minor, headers: f.headers, framing, keepAlive: framing.kind !== 'close' && keepAliveOf(minor, f.connection) };
 }
 
