@@ -51,6 +51,8 @@ describe('control/sources/kubernetes-map', function () {
       assert.equal(portProtocol({ appProtocol: 'kubernetes.io/h2c', name: 'tcp-x' }), 'http2');
       assert.equal(portProtocol({ appProtocol: 'HTTP' }), 'http');
       assert.equal(portProtocol({ appProtocol: 'kubernetes.io/wss' }), 'tcp');
+      // WebSocket is carried as TCP: the HTTP/1.1 path answers Upgrade with 501.
+      assert.equal(portProtocol({ appProtocol: 'kubernetes.io/ws' }), 'tcp');
       assert.equal(portProtocol({ name: 'grpc-api' }), 'http2');
       assert.equal(portProtocol({ name: 'http' }), 'http');
       assert.equal(portProtocol({ name: 'tcp-postgres' }), 'tcp');

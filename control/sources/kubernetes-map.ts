@@ -34,7 +34,8 @@ export type PodLookup = (namespace: string, name: string) => V1Pod | undefined;
 
 const APP_PROTOCOLS: ReadonlyMap<string, PortProtocol> = new Map([
   ['http', 'http'],
-  ['kubernetes.io/ws', 'http'],
+  // WebSocket: the HTTP/1.1 path does not carry Upgrade, so L4 over mTLS.
+  ['kubernetes.io/ws', 'tcp'],
   ['http2', 'http2'],
   ['h2c', 'http2'],
   ['kubernetes.io/h2c', 'http2'],

@@ -235,16 +235,32 @@ class ServerConnection {
       startedAt: performance.now(),
       signal: this.signal,
     };
-    void this.respond(req, head);
+    void this.respond(req, head, head.upgrade === undefined ? undefined : this.refuseUpgrade(head.upgrade));
     return next;
   }
 
-  private async respond(req: ProxyRequest, head: RequestHead): Promise<void> {
+  /**
+   * An Upgrade the proxy will not carry at L7 gets 501 with what to do, rather
+   * than reaching the app stripped of its Upgrade field (hop-by-hop) and failing
+   * there in some other way. An h2c upgrade is ignored, as RFC 9110 lets a
+   * server do: the request is served over HTTP/1.1.
+   */
+  private refuseUpgrade(protocols: string): ProxyResponse | undefined {
+    if (protocols.trim().toLowerCase() === 'h2c') return undefined;
+    this.keepAlive = false;
+    return localResponse(
+      501,
+      'upgrade-not-proxied',
+      `tsmesh: HTTP Upgrade to ${JSON.stringify(protocols)} (e.g. WebSocket) is not proxied as HTTP; give the Service port appProtocol tcp or kubernetes.io/ws, or a name that starts with tcp-, and the mesh carries it as TCP over mTLS`,
+    );
+  }
+
+  private async respond(req: ProxyRequest, head: RequestHead, local?: ProxyResponse): Promise<void> {
     const { opts } = this.shared;
     let res: ProxyResponse;
     try {
       const handler = opts.handlerFor(this.socket);
-      res = handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection');
+      res = local ?? (handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection'));
     } catch (e) {
       if (!this.signal.aborted) opts.log.warn('request failed', { error: (e as Error).message });
       res = localResponse(502, 'proxy-error', `tsmesh: ${(e as Error).message}`);

@@ -36,6 +36,8 @@ export interface RequestHead extends Head {
   target: string;
   /** The client sent `Expect: 100-continue`. */
   expectContinue: boolean;
+  /** The protocols of an `Upgrade` the Connection header names (e.g. "websocket"); the field itself is hop-by-hop and not in `headers`. */
+  upgrade: string | undefined;
 }
 
 export interface ResponseHead extends Head {
@@ -61,11 +63,12 @@ interface Fields {
   transferEncoding: string | undefined;
   connection: string | undefined;
   expect: string | undefined;
+  upgrade: string | undefined;
 }
 
 function parseFields(text: string, from: number, error: 400 | 502): Fields {
   const headers: IncomingHttpHeaders = {};
-  const f: Fields = { headers, contentLength: undefined, transferEncoding: undefined, connection: undefined, expect: undefined };
+  const f: Fields = { headers, contentLength: undefined, transferEncoding: undefined, connection: undefined, expect: undefined, upgrade: undefined };
   let pos = from;
   while (pos < text.length) {
     let end = text.indexOf('\r\n', pos);
@@ -96,6 +99,9 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
         continue;
       case 'expect':
         f.expect = value;
+        continue;
+      case 'upgrade':
+        f.upgrade = value;
         continue;
     }
     if (HOP_BY_HOP.has(name)) continue;
@@ -166,7 +172,8 @@ export function parseRequestHead(text: string): RequestHead {
     framing = { kind: 'none' };
   }
   if (f.expect !== undefined && f.expect.toLowerCase() !== '100-continue') throw new HttpParseError(400, `unsupported Expect ${JSON.stringify(f.expect)}`);
-  return { method, target, minor, headers: f.headers, framing, keepAlive: keepAliveOf(minor, f.connection), expectContinue: f.expect !== undefined };
+  const upgrade = f.upgrade !== undefined && hasToken(f.connection, 'upgrade') ? f.upgrade : undefined;
+  return { method, target, minor, headers: f.headers, framing, keepAlive: keepAliveOf(minor, f.connection), expectContinue: f.expect !== undefined, upgrade };
 }
 
 /** `text`: the head as latin1, without the final blank line; `method`: the request's (HEAD has no body). */

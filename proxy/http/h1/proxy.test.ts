@@ -187,6 +187,31 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
     assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n'), /200 OK[\s\S]*app$/);
   });
 
+  it('answers a WebSocket upgrade 501 with what to do (the app never sees it), and serves an h2c upgrade as HTTP/1.1', async () => {
+    const seen: IncomingMessage['headers'][] = [];
+    r = await rig((req, res) => {
+      seen.push(req.headers);
+      res.end('app');
+    });
+    const ws = await raw(
+      r.port,
+      'GET /chat HTTP/1.1\r\nhost: a\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    assert.match(ws, /^HTTP\/1.1 501 Not Implemented\r\n/);
+    assert.match(ws, /\r\nx-tsmesh-error: upgrade-not-proxied\r\n/);
+    assert.match(ws, /\r\nconnection: close\r\n/i);
+    assert.match(ws, /HTTP Upgrade to "websocket".*appProtocol tcp or kubernetes\.io\/ws/);
+    assert.equal(seen.length, 0);
+    // An Upgrade the Connection header does not name is no upgrade request: a plain GET, without the field.
+    assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: close\r\n\r\n'), /200 OK[\s\S]*app$/);
+    // h2c: the upgrade is declined by answering in HTTP/1.1, as a server may.
+    const h2c = await raw(r.port, 'GET /h2c HTTP/1.1\r\nhost: a\r\nconnection: Upgrade, HTTP2-Settings, close\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n');
+    assert.match(h2c, /^HTTP\/1.1 200 OK\r\n[\s\S]*app$/);
+    assert.equal(seen.length, 2);
+    // Neither reached the app with its hop-by-hop fields.
+    for (const h of seen) assert.deepEqual([h.upgrade, h['http2-settings']], [undefined, undefined]);
+  });
+
   it('closes a kept-alive connection idle for the keep-alive timeout, and a silent new one at the headers timeout, without an answer', async () => {
     r = await rig((_req, res) => res.end('ok'), { headersTimeoutMs: 200, keepAliveTimeoutMs: 700 });
     const idle = connect(r.port, '127.0.0.1');
