@@ -24,6 +24,14 @@ export interface HttpServerOptions {
   headersTimeoutMs?: number;
   /** Idle keep-alive connections close after this; default 60 s. */
   keepAliveTimeoutMs?: number;
+  /**
+   * A request body from which nothing arrives for this long (a client that
+   * stalled or trickles) is abandoned: the upstream request is cancelled and
+   * the client gets 408, or the connection is closed if its response has
+   * begun. Time the proxy itself holds the client back (the upstream reads
+   * slower than the client sends) does not count. Default 60 s.
+   */
+  bodyIdleTimeoutMs?: number;
 }
 
 /** Larger request heads get 431. */
@@ -41,6 +49,7 @@ export function createHttpServer(opts: HttpServerOptions): ProxyHttpServer {
     opts,
     headersTimeoutMs: opts.headersTimeoutMs ?? 10_000,
     keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 60_000,
+    bodyIdleTimeoutMs: opts.bodyIdleTimeoutMs ?? 60_000,
     draining: false,
     connections: new Set(),
   };
@@ -61,6 +70,7 @@ interface Shared {
   opts: HttpServerOptions;
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
   draining: boolean;
   connections: Set<ServerConnection>;
 }
@@ -74,6 +84,8 @@ const enum Phase {
   Respond,
   Closed,
 }
+
+type Wait = 'head' | 'idle' | 'body';
 
 const ignore = (): void => undefined;
 function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
@@ -99,9 +111,12 @@ class ServerConnection {
    * refreshed as the wait begins; one that fires for a wait already over
    * does nothing. No timer is made or cleared per request.
    */
-  private waiting: 'head' | 'idle' | undefined;
+  private waiting: Wait | undefined;
   private headTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  private bodyTimer: NodeJS.Timeout | undefined;
+  /** The response's head is written: a timeout can no longer answer 408. */
+  private responding = false;
   private controller: Cancellation | undefined;
   private keepAlive = true;
 
@@ -129,14 +144,29 @@ class ServerConnection {
     return (this.controller ??= new Cancellation());
   }
 
-  private waitFor(wait: 'head' | 'idle'): void {
+  private waitFor(wait: Wait): void {
     this.waiting = wait;
     if (wait === 'head') (this.headTimer ??= unrefTimer(() => this.timedOut('head'), this.shared.headersTimeoutMs)).refresh();
-    else (this.idleTimer ??= unrefTimer(() => this.timedOut('idle'), this.shared.keepAliveTimeoutMs)).refresh();
+    else if (wait === 'idle') (this.idleTimer ??= unrefTimer(() => this.timedOut('idle'), this.shared.keepAliveTimeoutMs)).refresh();
+    else (this.bodyTimer ??= unrefTimer(() => this.timedOut('body'), this.shared.bodyIdleTimeoutMs)).refresh();
   }
 
-  private timedOut(wait: 'head' | 'idle'): void {
-    if (this.waiting !== wait || this.phase !== Phase.Head) return;
+  private timedOut(wait: Wait): void {
+    if (this.waiting !== wait) return;
+    if (wait === 'body') {
+      if (this.phase !== Phase.Body) return;
+      const e = new Error(`the client sent no request body bytes for ${this.shared.bodyIdleTimeoutMs} ms`);
+      this.shared.opts.log.debug('request body stalled', { error: e.message });
+      this.body?.destroy(e);
+      this.controller?.abort(e);
+      if (this.responding) {
+        this.phase = Phase.Closed;
+        this.stopTimers();
+        this.socket.destroy();
+      } else this.reject(408, 'Request Timeout');
+      return;
+    }
+    if (this.phase !== Phase.Head) return;
     if (this.reader.started) this.reject(408, 'Request Timeout');
     else this.socket.destroy();
   }
@@ -145,6 +175,7 @@ class ServerConnection {
     this.waiting = undefined;
     clearTimeout(this.headTimer);
     clearTimeout(this.idleTimer);
+    clearTimeout(this.bodyTimer);
   }
 
   private onData(chunk: Buffer): void {
@@ -162,6 +193,17 @@ class ServerConnection {
         else this.fail(e);
       } else throw e;
     }
+  }
+
+  /** The body's reader is full: stop reading, and stop counting the client's silence, until it wants more. */
+  private holdBody(): void {
+    this.socket.pause();
+    if (this.waiting === 'body') this.waiting = undefined;
+  }
+
+  private readBody(): void {
+    this.socket.resume();
+    if (this.phase === Phase.Body) this.waitFor('body');
   }
 
   private hold(chunk: Buffer): void {
@@ -190,12 +232,14 @@ class ServerConnection {
         i = got.next;
         i = this.start(parseRequestHead(got.text), data, i);
       } else if (this.phase === Phase.Body) {
+        this.waitFor('body');
         i = this.decoder!.feed(data, i, (d) => {
-          if (!this.body!.push(d)) this.socket.pause();
+          if (!this.body!.push(d)) this.holdBody();
         });
         if (this.decoder!.done) {
           this.body!.push(null);
           this.phase = Phase.Respond;
+          if (this.waiting === 'body') this.waiting = undefined;
         }
       } else {
         if (this.phase === Phase.Respond && i < data.length) this.hold(data.subarray(i));
@@ -217,10 +261,11 @@ class ServerConnection {
       this.phase = Phase.Respond;
     } else if (framing.kind !== 'none') {
       this.decoder = new BodyDecoder(head.framing, 400);
-      this.body = new Readable({ read: () => this.socket.resume() });
+      this.body = new Readable({ read: () => this.readBody() });
       // Its readers come and go (a retry, a forward that gave up); a client that leaves must not be an uncaught error.
       this.body.on('error', ignore);
       this.phase = Phase.Body;
+      this.waitFor('body');
       if (head.expectContinue) this.socket.write(CONTINUE);
     } else {
       this.body = undefined;
@@ -278,6 +323,7 @@ class ServerConnection {
   /** Writes the response, then reads the next request (or closes). */
   private send(res: ProxyResponse, head: RequestHead): void {
     const socket = this.socket;
+    this.responding = true;
     const noBody = head.method === 'HEAD' || res.status === 204 || res.status === 304 || res.status < 200;
     let out = `HTTP/1.1 ${res.status} ${STATUS_CODES[res.status] ?? 'Unknown'}\r\n`;
     let length: string | undefined;
@@ -322,6 +368,7 @@ class ServerConnection {
 
   /** The response is sent: read the next request, or close. */
   private next(): void {
+    this.responding = false;
     this.body = undefined;
     this.decoder = undefined;
     if (!this.keepAlive) {

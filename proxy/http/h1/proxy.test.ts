@@ -18,7 +18,7 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, limits: { headersTimeoutMs?: number; keepAliveTimeoutMs?: number } = {}): Promise<Rig> {
+async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, limits: { headersTimeoutMs?: number; keepAliveTimeoutMs?: number; bodyIdleTimeoutMs?: number } = {}): Promise<Rig> {
   const appServer: HttpServer = createApp(app);
   const appSockets = new Set<Socket>();
   appServer.on('connection', (s: Socket) => appSockets.add(s));
@@ -81,6 +81,14 @@ function call(port: number, opts: { method?: string; path?: string; headers?: Re
       r.end();
     } else r.end(opts.body);
   });
+}
+
+async function waitUntil(check: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -210,6 +218,47 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
     assert.equal(seen.length, 2);
     // Neither reached the app with its hop-by-hop fields.
     for (const h of seen) assert.deepEqual([h.upgrade, h['http2-settings']], [undefined, undefined]);
+  });
+
+  it('answers 408 to a request body that stalls, cancelling the app\'s request, but not to a slow steady one or one the app reads slowly', async () => {
+    const outcomes: string[] = [];
+    r = await rig(
+      (req, res) => {
+        const chunks: Buffer[] = [];
+        const begin = (): void => {
+          req.on('data', (c: Buffer) => chunks.push(c));
+          req.on('end', () => {
+            outcomes.push(`${req.url} ${Buffer.concat(chunks).length}`);
+            res.end('done');
+          });
+        };
+        req.on('aborted', () => outcomes.push(`${req.url} aborted`));
+        // /slow-reader leaves the body unread for 3 body timeouts: the proxy holds the client back meanwhile.
+        if (req.url === '/slow-reader') setTimeout(begin, 900);
+        else begin();
+      },
+      { bodyIdleTimeoutMs: 300 },
+    );
+    const stalled = await raw(r.port, 'POST /stalled HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc', 3000);
+    assert.match(stalled, /^HTTP\/1.1 408 Request Timeout\r\n/);
+    await waitUntil(() => outcomes.includes('/stalled aborted'));
+
+    // Ten bytes, one every 100 ms: never 300 ms without one.
+    const s = connect(r.port, '127.0.0.1');
+    let steady = '';
+    s.setEncoding('latin1').on('data', (d: string) => (steady += d));
+    s.write('POST /steady HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\nconnection: close\r\n\r\n');
+    for (let i = 0; i < 10; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      s.write('x');
+    }
+    await once(s, 'close');
+    assert.match(steady, /^HTTP\/1.1 200 OK\r\n[\s\S]*done$/);
+
+    const big = randomBytes(8 * 1024 * 1024);
+    const res = await call(r.port, { method: 'POST', path: '/slow-reader', body: big });
+    assert.equal(res.status, 200);
+    assert.deepEqual(outcomes, ['/stalled aborted', '/steady 10', `/slow-reader ${big.length}`]);
   });
 
   it('closes a kept-alive connection idle for the keep-alive timeout, and a silent new one at the headers timeout, without an answer', async () => {
