@@ -3,8 +3,12 @@
 // with Prometheus on the host scraping the pod IPs. The same promises as in
 // loopback mode, then nothing left behind after stop.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { run } from '../lib/netns.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run, waitFor } from '../lib/netns.js';
 import { silentLogger } from '../lib/log.js';
 import { chooseDemoMode } from './netns.js';
 import { PROMETHEUS_BINARY } from './prometheus.js';
@@ -73,6 +77,43 @@ describe('tsmesh demo (network namespace mode) failing halfway through its start
     assert.deepEqual((await demoNamespaces()).filter((ns) => !namespaces.includes(ns)), []);
     assert.deepEqual((await demoLinks()).filter((l) => !links.includes(l)), []);
     assert.deepEqual((await childProcesses()).filter((p) => !children.includes(p)), []);
+  });
+});
+
+describe('tsmesh demo (network namespace mode) killed with SIGKILL', function () {
+  this.timeout(180_000);
+
+  it('leaves no process running in its namespaces (each dies with the demo: setpriv --pdeathsig)', async function () {
+    if ((await chooseDemoMode('auto')).mode !== 'netns') this.skip();
+    const demoNamespaces = async (): Promise<string[]> => (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('tsmesh-demo-')).map((l) => l.split(' ')[0]!);
+    const demoLinks = async (): Promise<string[]> => (await run('ip', ['-br', 'link'])).stdout.split('\n').filter((l) => l.startsWith('tsmd')).map((l) => l.split(/[\s@]/)[0]!);
+    const demoDirs = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith('tsmesh-demo-'));
+    const [namespaces, links, dirs] = [await demoNamespaces(), await demoLinks(), demoDirs()];
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'demo', '--mode', 'netns', '--rps', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const made: string[] = [];
+    try {
+      await waitFor('the demo to be ready', async () => (output.includes('\nready:') ? true : undefined), 120_000, 200);
+      made.push(...(await demoNamespaces()).filter((ns) => !namespaces.includes(ns)));
+      const pidsIn = async (ns: string): Promise<string[]> => (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(Boolean);
+      const before = (await Promise.all(made.map(pidsIn))).flat();
+      assert.ok(made.length >= 5 && before.length >= 10, `namespaces ${made.join(', ')}; processes ${before.join(', ')}`);
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      // The demo never ran its cleanup: what ends the processes is the kernel's parent-death signal.
+      await waitFor('every process in the namespaces to end', async () => ((await Promise.all(made.map(pidsIn))).flat().length === 0 ? true : undefined), 10_000, 100);
+    } finally {
+      child.kill('SIGKILL');
+      // What a killed demo cannot remove, the test does: its namespaces, bridge and folder.
+      for (const ns of (await demoNamespaces()).filter((n) => !namespaces.includes(n))) {
+        for (const pid of (await run('ip', ['netns', 'pids', ns])).stdout.split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+        await run('ip', ['netns', 'del', ns]);
+      }
+      for (const l of (await demoLinks()).filter((n) => !links.includes(n))) await run('ip', ['link', 'del', l]);
+      for (const d of demoDirs().filter((n) => !dirs.includes(n))) rmSync(join(tmpdir(), d), { recursive: true, force: true });
+    }
   });
 });
 

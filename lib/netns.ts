@@ -59,12 +59,16 @@ export interface RunAs {
 }
 
 /**
- * The argv that runs `command` in namespace `ns` (as `as`, through setpriv).
- * `ip netns exec` and setpriv each exec the next: the PID is the program's own.
+ * The argv that runs `command` in namespace `ns` (as `as`), through setpriv.
+ * `ip netns exec` and setpriv each exec the next: the PID is the program's
+ * own, and its parent is whoever spawned the argv. setpriv also gives it a
+ * parent-death signal (set after the uid change, which would clear it), so a
+ * parent killed without a chance to stop its children (SIGKILL) leaves no
+ * process behind in the namespace.
  */
 export function inNamespace(ns: string, command: readonly string[], as: RunAs = {}): string[] {
-  const drop = as.uid === undefined && as.gid === undefined ? [] : ['setpriv', `--reuid=${as.uid ?? 0}`, `--regid=${as.gid ?? as.uid ?? 0}`, '--clear-groups'];
-  return ['ip', 'netns', 'exec', ns, ...drop, ...command];
+  const drop = as.uid === undefined && as.gid === undefined ? [] : [`--reuid=${as.uid ?? 0}`, `--regid=${as.gid ?? as.uid ?? 0}`, '--clear-groups'];
+  return ['ip', 'netns', 'exec', ns, 'setpriv', ...drop, '--pdeathsig', 'KILL', ...command];
 }
 
 /**
