@@ -109,6 +109,10 @@ describe('discovery stream (control plane -> proxy, mTLS, NDJSON)', function () 
     assert.match(await plane!.registry.getSingleMetricAsString('tsmesh_control_connected_proxies'), /tsmesh_control_connected_proxies 1/);
   });
 
+  it('lists the proxies on the stream with their identity and the address they connect from (the dashboard scrapes them)', () => {
+    assert.deepEqual(plane!.discovery!.connectedProxies(), [{ identity: { spiffeId: WEB, namespace: 'shop', serviceAccount: 'web' }, address: '127.0.0.1' }]);
+  });
+
   it('refuses a caller without a mesh certificate (401)', async () => {
     const status = await new Promise<number>((resolve, reject) => {
       const req = httpsRequest({ host: '127.0.0.1', port, path: '/v1/config', ca: ca.trustBundle.toPem(), servername: 'localhost' }, (res) => {

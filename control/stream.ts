@@ -18,6 +18,8 @@ export const HEARTBEAT_MS = 15_000;
 
 interface Subscriber {
   identity: ProxyIdentity;
+  /** The proxy's address as this end of the connection sees it (in a cluster, its pod IP). */
+  address: string | undefined;
   res: Response;
   /** The last config body sent, without its version, to skip pushes that change nothing. */
   lastBody: string | undefined;
@@ -75,6 +77,13 @@ export class Discovery {
     return this.subscribers.size;
   }
 
+  /** The proxies on the stream now: who each is and where it connects from. */
+  connectedProxies(): { identity: ProxyIdentity; address: string }[] {
+    const out: { identity: ProxyIdentity; address: string }[] = [];
+    for (const s of this.subscribers) if (s.address !== undefined) out.push({ identity: s.identity, address: s.address });
+    return out;
+  }
+
   /** Takes a new model and pushes what changed to every subscriber. */
   update(model: MeshModel, changedAtMs = Date.now()): void {
     this.model = model;
@@ -125,7 +134,9 @@ export class Discovery {
       }
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
       res.flushHeaders();
-      const sub: Subscriber = { identity, res, lastBody: undefined };
+      const remote = req.socket.remoteAddress;
+      // An IPv4 peer on a dual-stack socket reads as ::ffff:a.b.c.d.
+      const sub: Subscriber = { identity, address: remote?.startsWith('::ffff:') ? remote.slice(7) : remote, res, lastBody: undefined };
       this.subscribers.add(sub);
       this.metrics.connected.set(this.subscribers.size);
       this.opts.log.debug('proxy subscribed', { spiffeId: identity.spiffeId, subscribers: this.subscribers.size });

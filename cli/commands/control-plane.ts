@@ -4,9 +4,9 @@ import { loadCaFromDir } from '../../ca/material.js';
 import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/kubernetes.js';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
-import { CONTROL_PLANE_NAMESPACE, startControlPlane } from '../../control/plane.js';
+import { CONTROL_PLANE_NAMESPACE, startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { FileMeshSource } from '../../control/sources/file.js';
-import { modelScrapeTargets } from '../../control/observe/targets.js';
+import { scrapeTargets } from '../../control/observe/targets.js';
 import { createKubernetesSource } from '../../control/sources/kubernetes.js';
 import { followMeshCertificateTtl } from '../../control/cert-ttl.js';
 import { startTrustBundleSync } from '../../control/trust-bundle.js';
@@ -164,7 +164,9 @@ export const controlPlaneCommand: Command = {
           mesh: meshConfig({ trustDomain, ...(values['proxy-image'] ? { image: values['proxy-image'] } : {}) }),
           port: port(values['webhook-port'], 9443, '--webhook-port'),
         };
-    const plane = await startControlPlane({
+    // The dashboard's targets include the proxies on this plane's stream, known once it has started.
+    let started: RunningControlPlane | undefined;
+    const plane = (started = await startControlPlane({
       authority,
       ca: !values['no-ca'],
       ...(authenticator ? { authenticator } : {}),
@@ -176,9 +178,10 @@ export const controlPlaneCommand: Command = {
       ...(values['serving-ip'] ? { ipAddresses: values['serving-ip'] } : {}),
       port: port(values.port, 15012, '--port'),
       adminPort: port(values['admin-port'], 15014, '--admin-port'),
-      // The dashboard scrapes the meshed pods' proxies (podIP:15020), only while someone reads it.
-      ...(meshSource && !local ? { scrapeTargets: () => modelScrapeTargets(meshSource.current()), scrapeOnDemand: true } : {}),
-    });
+      // The dashboard scrapes the meshed pods' proxies (podIP:15020), only while someone reads it: the
+      // model's meshed endpoints and the proxies on this plane's stream (a pure client is behind no Service).
+      ...(meshSource && !local ? { scrapeTargets: () => scrapeTargets(meshSource.current(), started?.discovery?.connectedProxies() ?? []), scrapeOnDemand: true } : {}),
+    }));
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         log.info('shutting down', { signal });

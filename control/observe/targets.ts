@@ -1,11 +1,35 @@
 // Which proxies to scrape in a cluster: every meshed endpoint of the model
 // (an endpoint carries an identity only when its pod has the sidecar), at the
-// proxy's admin port. A meshed pod behind no Service (a pure client) is not
-// in the model, so it is not scraped.
+// proxy's admin port, and every proxy on this control plane's discovery
+// stream, at the address it connects from (its pod IP): a meshed pod behind
+// no Service, a pure client, is in the model's endpoints of no Service, and
+// it is found that way. A proxy on another replica's stream and behind no
+// Service is not seen.
 import { parseWorkloadSpiffeId } from '../../ca/spiffe.js';
 import { PROXY_DEFAULTS } from '../../proxy/env.js';
 import type { MeshModel } from '../model.js';
 import type { ScrapeTarget } from './view.js';
+
+/** A proxy on the discovery stream: its SPIFFE ID's namespace and ServiceAccount, and its address. */
+export interface ConnectedProxy {
+  identity: { namespace: string; serviceAccount: string };
+  address: string;
+}
+
+const metricsUrl = (address: string, adminPort: number): string => `http://${address.includes(':') ? `[${address}]` : address}:${adminPort}/metrics`;
+
+/** modelScrapeTargets, then each connected proxy at an address not among them. */
+export function scrapeTargets(model: MeshModel | undefined, connected: readonly ConnectedProxy[], adminPort: number = PROXY_DEFAULTS.ADMIN_PORT): ScrapeTarget[] {
+  const targets = modelScrapeTargets(model, adminPort);
+  const seen = new Set(targets.map((t) => t.url));
+  for (const p of connected) {
+    const url = metricsUrl(p.address, adminPort);
+    if (seen.has(url)) continue;
+    seen.add(url);
+    targets.push({ workload: p.identity.serviceAccount, namespace: p.identity.namespace, url });
+  }
+  return targets;
+}
 
 export function modelScrapeTargets(model: MeshModel | undefined, adminPort: number = PROXY_DEFAULTS.ADMIN_PORT): ScrapeTarget[] {
   const byAddress = new Map<string, ScrapeTarget>();
@@ -13,8 +37,7 @@ export function modelScrapeTargets(model: MeshModel | undefined, adminPort: numb
     for (const ep of service.endpoints) {
       const id = ep.identity ? parseWorkloadSpiffeId(ep.identity) : undefined;
       if (!id || byAddress.has(ep.address)) continue;
-      const host = ep.address.includes(':') ? `[${ep.address}]` : ep.address;
-      byAddress.set(ep.address, { workload: id.serviceAccount, namespace: id.namespace, url: `http://${host}:${adminPort}/metrics` });
+      byAddress.set(ep.address, { workload: id.serviceAccount, namespace: id.namespace, url: metricsUrl(ep.address, adminPort) });
     }
   }
   return [...byAddress.values()];

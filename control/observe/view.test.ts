@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { parseMetrics } from '../../lib/prom-text.js';
 import type { MeshModel } from '../model.js';
-import { modelScrapeTargets } from './targets.js';
+import { modelScrapeTargets, scrapeTargets } from './targets.js';
 import { buildMeshView, type TargetState } from './view.js';
 
 const ID = (sa: string): string => `spiffe://cluster.local/ns/demo/sa/${sa}`;
@@ -142,5 +142,28 @@ describe('modelScrapeTargets', () => {
       { workload: 'api', namespace: 'demo', url: 'http://[fd00::7]:15020/metrics' },
     ]);
     assert.deepEqual(modelScrapeTargets(undefined), []);
+  });
+});
+
+describe('scrapeTargets', () => {
+  it('adds the proxies on the discovery stream that no Service has as an endpoint (a pure client), once each', () => {
+    const model: MeshModel = {
+      mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT' } as MeshModel['mesh'],
+      trafficPolicies: [],
+      authorizationPolicies: [],
+      services: [{ name: 'api', namespace: 'demo', clusterIPs: [], ports: [], endpoints: [{ address: '10.244.1.5', identity: ID('api'), ready: true }] }],
+    };
+    const connected = [
+      { identity: { namespace: 'demo', serviceAccount: 'api' }, address: '10.244.1.5' },
+      { identity: { namespace: 'demo', serviceAccount: 'loadgen' }, address: '10.244.1.8' },
+      { identity: { namespace: 'jobs', serviceAccount: 'batch' }, address: 'fd00::9' },
+      { identity: { namespace: 'demo', serviceAccount: 'loadgen' }, address: '10.244.1.8' },
+    ];
+    assert.deepEqual(scrapeTargets(model, connected), [
+      { workload: 'api', namespace: 'demo', url: 'http://10.244.1.5:15020/metrics' },
+      { workload: 'loadgen', namespace: 'demo', url: 'http://10.244.1.8:15020/metrics' },
+      { workload: 'batch', namespace: 'jobs', url: 'http://[fd00::9]:15020/metrics' },
+    ]);
+    assert.deepEqual(scrapeTargets(undefined, []), []);
   });
 });
