@@ -69,8 +69,6 @@ describe('tsmesh demo (network namespace mode) failing halfway through its start
 
   it('removes every namespace, link and process it had made', async function () {
     if ((await chooseDemoMode('auto')).mode !== 'netns') this.skip();
-    const demoNamespaces = async (): Promise<string[]> => (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('tsmesh-demo-')).map((l) => l.split(' ')[0]!);
-    const demoLinks = async (): Promise<string[]> => (await run('ip', ['-br', 'link'])).stdout.split('\n').filter((l) => l.startsWith('tsmd')).map((l) => l.split(/[\s@]/)[0]!);
     const [namespaces, links, children] = [await demoNamespaces(), await demoLinks(), await childProcesses()];
     // Prometheus is the last part to start: every pod is up when it fails.
     await assert.rejects(startDemo({ log: silentLogger, mode: 'netns', prometheus: true, prometheusBinary: '/nonexistent/prometheus' }), /\/nonexistent\/prometheus/);
@@ -85,8 +83,6 @@ describe('tsmesh demo (network namespace mode) killed with SIGKILL', function ()
 
   it('leaves no process running in its namespaces (each dies with the demo: setpriv --pdeathsig)', async function () {
     if ((await chooseDemoMode('auto')).mode !== 'netns') this.skip();
-    const demoNamespaces = async (): Promise<string[]> => (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('tsmesh-demo-')).map((l) => l.split(' ')[0]!);
-    const demoLinks = async (): Promise<string[]> => (await run('ip', ['-br', 'link'])).stdout.split('\n').filter((l) => l.startsWith('tsmd')).map((l) => l.split(/[\s@]/)[0]!);
     const demoDirs = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith('tsmesh-demo-'));
     const [namespaces, links, dirs] = [await demoNamespaces(), await demoLinks(), demoDirs()];
     const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'demo', '--mode', 'netns', '--rps', '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -116,6 +112,16 @@ describe('tsmesh demo (network namespace mode) killed with SIGKILL', function ()
     }
   });
 });
+
+/** The demo namespaces on this machine (tsmesh-demo-<id>-<pod>). */
+async function demoNamespaces(): Promise<string[]> {
+  return (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('tsmesh-demo-')).map((l) => l.split(' ')[0]!);
+}
+
+/** The demo bridges and their host-side veths (tsmd<id>, tsmd<id>-<n>). */
+async function demoLinks(): Promise<string[]> {
+  return (await run('ip', ['-br', 'link'])).stdout.split('\n').filter((l) => l.startsWith('tsmd')).map((l) => l.split(/[\s@]/)[0]!);
+}
 
 /** Live processes whose parent is this one (what the demo spawns, detached or not; tsx's esbuild too). */
 async function childProcesses(): Promise<string[]> {

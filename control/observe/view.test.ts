@@ -116,27 +116,30 @@ describe('buildMeshView', () => {
   });
 });
 
+/** A mesh model with these services and nothing else. */
+const modelOf = (services: MeshModel['services']): MeshModel => ({
+  mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT' } as MeshModel['mesh'],
+  trafficPolicies: [],
+  authorizationPolicies: [],
+  services,
+});
+
 describe('modelScrapeTargets', () => {
   it('scrapes each meshed endpoint once, at the proxy admin port, as the workload its identity names', () => {
-    const model: MeshModel = {
-      mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT' } as MeshModel['mesh'],
-      trafficPolicies: [],
-      authorizationPolicies: [],
-      services: [
-        {
-          name: 'api',
-          namespace: 'demo',
-          clusterIPs: [],
-          ports: [],
-          endpoints: [
-            { address: '10.244.1.5', identity: ID('api'), ready: true },
-            { address: 'fd00::7', identity: ID('api'), ready: true },
-            { address: '10.244.1.9', ready: true },
-          ],
-        },
-        { name: 'api-all', namespace: 'demo', clusterIPs: [], ports: [], endpoints: [{ address: '10.244.1.5', identity: ID('api'), ready: true }] },
-      ],
-    };
+    const model = modelOf([
+      {
+        name: 'api',
+        namespace: 'demo',
+        clusterIPs: [],
+        ports: [],
+        endpoints: [
+          { address: '10.244.1.5', identity: ID('api'), ready: true },
+          { address: 'fd00::7', identity: ID('api'), ready: true },
+          { address: '10.244.1.9', ready: true },
+        ],
+      },
+      { name: 'api-all', namespace: 'demo', clusterIPs: [], ports: [], endpoints: [{ address: '10.244.1.5', identity: ID('api'), ready: true }] },
+    ]);
     assert.deepEqual(modelScrapeTargets(model), [
       { workload: 'api', namespace: 'demo', url: 'http://10.244.1.5:15020/metrics' },
       { workload: 'api', namespace: 'demo', url: 'http://[fd00::7]:15020/metrics' },
@@ -147,12 +150,7 @@ describe('modelScrapeTargets', () => {
 
 describe('scrapeTargets', () => {
   it('adds the proxies on the discovery stream that no Service has as an endpoint (a pure client), once each', () => {
-    const model: MeshModel = {
-      mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT' } as MeshModel['mesh'],
-      trafficPolicies: [],
-      authorizationPolicies: [],
-      services: [{ name: 'api', namespace: 'demo', clusterIPs: [], ports: [], endpoints: [{ address: '10.244.1.5', identity: ID('api'), ready: true }] }],
-    };
+    const model = modelOf([{ name: 'api', namespace: 'demo', clusterIPs: [], ports: [], endpoints: [{ address: '10.244.1.5', identity: ID('api'), ready: true }] }]);
     const connected = [
       { identity: { namespace: 'demo', serviceAccount: 'api' }, address: '10.244.1.5' },
       { identity: { namespace: 'demo', serviceAccount: 'loadgen' }, address: '10.244.1.8' },
