@@ -25,7 +25,7 @@ import { createAdminServer } from './admin.js';
 import { MeshObserver } from './observe/observer.js';
 import type { MeshView, ScrapeTarget } from './observe/view.js';
 import type { MeshSource } from './sources/source.js';
-import { Discovery } from './stream.js';
+import { Discovery, type ConnectedProxy } from './stream.js';
 
 export const CONTROL_PLANE_NAMESPACE = 'tsmesh-system';
 export const CONTROL_PLANE_SERVICE_ACCOUNT = 'tsmesh-control-plane';
@@ -51,8 +51,11 @@ export interface ControlPlaneOptions {
   dnsNames?: string[];
   /** Extra IP addresses for the serving certificate (127.0.0.1 and ::1 are always in it). */
   ipAddresses?: string[];
-  /** The proxies whose /metrics the dashboard shows, asked before every scrape; no dashboard without it. */
-  scrapeTargets?: () => readonly ScrapeTarget[];
+  /**
+   * The proxies whose /metrics the dashboard shows, asked before every scrape
+   * and given the proxies on this plane's discovery stream; no dashboard without it.
+   */
+  scrapeTargets?: (connected: readonly ConnectedProxy[]) => readonly ScrapeTarget[];
   /** Scrape only while the dashboard or its JSON is read (paused after a minute without a read). */
   scrapeOnDemand?: boolean;
 }
@@ -152,8 +155,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   };
   scheduleRotation();
 
-  const observer = opts.scrapeTargets
-    ? new MeshObserver({ targets: opts.scrapeTargets, log: log.child('observe'), ...(opts.scrapeOnDemand ? { idleAfterMs: 60_000 } : {}) })
+  const { scrapeTargets } = opts;
+  const observer = scrapeTargets
+    ? new MeshObserver({ targets: () => scrapeTargets(discovery?.connectedProxies() ?? []), log: log.child('observe'), ...(opts.scrapeOnDemand ? { idleAfterMs: 60_000 } : {}) })
     : undefined;
   const admin: Server = createAdminServer({
     registry,

@@ -16,6 +16,12 @@ import { buildProxyConfig } from './snapshot.js';
 
 export const HEARTBEAT_MS = 15_000;
 
+/** A proxy on the stream: who it is and the address it connects from. */
+export interface ConnectedProxy {
+  identity: ProxyIdentity;
+  address: string;
+}
+
 interface Subscriber {
   identity: ProxyIdentity;
   /** The proxy's address as this end of the connection sees it (in a cluster, its pod IP). */
@@ -78,8 +84,8 @@ export class Discovery {
   }
 
   /** The proxies on the stream now: who each is and where it connects from. */
-  connectedProxies(): { identity: ProxyIdentity; address: string }[] {
-    const out: { identity: ProxyIdentity; address: string }[] = [];
+  connectedProxies(): ConnectedProxy[] {
+    const out: ConnectedProxy[] = [];
     for (const s of this.subscribers) if (s.address !== undefined) out.push({ identity: s.identity, address: s.address });
     return out;
   }

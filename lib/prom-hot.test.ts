@@ -53,7 +53,7 @@ describe('HotCounter and HotHistogram (prom-client compatible)', () => {
     assert.throws(() => new HotHistogram({ name: 'h_seconds', help: 'h', labelNames: [], buckets: [1, 0.5], registers: [] }), /buckets must increase/);
     assert.throws(() => new HotHistogram({ name: 'h_seconds', help: 'h', labelNames: ['le'], buckets: [1], registers: [] }), /le is the histogram's own label/);
     assert.throws(() => new HotCounter({ name: 'bad-name', help: 'h', labelNames: [], registers: [] }), /not a Prometheus metric name/);
-    assert.throws(() => new HotCounter({ name: 'tsmesh_requests_total', help: 'h', labelNames: [], registers: [pair().ours] }).labels({}) && undefined, /already been registered/);
+    assert.throws(() => new HotCounter({ name: 'tsmesh_requests_total', help: 'h', labelNames: [], registers: [pair().ours] }), /already been registered/);
   });
 
   it('give one child per label set, so a bound child and a fresh labels() call count together', async () => {

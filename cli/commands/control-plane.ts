@@ -4,7 +4,7 @@ import { loadCaFromDir } from '../../ca/material.js';
 import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/kubernetes.js';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
-import { CONTROL_PLANE_NAMESPACE, startControlPlane, type RunningControlPlane } from '../../control/plane.js';
+import { CONTROL_PLANE_NAMESPACE, startControlPlane } from '../../control/plane.js';
 import { FileMeshSource } from '../../control/sources/file.js';
 import { scrapeTargets } from '../../control/observe/targets.js';
 import { createKubernetesSource } from '../../control/sources/kubernetes.js';
@@ -164,9 +164,7 @@ export const controlPlaneCommand: Command = {
           mesh: meshConfig({ trustDomain, ...(values['proxy-image'] ? { image: values['proxy-image'] } : {}) }),
           port: port(values['webhook-port'], 9443, '--webhook-port'),
         };
-    // The dashboard's targets include the proxies on this plane's stream, known once it has started.
-    let started: RunningControlPlane | undefined;
-    const plane = (started = await startControlPlane({
+    const plane = await startControlPlane({
       authority,
       ca: !values['no-ca'],
       ...(authenticator ? { authenticator } : {}),
@@ -180,8 +178,8 @@ export const controlPlaneCommand: Command = {
       adminPort: port(values['admin-port'], 15014, '--admin-port'),
       // The dashboard scrapes the meshed pods' proxies (podIP:15020), only while someone reads it: the
       // model's meshed endpoints and the proxies on this plane's stream (a pure client is behind no Service).
-      ...(meshSource && !local ? { scrapeTargets: () => scrapeTargets(meshSource.current(), started?.discovery?.connectedProxies() ?? []), scrapeOnDemand: true } : {}),
-    }));
+      ...(meshSource && !local ? { scrapeTargets: (connected) => scrapeTargets(meshSource.current(), connected), scrapeOnDemand: true } : {}),
+    });
     await new Promise<void>((resolve) => {
       const stop = (signal: string): void => {
         log.info('shutting down', { signal });

@@ -1,20 +1,14 @@
 // Which proxies to scrape in a cluster: every meshed endpoint of the model
 // (an endpoint carries an identity only when its pod has the sidecar), at the
 // proxy's admin port, and every proxy on this control plane's discovery
-// stream, at the address it connects from (its pod IP): a meshed pod behind
-// no Service, a pure client, is in the model's endpoints of no Service, and
-// it is found that way. A proxy on another replica's stream and behind no
-// Service is not seen.
+// stream, at the address it connects from (its pod IP): that is how a meshed
+// pod behind no Service (a pure client), in no Service's endpoints, is found.
+// A proxy behind no Service that streams from another replica is not seen.
 import { parseWorkloadSpiffeId } from '../../ca/spiffe.js';
 import { PROXY_DEFAULTS } from '../../proxy/env.js';
 import type { MeshModel } from '../model.js';
+import type { ConnectedProxy } from '../stream.js';
 import type { ScrapeTarget } from './view.js';
-
-/** A proxy on the discovery stream: its SPIFFE ID's namespace and ServiceAccount, and its address. */
-export interface ConnectedProxy {
-  identity: { namespace: string; serviceAccount: string };
-  address: string;
-}
 
 const metricsUrl = (address: string, adminPort: number): string => `http://${address.includes(':') ? `[${address}]` : address}:${adminPort}/metrics`;
 

@@ -152,10 +152,10 @@ describe('scrapeTargets', () => {
   it('adds the proxies on the discovery stream that no Service has as an endpoint (a pure client), once each', () => {
     const model = modelOf([{ name: 'api', namespace: 'demo', clusterIPs: [], ports: [], endpoints: [{ address: '10.244.1.5', identity: ID('api'), ready: true }] }]);
     const connected = [
-      { identity: { namespace: 'demo', serviceAccount: 'api' }, address: '10.244.1.5' },
-      { identity: { namespace: 'demo', serviceAccount: 'loadgen' }, address: '10.244.1.8' },
-      { identity: { namespace: 'jobs', serviceAccount: 'batch' }, address: 'fd00::9' },
-      { identity: { namespace: 'demo', serviceAccount: 'loadgen' }, address: '10.244.1.8' },
+      { identity: { spiffeId: 'spiffe://cluster.local/ns/demo/sa/api', namespace: 'demo', serviceAccount: 'api' }, address: '10.244.1.5' },
+      { identity: { spiffeId: 'spiffe://cluster.local/ns/demo/sa/loadgen', namespace: 'demo', serviceAccount: 'loadgen' }, address: '10.244.1.8' },
+      { identity: { spiffeId: 'spiffe://cluster.local/ns/jobs/sa/batch', namespace: 'jobs', serviceAccount: 'batch' }, address: 'fd00::9' },
+      { identity: { spiffeId: 'spiffe://cluster.local/ns/demo/sa/loadgen', namespace: 'demo', serviceAccount: 'loadgen' }, address: '10.244.1.8' },
     ];
     assert.deepEqual(scrapeTargets(model, connected), [
       { workload: 'api', namespace: 'demo', url: 'http://10.244.1.5:15020/metrics' },

@@ -33,14 +33,14 @@ async function outbound(demo: RunningDemo, workload: string): Promise<{ service:
 
 const sum = (rows: { value: number }[]): number => rows.reduce((n, r) => n + r.value, 0);
 
-/** Lets the traffic generator send `requests` requests (however long a busy machine takes), then stops it. */
 /**
  * Enough requests that the canary's +-3% is more than 4 standard deviations
  * of a 10% share (sqrt(0.1 * 0.9 / 2000) = 0.67%): a check that fails by
- * chance about once in 100,000 runs, not once in 700 as with 1,000.
+ * chance about once in 100,000 runs, not about once in 600 as with 1,000.
  */
 export const DEMO_REQUESTS = 2000;
 
+/** Lets the traffic generator send `requests` requests (however long a busy machine takes), then stops it. */
 export async function driveTraffic(demo: RunningDemo, requests = DEMO_REQUESTS, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (demo.load.counts.ok + demo.load.counts.failed < requests && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));

@@ -7,9 +7,8 @@ import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
-import type { ProxyRequest, ProxyResponse } from './types.js';
-
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, loadHttp2 } from './h2-module.js';
+import type { ProxyRequest, ProxyResponse } from './types.js';
 
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();

@@ -6,7 +6,6 @@ import { Cancellation } from './cancel.js';
 import { sendBody } from './pipe.js';
 import type { Logger } from '../../lib/log.js';
 import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
-
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
 
 export interface H2ServerOptions {

@@ -104,12 +104,14 @@ class ServerConnection {
   /** Bytes of the next (pipelined) request, read while a response was pending. */
   private held: Buffer | undefined;
   /**
-   * Which wait the connection is in, and so which of its two timers may act:
-   * a request head begun (408 at the headers timeout; a fresh connection
-   * that sends nothing is closed then too), or idle between requests
-   * (closed at the keep-alive timeout). Each timer is made once and
-   * refreshed as the wait begins; one that fires for a wait already over
-   * does nothing. No timer is made or cleared per request.
+   * Which wait the connection is in, and so which of its three timers may
+   * act: a request head begun (408 at the headers timeout; a fresh connection
+   * that sends nothing is closed then too), idle between requests (closed at
+   * the keep-alive timeout), or a request body (408 when nothing arrives for
+   * the body idle timeout, while the proxy is not holding the client back).
+   * Each timer is made once and refreshed as the wait begins; one that fires
+   * for a wait already over does nothing. No timer is made or cleared per
+   * request.
    */
   private waiting: Wait | undefined;
   private headTimer: NodeJS.Timeout | undefined;
