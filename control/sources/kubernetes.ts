@@ -61,6 +61,8 @@ export interface KubernetesSourceOptions {
   /** Backoff of watch restarts (default 500 ms doubling to 30 s). */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /** Bounds of each watch's random server-side timeout, in seconds (default 300 to 600). */
+  watchTimeoutSeconds?: [number, number];
 }
 
 export interface KubernetesMeshSource extends MeshSource {
@@ -131,6 +133,7 @@ class KubernetesSource implements KubernetesMeshSource {
       onChange: () => this.schedule(),
       ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),
       ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+      ...(opts.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
     };
     const policyPath = (plural: string): string => `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${plural}`;
     this.services = new ResilientInformer(kc, { resource: 'services', path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() }, informerOpts);
