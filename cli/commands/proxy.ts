@@ -12,6 +12,7 @@ import { parseDuration } from '../../lib/duration.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
 import { parseFlags, type Command } from '../command.js';
 import { once } from 'node:events';
+import { scheduleExecutableRelease } from '../../lib/file-pages.js';
 
 const USAGE = `Usage: tsmesh proxy [--config-file FILE]
 
@@ -71,6 +72,8 @@ export const proxyCommand: Command = {
     streamTls.get = () => sidecar.meshTls.clientMaterial();
     void identity.start();
     stream?.start();
+    // Start-up maps much of the node binary that the proxy then never touches again (lib/file-pages.ts).
+    const stopRelease = scheduleExecutableRelease({ firstMs: 10_000, everyMs: 60_000, log: log.child('memory') });
     log.info('proxy started', { outbound: sidecar.outboundPort, inbound: sidecar.inboundPort, admin: settings.adminPort, spiffeId });
 
     const signal = await new Promise<string>((resolve) => {
@@ -78,6 +81,7 @@ export const proxyCommand: Command = {
       process.once('SIGINT', () => resolve('SIGINT'));
     });
     log.info('draining', { signal, graceMs: drainMs });
+    stopRelease();
     await sidecar.drain(drainMs);
     identity.stop();
     config.close();

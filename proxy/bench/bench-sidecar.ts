@@ -28,8 +28,10 @@
 //                its own turn;
 //   saturation   wrk, 16 connections, 10 rounds.
 // Per sidecar: CPU (utime+stime of all its threads, over its own slices),
-// RSS (VmRSS) and USS (Private_Clean+Private_Dirty of smaps_rollup) at the end
-// of the fixed-rate phase, and memory again after saturation.
+// RSS (VmRSS) and USS (Private_Clean+Private_Dirty of smaps_rollup), sampled
+// after each of its slices and reported at their peak, for each phase (the
+// proxy gives start-up pages back from time to time, lib/file-pages.ts, so a
+// single sample could fall just after a release).
 //
 // CPUs: with two or more, the load, the app and the control planes are pinned
 // to CPU 0 and both sidecars to CPU 1, the same for HAProxy and tsmesh; so the
@@ -62,7 +64,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { clientSidecarConfig, serverSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
-import { cpuSeconds, cpuTimes, mainThreadSched, memory, mergeWrk, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
+import { cpuSeconds, cpuTimes, mainThreadSched, memory, mergeWrk, peakMemory, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
 import { PROXY_NODE_OPTIONS } from '../env.js';
 import { formatTop, topSelfTime } from './profile-top.js';
 import { ADDRESSES, BenchNet, must, REPO, run, tail, unavailable, type Placement, type Started } from './topology.js';
@@ -266,13 +268,12 @@ class Bench {
         for (const [i, r] of runs.entries()) {
           const before = r.sidecars.map((s) => cpuSeconds(s.pid));
           await clients[i]!.slice(recorded);
-          if (recorded) r.sidecars.forEach((s, j) => (r.fixedCpuSeconds[j]! += cpuSeconds(s.pid) - before[j]!));
+          if (!recorded) continue;
+          r.sidecars.forEach((s, j) => (r.fixedCpuSeconds[j]! += cpuSeconds(s.pid) - before[j]!));
+          r.memory = r.sidecars.map((s, j) => peakMemory(r.memory[j], memory(s.pid)));
         }
       }
-      for (const [i, r] of runs.entries()) {
-        r.memory = r.sidecars.map((s) => memory(s.pid));
-        r.fixed = await clients[i]!.end();
-      }
+      for (const [i, r] of runs.entries()) r.fixed = await clients[i]!.end();
     } finally {
       for (const c of clients) c.kill();
     }
@@ -286,9 +287,9 @@ class Bench {
         const before = r.sidecars.map((s) => cpuSeconds(s.pid));
         r.wrkRuns.push(await this.wrk(r.net, r.url, SLICE_MS / 1000));
         r.sidecars.forEach((s, j) => (r.saturationCpuSeconds[j]! += cpuSeconds(s.pid) - before[j]!));
+        r.memoryAfterSaturation = r.sidecars.map((s, j) => peakMemory(r.memoryAfterSaturation[j], memory(s.pid)));
       }
     }
-    for (const r of runs) r.memoryAfterSaturation = r.sidecars.map((s) => memory(s.pid));
   }
 
   async prepare(): Promise<{ client: SidecarTls; server: SidecarTls }> {
@@ -495,9 +496,9 @@ function report(runs: Run[], load: [number, number]): void {
     [`added p50 / p90 / p99 over direct (ms)`, (r) => (r === direct ? '-' : `${f(added(r, 'p50'))} / ${f(added(r, 'p90'))} / ${f(added(r, 'p99'))}`)],
     [`CPU per sidecar at ${RATE} req/s (cores)`, (r) => perSidecar(r, (i) => f(perKrps(r, i) * (RATE / 1000), 3))],
     ['CPU per 1000 req/s, per sidecar (cores)', (r) => perSidecar(r, (i) => f(perKrps(r, i), 3))],
-    [`RSS per sidecar at ${RATE} req/s (MB)`, (r) => perSidecar(r, (i) => f(r.memory[i]!.rssMb, 1))],
-    [`USS per sidecar at ${RATE} req/s (MB)`, (r) => perSidecar(r, (i) => f(r.memory[i]!.ussMb, 1))],
-    ['RSS after saturation (MB)', (r) => perSidecar(r, (i) => f(r.memoryAfterSaturation[i]!.rssMb, 1))],
+    [`RSS per sidecar at ${RATE} req/s, peak (MB)`, (r) => perSidecar(r, (i) => f(r.memory[i]!.rssMb, 1))],
+    [`USS per sidecar at ${RATE} req/s, peak (MB)`, (r) => perSidecar(r, (i) => f(r.memory[i]!.ussMb, 1))],
+    ['RSS per sidecar at saturation, peak (MB)', (r) => perSidecar(r, (i) => f(r.memoryAfterSaturation[i]!.rssMb, 1))],
   ];
   const w0 = Math.max(...rows.map(([l]) => l.length)) + 2;
   const w = 26;
@@ -548,7 +549,7 @@ function reportPolicy(runs: [Run, Run], inForce: { requests: number; delayed: nu
     ['saturation p50 / p99 (ms)', (r) => `${f(sat(r).p50)} / ${f(sat(r).p99)}`],
     [`${RATE} req/s p50 / p90 / p99 (ms)`, (r) => `${f(r.fixed!.p50)} / ${f(r.fixed!.p90)} / ${f(r.fixed!.p99)}`],
     ['CPU per 1000 req/s, per sidecar (cores)', (r) => r.sidecars.map((_, i) => f(perKrps(r, i), 3)).join(' / ')],
-    [`RSS per sidecar at ${RATE} req/s (MB)`, (r) => r.memory.map((m) => f(m.rssMb, 1)).join(' / ')],
+    [`RSS per sidecar at ${RATE} req/s, peak (MB)`, (r) => r.memory.map((m) => f(m.rssMb, 1)).join(' / ')],
   ];
   const w0 = Math.max(...rows.map(([l]) => l.length)) + 2;
   const w = 26;

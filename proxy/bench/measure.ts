@@ -52,6 +52,11 @@ export function memory(pid: number): Memory {
   return { rssMb: kb(status, 'VmRSS') / 1024, ussMb: (kb(rollup, 'Private_Clean') + kb(rollup, 'Private_Dirty')) / 1024 };
 }
 
+/** The larger of each figure: memory is sampled after every slice of a phase and the peak reported. */
+export function peakMemory(a: Memory | undefined, b: Memory): Memory {
+  return a ? { rssMb: Math.max(a.rssMb, b.rssMb), ussMb: Math.max(a.ussMb, b.ussMb) } : b;
+}
+
 const QUANTILES = 1000;
 
 /**
