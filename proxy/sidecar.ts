@@ -51,6 +51,8 @@ export interface Sidecar {
   meshTls: MeshTls;
   /** The config in force (for /config). */
   config(): ProxyConfig | undefined;
+  /** Client connections open on the outbound and inbound listeners. */
+  openConnections(): number;
   /** Stops accepting, waits up to `graceMs` for open connections, then closes the rest. */
   drain(graceMs: number): Promise<void>;
 }
@@ -161,6 +163,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     metrics,
     meshTls,
     config: () => (table === EMPTY_TABLE ? undefined : table.config),
+    openConnections: () => outbound.connections.size + inbound.connections.size,
     async drain(graceMs) {
       unsubscribe();
       stopRecompute();
