@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, waitFor } from '../lib/netns.js';
 import { silentLogger } from '../lib/log.js';
-import { chooseDemoMode } from './netns.js';
+import { chooseDemoMode, DemoNetwork } from './netns.js';
 import { PROMETHEUS_BINARY } from './prometheus.js';
 import { startDemo, type RunningDemo } from './run.js';
 import { driveTraffic, itKeepsTheDemoPromises, waitForPrometheusEdges } from './testdata/demo-checks.js';
@@ -35,6 +35,14 @@ describe('tsmesh demo (network namespace mode)', function () {
   });
 
   itKeepsTheDemoPromises(() => demo!);
+
+  it('is not taken for an abandoned network by another demo', async () => {
+    const net = demo!.network!;
+    const removed = await DemoNetwork.removeAbandoned();
+    assert.deepEqual(removed.filter((r) => r.startsWith(net.bridge) || r.startsWith(`tsmesh-demo-${net.id}-`)), []);
+    const links = (await run('ip', ['-br', 'link'])).stdout;
+    assert.ok(links.includes(net.bridge), links);
+  });
 
   it('lets Prometheus on the host scrape every pod and see every edge', async function () {
     if (!demo!.prometheus) this.skip();
@@ -81,7 +89,7 @@ describe('tsmesh demo (network namespace mode) failing halfway through its start
 describe('tsmesh demo (network namespace mode) killed with SIGKILL', function () {
   this.timeout(180_000);
 
-  it('leaves no process running in its namespaces (each dies with the demo: setpriv --pdeathsig)', async function () {
+  it('leaves no process running in its namespaces (each dies with the demo: setpriv --pdeathsig), and the next demo removes its network', async function () {
     if ((await chooseDemoMode('auto')).mode !== 'netns') this.skip();
     const demoDirs = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith('tsmesh-demo-'));
     const [namespaces, links, dirs] = [await demoNamespaces(), await demoLinks(), demoDirs()];
@@ -100,6 +108,13 @@ describe('tsmesh demo (network namespace mode) killed with SIGKILL', function ()
       await once(child, 'exit');
       // The demo never ran its cleanup: what ends the processes is the kernel's parent-death signal.
       await waitFor('every process in the namespaces to end', async () => ((await Promise.all(made.map(pidsIn))).flat().length === 0 ? true : undefined), 10_000, 100);
+      // The next demo removes what this one left: its namespaces, its bridge and veths.
+      const madeLinks = (await demoLinks()).filter((l) => !links.includes(l));
+      assert.equal(madeLinks.filter((l) => !l.includes('-')).length, 1, madeLinks.join(', '));
+      const removed = await DemoNetwork.removeAbandoned();
+      assert.deepEqual([...removed].sort(), [...made, ...madeLinks].sort());
+      assert.deepEqual((await demoNamespaces()).filter((ns) => !namespaces.includes(ns)), []);
+      assert.deepEqual((await demoLinks()).filter((l) => !links.includes(l)), []);
     } finally {
       child.kill('SIGKILL');
       // What a killed demo cannot remove, the test does: its namespaces, bridge and folder.

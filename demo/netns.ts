@@ -19,6 +19,7 @@
 // the namespaces (their veths go with them) and the bridge.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { inNamespace, Managed, must, netnsUnavailable, type RunAs, waitFor, GiveUp } from '../lib/netns.js';
 import { join } from 'node:path';
@@ -64,6 +65,19 @@ const TS = HERE.endsWith('.ts');
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const node = (script: string): string[] => [process.execPath, ...(TS ? ['--import', 'tsx'] : []), fileURLToPath(new URL(`../${script}${TS ? '.ts' : '.js'}`, import.meta.url))];
 
+/** A process named by PID and start time (field 22 of /proc/<pid>/stat): a reused PID does not match. */
+function ownerAlias(pid: number): string {
+  let start = '0';
+  try {
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '0';
+  } catch {
+    // No such process.
+  }
+  return `tsmesh-demo pid=${pid} start=${start}`;
+}
+
 /** The host's end of the pods' network, and each pod's namespace and address. */
 export class DemoNetwork {
   private readonly processes: Managed[] = [];
@@ -91,6 +105,41 @@ export class DemoNetwork {
     return this.pods.get(pod)!.ip;
   }
 
+  /**
+   * Removes the networks of demos that ended without their cleanup (SIGKILL,
+   * a crash): a bridge whose alias names a process that is gone, its veths
+   * and its namespaces. A namespace with a process still in it is left, and
+   * said. Returns what was removed.
+   */
+  static async removeAbandoned(log: (line: string) => void = () => undefined): Promise<string[]> {
+    const removed: string[] = [];
+    const bridges = JSON.parse((await must('ip', ['-j', 'link', 'show', 'type', 'bridge'])) || '[]') as { ifname: string; ifalias?: string }[];
+    const namespaces = (await must('ip', ['netns', 'list'])).split('\n').map((l) => l.split(' ')[0]!);
+    const links = JSON.parse((await must('ip', ['-j', 'link', 'show'])) || '[]') as { ifname: string }[];
+    for (const { ifname, ifalias } of bridges) {
+      const owner = /^tsmesh-demo pid=(\d+) start=(\d+)$/.exec(ifalias ?? '');
+      if (!ifname.startsWith('tsmd') || !owner || ownerAlias(Number(owner[1])) === ifalias) continue;
+      const id = ifname.slice('tsmd'.length);
+      for (const ns of namespaces.filter((n) => n.startsWith(`tsmesh-demo-${id}-`))) {
+        const pids = (await must('ip', ['netns', 'pids', ns])).trim();
+        if (pids) {
+          log(`left namespace ${ns} of an abandoned demo network: processes ${pids.split('\n').join(', ')} still run in it`);
+          continue;
+        }
+        await must('ip', ['netns', 'del', ns]);
+        removed.push(ns);
+      }
+      for (const l of links.filter((l) => l.ifname.startsWith(`${ifname}-`))) {
+        await must('ip', ['link', 'del', l.ifname]).catch(() => undefined);
+        removed.push(l.ifname);
+      }
+      await must('ip', ['link', 'del', ifname]);
+      removed.push(ifname);
+      log(`removed the network of a demo that ended without cleaning up (${ifalias}): ${ifname} and its namespaces`);
+    }
+    return removed;
+  }
+
   /** The bridge and a namespace per pod; everything made so far is removed if a step fails. */
   static async create(podNames: readonly string[]): Promise<DemoNetwork> {
     const routes = await must('ip', ['-4', 'route', 'show']);
@@ -100,6 +149,8 @@ export class DemoNetwork {
     try {
       await must('ip', ['link', 'add', net.bridge, 'type', 'bridge']);
       net.bridgeCreated = true;
+      // Whose it is, so that a later demo can tell an abandoned network (its demo killed outright) from a live one.
+      await must('ip', ['link', 'set', net.bridge, 'alias', ownerAlias(process.pid)]);
       await must('ip', ['addr', 'add', `${net.hostAddress}/${PREFIX}`, 'dev', net.bridge]);
       await must('ip', ['link', 'set', net.bridge, 'up']);
       for (const [i, pod] of podNames.entries()) {

@@ -89,6 +89,7 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
     );
     for (const w of WORKLOADS) writeFileSync(join(dir, `${w.name}.token`), tokens.get(w.name)!, { mode: 0o600 });
 
+    if (mode === 'netns') await DemoNetwork.removeAbandoned((line) => log.warn(line));
     const net = mode === 'netns' ? await DemoNetwork.create(WORKLOADS.map((w) => w.name)) : undefined;
     if (net) {
       cleanups.push(() => net.destroy());
