@@ -112,7 +112,7 @@ const ATTACKS: Record<string, Attack> = {
 /** A TLS record header and a ClientHello start, then junk: what a broken TLS client sends. */
 const brokenClientHello = (random: () => number): Buffer => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]), bytes(random, 200 + Math.floor(random() * 400))]);
 
-describe('sidecar pair under hostile clients, batch after batch', function () {
+describe('sidecars under hostile clients, batch after batch', function () {
   this.timeout(180_000);
   let app: HttpServer;
   let a: Sidecar;
@@ -170,6 +170,8 @@ describe('sidecar pair under hostile clients, batch after batch', function () {
     app?.close();
   });
 
+  /** Every client connection the test opened in the current batch: each must be closed when the batch ends. */
+  const open = new Set<Conn>();
   const opener = (target: Target) => (): Promise<Conn> =>
     new Promise((resolve, reject) => {
       const raw = connect(target === 'outbound' ? a.outboundPort : e.inboundPort, '127.0.0.1');
@@ -186,8 +188,6 @@ describe('sidecar pair under hostile clients, batch after batch', function () {
       if (target === 'inbound-mtls') s.once('secureConnect', () => resolve(conn));
       else raw.once('connect', () => resolve(conn));
     });
-  /** The test's own client connections not yet closed: none may be left when a batch ends. */
-  const open = new Set<Conn>();
 
   async function batch(seed: number): Promise<Record<string, number>> {
     const random = seededRandom(seed);
