@@ -13,6 +13,26 @@ describe('bodies in memory', () => {
     assert.equal(bufferOf(read), undefined, 'a body already read is not handed over again');
   });
 
+  it('put nothing in the stream until it is read, then all of it once, with its end', async () => {
+    const data = Buffer.from('lazy');
+    const body = bufferedBody(data);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(body.readableLength, 0, 'bytes pushed before anyone read');
+    assert.equal(bufferOf(body), data);
+    // Read as a stream (a pipe, an h2 write): the bytes come once, then the end.
+    const chunks: Buffer[] = [];
+    body.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise((r) => body.once('end', r));
+    assert.equal(Buffer.concat(chunks).toString(), 'lazy');
+    assert.equal(bufferOf(body), undefined);
+    // A reader that starts and pauses with the bytes still buffered: they are still handed over whole.
+    const paused = bufferedBody(data);
+    paused.read(0);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(paused.readableLength, data.length);
+    assert.equal(bufferOf(paused), data);
+  });
+
   it('are never taken from an ordinary stream', () => {
     assert.equal(bufferOf(Readable.from([Buffer.from('x')])), undefined);
     assert.equal(bufferOf(null), undefined);
