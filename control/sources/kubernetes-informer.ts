@@ -10,6 +10,15 @@
 // the server ends each one and a connection that died silently is replaced;
 // and allowWatchBookmarks, so the resourceVersion stays recent and a
 // re-watch seldom needs a relist.
+//
+// A list or a watch request that never gets an answer would stall the cache
+// for good: ListWatch sets no client-side timeout on either, and a pending
+// request is no error. So a watchdog restarts the informer when it has made
+// no progress (a list begun, an event, an error) for longer than the longest
+// watch timeout and a margin: a healthy watch ends and starts again before
+// that. Seen in CI: a source started before its CRDs were installed, once in
+// a few runs, picked up no policy in 20 s while its watches were to end every
+// 4 to 6 s.
 import { ApiException, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
@@ -53,6 +62,8 @@ export interface InformerOptions {
   backoffMaxMs?: number;
   /** Bounds of the random server-side watch timeout, in seconds. */
   watchTimeoutSeconds?: [number, number];
+  /** How long past the longest watch timeout the watchdog waits before it restarts a silent informer; default 60 s. */
+  stallMarginMs?: number;
 }
 
 function statusOf(err: unknown): number | undefined {
@@ -91,6 +102,10 @@ export class ResilientInformer<T extends KubernetesObject> {
   private notServedLogged = false;
   private readonly initialMs: number;
   private readonly maxMs: number;
+  /** When the informer last showed progress; the watchdog restarts it when this is older than stallMs. */
+  private lastProgress = 0;
+  private readonly stallMs: number;
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
     kc: KubeConfig,
@@ -102,13 +117,19 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.delay = this.initialMs;
     const [lo, hi] = opts.watchTimeoutSeconds ?? [300, 600];
     const timeout = Math.floor(lo + Math.random() * (hi - lo));
+    this.stallMs = hi * 1000 + (opts.stallMarginMs ?? 60_000);
     // Watch appends its own query (watch, resourceVersion, selectors) to this path.
     const watchPath = `${res.path}?allowWatchBookmarks=true&timeoutSeconds=${timeout}`;
     this.lw = new ListWatch<T>(watchPath, new Watch(kc), () => this.fetch(), false, res.labelSelector, res.fieldSelector);
-    const changed = (): void => opts.onChange();
+    const changed = (): void => {
+      this.lastProgress = Date.now();
+      opts.onChange();
+    };
     this.lw.on('add', changed);
     this.lw.on('update', changed);
     this.lw.on('delete', changed);
+    // Each list-and-watch round (the first, and every re-watch after a watch ends) begins with connect.
+    this.lw.on('connect', () => (this.lastProgress = Date.now()));
     this.lw.on('error', (err) => this.failed(err));
   }
 
@@ -154,12 +175,22 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (!this.stopped) return;
     this.stopped = false;
     this.run();
+    this.watchdog = setInterval(() => this.checkProgress(), Math.max(1000, Math.floor(this.stallMs / 4)));
+    this.watchdog.unref();
   }
 
   private run(): void {
     if (this.stopped) return;
     this.startedAt = Date.now();
+    this.lastProgress = Date.now();
     this.lw.start().catch((err: unknown) => this.failed(err));
+  }
+
+  /** No list, event or error for stallMs: a request hangs. Restarting abandons it (it is aborted if it was a watch already answered). */
+  private checkProgress(): void {
+    if (this.stopped || this.restartTimer || Date.now() - this.lastProgress <= this.stallMs) return;
+    void this.lw.stop();
+    this.failed(new Error(`no list, watch event or error for ${Math.round((Date.now() - this.lastProgress) / 1000)} s; restarting the list and watch`));
   }
 
   private failed(err: unknown): void {
@@ -184,6 +215,7 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   stop(): void {
     this.stopped = true;
+    clearInterval(this.watchdog);
     clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
     void this.lw.stop();

@@ -63,6 +63,8 @@ export interface KubernetesSourceOptions {
   backoffMaxMs?: number;
   /** Bounds of each watch's random server-side timeout, in seconds (default 300 to 600). */
   watchTimeoutSeconds?: [number, number];
+  /** How long past the longest watch timeout an informer may show no progress before it is restarted (tests). */
+  stallMarginMs?: number;
 }
 
 export interface KubernetesMeshSource extends MeshSource {
@@ -134,6 +136,7 @@ class KubernetesSource implements KubernetesMeshSource {
       ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),
       ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
       ...(opts.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
+      ...(opts.stallMarginMs !== undefined ? { stallMarginMs: opts.stallMarginMs } : {}),
     };
     const policyPath = (plural: string): string => `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${plural}`;
     this.services = new ResilientInformer(kc, { resource: 'services', path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() }, informerOpts);
