@@ -37,6 +37,7 @@ export class UpstreamResetError extends Error {
 /** Connection pools per endpoint (address, port and expected identity). */
 export class EndpointPools {
   private readonly pools = new Map<string, H1Pool>();
+  private readonly byEndpoint = new WeakMap<EndpointAddress, H1Pool>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly meshTls: MeshTls | undefined) {}
@@ -46,11 +47,16 @@ export class EndpointPools {
   }
 
   pool(ep: EndpointAddress): H1Pool {
+    // An endpoint object of the config (or an inbound connection's app address) finds its pool without a key being built.
+    const known = this.byEndpoint.get(ep);
+    if (known !== undefined && !known.closed) return known;
     const key = EndpointPools.key(ep);
     let pool = this.pools.get(key);
-    if (!pool) {
+    if (pool) this.byEndpoint.set(ep, pool);
+    else {
       pool = new H1Pool(ep, this.meshTls);
       this.pools.set(key, pool);
+      this.byEndpoint.set(ep, pool);
       this.sweeper ??= setInterval(() => {
         for (const p of this.pools.values()) p.closeIdle(IDLE_MS);
       }, IDLE_MS / 3).unref();
@@ -112,7 +118,7 @@ class H1Pool {
   private readonly idle: Conn[] = [];
   private open = 0;
   private readonly waiting: (() => void)[] = [];
-  private closed = false;
+  closed = false;
   readonly authority: string;
 
   constructor(
@@ -122,32 +128,57 @@ class H1Pool {
     this.authority = `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
   }
 
-  async request(req: ProxyRequest): Promise<ProxyResponse> {
+  /** Sends `req` on an idle connection when there is one (no promise is awaited before it goes out), else on a new one. */
+  request(req: ProxyRequest): Promise<ProxyResponse> {
+    const conn = this.takeIdle();
+    if (conn === undefined) return this.requestSlow(req);
+    return this.exchange(conn, req).catch((e: unknown) => (this.replayable(e, conn, req) ? this.requestSlow(req) : Promise.reject(e as Error)));
+  }
+
+  private async requestSlow(req: ProxyRequest): Promise<ProxyResponse> {
     for (;;) {
       const conn = await this.take(req.signal);
       try {
-        return await new Promise<ProxyResponse>((resolve, reject) => new Exchange(this, conn, req, resolve, reject).start());
+        return await this.exchange(conn, req);
       } catch (e) {
-        // A kept-alive connection the endpoint closed just as it was reused: nothing of the request
-        // was answered, and a request without a body can go again, once, on a new connection.
-        if (e instanceof UpstreamResetError && conn.uses > 1 && !e.answered && req.body === null && !req.signal.aborted) continue;
+        if (this.replayable(e, conn, req)) continue;
         throw e;
       }
+    }
+  }
+
+  private exchange(conn: Conn, req: ProxyRequest): Promise<ProxyResponse> {
+    return new Promise<ProxyResponse>((resolve, reject) => new Exchange(this, conn, req, resolve, reject).start());
+  }
+
+  /**
+   * A kept-alive connection the endpoint closed just as it was reused: nothing of the request
+   * was answered, and a request without a body can go again, once, on a new connection.
+   */
+  private replayable(e: unknown, conn: Conn, req: ProxyRequest): boolean {
+    return e instanceof UpstreamResetError && conn.uses > 1 && !e.answered && req.body === null && !req.signal.aborted;
+  }
+
+  /** An idle connection that is still open, if the pool has one. */
+  private takeIdle(): Conn | undefined {
+    if (this.closed) return undefined;
+    for (;;) {
+      const conn = this.idle.pop();
+      if (conn === undefined) return undefined;
+      if (conn.socket.destroyed || conn.socket.readableEnded) {
+        this.lost();
+        continue;
+      }
+      conn.uses++;
+      return conn;
     }
   }
 
   private async take(signal: RequestSignal): Promise<Conn> {
     for (;;) {
       if (this.closed) throw new Error(`the pool of ${this.authority} is closed (the endpoint left the config)`);
-      const conn = this.idle.pop();
-      if (conn) {
-        if (conn.socket.destroyed || conn.socket.readableEnded) {
-          this.lost();
-          continue;
-        }
-        conn.uses++;
-        return conn;
-      }
+      const conn = this.takeIdle();
+      if (conn) return conn;
       if (this.open < MAX_CONNECTIONS) break;
       await new Promise<void>((resolve) => this.waiting.push(resolve));
       if (signal.aborted) throw signal.reason as Error;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { BodyDecoder, frame, lastChunk } from './body.js';
+import { HOP_BY_HOP } from '../types.js';
 import { HeadReader, HttpParseError, parseRequestHead, parseResponseHead } from './head.js';
 
 const req = (lines: string[]): ReturnType<typeof parseRequestHead> => parseRequestHead(lines.join('\r\n'));
@@ -55,6 +56,26 @@ describe('HTTP/1.1 heads', () => {
     refused(['GET /a b HTTP/1.1'], 400, /bad request line/);
     refused(['G(T / HTTP/1.1'], 400, /bad method/);
     refused(['GET / HTTP/1.1', 'expect: something'], 400, /unsupported Expect/);
+  });
+
+  it('leaves out every hop-by-hop field the proxy knows, however it is spelled', () => {
+    for (const name of HOP_BY_HOP) {
+      const spelled = name.toUpperCase();
+      const h = req(['GET / HTTP/1.1', 'host: a', `${spelled}: ${name === 'transfer-encoding' ? 'chunked' : 'v'}`, 'x-after: 1']);
+      assert.deepEqual(h.headers, { host: 'a', 'x-after': '1' }, `${spelled} is not forwarded`);
+    }
+  });
+
+  it('checks every character of a field: tokens in names, no controls in values, lines end in CRLF', () => {
+    assert.deepEqual(req(['GET / HTTP/1.1', "X-Ok!#$%&'*+.^_`|~09: \tv\x80\xff v\t"]).headers, { "x-ok!#$%&'*+.^_`|~09": 'v\x80\xff v' });
+    assert.deepEqual(req(['GET / HTTP/1.1', 'x-empty:', 'x-b:   ']).headers, { 'x-empty': '', 'x-b': '' });
+    for (const bad of ['x(a): 1', 'x/a: 1', 'x a: 1', 'x\x80: 1', ': 1', 'x\ta: 1']) refused(['GET / HTTP/1.1', bad], 400, /bad header name|no colon/);
+    for (const bad of ['x: a\rb', 'x: a\nb', 'x: a\x7fb', 'x: \x01']) refused(['GET / HTTP/1.1', bad, 'y: 1'], 400, /control character/);
+    refused(['GET / HTTP/1.1', 'x: a\r'], 400, /control character/);
+    refused(['POST / HTTP/1.1', 'content-length: '], 400, /Content-Length/);
+    refused(['POST / HTTP/1.1', 'content-length: 1234567890123456'], 400, /bad Content-Length/);
+    assert.deepEqual(req(['POST / HTTP/1.1', 'content-length: 123456789012345']).framing, { kind: 'length', length: 123456789012345 });
+    assert.throws(() => parseResponseHead('HTTP/1.1 200 OK\r\nx: a\x00', 'GET'), (e: unknown) => e instanceof HttpParseError && e.status === 502);
   });
 
   it('frames responses: HEAD, 1xx, 204 and 304 have no body; chunked; Content-Length; else until close', () => {
