@@ -5,13 +5,17 @@
 //   client pod ns (10.244.200.2)                 server pod ns (10.244.200.3)
 //   load -> [sidecar :15001] ==== mTLS ====> [sidecar :15006] -> app 127.0.0.1:8080
 //
-// Three runs, the same load each time, each in its own pair of namespaces:
+// Four runs, the same load each time, each in its own pair of namespaces:
 //   direct   the load dials the app at 10.244.200.3:8080; no redirects, no sidecars.
 //   haproxy  `tsmesh init` redirects in both namespaces; HAProxy as uid 1337 on
 //            15001 (client) and 15006 (server); the load dials the Service's
 //            ClusterIP 10.96.200.10:80, as an app in a meshed pod does.
 //   tsmesh   the same redirects and target; `tsmesh proxy` as uid 1337 in each
 //            namespace, its certificate from `tsmesh control-plane` (token file).
+//   tsmesh-tcp  the same, with the Service port declared opaque TCP: the proxies
+//            carry the bytes over mTLS without reading HTTP. Not one of the aims;
+//            it shows how much of tsmesh's cost is its HTTP layer and how much
+//            the connections and TLS under it, which no HTTP work can remove.
 // The app is HAProxy answering a fixed body from memory (haproxy.ts): lighter
 // than a Node server, so the load side leaves more of the machine to the
 // sidecars, and identical in all three runs.
@@ -19,8 +23,8 @@
 // Load: every request is a POST of a 1 kB body answered with a 1 kB body.
 // After a short wrk burst per run (so that the sidecars' code is compiled: a
 // cold Node process serves far fewer requests per second than a warm one),
-// two phases, in each of which the three runs take turns in one-second slices
-// (direct, haproxy, tsmesh, direct, ...) so that all three see the same
+// two phases, in each of which the runs take turns in one-second slices
+// (direct, haproxy, tsmesh, tsmesh-tcp, direct, ...) so that all of them see the same
 // machine, whatever else it is doing:
 //   fixed rate   an open-loop client (open-loop.ts) per run at 1000 requests/s,
 //                2 warm-up rounds then 10 measured rounds; a slice ends when
@@ -122,9 +126,9 @@ interface FixedRate {
   max: number;
 }
 
-/** One of the three runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
+/** One of the runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
 interface Run {
-  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh+policy';
+  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+policy';
   net: BenchNet;
   url: string;
   sidecars: Started[];
@@ -331,6 +335,8 @@ class Bench {
       0o644,
     );
     this.sidecarFile('server-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } }), 0o644);
+    this.sidecarFile('client-tcp-proxy.json', JSON.stringify({ ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp, 'tcp')], inbound: {} }), 0o644);
+    this.sidecarFile('server-tcp-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } }), 0o644);
     if (POLICY) {
       this.sidecarFile('client-policy-proxy.json', JSON.stringify({ ...base, services: policyServices(), inbound: {} }), 0o644);
       this.sidecarFile(
@@ -419,7 +425,7 @@ class Bench {
     }
   }
 
-  /** `config`: '' for the bare configuration, '-policy' for the one with every layer on. */
+  /** `config`: '' for the bare configuration, '-policy' for the one with every layer on, '-tcp' for the port as opaque TCP. */
   async startTsmeshPair(net: BenchNet, extraNodeFlags: string[] = [], suffix = '', config = ''): Promise<Started[]> {
     const server = this.startTsmeshProxy(net, `tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server, extraNodeFlags, config);
     const client = this.startTsmeshProxy(net, `tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client, extraNodeFlags, config);
@@ -441,12 +447,12 @@ class Bench {
 }
 
 /** The Service the load calls, one endpoint: the server pod. */
-function upstreamService(name: string, clusterIp: string): Record<string, unknown> {
+function upstreamService(name: string, clusterIp: string, protocol: 'http' | 'tcp' = 'http'): Record<string, unknown> {
   return {
     name,
     namespace: NAMESPACE,
     clusterIPs: [clusterIp],
-    ports: [{ port: SERVICE_PORT, name: 'http', protocol: 'http', targetPort: APP_PORT }],
+    ports: [{ port: SERVICE_PORT, name: protocol, protocol, targetPort: APP_PORT }],
     endpoints: [{ address: ADDRESSES.server, identity: idOf('server') }],
   };
 }
@@ -478,7 +484,7 @@ function ratio(a: number, b: number): number {
 }
 
 function report(runs: Run[], load: [number, number]): void {
-  const [direct, haproxy, tsmesh] = runs as [Run, Run, Run];
+  const [direct, haproxy, tsmesh, tcp] = runs as [Run, Run, Run, Run | undefined];
   const sat = new Map(runs.map((r) => [r, mergeWrk(r.wrkRuns)] as const));
   const satOf = (r: Run): WrkReport => sat.get(r)!;
   const fixedOf = (r: Run): FixedRate => r.fixed!;
@@ -504,7 +510,7 @@ function report(runs: Run[], load: [number, number]): void {
   const w = 26;
   const nice = process.env['BENCH_NICE'] ? `; every process at niceness ${process.env['BENCH_NICE']}` : '';
   console.log(
-    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The three runs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
+    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The ${runs.length} runs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
       `\nsaturation: wrk, ${WRK_THREADS} thread(s), ${CONNECTIONS} connections; fixed rate: open loop, ${RATE} req/s.` +
       `\nSidecar figures are client / server. CPUs: ${PIN ? 'load, app, control planes on CPU 0; sidecars on CPU 1' : 'not pinned'}${nice}.\n`,
   );
@@ -524,6 +530,14 @@ function report(runs: Run[], load: [number, number]): void {
   console.log(`  CPU per 1000 req/s       ${f(cpuPerKrps, 3).padStart(8)} cores (busier) aim <= ${AIM.cpuPerKrps}: ${mark(cpuPerKrps <= AIM.cpuPerKrps)}`);
   if (load[0] > 0.5)
     console.log(`  note: load average ${f(load[0])} before the run and ${f(load[1])} after, on ${availableParallelism()} CPUs: other work shared the machine; the turns keep the comparison fair, but absolute figures are noisy.`);
+  if (tcp) {
+    const tcpThroughput = ratio(satOf(tcp).requestsPerSecond, satOf(haproxy).requestsPerSecond);
+    const tcpCpu = Math.max(...tcp.sidecars.map((_, i) => perKrps(tcp, i)));
+    console.log(
+      `  for comparison, tsmesh with the port as opaque TCP (no HTTP read or written): ${f(tcpThroughput)}x HAProxy's throughput, ${f(tcpCpu, 3)} cores per 1000 req/s;` +
+        `\n    per request at saturation the tsmesh pair spends ${f(1e6 / satOf(tsmesh).requestsPerSecond, 1)} us of its core with HTTP and ${f(1e6 / satOf(tcp).requestsPerSecond, 1)} us without, HAProxy's ${f(1e6 / satOf(haproxy).requestsPerSecond, 1)} us`,
+    );
+  }
   const haproxyCore = haproxy.sidecars.reduce((s, _, i) => s + satCores(haproxy, i), 0);
   if (PIN && haproxyCore < 0.9)
     console.log(`  note: at saturation the HAProxy pair used ${f(haproxyCore)} of its CPU: something else (the load side on CPU 0, or other work on the machine) held its throughput down.`);
@@ -720,7 +734,14 @@ async function main(): Promise<number> {
     await bench.startControlPlanes(tsmeshNet);
     const tsmesh = fresh('tsmesh', tsmeshNet, SERVICE_URL, await bench.startTsmeshPair(tsmeshNet, NODE_FLAGS));
 
-    const runs = [direct, haproxy, tsmesh];
+    // tsmesh-tcp: the same, with the Service port as opaque TCP.
+    const tcpNet = await bench.newNet();
+    await bench.startApp(tcpNet, 'tsmesh-tcp');
+    await bench.meshPods(tcpNet);
+    await bench.startControlPlanes(tcpNet);
+    const tcp = fresh('tsmesh-tcp', tcpNet, SERVICE_URL, await bench.startTsmeshPair(tcpNet, NODE_FLAGS, '-tcp', '-tcp'));
+
+    const runs = [direct, haproxy, tsmesh, tcp];
     await measure(bench, runs);
 
     report(runs, [loadBefore, loadAverage()]);
