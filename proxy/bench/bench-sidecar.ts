@@ -530,12 +530,14 @@ function report(runs: Run[], load: [number, number]): void {
   console.log(`  CPU per 1000 req/s       ${f(cpuPerKrps, 3).padStart(8)} cores (busier) aim <= ${AIM.cpuPerKrps}: ${mark(cpuPerKrps <= AIM.cpuPerKrps)}`);
   if (load[0] > 0.5)
     console.log(`  note: load average ${f(load[0])} before the run and ${f(load[1])} after, on ${availableParallelism()} CPUs: other work shared the machine; the turns keep the comparison fair, but absolute figures are noisy.`);
+  // Microseconds of CPU per request at saturation, both sidecars of the run together.
+  const pairUs = (r: Run): number => (r.sidecars.reduce((sum, _, i) => sum + satCores(r, i), 0) * 1e6) / satOf(r).requestsPerSecond;
   if (tcp) {
     const tcpThroughput = ratio(satOf(tcp).requestsPerSecond, satOf(haproxy).requestsPerSecond);
     const tcpCpu = Math.max(...tcp.sidecars.map((_, i) => perKrps(tcp, i)));
     console.log(
       `  for comparison, tsmesh with the port as opaque TCP (no HTTP read or written): ${f(tcpThroughput)}x HAProxy's throughput, ${f(tcpCpu, 3)} cores per 1000 req/s;` +
-        `\n    per request at saturation the tsmesh pair spends ${f(1e6 / satOf(tsmesh).requestsPerSecond, 1)} us of its core with HTTP and ${f(1e6 / satOf(tcp).requestsPerSecond, 1)} us without, HAProxy's ${f(1e6 / satOf(haproxy).requestsPerSecond, 1)} us`,
+        `\n    CPU per request at saturation, both sidecars together: tsmesh ${f(pairUs(tsmesh), 1)} us with HTTP and ${f(pairUs(tcp), 1)} us without; HAProxy ${f(pairUs(haproxy), 1)} us`,
     );
   }
   const haproxyCore = haproxy.sidecars.reduce((s, _, i) => s + satCores(haproxy, i), 0);

@@ -15,7 +15,7 @@ import { connectEndpoint } from '../upstream.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
 import type { RequestSignal } from './cancel.js';
-import { bufferedBody, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, type Body, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
 
@@ -240,7 +240,9 @@ class Exchange {
   private reader: HeadReader | undefined;
   private head: ResponseHead | undefined;
   private decoder: BodyDecoder | undefined;
-  private body: Readable | null = null;
+  private body: Body | null = null;
+  /** The response body while it streams in: what the decoder pushes into. */
+  private stream: Readable | undefined;
   private requestSent: boolean;
   private responseDone = false;
   private finished = false;
@@ -315,10 +317,10 @@ class Exchange {
           }
         } else {
           i = this.decoder.feed(data, i, (d) => {
-            if (!this.body!.push(d)) this.socket.pause();
+            if (!this.stream!.push(d)) this.socket.pause();
           });
           if (this.decoder.done) {
-            this.body!.push(null);
+            this.stream!.push(null);
             this.responseEnded(i < data.length);
             return;
           }
@@ -341,7 +343,7 @@ class Exchange {
       this.body = bufferedBody(data.subarray(at, next));
     } else if (!(this.decoder = new BodyDecoder(framing, 502)).done) {
       const socket = this.socket;
-      const b = (this.body = new Readable({ read: () => socket.resume() }));
+      const b = (this.body = this.stream = new Readable({ read: () => socket.resume() }));
       // Whoever reads it may have stopped listening when the endpoint goes away.
       b.on('error', ignore);
       // The reader let go of the body (its client left): the connection cannot be reused.
@@ -369,7 +371,7 @@ class Exchange {
   onEnd(): void {
     if (this.finished || this.responseDone) return;
     if (this.decoder?.untilClose) {
-      this.body!.push(null);
+      this.stream!.push(null);
       this.requestSent = true;
       this.head!.keepAlive = false;
       this.responseEnded(false);
@@ -396,7 +398,7 @@ class Exchange {
     req.signal.removeEventListener('abort', this.onAbort);
     if (e) {
       if (this.head === undefined) this.reject(e);
-      else if (this.body && !this.body.readableEnded) this.body.destroy(e);
+      else if (this.body && !this.stream?.readableEnded) this.body.destroy(e);
       req.body?.destroy();
       this.pool.release(this.conn, false);
       return;

@@ -8,7 +8,7 @@ import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, loadHttp2 } from './h2-module.js';
-import type { ProxyRequest, ProxyResponse } from './types.js';
+import { streamOf, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
@@ -77,7 +77,7 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) headers[k] = v;
   // Node checks only that the signal has `aborted` and listens with addEventListener: a Cancellation serves.
   const stream = session.request(headers, { endStream: req.body === null, signal: req.signal as AbortSignal });
-  if (req.body) req.body.pipe(stream);
+  if (req.body) streamOf(req.body).pipe(stream);
   const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
     stream.once('response', resolve);
     stream.once('error', reject);

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { Cancellation } from './cancel.js';
 import { sendBody } from './pipe.js';
 import type { Logger } from '../../lib/log.js';
-import { endToEndHeaders, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
 
 export interface H2ServerOptions {
@@ -111,7 +111,7 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
       if (v !== undefined && !k.startsWith(':')) out[k] = v;
     }
     stream.respond(out, { endStream: response.body === null });
-    if (response.body) await sendBody(response.body, stream);
+    if (response.body) await sendBody(streamOf(response.body), stream);
   } catch (e) {
     opts.log.debug('response stream ended early', { error: (e as Error).message });
     stream.destroy();

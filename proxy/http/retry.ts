@@ -18,7 +18,7 @@ import type { RetryBudget } from './retry-budget.js';
 import { replayability, retryReason, type RetryRules } from './retry-policy.js';
 import { withCancellation, type RequestSignal } from './cancel.js';
 import { MeshTimeoutError, timeoutResponse } from './timeout.js';
-import { bufferedBody, bufferOf, type Handler, type Layer, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, bufferOf, MemoryBody, streamOf, type Handler, type Layer, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface RetryCounters {
   /** A retry was made, and why. */
@@ -46,7 +46,7 @@ export function retryLayer(o: RetryOptions): Layer {
     if (replay === 'as-is') return attempts(o, next, req, null);
     const buffered = bufferOf(req.body);
     if (buffered !== undefined) return attempts(o, next, req, buffered);
-    return readBody(req.body!, rules.maxBodyBytes).then((body) => attempts(o, next, req, body));
+    return readBody(streamOf(req.body!), rules.maxBodyBytes).then((body) => attempts(o, next, req, body));
   };
 }
 
@@ -88,8 +88,11 @@ async function attempt(o: RetryOptions, next: Handler, req: ProxyRequest): Promi
 
 /** Lets go of a response that will not be sent: small error bodies are drained so the connection stays reusable. */
 function discard(res: ProxyResponse): void {
-  const body = res.body as (Readable & { dump?: (opts: { limit: number }) => Promise<void> }) | null;
-  if (!body) return;
+  if (res.body === null || res.body instanceof MemoryBody) {
+    res.body?.destroy();
+    return;
+  }
+  const body = res.body as Readable & { dump?: (opts: { limit: number }) => Promise<void> };
   if (typeof body.dump === 'function') void body.dump({ limit: 64 * 1024 }).catch(() => undefined);
   else body.destroy();
 }

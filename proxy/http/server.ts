@@ -14,7 +14,7 @@ import type { Logger } from '../../lib/log.js';
 import { Cancellation } from './cancel.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
-import { bufferedBody, HOP_BY_HOP, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, HOP_BY_HOP, localResponse, type Body, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export interface HttpServerOptions {
   /** The handler for requests on `socket`; looked up once per request. */
@@ -100,7 +100,9 @@ class ServerConnection {
   private phase = Phase.Head;
   private readonly reader = new HeadReader(MAX_HEADER_BYTES, 431);
   private decoder: BodyDecoder | undefined;
-  private body: Readable | undefined;
+  private body: Body | undefined;
+  /** The request body while it streams in (Phase.Body): what the decoder pushes into. */
+  private stream: Readable | undefined;
   /** Bytes of the next (pipelined) request, read while a response was pending. */
   private held: Buffer | undefined;
   /**
@@ -236,10 +238,10 @@ class ServerConnection {
       } else if (this.phase === Phase.Body) {
         this.waitFor('body');
         i = this.decoder!.feed(data, i, (d) => {
-          if (!this.body!.push(d)) this.holdBody();
+          if (!this.stream!.push(d)) this.holdBody();
         });
         if (this.decoder!.done) {
-          this.body!.push(null);
+          this.stream!.push(null);
           this.phase = Phase.Respond;
           if (this.waiting === 'body') this.waiting = undefined;
         }
@@ -260,17 +262,19 @@ class ServerConnection {
       // The whole body came with the head: it is handed on as bytes in memory, not streamed.
       next = at + framing.length;
       this.body = bufferedBody(data.subarray(at, next));
+      this.stream = undefined;
       this.phase = Phase.Respond;
     } else if (framing.kind !== 'none') {
       this.decoder = new BodyDecoder(head.framing, 400);
-      this.body = new Readable({ read: () => this.readBody() });
+      const stream = new Readable({ read: () => this.readBody() });
       // Its readers come and go (a retry, a forward that gave up); a client that leaves must not be an uncaught error.
-      this.body.on('error', ignore);
+      stream.on('error', ignore);
+      this.body = this.stream = stream;
       this.phase = Phase.Body;
       this.waitFor('body');
       if (head.expectContinue) this.socket.write(CONTINUE);
     } else {
-      this.body = undefined;
+      this.body = this.stream = undefined;
       this.phase = Phase.Respond;
     }
     const req: ProxyRequest = {
@@ -371,7 +375,7 @@ class ServerConnection {
   /** The response is sent: read the next request, or close. */
   private next(): void {
     this.responding = false;
-    this.body = undefined;
+    this.body = this.stream = undefined;
     this.decoder = undefined;
     if (!this.keepAlive) {
       this.phase = Phase.Closed;
@@ -408,7 +412,7 @@ class ServerConnection {
     this.phase = Phase.Closed;
     if (inFlight) {
       const e = new Error('the client closed the connection');
-      if (this.body && !this.body.readableEnded) this.body.destroy(e);
+      if (this.body && !this.stream?.readableEnded) this.body.destroy(e);
       this.controller?.abort(e);
     }
   }

@@ -15,7 +15,7 @@ export interface ProxyRequest {
   /** Lowercased names; hop-by-hop headers already removed. HTTP/2's :authority is given as host. */
   headers: IncomingHttpHeaders;
   /** null when the request has no body. */
-  body: Readable | null;
+  body: Body | null;
   /** Monotonic ms (performance.now()) when the request head arrived. */
   startedAt: number;
   /** Aborted when the client goes away, or a layer above gives up (a timeout). */
@@ -25,7 +25,7 @@ export interface ProxyRequest {
 export interface ProxyResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Readable | null;
+  body: Body | null;
   /** Facts layers report to the ones around them (e.g. which identity answered). */
   meta?: ResponseMeta;
 }
@@ -64,47 +64,76 @@ export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeade
 }
 
 /**
- * A body already in memory, as a stream. Readable.from would do, but it
- * drives an async iterator with a promise per chunk. This one pushes its
- * bytes only when someone reads it as a stream: most such bodies never are
- * (the forwarder and the server write them with the head, a retry keeps the
- * bytes to replay, all through bufferOf), and a push at construction cost
- * next-tick work (emitReadable, maybeReadMore) for nothing. On the loopback
- * pair at saturation that was 2 to 5% of the CPU per request.
+ * A body whole in memory: what the server and the forwarder make when a
+ * message's body arrives with its head, as small ones do, and the proxy's own
+ * responses. It is not a stream, and costs none of a stream's set-up or
+ * next-tick work: the HTTP/1.1 server and forwarder write its bytes with the
+ * head, a retry keeps them to replay (bufferOf). A consumer that needs a
+ * stream (HTTP/2, a test) takes one with streamOf. A Readable per such body
+ * was 5% of the CPU per request of a loopback pair at saturation.
  */
-export function bufferedBody(data: Buffer): Readable {
-  const body = new Readable({ read: pushOnce }) as BufferedReadable;
-  body[BUFFERED] = data;
-  body[PUSHED] = false;
-  // Destroyed with an error when its client leaves, perhaps unread: that must not be an uncaught error.
-  body.on('error', noop);
-  return body;
+export class MemoryBody {
+  private stream: Readable | undefined;
+  private gone = false;
+
+  constructor(readonly data: Buffer) {}
+
+  /** Let go of, unread or not (its request or response will not be sent). */
+  destroy(error?: Error): void {
+    this.gone = true;
+    this.stream?.destroy(error);
+  }
+
+  get destroyed(): boolean {
+    return this.gone;
+  }
+
+  /** The bytes, while the body has not been handed out as a stream. */
+  get bytes(): Buffer | undefined {
+    return this.stream === undefined ? this.data : undefined;
+  }
+
+  /** The body as a stream: all of its bytes, then its end. Once taken, the bytes are the stream's. */
+  toStream(): Readable {
+    if (this.stream === undefined) {
+      const data = this.data;
+      let pushed = false;
+      this.stream = new Readable({
+        read() {
+          if (pushed) return;
+          pushed = true;
+          this.push(data);
+          this.push(null);
+        },
+      });
+      // Destroyed with an error when its client leaves, perhaps unread: that must not be an uncaught error.
+      this.stream.on('error', noop);
+      if (this.gone) this.stream.destroy();
+    }
+    return this.stream;
+  }
 }
 
-const BUFFERED = Symbol('tsmesh.bufferedBody');
-const PUSHED = Symbol('tsmesh.bufferedBody.pushed');
-type BufferedReadable = Readable & { [BUFFERED]?: Buffer; [PUSHED]?: boolean };
+/** A message body: bytes in memory, or a stream. */
+export type Body = Readable | MemoryBody;
 
-function pushOnce(this: BufferedReadable): void {
-  if (this[PUSHED]) return;
-  this[PUSHED] = true;
-  this.push(this[BUFFERED]);
-  this.push(null);
+/** A body of these bytes, in memory. */
+export function bufferedBody(data: Buffer): MemoryBody {
+  return new MemoryBody(data);
 }
 
 /**
- * The whole of a body made by bufferedBody, while none of it has been read:
- * a layer that needs the bytes (a retry keeping them to replay, the forwarder
- * writing them with the head) takes them without streaming. The server makes
- * such a body when a request's body arrives with its head, as small ones do.
+ * The whole of a body in memory while it has not been taken as a stream: a
+ * layer that needs the bytes (a retry keeping them to replay, the forwarder
+ * writing them with the head) takes them without streaming.
  */
-export function bufferOf(body: Readable | null): Buffer | undefined {
-  if (body === null) return undefined;
-  const b = body as BufferedReadable;
-  const data = b[BUFFERED];
-  if (data === undefined || b.readableDidRead) return undefined;
-  // Not pushed yet, or pushed and all still in the stream's buffer.
-  return b[PUSHED] === false || b.readableLength === data.length ? data : undefined;
+export function bufferOf(body: Body | null): Buffer | undefined {
+  return body instanceof MemoryBody ? body.bytes : undefined;
+}
+
+/** The body as a stream, for a consumer that reads it as one. */
+export function streamOf(body: Body): Readable {
+  return body instanceof MemoryBody ? body.toStream() : body;
 }
 
 const noop = (): void => undefined;

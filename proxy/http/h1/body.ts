@@ -1,8 +1,8 @@
 // HTTP/1.1 bodies: a decoder that takes the bytes after a head and hands out
 // the body's data (Content-Length, chunked, or until close), and the encoders
 // the proxy writes with. Chunk extensions and trailers are read and dropped.
-import type { Readable, Writable } from 'node:stream';
-import { bufferOf } from '../types.js';
+import type { Writable } from 'node:stream';
+import { bufferOf, streamOf, type Body } from '../types.js';
 import { HttpParseError, type Framing } from './head.js';
 
 /** A chunk-size line or a trailer section longer than these is refused. */
@@ -136,18 +136,19 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 /**
  * Writes a message's body to `out` after its `head`, which goes out with the
  * body's first bytes: as Content-Length bytes, or chunked. A body in memory
- * (bufferedBody) is one write; a stream is written as it comes, paused while
+ * (MemoryBody) is one write; a stream is written as it comes, paused while
  * `out` is full. `done` is called once: with no error when everything is
  * written, with one (the body destroyed) when the body fails or ends early.
  * The server writes responses with it, the forwarder requests.
  */
-export function writeBody(out: Writable, head: string | undefined, body: Readable, chunked: boolean, done: (e?: Error) => void): void {
-  const buffered = bufferOf(body);
+export function writeBody(out: Writable, head: string | undefined, from: Body, chunked: boolean, done: (e?: Error) => void): void {
+  const buffered = bufferOf(from);
   if (buffered !== undefined) {
     out.write(chunked ? Buffer.concat([frame(head, buffered, true), LAST_CHUNK]) : frame(head, buffered, false));
     done();
     return;
   }
+  const body = streamOf(from);
   let pending = head;
   let settled = false;
   const finish = (e?: Error): void => {

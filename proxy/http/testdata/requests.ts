@@ -1,7 +1,7 @@
 // Requests and responses for layer tests, without sockets.
 import { Readable } from 'node:stream';
 import type { RequestSignal } from '../cancel.js';
-import type { ProxyRequest, ProxyResponse } from '../types.js';
+import { streamOf, type ProxyRequest, type ProxyResponse } from '../types.js';
 
 export function testRequest(over: Partial<ProxyRequest> = {}): ProxyRequest {
   return {
@@ -23,7 +23,7 @@ export function testResponse(status: number, text = ''): ProxyResponse {
 export async function bodyText(res: ProxyResponse): Promise<string> {
   if (!res.body) return '';
   const chunks: Buffer[] = [];
-  for await (const c of res.body) chunks.push(c as Buffer);
+  for await (const c of streamOf(res.body)) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString();
 }
 
