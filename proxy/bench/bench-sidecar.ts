@@ -29,7 +29,9 @@
 //   fixed rate   an open-loop client (open-loop.ts) per run at 1000 requests/s,
 //                2 warm-up rounds then 10 measured rounds; a slice ends when
 //                its last answer is in, so a run that falls behind drains in
-//                its own turn;
+//                its own turn; the latency a run adds over direct is, per
+//                percentile, the median over rounds of the difference
+//                between its slice and direct's slice of the same round;
 //   saturation   wrk, 16 connections, 10 rounds.
 // Per sidecar: CPU (utime+stime of all its threads, over its own slices),
 // RSS (VmRSS) and USS (Private_Clean+Private_Dirty of smaps_rollup), sampled
@@ -115,6 +117,13 @@ const TSMESH = [process.execPath, join(BUILD, 'cli', 'main.js')];
 const DIRECT_URL = `http://${ADDRESSES.server}:${APP_PORT}/`;
 const SERVICE_URL = `http://${ADDRESSES.clusterIp}:${SERVICE_PORT}/`;
 
+/** Latency percentiles (ms) of one fixed-rate slice. */
+interface SliceLatency {
+  p50: number;
+  p90: number;
+  p99: number;
+}
+
 interface FixedRate {
   requests: number;
   errors: number;
@@ -133,6 +142,8 @@ interface Run {
   url: string;
   sidecars: Started[];
   fixed?: FixedRate;
+  /** Each recorded fixed-rate round's own percentiles, in order. */
+  fixedRounds: SliceLatency[];
   /** CPU seconds per sidecar over the run's recorded fixed-rate slices. */
   fixedCpuSeconds: number[];
   memory: Memory[];
@@ -201,9 +212,11 @@ class OpenLoopClient {
     }
   }
 
-  async slice(recorded: boolean): Promise<void> {
+  /** One slice; a recorded one gives its own percentiles. */
+  async slice(recorded: boolean): Promise<SliceLatency | undefined> {
     this.child.stdin.write(recorded ? 'measure\n' : 'warm\n');
-    await this.line('done');
+    const line = await this.line('done');
+    return recorded ? (JSON.parse(line.slice('done'.length)) as SliceLatency) : undefined;
   }
 
   async end(): Promise<FixedRate> {
@@ -271,8 +284,9 @@ class Bench {
         const recorded = round >= WARM_UP;
         for (const [i, r] of runs.entries()) {
           const before = r.sidecars.map((s) => cpuSeconds(s.pid));
-          await clients[i]!.slice(recorded);
+          const latency = await clients[i]!.slice(recorded);
           if (!recorded) continue;
+          r.fixedRounds.push(latency!);
           r.sidecars.forEach((s, j) => (r.fixedCpuSeconds[j]! += cpuSeconds(s.pid) - before[j]!));
           r.memory = r.sidecars.map((s, j) => peakMemory(r.memory[j], memory(s.pid)));
         }
@@ -479,6 +493,13 @@ function policyServices(): Record<string, unknown>[] {
   return [{ ...upstreamService('upstream', ADDRESSES.clusterIp), trafficPolicy }, upstreamService('upstream-canary', ADDRESSES.canaryClusterIp)];
 }
 
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
 function ratio(a: number, b: number): number {
   return b > 0 ? a / b : Number.NaN;
 }
@@ -489,7 +510,10 @@ function report(runs: Run[], load: [number, number]): void {
   const satOf = (r: Run): WrkReport => sat.get(r)!;
   const fixedOf = (r: Run): FixedRate => r.fixed!;
   const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-  const added = (r: Run, p: 'p50' | 'p90' | 'p99'): number => fixedOf(r)[p] - fixedOf(direct)[p];
+  // What a run adds to a percentile: the median over rounds of its round's figure less direct's in the
+  // same round. A hiccup of the machine lands in one run's slice; pooled percentiles of the runs then
+  // differ by it (direct's pooled p99 has come out above HAProxy's), the median of the rounds does not.
+  const added = (r: Run, p: 'p50' | 'p90' | 'p99'): number => median(r.fixedRounds.map((round, i) => round[p] - direct.fixedRounds[i]![p]));
   const perSidecar = (r: Run, cell: (i: number) => string): string => (r.sidecars.length ? r.sidecars.map((_, i) => cell(i)).join(' / ') : '-');
   const satCores = (r: Run, i: number): number => r.saturationCpuSeconds[i]! / (r.wrkRuns.reduce((s, w) => s + w.durationUs, 0) / 1e6);
   // CPU seconds per 1000 requests is the cores a sidecar needs per 1000 requests per second.
@@ -499,7 +523,7 @@ function report(runs: Run[], load: [number, number]): void {
     ['saturation p50 / p99 (ms)', (r) => `${f(satOf(r).p50)} / ${f(satOf(r).p99)}`],
     ['saturation CPU per sidecar (cores)', (r) => perSidecar(r, (i) => f(satCores(r, i)))],
     [`${RATE} req/s p50 / p90 / p99 (ms)`, (r) => `${f(fixedOf(r).p50)} / ${f(fixedOf(r).p90)} / ${f(fixedOf(r).p99)}`],
-    [`added p50 / p90 / p99 over direct (ms)`, (r) => (r === direct ? '-' : `${f(added(r, 'p50'))} / ${f(added(r, 'p90'))} / ${f(added(r, 'p99'))}`)],
+    [`added p50 / p90 / p99 over direct (ms, median of rounds)`, (r) => (r === direct ? '-' : `${f(added(r, 'p50'))} / ${f(added(r, 'p90'))} / ${f(added(r, 'p99'))}`)],
     [`CPU per sidecar at ${RATE} req/s (cores)`, (r) => perSidecar(r, (i) => f(perKrps(r, i) * (RATE / 1000), 3))],
     ['CPU per 1000 req/s, per sidecar (cores)', (r) => perSidecar(r, (i) => f(perKrps(r, i), 3))],
     [`RSS per sidecar at ${RATE} req/s, peak (MB)`, (r) => perSidecar(r, (i) => f(r.memory[i]!.rssMb, 1))],
@@ -684,6 +708,7 @@ async function main(): Promise<number> {
       url,
       sidecars,
       fixedCpuSeconds: sidecars.map(() => 0),
+      fixedRounds: [],
       memory: [],
       wrkRuns: [],
       saturationCpuSeconds: [],

@@ -3,7 +3,8 @@
 // Prints "ready", then takes commands on stdin, one per line:
 //   warm | measure   POST BODY_BYTES to URL at RATE requests per second for
 //                    SLICE_MS, wait for every answer, print "done" (a warm
-//                    slice is not recorded);
+//                    slice is not recorded), and after a measured slice its
+//                    own p50, p90 and p99 as JSON on the same line;
 //   end              print the recorded figures as one JSON line and exit.
 // The benchmark gives the runs' clients slices in turn, one client at a time,
 // so each run sees the same machine and none runs while another drains.
@@ -34,8 +35,9 @@ const latencies: number[] = [];
 let errors = 0;
 let firstError: string | undefined;
 
-/** One slice: every request sent on schedule and answered (or failed). */
-function slice(recorded: boolean): Promise<void> {
+/** One slice: every request sent on schedule and answered (or failed); resolves with the slice's latencies. */
+function slice(recorded: boolean): Promise<number[]> {
+  const own: number[] = [];
   const count = Math.round((rate * sliceMs) / 1000);
   const start = performance.now() + 5;
   let next = 0;
@@ -43,13 +45,15 @@ function slice(recorded: boolean): Promise<void> {
   return new Promise((resolve) => {
     const finish = (due: number, error?: string): void => {
       if (recorded) {
-        latencies.push(performance.now() - due);
+        const ms = performance.now() - due;
+        latencies.push(ms);
+        own.push(ms);
         if (error !== undefined) {
           errors++;
           firstError ??= error;
         }
       }
-      if (--pending === 0 && next === count) resolve();
+      if (--pending === 0 && next === count) resolve(own);
     };
     const send = (due: number): void => {
       pending++;
@@ -74,8 +78,12 @@ console.log('ready');
 for await (const line of createInterface({ input: process.stdin })) {
   const command = line.trim();
   if (command === 'warm' || command === 'measure') {
-    await slice(command === 'measure');
-    console.log('done');
+    const own = await slice(command === 'measure');
+    if (command === 'warm') console.log('done');
+    else {
+      const sorted = Float64Array.from(own).sort();
+      console.log(`done ${JSON.stringify({ p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99) })}`);
+    }
   } else if (command === 'end') {
     break;
   } else if (command !== '') {
