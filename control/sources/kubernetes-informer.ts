@@ -16,9 +16,7 @@
 // request is no error. So a watchdog restarts the informer when it has made
 // no progress (a list begun, an event, an error) for longer than the longest
 // watch timeout and a margin: a healthy watch ends and starts again before
-// that. Seen in CI: a source started before its CRDs were installed, once in
-// a few runs, picked up no policy in 20 s while its watches were to end every
-// 4 to 6 s.
+// that.
 import { ApiException, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';

@@ -187,9 +187,7 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
     server = await startApiServer();
     const kc = server.kc;
     // A source started before the CRDs exist is ready, with no policies. Its watches end every few
-    // seconds, and an informer with no progress for 9 s is restarted: in CI, once in a few runs, such
-    // a source picked up no policy within the test's wait (not reproduced on a quiet machine; the
-    // watchdog of kubernetes-informer.ts is the remedy, with 10 to 11 minutes in production).
+    // seconds, and an informer with no progress for 9 s is restarted (kubernetes-informer.ts).
     registry = new Registry();
     source = createKubernetesSource({ kc, trustDomain: 'cluster.local', registry, log: silentLogger, backoffInitialMs: 100, backoffMaxMs: 500, watchTimeoutSeconds: [4, 6], stallMarginMs: 3000, writeStatus: false });
     const first = await source.synced();
@@ -289,8 +287,10 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
   });
 
   it('a source started before the CRDs were installed picks policies up once they are', async function () {
-    await server!.kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace: NS, body: { metadata: { name: 'payments' }, spec: { ports: [{ port: 80 }] } } });
-    await create('TrafficPolicy', 'late', { targetRef: { kind: 'Service', name: 'payments' }, timeout: '2s' });
+    // A Service of its own: the policies of the tests above target payments, and of two policies on one
+    // Service the older wins (to the second, then by name), so one made a second earlier kept this one out.
+    await server!.kc.makeApiClient(CoreV1Api).createNamespacedService({ namespace: NS, body: { metadata: { name: 'reviews' }, spec: { ports: [{ port: 80 }] } } });
+    await create('TrafficPolicy', 'late', { targetRef: { kind: 'Service', name: 'reviews' }, timeout: '2s' });
     const p = await eventually(async () => source!.current()?.trafficPolicies.find((x) => x.name === 'late'), 20_000, 'the policy in the model');
     assert.deepEqual(p.spec, { timeout: '2s' });
     // Each failed attempt while the resource was not served counts as a watch error.
