@@ -118,6 +118,7 @@ class H1Pool {
   private readonly idle: Conn[] = [];
   private open = 0;
   private readonly waiting: (() => void)[] = [];
+  /** Set by close(), for good: EndpointPools makes a new pool for the endpoint if it comes back. */
   closed = false;
   readonly authority: string;
 
