@@ -348,9 +348,11 @@ class Bench {
       }),
       0o644,
     );
-    this.sidecarFile('server-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } }), 0o644);
+    // The server side is the same whether the client carries the port as HTTP or as opaque TCP.
+    const server = JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } });
+    this.sidecarFile('server-proxy.json', server, 0o644);
     this.sidecarFile('client-tcp-proxy.json', JSON.stringify({ ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp, 'tcp')], inbound: {} }), 0o644);
-    this.sidecarFile('server-tcp-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } }), 0o644);
+    this.sidecarFile('server-tcp-proxy.json', server, 0o644);
     if (POLICY) {
       this.sidecarFile('client-policy-proxy.json', JSON.stringify({ ...base, services: policyServices(), inbound: {} }), 0o644);
       this.sidecarFile(

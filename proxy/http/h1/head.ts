@@ -62,7 +62,10 @@ BAD_IN_VALUE[0x7f] = 1;
 
 function isToken(s: string): boolean {
   if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) if (CHAR_CLASS[s.charCodeAt(i) & 0xff] === C_BAD || s.charCodeAt(i) > 0xff) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || CHAR_CLASS[c] === C_BAD) return false;
+  }
   return true;
 }
 
@@ -91,7 +94,7 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
     let upper = false;
     let colon = pos;
     for (; colon < n; colon++) {
-      const cls = CHAR_CLASS[text.charCodeAt(colon) & 0xff]!;
+      const cls = CHAR_CLASS[text.charCodeAt(colon)];
       if (cls === C_TCHAR) continue;
       if (cls === C_UPPER) {
         upper = true;
@@ -106,11 +109,9 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
     let end = vs;
     for (; end < n; end++) {
       const c = text.charCodeAt(end);
-      if (c === 0x0d || BAD_IN_VALUE[c & 0xff] === 1) break;
+      if (c === 0x0d || BAD_IN_VALUE[c] === 1) break;
     }
-    if (end < n) {
-      if (text.charCodeAt(end) !== 0x0d || text.charCodeAt(end + 1) !== 0x0a) throw new HttpParseError(error, `the value of header ${text.slice(pos, colon)} holds a control character`);
-    }
+    if (end < n && (text.charCodeAt(end) !== 0x0d || text.charCodeAt(end + 1) !== 0x0a)) throw new HttpParseError(error, `the value of header ${text.slice(pos, colon)} holds a control character`);
     let ve = end;
     while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
     const value = text.slice(vs, ve);
@@ -178,13 +179,15 @@ function keepAliveOf(minor: number, connection: string | undefined): boolean {
 }
 
 function parseLength(value: string, error: 400 | 502): number {
+  if (value.length === 0) throw new HttpParseError(error, 'empty Content-Length');
+  // At most 15 digits: every such number is exact as a double.
+  if (value.length > 15) throw new HttpParseError(error, `bad Content-Length ${JSON.stringify(value)}`);
   let n = 0;
   for (let i = 0; i < value.length; i++) {
     const d = value.charCodeAt(i) - 48;
-    if (d < 0 || d > 9 || i === 15) throw new HttpParseError(error, `bad Content-Length ${JSON.stringify(value)}`);
+    if (d < 0 || d > 9) throw new HttpParseError(error, `bad Content-Length ${JSON.stringify(value)}`);
     n = n * 10 + d;
   }
-  if (value.length === 0) throw new HttpParseError(error, 'empty Content-Length');
   return n;
 }
 
