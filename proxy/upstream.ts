@@ -1,7 +1,7 @@
 // Opening connections to endpoints: mutual TLS to a meshed endpoint (its
 // SPIFFE ID checked against the one the config gives), plain TCP to one
 // without a sidecar. Used by L4 forwarding and by the HTTP pools.
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type OnReadOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { ResolvedEndpoint } from './config/table.js';
 import type { MeshTls } from './tls/mesh-tls.js';
@@ -23,7 +23,13 @@ export class UpstreamConnectError extends Error {
 }
 
 /** Opens a connection to `ep`: mTLS with `alpn` when the endpoint is meshed, plain otherwise. */
-export function connectEndpoint(meshTls: MeshTls | undefined, ep: Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>, alpn: MeshAlpn, timeoutMs = CONNECT_TIMEOUT_MS): Promise<Socket | TLSSocket> {
+export function connectEndpoint(
+  meshTls: MeshTls | undefined,
+  ep: Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>,
+  alpn: MeshAlpn,
+  timeoutMs = CONNECT_TIMEOUT_MS,
+  onread?: OnReadOpts,
+): Promise<Socket | TLSSocket> {
   return new Promise((resolve, reject) => {
     const where = `${ep.address}:${ep.port}`;
     let socket: Socket | TLSSocket;
@@ -38,9 +44,10 @@ export function connectEndpoint(meshTls: MeshTls | undefined, ep: Pick<ResolvedE
         secureContext: meshTls.secureContext(),
         ALPNProtocols: [alpn],
         checkServerIdentity: expectPeerIdentity(ep.identity),
+        ...(onread ? { onread } : {}),
       });
     } else {
-      socket = netConnect({ host: ep.address, port: ep.port, allowHalfOpen: true });
+      socket = netConnect({ host: ep.address, port: ep.port, allowHalfOpen: true, ...(onread ? { onread } : {}) });
     }
     const timer = setTimeout(() => {
       socket.destroy();

@@ -88,7 +88,14 @@ export function forward(pools: EndpointPools, ep: EndpointAddress, req: ProxyReq
 }
 
 /**
- * A pooled connection. Its socket listeners are set once and hand each event
+ * Where every pooled connection's socket reads into (net's `onread`): no
+ * buffer is allocated per read. A read is handed on at once, as a copy of
+ * its bytes, so one buffer serves all connections.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * A pooled connection. Its socket handlers are set once and hand each event
  * to the exchange in progress, if any: a request adds no socket listeners.
  */
 class Conn {
@@ -96,18 +103,37 @@ class Conn {
   /** Requests it has carried. */
   uses = 1;
   exchange: Exchange | undefined;
+  private sock: Socket | undefined;
+  /** Bytes came before the socket was handed over: nobody asked for them. */
+  private early = false;
 
-  constructor(readonly socket: Socket) {
+  get socket(): Socket {
+    return this.sock!;
+  }
+
+  readonly onread = { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array): boolean => this.onRead(Buffer.from(buf.subarray(0, n))) };
+
+  private onRead(d: Buffer): boolean {
+    if (this.exchange) {
+      this.exchange.onData(d);
+      return true;
+    }
+    // Bytes nobody asked for: the connection is out of step with the endpoint.
+    if (this.sock) this.sock.destroy();
+    else this.early = true;
+    return false;
+  }
+
+  /** Takes the connected socket that reads through `onread`. */
+  attach(socket: Socket): this {
+    this.sock = socket;
+    if (this.early) socket.destroy();
     socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => {
-      if (this.exchange) this.exchange.onData(d);
-      // Bytes nobody asked for: the connection is out of step with the endpoint.
-      else socket.destroy();
-    });
     socket.on('end', () => this.exchange?.onEnd());
     socket.on('close', () => this.exchange?.onEnd());
     // Between requests an error (a reset of an idle connection) only closes it.
     socket.on('error', (e: Error) => this.exchange?.onError(e));
+    return this;
   }
 }
 
@@ -186,7 +212,8 @@ class H1Pool {
     }
     this.open++;
     try {
-      return new Conn((await connectEndpoint(this.meshTls, this.ep, MESH_ALPN.http1)) as Socket);
+      const conn = new Conn();
+      return conn.attach((await connectEndpoint(this.meshTls, this.ep, MESH_ALPN.http1, undefined, conn.onread)) as Socket);
     } catch (e) {
       this.lost();
       throw e;
