@@ -327,6 +327,57 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
     assert.match(await raw(r.port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n'), /fine$/);
   });
 
+  it('never hands bytes the app sent unasked to a later request: a connection out of step is closed, not reused', async () => {
+    // A raw app: its first connection sends bytes after its response in the same write, its
+    // second sends a response nobody asked for while idle; the third behaves.
+    const names = ['one', 'two', 'three', 'four'];
+    const closed: boolean[] = [];
+    let n = 0;
+    const app = createServer((s) => {
+      const i = n++;
+      closed[i] = false;
+      s.on('error', () => undefined);
+      s.once('close', () => (closed[i] = true));
+      let buf = '';
+      s.setEncoding('latin1').on('data', (d: string) => {
+        buf += d;
+        if (!buf.includes('\r\n\r\n')) return;
+        buf = '';
+        const body = names[i]!;
+        const stale = 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale';
+        s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n${body}${i === 0 ? stale : ''}`);
+        if (i === 1) setTimeout(() => s.write(stale), 50);
+      });
+    });
+    app.listen(0, '127.0.0.1');
+    await once(app, 'listening');
+    const pools = new EndpointPools(undefined);
+    const proxy = createHttpServer({
+      log: silentLogger,
+      handlerFor: () => (req) => forward(pools, { address: '127.0.0.1', port: (app.address() as AddressInfo).port, identity: undefined }, req),
+    });
+    const front = createServer((s) => proxy.accept(s));
+    front.listen(0, '127.0.0.1');
+    await once(front, 'listening');
+    const port = (front.address() as AddressInfo).port;
+    try {
+      const bodies: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        bodies.push((await call(port, { path: `/${i}` })).body.toString());
+        // The second connection's unasked response comes while it is idle in the pool.
+        if (i === 1) await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+      assert.deepEqual(bodies, ['one', 'two', 'three']);
+      assert.equal(n, 3, 'each connection out of step was replaced by a new one');
+      await waitUntil(() => closed[0] === true && closed[1] === true);
+      assert.equal(closed[2], false, 'the connection in step stays pooled');
+    } finally {
+      front.close();
+      app.close();
+      await pools.close();
+    }
+  });
+
   it('answers 502 to a malformed response from the app', async () => {
     const bad = createServer((s) => s.end('HTTP/1.1 abc nonsense\r\n\r\n'));
     bad.listen(0, '127.0.0.1');
