@@ -91,6 +91,26 @@ async function waitUntil(check: () => boolean, ms = 2000): Promise<void> {
   }
 }
 
+/** The proxy in front of a raw TCP app (for responses node:http would not send): its port, and how to close both. */
+async function proxyFor(app: Server): Promise<{ port: number; close(): Promise<void> }> {
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const pools = new EndpointPools(undefined);
+  const ep = { address: '127.0.0.1', port: (app.address() as AddressInfo).port, identity: undefined };
+  const proxy = createHttpServer({ log: silentLogger, handlerFor: () => (req) => forward(pools, ep, req) });
+  const front = createServer((s) => proxy.accept(s));
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  return {
+    port: (front.address() as AddressInfo).port,
+    async close() {
+      front.close();
+      app.close();
+      await pools.close();
+    },
+  };
+}
+
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe('HTTP/1.1 through the proxy\'s own server and client', () => {
@@ -349,17 +369,8 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
         if (i === 1) setTimeout(() => s.write(stale), 50);
       });
     });
-    app.listen(0, '127.0.0.1');
-    await once(app, 'listening');
-    const pools = new EndpointPools(undefined);
-    const proxy = createHttpServer({
-      log: silentLogger,
-      handlerFor: () => (req) => forward(pools, { address: '127.0.0.1', port: (app.address() as AddressInfo).port, identity: undefined }, req),
-    });
-    const front = createServer((s) => proxy.accept(s));
-    front.listen(0, '127.0.0.1');
-    await once(front, 'listening');
-    const port = (front.address() as AddressInfo).port;
+    const rig = await proxyFor(app);
+    const port = rig.port;
     try {
       const bodies: string[] = [];
       for (let i = 0; i < 3; i++) {
@@ -372,31 +383,18 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
       await waitUntil(() => closed[0] === true && closed[1] === true);
       assert.equal(closed[2], false, 'the connection in step stays pooled');
     } finally {
-      front.close();
-      app.close();
-      await pools.close();
+      await rig.close();
     }
   });
 
   it('answers 502 to a malformed response from the app', async () => {
     const bad = createServer((s) => s.end('HTTP/1.1 abc nonsense\r\n\r\n'));
-    bad.listen(0, '127.0.0.1');
-    await once(bad, 'listening');
-    const pools = new EndpointPools(undefined);
-    const proxy = createHttpServer({
-      log: silentLogger,
-      handlerFor: () => (req) => forward(pools, { address: '127.0.0.1', port: (bad.address() as AddressInfo).port, identity: undefined }, req),
-    });
-    const front = createServer((s) => proxy.accept(s));
-    front.listen(0, '127.0.0.1');
-    await once(front, 'listening');
+    const rig = await proxyFor(bad);
     try {
-      const out = await raw((front.address() as AddressInfo).port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
+      const out = await raw(rig.port, 'GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n');
       assert.match(out, /^HTTP\/1.1 502 Bad Gateway\r\n[\s\S]*bad status line/);
     } finally {
-      front.close();
-      bad.close();
-      await pools.close();
+      await rig.close();
     }
   });
 });
