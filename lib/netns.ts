@@ -117,6 +117,8 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 export class Managed {
   stdout = '';
   stderr = '';
+  /** Its stdout has ended: the text after the last newline is a whole line, not one still being written. */
+  private stdoutEnded = false;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   /** `keepChars`: keep only about the last this many characters of each stream (a long-running process); default all. */
@@ -127,6 +129,7 @@ export class Managed {
   ) {
     const keep = (s: string): string => (s.length > keepChars ? s.slice(s.length - Math.floor(keepChars / 2)) : s);
     child.stdout?.setEncoding('utf8').on('data', (s: string) => (this.stdout = keep(this.stdout + s)));
+    child.stdout?.once('end', () => (this.stdoutEnded = true));
     child.stderr?.setEncoding('utf8').on('data', (s: string) => (this.stderr = keep(this.stderr + s)));
     child.on('error', (e) => (this.stderr += `\n${e.message}`));
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -155,14 +158,17 @@ export class Managed {
     clearTimeout(timer);
   }
 
-  /** Resolves with the first stdout line for which `test` holds. */
+  /** Resolves with the first whole stdout line (its newline arrived, or stdout ended) for which `test` holds. */
   async line(test: (line: string) => boolean, timeoutMs: number): Promise<string> {
     return waitFor(
       `a line from ${this.name}`,
       async () => {
-        const found = this.stdout.split('\n').find(test);
+        const lines = this.stdout.split('\n');
+        // A long line comes in several pieces: the one still being written is not tested yet.
+        if (!this.stdoutEnded) lines.pop();
+        const found = lines.find(test);
         if (found !== undefined) return found;
-        if (!this.running) throw new GiveUp(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}):\n${this.tail()}`);
+        if (!this.running && (this.stdoutEnded || !this.child.stdout)) throw new GiveUp(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}):\n${this.tail()}`);
         return undefined;
       },
       timeoutMs,
