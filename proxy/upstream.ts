@@ -22,7 +22,11 @@ export class UpstreamConnectError extends Error {
   }
 }
 
-/** Opens a connection to `ep`: mTLS with `alpn` when the endpoint is meshed, plain otherwise. */
+/**
+ * Opens a connection to `ep`: mTLS with `alpn` when the endpoint is meshed,
+ * plain otherwise. With `onread` (net's option) the socket hands each read to
+ * its callback and emits no 'data'.
+ */
 export function connectEndpoint(
   meshTls: MeshTls | undefined,
   ep: Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>,
