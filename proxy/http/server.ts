@@ -11,6 +11,7 @@ import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
+import { readInto } from '../net/read-into.js';
 import { Cancellation } from './cancel.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
@@ -96,7 +97,19 @@ function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
+/**
+ * Where every accepted socket that can (net/read-into.ts) reads into: no
+ * buffer is allocated per read. Each read is copied out before anything else
+ * runs (a request's body and held bytes outlive the read), so one buffer
+ * serves all connections.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 class ServerConnection {
+  private readonly onRead = (n: number, buf: Uint8Array): boolean => {
+    this.onData(Buffer.from(buf.subarray(0, n)));
+    return true;
+  };
   private phase = Phase.Head;
   private readonly reader = new HeadReader(MAX_HEADER_BYTES, 431);
   private decoder: BodyDecoder | undefined;
@@ -128,7 +141,6 @@ class ServerConnection {
     private readonly socket: Duplex,
     private readonly shared: Shared,
   ) {
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => socket.destroy());
     socket.once('close', () => this.onClose());
     socket.once('end', () => {
@@ -138,6 +150,10 @@ class ServerConnection {
       else this.keepAlive = false;
     });
     this.waitFor('head');
+    if (readInto(socket, READ_BUFFER, this.onRead)) {
+      // Bytes read before (a sniffed head, unshifted) are still in the stream's buffer.
+      for (let b = socket.read() as Buffer | null; b !== null; b = socket.read() as Buffer | null) this.onData(b);
+    } else socket.on('data', (chunk: Buffer) => this.onData(chunk));
   }
 
   drainIfIdle(): void {

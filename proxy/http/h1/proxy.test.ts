@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Agent, createServer as createApp, request, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import { silentLogger } from '../../../lib/log.js';
 import { EndpointPools, forward } from '../forward.js';
 import { createHttpServer, type ProxyHttpServer } from '../server.js';
@@ -385,6 +386,23 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
     } finally {
       await rig.close();
     }
+  });
+
+  it('serves a stream that is not a socket (read as a stream, not into its buffer): pipelined requests with bodies, in order', async () => {
+    r = await rig((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.end(`${req.url} got ${Buffer.concat(chunks).toString()}`));
+    });
+    // Two JS streams wired to each other: what one writes, the other reads.
+    const client = new Duplex({ read: () => undefined, write: (c: Buffer, _e, cb) => (server.push(c), cb()), final: (cb) => (server.push(null), cb()) });
+    const server = new Duplex({ read: () => undefined, write: (c: Buffer, _e, cb) => (client.push(c), cb()), final: (cb) => (client.push(null), cb()) });
+    r.proxy.accept(server);
+    let out = '';
+    client.setEncoding('latin1').on('data', (d: string) => (out += d));
+    client.write('POST /a HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\none' + 'POST /b HTTP/1.1\r\nhost: a\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n');
+    await once(client, 'end');
+    assert.match(out, /^HTTP\/1.1 200 OK\r\n[\s\S]*\/a got one[\s\S]*HTTP\/1.1 200 OK\r\n[\s\S]*\/b got two/);
   });
 
   it('answers 502 to a malformed response from the app', async () => {
