@@ -14,6 +14,15 @@ interface StreamHandle {
   useUserBuffer?: (buf: Uint8Array) => void;
 }
 
+/**
+ * From now on every read of `socket` lands in `buffer` and is handed to
+ * `callback` (its length, the buffer) instead of to 'data'; a callback that
+ * returns false stops reading until resume(), and pause() stops it too, as
+ * with `onread`. Bytes the stream read before stay in its buffer: read()
+ * them. Returns false, changing nothing, for a stream that is not a socket
+ * with a handle, a socket that already reads into a buffer, or a Node
+ * without the fields.
+ */
 export function readInto(socket: Duplex, buffer: Uint8Array, callback: (n: number, buf: Uint8Array) => boolean): boolean {
   if (kBuffer === undefined || kBufferCb === undefined || !(socket instanceof Socket)) return false;
   const fields = socket as unknown as Record<symbol, unknown> & { _handle?: StreamHandle | null };
