@@ -43,6 +43,13 @@
 // to CPU 0 and both sidecars to CPU 1, the same for HAProxy and tsmesh; so the
 // two sidecars of a run share one core, and wrk runs one thread.
 //
+// Node: the proxies run on the node that runs this script (process.execPath);
+// put another first on PATH to measure it. The figures depend on its version,
+// memory above all: measured with this script on a 2-CPU VM, a proxy's RSS at
+// 1,000 req/s was 45-48 MB on Node 20.20 and 62-69 MB on Node 24.21, the
+// image's runtime (its executable's mapped pages, V8's heap and malloc's
+// arena each larger).
+//
 // Options (environment): BENCH_SECONDS (measured one-second rounds per phase,
 // default 10), BENCH_WARMUP_SECONDS (2), BENCH_RATE (1000), BENCH_CONNECTIONS (16),
 // BENCH_BODY_BYTES (1024), BENCH_NODE_FLAGS (node flags for the measured tsmesh
@@ -538,7 +545,8 @@ function report(runs: Run[], load: [number, number]): void {
   console.log(
     `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The ${runs.length} runs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
       `\nsaturation: wrk, ${WRK_THREADS} thread(s), ${CONNECTIONS} connections; fixed rate: open loop, ${RATE} req/s.` +
-      `\nSidecar figures are client / server. CPUs: ${PIN ? 'load, app, control planes on CPU 0; sidecars on CPU 1' : 'not pinned'}${nice}.\n`,
+      `\nSidecar figures are client / server. CPUs: ${PIN ? 'load, app, control planes on CPU 0; sidecars on CPU 1' : 'not pinned'}${nice}.` +
+      `\ntsmesh runs on Node.js ${process.version} (${process.execPath}).\n`,
   );
   console.log(''.padEnd(w0) + runs.map((r) => r.name.padStart(w)).join(''));
   for (const [label, cell] of rows) console.log(label.padEnd(w0) + runs.map((r) => cell(r).padStart(w)).join(''));
