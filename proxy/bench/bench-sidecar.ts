@@ -46,7 +46,7 @@
 // Node: the proxies run on the node that runs this script (process.execPath);
 // put another first on PATH to measure it. The figures depend on its version,
 // memory above all: measured with this script on a 2-CPU VM, a proxy's RSS at
-// 1,000 req/s was 45-48 MB on Node 20.20 and 62-69 MB on Node 24.21, the
+// 1,000 req/s was 45-48 MB on Node 20.20 and 65-69 MB on Node 24.21, the
 // image's runtime (its executable's mapped pages, V8's heap and malloc's
 // arena each larger).
 //
