@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ResolvedEndpoint } from '../config/table.js';
+import { copiedReads } from '../net/read-into.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
@@ -88,13 +89,6 @@ export function forward(pools: EndpointPools, ep: EndpointAddress, req: ProxyReq
 }
 
 /**
- * Where every pooled connection's socket reads into (net's `onread`): no
- * buffer is allocated per read. A read is handed on at once, as a copy of
- * its bytes, so one buffer serves all connections.
- */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
-/**
  * A pooled connection. Its socket handlers are set once and hand each event
  * to the exchange in progress, if any: a request adds no socket listeners.
  */
@@ -111,7 +105,8 @@ class Conn {
     return this.sock!;
   }
 
-  readonly onread = { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array): boolean => this.onRead(Buffer.from(buf.subarray(0, n))) };
+  /** Its socket's reads (net's `onread`): into one shared buffer, handed on as copies. */
+  readonly onread = copiedReads((d) => this.onRead(d));
 
   private onRead(d: Buffer): boolean {
     if (this.exchange) {

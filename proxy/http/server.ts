@@ -11,7 +11,7 @@ import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
-import { readInto } from '../net/read-into.js';
+import { copiedReads, readInto } from '../net/read-into.js';
 import { Cancellation } from './cancel.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
@@ -97,19 +97,12 @@ function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
-/**
- * Where every accepted socket that can (net/read-into.ts) reads into: no
- * buffer is allocated per read. Each read is copied out before anything else
- * runs (a request's body and held bytes outlive the read), so one buffer
- * serves all connections.
- */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
 class ServerConnection {
-  private readonly onRead = (n: number, buf: Uint8Array): boolean => {
-    this.onData(Buffer.from(buf.subarray(0, n)));
+  /** Reads of a socket that can read into a buffer (net/read-into.ts). */
+  private readonly reads = copiedReads((d) => {
+    this.onData(d);
     return true;
-  };
+  });
   private phase = Phase.Head;
   private readonly reader = new HeadReader(MAX_HEADER_BYTES, 431);
   private decoder: BodyDecoder | undefined;
@@ -150,7 +143,7 @@ class ServerConnection {
       else this.keepAlive = false;
     });
     this.waitFor('head');
-    if (readInto(socket, READ_BUFFER, this.onRead)) {
+    if (readInto(socket, this.reads)) {
       // Bytes read before (a sniffed head, unshifted) are still in the stream's buffer.
       for (let b = socket.read() as Buffer | null; b !== null; b = socket.read() as Buffer | null) this.onData(b);
     } else socket.on('data', (chunk: Buffer) => this.onData(chunk));

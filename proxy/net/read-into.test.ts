@@ -54,7 +54,7 @@ describe('readInto (reads of accepted sockets into one buffer)', function () {
   it('hands every read of a socket net.Server accepted to the callback, in pieces no larger than the buffer, and none to data', async function () {
     const { client, accepted } = await acceptedPair();
     const reads = new Reads();
-    assert.equal(readInto(accepted, reads.buffer, reads.callback), true);
+    assert.equal(readInto(accepted, reads), true);
     accepted.on('data', () => assert.fail('a read went to the stream'));
     const sent = 'x'.repeat(100);
     client.write(sent);
@@ -65,7 +65,7 @@ describe('readInto (reads of accepted sockets into one buffer)', function () {
   it('stops reading while the socket is paused, and ends with the peer', async function () {
     const { client, accepted } = await acceptedPair();
     const reads = new Reads();
-    assert.ok(readInto(accepted, reads.buffer, reads.callback));
+    assert.ok(readInto(accepted, reads));
     accepted.pause();
     client.write('held');
     await sleep(100);
@@ -91,16 +91,16 @@ describe('readInto (reads of accepted sockets into one buffer)', function () {
       server.close();
     });
     const reads = new Reads();
-    assert.equal(readInto(tls, reads.buffer, reads.callback), true);
+    assert.equal(readInto(tls, reads), true);
     client.write('over tls');
     await reads.until('over tls');
   });
 
   it('declines a stream that is not a socket, and a socket already reading into a buffer', async function () {
     const reads = new Reads();
-    assert.equal(readInto(new PassThrough(), reads.buffer, reads.callback), false);
+    assert.equal(readInto(new PassThrough(), reads), false);
     const { accepted } = await acceptedPair();
-    assert.ok(readInto(accepted, reads.buffer, reads.callback));
-    assert.equal(readInto(accepted, Buffer.alloc(8), reads.callback), false);
+    assert.ok(readInto(accepted, reads));
+    assert.equal(readInto(accepted, { buffer: Buffer.alloc(8), callback: reads.callback }), false);
   });
 });

@@ -11,26 +11,24 @@ import { silentLogger } from '../../../lib/log.js';
 import { EndpointPools, forward } from '../forward.js';
 import { createHttpServer, type ProxyHttpServer } from '../server.js';
 
-interface Rig {
+type Limits = { headersTimeoutMs?: number; keepAliveTimeoutMs?: number; bodyIdleTimeoutMs?: number };
+
+/** The proxy in front of an app listening on TCP: its port, the proxy, and how to close both. */
+interface Front {
   port: number;
-  appPort: number;
-  appSockets: Set<Socket>;
   proxy: ProxyHttpServer;
   close(): Promise<void>;
 }
 
-async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, limits: { headersTimeoutMs?: number; keepAliveTimeoutMs?: number; bodyIdleTimeoutMs?: number } = {}): Promise<Rig> {
-  const appServer: HttpServer = createApp(app);
-  const appSockets = new Set<Socket>();
-  appServer.on('connection', (s: Socket) => appSockets.add(s));
-  appServer.listen(0, '127.0.0.1');
-  await once(appServer, 'listening');
-  const appPort = (appServer.address() as AddressInfo).port;
+/** A raw TCP app (for responses node:http would not send) or a node:http one, behind the proxy. */
+async function proxyFor(app: Server, limits: Limits = {}): Promise<Front> {
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
   const pools = new EndpointPools(undefined);
-  const ep = { address: '127.0.0.1', port: appPort, identity: undefined };
+  const ep = { address: '127.0.0.1', port: (app.address() as AddressInfo).port, identity: undefined };
   const proxy = createHttpServer({ log: silentLogger, handlerFor: () => (req) => forward(pools, ep, req), ...limits });
   const sockets = new Set<Socket>();
-  const front: Server = createServer((s) => {
+  const front = createServer((s) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
     proxy.accept(s);
@@ -39,15 +37,32 @@ async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, lim
   await once(front, 'listening');
   return {
     port: (front.address() as AddressInfo).port,
-    appPort,
-    appSockets,
     proxy,
     async close() {
       for (const s of sockets) s.destroy();
       front.close();
+      app.close();
       await pools.close();
+    },
+  };
+}
+
+interface Rig extends Front {
+  /** The app's connections, each opened by the proxy. */
+  appSockets: Set<Socket>;
+}
+
+async function rig(app: (req: IncomingMessage, res: ServerResponse) => void, limits: Limits = {}): Promise<Rig> {
+  const appServer: HttpServer = createApp(app);
+  const appSockets = new Set<Socket>();
+  appServer.on('connection', (s: Socket) => appSockets.add(s));
+  const front = await proxyFor(appServer, limits);
+  return {
+    ...front,
+    appSockets,
+    async close() {
+      await front.close();
       appServer.closeAllConnections();
-      appServer.close();
     },
   };
 }
@@ -90,26 +105,6 @@ async function waitUntil(check: () => boolean, ms = 2000): Promise<void> {
     if (Date.now() > deadline) throw new Error(`not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-/** The proxy in front of a raw TCP app (for responses node:http would not send): its port, and how to close both. */
-async function proxyFor(app: Server): Promise<{ port: number; close(): Promise<void> }> {
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  const pools = new EndpointPools(undefined);
-  const ep = { address: '127.0.0.1', port: (app.address() as AddressInfo).port, identity: undefined };
-  const proxy = createHttpServer({ log: silentLogger, handlerFor: () => (req) => forward(pools, ep, req) });
-  const front = createServer((s) => proxy.accept(s));
-  front.listen(0, '127.0.0.1');
-  await once(front, 'listening');
-  return {
-    port: (front.address() as AddressInfo).port,
-    async close() {
-      front.close();
-      app.close();
-      await pools.close();
-    },
-  };
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
