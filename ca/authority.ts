@@ -11,11 +11,11 @@ import {
   extension,
   octets,
   oid,
-
   readChildren,
   readOne,
   readTlv,
   seq,
+  splitPemCertificates,
   tlv,
   unsignedInteger,
   x509Time,
@@ -275,9 +275,5 @@ function ipBytes(ip: string): Buffer {
     return out;
   }
   throw new CaError('bad-request', `IP SAN ${ip} is not an IP address`);
-}
-
-export function splitPemCertificates(pem: string): string[] {
-  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((m) => m[0] + '\n');
 }
 

@@ -148,6 +148,11 @@ export function pemToDer(pem: string, label: string): Buffer {
   return der;
 }
 
+/** Each `CERTIFICATE` block of a PEM text, in order, with its line end. */
+export function splitPemCertificates(pem: string): string[] {
+  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((m) => m[0] + '\n');
+}
+
 export function derToPem(der: Buffer, label: string): string {
   const b64 = der.toString('base64').replace(/.{64}/g, '$&\n');
   return `-----BEGIN ${label}-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END ${label}-----\n`;

@@ -8,11 +8,11 @@ export {
   MAX_TTL_SECONDS,
   CLOCK_SKEW_BACKDATE_SECONDS,
   checkTtlSeconds,
-  splitPemCertificates,
   type CaOptions,
   type IssueRequest,
   type IssuedCertificate,
 } from './authority.js';
+export { splitPemCertificates } from './der.js';
 export { buildCsrPem, parseCsrPem, type ParsedCsr } from './csr.js';
 export { TrustBundle } from './trust-bundle.js';
 export { createRootCa, createIntermediateCa, type CaKeyPair } from './root.js';

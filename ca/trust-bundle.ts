@@ -1,15 +1,19 @@
 // The set of roots a workload trusts. Several roots may be held at once, so a
 // new root can be added, used, and the old one removed without restarting
 // anything that verifies peers.
-import { X509Certificate } from 'node:crypto';
+import { splitPemCertificates } from './der.js';
 import { CaError } from './errors.js';
+
+// Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
+const { X509Certificate } = process.getBuiltinModule('node:crypto');
+type X509Certificate = InstanceType<typeof X509Certificate>;
 
 export class TrustBundle {
   readonly roots: readonly X509Certificate[];
 
   constructor(rootsPem: string | readonly string[]) {
     const pems = typeof rootsPem === 'string' ? [rootsPem] : rootsPem;
-    const blocks = pems.flatMap((p) => [...p.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((m) => m[0]));
+    const blocks = pems.flatMap(splitPemCertificates);
     if (blocks.length === 0) throw new CaError('internal', 'the trust bundle holds no certificate; give it at least one root in PEM');
     const seen = new Set<string>();
     const roots: X509Certificate[] = [];

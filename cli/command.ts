@@ -1,5 +1,8 @@
 // What every subcommand looks like, and the argument parsing they share.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+
+// Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
+const { parseArgs } = process.getBuiltinModule('node:util');
 
 export interface Command {
   name: string;

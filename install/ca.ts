@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CA_FILES, loadCaFromDir } from '../ca/material.js';
 import { createRootCa, DEFAULT_ROOT_VALIDITY_DAYS } from '../ca/root.js';
-import { splitPemCertificates } from '../ca/authority.js';
+import { splitPemCertificates } from '../ca/der.js';
 import { CONTROL_PLANE_NAMESPACE } from '../control/plane.js';
 import type { KubeObject } from './kube.js';
 

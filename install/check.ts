@@ -8,7 +8,7 @@
 // about to break: a CA certificate within 30 days of expiry fails, since
 // expired roots are the best-known cause of mesh-wide outages).
 import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
-import { splitPemCertificates } from '../ca/authority.js';
+import { splitPemCertificates } from '../ca/der.js';
 import { CA_FILES } from '../ca/material.js';
 import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE } from '../control/plane.js';
 import { MESH_CONFIG_NAME, parseMeshConfigMap } from '../control/sources/kubernetes-map.js';

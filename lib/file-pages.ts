@@ -15,9 +15,11 @@
 // the RELRO segment) exists nowhere else, and dropping it would lose it.
 //
 // Linux only: anywhere else find() says why there is nothing to release.
-import { readFileSync } from 'node:fs';
-import koffi from 'koffi';
+import { lastErrno, libcFunction } from './libc.js';
 import type { Logger } from './log.js';
+
+// Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 const MADV_DONTNEED = 4;
 
@@ -101,7 +103,7 @@ export class ExecutablePages {
     if (ranges.length === 0) return `no clean read-only mapping of ${path}`;
     try {
       // Addresses pass as integers: uintptr_t and a pointer travel in the same register.
-      madvise ??= koffi.load(null).func('int madvise(uintptr_t addr, size_t length, int advice)') as Madvise;
+      madvise ??= libcFunction('int madvise(uintptr_t addr, size_t length, int advice)') as Madvise;
     } catch (e) {
       return `cannot load madvise: ${(e as Error).message}`;
     }
@@ -120,7 +122,7 @@ export class ExecutablePages {
         const len = m.end - at < CHUNK_BYTES ? m.end - at : CHUNK_BYTES;
         advised = madvise!(at, len, MADV_DONTNEED) === 0;
         if (advised) await between();
-        else result.skipped = `madvise refused ${at.toString(16)}+${len.toString(16)} (errno ${koffi.errno()})`;
+        else result.skipped = `madvise refused ${at.toString(16)}+${len.toString(16)} (errno ${lastErrno()})`;
       }
       if (advised) result.mappings++;
     }

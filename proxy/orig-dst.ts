@@ -1,10 +1,9 @@
 // Where a redirected connection was going before iptables sent it to the
 // proxy: getsockopt(SO_ORIGINAL_DST) for IPv4, getsockopt(IP6T_SO_ORIGINAL_DST)
 // for IPv6. Node does not expose either, so libc's getsockopt is called
-// through koffi, whose prebuilt binaries come inside its npm packages (a plain
-// `npm ci`, no compiler, no install script).
+// (lib/libc.ts).
 import type { Socket } from 'node:net';
-import koffi from 'koffi';
+import { lastErrno, libcFunction } from '../lib/libc.js';
 
 export interface OriginalDestination {
   readonly address: string;
@@ -38,8 +37,7 @@ type GetSockOpt = (fd: number, level: number, optname: number, optval: Buffer, o
 let getsockopt: GetSockOpt | undefined;
 
 function libcGetsockopt(): GetSockOpt {
-  // dlopen(NULL): the symbols already loaded into node, so glibc and musl alike.
-  getsockopt ??= koffi.load(null).func('int getsockopt(int fd, int level, int optname, _Out_ void *optval, _Inout_ uint32_t *optlen)') as GetSockOpt;
+  getsockopt ??= libcFunction('int getsockopt(int fd, int level, int optname, _Out_ void *optval, _Inout_ uint32_t *optlen)') as GetSockOpt;
   return getsockopt;
 }
 
@@ -89,7 +87,7 @@ export function originalDestination(socket: Socket): OriginalDestination {
   const len = [buf.length];
   const rc = libcGetsockopt()(fd, ipv4 ? SOL_IP : SOL_IPV6, SO_ORIGINAL_DST, buf, len);
   if (rc !== 0) {
-    const errno = koffi.errno();
+    const errno = lastErrno();
     const why = errno === ENOENT ? 'the connection was not redirected (no NAT entry)' : `errno ${errno}`;
     throw new OriginalDestinationError(`getsockopt(${ipv4 ? 'SO_ORIGINAL_DST' : 'IP6T_SO_ORIGINAL_DST'}) failed: ${why}`, errno);
   }

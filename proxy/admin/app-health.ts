@@ -2,10 +2,13 @@
 // webhook points kubelet at /app-health/<container>/<livez|readyz|startupz>
 // on the admin port and hands the original probe over in TSMESH_APP_PROBES;
 // here it runs against the app over loopback, as kubelet would have run it.
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { PROXY_ENV, type AppProbe, type AppProbes } from '../env.js';
+
+// Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
+const { request: httpRequest } = process.getBuiltinModule('node:http');
 
 export const APP_HEALTH_PATH = /^\/app-health\/[^/]+\/(?:livez|readyz|startupz)$/;
 /** Kubernetes' default timeoutSeconds. */

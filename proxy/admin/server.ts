@@ -1,12 +1,15 @@
 // The proxy's admin port (15020): /live, /ready, /metrics, /config and the
 // app containers' rewritten probes. Plain node:http: the proxy stays light,
 // and everything here is a handful of exact paths.
-import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import type { AppProbes } from '../env.js';
 import { silentLogger, type Logger } from '../../lib/log.js';
 import { runAppProbe } from './app-health.js';
+
+// Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
+const { STATUS_CODES, createServer } = process.getBuiltinModule('node:http');
 
 export interface AdminServerOptions {
   registry: Registry;

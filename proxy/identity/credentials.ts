@@ -1,12 +1,16 @@
 // From a CA response to the credentials the data path uses, checked before
 // anything serves with them; and the node:tls options they make.
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
-import { splitPemCertificates } from '../../ca/authority.js';
+import { splitPemCertificates } from '../../ca/der.js';
 import type { CertificateResponse } from '../../ca/server.js';
 import { TrustBundle } from '../../ca/trust-bundle.js';
 import { IdentityError } from './errors.js';
 import type { WorkloadCredentials } from './types.js';
+
+// Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
+const { X509Certificate } = process.getBuiltinModule('node:crypto');
+type X509Certificate = InstanceType<typeof X509Certificate>;
 
 const bad = (detail: string, cause?: unknown): IdentityError =>
   new IdentityError('bad-response', `the CA's certificate response is unusable: ${detail}`, {}, cause === undefined ? undefined : { cause });
