@@ -15,6 +15,12 @@
 // the RELRO segment) exists nowhere else, and dropping it would lose it.
 //
 // Linux only: anywhere else find() says why there is nothing to release.
+//
+// The same schedule gives back malloc's free memory (mallocTrim). V8's worker
+// threads (the optimizing compiler, the concurrent GC) allocate their
+// scratch memory with malloc, each thread in an arena of its own, and glibc
+// keeps what they free: in a proxy at 1,000 req/s on Node 24, five thread
+// arenas held 7.7 MB and the main heap 9-10 MB.
 import { lastErrno, libcFunction } from './libc.js';
 import type { Logger } from './log.js';
 
@@ -137,6 +143,19 @@ function vmRss(): number {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
 }
 
+/**
+ * glibc's malloc_trim(0), which gives the free pages of every malloc arena
+ * back to the kernel; or why there is none (musl has no malloc_trim).
+ */
+export function mallocTrim(): (() => void) | string {
+  try {
+    const trim = libcFunction('int malloc_trim(size_t pad)') as (pad: number) => number;
+    return () => void trim(0);
+  } catch (e) {
+    return `no malloc_trim in this C library: ${(e as Error).message}`;
+  }
+}
+
 export interface ReleaseSchedule {
   /** After start-up: the first release. */
   firstMs: number;
@@ -145,25 +164,30 @@ export interface ReleaseSchedule {
   log: Logger;
 }
 
-/** Releases the executable's pages on a schedule; returns what stops it. Timers are unref'd. */
-export function scheduleExecutableRelease(o: ReleaseSchedule): () => void {
+/**
+ * Releases the executable's pages and malloc's free memory on a schedule;
+ * returns what stops it. Timers are unref'd.
+ */
+export function scheduleMemoryRelease(o: ReleaseSchedule): () => void {
   const pages = ExecutablePages.find();
-  if (typeof pages === 'string') {
-    o.log.info('executable pages stay mapped', { reason: pages });
-    return () => undefined;
-  }
+  if (typeof pages === 'string') o.log.info('executable pages stay mapped', { reason: pages });
+  const trim = mallocTrim();
+  if (typeof trim === 'string') o.log.info("malloc's free memory stays", { reason: trim });
+  if (typeof pages === 'string' && typeof trim === 'string') return () => undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const run = async (): Promise<void> => {
     // Memory housekeeping: whatever goes wrong is logged, never thrown into the proxy.
     try {
       const t0 = performance.now();
-      const r = await pages.release();
+      const rssBefore = vmRss();
+      const r = typeof pages === 'string' ? undefined : await pages.release();
+      if (typeof trim !== 'string') trim();
       const mb = (n: number): number => Math.round(n / 104857.6) / 10;
-      o.log.debug('released executable pages', { mappings: r.mappings, rssBeforeMb: mb(r.rssBefore), rssAfterMb: mb(r.rssAfter), ms: Math.round(performance.now() - t0) });
-      if (r.skipped) o.log.warn('executable pages not all released', { reason: r.skipped });
+      o.log.debug('released memory', { mappings: r?.mappings ?? 0, mallocTrimmed: typeof trim !== 'string', rssBeforeMb: mb(rssBefore), rssAfterMb: mb(vmRss()), ms: Math.round(performance.now() - t0) });
+      if (r?.skipped) o.log.warn('executable pages not all released', { reason: r.skipped });
     } catch (e) {
-      o.log.warn('executable pages not released', { reason: (e as Error).message });
+      o.log.warn('memory not released', { reason: (e as Error).message });
     }
     if (!stopped) (timer = setTimeout(() => void run(), o.everyMs)).unref();
   };
