@@ -46,9 +46,8 @@
 // Node: the proxies run on the node that runs this script (process.execPath);
 // put another first on PATH to measure it. The figures depend on its version,
 // memory above all: measured with this script on a 2-CPU VM, a proxy's RSS at
-// 1,000 req/s was 45-48 MB on Node 20.20 and 65-69 MB on Node 24.21, the
-// image's runtime (its executable's mapped pages, V8's heap and malloc's
-// arena each larger).
+// 1,000 req/s was 45-47 MB on Node 20.20 and 51-62 MB on Node 24.21, the
+// image's runtime (its executable's mapped pages and V8's heap are larger).
 //
 // Options (environment): BENCH_SECONDS (measured one-second rounds per phase,
 // default 10), BENCH_WARMUP_SECONDS (2), BENCH_RATE (1000), BENCH_CONNECTIONS (16),
