@@ -1,6 +1,7 @@
 // The C library's calls that Node has no API for (getsockopt's
-// SO_ORIGINAL_DST, madvise), through koffi, whose prebuilt binaries come
-// inside its npm packages: a plain `npm ci`, no compiler, no install script.
+// SO_ORIGINAL_DST, madvise, malloc_trim), through koffi, whose prebuilt
+// binaries come inside its npm packages: a plain `npm ci`, no compiler, no
+// install script.
 //
 // koffi is loaded from its CommonJS entry. Its ESM entry imports node:util and
 // node:fs as namespaces, and an ESM namespace of a built-in reads every export,
