@@ -28,7 +28,12 @@ if (!url || !(rate > 0) || !(bodyBytes >= 0) || !(sliceMs > 0)) {
 }
 
 const target = new URL(url);
-const pool = new Pool(target.origin, { connections: 64, pipelining: 1, keepAliveTimeout: 600_000 });
+// Idle connections close at 30 s, before the apps' 60 s keep-alive timeout
+// (haproxy.ts): the client, not the app, ends them. A request sent just as
+// the app closes its connection fails, and through an L4 path of two proxies
+// that window lasts as long as the path, so phases longer than 60 s lost
+// requests on the opaque TCP run.
+const pool = new Pool(target.origin, { connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
 const body = Buffer.alloc(bodyBytes, 'x');
 const headers = { 'content-type': 'application/octet-stream' };
 const latencies: number[] = [];
