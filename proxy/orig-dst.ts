@@ -32,11 +32,12 @@ const ENOENT = 2;
 /** sizeof(struct sockaddr_in6), the larger of the two answers. */
 const SOCKADDR_SIZE = 28;
 
-type GetSockOpt = (fd: number, level: number, optname: number, optval: Buffer, optlen: number[]) => number;
+export type GetSockOpt = (fd: number, level: number, optname: number, optval: Buffer, optlen: number[]) => number;
 
 let getsockopt: GetSockOpt | undefined;
 
-function libcGetsockopt(): GetSockOpt {
+/** libc's getsockopt, declared once (tests read other options of the proxy's sockets with it). */
+export function libcGetsockopt(): GetSockOpt {
   getsockopt ??= libcFunction('int getsockopt(int fd, int level, int optname, _Out_ void *optval, _Inout_ uint32_t *optlen)') as GetSockOpt;
   return getsockopt;
 }

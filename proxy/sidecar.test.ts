@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { request } from 'undici';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
@@ -12,6 +12,7 @@ import { silentLogger } from '../lib/log.js';
 import { freePort } from '../lib/ports.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { noDelayOfConnectionsTo } from './testdata/sockets.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
@@ -38,6 +39,20 @@ function tcpRoundTrip(port: number, payload: string): Promise<string> {
       if (got.length >= payload.length) s.end();
     });
     s.on('close', () => resolve(got));
+    s.on('error', reject);
+    s.write(payload);
+  });
+}
+
+/** A connection through `port` that has echoed `payload` back, left open. */
+function openEchoed(port: number, payload: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (got.length >= payload.length) resolve(s);
+    });
     s.on('error', reject);
     s.write(payload);
   });
@@ -156,6 +171,38 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     assert.equal(await tcpRoundTrip(a.outboundPort, 'ping over the mesh'), 'ping over the mesh');
     const m = await b.metrics.registry.getSingleMetricAsString('tsmesh_tcp_connections_opened_total');
     assert.match(m, /direction="inbound",destination_service="[^"]*",tls="true"\} 1/);
+  });
+
+  it('sets TCP_NODELAY on the connections it makes to the app and to passthrough destinations', async () => {
+    // With Nagle's algorithm on the proxy's side, the second piece of a message a client writes
+    // in two could wait for the first piece's delayed ACK (40 ms on Linux), though the client turned it off.
+    const allNoDelay = (port: number): void => {
+      const flags = noDelayOfConnectionsTo(port);
+      assert.ok(flags.length > 0, `no connection to port ${port} found`);
+      assert.deepEqual(flags, flags.map(() => true), `TCP_NODELAY of the connections to port ${port}`);
+    };
+    currentServicePort = 7000;
+    setBTarget(portOf(tcpApp));
+    const meshed = await openEchoed(a.outboundPort, 'over the mesh');
+    try {
+      allNoDelay(portOf(tcpApp));
+    } finally {
+      meshed.destroy();
+      currentServicePort = 80;
+    }
+    const echo = await listen(echoTcp());
+    servers.push(echo);
+    originalPort = portOf(echo);
+    try {
+      const passed = await openEchoed(a.outboundPort, 'passed through');
+      try {
+        allNoDelay(portOf(echo));
+      } finally {
+        passed.destroy();
+      }
+    } finally {
+      originalPort = 0;
+    }
   });
 
   it('refuses an endpoint whose certificate carries another identity (503, nothing reaches B\'s app)', async () => {

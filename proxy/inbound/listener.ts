@@ -62,7 +62,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
 
   const toApp = async (client: Socket | TLSSocket, port: number, tls: boolean): Promise<void> => {
     const labels = { direction: 'inbound', destination_service: opts.serviceLabel(port) } as const;
-    const app = netConnect({ host: opts.appAddress, port, allowHalfOpen: true });
+    const app = netConnect({ host: opts.appAddress, port, allowHalfOpen: true, noDelay: true });
     try {
       await new Promise<void>((resolve, reject) => {
         app.once('connect', resolve);

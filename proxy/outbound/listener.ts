@@ -163,7 +163,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
 
 function dial(dst: OriginalDestination): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = netConnect({ host: dst.address, port: dst.port, allowHalfOpen: true });
+    const s = netConnect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true });
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
