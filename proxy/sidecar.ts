@@ -173,6 +173,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       const open = (): number => outbound.connections.size + inbound.connections.size;
       const deadline = Date.now() + graceMs;
       inbound.abortHandshakes();
+      inbound.goAway();
       while (open() > 0 && Date.now() < deadline) {
         // Keep-alive connections close as soon as they fall idle.
         outbound.http.drain();

@@ -23,14 +23,14 @@ export class UpstreamConnectError extends Error {
 }
 
 /**
- * Opens a connection to `ep`: mTLS with `alpn` when the endpoint is meshed,
+ * Opens a connection to `ep`: mTLS offering `alpn` when the endpoint is meshed,
  * plain otherwise. With `onread` (net's option) the socket hands each read to
  * its callback and emits no 'data'.
  */
 export function connectEndpoint(
   meshTls: MeshTls | undefined,
   ep: Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>,
-  alpn: MeshAlpn,
+  alpn: MeshAlpn | readonly MeshAlpn[],
   timeoutMs = CONNECT_TIMEOUT_MS,
   onread?: OnReadOpts,
 ): Promise<Socket | TLSSocket> {
@@ -46,7 +46,7 @@ export function connectEndpoint(
         host: ep.address,
         port: ep.port,
         secureContext: meshTls.secureContext(),
-        ALPNProtocols: [alpn],
+        ALPNProtocols: typeof alpn === 'string' ? [alpn] : [...alpn],
         checkServerIdentity: expectPeerIdentity(ep.identity),
         ...(onread ? { onread } : {}),
       });

@@ -1,5 +1,8 @@
 // The innermost HTTP handler: sends the request to one endpoint over a pooled
-// HTTP/1.1 connection (mTLS to meshed endpoints) and returns its response.
+// HTTP/1.1 connection and returns its response. To a meshed endpoint, the
+// pool's connections are streams of one mTLS connection (tsmesh/mux,
+// net/mux.ts), or mTLS connections of their own when the endpoint's proxy does
+// not speak tsmesh/mux; to the app and to endpoints without a sidecar, TCP.
 // The framing is the proxy's own (h1/head.ts, h1/body.ts): the request head
 // is one string written with the body's first bytes, the response head is
 // parsed in one pass, and the body streams as the socket delivers it. A
@@ -7,8 +10,10 @@
 // sides allow it; anything else (an error, an abort, `connection: close`, a
 // body cut short) ends it.
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Readable } from 'node:stream';
 import type { ResolvedEndpoint } from '../config/table.js';
+import { MuxSession, StreamResetError } from '../net/mux.js';
 import { copiedReads } from '../net/read-into.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
@@ -33,6 +38,8 @@ export class UpstreamResetError extends Error {
   readonly code = 'ECONNRESET';
   /** Some of the response had arrived: the request was seen, so it is not replayed here. */
   answered = false;
+  /** The endpoint's proxy refused the stream unread (it is going away): the request can go again. */
+  refused = false;
 }
 
 /** Connection pools per endpoint (address, port and expected identity). */
@@ -107,6 +114,8 @@ class Conn {
 
   /** Its socket's reads (net's `onread`): into one shared buffer, handed on as copies. */
   readonly onread = copiedReads((d) => this.onRead(d));
+  /** Its stream's reads, when it is a tsmesh/mux stream. */
+  readonly onStreamData = (d: Buffer): void => void this.onRead(d);
 
   private onRead(d: Buffer): boolean {
     if (this.exchange) {
@@ -178,7 +187,7 @@ class H1Pool {
    * was answered, and a request without a body can go again, once, on a new connection.
    */
   private replayable(e: unknown, conn: Conn, req: ProxyRequest): boolean {
-    return e instanceof UpstreamResetError && conn.uses > 1 && !e.answered && req.body === null && !req.signal.aborted;
+    return e instanceof UpstreamResetError && (conn.uses > 1 || e.refused) && !e.answered && req.body === null && !req.signal.aborted;
   }
 
   /** An idle connection that is still open, if the pool has one. */
@@ -208,11 +217,62 @@ class H1Pool {
     this.open++;
     try {
       const conn = new Conn();
+      const session = this.meshTls && this.ep.identity && !this.h1Only ? await this.session() : undefined;
+      if (session) {
+        const stream = session.open();
+        stream.reader = conn.onStreamData;
+        // The pool uses a stream as it uses a socket (write, pause, resume, destroy, and their events).
+        return conn.attach(stream as unknown as Socket);
+      }
       return conn.attach((await connectEndpoint(this.meshTls, this.ep, MESH_ALPN.http1, undefined, conn.onread)) as Socket);
     } catch (e) {
       this.lost();
       throw e;
     }
+  }
+
+  /** The endpoint's proxy speaks only tsmesh/h1: each connection is an mTLS connection of its own. */
+  private h1Only = false;
+  /** The tsmesh/mux connection to the endpoint, while it takes new streams. */
+  private muxing: Promise<MuxSession | undefined> | undefined;
+
+  /** The mux session to open a stream on, connecting one if need be; undefined when the endpoint has none. */
+  private async session(): Promise<MuxSession | undefined> {
+    for (;;) {
+      const pending = (this.muxing ??= this.connectMux());
+      let session: MuxSession | undefined;
+      try {
+        session = await pending;
+      } catch (e) {
+        if (this.muxing === pending) this.muxing = undefined;
+        throw e;
+      }
+      if (session === undefined || session.usable) return session;
+      // Closed, or the endpoint said GOAWAY: the next stream goes on a new connection.
+      if (this.muxing === pending) this.muxing = undefined;
+    }
+  }
+
+  private async connectMux(): Promise<MuxSession | undefined> {
+    const socket = await connectEndpoint(this.meshTls, this.ep, [MESH_ALPN.mux, MESH_ALPN.http1]);
+    if ((socket as TLSSocket).alpnProtocol !== MESH_ALPN.mux) {
+      // A proxy that predates tsmesh/mux chose tsmesh/h1: from now on a connection per HTTP/1.1 connection, as it expects.
+      socket.destroy();
+      this.h1Only = true;
+      return undefined;
+    }
+    return new MuxSession(socket);
+  }
+
+  /** No stream is open: the mux connection ends (a new one is made when a request comes). */
+  private endMuxIfUnused(): void {
+    if (this.open > 0 || this.muxing === undefined) return;
+    const pending = this.muxing;
+    this.muxing = undefined;
+    void pending.then(
+      (s) => s?.goAway(),
+      () => undefined,
+    );
   }
 
   /** A connection ended: a waiting request may open one. */
@@ -244,6 +304,7 @@ class H1Pool {
         this.lost();
       }
     }
+    this.endMuxIfUnused();
   }
 
   close(): Promise<void> {
@@ -253,6 +314,13 @@ class H1Pool {
       this.open--;
     }
     for (const w of this.waiting.splice(0)) w();
+    // Streams in flight finish first; the mux connection ends after the last.
+    const pending = this.muxing;
+    this.muxing = undefined;
+    void pending?.then(
+      (s) => s?.goAway(),
+      () => undefined,
+    );
     return Promise.resolve();
   }
 }
@@ -405,7 +473,9 @@ class Exchange {
   }
 
   onError(e: Error): void {
-    this.fail(new UpstreamResetError(`${this.pool.authority}: ${e.message}`));
+    const err = new UpstreamResetError(`${this.pool.authority}: ${e.message}`);
+    err.refused = e instanceof StreamResetError && e.refused;
+    this.fail(err);
   }
 
   private fail(err: UpstreamResetError): void {

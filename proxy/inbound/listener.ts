@@ -9,6 +9,7 @@ import type { MtlsMode } from '../config/types.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { readClientHello } from '../net/client-hello-read.js';
+import { MuxSession } from '../net/mux.js';
 import { sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
 import type { OriginalDestination } from '../orig-dst.js';
@@ -39,12 +40,16 @@ export interface InboundListener {
   h2: ProxyH2Server;
   /** Closes connections still in their mTLS handshake (draining). */
   abortHandshakes(): void;
+  /** Draining: every tsmesh/mux connection refuses new streams and ends after its last. */
+  goAway(): void;
 }
 
 export function createInbound(opts: InboundOptions): InboundListener {
   const connections = new Set<Socket>();
   // One handler per terminated connection: its caller and port are fixed.
   const handlers = new WeakMap<object, Handler>();
+  const muxSessions = new Set<MuxSession>();
+  let goingAway = false;
   const http = createHttpServer({ log: opts.log, handlerFor: (socket) => handlers.get(socket) });
   const h2 = createH2Server({ log: opts.log });
   const idleMs = opts.idleTimeoutMs ?? 3600_000;
@@ -110,6 +115,21 @@ export function createInbound(opts: InboundOptions): InboundListener {
     // L4 has no request to answer 403 to: a denied caller's connection is closed.
     if (tls.alpnProtocol !== MESH_ALPN.http1 && tls.alpnProtocol !== MESH_ALPN.http2 && opts.authorizer().denial(peer, port) !== undefined) {
       denyConnection(tls, peer, port);
+      return;
+    }
+    if (tls.alpnProtocol === MESH_ALPN.mux) {
+      // Each stream is an HTTP/1.1 connection from the same caller to the same port: one stack serves them all.
+      const stack = inboundStack({ peerIdentity: peer, port, tls: true }, opts);
+      const session = new MuxSession(tls, {
+        onStream: (stream) => {
+          handlers.set(stream, stack);
+          http.accept(stream as unknown as Socket);
+        },
+        onError: (message) => opts.log.warn('tsmesh/mux protocol error; connection closed', { peer, error: message }),
+      });
+      muxSessions.add(session);
+      tls.once('close', () => muxSessions.delete(session));
+      if (goingAway) session.goAway();
       return;
     }
     if (tls.alpnProtocol === MESH_ALPN.http1) {
@@ -186,6 +206,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
     abortHandshakes() {
       for (const socket of handshaking) socket.destroy();
       handshaking.clear();
+    },
+    goAway() {
+      goingAway = true;
+      for (const session of muxSessions) session.goAway();
     },
   };
 }

@@ -2,6 +2,8 @@
 // proxies, and say what it carries. An inbound connection whose ClientHello
 // offers none of them is not ours (it is the app's own TLS, or plain traffic).
 export const MESH_ALPN = {
+  /** HTTP/1.1 connections as streams of one connection (net/mux.ts); listed first, a server prefers it to http1. */
+  mux: 'tsmesh/mux',
   http1: 'tsmesh/h1',
   http2: 'tsmesh/h2',
   tcp: 'tsmesh/tcp',

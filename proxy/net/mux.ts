@@ -1,0 +1,422 @@
+// tsmesh/mux: many byte streams over one mTLS connection between two proxies
+// (ALPN tsmesh/mux), each stream carrying one HTTP/1.1 connection's bytes.
+// The frames every stream writes in one turn of the event loop go out in one
+// TLS write, and one read brings in the frames of many streams: at load, the
+// sidecars' TLS reads, writes and wake-ups are shared by the requests in
+// flight instead of each request paying for its own (the cost that made a
+// TLS connection per request the most expensive part of the HTTP path).
+//
+// Frame: stream id (u32), type (u8), payload length (u24), payload.
+//   DATA    stream bytes; the first frame of a new (odd, rising) id opens it
+//   FIN     the sender will write no more on the stream (half-close)
+//   RST     the stream is abandoned; payload: one byte, RESET_REFUSED when the
+//           peer never read the stream (safe to send again elsewhere)
+//   WINDOW  payload: u32, bytes the receiver has taken since the last WINDOW
+//   GOAWAY  id: the last stream the sender will serve; open no more
+// Flow control is per stream: a sender has at most STREAM_WINDOW bytes
+// unacknowledged, so a stream whose reader stops holds at most that much in
+// the receiver's memory and never stalls the others. The client (the side that
+// dialled) opens streams; the server takes them. Anything else from the peer
+// (an unknown type, an oversized frame, data beyond the window) ends the
+// session: the peer is another tsmesh proxy, so it is a bug, not traffic.
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { copiedReads, readInto } from './read-into.js';
+
+const DATA = 0;
+const FIN = 1;
+const RST = 2;
+const WINDOW = 3;
+const GOAWAY = 4;
+const HEADER_BYTES = 8;
+/** Larger writes go out in several DATA frames. */
+const MAX_FRAME_PAYLOAD = 64 * 1024;
+/** Bytes a sender may have in flight on one stream before the receiver's WINDOW. */
+export const STREAM_WINDOW = 256 * 1024;
+/** The receiver acknowledges once its reader has taken this much. */
+const WINDOW_UPDATE_BYTES = STREAM_WINDOW / 4;
+/** Streams a server holds open for one client at once; more are refused. */
+export const MAX_STREAMS = 1024;
+const RESET_CANCEL = 0;
+export const RESET_REFUSED = 1;
+
+type Payload = Buffer | string;
+
+/** The peer reset the stream. `refused`: it never read it, so what was written can be sent again. */
+export class StreamResetError extends Error {
+  override name = 'StreamResetError';
+  readonly code = 'ECONNRESET';
+  constructor(
+    message: string,
+    readonly refused: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * One stream: the subset of a socket that the proxy's HTTP/1.1 server and
+ * pools use (write, end, destroy, pause, resume; 'data', 'end', 'close',
+ * 'error', 'drain').
+ */
+export class MuxStream extends EventEmitter {
+  destroyed = false;
+  readableEnded = false;
+  writableEnded = false;
+  /** Set instead of listening for 'data': each payload is handed to it. */
+  reader: ((data: Buffer) => void) | undefined;
+  private paused = false;
+  /** Received while paused: at most STREAM_WINDOW bytes, since the sender waits for WINDOW. */
+  private readonly received: Buffer[] = [];
+  private finReceived = false;
+  /** Taken by the reader and not yet acknowledged with WINDOW. */
+  private taken = 0;
+  /** Bytes of DATA received and not yet acknowledged: the window the sender used up. */
+  private unacknowledged = 0;
+  private sendWindow = STREAM_WINDOW;
+  /** Writes the window did not allow yet, in order. */
+  private readonly unsent: Buffer[] = [];
+  private finPending = false;
+  private needDrain = false;
+
+  constructor(
+    private readonly session: MuxSession,
+    readonly id: number,
+    /** false: the stream ends its own side when the peer's FIN arrives (a socket's allowHalfOpen). */
+    private readonly allowHalfOpen: boolean,
+  ) {
+    super();
+  }
+
+  /** Like a socket's write: false when the data waits for the peer's window ('drain' follows). */
+  write(data: Payload, _encoding?: BufferEncoding): boolean {
+    if (this.destroyed || this.writableEnded) return false;
+    let buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+    if (this.unsent.length === 0) {
+      const now = Math.min(buf.length, this.sendWindow);
+      if (now > 0) this.sendData(buf.subarray(0, now));
+      buf = buf.subarray(now);
+      if (buf.length === 0) return true;
+    }
+    this.unsent.push(buf);
+    this.needDrain = true;
+    return false;
+  }
+
+  end(data?: Payload): this {
+    if (this.destroyed || this.writableEnded) return this;
+    if (data !== undefined && data.length > 0) this.write(data);
+    this.writableEnded = true;
+    if (this.unsent.length > 0) this.finPending = true;
+    else this.sendFin();
+    return this;
+  }
+
+  destroy(_error?: Error): this {
+    if (this.destroyed) return this;
+    // A stream both sides ended is gone on both: there is nothing to reset.
+    if (!(this.readableEnded && this.writableEnded && !this.finPending)) this.session.send(this.id, RST, RESET_CANCEL);
+    this.close();
+    return this;
+  }
+
+  pause(): this {
+    this.paused = true;
+    return this;
+  }
+
+  resume(): this {
+    if (!this.paused) return this;
+    this.paused = false;
+    while (this.received.length > 0 && !this.paused && !this.destroyed) this.take(this.received.shift()!);
+    if (this.finReceived && this.received.length === 0 && !this.paused) this.ended();
+    return this;
+  }
+
+  setNoDelay(): this {
+    return this;
+  }
+
+  private sendData(buf: Buffer): void {
+    this.sendWindow -= buf.length;
+    for (let at = 0; at < buf.length; at += MAX_FRAME_PAYLOAD) this.session.send(this.id, DATA, buf.subarray(at, Math.min(buf.length, at + MAX_FRAME_PAYLOAD)));
+  }
+
+  private sendFin(): void {
+    this.session.send(this.id, FIN, undefined);
+    if (this.readableEnded) this.close();
+  }
+
+  private close(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.received.length = 0;
+    this.unsent.length = 0;
+    this.session.forget(this.id);
+    process.nextTick(() => this.emit('close'));
+  }
+
+  /** From the session: a DATA frame's payload. */
+  onData(data: Buffer): void {
+    if (this.destroyed || this.finReceived) return;
+    this.unacknowledged += data.length;
+    if (this.unacknowledged > STREAM_WINDOW) {
+      this.session.protocolError(`stream ${this.id} received more than its window of ${STREAM_WINDOW} bytes`);
+      return;
+    }
+    if (this.paused || this.received.length > 0) this.received.push(data);
+    else this.take(data);
+  }
+
+  private take(data: Buffer): void {
+    this.taken += data.length;
+    if (this.taken >= WINDOW_UPDATE_BYTES) {
+      this.unacknowledged -= this.taken;
+      this.session.send(this.id, WINDOW, this.taken);
+      this.taken = 0;
+    }
+    if (this.reader) this.reader(data);
+    else this.emit('data', data);
+  }
+
+  onFin(): void {
+    if (this.destroyed || this.finReceived) return;
+    this.finReceived = true;
+    if (!this.paused && this.received.length === 0) this.ended();
+  }
+
+  private ended(): void {
+    if (this.readableEnded || this.destroyed) return;
+    this.readableEnded = true;
+    this.emit('end');
+    if (this.writableEnded && !this.finPending) this.close();
+    else if (!this.allowHalfOpen) this.end();
+  }
+
+  onWindow(bytes: number): void {
+    if (this.destroyed) return;
+    this.sendWindow += bytes;
+    while (this.unsent.length > 0 && this.sendWindow > 0) {
+      const buf = this.unsent[0]!;
+      const now = Math.min(buf.length, this.sendWindow);
+      this.sendData(buf.subarray(0, now));
+      if (now === buf.length) this.unsent.shift();
+      else this.unsent[0] = buf.subarray(now);
+    }
+    if (this.unsent.length > 0) return;
+    if (this.finPending) {
+      this.finPending = false;
+      this.sendFin();
+    }
+    if (this.needDrain) {
+      this.needDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  /** From the session: the peer reset the stream, or the connection ended under it. */
+  onReset(refused: boolean, message?: string): void {
+    if (this.destroyed) return;
+    // Closed first, so that an 'error' listener's destroy() sends no reset back.
+    this.close();
+    const error = new StreamResetError(message ?? (refused ? 'the peer refused the stream (it is going away)' : 'the peer reset the stream'), refused);
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+}
+
+export interface MuxSessionOptions {
+  /** Server side: each stream the client opens. Absent: the client side, which opens streams itself. */
+  onStream?: (stream: MuxStream) => void;
+  /** Why the session ended abnormally (a protocol error from the peer). */
+  onError?: (message: string) => void;
+}
+
+/** One side of a tsmesh/mux connection. */
+export class MuxSession {
+  private readonly streams = new Map<number, MuxStream>();
+  /** Client: the next id to open. Server: ids below it were opened already. */
+  private nextId = 1;
+  private frames: { id: number; type: number; payload: Payload | number | undefined }[] = [];
+  private frameBytes = 0;
+  private flushing = false;
+  private partial: Buffer | undefined;
+  /** Server: set by goAway(), the last stream it serves. Client: the peer said GOAWAY. */
+  private goingAway = false;
+  private lastServed = 0;
+  closed = false;
+
+  constructor(
+    readonly socket: Duplex,
+    private readonly opts: MuxSessionOptions = {},
+  ) {
+    const reads = copiedReads((d) => {
+      this.onData(d);
+      return true;
+    });
+    if (readInto(socket, reads)) {
+      for (let b = socket.read() as Buffer | null; b !== null; b = socket.read() as Buffer | null) this.onData(b);
+    } else socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('error', () => socket.destroy());
+    socket.once('end', () => socket.end());
+    socket.once('close', () => this.onClose());
+    socket.resume();
+  }
+
+  /** Streams open now. */
+  get size(): number {
+    return this.streams.size;
+  }
+
+  /** A client may open streams: the connection is up and the peer has not said GOAWAY. */
+  get usable(): boolean {
+    return !this.closed && !this.goingAway;
+  }
+
+  /** Client: a new stream. */
+  open(): MuxStream {
+    if (!this.usable) throw new Error('the mux session is closed or going away');
+    const s = new MuxStream(this, this.nextId, false);
+    this.nextId += 2;
+    this.streams.set(s.id, s);
+    return s;
+  }
+
+  /**
+   * Server: serves the streams open now and refuses any the client opens
+   * from here on; the connection ends when the last one closes. Client: ends
+   * the connection once its streams are done.
+   */
+  goAway(): void {
+    if (this.goingAway || this.closed) return;
+    this.goingAway = true;
+    if (this.opts.onStream) {
+      this.lastServed = this.nextId - 2;
+      this.send(Math.max(this.lastServed, 0), GOAWAY, undefined);
+    }
+    this.endIfDone();
+  }
+
+  /** Ends the connection at once, and with it every stream. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  forget(id: number): void {
+    this.streams.delete(id);
+    this.endIfDone();
+  }
+
+  private endIfDone(): void {
+    if (this.goingAway && this.streams.size === 0 && !this.closed) {
+      this.flush();
+      this.socket.end();
+    }
+  }
+
+  /** Queues a frame; the frames of one turn of the event loop are written together. */
+  send(id: number, type: number, payload: Payload | number | undefined): void {
+    if (this.closed) return;
+    this.frames.push({ id, type, payload });
+    this.frameBytes += HEADER_BYTES + (payload === undefined ? 0 : typeof payload === 'number' ? (type === RST ? 1 : 4) : payload.length);
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    if (this.closed || this.frames.length === 0) return;
+    const out = Buffer.allocUnsafe(this.frameBytes);
+    let at = 0;
+    for (const f of this.frames) {
+      const p = f.payload;
+      const length = p === undefined ? 0 : typeof p === 'number' ? (f.type === RST ? 1 : 4) : p.length;
+      out.writeUInt32BE(f.id, at);
+      out.writeUInt32BE(((f.type << 24) | length) >>> 0, at + 4);
+      at += HEADER_BYTES;
+      if (p === undefined) continue;
+      if (typeof p === 'number') at = f.type === RST ? out.writeUInt8(p, at) : out.writeUInt32BE(p, at);
+      else if (typeof p === 'string') at += out.write(p, at, 'latin1');
+      else at += p.copy(out, at);
+    }
+    this.frames = [];
+    this.frameBytes = 0;
+    this.socket.write(out);
+  }
+
+  /** The peer broke the protocol: the session ends, and every stream with it. */
+  protocolError(message: string): void {
+    if (this.closed) return;
+    this.opts.onError?.(message);
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    let data = chunk;
+    if (this.partial) {
+      data = Buffer.concat([this.partial, chunk]);
+      this.partial = undefined;
+    }
+    let i = 0;
+    while (data.length - i >= HEADER_BYTES && !this.closed) {
+      const id = data.readUInt32BE(i);
+      const word = data.readUInt32BE(i + 4);
+      const type = word >>> 24;
+      const length = word & 0xffffff;
+      if (length > MAX_FRAME_PAYLOAD) {
+        this.protocolError(`a frame of ${length} bytes (at most ${MAX_FRAME_PAYLOAD})`);
+        return;
+      }
+      if (data.length - i - HEADER_BYTES < length) break;
+      const payload = data.subarray(i + HEADER_BYTES, i + HEADER_BYTES + length);
+      i += HEADER_BYTES + length;
+      this.onFrame(id, type, payload);
+    }
+    if (i < data.length && !this.closed) this.partial = Buffer.from(data.subarray(i));
+  }
+
+  private onFrame(id: number, type: number, payload: Buffer): void {
+    if (type > GOAWAY) {
+      this.protocolError(`a frame of unknown type ${type}`);
+      return;
+    }
+    if (type === GOAWAY) {
+      if (this.opts.onStream) this.protocolError('GOAWAY from the client');
+      else {
+        this.goingAway = true;
+        this.endIfDone();
+      }
+      return;
+    }
+    let s = this.streams.get(id);
+    if (s === undefined) {
+      // Frames of a stream already closed here (a reset crossing the peer's frames) are dropped.
+      if (type !== DATA || !this.opts.onStream || id < this.nextId) return;
+      if (id % 2 !== 1) {
+        this.protocolError(`stream id ${id} is even`);
+        return;
+      }
+      this.nextId = id + 2;
+      if (this.goingAway || this.streams.size >= MAX_STREAMS) {
+        this.send(id, RST, RESET_REFUSED);
+        return;
+      }
+      s = new MuxStream(this, id, true);
+      this.streams.set(id, s);
+      this.opts.onStream(s);
+    }
+    if (type === DATA) s.onData(payload);
+    else if (type === FIN) s.onFin();
+    else if (type === RST) s.onReset(payload.length > 0 && payload[0] === RESET_REFUSED);
+    else if (payload.length === 4) s.onWindow(payload.readUInt32BE(0));
+    else this.protocolError(`a WINDOW frame of ${payload.length} bytes`);
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.frames = [];
+    for (const s of [...this.streams.values()]) s.onReset(false, 'the mux connection closed');
+    this.streams.clear();
+  }
+}
