@@ -391,12 +391,12 @@ export class MuxSession {
     }
     let s = this.streams.get(id);
     if (s === undefined) {
-      // Frames of a stream already closed here (a reset crossing the peer's frames) are dropped.
-      if (type !== DATA || !this.opts.onStream || id < this.nextId) return;
-      if (id % 2 !== 1) {
-        this.protocolError(`stream id ${id} is even`);
+      if (this.opts.onStream && id % 2 !== 1) {
+        this.protocolError(`stream id ${id} is even (a client opens odd ones)`);
         return;
       }
+      // Frames of a stream already closed here (a reset crossing the peer's frames) are dropped.
+      if (type !== DATA || !this.opts.onStream || id < this.nextId) return;
       this.nextId = id + 2;
       if (this.goingAway || this.streams.size >= MAX_STREAMS) {
         this.send(id, RST, RESET_REFUSED);
