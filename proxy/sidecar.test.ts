@@ -5,14 +5,16 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { request } from 'undici';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
 import { freePort } from '../lib/ports.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
+import { MeshTls } from './tls/mesh-tls.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
-import { noDelayOfConnectionsTo } from './testdata/sockets.js';
+import { noDelayOfConnectionsTo, socketsConnectedTo } from './testdata/sockets.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
@@ -69,6 +71,8 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
   let aConfig: FixedConfig;
   let originalPort = 0; // what A's "app" dialled, for the passthrough case
   const servers: (Server | HttpServer)[] = [];
+  /** Requests to /held wait here until the test answers them. */
+  const held: (() => void)[] = [];
 
   const meshConfig = (bIdentity: string) => ({
     services: [
@@ -90,7 +94,9 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     app = await listen(
       createHttpServer((req, res) => {
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ from: 'api', path: req.url, host: req.headers.host }));
+        const answer = (): void => void res.end(JSON.stringify({ from: 'api', path: req.url, host: req.headers.host }));
+        if (req.url?.startsWith('/held')) held.push(answer);
+        else answer();
       }),
     );
     tcpApp = await listen(echoTcp());
@@ -163,6 +169,23 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",response_code="200",tls="true"`));
     const am = await a.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
     assert.match(am, new RegExp(`direction="outbound",source_identity="${WEB}",destination_identity="${API}",destination_service="api.shop",response_code="200",tls="true"`));
+  });
+
+  it('carries concurrent requests from A to B as streams of one mTLS connection (tsmesh/mux)', async () => {
+    const inFlight = Array.from({ length: 12 }, (_, i) => get(`/held/${i}`));
+    const deadline = Date.now() + 5000;
+    while (held.length < 12 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(held.length, 12, 'the app did not get the 12 requests at once');
+    // Twelve HTTP/1.1 connections from A to B's app, and one connection from A to B.
+    assert.equal(socketsConnectedTo(b.inboundPort).length, 1);
+    for (const answer of held.splice(0)) answer();
+    const answers = await Promise.all(inFlight);
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      answers.map(() => 200),
+    );
+    const m = await b.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
+    assert.match(m, new RegExp(`direction="inbound",source_identity="${WEB}".*tls="true"\\} 1[3-9]`));
   });
 
   it('carries an opaque TCP port over mTLS', async () => {
@@ -352,6 +375,55 @@ describe('sidecar pair on loopback: HTTP/2 (h2c from the app, tsmesh/h2 between 
       await a.drain(0);
       await b.drain(0);
       app.close();
+    }
+  });
+});
+
+describe('sidecar to an endpoint whose proxy offers only tsmesh/h1', function () {
+  this.timeout(30_000);
+
+  it('falls back to an mTLS connection per HTTP/1.1 connection, as that proxy expects', async () => {
+    const { ca } = await newRootCa();
+    // An older proxy: mesh mTLS with B's identity, and HTTP/1.1 on each connection.
+    const olderTls = new MeshTls(new FixedIdentity(issueCredentials(ca, API)));
+    const served = createHttpServer((req, res) => res.end(`older proxy: ${req.url}`));
+    const negotiated: (string | false | null)[] = [];
+    const older = await listen(
+      createTlsServer({ ...olderTls.options(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['tsmesh/h1'] }, (tls: TLSSocket) => {
+        negotiated.push(tls.alpnProtocol);
+        served.emit('connection', tls);
+      }),
+    );
+    const a = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, WEB)),
+      config: new FixedConfig({
+        services: [
+          { name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: portOf(older) }], endpoints: [{ address: '127.0.0.1', identity: API }] },
+        ],
+      }),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
+      inboundOriginalDestination: () => {
+        throw new Error('unused');
+      },
+    });
+    try {
+      const texts = await Promise.all(
+        [1, 2, 3].map(async (i) => {
+          const r = await request(`http://127.0.0.1:${a.outboundPort}/old/${i}`, { headers: { host: 'api.shop' } });
+          return `${r.statusCode} ${await r.body.text()}`;
+        }),
+      );
+      assert.deepEqual(texts, [1, 2, 3].map((i) => `200 older proxy: /old/${i}`));
+      assert.ok(negotiated.length >= 3, `${negotiated.length} connections for 3 concurrent requests`);
+      assert.deepEqual(negotiated, negotiated.map(() => 'tsmesh/h1'));
+    } finally {
+      await a.drain(0);
+      older.close();
+      olderTls.close();
     }
   });
 });

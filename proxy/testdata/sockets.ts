@@ -24,11 +24,10 @@ function inodesConnectedTo(port: number): Set<string> {
   return inodes;
 }
 
-/** TCP_NODELAY of each socket this process holds connected to `port` (on any address). */
-export function noDelayOfConnectionsTo(port: number): boolean[] {
+/** Descriptors of the sockets this process holds connected to `port` (on any address). */
+export function socketsConnectedTo(port: number): number[] {
   const inodes = inodesConnectedTo(port);
-  const getsockopt = libcGetsockopt();
-  const out: boolean[] = [];
+  const fds: number[] = [];
   for (const fd of readdirSync('/proc/self/fd')) {
     let target: string;
     try {
@@ -37,11 +36,17 @@ export function noDelayOfConnectionsTo(port: number): boolean[] {
       continue; // closed since the directory was read
     }
     const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
-    if (inode === undefined || !inodes.has(inode)) continue;
-    const value = Buffer.alloc(4);
-    const length = [4];
-    if (getsockopt(Number(fd), IPPROTO_TCP, TCP_NODELAY, value, length) !== 0) throw new Error(`getsockopt(TCP_NODELAY) failed on fd ${fd}`);
-    out.push(value.readInt32LE(0) !== 0);
+    if (inode !== undefined && inodes.has(inode)) fds.push(Number(fd));
   }
-  return out;
+  return fds;
+}
+
+/** TCP_NODELAY of each socket this process holds connected to `port`. */
+export function noDelayOfConnectionsTo(port: number): boolean[] {
+  const getsockopt = libcGetsockopt();
+  return socketsConnectedTo(port).map((fd) => {
+    const value = Buffer.alloc(4);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, value, [4]) !== 0) throw new Error(`getsockopt(TCP_NODELAY) failed on fd ${fd}`);
+    return value.readInt32LE(0) !== 0;
+  });
 }
