@@ -19,6 +19,9 @@ import { socketPeerSpiffeId } from '../tls/peer.js';
 import type { Handler } from '../http/types.js';
 import { inboundStack, type InboundDeps } from './stack.js';
 
+/** A tsmesh/mux connection with no stream open for this long is ended (GOAWAY). */
+const MUX_IDLE_MS = 5 * 60_000;
+
 /** Between two proxies a handshake takes milliseconds; an unfinished one is dropped after this. */
 export const MESH_HANDSHAKE_TIMEOUT_MS = 5000;
 
@@ -126,6 +129,8 @@ export function createInbound(opts: InboundOptions): InboundListener {
           http.accept(stream as unknown as Socket);
         },
         onError: (message) => opts.log.warn('tsmesh/mux protocol error; connection closed', { peer, error: message }),
+        // The client ends a session it no longer uses well before this; this covers one that vanished.
+        idleMs: MUX_IDLE_MS,
       });
       muxSessions.add(session);
       tls.once('close', () => muxSessions.delete(session));

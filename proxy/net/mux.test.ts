@@ -51,7 +51,7 @@ describe('tsmesh/mux', function () {
     }
   });
 
-  async function pair(onStream?: (s: MuxStream) => void): Promise<Pair> {
+  async function pair(onStream?: (s: MuxStream) => void, idleMs?: number): Promise<Pair> {
     const accepted: MuxStream[] = [];
     const errors: string[] = [];
     const serverSide = once(listener, 'connection') as Promise<[Socket]>;
@@ -64,6 +64,7 @@ describe('tsmesh/mux', function () {
         onStream?.(s);
       },
       onError: (m) => errors.push(m),
+      ...(idleMs === undefined ? {} : { idleMs }),
     });
     const client = new MuxSession(clientSocket);
     const p = { client, clientSocket, server, serverSocket, accepted, errors };
@@ -240,6 +241,18 @@ describe('tsmesh/mux', function () {
     for (let i = 0; i < STREAM_WINDOW / (64 * 1024) + 1; i++) p.clientSocket.write(chunk);
     await closed;
     assert.match(p.errors.join('\n'), /more than its window/);
+  });
+
+  it('goes away after its idle time without streams, and not while one is open', async () => {
+    const { client, clientSocket, server } = await pair(undefined, 150);
+    const s = client.open();
+    s.write('busy');
+    await sleep(400);
+    assert.equal(client.usable, true, 'went away with a stream open');
+    s.destroy();
+    await once(clientSocket, 'close');
+    assert.equal(client.usable, false);
+    assert.equal(server.closed, true);
   });
 
   it('resets every stream when the connection goes away', async () => {

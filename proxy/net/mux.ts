@@ -229,6 +229,8 @@ export interface MuxSessionOptions {
   onStream?: (stream: MuxStream) => void;
   /** Why the session ended abnormally (a protocol error from the peer). */
   onError?: (message: string) => void;
+  /** A session without streams for this long goes away (GOAWAY, then the connection ends). */
+  idleMs?: number;
 }
 
 /** One side of a tsmesh/mux connection. */
@@ -243,6 +245,7 @@ export class MuxSession {
   /** Server: set by goAway(), the last stream it serves. Client: the peer said GOAWAY. */
   private goingAway = false;
   private lastServed = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   closed = false;
 
   constructor(
@@ -260,6 +263,19 @@ export class MuxSession {
     socket.once('end', () => socket.end());
     socket.once('close', () => this.onClose());
     socket.resume();
+    this.idleIfEmpty();
+  }
+
+  private idleIfEmpty(): void {
+    const ms = this.opts.idleMs;
+    if (ms === undefined || this.streams.size > 0 || this.closed) return;
+    if (this.idleTimer) this.idleTimer.refresh();
+    else {
+      this.idleTimer = setTimeout(() => {
+        if (this.streams.size === 0) this.goAway();
+      }, ms);
+      this.idleTimer.unref();
+    }
   }
 
   /** Streams open now. */
@@ -304,6 +320,7 @@ export class MuxSession {
   forget(id: number): void {
     this.streams.delete(id);
     this.endIfDone();
+    this.idleIfEmpty();
   }
 
   private endIfDone(): void {
@@ -415,6 +432,7 @@ export class MuxSession {
 
   private onClose(): void {
     this.closed = true;
+    clearTimeout(this.idleTimer);
     this.frames = [];
     for (const s of [...this.streams.values()]) s.onReset(false, 'the mux connection closed');
     this.streams.clear();
