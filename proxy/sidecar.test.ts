@@ -379,6 +379,56 @@ describe('sidecar pair on loopback: HTTP/2 (h2c from the app, tsmesh/h2 between 
   });
 });
 
+describe('sidecar pair whose first connection meets an authorization policy', function () {
+  this.timeout(30_000);
+
+  it('answers each request over tsmesh/mux 403 or 200 by the policy, never closing the connection as L4 would', async () => {
+    const { ca } = await newRootCa();
+    const app = await listen(createHttpServer((req, res) => res.end(`api: ${req.url}`)));
+    const bConfig = new FixedConfig({ mesh: { mtlsMode: 'STRICT' }, inbound: { authorization: [{ name: 'only-frontend', rules: [{ serviceAccounts: ['shop/frontend'] }] }] } });
+    const b = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, API)),
+      config: bConfig,
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: portOf(app), family: 'IPv4' }),
+      outboundOriginalDestination: () => {
+        throw new Error('unused');
+      },
+    });
+    const a = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, WEB)),
+      config: new FixedConfig({
+        services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
+      }),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
+      inboundOriginalDestination: () => {
+        throw new Error('unused');
+      },
+    });
+    const call = async (): Promise<string> => {
+      const r = await request(`http://127.0.0.1:${a.outboundPort}/guarded`, { headers: { host: 'api.shop' } });
+      return `${r.statusCode} ${String(r.headers['x-tsmesh-error'] ?? '')} ${await r.body.text()}`;
+    };
+    try {
+      assert.match(await call(), /^403 denied .*may not call port/);
+      bConfig.set({ mesh: { mtlsMode: 'STRICT' }, inbound: { authorization: [{ name: 'shop-callers', rules: [{ namespaces: ['shop'] }] }] } });
+      assert.equal(await call(), '200  api: /guarded');
+      assert.equal(socketsConnectedTo(b.inboundPort).length, 1);
+    } finally {
+      await a.drain(0);
+      await b.drain(0);
+      app.close();
+    }
+  });
+});
+
 describe('sidecar to an endpoint whose proxy offers only tsmesh/h1', function () {
   this.timeout(30_000);
 

@@ -151,6 +151,10 @@ class H1Pool {
   /** Set by close(), for good: EndpointPools makes a new pool for the endpoint if it comes back. */
   closed = false;
   readonly authority: string;
+  /** The endpoint's proxy speaks only tsmesh/h1: each connection is an mTLS connection of its own. */
+  private h1Only = false;
+  /** The tsmesh/mux connection to the endpoint, while it takes new streams. */
+  private muxing: Promise<MuxSession | undefined> | undefined;
 
   constructor(
     readonly ep: EndpointAddress,
@@ -230,11 +234,6 @@ class H1Pool {
       throw e;
     }
   }
-
-  /** The endpoint's proxy speaks only tsmesh/h1: each connection is an mTLS connection of its own. */
-  private h1Only = false;
-  /** The tsmesh/mux connection to the endpoint, while it takes new streams. */
-  private muxing: Promise<MuxSession | undefined> | undefined;
 
   /** The mux session to open a stream on, connecting one if need be; undefined when the endpoint has none. */
   private async session(): Promise<MuxSession | undefined> {

@@ -116,7 +116,8 @@ export function createInbound(opts: InboundOptions): InboundListener {
       return;
     }
     // L4 has no request to answer 403 to: a denied caller's connection is closed.
-    if (tls.alpnProtocol !== MESH_ALPN.http1 && tls.alpnProtocol !== MESH_ALPN.http2 && opts.authorizer().denial(peer, port) !== undefined) {
+    const carriesHttp = tls.alpnProtocol === MESH_ALPN.mux || tls.alpnProtocol === MESH_ALPN.http1 || tls.alpnProtocol === MESH_ALPN.http2;
+    if (!carriesHttp && opts.authorizer().denial(peer, port) !== undefined) {
       denyConnection(tls, peer, port);
       return;
     }
