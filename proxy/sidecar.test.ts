@@ -32,31 +32,60 @@ function echoTcp(): Server {
   return createServer((s) => s.pipe(s));
 }
 
-function tcpRoundTrip(port: number, payload: string): Promise<string> {
+/** A connection through `port` that has echoed `payload` back, left open, and what came back. */
+function openEchoed(port: number, payload: string): Promise<{ socket: Socket; echoed: string }> {
   return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    let got = '';
-    s.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.length >= payload.length) s.end();
+    const socket = connect(port, '127.0.0.1');
+    let echoed = '';
+    socket.on('data', (d: Buffer) => {
+      echoed += d.toString();
+      if (echoed.length >= payload.length) resolve({ socket, echoed });
     });
-    s.on('close', () => resolve(got));
-    s.on('error', reject);
-    s.write(payload);
+    socket.on('error', reject);
+    socket.write(payload);
   });
 }
 
-/** A connection through `port` that has echoed `payload` back, left open. */
-function openEchoed(port: number, payload: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    let got = '';
-    s.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.length >= payload.length) resolve(s);
-    });
-    s.on('error', reject);
-    s.write(payload);
+/** What comes back through `port` for `payload`, the connection closed after. */
+async function tcpRoundTrip(port: number, payload: string): Promise<string> {
+  const { socket, echoed } = await openEchoed(port, payload);
+  const closed = once(socket, 'close');
+  socket.end();
+  await closed;
+  return echoed;
+}
+
+/** A sidecar with identity API whose inbound connections go to the app on 127.0.0.1:`appPort()`. */
+function apiSidecar(ca: CertificateAuthority, config: FixedConfig, appPort: () => number): Promise<Sidecar> {
+  return startSidecar({
+    identity: new FixedIdentity(issueCredentials(ca, API)),
+    config,
+    log: silentLogger,
+    host: '127.0.0.1',
+    outboundPort: 0,
+    inboundPort: 0,
+    inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort(), family: 'IPv4' }),
+    outboundOriginalDestination: () => {
+      throw new Error('unused');
+    },
+  });
+}
+
+/** A sidecar with identity WEB whose app calls service api.shop, whose one endpoint (identity API) is 127.0.0.1:`port`. */
+function webSidecarTo(ca: CertificateAuthority, port: number): Promise<Sidecar> {
+  return startSidecar({
+    identity: new FixedIdentity(issueCredentials(ca, WEB)),
+    config: new FixedConfig({
+      services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: port }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
+    }),
+    log: silentLogger,
+    host: '127.0.0.1',
+    outboundPort: 0,
+    inboundPort: 0,
+    outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
+    inboundOriginalDestination: () => {
+      throw new Error('unused');
+    },
   });
 }
 
@@ -105,18 +134,7 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     // B: the inbound side. Its "original destination" is the app port the endpoint was dialled on;
     // loopback has no redirect, so A dials B's inbound listener and B is told the app port.
     let bInboundAppPort = 0;
-    b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: bConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: bInboundAppPort, family: 'IPv4' }),
-      outboundOriginalDestination: () => {
-        throw new Error('unused');
-      },
-    });
+    b = await apiSidecar(ca, bConfig, () => bInboundAppPort);
     // A reaches "the endpoint" at B's inbound port; B forwards to whichever app port the test set.
     aConfig = new FixedConfig(meshConfig(API));
     a = await startSidecar({
@@ -206,7 +224,7 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     };
     currentServicePort = 7000;
     setBTarget(portOf(tcpApp));
-    const meshed = await openEchoed(a.outboundPort, 'over the mesh');
+    const meshed = (await openEchoed(a.outboundPort, 'over the mesh')).socket;
     try {
       allNoDelay(portOf(tcpApp));
     } finally {
@@ -217,7 +235,7 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     servers.push(echo);
     originalPort = portOf(echo);
     try {
-      const passed = await openEchoed(a.outboundPort, 'passed through');
+      const passed = (await openEchoed(a.outboundPort, 'passed through')).socket;
       try {
         allNoDelay(portOf(echo));
       } finally {
@@ -386,32 +404,8 @@ describe('sidecar pair whose first connection meets an authorization policy', fu
     const { ca } = await newRootCa();
     const app = await listen(createHttpServer((req, res) => res.end(`api: ${req.url}`)));
     const bConfig = new FixedConfig({ mesh: { mtlsMode: 'STRICT' }, inbound: { authorization: [{ name: 'only-frontend', rules: [{ serviceAccounts: ['shop/frontend'] }] }] } });
-    const b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: bConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: portOf(app), family: 'IPv4' }),
-      outboundOriginalDestination: () => {
-        throw new Error('unused');
-      },
-    });
-    const a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: new FixedConfig({
-        services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
-      inboundOriginalDestination: () => {
-        throw new Error('unused');
-      },
-    });
+    const b = await apiSidecar(ca, bConfig, () => portOf(app));
+    const a = await webSidecarTo(ca, b.inboundPort);
     const call = async (): Promise<string> => {
       const r = await request(`http://127.0.0.1:${a.outboundPort}/guarded`, { headers: { host: 'api.shop' } });
       return `${r.statusCode} ${String(r.headers['x-tsmesh-error'] ?? '')} ${await r.body.text()}`;
@@ -444,22 +438,7 @@ describe('sidecar to an endpoint whose proxy offers only tsmesh/h1', function ()
         served.emit('connection', tls);
       }),
     );
-    const a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: new FixedConfig({
-        services: [
-          { name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: portOf(older) }], endpoints: [{ address: '127.0.0.1', identity: API }] },
-        ],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
-      inboundOriginalDestination: () => {
-        throw new Error('unused');
-      },
-    });
+    const a = await webSidecarTo(ca, portOf(older));
     try {
       const texts = await Promise.all(
         [1, 2, 3].map(async (i) => {
