@@ -88,7 +88,7 @@ export class MuxStream extends EventEmitter {
     super();
   }
 
-  /** Like a socket's write: false when the data waits for the peer's window ('drain' follows). */
+  /** Like a socket's write: false when the data waits for the peer's window ('drain' follows). Strings are latin1, as the proxy's HTTP/1.1 heads are. */
   write(data: Payload, _encoding?: BufferEncoding): boolean {
     if (this.destroyed || this.writableEnded) return false;
     let buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
