@@ -265,10 +265,14 @@ class H1Pool {
 
   /** No stream is open: the mux connection ends (a new one is made when a request comes). */
   private endMuxIfUnused(): void {
-    if (this.open > 0 || this.muxing === undefined) return;
+    if (this.open === 0) this.endMux();
+  }
+
+  /** The mux connection takes no new stream and ends after the streams it has. */
+  private endMux(): void {
     const pending = this.muxing;
     this.muxing = undefined;
-    void pending.then(
+    void pending?.then(
       (s) => s?.goAway(),
       () => undefined,
     );
@@ -314,12 +318,7 @@ class H1Pool {
     }
     for (const w of this.waiting.splice(0)) w();
     // Streams in flight finish first; the mux connection ends after the last.
-    const pending = this.muxing;
-    this.muxing = undefined;
-    void pending?.then(
-      (s) => s?.goAway(),
-      () => undefined,
-    );
+    this.endMux();
     return Promise.resolve();
   }
 }

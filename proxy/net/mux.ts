@@ -38,9 +38,16 @@ const WINDOW_UPDATE_BYTES = STREAM_WINDOW / 4;
 /** Streams a server holds open for one client at once; more are refused. */
 export const MAX_STREAMS = 1024;
 const RESET_CANCEL = 0;
-export const RESET_REFUSED = 1;
+const RESET_REFUSED = 1;
 
 type Payload = Buffer | string;
+
+/** Bytes a frame's payload takes: a number is RST's code (one byte) or WINDOW's increment (four). */
+function payloadLength(type: number, payload: Payload | number | undefined): number {
+  if (payload === undefined) return 0;
+  if (typeof payload === 'number') return type === RST ? 1 : 4;
+  return payload.length;
+}
 
 /** The peer reset the stream. `refused`: it never read it, so what was written can be sent again. */
 export class StreamResetError extends Error {
@@ -91,6 +98,12 @@ export class MuxStream extends EventEmitter {
   /** Like a socket's write: false when the data waits for the peer's window ('drain' follows). Strings are latin1, as the proxy's HTTP/1.1 heads are. */
   write(data: Payload, _encoding?: BufferEncoding): boolean {
     if (this.destroyed || this.writableEnded) return false;
+    if (typeof data === 'string' && this.unsent.length === 0 && data.length <= this.sendWindow && data.length <= MAX_FRAME_PAYLOAD) {
+      // A head: written into the flush's buffer as it is, not first copied into a Buffer of its own.
+      this.sendWindow -= data.length;
+      this.session.send(this.id, DATA, data);
+      return true;
+    }
     let buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
     if (this.unsent.length === 0) {
       const now = Math.min(buf.length, this.sendWindow);
@@ -242,9 +255,8 @@ export class MuxSession {
   private frameBytes = 0;
   private flushing = false;
   private partial: Buffer | undefined;
-  /** Server: set by goAway(), the last stream it serves. Client: the peer said GOAWAY. */
+  /** Server: goAway() was called. Client: the peer said GOAWAY. */
   private goingAway = false;
-  private lastServed = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   closed = false;
 
@@ -305,16 +317,9 @@ export class MuxSession {
   goAway(): void {
     if (this.goingAway || this.closed) return;
     this.goingAway = true;
-    if (this.opts.onStream) {
-      this.lastServed = this.nextId - 2;
-      this.send(Math.max(this.lastServed, 0), GOAWAY, undefined);
-    }
+    // The last stream the server serves: the highest it has taken.
+    if (this.opts.onStream) this.send(Math.max(this.nextId - 2, 0), GOAWAY, undefined);
     this.endIfDone();
-  }
-
-  /** Ends the connection at once, and with it every stream. */
-  destroy(): void {
-    this.socket.destroy();
   }
 
   forget(id: number): void {
@@ -334,7 +339,7 @@ export class MuxSession {
   send(id: number, type: number, payload: Payload | number | undefined): void {
     if (this.closed) return;
     this.frames.push({ id, type, payload });
-    this.frameBytes += HEADER_BYTES + (payload === undefined ? 0 : typeof payload === 'number' ? (type === RST ? 1 : 4) : payload.length);
+    this.frameBytes += HEADER_BYTES + payloadLength(type, payload);
     if (!this.flushing) {
       this.flushing = true;
       setImmediate(() => this.flush());
@@ -348,9 +353,8 @@ export class MuxSession {
     let at = 0;
     for (const f of this.frames) {
       const p = f.payload;
-      const length = p === undefined ? 0 : typeof p === 'number' ? (f.type === RST ? 1 : 4) : p.length;
       out.writeUInt32BE(f.id, at);
-      out.writeUInt32BE(((f.type << 24) | length) >>> 0, at + 4);
+      out.writeUInt32BE(((f.type << 24) | payloadLength(f.type, p)) >>> 0, at + 4);
       at += HEADER_BYTES;
       if (p === undefined) continue;
       if (typeof p === 'number') at = f.type === RST ? out.writeUInt8(p, at) : out.writeUInt32BE(p, at);
