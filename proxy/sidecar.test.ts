@@ -11,6 +11,8 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
 import { freePort } from '../lib/ports.js';
+import { EndpointPools, forward } from './http/forward.js';
+import { bodyText, testRequest } from './http/testdata/requests.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
 import { MeshTls } from './tls/mesh-tls.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
@@ -453,6 +455,56 @@ describe('sidecar to an endpoint whose proxy offers only tsmesh/h1', function ()
       await a.drain(0);
       older.close();
       olderTls.close();
+    }
+  });
+});
+
+describe('the client pool against an endpoint whose connections are slow to open', function () {
+  this.timeout(30_000);
+
+  it('reports the wait for the mTLS connection apart from the request, and no wait on the connection it then reuses', async () => {
+    const { ca } = await newRootCa();
+    const app = await listen(createHttpServer((req, res) => res.end(`api: ${req.url}`)));
+    const b = await apiSidecar(ca, new FixedConfig({}), () => portOf(app));
+    // Between A's pool and B: every new connection is held 300 ms before its bytes flow (a slow handshake).
+    const HOLD_MS = 300;
+    const relay = await listen(
+      createServer((down) => {
+        down.pause();
+        setTimeout(() => {
+          const up = connect(b.inboundPort, '127.0.0.1', () => {
+            down.pipe(up).pipe(down);
+            down.resume();
+          });
+          up.on('error', () => down.destroy());
+          down.on('error', () => up.destroy());
+        }, HOLD_MS);
+      }),
+    );
+    const webTls = new MeshTls(new FixedIdentity(issueCredentials(ca, WEB)));
+    const pools = new EndpointPools(webTls);
+    const ep = { address: '127.0.0.1', port: portOf(relay), identity: API };
+    try {
+      const timed = async (path: string): Promise<{ text: string; ms: number; connectMs: number | undefined }> => {
+        const t0 = performance.now();
+        const res = await forward(pools, ep, testRequest({ path, startedAt: t0 }));
+        const text = await bodyText(res);
+        return { text, ms: performance.now() - t0, connectMs: res.meta?.connectMs };
+      };
+      const first = await timed('/first');
+      assert.equal(first.text, 'api: /first');
+      assert.ok(first.connectMs !== undefined && first.connectMs >= HOLD_MS, `the first request waited ${first.connectMs} ms for its connection, of ${first.ms.toFixed(1)} ms in all`);
+      assert.ok(first.ms - first.connectMs < HOLD_MS, `without the wait for its connection it took ${(first.ms - first.connectMs).toFixed(1)} ms`);
+      const second = await timed('/second');
+      assert.equal(second.text, 'api: /second');
+      assert.equal(second.connectMs, undefined, 'the second request went out on the pooled connection at once');
+      assert.ok(second.ms < HOLD_MS, `the second request took ${second.ms.toFixed(1)} ms`);
+    } finally {
+      await pools.close();
+      webTls.close();
+      await b.drain(0);
+      relay.close();
+      app.close();
     }
   });
 });

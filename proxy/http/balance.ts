@@ -1,6 +1,7 @@
 // The innermost outbound handler for one destination service: pick an
 // endpoint (balance/p2c.ts), forward, and report the outcome back: latency
-// to the balancer, success or failure to the circuit breaker. Connection
+// to the balancer (from dispatch on a ready connection: the wait for one is
+// left out), success or failure to the circuit breaker. Connection
 // failures become local responses that say which kind they were, so the
 // retry layer above can tell a connect failure from a reset.
 import type { Clock } from '../../lib/scheduler.js';
@@ -63,7 +64,9 @@ export function balancedForward(o: BalancedOptions): Handler {
       return localResponse(connect ? 503 : 502, connect ? CONNECT_FAILURE : UPSTREAM_RESET, `tsmesh: ${where}: ${(e as Error).message}`);
     }
     s.pending--;
-    balancer.observe(s, clock.now() - started, true);
+    // Counted, the wait for a connection (an mTLS handshake) would make a new endpoint look slow
+    // until it had been idle for the reprobe time.
+    balancer.observe(s, Math.max(0, clock.now() - started - (res.meta?.connectMs ?? 0)), true);
     breaker?.record(s, res.status >= 500);
     return res;
   };

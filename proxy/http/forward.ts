@@ -21,7 +21,7 @@ import { connectEndpoint } from '../upstream.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
 import type { RequestSignal } from './cancel.js';
-import { bufferedBody, type Body, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, type Body, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
 
@@ -171,10 +171,13 @@ class H1Pool {
   }
 
   private async requestSlow(req: ProxyRequest): Promise<ProxyResponse> {
+    let connectMs = 0;
     for (;;) {
+      const waitedFrom = performance.now();
       const conn = await this.take(req.signal);
+      connectMs += performance.now() - waitedFrom;
       try {
-        return await this.exchange(conn, req);
+        return await this.exchange(conn, req, connectMs);
       } catch (e) {
         if (this.replayable(e, conn, req)) continue;
         throw e;
@@ -182,8 +185,9 @@ class H1Pool {
     }
   }
 
-  private exchange(conn: Conn, req: ProxyRequest): Promise<ProxyResponse> {
-    return new Promise<ProxyResponse>((resolve, reject) => new Exchange(this, conn, req, resolve, reject).start());
+  /** `connectMs`: how long the request waited for `conn` (ResponseMeta.connectMs). */
+  private exchange(conn: Conn, req: ProxyRequest, connectMs = 0): Promise<ProxyResponse> {
+    return new Promise<ProxyResponse>((resolve, reject) => new Exchange(this, conn, req, connectMs, resolve, reject).start());
   }
 
   /**
@@ -343,6 +347,7 @@ class Exchange {
     private readonly pool: H1Pool,
     private readonly conn: Conn,
     private readonly req: ProxyRequest,
+    private readonly connectMs: number,
     private readonly resolve: (res: ProxyResponse) => void,
     private readonly reject: (e: Error) => void,
   ) {
@@ -440,8 +445,9 @@ class Exchange {
         if (!b.readableEnded) this.finish(new UpstreamResetError('the response body was abandoned'));
       });
     }
-    const ep = this.pool.ep;
-    this.resolve({ status: h.status, headers: h.headers, body: this.body, meta: ep.identity ? { peerIdentity: ep.identity } : {} });
+    const meta: ResponseMeta = this.pool.ep.identity ? { peerIdentity: this.pool.ep.identity } : {};
+    if (this.connectMs > 0) meta.connectMs = this.connectMs;
+    this.resolve({ status: h.status, headers: h.headers, body: this.body, meta });
     return next;
   }
 

@@ -8,7 +8,7 @@ import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, loadHttp2 } from './h2-module.js';
-import { streamOf, type ProxyRequest, type ProxyResponse } from './types.js';
+import { streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
@@ -67,7 +67,9 @@ export class H2Sessions {
 }
 
 export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: ProxyRequest): Promise<ProxyResponse> {
+  const waitedFrom = performance.now();
   const session = await sessions.session(ep);
+  const connectMs = performance.now() - waitedFrom;
   const { host, ...rest } = req.headers;
   const headers: Record<string, string | string[]> = {
     [HTTP2_HEADER_METHOD]: req.method,
@@ -86,6 +88,6 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   const status = Number(responseHeaders[HTTP2_HEADER_STATUS]);
   const out: Record<string, string | string[] | undefined> = {};
   for (const [k, v] of Object.entries(responseHeaders)) if (!k.startsWith(':')) out[k] = v;
-  const meta = ep.identity ? { peerIdentity: ep.identity } : {};
+  const meta: ResponseMeta = ep.identity ? { peerIdentity: ep.identity, connectMs } : { connectMs };
   return { status, headers: out, body: stream as unknown as Readable, meta };
 }

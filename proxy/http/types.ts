@@ -35,6 +35,13 @@ export interface ResponseMeta {
   peerIdentity?: string;
   /** Set when the proxy itself produced the response (timeout, no endpoint, fault, denial). */
   localReason?: string;
+  /**
+   * Milliseconds the request waited for a connection to the endpoint before it
+   * went out: opening one (the mTLS handshake included) or waiting for a
+   * pooled one to come free. Not the endpoint's latency: the balancer leaves
+   * it out, as Linkerd's measures from dispatch on a ready connection.
+   */
+  connectMs?: number;
 }
 
 export type Handler = (req: ProxyRequest) => Promise<ProxyResponse>;
