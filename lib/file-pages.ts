@@ -180,8 +180,8 @@ export function scheduleMemoryRelease(o: ReleaseSchedule): () => void {
     // Memory housekeeping: whatever goes wrong is logged, never thrown into the proxy.
     try {
       const t0 = performance.now();
-      const rssBefore = vmRss();
       const r = typeof pages === 'string' ? undefined : await pages.release();
+      const rssBefore = r?.rssBefore ?? vmRss();
       if (typeof trim !== 'string') trim();
       const mb = (n: number): number => Math.round(n / 104857.6) / 10;
       o.log.debug('released memory', { mappings: r?.mappings ?? 0, mallocTrimmed: typeof trim !== 'string', rssBeforeMb: mb(rssBefore), rssAfterMb: mb(vmRss()), ms: Math.round(performance.now() - t0) });

@@ -559,8 +559,13 @@ function report(runs: Run[], load: [number, number]): void {
   console.log('\ntsmesh against HAProxy and the aims:');
   console.log(`  throughput               ${f(throughput).padStart(8)}x HAProxy's      aim >= ${AIM.throughputVsHaproxy}x: ${mark(throughput >= AIM.throughputVsHaproxy)}`);
   console.log(`  added p99 at ${RATE} req/s ${f(addedP99).padStart(8)}x HAProxy's      aim <= ${AIM.addedP99VsHaproxy}x: ${mark(addedP99 <= AIM.addedP99VsHaproxy)}`);
-  console.log(`  RSS per proxy            ${f(rss, 1).padStart(8)} MB (larger)      aim <= ${AIM.rssMb} MB: ${mark(rss <= AIM.rssMb)}`);
-  console.log(`  CPU per 1000 req/s       ${f(cpuPerKrps, 3).padStart(8)} cores (busier) aim <= ${AIM.cpuPerKrps}: ${mark(cpuPerKrps <= AIM.cpuPerKrps)}`);
+  // RSS and CPU have absolute aims; HAProxy's own figures, of the same run, say what the machine allows.
+  const haproxyRss = Math.max(...haproxy.memory.map((m) => m.rssMb));
+  const haproxyCpu = Math.max(...haproxy.sidecars.map((_, i) => perKrps(haproxy, i)));
+  console.log(`  RSS per proxy            ${f(rss, 1).padStart(8)} MB (larger)      aim <= ${AIM.rssMb} MB: ${mark(rss <= AIM.rssMb)}; HAProxy's ${f(haproxyRss, 1)} MB (${f(ratio(rss, haproxyRss))}x)`);
+  console.log(
+    `  CPU per 1000 req/s       ${f(cpuPerKrps, 3).padStart(8)} cores (busier) aim <= ${AIM.cpuPerKrps}: ${mark(cpuPerKrps <= AIM.cpuPerKrps)}; HAProxy's ${f(haproxyCpu, 3)} (${f(ratio(cpuPerKrps, haproxyCpu))}x)`,
+  );
   if (load[0] > 0.5)
     console.log(`  note: load average ${f(load[0])} before the run and ${f(load[1])} after, on ${availableParallelism()} CPUs: other work shared the machine; the turns keep the comparison fair, but absolute figures are noisy.`);
   // Microseconds of CPU per request at saturation, both sidecars of the run together.
