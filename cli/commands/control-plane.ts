@@ -102,13 +102,15 @@ export const controlPlaneCommand: Command = {
     let meshSource: MeshSource | undefined;
     const local = Boolean(tokenFile);
     let leading = local;
+    /** This replica: its pod name in Kubernetes (the downward API sets POD_NAME), else the hostname. */
+    const replica = process.env.POD_NAME ?? hostname();
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     if (!values['no-discovery']) {
       if (meshFile) meshSource = new FileMeshSource(meshFile, log.child('mesh-file'));
       else if (local) log.info('discovery off: local mode (--token-file) without --mesh-file');
       else {
-        const source = createKubernetesSource({ kc: kube(), trustDomain, registry, log: log.child('kubernetes'), isWriter: () => leading });
+        const source = createKubernetesSource({ kc: kube(), trustDomain, registry, log: log.child('kubernetes'), isWriter: () => leading, instance: replica });
         // Every replica issues, so every replica follows the ConfigMap's certificateTtl.
         followMeshCertificateTtl({ authority, source, defaultFrom: ttl ? '--cert-ttl' : 'the default', log: log.child('ca') });
         meshSource = source;
@@ -146,7 +148,7 @@ export const controlPlaneCommand: Command = {
       : startLeaderElection({
           kc: kube(),
           namespace: CONTROL_PLANE_NAMESPACE,
-          identity: process.env.POD_NAME ?? hostname(),
+          identity: replica,
           log: log.child('leader'),
           onStartedLeading: () => {
             leading = true;

@@ -15,9 +15,11 @@
 // the model with no clusterIPs (its endpoints still carry identities, so
 // AuthorizationPolicies that target it select its workloads).
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1ConfigMap, type V1EndpointSlice, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
 import type { MeshModel, ServiceModel } from '../model.js';
+import { EventRecorder } from '../events.js';
 import { PolicyStatusWriter } from '../status.js';
 import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './kubernetes-informer.js';
 import {
@@ -54,8 +56,10 @@ export interface KubernetesSourceOptions {
   maxDelayMs?: number;
   /** Rebuild from the caches and re-check statuses this often even without events (default 5 min). */
   resyncMs?: number;
-  /** Write the policies' status conditions (default true). */
+  /** Write to the API (default true): the policies' status conditions, and a Warning Event on a refused ConfigMap tsmesh-config. */
   writeStatus?: boolean;
+  /** This replica (its pod name), the source host of its Events; default the hostname. */
+  instance?: string;
   /** Whether this replica writes now (the leader, when several run); default always. */
   isWriter?: () => boolean;
   /** Backoff of watch restarts (default 500 ms doubling to 30 s). */
@@ -86,6 +90,9 @@ export interface KubernetesMeshSource extends MeshSource {
 
 const DEFAULT_NAMESPACE = 'tsmesh-system';
 
+/** The reason of the Warning Event on a refused ConfigMap tsmesh-config. */
+export const INVALID_CONFIG = 'InvalidConfig';
+
 /** CustomObjectsApi lists are untyped. */
 const listOf = <T extends PolicyObject>(p: Promise<unknown>): Promise<KubernetesListObject<T>> => p as Promise<KubernetesListObject<T>>;
 
@@ -104,6 +111,7 @@ class KubernetesSource implements KubernetesMeshSource {
   private readonly listeners = new Set<(m: MeshModel) => void>();
   private readonly meshConfigListeners = new Set<(c: MeshConfig) => void>();
   private readonly statusWriter: PolicyStatusWriter | undefined;
+  private readonly events: EventRecorder | undefined;
   private readonly log: Logger;
   private readonly debounceMs: number;
   private readonly maxDelayMs: number;
@@ -178,7 +186,10 @@ class KubernetesSource implements KubernetesMeshSource {
       informerOpts,
     );
     this.informers = [this.services, this.slices, this.pods, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap] as ResilientInformer<never>[];
-    if (opts.writeStatus !== false) this.statusWriter = new PolicyStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
+    if (opts.writeStatus !== false) {
+      this.statusWriter = new PolicyStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
+      this.events = new EventRecorder(kc, opts.log.child('events'), opts.instance ?? hostname());
+    }
     for (const i of this.informers) i.start();
     this.resyncTimer = setInterval(() => this.schedule(), opts.resyncMs ?? 300_000);
     this.resyncTimer.unref();
@@ -258,6 +269,12 @@ class KubernetesSource implements KubernetesMeshSource {
       } catch (e) {
         // The error names the key and its value (data.<key>: ...); `keeping` is what stays in force.
         this.log.error(`ConfigMap ${MESH_CONFIG_NAME} is invalid; keeping the last good mesh settings`, { error: (e as Error).message, keeping: settings(this.meshConfig) });
+        // And where its author looks (kubectl describe configmap): one Event per refused version, from the writer.
+        const meta = cm?.metadata;
+        if (meta?.namespace && meta.name && this.writes()) {
+          const target = { apiVersion: 'v1', kind: 'ConfigMap', namespace: meta.namespace, name: meta.name, uid: meta.uid, resourceVersion: meta.resourceVersion };
+          this.events?.warning(target, INVALID_CONFIG, `${(e as Error).message}; the last good mesh settings stay in force`);
+        }
       }
       if (next) {
         this.meshConfig = next;
@@ -328,10 +345,15 @@ class KubernetesSource implements KubernetesMeshSource {
       if (first) for (const w of this.syncWaiters.splice(0)) w(model);
     }
 
-    if (this.opts.isWriter && !this.opts.isWriter()) return;
+    if (!this.writes()) return;
     this.statusWriter?.sync(policies.verdicts, (v) =>
       (v.kind === 'TrafficPolicy' ? this.trafficPolicies : this.authorizationPolicies).get(v.name, v.namespace),
     );
+  }
+
+  /** Whether this replica writes to the API now. */
+  private writes(): boolean {
+    return !this.opts.isWriter || this.opts.isWriter();
   }
 
   close(): void {

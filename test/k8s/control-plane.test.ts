@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AdmissionregistrationV1Api, CoreV1Api, DiscoveryV1Api } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, DiscoveryV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import { Agent, request } from 'undici';
 import { createRootCa } from '../../ca/root.js';
 import { CA_FILES } from '../../ca/material.js';
@@ -152,14 +152,22 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
       const m = /^tsmesh_ca_certificate_ttl_seconds (\d+)$/m.exec(await r.body.text());
       return m ? Number(m[1]) : undefined;
     };
-    const setTtl = async (value: string | undefined): Promise<void> => {
+    /** Sets (or with undefined removes) certificateTtl; returns the ConfigMap's new resourceVersion. */
+    const setTtl = async (value: string | undefined): Promise<string | undefined> => {
       const core = server!.kc.makeApiClient(CoreV1Api);
       const cm = await core.readNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config' });
       const data = { ...cm.data };
       if (value === undefined) delete data['certificateTtl'];
       else data['certificateTtl'] = value;
-      await core.replaceNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config', body: { ...cm, data } });
+      return (await core.replaceNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config', body: { ...cm, data } })).metadata?.resourceVersion;
     };
+    /** The Warning Events on ConfigMap tsmesh-config. */
+    const configWarnings = async (): Promise<CoreV1Event[]> =>
+      (
+        await server!.kc
+          .makeApiClient(CoreV1Api)
+          .listNamespacedEvent({ namespace: 'tsmesh-system', fieldSelector: 'involvedObject.kind=ConfigMap,involvedObject.name=tsmesh-config,type=Warning' })
+      ).items;
     const waitTtl = (seconds: number, what: string): Promise<number> =>
       eventually(async () => ((await ttlMetric()) === seconds ? seconds : undefined), 10_000, what).catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
 
@@ -175,16 +183,25 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
       assert.match(stderr, /"msg":"certificate lifetime for certificates issued from now on","ttl":"2h","from":"ConfigMap tsmesh-config certificateTtl"/);
     });
 
-    it('a bad certificateTtl is refused, naming the key and the value, and 2h stays in force', async () => {
+    it('a bad certificateTtl is refused, naming the key and the value, in the log and in an Event on the ConfigMap, and 2h stays in force', async () => {
       const before = stderr.length;
-      await setTtl('10s');
+      assert.deepEqual(await configWarnings(), [], 'no Warning Event before the refusal');
+      const refusedVersion = await setTtl('10s');
       const line = await eventually(async () => stderr.slice(before).split('\n').find((l) => l.includes('ConfigMap tsmesh-config is invalid')), 10_000, 'the refusal');
       const logged = JSON.parse(line) as { level: string; error: string; keeping: { certificateTtlSeconds?: number } };
       assert.equal(logged.level, 'error');
       assert.equal(logged.error, 'data.certificateTtl: 10s is outside 60s to 30d');
       assert.equal(logged.keeping.certificateTtlSeconds, 7200);
+      // What `kubectl describe configmap tsmesh-config -n tsmesh-system` shows.
+      const [event, ...more] = await eventually(async () => ((await configWarnings()).length > 0 ? configWarnings() : undefined), 10_000, 'the Warning Event');
+      assert.equal(more.length, 0, 'one Event for the refused version');
+      assert.equal(event!.reason, 'InvalidConfig');
+      assert.equal(event!.message, 'data.certificateTtl: 10s is outside 60s to 30d; the last good mesh settings stay in force');
+      assert.equal(event!.involvedObject.resourceVersion, refusedVersion);
+      assert.equal(event!.source?.component, 'tsmesh-control-plane');
       assert.equal(await ttlMetric(), 7200);
       assert.ok(Math.abs((await issuedLifetime()) - 7200) <= 1);
+      assert.equal((await configWarnings()).length, 1, 'still one Event: the refused version is judged once');
     });
 
     it('without the key, --cert-ttl is in force again', async () => {

@@ -58,6 +58,7 @@ const GRANTS: Grant[] = [
   // No Secret: the CA material (Secret tsmesh-ca, made by tsmesh install) reaches the pod as a mounted volume.
   { namespace: NS, group: 'coordination.k8s.io', resources: ['leases'], verbs: ['get', 'update'], names: [LEASE], why: 'leader election: one replica writes' },
   { namespace: NS, group: 'coordination.k8s.io', resources: ['leases'], verbs: ['create'], why: 'leader election (create cannot be limited by name)' },
+  { namespace: NS, group: '', resources: ['events'], verbs: ['create'], why: 'a Warning Event on a refused tsmesh-config' },
 ];
 
 /** One permission as a comparable string: scope group resource verb name. */
@@ -138,6 +139,8 @@ const DENIED: { attrs: V1ResourceAttributes; why: string }[] = [
   { attrs: { resource: 'configmaps', verb: 'update', namespace: 'shop', name: 'app-settings' }, why: 'other apps\' ConfigMaps' },
   { attrs: { resource: 'configmaps', verb: 'delete', namespace: 'shop', name: 'tsmesh-trust-bundle' }, why: 'deleting ConfigMaps' },
   { attrs: { resource: 'serviceaccounts', subresource: 'token', verb: 'create', namespace: 'shop', name: 'web' }, why: 'minting tokens for workloads' },
+  { attrs: { resource: 'events', verb: 'create', namespace: 'shop' }, why: 'Events outside tsmesh-system' },
+  { attrs: { resource: 'events', verb: 'delete', namespace: NS, name: 'anything' }, why: 'deleting Events' },
   { attrs: { group: 'tsmesh.io', resource: 'trafficpolicies', verb: 'update', namespace: 'shop' }, why: 'changing a policy\'s spec' },
   { attrs: { group: 'tsmesh.io', resource: 'authorizationpolicies', verb: 'delete', namespace: 'shop' }, why: 'deleting policies' },
   { attrs: { group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', verb: 'patch', name: 'other-webhook' }, why: 'other webhooks' },
