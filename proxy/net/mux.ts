@@ -251,7 +251,7 @@ export class MuxSession {
   private readonly streams = new Map<number, MuxStream>();
   /** Client: the next id to open. Server: ids below it were opened already. */
   private nextId = 1;
-  private frames: { id: number; type: number; payload: Payload | number | undefined }[] = [];
+  private frames: { id: number; type: number; payload: Payload | number | undefined; length: number }[] = [];
   private frameBytes = 0;
   private flushing = false;
   private partial: Buffer | undefined;
@@ -338,8 +338,9 @@ export class MuxSession {
   /** Queues a frame; the frames of one turn of the event loop are written together. */
   send(id: number, type: number, payload: Payload | number | undefined): void {
     if (this.closed) return;
-    this.frames.push({ id, type, payload });
-    this.frameBytes += HEADER_BYTES + payloadLength(type, payload);
+    const length = payloadLength(type, payload);
+    this.frames.push({ id, type, payload, length });
+    this.frameBytes += HEADER_BYTES + length;
     if (!this.flushing) {
       this.flushing = true;
       setImmediate(() => this.flush());
@@ -354,7 +355,7 @@ export class MuxSession {
     for (const f of this.frames) {
       const p = f.payload;
       out.writeUInt32BE(f.id, at);
-      out.writeUInt32BE(((f.type << 24) | payloadLength(f.type, p)) >>> 0, at + 4);
+      out.writeUInt32BE(((f.type << 24) | f.length) >>> 0, at + 4);
       at += HEADER_BYTES;
       if (p === undefined) continue;
       if (typeof p === 'number') at = f.type === RST ? out.writeUInt8(p, at) : out.writeUInt32BE(p, at);

@@ -191,10 +191,10 @@ describe('the discovery stream with real processes: a proxy outlives its control
     assert.ok(connectedAt - dueAt < 2000, `connected ${connectedAt - dueAt} ms after the attempt was due`);
     assert.ok(dueAt >= readyAt - 1000, `an attempt due ${readyAt - dueAt} ms before the control plane was ready connected`);
 
-    // Traffic reaches the new endpoint. Its first requests run through a proxy that has served none
-    // (cold code), and the balancer keeps a slow sample until the endpoint is idle for its reprobe
-    // time (1 s); a burst of 200 requests in a fraction of a second could go to b alone. So a few
-    // requests go first, and the measured load starts once b2 is due a fresh sample.
+    // Traffic reaches the new endpoint. The balancer keeps an endpoint's slowest recent sample until
+    // it has been idle for its reprobe time (1 s), and the counted load of 200 requests lasts a
+    // fraction of a second: one slow first sample on b2 could send all of it to b. So a few requests
+    // go first, and the counted load starts once b2 is due a fresh sample, whatever its first were.
     await lab!.load('a', { origin: `http://${SERVICE_IP}`, path: '/warm?i={i}', mode: 'closed', concurrency: 4, durationMs: 5000, maxRequests: 20, timeoutMs: 5000 });
     await sleep(1500);
     const after = await lab!.load('a', { origin: `http://${SERVICE_IP}`, path: '/after?i={i}', mode: 'closed', concurrency: 4, durationMs: 20_000, maxRequests: 200, timeoutMs: 5000 });
