@@ -9,7 +9,12 @@
 // A JSON line on stdin changes how every request is answered from then on:
 //   {"fail": {"status": 500}}   answer every request with that status
 //   {"fail": null}              answer normally again
-// and is acknowledged with {"event":"control",...}. The app is named by its
+//   {"hang": true}              answer nothing: every request is held (a hung app)
+//   {"hang": false}             answer again; held requests whose client is still there are answered
+//   {"reset": true|false}       close every request's connection without an answer
+//   {"delayMs": N}              answer every request N ms late (0: at once)
+//   {"stats": true}             only report: open connections and held requests
+// and is acknowledged with {"event":"control",...,"connections":N,"held":M}. The app is named by its
 // third argument (default "b"); logged requests carry the traceparent
 // header they came with and the status they were answered.
 // Usage: node --import tsx test/netns/mesh-app.ts HTTP_PORT ECHO_PORT [NAME]
@@ -23,6 +28,14 @@ import { createInterface } from 'node:readline';
 const [httpPort = '8080', echoPort = '9000', name = 'b'] = process.argv.slice(2);
 /** Set from stdin: every request is answered with this status. */
 let failAll: number | undefined;
+/** Set from stdin: requests are held unanswered (hang), or their connection closed (reset), or answered late. */
+let hang = false;
+let reset = false;
+let delayMs = 0;
+/** Requests held while hanging, answered (if their client is still there) when it ends. */
+const held = new Set<() => void>();
+/** Connections open to the HTTP port now. */
+let connections = 0;
 
 function log(entry: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ at: Date.now(), ...entry }) + '\n');
@@ -49,8 +62,21 @@ function handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse |
     res.end(body);
     log({ event: 'response', path: req.url });
   };
-  const ms = Number(url.searchParams.get('ms') ?? 0);
-  if (url.pathname === '/slow' && ms > 0) setTimeout(answer, Math.min(ms, 30_000));
+  if (reset) {
+    req.socket.destroy();
+    return;
+  }
+  if (hang) {
+    const release = (): void => {
+      held.delete(release);
+      if (!req.socket.destroyed) answer();
+    };
+    held.add(release);
+    req.socket.once('close', () => held.delete(release));
+    return;
+  }
+  const ms = Number(url.searchParams.get('ms') ?? 0) + delayMs;
+  if ((url.pathname === '/slow' || delayMs > 0) && ms > 0) setTimeout(answer, Math.min(ms, 30_000));
   else answer();
 }
 
@@ -61,6 +87,8 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 // Reads until the first bytes tell HTTP/2's preface from anything else, puts
 // them back, and hands the socket to the matching server.
 const web = createTcpServer({ noDelay: true }, (socket: Socket) => {
+  connections++;
+  socket.once('close', () => connections--);
   socket.on('error', () => socket.destroy());
   let head = Buffer.alloc(0);
   const onData = (chunk: Buffer): void => {
@@ -93,9 +121,15 @@ await Promise.all([once(web, 'listening'), once(echo, 'listening')]);
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() === '') return;
   try {
-    const { fail } = JSON.parse(line) as { fail?: { status: number } | null };
-    failAll = fail?.status;
-    log({ event: 'control', fail: fail ?? null });
+    const command = JSON.parse(line) as { fail?: { status: number } | null; hang?: boolean; reset?: boolean; delayMs?: number; stats?: boolean };
+    if ('fail' in command) failAll = command.fail?.status;
+    if (command.reset !== undefined) reset = command.reset;
+    if (command.delayMs !== undefined) delayMs = command.delayMs;
+    if (command.hang !== undefined) {
+      hang = command.hang;
+      if (!hang) for (const release of [...held]) release();
+    }
+    log({ event: 'control', ...command, connections, held: held.size });
   } catch (e) {
     log({ event: 'control', error: (e as Error).message });
   }

@@ -87,6 +87,15 @@ export interface AppRequest {
   traceparent?: string;
 }
 
+/** What mesh-app.ts answers a control line with. */
+export interface AppControlAck {
+  event: 'control';
+  /** Connections open to the app's HTTP port. */
+  connections: number;
+  /** Requests the app holds unanswered (hang mode). */
+  held: number;
+}
+
 const CP = 'cp';
 const CP_HOST = 10;
 const CLUSTER_IP_GUARD = 'tsmesh-test/cluster-ip-never-leaves';
@@ -342,13 +351,18 @@ export class StreamLab extends NamespaceLab<string> {
     return out;
   }
 
-  /** Sends a control line to a pod's app (see mesh-app.ts) and waits until it is acknowledged. */
-  async controlApp(pod: string, command: object): Promise<void> {
+  /**
+   * Sends a control line to a pod's app (see mesh-app.ts) and waits until it
+   * is acknowledged; returns the acknowledgement, which gives the app's open
+   * connections and held requests at that moment.
+   */
+  async controlApp(pod: string, command: object): Promise<AppControlAck> {
     const app = this.apps[pod]!;
-    const acks = (): number => app.stdout.split('\n').filter((l) => l.includes('"event":"control"')).length;
-    const before = acks();
+    const acks = (): string[] => app.stdout.split('\n').filter((l) => l.includes('"event":"control"'));
+    const before = acks().length;
     app.child.stdin!.write(JSON.stringify(command) + '\n');
-    await waitFor(`app ${pod} to take ${JSON.stringify(command)}`, async () => (acks() > before ? true : undefined), 5000, 10);
+    const line = await waitFor(`app ${pod} to take ${JSON.stringify(command)}`, async () => acks()[before], 5000, 10);
+    return JSON.parse(line) as AppControlAck;
   }
 
   /** Packets dropped in a pod because they still carried a ClusterIP after nat (must stay 0). */
