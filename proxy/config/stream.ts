@@ -1,10 +1,11 @@
 // The proxy's end of the discovery stream: GET /v1/config on the control
 // plane over mTLS, one ProxyConfig per line. The last good config stays in
-// force while the stream is down; reconnects back off with jitter; each
-// config taken is acknowledged (POST /v1/config/ack) for push-latency metrics.
+// force while the stream is down; reconnects back off with jitter, capped at
+// a few seconds (STREAM_BACKOFF); each config taken is acknowledged
+// (POST /v1/config/ack) for push-latency metrics.
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { backoffDelay, DEFAULT_BACKOFF } from '../../lib/backoff.js';
+import { backoffDelay, type BackoffOptions } from '../../lib/backoff.js';
 import type { Logger } from '../../lib/log.js';
 import { systemScheduler, type Scheduler, type TimerHandle } from '../../lib/scheduler.js';
 import type { ConfigSource } from './source.js';
@@ -17,6 +18,17 @@ export const ACK_PATH = '/v1/config/ack';
 export const STREAM_IDLE_MS = 45_000;
 /** One config line larger than this is refused (and the stream restarted). */
 export const MAX_CONFIG_LINE_BYTES = 32 * 1024 * 1024;
+/**
+ * Reconnect delays. A proxy waiting on a dead control plane costs it nothing,
+ * but one waiting long after it came back runs on a stale config: capped at
+ * 3 s, every proxy is back within about 3 s of the control plane (Linkerd's
+ * and Envoy's discovery clients also retry about every second). The jitter
+ * spreads a thousand proxies that lost the stream at the same moment over
+ * 1.5 s at the cap, so they do not reconnect in step.
+ */
+export const STREAM_BACKOFF: Readonly<BackoffOptions> = { minMs: 200, maxMs: 3_000, factor: 2, jitter: 0.5 };
+/** A stream that lasted this long ended as a healthy one does: the next reconnect starts from the first delay. One that ended sooner (a control plane that takes streams and drops them) keeps backing off. */
+export const STREAM_STABLE_MS = 10_000;
 
 export interface StreamConfigOptions {
   /** host:port of the control plane (TSMESH_CONTROL_PLANE_ADDRESS). */
@@ -79,7 +91,7 @@ export class StreamConfigSource implements ConfigSource {
 
   private retry(why: string): void {
     if (this.closed) return;
-    const delay = backoffDelay(this.attempt++, DEFAULT_BACKOFF, this.opts.random);
+    const delay = backoffDelay(this.attempt++, STREAM_BACKOFF, this.opts.random);
     this.opts.log.info('discovery stream down; reconnecting', { why, inMs: delay, version: this.config?.version });
     this.timer = this.scheduler.setTimeout(() => this.connect(), delay);
   }
@@ -98,7 +110,7 @@ export class StreamConfigSource implements ConfigSource {
         return;
       }
       this.response = res;
-      this.attempt = 0;
+      const connectedAt = this.scheduler.now();
       this.opts.log.info('discovery stream connected', { address: this.opts.address });
       res.setTimeout(STREAM_IDLE_MS, () => res.destroy(new Error(`no data for ${STREAM_IDLE_MS} ms`)));
       let buffered = '';
@@ -121,6 +133,7 @@ export class StreamConfigSource implements ConfigSource {
         if (ended) return;
         ended = true;
         this.response = undefined;
+        if (this.scheduler.now() - connectedAt >= STREAM_STABLE_MS) this.attempt = 0;
         this.retry(why);
       };
       res.once('error', (e: Error) => end(e.message));

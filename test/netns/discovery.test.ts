@@ -11,13 +11,16 @@
 // second endpoint, b2); once the control plane is back, a's proxy reconnects
 // on its own backoff, its /config shows the new version, and traffic reaches
 // b2. A change made while connected reaches a's /config within 1 s, before
-// the outage and after it.
+// the outage and after it. After a longer outage (40 s, long enough for the
+// reconnect backoff to reach its cap), a change made while the control plane
+// was down reaches every proxy within 5 s of its return.
 //
 // Addresses: 10.244.20.0/24 for the pods, ClusterIPs in 10.96.20.0/24, so
 // this file and test/netns/mesh.test.ts (10.244.10.0/24) can run one after
 // the other or side by side. Skipped, with the reason printed, where network
 // namespaces cannot be created.
 import assert from 'node:assert/strict';
+import { STREAM_BACKOFF } from '../../proxy/config/stream.js';
 import type { ProxyConfig } from '../../proxy/config/types.js';
 import { APP_HTTP_PORT, APP_USER, K8S_NAMESPACE, sleep } from './mesh-lab.js';
 import { netnsUnavailable } from './netns.js';
@@ -26,6 +29,12 @@ import { StreamLab, type MeshDocument } from './stream-lab.js';
 const SERVICE_IP = '10.96.20.10';
 /** Within this, a change made while connected must show in a's /config. */
 const PUSH_LIMIT_MS = 1000;
+/** The long outage: the reconnect delays have long reached their cap. */
+const LONG_OUTAGE_MS = 40_000;
+/** Within this of the control plane's return, a change made while it was down must show in every proxy's /config. */
+const CONVERGE_LIMIT_MS = 5000;
+/** The ceiling of reconnect delay `n`: each delay is drawn in [ceiling/2, ceiling] (lib/backoff.ts). */
+const delayCeiling = (n: number): number => Math.min(STREAM_BACKOFF.maxMs, STREAM_BACKOFF.minMs * STREAM_BACKOFF.factor ** n);
 
 /** Service b on its ClusterIP, HTTP 80 -> 8080, with these pods as endpoints. */
 function meshWith(lab: StreamLab, endpoints: readonly string[], timeout?: string): MeshDocument {
@@ -184,9 +193,9 @@ describe('the discovery stream with real processes: a proxy outlives its control
     assert.notEqual(caughtUp.version, last.version);
     assert.deepEqual(endpointsOfB(caughtUp), [lab!.addr.b, lab!.addr.b2].sort());
     assert.equal(serviceB(caughtUp)!.endpoints.find((e) => e.address === lab!.addr.b2)!.identity, lab!.identity('b2'));
-    // Backoff: each delay is drawn in [ceiling/2, ceiling], the ceiling doubling from 200 ms (lib/backoff.ts).
+    // Backoff: each delay is drawn in [ceiling/2, ceiling], the ceiling doubling from 200 ms to its cap.
     assert.ok(delays.length >= 4, `a's proxy tried to reconnect ${delays.length} times:\n${proxyA.tail()}`);
-    delays.forEach((d, n) => assert.ok(d >= Math.min(30_000, 200 * 2 ** n) / 2 - 1 && d <= Math.min(30_000, 200 * 2 ** n) + 1, `delay ${n} was ${d} ms`));
+    delays.forEach((d, n) => assert.ok(d >= delayCeiling(n) / 2 - 1 && d <= delayCeiling(n) + 1, `delay ${n} was ${d} ms`));
     // It connected on the attempt its backoff had scheduled, the first one due after the control plane was ready.
     assert.ok(connectedAt - dueAt < 2000, `connected ${connectedAt - dueAt} ms after the attempt was due`);
     assert.ok(dueAt >= readyAt - 1000, `an attempt due ${readyAt - dueAt} ms before the control plane was ready connected`);
@@ -218,5 +227,31 @@ describe('the discovery stream with real processes: a proxy outlives its control
     assert.equal(summary.failed, 0, JSON.stringify(summary.failures.slice(0, 5)));
     assert.equal(lab!.appRequests('b2', '/only-b2').length, 100);
     assert.equal(lab!.appRequests('b', '/only-b2').length, 0);
+  });
+
+  it(`after a ${LONG_OUTAGE_MS / 1000} s outage, a change made while the control plane was down reaches every proxy within ${CONVERGE_LIMIT_MS} ms of its return`, async function () {
+    this.timeout(LONG_OUTAGE_MS + 120_000);
+    const pods = ['a', 'b', 'b2'];
+    const timeout = '9s';
+    const killedAt = Date.now();
+    await lab!.killControlPlane();
+    await sleep(LONG_OUTAGE_MS - 5000);
+    await lab!.writeMesh(meshWith(lab!, ['b2'], timeout));
+    await sleep(5000);
+    await lab!.startControlPlane();
+    const readyAt = Date.now();
+    const caughtUp = await Promise.all(
+      pods.map(async (pod) => {
+        await lab!.waitConfig(pod, `the policy b-timeout-${timeout}`, (c) => serviceB(c)?.trafficPolicy?.timeout === timeout, 60_000, 50);
+        return Date.now() - readyAt;
+      }),
+    );
+    const longest = pods.map((pod) => Math.max(...logLines(lab!.proxies[pod]!.stderr, 'discovery stream down; reconnecting', killedAt).map((l) => l.inMs ?? 0)));
+    console.log(
+      `      down ${readyAt - killedAt} ms; the change reached ${pods.map((p, i) => `${p} ${caughtUp[i]} ms`).join(', ')} after the control plane was ready; ` +
+        `longest reconnect delay ${pods.map((p, i) => `${p} ${longest[i]} ms`).join(', ')}`,
+    );
+    pods.forEach((pod, i) => assert.ok(caughtUp[i]! <= CONVERGE_LIMIT_MS, `the change reached ${pod}'s proxy ${caughtUp[i]} ms after the control plane was ready`));
+    pods.forEach((pod, i) => assert.ok(longest[i]! <= STREAM_BACKOFF.maxMs, `${pod}'s proxy waited ${longest[i]} ms between attempts`));
   });
 });
