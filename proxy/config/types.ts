@@ -30,7 +30,12 @@ export interface MeshSettings {
   retryBudget: RetryBudget;
 }
 
-/** Retries may add at most `ratio` of the requests plus `minRetriesPerSecond`, counted over `ttl`. */
+/**
+ * Retries may add at most `ratio` of the requests, a request's share expiring
+ * after `ttl` and spent no faster than 1.25 x `ratio` of the last second's
+ * requests, plus `minRetriesPerSecond`, a rate that holds at most one
+ * second's worth.
+ */
 export interface RetryBudget {
   ratio: number;
   minRetriesPerSecond: number;
