@@ -41,6 +41,7 @@ const SERVICES: Record<string, { ip: string; pods: string[] }> = {
   faulty: { ip: '10.96.30.15', pods: ['b1'] },
   delayed: { ip: '10.96.30.16', pods: ['b1'] },
   secure: { ip: '10.96.30.17', pods: ['canary'] },
+  failing: { ip: '10.96.30.18', pods: ['b3'] },
 };
 
 const origin = (service: string): string => `http://${SERVICES[service]!.ip}`;
@@ -182,8 +183,8 @@ describe('traffic policy through the control plane, between meshed pods in netwo
 
   it('holds the retry budget: with a backend failing every request and 3 retries asked for, it gets at most 1.25x the requests', async function () {
     // The mesh's budget (the policy sets none): retries <= 20% of requests
-    // + minRetriesPerSecond x 10 s, over a sliding 10 s. With the default
-    // floor of 10/s, 100 retries in every 10 s are free whatever the rate:
+    // over a sliding 10 s, plus the floor of minRetriesPerSecond. With the
+    // default floor of 10/s, 10 retries a second are free whatever the rate:
     // the backend's share would be 1.2x + 10/s / (request rate), over 1.25x
     // below 200 requests a second, and this lab's rate depends on the
     // machine. A floor of 1/s keeps the test about the ratio: 5,000 requests
@@ -208,6 +209,41 @@ describe('traffic policy through the control plane, between meshed pods in netwo
     assert.ok(tries >= 1.15 * s.sent, `retries should use the budget: ${tries}`);
     assert.equal(retried, tries - s.sent);
     assert.ok(exhausted > 3000, `budget exhausted only ${exhausted} times`);
+  });
+
+  it('spreads the retry budget: under total failure no second brings the backend more than 1.3x its requests (the mesh default budget)', async function () {
+    // 300 requests a second for 12 s, every try answered 503, 3 attempts
+    // asked for, the mesh's default budget (20% of requests, 10/s floor,
+    // 10 s ttl): 1.2x + 10/300 a second at steady state. A floor that was a
+    // reserve of 10/s x 10 s was spent in the first second (1.5x), and again
+    // whenever the window passed the retries that spent it.
+    await applyPolicies({ trafficPolicies: [trafficPolicy('failing-retries', 'failing', { retries: { attempts: 3, retryOn: ['5xx'] } })] });
+    const s = await load('failing', { path: '/failing?failPercent=100&i={i}', mode: 'rate', ratePerSecond: 300, durationMs: 12_000, maxRequests: 3600 });
+    // A request's first try reaches the app before its retries; each request has its own i.
+    const firsts: number[] = [];
+    const retries: number[] = [];
+    const seen = new Set<string>();
+    for (const t of lab!.appRequests('b3', '/failing')) {
+      const i = new URL(t.path, 'http://b3').searchParams.get('i')!;
+      (seen.has(i) ? retries : firsts).push(t.at);
+      seen.add(i);
+    }
+    const within = (xs: number[], from: number): number => xs.filter((x) => x >= from && x < from + 1000).length;
+    let worst = { ratio: 0, at: 0, requests: 0 };
+    for (let from = firsts[0]!; from + 1000 <= firsts.at(-1)!; from += 50) {
+      const requests = within(firsts, from);
+      const ratio = (requests + within(retries, from)) / requests;
+      if (ratio > worst.ratio) worst = { ratio, at: from - firsts[0]!, requests };
+    }
+    console.log(
+      `      ${s.sent} requests in ${seconds(s)} s (${rate(s)}/s): b3 got ${firsts.length + retries.length} (${((firsts.length + retries.length) / firsts.length).toFixed(3)}x); ` +
+        `the worst second ${worst.ratio.toFixed(3)}x (${worst.requests} requests, from ${worst.at} ms)`,
+    );
+    assert.equal(s.sent, 3600);
+    assert.deepEqual(s.statuses, { 503: 3600 }, "every request ends with the backend's own 503");
+    assert.equal(firsts.length, s.sent);
+    assert.ok(worst.ratio <= 1.3, `${worst.ratio}x the requests in the second from ${worst.at} ms`);
+    assert.ok(retries.length >= 0.19 * s.sent, `retries should use the budget: ${retries.length}`);
   });
 
   it('ejects an endpoint returning 500s, moves its traffic to the healthy ones, and restores it once it recovers', async function () {
