@@ -15,7 +15,29 @@
 //   GOAWAY  id: the last stream the sender will serve; open no more
 // Flow control is per stream: a sender has at most STREAM_WINDOW bytes
 // unacknowledged, so a stream whose reader stops holds at most that much in
-// the receiver's memory and never stalls the others. The client (the side that
+// the receiver's memory and never stalls the others.
+//
+// Memory is bounded per proxy as well (MuxBudget): a server takes up to
+// MAX_STREAMS streams per connection, so one peer could park 256 MiB behind
+// paused readers within the windows alone. Every session of the process
+// charges the bytes it holds for paused readers to one budget. Once it is
+// spent, new streams are refused (RST refused: no new work while memory is
+// short) and a session whose read held more bytes stops reading its socket
+// until the budget has room again. TCP then holds the peer back, and the
+// head-of-line blocking falls on the connections that add to the overspend; a
+// connection whose streams flow, or whose paused streams are already at their
+// windows, reads on. Smaller windows would not do it: the window is implicit
+// (an older proxy on the other side assumes STREAM_WINDOW, and a new frame
+// type or setting is a protocol error for it, so a smaller one needs a
+// handshake first), and any window times streams times connections is still
+// more than a budget; not reading bounds a peer however many streams it
+// opens, hostile or not. The sending side keeps its part bounded too: while
+// its socket holds SOCKET_BACKLOG_BYTES the peer has not taken, DATA waits in
+// the streams and their writers are told to wait ('drain'), so a receiver
+// that stops reading holds back the callers' reads instead of filling the
+// sender's memory.
+//
+// The client (the side that
 // dialled) opens streams; the server takes them. Anything else from the peer
 // (an unknown type, an oversized frame, data beyond the window) ends the
 // session: the peer is another tsmesh proxy, so it is a bug, not traffic.
@@ -37,6 +59,12 @@ export const STREAM_WINDOW = 256 * 1024;
 const WINDOW_UPDATE_BYTES = STREAM_WINDOW / 4;
 /** Streams a server holds open for one client at once; more are refused. */
 export const MAX_STREAMS = 1024;
+/** What the proxy holds for paused readers, all sessions together, before it holds peers back (MuxBudget). */
+export const MUX_BUDGET_BYTES = 32 * 1024 * 1024;
+/** A held payload's cost beyond its bytes (its Buffer's own objects, about 110 bytes of V8's heap), so that a peer of one-byte frames is counted too. */
+export const HELD_PAYLOAD_OVERHEAD = 128;
+/** A session stops sending DATA while this much waits in its socket, unread by the peer. */
+const SOCKET_BACKLOG_BYTES = 4 * STREAM_WINDOW;
 const RESET_CANCEL = 0;
 const RESET_REFUSED = 1;
 
@@ -48,6 +76,52 @@ function payloadLength(type: number, payload: Payload | number | undefined): num
   if (typeof payload === 'number') return type === RST ? 1 : 4;
   return payload.length;
 }
+
+/**
+ * The proxy's memory for tsmesh/mux: the bytes its streams received and
+ * their readers have not taken (a paused reader's), counted across every
+ * session that charges it. O(1) per payload; the sessions that stopped
+ * reading are woken when it falls below the limit. Held bytes exceed the
+ * limit by at most one socket read of each session that was reading at the
+ * time (64 kB of payload, or its frames' overhead).
+ */
+export class MuxBudget {
+  /** Bytes held for paused readers now, each payload with HELD_PAYLOAD_OVERHEAD. */
+  buffered = 0;
+  /** Streams refused because the budget was spent. */
+  refusedStreams = 0;
+  private readonly stalled = new Set<MuxSession>();
+
+  constructor(readonly limit = MUX_BUDGET_BYTES) {}
+
+  get spent(): boolean {
+    return this.buffered >= this.limit;
+  }
+
+  charge(bytes: number): void {
+    this.buffered += bytes;
+  }
+
+  release(bytes: number): void {
+    this.buffered -= bytes;
+    if (this.stalled.size === 0 || this.spent) return;
+    const sessions = [...this.stalled];
+    this.stalled.clear();
+    for (const s of sessions) s.readAgain();
+  }
+
+  /** `session` stopped reading; it reads again when the budget has room. */
+  stall(session: MuxSession): void {
+    this.stalled.add(session);
+  }
+
+  forget(session: MuxSession): void {
+    this.stalled.delete(session);
+  }
+}
+
+/** The budget every session of the process charges unless given its own. */
+export const proxyMuxBudget = new MuxBudget();
 
 /** The peer reset the stream. `refused`: it never read it, so what was written can be sent again. */
 export class StreamResetError extends Error {
@@ -75,6 +149,8 @@ export class MuxStream extends EventEmitter {
   private paused = false;
   /** Received while paused: at most STREAM_WINDOW bytes, since the sender waits for WINDOW. */
   private readonly received: Buffer[] = [];
+  /** What `received` is charged to the budget. */
+  private held = 0;
   private finReceived = false;
   /** Taken by the reader and not yet acknowledged with WINDOW. */
   private taken = 0;
@@ -98,14 +174,15 @@ export class MuxStream extends EventEmitter {
   /** Like a socket's write: false when the data waits for the peer's window ('drain' follows). Strings are latin1, as the proxy's HTTP/1.1 heads are. */
   write(data: Payload, _encoding?: BufferEncoding): boolean {
     if (this.destroyed || this.writableEnded) return false;
-    if (typeof data === 'string' && this.unsent.length === 0 && data.length <= this.sendWindow && data.length <= MAX_FRAME_PAYLOAD) {
+    const sendNow = this.unsent.length === 0 && !this.session.congested;
+    if (typeof data === 'string' && sendNow && data.length <= this.sendWindow && data.length <= MAX_FRAME_PAYLOAD) {
       // A head: written into the flush's buffer as it is, not first copied into a Buffer of its own.
       this.sendWindow -= data.length;
       this.session.send(this.id, DATA, data);
       return true;
     }
     let buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
-    if (this.unsent.length === 0) {
+    if (sendNow) {
       const now = Math.min(buf.length, this.sendWindow);
       if (now > 0) this.sendData(buf.subarray(0, now));
       buf = buf.subarray(now);
@@ -113,6 +190,7 @@ export class MuxStream extends EventEmitter {
     }
     this.unsent.push(buf);
     this.needDrain = true;
+    if (this.session.congested) this.session.waitForSocket(this);
     return false;
   }
 
@@ -141,7 +219,13 @@ export class MuxStream extends EventEmitter {
   resume(): this {
     if (!this.paused) return this;
     this.paused = false;
-    while (this.received.length > 0 && !this.paused && !this.destroyed) this.take(this.received.shift()!);
+    while (this.received.length > 0 && !this.paused && !this.destroyed) {
+      const data = this.received.shift()!;
+      const cost = data.length + HELD_PAYLOAD_OVERHEAD;
+      this.held -= cost;
+      this.session.budget.release(cost);
+      this.take(data);
+    }
     if (this.finReceived && this.received.length === 0 && !this.paused) this.ended();
     return this;
   }
@@ -165,7 +249,9 @@ export class MuxStream extends EventEmitter {
     this.destroyed = true;
     this.received.length = 0;
     this.unsent.length = 0;
-    this.session.forget(this.id);
+    if (this.held > 0) this.session.budget.release(this.held);
+    this.held = 0;
+    this.session.forget(this);
     process.nextTick(() => this.emit('close'));
   }
 
@@ -177,8 +263,21 @@ export class MuxStream extends EventEmitter {
       this.session.protocolError(`stream ${this.id} received more than its window of ${STREAM_WINDOW} bytes`);
       return;
     }
-    if (this.paused || this.received.length > 0) this.received.push(data);
+    if (this.paused || this.received.length > 0) this.hold(data);
     else this.take(data);
+  }
+
+  /**
+   * Keeps a payload for the paused reader, charged to the budget. A payload
+   * that is a small part of its read is copied, or it would keep the whole
+   * read alive for as long as the reader stays paused.
+   */
+  private hold(data: Buffer): void {
+    const kept = data.length * 2 < data.buffer.byteLength ? Buffer.from(data) : data;
+    this.received.push(kept);
+    const cost = kept.length + HELD_PAYLOAD_OVERHEAD;
+    this.held += cost;
+    this.session.held(cost);
   }
 
   private take(data: Buffer): void {
@@ -209,6 +308,16 @@ export class MuxStream extends EventEmitter {
   onWindow(bytes: number): void {
     if (this.destroyed) return;
     this.sendWindow += bytes;
+    this.sendUnsent();
+  }
+
+  /** Sends what the window and the session's socket allow of the writes that waited; FIN and 'drain' follow the last. */
+  sendUnsent(): void {
+    if (this.destroyed) return;
+    if (this.session.congested) {
+      if (this.unsent.length > 0) this.session.waitForSocket(this);
+      return;
+    }
     while (this.unsent.length > 0 && this.sendWindow > 0) {
       const buf = this.unsent[0]!;
       const now = Math.min(buf.length, this.sendWindow);
@@ -244,6 +353,8 @@ export interface MuxSessionOptions {
   onError?: (message: string) => void;
   /** A session without streams for this long goes away (GOAWAY, then the connection ends). */
   idleMs?: number;
+  /** What the bytes held for paused readers are charged to; default the process's (proxyMuxBudget). */
+  budget?: MuxBudget;
 }
 
 /** One side of a tsmesh/mux connection. */
@@ -259,11 +370,25 @@ export class MuxSession {
   private goingAway = false;
   private idleTimer: NodeJS.Timeout | undefined;
   closed = false;
+  readonly budget: MuxBudget;
+  /** The socket read being handled held bytes for a paused reader. */
+  private heldInRead = false;
+  /** Not reading the socket until the budget has room. */
+  private stalled = false;
+  /**
+   * The socket holds SOCKET_BACKLOG_BYTES or more the peer has not taken, or
+   * this turn's frames do: DATA waits in the streams until it drains.
+   */
+  congested = false;
+  private awaitingDrain = false;
+  /** Streams with writes waiting for the socket to drain, in the order they wrote. */
+  private readonly waitingForSocket = new Set<MuxStream>();
 
   constructor(
     readonly socket: Duplex,
     private readonly opts: MuxSessionOptions = {},
   ) {
+    this.budget = opts.budget ?? proxyMuxBudget;
     const reads = copiedReads((d) => {
       this.onData(d);
       return true;
@@ -274,7 +399,7 @@ export class MuxSession {
     socket.on('error', () => socket.destroy());
     socket.once('end', () => socket.end());
     socket.once('close', () => this.onClose());
-    socket.resume();
+    if (!this.stalled) socket.resume();
     this.idleIfEmpty();
   }
 
@@ -322,8 +447,9 @@ export class MuxSession {
     this.endIfDone();
   }
 
-  forget(id: number): void {
-    this.streams.delete(id);
+  forget(stream: MuxStream): void {
+    this.streams.delete(stream.id);
+    this.waitingForSocket.delete(stream);
     this.endIfDone();
     this.idleIfEmpty();
   }
@@ -341,6 +467,7 @@ export class MuxSession {
     const length = payloadLength(type, payload);
     this.frames.push({ id, type, payload, length });
     this.frameBytes += HEADER_BYTES + length;
+    if (this.frameBytes >= SOCKET_BACKLOG_BYTES) this.congested = true;
     if (!this.flushing) {
       this.flushing = true;
       setImmediate(() => this.flush());
@@ -365,6 +492,38 @@ export class MuxSession {
     this.frames = [];
     this.frameBytes = 0;
     this.socket.write(out);
+    if (this.socket.writableLength >= SOCKET_BACKLOG_BYTES) {
+      this.congested = true;
+      if (!this.awaitingDrain) {
+        this.awaitingDrain = true;
+        this.socket.once('drain', () => this.drained());
+      }
+    } else if (this.congested && !this.awaitingDrain) this.drained();
+  }
+
+  waitForSocket(stream: MuxStream): void {
+    this.waitingForSocket.add(stream);
+  }
+
+  private drained(): void {
+    this.awaitingDrain = false;
+    this.congested = false;
+    const streams = [...this.waitingForSocket];
+    this.waitingForSocket.clear();
+    for (const s of streams) s.sendUnsent();
+  }
+
+  /** A stream holds `bytes` more for its paused reader. */
+  held(bytes: number): void {
+    this.budget.charge(bytes);
+    this.heldInRead = true;
+  }
+
+  /** From the budget: it has room again. */
+  readAgain(): void {
+    if (!this.stalled || this.closed) return;
+    this.stalled = false;
+    this.socket.resume();
   }
 
   /** The peer broke the protocol: the session ends, and every stream with it. */
@@ -375,6 +534,17 @@ export class MuxSession {
   }
 
   private onData(chunk: Buffer): void {
+    this.heldInRead = false;
+    this.handleRead(chunk);
+    // This read added to an overspent budget: the peer waits (TCP) until memory frees.
+    if (this.heldInRead && this.budget.spent && !this.closed) {
+      this.stalled = true;
+      this.budget.stall(this);
+      this.socket.pause();
+    }
+  }
+
+  private handleRead(chunk: Buffer): void {
     let data = chunk;
     if (this.partial) {
       data = Buffer.concat([this.partial, chunk]);
@@ -424,6 +594,12 @@ export class MuxSession {
         this.send(id, RST, RESET_REFUSED);
         return;
       }
+      if (this.budget.spent) {
+        // No new work while memory is short; the client may send it again.
+        this.budget.refusedStreams++;
+        this.send(id, RST, RESET_REFUSED);
+        return;
+      }
       s = new MuxStream(this, id, true);
       this.streams.set(id, s);
       this.opts.onStream(s);
@@ -438,6 +614,8 @@ export class MuxSession {
   private onClose(): void {
     this.closed = true;
     clearTimeout(this.idleTimer);
+    this.budget.forget(this);
+    this.waitingForSocket.clear();
     this.frames = [];
     for (const s of [...this.streams.values()]) s.onReset(false, 'the mux connection closed');
     this.streams.clear();
