@@ -52,6 +52,10 @@ export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
   };
   const handOver = (http2: Http2, socket: Duplex, handler: Handler): void => {
     if (socket.destroyed) return;
+    // HTTP/2 has no half-closed connection: a client's FIN means it is gone (it can send no
+    // WINDOW_UPDATE, no RST_STREAM), and the listeners keep half-open sockets open, so the end
+    // closes the socket and with it the session, whose streams then cancel their requests.
+    socket.once('end', () => socket.destroy());
     accepting = handler;
     try {
       serverOf(http2).emit('connection', socket);
@@ -81,8 +85,11 @@ export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
 async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, handler: Handler | undefined, opts: H2ServerOptions): Promise<void> {
   stream.on('error', () => stream.destroy());
   const controller = new Cancellation();
+  // A close before the response head is the client going away, whatever its code: node's
+  // stream.close() sends RST_STREAM(NO_ERROR), and the closed stream then reads as finished.
+  // After the head, a reset mid-body stops sendBody, which lets go of the upstream's body.
   stream.once('close', () => {
-    if (stream.rstCode !== NGHTTP2_NO_ERROR || !stream.writableFinished) controller.abort();
+    if (!stream.headersSent || stream.rstCode !== NGHTTP2_NO_ERROR) controller.abort(new Error(`the client reset the stream (code ${stream.rstCode})`));
   });
   const hasBody = !stream.readableEnded && !(stream as { endAfterHeaders?: boolean }).endAfterHeaders;
   const req: ProxyRequest = {

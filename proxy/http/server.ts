@@ -139,9 +139,12 @@ class ServerConnection {
     socket.on('error', () => socket.destroy());
     socket.once('close', () => this.onClose());
     socket.once('end', () => {
-      // The client half-closed: no more requests. A request in flight is still answered.
+      // The client closed its side. A request in flight is abandoned, as hyper (Linkerd), Envoy and
+      // nginx treat an EOF from the client: a caller that gave up closes its connection, and a proxy
+      // that kept waiting for the answer would keep the upstream's connection and worker busy for it.
       if (this.phase === Phase.Head) socket.destroy();
       else if (this.phase === Phase.Body) this.fail(new Error('the client closed the connection before the request body ended'));
+      else if (!this.responding) this.fail(new Error('the client closed the connection before its response'));
       else this.keepAlive = false;
     });
     this.waitFor('head');

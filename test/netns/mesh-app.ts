@@ -32,8 +32,8 @@ let failAll: number | undefined;
 let hang = false;
 let reset = false;
 let delayMs = 0;
-/** Requests held while hanging, answered (if their client is still there) when it ends. */
-const held = new Set<() => void>();
+/** Requests held while hanging (by their path), answered (if their client is still there) when it ends. */
+const held = new Map<() => void, string | undefined>();
 /** Connections open to the HTTP port now. */
 let connections = 0;
 
@@ -67,12 +67,17 @@ function handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse |
     return;
   }
   if (hang) {
+    // The response's 'close' comes when its connection (HTTP/1.1) or its stream (HTTP/2) goes away unanswered.
+    let gone = false;
     const release = (): void => {
       held.delete(release);
-      if (!req.socket.destroyed) answer();
+      if (!gone) answer();
     };
-    held.add(release);
-    req.socket.once('close', () => held.delete(release));
+    held.set(release, req.url);
+    res.once('close', () => {
+      gone = true;
+      held.delete(release);
+    });
     return;
   }
   const ms = Number(url.searchParams.get('ms') ?? 0) + delayMs;
@@ -127,9 +132,9 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     if (command.delayMs !== undefined) delayMs = command.delayMs;
     if (command.hang !== undefined) {
       hang = command.hang;
-      if (!hang) for (const release of [...held]) release();
+      if (!hang) for (const release of [...held.keys()]) release();
     }
-    log({ event: 'control', ...command, connections, held: held.size });
+    log({ event: 'control', ...command, connections, held: held.size, heldPaths: [...held.values()].slice(0, 5) });
   } catch (e) {
     log({ event: 'control', error: (e as Error).message });
   }

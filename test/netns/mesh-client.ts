@@ -11,6 +11,7 @@
 // stdin stops starting requests (acknowledged with {"stopped": ...}); those in
 // flight finish, then the summary is printed.
 import { Agent, request } from 'node:http';
+import { connect as connectH2, type ClientHttp2Session } from 'node:http2';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 
@@ -33,6 +34,8 @@ export interface LoadOptions {
   timeline?: boolean;
   /** Headers sent with every HTTP request. */
   headers?: Record<string, string>;
+  /** Requests go as streams of one HTTP/2 connection (h2c, prior knowledge); a timeout resets the stream. */
+  http2?: boolean;
 }
 
 export interface RequestRecord {
@@ -100,8 +103,43 @@ function httpOnce(agent: Agent, origin: string, path: string, timeoutMs: number,
   });
 }
 
+/** One request as a stream of an HTTP/2 session; a timeout cancels the stream (RST_STREAM). */
+function h2Once(session: ClientHttp2Session, path: string, timeoutMs: number, headers: Record<string, string> = {}): Promise<{ status: number; meshError?: string }> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path, ...headers });
+    let status = 0;
+    let meshError: string | undefined;
+    const timer = setTimeout(() => {
+      stream.close();
+      reject(new Error(`no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+      const e = h['x-tsmesh-error'];
+      if (typeof e === 'string') meshError = e;
+    });
+    stream.resume();
+    stream.on('end', () => {
+      clearTimeout(timer);
+      resolve({ status, ...(meshError === undefined ? {} : { meshError }) });
+    });
+    stream.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
 async function load(opts: LoadOptions): Promise<LoadSummary> {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 64 });
+  let h2: ClientHttp2Session | undefined;
+  const h2Session = (): ClientHttp2Session => {
+    if (h2 === undefined || h2.closed || h2.destroyed) {
+      h2 = connectH2(opts.origin);
+      h2.on('error', () => undefined);
+    }
+    return h2;
+  };
   const records: RequestRecord[] = [];
   const startedAt = Date.now();
   const deadline = startedAt + opts.durationMs;
@@ -127,7 +165,8 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
         if (got !== payload) rec.error = `echo came back as ${JSON.stringify(got.slice(0, 80))}`;
         else rec.status = 0;
       } else {
-        const answer = await httpOnce(agent, opts.origin, opts.path.replace('{i}', String(i)), opts.timeoutMs, opts.headers);
+        const path = opts.path.replace('{i}', String(i));
+        const answer = opts.http2 ? await h2Once(h2Session(), path, opts.timeoutMs, opts.headers) : await httpOnce(agent, opts.origin, path, opts.timeoutMs, opts.headers);
         rec.status = answer.status;
         if (answer.meshError !== undefined) rec.meshError = answer.meshError;
         if (rec.status !== 200) rec.error = `status ${rec.status}`;
@@ -160,6 +199,7 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
   }
   rl.close();
   agent.destroy();
+  h2?.close();
   const failures = records.filter((r) => r.error !== undefined);
   const statuses: Record<string, number> = {};
   const meshErrors: Record<string, number> = {};

@@ -1,0 +1,174 @@
+// Cancellation end to end through a real sidecar pair on loopback: a caller
+// that goes away (closes its HTTP/1.1 connection, resets its HTTP/2 stream,
+// closes its TCP connection) takes its request with it, through the client
+// sidecar, the hop between the sidecars (tsmesh/mux, tsmesh/h2, tsmesh/tcp
+// over mTLS) and the server sidecar, up to the app, which sees its
+// connection or stream go away. The original destinations come from the test
+// (no iptables on loopback); test/netns/overload.test.ts runs the same on the
+// real redirect path.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect as h2connect, createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { CertificateAuthority } from '../ca/authority.js';
+import { newRootCa } from '../ca/testdata/fixtures.js';
+import { silentLogger } from '../lib/log.js';
+import { waitFor } from '../lib/netns.js';
+import { startSidecar, type Sidecar } from './sidecar.js';
+import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+
+const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
+const API = 'spiffe://cluster.local/ns/shop/sa/api';
+const SERVICE_IP = '10.96.0.10'; // never dialled: the test resolves original destinations itself
+
+/** An app that never answers: it keeps each request until the client goes away, and counts what it holds. */
+class HungApp {
+  readonly held = new Set<object>();
+  seen = 0;
+  connections = 0;
+  readonly server: Server;
+
+  constructor(kind: 'http1' | 'http2' | 'tcp') {
+    const hold = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void => {
+      this.seen++;
+      const token = {};
+      this.held.add(token);
+      res.once('close', () => this.held.delete(token));
+      void req;
+    };
+    if (kind === 'http1') this.server = createHttpServer(hold) as unknown as Server;
+    else if (kind === 'http2') this.server = createH2cServer(hold) as unknown as Server;
+    else
+      this.server = createServer((s) => {
+        this.seen++;
+        const token = {};
+        this.held.add(token);
+        s.on('error', () => undefined);
+        s.once('close', () => this.held.delete(token));
+        // It reads what comes (and so sees the end of it) but never answers.
+        s.resume();
+      });
+    this.server.on('connection', (s: Socket) => {
+      this.connections++;
+      s.once('close', () => this.connections--);
+    });
+  }
+
+  async listen(): Promise<number> {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    return (this.server.address() as AddressInfo).port;
+  }
+}
+
+describe('cancellation through a sidecar pair on loopback', function () {
+  this.timeout(30_000);
+  let ca: CertificateAuthority;
+  const stops: (() => unknown)[] = [];
+
+  before(async () => {
+    ({ ca } = await newRootCa());
+  });
+
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  });
+
+  /** The app, B's sidecar in front of it, and A's sidecar whose app calls service api.shop:80 (protocol as given). */
+  async function pair(app: HungApp, protocol: 'http' | 'auto' | 'tcp'): Promise<{ a: Sidecar; b: Sidecar }> {
+    const appPort = await app.listen();
+    stops.push(() => new Promise<void>((r) => app.server.close(() => r())));
+    const b = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, API)),
+      config: new FixedConfig({}),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
+    });
+    stops.push(() => b.drain(0));
+    const a = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, WEB)),
+      config: new FixedConfig({
+        services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, protocol, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
+      }),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
+    });
+    stops.push(() => a.drain(0));
+    return { a, b };
+  }
+
+  async function appLetGo(app: HungApp, n: number): Promise<void> {
+    await waitFor(`the app to receive ${n} requests`, async () => (app.seen >= n ? true : undefined), 5000, 10);
+    assert.equal(app.held.size, n);
+    await waitFor(`the app to see every abandoned request go (held ${app.held.size}, connections ${app.connections})`, async () => (app.held.size === 0 && app.connections === 0 ? true : undefined), 5000, 10);
+  }
+
+  it('HTTP/1.1 (tsmesh/mux between the sidecars): a client that closes its connection cancels up to the app', async () => {
+    const app = new HungApp('http1');
+    const { a } = await pair(app, 'http');
+    const reqs = Array.from({ length: 10 }, (_, i) => {
+      const r = httpRequest({ host: '127.0.0.1', port: a.outboundPort, path: `/hung/${i}` });
+      r.on('error', () => undefined);
+      r.end();
+      return r;
+    });
+    await waitFor('the app to receive 10 requests', async () => (app.seen >= 10 ? true : undefined), 5000, 10);
+    for (const r of reqs) r.destroy();
+    await appLetGo(app, 10);
+  });
+
+  it('HTTP/2 (tsmesh/h2 between the sidecars): a client that resets its stream cancels up to the app, the connection stays', async () => {
+    const app = new HungApp('http2');
+    const { a } = await pair(app, 'auto');
+    const client = h2connect(`http://127.0.0.1:${a.outboundPort}`);
+    stops.push(() => void client.close());
+    client.on('error', () => undefined);
+    const streams = Array.from({ length: 10 }, (_, i) => {
+      const s = client.request({ ':path': `/hung/${i}` });
+      s.on('error', () => undefined);
+      return s;
+    });
+    await waitFor('the app to receive 10 requests', async () => (app.seen >= 10 ? true : undefined), 5000, 10);
+    for (const s of streams) s.close();
+    await waitFor(`every stream to go (held ${app.held.size})`, async () => (app.held.size === 0 ? true : undefined), 5000, 10);
+    assert.equal(app.connections, 1, 'the h2c connection to the app carries on');
+  });
+
+  it('HTTP/2: a client that closes its connection cancels every stream of it up to the app', async () => {
+    const app = new HungApp('http2');
+    const { a } = await pair(app, 'auto');
+    const client = h2connect(`http://127.0.0.1:${a.outboundPort}`);
+    client.on('error', () => undefined);
+    for (let i = 0; i < 10; i++) client.request({ ':path': `/hung/${i}` }).on('error', () => undefined);
+    await waitFor('the app to receive 10 requests', async () => (app.seen >= 10 ? true : undefined), 5000, 10);
+    // No RST_STREAM, no GOAWAY: the connection just ends.
+    client.destroy();
+    await waitFor(`every stream to go (held ${app.held.size})`, async () => (app.held.size === 0 ? true : undefined), 5000, 10);
+  });
+
+  for (const how of ['closes', 'resets'] as const) {
+    it(`opaque TCP (tsmesh/tcp between the sidecars): a client that ${how} its connection ends the app's`, async () => {
+      const app = new HungApp('tcp');
+      const { a } = await pair(app, 'tcp');
+      const sockets = Array.from({ length: 10 }, () => {
+        const s = connect(a.outboundPort, '127.0.0.1');
+        s.on('error', () => undefined);
+        s.write('hello');
+        return s;
+      });
+      await waitFor('the app to see 10 connections', async () => (app.seen >= 10 ? true : undefined), 5000, 10);
+      for (const s of sockets) {
+        if (how === 'closes') s.destroy();
+        else s.resetAndDestroy();
+      }
+      await appLetGo(app, 10);
+    });
+  }
+});
