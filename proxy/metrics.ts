@@ -1,6 +1,7 @@
 // The proxy's Prometheus metrics: names and labels as DESIGN.md fixes them.
-import { Counter, Registry } from '../lib/prom.js';
+import { Counter, Gauge, Registry } from '../lib/prom.js';
 import { HotCounter, HotHistogram } from '../lib/prom-hot.js';
+import { proxyMuxBudget } from './net/mux.js';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -22,6 +23,10 @@ export interface ProxyMetrics {
   configUpdates: Counter;
   /** Connections refused before any request: mTLS mode, loops, bad input. */
   connectionsRefused: Counter<'direction' | 'reason'>;
+  /** The process's tsmesh/mux budget (net/mux.ts), read when scraped: bytes held for paused readers. */
+  muxBuffered: Gauge;
+  /** Streams tsmesh/mux refused because that budget was spent. */
+  muxStreamsRefused: Counter;
 }
 
 export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
@@ -76,6 +81,23 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
       help: 'Connections closed before any request, by reason.',
       labelNames: ['direction', 'reason'],
       registers: r,
+    }),
+    muxBuffered: new Gauge({
+      name: 'tsmesh_mux_buffered_bytes',
+      help: `Bytes tsmesh/mux holds for paused readers in the whole proxy (its budget: ${proxyMuxBudget.limit} bytes).`,
+      registers: r,
+      collect() {
+        this.set(proxyMuxBudget.buffered);
+      },
+    }),
+    muxStreamsRefused: new Counter({
+      name: 'tsmesh_mux_streams_refused_total',
+      help: 'tsmesh/mux streams refused because the memory they may hold was spent.',
+      registers: r,
+      collect() {
+        this.reset();
+        this.inc(proxyMuxBudget.refusedStreams);
+      },
     }),
   };
 }

@@ -8,8 +8,9 @@ import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { newRootCa } from '../../ca/testdata/fixtures.js';
+import { createProxyMetrics } from '../metrics.js';
 import { issueCredentials } from '../testdata/mesh.js';
-import { HELD_PAYLOAD_OVERHEAD, MuxBudget, MuxSession, STREAM_WINDOW, StreamResetError, type MuxStream } from './mux.js';
+import { HELD_PAYLOAD_OVERHEAD, MuxBudget, MuxSession, proxyMuxBudget, STREAM_WINDOW, StreamResetError, type MuxStream } from './mux.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -251,5 +252,18 @@ describe('tsmesh/mux memory bound (the proxy-wide budget)', function () {
     assert.equal(budget.buffered, 0);
     other.open().end('again');
     await until(() => accepted.length === filling.length + 1, 'the new stream at the server');
+  });
+
+  it('shows the process budget in the proxy\'s metrics: bytes held for paused readers', async () => {
+    const metrics = createProxyMetrics();
+    const accepted: MuxStream[] = [];
+    const { port } = await serve(proxyMuxBudget, accepted);
+    const client = new MuxSession(await dial(port), { budget: new MuxBudget() });
+    client.open().end(Buffer.alloc(100_000, 'm'));
+    await until(() => proxyMuxBudget.buffered >= 100_000, 'the bytes held');
+    const text = await metrics.registry.metrics();
+    assert.match(text, new RegExp(`^tsmesh_mux_buffered_bytes ${proxyMuxBudget.buffered}$`, 'm'));
+    assert.match(text, /^tsmesh_mux_streams_refused_total \d+$/m);
+    await readAll(accepted);
   });
 });
