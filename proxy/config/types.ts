@@ -90,6 +90,24 @@ export interface TrafficPolicySpec {
   retries?: RetryPolicy;
   circuitBreaker?: CircuitBreakerPolicy;
   faults?: FaultPolicy;
+  /** Bounds on requests in flight and waiting (Envoy's circuit-breaker thresholds); defaults apply without it. */
+  limits?: LimitsPolicy;
+}
+
+/**
+ * How much a service's callers may ask of it at once, per calling proxy. A
+ * request beyond `maxRequestsPerEndpoint` on every endpoint waits, at most
+ * `pendingTimeout`, among at most `maxPendingRequests` others; past either
+ * bound it gets 503 with `x-tsmesh-error: overloaded` at once, never a silent
+ * queue. A caller that goes away leaves the queue.
+ */
+export interface LimitsPolicy {
+  /** Requests in flight to one endpoint of the service at once (default 256). */
+  maxRequestsPerEndpoint?: number;
+  /** Requests waiting for an endpoint under its limit at once (default 256). */
+  maxPendingRequests?: number;
+  /** How long a request may wait for one (default "1s"). */
+  pendingTimeout?: string;
 }
 
 export interface Route {
