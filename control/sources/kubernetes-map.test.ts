@@ -223,6 +223,27 @@ describe('control/sources/kubernetes-map', function () {
       assert.equal(r.accepted.traffic.size, 0);
     });
 
+    it('passes limits through to the model as written', function () {
+      const limits = { maxRequestsPerEndpoint: 64, maxPendingRequests: 128, pendingTimeout: '250ms' };
+      const r = run([tp('bounded', { ...target(), circuitBreaker: { consecutiveFailures: 5 }, limits })]);
+      assert.deepEqual(r.trafficPolicies.map((p) => p.spec), [{ circuitBreaker: { consecutiveFailures: 5 }, limits }]);
+      assert.equal(r.verdicts[0]!.reason, 'Accepted');
+    });
+
+    it('refuses limits validate.ts refuses (InvalidSpec, with the field under spec.limits)', function () {
+      const cases: [unknown, string][] = [
+        [{ maxPendingRequests: 0 }, 'spec.limits.maxPendingRequests: 0 is not a whole number (1-1000000)'],
+        [{ maxRequestsPerEndpoint: 2.5 }, 'spec.limits.maxRequestsPerEndpoint: 2.5 is not a whole number (1-1000000)'],
+        [{ pendingTimeout: '2h' }, 'spec.limits.pendingTimeout: "2h" is not a duration from 1ms to 1h'],
+        [{ maxConnections: 10 }, 'spec.limits.maxConnections: unknown field; expected one of maxRequestsPerEndpoint, maxPendingRequests, pendingTimeout'],
+      ];
+      for (const [limits, message] of cases) {
+        const r = run([tp('bounded', { ...target(), limits })]);
+        assert.deepEqual(r.trafficPolicies, []);
+        assert.deepEqual([r.verdicts[0]!.reason, r.verdicts[0]!.message], ['InvalidSpec', `${message}; the policy is not applied`]);
+      }
+    });
+
     it('keeps the last accepted spec of the same policy in force when an edit breaks it', function () {
       const first = run([tp('canary', { ...target(), timeout: '2s' })]);
       const broken = tp('canary', { ...target(), routes: [{ backends: [{ service: 'payments', weight: 0 }] }] }, { generation: 2 });

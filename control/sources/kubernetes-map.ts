@@ -9,7 +9,7 @@ import { MAX_TTL_SECONDS, MIN_TTL_SECONDS } from '../../ca/authority.js';
 import { workloadSpiffeId } from '../../ca/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
 import { ValidationError, describe, list, object, oneOf, string } from '../../lib/schema.js';
-import { parseAuthorizationRule, parseMeshSettings, parseTrafficPolicy } from '../../proxy/config/validate.js';
+import { TRAFFIC_POLICY_FIELDS, parseAuthorizationRule, parseMeshSettings, parseTrafficPolicy } from '../../proxy/config/validate.js';
 import { DEFAULT_RETRY_BUDGET, type AuthorizationRule, type MeshSettings, type PortProtocol, type ServicePort, type TrafficPolicySpec } from '../../proxy/config/types.js';
 import { STATUS_ANNOTATION } from '../../webhook/names.js';
 import type { AuthorizationPolicyModel, EndpointModel, MeshModel, ServiceModel, TrafficPolicyModel } from '../model.js';
@@ -268,7 +268,7 @@ function targetRef(v: unknown, kinds: readonly ('Service' | 'ServiceAccount')[])
 /** A TrafficPolicy object -> its model; throws ValidationError naming the field (`spec.retries.backoff.max: ...`). */
 export function trafficPolicyModel(obj: PolicyObject): TrafficPolicyModel {
   const md = obj.metadata ?? {};
-  const spec = object(obj.spec, 'spec', ['targetRef', 'routes', 'timeout', 'retries', 'circuitBreaker', 'faults']);
+  const spec = object(obj.spec, 'spec', ['targetRef', ...TRAFFIC_POLICY_FIELDS]);
   const { targetRef: ref, ...rest } = spec;
   const target = targetRef(ref, ['Service']);
   const parsed: TrafficPolicySpec = parseTrafficPolicy(rest, 'spec');

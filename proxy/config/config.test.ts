@@ -9,6 +9,8 @@ import { ConfigError, parseProxyConfig } from './validate.js';
 
 const EXAMPLE = join(import.meta.dirname, 'testdata', 'two-services.yaml');
 const minimal = (extra: object = {}) => ({ apiVersion: 'tsmesh.io/v1alpha1', kind: 'ProxyConfig', ...extra });
+/** A config of one service with this traffic policy. */
+const withPolicy = (trafficPolicy: object) => minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy }] });
 
 describe('proxy config', () => {
   it('reads the example file and fills defaults', () => {
@@ -28,6 +30,15 @@ describe('proxy config', () => {
     assert.deepEqual(c.services, []);
   });
 
+  it('keeps a policy\'s limits as written, the bounds included, and fills no defaults', () => {
+    const limitsOf = (limits: object) => parseProxyConfig(withPolicy({ limits })).services[0]!.trafficPolicy!.limits;
+    assert.deepEqual(limitsOf({ maxRequestsPerEndpoint: 1, maxPendingRequests: 1_000_000, pendingTimeout: '1h' }), { maxRequestsPerEndpoint: 1, maxPendingRequests: 1_000_000, pendingTimeout: '1h' });
+    assert.deepEqual(limitsOf({ maxRequestsPerEndpoint: 1_000_000, maxPendingRequests: 1, pendingTimeout: '1ms' }), { maxRequestsPerEndpoint: 1_000_000, maxPendingRequests: 1, pendingTimeout: '1ms' });
+    assert.deepEqual(limitsOf({ pendingTimeout: '59m59s1000ms' }), { pendingTimeout: '59m59s1000ms' });
+    assert.deepEqual(limitsOf({}), {});
+    assert.equal(parseProxyConfig(withPolicy({ timeout: '1s' })).services[0]!.trafficPolicy!.limits, undefined);
+  });
+
   it('compiles a routing table: ClusterIP:port to the service port, ready endpoints with their ports', () => {
     const t = buildRoutingTable(readConfigFile(EXAMPLE));
     const http = t.byAddress.get('10.96.0.20:80')!;
@@ -44,10 +55,20 @@ describe('proxy config', () => {
     ['a bad port', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: ['10.0.0.1'], ports: [{ port: 70000 }], endpoints: [] }] }), /^services\[0\]\.ports\[0\]\.port: 70000 is not a port \(1-65535\)/],
     ['a bad IP', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: ['10.0.0'], ports: [], endpoints: [] }] }), /clusterIPs\[0\]: "10\.0\.0" is not an IPv4 or IPv6 address/],
     ['a bad identity', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [{ address: '10.0.0.1', identity: 'spiffe://x//y' }] }] }), /endpoints\[0\]\.identity: invalid SPIFFE ID/],
-    ['a unit-less timeout', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { timeout: '5' } }] }), /trafficPolicy\.timeout: duration "5" is not a duration/],
-    ['too many retry attempts', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { retries: { attempts: 50 } } }] }), /retries\.attempts: 50 is not a number of attempts \(1-10\)/],
-    ['an unknown retry condition', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { retries: { attempts: 2, retryOn: ['sometimes'] } } }] }), /retryOn\[0\]: "sometimes" is not a retry condition/],
-    ['all-zero weights', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [], trafficPolicy: { routes: [{ backends: [{ service: 'a', weight: 0 }] }] } }] }), /at least one backend needs a weight above 0/],
+    ['a unit-less timeout', withPolicy({ timeout: '5' }), /trafficPolicy\.timeout: duration "5" is not a duration/],
+    ['too many retry attempts', withPolicy({ retries: { attempts: 50 } }), /retries\.attempts: 50 is not a number of attempts \(1-10\)/],
+    ['an unknown retry condition', withPolicy({ retries: { attempts: 2, retryOn: ['sometimes'] } }), /retryOn\[0\]: "sometimes" is not a retry condition/],
+    ['all-zero weights', withPolicy({ routes: [{ backends: [{ service: 'a', weight: 0 }] }] }), /at least one backend needs a weight above 0/],
+    ['no room for pending requests', withPolicy({ limits: { maxPendingRequests: 0 } }), /^services\[0\]\.trafficPolicy\.limits\.maxPendingRequests: 0 is not a whole number \(1-1000000\)/],
+    ['a fractional request limit', withPolicy({ limits: { maxRequestsPerEndpoint: 1.5 } }), /^services\[0\]\.trafficPolicy\.limits\.maxRequestsPerEndpoint: 1\.5 is not a whole number/],
+    ['a request limit above 1000000', withPolicy({ limits: { maxRequestsPerEndpoint: 1_000_001 } }), /^services\[0\]\.trafficPolicy\.limits\.maxRequestsPerEndpoint: 1000001 is not a whole number/],
+    ['a request limit written as a string', withPolicy({ limits: { maxRequestsPerEndpoint: '64' } }), /^services\[0\]\.trafficPolicy\.limits\.maxRequestsPerEndpoint: "64" is not a whole number/],
+    ['an unknown limit', withPolicy({ limits: { maxConnections: 10 } }), /^services\[0\]\.trafficPolicy\.limits\.maxConnections: unknown field; expected one of maxRequestsPerEndpoint, maxPendingRequests, pendingTimeout/],
+    ['limits that are not an object', withPolicy({ limits: 256 }), /^services\[0\]\.trafficPolicy\.limits: expected an object, found 256/],
+    ['a unit-less pending timeout', withPolicy({ limits: { pendingTimeout: '5' } }), /^services\[0\]\.trafficPolicy\.limits\.pendingTimeout: duration "5" is not a duration/],
+    ['a zero pending timeout', withPolicy({ limits: { pendingTimeout: '0s' } }), /^services\[0\]\.trafficPolicy\.limits\.pendingTimeout: "0s" is not a duration from 1ms to 1h/],
+    ['a pending timeout under 1ms', withPolicy({ limits: { pendingTimeout: '0.4ms' } }), /^services\[0\]\.trafficPolicy\.limits\.pendingTimeout: "0\.4ms" is not a duration from 1ms to 1h/],
+    ['a pending timeout above 1h', withPolicy({ limits: { pendingTimeout: '1h1ms' } }), /^services\[0\]\.trafficPolicy\.limits\.pendingTimeout: "1h1ms" is not a duration from 1ms to 1h/],
     ['a retry budget ratio above 1', minimal({ mesh: { retryBudget: { ratio: 3 } } }), /^mesh\.retryBudget\.ratio: 3 is not a number from 0 to 1/],
     ['a bad mTLS mode', minimal({ mesh: { mtlsMode: 'strict' } }), /^mesh\.mtlsMode: "strict" is not one of STRICT, PERMISSIVE/],
     ['two services on one address', minimal({ services: [

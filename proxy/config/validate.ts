@@ -2,7 +2,7 @@
 // fields refused, defaults filled in. Errors name the field path and say what
 // was expected, e.g. `services[1].ports[0].port: 70000 is not a port (1-65535)`.
 import { parseSpiffeId, validateTrustDomain } from '../../ca/spiffe.js';
-import { parseDuration } from '../../lib/duration.js';
+import { formatDuration, parseDuration } from '../../lib/duration.js';
 import { ValidationError, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../../lib/schema.js';
 import {
   CONFIG_API_VERSION,
@@ -14,6 +14,7 @@ import {
   type Endpoint,
   type FaultPolicy,
   type InboundConfig,
+  type LimitsPolicy,
   type MeshSettings,
   type MtlsMode,
   type PortProtocol,
@@ -42,6 +43,8 @@ export function spiffeId(v: unknown, path: string): string {
 const MTLS_MODES: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE'];
 const PROTOCOLS: readonly PortProtocol[] = ['auto', 'http', 'http2', 'tcp'];
 const RETRY_ON = /^(5xx|gateway-error|connect-failure|reset|[1-5]\d\d)$/;
+/** The longest a request may wait for an endpoint under its limit: past that, a caller has long given up. */
+const MAX_PENDING_TIMEOUT_MS = 3_600_000;
 
 function retryBudget(v: unknown, path: string): RetryBudget {
   const o = object(v, path, ['ratio', 'minRetriesPerSecond', 'ttl']);
@@ -146,6 +149,21 @@ function circuitBreaker(v: unknown, path: string): CircuitBreakerPolicy {
   return out;
 }
 
+function limits(v: unknown, path: string): LimitsPolicy {
+  const o = object(v, path, ['maxRequestsPerEndpoint', 'maxPendingRequests', 'pendingTimeout']);
+  const out: LimitsPolicy = {};
+  if (o.maxRequestsPerEndpoint !== undefined) out.maxRequestsPerEndpoint = integer(o.maxRequestsPerEndpoint, join(path, 'maxRequestsPerEndpoint'), 1, 1_000_000);
+  if (o.maxPendingRequests !== undefined) out.maxPendingRequests = integer(o.maxPendingRequests, join(path, 'maxPendingRequests'), 1, 1_000_000);
+  if (o.pendingTimeout !== undefined) {
+    const timeout = duration(o.pendingTimeout, join(path, 'pendingTimeout'));
+    const ms = parseDuration(timeout);
+    if (ms < 1 || ms > MAX_PENDING_TIMEOUT_MS)
+      throw new ValidationError(join(path, 'pendingTimeout'), `${describe(timeout)} is not a duration from 1ms to ${formatDuration(MAX_PENDING_TIMEOUT_MS)}`);
+    out.pendingTimeout = timeout;
+  }
+  return out;
+}
+
 function route(v: unknown, path: string): Route {
   const o = object(v, path, ['name', 'match', 'backends', 'timeout', 'retries', 'faults']);
   const out: Route = {};
@@ -177,8 +195,11 @@ function route(v: unknown, path: string): Route {
   return out;
 }
 
+/** The fields of a traffic policy, its name aside; the control plane's TrafficPolicy spec has the same beside its targetRef. */
+export const TRAFFIC_POLICY_FIELDS = ['routes', 'timeout', 'retries', 'circuitBreaker', 'faults', 'limits'] as const;
+
 function trafficPolicy(v: unknown, path: string): TrafficPolicySpec {
-  const o = object(v, path, ['name', 'routes', 'timeout', 'retries', 'circuitBreaker', 'faults']);
+  const o = object(v, path, ['name', ...TRAFFIC_POLICY_FIELDS]);
   const out: TrafficPolicySpec = {};
   if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
   if (o.routes !== undefined) out.routes = list(o.routes, join(path, 'routes'), route);
@@ -186,6 +207,7 @@ function trafficPolicy(v: unknown, path: string): TrafficPolicySpec {
   if (o.retries !== undefined) out.retries = retries(o.retries, join(path, 'retries'));
   if (o.circuitBreaker !== undefined) out.circuitBreaker = circuitBreaker(o.circuitBreaker, join(path, 'circuitBreaker'));
   if (o.faults !== undefined) out.faults = faults(o.faults, join(path, 'faults'));
+  if (o.limits !== undefined) out.limits = limits(o.limits, join(path, 'limits'));
   return out;
 }
 
