@@ -111,7 +111,7 @@ export class P2cBalancer {
    * The endpoint for the next request or connection; undefined when none is in service.
    * With `probe` (HTTP, where the breaker hears the outcome) an ejected endpoint whose time is up comes first.
    */
-  pick(probe = true): EndpointState | undefined {
+  pick(probe = true, avoid?: string): EndpointState | undefined {
     const states = this.states;
     const n = states.length;
     if (probe && this.ejected > 0) {
@@ -120,6 +120,21 @@ export class P2cBalancer {
     }
     const available = n - this.ejected;
     if (available <= 1) return available === 1 ? this.nthAvailable(0, undefined) : undefined;
+    if (avoid !== undefined) {
+      // A retry: the two candidates are drawn from the endpoints other than the one that just failed.
+      const not = states.find((s) => s.key === avoid && s.ejectedUntil === 0);
+      if (not !== undefined) {
+        if (available === 2) return this.nthAvailable(0, not);
+        const m = available - 1;
+        const i = Math.floor(this.random() * m);
+        let j = Math.floor(this.random() * (m - 1));
+        if (j >= i) j++;
+        const a = this.nthAvailable(i, not);
+        const b = this.nthAvailable(j, not);
+        const now = this.clock.now();
+        return this.costAt(b, now) < this.costAt(a, now) ? b : a;
+      }
+    }
     let a: EndpointState;
     let b: EndpointState;
     if (this.ejected === 0) {
@@ -136,6 +151,25 @@ export class P2cBalancer {
     // Ties go to the first draw, itself uniformly random.
     const now = this.clock.now();
     return this.costAt(b, now) < this.costAt(a, now) ? b : a;
+  }
+
+  /**
+   * The cheapest endpoint in service with fewer than `limit` requests in flight (a scan: only when
+   * the one picked is at its limit), or undefined when every one is.
+   */
+  pickUnder(limit: number): EndpointState | undefined {
+    const now = this.clock.now();
+    let best: EndpointState | undefined;
+    let bestCost = Infinity;
+    for (const s of this.states) {
+      if (s.ejectedUntil !== 0 || s.pending >= limit) continue;
+      const c = this.costAt(s, now);
+      if (c < bestCost) {
+        best = s;
+        bestCost = c;
+      }
+    }
+    return best;
   }
 
   /** cost = latency estimate (fading toward 0 while the endpoint is idle) x (in flight + 1) / weight. */
@@ -157,15 +191,29 @@ export class P2cBalancer {
   observe(s: EndpointState, rttMs: number, answered: boolean): void {
     const now = this.clock.now();
     const rtt = answered ? rttMs : Math.max(rttMs, this.opts.noAnswerPenaltyMs);
-    // The first sample replaces the default estimate; then, peak: a slower
+    // The first sample replaces the default estimate, and so does the first
+    // after the reprobe time without one: the endpoint was out of the
+    // picks, and an estimate that old (a penalty, a slow spell) must not
+    // keep it out once it answers well again. Otherwise, peak: a slower
     // sample takes over at once, faster ones pull the estimate down by how
     // long it has been since the last one.
-    if (!s.measured || rtt > s.ewmaMs) s.ewmaMs = rtt;
+    if (!s.measured || rtt > s.ewmaMs || now - s.ewmaAt > this.opts.reprobeMs) s.ewmaMs = rtt;
     else {
       const w = Math.exp(-Math.max(0, now - s.ewmaAt) / this.opts.decayMs);
       s.ewmaMs = s.ewmaMs * w + rtt * (1 - w);
     }
     s.ewmaAt = now;
+    s.measured = true;
+  }
+
+  /**
+   * A request whose caller gave up after `rttMs`: the endpoint took at least that long, so the
+   * estimate rises to it (a hung endpoint looks slow, not idle), but is never pulled down.
+   */
+  observeAtLeast(s: EndpointState, rttMs: number): void {
+    if (s.measured && rttMs <= s.ewmaMs) return;
+    s.ewmaMs = rttMs;
+    s.ewmaAt = this.clock.now();
     s.measured = true;
   }
 

@@ -147,6 +147,13 @@ export interface CircuitBreakerPolicy {
   ejectionTime?: string;
   /** At most this share of the endpoints is ejected at once (0-100). */
   maxEjectionPercent?: number;
+  /**
+   * Whether a request its caller gave up on (closed the connection, reset
+   * the stream) before the endpoint answered counts as a failure of the
+   * endpoint, as a mesh timeout does: callers giving up is how a hung
+   * endpoint shows (default true).
+   */
+  countCancellations?: boolean;
 }
 
 export interface FaultPolicy {

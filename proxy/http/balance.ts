@@ -4,11 +4,12 @@
 // left out), success or failure to the circuit breaker. Connection
 // failures become local responses that say which kind they were, so the
 // retry layer above can tell a connect failure from a reset.
-import type { Clock } from '../../lib/scheduler.js';
-import type { P2cBalancer } from '../balance/p2c.js';
+import type { Scheduler } from '../../lib/scheduler.js';
+import type { EndpointState, P2cBalancer } from '../balance/p2c.js';
 import type { ResolvedEndpoint } from '../config/table.js';
 import { UpstreamConnectError } from '../upstream.js';
 import type { Breaker } from './breaker.js';
+import { DEFAULT_LIMITS, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
 import { MeshTimeoutError } from './timeout.js';
 import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
@@ -24,7 +25,11 @@ export interface BalancedOptions {
   balancer: P2cBalancer;
   breaker: Breaker | undefined;
   forward: Forwarder;
-  clock: Clock;
+  clock: Scheduler;
+  /** Default: DEFAULT_LIMITS. */
+  limits?: Readonly<LimitRules>;
+  /** Requests waiting for an endpoint under its limit; it outlives the stack (outbound/traffic-state.ts). */
+  queue?: PendingQueue;
 }
 
 export function isConnectFailure(e: unknown): boolean {
@@ -34,40 +39,76 @@ export function isConnectFailure(e: unknown): boolean {
 
 export function balancedForward(o: BalancedOptions): Handler {
   const { balancer, breaker, forward, clock } = o;
-  return async (req) => {
-    const s = balancer.pick();
-    if (!s) {
-      return balancer.endpoints.length === 0
-        ? localResponse(503, 'no-endpoints', `tsmesh: ${o.service} has no ready endpoints`)
-        : localResponse(503, 'circuit-open', `tsmesh: every endpoint of ${o.service} is ejected by the circuit breaker`);
+  const limits = o.limits ?? DEFAULT_LIMITS;
+  const queue = o.queue ?? new PendingQueue(clock);
+  /** An endpoint with room under its limit, waiting for one if every endpoint is at it; or the answer that there is none. */
+  const choose = async (req: ProxyRequest): Promise<EndpointState | ProxyResponse> => {
+    let s = balancer.pick(true, req.avoid);
+    if (!s) return noEndpoint();
+    if (s.pending < limits.maxRequestsPerEndpoint) return s;
+    const deadline = clock.now() + limits.pendingTimeoutMs;
+    for (;;) {
+      s = balancer.pickUnder(limits.maxRequestsPerEndpoint);
+      if (s) return s;
+      if (balancer.endpoints.length - balancer.ejectedCount === 0) return noEndpoint();
+      const waited = await queue.wait(req.signal, deadline, limits.maxPendingRequests);
+      if (waited === 'full') {
+        return overloadedResponse('max-pending-requests', `${o.service} is overloaded: every endpoint has ${limits.maxRequestsPerEndpoint} requests in flight (limits.maxRequestsPerEndpoint) and ${limits.maxPendingRequests} more wait (limits.maxPendingRequests)`);
+      }
+      if (waited === 'timeout') {
+        return overloadedResponse('pending-timeout', `${o.service} is overloaded: no endpoint came under its ${limits.maxRequestsPerEndpoint} requests in flight (limits.maxRequestsPerEndpoint) within ${limits.pendingTimeoutMs} ms (limits.pendingTimeout)`);
+      }
     }
+  };
+  const noEndpoint = (): ProxyResponse =>
+    balancer.endpoints.length === 0
+      ? localResponse(503, 'no-endpoints', `tsmesh: ${o.service} has no ready endpoints`)
+      : localResponse(503, 'circuit-open', `tsmesh: every endpoint of ${o.service} is ejected by the circuit breaker`);
+  /** A request to `s` ended: a waiting one may take its slot. */
+  const done = (s: EndpointState): void => {
+    s.pending--;
+    if (queue.size > 0) queue.wake();
+  };
+  return async (req) => {
+    const chosen = await choose(req);
+    if ('status' in chosen) return chosen;
+    const s = chosen;
     const started = clock.now();
     s.pending++;
     let res: ProxyResponse;
     try {
       res = await forward(s.ep, req);
     } catch (e) {
-      s.pending--;
+      done(s);
       const rtt = clock.now() - started;
       if (req.signal.aborted) {
-        // A mesh timeout is the endpoint's failure; a client that left is nobody's.
         if (req.signal.reason instanceof MeshTimeoutError) {
+          // A mesh timeout is the endpoint's failure.
           balancer.observe(s, rtt, false);
           breaker?.record(s, true);
-        } else if (s.probing) balancer.abandonProbe(s);
+        } else {
+          // The caller gave up: the endpoint took at least this long (a hung one must look slow,
+          // not idle), and, unless the policy says otherwise, it failed to answer in time.
+          balancer.observeAtLeast(s, rtt);
+          if (breaker?.countsCancellations) breaker.record(s, true);
+          else if (s.probing) balancer.abandonProbe(s);
+        }
         throw e;
       }
       balancer.observe(s, rtt, false);
       breaker?.record(s, true);
       const connect = isConnectFailure(e);
       const where = `${o.service} at ${s.ep.address}:${s.ep.port}`;
-      return localResponse(connect ? 503 : 502, connect ? CONNECT_FAILURE : UPSTREAM_RESET, `tsmesh: ${where}: ${(e as Error).message}`);
+      const failed = localResponse(connect ? 503 : 502, connect ? CONNECT_FAILURE : UPSTREAM_RESET, `tsmesh: ${where}: ${(e as Error).message}`);
+      failed.meta!.endpointKey = s.key;
+      return failed;
     }
-    s.pending--;
+    done(s);
     // Counted, the wait for a connection (an mTLS handshake) would make a new endpoint look slow
     // until it had been idle for the reprobe time.
     balancer.observe(s, Math.max(0, clock.now() - started - (res.meta?.connectMs ?? 0)), true);
     breaker?.record(s, res.status >= 500);
+    (res.meta ??= {}).endpointKey = s.key;
     return res;
   };
 }

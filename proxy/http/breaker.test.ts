@@ -149,9 +149,25 @@ describe('circuit breaker', () => {
     assert.equal(r.balancer.ejectedCount, 0);
   });
 
-  it('counts mesh timeouts and connect failures as failures, and a client that left as nothing', async () => {
+  it('counts a client that gave up as a failure by default (a hung endpoint shows so), and as nothing with countCancellations false', async () => {
+    const abortedBy = (reason: unknown): AbortSignal => {
+      const c = new AbortController();
+      c.abort(reason);
+      return c.signal;
+    };
+    for (const countCancellations of [undefined, false]) {
+      const r = rig(3, { consecutiveFailures: 3, ...(countCancellations === undefined ? {} : { countCancellations }) }, () => Promise.reject(new Error('aborted')));
+      const target = r.balancer.endpoints[0]!;
+      r.balancer.eject(r.balancer.endpoints[1]!, Infinity);
+      r.balancer.eject(r.balancer.endpoints[2]!, Infinity);
+      for (let i = 0; i < 2; i++) await assert.rejects(r.handler(testRequest({ signal: abortedBy(new Error('client left')) })));
+      assert.equal(target.consecutiveFailures, countCancellations === false ? 0 : 2);
+    }
+  });
+
+  it('counts mesh timeouts and connect failures as failures, and with countCancellations false a client that left as nothing', async () => {
     let mode: 'timeout' | 'connect' | 'cancel' = 'timeout';
-    const r = rig(3, { consecutiveFailures: 2 }, () => Promise.reject(mode === 'connect' ? new UpstreamConnectError('connecting to 10.0.0.1:8080 failed: connect ECONNREFUSED', 'connect-failure') : new Error('aborted')));
+    const r = rig(3, { consecutiveFailures: 2, countCancellations: false }, () => Promise.reject(mode === 'connect' ? new UpstreamConnectError('connecting to 10.0.0.1:8080 failed: connect ECONNREFUSED', 'connect-failure') : new Error('aborted')));
     const abortedBy = (reason: unknown): AbortSignal => {
       const c = new AbortController();
       c.abort(reason);
@@ -177,7 +193,7 @@ describe('circuit breaker', () => {
   });
 
   it('abandons a probe whose client went away, so the next request probes again', async () => {
-    const r = rig(2, { consecutiveFailures: 1, ejectionTime: '1s' }, () => Promise.reject(new Error('aborted')));
+    const r = rig(2, { consecutiveFailures: 1, ejectionTime: '1s', countCancellations: false }, () => Promise.reject(new Error('aborted')));
     const s = r.balancer.endpoints[0]!;
     r.balancer.eject(s, r.clock.now() + 1000);
     r.clock.advance(1000);
@@ -189,8 +205,8 @@ describe('circuit breaker', () => {
     assert.equal(r.balancer.pick(), s, 'probed again');
   });
 
-  it('compiles defaults: 5 consecutive failures, 30 s, at most 50% out', () => {
-    assert.deepEqual(compileBreaker({}), { consecutiveFailures: 5, failureRate: undefined, ejectionMs: 30_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 });
+  it('compiles defaults: 5 consecutive failures, 30 s, at most 50% out, cancellations counted', () => {
+    assert.deepEqual(compileBreaker({}), { consecutiveFailures: 5, failureRate: undefined, ejectionMs: 30_000, maxEjectionMs: 300_000, maxEjectionPercent: 50, countCancellations: true });
     assert.equal(compileBreaker({ failureRate: { threshold: 0.5, window: '10s', minRequests: 20 } })!.consecutiveFailures, undefined);
     assert.equal(compileBreaker(undefined), undefined);
   });

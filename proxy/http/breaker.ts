@@ -22,6 +22,8 @@ export interface BreakerRules {
   /** The backoff stops growing here. */
   maxEjectionMs: number;
   maxEjectionPercent: number;
+  /** A request its caller gave up on counts as a failure. */
+  countCancellations: boolean;
 }
 
 export const DEFAULT_CONSECUTIVE_FAILURES = 5;
@@ -40,6 +42,7 @@ export function compileBreaker(policy: CircuitBreakerPolicy | undefined): Breake
     ejectionMs,
     maxEjectionMs: Math.max(ejectionMs, DEFAULT_MAX_EJECTION_MS),
     maxEjectionPercent: policy.maxEjectionPercent ?? DEFAULT_MAX_EJECTION_PERCENT,
+    countCancellations: policy.countCancellations ?? true,
   };
 }
 
@@ -58,6 +61,10 @@ export class Breaker {
     private readonly clock: Clock,
     private readonly onEject: () => void,
   ) {}
+
+  get countsCancellations(): boolean {
+    return this.rules.countCancellations;
+  }
 
   /** Records the outcome of a request to `s`. */
   record(s: EndpointState, failed: boolean): void {

@@ -52,10 +52,14 @@ export function retryLayer(o: RetryOptions): Layer {
 
 async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body: Buffer | null): Promise<ProxyResponse> {
   const { rules, budget } = o;
+  /** The endpoint the try before went to: a retry goes to another when the balancer has one. */
+  let avoid: string | undefined;
   for (let n = 1; ; n++) {
     // A body in memory that nobody has read yet serves the first try as it is; every retry gets a fresh copy.
     const fresh = body === null || (n === 1 && bufferOf(req.body) === body);
-    const res = await attempt(o, next, fresh ? req : { ...req, body: bufferedBody(body) });
+    const tried = fresh && avoid === undefined ? req : { ...req, body: fresh ? req.body : bufferedBody(body), avoid };
+    const res = await attempt(o, next, tried);
+    avoid = res.meta?.endpointKey;
     const reason = retryReason(rules, res);
     if (reason === undefined || n >= rules.attempts || req.signal.aborted) return res;
     if (!budget.withdraw()) {

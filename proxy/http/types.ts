@@ -20,6 +20,8 @@ export interface ProxyRequest {
   startedAt: number;
   /** Aborted when the client goes away, or a layer above gives up (a timeout). */
   signal: RequestSignal;
+  /** A retry's: the endpoint (its balancer key) the try before went to, which the balancer avoids when it has another. */
+  avoid?: string | undefined;
 }
 
 export interface ProxyResponse {
@@ -42,6 +44,10 @@ export interface ResponseMeta {
    * it out, as Linkerd's measures from dispatch on a ready connection.
    */
   connectMs?: number;
+  /** The balancer's key of the endpoint that answered (or failed), so a retry can go elsewhere. */
+  endpointKey?: string;
+  /** Set with localReason "overloaded": which bound turned the request away. */
+  overload?: 'max-pending-requests' | 'pending-timeout' | 'pool-pending';
 }
 
 export type Handler = (req: ProxyRequest) => Promise<ProxyResponse>;

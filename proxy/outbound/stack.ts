@@ -10,6 +10,7 @@ import { Breaker, compileBreaker } from '../http/breaker.js';
 import { faultLayer, compileFaults } from '../http/faults.js';
 import { forward, type EndpointPools } from '../http/forward.js';
 import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
+import { compileLimits } from '../http/limits.js';
 import { metricsLayer } from '../http/metrics.js';
 import { retryLayer } from '../http/retry.js';
 import { compileRetryPolicy, type RetryRules } from '../http/retry-policy.js';
@@ -98,6 +99,8 @@ function backendStack(backend: CompiledBackend, retries: Readonly<RetryRules>, b
       breaker: breakerRules && new Breaker(breakerRules, balancer, traffic.scheduler, () => ejections.inc()),
       forward: send,
       clock: traffic.scheduler,
+      limits: compileLimits(target.service.trafficPolicy?.limits),
+      queue: traffic.queue(target),
     }),
   );
 }

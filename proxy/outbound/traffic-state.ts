@@ -7,6 +7,7 @@ import { monotonicScheduler, type Scheduler } from '../../lib/scheduler.js';
 import { P2cBalancer } from '../balance/p2c.js';
 import type { RoutingTable, ServiceTarget } from '../config/table.js';
 import type { RetryBudget as RetryBudgetSpec } from '../config/types.js';
+import { PendingQueue } from '../http/limits.js';
 import { RetryBudget } from '../http/retry-budget.js';
 import { randomTraceIds, type TraceIds } from '../http/trace.js';
 
@@ -20,7 +21,7 @@ export class TrafficState {
   readonly scheduler: Scheduler;
   readonly random: () => number;
   readonly traceIds: TraceIds;
-  private readonly balancers = new Map<string, { balancer: P2cBalancer; target: ServiceTarget }>();
+  private readonly balancers = new Map<string, { balancer: P2cBalancer; target: ServiceTarget; queue: PendingQueue }>();
   private readonly budgets = new Map<string, RetryBudget>();
 
   constructor(o: TrafficStateOptions = {}) {
@@ -34,7 +35,7 @@ export class TrafficState {
     const key = `${target.key}:${target.port.port}`;
     let entry = this.balancers.get(key);
     if (!entry) {
-      entry = { balancer: new P2cBalancer(this.scheduler, this.random), target };
+      entry = { balancer: new P2cBalancer(this.scheduler, this.random), target, queue: new PendingQueue(this.scheduler) };
       entry.balancer.update(target.endpoints);
       this.balancers.set(key, entry);
     } else if (entry.target !== target) {
@@ -42,6 +43,19 @@ export class TrafficState {
       entry.balancer.update(target.endpoints);
     }
     return entry.balancer;
+  }
+
+  /** Requests of a service port waiting for an endpoint under its limit (http/limits.ts); made with its balancer. */
+  queue(target: ServiceTarget): PendingQueue {
+    this.balancer(target);
+    return this.balancers.get(`${target.key}:${target.port.port}`)!.queue;
+  }
+
+  /** Endpoints out of service now, per destination service (the tsmesh_endpoints_ejected gauge). */
+  ejected(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const { balancer, target } of this.balancers.values()) out.set(target.key, (out.get(target.key) ?? 0) + balancer.ejectedCount);
+    return out;
   }
 
   /** The retry budget of a destination service; routes with the same budget settings share it. */
