@@ -172,3 +172,81 @@ describe('cancellation through a sidecar pair on loopback', function () {
     });
   }
 });
+
+describe('a request the app never saw, through sidecars on loopback', function () {
+  this.timeout(30_000);
+
+  it('goes again to another endpoint whatever its method: a POST to an endpoint whose app refuses its proxy succeeds on the other', async () => {
+    const { ca } = await newRootCa();
+    const app = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(`${req.method} ok`));
+    });
+    app.listen(0, '127.0.0.1');
+    await once(app, 'listening');
+    const appPort = (app.address() as AddressInfo).port;
+    // A port nothing listens on: the app of the first endpoint is not there (stopping, or not started).
+    const closed = createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const endpointSidecar = (port: number): Promise<Sidecar> =>
+      startSidecar({
+        identity: new FixedIdentity(issueCredentials(ca, API)),
+        config: new FixedConfig({}),
+        log: silentLogger,
+        host: '127.0.0.1',
+        outboundPort: 0,
+        inboundPort: 0,
+        inboundOriginalDestination: () => ({ address: '127.0.0.1', port, family: 'IPv4' }),
+      });
+    const down = await endpointSidecar(closedPort);
+    const up = await endpointSidecar(appPort);
+    const a = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, WEB)),
+      config: new FixedConfig({
+        services: [
+          {
+            name: 'api',
+            namespace: 'shop',
+            clusterIPs: [SERVICE_IP],
+            ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: 1 }],
+            endpoints: [
+              { address: '127.0.0.1', identity: API, ports: { http: down.inboundPort } },
+              { address: '127.0.0.1', identity: API, ports: { http: up.inboundPort } },
+            ],
+          },
+        ],
+      }),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
+    });
+    try {
+      const post = (i: number): Promise<{ status: number; body: string }> =>
+        new Promise((resolve, reject) => {
+          const r = httpRequest({ host: '127.0.0.1', port: a.outboundPort, method: 'POST', path: `/orders/${i}`, headers: { 'content-type': 'application/json' } }, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          });
+          r.on('error', reject);
+          r.end(`{"order":${i}}`);
+        });
+      const results = [];
+      for (let i = 0; i < 20; i++) results.push(await post(i));
+      assert.deepEqual(results.filter((r) => r.status !== 200), [], 'every POST succeeded');
+      assert.ok(results.every((r) => r.body === 'POST ok'));
+      const retries = await a.metrics.registry.getSingleMetricAsString('tsmesh_retries_total');
+      assert.match(retries, /reason="connect-failure"\} [1-9]/, 'some went to the endpoint whose app refused, and again to the other');
+    } finally {
+      await a.drain(0);
+      await down.drain(0);
+      await up.drain(0);
+      app.close();
+    }
+  });
+});

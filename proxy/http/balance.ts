@@ -8,8 +8,9 @@ import type { Scheduler } from '../../lib/scheduler.js';
 import type { EndpointState, P2cBalancer } from '../balance/p2c.js';
 import type { ResolvedEndpoint } from '../config/table.js';
 import { UpstreamConnectError } from '../upstream.js';
+import { UpstreamResetError } from './forward.js';
 import type { Breaker } from './breaker.js';
-import { DEFAULT_LIMITS, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
+import { DEFAULT_LIMITS, OverloadedError, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
 import { MeshTimeoutError } from './timeout.js';
 import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
@@ -17,6 +18,14 @@ export type Forwarder = (ep: ResolvedEndpoint, req: ProxyRequest) => Promise<Pro
 
 /** localReason values the retry layer acts on. */
 export const CONNECT_FAILURE = 'connect-failure';
+/**
+ * x-tsmesh-error of the 503 an inbound proxy answers when its app refused the
+ * connection: the request never reached the app, and the caller's proxy may
+ * send it again elsewhere whatever its method (a rolling restart's window
+ * between an app stopping and its endpoint leaving the config).
+ */
+export const APP_REFUSED = 'app-refused';
+export const ERROR_HEADER = 'x-tsmesh-error';
 export const UPSTREAM_RESET = 'upstream-reset';
 
 export interface BalancedOptions {
@@ -80,6 +89,8 @@ export function balancedForward(o: BalancedOptions): Handler {
       res = await forward(s.ep, req);
     } catch (e) {
       done(s);
+      // The pool's own bound: no failure of the endpoint, which never saw the request.
+      if (e instanceof OverloadedError) return overloadedResponse(e.limit, `${o.service} is overloaded: ${e.message}`);
       const rtt = clock.now() - started;
       if (req.signal.aborted) {
         if (req.signal.reason instanceof MeshTimeoutError) {
@@ -97,13 +108,19 @@ export function balancedForward(o: BalancedOptions): Handler {
       }
       balancer.observe(s, rtt, false);
       breaker?.record(s, true);
-      const connect = isConnectFailure(e);
+      // Refused unread by the endpoint's proxy (it is going away): as good as never sent.
+      const connect = isConnectFailure(e) || (e instanceof UpstreamResetError && e.refused);
       const where = `${o.service} at ${s.ep.address}:${s.ep.port}`;
       const failed = localResponse(connect ? 503 : 502, connect ? CONNECT_FAILURE : UPSTREAM_RESET, `tsmesh: ${where}: ${(e as Error).message}`);
       failed.meta!.endpointKey = s.key;
       return failed;
     }
     done(s);
+    if (res.status === 503 && s.ep.identity !== undefined && res.headers[ERROR_HEADER] === APP_REFUSED) {
+      // The endpoint's proxy could not connect to its app: the app never saw the request, so
+      // the retry layer may send it again, whatever its method, as after a connect failure.
+      (res.meta ??= {}).localReason = CONNECT_FAILURE;
+    }
     // Counted, the wait for a connection (an mTLS handshake) would make a new endpoint look slow
     // until it had been idle for the reprobe time.
     balancer.observe(s, Math.max(0, clock.now() - started - (res.meta?.connectMs ?? 0)), true);

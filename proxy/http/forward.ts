@@ -20,7 +20,9 @@ import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, parseResponseHead, type ResponseHead } from './h1/head.js';
+import { monotonicScheduler } from '../../lib/scheduler.js';
 import type { RequestSignal } from './cancel.js';
+import { OverloadedError, PendingQueue } from './limits.js';
 import { bufferedBody, type Body, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export type EndpointAddress = Pick<ResolvedEndpoint, 'address' | 'port' | 'identity'>;
@@ -31,6 +33,14 @@ const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
 const IDLE_MS = 30_000;
 /** At most this many connections per endpoint; requests beyond wait for one. */
 const MAX_CONNECTIONS = 256;
+/**
+ * Requests that may wait for a connection of one pool, and for how long; past
+ * either, 503 overloaded. Outbound, the balancer's limits (http/limits.ts)
+ * hold requests back before they reach a pool; this bounds what reaches one
+ * anyway (several services on one endpoint) and the inbound pool to the app.
+ */
+const MAX_PENDING = 1024;
+const PENDING_TIMEOUT_MS = 3000;
 
 /** The endpoint closed or reset the connection before the response ended. */
 export class UpstreamResetError extends Error {
@@ -147,7 +157,7 @@ const NO_BODY = { kind: 'none' } as const;
 class H1Pool {
   private readonly idle: Conn[] = [];
   private open = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly waiting = new PendingQueue(monotonicScheduler);
   /** Set by close(), for good: EndpointPools makes a new pool for the endpoint if it comes back. */
   closed = false;
   readonly authority: string;
@@ -214,13 +224,16 @@ class H1Pool {
   }
 
   private async take(signal: RequestSignal): Promise<Conn> {
+    let deadline: number | undefined;
     for (;;) {
       if (this.closed) throw new Error(`the pool of ${this.authority} is closed (the endpoint left the config)`);
       const conn = this.takeIdle();
       if (conn) return conn;
       if (this.open < MAX_CONNECTIONS) break;
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
-      if (signal.aborted) throw signal.reason as Error;
+      // A caller that goes away leaves the queue at once (the wait rejects with its reason).
+      const waited = await this.waiting.wait(signal, (deadline ??= monotonicScheduler.now() + PENDING_TIMEOUT_MS), MAX_PENDING);
+      if (waited === 'full') throw new OverloadedError('pool-pending', `${this.authority} has ${MAX_CONNECTIONS} requests in flight and ${MAX_PENDING} waiting for a connection`);
+      if (waited === 'timeout') throw new OverloadedError('pool-pending', `no connection to ${this.authority} came free within ${PENDING_TIMEOUT_MS} ms (${MAX_CONNECTIONS} in flight)`);
     }
     this.open++;
     try {
@@ -285,7 +298,7 @@ class H1Pool {
   /** A connection ended: a waiting request may open one. */
   private lost(): void {
     this.open--;
-    this.waiting.shift()?.();
+    this.waiting.wake();
   }
 
   release(conn: Conn, reusable: boolean): void {
@@ -296,9 +309,8 @@ class H1Pool {
       return;
     }
     conn.idleSince = performance.now();
-    const wake = this.waiting.shift();
     this.idle.push(conn);
-    wake?.();
+    this.waiting.wake();
   }
 
   closeIdle(ms: number): void {
@@ -320,7 +332,7 @@ class H1Pool {
       c.socket.destroy();
       this.open--;
     }
-    for (const w of this.waiting.splice(0)) w();
+    this.waiting.wakeAll();
     // Streams in flight finish first; the mux connection ends after the last.
     this.endMux();
     return Promise.resolve();

@@ -33,6 +33,17 @@ export function compileLimits(policy: LimitsPolicy | undefined): Readonly<LimitR
 
 export const OVERLOADED = 'overloaded';
 
+/** A pool turned a request away: its wait for a connection was over a bound (answered 503 overloaded). */
+export class OverloadedError extends Error {
+  override name = 'OverloadedError';
+  constructor(
+    readonly limit: OverloadLimit,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Which bound turned a request away (the `limit` label of tsmesh_overload_rejections_total). */
 export type OverloadLimit = NonNullable<ResponseMeta['overload']>;
 
@@ -98,6 +109,11 @@ export class PendingQueue {
       this.size++;
       this.waiters.push(w);
     });
+  }
+
+  /** Every waiter wakes (the capacity went away: they find out for themselves). */
+  wakeAll(): void {
+    while (this.size > 0) this.wake();
   }
 
   /** A slot came free: the oldest waiter still there takes it. */

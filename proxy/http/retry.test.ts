@@ -7,7 +7,7 @@ import { RetryBudget } from './retry-budget.js';
 import { compileRetryPolicy, DEFAULT_RETRY_RULES, replayability, retryReason } from './retry-policy.js';
 import { retryLayer } from './retry.js';
 import { bodyText, drive, hang, testRequest, testResponse } from './testdata/requests.js';
-import { localResponse, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, localResponse, type ProxyRequest, type ProxyResponse } from './types.js';
 
 type Answer = number | 'connect-failure' | 'reset' | 'hang';
 
@@ -71,17 +71,32 @@ describe('retry layer', () => {
       assert.equal((await ok.run()).status, 200);
     });
 
-    it('does not retry status codes, resets, POSTs or requests with bodies', async () => {
+    it('does not retry status codes, resets, or a body that streams', async () => {
       for (const [answer, req] of [
         [503, {}],
         ['reset', {}],
-        ['connect-failure', { method: 'POST' }],
+        ['reset', { method: 'POST' }],
         ['connect-failure', { ...withBody('x', true), method: 'PUT' }],
       ] as const) {
         const r = rig(undefined, [answer, 200]);
         await r.run(req);
         assert.equal(r.calls.length, 1, `${JSON.stringify(answer)} ${JSON.stringify(req.method)}`);
       }
+    });
+
+    it('retries a connect failure whatever the method, when the body is in memory or absent: the endpoint never saw it', async () => {
+      for (const req of [{ method: 'POST' }, { method: 'PATCH', body: bufferedBody(Buffer.from('{"n":1}')) }]) {
+        const r = rig(undefined, ['connect-failure', 200]);
+        const res = await r.run(req);
+        assert.equal(res.status, 200, req.method);
+        assert.equal(r.calls.length, 2);
+        assert.deepEqual(r.bodies, req.body ? ['{"n":1}', '{"n":1}'] : []);
+        assert.deepEqual(r.retried, ['connect-failure']);
+      }
+      // A status the endpoint answered is not retried that way.
+      const r = rig(undefined, [503, 200]);
+      await r.run({ method: 'POST' });
+      assert.equal(r.calls.length, 1);
     });
   });
 

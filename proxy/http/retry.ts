@@ -14,6 +14,7 @@
 import type { Readable } from 'node:stream';
 import { backoffDelay } from '../../lib/backoff.js';
 import type { Scheduler } from '../../lib/scheduler.js';
+import { CONNECT_FAILURE } from './balance.js';
 import type { RetryBudget } from './retry-budget.js';
 import { replayability, retryReason, type RetryRules } from './retry-policy.js';
 import { withCancellation, type RequestSignal } from './cancel.js';
@@ -42,7 +43,14 @@ export function retryLayer(o: RetryOptions): Layer {
   return (next) => (req) => {
     budget.deposit();
     const replay = replayability(rules, req.method, req.body !== null, req.headers['content-length']);
-    if (replay === 'no') return rules.perTryTimeoutMs > 0 ? attempt(o, next, req) : next(req);
+    if (replay === 'no') {
+      // A request the endpoint never saw (a connect failure, a stream refused unread, an app that
+      // refused its proxy) repeats no side effect: it may go again whatever its method, when its
+      // body is whole in memory or it has none.
+      const inMemory = req.body === null ? null : bufferOf(req.body);
+      if (rules.onConnectFailure && rules.attempts > 1 && inMemory !== undefined) return attempts(o, next, req, inMemory, true);
+      return rules.perTryTimeoutMs > 0 ? attempt(o, next, req) : next(req);
+    }
     if (replay === 'as-is') return attempts(o, next, req, null);
     const buffered = bufferOf(req.body);
     if (buffered !== undefined) return attempts(o, next, req, buffered);
@@ -50,7 +58,8 @@ export function retryLayer(o: RetryOptions): Layer {
   };
 }
 
-async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body: Buffer | null): Promise<ProxyResponse> {
+/** `undeliveredOnly`: the request may be replayed only if the endpoint never saw it. */
+async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body: Buffer | null, undeliveredOnly = false): Promise<ProxyResponse> {
   const { rules, budget } = o;
   /** The endpoint the try before went to: a retry goes to another when the balancer has one. */
   let avoid: string | undefined;
@@ -61,7 +70,7 @@ async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, body:
     const res = await attempt(o, next, tried);
     avoid = res.meta?.endpointKey;
     const reason = retryReason(rules, res);
-    if (reason === undefined || n >= rules.attempts || req.signal.aborted) return res;
+    if (reason === undefined || n >= rules.attempts || req.signal.aborted || (undeliveredOnly && reason !== CONNECT_FAILURE)) return res;
     if (!budget.withdraw()) {
       o.counters.budgetExhausted();
       return res;

@@ -1,8 +1,10 @@
 // The inbound HTTP path for one connection, read top to bottom:
 //   metrics -> authorization -> trace -> forward to the app on 127.0.0.1:<port>.
 // Built once per connection: the caller and the port are fixed for it.
+import { APP_REFUSED, isConnectFailure } from '../http/balance.js';
 import { forward, type EndpointPools } from '../http/forward.js';
 import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
+import { OverloadedError, overloadedResponse } from '../http/limits.js';
 import { metricsLayer } from '../http/metrics.js';
 import { traceLayer, type TraceIds } from '../http/trace.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
@@ -52,6 +54,8 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
         return await (req.protocol === 'http2' ? forwardH2(deps.appH2, app, req) : forward(deps.appPools, app, req));
       } catch (e) {
         if (req.signal.aborted) throw e;
+        if (e instanceof OverloadedError) return overloadedResponse(e.limit, `the app on port ${ctx.port} is overloaded: ${e.message}`);
+        if (isConnectFailure(e)) return localResponse(503, APP_REFUSED, `tsmesh: the app refused the connection on port ${ctx.port} (not started, or stopping): ${(e as Error).message}`);
         return localResponse(502, 'app-unavailable', `tsmesh: the app on port ${ctx.port} did not answer: ${(e as Error).message}`);
       }
     },
