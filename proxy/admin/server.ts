@@ -2,10 +2,12 @@
 // app containers' rewritten probes. Plain node:http: the proxy stays light,
 // and everything here is a handful of exact paths.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
 import type { AppProbes } from '../env.js';
 import { silentLogger, type Logger } from '../../lib/log.js';
+import { WaitingConnections } from '../net/waiting.js';
 import { runAppProbe } from './app-health.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
@@ -21,27 +23,41 @@ export interface AdminServerOptions {
   appProbes?: AppProbes;
   log?: Logger;
   limits?: Partial<AdminLimits>;
+  /** Counts connections the server closed unasked: direction "admin", reason "overload" or "first-request-timeout". */
+  refused?: Counter<'direction' | 'reason'>;
 }
 
 export interface AdminLimits {
-  /** To receive a request's headers. */
+  /**
+   * To receive a request's headers; a new connection's first request, from
+   * the connection's start (node:http starts counting at the first byte, so
+   * a client that sends nothing would be held for ever).
+   */
   headersTimeoutMs: number;
   /** To receive a whole request (answering a slow app probe is not counted). */
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
   maxHeaderSize: number;
-  /** Kubelet and a scraper need a few; more is someone else's load. */
+  /**
+   * Kubelet and a scraper need a few. Past this, a new connection closes the
+   * oldest one not being answered of the source address that holds the most
+   * (net/waiting.ts): refusing the newest, as node:http's maxConnections did
+   * at 256, refused every kubelet probe while 256 idle connections were open.
+   * An idle connection costs about 3 kB of heap and 8 kB of RSS, so a
+   * thousand fit without any being shed.
+   */
   maxConnections: number;
-  /** How often the timeouts above are checked. */
+  /** How often node:http checks the timeouts above. */
   checkIntervalMs: number;
 }
 
+// Kubelet and Prometheus write a request head in one segment, well inside a probe's 1 s timeout.
 export const DEFAULT_ADMIN_LIMITS: Readonly<AdminLimits> = {
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
   maxHeaderSize: 8 * 1024,
-  maxConnections: 256,
+  maxConnections: 1024,
   checkIntervalMs: 1_000,
 };
 
@@ -133,10 +149,22 @@ function pathOf(url: string | undefined): string | undefined {
   return q === -1 ? url : url.slice(0, q);
 }
 
-/** The admin server, with limits that keep a slow or malformed client from holding it. Call listen() on it. */
+/** The admin server, with limits that keep slow, idle or malformed clients from holding it. Call listen() on it. */
 export function createAdminServer(opts: AdminServerOptions): Server {
   const limits = { ...DEFAULT_ADMIN_LIMITS, ...opts.limits };
   const log = opts.log ?? silentLogger;
+  const refused = (reason: string): void => opts.refused?.inc({ direction: 'admin', reason });
+  const handle = adminHandler(opts);
+  const connections = new WaitingConnections(
+    limits.maxConnections,
+    (socket) => {
+      refused('overload');
+      socket.destroy();
+    },
+    true,
+  );
+  // A connection that has not brought its first request head yet: closed at headersTimeoutMs from its start.
+  const firstRequest = new WeakMap<Socket, NodeJS.Timeout>();
   const server = createServer(
     {
       maxHeaderSize: limits.maxHeaderSize,
@@ -145,14 +173,39 @@ export function createAdminServer(opts: AdminServerOptions): Server {
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: limits.checkIntervalMs,
     },
-    adminHandler(opts),
+    (req, res) => {
+      const socket = req.socket;
+      clearTimeout(firstRequest.get(socket));
+      connections.serve(socket);
+      // Idle again once answered: from then on it waits for a next request, as the newest.
+      res.once('close', () => {
+        if (!socket.destroyed) connections.wait(socket);
+      });
+      handle(req, res);
+    },
   );
-  server.maxConnections = limits.maxConnections;
+  server.on('connection', (socket: Socket) => {
+    connections.wait(socket);
+    const timer = setTimeout(() => {
+      refused('first-request-timeout');
+      if (socket.bytesRead === 0) return void socket.destroy();
+      socket.end(statusOnly(408), () => socket.destroy());
+    }, limits.headersTimeoutMs);
+    timer.unref();
+    firstRequest.set(socket, timer);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      connections.forget(socket);
+    });
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     log.debug('admin client error', { code: err.code, error: err.message });
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    socket.end(statusOnly(err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400));
   });
   return server;
+}
+
+function statusOnly(status: number): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
 }

@@ -14,6 +14,7 @@ export function createSidecarAdmin(sidecar: Sidecar, identity: { notReadyReason(
       () => (sidecar.config() ? undefined : 'no config yet'),
     ),
     config: () => sidecar.config(),
+    refused: sidecar.metrics.connectionsRefused,
     ...(opts.appProbes ? { appProbes: opts.appProbes } : {}),
     log: opts.log,
   });
