@@ -112,7 +112,7 @@ describe('cancellation through a sidecar pair on loopback', function () {
 
   it('HTTP/1.1 (tsmesh/mux between the sidecars): a client that closes its connection cancels up to the app', async () => {
     const app = new HungApp('http1');
-    const { a } = await pair(app, 'http');
+    const { a, b } = await pair(app, 'http');
     const reqs = Array.from({ length: 10 }, (_, i) => {
       const r = httpRequest({ host: '127.0.0.1', port: a.outboundPort, path: `/hung/${i}` });
       r.on('error', () => undefined);
@@ -122,6 +122,15 @@ describe('cancellation through a sidecar pair on loopback', function () {
     await waitFor('the app to receive 10 requests', async () => (app.seen >= 10 ? true : undefined), 5000, 10);
     for (const r of reqs) r.destroy();
     await appLetGo(app, 10);
+    // Counted on both sides as cancelled: response_code "0", with how long they waited.
+    for (const [side, direction] of [[a, 'outbound'], [b, 'inbound']] as const) {
+      const requests = await side.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
+      assert.match(requests, new RegExp(`direction="${direction}",[^}]*response_code="0"[^}]*\\} 10(\n|$)`), requests);
+      const errors = await side.metrics.registry.getSingleMetricAsString('tsmesh_http_errors_total');
+      assert.match(errors, new RegExp(`direction="${direction}",[^}]*error="cancelled"\\} 10(\n|$)`), errors);
+      const durations = await side.metrics.registry.getSingleMetricAsString('tsmesh_request_duration_seconds');
+      assert.match(durations, new RegExp(`_count\\{direction="${direction}",[^}]*response_code="0"\\} 10(\n|$)`), durations);
+    }
   });
 
   it('HTTP/2 (tsmesh/h2 between the sidecars): a client that resets its stream cancels up to the app, the connection stays', async () => {
@@ -237,7 +246,11 @@ describe('a request the app never saw, through sidecars on loopback', function (
           r.end(`{"order":${i}}`);
         });
       const results = [];
-      for (let i = 0; i < 20; i++) results.push(await post(i));
+      // Paced as a caller would be: a burst faster than this would spend the retry budget's floor (10 a second).
+      for (let i = 0; i < 20; i++) {
+        results.push(await post(i));
+        await new Promise((r) => setTimeout(r, 50));
+      }
       assert.deepEqual(results.filter((r) => r.status !== 200), [], 'every POST succeeded');
       assert.ok(results.every((r) => r.body === 'POST ok'));
       const retries = await a.metrics.registry.getSingleMetricAsString('tsmesh_retries_total');

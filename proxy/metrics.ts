@@ -27,11 +27,24 @@ export interface ProxyMetrics {
   muxBuffered: Gauge;
   /** Streams tsmesh/mux refused because that budget was spent. */
   muxStreamsRefused: Counter;
+  /**
+   * HTTP requests the proxy ended itself, by why: the x-tsmesh-error of its
+   * answer (overloaded, timeout, circuit-open, connect-failure, ...), or
+   * cancelled when the caller went away first (also counted in
+   * tsmesh_requests_total with response_code "0", as Istio counts DC).
+   */
+  httpErrors: Counter<'direction' | 'destination_service' | 'error'>;
+  /** 503 overloaded answers, by the bound that turned the request away (http/limits.ts). */
+  overloadRejections: Counter<'direction' | 'destination_service' | 'limit'>;
+  /** Endpoints out of service now (ejected or being probed), read when scraped from `ejectedSource`. */
+  endpointsEjected: Gauge<'destination_service'>;
+  /** Set by the sidecar: ejected endpoints per destination service. */
+  ejectedSource: (() => ReadonlyMap<string, number>) | undefined;
 }
 
 export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
   const r = [registry];
-  return {
+  const metrics: ProxyMetrics = {
     registry,
     requests: new HotCounter({
       name: 'tsmesh_requests_total',
@@ -99,5 +112,29 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
         this.inc(proxyMuxBudget.refusedStreams);
       },
     }),
+    httpErrors: new Counter({
+      name: 'tsmesh_http_errors_total',
+      help: 'HTTP requests the proxy ended itself, by error: its x-tsmesh-error, or cancelled when the caller went away first.',
+      labelNames: ['direction', 'destination_service', 'error'],
+      registers: r,
+    }),
+    overloadRejections: new Counter({
+      name: 'tsmesh_overload_rejections_total',
+      help: 'Requests answered 503 overloaded, by the limit that turned them away.',
+      labelNames: ['direction', 'destination_service', 'limit'],
+      registers: r,
+    }),
+    endpointsEjected: new Gauge({
+      name: 'tsmesh_endpoints_ejected',
+      help: 'Endpoints the circuit breaker holds out of service now (ejected or being probed).',
+      labelNames: ['destination_service'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const [service, n] of metrics.ejectedSource?.() ?? []) this.set({ destination_service: service }, n);
+      },
+    }),
+    ejectedSource: undefined,
   };
+  return metrics;
 }

@@ -77,6 +77,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const appAddress = opts.appAddress ?? '127.0.0.1';
 
   const traffic = new TrafficState(opts.traffic);
+  metrics.ejectedSource = () => traffic.ejected();
   let table = EMPTY_TABLE;
   let authorizer: Authorizer = ALLOW_ALL;
   // destination_service of inbound requests: the service whose endpoint this workload is, by port.

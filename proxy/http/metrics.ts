@@ -2,7 +2,10 @@
 // DESIGN.md fixes.
 import type { CounterChild, HistogramChild } from '../../lib/prom-hot.js';
 import type { Direction, ProxyMetrics } from '../metrics.js';
-import type { Layer } from './types.js';
+import type { Layer, ProxyResponse } from './types.js';
+
+/** The error of a request whose caller went away before its answer. */
+export const CANCELLED = 'cancelled';
 
 export interface RequestLabels {
   direction: Direction;
@@ -49,8 +52,27 @@ export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Laye
     last = { source, destination, code, tls, children: c };
     return c;
   };
+  const errors = (error: string) => metrics.httpErrors.labels({ direction: labels.direction, destination_service: labels.destinationService, error });
   return (next) => async (req) => {
-    const res = await next(req);
+    let res: ProxyResponse;
+    try {
+      res = await next(req);
+    } catch (e) {
+      if (req.signal.aborted) {
+        // The caller went away before an answer: a class of its own, with how long it waited.
+        const c = bind(labels.sourceIdentity(), labels.destinationIdentity?.() ?? '', '0', labels.tls === true ? 'true' : 'false');
+        c.count.inc();
+        c.duration.observe((performance.now() - req.startedAt) / 1000);
+        errors(CANCELLED).inc();
+      }
+      throw e;
+    }
+    const local = res.meta?.localReason;
+    if (local !== undefined) {
+      errors(local).inc();
+      const limit = res.meta?.overload;
+      if (limit !== undefined) metrics.overloadRejections.inc({ direction: labels.direction, destination_service: labels.destinationService, limit });
+    }
     const peer = res.meta?.peerIdentity;
     const c = bind(labels.sourceIdentity(), labels.destinationIdentity?.() ?? peer ?? '', STATUS_TEXT[res.status] ?? String(res.status), labels.tls ?? peer !== undefined ? 'true' : 'false');
     c.count.inc();
