@@ -16,7 +16,8 @@
 // Skipped, with the reason printed, where network namespaces cannot be made.
 import assert from 'node:assert/strict';
 import type { LoadSummary } from './mesh-client.js';
-import { APP_ECHO_PORT, APP_HTTP_PORT, K8S_NAMESPACE, sleep, waitFor } from './mesh-lab.js';
+import { APP_HTTP_PORT, K8S_NAMESPACE, sleep, waitFor } from './mesh-lab.js';
+import { total } from '../../lib/prom-text.js';
 import { netnsUnavailable } from './netns.js';
 import { StreamLab, type AppControlAck, type MeshDocument } from './stream-lab.js';
 
@@ -25,7 +26,15 @@ const NS = K8S_NAMESPACE;
 const SERVICES: Record<string, { ip: string; pods: string[]; protocol?: string; targetPort?: number }> = {
   hang: { ip: '10.96.40.10', pods: ['b1'] },
   'hang-h2': { ip: '10.96.40.11', pods: ['b2'], protocol: 'auto' },
-  'hang-tcp': { ip: '10.96.40.12', pods: ['b1'], protocol: 'tcp', targetPort: APP_ECHO_PORT },
+  pair: { ip: '10.96.40.13', pods: ['b1', 'b2'] },
+  limited: { ip: '10.96.40.14', pods: ['b1'] },
+  heal: { ip: '10.96.40.15', pods: ['b1', 'b2'] },
+};
+/** Each test's own policies, by service: nothing one test sets touches another's service. */
+const POLICIES: Record<string, object> = {
+  pair: {},
+  limited: { limits: { maxRequestsPerEndpoint: 5, maxPendingRequests: 5, pendingTimeout: '2s' } },
+  heal: { circuitBreaker: { consecutiveFailures: 3, ejectionTime: '4s', maxEjectionPercent: 50 } },
 };
 
 const origin = (service: string): string => `http://${SERVICES[service]!.ip}`;
@@ -35,14 +44,16 @@ describe('overload and cancellation between meshed pods in network namespaces (r
   this.timeout(240_000);
   let lab: StreamLab | undefined;
 
-  function meshDocument(policies: Omit<MeshDocument, 'services'> = {}): MeshDocument {
+  function meshDocument(): MeshDocument {
     return {
-      ...policies,
+      trafficPolicies: Object.entries(POLICIES)
+        .filter(([, spec]) => Object.keys(spec).length > 0)
+        .map(([service, spec]) => ({ name: `${service}-policy`, namespace: NS, targetRef: { kind: 'Service', name: service }, spec })),
       services: Object.entries(SERVICES).map(([name, s]) => ({
         name,
         namespace: NS,
         clusterIPs: [s.ip],
-        ports: [{ port: 80, name: s.protocol === 'tcp' ? 'tcp' : 'http', protocol: s.protocol ?? 'http', targetPort: s.targetPort ?? APP_HTTP_PORT }],
+        ports: [{ port: 80, name: 'http', protocol: s.protocol ?? 'http', targetPort: APP_HTTP_PORT }],
         endpoints: s.pods.map((p) => lab!.endpoint(p)),
       })),
     };
@@ -66,7 +77,9 @@ describe('overload and cancellation between meshed pods in network namespaces (r
       mesh: { services: [] },
     });
     await lab.writeMesh(meshDocument());
-    await lab.waitConfig('web', 'every service', (c) => Object.keys(SERVICES).every((n) => c.services.some((s) => s.name === n && s.endpoints.length > 0)));
+    await lab.waitConfig('web', 'every service and policy', (c) =>
+      Object.keys(SERVICES).every((n) => c.services.some((s) => s.name === n && s.endpoints.length > 0 && (Object.keys(POLICIES[n] ?? {}).length === 0) === (s.trafficPolicy === undefined))),
+    );
   });
 
   after(async function () {
@@ -127,5 +140,50 @@ describe('overload and cancellation between meshed pods in network namespaces (r
 
   it('HTTP/2: a reset stream cancels the request up to the app, and the app recovers at once', async function () {
     await hungThenRecovered('hang-h2', 'b2', true);
+  });
+  it('a hung replica of two does not absorb traffic: its callers giving up make it look slow, and the other takes the load', async function () {
+    await lab!.controlApp('b1', { hang: true });
+    const s = await lab!.load('web', { origin: origin('pair'), path: '/pair/{i}', mode: 'rate', ratePerSecond: 100, durationMs: 6000, maxRequests: 600, timeoutMs: 1000 });
+    const toHung = lab!.appRequests('b1', '/pair/').length;
+    const toWell = lab!.appRequests('b2', '/pair/').length;
+    console.log(`      ${s.sent} requests: ${s.ok} ok; the hung replica got ${toHung}, the other ${toWell}`);
+    // Each request the hung replica takes is lost (its caller gives up after 1 s): with P2C seeing
+    // it as loaded and then slow, that is a handful while it is first measured, then a reprobe a second.
+    assert.ok(s.ok >= s.sent * 0.95, `only ${s.ok} of ${s.sent} succeeded: ${brief(s)}`);
+    assert.ok(toHung <= s.sent * 0.05, `the hung replica got ${toHung} of ${s.sent}`);
+  });
+
+  it('fails fast at the bound: past maxRequestsPerEndpoint and maxPendingRequests a caller gets 503 overloaded at once, and the app holds no more than the limit', async function () {
+    await lab!.controlApp('b1', { hang: true });
+    const running = lab!.startLoad('web', { origin: origin('limited'), path: '/limited/{i}', mode: 'closed', concurrency: 20, durationMs: 2500, maxRequests: 400, timeoutMs: 4000, timeline: true });
+    await waitFor('the hung app to take 5 requests', async () => (lab!.appRequests('b1', '/limited/').length >= 5 ? true : undefined), 10_000, 20);
+    await sleep(300);
+    // While 20 callers press on it: what the hung app holds.
+    const held = await lab!.controlApp('b1', { stats: true });
+    const s = await lab!.loadSummary(running, 20_000);
+    const overloaded = (s.timeline ?? []).filter((r) => r.status === 503 && r.meshError === 'overloaded');
+    const fast = overloaded.filter((r) => r.end - r.start < 200);
+    console.log(`      app b1 logged ${lab!.appRequests('b1', '/limited/').length}; ${s.sent} requests from 20 callers to a hung app limited to 5 in flight, 5 waiting: ${overloaded.length} answered 503 overloaded (${fast.length} within 200 ms); the app held ${held.held}`);
+    assert.ok(held.held >= 1 && held.held <= 5, `the app holds ${held.held} requests (maxRequestsPerEndpoint 5)`);
+    assert.ok(overloaded.length >= 10, `only ${overloaded.length} overloaded answers: ${brief(s)}`);
+    assert.ok(fast.length >= overloaded.length * 0.5, `${fast.length} of ${overloaded.length} overloaded answers came within 200 ms`);
+    const rejected = total(await lab!.metrics('web'), 'tsmesh_overload_rejections_total', { destination_service: `limited.${NS}` });
+    assert.ok(rejected >= overloaded.length, `tsmesh_overload_rejections_total ${rejected}, ${overloaded.length} seen`);
+  });
+
+  it('a replica ejected for errors gets its fair share back within about twice the ejection time once it heals', async function () {
+    await lab!.controlApp('b1', { fail: { status: 500 } });
+    const sick = await lab!.load('web', { origin: origin('heal'), path: '/heal/sick-{i}', mode: 'rate', ratePerSecond: 100, durationMs: 3000, maxRequests: 300, timeoutMs: 2000 });
+    const ejected = total(await lab!.metrics('web'), 'tsmesh_endpoints_ejected', { destination_service: `heal.${NS}` });
+    assert.equal(ejected, 1, 'the failing replica is out');
+    await lab!.controlApp('b1', { fail: null });
+    // Ejected for 4 s: back within 8 s of healing, and then as good as the other.
+    await sleep(8000);
+    const healed = await lab!.load('web', { origin: origin('heal'), path: '/heal/healed-{i}', mode: 'rate', ratePerSecond: 100, durationMs: 4000, maxRequests: 400, timeoutMs: 2000 });
+    const share = lab!.appRequests('b1', '/heal/healed-').length / healed.sent;
+    console.log(`      while failing: ${sick.ok}/${sick.sent} ok for the client; 8 s after healing the healed replica takes ${(share * 100).toFixed(1)}% of ${healed.sent}`);
+    assert.equal(healed.ok, healed.sent, brief(healed));
+    assert.ok(share >= 0.3, `the healed replica takes ${(share * 100).toFixed(1)}%`);
+    assert.equal(total(await lab!.metrics('web'), 'tsmesh_endpoints_ejected', { destination_service: `heal.${NS}` }), 0);
   });
 });
