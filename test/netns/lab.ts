@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { GiveUp, inNamespace, Managed, waitFor } from '../../lib/netns.js';
-import { PROXY_DEFAULTS } from '../../proxy/env.js';
+import { PROXY_DEFAULTS, PROXY_NODE_OPTIONS } from '../../proxy/env.js';
 import { REPO, run, type RunAs, type RunResult } from './netns.js';
 
 /** How a lab runs `tsmesh proxy` in a pod. */
@@ -95,6 +95,8 @@ export abstract class NamespaceLab<N extends string> {
       TSMESH_TRUST_DOMAIN: o.trustDomain,
       TSMESH_DRAIN_DURATION: o.drainDuration,
       TSMESH_LOG_LEVEL: 'info',
+      // As the injector runs it: the proxy's memory in these tests is what it is in a pod.
+      NODE_OPTIONS: PROXY_NODE_OPTIONS,
     };
     return this.spawnIn(`proxy-${pod}`, pod, [process.execPath, '--import', 'tsx', 'cli/main.ts', 'proxy', ...o.args], o.user, env);
   }
