@@ -12,12 +12,16 @@ import { readClientHello } from '../net/client-hello-read.js';
 import { MuxSession } from '../net/mux.js';
 import { sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
+import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { socketPeerSpiffeId } from '../tls/peer.js';
 import type { Handler } from '../http/types.js';
 import { inboundStack, type InboundDeps } from './stack.js';
+
+/** How long a refused plain HTTP client has to read its 403 before the connection is closed. */
+const PLAIN_HTTP_LINGER_MS = 1000;
 
 /** A tsmesh/mux connection with no stream open for this long is ended (GOAWAY). */
 const MUX_IDLE_MS = 5 * 60_000;
@@ -31,9 +35,15 @@ export interface InboundOptions extends InboundDeps {
   mtlsMode: () => MtlsMode;
   originalDestination: (socket: Socket) => OriginalDestination;
   ownPorts: ReadonlySet<number>;
-  /** Clients speak first on mesh connections; a silent one is given this long. */
+  /** Clients speak first on mesh connections: the first bytes and the whole ClientHello must arrive within this. */
   firstBytesTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /**
+   * At most this many connections whose caller is not known yet (no whole
+   * ClientHello, no finished handshake); more shed the oldest of the source
+   * holding the most. Anyone who reaches the pod can open them.
+   */
+  pendingLimit?: number;
 }
 
 export interface InboundListener {
@@ -62,6 +72,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
     opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason });
     socket.destroy();
   };
+  const pending = new WaitingConnections(opts.pendingLimit ?? DEFAULT_PENDING_LIMIT, (socket) => refuse(socket, 'overload'));
 
   const denyConnection = (socket: Socket | TLSSocket, peer: string, port: number): void => {
     opts.metrics.authzDenials.inc({ source_identity: peer, port: String(port), protocol: 'tcp' });
@@ -107,7 +118,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
   tlsServer.on('secureConnection', (tls: TLSSocket) => {
     const raw = (tls as TLSSocket & { _parent?: Socket })._parent;
     const port = raw ? portOf.get(raw) : undefined;
-    if (raw) handshaking.delete(raw);
+    if (raw) {
+      handshaking.delete(raw);
+      pending.serve(raw);
+    }
     const peer = socketPeerSpiffeId(tls);
     tls.on('error', () => tls.destroy());
     if (port === undefined || !peer) {
@@ -156,6 +170,9 @@ export function createInbound(opts: InboundOptions): InboundListener {
 
   const onConnection = async (socket: Socket): Promise<void> => {
     socket.on('error', () => socket.destroy());
+    const started = Date.now();
+    pending.wait(socket);
+    socket.once('close', () => pending.forget(socket));
     let dst: OriginalDestination;
     try {
       dst = opts.originalDestination(socket);
@@ -174,7 +191,9 @@ export function createInbound(opts: InboundOptions): InboundListener {
       return;
     }
     if (sniffed.protocol === 'tls') {
-      const hello = await readClientHello(socket, sniffed.head, firstBytesMs);
+      // One deadline for the first bytes and the whole ClientHello: a trickled hello gets no fresh timer.
+      const hello = await readClientHello(socket, sniffed.head, Math.max(0, started + firstBytesMs - Date.now()));
+      if (socket.destroyed) return;
       if (hello.kind === 'client-hello' && hello.alpn.some((p) => MESH_ALPN_LIST.includes(p))) {
         if (!opts.meshTls.ready) {
           refuse(socket, 'no-certificate');
@@ -185,14 +204,37 @@ export function createInbound(opts: InboundOptions): InboundListener {
       }
     }
     if (opts.mtlsMode() === 'STRICT') {
-      refuse(socket, 'plaintext');
+      if (sniffed.protocol === 'silent') refuse(socket, 'first-bytes-timeout');
+      else if (sniffed.protocol === 'http1') refusePlainHttp(socket, dst.port);
+      else refuse(socket, 'plaintext');
       return;
     }
     if (opts.authorizer().enforced) {
       denyConnection(socket, '', dst.port);
       return;
     }
+    pending.serve(socket);
     await toApp(socket, dst.port, false);
+  };
+
+  // Plain HTTP to a STRICT port gets an answer a person can read, not an empty reply. The request is
+  // read and dropped until the client closes (closing with unread bytes would reset the connection
+  // before the answer is read), for a second at most.
+  const refusePlainHttp = (socket: Socket, port: number): void => {
+    opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'plaintext' });
+    pending.forget(socket);
+    const body =
+      `tsmesh: port ${port} of this pod accepts only mutual TLS from a meshed client (mtlsMode STRICT), and this request came in plain HTTP.\n` +
+      `Mesh the client (its namespace labelled tsmesh.io/inject=enabled, or its pod injected with tsmesh inject), ` +
+      `or set mtlsMode PERMISSIVE for this workload to accept plain text as well.\n`;
+    socket.end(
+      `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\nx-tsmesh-error: mtls-required\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    const timer = setTimeout(() => socket.destroy(), PLAIN_HTTP_LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    socket.once('end', () => socket.destroy());
+    socket.resume();
   };
 
   const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {

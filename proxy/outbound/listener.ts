@@ -9,6 +9,7 @@ import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { localResponse, type Handler } from '../http/types.js';
 import { sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
+import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
@@ -26,6 +27,13 @@ export interface OutboundOptions extends OutboundDeps {
   sniffTimeoutMs?: number;
   /** TCP connections idle this long are closed. */
   idleTimeoutMs?: number;
+  /**
+   * At most this many connections still being sniffed; more shed the oldest.
+   * A client that speaks first is sniffed at once, a server-first one waits
+   * the sniff timeout: the default allows 1,024 new server-first connections
+   * a second.
+   */
+  pendingLimit?: number;
 }
 
 export interface OutboundListener {
@@ -64,6 +72,10 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     return h;
   }
   const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
+  const sniffing = new WaitingConnections(opts.pendingLimit ?? DEFAULT_PENDING_LIMIT, (socket) => {
+    opts.metrics.connectionsRefused.inc({ direction: 'outbound', reason: 'overload' });
+    socket.destroy();
+  });
 
   const tcp = async (socket: Socket, serviceLabel: string, connectTo: () => Promise<Socket>, tls: boolean): Promise<void> => {
     const labels = { direction: 'outbound', destination_service: serviceLabel } as const;
@@ -133,8 +145,10 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       await meshTcp(socket, target);
       return;
     }
+    sniffing.wait(socket);
     const sniffed = await sniff(socket, opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS);
-    if (sniffed.protocol === 'closed') {
+    sniffing.forget(socket);
+    if (sniffed.protocol === 'closed' || socket.destroyed) {
       socket.destroy();
     } else if (sniffed.protocol === 'http1') {
       dialled.set(socket, key);
