@@ -116,16 +116,19 @@ export function balancedForward(o: BalancedOptions): Handler {
       return failed;
     }
     done(s);
-    if (res.status === 503 && s.ep.identity !== undefined && res.headers[ERROR_HEADER] === APP_REFUSED) {
-      // The endpoint's proxy could not connect to its app: the app never saw the request, so
-      // the retry layer may send it again, whatever its method, as after a connect failure.
-      (res.meta ??= {}).localReason = CONNECT_FAILURE;
-    }
+    const meta = (res.meta ??= {});
+    meta.endpointKey = s.key;
     // Counted, the wait for a connection (an mTLS handshake) would make a new endpoint look slow
     // until it had been idle for the reprobe time.
-    balancer.observe(s, Math.max(0, clock.now() - started - (res.meta?.connectMs ?? 0)), true);
+    const rtt = Math.max(0, clock.now() - started - (meta.connectMs ?? 0));
+    if (res.status === 503 && s.ep.identity !== undefined && res.headers[ERROR_HEADER] === APP_REFUSED) {
+      // The endpoint's proxy could not connect to its app: the app never saw the request, so
+      // the retry layer may send it again, whatever its method, as after a connect failure;
+      // and the endpoint is as good as unreachable, not fast (its answers come at once).
+      meta.localReason = CONNECT_FAILURE;
+      balancer.observe(s, rtt, false);
+    } else balancer.observe(s, rtt, true);
     breaker?.record(s, res.status >= 500);
-    (res.meta ??= {}).endpointKey = s.key;
     return res;
   };
 }

@@ -31,7 +31,10 @@ const SERVICES: Record<string, { ip: string; pods: string[]; protocol?: string; 
   limited: { ip: '10.96.40.14', pods: ['b1'] },
   heal: { ip: '10.96.40.15', pods: ['b1', 'b2'] },
   sink: { ip: '10.96.40.16', pods: ['b2'] },
+  roll: { ip: '10.96.40.17', pods: ['b1', 'b2'] },
 };
+/** Pods whose endpoints are not ready (terminating), as a rolling restart marks them. */
+const notReady = new Set<string>();
 /** Each test's own policies, by service: nothing one test sets touches another's service. */
 const POLICIES: Record<string, object> = {
   pair: {},
@@ -56,7 +59,7 @@ describe('overload and cancellation between meshed pods in network namespaces (r
         namespace: NS,
         clusterIPs: [s.ip],
         ports: [{ port: 80, name: 'http', protocol: s.protocol ?? 'http', targetPort: APP_HTTP_PORT }],
-        endpoints: s.pods.map((p) => lab!.endpoint(p)),
+        endpoints: s.pods.map((p) => ({ ...lab!.endpoint(p), ...(notReady.has(p) ? { ready: false } : {}) })),
       })),
     };
   }
@@ -211,5 +214,25 @@ describe('overload and cancellation between meshed pods in network namespaces (r
     // would hold most of it (an outside evaluation saw one proxy go from 60 to 242 MB).
     assert.ok(peak.b2 - before.b2 < 120, `b2's proxy grew by ${(peak.b2 - before.b2).toFixed(1)} MB`);
     assert.ok(peak.web - before.web < 120, `web's proxy grew by ${(peak.web - before.web).toFixed(1)} MB`);
+  });
+  it('a rolling restart under load fails no call: an app that refuses its proxy is as good as an endpoint never reached', async function () {
+    const running = lab!.startLoad('web', { origin: origin('roll'), path: '/roll/{i}', mode: 'rate', ratePerSecond: 100, durationMs: 16_000, maxRequests: 1600, timeoutMs: 3000 });
+    await running.line((l) => l.includes('"started"'), 20_000);
+    await sleep(2000);
+    for (const pod of ['b1', 'b2']) {
+      // The harsh order: the app dies before its endpoint is marked terminating, and comes back before it is ready again.
+      const restarted = lab!.restartApp(pod, 2500);
+      await sleep(500);
+      notReady.add(pod);
+      await lab!.writeMesh(meshDocument());
+      await restarted;
+      notReady.delete(pod);
+      await lab!.writeMesh(meshDocument());
+      await sleep(2500);
+    }
+    const s = await lab!.loadSummary(running, 60_000);
+    const retried = total(await lab!.metrics('web'), 'tsmesh_retries_total', { destination_service: `roll.${NS}` });
+    console.log(`      ${s.sent} requests at 100/s while b1 then b2 restarted: ${s.failed} failed, ${retried} retried by web's proxy`);
+    assert.equal(s.failed, 0, brief(s));
   });
 });
