@@ -6,24 +6,20 @@
 // the heap is collected) the process must hold no more memory than after the
 // second batch: what a bad client leaves behind would add up batch after batch.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { request } from 'undici';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { silentLogger } from '../lib/log.js';
 import { seededRandom } from '../lib/testdata/seeded-random.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import type { Sidecar } from './sidecar.js';
+import { issueCredentials } from './testdata/mesh.js';
+import { startApiSidecar, startOkApp, startWebSidecar, WEB } from './testdata/shop.js';
 import { MESH_ALPN } from './tls/alpn.js';
 import type { WorkloadCredentials } from './identity/types.js';
 
-const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
-const API = 'spiffe://cluster.local/ns/shop/sa/api';
-const SERVICE_IP = '10.96.0.10'; // never dialled: the test resolves original destinations itself
 const BATCHES = 8;
 const PER_BATCH = 400;
 const CONCURRENCY = 40;
@@ -122,45 +118,12 @@ describe('sidecars under hostile clients, batch after batch', function () {
 
   before(async () => {
     const { ca } = await newRootCa();
-    app = createHttpServer((req, res) => {
-      req.resume();
-      req.on('end', () => res.end('ok'));
-    });
-    app.listen(0, '127.0.0.1');
-    await once(app, 'listening');
-    const appPort = (app.address() as AddressInfo).port;
-    const inboundOnly = (): Promise<Sidecar> =>
-      startSidecar({
-        identity: new FixedIdentity(issueCredentials(ca, API)),
-        config: new FixedConfig({ mesh: { mtlsMode: 'STRICT' } }),
-        log: silentLogger,
-        host: '127.0.0.1',
-        outboundPort: 0,
-        inboundPort: 0,
-        inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-      });
-    b = await inboundOnly();
-    e = await inboundOnly();
+    let appPort: number;
+    ({ server: app, port: appPort } = await startOkApp());
+    b = await startApiSidecar(ca, appPort);
+    e = await startApiSidecar(ca, appPort);
     webCreds = issueCredentials(ca, WEB);
-    a = await startSidecar({
-      identity: new FixedIdentity(webCreds),
-      config: new FixedConfig({
-        services: [
-          {
-            name: 'api',
-            namespace: 'shop',
-            clusterIPs: [SERVICE_IP],
-            ports: [{ port: 80, name: 'http', protocol: 'auto', targetPort: b.inboundPort }],
-            endpoints: [{ address: '127.0.0.1', identity: API }],
-          },
-        ],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
-    });
+    a = await startWebSidecar(webCreds, b.inboundPort);
   });
 
   after(async () => {

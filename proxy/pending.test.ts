@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { newRootCa } from '../ca/testdata/fixtures.js';
@@ -20,27 +20,13 @@ import { createProxyMetrics } from './metrics.js';
 import { DEFAULT_PENDING_LIMIT } from './net/waiting.js';
 import { createOutbound } from './outbound/listener.js';
 import { TrafficState } from './outbound/traffic-state.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
+import type { Sidecar } from './sidecar.js';
 import { startFlood, stopFlood } from './testdata/flood.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { apiService, SERVICE_IP, startApiSidecar, startOkApp, startWebSidecar, WEB } from './testdata/shop.js';
 import { MeshTls } from './tls/mesh-tls.js';
 
-const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
-const API = 'spiffe://cluster.local/ns/shop/sa/api';
-const SERVICE_IP = '10.96.0.10'; // never dialled: the test resolves original destinations itself
 const FLOOD = DEFAULT_PENDING_LIMIT + 100;
-/** Service api.shop, whose one endpoint (identity API) is 127.0.0.1:`port`. */
-const API_SERVICE = (port: number): object => ({
-  services: [
-    {
-      name: 'api',
-      namespace: 'shop',
-      clusterIPs: [SERVICE_IP],
-      ports: [{ port: 80, name: 'http', protocol: 'auto', targetPort: port }],
-      endpoints: [{ address: '127.0.0.1', identity: API }],
-    },
-  ],
-});
 
 describe('sidecars under floods of connections that never show their protocol', function () {
   this.timeout(90_000);
@@ -52,32 +38,11 @@ describe('sidecars under floods of connections that never show their protocol', 
 
   before(async () => {
     const { ca } = await newRootCa();
-    app = createHttpServer((req, res) => {
-      req.resume();
-      req.on('end', () => res.end('ok'));
-    });
-    app.listen(0, '127.0.0.1');
-    await once(app, 'listening');
-    const appPort = (app.address() as AddressInfo).port;
-    b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: new FixedConfig({ mesh: { mtlsMode: 'STRICT' } }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
+    let appPort: number;
+    ({ server: app, port: appPort } = await startOkApp());
+    b = await startApiSidecar(ca, appPort);
     webCreds = issueCredentials(ca, WEB);
-    a = await startSidecar({
-      identity: new FixedIdentity(webCreds),
-      config: new FixedConfig(API_SERVICE(b.inboundPort)),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
-    });
+    a = await startWebSidecar(webCreds, b.inboundPort);
   });
   afterEach(async () => {
     await stopFlood(flood);
@@ -135,7 +100,7 @@ describe('sidecars under floods of connections that never show their protocol', 
     // A real outbound listener built as the sidecar builds it, with a bound of 100 and a 5 s sniff, so a
     // flood on loopback fills it (the default is 1,024 within the 1 s sniff timeout).
     const limit = 100;
-    const config = new FixedConfig(API_SERVICE(b.inboundPort));
+    const config = new FixedConfig(apiService(b.inboundPort));
     const metrics = createProxyMetrics();
     const meshTls = new MeshTls(new FixedIdentity(webCreds));
     const outbound = createOutbound({

@@ -3,15 +3,12 @@
 // else is closed without a byte, and both are counted as before.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { silentLogger } from '../lib/log.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
-
-const API = 'spiffe://cluster.local/ns/shop/sa/api';
+import type { Sidecar } from './sidecar.js';
+import { startApiSidecar, startOkApp } from './testdata/shop.js';
 
 /** Writes `bytes` on a new connection; what comes back before the sidecar closes it. */
 async function exchange(port: number, bytes: string | Buffer): Promise<string> {
@@ -35,19 +32,9 @@ describe('a STRICT inbound port and plain text', () => {
 
   before(async () => {
     const { ca } = await newRootCa();
-    app = createHttpServer((_req, res) => res.end('the app must not be reached'));
-    app.listen(0, '127.0.0.1');
-    await once(app, 'listening');
-    const appPort = (app.address() as AddressInfo).port;
-    b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: new FixedConfig({ mesh: { mtlsMode: 'STRICT' } }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
+    let appPort: number;
+    ({ server: app, port: appPort } = await startOkApp());
+    b = await startApiSidecar(ca, appPort);
   });
   after(async () => {
     await b?.drain(0);
