@@ -50,14 +50,11 @@ export function balancedForward(o: BalancedOptions): Handler {
   const { balancer, breaker, forward, clock } = o;
   const limits = o.limits ?? DEFAULT_LIMITS;
   const queue = o.queue ?? new PendingQueue(clock);
-  /** An endpoint with room under its limit, waiting for one if every endpoint is at it; or the answer that there is none. */
-  const choose = async (req: ProxyRequest): Promise<EndpointState | ProxyResponse> => {
-    let s = balancer.pick(true, req.avoid);
-    if (!s) return noEndpoint();
-    if (s.pending < limits.maxRequestsPerEndpoint) return s;
+  /** The picked endpoint was at its limit: another with room, waiting for one if every endpoint is at it; or the answer that there is none. */
+  const waitForRoom = async (req: ProxyRequest): Promise<EndpointState | ProxyResponse> => {
     const deadline = clock.now() + limits.pendingTimeoutMs;
     for (;;) {
-      s = balancer.pickUnder(limits.maxRequestsPerEndpoint);
+      const s = balancer.pickUnder(limits.maxRequestsPerEndpoint);
       if (s) return s;
       if (balancer.endpoints.length - balancer.ejectedCount === 0) return noEndpoint();
       const waited = await queue.wait(req.signal, deadline, limits.maxPendingRequests);
@@ -79,9 +76,13 @@ export function balancedForward(o: BalancedOptions): Handler {
     if (queue.size > 0) queue.wake();
   };
   return async (req) => {
-    const chosen = await choose(req);
-    if ('status' in chosen) return chosen;
-    const s = chosen;
+    let s = balancer.pick(true, req.avoid);
+    if (s === undefined) return noEndpoint();
+    if (s.pending >= limits.maxRequestsPerEndpoint) {
+      const chosen = await waitForRoom(req);
+      if ('status' in chosen) return chosen;
+      s = chosen;
+    }
     const started = clock.now();
     s.pending++;
     let res: ProxyResponse;
