@@ -18,6 +18,13 @@ import { createOutbound } from './outbound/listener.js';
 import { TrafficState, type TrafficStateOptions } from './outbound/traffic-state.js';
 import { MeshTls } from './tls/mesh-tls.js';
 
+/**
+ * The accept queue of the proxy's ports: node's default (511) overflowed when
+ * a thousand connections came at once (dropped SYNs, each a 1 s retransmit
+ * for a legitimate caller behind them); the kernel caps it at somaxconn.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export interface SidecarOptions {
   identity: IdentitySource;
   config: ConfigSource;
@@ -136,7 +143,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   });
   const host = opts.host ?? '0.0.0.0';
   const listen = async (server: Server, port: number): Promise<number> => {
-    server.listen(port, host);
+    server.listen({ port, host, backlog: LISTEN_BACKLOG });
     await once(server, 'listening');
     return (server.address() as AddressInfo).port;
   };

@@ -6,7 +6,7 @@ import { StreamConfigSource } from '../../proxy/config/stream.js';
 import { PROXY_ENV, readProxySettings } from '../../proxy/env.js';
 import { createIdentity } from '../../proxy/identity/index.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
-import { startSidecar, type Sidecar } from '../../proxy/sidecar.js';
+import { LISTEN_BACKLOG, startSidecar, type Sidecar } from '../../proxy/sidecar.js';
 import { workloadSpiffeId } from '../../ca/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
@@ -67,7 +67,7 @@ export const proxyCommand: Command = {
       reservedPorts: [settings.adminPort],
     });
     const admin = createSidecarAdmin(sidecar, identity, { appProbes, log: log.child('admin') });
-    admin.listen(settings.adminPort, '0.0.0.0');
+    admin.listen({ port: settings.adminPort, host: '0.0.0.0', backlog: LISTEN_BACKLOG });
     await once(admin, 'listening');
     streamTls.get = () => sidecar.meshTls.clientMaterial();
     void identity.start();
