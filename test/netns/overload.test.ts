@@ -235,4 +235,24 @@ describe('overload and cancellation between meshed pods in network namespaces (r
     console.log(`      ${s.sent} requests at 100/s while b1 then b2 restarted: ${s.failed} failed, ${retried} retried by web's proxy`);
     assert.equal(s.failed, 0, brief(s));
   });
+  it('the admin port stays answerable: /ready and /live answer within 1 s while 1,000 idle and slow connections press on 15020', async function () {
+    // From web, as anyone who can reach the pod could; kubelet's probes come from the node (here: b2).
+    const flood = lab!.spawnIn('admin-flood', 'web', [process.execPath, '--import', 'tsx', 'proxy/testdata/flood-client.ts', lab!.addr.b1!, '15020', '1000', 'mixed'], APP_USER);
+    await flood.line((l) => l.trim() === 'open', 60_000);
+    const failed: string[] = [];
+    let slowest = 0;
+    for (let i = 0; i < 20; i++) {
+      for (const path of ['/ready', '/live']) {
+        const t0 = Date.now();
+        const r = await lab!.curl('b2', ['--max-time', '1', `http://${lab!.addr.b1}:15020${path}`]);
+        slowest = Math.max(slowest, Date.now() - t0);
+        if (r.status !== 200) failed.push(`${path}: ${r.status} ${r.error}`);
+      }
+      await sleep(200);
+    }
+    flood.child.stdin!.end();
+    await flood.exited;
+    console.log(`      40 probes while 1,000 connections pressed on b1's admin port: ${failed.length} failed, slowest ${slowest} ms (curl included)`);
+    assert.deepEqual(failed, []);
+  });
 });
