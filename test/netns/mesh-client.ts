@@ -36,6 +36,10 @@ export interface LoadOptions {
   headers?: Record<string, string>;
   /** Requests go as streams of one HTTP/2 connection (h2c, prior knowledge); a timeout resets the stream. */
   http2?: boolean;
+  /** Epoch ms of the first request: the caller knows when request i is due (startAt + i / rate). */
+  startAt?: number;
+  /** Print each request's record as a line when it ends, so a long load can be read while it runs. */
+  progress?: boolean;
 }
 
 export interface RequestRecord {
@@ -141,7 +145,9 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
     return h2;
   };
   const records: RequestRecord[] = [];
-  const startedAt = Date.now();
+  const onTime = opts.startAt !== undefined && opts.startAt > Date.now();
+  if (onTime) await new Promise((r) => setTimeout(r, opts.startAt! - Date.now()));
+  const startedAt = onTime ? opts.startAt! : Date.now();
   const deadline = startedAt + opts.durationMs;
   let stopped = false;
   let next = 0;
@@ -175,6 +181,7 @@ async function load(opts: LoadOptions): Promise<LoadSummary> {
       rec.error = (e as Error).message;
     }
     rec.end = Date.now();
+    if (opts.progress) console.log(JSON.stringify(rec));
   };
 
   if (opts.mode === 'closed') {

@@ -38,6 +38,7 @@ import {
   K8S_NAMESPACE,
   type Managed,
   PROXY_USER,
+  sleep,
   TRUST_DOMAIN,
   waitFor,
 } from './mesh-lab.js';
@@ -274,6 +275,16 @@ export class StreamLab extends NamespaceLab<string> {
     );
     this.apps[pod] = app;
     await app.line((l) => l.includes('"ready":true'), 30_000);
+  }
+
+  /** Kills a pod's app (SIGKILL, by PID), as when its container crashes, and starts it again `downMs` later. */
+  async restartApp(pod: string, downMs: number): Promise<void> {
+    const app = this.apps[pod];
+    if (!app?.running) throw new Error(`the app of ${pod} is not running`);
+    app.signal('SIGKILL');
+    await app.exited;
+    await sleep(downMs);
+    await this.startApp(pod);
   }
 
   /** Starts `tsmesh proxy` (no --config-file: on the discovery stream) as uid 1337 and waits for /ready. */
