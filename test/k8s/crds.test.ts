@@ -50,6 +50,7 @@ const FULL_TRAFFIC = {
   retries: { attempts: 2, retryOn: ['gateway-error'] },
   circuitBreaker: { consecutiveFailures: 5, failureRate: { threshold: 0.5, window: '10s', minRequests: 20 }, ejectionTime: '30s', maxEjectionPercent: 50 },
   faults: { delay: { percent: 0, duration: '1s' } },
+  limits: { maxRequestsPerEndpoint: 64, maxPendingRequests: 1_000_000, pendingTimeout: '59m59s1000ms' },
 };
 
 const FULL_AUTHZ = {
@@ -94,6 +95,15 @@ const TRAFFIC_REFUSED: Case[] = [
   { what: 'a failure rate without a threshold', edit: (s) => delete s.circuitBreaker.failureRate.threshold, field: 'spec.circuitBreaker.failureRate.threshold' },
   { what: 'zero consecutive failures', edit: (s) => (s.circuitBreaker.consecutiveFailures = 0), field: 'spec.circuitBreaker.consecutiveFailures' },
   { what: 'an ejection percent above 100', edit: (s) => (s.circuitBreaker.maxEjectionPercent = 101), field: 'spec.circuitBreaker.maxEjectionPercent' },
+  { what: 'no room for pending requests', edit: (s) => (s.limits.maxPendingRequests = 0), field: 'spec.limits.maxPendingRequests' },
+  { what: 'more than 1000000 pending requests', edit: (s) => (s.limits.maxPendingRequests = 1_000_001), field: 'spec.limits.maxPendingRequests' },
+  { what: 'a fractional request limit', edit: (s) => (s.limits.maxRequestsPerEndpoint = 2.5), field: 'spec.limits.maxRequestsPerEndpoint' },
+  { what: 'a request limit written as a string', edit: (s) => (s.limits.maxRequestsPerEndpoint = '64'), field: 'spec.limits.maxRequestsPerEndpoint' },
+  { what: 'a pending timeout without a unit', edit: (s) => (s.limits.pendingTimeout = '5'), field: 'spec.limits.pendingTimeout' },
+  { what: 'a zero pending timeout', edit: (s) => (s.limits.pendingTimeout = '0s'), field: 'spec.limits.pendingTimeout' },
+  { what: 'a pending timeout under 1ms', edit: (s) => (s.limits.pendingTimeout = '0.4ms'), field: 'spec.limits.pendingTimeout' },
+  { what: 'a pending timeout above 1h', edit: (s) => (s.limits.pendingTimeout = '1h1ms'), field: 'spec.limits.pendingTimeout' },
+  { what: 'a pending timeout of a day', edit: (s) => (s.limits.pendingTimeout = '1d'), field: 'spec.limits.pendingTimeout' },
   { what: 'an abort status above 599', edit: (s) => (s.routes[0].faults.abort.status = 700), field: 'spec.routes[0].faults.abort.status' },
   { what: 'an abort status below 200', edit: (s) => (s.routes[0].faults.abort.status = 199), field: 'spec.routes[0].faults.abort.status' },
   { what: 'an abort percent above 100', edit: (s) => (s.routes[0].faults.abort.percent = 100.5), field: 'spec.routes[0].faults.abort.percent' },
@@ -298,12 +308,18 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
     assert.match(metric, /tsmesh_control_watch_errors_total\{resource="trafficpolicies"\} [1-9]/);
   });
 
-  it('refuses an unknown field under strict field validation (kubectl\'s default), naming it', async function () {
-    const spec: any = copy(FULL_TRAFFIC);
-    spec.retries.tries = 3;
-    const message = await refusedWith('TrafficPolicy', spec, 400);
-    assert.match(message, /unknown field "spec\.retries\.tries"/);
-  });
+  for (const c of [
+    { what: 'a retry setting', edit: (s: any) => (s.retries.tries = 3), field: 'spec.retries.tries' },
+    { what: 'a limit', edit: (s: any) => (s.limits.maxConnections = 10), field: 'spec.limits.maxConnections' },
+  ]) {
+    it(`refuses an unknown field (${c.what}) under strict field validation (kubectl's default), naming it, as validate.ts does`, async function () {
+      const spec = copy(FULL_TRAFFIC);
+      c.edit(spec);
+      const message = await refusedWith('TrafficPolicy', spec, 400);
+      assert.ok(message.includes(`unknown field "${c.field}"`), `the message names ${c.field}: ${message}`);
+      assert.equal(mappingRefusal('TrafficPolicy', spec)?.path, c.field, 'validate.ts refuses it at the same path');
+    });
+  }
 
   it('keeps status apart from spec (status subresource), and counts generations on spec changes only', async function () {
     const objName = name('status');
