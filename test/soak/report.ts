@@ -57,6 +57,8 @@ export interface PhaseMeasures {
   planned: Record<LoadName, number>;
   /** Tries the apps logged for this phase's requests. */
   tries: { api: number; backend: number };
+  /** By "<load>/<i>": the pods whose app logged a try of that request. */
+  reached: ReadonlyMap<string, readonly string[]>;
   proxies: Record<string, ProxySample>;
   /** Readiness probes of every proxy in the phase, and the ones that did not answer 200. */
   ready: { probes: number; failed: string[] };
@@ -103,8 +105,12 @@ function p99(records: readonly RequestRecord[]): number {
 
 const ofKind = (records: readonly RequestRecord[], kind: RequestRecord['kind']): RequestRecord[] => records.filter((r) => r.kind === kind);
 
-/** How a load's failures looked: when in the phase, answers by status and x-tsmesh-error, then the first distinct errors. */
-function describeFailures(records: readonly RequestRecord[], phaseStart: number): string | undefined {
+/**
+ * How a load's failures looked: when in the phase, which apps their tries
+ * reached (none: the mesh never delivered them), answers by status and
+ * x-tsmesh-error, then the first distinct errors.
+ */
+function describeFailures(load: LoadName, records: readonly RequestRecord[], m: PhaseMeasures): string | undefined {
   const failed = records.filter((r) => r.error !== undefined);
   if (failed.length === 0) return undefined;
   const count = (keys: (string | undefined)[]): Record<string, number> => {
@@ -114,13 +120,15 @@ function describeFailures(records: readonly RequestRecord[], phaseStart: number)
   };
   const statuses = count(failed.map((r) => (r.status === undefined ? undefined : String(r.status))));
   const meshErrors = count(failed.map((r) => r.meshError));
+  const reached = count(failed.filter((r) => r.kind === 'http').map((r) => m.reached.get(`${load}/${r.i}`)?.join('+') ?? 'no app'));
   const errors = [...new Set(failed.filter((r) => r.status === undefined).map((r) => `${r.kind}: ${r.error}`))].slice(0, 3);
   const parts = [
+    ...(Object.keys(reached).length > 0 ? [`tries reached ${JSON.stringify(reached)}`] : []),
     ...(Object.keys(statuses).length > 0 ? [`statuses ${JSON.stringify(statuses)}`] : []),
     ...(Object.keys(meshErrors).length > 0 ? [`x-tsmesh-error ${JSON.stringify(meshErrors)}`] : []),
     ...errors,
   ];
-  const offset = (t: number): string => `+${((t - phaseStart) / 1000).toFixed(1)}s`;
+  const offset = (t: number): string => `+${((t - m.startedAt) / 1000).toFixed(1)}s`;
   const starts = failed.map((r) => r.start);
   return `${failed.length} failed, started ${offset(Math.min(...starts))} to ${offset(Math.max(...starts))}: ${parts.join('; ')}`;
 }
@@ -155,7 +163,7 @@ export function judgePhase(m: PhaseMeasures, baselineSockets: Record<string, num
   failed.push(...m.faultFailures);
   const failures: Record<string, string> = {};
   for (const load of LOADS) {
-    const d = describeFailures(m.loads[load], m.startedAt);
+    const d = describeFailures(load, m.loads[load], m);
     if (d !== undefined) failures[load] = d;
   }
   const pods = Object.keys(m.proxies);

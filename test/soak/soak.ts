@@ -63,7 +63,8 @@ const TCP_EVERY = 10;
 const CLIENT_TIMEOUT_MS = 1000;
 /** The loads are started this long before they begin (tsx takes a while on a busy machine) and wait. */
 const LOAD_LEAD_MS = 20_000;
-const WARM_UP_MS = 5000;
+// From a cold start at full rate the first seconds lose requests while connections pile up (about 8 s measured).
+const WARM_UP_MS = 15_000;
 
 interface PhaseSpec {
   name: string;
@@ -206,7 +207,10 @@ class Sampler {
 class Ledger {
   private readonly records = new Map<number, Record<LoadName, RequestRecord[]>>();
   private readonly tries = new Map<number, { api: number; backend: number }>();
-  private readonly apps = new Set<Managed>();
+  /** Per phase, by "<load>/<i>": the pods whose app logged a try of that request. */
+  private readonly reached = new Map<number, Map<string, string[]>>();
+  /** Every app process seen, with its pod: a restarted app's old process is read to its end. */
+  private readonly apps = new Map<Managed, string>();
 
   /** `startAt`: when the loads began; `starts` and `ends`: the phases'. */
   constructor(
@@ -220,48 +224,50 @@ class Ledger {
     return phaseAt(this.ends, this.starts[0]!, this.startAt + (i * 1000) / RATES[load]);
   }
 
-  /** Reads what the loads and the apps (a restarted app's old process too) printed since the last call. */
-  collect(loads: Record<LoadName, Managed>, apps: Iterable<Managed>): void {
+  /** Reads what the loads and the apps printed since the last call. */
+  collect(loads: Record<LoadName, Managed>, apps: Readonly<Record<string, Managed>>): void {
     for (const load of LOADS) {
       for (const line of takeLines(loads[load], (l) => l.startsWith('{"i":'))) {
         const r = JSON.parse(line) as RequestRecord;
         const phase = this.phaseOf(load, r.i);
-        if (phase >= 0) this.recordsOf(phase)[load].push(r);
+        if (phase >= 0) this.of(this.records, phase, () => ({ apiH1: [], apiH2: [], backend: [] }))[load].push(r);
       }
     }
-    for (const app of apps) this.apps.add(app);
-    for (const app of this.apps) {
+    for (const [pod, app] of Object.entries(apps)) this.apps.set(app, pod);
+    for (const [app, pod] of this.apps) {
       for (const line of takeLines(app, (l) => /"event":"(request|response|echo)"/.test(l))) {
         const m = /"event":"request".*"path":"\/(apiH1|apiH2|backend)\/(\d+)"/.exec(line);
         if (!m) continue;
         const load = m[1] as LoadName;
         const phase = this.phaseOf(load, Number(m[2]));
         if (phase < 0) continue;
-        const t = this.triesOf(phase);
+        const t = this.of(this.tries, phase, () => ({ api: 0, backend: 0 }));
         if (load === 'backend') t.backend++;
         else t.api++;
+        const reached = this.of(this.reached, phase, () => new Map<string, string[]>());
+        const key = `${load}/${m[2]}`;
+        reached.set(key, [...(reached.get(key) ?? []), pod]);
       }
     }
   }
 
   /** Hands over a phase's figures and forgets them. */
-  take(phase: number): { records: Record<LoadName, RequestRecord[]>; tries: { api: number; backend: number } } {
-    const out = { records: this.recordsOf(phase), tries: this.triesOf(phase) };
+  take(phase: number): { records: Record<LoadName, RequestRecord[]>; tries: { api: number; backend: number }; reached: Map<string, string[]> } {
+    const out = {
+      records: this.records.get(phase) ?? { apiH1: [], apiH2: [], backend: [] },
+      tries: this.tries.get(phase) ?? { api: 0, backend: 0 },
+      reached: this.reached.get(phase) ?? new Map<string, string[]>(),
+    };
     this.records.delete(phase);
     this.tries.delete(phase);
+    this.reached.delete(phase);
     return out;
   }
 
-  private recordsOf(phase: number): Record<LoadName, RequestRecord[]> {
-    let r = this.records.get(phase);
-    if (r === undefined) this.records.set(phase, (r = { apiH1: [], apiH2: [], backend: [] }));
-    return r;
-  }
-
-  private triesOf(phase: number): { api: number; backend: number } {
-    let t = this.tries.get(phase);
-    if (t === undefined) this.tries.set(phase, (t = { api: 0, backend: 0 }));
-    return t;
+  private of<T>(by: Map<number, T>, phase: number, make: () => T): T {
+    let v = by.get(phase);
+    if (v === undefined) by.set(phase, (v = make()));
+    return v;
   }
 }
 
@@ -345,8 +351,8 @@ async function runPhases(phases: readonly PhaseSpec[], l: StreamLab): Promise<Ph
     const p = phases[i]!;
     // The phase's last requests end within the client's timeout; their retries reach the apps by then too.
     await sleep(ends[i]! + CLIENT_TIMEOUT_MS + 1500 - Date.now());
-    ledger.collect(loads, Object.values(l.apps));
-    const { records, tries } = ledger.take(i);
+    ledger.collect(loads, l.apps);
+    const { records, tries, reached } = ledger.take(i);
     const stats = s.of(i);
     const row = judgePhase(
       {
@@ -357,6 +363,7 @@ async function runPhases(phases: readonly PhaseSpec[], l: StreamLab): Promise<Ph
         loads: records,
         planned: Object.fromEntries(LOADS.map((load) => [load, Math.round(RATES[load] * p.seconds)])) as Record<LoadName, number>,
         tries,
+        reached,
         proxies: stats.proxies,
         ready: { probes: stats.probes, failed: stats.failed },
         notes,
