@@ -49,6 +49,11 @@ export function integer(v: unknown, path: string, min: number, max: number, what
   return v;
 }
 
+export function boolean(v: unknown, path: string): boolean {
+  if (typeof v !== 'boolean') throw new ValidationError(path, `expected true or false, found ${describe(v)}`);
+  return v;
+}
+
 export function number(v: unknown, path: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new ValidationError(path, `${describe(v)} is not a number from ${min} to ${max}`);
   return v;

@@ -3,7 +3,7 @@
 // was expected, e.g. `services[1].ports[0].port: 70000 is not a port (1-65535)`.
 import { parseSpiffeId, validateTrustDomain } from '../../ca/spiffe.js';
 import { formatDuration, parseDuration } from '../../lib/duration.js';
-import { ValidationError, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../../lib/schema.js';
+import { ValidationError, boolean, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../../lib/schema.js';
 import {
   CONFIG_API_VERSION,
   CONFIG_KIND,
@@ -91,10 +91,7 @@ function endpoint(v: unknown, path: string): Endpoint {
     out.ports = Object.fromEntries(Object.entries(ports).map(([k, p]) => [k, port(p, join(join(path, 'ports'), k))]));
   }
   if (o.weight !== undefined) out.weight = integer(o.weight, join(path, 'weight'), 1, 1_000_000);
-  if (o.ready !== undefined) {
-    if (typeof o.ready !== 'boolean') throw new ValidationError(join(path, 'ready'), `expected true or false, found ${describe(o.ready)}`);
-    out.ready = o.ready;
-  }
+  if (o.ready !== undefined) out.ready = boolean(o.ready, join(path, 'ready'));
   return out;
 }
 
@@ -133,7 +130,7 @@ function faults(v: unknown, path: string): FaultPolicy {
 }
 
 function circuitBreaker(v: unknown, path: string): CircuitBreakerPolicy {
-  const o = object(v, path, ['consecutiveFailures', 'failureRate', 'ejectionTime', 'maxEjectionPercent']);
+  const o = object(v, path, ['consecutiveFailures', 'failureRate', 'ejectionTime', 'maxEjectionPercent', 'countCancellations']);
   const out: CircuitBreakerPolicy = {};
   if (o.consecutiveFailures !== undefined) out.consecutiveFailures = integer(o.consecutiveFailures, join(path, 'consecutiveFailures'), 1, 1000);
   if (o.failureRate !== undefined) {
@@ -146,6 +143,7 @@ function circuitBreaker(v: unknown, path: string): CircuitBreakerPolicy {
   }
   if (o.ejectionTime !== undefined) out.ejectionTime = duration(o.ejectionTime, join(path, 'ejectionTime'));
   if (o.maxEjectionPercent !== undefined) out.maxEjectionPercent = number(o.maxEjectionPercent, join(path, 'maxEjectionPercent'), 0, 100);
+  if (o.countCancellations !== undefined) out.countCancellations = boolean(o.countCancellations, join(path, 'countCancellations'));
   return out;
 }
 

@@ -48,7 +48,7 @@ const FULL_TRAFFIC = {
   ],
   timeout: '1m30s',
   retries: { attempts: 2, retryOn: ['gateway-error'] },
-  circuitBreaker: { consecutiveFailures: 5, failureRate: { threshold: 0.5, window: '10s', minRequests: 20 }, ejectionTime: '30s', maxEjectionPercent: 50 },
+  circuitBreaker: { consecutiveFailures: 5, failureRate: { threshold: 0.5, window: '10s', minRequests: 20 }, ejectionTime: '30s', maxEjectionPercent: 50, countCancellations: false },
   faults: { delay: { percent: 0, duration: '1s' } },
   limits: { maxRequestsPerEndpoint: 64, maxPendingRequests: 1_000_000, pendingTimeout: '59m59s1000ms' },
 };
@@ -95,6 +95,7 @@ const TRAFFIC_REFUSED: Case[] = [
   { what: 'a failure rate without a threshold', edit: (s) => delete s.circuitBreaker.failureRate.threshold, field: 'spec.circuitBreaker.failureRate.threshold' },
   { what: 'zero consecutive failures', edit: (s) => (s.circuitBreaker.consecutiveFailures = 0), field: 'spec.circuitBreaker.consecutiveFailures' },
   { what: 'an ejection percent above 100', edit: (s) => (s.circuitBreaker.maxEjectionPercent = 101), field: 'spec.circuitBreaker.maxEjectionPercent' },
+  { what: 'countCancellations that is not true or false', edit: (s) => (s.circuitBreaker.countCancellations = 'yes'), field: 'spec.circuitBreaker.countCancellations' },
   { what: 'no room for pending requests', edit: (s) => (s.limits.maxPendingRequests = 0), field: 'spec.limits.maxPendingRequests' },
   { what: 'more than 1000000 pending requests', edit: (s) => (s.limits.maxPendingRequests = 1_000_001), field: 'spec.limits.maxPendingRequests' },
   { what: 'a fractional request limit', edit: (s) => (s.limits.maxRequestsPerEndpoint = 2.5), field: 'spec.limits.maxRequestsPerEndpoint' },
