@@ -17,7 +17,12 @@ export interface Criteria {
   maxAmplificationApi: number;
   /** The backend has no retry policy: its apps see each request once. */
   maxAmplificationBackend: number;
-  /** A proxy may hold this many more sockets at the end of the phase than at most during the baseline (no leak). */
+  /**
+   * A proxy may hold this many more sockets at the end of the phase than at
+   * most during the baseline (no leak). Not fewer: the client's HTTP/1.1
+   * pool grows while requests stall (up to rate x timeout, 100) and keeps
+   * those connections open; a flood's leak is in the thousands.
+   */
   socketsOverBaseline?: number;
 }
 
@@ -26,7 +31,7 @@ export interface Criteria {
 export const CRITERIA: Readonly<Record<PhaseKind, Criteria>> = {
   baseline: { api: 1, backend: 1, tcp: 1, maxAmplificationApi: 1.3, maxAmplificationBackend: 1.01 },
   fault: { api: 0.99, backend: 0.999, tcp: 0.99, maxAmplificationApi: 1.3, maxAmplificationBackend: 1.01 },
-  calm: { api: 0.999, backend: 0.999, tcp: 0.999, maxAmplificationApi: 1.3, maxAmplificationBackend: 1.01, socketsOverBaseline: 50 },
+  calm: { api: 0.999, backend: 0.999, tcp: 0.999, maxAmplificationApi: 1.3, maxAmplificationBackend: 1.01, socketsOverBaseline: 150 },
 };
 
 /**
