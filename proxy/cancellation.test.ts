@@ -262,4 +262,76 @@ describe('a request the app never saw, through sidecars on loopback', function (
       app.close();
     }
   });
+  it('opaque TCP: after a connection to an endpoint whose app is gone comes back empty, the next ones go to the other endpoint', async () => {
+    const { ca } = await newRootCa();
+    const echo = createServer((s) => {
+      s.on('error', () => undefined);
+      s.pipe(s);
+    });
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    const echoPort = (echo.address() as AddressInfo).port;
+    const gone = createServer();
+    gone.listen(0, '127.0.0.1');
+    await once(gone, 'listening');
+    const gonePort = (gone.address() as AddressInfo).port;
+    await new Promise<void>((r) => gone.close(() => r()));
+    const endpointSidecar = (port: number): Promise<Sidecar> =>
+      startSidecar({
+        identity: new FixedIdentity(issueCredentials(ca, API)),
+        config: new FixedConfig({}),
+        log: silentLogger,
+        host: '127.0.0.1',
+        outboundPort: 0,
+        inboundPort: 0,
+        inboundOriginalDestination: () => ({ address: '127.0.0.1', port, family: 'IPv4' }),
+      });
+    const down = await endpointSidecar(gonePort);
+    const up = await endpointSidecar(echoPort);
+    const a = await startSidecar({
+      identity: new FixedIdentity(issueCredentials(ca, WEB)),
+      config: new FixedConfig({
+        services: [
+          {
+            name: 'echo',
+            namespace: 'shop',
+            clusterIPs: [SERVICE_IP],
+            ports: [{ port: 7000, name: 'tcp', protocol: 'tcp', targetPort: 1 }],
+            endpoints: [
+              { address: '127.0.0.1', identity: API, ports: { tcp: down.inboundPort } },
+              { address: '127.0.0.1', identity: API, ports: { tcp: up.inboundPort } },
+            ],
+          },
+        ],
+      }),
+      log: silentLogger,
+      host: '127.0.0.1',
+      outboundPort: 0,
+      inboundPort: 0,
+      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 7000, family: 'IPv4' }),
+    });
+    try {
+      const roundTrip = (): Promise<string> =>
+        new Promise((resolve) => {
+          const s = connect(a.outboundPort, '127.0.0.1');
+          let got = '';
+          s.on('data', (d: Buffer) => {
+            got += d.toString();
+            if (got.length >= 5) s.end();
+          });
+          s.on('error', () => undefined);
+          s.on('close', () => resolve(got));
+          s.write('hello');
+        });
+      const answers: string[] = [];
+      for (let i = 0; i < 20; i++) answers.push(await roundTrip());
+      const empty = answers.filter((x) => x !== 'hello').length;
+      assert.ok(empty <= 2, `${empty} of 20 connections came back empty`);
+    } finally {
+      await a.drain(0);
+      await down.drain(0);
+      await up.drain(0);
+      echo.close();
+    }
+  });
 });

@@ -39,8 +39,10 @@ export interface EndpointState {
   ewmaMs: number;
   ewmaAt: number;
   measured: boolean;
-  /** Requests (or L4 connections) in flight. */
+  /** Requests (or L4 connections) in flight: the load P2C weighs. */
   pending: number;
+  /** HTTP requests in flight, the part of `pending` the overload limits count (http/limits.ts): L4 connections on the same port (a fallback after protocol detection) do not hold HTTP back. */
+  requests: number;
   /** 0 while in service; otherwise out until this time, then probed. */
   ejectedUntil: number;
   /** True while the one probe request after an ejection is in flight. */
@@ -96,6 +98,7 @@ export class P2cBalancer {
         ewmaAt: now,
         measured: false,
         pending: 0,
+        requests: 0,
         ejectedUntil: 0,
         probing: false,
         ejections: 0,
@@ -154,7 +157,7 @@ export class P2cBalancer {
   }
 
   /**
-   * The cheapest endpoint in service with fewer than `limit` requests in flight (a scan: only when
+   * The cheapest endpoint in service with fewer than `limit` HTTP requests in flight (a scan: only when
    * the one picked is at its limit), or undefined when every one is.
    */
   pickUnder(limit: number): EndpointState | undefined {
@@ -162,7 +165,7 @@ export class P2cBalancer {
     let best: EndpointState | undefined;
     let bestCost = Infinity;
     for (const s of this.states) {
-      if (s.ejectedUntil !== 0 || s.pending >= limit) continue;
+      if (s.ejectedUntil !== 0 || s.requests >= limit) continue;
       const c = this.costAt(s, now);
       if (c < bestCost) {
         best = s;

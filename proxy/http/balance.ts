@@ -73,18 +73,20 @@ export function balancedForward(o: BalancedOptions): Handler {
   /** A request to `s` ended: a waiting one may take its slot. */
   const done = (s: EndpointState): void => {
     s.pending--;
+    s.requests--;
     if (queue.size > 0) queue.wake();
   };
   return async (req) => {
     let s = balancer.pick(true, req.avoid);
     if (s === undefined) return noEndpoint();
-    if (s.pending >= limits.maxRequestsPerEndpoint) {
+    if (s.requests >= limits.maxRequestsPerEndpoint) {
       const chosen = await waitForRoom(req);
       if ('status' in chosen) return chosen;
       s = chosen;
     }
     const started = clock.now();
     s.pending++;
+    s.requests++;
     let res: ProxyResponse;
     try {
       res = await forward(s.ep, req);

@@ -176,3 +176,15 @@ describe('retries through the balancer', () => {
     assert.ok(seen.includes('10.0.0.1'));
   });
 });
+
+describe('overload limits and L4 connections', () => {
+  it('connections carried as L4 on the same port (a fallback after protocol detection) count as load, not against the HTTP limit', async () => {
+    const r = rig({ maxRequestsPerEndpoint: 2, maxPendingRequests: 1, pendingTimeout: '1s' });
+    for (const s of r.balancer.endpoints) s.pending += 500; // what meshTcp counts for open L4 connections
+    const results: ProxyResponse[] = [];
+    for (let i = 0; i < 4; i++) void r.handler(testRequest()).then((res) => results.push(res));
+    await tick();
+    assert.equal(r.held.length, 4, 'every HTTP request went out');
+    assert.deepEqual(results, []);
+  });
+});

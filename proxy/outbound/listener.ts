@@ -8,7 +8,7 @@ import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { localResponse, type Handler } from '../http/types.js';
 import { sniff } from '../net/sniff.js';
-import { splice } from '../net/splice.js';
+import { splice, type SpliceResult } from '../net/splice.js';
 import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN } from '../tls/alpn.js';
@@ -77,7 +77,8 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     socket.destroy();
   });
 
-  const tcp = async (socket: Socket, serviceLabel: string, connectTo: () => Promise<Socket>, tls: boolean): Promise<void> => {
+  /** Splices the app's connection to the one `connectTo` opens; the bytes each way, or undefined when it could not open. */
+  const tcp = async (socket: Socket, serviceLabel: string, connectTo: () => Promise<Socket>, tls: boolean): Promise<SpliceResult | undefined> => {
     const labels = { direction: 'outbound', destination_service: serviceLabel } as const;
     let upstream: Socket;
     try {
@@ -85,13 +86,14 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     } catch (e) {
       opts.log.info('outbound connection failed', { destination: serviceLabel, error: (e as Error).message });
       socket.destroy();
-      return;
+      return undefined;
     }
     opts.metrics.tcpOpened.inc({ ...labels, tls: String(tls) });
-    const { fromA, fromB } = await splice(socket, upstream, idleMs);
+    const moved = await splice(socket, upstream, idleMs);
     opts.metrics.tcpClosed.inc({ ...labels, tls: String(tls) });
-    opts.metrics.tcpSent.inc(labels, fromA);
-    opts.metrics.tcpReceived.inc(labels, fromB);
+    opts.metrics.tcpSent.inc(labels, moved.fromA);
+    opts.metrics.tcpReceived.inc(labels, moved.fromB);
+    return moved;
   };
 
   // Balanced per connection: "in flight" counts open connections, latency is the connect time.
@@ -116,7 +118,16 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
           throw e;
         },
       );
-    return tcp(socket, target.key, connectTo, ep.identity !== undefined).finally(() => s.pending--);
+    return tcp(socket, target.key, connectTo, ep.identity !== undefined).then(
+      (moved) => {
+        s.pending--;
+        // The app sent and the endpoint gave nothing back before the connection ended: most often
+        // its proxy could not reach its app (stopping, restarting), which it can only show by
+        // closing. Recorded as no answer, so the next connections go to the other endpoints.
+        if (moved !== undefined && moved.fromA > 0 && moved.fromB === 0) balancer.observe(s, 0, false);
+      },
+      () => void s.pending--,
+    );
   };
 
   const onConnection = async (socket: Socket, known?: OriginalDestination): Promise<void> => {
@@ -157,6 +168,13 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     } else if (sniffed.protocol === 'http2') {
       // One HTTP/2 connection carries many requests: the target is resolved per request.
       h2.accept(socket, (req) => (handlerFor(key) ?? noRoute)(req));
+    } else if (sniffed.protocol === 'silent' && target.port.protocol === 'http') {
+      // A port declared HTTP that a client opens and says nothing on: the HTTP server's header
+      // timeout closes it, where L4 would open an mTLS connection to an endpoint for each (a flood
+      // of idle connections would hold as many at the endpoints, and their share of the balancer).
+      dialled.set(socket, key);
+      http.accept(socket);
+      socket.resume();
     } else {
       // TLS originated by the app, server-first and unknown protocols: L4 over mTLS.
       await meshTcp(socket, target);
