@@ -40,6 +40,10 @@ export class H2Sessions {
   private async open(ep: EndpointAddress): Promise<ClientHttp2Session> {
     const { connect } = await loadHttp2();
     const socket = await connectEndpoint(this.meshTls, ep, MESH_ALPN.http2);
+    // HTTP/2 has no half-closed connection, and this socket is half-open capable: a FIN from the
+    // endpoint (an app that died or restarted) must end the session, or new streams go to a
+    // connection nobody reads and wait for ever.
+    socket.once('end', () => socket.destroy());
     const host = ep.address.includes(':') ? `[${ep.address}]` : ep.address;
     const session = connect(`http://${host}:${ep.port}`, { createConnection: () => socket });
     await new Promise<void>((resolve, reject) => {
