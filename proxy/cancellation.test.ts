@@ -17,10 +17,8 @@ import { silentLogger } from '../lib/log.js';
 import { waitFor } from '../lib/netns.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { API, SERVICE_IP, startApiSidecar, WEB } from './testdata/shop.js';
 
-const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
-const API = 'spiffe://cluster.local/ns/shop/sa/api';
-const SERVICE_IP = '10.96.0.10'; // never dialled: the test resolves original destinations itself
 
 /** An app that never answers: it keeps each request until the client goes away, and counts what it holds. */
 class HungApp {
@@ -79,15 +77,7 @@ describe('cancellation through a sidecar pair on loopback', function () {
   async function pair(app: HungApp, protocol: 'http' | 'auto' | 'tcp'): Promise<{ a: Sidecar; b: Sidecar }> {
     const appPort = await app.listen();
     stops.push(() => new Promise<void>((r) => app.server.close(() => r())));
-    const b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: new FixedConfig({}),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
+    const b = await startApiSidecar(ca, appPort);
     stops.push(() => b.drain(0));
     const a = await startSidecar({
       identity: new FixedIdentity(issueCredentials(ca, WEB)),
@@ -182,6 +172,49 @@ describe('cancellation through a sidecar pair on loopback', function () {
   }
 });
 
+/** A port nothing listens on: an app that is not there (stopping, or not started). */
+async function closedPort(): Promise<number> {
+  const closed = createServer();
+  closed.listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  return port;
+}
+
+/**
+ * A's sidecar calling service api.shop (on `port`), whose two endpoints are
+ * sidecars in front of the apps on `appPorts`; `stop` ends all three.
+ */
+async function twoEndpoints(ca: CertificateAuthority, appPorts: readonly [number, number], port: { port: number; name: string; protocol: 'http' | 'tcp' }): Promise<{ a: Sidecar; stop: () => Promise<void> }> {
+  const endpoints = [await startApiSidecar(ca, appPorts[0]), await startApiSidecar(ca, appPorts[1])];
+  const a = await startSidecar({
+    identity: new FixedIdentity(issueCredentials(ca, WEB)),
+    config: new FixedConfig({
+      services: [
+        {
+          name: 'api',
+          namespace: 'shop',
+          clusterIPs: [SERVICE_IP],
+          ports: [{ ...port, targetPort: 1 }],
+          endpoints: endpoints.map((e) => ({ address: '127.0.0.1', identity: API, ports: { [port.name]: e.inboundPort } })),
+        },
+      ],
+    }),
+    log: silentLogger,
+    host: '127.0.0.1',
+    outboundPort: 0,
+    inboundPort: 0,
+    outboundOriginalDestination: () => ({ address: SERVICE_IP, port: port.port, family: 'IPv4' }),
+  });
+  return {
+    a,
+    stop: async () => {
+      for (const s of [a, ...endpoints]) await s.drain(0);
+    },
+  };
+}
+
 describe('a request the app never saw, through sidecars on loopback', function () {
   this.timeout(30_000);
 
@@ -194,46 +227,7 @@ describe('a request the app never saw, through sidecars on loopback', function (
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
-    // A port nothing listens on: the app of the first endpoint is not there (stopping, or not started).
-    const closed = createServer();
-    closed.listen(0, '127.0.0.1');
-    await once(closed, 'listening');
-    const closedPort = (closed.address() as AddressInfo).port;
-    await new Promise<void>((r) => closed.close(() => r()));
-    const endpointSidecar = (port: number): Promise<Sidecar> =>
-      startSidecar({
-        identity: new FixedIdentity(issueCredentials(ca, API)),
-        config: new FixedConfig({}),
-        log: silentLogger,
-        host: '127.0.0.1',
-        outboundPort: 0,
-        inboundPort: 0,
-        inboundOriginalDestination: () => ({ address: '127.0.0.1', port, family: 'IPv4' }),
-      });
-    const down = await endpointSidecar(closedPort);
-    const up = await endpointSidecar(appPort);
-    const a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: new FixedConfig({
-        services: [
-          {
-            name: 'api',
-            namespace: 'shop',
-            clusterIPs: [SERVICE_IP],
-            ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: 1 }],
-            endpoints: [
-              { address: '127.0.0.1', identity: API, ports: { http: down.inboundPort } },
-              { address: '127.0.0.1', identity: API, ports: { http: up.inboundPort } },
-            ],
-          },
-        ],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
-    });
+    const { a, stop } = await twoEndpoints(ca, [await closedPort(), appPort], { port: 80, name: 'http', protocol: 'http' });
     try {
       const post = (i: number): Promise<{ status: number; body: string }> =>
         new Promise((resolve, reject) => {
@@ -256,9 +250,7 @@ describe('a request the app never saw, through sidecars on loopback', function (
       const retries = await a.metrics.registry.getSingleMetricAsString('tsmesh_retries_total');
       assert.match(retries, /reason="connect-failure"\} [1-9]/, 'some went to the endpoint whose app refused, and again to the other');
     } finally {
-      await a.drain(0);
-      await down.drain(0);
-      await up.drain(0);
+      await stop();
       app.close();
     }
   });
@@ -271,45 +263,7 @@ describe('a request the app never saw, through sidecars on loopback', function (
     echo.listen(0, '127.0.0.1');
     await once(echo, 'listening');
     const echoPort = (echo.address() as AddressInfo).port;
-    const gone = createServer();
-    gone.listen(0, '127.0.0.1');
-    await once(gone, 'listening');
-    const gonePort = (gone.address() as AddressInfo).port;
-    await new Promise<void>((r) => gone.close(() => r()));
-    const endpointSidecar = (port: number): Promise<Sidecar> =>
-      startSidecar({
-        identity: new FixedIdentity(issueCredentials(ca, API)),
-        config: new FixedConfig({}),
-        log: silentLogger,
-        host: '127.0.0.1',
-        outboundPort: 0,
-        inboundPort: 0,
-        inboundOriginalDestination: () => ({ address: '127.0.0.1', port, family: 'IPv4' }),
-      });
-    const down = await endpointSidecar(gonePort);
-    const up = await endpointSidecar(echoPort);
-    const a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: new FixedConfig({
-        services: [
-          {
-            name: 'echo',
-            namespace: 'shop',
-            clusterIPs: [SERVICE_IP],
-            ports: [{ port: 7000, name: 'tcp', protocol: 'tcp', targetPort: 1 }],
-            endpoints: [
-              { address: '127.0.0.1', identity: API, ports: { tcp: down.inboundPort } },
-              { address: '127.0.0.1', identity: API, ports: { tcp: up.inboundPort } },
-            ],
-          },
-        ],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
-      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 7000, family: 'IPv4' }),
-    });
+    const { a, stop } = await twoEndpoints(ca, [await closedPort(), echoPort], { port: 7000, name: 'tcp', protocol: 'tcp' });
     try {
       const roundTrip = (): Promise<string> =>
         new Promise((resolve) => {
@@ -328,9 +282,7 @@ describe('a request the app never saw, through sidecars on loopback', function (
       const empty = answers.filter((x) => x !== 'hello').length;
       assert.ok(empty <= 2, `${empty} of 20 connections came back empty`);
     } finally {
-      await a.drain(0);
-      await down.drain(0);
-      await up.drain(0);
+      await stop();
       echo.close();
     }
   });
