@@ -5,6 +5,9 @@
 // the sidecar benchmark. Nothing here kills by name: only by a PID it holds.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface RunResult {
   readonly code: number;
@@ -79,6 +82,13 @@ export function inNamespace(ns: string, command: readonly string[], as: RunAs = 
 export async function netnsUnavailable(what: string, tools: readonly (readonly [string, string])[]): Promise<string | undefined> {
   if (process.platform !== 'linux') return `${what} needs Linux network namespaces`;
   if (process.getuid?.() !== 0) return `${what} needs root (network namespaces, iptables)`;
+  const closed = closedAncestor(fileURLToPath(new URL('..', import.meta.url)));
+  if (closed) {
+    return (
+      `${what}: its apps and proxies run as uids 1000 and 1337, which cannot enter ${closed.dir} (mode ${closed.mode}); ` +
+      `clone the repository where other users can read it (e.g. under /srv or /tmp), or chmod o+x ${closed.dir}`
+    );
+  }
   const missing = [];
   for (const [tool, pkg] of tools) if ((await run(tool, ['--version'])).code === 127) missing.push(pkg);
   if (missing.length > 0) return `${what} needs tools that are missing: apt-get install ${[...new Set(missing)].join(' ')}`;
@@ -87,6 +97,19 @@ export async function netnsUnavailable(what: string, tools: readonly (readonly [
   if (r.code !== 0) return `this machine cannot create network namespaces: ${r.stderr.trim()}`;
   await run('ip', ['netns', 'del', probe]);
   return undefined;
+}
+
+/**
+ * The nearest directory, from `dir` up to /, that users other than its owner
+ * cannot enter (no o+x, as root's 0700 home): programs run there as another
+ * uid cannot reach the repository.
+ */
+function closedAncestor(dir: string): { dir: string; mode: string } | undefined {
+  for (let d = dir; ; d = dirname(d)) {
+    const mode = statSync(d).mode & 0o777;
+    if ((mode & 0o001) === 0) return { dir: d, mode: mode.toString(8).padStart(4, '0') };
+    if (dirname(d) === d) return undefined;
+  }
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
