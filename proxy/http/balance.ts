@@ -12,7 +12,7 @@ import { UpstreamResetError } from './forward.js';
 import type { Breaker } from './breaker.js';
 import { DEFAULT_LIMITS, OverloadedError, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
 import { MeshTimeoutError } from './timeout.js';
-import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { ERROR_HEADER, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 
 export type Forwarder = (ep: ResolvedEndpoint, req: ProxyRequest) => Promise<ProxyResponse>;
 
@@ -25,7 +25,6 @@ export const CONNECT_FAILURE = 'connect-failure';
  * between an app stopping and its endpoint leaving the config).
  */
 export const APP_REFUSED = 'app-refused';
-export const ERROR_HEADER = 'x-tsmesh-error';
 export const UPSTREAM_RESET = 'upstream-reset';
 
 export interface BalancedOptions {

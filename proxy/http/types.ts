@@ -151,12 +151,15 @@ export function streamOf(body: Body): Readable {
 
 const noop = (): void => undefined;
 
+/** The header of a response the proxy made itself: why it did. */
+export const ERROR_HEADER = 'x-tsmesh-error';
+
 /** A response the proxy makes itself, with a header that says so and why. */
 export function localResponse(status: number, reason: string, detail: string): ProxyResponse {
   const text = `${detail}\n`;
   return {
     status,
-    headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), 'x-tsmesh-error': reason },
+    headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), [ERROR_HEADER]: reason },
     body: bufferedBody(Buffer.from(text)),
     meta: { localReason: reason },
   };
