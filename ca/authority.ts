@@ -23,7 +23,7 @@ import {
 import { CaError } from './errors.js';
 import { OID } from './oids.js';
 import { parseCsrPem } from './csr.js';
-import { parseSpiffeId, validateTrustDomain } from './spiffe.js';
+import { parseSpiffeId, validateTrustDomain } from '../contract/spiffe.js';
 import type { TrustBundle } from './trust-bundle.js';
 
 export const DEFAULT_TTL_SECONDS = 3600;

@@ -1,5 +1,5 @@
 // Identity: SPIFFE IDs, the CA, CSRs, authenticators and the CA's HTTP API.
-export * from './spiffe.js';
+export * from '../contract/spiffe.js';
 export { CaError, CA_ERROR_STATUS, type CaErrorCode } from './errors.js';
 export {
   CertificateAuthority,
@@ -17,7 +17,8 @@ export { buildCsrPem, parseCsrPem, type ParsedCsr } from './csr.js';
 export { TrustBundle } from './trust-bundle.js';
 export { createRootCa, createIntermediateCa, type CaKeyPair } from './root.js';
 export { CA_FILES, loadCaFromDir, writeRootCa } from './material.js';
-export { CA_TOKEN_AUDIENCE, type Authenticator, type Caller } from './authn/authenticator.js';
+export { type Authenticator, type Caller } from './authn/authenticator.js';
+export { CA_TOKEN_AUDIENCE } from '../contract/names.js';
 export { KubernetesAuthenticator, apiServerTokenReviewer, type TokenReviewer } from './authn/kubernetes.js';
 export { TokenFileAuthenticator, type StaticToken } from './authn/token-file.js';
 export { caRouter, MAX_CERTIFICATE_REQUEST_BYTES, type CertificateResponse } from './server.js';

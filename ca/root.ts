@@ -3,7 +3,7 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { trustDomainId, validateTrustDomain } from './spiffe.js';
+import { trustDomainId, validateTrustDomain } from '../contract/spiffe.js';
 
 x509.cryptoProvider.set(webcrypto as never);
 

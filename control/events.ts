@@ -4,7 +4,7 @@
 // best effort: a failed create is logged and never stops the control plane.
 import { CoreV1Api, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
-import { FIELD_MANAGER } from './status.js';
+import { CONTROL_PLANE_NAME } from '../contract/names.js';
 
 /** The object an Event is about. */
 export interface EventTarget {
@@ -28,7 +28,7 @@ export function warningEvent(target: EventTarget, reason: string, message: strin
     reason,
     message: message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 3)}...` : message,
     type: 'Warning',
-    source: { component: FIELD_MANAGER, host },
+    source: { component: CONTROL_PLANE_NAME, host },
     firstTimestamp: now,
     lastTimestamp: now,
     count: 1,

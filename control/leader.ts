@@ -15,8 +15,8 @@
 // on Lease tsmesh-control-plane, create on leases.
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
+import { CONTROL_PLANE_NAME } from '../contract/names.js';
 
-export const LEADER_LEASE = 'tsmesh-control-plane';
 
 export interface LeaderElectionOptions {
   kc: KubeConfig;
@@ -59,7 +59,7 @@ const statusOf = (e: unknown): number | undefined => (e as { code?: unknown }).c
 
 export function startLeaderElection(opts: LeaderElectionOptions): LeaderElection {
   const api = opts.kc.makeApiClient(CoordinationV1Api);
-  const name = opts.name ?? LEADER_LEASE;
+  const name = opts.name ?? CONTROL_PLANE_NAME;
   const { namespace, identity, log } = opts;
   const durationS = opts.leaseDurationSeconds ?? 15;
   const renewDeadline = opts.renewDeadlineMs ?? 10_000;

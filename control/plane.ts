@@ -17,8 +17,9 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import type { Authenticator } from '../ca/authn/authenticator.js';
 import { createCaMetrics } from '../ca/metrics.js';
 import { caRouter } from '../ca/server.js';
-import { workloadSpiffeId } from '../ca/spiffe.js';
+import { workloadSpiffeId } from '../contract/spiffe.js';
 import type { Logger } from '../lib/log.js';
+import { CONTROL_PLANE_NAME, MESH_NAMESPACE } from '../contract/names.js';
 import { startWebhookServer, type RunningWebhook } from '../webhook/app.js';
 import type { MeshConfig } from '../webhook/mesh-config.js';
 import { createAdminServer } from './admin.js';
@@ -26,10 +27,8 @@ import { MeshObserver } from './observe/observer.js';
 import type { MeshView, ScrapeTarget } from './observe/view.js';
 import type { MeshSource } from './sources/source.js';
 import { Discovery, type ConnectedProxy } from './stream.js';
+import { PORTS } from '../contract/ports.js';
 
-export const CONTROL_PLANE_NAMESPACE = 'tsmesh-system';
-export const CONTROL_PLANE_SERVICE_ACCOUNT = 'tsmesh-control-plane';
-export const CONTROL_PLANE_SERVICE = 'tsmesh-control-plane';
 
 export interface ControlPlaneOptions {
   authority: CertificateAuthority;
@@ -75,14 +74,14 @@ export interface RunningControlPlane {
 
 /** The names the control plane's serving certificate answers to. */
 export function servingNames(trustDomain: string, extra: readonly string[] = []): string[] {
-  const svc = `${CONTROL_PLANE_SERVICE}.${CONTROL_PLANE_NAMESPACE}`;
-  return [...new Set([CONTROL_PLANE_SERVICE, svc, `${svc}.svc`, `${svc}.svc.${trustDomain}`, 'localhost', ...extra])];
+  const svc = `${CONTROL_PLANE_NAME}.${MESH_NAMESPACE}`;
+  return [...new Set([CONTROL_PLANE_NAME, svc, `${svc}.svc`, `${svc}.svc.${trustDomain}`, 'localhost', ...extra])];
 }
 
 function issueServingCertificate(authority: CertificateAuthority, dnsNames: string[], ipAddresses: string[]) {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const issued = authority.issue(publicKey.export({ type: 'spki', format: 'der' }), {
-    spiffeId: workloadSpiffeId(authority.trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT),
+    spiffeId: workloadSpiffeId(authority.trustDomain, MESH_NAMESPACE, CONTROL_PLANE_NAME),
     dnsNames,
     ipAddresses,
   });
@@ -134,7 +133,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
       log: log.child('webhook'),
       tls: { key: serving.key, cert: serving.cert },
       host,
-      port: opts.webhook.port ?? 9443,
+      port: opts.webhook.port ?? PORTS.webhook,
     });
   }
   let rotateTimer: NodeJS.Timeout;
@@ -164,8 +163,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined),
     ...(observer ? { meshView: () => observer.view() } : {}),
   });
-  server.listen(opts.port ?? 15012, host);
-  admin.listen(opts.adminPort ?? 15014, host);
+  server.listen(opts.port ?? PORTS.controlPlane, host);
+  admin.listen(opts.adminPort ?? PORTS.controlPlaneAdmin, host);
   await Promise.all([once(server, 'listening'), once(admin, 'listening')]);
   const caPort = (server.address() as AddressInfo).port;
   const adminPort = (admin.address() as AddressInfo).port;

@@ -6,20 +6,9 @@
 // meanwhile, and the change arriving through the watch brings a new round.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
-import {
-  ACCEPTED,
-  AUTHORIZATION_POLICY_PLURAL,
-  POLICY_GROUP,
-  POLICY_VERSION,
-  TRAFFIC_POLICY_PLURAL,
-  type Condition,
-  type PolicyObject,
-  type PolicyStatus,
-  type Verdict,
-} from './sources/kubernetes-map.js';
+import { CONTROL_PLANE_NAME, AUTHORIZATION_POLICY_PLURAL, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL } from '../contract/names.js';
+import { ACCEPTED, type Condition, type PolicyObject, type PolicyStatus, type Verdict } from './sources/kubernetes-map.js';
 
-/** The field manager of the control plane's writes. */
-export const FIELD_MANAGER = 'tsmesh-control-plane';
 
 /**
  * The status `current` should become for verdict `v`, or undefined when it
@@ -105,7 +94,7 @@ export class PolicyStatusWriter {
         plural: PLURAL[v.kind],
         name: v.name,
         body,
-        fieldManager: FIELD_MANAGER,
+        fieldManager: CONTROL_PLANE_NAME,
       })
       .then(
         () => {

@@ -8,7 +8,7 @@ import type { Request, Response, Router } from 'express';
 import express from 'express';
 import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { parseWorkloadSpiffeId } from '../ca/spiffe.js';
+import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
 import type { Logger } from '../lib/log.js';
 import { socketPeerSpiffeId } from '../proxy/tls/peer.js';
 import type { MeshModel, ProxyIdentity } from './model.js';

@@ -14,10 +14,9 @@
 import { CoreV1Api, type KubeConfig, type V1ConfigMap, type V1Namespace } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/log.js';
-import { PROXY_MOUNTS } from '../proxy/env.js';
-import { INJECT_ENABLED, INJECT_LABEL, SYSTEM_NAMESPACES, TRUST_BUNDLE_CONFIGMAP } from '../webhook/names.js';
+import { PROXY_MOUNTS } from '../contract/env.js';
+import { INJECT_ENABLED, INJECT_LABEL, SYSTEM_NAMESPACES, TRUST_BUNDLE_CONFIGMAP, CONTROL_PLANE_NAME } from '../contract/names.js';
 import { ResilientInformer, watchErrorsCounter } from './sources/kubernetes-informer.js';
-import { FIELD_MANAGER } from './status.js';
 
 export { TRUST_BUNDLE_CONFIGMAP };
 export const TRUST_BUNDLE_KEY = PROXY_MOUNTS.TRUST_BUNDLE_KEY;
@@ -110,7 +109,7 @@ export function startTrustBundleSync(opts: TrustBundleSyncOptions): TrustBundleS
     if (a.op === 'create') {
       await core.createNamespacedConfigMap({
         namespace: a.namespace,
-        fieldManager: FIELD_MANAGER,
+        fieldManager: CONTROL_PLANE_NAME,
         body: { metadata: { name: TRUST_BUNDLE_CONFIGMAP, namespace: a.namespace, labels: { ...MANAGED_BY_LABELS } }, data: { [TRUST_BUNDLE_KEY]: bundle } },
       });
     } else {
@@ -118,7 +117,7 @@ export function startTrustBundleSync(opts: TrustBundleSyncOptions): TrustBundleS
       await core.replaceNamespacedConfigMap({
         namespace: a.namespace,
         name: TRUST_BUNDLE_CONFIGMAP,
-        fieldManager: FIELD_MANAGER,
+        fieldManager: CONTROL_PLANE_NAME,
         // resourceVersion from the cache: a concurrent change fails with 409 and is reconciled again.
         body: { ...cm, apiVersion: 'v1', kind: 'ConfigMap', metadata: { ...cm.metadata, labels: { ...cm.metadata?.labels, ...MANAGED_BY_LABELS } }, data: { ...cm.data, [TRUST_BUNDLE_KEY]: bundle } },
       });

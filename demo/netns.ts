@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { inNamespace, Managed, must, netnsUnavailable, type RunAs, waitFor, GiveUp } from '../lib/netns.js';
 import { join } from 'node:path';
 import { CA_FILES } from '../ca/material.js';
-import { PROXY_ENV, PROXY_NODE_OPTIONS } from '../proxy/env.js';
+import { PROXY_ENV, PROXY_NODE_OPTIONS } from '../contract/env.js';
 import { CLUSTER_IPS, NAMESPACE, SERVICE_PORT, WORKLOADS } from './topology.js';
 
 export const SERVICE_CIDR = '10.96.10.0/24';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
 import { CA_FILES, loadCaFromDir } from '../ca/material.js';
 import { createRootCa } from '../ca/root.js';
-import { workloadSpiffeId } from '../ca/spiffe.js';
+import { workloadSpiffeId, DEFAULT_TRUST_DOMAIN } from '../contract/spiffe.js';
 import { startControlPlane, type RunningControlPlane } from '../control/plane.js';
 import { FileMeshSource } from '../control/sources/file.js';
 import type { Logger } from '../lib/log.js';
@@ -28,8 +28,9 @@ import { createApp, startLoad } from './apps.js';
 import { APP_PORT, chooseDemoMode, DemoNetwork, PROXY_USER, startNetnsWorkloads, type DemoMode, type DemoWorkloads } from './netns.js';
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
 import { CLUSTER_IPS, NAMESPACE, SERVICE_PORT, WORKLOADS, meshFile } from './topology.js';
+import { PORTS } from '../contract/ports.js';
 
-const TRUST_DOMAIN = 'cluster.local';
+const TRUST_DOMAIN = DEFAULT_TRUST_DOMAIN;
 const HOST = '127.0.0.1';
 
 export interface DemoOptions {
@@ -115,7 +116,7 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
       log: log.child('control-plane'),
       host,
       ipAddresses: [host],
-      port: net ? 15012 : 0,
+      port: net ? PORTS.controlPlane : 0,
       adminPort: opts.adminPort ?? (net ? 15014 : 0),
       // The dashboard scrapes each sidecar's admin port, as it would each pod's 15020.
       scrapeTargets: () => [...adminUrls].map(([workload, url]) => ({ workload, namespace: NAMESPACE, url: `${url}/metrics` })),

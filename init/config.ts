@@ -4,9 +4,11 @@
 // flag (or variable) and the value that was wrong.
 import { CIDR_LIST_HINT, parseCidrList, type Cidr } from './cidr.js';
 import { PORT_LIST_HINT, parsePort, parsePortList, uniquePorts, type PortRange } from './ports.js';
+import { PORTS } from '../contract/ports.js';
+import { PROXY_UID } from '../contract/names.js';
 
 /** The proxy's admin port (/live, /ready, /metrics): never redirected, so kubelet probes always reach it. */
-export const ADMIN_PORT = 15020;
+export const ADMIN_PORT = PORTS.proxyAdmin;
 
 export const IPTABLES_BACKENDS = ['nft', 'legacy'] as const;
 export type IptablesBackend = (typeof IPTABLES_BACKENDS)[number];
@@ -19,10 +21,10 @@ interface FlagSpec {
 }
 
 export const INIT_FLAGS = {
-  'proxy-uid': { env: 'TSMESH_PROXY_UID', kind: 'string', default: '1337', help: 'uid the proxy runs as; its traffic is never redirected' },
-  'proxy-gid': { env: 'TSMESH_PROXY_GID', kind: 'string', default: '1337', help: 'gid the proxy runs as; its traffic is never redirected' },
-  'inbound-port': { env: 'TSMESH_INBOUND_PORT', kind: 'string', default: '15006', help: 'port the proxy captures inbound TCP on' },
-  'outbound-port': { env: 'TSMESH_OUTBOUND_PORT', kind: 'string', default: '15001', help: 'port the proxy captures outbound TCP on' },
+  'proxy-uid': { env: 'TSMESH_PROXY_UID', kind: 'string', default: String(PROXY_UID), help: 'uid the proxy runs as; its traffic is never redirected' },
+  'proxy-gid': { env: 'TSMESH_PROXY_GID', kind: 'string', default: String(PROXY_UID), help: 'gid the proxy runs as; its traffic is never redirected' },
+  'inbound-port': { env: 'TSMESH_INBOUND_PORT', kind: 'string', default: String(PORTS.inbound), help: 'port the proxy captures inbound TCP on' },
+  'outbound-port': { env: 'TSMESH_OUTBOUND_PORT', kind: 'string', default: String(PORTS.outbound), help: 'port the proxy captures outbound TCP on' },
   'inbound-ports': {
     env: 'TSMESH_INBOUND_PORTS',
     kind: 'string',

@@ -3,21 +3,19 @@
 // renders), except Secret tsmesh-ca, which is only ever created, or replaced
 // by one that still holds every root of the old one: replacing a root
 // outright would make every proxy certificate in the mesh untrusted at once.
-import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE } from '../control/plane.js';
+import { MESH_NAMESPACE, CONTROL_PLANE_NAME, INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION, CA_SECRET_NAME } from '../contract/names.js';
 import { MANAGED_BY_LABELS, TRUST_BUNDLE_CONFIGMAP } from '../control/trust-bundle.js';
 import { WEBHOOK_CONFIGURATION_NAME } from '../control/webhook-ca.js';
 import { CA_FILES } from '../ca/material.js';
-import { INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION } from '../webhook/names.js';
-import { CA_FILE_NAMES, CA_SECRET_NAME, caFilesFromSecret, caSecret, droppedRoots, type CaMaterial } from './ca.js';
+import { CA_FILE_NAMES, caFilesFromSecret, caSecret, droppedRoots, type CaMaterial } from './ca.js';
 import { describeObject, KubeError, type Kube, type KubeObject } from './kube.js';
 import type { Rendered } from './render.js';
 
 /** Lease of the control plane's leader election (control/leader.ts). */
-export const LEADER_LEASE_NAME = CONTROL_PLANE_SERVICE;
 
 export type Print = (line: string) => void;
 
-const secretRef = (): KubeObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: CA_SECRET_NAME, namespace: CONTROL_PLANE_NAMESPACE } });
+const secretRef = (): KubeObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: CA_SECRET_NAME, namespace: MESH_NAMESPACE } });
 
 /** Reads Secret tsmesh-ca; undefined when there is none. */
 export async function readCaSecret(kube: Kube): Promise<(KubeObject & { data?: Record<string, string> }) | undefined> {
@@ -66,13 +64,13 @@ export async function ensureCaSecret(kube: Kube, material: CaMaterial | undefine
       `${name} holds ${dropped.length === 1 ? 'a root' : 'roots'} that --ca-dir's root-cert.pem leaves out (${dropped.map((c) => c.subject.replace(/\n/g, ', ')).join('; ')}). ` +
         'Replacing a root at once makes every proxy certificate untrusted. Rotate in steps: put the old and the new root together in root-cert.pem, ' +
         'install, wait until every proxy renewed its certificate (one certificate lifetime), then drop the old root. ' +
-        `To throw the old CA away anyway: kubectl -n ${CONTROL_PLANE_NAMESPACE} delete secret ${CA_SECRET_NAME}, then install again.`,
+        `To throw the old CA away anyway: kubectl -n ${MESH_NAMESPACE} delete secret ${CA_SECRET_NAME}, then install again.`,
     );
   }
   const next = caSecret(material.files);
   next.metadata.resourceVersion = existing.metadata.resourceVersion!;
   await kube.replace(next, { dryRun });
-  print(`${name} replaced from --ca-dir${dryRun ? ' (server dry run)' : ''}; the control plane reads its CA at start: kubectl -n ${CONTROL_PLANE_NAMESPACE} rollout restart deployment/${CONTROL_PLANE_SERVICE}`);
+  print(`${name} replaced from --ca-dir${dryRun ? ' (server dry run)' : ''}; the control plane reads its CA at start: kubectl -n ${MESH_NAMESPACE} rollout restart deployment/${CONTROL_PLANE_NAME}`);
   return 'replaced';
 }
 
@@ -104,7 +102,7 @@ export async function applyInstall(kube: Kube, rendered: Rendered, ca: CaMateria
     print(`${describeObject(object)} applied${opts.dryRun ? ' (server dry run)' : ''}`);
     if (object.kind === 'CustomResourceDefinition') kube.forgetDiscovery();
     // Rendered without a Secret (the cluster has one): say so where the Secret would be.
-    if (object.kind === 'Namespace' && object.metadata.name === CONTROL_PLANE_NAMESPACE && !rendered.objects.some((r) => r.file === '' && r.object.kind === 'Secret')) {
+    if (object.kind === 'Namespace' && object.metadata.name === MESH_NAMESPACE && !rendered.objects.some((r) => r.file === '' && r.object.kind === 'Secret')) {
       await ensureCaSecret(kube, ca, print, opts.dryRun);
       secretDone = true;
     }
@@ -120,7 +118,7 @@ interface DeploymentStatus {
 
 /** Why the control plane's rollout is not complete (as `kubectl rollout status` judges it); undefined when it is. */
 export function rolloutPending(d: DeploymentStatus | undefined): string | undefined {
-  if (!d) return `Deployment ${CONTROL_PLANE_SERVICE} does not exist`;
+  if (!d) return `Deployment ${CONTROL_PLANE_NAME} does not exist`;
   const want = d.spec?.replicas ?? 1;
   const s = d.status ?? {};
   if ((s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0)) return 'the Deployment controller has not seen the latest spec yet';
@@ -130,7 +128,7 @@ export function rolloutPending(d: DeploymentStatus | undefined): string | undefi
   return undefined;
 }
 
-export const deploymentPath = `/apis/apps/v1/namespaces/${CONTROL_PLANE_NAMESPACE}/deployments/${CONTROL_PLANE_SERVICE}`;
+export const deploymentPath = `/apis/apps/v1/namespaces/${MESH_NAMESPACE}/deployments/${CONTROL_PLANE_NAME}`;
 
 /** Polls the control plane's Deployment until its rollout completes; throws with the last reason after timeoutMs. */
 export async function waitForControlPlane(kube: Kube, timeoutMs: number, print: Print, pollMs = 2000): Promise<void> {
@@ -139,12 +137,12 @@ export async function waitForControlPlane(kube: Kube, timeoutMs: number, print: 
   for (;;) {
     last = rolloutPending(await kube.get<DeploymentStatus>(deploymentPath));
     if (last === undefined) {
-      print(`Deployment ${CONTROL_PLANE_NAMESPACE}/${CONTROL_PLANE_SERVICE} is available`);
+      print(`Deployment ${MESH_NAMESPACE}/${CONTROL_PLANE_NAME} is available`);
       return;
     }
     if (Date.now() + pollMs > deadline)
       throw new Error(
-        `the control plane is not ready after ${Math.round(timeoutMs / 1000)}s: ${last}; see kubectl -n ${CONTROL_PLANE_NAMESPACE} describe deployment ${CONTROL_PLANE_SERVICE} and kubectl -n ${CONTROL_PLANE_NAMESPACE} logs deployment/${CONTROL_PLANE_SERVICE}`,
+        `the control plane is not ready after ${Math.round(timeoutMs / 1000)}s: ${last}; see kubectl -n ${MESH_NAMESPACE} describe deployment ${CONTROL_PLANE_NAME} and kubectl -n ${MESH_NAMESPACE} logs deployment/${CONTROL_PLANE_NAME}`,
       );
     await new Promise((r) => setTimeout(r, pollMs));
   }
@@ -183,7 +181,7 @@ export async function uninstall(kube: Kube, rendered: Rendered, print: Print, op
     await del(o);
   }
   if (!objects.some((o) => o.kind === 'Secret' && o.metadata.name === CA_SECRET_NAME)) await del(secretRef());
-  await del({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: LEADER_LEASE_NAME, namespace: CONTROL_PLANE_NAMESPACE } });
+  await del({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: CONTROL_PLANE_NAME, namespace: MESH_NAMESPACE } });
   const selector = Object.entries(MANAGED_BY_LABELS)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
@@ -195,7 +193,7 @@ export async function uninstall(kube: Kube, rendered: Rendered, print: Print, op
 
   // What the mesh leaves behind in users' namespaces.
   const labelled = await kube.get<ListOf<KubeObject>>('/api/v1/namespaces', { labelSelector: `${INJECT_LABEL}=${INJECT_ENABLED}` });
-  const names = (labelled?.items ?? []).map((n) => n.metadata.name).filter((n) => n !== CONTROL_PLANE_NAMESPACE);
+  const names = (labelled?.items ?? []).map((n) => n.metadata.name).filter((n) => n !== MESH_NAMESPACE);
   for (const ns of names) {
     const pods = await kube.get<ListOf<KubeObject>>(`/api/v1/namespaces/${encodeURIComponent(ns)}/pods`);
     const meshed = (pods?.items ?? []).filter((p) => p.metadata.annotations?.[STATUS_ANNOTATION] !== undefined).length;

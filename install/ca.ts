@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { CA_FILES, loadCaFromDir } from '../ca/material.js';
 import { createRootCa, DEFAULT_ROOT_VALIDITY_DAYS } from '../ca/root.js';
 import { splitPemCertificates } from '../ca/der.js';
-import { CONTROL_PLANE_NAMESPACE } from '../control/plane.js';
+import { CA_SECRET_NAME, CONTROL_PLANE_NAME, MESH_NAMESPACE } from '../contract/names.js';
 import type { KubeObject } from './kube.js';
 
-export const CA_SECRET_NAME = 'tsmesh-ca';
 export type CaFileName = (typeof CA_FILES)[keyof typeof CA_FILES];
 export const CA_FILE_NAMES: readonly CaFileName[] = Object.values(CA_FILES);
 export type CaFiles = Partial<Record<CaFileName, string>>;
@@ -66,8 +65,8 @@ export function caSecret(files: CaFiles): KubeObject {
     kind: 'Secret',
     metadata: {
       name: CA_SECRET_NAME,
-      namespace: CONTROL_PLANE_NAMESPACE,
-      labels: { 'app.kubernetes.io/name': 'tsmesh-control-plane', 'app.kubernetes.io/part-of': 'tsmesh' },
+      namespace: MESH_NAMESPACE,
+      labels: { 'app.kubernetes.io/name': CONTROL_PLANE_NAME, 'app.kubernetes.io/part-of': 'tsmesh' },
     },
     type: 'Opaque',
     data,

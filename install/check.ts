@@ -10,16 +10,16 @@
 import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
 import { splitPemCertificates } from '../ca/der.js';
 import { CA_FILES } from '../ca/material.js';
-import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE } from '../control/plane.js';
-import { MESH_CONFIG_NAME, parseMeshConfigMap } from '../control/sources/kubernetes-map.js';
+import { MESH_NAMESPACE, CONTROL_PLANE_NAME, MESH_CONFIG_NAME, INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, INIT_CONTAINER, PROXY_CONTAINER, STATUS_ANNOTATION, SYSTEM_NAMESPACES, CA_SECRET_NAME } from '../contract/names.js';
+import { parseMeshConfigMap } from '../control/sources/kubernetes-map.js';
 import { TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY } from '../control/trust-bundle.js';
 import { WEBHOOK_CONFIGURATION_NAME } from '../control/webhook-ca.js';
 import { parseDuration } from '../lib/duration.js';
-import { PROXY_DEFAULTS } from '../proxy/env.js';
-import { INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, INIT_CONTAINER, PROXY_CONTAINER, STATUS_ANNOTATION, SYSTEM_NAMESPACES } from '../webhook/names.js';
-import { LEADER_LEASE_NAME, deploymentPath, rolloutPending } from './apply.js';
-import { CA_SECRET_NAME, caFilesFromSecret, type CaFiles } from './ca.js';
+import { PROXY_DEFAULTS } from '../contract/env.js';
+import { deploymentPath, rolloutPending } from './apply.js';
+import { caFilesFromSecret, type CaFiles } from './ca.js';
 import { KubeError, type Kube } from './kube.js';
+import { DEFAULT_TRUST_DOMAIN } from '../contract/spiffe.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -50,9 +50,9 @@ export const DEFAULT_CA_EXPIRY_DAYS = 30;
 export const PROXY_CERT_MIN_REMAINING = 0.25;
 export const CRD_NAMES = ['trafficpolicies.tsmesh.io', 'authorizationpolicies.tsmesh.io'] as const;
 
-const NS = CONTROL_PLANE_NAMESPACE;
+const NS = MESH_NAMESPACE;
 const DAY_MS = 86_400_000;
-const LOGS = `kubectl -n ${NS} logs deployment/${CONTROL_PLANE_SERVICE}`;
+const LOGS = `kubectl -n ${NS} logs deployment/${CONTROL_PLANE_NAME}`;
 const ROTATE =
   'rotate the root: make a new one (tsmesh ca init --out new-ca), append the current root-cert.pem to new-ca/root-cert.pem so both are trusted, ' +
   'run tsmesh install --ca-dir new-ca, and drop the old root once every proxy has renewed its certificate';
@@ -181,7 +181,7 @@ class Checker {
   private readonly now: () => Date;
   private readonly caExpiryMs: number;
   private readonly timeoutMs: number;
-  private trustDomain = 'cluster.local';
+  private trustDomain = DEFAULT_TRUST_DOMAIN;
   private certTtlMs = 3_600_000;
   /** Fingerprints of the roots in Secret tsmesh-ca, once read. */
   private roots: Set<string> | undefined;
@@ -273,7 +273,7 @@ class Checker {
 
     const deployment = await this.get<Deployment>(deploymentPath);
     if (!deployment) {
-      this.fail(`Deployment ${NS}/${CONTROL_PLANE_SERVICE} does not exist`, 'tsmesh install');
+      this.fail(`Deployment ${NS}/${CONTROL_PLANE_NAME} does not exist`, 'tsmesh install');
       return true;
     }
     const container = deployment.spec?.template?.spec?.containers?.find((c) => c.name === 'control-plane') ?? deployment.spec?.template?.spec?.containers?.[0];
@@ -289,20 +289,20 @@ class Checker {
     const want = deployment.spec?.replicas ?? 1;
     const available = deployment.status?.availableReplicas ?? 0;
     const pending = rolloutPending(deployment);
-    const describe = `kubectl -n ${NS} describe deployment ${CONTROL_PLANE_SERVICE}; ${LOGS}`;
-    if (available === 0) this.fail(`Deployment ${CONTROL_PLANE_SERVICE}: no replica is available (${pending ?? 'none ready'})`, describe);
-    else if (pending) this.warn(`Deployment ${CONTROL_PLANE_SERVICE}: ${available} of ${want} replicas available (${pending})`, describe);
-    else this.ok(`Deployment ${CONTROL_PLANE_SERVICE}: ${available}/${want} replicas available`);
+    const describe = `kubectl -n ${NS} describe deployment ${CONTROL_PLANE_NAME}; ${LOGS}`;
+    if (available === 0) this.fail(`Deployment ${CONTROL_PLANE_NAME}: no replica is available (${pending ?? 'none ready'})`, describe);
+    else if (pending) this.warn(`Deployment ${CONTROL_PLANE_NAME}: ${available} of ${want} replicas available (${pending})`, describe);
+    else this.ok(`Deployment ${CONTROL_PLANE_NAME}: ${available}/${want} replicas available`);
 
     const slices = await this.get<List<{ endpoints?: { addresses?: string[]; conditions?: { ready?: boolean } }[] }>>(`/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, {
-      labelSelector: `kubernetes.io/service-name=${CONTROL_PLANE_SERVICE}`,
+      labelSelector: `kubernetes.io/service-name=${CONTROL_PLANE_NAME}`,
     });
     const ready = (slices?.items ?? []).flatMap((s) => s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).length;
-    if (ready === 0) this.fail(`Service ${CONTROL_PLANE_SERVICE} has no ready endpoint: the CA, discovery and the webhook are unreachable`, describe);
-    else this.ok(`Service ${CONTROL_PLANE_SERVICE} has ${ready} ready endpoint${ready === 1 ? '' : 's'}`);
+    if (ready === 0) this.fail(`Service ${CONTROL_PLANE_NAME} has no ready endpoint: the CA, discovery and the webhook are unreachable`, describe);
+    else this.ok(`Service ${CONTROL_PLANE_NAME} has ${ready} ready endpoint${ready === 1 ? '' : 's'}`);
 
     if (ready > 0) {
-      const path = `/api/v1/namespaces/${NS}/services/http:${CONTROL_PLANE_SERVICE}:http-admin/proxy/readyz`;
+      const path = `/api/v1/namespaces/${NS}/services/http:${CONTROL_PLANE_NAME}:http-admin/proxy/readyz`;
       try {
         await this.kube.request('GET', path, { timeoutMs: this.timeoutMs });
         this.ok('the control plane answers /readyz: ready');
@@ -325,7 +325,7 @@ class Checker {
     }
 
     const lease = await this.get<{ spec?: { holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number } }>(
-      `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${LEADER_LEASE_NAME}`,
+      `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${CONTROL_PLANE_NAME}`,
     ).catch(() => undefined);
     if (lease?.spec) {
       const { holderIdentity, renewTime, leaseDurationSeconds = 15 } = lease.spec;
@@ -450,8 +450,8 @@ class Checker {
     } else {
       for (const w of mwc.webhooks ?? []) {
         const svc = w.clientConfig?.service;
-        if (!svc || svc.name !== CONTROL_PLANE_SERVICE || svc.namespace !== NS)
-          this.warn(`webhook ${w.name} calls ${svc ? `${svc.namespace}/${svc.name}` : (w.clientConfig?.url ?? 'nothing')}, not Service ${NS}/${CONTROL_PLANE_SERVICE}`, 'tsmesh install');
+        if (!svc || svc.name !== CONTROL_PLANE_NAME || svc.namespace !== NS)
+          this.warn(`webhook ${w.name} calls ${svc ? `${svc.namespace}/${svc.name}` : (w.clientConfig?.url ?? 'nothing')}, not Service ${NS}/${CONTROL_PLANE_NAME}`, 'tsmesh install');
         const bundle = w.clientConfig?.caBundle;
         if (!bundle) this.fail(`webhook ${w.name} has no caBundle: the API server cannot call it (the control plane sets it when it starts)`, LOGS);
         else if (this.roots && !sameSet(fingerprints(Buffer.from(bundle, 'base64').toString('utf8')), this.roots))
@@ -476,7 +476,7 @@ class Checker {
       },
     };
     try {
-      const res = await this.kube.request('POST', `/api/v1/namespaces/${NS}/services/https:${CONTROL_PLANE_SERVICE}:https-webhook/proxy/inject`, { body: review, timeoutMs: this.timeoutMs });
+      const res = await this.kube.request('POST', `/api/v1/namespaces/${NS}/services/https:${CONTROL_PLANE_NAME}:https-webhook/proxy/inject`, { body: review, timeoutMs: this.timeoutMs });
       const response = (res.body as { response?: { allowed?: boolean; patch?: string; status?: { message?: string } } } | undefined)?.response;
       const patch = response?.patch ? Buffer.from(response.patch, 'base64').toString('utf8') : '';
       if (response?.allowed && patch.includes(PROXY_CONTAINER)) this.ok('the injector answers and adds the proxy (a sample pod, through the API server\'s service proxy)');

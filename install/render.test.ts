@@ -10,9 +10,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { CA_FILES } from '../ca/material.js';
+import { CA_FILES, writeRootCa } from '../ca/material.js';
 import { createRootCa } from '../ca/root.js';
-import { writeRootCa } from '../ca/material.js';
 import { caFilesFromSecret, checkCaFiles, droppedRoots, generateCa } from './ca.js';
 import { findManifestsDir, kustomizationResources, readManifestFiles, renderInstall } from './render.js';
 

@@ -8,10 +8,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Document, isMap, isScalar, isSeq, parseAllDocuments } from 'yaml';
 import { MAX_TTL_SECONDS, MIN_TTL_SECONDS } from '../ca/authority.js';
-import { validateTrustDomain } from '../ca/spiffe.js';
-import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE } from '../control/plane.js';
+import { validateTrustDomain } from '../contract/spiffe.js';
+import { MESH_NAMESPACE, CONTROL_PLANE_NAME, MESH_CONFIG_NAME } from '../contract/names.js';
 import { WEBHOOK_CONFIGURATION_NAME } from '../control/webhook-ca.js';
-import { MESH_CONFIG_NAME } from '../control/sources/kubernetes-map.js';
 import { parseDuration } from '../lib/duration.js';
 import { IMAGE_REPOSITORY, TSMESH_VERSION } from '../webhook/mesh-config.js';
 import { caSecret, type CaMaterial } from './ca.js';
@@ -143,7 +142,7 @@ function setArg(doc: Document.Parsed, argsPath: (string | number)[], flag: strin
 function containerIndex(doc: Document.Parsed, name: string): number {
   const containers = doc.getIn(['spec', 'template', 'spec', 'containers'], true);
   const i = isSeq(containers) ? containers.items.findIndex((c) => isMap(c) && c.get('name') === name) : -1;
-  if (i < 0) throw new Error(`Deployment ${CONTROL_PLANE_SERVICE} has no container ${name}`);
+  if (i < 0) throw new Error(`Deployment ${CONTROL_PLANE_NAME} has no container ${name}`);
   return i;
 }
 
@@ -190,7 +189,7 @@ export function renderInstall(o: RenderOptions = {}, files: ManifestFile[] = rea
   const fresh: ManifestFile[] = files.map((f) => ({ ...f, docs: parseAllDocuments(f.text, { version: '1.1' }).filter((d) => d.contents !== null) }));
   const changed = new Set<string>();
 
-  const deployment = findDoc(fresh, 'Deployment', CONTROL_PLANE_SERVICE);
+  const deployment = findDoc(fresh, 'Deployment', CONTROL_PLANE_NAME);
   const c = containerIndex(deployment.doc, CONTROL_PLANE_CONTAINER);
   const containerPath = ['spec', 'template', 'spec', 'containers', c];
   if (o.image !== undefined) {
@@ -227,12 +226,12 @@ export function renderInstall(o: RenderOptions = {}, files: ManifestFile[] = rea
     const body = changed.has(f.file) ? f.docs.map((d) => d.toString(TO_STRING)).join('') : f.text;
     parts.push(`---\n# Source: manifests/${f.file}\n${body.replace(/^---\n/, '').trimEnd()}\n`);
     for (const d of f.docs) objects.push({ file: f.file, object: d.toJS() as KubeObject });
-    if (o.ca && f.docs.some((d) => kindAndName(d)[0] === 'Namespace' && kindAndName(d)[1] === CONTROL_PLANE_NAMESPACE)) {
+    if (o.ca && f.docs.some((d) => kindAndName(d)[0] === 'Namespace' && kindAndName(d)[1] === MESH_NAMESPACE)) {
       parts.push(`---\n${secretText(o.ca)}`);
       objects.push({ file: '', object: caSecret(o.ca.files) });
     }
   }
-  if (o.ca && !objects.some((r) => r.file === '')) throw new Error(`manifests/ has no Namespace ${CONTROL_PLANE_NAMESPACE} to put Secret tsmesh-ca in`);
+  if (o.ca && !objects.some((r) => r.file === '')) throw new Error(`manifests/ has no Namespace ${MESH_NAMESPACE} to put Secret tsmesh-ca in`);
   return { objects, text: parts.join('') };
 }
 

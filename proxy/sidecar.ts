@@ -17,6 +17,7 @@ import { originalDestination as soOriginalDst, type OriginalDestination } from '
 import { createOutbound } from './outbound/listener.js';
 import { TrafficState, type TrafficStateOptions } from './outbound/traffic-state.js';
 import { MeshTls } from './tls/mesh-tls.js';
+import { DEFAULT_TRUST_DOMAIN } from '../contract/spiffe.js';
 
 /**
  * The accept queue of the proxy's ports: node's default (511) overflowed when
@@ -68,7 +69,7 @@ const EMPTY_TABLE: RoutingTable = buildRoutingTable({
   apiVersion: 'tsmesh.io/v1alpha1',
   kind: 'ProxyConfig',
   version: '',
-  mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT', retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' } },
+  mesh: { trustDomain: DEFAULT_TRUST_DOMAIN, mtlsMode: 'STRICT', retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' } },
   services: [],
   inbound: {},
 });

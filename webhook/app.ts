@@ -10,8 +10,9 @@ import { podInjector } from './injector.js';
 import type { MeshConfig } from './mesh-config.js';
 import { createWebhookMetrics } from './metrics.js';
 import { admissionRouter } from './server.js';
+import { PORTS } from '../contract/ports.js';
 
-export const WEBHOOK_PORT = 9443;
+export const WEBHOOK_PORT = PORTS.webhook;
 export const WEBHOOK_PATH = '/inject';
 
 export interface WebhookAppOptions {

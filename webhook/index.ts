@@ -8,4 +8,4 @@ export { SKIP_REASONS, type NamespaceInfo, type Skip, type SkipReason } from './
 export { createWebhookMetrics, ADMISSION_RESULTS, type AdmissionResult, type WebhookMetrics } from './metrics.js';
 export { admissionRouter, MAX_REVIEW_BYTES, type AdmissionHandler, type AdmissionVerdict } from './server.js';
 export { podInjector } from './injector.js';
-export * from './names.js';
+export * from '../contract/names.js';

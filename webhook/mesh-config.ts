@@ -4,9 +4,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { validateTrustDomain } from '../ca/spiffe.js';
+import { validateTrustDomain } from '../contract/spiffe.js';
 import { LOG_LEVELS, type LogLevel } from '../lib/log.js';
-import { PROXY_DEFAULTS } from '../proxy/env.js';
+import { PROXY_DEFAULTS } from '../contract/env.js';
 import { MeshConfigError } from './errors.js';
 import { parseQuantity, QUANTITY_HINT } from './quantity.js';
 

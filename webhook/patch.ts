@@ -2,10 +2,10 @@
 // its namespace and the mesh config) in, a JSON patch out. Pure: no I/O, no
 // clock, no randomness, so the golden files in testdata/ pin it down.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { PROXY_DEFAULTS } from '../proxy/env.js';
+import { PROXY_DEFAULTS } from '../contract/env.js';
 import { InjectionRefused } from './errors.js';
 import { TSMESH_VERSION, type MeshConfig } from './mesh-config.js';
-import { INIT_CONTAINER, PROMETHEUS_ANNOTATIONS, PROXY_CONTAINER, PROXY_UID, STATUS_ANNOTATION, VOLUMES } from './names.js';
+import { INIT_CONTAINER, PROMETHEUS_ANNOTATIONS, PROXY_CONTAINER, PROXY_UID, STATUS_ANNOTATION, VOLUMES } from '../contract/names.js';
 import { readOverrides } from './overrides.js';
 import { rewriteProbes } from './probes.js';
 import { initContainer, meshVolumes, proxyContainer } from './sidecar.js';

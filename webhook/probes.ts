@@ -5,7 +5,7 @@
 // and the original is handed to the proxy in TSMESH_APP_PROBES, which runs it
 // against the app over loopback.
 import type { V1Container, V1Probe } from '@kubernetes/client-node';
-import { PROXY_DEFAULTS, type AppProbe, type AppProbes } from '../proxy/env.js';
+import { PROXY_DEFAULTS, type AppProbe, type AppProbes } from '../contract/env.js';
 
 export const PROBE_KINDS = [
   ['livenessProbe', 'livez'],

@@ -4,18 +4,10 @@
 // drift from what the webhook writes.
 import type { V1Container, V1EnvVar, V1Probe, V1Volume } from '@kubernetes/client-node';
 import type { InitFlag } from '../init/config.js';
-import { PROXY_DEFAULTS, PROXY_ENV, PROXY_MOUNTS, PROXY_NODE_OPTIONS, type AppProbes } from '../proxy/env.js';
+import { PROXY_DEFAULTS, PROXY_ENV, PROXY_MOUNTS, PROXY_NODE_OPTIONS, type AppProbes } from '../contract/env.js';
 import type { MeshConfig } from './mesh-config.js';
 import { cidrListText, portListText, type Overrides } from './overrides.js';
-import {
-  ADMIN_PORT_NAME,
-  INIT_CONTAINER,
-  PROXY_CONTAINER,
-  PROXY_UID,
-  TOKEN_AUDIENCE,
-  TRUST_BUNDLE_CONFIGMAP,
-  VOLUMES,
-} from './names.js';
+import { ADMIN_PORT_NAME, INIT_CONTAINER, PROXY_CONTAINER, PROXY_UID, CA_TOKEN_AUDIENCE, TRUST_BUNDLE_CONFIGMAP, VOLUMES } from '../contract/names.js';
 
 /** kubelet refreshes a projected token at 80% of its life; the CA sees it at each certificate renewal. */
 export const TOKEN_EXPIRATION_SECONDS = 3600;
@@ -130,7 +122,7 @@ export function meshVolumes(): V1Volume[] {
     {
       name: VOLUMES.token,
       projected: {
-        sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: PROXY_MOUNTS.TOKEN_FILE } }],
+        sources: [{ serviceAccountToken: { audience: CA_TOKEN_AUDIENCE, expirationSeconds: TOKEN_EXPIRATION_SECONDS, path: PROXY_MOUNTS.TOKEN_FILE } }],
       },
     },
     { name: VOLUMES.trustBundle, configMap: { name: TRUST_BUNDLE_CONFIGMAP } },

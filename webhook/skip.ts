@@ -2,7 +2,7 @@
 // `reason` of tsmesh_webhook_skipped_total) and a message the user sees as an
 // admission warning.
 import type { V1Pod } from '@kubernetes/client-node';
-import { INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION, SYSTEM_NAMESPACES } from './names.js';
+import { INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION, SYSTEM_NAMESPACES } from '../contract/names.js';
 
 export const SKIP_REASONS = ['system-namespace', 'opted-out', 'namespace-not-enabled', 'already-injected', 'host-network', 'other-mesh'] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];

@@ -15,4 +15,3 @@ export interface Authenticator {
 }
 
 /** The audience workload tokens must be minted for (projected ServiceAccount token). */
-export const CA_TOKEN_AUDIENCE = 'tsmesh-ca';

@@ -2,8 +2,9 @@
 // and bound to the audience tsmesh-ca.
 import { AuthenticationV1Api, type KubeConfig, type V1TokenReviewStatus } from '@kubernetes/client-node';
 import { CaError } from '../errors.js';
-import { workloadSpiffeId } from '../spiffe.js';
-import { CA_TOKEN_AUDIENCE, type Authenticator, type Caller } from './authenticator.js';
+import { workloadSpiffeId } from '../../contract/spiffe.js';
+import { type Authenticator, type Caller } from './authenticator.js';
+import { CA_TOKEN_AUDIENCE } from '../../contract/names.js';
 
 /** Asks the API server about a token; the seam between the mapping logic and the network. */
 export type TokenReviewer = (token: string, audiences: string[]) => Promise<V1TokenReviewStatus>;

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { CaError } from '../errors.js';
-import { parseSpiffeId, parseWorkloadSpiffeId } from '../spiffe.js';
+import { parseSpiffeId, parseWorkloadSpiffeId } from '../../contract/spiffe.js';
 import type { Authenticator, Caller } from './authenticator.js';
 
 export interface StaticToken {

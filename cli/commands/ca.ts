@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRootCa } from '../../ca/root.js';
 import { CA_FILES, describeCertificate, loadCaFromDir, writeRootCa } from '../../ca/material.js';
-import { parseSpiffeId } from '../../ca/spiffe.js';
+import { parseSpiffeId, DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
 import { parseFlags, required, UsageError, type Command } from '../command.js';
 
@@ -18,7 +18,7 @@ async function init(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { out: { type: 'string' }, 'trust-domain': { type: 'string' }, validity: { type: 'string' } });
   if (values.help) return help();
   const out = required(values.out, '--out');
-  const td = values['trust-domain'] ?? 'cluster.local';
+  const td = values['trust-domain'] ?? DEFAULT_TRUST_DOMAIN;
   const days = values.validity ? parseDuration(values.validity, '--validity') / 86_400_000 : undefined;
   const root = await createRootCa(td, days);
   await writeRootCa(out, root);

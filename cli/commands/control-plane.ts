@@ -4,7 +4,8 @@ import { loadCaFromDir } from '../../ca/material.js';
 import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/kubernetes.js';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
-import { CONTROL_PLANE_NAMESPACE, startControlPlane } from '../../control/plane.js';
+import { startControlPlane } from '../../control/plane.js';
+import { MESH_NAMESPACE } from '../../contract/names.js';
 import { FileMeshSource } from '../../control/sources/file.js';
 import { scrapeTargets } from '../../control/observe/targets.js';
 import { createKubernetesSource } from '../../control/sources/kubernetes.js';
@@ -19,6 +20,8 @@ import { meshConfig } from '../../webhook/mesh-config.js';
 import { parseDuration } from '../../lib/duration.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
 import { flagOrEnv, parseFlags, required, type Command } from '../command.js';
+import { DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
+import { PORTS } from '../../contract/ports.js';
 
 const USAGE = `Usage: tsmesh control-plane --ca-dir DIR [options]
 
@@ -78,7 +81,7 @@ export const controlPlaneCommand: Command = {
       return 0;
     }
     const log = createLogger('control-plane', parseLogLevel(flagOrEnv(values['log-level'], 'TSMESH_LOG_LEVEL', 'info')!));
-    const trustDomain = flagOrEnv(values['trust-domain'], 'TSMESH_TRUST_DOMAIN', 'cluster.local')!;
+    const trustDomain = flagOrEnv(values['trust-domain'], 'TSMESH_TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN)!;
     const ttl = flagOrEnv(values['cert-ttl'], 'TSMESH_CERT_TTL');
     const authority = await loadCaFromDir(required(flagOrEnv(values['ca-dir'], 'TSMESH_CA_DIR'), '--ca-dir'), {
       trustDomain,
@@ -147,7 +150,7 @@ export const controlPlaneCommand: Command = {
       ? undefined
       : startLeaderElection({
           kc: kube(),
-          namespace: CONTROL_PLANE_NAMESPACE,
+          namespace: MESH_NAMESPACE,
           identity: replica,
           log: log.child('leader'),
           onStartedLeading: () => {
@@ -164,7 +167,7 @@ export const controlPlaneCommand: Command = {
       ? undefined
       : {
           mesh: meshConfig({ trustDomain, ...(values['proxy-image'] ? { image: values['proxy-image'] } : {}) }),
-          port: port(values['webhook-port'], 9443, '--webhook-port'),
+          port: port(values['webhook-port'], PORTS.webhook, '--webhook-port'),
         };
     const plane = await startControlPlane({
       authority,
@@ -176,8 +179,8 @@ export const controlPlaneCommand: Command = {
       log,
       ...(values.host ? { host: values.host } : {}),
       ...(values['serving-ip'] ? { ipAddresses: values['serving-ip'] } : {}),
-      port: port(values.port, 15012, '--port'),
-      adminPort: port(values['admin-port'], 15014, '--admin-port'),
+      port: port(values.port, PORTS.controlPlane, '--port'),
+      adminPort: port(values['admin-port'], PORTS.controlPlaneAdmin, '--admin-port'),
       // The dashboard scrapes the meshed pods' proxies (podIP:15020), only while someone reads it: the
       // model's meshed endpoints and the proxies on this plane's stream (a pure client is behind no Service).
       ...(meshSource && !local ? { scrapeTargets: (connected) => scrapeTargets(meshSource.current(), connected), scrapeOnDemand: true } : {}),

@@ -1,18 +1,18 @@
 // tsmesh install: print (--dry-run) or apply the manifests of manifests/,
 // with Secret tsmesh-ca. Logic in install/.
-import { CONTROL_PLANE_NAMESPACE } from '../../control/plane.js';
+import { MESH_NAMESPACE, INJECT_ENABLED, INJECT_LABEL } from '../../contract/names.js';
 import { parseDuration } from '../../lib/duration.js';
-import { INJECT_ENABLED, INJECT_LABEL } from '../../webhook/names.js';
 import { applyInstall, readCaSecret, waitForControlPlane } from '../../install/apply.js';
 import { generateCa, readCaDir, type CaMaterial } from '../../install/ca.js';
 import { Kube, loadKubeConfig } from '../../install/kube.js';
 import { DEFAULT_IMAGE, FAILURE_POLICIES, renderInstall, type FailurePolicy, type RenderOptions } from '../../install/render.js';
 import { parseFlags, UsageError, type Command } from '../command.js';
+import { DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
 
 const USAGE = `Usage: tsmesh install [--dry-run] [options]
 
 Installs tsmesh into the cluster of the current kubeconfig context: namespace
-${CONTROL_PLANE_NAMESPACE}, the CRDs, RBAC, the control plane (two replicas), the
+${MESH_NAMESPACE}, the CRDs, RBAC, the control plane (two replicas), the
 sidecar injector's MutatingWebhookConfiguration, ConfigMap tsmesh-config and
 Secret tsmesh-ca (the mesh CA). Objects are applied server-side (field manager
 tsmesh-install), so running it again upgrades in place. An existing CA is kept.
@@ -61,7 +61,7 @@ export const installCommand: Command = {
     };
     // Settings are checked before anything is generated or sent.
     renderInstall(options);
-    const trustDomain = values['trust-domain'] ?? 'cluster.local';
+    const trustDomain = values['trust-domain'] ?? DEFAULT_TRUST_DOMAIN;
     const waitMs = values.wait === undefined ? undefined : parseDuration(values.wait, '--wait');
 
     if (values['dry-run']) {

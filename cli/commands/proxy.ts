@@ -3,11 +3,12 @@
 import { createSidecarAdmin } from '../../proxy/admin/sidecar-admin.js';
 import { parseAppProbes } from '../../proxy/admin/app-health.js';
 import { StreamConfigSource } from '../../proxy/config/stream.js';
-import { PROXY_ENV, readProxySettings } from '../../proxy/env.js';
+import { readProxySettings } from '../../proxy/env.js';
+import { PROXY_ENV } from '../../contract/env.js';
 import { createIdentity } from '../../proxy/identity/index.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
 import { LISTEN_BACKLOG, startSidecar, type Sidecar } from '../../proxy/sidecar.js';
-import { workloadSpiffeId } from '../../ca/spiffe.js';
+import { workloadSpiffeId } from '../../contract/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
 import { parseFlags, type Command } from '../command.js';

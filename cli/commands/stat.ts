@@ -2,6 +2,7 @@
 // dashboard JSON. Logic in control/observe/stat.ts.
 import { fetchMeshViewWithRates, formatStatTable } from '../../control/observe/stat.js';
 import { parseFlags, UsageError, type Command } from '../command.js';
+import { PORTS } from '../../contract/ports.js';
 
 const USAGE = `Usage: tsmesh stat [--namespace N] [--admin-address HOST:PORT]
 
@@ -25,7 +26,7 @@ export const statCommand: Command = {
       console.log(USAGE);
       return 0;
     }
-    const address = values['admin-address'] ?? '127.0.0.1:15014';
+    const address = values['admin-address'] ?? `127.0.0.1:${PORTS.controlPlaneAdmin}`;
     if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]\s]+):\d{1,5}$/.test(address)) throw new UsageError(`--admin-address ${JSON.stringify(address)} must be HOST:PORT (an IPv6 address in brackets)`);
     const view = await fetchMeshViewWithRates(address);
     const namespace = values.namespace;

@@ -4,8 +4,8 @@
 // stream, at the address it connects from (its pod IP): that is how a meshed
 // pod behind no Service (a pure client), in no Service's endpoints, is found.
 // A proxy behind no Service that streams from another replica is not seen.
-import { parseWorkloadSpiffeId } from '../../ca/spiffe.js';
-import { PROXY_DEFAULTS } from '../../proxy/env.js';
+import { parseWorkloadSpiffeId } from '../../contract/spiffe.js';
+import { PROXY_DEFAULTS } from '../../contract/env.js';
 import type { MeshModel } from '../model.js';
 import type { ConnectedProxy } from '../stream.js';
 import type { ScrapeTarget } from './view.js';

@@ -16,7 +16,7 @@
 //     - { name: only-frontend, namespace: shop, targetRef: { kind: Service, name: payments }, rules: [ ... ] }
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { workloadSpiffeId } from '../../ca/spiffe.js';
+import { workloadSpiffeId } from '../../contract/spiffe.js';
 import type { Logger } from '../../lib/log.js';
 import { ValidationError, join, list, object, oneOf, string, ip } from '../../lib/schema.js';
 import { parseAuthorizationRule, parseEndpoint, parseMeshSettings, parseServicePort, parseTrafficPolicy } from '../../proxy/config/validate.js';

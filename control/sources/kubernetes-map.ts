@@ -6,25 +6,15 @@
 import type { V1ConfigMap, V1EndpointSlice, V1ObjectMeta, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { MAX_TTL_SECONDS, MIN_TTL_SECONDS } from '../../ca/authority.js';
-import { workloadSpiffeId } from '../../ca/spiffe.js';
+import { workloadSpiffeId, DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
 import { ValidationError, describe, list, object, oneOf, string } from '../../lib/schema.js';
 import { TRAFFIC_POLICY_FIELDS, parseAuthorizationRule, parseMeshSettings, parseTrafficPolicy } from '../../proxy/config/validate.js';
 import { DEFAULT_RETRY_BUDGET, type AuthorizationRule, type MeshSettings, type PortProtocol, type ServicePort, type TrafficPolicySpec } from '../../proxy/config/types.js';
-import { STATUS_ANNOTATION } from '../../webhook/names.js';
+import { STATUS_ANNOTATION } from '../../contract/names.js';
 import type { AuthorizationPolicyModel, EndpointModel, MeshModel, ServiceModel, TrafficPolicyModel } from '../model.js';
 import { resolveTrafficPolicies } from '../snapshot.js';
 
-/** Set by the injector on every meshed pod (DESIGN.md): such a pod's endpoints are reached over mTLS. */
-export const MESH_STATUS_ANNOTATION = STATUS_ANNOTATION;
-/** The label the EndpointSlice controller puts on each slice: the Service it belongs to. */
-export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
-export const POLICY_GROUP = 'tsmesh.io';
-export const POLICY_VERSION = 'v1alpha1';
-export const TRAFFIC_POLICY_PLURAL = 'trafficpolicies';
-export const AUTHORIZATION_POLICY_PLURAL = 'authorizationpolicies';
-/** Mesh-wide settings: ConfigMap tsmesh-config in the control plane's namespace. */
-export const MESH_CONFIG_NAME = 'tsmesh-config';
 
 // ---------------------------------------------------------------------------
 // Services and endpoints
@@ -71,7 +61,7 @@ export function serviceClusterIPs(svc: V1Service): string[] {
 
 /** SPIFFE ID of a pod's sidecar, or undefined when the pod is not meshed. */
 export function podIdentity(pod: V1Pod, trustDomain: string): string | undefined {
-  if (pod.metadata?.annotations?.[MESH_STATUS_ANNOTATION] === undefined) return undefined;
+  if (pod.metadata?.annotations?.[STATUS_ANNOTATION] === undefined) return undefined;
   return workloadSpiffeId(trustDomain, pod.metadata.namespace ?? 'default', pod.spec?.serviceAccountName || 'default');
 }
 
@@ -252,7 +242,7 @@ export function emptyAccepted(): AcceptedPolicies {
 }
 
 const EMPTY_MODEL: MeshModel = {
-  mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT', retryBudget: DEFAULT_RETRY_BUDGET },
+  mesh: { trustDomain: DEFAULT_TRUST_DOMAIN, mtlsMode: 'STRICT', retryBudget: DEFAULT_RETRY_BUDGET },
   services: [],
   trafficPolicies: [],
   authorizationPolicies: [],

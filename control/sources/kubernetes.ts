@@ -22,23 +22,8 @@ import type { MeshModel, ServiceModel } from '../model.js';
 import { EventRecorder } from '../events.js';
 import { PolicyStatusWriter } from '../status.js';
 import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './kubernetes-informer.js';
-import {
-  AUTHORIZATION_POLICY_PLURAL,
-  MESH_CONFIG_NAME,
-  POLICY_GROUP,
-  POLICY_VERSION,
-  SERVICE_NAME_LABEL,
-  TRAFFIC_POLICY_PLURAL,
-  emptyAccepted,
-  evaluatePolicies,
-  parseMeshConfigMap,
-  serviceModel,
-  type AcceptedPolicies,
-  type MeshConfig,
-  type PolicyObject,
-  type SkippedEndpoint,
-  type Verdict,
-} from './kubernetes-map.js';
+import { emptyAccepted, evaluatePolicies, parseMeshConfigMap, serviceModel, type AcceptedPolicies, type MeshConfig, type PolicyObject, type SkippedEndpoint, type Verdict } from './kubernetes-map.js';
+import { AUTHORIZATION_POLICY_PLURAL, MESH_CONFIG_NAME, MESH_NAMESPACE, POLICY_GROUP, POLICY_VERSION, SERVICE_NAME_LABEL, TRAFFIC_POLICY_PLURAL } from '../../contract/names.js';
 import type { MeshSource } from './source.js';
 
 export interface KubernetesSourceOptions {
@@ -88,8 +73,6 @@ export interface KubernetesMeshSource extends MeshSource {
   verdicts(): readonly Verdict[];
 }
 
-const DEFAULT_NAMESPACE = 'tsmesh-system';
-
 /** The reason of the Warning Event on a refused ConfigMap tsmesh-config. */
 export const INVALID_CONFIG = 'InvalidConfig';
 
@@ -136,7 +119,7 @@ class KubernetesSource implements KubernetesMeshSource {
     const core = kc.makeApiClient(CoreV1Api);
     const discovery = kc.makeApiClient(DiscoveryV1Api);
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const namespace = opts.namespace ?? DEFAULT_NAMESPACE;
+    const namespace = opts.namespace ?? MESH_NAMESPACE;
     const informerOpts: InformerOptions = {
       log: opts.log,
       errors: watchErrorsCounter(opts.registry),

@@ -6,7 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { createRootCa } from '../../ca/root.js';
 import { freePort } from '../../lib/ports.js';
-import type { AppProbe } from '../env.js';
+import type { AppProbe } from '../../contract/env.js';
 import { AppProbesError, MAX_PROBE_BODY_BYTES, parseAppProbes, runAppProbe } from './app-health.js';
 
 async function listen<S extends Server | ReturnType<typeof createTcpServer>>(server: S): Promise<number> {

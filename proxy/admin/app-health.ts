@@ -5,7 +5,7 @@
 import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
-import { PROXY_ENV, type AppProbe, type AppProbes } from '../env.js';
+import { PROXY_ENV, type AppProbe, type AppProbes } from '../../contract/env.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
 const { request: httpRequest } = process.getBuiltinModule('node:http');

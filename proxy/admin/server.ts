@@ -5,7 +5,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Counter, Registry } from 'prom-client';
-import type { AppProbes } from '../env.js';
+import type { AppProbes } from '../../contract/env.js';
 import { silentLogger, type Logger } from '../../lib/log.js';
 import { WaitingConnections } from '../net/waiting.js';
 import { runAppProbe } from './app-health.js';

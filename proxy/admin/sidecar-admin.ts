@@ -2,7 +2,7 @@
 // and a config; /config is the config in force.
 import type { Server } from 'node:http';
 import type { Logger } from '../../lib/log.js';
-import type { AppProbes } from '../env.js';
+import type { AppProbes } from '../../contract/env.js';
 import type { Sidecar } from '../sidecar.js';
 import { combineReadiness, createAdminServer } from './server.js';
 

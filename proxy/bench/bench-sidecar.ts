@@ -77,7 +77,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { clientSidecarConfig, serverSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
 import { cpuSeconds, cpuTimes, mainThreadSched, memory, mergeWrk, peakMemory, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
-import { PROXY_NODE_OPTIONS } from '../env.js';
+import { PROXY_NODE_OPTIONS } from '../../contract/env.js';
 import { formatTop, topSelfTime } from './profile-top.js';
 import { ADDRESSES, BenchNet, must, REPO, run, tail, unavailable, type Placement, type Started } from './topology.js';
 

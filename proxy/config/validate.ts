@@ -1,7 +1,7 @@
 // Reads a ProxyConfig from untrusted JSON/YAML: every field checked, unknown
 // fields refused, defaults filled in. Errors name the field path and say what
 // was expected, e.g. `services[1].ports[0].port: 70000 is not a port (1-65535)`.
-import { parseSpiffeId, validateTrustDomain } from '../../ca/spiffe.js';
+import { parseSpiffeId, validateTrustDomain, DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
 import { formatDuration, parseDuration } from '../../lib/duration.js';
 import { ValidationError, boolean, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../../lib/schema.js';
 import {
@@ -57,7 +57,7 @@ function retryBudget(v: unknown, path: string): RetryBudget {
 
 function mesh(v: unknown, path: string): MeshSettings {
   const o = object(v ?? {}, path, ['trustDomain', 'mtlsMode', 'retryBudget']);
-  const trustDomain = string(o.trustDomain ?? 'cluster.local', join(path, 'trustDomain'));
+  const trustDomain = string(o.trustDomain ?? DEFAULT_TRUST_DOMAIN, join(path, 'trustDomain'));
   try {
     validateTrustDomain(trustDomain);
   } catch (e) {

@@ -5,13 +5,13 @@
 // stops leading after renewDeadline.
 import assert from 'node:assert/strict';
 import { CoordinationV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { LEADER_LEASE, microTime, startLeaderElection, type LeaderElection } from '../../control/leader.js';
-import { CONTROL_PLANE_NAMESPACE } from '../../control/plane.js';
+import { microTime, startLeaderElection, type LeaderElection } from '../../control/leader.js';
+import { CONTROL_PLANE_NAME, MESH_NAMESPACE } from '../../contract/names.js';
 import { silentLogger } from '../../lib/log.js';
 import { eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
 
-const NS = CONTROL_PLANE_NAMESPACE;
+const NS = MESH_NAMESPACE;
 const TIMING = { leaseDurationSeconds: 2, renewDeadlineMs: 1200, retryPeriodMs: 200 };
 
 interface Replica {
@@ -42,7 +42,7 @@ describe('leader election over a Lease (real kube-apiserver, the control plane\'
     return r;
   };
   const deleteLease = async (): Promise<void> => {
-    await server!.kc.makeApiClient(CoordinationV1Api).deleteNamespacedLease({ name: LEADER_LEASE, namespace: NS }).catch(() => undefined);
+    await server!.kc.makeApiClient(CoordinationV1Api).deleteNamespacedLease({ name: CONTROL_PLANE_NAME, namespace: NS }).catch(() => undefined);
   };
 
   before(async function () {
@@ -86,7 +86,7 @@ describe('leader election over a Lease (real kube-apiserver, the control plane\'
     await eventually(async () => (b.election.isLeader() ? true : undefined), 5000, 'b to lead');
     const took = Date.now() - t0;
     assert.ok(took < TIMING.leaseDurationSeconds * 1000, `took ${took} ms`);
-    const lease = await server!.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: LEADER_LEASE, namespace: NS });
+    const lease = await server!.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: CONTROL_PLANE_NAME, namespace: NS });
     assert.equal(lease.spec?.holderIdentity, 'replica-b');
     assert.equal(lease.spec?.leaseTransitions, 1);
   });
@@ -94,7 +94,7 @@ describe('leader election over a Lease (real kube-apiserver, the control plane\'
   it('the Lease of a leader that crashed is taken once it has not been renewed for leaseDuration', async function () {
     await server!.kc.makeApiClient(CoordinationV1Api).createNamespacedLease({
       namespace: NS,
-      body: { metadata: { name: LEADER_LEASE }, spec: { holderIdentity: 'crashed', leaseDurationSeconds: 2, renewTime: microTime(Date.now()) as unknown as Date } },
+      body: { metadata: { name: CONTROL_PLANE_NAME }, spec: { holderIdentity: 'crashed', leaseDurationSeconds: 2, renewTime: microTime(Date.now()) as unknown as Date } },
     });
     const t0 = Date.now();
     const b = start('replica-b');

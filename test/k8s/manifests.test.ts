@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlPlaneCommand } from '../../cli/commands/control-plane.js';
-import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE, CONTROL_PLANE_SERVICE_ACCOUNT } from '../../control/plane.js';
+import { MESH_NAMESPACE, CONTROL_PLANE_NAME } from '../../contract/names.js';
 import { eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import {
   ApiRequestError,
@@ -85,7 +85,7 @@ describe('manifests/', function () {
         const key = `${splitApiVersion(d.object.apiVersion).group}/${d.object.kind}/${m.namespace ?? ''}/${m.name}`;
         assert.ok(!seen.has(key), `${describeDoc(d)} is also defined at ${seen.get(key)}`);
         seen.set(key, describeDoc(d));
-        if (m.namespace !== undefined) assert.equal(m.namespace, CONTROL_PLANE_NAMESPACE, `${describeDoc(d)}: tsmesh's own objects belong in ${CONTROL_PLANE_NAMESPACE}`);
+        if (m.namespace !== undefined) assert.equal(m.namespace, MESH_NAMESPACE, `${describeDoc(d)}: tsmesh's own objects belong in ${MESH_NAMESPACE}`);
       }
     });
 
@@ -107,15 +107,15 @@ describe('manifests/', function () {
   });
 
   describe('the control plane Deployment and Service', function () {
-    const deployment = find('Deployment', CONTROL_PLANE_SERVICE);
+    const deployment = find('Deployment', CONTROL_PLANE_NAME);
     const pod = (deployment['spec'] as { template: { spec: PodSpec } }).template.spec;
     const container = pod.containers[0]!;
 
-    it(`runs ghcr.io/tsmesh/tsmesh:<package version> as ServiceAccount ${CONTROL_PLANE_SERVICE_ACCOUNT}`, function () {
+    it(`runs ghcr.io/tsmesh/tsmesh:<package version> as ServiceAccount ${CONTROL_PLANE_NAME}`, function () {
       assert.equal(pod.containers.length, 1);
       assert.equal(container.image, `ghcr.io/tsmesh/tsmesh:${pkg.version}`, 'the image tag follows package.json\'s version');
-      assert.equal(pod.serviceAccountName, CONTROL_PLANE_SERVICE_ACCOUNT);
-      find('ServiceAccount', CONTROL_PLANE_SERVICE_ACCOUNT);
+      assert.equal(pod.serviceAccountName, CONTROL_PLANE_NAME);
+      find('ServiceAccount', CONTROL_PLANE_NAME);
     });
 
     it('passes only flags that `tsmesh control-plane` knows', function () {
@@ -142,7 +142,7 @@ describe('manifests/', function () {
     it('exposes 15012, 15014 and 9443 by name, in the Deployment and the Service', function () {
       const ports = Object.fromEntries((container.ports ?? []).map((p) => [p.name, p.containerPort]));
       assert.deepEqual(ports, PORTS);
-      const service = find('Service', CONTROL_PLANE_SERVICE);
+      const service = find('Service', CONTROL_PLANE_NAME);
       const spec = service['spec'] as { selector: Record<string, string>; ports: { name: string; port: number; targetPort: string }[] };
       assert.deepEqual(Object.fromEntries(spec.ports.map((p) => [p.name, p.port])), PORTS);
       for (const p of spec.ports) assert.equal(p.targetPort, p.name, `Service port ${p.name} targets the container port by name`);
@@ -151,9 +151,9 @@ describe('manifests/', function () {
     });
 
     it('serves every webhook configuration in manifests/, whose caBundle the control plane may patch', function () {
-      const service = find('Service', CONTROL_PLANE_SERVICE);
+      const service = find('Service', CONTROL_PLANE_NAME);
       const servicePorts = (service['spec'] as { ports: { port: number }[] }).ports.map((p) => p.port);
-      const role = find('ClusterRole', CONTROL_PLANE_SERVICE_ACCOUNT);
+      const role = find('ClusterRole', CONTROL_PLANE_NAME);
       const patchable = ((role['rules'] as { apiGroups?: string[]; resources?: string[]; verbs?: string[]; resourceNames?: string[] }[] | undefined) ?? [])
         .filter((r) => r.apiGroups?.includes('admissionregistration.k8s.io') && r.resources?.includes('mutatingwebhookconfigurations') && r.verbs?.includes('patch'))
         .flatMap((r) => r.resourceNames ?? []);
@@ -162,8 +162,8 @@ describe('manifests/', function () {
         for (const w of (d.object['webhooks'] as { name: string; clientConfig: { service?: { name: string; namespace: string; port?: number } } }[] | undefined) ?? []) {
           const svc = w.clientConfig.service;
           if (!svc) continue;
-          assert.deepEqual([svc.namespace, svc.name], [CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE], `${describeDoc(d)} webhook ${w.name} calls another Service`);
-          assert.ok(servicePorts.includes(svc.port ?? 443), `${describeDoc(d)} webhook ${w.name} calls port ${svc.port ?? 443}, which Service ${CONTROL_PLANE_SERVICE} does not expose (${servicePorts.join(', ')})`);
+          assert.deepEqual([svc.namespace, svc.name], [MESH_NAMESPACE, CONTROL_PLANE_NAME], `${describeDoc(d)} webhook ${w.name} calls another Service`);
+          assert.ok(servicePorts.includes(svc.port ?? 443), `${describeDoc(d)} webhook ${w.name} calls port ${svc.port ?? 443}, which Service ${CONTROL_PLANE_NAME} does not expose (${servicePorts.join(', ')})`);
         }
       }
     });
@@ -235,15 +235,15 @@ describe('manifests/', function () {
 
     // The checks above mean something only if the API server does refuse and warn.
     it('refuses an unknown field (Strict validation is on)', async function () {
-      const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'probe', namespace: CONTROL_PLANE_NAMESPACE }, data: {}, dataa: {} };
+      const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'probe', namespace: MESH_NAMESPACE }, data: {}, dataa: {} };
       await assert.rejects(serverSideApply(server!.kc, cm, { dryRun: true }), (e: unknown) => e instanceof ApiRequestError && /dataa/.test(e.message));
     });
 
-    it(`warns about a privileged pod template in ${CONTROL_PLANE_NAMESPACE} (Pod Security "restricted" is checked)`, async function () {
+    it(`warns about a privileged pod template in ${MESH_NAMESPACE} (Pod Security "restricted" is checked)`, async function () {
       const bad = {
         apiVersion: 'apps/v1',
         kind: 'Deployment',
-        metadata: { name: 'privileged', namespace: CONTROL_PLANE_NAMESPACE },
+        metadata: { name: 'privileged', namespace: MESH_NAMESPACE },
         spec: {
           selector: { matchLabels: { app: 'privileged' } },
           template: { metadata: { labels: { app: 'privileged' } }, spec: { containers: [{ name: 'c', image: 'x', securityContext: { privileged: true } }] } },

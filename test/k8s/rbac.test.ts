@@ -13,7 +13,8 @@ import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/
 import { buildCsrPem } from '../../ca/csr.js';
 import { CaError } from '../../ca/errors.js';
 import { newKey, newRootCa } from '../../ca/testdata/fixtures.js';
-import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, startControlPlane, type RunningControlPlane } from '../../control/plane.js';
+import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
+import { MESH_NAMESPACE, CONTROL_PLANE_NAME } from '../../contract/names.js';
 import { silentLogger } from '../../lib/log.js';
 import {
   createNamespace,
@@ -28,7 +29,7 @@ import {
 } from './apiserver.js';
 import { ApiRequestError, applyOrder, kubeConfigWithToken, kubeRequest, readManifests, serverSideApply, type ManifestObject } from './manifests.js';
 
-const NS = CONTROL_PLANE_NAMESPACE;
+const NS = MESH_NAMESPACE;
 const WEBHOOK = 'tsmesh-sidecar-injector';
 const LEASE = 'tsmesh-control-plane';
 
@@ -79,7 +80,7 @@ interface Rule {
 function grantedByManifests(objects: ManifestObject[]): string[] {
   const isOurs = (o: ManifestObject): boolean =>
     ((o['subjects'] as { kind: string; name: string; namespace?: string }[] | undefined) ?? []).some(
-      (s) => s.kind === 'ServiceAccount' && s.name === CONTROL_PLANE_SERVICE_ACCOUNT && s.namespace === NS,
+      (s) => s.kind === 'ServiceAccount' && s.name === CONTROL_PLANE_NAME && s.namespace === NS,
     );
   const out: string[] = [];
   for (const b of objects.filter((o) => (o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding') && isOurs(o))) {
@@ -199,7 +200,7 @@ describe('control plane RBAC', function () {
       await createServiceAccount(kc, 'shop', 'web');
       await createServiceAccount(kc, NS, 'bare');
       // No audience: the API server's own audiences, as in the pod's default token.
-      own = kubeConfigWithToken(kc, (await requestToken(kc, NS, CONTROL_PLANE_SERVICE_ACCOUNT, [], 3600)).token, CONTROL_PLANE_SERVICE_ACCOUNT);
+      own = kubeConfigWithToken(kc, (await requestToken(kc, NS, CONTROL_PLANE_NAME, [], 3600)).token, CONTROL_PLANE_NAME);
       bare = kubeConfigWithToken(kc, (await requestToken(kc, NS, 'bare', [], 3600)).token, 'bare');
     });
     after(async function () {

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { GiveUp, inNamespace, Managed, waitFor } from '../../lib/netns.js';
-import { PROXY_DEFAULTS, PROXY_NODE_OPTIONS } from '../../proxy/env.js';
+import { PROXY_DEFAULTS, PROXY_NODE_OPTIONS } from '../../contract/env.js';
 import { REPO, run, type RunAs, type RunResult } from './netns.js';
 
 /** How a lab runs `tsmesh proxy` in a pod. */

@@ -3,7 +3,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { CertificateAuthority } from '../../ca/authority.js';
 import { createRootCa } from '../../ca/root.js';
-import { workloadSpiffeId } from '../../ca/spiffe.js';
+import { workloadSpiffeId } from '../../contract/spiffe.js';
 import { TrustBundle } from '../../ca/trust-bundle.js';
 
 export interface ServingMaterial {

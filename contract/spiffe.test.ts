@@ -1,12 +1,5 @@
 import assert from 'node:assert/strict';
-import {
-  SpiffeIdError,
-  formatSpiffeId,
-  parseSpiffeId,
-  parseWorkloadSpiffeId,
-  workloadSpiffeId,
-  type SpiffeRule,
-} from './spiffe.js';
+import { SpiffeIdError, formatSpiffeId, parseSpiffeId, parseWorkloadSpiffeId, workloadSpiffeId, type SpiffeRule } from './spiffe.js';
 
 describe('SPIFFE IDs', () => {
   it('parses trust domain and path', () => {

@@ -1,12 +1,13 @@
-// The names injection writes and reads: labels, annotations, containers,
-// volumes. DESIGN.md fixes them; users, manifests and dashboards depend on them.
+// The names of tsmesh in a cluster: labels, annotations, namespaces,
+// containers, volumes, ConfigMaps, the CRDs' group and kinds. contract/DESIGN.md
+// fixes them; users, manifests and dashboards depend on them.
 
 /** Namespace label, pod label or pod annotation: "enabled" or "disabled". */
 export const INJECT_LABEL = 'tsmesh.io/inject';
 export const INJECT_ENABLED = 'enabled';
 export const INJECT_DISABLED = 'disabled';
 
-/** What injection added (JSON); its presence makes injection a no-op. */
+/** What injection added (JSON); its presence makes injection a no-op, and marks the pod's endpoints as meshed (reached over mTLS). */
 export const STATUS_ANNOTATION = 'tsmesh.io/status';
 
 /** Per-pod overrides, read from annotations. */
@@ -21,9 +22,12 @@ export const OVERRIDE_ANNOTATIONS = {
   proxyLogLevel: 'tsmesh.io/proxy-log-level',
 } as const;
 
-/** Equal to CONTROL_PLANE_NAMESPACE in control/plane.ts (a test keeps them equal); never injected. */
+/** The control plane's namespace; never injected. */
 export const MESH_NAMESPACE = 'tsmesh-system';
 export const SYSTEM_NAMESPACES: readonly string[] = [MESH_NAMESPACE, 'kube-system', 'kube-public', 'kube-node-lease'];
+
+/** The control plane's Deployment, Service, ServiceAccount, leader Lease and field manager all carry this name. */
+export const CONTROL_PLANE_NAME = 'tsmesh-control-plane';
 
 export const INIT_CONTAINER = 'tsmesh-init';
 export const PROXY_CONTAINER = 'tsmesh-proxy';
@@ -37,9 +41,15 @@ export const VOLUMES = {
   xtablesLock: 'tsmesh-xtables-lock',
 } as const;
 
+/** The mesh's roots, in every meshed namespace (key root-cert.pem, see contract/env.ts PROXY_MOUNTS). */
 export const TRUST_BUNDLE_CONFIGMAP = 'tsmesh-trust-bundle';
+/** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE. */
+export const MESH_CONFIG_NAME = 'tsmesh-config';
+/** The CA's key and roots: Secret tsmesh-ca in MESH_NAMESPACE. */
+export const CA_SECRET_NAME = 'tsmesh-ca';
+
 /** The audience the CA accepts; kubelet mints the projected token for it. */
-export { CA_TOKEN_AUDIENCE as TOKEN_AUDIENCE } from '../ca/authn/authenticator.js';
+export const CA_TOKEN_AUDIENCE = 'tsmesh-ca';
 
 /** The proxy's uid and gid; init never redirects traffic of this uid. */
 export const PROXY_UID = 1337;
@@ -52,3 +62,12 @@ export const PROMETHEUS_ANNOTATIONS = {
   port: 'prometheus.io/port',
   path: 'prometheus.io/path',
 } as const;
+
+/** The label the EndpointSlice controller puts on each slice: the Service it belongs to. */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+/** The tsmesh CRDs. */
+export const POLICY_GROUP = 'tsmesh.io';
+export const POLICY_VERSION = 'v1alpha1';
+export const TRAFFIC_POLICY_PLURAL = 'trafficpolicies';
+export const AUTHORIZATION_POLICY_PLURAL = 'authorizationpolicies';

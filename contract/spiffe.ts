@@ -1,6 +1,8 @@
 // SPIFFE IDs per the SPIFFE ID specification (spiffe/standards, SPIFFE-ID.md §2).
 
 export const SPIFFE_SCHEME = 'spiffe://';
+/** The trust domain of a mesh that names none (contract/DESIGN.md). */
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 export const MAX_SPIFFE_ID_LENGTH = 2048;
 export const MAX_TRUST_DOMAIN_LENGTH = 255;
 
