@@ -2,10 +2,10 @@
 // backoff after errors; see kubernetes-informer.ts) on Services,
 // EndpointSlices, Pods, the tsmesh.io TrafficPolicies and
 // AuthorizationPolicies, and ConfigMap tsmesh-config. Every change schedules
-// a rebuild of the whole MeshModel from the caches (kubernetes-map.ts does
-// the mapping), debounced so a burst of events gives one model; a model equal
-// to the last one is not emitted. The policies' verdicts go to their status
-// (control/status.ts).
+// a rebuild of the whole MeshModel from the caches (kubernetes-model.ts does
+// the mapping, with kubernetes-map.ts), debounced so a burst of events gives
+// one model; a model equal to the last one is not emitted. The policies'
+// verdicts go to their status (control/status.ts).
 //
 // Readiness: no model exists (current() is undefined, notReady() says which
 // resources) until every informer has listed once. A CRD that is not
@@ -18,12 +18,13 @@ import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type Kube
 import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
-import type { MeshModel, ServiceModel } from '../model.js';
+import type { MeshModel } from '../model.js';
 import { EventRecorder } from '../events.js';
 import { PolicyStatusWriter } from '../status.js';
 import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './kubernetes-informer.js';
-import { emptyAccepted, evaluatePolicies, parseMeshConfigMap, serviceModel, type AcceptedPolicies, type MeshConfig, type PolicyObject, type SkippedEndpoint, type Verdict } from './kubernetes-map.js';
-import { AUTHORIZATION_POLICY_PLURAL, MESH_CONFIG_NAME, MESH_NAMESPACE, POLICY_GROUP, POLICY_VERSION, SERVICE_NAME_LABEL, TRAFFIC_POLICY_PLURAL } from '../../contract/names.js';
+import { emptyAccepted, parseMeshConfigMap, type AcceptedPolicies, type MeshConfig, type PolicyObject, type Verdict } from './kubernetes-map.js';
+import { meshModelFromObjects } from './kubernetes-model.js';
+import { AUTHORIZATION_POLICY_PLURAL, MESH_CONFIG_NAME, MESH_NAMESPACE, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL } from '../../contract/names.js';
 import type { MeshSource } from './source.js';
 
 export interface KubernetesSourceOptions {
@@ -272,41 +273,24 @@ class KubernetesSource implements KubernetesMeshSource {
       }
     }
 
-    const slicesByService = new Map<string, V1EndpointSlice[]>();
-    for (const s of this.slices.list()) {
-      const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-      if (!svc) continue;
-      const key = `${s.metadata?.namespace}/${svc}`;
-      const list = slicesByService.get(key);
-      if (list) list.push(s);
-      else slicesByService.set(key, [s]);
-    }
     const podOf = (namespace: string, name: string): V1Pod | undefined => this.pods.get(name, namespace);
-    const skipped: SkippedEndpoint[] = [];
-    const services: ServiceModel[] = [];
-    for (const svc of this.services.list()) {
-      const key = `${svc.metadata?.namespace}/${svc.metadata?.name}`;
-      const m = serviceModel(svc, slicesByService.get(key) ?? [], podOf, trustDomain, skipped);
-      if (m) services.push(m);
-    }
-    services.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    const { model, verdicts, accepted, skipped } = meshModelFromObjects(
+      {
+        services: this.services.list(),
+        endpointSlices: this.slices.list(),
+        podOf,
+        trafficPolicies: this.trafficPolicies.list(),
+        authorizationPolicies: this.authorizationPolicies.list(),
+      },
+      this.meshConfig.mesh,
+      trustDomain,
+      this.accepted,
+    );
+    const { services } = model;
     if (skipped.length > 0) this.log.debug('endpoints left out', { count: skipped.length, first: skipped.slice(0, 5) });
+    this.accepted = accepted;
+    this.lastVerdicts = verdicts;
 
-    const policies = evaluatePolicies({
-      trafficPolicies: this.trafficPolicies.list(),
-      authorizationPolicies: this.authorizationPolicies.list(),
-      services: new Set(services.map((s) => `${s.namespace}/${s.name}`)),
-      accepted: this.accepted,
-    });
-    this.accepted = policies.accepted;
-    this.lastVerdicts = policies.verdicts;
-
-    const model: MeshModel = {
-      mesh: this.meshConfig.mesh,
-      services,
-      trafficPolicies: policies.trafficPolicies,
-      authorizationPolicies: policies.authorizationPolicies,
-    };
     const json = JSON.stringify(model);
     if (json !== this.modelJson) {
       const first = this.model === undefined;
@@ -329,7 +313,7 @@ class KubernetesSource implements KubernetesMeshSource {
     }
 
     if (!this.writes()) return;
-    this.statusWriter?.sync(policies.verdicts, (v) =>
+    this.statusWriter?.sync(verdicts, (v) =>
       (v.kind === 'TrafficPolicy' ? this.trafficPolicies : this.authorizationPolicies).get(v.name, v.namespace),
     );
   }

@@ -1,0 +1,67 @@
+// Pure: the Kubernetes objects the source caches -> one MeshModel and the
+// verdicts on its policies. kubernetes.ts calls it on every rebuild with its
+// informers' contents; the golden tests (testdata/mapping/) call it with the
+// objects of a YAML file. The per-object mapping is in kubernetes-map.ts; the
+// mesh settings (ConfigMap tsmesh-config, whose last good value is state) are
+// an input here.
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { SERVICE_NAME_LABEL } from '../../contract/names.js';
+import type { MeshModel, ServiceModel } from '../model.js';
+import { evaluatePolicies, serviceModel, type AcceptedPolicies, type PodLookup, type PolicyObject, type SkippedEndpoint, type Verdict } from './kubernetes-map.js';
+
+export interface KubernetesObjects {
+  services: readonly V1Service[];
+  endpointSlices: readonly V1EndpointSlice[];
+  /** The pods the slices' targetRefs name, looked up by namespace and name. */
+  podOf: PodLookup;
+  trafficPolicies: readonly PolicyObject[];
+  authorizationPolicies: readonly PolicyObject[];
+}
+
+export interface MeshModelResult {
+  model: MeshModel;
+  verdicts: Verdict[];
+  /** The accepted specs to pass in next time (see evaluatePolicies). */
+  accepted: AcceptedPolicies;
+  /** Slice endpoints left out of the model, and why. */
+  skipped: SkippedEndpoint[];
+}
+
+/**
+ * Services (each with the EndpointSlices labelled with its name in its
+ * namespace, and their pods) -> ServiceModels sorted by namespace/name; the
+ * policies evaluated against those Services (`accepted`: the last accepted
+ * spec of each policy, not modified); `mesh` as given.
+ */
+export function meshModelFromObjects(objects: KubernetesObjects, mesh: MeshModel['mesh'], trustDomain: string, accepted: AcceptedPolicies): MeshModelResult {
+  const slicesByService = new Map<string, V1EndpointSlice[]>();
+  for (const s of objects.endpointSlices) {
+    const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+    if (!svc) continue;
+    const key = `${s.metadata?.namespace}/${svc}`;
+    const list = slicesByService.get(key);
+    if (list) list.push(s);
+    else slicesByService.set(key, [s]);
+  }
+  const skipped: SkippedEndpoint[] = [];
+  const services: ServiceModel[] = [];
+  for (const svc of objects.services) {
+    const key = `${svc.metadata?.namespace}/${svc.metadata?.name}`;
+    const m = serviceModel(svc, slicesByService.get(key) ?? [], objects.podOf, trustDomain, skipped);
+    if (m) services.push(m);
+  }
+  services.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+
+  const policies = evaluatePolicies({
+    trafficPolicies: objects.trafficPolicies,
+    authorizationPolicies: objects.authorizationPolicies,
+    services: new Set(services.map((s) => `${s.namespace}/${s.name}`)),
+    accepted,
+  });
+  return {
+    model: { mesh, services, trafficPolicies: policies.trafficPolicies, authorizationPolicies: policies.authorizationPolicies },
+    verdicts: policies.verdicts,
+    accepted: policies.accepted,
+    skipped,
+  };
+}
