@@ -21,7 +21,7 @@ import type { Logger } from '../lib/log.js';
 import { freePort } from '../lib/ports.js';
 import { createSidecarAdmin } from '../proxy/admin/sidecar-admin.js';
 import { StreamConfigSource } from '../proxy/config/stream.js';
-import { createIdentity } from '../proxy/identity/index.js';
+import { createIdentity } from '../proxy/identity/identity.js';
 import { createProxyMetrics } from '../proxy/metrics.js';
 import { startSidecar, type Sidecar } from '../proxy/sidecar.js';
 import { createApp, startLoad } from './apps.js';

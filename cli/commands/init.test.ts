@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { parseInitOptions, planRedirectRules } from '../../init/index.js';
+import { parseInitOptions } from '../../init/config.js';
+import { planRedirectRules } from '../../init/plan.js';
 
 const MAIN = resolve(import.meta.dirname, '..', 'main.ts');
 

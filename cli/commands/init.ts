@@ -1,7 +1,10 @@
 // tsmesh init: the first init container of every meshed pod; installs the
 // iptables redirects that send the pod's TCP through its sidecar.
 import { createLogger, parseLogLevel } from '../../lib/log.js';
-import { INIT_FLAGS, InitConfigError, InitError, parseInitOptions, runInit, systemExecutor, dryRunExecutor, type InitFlag } from '../../init/index.js';
+import { INIT_FLAGS, InitConfigError, parseInitOptions, type InitFlag } from '../../init/config.js';
+import { InitError } from '../../init/errors.js';
+import { dryRunExecutor, systemExecutor } from '../../init/executor.js';
+import { runInit } from '../../init/run.js';
 import { flagOrEnv, parseFlags, UsageError, type Command } from '../command.js';
 
 const FLAG_NAMES = Object.keys(INIT_FLAGS) as InitFlag[];

@@ -5,7 +5,7 @@ import { parseAppProbes } from '../../proxy/admin/app-health.js';
 import { StreamConfigSource } from '../../proxy/config/stream.js';
 import { readProxySettings } from '../../proxy/env.js';
 import { PROXY_ENV } from '../../contract/env.js';
-import { createIdentity } from '../../proxy/identity/index.js';
+import { createIdentity } from '../../proxy/identity/identity.js';
 import { createProxyMetrics } from '../../proxy/metrics.js';
 import { LISTEN_BACKLOG, startSidecar, type Sidecar } from '../../proxy/sidecar.js';
 import { workloadSpiffeId } from '../../contract/spiffe.js';

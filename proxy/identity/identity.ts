@@ -1,5 +1,5 @@
-// The proxy's identity: its public surface, and the wiring from the proxy's
-// settings (proxy/env.ts) to a running IdentityManager.
+// The proxy's identity: the wiring from the proxy's settings (proxy/env.ts)
+// to a running IdentityManager.
 import { readFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import { TrustBundle } from '../../ca/trust-bundle.js';
@@ -8,15 +8,6 @@ import { createCaClient } from './ca-client.js';
 import { IdentityError } from './errors.js';
 import { IdentityManager, type IdentityManagerOptions } from './manager.js';
 import { systemScheduler } from '../../lib/scheduler.js';
-
-export type { IdentitySource, WorkloadCredentials } from './types.js';
-export { IdentityManager, type IdentityManagerOptions } from './manager.js';
-export { createCaClient, parseControlPlaneAddress, CERTIFICATES_PATH, type CaClientOptions, type RequestCertificate } from './ca-client.js';
-export { credentialsFromResponse, parseCertificateResponse, secureContextOptions } from './credentials.js';
-export { IdentityError, type IdentityErrorCode, type IdentityErrorDetails } from './errors.js';
-export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../lib/backoff.js';
-export { rotationDelay, DEFAULT_ROTATION, type RotationOptions } from './rotation.js';
-export { systemScheduler, type Scheduler, type TimerHandle } from '../../lib/scheduler.js';
 
 export interface IdentitySettings {
   /** TSMESH_CONTROL_PLANE_ADDRESS. */

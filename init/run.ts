@@ -1,6 +1,6 @@
 // `tsmesh init`: install (or remove) the redirects that send a pod's TCP
-// through its sidecar. The public surface of init/: the config table and
-// parser, the pure planner, and runInit, which ties them to an Executor.
+// through its sidecar. runInit ties the config (config.ts), the pure planner
+// (plan.ts) and the backend choice (backend.ts) to an Executor.
 import { readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { Logger } from '../lib/log.js';
@@ -11,12 +11,6 @@ import { IPTABLES_BACKENDS, type InitOptions } from './config.js';
 import { capabilitiesMissing, isPermissionError, missingCapability, missingNetCapabilities } from './errors.js';
 import { NOT_FOUND, type Executor } from './executor.js';
 import { planRules } from './plan.js';
-
-export { ADMIN_PORT, INIT_FLAGS, InitConfigError, parseInitOptions, type InitFlag, type InitOptions, type RedirectConfig } from './config.js';
-export { InitError, type InitErrorCode } from './errors.js';
-export { dryRunExecutor, RecordingExecutor, systemExecutor, type Executor } from './executor.js';
-export { CHAINS, planRedirectRules, planRules, type Family, type RedirectPlan } from './plan.js';
-export { detectBackend, toolsFor } from './backend.js';
 
 export type Interfaces = NodeJS.Dict<NetworkInterfaceInfo[]>;
 

@@ -3,7 +3,7 @@ import { silentLogger } from '../lib/log.js';
 import { parseInitOptions } from './config.js';
 import { InitError, missingNetCapabilities } from './errors.js';
 import { NOT_FOUND, RecordingExecutor, type ExecResult } from './executor.js';
-import { hasPodIPv6, runInit, type Interfaces } from './index.js';
+import { hasPodIPv6, runInit, type Interfaces } from './run.js';
 import { planRedirectRules } from './plan.js';
 
 const v4Only: Interfaces = {
