@@ -10,7 +10,7 @@ import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'n
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { must as mustIn, netnsUnavailable, run as runIn, type RunResult } from '../../lib/netns.js';
+import { asUser, must as mustIn, netnsUnavailable, run as runIn, type RunResult } from '../../lib/netns.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -109,9 +109,8 @@ export class BenchNet {
   private wrap(ns: string, command: readonly string[], placement: Placement): string[] {
     const nice = NICE === undefined ? [] : ['nice', '-n', String(NICE)];
     const pin = placement.cpu === undefined ? [] : ['taskset', '-c', String(placement.cpu)];
-    const as = placement.uid === undefined ? [] : ['setpriv', `--reuid=${placement.uid}`, `--regid=${placement.uid}`, '--clear-groups'];
-    // `ip netns exec`, nice, taskset and setpriv each exec the next: the child's PID is the program's own.
-    return ['netns', 'exec', ns, ...nice, ...pin, ...as, ...command];
+    // `ip netns exec`, nice, taskset and setpriv (asUser) each exec the next: the child's PID is the program's own.
+    return ['netns', 'exec', ns, ...nice, ...pin, ...asUser({ uid: placement.uid, gid: placement.uid }, command)];
   }
 
   /** Runs a command in a namespace to completion. */
