@@ -36,3 +36,22 @@ export function required(value: string | undefined, flag: string): string {
 export function flagOrEnv(value: string | undefined, env: string, fallback?: string): string | undefined {
   return value ?? process.env[env] ?? fallback;
 }
+
+/**
+ * -o/--output, as kubectl names it: one of `formats`, the first when not
+ * given. Anything else is a UsageError naming the choices.
+ */
+export function outputFormat<F extends string>(value: string | undefined, formats: readonly [F, ...F[]]): F {
+  if (value === undefined) return formats[0];
+  if ((formats as readonly string[]).includes(value)) return value as F;
+  throw new UsageError(`-o/--output ${JSON.stringify(value)} is not one of ${formats.join(', ')}`);
+}
+
+/** The flags of a command that talks to Kubernetes, as kubectl spells them: --kubeconfig FILE, --context NAME. */
+export const KUBE_FLAGS = {
+  kubeconfig: { type: 'string' },
+  context: { type: 'string' },
+} as const;
+
+/** The output flag, -o FORMAT or --output FORMAT (read it with outputFormat). */
+export const OUTPUT_FLAG = { output: { type: 'string', short: 'o' } } as const;

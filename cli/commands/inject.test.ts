@@ -1,6 +1,6 @@
 // `tsmesh inject` as an operator runs it: files or stdin in, injected YAML out.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -100,6 +100,72 @@ describe('tsmesh inject', function () {
     const broken = tsmesh([], 'kind: Pod\nmetadata: [\n');
     assert.equal(broken.code, 1);
     assert.match(broken.err, /stdin: document 1:/);
+  });
+
+  it('reads stdin from a pipe whose writer is slower than its start-up (- and -f -)', async function () {
+    // How long this machine takes to start the command (tsx included); the writer waits twice that and more,
+    // so the command has long been waiting on its stdin, as behind a slow kubectl or curl. readFileSync(0)
+    // failed there with EAGAIN (stdin had become a non-blocking stream).
+    const t0 = Date.now();
+    assert.equal(tsmesh(['--help']).code, 0);
+    const delay = Math.min(10, (2 * (Date.now() - t0)) / 1000 + 1);
+    const viaPipe = (args: string[]): Promise<{ code: number | null; out: string; err: string }> =>
+      new Promise((done, fail) => {
+        const script = `file=$1 main=$2; shift 2; (sleep ${delay.toFixed(1)}; cat "$file") | exec "$0" --import tsx "$main" inject "$@"`;
+        const child = spawn('sh', ['-c', script, process.execPath, join(TESTDATA, 'job.yaml'), MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let [out, err] = ['', ''];
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        child.on('error', fail);
+        child.on('close', (code) => done({ code, out, err }));
+      });
+    for (const args of [['-'], ['-f', '-']]) {
+      const r = await viaPipe(args);
+      assert.equal(r.code, 0, `inject ${args.join(' ')}: ${r.err}`);
+      assert.deepEqual(initNames(docs(r.out)[0]!['spec']['template']), ['tsmesh-init', 'tsmesh-proxy'], args.join(' '));
+      assert.match(r.err, /^job\/nightly-report injected$/m);
+    }
+  });
+
+  it('takes files as kubectl does: -f FILE and --filename FILE, repeated, - for stdin, beside FILE arguments', function () {
+    const r = tsmesh(['-f', join(TESTDATA, 'job.yaml'), '--filename', '-', join(TESTDATA, 'cronjob.yaml')], readFileSync(join(TESTDATA, 'statefulset.yaml'), 'utf8'));
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(docs(r.out).map((d) => d['kind']), ['Job', 'StatefulSet', 'CronJob']);
+    assert.deepEqual(r.err.trim().split('\n'), ['job/nightly-report injected', 'statefulset/cache injected', 'cronjob/cleanup injected']);
+    const twice = tsmesh(['-f', '-', '-'], '');
+    assert.equal(twice.code, 2);
+    assert.match(twice.err, /^tsmesh inject: stdin \(-\) can be read once/);
+    const empty = tsmesh(['-f', '']);
+    assert.equal(empty.code, 2);
+    assert.match(empty.err, /^tsmesh inject: -f needs a file name/);
+    const missing = tsmesh(['-f']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /^tsmesh inject: Option '-f, --filename <value>' argument missing/);
+  });
+
+  it('takes the namespace of objects that name none from -n', function () {
+    const pod = 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: a\n      image: b\n';
+    const r = tsmesh(['-n', 'kube-system'], pod);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /^pod\/p skipped: namespace kube-system is never meshed/m);
+    assert.equal(docs(r.out)[0]!['spec']['initContainers'], undefined);
+  });
+
+  it('writes JSON with -o json: the object, or a v1 List of several; refuses other formats with exit 2', function () {
+    const one = tsmesh(['-o', 'json', '-f', join(TESTDATA, 'job.yaml')]);
+    assert.equal(one.code, 0, one.err);
+    const job = JSON.parse(one.out) as Record<string, any>;
+    assert.equal(job['kind'], 'Job');
+    assert.deepEqual(initNames(job['spec']['template']), ['tsmesh-init', 'tsmesh-proxy']);
+    const two = tsmesh(['--output=json', '-f', join(TESTDATA, 'job.yaml'), '-f', join(TESTDATA, 'host-network.yaml')]);
+    assert.equal(two.code, 0, two.err);
+    const list = JSON.parse(two.out) as Record<string, any>;
+    assert.deepEqual([list['apiVersion'], list['kind'], list['items'].map((i: Record<string, unknown>) => i['kind'])], ['v1', 'List', ['Job', 'Pod']]);
+    assert.deepEqual(docs(tsmesh(['-o', 'yaml', '-f', join(TESTDATA, 'job.yaml')]).out), [job]);
+    const bad = tsmesh(['-o', 'xml', '-f', join(TESTDATA, 'job.yaml')]);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.out, '');
+    assert.match(bad.err, /^tsmesh inject: -o\/--output "xml" is not one of yaml, json\n/);
   });
 
   it('refuses an annotation YAML reads as a number, and says to quote it', function () {

@@ -1,23 +1,27 @@
 // tsmesh inject: mesh the workloads of YAML manifests by hand, like
 // `linkerd inject --manual` or `istioctl kube-inject`. The patch is the one
 // the webhook would send; the output goes to kubectl apply.
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { readFile } from 'node:fs/promises';
+import { isatty } from 'node:tty';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { MeshConfigError } from '../../webhook/errors.js';
 import { INJECTABLE_KINDS, injectManifests } from '../../webhook/manifests.js';
 import { meshConfig, parseMeshConfigInput, type MeshConfigInput } from '../../webhook/mesh-config.js';
-import { flagOrEnv, parseFlags, UsageError, type Command } from '../command.js';
+import { flagOrEnv, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 
-const USAGE = `Usage: tsmesh inject [flags] [FILE...]
+const USAGE = `Usage: tsmesh inject [flags] [FILE...]   (or -f FILE, as kubectl takes it)
 
 Reads Kubernetes YAML (files, or stdin when no FILE or FILE is -), adds the tsmesh
 init container, proxy and volumes to every pod template, and writes the result to
-stdout:  tsmesh inject deploy.yaml | kubectl apply -f -
+stdout:  tsmesh inject -f deploy.yaml | kubectl apply -f -
 Injects ${INJECTABLE_KINDS.join(', ')} (and the items of a List); other
 documents pass through. Pods opted out (tsmesh.io/inject: disabled), already injected,
 on hostNetwork or with another mesh's sidecar are left as they are, with a note on stderr.
 
-  --namespace NS              namespace of objects that name none (default "default")
+  -f, --filename FILE         a manifest to inject, - for stdin; may be repeated (as FILE...)
+  -n, --namespace NS          namespace of objects that name none (default "default")
+  -o, --output FORMAT         yaml (default: the documents as written, comments kept) or json
+                              (one object, or a v1 List of several)
   --config FILE               mesh config (YAML): trustDomain, controlPlaneAddress, image,
                               imagePullPolicy, logLevel, proxyResources{cpuRequest, memoryRequest,
                               memoryLimit, cpuLimit}; flags override it
@@ -32,17 +36,29 @@ on hostNetwork or with another mesh's sidecar are left as they are, with a note 
   --proxy-cpu-limit Q         proxy CPU limit (default none)
 Per-pod annotations (tsmesh.io/proxy-cpu-request, ...) win over these defaults.`;
 
-function readInput(file: string): string {
+/**
+ * Reads all of stdin as a stream. Not readFileSync(0): once Node holds
+ * stdin as a stream (a pipe, a FIFO) its descriptor is non-blocking, and a
+ * synchronous read before the writer has written fails with EAGAIN, as it did
+ * behind `(sleep 1; cat deploy.yaml) | tsmesh inject -`.
+ */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readInput(file: string): Promise<string> {
   try {
-    return readFileSync(file === '-' ? 0 : file, 'utf8');
+    return file === '-' ? await readStdin() : await readFile(file, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new Error(`cannot read ${file === '-' ? 'stdin' : file} (${err.code ?? err.message}); give a YAML file, or - for stdin`, { cause: e });
   }
 }
 
-function loadConfigFile(path: string): MeshConfigInput {
-  const text = readInput(path);
+async function loadConfigFile(path: string): Promise<MeshConfigInput> {
+  const text = await readInput(path);
   let doc: unknown;
   try {
     doc = parseYaml(text);
@@ -60,7 +76,9 @@ export const injectCommand: Command = {
     const { values, positionals } = parseFlags(
       argv,
       {
-        namespace: { type: 'string' },
+        filename: { type: 'string', short: 'f', multiple: true },
+        namespace: { type: 'string', short: 'n' },
+        ...OUTPUT_FLAG,
         config: { type: 'string' },
         image: { type: 'string' },
         'image-pull-policy': { type: 'string' },
@@ -78,10 +96,16 @@ export const injectCommand: Command = {
       console.log(USAGE);
       return 0;
     }
-    const files = positionals.length > 0 ? positionals : ['-'];
-    if (files.includes('-') && process.stdin.isTTY) throw new UsageError('no input: give a YAML file, or pipe YAML to stdin');
+    const output = outputFormat(values.output, ['yaml', 'json']);
+    const given = [...(values.filename ?? []), ...positionals];
+    if (given.includes('')) throw new UsageError('-f needs a file name (or - for stdin)');
+    const files = given.length > 0 ? given : ['-'];
+    const stdinReaders = [...files, ...(values.config === undefined ? [] : [values.config])].filter((f) => f === '-').length;
+    if (stdinReaders > 1) throw new UsageError('stdin (-) can be read once: give it as one input only');
+    // isatty(0), not process.stdin.isTTY: that would make stdin a stream before it is read.
+    if (stdinReaders > 0 && isatty(0)) throw new UsageError('no input: give a YAML file (-f FILE), or pipe YAML to stdin');
 
-    const fromFile = values.config ? loadConfigFile(values.config) : {};
+    const fromFile = values.config ? await loadConfigFile(values.config) : {};
     // Flags over the config file over the defaults; an unset flag is undefined and keeps what is below it.
     const mesh = meshConfig({
       ...fromFile,
@@ -107,14 +131,23 @@ export const injectCommand: Command = {
     for (const file of files) {
       const source = file === '-' ? 'stdin' : file;
       // A ManifestError names the file, document and resource; nothing is written when one document is refused.
-      const { output, reports } = injectManifests(readInput(file), mesh, { source, ...(values.namespace ? { namespace: values.namespace } : {}) });
-      if (output !== '') outputs.push(output);
-      for (const r of reports) process.stderr.write(`${r.resource} ${r.outcome}${r.message ? `: ${r.message}` : ''}\n`);
+      const injected = injectManifests(await readInput(file), mesh, { source, ...(values.namespace ? { namespace: values.namespace } : {}) });
+      if (injected.output !== '') outputs.push(injected.output);
+      for (const r of injected.reports) process.stderr.write(`${r.resource} ${r.outcome}${r.message ? `: ${r.message}` : ''}\n`);
     }
-    process.stdout.write(outputs.join('---\n'));
+    const yaml = outputs.join('---\n');
+    process.stdout.write(output === 'json' ? `${JSON.stringify(asJson(yaml), null, 2)}\n` : yaml);
     return 0;
   },
 };
+
+/** The injected documents as JSON, as kubectl -o json prints them: the object when there is one, else a v1 List of them. */
+function asJson(yaml: string): unknown {
+  const objects = parseAllDocuments(yaml, { version: '1.1' })
+    .map((d) => d.toJS() as unknown)
+    .filter((o) => o !== null && o !== undefined);
+  return objects.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects };
+}
 
 function withoutUndefined(o: Record<string, string | undefined>): Record<string, string> {
   return Object.fromEntries(Object.entries(o).filter((e): e is [string, string] => e[1] !== undefined));
