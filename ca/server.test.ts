@@ -5,6 +5,7 @@ import { Agent, request } from 'undici';
 import { TokenFileAuthenticator } from './authn/token-file.js';
 import { buildCsrPem } from './csr.js';
 import { silentLogger } from '../lib/log.js';
+// eslint-disable-next-line no-restricted-imports -- an integration test: the CA's HTTP API as the control plane serves it
 import { startControlPlane, type RunningControlPlane } from '../control/plane.js';
 import { API, WEB, newKey, newRootCa, opensslVerify } from './testdata/fixtures.js';
 

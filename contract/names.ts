@@ -43,8 +43,9 @@ export const VOLUMES = {
 
 /** The mesh's roots, in every meshed namespace (key root-cert.pem, see contract/env.ts PROXY_MOUNTS). */
 export const TRUST_BUNDLE_CONFIGMAP = 'tsmesh-trust-bundle';
-/** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE. */
+/** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE, with these keys (manifests/tsmesh-config.yaml). */
 export const MESH_CONFIG_NAME = 'tsmesh-config';
+export const MESH_CONFIG_KEYS = ['mtlsMode', 'retryBudget', 'certificateTtl', 'trustDomain'] as const;
 /** The CA's key and roots: Secret tsmesh-ca in MESH_NAMESPACE. */
 export const CA_SECRET_NAME = 'tsmesh-ca';
 

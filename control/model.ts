@@ -1,7 +1,7 @@
 // The mesh as the control plane sees it, whatever the source (Kubernetes
 // informers or a local YAML file). Sources produce a MeshModel; snapshot.ts
 // turns it into each proxy's ProxyConfig.
-import type { AuthorizationRule, MeshSettings, PortProtocol, TrafficPolicySpec } from '../proxy/config/types.js';
+import type { AuthorizationRule, MeshSettings, PortProtocol, TrafficPolicySpec } from '../contract/proxy-config.js';
 
 export interface MeshModel {
   mesh: MeshSettings;

@@ -1,6 +1,6 @@
 // Pure: MeshModel + a proxy's identity -> the ProxyConfig that proxy runs on.
 // Proxies of one ServiceAccount get the same config, so callers cache by it.
-import { CONFIG_API_VERSION, CONFIG_KIND, type AuthorizationPolicySpec, type ProxyConfig, type ServiceConfig } from '../proxy/config/types.js';
+import { CONFIG_API_VERSION, CONFIG_KIND, type AuthorizationPolicySpec, type ProxyConfig, type ServiceConfig } from '../contract/proxy-config.js';
 import type { MeshModel, ProxyIdentity, TrafficPolicyModel } from './model.js';
 
 export interface PolicyConflict {

@@ -10,7 +10,7 @@ import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
 import { StreamConfigSource } from '../proxy/config/stream.js';
-import type { ProxyConfig } from '../proxy/config/types.js';
+import type { ProxyConfig } from '../contract/proxy-config.js';
 import { freePort } from '../lib/ports.js';
 import { issueCredentials } from '../proxy/testdata/mesh.js';
 import { startControlPlane, type RunningControlPlane } from './plane.js';

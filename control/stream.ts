@@ -13,6 +13,7 @@ import type { Logger } from '../lib/log.js';
 import { socketPeerSpiffeId } from '../proxy/tls/peer.js';
 import type { MeshModel, ProxyIdentity } from './model.js';
 import { buildProxyConfig } from './snapshot.js';
+import { family } from '../contract/metrics.js';
 
 export const HEARTBEAT_MS = 15_000;
 
@@ -40,15 +41,13 @@ export interface StreamMetrics {
 
 function createStreamMetrics(registry: Registry): StreamMetrics {
   return {
-    connected: new Gauge({ name: 'tsmesh_control_connected_proxies', help: 'Proxies subscribed to the discovery stream.', registers: [registry] }),
-    pushes: new Counter({ name: 'tsmesh_control_pushes_total', help: 'Configs written to proxies.', registers: [registry] }),
+    connected: new Gauge({ ...family('tsmesh_control_connected_proxies'), registers: [registry] }),
+    pushes: new Counter({ ...family('tsmesh_control_pushes_total'), registers: [registry] }),
     pushLatency: new Histogram({
-      name: 'tsmesh_control_push_latency_seconds',
-      help: 'From a change of the mesh to the proxy acknowledging the config that carries it.',
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      ...family('tsmesh_control_push_latency_seconds'),
       registers: [registry],
     }),
-    configBytes: new Gauge({ name: 'tsmesh_control_config_bytes', help: 'Size of the largest config last pushed.', registers: [registry] }),
+    configBytes: new Gauge({ ...family('tsmesh_control_config_bytes'), registers: [registry] }),
   };
 }
 

@@ -6,7 +6,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Logger } from '../lib/log.js';
 import { buildRoutingTable, type RoutingTable } from './config/table.js';
 import type { ConfigSource } from './config/source.js';
-import type { ProxyConfig } from './config/types.js';
+import type { ProxyConfig } from '../contract/proxy-config.js';
 import { EndpointPools } from './http/forward.js';
 import { H2Sessions } from './http/h2-forward.js';
 import { ALLOW_ALL, compileAuthorization, type Authorizer } from './inbound/authz.js';

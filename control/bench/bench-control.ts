@@ -19,7 +19,7 @@ import { buildCsrPem } from '../../ca/csr.js';
 import { CA_FILES, loadCaFromDir } from '../../ca/material.js';
 import { createRootCa } from '../../ca/root.js';
 import { newKey } from '../../ca/testdata/fixtures.js';
-import { parseProxyConfig } from '../../proxy/config/validate.js';
+import { parseProxyConfig } from '../../contract/validate.js';
 import { freePort } from '../../lib/ports.js';
 import { apiServerTier, startApiServer, type ApiServer } from '../../test/k8s/apiserver.js';
 

@@ -7,7 +7,9 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+// eslint-disable-next-line no-restricted-imports -- an integration test: the dashboard over the running demo mesh
 import { startDemo, type RunningDemo } from '../../demo/run.js';
+// eslint-disable-next-line no-restricted-imports -- the demo's topology, which the page must show
 import { NAMESPACE, WORKLOADS } from '../../demo/topology.js';
 import { silentLogger } from '../../lib/log.js';
 

@@ -4,6 +4,7 @@
 // certificate's expiry. Pure: scrapes in, a view out.
 import type { Sample } from '../../lib/prom-text.js';
 import { counterIncreases, GoldenAccumulator, type GoldenSignals } from './golden.js';
+import type { MetricName } from '../../contract/metrics.js';
 
 /** A proxy to scrape: its admin /metrics URL and the workload it serves. */
 export interface ScrapeTarget {
@@ -68,9 +69,9 @@ export interface MeshView {
   proxies: ProxyView[];
 }
 
-const REQUESTS = 'tsmesh_requests_total';
-const BUCKETS = 'tsmesh_request_duration_seconds_bucket';
-const CERT_EXPIRY = 'tsmesh_identity_cert_expiration_timestamp_seconds';
+const REQUESTS: MetricName = 'tsmesh_requests_total';
+const BUCKETS = `${'tsmesh_request_duration_seconds' satisfies MetricName}_bucket`;
+const CERT_EXPIRY: MetricName = 'tsmesh_identity_cert_expiration_timestamp_seconds';
 const COUNTERS: ReadonlySet<string> = new Set([REQUESTS, BUCKETS]);
 
 interface Group {

@@ -19,7 +19,7 @@ import { parse as parseYaml } from 'yaml';
 import { workloadSpiffeId } from '../../contract/spiffe.js';
 import type { Logger } from '../../lib/log.js';
 import { ValidationError, join, list, object, oneOf, string, ip } from '../../lib/schema.js';
-import { parseAuthorizationRule, parseEndpoint, parseMeshSettings, parseServicePort, parseTrafficPolicy } from '../../proxy/config/validate.js';
+import { parseAuthorizationRule, parseEndpoint, parseMeshSettings, parseServicePort, parseTrafficPolicy } from '../../contract/validate.js';
 import type { AuthorizationPolicyModel, EndpointModel, MeshModel, ServiceModel, TrafficPolicyModel } from '../model.js';
 import type { MeshSource } from './source.js';
 

@@ -20,17 +20,16 @@
 import { ApiException, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
+import { family, type MetricName } from '../../contract/metrics.js';
 
-export const WATCH_ERRORS_METRIC = 'tsmesh_control_watch_errors_total';
+export const WATCH_ERRORS_METRIC = 'tsmesh_control_watch_errors_total' satisfies MetricName;
 
 /** tsmesh_control_watch_errors_total{resource}, created once per registry. */
 export function watchErrorsCounter(registry: Registry): Counter<'resource'> {
   const existing = registry.getSingleMetric(WATCH_ERRORS_METRIC);
   if (existing) return existing as Counter<'resource'>;
   return new Counter({
-    name: WATCH_ERRORS_METRIC,
-    help: 'Errors of the control plane\'s list and watch requests to the Kubernetes API, by resource; each is followed by a retry with backoff.',
-    labelNames: ['resource'],
+    ...family(WATCH_ERRORS_METRIC),
     registers: [registry],
   });
 }

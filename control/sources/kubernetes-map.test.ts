@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { V1ConfigMap, V1Endpoint, V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import { ValidationError } from '../../lib/schema.js';
-import { DEFAULT_RETRY_BUDGET } from '../../proxy/config/types.js';
+import { DEFAULT_RETRY_BUDGET } from '../../contract/proxy-config.js';
 import {
   compareAddresses,
   emptyAccepted,

@@ -9,9 +9,9 @@ import { MAX_TTL_SECONDS, MIN_TTL_SECONDS } from '../../ca/authority.js';
 import { workloadSpiffeId, DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
 import { ValidationError, describe, list, object, oneOf, string } from '../../lib/schema.js';
-import { TRAFFIC_POLICY_FIELDS, parseAuthorizationRule, parseMeshSettings, parseTrafficPolicy } from '../../proxy/config/validate.js';
-import { DEFAULT_RETRY_BUDGET, type AuthorizationRule, type MeshSettings, type PortProtocol, type ServicePort, type TrafficPolicySpec } from '../../proxy/config/types.js';
-import { STATUS_ANNOTATION } from '../../contract/names.js';
+import { parseAuthorizationRule, parseMeshSettings, parseTrafficPolicy } from '../../contract/validate.js';
+import { DEFAULT_RETRY_BUDGET, type AuthorizationRule, type MeshSettings, type PortProtocol, type ServicePort, type TrafficPolicySpec, FIELDS } from '../../contract/proxy-config.js';
+import { STATUS_ANNOTATION, MESH_CONFIG_KEYS } from '../../contract/names.js';
 import type { AuthorizationPolicyModel, EndpointModel, MeshModel, ServiceModel, TrafficPolicyModel } from '../model.js';
 import { resolveTrafficPolicies } from '../snapshot.js';
 
@@ -258,7 +258,7 @@ function targetRef(v: unknown, kinds: readonly ('Service' | 'ServiceAccount')[])
 /** A TrafficPolicy object -> its model; throws ValidationError naming the field (`spec.retries.backoff.max: ...`). */
 export function trafficPolicyModel(obj: PolicyObject): TrafficPolicyModel {
   const md = obj.metadata ?? {};
-  const spec = object(obj.spec, 'spec', ['targetRef', ...TRAFFIC_POLICY_FIELDS]);
+  const spec = object(obj.spec, 'spec', ['targetRef', ...FIELDS.TrafficPolicy]);
   const { targetRef: ref, ...rest } = spec;
   const target = targetRef(ref, ['Service']);
   const parsed: TrafficPolicySpec = parseTrafficPolicy(rest, 'spec');
@@ -450,7 +450,6 @@ export function evaluatePolicies(input: PolicyInput): PolicyResult {
  * Any other key is refused, as is a bad value: the whole ConfigMap is then
  * ignored and the last good settings stay in force.
  */
-export const MESH_CONFIG_KEYS = ['mtlsMode', 'retryBudget', 'certificateTtl', 'trustDomain'] as const;
 
 export interface MeshConfig {
   mesh: MeshSettings;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createLogger } from '../../lib/log.js';
 import { FileConfigSource, readConfigFile } from './file.js';
 import { buildRoutingTable } from './table.js';
-import { ConfigError, parseProxyConfig } from './validate.js';
+import { ConfigError, parseProxyConfig } from '../../contract/validate.js';
 
 const EXAMPLE = join(import.meta.dirname, 'testdata', 'two-services.yaml');
 const minimal = (extra: object = {}) => ({ apiVersion: 'tsmesh.io/v1alpha1', kind: 'ProxyConfig', ...extra });

@@ -4,8 +4,8 @@
 import { createRequire } from 'node:module';
 import type * as yaml from 'yaml';
 import type { Logger } from '../../lib/log.js';
-import { parseProxyConfig } from './validate.js';
-import type { ProxyConfig } from './types.js';
+import { parseProxyConfig } from '../../contract/validate.js';
+import type { ProxyConfig } from '../../contract/proxy-config.js';
 import type { ConfigSource } from './source.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).

@@ -1,4 +1,4 @@
-import type { ProxyConfig } from './types.js';
+import type { ProxyConfig } from '../../contract/proxy-config.js';
 
 /** Where the running config comes from: a file, or the control plane's stream. */
 export interface ConfigSource {

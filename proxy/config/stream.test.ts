@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import type { CertificateAuthority } from '../../ca/authority.js';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import { newRootCa } from '../../ca/testdata/fixtures.js';
+// eslint-disable-next-line no-restricted-imports -- an integration test: the config stream client against the control plane's server
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
+// eslint-disable-next-line no-restricted-imports -- the mesh the control plane streams from
 import { FileMeshSource } from '../../control/sources/file.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../lib/backoff.js';
 import { silentLogger } from '../../lib/log.js';

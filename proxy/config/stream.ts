@@ -9,8 +9,8 @@ import { backoffDelay, type BackoffOptions } from '../../lib/backoff.js';
 import type { Logger } from '../../lib/log.js';
 import { systemScheduler, type Scheduler, type TimerHandle } from '../../lib/scheduler.js';
 import type { ConfigSource } from './source.js';
-import type { ProxyConfig } from './types.js';
-import { parseProxyConfig } from './validate.js';
+import type { ProxyConfig } from '../../contract/proxy-config.js';
+import { parseProxyConfig } from '../../contract/validate.js';
 
 export const CONFIG_PATH = '/v1/config';
 export const ACK_PATH = '/v1/config/ack';

@@ -1,7 +1,7 @@
 // The config compiled for the data path: a map from the address an app
 // dialled (ClusterIP:port) to the service port behind it, built once per
 // config so each connection costs one Map lookup.
-import type { Endpoint, ProxyConfig, ServiceConfig, ServicePort } from './types.js';
+import type { Endpoint, ProxyConfig, ServiceConfig, ServicePort } from '../../contract/proxy-config.js';
 
 export interface ServiceTarget {
   service: ServiceConfig;

@@ -12,20 +12,22 @@ import { UpstreamResetError } from './forward.js';
 import type { Breaker } from './breaker.js';
 import { DEFAULT_LIMITS, OverloadedError, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
 import { MeshTimeoutError } from './timeout.js';
-import { ERROR_HEADER, localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { ERROR_HEADER } from '../../contract/vocabulary.js';
+import type { LocalError } from '../../contract/vocabulary.js';
 
 export type Forwarder = (ep: ResolvedEndpoint, req: ProxyRequest) => Promise<ProxyResponse>;
 
 /** localReason values the retry layer acts on. */
-export const CONNECT_FAILURE = 'connect-failure';
+export const CONNECT_FAILURE = 'connect-failure' satisfies LocalError;
 /**
  * x-tsmesh-error of the 503 an inbound proxy answers when its app refused the
  * connection: the request never reached the app, and the caller's proxy may
  * send it again elsewhere whatever its method (a rolling restart's window
  * between an app stopping and its endpoint leaving the config).
  */
-export const APP_REFUSED = 'app-refused';
-export const UPSTREAM_RESET = 'upstream-reset';
+export const APP_REFUSED = 'app-refused' satisfies LocalError;
+export const UPSTREAM_RESET = 'upstream-reset' satisfies LocalError;
 
 export interface BalancedOptions {
   /** "name.namespace", for messages. */

@@ -3,7 +3,7 @@ import { ManualScheduler } from '../../lib/testdata/manual-scheduler.js';
 import { seededRandom } from '../../lib/testdata/seeded-random.js';
 import { DEFAULT_BALANCER, P2cBalancer } from '../balance/p2c.js';
 import type { ResolvedEndpoint } from '../config/table.js';
-import type { CircuitBreakerPolicy } from '../config/types.js';
+import type { CircuitBreakerPolicy } from '../../contract/proxy-config.js';
 import { balancedForward } from './balance.js';
 import { Breaker, compileBreaker } from './breaker.js';
 import { testRequest, testResponse } from './testdata/requests.js';

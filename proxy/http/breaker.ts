@@ -12,7 +12,7 @@
 import { parseDuration } from '../../lib/duration.js';
 import type { Clock } from '../../lib/scheduler.js';
 import type { EndpointState } from '../balance/p2c.js';
-import type { CircuitBreakerPolicy } from '../config/types.js';
+import type { CircuitBreakerPolicy } from '../../contract/proxy-config.js';
 import { SlidingWindow } from './sliding-window.js';
 
 export interface BreakerRules {

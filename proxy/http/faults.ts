@@ -5,7 +5,7 @@
 // so nobody mistakes them for the service's own errors.
 import { parseDuration } from '../../lib/duration.js';
 import type { Scheduler } from '../../lib/scheduler.js';
-import type { FaultPolicy } from '../config/types.js';
+import type { FaultPolicy } from '../../contract/proxy-config.js';
 import { localResponse, type Layer, type ProxyResponse } from './types.js';
 
 export interface FaultRules {

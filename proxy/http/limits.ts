@@ -10,9 +10,10 @@
 // can pile on a hung service without limiting a healthy one.
 import { parseDuration } from '../../lib/duration.js';
 import type { Scheduler, TimerHandle } from '../../lib/scheduler.js';
-import type { LimitsPolicy } from '../config/types.js';
+import type { LimitsPolicy } from '../../contract/proxy-config.js';
 import type { RequestSignal } from './cancel.js';
 import { localResponse, type ProxyResponse, type ResponseMeta } from './types.js';
+import type { LocalError } from '../../contract/vocabulary.js';
 
 export interface LimitRules {
   maxRequestsPerEndpoint: number;
@@ -31,7 +32,7 @@ export function compileLimits(policy: LimitsPolicy | undefined): Readonly<LimitR
   };
 }
 
-export const OVERLOADED = 'overloaded';
+export const OVERLOADED = 'overloaded' satisfies LocalError;
 
 /** A pool turned a request away: its wait for a connection was over a bound (answered 503 overloaded). */
 export class OverloadedError extends Error {

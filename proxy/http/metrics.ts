@@ -3,9 +3,10 @@
 import type { CounterChild, HistogramChild } from '../../lib/prom-hot.js';
 import type { Direction, ProxyMetrics } from '../metrics.js';
 import type { Layer, ProxyResponse } from './types.js';
+import { CANCELLED } from '../../contract/vocabulary.js';
 
 /** The error of a request whose caller went away before its answer. */
-export const CANCELLED = 'cancelled';
+export { CANCELLED };
 
 export interface RequestLabels {
   direction: Direction;

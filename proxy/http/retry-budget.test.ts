@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { backoffDelay } from '../../lib/backoff.js';
 import { ManualScheduler } from '../../lib/testdata/manual-scheduler.js';
 import { seededRandom } from '../../lib/testdata/seeded-random.js';
-import { DEFAULT_RETRY_BUDGET } from '../config/types.js';
+import { DEFAULT_RETRY_BUDGET } from '../../contract/proxy-config.js';
 import { RetryBudget } from './retry-budget.js';
 import { compileRetryPolicy } from './retry-policy.js';
 import { SlidingWindow } from './sliding-window.js';

@@ -15,7 +15,7 @@
 // at once; here the retries paid by deposits in any second are at most
 // SECOND_SHARE_LIMIT x ratio of that second's requests.
 import { parseDuration } from '../../lib/duration.js';
-import type { RetryBudget as RetryBudgetSpec } from '../config/types.js';
+import type { RetryBudget as RetryBudgetSpec } from '../../contract/proxy-config.js';
 import type { Clock } from '../../lib/scheduler.js';
 import { SlidingWindow } from './sliding-window.js';
 

@@ -8,7 +8,7 @@
 //   "503", ...       that status from the endpoint
 import type { BackoffOptions } from '../../lib/backoff.js';
 import { parseDuration } from '../../lib/duration.js';
-import type { RetryPolicy } from '../config/types.js';
+import type { RetryPolicy } from '../../contract/proxy-config.js';
 import { CONNECT_FAILURE, UPSTREAM_RESET } from './balance.js';
 import { TIMEOUT_REASON } from './timeout.js';
 import type { ProxyResponse } from './types.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { ManualScheduler } from '../../lib/testdata/manual-scheduler.js';
 import { seededRandom } from '../../lib/testdata/seeded-random.js';
-import type { RetryPolicy } from '../config/types.js';
+import type { RetryPolicy } from '../../contract/proxy-config.js';
 import { RetryBudget } from './retry-budget.js';
 import { compileRetryPolicy, DEFAULT_RETRY_RULES, replayability, retryReason } from './retry-policy.js';
 import { retryLayer } from './retry.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { seededRandom } from '../../lib/testdata/seeded-random.js';
 import { buildRoutingTable, type ServiceTarget } from '../config/table.js';
-import { parseProxyConfig } from '../config/validate.js';
+import { parseProxyConfig } from '../../contract/validate.js';
 import { compileRoutes, matches, routeRequests, type CompiledMatch } from './route.js';
 import { splitByWeight } from './split.js';
 import { testRequest, testResponse } from './testdata/requests.js';

@@ -9,7 +9,7 @@
 // that is set must match.
 import { parseDuration } from '../../lib/duration.js';
 import type { RoutingTable, ServiceTarget } from '../config/table.js';
-import type { FaultPolicy, RetryPolicy, RouteMatch } from '../config/types.js';
+import type { FaultPolicy, RetryPolicy, RouteMatch } from '../../contract/proxy-config.js';
 import type { Handler, ProxyRequest } from './types.js';
 
 export interface CompiledMatch {

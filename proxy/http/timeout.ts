@@ -6,6 +6,7 @@
 import type { Scheduler } from '../../lib/scheduler.js';
 import { withCancellation } from './cancel.js';
 import { localResponse, type Layer, type ProxyResponse } from './types.js';
+import type { LocalError } from '../../contract/vocabulary.js';
 
 /** The abort reason when the mesh, not the client, gave up on a request. */
 export class MeshTimeoutError extends Error {
@@ -18,7 +19,7 @@ export class MeshTimeoutError extends Error {
   }
 }
 
-export const TIMEOUT_REASON = 'timeout';
+export const TIMEOUT_REASON = 'timeout' satisfies LocalError;
 
 export function timeoutResponse(service: string, err: MeshTimeoutError): ProxyResponse {
   return localResponse(504, TIMEOUT_REASON, `tsmesh: ${service} did not answer within ${err.ms} ms (${err.kind} timeout)`);

@@ -5,6 +5,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import type { RequestSignal } from './cancel.js';
+import { ERROR_HEADER } from '../../contract/vocabulary.js';
+import type { LocalError, OverloadLimit } from '../../contract/vocabulary.js';
 
 export interface ProxyRequest {
   /** How the request arrived, and so how it is forwarded. */
@@ -36,7 +38,7 @@ export interface ResponseMeta {
   /** SPIFFE ID of the endpoint that answered, when it was meshed. */
   peerIdentity?: string;
   /** Set when the proxy itself produced the response (timeout, no endpoint, fault, denial). */
-  localReason?: string;
+  localReason?: LocalError;
   /**
    * Milliseconds the request waited for a connection to the endpoint before it
    * went out: opening one (the mTLS handshake included) or waiting for a
@@ -47,7 +49,7 @@ export interface ResponseMeta {
   /** The balancer's key of the endpoint that answered (or failed), so a retry can go elsewhere. */
   endpointKey?: string;
   /** Set with localReason "overloaded": which bound turned the request away. */
-  overload?: 'max-pending-requests' | 'pending-timeout' | 'pool-pending';
+  overload?: OverloadLimit;
 }
 
 export type Handler = (req: ProxyRequest) => Promise<ProxyResponse>;
@@ -151,11 +153,8 @@ export function streamOf(body: Body): Readable {
 
 const noop = (): void => undefined;
 
-/** The header of a response the proxy made itself: why it did. */
-export const ERROR_HEADER = 'x-tsmesh-error';
-
 /** A response the proxy makes itself, with a header that says so and why. */
-export function localResponse(status: number, reason: string, detail: string): ProxyResponse {
+export function localResponse(status: number, reason: LocalError, detail: string): ProxyResponse {
   const text = `${detail}\n`;
   return {
     status,

@@ -15,6 +15,7 @@ import { buildCsrPem } from '../../ca/csr.js';
 import { createRootCa } from '../../ca/root.js';
 import { TD, WEB, newKey, newRootCa } from '../../ca/testdata/fixtures.js';
 import { silentLogger } from '../../lib/log.js';
+// eslint-disable-next-line no-restricted-imports -- an integration test: the CA client against the control plane's CA over TLS
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { createCaClient, parseControlPlaneAddress, parseRetryAfter, type CaClientOptions } from './ca-client.js';
 import { IdentityError } from './errors.js';

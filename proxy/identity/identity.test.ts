@@ -14,6 +14,7 @@ import type { CertificateAuthority } from '../../ca/authority.js';
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import { WEB, newRootCa } from '../../ca/testdata/fixtures.js';
 import { createLogger, silentLogger, type Logger } from '../../lib/log.js';
+// eslint-disable-next-line no-restricted-imports -- an integration test: the CA client against the control plane's CA over TLS
 import { startControlPlane, type RunningControlPlane } from '../../control/plane.js';
 import { secureContextOptions } from './credentials.js';
 import { createIdentity, type IdentitySettings } from './identity.js';

@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from '../../lib/prom.js';
+import { family } from '../../contract/metrics.js';
 
 export interface IdentityMetrics {
   certExpiration: Gauge;
@@ -8,14 +9,11 @@ export interface IdentityMetrics {
 export function createIdentityMetrics(registry: Registry): IdentityMetrics {
   return {
     certExpiration: new Gauge({
-      name: 'tsmesh_identity_cert_expiration_timestamp_seconds',
-      help: "When the proxy's workload certificate expires (Unix seconds); 0 until the first certificate.",
+      ...family('tsmesh_identity_cert_expiration_timestamp_seconds'),
       registers: [registry],
     }),
     renewals: new Counter({
-      name: 'tsmesh_identity_cert_renewals_total',
-      help: 'Certificate requests to the CA, the first included, by result (success or failure).',
-      labelNames: ['result'],
+      ...family('tsmesh_identity_cert_renewals_total'),
       registers: [registry],
     }),
   };

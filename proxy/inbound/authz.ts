@@ -8,7 +8,7 @@
 //
 // HTTP requests that are denied get 403 with `x-tsmesh-error: denied` and
 // the reason; L4 connections are closed (inbound/listener.ts).
-import type { AuthorizationPolicySpec } from '../config/types.js';
+import type { AuthorizationPolicySpec } from '../../contract/proxy-config.js';
 import { localResponse, type Layer } from '../http/types.js';
 
 export interface Authorizer {

@@ -5,7 +5,7 @@
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
-import type { MtlsMode } from '../config/types.js';
+import type { MtlsMode } from '../../contract/proxy-config.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { readClientHello } from '../net/client-hello-read.js';
@@ -19,6 +19,8 @@ import type { MeshTls } from '../tls/mesh-tls.js';
 import { socketPeerSpiffeId } from '../tls/peer.js';
 import type { Handler } from '../http/types.js';
 import { inboundStack, type InboundDeps } from './stack.js';
+import { ERROR_HEADER } from '../../contract/vocabulary.js';
+import type { LocalError, RefusalReason } from '../../contract/vocabulary.js';
 
 /** How long a refused plain HTTP client has to read its 403 before the connection is closed. */
 const PLAIN_HTTP_LINGER_MS = 1000;
@@ -68,7 +70,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
   const idleMs = opts.idleTimeoutMs ?? 3600_000;
   const firstBytesMs = opts.firstBytesTimeoutMs ?? 5000;
 
-  const refuse = (socket: Socket, reason: string): void => {
+  const refuse = (socket: Socket, reason: RefusalReason): void => {
     opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason });
     socket.destroy();
   };
@@ -228,7 +230,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
       `Mesh the client (its namespace labelled tsmesh.io/inject=enabled, or its pod injected with tsmesh inject), ` +
       `or set mtlsMode PERMISSIVE for this workload to accept plain text as well.\n`;
     socket.end(
-      `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\nx-tsmesh-error: mtls-required\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\n${ERROR_HEADER}: ${'mtls-required' satisfies LocalError}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     const timer = setTimeout(() => socket.destroy(), PLAIN_HTTP_LINGER_MS);
     timer.unref();

@@ -4,7 +4,7 @@
 // Everything is compiled here once per config and target: a request only
 // runs the layers its route needs, and no layer is composed per request.
 import type { ServiceTarget, RoutingTable } from '../config/table.js';
-import type { RetryBudget } from '../config/types.js';
+import type { RetryBudget } from '../../contract/proxy-config.js';
 import { balancedForward, type Forwarder } from '../http/balance.js';
 import { Breaker, compileBreaker } from '../http/breaker.js';
 import { faultLayer, compileFaults } from '../http/faults.js';

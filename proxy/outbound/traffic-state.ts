@@ -6,7 +6,7 @@
 import { monotonicScheduler, type Scheduler } from '../../lib/scheduler.js';
 import { P2cBalancer } from '../balance/p2c.js';
 import type { RoutingTable, ServiceTarget } from '../config/table.js';
-import type { RetryBudget as RetryBudgetSpec } from '../config/types.js';
+import type { RetryBudget as RetryBudgetSpec } from '../../contract/proxy-config.js';
 import { PendingQueue } from '../http/limits.js';
 import { RetryBudget } from '../http/retry-budget.js';
 import { randomTraceIds, type TraceIds } from '../http/trace.js';

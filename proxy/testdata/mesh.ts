@@ -4,8 +4,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { CertificateAuthority } from '../../ca/authority.js';
 import { buildCsrPem } from '../../ca/csr.js';
 import type { ConfigSource } from '../config/source.js';
-import type { ProxyConfig } from '../config/types.js';
-import { parseProxyConfig } from '../config/validate.js';
+import type { ProxyConfig } from '../../contract/proxy-config.js';
+import { parseProxyConfig } from '../../contract/validate.js';
 import type { IdentitySource, WorkloadCredentials } from '../identity/types.js';
 
 export function issueCredentials(ca: CertificateAuthority, spiffeId: string, ttlSeconds?: number): WorkloadCredentials {

@@ -21,7 +21,7 @@
 // namespaces cannot be created.
 import assert from 'node:assert/strict';
 import { STREAM_BACKOFF } from '../../proxy/config/stream.js';
-import type { ProxyConfig } from '../../proxy/config/types.js';
+import type { ProxyConfig } from '../../contract/proxy-config.js';
 import { APP_HTTP_PORT, APP_USER, K8S_NAMESPACE, sleep } from './mesh-lab.js';
 import { netnsUnavailable } from './netns.js';
 import { StreamLab, type MeshDocument } from './stream-lab.js';

@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, chown, copyFile, mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ProxyConfig } from '../../proxy/config/types.js';
+import type { ProxyConfig } from '../../contract/proxy-config.js';
 import type { LoadOptions, LoadSummary } from './mesh-client.js';
 import {
   ADMIN_PORT,

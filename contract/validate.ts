@@ -1,31 +1,11 @@
 // Reads a ProxyConfig from untrusted JSON/YAML: every field checked, unknown
 // fields refused, defaults filled in. Errors name the field path and say what
 // was expected, e.g. `services[1].ports[0].port: 70000 is not a port (1-65535)`.
-import { parseSpiffeId, validateTrustDomain, DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
-import { formatDuration, parseDuration } from '../../lib/duration.js';
-import { ValidationError, boolean, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../../lib/schema.js';
-import {
-  CONFIG_API_VERSION,
-  CONFIG_KIND,
-  DEFAULT_RETRY_BUDGET,
-  type AuthorizationPolicySpec,
-  type AuthorizationRule,
-  type CircuitBreakerPolicy,
-  type Endpoint,
-  type FaultPolicy,
-  type InboundConfig,
-  type LimitsPolicy,
-  type MeshSettings,
-  type MtlsMode,
-  type PortProtocol,
-  type ProxyConfig,
-  type RetryBudget,
-  type RetryPolicy,
-  type Route,
-  type ServiceConfig,
-  type ServicePort,
-  type TrafficPolicySpec,
-} from './types.js';
+import { parseSpiffeId, validateTrustDomain, DEFAULT_TRUST_DOMAIN } from './spiffe.js';
+import { formatDuration, parseDuration } from '../lib/duration.js';
+import { ValidationError, boolean, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../lib/schema.js';
+import { CONFIG_API_VERSION, CONFIG_KIND, DEFAULT_RETRY_BUDGET, FIELDS, type AuthorizationPolicySpec, type AuthorizationRule, type CircuitBreakerPolicy, type Endpoint, type FaultPolicy, type InboundConfig, type LimitsPolicy, type MeshSettings, type ProxyConfig, type RetryBudget, type RetryPolicy, type Route, type ServiceConfig, type ServicePort, type TrafficPolicySpec } from './proxy-config.js';
+import { MTLS_MODES, PORT_PROTOCOLS, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
 
 /** A config that fails validation; the message names the field. */
 export { ValidationError as ConfigError };
@@ -40,14 +20,11 @@ export function spiffeId(v: unknown, path: string): string {
   return s;
 }
 
-const MTLS_MODES: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE'];
-const PROTOCOLS: readonly PortProtocol[] = ['auto', 'http', 'http2', 'tcp'];
-const RETRY_ON = /^(5xx|gateway-error|connect-failure|reset|[1-5]\d\d)$/;
 /** The longest a request may wait for an endpoint under its limit: past that, a caller has long given up. */
 const MAX_PENDING_TIMEOUT_MS = 3_600_000;
 
 function retryBudget(v: unknown, path: string): RetryBudget {
-  const o = object(v, path, ['ratio', 'minRetriesPerSecond', 'ttl']);
+  const o = object(v, path, FIELDS.RetryBudget);
   return {
     ratio: number(o.ratio ?? DEFAULT_RETRY_BUDGET.ratio, join(path, 'ratio'), 0, 1),
     minRetriesPerSecond: integer(o.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond, join(path, 'minRetriesPerSecond'), 0, 10_000),
@@ -56,7 +33,7 @@ function retryBudget(v: unknown, path: string): RetryBudget {
 }
 
 function mesh(v: unknown, path: string): MeshSettings {
-  const o = object(v ?? {}, path, ['trustDomain', 'mtlsMode', 'retryBudget']);
+  const o = object(v ?? {}, path, FIELDS.MeshSettings);
   const trustDomain = string(o.trustDomain ?? DEFAULT_TRUST_DOMAIN, join(path, 'trustDomain'));
   try {
     validateTrustDomain(trustDomain);
@@ -71,11 +48,11 @@ function mesh(v: unknown, path: string): MeshSettings {
 }
 
 function servicePort(v: unknown, path: string): ServicePort {
-  const o = object(v, path, ['port', 'name', 'protocol', 'targetPort']);
+  const o = object(v, path, FIELDS.ServicePort);
   const p = port(o.port, join(path, 'port'));
   const out: ServicePort = {
     port: p,
-    protocol: oneOf(o.protocol ?? 'auto', join(path, 'protocol'), PROTOCOLS),
+    protocol: oneOf(o.protocol ?? 'auto', join(path, 'protocol'), PORT_PROTOCOLS),
     targetPort: port(o.targetPort ?? p, join(path, 'targetPort')),
   };
   if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
@@ -83,7 +60,7 @@ function servicePort(v: unknown, path: string): ServicePort {
 }
 
 function endpoint(v: unknown, path: string): Endpoint {
-  const o = object(v, path, ['address', 'identity', 'ports', 'weight', 'ready']);
+  const o = object(v, path, FIELDS.Endpoint);
   const out: Endpoint = { address: ip(o.address, join(path, 'address')) };
   if (o.identity !== undefined) out.identity = spiffeId(o.identity, join(path, 'identity'));
   if (o.ports !== undefined) {
@@ -96,11 +73,11 @@ function endpoint(v: unknown, path: string): Endpoint {
 }
 
 function retries(v: unknown, path: string): RetryPolicy {
-  const o = object(v, path, ['attempts', 'perTryTimeout', 'backoff', 'retryOn', 'budget']);
+  const o = object(v, path, FIELDS.RetryPolicy);
   const out: RetryPolicy = { attempts: integer(o.attempts, join(path, 'attempts'), 1, 10, 'a number of attempts') };
   if (o.perTryTimeout !== undefined) out.perTryTimeout = duration(o.perTryTimeout, join(path, 'perTryTimeout'));
   if (o.backoff !== undefined) {
-    const b = object(o.backoff, join(path, 'backoff'), ['base', 'max']);
+    const b = object(o.backoff, join(path, 'backoff'), FIELDS.Backoff);
     out.backoff = { base: duration(b.base ?? '25ms', join(path, 'backoff.base')), max: duration(b.max ?? '250ms', join(path, 'backoff.max')) };
     if (parseDuration(out.backoff.max) < parseDuration(out.backoff.base))
       throw new ValidationError(join(path, 'backoff.max'), `${out.backoff.max} is shorter than backoff.base ${out.backoff.base}`);
@@ -108,7 +85,7 @@ function retries(v: unknown, path: string): RetryPolicy {
   if (o.retryOn !== undefined)
     out.retryOn = list(o.retryOn, join(path, 'retryOn'), (x, p) => {
       const s = string(x, p);
-      if (!RETRY_ON.test(s)) throw new ValidationError(p, `${describe(s)} is not a retry condition; use 5xx, gateway-error, connect-failure, reset or a status code`);
+      if (!isRetryOn(s)) throw new ValidationError(p, `${describe(s)} is not a retry condition; use ${RETRY_CONDITIONS.join(', ')} or a status code`);
       return s;
     });
   if (o.budget !== undefined) out.budget = retryBudget(o.budget, join(path, 'budget'));
@@ -116,25 +93,25 @@ function retries(v: unknown, path: string): RetryPolicy {
 }
 
 function faults(v: unknown, path: string): FaultPolicy {
-  const o = object(v, path, ['abort', 'delay']);
+  const o = object(v, path, FIELDS.FaultPolicy);
   const out: FaultPolicy = {};
   if (o.abort !== undefined) {
-    const a = object(o.abort, join(path, 'abort'), ['percent', 'status']);
+    const a = object(o.abort, join(path, 'abort'), FIELDS.AbortFault);
     out.abort = { percent: number(a.percent, join(path, 'abort.percent'), 0, 100), status: integer(a.status, join(path, 'abort.status'), 200, 599, 'an HTTP status') };
   }
   if (o.delay !== undefined) {
-    const d = object(o.delay, join(path, 'delay'), ['percent', 'duration']);
+    const d = object(o.delay, join(path, 'delay'), FIELDS.DelayFault);
     out.delay = { percent: number(d.percent, join(path, 'delay.percent'), 0, 100), duration: duration(d.duration, join(path, 'delay.duration')) };
   }
   return out;
 }
 
 function circuitBreaker(v: unknown, path: string): CircuitBreakerPolicy {
-  const o = object(v, path, ['consecutiveFailures', 'failureRate', 'ejectionTime', 'maxEjectionPercent', 'countCancellations']);
+  const o = object(v, path, FIELDS.CircuitBreakerPolicy);
   const out: CircuitBreakerPolicy = {};
   if (o.consecutiveFailures !== undefined) out.consecutiveFailures = integer(o.consecutiveFailures, join(path, 'consecutiveFailures'), 1, 1000);
   if (o.failureRate !== undefined) {
-    const f = object(o.failureRate, join(path, 'failureRate'), ['threshold', 'window', 'minRequests']);
+    const f = object(o.failureRate, join(path, 'failureRate'), FIELDS.FailureRate);
     out.failureRate = {
       threshold: number(f.threshold, join(path, 'failureRate.threshold'), 0.01, 1),
       window: duration(f.window ?? '10s', join(path, 'failureRate.window')),
@@ -148,7 +125,7 @@ function circuitBreaker(v: unknown, path: string): CircuitBreakerPolicy {
 }
 
 function limits(v: unknown, path: string): LimitsPolicy {
-  const o = object(v, path, ['maxRequestsPerEndpoint', 'maxPendingRequests', 'pendingTimeout']);
+  const o = object(v, path, FIELDS.LimitsPolicy);
   const out: LimitsPolicy = {};
   if (o.maxRequestsPerEndpoint !== undefined) out.maxRequestsPerEndpoint = integer(o.maxRequestsPerEndpoint, join(path, 'maxRequestsPerEndpoint'), 1, 1_000_000);
   if (o.maxPendingRequests !== undefined) out.maxPendingRequests = integer(o.maxPendingRequests, join(path, 'maxPendingRequests'), 1, 1_000_000);
@@ -163,11 +140,11 @@ function limits(v: unknown, path: string): LimitsPolicy {
 }
 
 function route(v: unknown, path: string): Route {
-  const o = object(v, path, ['name', 'match', 'backends', 'timeout', 'retries', 'faults']);
+  const o = object(v, path, FIELDS.Route);
   const out: Route = {};
   if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
   if (o.match !== undefined) {
-    const m = object(o.match, join(path, 'match'), ['pathPrefix', 'headers']);
+    const m = object(o.match, join(path, 'match'), FIELDS.RouteMatch);
     out.match = {};
     if (m.pathPrefix !== undefined) {
       const prefix = string(m.pathPrefix, join(path, 'match.pathPrefix'));
@@ -181,7 +158,7 @@ function route(v: unknown, path: string): Route {
   }
   if (o.backends !== undefined) {
     out.backends = list(o.backends, join(path, 'backends'), (x, p) => {
-      const b = object(x, p, ['service', 'weight']);
+      const b = object(x, p, FIELDS.WeightedBackend);
       return { service: string(b.service, join(p, 'service')), weight: integer(b.weight, join(p, 'weight'), 0, 1_000_000, 'a weight') };
     });
     if (out.backends.length === 0 || out.backends.every((b) => b.weight === 0))
@@ -194,10 +171,9 @@ function route(v: unknown, path: string): Route {
 }
 
 /** The fields of a traffic policy, its name aside; the control plane's TrafficPolicy spec has the same beside its targetRef. */
-export const TRAFFIC_POLICY_FIELDS = ['routes', 'timeout', 'retries', 'circuitBreaker', 'faults', 'limits'] as const;
 
 function trafficPolicy(v: unknown, path: string): TrafficPolicySpec {
-  const o = object(v, path, ['name', ...TRAFFIC_POLICY_FIELDS]);
+  const o = object(v, path, ['name', ...FIELDS.TrafficPolicy]);
   const out: TrafficPolicySpec = {};
   if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
   if (o.routes !== undefined) out.routes = list(o.routes, join(path, 'routes'), route);
@@ -210,7 +186,7 @@ function trafficPolicy(v: unknown, path: string): TrafficPolicySpec {
 }
 
 function service(v: unknown, path: string): ServiceConfig {
-  const o = object(v, path, ['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']);
+  const o = object(v, path, FIELDS.ServiceConfig);
   const out: ServiceConfig = {
     name: string(o.name, join(path, 'name')),
     namespace: string(o.namespace, join(path, 'namespace')),
@@ -228,7 +204,7 @@ function service(v: unknown, path: string): ServiceConfig {
 }
 
 function authorizationRule(v: unknown, path: string): AuthorizationRule {
-  const o = object(v, path, ['identities', 'namespaces', 'serviceAccounts', 'ports']);
+  const o = object(v, path, FIELDS.AuthorizationRule);
   const out: AuthorizationRule = {};
   if (o.identities !== undefined) out.identities = list(o.identities, join(path, 'identities'), spiffeId);
   if (o.namespaces !== undefined) out.namespaces = list(o.namespaces, join(path, 'namespaces'), string);
@@ -243,13 +219,13 @@ function authorizationRule(v: unknown, path: string): AuthorizationRule {
 }
 
 function inbound(v: unknown, path: string): InboundConfig {
-  const o = object(v ?? {}, path, ['mtlsMode', 'opaquePorts', 'authorization']);
+  const o = object(v ?? {}, path, FIELDS.InboundConfig);
   const out: InboundConfig = {};
   if (o.mtlsMode !== undefined) out.mtlsMode = oneOf(o.mtlsMode, join(path, 'mtlsMode'), MTLS_MODES);
   if (o.opaquePorts !== undefined) out.opaquePorts = list(o.opaquePorts, join(path, 'opaquePorts'), port);
   if (o.authorization !== undefined)
     out.authorization = list(o.authorization, join(path, 'authorization'), (x, p): AuthorizationPolicySpec => {
-      const a = object(x, p, ['name', 'rules']);
+      const a = object(x, p, FIELDS.AuthorizationPolicy);
       return { name: string(a.name, join(p, 'name')), rules: list(a.rules, join(p, 'rules'), authorizationRule, false) };
     });
   return out;
@@ -257,7 +233,7 @@ function inbound(v: unknown, path: string): InboundConfig {
 
 /** Validates `doc` (parsed JSON or YAML) and returns it with defaults filled in. */
 export function parseProxyConfig(doc: unknown): ProxyConfig {
-  const o = object(doc, '', ['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle']);
+  const o = object(doc, '', FIELDS.ProxyConfig);
   if (o.apiVersion !== CONFIG_API_VERSION) throw new ValidationError('apiVersion', `${describe(o.apiVersion)} is not ${CONFIG_API_VERSION}`);
   if (o.kind !== CONFIG_KIND) throw new ValidationError('kind', `${describe(o.kind)} is not ${CONFIG_KIND}`);
   const config: ProxyConfig = {

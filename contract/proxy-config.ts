@@ -1,13 +1,12 @@
 // The proxy's configuration: what the control plane streams to each proxy and
 // what `tsmesh proxy --config-file` reads. One format for both, readable as
 // JSON or YAML. Durations are strings ("250ms", "10s"); see lib/duration.ts.
+import type { MtlsMode, PortProtocol } from './vocabulary.js';
 
 export const CONFIG_API_VERSION = 'tsmesh.io/v1alpha1';
 export const CONFIG_KIND = 'ProxyConfig';
 
-export type MtlsMode = 'STRICT' | 'PERMISSIVE';
-/** auto: detect HTTP/1.1 or HTTP/2 from the first bytes; tcp: opaque, never inspected. */
-export type PortProtocol = 'auto' | 'http' | 'http2' | 'tcp';
+export type { MtlsMode, PortProtocol } from './vocabulary.js';
 
 export interface ProxyConfig {
   apiVersion: typeof CONFIG_API_VERSION;
@@ -136,7 +135,7 @@ export interface RetryPolicy {
   attempts: number;
   perTryTimeout?: string;
   backoff?: { base: string; max: string };
-  /** "5xx", "gateway-error", "connect-failure", "reset", or status codes such as "503". */
+  /** RETRY_CONDITIONS (contract/vocabulary.ts), or status codes such as "503". */
   retryOn?: string[];
   budget?: RetryBudget;
 }
@@ -177,3 +176,42 @@ export interface AuthorizationRule {
 }
 
 export const DEFAULT_RETRY_BUDGET: RetryBudget = { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' };
+
+/**
+ * A list of every field of T, checked by the compiler both ways: a name that
+ * is not a field, or a field of T missing from the list, is a type error.
+ */
+function fieldsOf<T>() {
+  return <const L extends readonly (keyof T & string)[]>(list: L & ([Exclude<keyof T, L[number]>] extends [never] ? unknown : { missingField: Exclude<keyof T, L[number]> })): L => list;
+}
+
+/**
+ * The fields of each object of the config. The validator (contract/validate.ts)
+ * accepts these and refuses any other; the CRDs' schemas (manifests/crds.yaml)
+ * list the same, which contract/vocabulary.test.ts checks. A field added to an
+ * interface above fails to compile until it is listed here.
+ */
+export const FIELDS = {
+  ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle']),
+  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'retryBudget']),
+  RetryBudget: fieldsOf<RetryBudget>()(['ratio', 'minRetriesPerSecond', 'ttl']),
+  ServiceConfig: fieldsOf<ServiceConfig>()(['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']),
+  ServicePort: fieldsOf<ServicePort>()(['port', 'name', 'protocol', 'targetPort']),
+  Endpoint: fieldsOf<Endpoint>()(['address', 'identity', 'ports', 'weight', 'ready']),
+  InboundConfig: fieldsOf<InboundConfig>()(['mtlsMode', 'opaquePorts', 'authorization']),
+  /** A TrafficPolicy's spec carries these beside targetRef; `name` comes from its metadata. */
+  TrafficPolicy: fieldsOf<Omit<TrafficPolicySpec, 'name'>>()(['routes', 'timeout', 'retries', 'circuitBreaker', 'faults', 'limits']),
+  LimitsPolicy: fieldsOf<LimitsPolicy>()(['maxRequestsPerEndpoint', 'maxPendingRequests', 'pendingTimeout']),
+  Route: fieldsOf<Route>()(['name', 'match', 'backends', 'timeout', 'retries', 'faults']),
+  RouteMatch: fieldsOf<RouteMatch>()(['pathPrefix', 'headers']),
+  WeightedBackend: fieldsOf<WeightedBackend>()(['service', 'weight']),
+  RetryPolicy: fieldsOf<RetryPolicy>()(['attempts', 'perTryTimeout', 'backoff', 'retryOn', 'budget']),
+  Backoff: fieldsOf<NonNullable<RetryPolicy['backoff']>>()(['base', 'max']),
+  CircuitBreakerPolicy: fieldsOf<CircuitBreakerPolicy>()(['consecutiveFailures', 'failureRate', 'ejectionTime', 'maxEjectionPercent', 'countCancellations']),
+  FailureRate: fieldsOf<NonNullable<CircuitBreakerPolicy['failureRate']>>()(['threshold', 'window', 'minRequests']),
+  FaultPolicy: fieldsOf<FaultPolicy>()(['abort', 'delay']),
+  AbortFault: fieldsOf<NonNullable<FaultPolicy['abort']>>()(['percent', 'status']),
+  DelayFault: fieldsOf<NonNullable<FaultPolicy['delay']>>()(['percent', 'duration']),
+  AuthorizationPolicy: fieldsOf<AuthorizationPolicySpec>()(['name', 'rules']),
+  AuthorizationRule: fieldsOf<AuthorizationRule>()(['identities', 'namespaces', 'serviceAccounts', 'ports']),
+} as const;

@@ -1,0 +1,72 @@
+// Every enumerated value of the mesh, once: a `const` array each, with the
+// union type derived from it. Validators, the CRDs (manifests/crds.yaml),
+// metrics labels and the proxy's layers all take their values from here, so
+// a new value is added in one place and the compiler (plus
+// contract/vocabulary.test.ts, which checks the CRDs) finds the rest.
+
+/** How a workload's proxy treats plaintext connections: refused, or passed through. */
+export const MTLS_MODES = ['STRICT', 'PERMISSIVE'] as const;
+export type MtlsMode = (typeof MTLS_MODES)[number];
+
+/** auto: detect HTTP/1.1 or HTTP/2 from the first bytes; tcp: opaque, never inspected. */
+export const PORT_PROTOCOLS = ['auto', 'http', 'http2', 'tcp'] as const;
+export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
+
+/**
+ * retryOn conditions by name (a status code such as "503" is one too):
+ *   connect-failure  the endpoint was never reached
+ *   reset            the connection broke before a response, or a per-try timeout
+ *   gateway-error    502, 503, 504, plus connect failures, resets and per-try timeouts
+ *   5xx              any 5xx, plus connect failures, resets and per-try timeouts
+ */
+export const RETRY_CONDITIONS = ['5xx', 'gateway-error', 'connect-failure', 'reset'] as const;
+export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
+const STATUS_CONDITION = /^[1-5]\d\d$/;
+
+/** Whether `s` is a retryOn value: a named condition or a status code. */
+export function isRetryOn(s: string): boolean {
+  return (RETRY_CONDITIONS as readonly string[]).includes(s) || STATUS_CONDITION.test(s);
+}
+
+/** The response header of an answer the proxy made itself; its value is a LocalError. */
+export const ERROR_HEADER = 'x-tsmesh-error';
+
+/** Why the proxy answered a request itself: the value of ERROR_HEADER and the `error` label of tsmesh_http_errors_total. */
+export const LOCAL_ERRORS = {
+  'no-route': 'the connection matched no service of the config (503)',
+  'no-backend': "a route's backend is not a known service on this port (500)",
+  'no-endpoints': 'the service has no ready endpoint (503)',
+  'circuit-open': 'every endpoint is ejected by the circuit breaker (503)',
+  overloaded: 'the limits of the traffic policy turned the request away (503)',
+  timeout: 'the route or per-try timeout passed (504)',
+  'connect-failure': 'no connection to the endpoint (503)',
+  'upstream-reset': 'the connection to the endpoint broke before the response (502)',
+  'fault-injected': 'an abort fault of the traffic policy (its status)',
+  denied: 'authorization policy denied the caller (403)',
+  'mtls-required': 'plaintext to a workload in STRICT mode (403)',
+  'app-refused': 'the app refused the connection: not started, or stopping (503)',
+  'app-unavailable': 'the app did not answer (502)',
+  'upgrade-not-proxied': 'an HTTP/1.1 Upgrade (WebSocket, h2c) on a port with protocol detection (501)',
+  'proxy-error': 'an unexpected error in the proxy (502)',
+} as const;
+export type LocalError = keyof typeof LOCAL_ERRORS;
+export const LOCAL_ERROR_NAMES = Object.keys(LOCAL_ERRORS) as LocalError[];
+
+/** The `error` of tsmesh_http_errors_total for a request its caller abandoned before the answer. */
+export const CANCELLED = 'cancelled';
+
+/** The `limit` of tsmesh_overload_rejections_total: which bound turned a request away. */
+export const OVERLOAD_LIMITS = ['max-pending-requests', 'pending-timeout', 'pool-pending'] as const;
+export type OverloadLimit = (typeof OVERLOAD_LIMITS)[number];
+
+/** The `kind` of tsmesh_faults_injected_total. */
+export const FAULT_KINDS = ['abort', 'delay'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** The `reason` of tsmesh_connections_refused_total: why a connection was closed before any request. */
+export const REFUSAL_REASONS = ['overload', 'no-original-destination', 'loop', 'tls-handshake', 'tls-peer', 'no-certificate', 'unauthorized', 'first-bytes-timeout', 'plaintext'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+/** The `direction` label. */
+export const DIRECTIONS = ['inbound', 'outbound'] as const;
+export type Direction = (typeof DIRECTIONS)[number];
