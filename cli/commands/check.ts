@@ -1,7 +1,8 @@
 // tsmesh check: is the mesh healthy? Logic in install/check.ts.
+import { stringify } from 'yaml';
 import { checksFailed, DEFAULT_CA_EXPIRY_DAYS, formatChecks, runChecks } from '../../install/check.js';
 import { Kube, loadKubeConfig } from '../../install/kube.js';
-import { parseFlags, UsageError, type Command } from '../command.js';
+import { KUBE_FLAGS, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 
 const USAGE = `Usage: tsmesh check [options]
 
@@ -15,7 +16,7 @@ included).
 
   --kubeconfig FILE      default $KUBECONFIG, then ~/.kube/config
   --context NAME         a kubeconfig context other than the current one
-  --output FORMAT        text (default) or json
+  -o, --output FORMAT    text (default), json or yaml
   --ca-expiry-days N     fail when a CA certificate expires within N days (default ${DEFAULT_CA_EXPIRY_DAYS})
   --no-proxy-metrics     do not read each meshed pod's proxy metrics (certificate expiry)`;
 
@@ -25,9 +26,8 @@ export const checkCommand: Command = {
   usage: USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {
-      kubeconfig: { type: 'string' },
-      context: { type: 'string' },
-      output: { type: 'string' },
+      ...KUBE_FLAGS,
+      ...OUTPUT_FLAG,
       'ca-expiry-days': { type: 'string' },
       'no-proxy-metrics': { type: 'boolean' },
     });
@@ -35,13 +35,12 @@ export const checkCommand: Command = {
       console.log(USAGE);
       return 0;
     }
-    const output = values.output ?? 'text';
-    if (output !== 'text' && output !== 'json') throw new UsageError(`--output ${JSON.stringify(output)} is not text or json`);
+    const output = outputFormat(values.output, ['text', 'json', 'yaml']);
     const days = values['ca-expiry-days'] === undefined ? DEFAULT_CA_EXPIRY_DAYS : Number(values['ca-expiry-days']);
     if (!Number.isInteger(days) || days < 0) throw new UsageError(`--ca-expiry-days ${JSON.stringify(values['ca-expiry-days'])} is not a whole number of days`);
     const kube = new Kube(loadKubeConfig(values.kubeconfig, values.context));
     const lines = await runChecks(kube, { caExpiryDays: days, proxyMetrics: !values['no-proxy-metrics'] });
-    process.stdout.write(output === 'json' ? JSON.stringify(lines, null, 2) + '\n' : formatChecks(lines));
+    process.stdout.write(output === 'json' ? JSON.stringify(lines, null, 2) + '\n' : output === 'yaml' ? stringify(lines, { lineWidth: 0 }) : formatChecks(lines));
     return checksFailed(lines) ? 1 : 0;
   },
 };

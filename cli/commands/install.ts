@@ -6,10 +6,10 @@ import { applyInstall, readCaSecret, waitForControlPlane } from '../../install/a
 import { generateCa, readCaDir, type CaMaterial } from '../../install/ca.js';
 import { Kube, loadKubeConfig } from '../../install/kube.js';
 import { DEFAULT_IMAGE, FAILURE_POLICIES, renderInstall, type FailurePolicy, type RenderOptions } from '../../install/render.js';
-import { parseFlags, UsageError, type Command } from '../command.js';
+import { KUBE_FLAGS, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 import { DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
 
-const USAGE = `Usage: tsmesh install [--dry-run] [options]
+const USAGE = `Usage: tsmesh install [--dry-run [-o yaml|json]] [options]
 
 Installs tsmesh into the cluster of the current kubeconfig context: namespace
 ${MESH_NAMESPACE}, the CRDs, RBAC, the control plane (two replicas), the
@@ -17,7 +17,9 @@ sidecar injector's MutatingWebhookConfiguration, ConfigMap tsmesh-config and
 Secret tsmesh-ca (the mesh CA). Objects are applied server-side (field manager
 tsmesh-install), so running it again upgrades in place. An existing CA is kept.
 
-  --dry-run                 print the manifests (YAML) instead of applying them; no cluster needed
+  --dry-run                 print the manifests instead of applying them; no cluster needed
+  -o, --output FORMAT       with --dry-run: yaml (default: the files of manifests/, comments kept)
+                            or json (a v1 List of the objects)
   --image IMAGE             the tsmesh image of the control plane and the injected containers
                             (default ${DEFAULT_IMAGE})
   --trust-domain TD         the mesh's trust domain (default cluster.local)
@@ -42,8 +44,8 @@ export const installCommand: Command = {
       'cert-ttl': { type: 'string' },
       'failure-policy': { type: 'string' },
       'ca-dir': { type: 'string' },
-      kubeconfig: { type: 'string' },
-      context: { type: 'string' },
+      ...KUBE_FLAGS,
+      ...OUTPUT_FLAG,
       wait: { type: 'string' },
     });
     if (values.help) {
@@ -63,11 +65,14 @@ export const installCommand: Command = {
     renderInstall(options);
     const trustDomain = values['trust-domain'] ?? DEFAULT_TRUST_DOMAIN;
     const waitMs = values.wait === undefined ? undefined : parseDuration(values.wait, '--wait');
+    const output = outputFormat(values.output, ['yaml', 'json']);
+    if (values.output !== undefined && !values['dry-run']) throw new UsageError('-o/--output prints the manifests: use it with --dry-run');
 
     if (values['dry-run']) {
       if (values.wait !== undefined) throw new UsageError('--wait needs a cluster; leave it out with --dry-run');
       const ca = values['ca-dir'] ? await readCaDir(values['ca-dir'], trustDomain) : await generateCa(trustDomain);
-      process.stdout.write(renderInstall({ ...options, ca }).text);
+      const rendered = renderInstall({ ...options, ca });
+      process.stdout.write(output === 'json' ? `${JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rendered.objects.map((o) => o.object) }, null, 2)}\n` : rendered.text);
       return 0;
     }
 

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { fetchMeshView } from '../../control/observe/stat.js';
 import { startDemo, type RunningDemo } from '../../demo/run.js';
 import { NAMESPACE, WORKLOADS } from '../../demo/topology.js';
@@ -70,6 +71,31 @@ describe('tsmesh stat', function () {
     const [head, ...body] = rows(r.out);
     assert.equal(head![0], 'NAMESPACE');
     assert.ok(body.length === WORKLOADS.length && body.every((c) => c[0] === NAMESPACE), r.out);
+  });
+
+  it('writes the workloads of -n NAMESPACE as JSON or YAML with -o, the numbers unformatted', async () => {
+    const json = await tsmesh('stat', '-n', NAMESPACE, '-o', 'json', '--admin-address', address);
+    assert.equal(json.code, 0, json.err);
+    const workloads = JSON.parse(json.out) as { name: string; namespace: string; pods: number; meshedPods: number; rps: number; successRate: number | null; p99Ms: number | null }[];
+    assert.deepEqual(workloads.map((w) => w.name).sort(), WORKLOADS.map((w) => w.name).sort());
+    for (const w of workloads) {
+      assert.equal(w.namespace, NAMESPACE);
+      assert.equal(w.meshedPods, w.pods, `${w.name} meshed`);
+      assert.equal(typeof w.rps, 'number');
+    }
+    assert.ok(workloads.find((w) => w.name === 'web')!.rps > 0);
+    const yaml = await tsmesh('stat', '--namespace', NAMESPACE, '--output=yaml', '--admin-address', address);
+    assert.equal(yaml.code, 0, yaml.err);
+    const fromYaml = parseYaml(yaml.out) as typeof workloads;
+    assert.deepEqual(fromYaml.map((w) => [w.name, w.namespace, w.pods]), workloads.map((w) => [w.name, w.namespace, w.pods]));
+  });
+
+  it('refuses an output format other than table, json and yaml, with the usage (exit 2)', async () => {
+    const r = await tsmesh('stat', '-o', 'wide', '--admin-address', address);
+    assert.equal(r.code, 2);
+    assert.equal(r.out, '');
+    assert.match(r.err, /^tsmesh stat: -o\/--output "wide" is not one of table, json, yaml\n/);
+    assert.match(r.err, /Usage: tsmesh stat/);
   });
 
   it('fails, naming the namespaces it knows, for a namespace without meshed workloads', async () => {

@@ -1,10 +1,11 @@
 // tsmesh stat: golden metrics per workload, read from the control plane's
 // dashboard JSON. Logic in control/observe/stat.ts.
 import { fetchMeshViewWithRates, formatStatTable } from '../../control/observe/stat.js';
-import { parseFlags, UsageError, type Command } from '../command.js';
+import { stringify } from 'yaml';
+import { OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 import { PORTS } from '../../contract/ports.js';
 
-const USAGE = `Usage: tsmesh stat [--namespace N] [--admin-address HOST:PORT]
+const USAGE = `Usage: tsmesh stat [-n NAMESPACE] [-o table|json|yaml] [--admin-address HOST:PORT]
 
 Prints golden metrics per workload, as its meshed pods answered them over
 the last seconds: success rate (non-5xx), requests per second, latency
@@ -13,7 +14,9 @@ p50/p95/p99, and MESHED (proxies that answered the control plane's scrape
 in a cluster, port-forward it first:
   kubectl -n tsmesh-system port-forward deploy/tsmesh-control-plane 15014
 
-  --namespace N              only workloads of namespace N (default: every namespace)
+  -n, --namespace N          only workloads of namespace N (default: every namespace)
+  -o, --output FORMAT        table (default), json or yaml: a list of the workloads, the
+                             same numbers unformatted (rates per second, latencies in ms)
   --admin-address HOST:PORT  the control plane's admin port (default 127.0.0.1:15014)`;
 
 export const statCommand: Command = {
@@ -21,11 +24,12 @@ export const statCommand: Command = {
   summary: 'golden metrics per workload',
   usage: USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { namespace: { type: 'string', short: 'n' }, 'admin-address': { type: 'string' } });
+    const { values } = parseFlags(argv, { namespace: { type: 'string', short: 'n' }, ...OUTPUT_FLAG, 'admin-address': { type: 'string' } });
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
+    const output = outputFormat(values.output, ['table', 'json', 'yaml']);
     const address = values['admin-address'] ?? `127.0.0.1:${PORTS.controlPlaneAdmin}`;
     if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]\s]+):\d{1,5}$/.test(address)) throw new UsageError(`--admin-address ${JSON.stringify(address)} must be HOST:PORT (an IPv6 address in brackets)`);
     const view = await fetchMeshViewWithRates(address);
@@ -34,6 +38,11 @@ export const statCommand: Command = {
       const known = [...new Set(view.workloads.map((w) => w.namespace))].sort();
       console.error(`tsmesh stat: no meshed workload in namespace ${JSON.stringify(namespace)}; namespaces with one: ${known.join(', ') || 'none'}`);
       return 1;
+    }
+    if (output !== 'table') {
+      const workloads = view.workloads.filter((w) => namespace === undefined || w.namespace === namespace);
+      process.stdout.write(output === 'json' ? `${JSON.stringify(workloads, null, 2)}\n` : stringify(workloads, { lineWidth: 0 }));
+      return 0;
     }
     console.log(formatStatTable(view, namespace));
     if (view.windowSeconds === 0 && view.proxies.length > 0) console.log('(no rates yet: the control plane has scraped each proxy once at most; run again in a few seconds)');

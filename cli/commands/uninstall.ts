@@ -2,7 +2,7 @@
 import { uninstall } from '../../install/apply.js';
 import { Kube, loadKubeConfig } from '../../install/kube.js';
 import { renderInstall } from '../../install/render.js';
-import { parseFlags, type Command } from '../command.js';
+import { KUBE_FLAGS, parseFlags, type Command } from '../command.js';
 
 const USAGE = `Usage: tsmesh uninstall [--dry-run] [--crds] [options]
 
@@ -25,8 +25,7 @@ export const uninstallCommand: Command = {
     const { values } = parseFlags(argv, {
       'dry-run': { type: 'boolean' },
       crds: { type: 'boolean' },
-      kubeconfig: { type: 'string' },
-      context: { type: 'string' },
+      ...KUBE_FLAGS,
     });
     if (values.help) {
       console.log(USAGE);
