@@ -1,0 +1,195 @@
+// Golden files for the whole mapping, objects in, config out: each folder
+// testdata/mapping/CASE/ holds input.yaml, the Kubernetes objects of one
+// cluster (Services, EndpointSlices, Pods, TrafficPolicies,
+// AuthorizationPolicies, ConfigMap tsmesh-config in tsmesh-system) as
+// `kubectl get -o yaml` shows them, and expected.json, what the control plane
+// makes of them: the verdict on each policy, the endpoints left out, and the
+// ProxyConfig that the proxy of each meshed pod's ServiceAccount receives
+// (parseMeshConfigMap -> meshModelFromObjects -> buildProxyConfig, the path
+// kubernetes.ts and stream.ts take). Refresh with:
+//   UPDATE_GOLDEN=1 npx mocha --no-config --import=tsx --require test/mocha-hooks.ts control/sources/kubernetes-model.test.ts
+// and read the diff: each output must be what a user would expect.
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { V1ConfigMap, V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+import { MESH_CONFIG_NAME, MESH_NAMESPACE } from '../../contract/names.js';
+import type { ProxyConfig } from '../../contract/proxy-config.js';
+import { parseProxyConfig } from '../../contract/validate.js';
+import { buildRoutingTable } from '../../proxy/config/table.js';
+import type { ProxyIdentity } from '../model.js';
+import { buildProxyConfig } from '../snapshot.js';
+import { emptyAccepted, parseMeshConfigMap, podIdentity, type MeshConfig, type PolicyObject, type SkippedEndpoint, type Verdict } from './kubernetes-map.js';
+import { meshModelFromObjects, type KubernetesObjects } from './kubernetes-model.js';
+
+const TESTDATA = new URL('./testdata/mapping/', import.meta.url);
+const TRUST_DOMAIN = 'cluster.local';
+/** The snapshot version every golden config carries (stream.ts numbers them per change). */
+const VERSION = 'golden';
+const update = process.env.UPDATE_GOLDEN === '1';
+
+interface Objects extends KubernetesObjects {
+  pods: V1Pod[];
+  configMap: V1ConfigMap | undefined;
+}
+
+/** What expected.json holds. */
+interface Golden {
+  /** Why ConfigMap tsmesh-config was refused (the defaults then apply: there is no last good one). */
+  meshConfigRefused?: string;
+  /** certificateTtl of tsmesh-config, when it sets one (the CA's concern; proxies do not see it). */
+  certificateTtlSeconds?: number;
+  verdicts: Verdict[];
+  skipped: SkippedEndpoint[];
+  /** Keyed by the proxy's SPIFFE ID. */
+  proxies: Record<string, ProxyConfig>;
+}
+
+function caseNames(): string[] {
+  return readdirSync(TESTDATA, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
+}
+
+function loadObjects(name: string): Objects {
+  const text = readFileSync(new URL(`${name}/input.yaml`, TESTDATA), 'utf8');
+  const o: Objects = { services: [], endpointSlices: [], pods: [], trafficPolicies: [], authorizationPolicies: [], configMap: undefined, podOf: () => undefined };
+  const services = o.services as V1Service[];
+  const slices = o.endpointSlices as V1EndpointSlice[];
+  const traffic = o.trafficPolicies as PolicyObject[];
+  const authorization = o.authorizationPolicies as PolicyObject[];
+  for (const doc of parseAllDocuments(text, { version: '1.1' })) {
+    if (doc.errors.length > 0) throw new Error(`${name}/input.yaml: ${doc.errors[0]!.message}`);
+    const obj = doc.toJS() as Record<string, any> | null;
+    if (obj === null) continue;
+    switch (obj['kind']) {
+      case 'Service':
+        services.push(obj as V1Service);
+        break;
+      case 'EndpointSlice':
+        slices.push(obj as V1EndpointSlice);
+        break;
+      case 'Pod':
+        o.pods.push(obj as V1Pod);
+        break;
+      case 'TrafficPolicy':
+        traffic.push(obj as PolicyObject);
+        break;
+      case 'AuthorizationPolicy':
+        authorization.push(obj as PolicyObject);
+        break;
+      case 'ConfigMap':
+        // The source watches this one ConfigMap only (a field selector in its namespace).
+        if (obj['metadata']?.['name'] === MESH_CONFIG_NAME && obj['metadata']?.['namespace'] === MESH_NAMESPACE) o.configMap = obj as V1ConfigMap;
+        break;
+      default:
+        throw new Error(`${name}/input.yaml: kind ${String(obj['kind'])} is not one the control plane watches`);
+    }
+  }
+  o.podOf = (namespace, podName) => o.pods.find((p) => p.metadata?.namespace === namespace && p.metadata.name === podName);
+  return o;
+}
+
+/** Each meshed pod's proxy, once per ServiceAccount (they share one config). */
+function proxiesOf(pods: readonly V1Pod[]): ProxyIdentity[] {
+  const byId = new Map<string, ProxyIdentity>();
+  for (const pod of pods) {
+    const spiffeId = podIdentity(pod, TRUST_DOMAIN);
+    if (spiffeId === undefined) continue;
+    byId.set(spiffeId, { spiffeId, namespace: pod.metadata?.namespace ?? 'default', serviceAccount: pod.spec?.serviceAccountName || 'default' });
+  }
+  return [...byId.values()].sort((a, b) => a.spiffeId.localeCompare(b.spiffeId));
+}
+
+function mapObjects(o: Objects): Golden {
+  const out: Partial<Golden> = {};
+  let meshConfig: MeshConfig;
+  try {
+    meshConfig = parseMeshConfigMap(o.configMap, TRUST_DOMAIN);
+  } catch (e) {
+    out.meshConfigRefused = (e as Error).message;
+    meshConfig = parseMeshConfigMap(undefined, TRUST_DOMAIN);
+  }
+  if (meshConfig.certificateTtlSeconds !== undefined) out.certificateTtlSeconds = meshConfig.certificateTtlSeconds;
+  const { model, verdicts, skipped } = meshModelFromObjects(o, meshConfig.mesh, TRUST_DOMAIN, emptyAccepted());
+  const proxies: Record<string, ProxyConfig> = {};
+  for (const p of proxiesOf(o.pods)) proxies[p.spiffeId] = buildProxyConfig(model, p, VERSION);
+  return { ...out, verdicts, skipped, proxies };
+}
+
+function reversed(o: Objects): Objects {
+  return {
+    ...o,
+    services: [...o.services].reverse(),
+    endpointSlices: [...o.endpointSlices].reverse(),
+    pods: [...o.pods].reverse(),
+    trafficPolicies: [...o.trafficPolicies].reverse(),
+    authorizationPolicies: [...o.authorizationPolicies].reverse(),
+  };
+}
+
+describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', function () {
+  const names = caseNames();
+
+  it('has the representative clusters', function () {
+    for (const name of [
+      'endpoint-conditions',
+      'port-protocols',
+      'unmeshed-endpoints',
+      'headless-service',
+      'traffic-policy-canary',
+      'traffic-policy-invalid',
+      'authorization-policy',
+      'mesh-config',
+      'mesh-config-invalid',
+      'dual-stack',
+    ]) {
+      assert.ok(names.includes(name), `testdata/mapping/${name}/`);
+    }
+  });
+
+  for (const name of names) {
+    describe(name, function () {
+      let objects: Objects;
+      let got: Golden;
+      before(function () {
+        objects = loadObjects(name);
+        got = mapObjects(objects);
+      });
+
+      it(`input.yaml -> expected.json`, function () {
+        const file = new URL(`${name}/expected.json`, TESTDATA);
+        const text = JSON.stringify(got, null, 2) + '\n';
+        if (update) writeFileSync(file, text);
+        assert.ok(existsSync(file), `testdata/mapping/${name}/expected.json is missing; run with UPDATE_GOLDEN=1 to create it`);
+        assert.equal(text, readFileSync(file, 'utf8'), `testdata/mapping/${name}/expected.json changed; if intended, run with UPDATE_GOLDEN=1 and review the diff`);
+      });
+
+      it('gives every meshed workload a config its proxy accepts as it is', function () {
+        assert.ok(Object.keys(got.proxies).length > 0, 'the case has no meshed pod: nothing shows the config');
+        for (const [id, config] of Object.entries(got.proxies)) {
+          const parsed = parseProxyConfig(JSON.parse(JSON.stringify(config)));
+          assert.deepEqual(parsed, config, `${id}: the proxy's validator changed or refused the config`);
+          buildRoutingTable(parsed);
+        }
+      });
+
+      it('does not depend on the order the informers list the objects in', function () {
+        // Only the list of skipped endpoints (for a debug log) follows the order of the Services.
+        const bySkipped = (g: Golden): Golden => ({ ...g, skipped: [...g.skipped].sort((a, b) => a.address.localeCompare(b.address)) });
+        assert.deepEqual(bySkipped(mapObjects(reversed(objects))), bySkipped(got));
+      });
+    });
+  }
+
+  // Found by reading headless-service/expected.json: the config is right (the pods' addresses and
+  // identities are there), but the proxy never uses it. Clients of a headless Service dial a pod's own
+  // address; the outbound listener looks the destination up in byAddress, which holds cluster IPs only,
+  // so the call passes through in plain TCP, and the pod's proxy refuses plain TCP in STRICT mode.
+  it.skip('headless-service: a caller\'s proxy knows the pods of a headless Service by their addresses (pending: proxy/config/table.ts indexes cluster IPs only)', function () {
+    const config = mapObjects(loadObjects('headless-service')).proxies['spiffe://cluster.local/ns/shop/sa/orders-db']!;
+    const target = buildRoutingTable(config).byAddress.get('10.244.1.40:5432');
+    assert.equal(target?.key, 'orders-db.shop');
+  });
+});
