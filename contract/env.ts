@@ -1,7 +1,7 @@
 // Every TSMESH_* variable the proxy reads, with its default and where the
 // webhook mounts what the proxy needs. The webhook sets them from this table
 // and the proxy reads them from it (proxy/env.ts), so the two cannot drift.
-import { CONTROL_PLANE_NAME, MESH_NAMESPACE } from './names.js';
+import { CONTROL_PLANE_NAME, MESH_NAMESPACE, TRUST_BUNDLE_KEY } from './names.js';
 import { PORTS } from './ports.js';
 import { DEFAULT_TRUST_DOMAIN } from './spiffe.js';
 
@@ -57,7 +57,7 @@ export const PROXY_MOUNTS = {
   TOKEN_DIR: '/var/run/secrets/tsmesh/tokens',
   TOKEN_FILE: 'tsmesh-token',
   TRUST_BUNDLE_DIR: '/var/run/secrets/tsmesh/trust-bundle',
-  TRUST_BUNDLE_KEY: 'root-cert.pem',
+  TRUST_BUNDLE_KEY,
 } as const;
 
 /** The shape of TSMESH_APP_PROBES: what kubelet's probe would have done, per rewritten path. */

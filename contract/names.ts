@@ -41,8 +41,13 @@ export const VOLUMES = {
   xtablesLock: 'tsmesh-xtables-lock',
 } as const;
 
-/** The mesh's roots, in every meshed namespace (key root-cert.pem, see contract/env.ts PROXY_MOUNTS). */
+/** The mesh's roots, in every meshed namespace, under the key TRUST_BUNDLE_KEY. */
 export const TRUST_BUNDLE_CONFIGMAP = 'tsmesh-trust-bundle';
+export const TRUST_BUNDLE_KEY = 'root-cert.pem';
+/** The labels of the objects the control plane keeps (the trust-bundle ConfigMaps). */
+export const MANAGED_BY_LABELS = { 'app.kubernetes.io/managed-by': 'tsmesh', 'app.kubernetes.io/part-of': 'tsmesh' } as const;
+/** The injector's MutatingWebhookConfiguration; the control plane keeps its caBundle. */
+export const WEBHOOK_CONFIGURATION_NAME = 'tsmesh-sidecar-injector';
 /** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE, with these keys (manifests/tsmesh-config.yaml). */
 export const MESH_CONFIG_NAME = 'tsmesh-config';
 export const MESH_CONFIG_KEYS = ['mtlsMode', 'retryBudget', 'certificateTtl', 'trustDomain'] as const;

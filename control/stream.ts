@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
 import type { Logger } from '../lib/log.js';
-import { socketPeerSpiffeId } from '../proxy/tls/peer.js';
+import { socketPeerSpiffeId } from '../ca/peer.js';
 import type { MeshModel, ProxyIdentity } from './model.js';
 import { buildProxyConfig } from './snapshot.js';
 import { family } from '../contract/metrics.js';

@@ -14,13 +14,9 @@
 import { CoreV1Api, type KubeConfig, type V1ConfigMap, type V1Namespace } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/log.js';
-import { PROXY_MOUNTS } from '../contract/env.js';
-import { INJECT_ENABLED, INJECT_LABEL, SYSTEM_NAMESPACES, TRUST_BUNDLE_CONFIGMAP, CONTROL_PLANE_NAME } from '../contract/names.js';
+import { INJECT_ENABLED, INJECT_LABEL, SYSTEM_NAMESPACES, TRUST_BUNDLE_CONFIGMAP, CONTROL_PLANE_NAME, TRUST_BUNDLE_KEY, MANAGED_BY_LABELS } from '../contract/names.js';
 import { ResilientInformer, watchErrorsCounter } from './sources/kubernetes-informer.js';
 
-export { TRUST_BUNDLE_CONFIGMAP };
-export const TRUST_BUNDLE_KEY = PROXY_MOUNTS.TRUST_BUNDLE_KEY;
-export const MANAGED_BY_LABELS = { 'app.kubernetes.io/managed-by': 'tsmesh', 'app.kubernetes.io/part-of': 'tsmesh' } as const;
 
 export type TrustBundleAction = { op: 'create'; namespace: string } | { op: 'update'; namespace: string; configMap: V1ConfigMap };
 

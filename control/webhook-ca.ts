@@ -3,8 +3,7 @@
 // (issued by the mesh CA). RBAC allows get and patch on this one object only.
 import { AdmissionregistrationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
-
-export const WEBHOOK_CONFIGURATION_NAME = 'tsmesh-sidecar-injector';
+import { WEBHOOK_CONFIGURATION_NAME } from '../contract/names.js';
 
 /** Sets caBundle on every webhook of the configuration; returns how many were changed. */
 export async function syncWebhookCaBundle(kc: KubeConfig, trustBundlePem: string, log: Logger, name = WEBHOOK_CONFIGURATION_NAME): Promise<number> {

@@ -3,9 +3,7 @@
 // renders), except Secret tsmesh-ca, which is only ever created, or replaced
 // by one that still holds every root of the old one: replacing a root
 // outright would make every proxy certificate in the mesh untrusted at once.
-import { MESH_NAMESPACE, CONTROL_PLANE_NAME, INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION, CA_SECRET_NAME } from '../contract/names.js';
-import { MANAGED_BY_LABELS, TRUST_BUNDLE_CONFIGMAP } from '../control/trust-bundle.js';
-import { WEBHOOK_CONFIGURATION_NAME } from '../control/webhook-ca.js';
+import { MESH_NAMESPACE, CONTROL_PLANE_NAME, INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION, CA_SECRET_NAME, MANAGED_BY_LABELS, TRUST_BUNDLE_CONFIGMAP, WEBHOOK_CONFIGURATION_NAME } from '../contract/names.js';
 import { CA_FILES } from '../ca/material.js';
 import { CA_FILE_NAMES, caFilesFromSecret, caSecret, droppedRoots, type CaMaterial } from './ca.js';
 import { describeObject, KubeError, type Kube, type KubeObject } from './kube.js';

@@ -10,10 +10,8 @@
 import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
 import { splitPemCertificates } from '../ca/der.js';
 import { CA_FILES } from '../ca/material.js';
-import { MESH_NAMESPACE, CONTROL_PLANE_NAME, MESH_CONFIG_NAME, INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, INIT_CONTAINER, PROXY_CONTAINER, STATUS_ANNOTATION, SYSTEM_NAMESPACES, CA_SECRET_NAME } from '../contract/names.js';
+import { MESH_NAMESPACE, CONTROL_PLANE_NAME, MESH_CONFIG_NAME, INJECT_DISABLED, INJECT_ENABLED, INJECT_LABEL, INIT_CONTAINER, PROXY_CONTAINER, STATUS_ANNOTATION, SYSTEM_NAMESPACES, CA_SECRET_NAME, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY, WEBHOOK_CONFIGURATION_NAME } from '../contract/names.js';
 import { parseMeshConfigMap } from '../control/sources/kubernetes-map.js';
-import { TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_KEY } from '../control/trust-bundle.js';
-import { WEBHOOK_CONFIGURATION_NAME } from '../control/webhook-ca.js';
 import { parseDuration } from '../lib/duration.js';
 import { PROXY_DEFAULTS } from '../contract/env.js';
 import { deploymentPath, rolloutPending } from './apply.js';

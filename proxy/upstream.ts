@@ -5,7 +5,7 @@ import { connect as netConnect, type OnReadOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { ResolvedEndpoint } from './config/table.js';
 import type { MeshTls } from './tls/mesh-tls.js';
-import { expectPeerIdentity } from './tls/peer.js';
+import { expectPeerIdentity } from '../ca/peer.js';
 import type { MeshAlpn } from './tls/alpn.js';
 
 export const CONNECT_TIMEOUT_MS = 10_000;

@@ -5,7 +5,7 @@ import { KubernetesAuthenticator, apiServerTokenReviewer } from '../../ca/authn/
 import { TokenFileAuthenticator } from '../../ca/authn/token-file.js';
 import type { Authenticator } from '../../ca/authn/authenticator.js';
 import { startControlPlane } from '../../control/plane.js';
-import { MESH_NAMESPACE } from '../../contract/names.js';
+import { MESH_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../../contract/names.js';
 import { FileMeshSource } from '../../control/sources/file.js';
 import { scrapeTargets } from '../../control/observe/targets.js';
 import { createKubernetesSource } from '../../control/sources/kubernetes.js';
@@ -14,7 +14,7 @@ import { startTrustBundleSync } from '../../control/trust-bundle.js';
 import { startLeaderElection } from '../../control/leader.js';
 import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { syncWebhookCaBundle, WEBHOOK_CONFIGURATION_NAME } from '../../control/webhook-ca.js';
+import { syncWebhookCaBundle } from '../../control/webhook-ca.js';
 import type { MeshSource } from '../../control/sources/source.js';
 import { meshConfig } from '../../webhook/mesh-config.js';
 import { parseDuration } from '../../lib/duration.js';

@@ -16,7 +16,7 @@ import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
-import { socketPeerSpiffeId } from '../tls/peer.js';
+import { socketPeerSpiffeId } from '../../ca/peer.js';
 import type { Handler } from '../http/types.js';
 import { inboundStack, type InboundDeps } from './stack.js';
 import { ERROR_HEADER } from '../../contract/vocabulary.js';

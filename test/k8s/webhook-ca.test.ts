@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
 import { newRootCa } from '../../ca/testdata/fixtures.js';
-import { syncWebhookCaBundle, WEBHOOK_CONFIGURATION_NAME } from '../../control/webhook-ca.js';
+import { syncWebhookCaBundle } from '../../control/webhook-ca.js';
+import { WEBHOOK_CONFIGURATION_NAME } from '../../contract/names.js';
 import { silentLogger } from '../../lib/log.js';
 import { registerMutatingWebhook, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 
