@@ -19,11 +19,8 @@ import { startControlPlane, type RunningControlPlane } from '../control/plane.js
 import { FileMeshSource } from '../control/sources/file.js';
 import type { Logger } from '../lib/log.js';
 import { freePort } from '../lib/ports.js';
-import { createSidecarAdmin } from '../proxy/admin/sidecar-admin.js';
-import { StreamConfigSource } from '../proxy/config/stream.js';
-import { createIdentity } from '../proxy/identity/identity.js';
-import { createProxyMetrics } from '../proxy/metrics.js';
-import { startSidecar, type Sidecar } from '../proxy/sidecar.js';
+import { readProxySettings, type ProxySettings } from '../proxy/env.js';
+import { startProxy, type RunningProxy } from '../proxy/process.js';
 import { createApp, startLoad } from './apps.js';
 import { APP_PORT, chooseDemoMode, DemoNetwork, PROXY_USER, startNetnsWorkloads, type DemoMode, type DemoWorkloads } from './netns.js';
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
@@ -161,63 +158,56 @@ interface LoopbackOptions {
 
 /** Loopback mode: every sidecar in this process, each app calling its sidecar on an explicit port per service. */
 async function startLoopbackWorkloads({ caAddress, dir, log, rps, endpoints, cleanups }: LoopbackOptions): Promise<DemoWorkloads> {
-  const sidecars = new Map<string, Sidecar>();
+  const proxies = new Map<string, RunningProxy>();
   const adminUrls = new Map<string, string>();
   const upstreamUrls = new Map<string, Record<string, string>>();
   for (const w of WORKLOADS) {
     let appPort = 0;
-    const metrics = createProxyMetrics();
-    const wlog = log.child(w.name);
-    const identity = createIdentity({
+    // The proxy process as `tsmesh proxy` runs it, with the settings a pod's environment would give,
+    // except that it listens on loopback and learns each connection's destination from its port.
+    const settings: ProxySettings = {
+      ...readProxySettings({}),
+      podNamespace: NAMESPACE,
+      serviceAccount: w.name,
+      trustDomain: TRUST_DOMAIN,
       controlPlaneAddress: caAddress,
       tokenPath: join(dir, `${w.name}.token`),
       trustBundlePath: join(dir, CA_FILES.rootCert),
-      spiffeId: workloadSpiffeId(TRUST_DOMAIN, NAMESPACE, w.name),
-      registry: metrics.registry,
-      log: wlog.child('identity'),
-    });
-    const tls: { get: () => ReturnType<Sidecar['meshTls']['clientMaterial']> } = { get: () => undefined };
-    const config = new StreamConfigSource({ address: caAddress, tls: () => tls.get(), log: wlog.child('discovery') });
-    const sidecar = await startSidecar({
-      identity,
-      config,
-      log: wlog,
-      metrics,
-      host: HOST,
       outboundPort: 0,
       inboundPort: endpoints.get(w.name)!.port,
-      inboundOriginalDestination: () => ({ address: HOST, port: appPort, family: 'IPv4' }),
-      outboundOriginalDestination: () => {
-        throw new Error('loopback mode: apps call their sidecar on an explicit port per service');
+      adminPort: 0,
+      drainDuration: '1s',
+    };
+    const proxy = await startProxy(settings, {
+      log: log.child(w.name),
+      host: HOST,
+      sidecar: {
+        inboundOriginalDestination: () => ({ address: HOST, port: appPort, family: 'IPv4' }),
+        outboundOriginalDestination: () => {
+          throw new Error('loopback mode: apps call their sidecar on an explicit port per service');
+        },
+        explicitOutbound: w.calls.map((svc) => ({ port: 0, destination: { address: CLUSTER_IPS[svc]!, port: SERVICE_PORT, family: 'IPv4' as const } })),
       },
-      explicitOutbound: w.calls.map((svc) => ({ port: 0, destination: { address: CLUSTER_IPS[svc]!, port: SERVICE_PORT, family: 'IPv4' as const } })),
     });
-    tls.get = () => sidecar.meshTls.clientMaterial();
-    upstreamUrls.set(w.name, Object.fromEntries(w.calls.map((svc, i) => [svc, `http://${HOST}:${sidecar.explicitOutboundPorts[i]}`])));
-    const admin = createSidecarAdmin(sidecar, identity, { log: wlog.child('admin') });
-    const app = createApp(w.name, upstreamUrls.get(w.name)!);
+    const upstream = Object.fromEntries(w.calls.map((svc, i) => [svc, `http://${HOST}:${proxy.sidecar.explicitOutboundPorts[i]}`]));
+    upstreamUrls.set(w.name, upstream);
+    const app = createApp(w.name, upstream);
     // Registered before anything below can fail, so that a failed start leaves nothing listening.
     cleanups.push(async () => {
-      identity.stop();
-      config.close();
-      await sidecar.drain(1000);
-      admin.closeAllConnections();
-      if (admin.listening) admin.close();
+      await proxy.drain();
       app.closeAllConnections();
       if (app.listening) app.close();
     });
-    adminUrls.set(w.name, `http://${HOST}:${await listen(admin)}`);
+    adminUrls.set(w.name, proxy.adminUrl);
     appPort = await listen(app);
-    void identity.start();
-    config.start();
-    sidecars.set(w.name, sidecar);
+    proxies.set(w.name, proxy);
   }
 
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const waiting = [...sidecars].filter(([, s]) => !s.meshTls.ready || !s.config()).map(([name]) => name);
+    const waiting = [...proxies].filter(([, p]) => p.notReadyReason() !== undefined).map(([name]) => name);
     if (waiting.length === 0) break;
-    if (Date.now() > deadline) throw new Error(`sidecars not ready after 60 s: ${waiting.join(', ')}`);
+    if (Date.now() > deadline) throw new Error(`sidecars not ready after 60 s: ${waiting.map((name) => `${name} (${proxies.get(name)!.notReadyReason()})`).join(', ')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return { adminUrls, load: startLoad(`${upstreamUrls.get('loadgen')!.web}/catalog`, rps) };

@@ -1,6 +1,6 @@
 // Assembles the sidecar: identity -> TLS material, config -> routing table,
-// the outbound and inbound listeners, and draining on shutdown. The CLI
-// (cli/commands/proxy.ts) and the tests both start it through here.
+// the outbound and inbound listeners, and draining on shutdown. The proxy
+// process (proxy/process.ts) and the tests both start it through here.
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from '../lib/log.js';
