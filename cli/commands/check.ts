@@ -1,6 +1,8 @@
-// tsmesh check: is the mesh healthy? Logic in install/check.ts.
+// tsmesh check: is the mesh healthy? Logic in install/check/ (run.ts: the sections in order).
 import { stringify } from 'yaml';
-import { checksFailed, DEFAULT_CA_EXPIRY_DAYS, formatChecks, runChecks } from '../../install/check.js';
+import { DEFAULT_CA_EXPIRY_DAYS } from '../../install/check/context.js';
+import { checksFailed, formatChecks } from '../../install/check/report.js';
+import { runChecks } from '../../install/check/run.js';
 import { Kube, loadKubeConfig } from '../../install/kube.js';
 import { KUBE_FLAGS, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 
