@@ -5,7 +5,7 @@ import { buildCsrPem } from '../ca/csr.js';
 import { caFromRoot, newKey, newRootCa, WEB } from '../ca/testdata/fixtures.js';
 import { createLogger } from '../lib/log.js';
 import { CONFIG_MAP_TTL_ORIGIN, certificateTtlInForce, followMeshCertificateTtl } from './cert-ttl.js';
-import type { MeshConfig } from './sources/kubernetes-map.js';
+import type { MeshConfig } from './sources/kubernetes-mesh-config.js';
 
 const mesh = (certificateTtlSeconds?: number): MeshConfig => ({
   mesh: { trustDomain: 'cluster.local', mtlsMode: 'STRICT', retryBudget: { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' } },

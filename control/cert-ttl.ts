@@ -11,7 +11,7 @@
 import type { CertificateAuthority } from '../ca/authority.js';
 import { formatDuration } from '../lib/duration.js';
 import type { Logger } from '../lib/log.js';
-import { type MeshConfig } from './sources/kubernetes-map.js';
+import { type MeshConfig } from './sources/kubernetes-mesh-config.js';
 import { MESH_CONFIG_NAME } from '../contract/names.js';
 
 export interface CertificateTtl {

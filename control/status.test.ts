@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { Verdict } from './sources/kubernetes-map.js';
+import type { Verdict } from './sources/kubernetes-policies.js';
 import { desiredStatus } from './status.js';
 
 const verdict = (over: Partial<Verdict> = {}): Verdict => ({

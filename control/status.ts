@@ -7,7 +7,7 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
 import { CONTROL_PLANE_NAME, AUTHORIZATION_POLICY_PLURAL, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL } from '../contract/names.js';
-import { ACCEPTED, type Condition, type PolicyObject, type PolicyStatus, type Verdict } from './sources/kubernetes-map.js';
+import { ACCEPTED, type Condition, type PolicyObject, type PolicyStatus, type Verdict } from './sources/kubernetes-policies.js';
 
 
 /**

@@ -19,7 +19,9 @@ import { parseProxyConfig } from '../../contract/validate.js';
 import { buildRoutingTable } from '../../proxy/config/table.js';
 import type { ProxyIdentity } from '../model.js';
 import { buildProxyConfig } from '../snapshot.js';
-import { emptyAccepted, parseMeshConfigMap, podIdentity, type MeshConfig, type PolicyObject, type SkippedEndpoint, type Verdict } from './kubernetes-map.js';
+import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js';
+import { emptyAccepted, type PolicyObject, type Verdict } from './kubernetes-policies.js';
+import { podIdentity, type SkippedEndpoint } from './kubernetes-services.js';
 import { meshModelFromObjects, type KubernetesObjects } from './kubernetes-model.js';
 
 const TESTDATA = new URL('./testdata/mapping/', import.meta.url);

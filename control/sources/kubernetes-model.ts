@@ -1,13 +1,15 @@
 // Pure: the Kubernetes objects the source caches -> one MeshModel and the
 // verdicts on its policies. kubernetes.ts calls it on every rebuild with its
 // informers' contents; the golden tests (testdata/mapping/) call it with the
-// objects of a YAML file. The per-object mapping is in kubernetes-map.ts; the
-// mesh settings (ConfigMap tsmesh-config, whose last good value is state) are
-// an input here.
+// objects of a YAML file. The per-object mapping is in kubernetes-services.ts
+// and kubernetes-policies.ts; the mesh settings (ConfigMap tsmesh-config,
+// kubernetes-mesh-config.ts, whose last good value is state) are an input
+// here.
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { SERVICE_NAME_LABEL } from '../../contract/names.js';
 import type { MeshModel, ServiceModel } from '../model.js';
-import { evaluatePolicies, serviceModel, type AcceptedPolicies, type PodLookup, type PolicyObject, type SkippedEndpoint, type Verdict } from './kubernetes-map.js';
+import { evaluatePolicies, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
+import { serviceModel, type PodLookup, type SkippedEndpoint } from './kubernetes-services.js';
 
 export interface KubernetesObjects {
   services: readonly V1Service[];

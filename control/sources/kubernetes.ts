@@ -3,9 +3,10 @@
 // EndpointSlices, Pods, the tsmesh.io TrafficPolicies and
 // AuthorizationPolicies, and ConfigMap tsmesh-config. Every change schedules
 // a rebuild of the whole MeshModel from the caches (kubernetes-model.ts does
-// the mapping, with kubernetes-map.ts), debounced so a burst of events gives
-// one model; a model equal to the last one is not emitted. The policies'
-// verdicts go to their status (control/status.ts).
+// the mapping, with kubernetes-services.ts and kubernetes-policies.ts;
+// tsmesh-config is read by kubernetes-mesh-config.ts), debounced so a burst
+// of events gives one model; a model equal to the last one is not emitted.
+// The policies' verdicts go to their status (control/status.ts).
 //
 // Readiness: no model exists (current() is undefined, notReady() says which
 // resources) until every informer has listed once. A CRD that is not
@@ -22,7 +23,8 @@ import type { MeshModel } from '../model.js';
 import { EventRecorder } from '../events.js';
 import { PolicyStatusWriter } from '../status.js';
 import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './kubernetes-informer.js';
-import { emptyAccepted, parseMeshConfigMap, type AcceptedPolicies, type MeshConfig, type PolicyObject, type Verdict } from './kubernetes-map.js';
+import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js';
+import { emptyAccepted, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { meshModelFromObjects } from './kubernetes-model.js';
 import { AUTHORIZATION_POLICY_PLURAL, MESH_CONFIG_NAME, MESH_NAMESPACE, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL } from '../../contract/names.js';
 import type { MeshSource } from './source.js';

@@ -3,7 +3,7 @@
 // ConfigMap tsmesh-config, read as the control plane reads it (a refused
 // ConfigMap fails: the control plane keeps its last good settings).
 import { MESH_CONFIG_NAME } from '../../contract/names.js';
-import { parseMeshConfigMap } from '../../control/sources/kubernetes-map.js';
+import { parseMeshConfigMap } from '../../control/sources/kubernetes-mesh-config.js';
 import { parseDuration } from '../../lib/duration.js';
 import { NS, type CheckContext } from './context.js';
 import type { Container } from './objects.js';

@@ -15,7 +15,7 @@ import { Registry } from 'prom-client';
 import { createKubernetesSource, type KubernetesMeshSource } from '../../control/sources/kubernetes.js';
 import { silentLogger } from '../../lib/log.js';
 import { ValidationError } from '../../lib/schema.js';
-import { authorizationPolicyModel, trafficPolicyModel, type PolicyObject } from '../../control/sources/kubernetes-map.js';
+import { authorizationPolicyModel, trafficPolicyModel, type PolicyObject } from '../../control/sources/kubernetes-policies.js';
 import { createNamespace, eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { readManifests, resolveResource, serverSideApply } from './manifests.js';
 

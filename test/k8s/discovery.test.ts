@@ -24,7 +24,7 @@ import { newRootCa } from '../../ca/testdata/fixtures.js';
 import type { MeshModel, ProxyIdentity, ServiceModel } from '../../control/model.js';
 import { buildProxyConfig } from '../../control/snapshot.js';
 import { createKubernetesSource, type KubernetesMeshSource } from '../../control/sources/kubernetes.js';
-import type { Condition, PolicyObject } from '../../control/sources/kubernetes-map.js';
+import type { Condition, PolicyObject } from '../../control/sources/kubernetes-policies.js';
 import { startTrustBundleSync, type TrustBundleSync } from '../../control/trust-bundle.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { createNamespace, createServiceAccount, eventually, isStatus, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
