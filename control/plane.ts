@@ -127,14 +127,20 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   const server: HttpsServer = createHttpsServer(tlsOptions(), app);
   let webhook: RunningWebhook | undefined;
   if (opts.webhook) {
-    webhook = await startWebhookServer({
-      mesh: opts.webhook.mesh,
-      registry,
-      log: log.child('webhook'),
-      tls: { key: serving.key, cert: serving.cert },
-      host,
-      port: opts.webhook.port ?? PORTS.webhook,
-    });
+    try {
+      webhook = await startWebhookServer({
+        mesh: opts.webhook.mesh,
+        registry,
+        log: log.child('webhook'),
+        tls: { key: serving.key, cert: serving.cert },
+        host,
+        port: opts.webhook.port ?? PORTS.webhook,
+      });
+    } catch (e) {
+      unsubscribe();
+      discovery?.close();
+      throw e;
+    }
   }
   let rotateTimer: NodeJS.Timeout;
   const scheduleRotation = (): void => {
@@ -163,9 +169,28 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined),
     ...(observer ? { meshView: () => observer.view() } : {}),
   });
-  server.listen(opts.port ?? PORTS.controlPlane, host);
-  admin.listen(opts.adminPort ?? PORTS.controlPlaneAdmin, host);
-  await Promise.all([once(server, 'listening'), once(admin, 'listening')]);
+  const close = async (): Promise<void> => {
+    clearTimeout(rotateTimer);
+    observer?.close();
+    unsubscribe();
+    discovery?.close();
+    server.closeAllConnections();
+    admin.closeAllConnections();
+    const closed = (s: Server | HttpsServer) => (s.listening ? new Promise((r) => s.close(r)) : undefined);
+    await Promise.all([closed(server), closed(admin), webhook?.close()]);
+  };
+  const listen = async (s: Server | HttpsServer, port: number): Promise<void> => {
+    s.listen(port, host);
+    await once(s, 'listening');
+  };
+  try {
+    await listen(server, opts.port ?? PORTS.controlPlane);
+    await listen(admin, opts.adminPort ?? PORTS.controlPlaneAdmin);
+  } catch (e) {
+    // A port that is taken fails the start and leaves nothing behind.
+    await close();
+    throw e;
+  }
   const caPort = (server.address() as AddressInfo).port;
   const adminPort = (admin.address() as AddressInfo).port;
   if (observer && !opts.scrapeOnDemand) observer.start();
@@ -180,14 +205,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     registry,
     discovery,
     meshView: () => observer?.view(),
-    async close() {
-      clearTimeout(rotateTimer);
-      observer?.close();
-      unsubscribe();
-      discovery?.close();
-      server.closeAllConnections();
-      admin.closeAllConnections();
-      await Promise.all([new Promise((r) => server.close(r)), new Promise((r) => admin.close(r)), webhook?.close()]);
-    },
+    close,
   };
 }

@@ -11,12 +11,11 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
-import { CA_FILES, loadCaFromDir } from '../ca/material.js';
+import { CA_FILES } from '../ca/material.js';
 import { createRootCa } from '../ca/root.js';
 import { workloadSpiffeId, DEFAULT_TRUST_DOMAIN } from '../contract/spiffe.js';
-import { startControlPlane, type RunningControlPlane } from '../control/plane.js';
-import { FileMeshSource } from '../control/sources/file.js';
+import type { RunningControlPlane } from '../control/plane.js';
+import { startControlPlaneProcess } from '../control/process.js';
 import type { Logger } from '../lib/log.js';
 import { freePort } from '../lib/ports.js';
 import { readProxySettings, type ProxySettings } from '../proxy/env.js';
@@ -103,18 +102,17 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
     writeFileSync(join(dir, 'mesh.yaml'), meshFile(Object.fromEntries(endpoints)));
 
     const adminUrls = new Map<string, string>();
-    const authority = await loadCaFromDir(dir, { trustDomain: TRUST_DOMAIN });
-    const meshSource = new FileMeshSource(join(dir, 'mesh.yaml'), log.child('mesh-file'));
-    cleanups.push(() => meshSource.close());
-    const controlPlane = await startControlPlane({
-      authority,
-      authenticator: await TokenFileAuthenticator.fromFile(join(dir, 'tokens.yaml')),
-      meshSource,
+    // The control plane process as `tsmesh control-plane --token-file --mesh-file` runs it (local mode).
+    const controlPlane = await startControlPlaneProcess({
       log: log.child('control-plane'),
+      caDir: dir,
+      trustDomain: TRUST_DOMAIN,
+      tokenFile: join(dir, 'tokens.yaml'),
+      meshFile: join(dir, 'mesh.yaml'),
       host,
-      ipAddresses: [host],
+      servingIps: [host],
       port: net ? PORTS.controlPlane : 0,
-      adminPort: opts.adminPort ?? (net ? 15014 : 0),
+      adminPort: opts.adminPort ?? (net ? PORTS.controlPlaneAdmin : 0),
       // The dashboard scrapes each sidecar's admin port, as it would each pod's 15020.
       scrapeTargets: () => [...adminUrls].map(([workload, url]) => ({ workload, namespace: NAMESPACE, url: `${url}/metrics` })),
     });

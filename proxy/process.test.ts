@@ -23,11 +23,11 @@ const API = 'spiffe://cluster.local/ns/shop/sa/api';
 const SERVICE_IP = '10.96.0.10'; // never dialled: web's app calls its sidecar on an explicit port for it
 const TOKENS = { web: 'process-test-web-token-0123', api: 'process-test-api-token-0123' };
 
-/** What holds this process open, as a sorted list: servers, sockets, timers, watchers (not a file read in flight, which ends by itself). */
+/** What holds this process open, as a sorted list: servers, sockets, timers (not a request in flight, such as a file's read or close, which ends by itself). */
 const handles = (): string[] =>
   process
     .getActiveResourcesInfo()
-    .filter((r) => !r.startsWith('FSReq'))
+    .filter((r) => !r.includes('Req'))
     .sort();
 
 /** Waits until `check` holds, for up to `ms`. */
