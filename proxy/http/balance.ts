@@ -8,7 +8,7 @@ import type { Scheduler } from '../../lib/scheduler.js';
 import type { EndpointState, P2cBalancer } from '../balance/p2c.js';
 import type { ResolvedEndpoint } from '../config/table.js';
 import { UpstreamConnectError } from '../upstream.js';
-import { UpstreamResetError } from './forward.js';
+import { UpstreamResetError } from './h1/exchange.js';
 import type { Breaker } from './breaker.js';
 import { DEFAULT_LIMITS, OverloadedError, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
 import { MeshTimeoutError } from './timeout.js';

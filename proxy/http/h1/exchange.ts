@@ -1,0 +1,208 @@
+// One request and its response on one pooled connection (h1/pool.ts): the
+// request head is one string written with the body's first bytes
+// (h1/body.ts writeBody), the response head is parsed in one pass
+// (h1/head.ts), and the body is handed on in memory when it came with the
+// head, else streamed as the socket delivers it. When both bodies are
+// complete the connection goes back to the pool, reusable if both sides
+// allow it; an error, an abort or a body cut short ends it.
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { StreamResetError } from '../../net/mux.js';
+import { BodyDecoder, writeBody } from './body.js';
+import { HeadReader, parseResponseHead, type ResponseHead } from './head.js';
+import { bufferedBody, type Body, type ProxyRequest, type ProxyResponse, type ResponseMeta } from '../types.js';
+import type { Conn } from './connection.js';
+import type { H1Pool } from './pool.js';
+
+/** Larger response heads are a 502. */
+const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
+
+/** The endpoint closed or reset the connection before the response ended. */
+export class UpstreamResetError extends Error {
+  override name = 'UpstreamResetError';
+  readonly code = 'ECONNRESET';
+  /** Some of the response had arrived: the request was seen, so it is not replayed here. */
+  answered = false;
+  /** The endpoint's proxy refused the stream unread (it is going away): the request can go again. */
+  refused = false;
+}
+
+const ignore = (): void => undefined;
+const NO_BODY = { kind: 'none' } as const;
+
+/** One request and its response on one connection. */
+export class Exchange {
+  private readonly socket: Socket;
+  private reader: HeadReader | undefined;
+  private head: ResponseHead | undefined;
+  private decoder: BodyDecoder | undefined;
+  private body: Body | null = null;
+  /** The response body while it streams in: what the decoder pushes into. */
+  private stream: Readable | undefined;
+  private requestSent: boolean;
+  private responseDone = false;
+  private finished = false;
+  /** The request body is framed as its Content-Length says, else chunked. */
+  private readonly chunked: boolean;
+  private readonly onAbort = (): void => this.finish(this.req.signal.reason as Error);
+
+  constructor(
+    private readonly pool: H1Pool,
+    private readonly conn: Conn,
+    private readonly req: ProxyRequest,
+    private readonly connectMs: number,
+    private readonly resolve: (res: ProxyResponse) => void,
+    private readonly reject: (e: Error) => void,
+  ) {
+    this.socket = conn.socket;
+    this.requestSent = req.body === null;
+    this.chunked = req.body !== null && req.headers['content-length'] === undefined;
+  }
+
+  start(): void {
+    const { req, socket } = this;
+    if (req.signal.aborted) {
+      this.finish(req.signal.reason as Error);
+      return;
+    }
+    this.conn.exchange = this;
+    req.signal.addEventListener('abort', this.onAbort, { once: true });
+    socket.resume();
+    let out = `${req.method} ${req.path} HTTP/1.1\r\n`;
+    let host = false;
+    for (const name in req.headers) {
+      const v = req.headers[name];
+      if (v === undefined || name.charCodeAt(0) === 0x3a) continue;
+      if (name === 'host') host = true;
+      if (typeof v === 'string') out += `${name}: ${v}\r\n`;
+      else for (const one of v) out += `${name}: ${one}\r\n`;
+    }
+    if (!host) out += `host: ${this.pool.authority}\r\n`;
+    if (this.chunked) out += 'transfer-encoding: chunked\r\n';
+    out += '\r\n';
+    if (req.body === null) {
+      socket.write(out, 'latin1');
+      return;
+    }
+    writeBody(socket, out, req.body, this.chunked, (e) => {
+      if (e) {
+        this.finish(e);
+        return;
+      }
+      this.requestSent = true;
+      this.maybeDone();
+    });
+  }
+
+  onData(chunk: Buffer): void {
+    try {
+      let data = chunk;
+      let i = 0;
+      while (i < data.length) {
+        if (this.decoder === undefined) {
+          const got = (this.reader ??= new HeadReader(MAX_RESPONSE_HEAD_BYTES, 502)).feed(data, i);
+          if (!got) return;
+          data = got.buf;
+          i = got.next;
+          const h = parseResponseHead(got.text, this.req.method);
+          // 1xx (100 Continue, 103 Early Hints) precede the response; the proxy answers Expect itself.
+          if (h.status < 200) continue;
+          i = this.respond(h, data, i);
+          if (this.decoder!.done) {
+            this.responseEnded(i < data.length);
+            return;
+          }
+        } else {
+          i = this.decoder.feed(data, i, (d) => {
+            if (!this.stream!.push(d)) this.socket.pause();
+          });
+          if (this.decoder.done) {
+            this.stream!.push(null);
+            this.responseEnded(i < data.length);
+            return;
+          }
+        }
+      }
+    } catch (e) {
+      this.finish(e as Error);
+    }
+  }
+
+  /** Hands the response on; its head ended at data[at]. Returns where the unread bytes start. */
+  private respond(h: ResponseHead, data: Buffer, at: number): number {
+    this.head = h;
+    const { framing } = h;
+    let next = at;
+    if (framing.kind === 'length' && framing.length > 0 && data.length - at >= framing.length) {
+      // The whole body came with the head: it is handed on as bytes in memory, not streamed.
+      next = at + framing.length;
+      this.decoder = new BodyDecoder(NO_BODY, 502);
+      this.body = bufferedBody(data.subarray(at, next));
+    } else if (!(this.decoder = new BodyDecoder(framing, 502)).done) {
+      const socket = this.socket;
+      const b = (this.body = this.stream = new Readable({ read: () => socket.resume() }));
+      // Whoever reads it may have stopped listening when the endpoint goes away.
+      b.on('error', ignore);
+      // The reader let go of the body (its client left): the connection cannot be reused.
+      b.once('close', () => {
+        if (!b.readableEnded) this.finish(new UpstreamResetError('the response body was abandoned'));
+      });
+    }
+    const meta: ResponseMeta = this.pool.ep.identity ? { peerIdentity: this.pool.ep.identity } : {};
+    if (this.connectMs > 0) meta.connectMs = this.connectMs;
+    this.resolve({ status: h.status, headers: h.headers, body: this.body, meta });
+    return next;
+  }
+
+  /** The response is complete; `extra`: the endpoint sent more than it (the connection is out of step). */
+  private responseEnded(extra: boolean): void {
+    this.responseDone = true;
+    // A response before the request body was all sent, or bytes after it: the connection cannot be reused.
+    if (!this.requestSent || extra) this.head!.keepAlive = false;
+    this.maybeDone();
+  }
+
+  private maybeDone(): void {
+    if (this.responseDone && this.requestSent) this.finish();
+  }
+
+  onEnd(): void {
+    if (this.finished || this.responseDone) return;
+    if (this.decoder?.untilClose) {
+      this.stream!.push(null);
+      this.requestSent = true;
+      this.head!.keepAlive = false;
+      this.responseEnded(false);
+      return;
+    }
+    const authority = this.pool.authority;
+    this.fail(new UpstreamResetError(this.head === undefined ? `${authority} closed the connection before it answered` : `${authority} closed the connection in the middle of its response`));
+  }
+
+  onError(e: Error): void {
+    const err = new UpstreamResetError(`${this.pool.authority}: ${e.message}`);
+    err.refused = e instanceof StreamResetError && e.refused;
+    this.fail(err);
+  }
+
+  private fail(err: UpstreamResetError): void {
+    if (this.reader?.started || this.head !== undefined) err.answered = true;
+    this.finish(err);
+  }
+
+  /** Ends the exchange: the connection goes back to the pool or is closed. */
+  private finish(e?: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { req } = this;
+    req.signal.removeEventListener('abort', this.onAbort);
+    if (e) {
+      if (this.head === undefined) this.reject(e);
+      else if (this.body && !this.stream?.readableEnded) this.body.destroy(e);
+      req.body?.destroy();
+      this.pool.release(this.conn, false);
+      return;
+    }
+    this.pool.release(this.conn, this.head!.keepAlive);
+  }
+}
