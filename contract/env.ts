@@ -1,6 +1,7 @@
 // Every TSMESH_* variable the proxy reads, with its default and where the
 // webhook mounts what the proxy needs. The webhook sets them from this table
 // and the proxy reads them from it (proxy/env.ts), so the two cannot drift.
+// Then the control plane's variables (CONTROL_PLANE_ENV).
 import { CONTROL_PLANE_NAME, MESH_NAMESPACE, TRUST_BUNDLE_KEY } from './names.js';
 import { PORTS } from './ports.js';
 import { DEFAULT_TRUST_DOMAIN } from './spiffe.js';
@@ -50,6 +51,25 @@ export const PROXY_DEFAULTS = {
   ADMIN_PORT: PORTS.proxyAdmin,
   LOG_LEVEL: 'info',
   DRAIN_DURATION: '20s',
+} as const;
+
+/**
+ * The TSMESH_* variables `tsmesh control-plane` reads, each in place of the
+ * flag of the same name (a flag wins over its variable).
+ */
+export const CONTROL_PLANE_ENV = {
+  /** --ca-dir: the CA material. */
+  CA_DIR: 'TSMESH_CA_DIR',
+  /** --trust-domain. */
+  TRUST_DOMAIN: 'TSMESH_TRUST_DOMAIN',
+  /** --cert-ttl: the certificate lifetime while ConfigMap tsmesh-config sets none. */
+  CERT_TTL: 'TSMESH_CERT_TTL',
+  /** --token-file: local mode, proxies authenticated by static tokens. */
+  TOKEN_FILE: 'TSMESH_TOKEN_FILE',
+  /** --mesh-file: discovery from a local Mesh file. */
+  MESH_FILE: 'TSMESH_MESH_FILE',
+  /** --log-level. */
+  LOG_LEVEL: 'TSMESH_LOG_LEVEL',
 } as const;
 
 /** Where the webhook mounts the token and the trust bundle in the proxy container. */

@@ -1,6 +1,7 @@
 // tsmesh control-plane: the CA and discovery stream, the sidecar injector and
 // the admin port, assembled by control/process.ts; here: flags, signals, exit code.
 import { startControlPlaneProcess } from '../../control/process.js';
+import { CONTROL_PLANE_ENV as ENV } from '../../contract/env.js';
 import { PORTS } from '../../contract/ports.js';
 import { DEFAULT_TRUST_DOMAIN } from '../../contract/spiffe.js';
 import { parseDuration } from '../../lib/duration.js';
@@ -12,18 +13,18 @@ const USAGE = `Usage: tsmesh control-plane --ca-dir DIR [options]
 Runs the CA and the discovery stream (15012), the sidecar injector (9443) and
 the admin port (15014). Each part can be switched off.
 
-  --ca-dir DIR          CA material (root-cert.pem, root-key.pem or ca-cert.pem, ca-key.pem)  [TSMESH_CA_DIR]
-  --trust-domain TD     trust domain (default cluster.local)                               [TSMESH_TRUST_DOMAIN]
-  --cert-ttl DURATION   certificate lifetime (default 1h; in Kubernetes,                   [TSMESH_CERT_TTL]
+  --ca-dir DIR          CA material (root-cert.pem, root-key.pem or ca-cert.pem, ca-key.pem)  [${ENV.CA_DIR}]
+  --trust-domain TD     trust domain (default cluster.local)                               [${ENV.TRUST_DOMAIN}]
+  --cert-ttl DURATION   certificate lifetime (default 1h; in Kubernetes,                   [${ENV.CERT_TTL}]
                         certificateTtl in ConfigMap tsmesh-config wins while it is set)
-  --token-file FILE     authenticate proxies with static tokens instead of Kubernetes      [TSMESH_TOKEN_FILE]
+  --token-file FILE     authenticate proxies with static tokens instead of Kubernetes      [${ENV.TOKEN_FILE}]
   --kubeconfig FILE     API server credentials (default: in-cluster, then $KUBECONFIG)
   --host ADDR           listen address (default 0.0.0.0)
   --serving-ip IP       an IP address proxies dial the control plane by (repeatable; 127.0.0.1 and ::1 always)
   --port N              CA and discovery TLS port (default 15012)
   --admin-port N        /metrics, /healthz, /readyz, and in Kubernetes the dashboard at / (default 15014)
-  --log-level LEVEL     error, warn, info, debug (default info)                            [TSMESH_LOG_LEVEL]
-  --mesh-file FILE      discovery from a local Mesh file instead of Kubernetes             [TSMESH_MESH_FILE]
+  --log-level LEVEL     error, warn, info, debug (default info)                            [${ENV.LOG_LEVEL}]
+  --mesh-file FILE      discovery from a local Mesh file instead of Kubernetes             [${ENV.MESH_FILE}]
   --no-ca               do not serve the CA
   --no-discovery        do not serve the discovery stream
   --no-webhook          do not run the sidecar injector (it never runs in local mode, --token-file)
@@ -54,14 +55,14 @@ export const controlPlaneCommand: Command = {
       console.log(USAGE);
       return 0;
     }
-    const log = createLogger('control-plane', parseLogLevel(flagOrEnv(values['log-level'], 'TSMESH_LOG_LEVEL', 'info')!));
-    const ttl = flagOrEnv(values['cert-ttl'], 'TSMESH_CERT_TTL');
-    const tokenFile = flagOrEnv(values['token-file'], 'TSMESH_TOKEN_FILE');
-    const meshFile = flagOrEnv(values['mesh-file'], 'TSMESH_MESH_FILE');
+    const log = createLogger('control-plane', parseLogLevel(flagOrEnv(values['log-level'], ENV.LOG_LEVEL, 'info')!));
+    const ttl = flagOrEnv(values['cert-ttl'], ENV.CERT_TTL);
+    const tokenFile = flagOrEnv(values['token-file'], ENV.TOKEN_FILE);
+    const meshFile = flagOrEnv(values['mesh-file'], ENV.MESH_FILE);
     const plane = await startControlPlaneProcess({
       log,
-      caDir: required(flagOrEnv(values['ca-dir'], 'TSMESH_CA_DIR'), '--ca-dir'),
-      trustDomain: flagOrEnv(values['trust-domain'], 'TSMESH_TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN)!,
+      caDir: required(flagOrEnv(values['ca-dir'], ENV.CA_DIR), '--ca-dir'),
+      trustDomain: flagOrEnv(values['trust-domain'], ENV.TRUST_DOMAIN, DEFAULT_TRUST_DOMAIN)!,
       ...(ttl ? { certTtl: { seconds: parseDuration(ttl, '--cert-ttl') / 1000, from: '--cert-ttl' } } : {}),
       ...(tokenFile ? { tokenFile } : {}),
       ...(meshFile ? { meshFile } : {}),
