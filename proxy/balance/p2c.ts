@@ -12,7 +12,7 @@
 // endpoint returns through a single probe request once its time is up.
 import type { Clock } from '../../lib/scheduler.js';
 import type { ResolvedEndpoint } from '../config/table.js';
-import type { SlidingWindow } from '../http/sliding-window.js';
+import type { SlidingWindow } from './sliding-window.js';
 
 export interface BalancerOptions {
   /** How fast old latency observations fade (Linkerd: 10 s). */

@@ -13,7 +13,7 @@ import { parseDuration } from '../../lib/duration.js';
 import type { Clock } from '../../lib/scheduler.js';
 import type { EndpointState } from '../balance/p2c.js';
 import type { CircuitBreakerPolicy } from '../../contract/proxy-config.js';
-import { SlidingWindow } from './sliding-window.js';
+import { SlidingWindow } from '../balance/sliding-window.js';
 
 export interface BreakerRules {
   consecutiveFailures: number | undefined;

@@ -5,7 +5,7 @@ import { seededRandom } from '../../lib/testdata/seeded-random.js';
 import { DEFAULT_RETRY_BUDGET } from '../../contract/proxy-config.js';
 import { RetryBudget } from './retry-budget.js';
 import { compileRetryPolicy } from './retry-policy.js';
-import { SlidingWindow } from './sliding-window.js';
+import { SlidingWindow } from '../balance/sliding-window.js';
 
 describe('SlidingWindow', () => {
   it('counts over the window and lets old slots drop out as time moves', () => {

@@ -17,7 +17,7 @@
 import { parseDuration } from '../../lib/duration.js';
 import type { RetryBudget as RetryBudgetSpec } from '../../contract/proxy-config.js';
 import type { Clock } from '../../lib/scheduler.js';
-import { SlidingWindow } from './sliding-window.js';
+import { SlidingWindow } from '../balance/sliding-window.js';
 
 /** Retries paid by deposits in any second are at most this x ratio of the requests in that second. */
 export const SECOND_SHARE_LIMIT = 1.25;
