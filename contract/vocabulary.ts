@@ -13,6 +13,25 @@ export const PORT_PROTOCOLS = ['auto', 'http', 'http2', 'tcp'] as const;
 export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
 
 /**
+ * A Service port's appProtocol (or its name's prefix, as Istio reads
+ * `http-web`, `grpc-api`, `tcp-db`) -> how the proxy carries it; anything
+ * else is auto. TLS and HTTPS are the app's own TLS: opaque to the proxy.
+ * WebSocket: the HTTP/1.1 path does not carry Upgrade, so L4 over mTLS.
+ */
+export const APP_PROTOCOLS: ReadonlyMap<string, PortProtocol> = new Map<string, PortProtocol>([
+  ['http', 'http'],
+  ['kubernetes.io/ws', 'tcp'],
+  ['http2', 'http2'],
+  ['h2c', 'http2'],
+  ['kubernetes.io/h2c', 'http2'],
+  ['grpc', 'http2'],
+  ['tcp', 'tcp'],
+  ['tls', 'tcp'],
+  ['https', 'tcp'],
+  ['kubernetes.io/wss', 'tcp'],
+]);
+
+/**
  * retryOn conditions by name (a status code such as "503" is one too):
  *   connect-failure  the endpoint was never reached
  *   reset            the connection broke before a response, or a per-try timeout

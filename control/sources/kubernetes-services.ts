@@ -7,30 +7,17 @@ import type { V1EndpointSlice, V1Pod, V1Service, V1ServicePort } from '@kubernet
 import { workloadSpiffeId } from '../../contract/spiffe.js';
 import type { PortProtocol, ServicePort } from '../../contract/proxy-config.js';
 import { STATUS_ANNOTATION } from '../../contract/names.js';
+import { APP_PROTOCOLS } from '../../contract/vocabulary.js';
 import type { EndpointModel, ServiceModel } from '../model.js';
 
 /** Looks a pod up by namespace and name (the informer's cache). */
 export type PodLookup = (namespace: string, name: string) => V1Pod | undefined;
 
-const APP_PROTOCOLS: ReadonlyMap<string, PortProtocol> = new Map([
-  ['http', 'http'],
-  // WebSocket: the HTTP/1.1 path does not carry Upgrade, so L4 over mTLS.
-  ['kubernetes.io/ws', 'tcp'],
-  ['http2', 'http2'],
-  ['h2c', 'http2'],
-  ['kubernetes.io/h2c', 'http2'],
-  ['grpc', 'http2'],
-  ['tcp', 'tcp'],
-  ['tls', 'tcp'],
-  ['https', 'tcp'],
-  ['kubernetes.io/wss', 'tcp'],
-]);
-
 /**
- * How the proxy treats a Service port: its appProtocol when it names one we
- * know, else the port name's prefix as Istio reads it (`http`, `http-web`,
- * `grpc-api`, `tcp-db`, `tls`, `https-x`), else auto (detected from the
- * first bytes). TLS and HTTPS are the app's own TLS: opaque to the proxy.
+ * How the proxy treats a Service port: its appProtocol when it names one of
+ * APP_PROTOCOLS, else the port name's prefix as Istio reads it (`http`,
+ * `http-web`, `grpc-api`, `tcp-db`, `tls`, `https-x`), else auto (detected
+ * from the first bytes).
  */
 export function portProtocol(p: Pick<V1ServicePort, 'appProtocol' | 'name'>): PortProtocol {
   const app = APP_PROTOCOLS.get(p.appProtocol?.toLowerCase() ?? '');
