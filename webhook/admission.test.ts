@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { admissionResponse, BadReviewError, parseAdmissionReview } from './admission.js';
+import { admissionResponse, BadReviewError, parseAdmissionReview, podCreateReview, readAdmissionAnswer } from './admission.js';
 
 const base = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' };
 const request = { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, operation: 'CREATE', object: { spec: {} } };
@@ -34,5 +34,20 @@ describe('AdmissionReview v1', function () {
     const patched = admissionResponse('u', { allowed: true, patch: [{ op: 'add', path: '/a', value: 1 }], warnings: ['w'] });
     assert.deepEqual(patched['response'], { uid: 'u', allowed: true, patchType: 'JSONPatch', patch: Buffer.from('[{"op":"add","path":"/a","value":1}]').toString('base64'), warnings: ['w'] });
     assert.deepEqual(admissionResponse('u', { allowed: false, code: 400, message: 'no' })['response'], { uid: 'u', allowed: false, status: { code: 400, message: 'no' } });
+  });
+
+  it('builds the review the API server sends for a pod, and reads back what a webhook answers', function () {
+    const pod = { metadata: { name: 'p' }, spec: { containers: [] } };
+    const r = parseAdmissionReview(podCreateReview(pod, { uid: 'u-2', namespace: 'shop', dryRun: true }));
+    assert.deepEqual(r, { uid: 'u-2', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'shop', operation: 'CREATE', object: pod, dryRun: true });
+    const patch = [{ op: 'add', path: '/a', value: 1 }];
+    assert.deepEqual(readAdmissionAnswer(admissionResponse('u-2', { allowed: true, patch, warnings: ['w'] })), { uid: 'u-2', allowed: true, patch, warnings: ['w'] });
+    assert.deepEqual(readAdmissionAnswer(admissionResponse('u-3', { allowed: false, code: 403, message: 'no' })), { uid: 'u-3', allowed: false, message: 'no', warnings: [] });
+    const cases: [unknown, RegExp][] = [
+      [{ kind: 'Status' }, /expected an AdmissionReview/],
+      [base, /no "response" object/],
+      [{ ...base, response: { uid: 'u', allowed: true, patch: 'not base64 json' } }, /not base64-encoded JSON/],
+    ];
+    for (const [body, message] of cases) assert.throws(() => readAdmissionAnswer(body), (e: unknown) => e instanceof BadReviewError && message.test(e.message));
   });
 });

@@ -88,3 +88,56 @@ export function admissionResponse(uid: string, decision: AdmissionDecision): Rec
     : { uid, allowed: false, status: { code: decision.code, message: decision.message }, ...warnings };
   return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
 }
+
+/** The review the API server sends for a pod's CREATE: what `tsmesh check` and the benchmarks ask the injector. */
+export function podCreateReview(
+  pod: unknown,
+  options: { readonly uid: string; readonly namespace: string; readonly dryRun?: boolean; readonly username?: string },
+): Record<string, unknown> {
+  return {
+    apiVersion: ADMISSION_API_VERSION,
+    kind: 'AdmissionReview',
+    request: {
+      uid: options.uid,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      operation: 'CREATE',
+      namespace: options.namespace,
+      dryRun: options.dryRun ?? false,
+      userInfo: { username: options.username ?? 'system:serviceaccount:kube-system:replicaset-controller' },
+      object: pod,
+    },
+  };
+}
+
+/** What an admission webhook answered, as the API server reads it: the decision, the JSONPatch decoded, the refusal's message. */
+export interface AdmissionAnswer {
+  readonly uid?: string;
+  readonly allowed: boolean;
+  readonly patch?: unknown;
+  readonly message?: string;
+  readonly warnings: readonly string[];
+}
+
+/** Reads the AdmissionReview a webhook answered; throws BadReviewError saying what is wrong with it. */
+export function readAdmissionAnswer(body: unknown): AdmissionAnswer {
+  if (!isObject(body) || body['kind'] !== 'AdmissionReview') bad(`expected an AdmissionReview, got ${JSON.stringify(body)?.slice(0, 200)}`);
+  const response = body['response'];
+  if (!isObject(response)) bad('the review has no "response" object');
+  const status = isObject(response['status']) ? response['status'] : {};
+  let patch: unknown;
+  if (typeof response['patch'] === 'string') {
+    try {
+      patch = JSON.parse(Buffer.from(response['patch'], 'base64').toString('utf8'));
+    } catch {
+      bad('response.patch is not base64-encoded JSON');
+    }
+  }
+  return {
+    ...(typeof response['uid'] === 'string' ? { uid: response['uid'] } : {}),
+    allowed: response['allowed'] === true,
+    ...(patch === undefined ? {} : { patch }),
+    ...(typeof status['message'] === 'string' ? { message: status['message'] } : {}),
+    warnings: Array.isArray(response['warnings']) ? response['warnings'].filter((w): w is string => typeof w === 'string') : [],
+  };
+}

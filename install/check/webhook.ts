@@ -5,6 +5,7 @@
 // proxy. Without a control plane, a webhook left behind blocks pod creation.
 import { randomUUID } from 'node:crypto';
 import { CONTROL_PLANE_NAME, INIT_CONTAINER, PROXY_CONTAINER, WEBHOOK_CONFIGURATION_NAME } from '../../contract/names.js';
+import { podCreateReview, readAdmissionAnswer } from '../../webhook/admission.js';
 import { KubeError } from '../kube.js';
 import { fingerprints, sameSet } from './ca.js';
 import { errorText, forbidden, LOGS, NS, type CheckContext } from './context.js';
@@ -52,26 +53,12 @@ export async function checkWebhook(ctx: CheckContext): Promise<void> {
   }
 
   // The injector itself, through the API server's service proxy.
-  const review = {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      operation: 'CREATE',
-      namespace: 'tsmesh-check',
-      dryRun: true,
-      userInfo: { username: 'tsmesh-check' },
-      object: checkPod(),
-    },
-  };
+  const review = podCreateReview(checkPod(), { uid: randomUUID(), namespace: 'tsmesh-check', dryRun: true, username: 'tsmesh-check' });
   try {
     const res = await ctx.kube.request('POST', `/api/v1/namespaces/${NS}/services/https:${CONTROL_PLANE_NAME}:https-webhook/proxy/inject`, { body: review, timeoutMs: ctx.timeoutMs });
-    const response = (res.body as { response?: { allowed?: boolean; patch?: string; status?: { message?: string } } } | undefined)?.response;
-    const patch = response?.patch ? Buffer.from(response.patch, 'base64').toString('utf8') : '';
-    if (response?.allowed && patch.includes(PROXY_CONTAINER)) ctx.ok('the injector answers and adds the proxy (a sample pod, through the API server\'s service proxy)');
-    else ctx.fail(`the injector answered without adding the proxy: ${response?.status?.message ?? JSON.stringify(response ?? res.body).slice(0, 300)}`, LOGS);
+    const answer = readAdmissionAnswer(res.body);
+    if (answer.allowed && JSON.stringify(answer.patch ?? null).includes(PROXY_CONTAINER)) ctx.ok('the injector answers and adds the proxy (a sample pod, through the API server\'s service proxy)');
+    else ctx.fail(`the injector answered without adding the proxy: ${answer.message ?? JSON.stringify(res.body).slice(0, 300)}`, LOGS);
   } catch (e) {
     if (forbidden(e)) ctx.warn(`cannot call the injector: ${errorText(e)}`, 'tsmesh check needs the services/proxy permission in tsmesh-system');
     else ctx.fail(`the injector does not answer: ${e instanceof KubeError ? e.apiMessage.trim() : (e as Error).message}`, LOGS);

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent, request } from 'undici';
+import { podCreateReview } from '../admission.js';
 import { asPod, fixtureNames, injectFixture, loadFixture } from '../testdata/fixtures.js';
 import { webhookServingCertificate } from '../testdata/tls.js';
 
@@ -20,20 +21,7 @@ function reviews(): string[] {
   const names = fixtureNames().filter((n) => injectFixture(loadFixture(n)).injected);
   return names.map((name, i) => {
     const pod = asPod(loadFixture(name), `${name}-bench`);
-    return JSON.stringify({
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-        kind: { group: '', version: 'v1', kind: 'Pod' },
-        resource: { group: '', version: 'v1', resource: 'pods' },
-        namespace: 'bench',
-        operation: 'CREATE',
-        userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller' },
-        object: pod,
-        dryRun: false,
-      },
-    });
+    return JSON.stringify(podCreateReview(pod, { uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, namespace: 'bench' }));
   });
 }
 
