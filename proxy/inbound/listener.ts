@@ -1,9 +1,11 @@
 // The inbound listener (15006): every TCP connection to the pod arrives here.
-// Mesh TLS (a ClientHello offering a tsmesh ALPN) is terminated and the
-// caller's SPIFFE ID read; anything else is refused in STRICT mode and passed
-// to the app untouched in PERMISSIVE mode.
+// Mesh TLS (a ClientHello offering a tsmesh ALPN) is handed to the mesh
+// terminator (mesh-terminator.ts), and each verified caller's connection is
+// served by its ALPN: tsmesh/mux, HTTP/1.1, HTTP/2 or opaque TCP. Anything
+// else is refused in STRICT mode and passed to the app untouched in
+// PERMISSIVE mode.
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
 import type { MtlsMode } from '../../contract/proxy-config.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
@@ -16,8 +18,8 @@ import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
-import { socketPeerSpiffeId } from '../../ca/peer.js';
 import type { Handler } from '../http/types.js';
+import { createMeshTerminator } from './mesh-terminator.js';
 import { inboundStack, type InboundDeps } from './stack.js';
 import { ERROR_HEADER } from '../../contract/vocabulary.js';
 import type { LocalError, RefusalReason } from '../../contract/vocabulary.js';
@@ -28,8 +30,7 @@ const PLAIN_HTTP_LINGER_MS = 1000;
 /** A tsmesh/mux connection with no stream open for this long is ended (GOAWAY). */
 const MUX_IDLE_MS = 5 * 60_000;
 
-/** Between two proxies a handshake takes milliseconds; an unfinished one is dropped after this. */
-export const MESH_HANDSHAKE_TIMEOUT_MS = 5000;
+export { MESH_HANDSHAKE_TIMEOUT_MS } from './mesh-terminator.js';
 
 export interface InboundOptions extends InboundDeps {
   log: Logger;
@@ -59,6 +60,45 @@ export interface InboundListener {
   goAway(): void;
 }
 
+// Plain HTTP to a STRICT port gets an answer a person can read, not an empty reply. The request is
+// read and dropped until the client closes (closing with unread bytes would reset the connection
+// before the answer is read), for a second at most.
+function answerPlainHttp(socket: Socket, port: number): void {
+  const body =
+    `tsmesh: port ${port} of this pod accepts only mutual TLS from a meshed client (mtlsMode STRICT), and this request came in plain HTTP.\n` +
+    `Mesh the client (its namespace labelled tsmesh.io/inject=enabled, or its pod injected with tsmesh inject), ` +
+    `or set mtlsMode PERMISSIVE for this workload to accept plain text as well.\n`;
+  socket.end(
+    `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\n${ERROR_HEADER}: ${'mtls-required' satisfies LocalError}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  const timer = setTimeout(() => socket.destroy(), PLAIN_HTTP_LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.once('end', () => socket.destroy());
+  socket.resume();
+}
+
+/** Splices a connection to the app's port, counting it and its bytes; the app refusing it closes it. */
+async function toApp(opts: InboundOptions, client: Socket | TLSSocket, port: number, tls: boolean, idleMs: number): Promise<void> {
+  const labels = { direction: 'inbound', destination_service: opts.serviceLabel(port) } as const;
+  const app = netConnect({ host: opts.appAddress, port, allowHalfOpen: true, noDelay: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      app.once('connect', resolve);
+      app.once('error', reject);
+    });
+  } catch (e) {
+    opts.log.info('the app refused a connection', { port, error: (e as Error).message });
+    client.destroy();
+    return;
+  }
+  opts.metrics.tcpOpened.inc({ ...labels, tls: String(tls) });
+  const { fromA, fromB } = await splice(client, app, idleMs);
+  opts.metrics.tcpClosed.inc({ ...labels, tls: String(tls) });
+  opts.metrics.tcpReceived.inc(labels, fromA);
+  opts.metrics.tcpSent.inc(labels, fromB);
+}
+
 export function createInbound(opts: InboundOptions): InboundListener {
   const connections = new Set<Socket>();
   // One handler per terminated connection: its caller and port are fixed.
@@ -81,56 +121,9 @@ export function createInbound(opts: InboundOptions): InboundListener {
     refuse(socket, 'unauthorized');
   };
 
-  const toApp = async (client: Socket | TLSSocket, port: number, tls: boolean): Promise<void> => {
-    const labels = { direction: 'inbound', destination_service: opts.serviceLabel(port) } as const;
-    const app = netConnect({ host: opts.appAddress, port, allowHalfOpen: true, noDelay: true });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        app.once('connect', resolve);
-        app.once('error', reject);
-      });
-    } catch (e) {
-      opts.log.info('the app refused a connection', { port, error: (e as Error).message });
-      client.destroy();
-      return;
-    }
-    opts.metrics.tcpOpened.inc({ ...labels, tls: String(tls) });
-    const { fromA, fromB } = await splice(client, app, idleMs);
-    opts.metrics.tcpClosed.inc({ ...labels, tls: String(tls) });
-    opts.metrics.tcpReceived.inc(labels, fromA);
-    opts.metrics.tcpSent.inc(labels, fromB);
-  };
 
-  // Terminates mesh TLS on sockets handed to it; never listens. The original port
-  // travels with the raw socket, which the TLS socket wraps.
-  const portOf = new WeakMap<Socket, number>();
-  // Raw sockets whose mTLS handshake has not finished. A client that gives up
-  // mid-handshake leaves no event on the half-open raw socket, so these are
-  // bounded by handshakeTimeout, and closed at once on drain (no request can
-  // be in flight on them).
-  const handshaking = new Set<Socket>();
-  const tlsServer = createTlsServer({ ...opts.meshTls.options(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: [...MESH_ALPN_LIST], handshakeTimeout: MESH_HANDSHAKE_TIMEOUT_MS });
-  const stopRotation = opts.meshTls.onRotate((o) => tlsServer.setSecureContext(o));
-  tlsServer.on('tlsClientError', (e: Error, tls: TLSSocket) => {
-    opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'tls-handshake' });
-    opts.log.info('inbound mTLS handshake failed', { error: e.message });
-    // Destroying the TLS socket leaves the half-open raw socket behind.
-    (tls as TLSSocket & { _parent?: Socket })._parent?.destroy();
-  });
-  tlsServer.on('secureConnection', (tls: TLSSocket) => {
-    const raw = (tls as TLSSocket & { _parent?: Socket })._parent;
-    const port = raw ? portOf.get(raw) : undefined;
-    if (raw) {
-      handshaking.delete(raw);
-      pending.serve(raw);
-    }
-    const peer = socketPeerSpiffeId(tls);
-    tls.on('error', () => tls.destroy());
-    if (port === undefined || !peer) {
-      opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'tls-peer' });
-      tls.destroy();
-      return;
-    }
+  // A verified caller: its connection carries HTTP (one stack per connection, or per tsmesh/mux session) or opaque TCP.
+  const serveMesh = (tls: TLSSocket, peer: string, port: number): void => {
     // L4 has no request to answer 403 to: a denied caller's connection is closed.
     const carriesHttp = tls.alpnProtocol === MESH_ALPN.mux || tls.alpnProtocol === MESH_ALPN.http1 || tls.alpnProtocol === MESH_ALPN.http2;
     if (!carriesHttp && opts.authorizer().denial(peer, port) !== undefined) {
@@ -160,15 +153,16 @@ export function createInbound(opts: InboundOptions): InboundListener {
     } else if (tls.alpnProtocol === MESH_ALPN.http2) {
       h2.accept(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
     } else {
-      void toApp(tls, port, true);
+      void toApp(opts, tls, port, true, idleMs);
     }
-  });
-  const terminate = (socket: Socket, port: number): void => {
-    portOf.set(socket, port);
-    handshaking.add(socket);
-    socket.once('close', () => handshaking.delete(socket));
-    tlsServer.emit('connection', socket);
   };
+  const terminator = createMeshTerminator({
+    log: opts.log,
+    meshTls: opts.meshTls,
+    refused: (reason) => opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason }),
+    handshaken: (raw) => pending.serve(raw),
+    secure: serveMesh,
+  });
 
   const onConnection = async (socket: Socket): Promise<void> => {
     socket.on('error', () => socket.destroy());
@@ -201,14 +195,20 @@ export function createInbound(opts: InboundOptions): InboundListener {
           refuse(socket, 'no-certificate');
           return;
         }
-        terminate(socket, dst.port);
+        terminator.terminate(socket, dst.port);
         return;
       }
     }
     if (opts.mtlsMode() === 'STRICT') {
-      if (sniffed.protocol === 'silent') refuse(socket, 'first-bytes-timeout');
-      else if (sniffed.protocol === 'http1') refusePlainHttp(socket, dst.port);
-      else refuse(socket, 'plaintext');
+      if (sniffed.protocol === 'silent') {
+        refuse(socket, 'first-bytes-timeout');
+      } else if (sniffed.protocol === 'http1') {
+        opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'plaintext' });
+        pending.forget(socket);
+        answerPlainHttp(socket, dst.port);
+      } else {
+        refuse(socket, 'plaintext');
+      }
       return;
     }
     if (opts.authorizer().enforced) {
@@ -216,27 +216,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
       return;
     }
     pending.serve(socket);
-    await toApp(socket, dst.port, false);
-  };
-
-  // Plain HTTP to a STRICT port gets an answer a person can read, not an empty reply. The request is
-  // read and dropped until the client closes (closing with unread bytes would reset the connection
-  // before the answer is read), for a second at most.
-  const refusePlainHttp = (socket: Socket, port: number): void => {
-    opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason: 'plaintext' });
-    pending.forget(socket);
-    const body =
-      `tsmesh: port ${port} of this pod accepts only mutual TLS from a meshed client (mtlsMode STRICT), and this request came in plain HTTP.\n` +
-      `Mesh the client (its namespace labelled tsmesh.io/inject=enabled, or its pod injected with tsmesh inject), ` +
-      `or set mtlsMode PERMISSIVE for this workload to accept plain text as well.\n`;
-    socket.end(
-      `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\n${ERROR_HEADER}: ${'mtls-required' satisfies LocalError}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-    const timer = setTimeout(() => socket.destroy(), PLAIN_HTTP_LINGER_MS);
-    timer.unref();
-    socket.once('close', () => clearTimeout(timer));
-    socket.once('end', () => socket.destroy());
-    socket.resume();
+    await toApp(opts, socket, dst.port, false, idleMs);
   };
 
   const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
@@ -247,16 +227,13 @@ export function createInbound(opts: InboundOptions): InboundListener {
       socket.destroy();
     });
   });
-  server.once('close', () => stopRotation());
+  server.once('close', () => terminator.close());
   return {
     server,
     connections,
     http,
     h2,
-    abortHandshakes() {
-      for (const socket of handshaking) socket.destroy();
-      handshaking.clear();
-    },
+    abortHandshakes: () => terminator.abortHandshakes(),
     goAway() {
       goingAway = true;
       for (const session of muxSessions) session.goAway();
