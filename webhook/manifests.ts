@@ -116,3 +116,11 @@ export function injectManifests(text: string, mesh: MeshConfig, opts: ManifestOp
   });
   return { output: out.join('---\n'), reports };
 }
+
+/** Injected YAML documents as JSON, as kubectl -o json prints them: the object when there is one, else a v1 List of them. */
+export function manifestsAsJson(yaml: string): unknown {
+  const objects = parseAllDocuments(yaml, { version: '1.1' })
+    .map((d) => d.toJS() as unknown)
+    .filter((o) => o !== null && o !== undefined);
+  return objects.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects };
+}

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { validateTrustDomain } from '../contract/spiffe.js';
 import { LOG_LEVELS, type LogLevel } from '../lib/log.js';
 import { PROXY_DEFAULTS } from '../contract/env.js';
@@ -141,4 +142,15 @@ export function parseMeshConfigInput(doc: unknown, source = 'mesh config'): Mesh
     }
   }
   return out as MeshConfigInput;
+}
+
+/** A mesh config file's text (YAML or JSON), as `tsmesh inject --config` reads it; `source` names it in errors. */
+export function parseMeshConfigText(text: string, source: string): MeshConfigInput {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new MeshConfigError(`${source}: not valid YAML: ${(e as Error).message}`);
+  }
+  return parseMeshConfigInput(doc, source);
 }

@@ -3,10 +3,8 @@
 // the webhook would send; the output goes to kubectl apply.
 import { readFile } from 'node:fs/promises';
 import { isatty } from 'node:tty';
-import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { MeshConfigError } from '../../webhook/errors.js';
-import { INJECTABLE_KINDS, injectManifests } from '../../webhook/manifests.js';
-import { meshConfig, parseMeshConfigInput, type MeshConfigInput } from '../../webhook/mesh-config.js';
+import { INJECTABLE_KINDS, injectManifests, manifestsAsJson } from '../../webhook/manifests.js';
+import { meshConfig, parseMeshConfigText, type MeshConfigInput } from '../../webhook/mesh-config.js';
 import { flagOrEnv, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 
 const USAGE = `Usage: tsmesh inject [flags] [FILE...]   (or -f FILE, as kubectl takes it)
@@ -57,17 +55,6 @@ async function readInput(file: string): Promise<string> {
   }
 }
 
-async function loadConfigFile(path: string): Promise<MeshConfigInput> {
-  const text = await readInput(path);
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    throw new MeshConfigError(`${path}: not valid YAML: ${(e as Error).message}`);
-  }
-  return parseMeshConfigInput(doc, path);
-}
-
 export const injectCommand: Command = {
   name: 'inject',
   summary: 'add the tsmesh sidecar to the workloads of YAML manifests',
@@ -105,7 +92,7 @@ export const injectCommand: Command = {
     // isatty(0), not process.stdin.isTTY: that would make stdin a stream before it is read.
     if (stdinReaders > 0 && isatty(0)) throw new UsageError('no input: give a YAML file (-f FILE), or pipe YAML to stdin');
 
-    const fromFile = values.config ? await loadConfigFile(values.config) : {};
+    const fromFile = values.config ? parseMeshConfigText(await readInput(values.config), values.config) : {};
     // Flags over the config file over the defaults; an unset flag is undefined and keeps what is below it.
     const mesh = meshConfig({
       ...fromFile,
@@ -136,18 +123,10 @@ export const injectCommand: Command = {
       for (const r of injected.reports) process.stderr.write(`${r.resource} ${r.outcome}${r.message ? `: ${r.message}` : ''}\n`);
     }
     const yaml = outputs.join('---\n');
-    process.stdout.write(output === 'json' ? `${JSON.stringify(asJson(yaml), null, 2)}\n` : yaml);
+    process.stdout.write(output === 'json' ? `${JSON.stringify(manifestsAsJson(yaml), null, 2)}\n` : yaml);
     return 0;
   },
 };
-
-/** The injected documents as JSON, as kubectl -o json prints them: the object when there is one, else a v1 List of them. */
-function asJson(yaml: string): unknown {
-  const objects = parseAllDocuments(yaml, { version: '1.1' })
-    .map((d) => d.toJS() as unknown)
-    .filter((o) => o !== null && o !== undefined);
-  return objects.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects };
-}
 
 function withoutUndefined(o: Record<string, string | undefined>): Record<string, string> {
   return Object.fromEntries(Object.entries(o).filter((e): e is [string, string] => e[1] !== undefined));
