@@ -8,6 +8,11 @@
 #   4. tsmesh check passes.
 # Exit status 0 when all pass. The helpers below are tested by
 # test/k8s/kind.test.ts, which sources this file without running main.
+#
+# On a cluster other than kind's (no kind binary needed):
+#   kind/e2e.sh --context NAME        or  TSMESH_KUBE_CONTEXT=NAME kind/e2e.sh
+# with KUBECONFIG naming the file when it is not ~/.kube/config, and the demo
+# deployed there (up.sh's deploy_demo does it, from kind/common.sh).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -41,10 +46,21 @@ mtls_requests() {
 }
 
 main() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --context) [ $# -ge 2 ] || die "--context needs a kubeconfig context"; TSMESH_KUBE_CONTEXT="$2"; CONTEXT="$2"; shift 2 ;;
+      --context=*) TSMESH_KUBE_CONTEXT="${1#*=}"; CONTEXT="${1#*=}"; shift ;;
+      *) die "unknown argument $1 (usage: e2e.sh [--context NAME])" ;;
+    esac
+  done
   need kubectl "see https://kubernetes.io/docs/tasks/tools/"
   need node "Node.js 20.18 or later"
-  need kind "see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
-  cluster_exists || die "no kind cluster $CLUSTER: run kind/up.sh first"
+  if [ -n "${TSMESH_KUBE_CONTEXT:-}" ]; then
+    kc get namespace "$DEMO_NS" >/dev/null || die "no namespace $DEMO_NS in context $CONTEXT: deploy the demo first (deploy_demo in kind/common.sh)"
+  else
+    need kind "see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
+    cluster_exists || die "no kind cluster $CLUSTER: run kind/up.sh first"
+  fi
 
   local failures=0 pods name rest result v1 v2 errors frontend_pod v2_pod text
   pass() { printf '  PASS  %s\n' "$*"; }

@@ -50,12 +50,7 @@ done
 [ -n "$bundle" ] || die "the control plane did not set the injector's caBundle; see: kubectl --context $CONTEXT -n tsmesh-system logs deployment/tsmesh-control-plane"
 
 log "deploying the demo into namespace $DEMO_NS"
-sed "s|TSMESH_IMAGE|$IMAGE|g" "$KIND_DIR/demo.yaml" | kc apply -f -
-kc -n "$DEMO_NS" create configmap demo-app --from-file=demo-app.mjs="$KIND_DIR/demo-app.mjs" \
-  --dry-run=client -o yaml | kc apply -f -
-for d in frontend backend-v1 backend-v2; do
-  kc -n "$DEMO_NS" rollout status "deployment/$d" --timeout=180s
-done
+deploy_demo
 
 log "tsmesh check"
 tsmesh check --context "$CONTEXT" || die "tsmesh check failed (see above)"

@@ -60,10 +60,26 @@ describe('kind/', function () {
     const common = readFileSync(join(KIND, 'common.sh'), 'utf8');
     const up = readFileSync(join(KIND, 'up.sh'), 'utf8');
     assert.match(common, /IMAGE="\$\{TSMESH_IMAGE:-tsmesh:kind\}"/);
-    assert.match(up, /sed "s\|TSMESH_IMAGE\|\$IMAGE\|g" "\$KIND_DIR\/demo\.yaml"/);
+    assert.match(common, /sed "s\|TSMESH_IMAGE\|\$IMAGE\|g" "\$KIND_DIR\/demo\.yaml"/);
+    assert.match(up, /^deploy_demo$/m);
     assert.match(up, /kind load docker-image "\$IMAGE"/);
     assert.match(up, /tsmesh install --context "\$CONTEXT" --image "\$IMAGE" --wait/);
     assert.ok(readFileSync(join(KIND, 'demo.yaml'), 'utf8').includes('image: TSMESH_IMAGE'));
+  });
+
+  it('deploy_demo creates what a Deployment mounts before the Deployment: the namespace, ConfigMap demo-app, then the rest', function () {
+    const common = readFileSync(join(KIND, 'common.sh'), 'utf8');
+    const body = /^deploy_demo\(\) \{\n([\s\S]*?)\n\}/m.exec(common)?.[1] ?? '';
+    const at = (re: RegExp): number => {
+      const m = re.exec(body);
+      assert.ok(m, `deploy_demo has ${re}`);
+      return m.index;
+    };
+    const namespace = at(/awk '\/\^---\$\/ \{ exit \} \{ print \}' <<<"\$demo" \| kc apply -f -/);
+    const configMap = at(/create configmap demo-app/);
+    const rest = at(/kc apply -f - <<<"\$demo"/);
+    assert.ok(namespace < configMap && configMap < rest);
+    assert.equal(demoObjects()[0]!.kind, 'Namespace', 'demo.yaml\'s first document is the namespace');
   });
 
   it('the demo sends 10% of the calls to backend to v2', function () {

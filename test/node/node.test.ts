@@ -1,0 +1,363 @@
+// The real-node tier: tsmesh where its users run it, on a kubelet. A
+// one-node cluster (test/node/node.sh: etcd, kube-apiserver, controller
+// manager, scheduler, containerd + runc + the CNI bridge, kubelet,
+// kube-proxy, CoreDNS) is brought up in namespaces of its own; the repo's CLI
+// installs the mesh with its kubeconfig; the kind demo runs meshed; the
+// unmodified kind/e2e.sh checks it; then the lifecycle: rolling restarts under
+// load, a Job, a killed proxy, uninstall. Skipped, saying why, when the
+// machine cannot (nodeTier()).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { REPO, TSMESH_IMAGE, hostState, kubectl, kubectlPath, nodeCacheDir, nodeResidue, run, skipWithoutNode, startNode, type HostState, type TestNode } from './node.js';
+
+const DEMO_NS = 'tsmesh-demo';
+const CONTEXT = 'tsmesh-node';
+const TD = 'cluster.local';
+const FRONTEND_ID = `spiffe://${TD}/ns/${DEMO_NS}/sa/frontend`;
+const BACKEND_ID = `spiffe://${TD}/ns/${DEMO_NS}/sa/backend`;
+const CLI = join(REPO, 'dist', 'cli', 'main.js');
+
+interface Pod {
+  metadata: { name: string; labels?: Record<string, string>; uid: string };
+  spec: { initContainers?: { name: string; restartPolicy?: string }[]; containers: { name: string }[] };
+  status: {
+    phase: string;
+    podIP?: string;
+    conditions?: { type: string; status: string }[];
+    initContainerStatuses?: { name: string; ready: boolean; started?: boolean; restartCount: number; state: { terminated?: { exitCode: number } } }[];
+    containerStatuses?: { name: string; ready: boolean; restartCount: number }[];
+  };
+}
+interface KEvent {
+  reason: string;
+  message: string;
+  type: string;
+  involvedObject: { kind: string; name: string; fieldPath?: string };
+  count?: number;
+}
+
+const timings: [string, number][] = [];
+function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  return fn().finally(() => timings.push([what, Date.now() - t0]));
+}
+
+describe('real node: tsmesh on a kubelet (test/node)', function () {
+  this.timeout(900_000);
+  let node: TestNode | undefined;
+  let env: NodeJS.ProcessEnv;
+  let host: HostState;
+
+  const kc = (args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> => kubectl(node!, args, opts);
+  const json = async <T>(args: string[]): Promise<T> => JSON.parse(await kc([...args, '-o', 'json'])) as T;
+  const tsmesh = (args: string[], timeoutMs = 240_000): Promise<string> => run(process.execPath, [CLI, ...args, '--kubeconfig', node!.kubeconfigPath], { timeoutMs });
+  const pods = async (ns: string, selector: string): Promise<Pod[]> => (await json<{ items: Pod[] }>(['-n', ns, 'get', 'pods', '-l', selector])).items;
+  /** Runs `node -e SCRIPT` in the frontend's app container (the demo app's image has node). */
+  const inFrontend = (script: string, timeoutMs = 120_000): Promise<string> =>
+    kc(['-n', DEMO_NS, 'exec', 'deploy/frontend', '-c', 'app', '--', 'node', '-e', script], { timeoutMs });
+  const split = async (n: number): Promise<{ v1?: number; v2?: number; errors: number; lastError?: string }> =>
+    JSON.parse(await inFrontend(`fetch('http://127.0.0.1:8080/split?n=${n}').then(r => r.text()).then(t => process.stdout.write(t))`)) as never;
+  const metrics = (ns: string, pod: string): Promise<string> => kc(['get', '--raw', `/api/v1/namespaces/${ns}/pods/${pod}:15020/proxy/metrics`]);
+
+  before(async function () {
+    skipWithoutNode(this);
+    host = await hostState();
+    const t0 = Date.now();
+    node = await startNode();
+    env = { ...process.env, KUBECONFIG: node.kubeconfigPath, PATH: `${join(nodeCacheDir(), 'bin')}:${process.env['PATH'] ?? ''}` };
+    console.log(`      node Ready with DNS in ${Date.now() - t0} ms (${Object.entries(node.timings).map(([k, v]) => `${k} ${v} ms`).join(', ')}); state in ${node.dir}`);
+  });
+
+  after(async function () {
+    if (!node) return;
+    await node.stop();
+    console.log(`      timings: ${timings.map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ')}`);
+  });
+
+  it('the node leaves the host\'s mounts, links, sysctls and iptables rules as they were', async function () {
+    assertHostAsBefore(host, await hostState());
+  });
+
+  it('tsmesh install (the CLI, with the node\'s kubeconfig) brings the control plane up', async function () {
+    const out = await timed('tsmesh install', () => tsmesh(['install', '--image', TSMESH_IMAGE, '--wait', '180s']));
+    assert.match(out, /tsmesh-control-plane/);
+    const deploy = await json<{ status: { availableReplicas?: number; replicas?: number } }>(['-n', 'tsmesh-system', 'get', 'deploy', 'tsmesh-control-plane']);
+    assert.equal(deploy.status.availableReplicas, deploy.status.replicas);
+    // The control plane sets the injector's caBundle when it starts.
+    await timed('injector caBundle', () =>
+      waitFor(async () => (await kc(['get', 'mutatingwebhookconfiguration', 'tsmesh-sidecar-injector', '-o', 'jsonpath={.webhooks[0].clientConfig.caBundle}'])).length > 0, 60_000, 'the injector\'s caBundle'),
+    );
+  });
+
+  it('the kind demo in a labelled namespace: every pod 2/2 Ready with tsmesh-init and the native sidecar tsmesh-proxy', async function () {
+    await timed('demo deployed', () => run('bash', ['-c', `. kind/common.sh && deploy_demo`], { env: { ...env, TSMESH_KUBE_CONTEXT: CONTEXT, TSMESH_IMAGE }, timeoutMs: 300_000 }));
+    const ns = await json<{ metadata: { labels: Record<string, string> } }>(['get', 'namespace', DEMO_NS]);
+    assert.equal(ns.metadata.labels['tsmesh.io/inject'], 'enabled');
+    const list = await pods(DEMO_NS, 'app in (frontend,backend)');
+    assert.equal(list.length, 4, list.map((p) => p.metadata.name).join(' '));
+    for (const p of list) {
+      const name = p.metadata.name;
+      assert.deepEqual(p.spec.initContainers?.map((c) => [c.name, c.restartPolicy]), [['tsmesh-init', undefined], ['tsmesh-proxy', 'Always']], name);
+      const init = p.status.initContainerStatuses?.find((s) => s.name === 'tsmesh-init');
+      assert.equal(init?.state.terminated?.exitCode, 0, `${name}: tsmesh-init exited 0`);
+      const proxy = p.status.initContainerStatuses?.find((s) => s.name === 'tsmesh-proxy');
+      assert.ok(proxy?.ready && proxy.started, `${name}: the sidecar is started and ready`);
+      const app = p.status.containerStatuses?.find((s) => s.name === 'app');
+      assert.ok(app?.ready, `${name}: app ready`);
+      assert.equal(p.status.conditions?.find((c) => c.type === 'Ready')?.status, 'True', name);
+    }
+    // READY as kubectl counts it: the app and the sidecar.
+    const table = await kc(['-n', DEMO_NS, 'get', 'pods', '-l', 'app in (frontend,backend)', '--no-headers']);
+    for (const line of table.trim().split('\n')) assert.match(line, /^\S+\s+2\/2\s+Running\s/, line);
+  });
+
+  it('the init container\'s rules are in the pod\'s network namespace, not the node\'s', async function () {
+    const [pod] = await pods(DEMO_NS, 'app=frontend');
+    const pid = await sandboxPid(node!, pod!.metadata.uid);
+    const rules = await run('nsenter', ['--target', String(pid), '--net', 'iptables-save', '-t', 'nat']);
+    assert.match(rules, /^-A OUTPUT -p tcp -m comment --comment "tsmesh\/outbound" -j TSMESH_OUTPUT$/m);
+    assert.match(rules, /^-A PREROUTING -p tcp -m comment --comment "tsmesh\/inbound" -j TSMESH_INBOUND$/m);
+    assert.match(rules, /-j REDIRECT --to-ports 15001$/m);
+    assert.match(rules, /-j REDIRECT --to-ports 15006$/m);
+    assert.match(rules, /--uid-owner 1337 .*-j RETURN$/m);
+    const nodeRules = await run(node!.enter[0]!, [...node!.enter.slice(1), 'iptables-save', '-t', 'nat']);
+    assert.doesNotMatch(nodeRules, /TSMESH_/, 'the node\'s own tables hold no tsmesh chain');
+    assert.match(nodeRules, /KUBE-SERVICES/, 'kube-proxy\'s rules are in the node\'s namespace');
+  });
+
+  it('calls go over mTLS: both SPIFFE IDs in the proxies\' metrics, and 10% reach v2', async function () {
+    const calls = 1000;
+    const c = await timed('1000 calls', () => split(calls));
+    assert.equal(c.errors, 0, c.lastError);
+    assert.equal((c.v1 ?? 0) + (c.v2 ?? 0), calls);
+    // 10% of 1000: 100, standard deviation about 9.5; 50 to 150 fails by chance less than once in a million runs.
+    assert.ok((c.v2 ?? 0) >= 50 && (c.v2 ?? 0) <= 150, `v2 got ${c.v2} of ${calls}`);
+    const [frontend] = await pods(DEMO_NS, 'app=frontend');
+    const out = await metrics(DEMO_NS, frontend!.metadata.name);
+    assert.match(out, new RegExp(`^tsmesh_requests_total\\{direction="outbound",source_identity="${FRONTEND_ID}",destination_identity="${BACKEND_ID}",[^}]*tls="true"\\}`, 'm'));
+    for (const b of await pods(DEMO_NS, 'app=backend')) {
+      const m = await metrics(DEMO_NS, b.metadata.name);
+      assert.match(m, new RegExp(`^tsmesh_requests_total\\{direction="inbound",source_identity="${FRONTEND_ID}",destination_identity="${BACKEND_ID}",[^}]*tls="true"\\}`, 'm'), b.metadata.name);
+    }
+  });
+
+  it('tsmesh check is healthy, and tsmesh stat shows the demo\'s workloads', async function () {
+    const check = await timed('tsmesh check', () => tsmesh(['check', '-o', 'json']));
+    const lines = JSON.parse(check) as { section: string; status: 'ok' | 'warn' | 'fail'; message: string; fix?: string }[];
+    assert.ok(lines.length > 0, check);
+    assert.deepEqual(lines.filter((l) => l.status === 'fail').map((l) => `${l.section}: ${l.message}`), []);
+    assert.ok(lines.some((l) => l.section === 'Data plane' && l.status === 'ok'), `the data plane checked:\n${check}`);
+    const warnings = lines.filter((l) => l.status === 'warn');
+    if (warnings.length > 0) console.log(`      tsmesh check warnings: ${warnings.map((l) => l.message).join('; ')}`);
+    assert.match(await tsmesh(['check']), /^tsmesh check: healthy \(/m);
+    // stat reads the control plane's admin port: port-forward it, as the CLI's usage says.
+    const pf = spawn(kubectlPath(), ['--kubeconfig', node!.kubeconfigPath, '-n', 'tsmesh-system', 'port-forward', 'deploy/tsmesh-control-plane', ':15014'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const port = await new Promise<number>((resolveP, reject) => {
+        let text = '';
+        pf.stdout.on('data', (d: Buffer) => {
+          text += d.toString();
+          const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(text);
+          if (m) resolveP(Number(m[1]));
+        });
+        pf.on('exit', (code) => reject(new Error(`kubectl port-forward exited ${code}`)));
+        setTimeout(() => reject(new Error('kubectl port-forward did not start')), 30_000);
+      });
+      interface Workload { name: string; namespace: string; meshedPods: number; pods: number; requests: number; rps: number; successRate: number | null }
+      // Rates need two scrapes by the control plane; keep calls flowing meanwhile.
+      const workloads = await timed('tsmesh stat with rates', () =>
+        waitFor(async () => {
+          await split(50);
+          const w = JSON.parse(await run(process.execPath, [CLI, 'stat', '-n', DEMO_NS, '-o', 'json', '--admin-address', `127.0.0.1:${port}`], { timeoutMs: 60_000 })) as Workload[];
+          return w.find((x) => x.name === 'backend')?.rps ? w : undefined;
+        }, 120_000, 'tsmesh stat to show the backend\'s requests'),
+      );
+      for (const w of workloads) {
+        assert.equal(w.namespace, DEMO_NS);
+        assert.equal(w.meshedPods, w.pods, `${w.name}: every pod's proxy scraped`);
+      }
+      // A workload is a ServiceAccount: backend-v1 and backend-v2 both run as backend.
+      assert.deepEqual(workloads.map((w) => w.name).sort(), ['backend', 'frontend']);
+      const backend = workloads.find((w) => w.name === 'backend')!;
+      assert.equal(backend.pods, 3);
+      assert.equal(backend.successRate, 1, 'backend answered every call');
+      const table = await run(process.execPath, [CLI, 'stat', '-n', DEMO_NS, '--admin-address', `127.0.0.1:${port}`], { timeoutMs: 60_000 });
+      assert.match(table, /^\S*frontend/m, table);
+      assert.match(table, /backend/, table);
+    } finally {
+      pf.kill();
+      await once(pf, 'exit').catch(() => {});
+    }
+  });
+
+  it('the demo\'s pods mount what they need at once: no FailedMount (deploy_demo creates the ConfigMap before the Deployments)', async function () {
+    const events = (await json<{ items: KEvent[] }>(['-n', DEMO_NS, 'get', 'events'])).items;
+    assert.ok(events.some((e) => e.reason === 'Started'), 'the namespace\'s events are listed');
+    const failedMounts = events.filter((e) => e.type === 'Warning' && /Mount/.test(e.reason));
+    assert.deepEqual(failedMounts.map((e) => `${e.involvedObject.name} ${e.reason} x${e.count ?? 1}: ${e.message}`), []);
+  });
+
+  it('kind/e2e.sh passes, unmodified, against this cluster (--context)', async function () {
+    const out = await timed('kind/e2e.sh', () => run('bash', [join(REPO, 'kind', 'e2e.sh'), '--context', CONTEXT], { env, timeoutMs: 300_000 }));
+    assert.match(out, /^e2e: PASS$/m, out);
+  });
+
+  describe('lifecycle', function () {
+    /**
+     * Calls backend from the frontend's app container for `seconds`, a few
+     * at a time, and returns the counts; run meanwhile `during`.
+     */
+    async function underLoad(seconds: number, during: () => Promise<void>): Promise<{ ok: number; failed: number; errors: string[] }> {
+      const script = `
+        const end = Date.now() + ${seconds * 1000}; let ok = 0, failed = 0; const errors = [];
+        async function worker() {
+          while (Date.now() < end) {
+            try { const r = await fetch('http://backend:8080/', { signal: AbortSignal.timeout(5000) }); await r.text(); if (r.ok) ok++; else { failed++; errors.push(String(r.status)); } }
+            catch (e) { failed++; errors.push(String(e.cause?.code ?? e.message)); }
+          }
+        }
+        Promise.all([worker(), worker(), worker()]).then(() => process.stdout.write(JSON.stringify({ ok, failed, errors: errors.slice(0, 10) })));`;
+      const load = inFrontend(script, (seconds + 60) * 1000);
+      await during();
+      return JSON.parse(await load) as { ok: number; failed: number; errors: string[] };
+    }
+
+    it('a rolling restart of a backend under continuous load: zero failed calls', async function () {
+      const r = await timed('rolling restart under load', () =>
+        underLoad(45, async () => {
+          await sleep(3000);
+          await kc(['-n', DEMO_NS, 'rollout', 'restart', 'deployment/backend-v1']);
+          await kc(['-n', DEMO_NS, 'rollout', 'status', 'deployment/backend-v1', '--timeout=180s'], { timeoutMs: 200_000 });
+        }),
+      );
+      console.log(`      ${r.ok} calls answered, ${r.failed} failed during the restart`);
+      assert.ok(r.ok > 100, `only ${r.ok} calls answered`);
+      assert.equal(r.failed, 0, r.errors.join(', '));
+    });
+
+    it('a Job whose pod is meshed completes', async function () {
+      const job = {
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        metadata: { name: 'meshed-job', namespace: DEMO_NS },
+        spec: {
+          backoffLimit: 0,
+          template: {
+            spec: {
+              restartPolicy: 'Never',
+              serviceAccountName: 'frontend',
+              containers: [
+                {
+                  name: 'call',
+                  image: TSMESH_IMAGE,
+                  imagePullPolicy: 'IfNotPresent',
+                  command: ['node', '-e', "fetch('http://backend:8080/').then(r => r.json()).then(b => { console.log(JSON.stringify(b)); process.exit(b.service === 'backend' ? 0 : 1); })"],
+                },
+              ],
+            },
+          },
+        },
+      };
+      await kc(['apply', '-f', '-'], { input: JSON.stringify(job) });
+      await timed('meshed Job', () => kc(['-n', DEMO_NS, 'wait', 'job/meshed-job', '--for=condition=Complete', '--timeout=180s'], { timeoutMs: 200_000 }));
+      const [pod] = await pods(DEMO_NS, 'job-name=meshed-job');
+      assert.deepEqual(pod!.spec.initContainers?.map((c) => c.name), ['tsmesh-init', 'tsmesh-proxy']);
+      assert.match(await kc(['-n', DEMO_NS, 'logs', pod!.metadata.name, '-c', 'call']), /"service":"backend"/);
+    });
+
+    it('a proxy SIGKILLed is restarted by the kubelet, and no call fails once it is Ready again', async function () {
+      const [pod] = await pods(DEMO_NS, 'app=backend,version=v2');
+      const name = pod!.metadata.name;
+      const before = pod!.status.initContainerStatuses!.find((s) => s.name === 'tsmesh-proxy')!.restartCount;
+      const pid = await containerPid(node!, pod!.metadata.uid, 'tsmesh-proxy');
+      process.kill(pid, 'SIGKILL');
+      await timed('proxy restarted and Ready', () =>
+        waitFor(async () => {
+          const p = await json<Pod>(['-n', DEMO_NS, 'get', 'pod', name]);
+          const s = p.status.initContainerStatuses!.find((x) => x.name === 'tsmesh-proxy')!;
+          return s.restartCount > before && s.ready && p.status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+        }, 120_000, `${name}'s proxy to restart and be Ready`),
+      );
+      // The backend Service's endpoints follow the pod's readiness; once Ready, every call is answered.
+      await sleep(2000);
+      const c = await split(300);
+      assert.equal(c.errors, 0, c.lastError);
+      assert.ok((c.v2 ?? 0) > 0, 'v2 answers again');
+    });
+
+    it('tsmesh uninstall leaves the running pods serving', async function () {
+      await timed('tsmesh uninstall', () => tsmesh(['uninstall']));
+      await waitFor(async () => !(await kc(['get', 'ns', 'tsmesh-system', '--ignore-not-found', '-o', 'name'])).includes('tsmesh-system'), 120_000, 'tsmesh-system to be gone');
+      const list = await pods(DEMO_NS, 'app in (frontend,backend)');
+      assert.equal(list.length, 4);
+      for (const p of list) assert.equal(p.status.conditions?.find((c) => c.type === 'Ready')?.status, 'True', p.metadata.name);
+      const c = await split(200);
+      assert.equal(c.errors, 0, c.lastError);
+    });
+  });
+
+  describe('teardown', function () {
+    it('stopping the node leaves no process, mount, cgroup, namespace, link, sysctl or iptables change behind', async function () {
+      const t0 = Date.now();
+      await node!.stop();
+      timings.push(['teardown', Date.now() - t0]);
+      assert.deepEqual(nodeResidue(node!), []);
+      assertHostAsBefore(host, await hostState());
+    });
+  });
+});
+
+/** The host as it was before the node, but for network namespaces other tiers name in /run/netns. */
+function assertHostAsBefore(before: HostState, now: HostState): void {
+  const mine = (m: string): boolean => !/ \/run\/netns\//.test(m);
+  const was = new Set(before.mounts);
+  assert.deepEqual(now.mounts.filter((m) => mine(m) && !was.has(m)), [], 'mounts the host did not have');
+  assert.deepEqual(now.links, before.links, 'the host\'s links');
+  assert.deepEqual(now.sysctls, before.sysctls, 'the host\'s sysctls');
+  assert.equal(now.iptables, before.iptables, 'the host\'s iptables rules');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitFor<T>(fn: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(500);
+  }
+}
+
+/** containerd's view: the PID of a pod's container (its sandbox when name is undefined), by the CRI labels. */
+async function containerPid(node: TestNode, podUid: string, name?: string): Promise<number> {
+  const ctr = ['ctr', '--address', join(node.dir, 'containerd.sock'), '-n', 'k8s.io'];
+  const ids = (await run(ctr[0]!, [...ctr.slice(1), 'containers', 'ls', '-q'])).trim().split('\n');
+  const tasks = new Map(
+    (await run(ctr[0]!, [...ctr.slice(1), 'tasks', 'ls']))
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f[2] === 'RUNNING')
+      .map((f) => [f[0]!, Number(f[1])] as const),
+  );
+  for (const id of ids) {
+    if (!tasks.has(id)) continue;
+    const info = JSON.parse(await run(ctr[0]!, [...ctr.slice(1), 'containers', 'info', id])) as { Labels?: Record<string, string> };
+    const l = info.Labels ?? {};
+    if (l['io.kubernetes.pod.uid'] !== podUid) continue;
+    if (name === undefined ? l['io.cri-containerd.kind'] === 'sandbox' : l['io.kubernetes.container.name'] === name) return tasks.get(id)!;
+  }
+  throw new Error(`no running ${name ?? 'sandbox'} of pod ${podUid} in containerd`);
+}
+const sandboxPid = (node: TestNode, podUid: string): Promise<number> => containerPid(node, podUid);
