@@ -44,9 +44,15 @@ export interface RetryBudget {
 export interface ServiceConfig {
   name: string;
   namespace: string;
-  /** ClusterIPs (IPv4 and/or IPv6) apps connect to. */
+  /** ClusterIPs (IPv4 and/or IPv6) apps connect to; none for a headless Service. */
   clusterIPs: string[];
+  /** None for a headless Service without TCP ports, listed for its endpoints' identities. */
   ports: ServicePort[];
+  /**
+   * Its endpoints, ready or not. A meshed one is also reached by its own
+   * address (a pod IP, from a headless Service's DNS), over mTLS with its
+   * identity: the proxy indexes them itself (proxy/config/table.ts).
+   */
   endpoints: Endpoint[];
   trafficPolicy?: TrafficPolicySpec;
 }
@@ -61,7 +67,7 @@ export interface ServicePort {
 
 export interface Endpoint {
   address: string;
-  /** The SPIFFE ID its sidecar must present; absent: the endpoint is not meshed and is reached in plain TCP. */
+  /** The SPIFFE ID its sidecar must present; absent: the endpoint is not meshed, is reached in plain TCP, and a call to its own address passes through. */
   identity?: string;
   /** Per service port (by name, or by number as a string), when the target port differs from the service's. */
   ports?: Record<string, number>;

@@ -13,7 +13,9 @@ export interface MeshModel {
 export interface ServiceModel {
   name: string;
   namespace: string;
+  /** None for a headless Service: callers reach its endpoints by their own addresses. */
   clusterIPs: string[];
+  /** None for a headless Service without TCP ports (kept for its endpoints' identities). */
   ports: { port: number; name?: string; protocol: PortProtocol; targetPort: number }[];
   endpoints: EndpointModel[];
 }

@@ -88,14 +88,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   metrics.ejectedSource = () => traffic.ejected();
   let table = EMPTY_TABLE;
   let authorizer: Authorizer = ALLOW_ALL;
-  // destination_service of inbound requests: the service whose endpoint this workload is, by port.
+  // destination_service of inbound requests: the service whose endpoint this workload is, by port;
+  // where several are, the one a caller dialling the pod's address gets (config/table.ts).
   let inboundServices = new Map<number, string>();
   const servedServices = (): Map<number, string> => {
     const me = meshTls.identity;
     const out = new Map<number, string>();
-    for (const t of table.byAddress.values()) {
-      for (const e of t.endpoints) if (me && e.identity === me && !out.has(e.port)) out.set(e.port, t.key);
-    }
+    if (me) for (const t of table.byEndpoint.values()) if (t.pinned!.identity === me && !out.has(t.pinned!.port)) out.set(t.pinned!.port, t.key);
     return out;
   };
   const apply = (c: ProxyConfig): void => {
@@ -104,7 +103,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     traffic.retain(table);
     inboundServices = servedServices();
     if (c.trustBundle) meshTls.setStreamedRoots(c.trustBundle);
-    const endpoints = [...table.byAddress.values()].flatMap((t) => t.endpoints);
+    // Connections to endpoints that left the config close; a meshed one that is not ready stays
+    // reachable by its own address (a headless Service may publish it).
+    const endpoints = [...table.byName.values()].flatMap((ports) => [...ports.values()].flatMap((t) => t.endpoints));
+    for (const t of table.byEndpoint.values()) endpoints.push(t.pinned!);
     pools.retain(endpoints);
     h2.retain(endpoints);
     metrics.configUpdates.inc();

@@ -16,7 +16,8 @@ import { parseAllDocuments } from 'yaml';
 import { MESH_CONFIG_NAME, MESH_NAMESPACE } from '../../contract/names.js';
 import type { ProxyConfig } from '../../contract/proxy-config.js';
 import { parseProxyConfig } from '../../contract/validate.js';
-import { buildRoutingTable } from '../../proxy/config/table.js';
+// The proxy's routing table, to show what a caller's proxy makes of a config (a test reaches across the staircase).
+import { buildRoutingTable, lookupTarget, type RoutingTable } from '../../proxy/config/table.js';
 import type { ProxyIdentity } from '../model.js';
 import { buildProxyConfig } from '../snapshot.js';
 import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js';
@@ -140,6 +141,7 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
       'port-protocols',
       'unmeshed-endpoints',
       'headless-service',
+      'statefulset',
       'traffic-policy-canary',
       'traffic-policy-invalid',
       'authorization-policy',
@@ -185,13 +187,42 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
     });
   }
 
-  // Found by reading headless-service/expected.json: the config is right (the pods' addresses and
-  // identities are there), but the proxy never uses it. Clients of a headless Service dial a pod's own
-  // address; the outbound listener looks the destination up in byAddress, which holds cluster IPs only,
-  // so the call passes through in plain TCP, and the pod's proxy refuses plain TCP in STRICT mode.
-  it.skip('headless-service: a caller\'s proxy knows the pods of a headless Service by their addresses (pending: proxy/config/table.ts indexes cluster IPs only)', function () {
-    const config = mapObjects(loadObjects('headless-service')).proxies['spiffe://cluster.local/ns/shop/sa/orders-db']!;
-    const target = buildRoutingTable(config).byAddress.get('10.244.1.40:5432');
-    assert.equal(target?.key, 'orders-db.shop');
+  describe('pods reached by their own addresses: what a caller\'s proxy makes of the config', function () {
+    /** What a connection to `at` reaches in the routing table of `proxy`'s config: "service:port -> address:port identity", pinned or not. */
+    const reach = (table: RoutingTable, at: string): string | undefined => {
+      const t = lookupTarget(table, at);
+      if (t === undefined) return table.meshedPods.has(at.slice(0, at.lastIndexOf(':'))) ? `opaque mTLS ${table.meshedPods.get(at.slice(0, at.lastIndexOf(':')))!.identity}` : undefined;
+      return `${t.key}:${t.port.port}${t.pinned ? ' pinned' : ''} -> ${t.endpoints.map((e) => `${e.address}:${e.port} ${e.identity ?? 'plain'}`).join(', ')}`;
+    };
+    const tableOf = (name: string, proxy: string): RoutingTable => buildRoutingTable(mapObjects(loadObjects(name)).proxies[proxy]!);
+
+    it('headless-service: a caller\'s proxy knows the pods of a headless Service by their addresses, each with its identity', function () {
+      const table = tableOf('headless-service', 'spiffe://cluster.local/ns/shop/sa/orders-db');
+      const db = 'spiffe://cluster.local/ns/shop/sa/orders-db';
+      assert.equal(reach(table, '10.244.1.40:5432'), `orders-db.shop:5432 pinned -> 10.244.1.40:5432 ${db}`);
+      assert.equal(reach(table, '10.244.2.41:5432'), `orders-db.shop:5432 pinned -> 10.244.2.41:5432 ${db}`);
+      assert.equal(lookupTarget(table, '10.244.1.40:5432')!.port.protocol, 'tcp');
+    });
+
+    it('statefulset: brokers and clients reach each broker by its address, the not-ready one too; a port-less headless Service\'s pods over opaque mTLS; a pod without a sidecar not at all', function () {
+      const kafka = 'spiffe://cluster.local/ns/data/sa/kafka';
+      const etcd = 'spiffe://cluster.local/ns/data/sa/etcd';
+      for (const proxy of ['spiffe://cluster.local/ns/data/sa/producer', kafka, etcd]) {
+        const table = tableOf('statefulset', proxy);
+        // The ClusterIP balances over the ready brokers; kafka-2 is not ready in the kafka Service's slice.
+        assert.equal(reach(table, '10.96.40.10:9092'), `kafka.data:9092 -> 10.244.1.50:9092 ${kafka}, 10.244.2.51:9092 ${kafka}`);
+        // kafka-0.kafka-headless.data answers 10.244.1.50: the headless Service's port, to that broker alone.
+        assert.equal(reach(table, '10.244.1.50:9092'), `kafka-headless.data:9092 pinned -> 10.244.1.50:9092 ${kafka}`);
+        assert.equal(reach(table, '10.244.3.52:9092'), `kafka-headless.data:9092 pinned -> 10.244.3.52:9092 ${kafka}`);
+        assert.equal(reach(table, '10.244.2.51:9093'), `kafka-headless.data:9093 pinned -> 10.244.2.51:9093 ${kafka}`);
+        // A port of a broker no Service lists (JMX), and etcd's peer and client ports: opaque TCP over mTLS.
+        assert.equal(reach(table, '10.244.1.50:9999'), `opaque mTLS ${kafka}`);
+        assert.equal(reach(table, '10.244.1.60:2380'), `opaque mTLS ${etcd}`);
+        assert.equal(reach(table, '10.244.2.61:2379'), `opaque mTLS ${etcd}`);
+        // No sidecar: passes through; a client behind no Service is not known either.
+        assert.equal(reach(table, '10.244.3.70:3306'), undefined);
+        assert.equal(reach(table, '10.244.2.80:8080'), undefined);
+      }
+    });
   });
 });

@@ -163,6 +163,25 @@ describe('control/sources/kubernetes-services', function () {
       assert.equal(m.endpoints[0]!.identity, 'spiffe://cluster.local/ns/shop/sa/db');
     });
 
+    it('keeps a headless Service without TCP ports, with no ports, for its pods\' addresses and identities', function () {
+      const governing = svc('peers', { clusterIP: 'None', clusterIPs: ['None'] });
+      // The EndpointSlice controller's slice for a port-less headless Service has no ports.
+      const { ports: _none, ...peers } = slice('peers', 'peers', [ep('10.244.3.1', 'peer-0'), ep('10.244.3.2', 'peer-1')], []);
+      const m = serviceModel(governing, [peers], lookup(pod('peer-0', { sa: 'peer' }), pod('peer-1', { sa: 'peer' })), TD)!;
+      assert.deepEqual(m, {
+        name: 'peers',
+        namespace: 'shop',
+        clusterIPs: [],
+        ports: [],
+        endpoints: [
+          { address: '10.244.3.1', identity: 'spiffe://cluster.local/ns/shop/sa/peer', ready: true },
+          { address: '10.244.3.2', identity: 'spiffe://cluster.local/ns/shop/sa/peer', ready: true },
+        ],
+      });
+      const udp = svc('gossip', { clusterIP: 'None', clusterIPs: ['None'], ports: [{ name: 'gossip', port: 7946, protocol: 'UDP' }] });
+      assert.deepEqual(serviceModel(udp, [], lookup(), TD)!.ports, []);
+    });
+
     it('on a dual-stack Service, uses the slices of the primary family only; FQDN slices are skipped', function () {
       const dual = svc('dual', { clusterIPs: ['fd00::20', '10.96.0.20'], ipFamilies: ['IPv6', 'IPv4'], ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
       const v4 = slice('v4', 'dual', [ep('10.244.1.5', 'p1')], [{ name: 'http', port: 8080 }], 'IPv4');

@@ -25,9 +25,19 @@ export function portProtocol(p: Pick<V1ServicePort, 'appProtocol' | 'name'>): Po
   return APP_PROTOCOLS.get((p.name ?? '').toLowerCase().split('-')[0]!) ?? 'auto';
 }
 
-/** Whether a Service belongs in the model: it has ports and is not ExternalName. */
+/**
+ * Whether a Service belongs in the model: not ExternalName, and with ports or
+ * headless. A headless Service without ports (a StatefulSet's governing
+ * Service often has none: its DNS is all it is for) still tells the proxies
+ * its pods' addresses and identities.
+ */
 export function isMeshService(svc: V1Service): boolean {
-  return svc.spec?.type !== 'ExternalName' && (svc.spec?.ports?.length ?? 0) > 0;
+  return svc.spec?.type !== 'ExternalName' && ((svc.spec?.ports?.length ?? 0) > 0 || isHeadless(svc));
+}
+
+/** clusterIP None: the Service's DNS name answers with its endpoints' own addresses. */
+export function isHeadless(svc: V1Service): boolean {
+  return svc.spec?.clusterIP === 'None' || svc.spec?.clusterIPs?.[0] === 'None';
 }
 
 /** The Service's cluster IPs; a headless Service (clusterIP None) has none. */
@@ -52,7 +62,9 @@ export interface SkippedEndpoint {
  * One Service with its EndpointSlices (those labelled with its name, in its
  * namespace) and the pods they point at -> ServiceModel.
  *
- * - Only TCP ports (the proxy carries TCP); none left: no model.
+ * - Only TCP ports (the proxy carries TCP); none left: no model, except for a
+ *   headless Service, kept with no ports for its endpoints' identities (a
+ *   caller's proxy reaches its pods by their addresses, config/table.ts).
  * - Slices of the Service's primary IP family only (one address per pod on a
  *   dual-stack Service); FQDN slices are skipped.
  * - An endpoint whose targetRef is a Pod is meshed when the pod carries
@@ -73,7 +85,7 @@ export function serviceModel(svc: V1Service, slices: readonly V1EndpointSlice[],
   const namespace = svc.metadata?.namespace;
   if (!name || !namespace || !isMeshService(svc)) return undefined;
   const svcPorts = (svc.spec?.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP');
-  if (svcPorts.length === 0) return undefined;
+  if (svcPorts.length === 0 && !isHeadless(svc)) return undefined;
 
   const family = svc.spec?.ipFamilies?.[0];
   const usable = slices.filter((s) => (s.addressType === 'IPv4' || s.addressType === 'IPv6') && (family === undefined || s.addressType === family));

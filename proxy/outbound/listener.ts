@@ -1,9 +1,13 @@
 // The outbound listener (15001): every TCP connection the app opens arrives
 // here. Unknown destinations pass through untouched; a meshed service gets L7
-// HTTP/1.1 handling, or L4 mTLS for opaque ports and protocols.
+// HTTP/1.1 handling, or L4 mTLS for opaque ports and protocols. A service is
+// known by its ClusterIP:port and by its meshed endpoints' own address:port
+// (pod IPs: headless Services, StatefulSet pods' names), then pinned to that
+// endpoint; another port of a meshed pod is carried as opaque TCP over mTLS
+// to that pod (config/table.ts).
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../lib/log.js';
-import type { ServiceTarget } from '../config/table.js';
+import { lookupTarget, type MeshedPod, type ServiceTarget } from '../config/table.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { localResponse, type Handler } from '../http/types.js';
@@ -65,7 +69,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
   });
   const h2 = createH2Server({ log: opts.log });
   function handlerFor(key: string): Handler | undefined {
-    const target = opts.table().byAddress.get(key);
+    const target = lookupTarget(opts.table(), key);
     if (!target) return undefined;
     let h = handlers.get(target);
     if (!h) handlers.set(target, (h = outboundStack(target, opts)));
@@ -130,6 +134,11 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     );
   };
 
+  // A port of a meshed pod that no Service names: the pod's sidecar requires mTLS, so L4 over mTLS
+  // with the pod's identity, to that pod and port (no balancing: the app chose both).
+  const podTcp = (socket: Socket, pod: MeshedPod, port: number): Promise<unknown> =>
+    tcp(socket, pod.key, () => connectEndpoint(opts.meshTls, { address: pod.address, port, identity: pod.identity }, MESH_ALPN.tcp) as Promise<Socket>, true);
+
   const onConnection = async (socket: Socket, known?: OriginalDestination): Promise<void> => {
     socket.on('error', () => socket.destroy());
     let dst: OriginalDestination;
@@ -147,9 +156,12 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       return;
     }
     const key = `${dst.address}:${dst.port}`;
-    const target = opts.table().byAddress.get(key);
+    const table = opts.table();
+    const target = lookupTarget(table, key);
     if (!target) {
-      await tcp(socket, PASSTHROUGH, () => dial(dst), false);
+      const pod = table.meshedPods.get(dst.address);
+      if (pod) await podTcp(socket, pod, dst.port);
+      else await tcp(socket, PASSTHROUGH, () => dial(dst), false);
       return;
     }
     if (target.port.protocol === 'tcp') {

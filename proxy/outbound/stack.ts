@@ -3,6 +3,11 @@
 //     -> retry (inside the backend's budget) -> balance + breaker -> forward
 // Everything is compiled here once per config and target: a request only
 // runs the layers its route needs, and no layer is composed per request.
+// A pinned target (the app dialled a pod's own address, config/table.ts)
+// keeps its service's routes for their matches, timeouts, retries and faults,
+// but every route goes to that pod alone: the caller chose it, so neither a
+// split to other services nor the circuit breaker may take it elsewhere, and
+// retries go back to it.
 import type { ServiceTarget, RoutingTable } from '../config/table.js';
 import type { RetryBudget } from '../../contract/proxy-config.js';
 import { balancedForward, type Forwarder } from '../http/balance.js';
@@ -61,8 +66,9 @@ function routeStack(target: ServiceTarget, route: CompiledRoute, table: RoutingT
   if (route.timeoutMs > 0) layers.push(timeoutLayer({ ms: route.timeoutMs, service: target.key, scheduler }));
   const retries = compileRetryPolicy(route.retries);
   const budget = route.retries?.budget ?? table.config.mesh.retryBudget;
+  const backends = target.pinned ? [{ service: target.key, weight: 1, target }] : route.backends;
   const split = splitByWeight(
-    route.backends.map((backend) => ({ weight: backend.weight, handler: backendStack(backend, retries, budget, deps) })),
+    backends.map((backend) => ({ weight: backend.weight, handler: backendStack(backend, retries, budget, deps) })),
     random,
   );
   return compose(layers, split);
@@ -77,7 +83,7 @@ function backendStack(backend: CompiledBackend, retries: Readonly<RetryRules>, b
   const { metrics, traffic } = deps;
   const service = target.key;
   const balancer = traffic.balancer(target);
-  const breakerRules = compileBreaker(target.service.trafficPolicy?.circuitBreaker);
+  const breakerRules = target.pinned ? undefined : compileBreaker(target.service.trafficPolicy?.circuitBreaker);
   if (!breakerRules) balancer.restoreAll();
   const ejections = metrics.endpointEjections.labels({ destination_service: service });
   const exhausted = metrics.retryBudgetExhausted.labels({ destination_service: service });

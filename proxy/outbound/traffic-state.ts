@@ -1,5 +1,6 @@
 // What traffic management remembers across configs: a balancer per service
-// port (latency estimates, requests in flight, ejections) and a retry budget
+// port (latency estimates, requests in flight, ejections), one per pinned
+// endpoint (a pod the app dialled by its address), and a retry budget
 // per destination service. Configs change whenever an endpoint does; the
 // stacks built from them are thrown away, this state is not. It also holds
 // the clock and randomness the layers use, so tests can replace both.
@@ -30,9 +31,9 @@ export class TrafficState {
     this.traceIds = o.traceIds ?? randomTraceIds();
   }
 
-  /** The balancer of a service port, holding the endpoints of `target`. */
+  /** The balancer of a service port, holding the endpoints of `target`; a pinned target has its own. */
   balancer(target: ServiceTarget): P2cBalancer {
-    const key = `${target.key}:${target.port.port}`;
+    const key = balancerKey(target);
     let entry = this.balancers.get(key);
     if (!entry) {
       entry = { balancer: new P2cBalancer(this.scheduler, this.random), target, queue: new PendingQueue(this.scheduler) };
@@ -48,7 +49,7 @@ export class TrafficState {
   /** Requests of a service port waiting for an endpoint under its limit (http/limits.ts); made with its balancer. */
   queue(target: ServiceTarget): PendingQueue {
     this.balancer(target);
-    return this.balancers.get(`${target.key}:${target.port.port}`)!.queue;
+    return this.balancers.get(balancerKey(target))!.queue;
   }
 
   /** Endpoints out of service now, per destination service (the tsmesh_endpoints_ejected gauge). */
@@ -69,8 +70,13 @@ export class TrafficState {
   /** Forgets services and ports that left the config. */
   retain(table: RoutingTable): void {
     for (const [key, entry] of this.balancers) {
-      if (table.byName.get(entry.target.key)?.get(entry.target.port.port) === undefined) this.balancers.delete(key);
+      const { pinned } = entry.target;
+      const still = pinned ? table.byEndpoint.get(`${pinned.address}:${pinned.port}`) : table.byName.get(entry.target.key)?.get(entry.target.port.port);
+      if (still === undefined || still.key !== entry.target.key || still.port.port !== entry.target.port.port) this.balancers.delete(key);
     }
     for (const key of this.budgets.keys()) if (!table.byName.has(key.slice(0, key.indexOf('|')))) this.budgets.delete(key);
   }
 }
+
+/** A service port's balancer, or a pinned endpoint's of it: "name.namespace:port" or "name.namespace:port@address:port". */
+const balancerKey = (t: ServiceTarget): string => (t.pinned ? `${t.key}:${t.port.port}@${t.pinned.address}:${t.pinned.port}` : `${t.key}:${t.port.port}`);
