@@ -7,7 +7,8 @@ import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
-import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, loadHttp2 } from './h2-module.js';
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, loadHttp2 } from './h2-module.js';
+import { sendTrailers, trailersOf } from './h2-trailers.js';
 import { streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export class H2Sessions {
@@ -82,10 +83,20 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) headers[k] = v;
   // Node checks only that the signal has `aborted` and listens with addEventListener: a Cancellation serves.
-  const stream = session.request(headers, { endStream: req.body === null, signal: req.signal as AbortSignal });
-  if (req.body) streamOf(req.body).pipe(stream);
+  // A body may be followed by trailers: the stream's end waits for them (none: an empty DATA frame ends it).
+  const stream = session.request(headers, { endStream: req.body === null, waitForTrailers: req.body !== null, signal: req.signal as AbortSignal });
+  if (req.body) {
+    const trailers = req.trailers;
+    stream.once('wantTrailers', () => sendTrailers(stream, trailers?.()));
+    streamOf(req.body).pipe(stream);
+  }
+  const trailers = trailersOf(stream);
+  let endStream = false;
   const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
-    stream.once('response', resolve);
+    stream.once('response', (h: IncomingHttpHeaders, flags: number) => {
+      endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      resolve(h);
+    });
     stream.once('error', reject);
     stream.once('close', () => reject(new Error(`stream closed before a response (code ${stream.rstCode})`)));
   });
@@ -93,5 +104,10 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   const out: Record<string, string | string[] | undefined> = {};
   for (const [k, v] of Object.entries(responseHeaders)) if (!k.startsWith(':')) out[k] = v;
   const meta: ResponseMeta = ep.identity ? { peerIdentity: ep.identity, connectMs } : { connectMs };
-  return { status, headers: out, body: stream as unknown as Readable, meta };
+  if (endStream) {
+    // A head with END_STREAM (gRPC's trailers-only answer): no body, and it goes on in that shape.
+    stream.resume();
+    return { status, headers: out, body: null, meta };
+  }
+  return { status, headers: out, body: stream as unknown as Readable, meta, trailers };
 }

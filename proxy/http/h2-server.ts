@@ -4,6 +4,7 @@ import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2S
 import type { Duplex } from 'node:stream';
 import { Cancellation } from './cancel.js';
 import { sendBody } from './pipe.js';
+import { sendTrailers, trailersOf } from './h2-trailers.js';
 import type { Logger } from '../../lib/log.js';
 import { endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
@@ -101,6 +102,7 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     startedAt: performance.now(),
     signal: controller,
   };
+  if (hasBody) req.trailers = trailersOf(stream);
   let response: ProxyResponse;
   try {
     response = handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection');
@@ -117,7 +119,11 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     for (const [k, v] of Object.entries(endToEndHeaders(response.headers as IncomingHttpHeaders))) {
       if (v !== undefined && !k.startsWith(':')) out[k] = v;
     }
-    stream.respond(out, { endStream: response.body === null });
+    // A response without a body ends with its head (gRPC's trailers-only answer keeps that shape);
+    // one whose body may be followed by trailers holds its end for them.
+    const trailers = response.body === null ? undefined : response.trailers;
+    if (trailers) stream.once('wantTrailers', () => sendTrailers(stream, trailers()));
+    stream.respond(out, { endStream: response.body === null, waitForTrailers: trailers !== undefined });
     if (response.body) await sendBody(streamOf(response.body), stream);
   } catch (e) {
     opts.log.debug('response stream ended early', { error: (e as Error).message });

@@ -24,6 +24,8 @@ export interface ProxyRequest {
   signal: RequestSignal;
   /** A retry's: the endpoint (its balancer key) the try before went to, which the balancer avoids when it has another. */
   avoid?: string | undefined;
+  /** The fields after the body (HTTP/2 trailers), once it has ended; absent when the protocol carries none. */
+  trailers?: TrailerSource | undefined;
 }
 
 export interface ProxyResponse {
@@ -32,7 +34,16 @@ export interface ProxyResponse {
   body: Body | null;
   /** Facts layers report to the ones around them (e.g. which identity answered). */
   meta?: ResponseMeta;
+  /** The fields after the body (HTTP/2 trailers: gRPC's status), once it has ended. */
+  trailers?: TrailerSource | undefined;
 }
+
+/**
+ * Trailer fields, read once the body has ended (its 'end' has been emitted):
+ * the body's producer sets them before it ends the body. undefined when the
+ * message had none.
+ */
+export type TrailerSource = () => Record<string, string | string[] | undefined> | undefined;
 
 export interface ResponseMeta {
   /** SPIFFE ID of the endpoint that answered, when it was meshed. */
@@ -63,7 +74,16 @@ export function compose(layers: readonly Layer[], inner: Handler): Handler {
 /** Fields that describe one connection, never forwarded (RFC 9110 7.6.1), plus HTTP/2's upgrade field. */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 
-/** Removes hop-by-hop headers, including those the Connection header names. */
+/**
+ * Whether a TE field says only "trailers": the one value HTTP/2 allows, which
+ * gRPC servers require (it tells them the client reads trailers), so it goes
+ * on end to end as Envoy and Linkerd pass it.
+ */
+export function isTeTrailers(v: string | string[] | undefined): boolean {
+  return typeof v === 'string' && v.trim().toLowerCase() === 'trailers';
+}
+
+/** Removes hop-by-hop headers, including those the Connection header names; `te: trailers` stays. */
 export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const named = String(headers.connection ?? '')
     .toLowerCase()
@@ -72,7 +92,8 @@ export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeade
     .filter(Boolean);
   const out: IncomingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || named.includes(k)) continue;
+    if (v === undefined || named.includes(k)) continue;
+    if (HOP_BY_HOP.has(k) && !(k === 'te' && isTeTrailers(v))) continue;
     out[k] = v;
   }
   return out;
