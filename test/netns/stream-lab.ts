@@ -12,7 +12,9 @@
 //          mesh file), <subnet>.10; stopped and restarted by PID.
 //   pods   each: `tsmesh init` redirects, `tsmesh proxy` as uid 1337 with its
 //          own token and ServiceAccount, optionally test/netns/mesh-app.ts
-//          (named after the pod) as uid 1000 on 8080; <subnet>.<host>.
+//          (named after the pod) as uid 1000 on 8080; <subnet>.<host>. A pod
+//          with `meshed: false` has neither redirects nor proxy (a pod
+//          without a sidecar).
 //
 // ClusterIPs (in `serviceCidr`) belong to no namespace: in each pod the range
 // is routed onto the bridge only so that connect() finds a route; the
@@ -54,6 +56,8 @@ export interface PodSpec {
   serviceAccount: string;
   /** Runs test/netns/mesh-app.ts, named after the pod, as uid 1000 on APP_HTTP_PORT. */
   app?: boolean;
+  /** false: no `tsmesh init`, no proxy (default true). */
+  meshed?: boolean;
 }
 
 /** A `kind: Mesh` document (control/sources/file.ts) without apiVersion and kind. */
@@ -139,10 +143,10 @@ export class StreamLab extends NamespaceLab<string> {
       await lab.network();
       await Promise.all([
         lab.identities().then(() => lab.startControlPlane()),
-        ...options.pods.map((p) => lab.init(p.name)),
+        ...options.pods.filter((p) => p.meshed !== false).map((p) => lab.init(p.name)),
         ...options.pods.filter((p) => p.app).map((p) => lab.startApp(p.name)),
       ]);
-      await Promise.all(options.pods.map((p) => lab.startProxy(p.name)));
+      await Promise.all(options.pods.filter((p) => p.meshed !== false).map((p) => lab.startProxy(p.name)));
       lab.setupMs = Date.now() - t0;
       return lab;
     } catch (e) {
