@@ -15,12 +15,15 @@ export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
 /**
  * A Service port's appProtocol (or its name's prefix, as Istio reads
  * `http-web`, `grpc-api`, `tcp-db`) -> how the proxy carries it; anything
- * else is auto. TLS and HTTPS are the app's own TLS: opaque to the proxy.
- * WebSocket: the HTTP/1.1 path does not carry Upgrade, so L4 over mTLS.
+ * else is auto. TLS and HTTPS are the app's own TLS: opaque to the proxy, and
+ * so is WebSocket over TLS (wss). WebSocket (ws) begins as an HTTP/1.1
+ * Upgrade, which the HTTP path carries (routing, authorization and metrics
+ * see the upgrade request, then the bytes are spliced), as Istio maps it to
+ * HTTP.
  */
 export const APP_PROTOCOLS: ReadonlyMap<string, PortProtocol> = new Map<string, PortProtocol>([
   ['http', 'http'],
-  ['kubernetes.io/ws', 'tcp'],
+  ['kubernetes.io/ws', 'http'],
   ['http2', 'http2'],
   ['h2c', 'http2'],
   ['kubernetes.io/h2c', 'http2'],
@@ -65,7 +68,6 @@ export const LOCAL_ERRORS = {
   'mtls-required': 'plaintext to a workload in STRICT mode (403)',
   'app-refused': 'the app refused the connection: not started, or stopping (503)',
   'app-unavailable': 'the app did not answer (502)',
-  'upgrade-not-proxied': 'an HTTP/1.1 Upgrade (WebSocket, h2c) on a port with protocol detection (501)',
   'proxy-error': 'an unexpected error in the proxy (502)',
 } as const;
 export type LocalError = keyof typeof LOCAL_ERRORS;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { V1Endpoint, V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
-import { compareAddresses, podIdentity, portProtocol, serviceModel, type SkippedEndpoint } from './kubernetes-services.js';
+import { compareAddresses, podIdentity, podSkippedInboundPorts, portProtocol, serviceModel, type SkippedEndpoint } from './kubernetes-services.js';
 
 const TD = 'cluster.local';
 
@@ -39,8 +39,8 @@ describe('control/sources/kubernetes-services', function () {
       assert.equal(portProtocol({ appProtocol: 'kubernetes.io/h2c', name: 'tcp-x' }), 'http2');
       assert.equal(portProtocol({ appProtocol: 'HTTP' }), 'http');
       assert.equal(portProtocol({ appProtocol: 'kubernetes.io/wss' }), 'tcp');
-      // WebSocket is carried as TCP: the HTTP/1.1 path answers Upgrade with 501.
-      assert.equal(portProtocol({ appProtocol: 'kubernetes.io/ws' }), 'tcp');
+      // WebSocket begins as an HTTP/1.1 Upgrade, which the HTTP path carries, as Istio maps it.
+      assert.equal(portProtocol({ appProtocol: 'kubernetes.io/ws' }), 'http');
       assert.equal(portProtocol({ name: 'grpc-api' }), 'http2');
       assert.equal(portProtocol({ name: 'http' }), 'http');
       assert.equal(portProtocol({ name: 'tcp-postgres' }), 'tcp');
@@ -49,6 +49,18 @@ describe('control/sources/kubernetes-services', function () {
       assert.equal(portProtocol({ name: 'httpish' }), 'auto');
       assert.equal(portProtocol({ name: 'constructor' }), 'auto');
       assert.equal(portProtocol({}), 'auto');
+    });
+  });
+
+  describe('podSkippedInboundPorts', function () {
+    const withInit = (...args: string[]): V1Pod => ({ ...pod('a'), spec: { containers: [{ name: 'app' }], initContainers: [{ name: 'tsmesh-init', args: ['init', ...args] }] } });
+    it('reads the inbound ports tsmesh-init left uncaptured from its arguments, as the injector writes them', function () {
+      assert.deepEqual(podSkippedInboundPorts(withInit('--proxy-uid=1337', '--skip-inbound-ports=9187,9400:9500,25')), ['9187', '9400-9500', '25']);
+      assert.deepEqual(podSkippedInboundPorts(withInit('--skip-inbound-ports', '5432')), ['5432']);
+      assert.equal(podSkippedInboundPorts(withInit('--proxy-uid=1337')), undefined);
+      assert.equal(podSkippedInboundPorts(pod('a')), undefined);
+      // A value init would refuse: the pod never ran with it.
+      assert.equal(podSkippedInboundPorts(withInit('--skip-inbound-ports=abc')), undefined);
     });
   });
 

@@ -111,6 +111,19 @@ describe('retry layer', () => {
     for (const [i, gap] of gaps.entries()) assert.ok(gap >= 50 * 2 ** i && gap <= 100 * 2 ** i, `gap ${i}: ${gap} ms`);
   });
 
+  it('never sends an upgrade (WebSocket) again once the endpoint may have it: only a connect failure goes again', async () => {
+    const upgrade: Partial<ProxyRequest> = { upgrade: 'websocket' };
+    for (const answer of [503, 'reset', 101] as const) {
+      const r = rig({ attempts: 3, retryOn: ['5xx', 'reset', '101'] }, [answer, 200]);
+      const res = await r.run(upgrade);
+      assert.equal(res.status, answer === 'reset' ? 502 : answer, String(answer));
+      assert.equal(r.calls.length, 1, `${answer}: sent once`);
+    }
+    const r = rig({ attempts: 3, retryOn: ['5xx'] }, ['connect-failure', 101]);
+    assert.equal((await r.run(upgrade)).status, 101);
+    assert.deepEqual(r.retried, ['connect-failure']);
+  });
+
   it('returns the last answer when attempts run out', async () => {
     const r = rig({ attempts: 3 }, [503]);
     const res = await r.run();

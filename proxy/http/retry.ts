@@ -42,7 +42,8 @@ export function retryLayer(o: RetryOptions): Layer {
   const { rules, budget } = o;
   return (next) => (req) => {
     budget.deposit();
-    const replay = replayability(rules, req.method, req.body !== null, req.headers['content-length']);
+    // An upgrade is never sent twice: once the endpoint has it, it may have switched protocols.
+    const replay = req.upgrade !== undefined ? 'no' : replayability(rules, req.method, req.body !== null, req.headers['content-length']);
     if (replay === 'no') {
       // A request the endpoint never saw (a connect failure, a stream refused unread, an app that
       // refused its proxy) repeats no side effect: it may go again whatever its method, when its

@@ -7,6 +7,14 @@
 // client that goes away ends the connection). Requests are answered in order;
 // a pipelined request waits, unread, until the response before it is sent.
 // Errors become 4xx/5xx responses, never a crash.
+//
+// Interim responses of the endpoint (103 Early Hints, any 1xx) reach the
+// client before the final one (ProxyRequest.informational). Expect:
+// 100-continue goes on toward the app, and the client gets one 100: the
+// app's, or the proxy's own once the body is wanted anyway (h1/exchange.ts
+// stops waiting for the app's after a second). An Upgrade (WebSocket) goes
+// through the handler like any request; a 101 answer joins the client's
+// connection to the endpoint's (net/tunnel.ts) until either closes.
 import { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
@@ -14,7 +22,8 @@ import { copiedReads, readInto } from '../net/read-into.js';
 import { Cancellation } from './cancel.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
-import { bufferedBody, HOP_BY_HOP, localResponse, type Body, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import type { TunnelSide, Tunnel } from '../net/tunnel.js';
+import { bufferedBody, HOP_BY_HOP, localResponse, type Body, type Handler, type ProxyRequest, type ProxyResponse, type UpgradedConnection } from './types.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
 const { STATUS_CODES } = process.getBuiltinModule('node:http');
@@ -27,6 +36,8 @@ export interface HttpServerOptions {
   headersTimeoutMs?: number;
   /** Idle keep-alive connections close after this; default 60 s. */
   keepAliveTimeoutMs?: number;
+  /** A connection that switched protocols (101) closes when no byte moves either way for this long, as TCP does; default 1 h. */
+  tunnelIdleTimeoutMs?: number;
   /**
    * A request body from which nothing arrives for this long (a client that
    * stalled or trickles) is abandoned: the upstream request is cancelled and
@@ -52,6 +63,7 @@ export function createHttpServer(opts: HttpServerOptions): ProxyHttpServer {
     opts,
     headersTimeoutMs: opts.headersTimeoutMs ?? 10_000,
     keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 60_000,
+    tunnelIdleTimeoutMs: opts.tunnelIdleTimeoutMs ?? 3600_000,
     bodyIdleTimeoutMs: opts.bodyIdleTimeoutMs ?? 60_000,
     draining: false,
     connections: new Set(),
@@ -73,6 +85,7 @@ interface Shared {
   opts: HttpServerOptions;
   headersTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  tunnelIdleTimeoutMs: number;
   bodyIdleTimeoutMs: number;
   draining: boolean;
   connections: Set<ServerConnection>;
@@ -85,6 +98,8 @@ const enum Phase {
   Body,
   /** The request is read; its response is not sent yet. */
   Respond,
+  /** The connection switched protocols (101): bytes go both ways through a tunnel. */
+  Tunnel,
   Closed,
 }
 
@@ -131,6 +146,16 @@ class ServerConnection {
   private responding = false;
   private controller: Cancellation | undefined;
   private keepAlive = true;
+  /** The request's client waits for a 100 Continue before it sends the body (Expect: 100-continue). */
+  private expecting = false;
+  /** A 100 Continue went to the client for this request: there is never a second. */
+  private continued = false;
+  /** The request is HTTP/1.0, whose clients know no 1xx (RFC 9110 15.2). */
+  private http10 = false;
+  /** Once the connection switched protocols (101): the tunnel to the endpoint's connection. */
+  private tunnel: Tunnel | undefined;
+  /** Hands the endpoint's interim responses to the client (ProxyRequest.informational); one for the connection's requests, which come one at a time. */
+  private readonly onInformational = (status: number, headers: ProxyResponse['headers']): void => this.informational(status, headers);
 
   constructor(
     private readonly socket: Duplex,
@@ -139,6 +164,10 @@ class ServerConnection {
     socket.on('error', () => socket.destroy());
     socket.once('close', () => this.onClose());
     socket.once('end', () => {
+      if (this.phase === Phase.Tunnel) {
+        this.tunnel!.a.end();
+        return;
+      }
       // The client closed its side. A request in flight is abandoned, as hyper (Linkerd), Envoy and
       // nginx treat an EOF from the client: a caller that gave up closes its connection, and a proxy
       // that kept waiting for the answer would keep the upstream's connection and worker busy for it.
@@ -197,6 +226,10 @@ class ServerConnection {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.phase === Phase.Tunnel) {
+      this.tunnel!.a.data(chunk);
+      return;
+    }
     if (this.phase === Phase.Closed) return;
     if (this.phase === Phase.Respond) {
       this.hold(chunk);
@@ -220,6 +253,8 @@ class ServerConnection {
   }
 
   private readBody(): void {
+    // The body is wanted (by the endpoint after its 100, after the wait for one, or by a layer that buffers it): the client may send it.
+    if (this.expecting) this.sendContinue();
     this.socket.resume();
     if (this.phase === Phase.Body) this.waitFor('body');
   }
@@ -270,6 +305,9 @@ class ServerConnection {
   private start(head: RequestHead, data: Buffer, at: number): number {
     this.waiting = undefined;
     this.keepAlive = head.keepAlive && !this.shared.draining;
+    this.expecting = false;
+    this.continued = false;
+    this.http10 = head.minor === 0;
     const { framing } = head;
     let next = at;
     if (framing.kind === 'length' && data.length - at >= framing.length) {
@@ -286,7 +324,8 @@ class ServerConnection {
       this.body = this.stream = stream;
       this.phase = Phase.Body;
       this.waitFor('body');
-      if (head.expectContinue) this.socket.write(CONTINUE);
+      // Not answered here: the expectation goes on toward the app, whose 100 comes back (RFC 9110 10.1.1).
+      this.expecting = head.expectContinue;
     } else {
       this.body = this.stream = undefined;
       this.phase = Phase.Respond;
@@ -299,45 +338,93 @@ class ServerConnection {
       body: this.body ?? null,
       startedAt: performance.now(),
       signal: this.signal,
+      informational: this.onInformational,
     };
-    void this.respond(req, head, head.upgrade === undefined ? undefined : this.refuseUpgrade(head.upgrade));
+    const upgrade = upgradeOf(head);
+    if (upgrade !== undefined) req.upgrade = upgrade;
+    void this.respond(req, head);
     return next;
   }
 
-  /**
-   * An Upgrade the proxy will not carry at L7 gets 501 with what to do, rather
-   * than reaching the app stripped of its Upgrade field (hop-by-hop) and failing
-   * there in some other way. An h2c upgrade is ignored, as RFC 9110 lets a
-   * server do: the request is served over HTTP/1.1.
-   */
-  private refuseUpgrade(protocols: string): ProxyResponse | undefined {
-    if (protocols.trim().toLowerCase() === 'h2c') return undefined;
-    this.keepAlive = false;
-    return localResponse(
-      501,
-      'upgrade-not-proxied',
-      `tsmesh: HTTP Upgrade to ${JSON.stringify(protocols)} (e.g. WebSocket) is not proxied as HTTP; give the Service port appProtocol tcp or kubernetes.io/ws, or a name that starts with tcp-, and the mesh carries it as TCP over mTLS`,
-    );
-  }
-
-  private async respond(req: ProxyRequest, head: RequestHead, local?: ProxyResponse): Promise<void> {
+  private async respond(req: ProxyRequest, head: RequestHead): Promise<void> {
     const { opts } = this.shared;
     let res: ProxyResponse;
     try {
       const handler = opts.handlerFor(this.socket);
-      res = local ?? (handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection'));
+      res = handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection');
     } catch (e) {
       if (!this.signal.aborted) opts.log.warn('request failed', { error: (e as Error).message });
       res = localResponse(502, 'proxy-error', `tsmesh: ${(e as Error).message}`);
     }
     if (this.phase === Phase.Closed) {
       res.body?.destroy();
+      res.upgraded?.destroy();
       return;
+    }
+    if (res.upgraded !== undefined) {
+      if (req.upgrade !== undefined && res.status === 101) {
+        this.switchProtocols(res, res.upgraded);
+        return;
+      }
+      res.upgraded.destroy();
+      res = localResponse(502, 'proxy-error', 'tsmesh: a switch of protocols the request did not ask for');
     }
     // A body the handler did not read to its end leaves the connection unusable for the next request.
     if (this.phase === Phase.Body) this.keepAlive = false;
     if (this.shared.draining) this.keepAlive = false;
     this.send(res, head);
+  }
+
+  /** A 100 Continue to the client, once per request, while its body is still to come. */
+  private sendContinue(): void {
+    this.expecting = false;
+    if (this.continued || this.responding || this.http10) return;
+    this.continued = true;
+    this.socket.write(CONTINUE, 'latin1');
+  }
+
+  /** An interim response of the endpoint (ProxyRequest.informational), before the final one. */
+  private informational(status: number, headers: ProxyResponse['headers']): void {
+    if (this.responding || (this.phase !== Phase.Body && this.phase !== Phase.Respond) || this.http10) return;
+    if (status === 100) {
+      this.sendContinue();
+      return;
+    }
+    let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    for (const name in headers) {
+      const v = headers[name];
+      if (v === undefined || HOP_BY_HOP.has(name) || name === 'content-length' || name.charCodeAt(0) === 0x3a) continue;
+      if (typeof v === 'string') out += `${name}: ${v}\r\n`;
+      else for (const one of v) out += `${name}: ${one}\r\n`;
+    }
+    this.socket.write(`${out}\r\n`, 'latin1');
+  }
+
+  /**
+   * 101 Switching Protocols: the answer goes to the client, then its
+   * connection is joined to the endpoint's (net/tunnel.ts) until either
+   * closes; bytes the client sent after its request, held unread, go first.
+   */
+  private switchProtocols(res: ProxyResponse, upgraded: UpgradedConnection): void {
+    const socket = this.socket;
+    this.responding = true;
+    this.phase = Phase.Tunnel;
+    this.stopTimers();
+    let out = 'HTTP/1.1 101 Switching Protocols\r\n';
+    for (const name in res.headers) {
+      const v = res.headers[name];
+      if (v === undefined || HOP_BY_HOP.has(name) || name === 'content-length' || name.charCodeAt(0) === 0x3a) continue;
+      if (typeof v === 'string') out += `${name}: ${v}\r\n`;
+      else for (const one of v) out += `${name}: ${one}\r\n`;
+    }
+    socket.write(`${out}connection: upgrade\r\nupgrade: ${upgraded.protocol}\r\n\r\n`, 'latin1');
+    // Either side may end its bytes first; the other way stays open.
+    socket.allowHalfOpen = true;
+    const tunnel = (this.tunnel = upgraded.join(socket as unknown as TunnelSide, this.shared.tunnelIdleTimeoutMs));
+    const held = this.held;
+    this.held = undefined;
+    if (held) tunnel.a.data(held);
+    socket.resume();
   }
 
   /** Writes the response, then reads the next request (or closes). */
@@ -422,6 +509,11 @@ class ServerConnection {
 
   private onClose(): void {
     this.stopTimers();
+    if (this.phase === Phase.Tunnel) {
+      this.phase = Phase.Closed;
+      this.tunnel!.a.close();
+      return;
+    }
     const inFlight = this.phase === Phase.Body || this.phase === Phase.Respond;
     this.phase = Phase.Closed;
     if (inFlight) {
@@ -430,4 +522,21 @@ class ServerConnection {
       this.controller?.abort(e);
     }
   }
+}
+
+/**
+ * The protocols a request asks to switch to, as it goes on toward the app;
+ * undefined when it is served as it is. An h2c upgrade is declined by
+ * answering in HTTP/1.1, as RFC 9110 7.8 lets a server do (the mesh carries
+ * HTTP/2 with prior knowledge); so is one in HTTP/1.0, which RFC 9110 has a
+ * server ignore, and one with a body, which would leave unclear where the
+ * request ends and the new protocol begins.
+ */
+function upgradeOf(head: RequestHead): string | undefined {
+  if (head.upgrade === undefined || head.minor === 0 || head.framing.kind !== 'none') return undefined;
+  const wanted = head.upgrade
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '' && t.toLowerCase() !== 'h2c');
+  return wanted.length === 0 ? undefined : wanted.join(', ');
 }

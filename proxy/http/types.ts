@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import type { RequestSignal } from './cancel.js';
+import type { Tunnel, TunnelSide } from '../net/tunnel.js';
 import { ERROR_HEADER } from '../../contract/vocabulary.js';
 import type { LocalError, OverloadLimit } from '../../contract/vocabulary.js';
 
@@ -26,6 +27,18 @@ export interface ProxyRequest {
   avoid?: string | undefined;
   /** The fields after the body (HTTP/2 trailers), once it has ended; absent when the protocol carries none. */
   trailers?: TrailerSource | undefined;
+  /**
+   * HTTP/1.1: the protocols of the Upgrade the client asked for (e.g.
+   * "websocket"). Such a request has no body, and is never sent again once
+   * sent: a 101 answer turns its connection into the new protocol's.
+   */
+  upgrade?: string | undefined;
+  /**
+   * Hands the client an interim (1xx) response of the endpoint as it comes
+   * (100 Continue, 103 Early Hints), before the final one; RFC 9110 15.2 has
+   * a proxy forward them. Set by the HTTP/1.1 server.
+   */
+  informational?: ((status: number, headers: Record<string, string | string[] | undefined>) => void) | undefined;
 }
 
 export interface ProxyResponse {
@@ -36,6 +49,8 @@ export interface ProxyResponse {
   meta?: ResponseMeta;
   /** The fields after the body (HTTP/2 trailers: gRPC's status), once it has ended. */
   trailers?: TrailerSource | undefined;
+  /** A 101 Switching Protocols to an upgrade request: the endpoint's side of the connection, now in the new protocol. */
+  upgraded?: UpgradedConnection;
 }
 
 /**
@@ -44,6 +59,19 @@ export interface ProxyResponse {
  * message had none.
  */
 export type TrailerSource = () => Record<string, string | string[] | undefined> | undefined;
+
+/**
+ * The endpoint's side of a connection that switched protocols. Whoever takes
+ * the 101 joins it to the client's side, or destroys it; until then what
+ * the endpoint sends waits, unread.
+ */
+export interface UpgradedConnection {
+  /** The protocol the endpoint switched to (its Upgrade field). */
+  readonly protocol: string;
+  /** Joins it to the client's side, whose reads its owner feeds to the tunnel's `a`; idle for `idleMs` either way, both close. */
+  join(client: TunnelSide, idleMs: number): Tunnel;
+  destroy(): void;
+}
 
 export interface ResponseMeta {
   /** SPIFFE ID of the endpoint that answered, when it was meshed. */

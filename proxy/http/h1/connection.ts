@@ -1,19 +1,30 @@
 // A pooled HTTP/1.1 connection (h1/pool.ts): a TCP or mTLS socket, or a
 // tsmesh/mux stream used as one. Its handlers are set once and hand each
-// event to the exchange in progress (h1/exchange.ts), if any.
+// event to whoever uses the connection now: the exchange in progress
+// (h1/exchange.ts), or, after 101 Switching Protocols, the tunnel's side
+// (h1/upgraded.ts); none between requests.
 import type { Socket } from 'node:net';
 import { copiedReads } from '../../net/read-into.js';
-import type { Exchange } from './exchange.js';
+
+/** What a connection's events go to. */
+export interface ConnUser {
+  onData(chunk: Buffer): void;
+  /** The endpoint sends no more. */
+  onEnd(): void;
+  /** The connection is gone. */
+  onClose(): void;
+  onError(e: Error): void;
+}
 
 /**
  * A pooled connection. Its socket handlers are set once and hand each event
- * to the exchange in progress, if any: a request adds no socket listeners.
+ * to its user, if any: a request adds no socket listeners.
  */
 export class Conn {
   idleSince = 0;
   /** Requests it has carried. */
   uses = 1;
-  exchange: Exchange | undefined;
+  user: ConnUser | undefined;
   private sock: Socket | undefined;
   /** Bytes came before the socket was handed over: nobody asked for them. */
   private early = false;
@@ -28,8 +39,8 @@ export class Conn {
   readonly onStreamData = (d: Buffer): void => void this.onRead(d);
 
   private onRead(d: Buffer): boolean {
-    if (this.exchange) {
-      this.exchange.onData(d);
+    if (this.user) {
+      this.user.onData(d);
       return true;
     }
     // Bytes nobody asked for: the connection is out of step with the endpoint.
@@ -43,10 +54,14 @@ export class Conn {
     this.sock = socket;
     if (this.early) socket.destroy();
     socket.setNoDelay(true);
-    socket.on('end', () => this.exchange?.onEnd());
-    socket.on('close', () => this.exchange?.onEnd());
+    socket.on('end', () => {
+      if (this.user) this.user.onEnd();
+      // An idle connection the endpoint ended carries no more requests.
+      else socket.destroy();
+    });
+    socket.on('close', () => this.user?.onClose());
     // Between requests an error (a reset of an idle connection) only closes it.
-    socket.on('error', (e: Error) => this.exchange?.onError(e));
+    socket.on('error', (e: Error) => this.user?.onError(e));
     return this;
   }
 }

@@ -9,13 +9,16 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { StreamResetError } from '../../net/mux.js';
 import { BodyDecoder, writeBody } from './body.js';
-import { HeadReader, parseResponseHead, type ResponseHead } from './head.js';
-import { bufferedBody, type Body, type ProxyRequest, type ProxyResponse, type ResponseMeta } from '../types.js';
-import type { Conn } from './connection.js';
+import { HeadReader, HttpParseError, parseResponseHead, type ResponseHead } from './head.js';
+import { bufferedBody, bufferOf, type Body, type ProxyRequest, type ProxyResponse, type ResponseMeta } from '../types.js';
+import type { Conn, ConnUser } from './connection.js';
 import type { H1Pool } from './pool.js';
+import { Upgraded } from './upgraded.js';
 
 /** Larger response heads are a 502. */
 const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
+/** How long a request body waits for the endpoint's 100 Continue before it goes anyway: curl's and Go's default. */
+export const EXPECT_CONTINUE_MS = 1000;
 
 /** The endpoint closed or reset the connection before the response ended. */
 export class UpstreamResetError extends Error {
@@ -31,7 +34,7 @@ const ignore = (): void => undefined;
 const NO_BODY = { kind: 'none' } as const;
 
 /** One request and its response on one connection. */
-export class Exchange {
+export class Exchange implements ConnUser {
   private readonly socket: Socket;
   private reader: HeadReader | undefined;
   private head: ResponseHead | undefined;
@@ -44,6 +47,10 @@ export class Exchange {
   private finished = false;
   /** The request body is framed as its Content-Length says, else chunked. */
   private readonly chunked: boolean;
+  /** Set while the head went with `expect: 100-continue` and the body waits for the endpoint's 100. */
+  private continueTimer: NodeJS.Timeout | undefined;
+  /** An interim (1xx) response came: the endpoint saw the request. */
+  private informed = false;
   private readonly onAbort = (): void => this.finish(this.req.signal.reason as Error);
 
   constructor(
@@ -65,7 +72,7 @@ export class Exchange {
       this.finish(req.signal.reason as Error);
       return;
     }
-    this.conn.exchange = this;
+    this.conn.user = this;
     req.signal.addEventListener('abort', this.onAbort, { once: true });
     socket.resume();
     let out = `${req.method} ${req.path} HTTP/1.1\r\n`;
@@ -79,12 +86,29 @@ export class Exchange {
     }
     if (!host) out += `host: ${this.pool.authority}\r\n`;
     if (this.chunked) out += 'transfer-encoding: chunked\r\n';
+    if (req.upgrade !== undefined) out += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
     out += '\r\n';
     if (req.body === null) {
       socket.write(out, 'latin1');
       return;
     }
-    writeBody(socket, out, req.body, this.chunked, (e) => {
+    if (req.headers.expect !== undefined && bufferOf(req.body) === undefined) {
+      // The client waits for a 100 before it sends the body: the head goes alone, and the body
+      // once the endpoint says 100 Continue, or after EXPECT_CONTINUE_MS without a word (RFC 9110
+      // 10.1.1: a client may wait only so long), as curl and Go's transport do.
+      socket.write(out, 'latin1');
+      this.continueTimer = setTimeout(() => this.sendBody(undefined), EXPECT_CONTINUE_MS);
+      return;
+    }
+    this.sendBody(out);
+  }
+
+  /** Writes the request body, after `head` when the head has not gone yet. */
+  private sendBody(head: string | undefined): void {
+    clearTimeout(this.continueTimer);
+    this.continueTimer = undefined;
+    if (this.finished || this.requestSent) return;
+    writeBody(this.socket, head, this.req.body!, this.chunked, (e) => {
       if (e) {
         this.finish(e);
         return;
@@ -105,8 +129,21 @@ export class Exchange {
           data = got.buf;
           i = got.next;
           const h = parseResponseHead(got.text, this.req.method);
-          // 1xx (100 Continue, 103 Early Hints) precede the response; the proxy answers Expect itself.
-          if (h.status < 200) continue;
+          if (h.status === 101) {
+            this.switched(h, data, i);
+            return;
+          }
+          if (h.status < 200) {
+            this.interim(h);
+            continue;
+          }
+          if (this.continueTimer !== undefined) {
+            // A final answer before the endpoint asked for the body: it is not sent, and the connection is out of step.
+            clearTimeout(this.continueTimer);
+            this.continueTimer = undefined;
+            this.requestSent = true;
+            h.keepAlive = false;
+          }
           i = this.respond(h, data, i);
           if (this.decoder!.done) {
             this.responseEnded(i < data.length);
@@ -126,6 +163,34 @@ export class Exchange {
     } catch (e) {
       this.finish(e as Error);
     }
+  }
+
+  /** An interim response (100 Continue, 103 Early Hints...): on to the client; a 100 also lets the body go. */
+  private interim(h: ResponseHead): void {
+    this.informed = true;
+    if (h.status === 100 && this.continueTimer !== undefined) this.sendBody(undefined);
+    this.req.informational?.(h.status, h.headers);
+  }
+
+  /**
+   * 101 Switching Protocols: from the byte after its head the connection
+   * carries the new protocol. It leaves the pool for the client's side to
+   * join (h1/upgraded.ts), with what the endpoint sent after the head. A 101
+   * to a request that asked for no upgrade is an error of the endpoint, and
+   * its bytes are not read as the response (RFC 9110 15.2.2).
+   */
+  private switched(h: ResponseHead, data: Buffer, at: number): void {
+    const { req } = this;
+    if (req.upgrade === undefined) throw new HttpParseError(502, `${this.pool.authority} answered 101 Switching Protocols to a request that asked for no upgrade`);
+    if (h.upgrade === undefined) throw new HttpParseError(502, `${this.pool.authority} answered 101 Switching Protocols without an Upgrade field`);
+    this.head = h;
+    this.finished = true;
+    req.signal.removeEventListener('abort', this.onAbort);
+    const upgraded = new Upgraded(this.conn, h.upgrade, data.subarray(at));
+    this.pool.detach(this.conn);
+    const meta: ResponseMeta = this.pool.ep.identity ? { peerIdentity: this.pool.ep.identity } : {};
+    if (this.connectMs > 0) meta.connectMs = this.connectMs;
+    this.resolve({ status: 101, headers: h.headers, body: null, meta, upgraded });
   }
 
   /** Hands the response on; its head ended at data[at]. Returns where the unread bytes start. */
@@ -179,6 +244,10 @@ export class Exchange {
     this.fail(new UpstreamResetError(this.head === undefined ? `${authority} closed the connection before it answered` : `${authority} closed the connection in the middle of its response`));
   }
 
+  onClose(): void {
+    this.onEnd();
+  }
+
   onError(e: Error): void {
     const err = new UpstreamResetError(`${this.pool.authority}: ${e.message}`);
     err.refused = e instanceof StreamResetError && e.refused;
@@ -186,7 +255,7 @@ export class Exchange {
   }
 
   private fail(err: UpstreamResetError): void {
-    if (this.reader?.started || this.head !== undefined) err.answered = true;
+    if (this.reader?.started || this.head !== undefined || this.informed) err.answered = true;
     this.finish(err);
   }
 
@@ -194,6 +263,7 @@ export class Exchange {
   private finish(e?: Error): void {
     if (this.finished) return;
     this.finished = true;
+    clearTimeout(this.continueTimer);
     const { req } = this;
     req.signal.removeEventListener('abort', this.onAbort);
     if (e) {

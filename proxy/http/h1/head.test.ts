@@ -42,6 +42,29 @@ describe('HTTP/1.1 heads', () => {
     assert.equal(req(['PUT / HTTP/1.1', 'expect: 100-continue', 'content-length: 3']).expectContinue, true);
   });
 
+  it('reads an upgrade only when Connection names it, and a 101\'s Upgrade; neither field is among the headers', () => {
+    const ws = req(['GET /chat HTTP/1.1', 'Host: a', 'Connection: keep-alive, Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: k', 'Sec-WebSocket-Version: 13']);
+    assert.equal(ws.upgrade, 'websocket');
+    assert.deepEqual(ws.headers, { host: 'a', 'sec-websocket-key': 'k', 'sec-websocket-version': '13' });
+    assert.equal(req(['GET / HTTP/1.1', 'upgrade: websocket']).upgrade, undefined, 'an Upgrade the Connection header does not name is no upgrade request');
+    assert.equal(req(['GET / HTTP/1.1', 'connection: upgrade', 'upgrade: a/1', 'upgrade: b/2']).upgrade, 'a/1, b/2');
+    const switched = parseResponseHead('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x', 'GET');
+    assert.deepEqual([switched.status, switched.upgrade, switched.framing, switched.headers], [101, 'websocket', { kind: 'none' }, { 'sec-websocket-accept': 'x' }]);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nupgrade: h2c\r\ncontent-length: 0', 'GET').upgrade, undefined, 'only a 101 switches');
+  });
+
+  it('keeps Expect: 100-continue for the app only on an HTTP/1.1 request with a body', () => {
+    const put = req(['PUT / HTTP/1.1', 'Expect: 100-Continue', 'content-length: 3']);
+    assert.deepEqual([put.expectContinue, put.headers.expect], [true, '100-continue']);
+    for (const lines of [
+      ['GET / HTTP/1.1', 'expect: 100-continue'],
+      ['PUT / HTTP/1.0', 'expect: 100-continue', 'content-length: 3'],
+    ]) {
+      const h = req(lines);
+      assert.deepEqual([h.expectContinue, h.headers.expect], [false, undefined], lines.join(' | '));
+    }
+  });
+
   it('refuses what lets two parsers disagree on where a request ends, naming the problem', () => {
     refused(['POST / HTTP/1.1', 'content-length: 3', 'transfer-encoding: chunked'], 400, /both Transfer-Encoding and Content-Length/);
     refused(['POST / HTTP/1.1', 'content-length: 3', 'content-length: 4'], 400, /conflicting Content-Length/);

@@ -33,7 +33,12 @@ interface Head {
 export interface RequestHead extends Head {
   method: string;
   target: string;
-  /** The client sent `Expect: 100-continue`. */
+  /**
+   * The client sent `Expect: 100-continue` with a body, in HTTP/1.1 (RFC 9110
+   * 10.1.1: an HTTP/1.0 request's is ignored): it waits for a 100 before it
+   * sends the body. The field stays in `headers` to go on toward the app, whose
+   * 100 comes back; any other case drops it.
+   */
   expectContinue: boolean;
   /** The protocols of an `Upgrade` the Connection header names (e.g. "websocket"); the field itself is hop-by-hop and not in `headers`. */
   upgrade: string | undefined;
@@ -41,6 +46,8 @@ export interface RequestHead extends Head {
 
 export interface ResponseHead extends Head {
   status: number;
+  /** A 101's `Upgrade` field: the protocol the connection switched to (hop-by-hop, not in `headers`). */
+  upgrade: string | undefined;
 }
 
 
@@ -133,7 +140,7 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
         f.expect = value;
         continue;
       case 'upgrade':
-        f.upgrade = value;
+        f.upgrade = f.upgrade === undefined ? value : `${f.upgrade}, ${value}`;
         continue;
       case 'keep-alive':
       case 'proxy-connection':
@@ -227,8 +234,10 @@ export function parseRequestHead(text: string): RequestHead {
     framing = { kind: 'none' };
   }
   if (f.expect !== undefined && f.expect.toLowerCase() !== '100-continue') throw new HttpParseError(400, `unsupported Expect ${JSON.stringify(f.expect)}`);
+  const expectContinue = f.expect !== undefined && minor === 1 && framing.kind !== 'none';
+  if (expectContinue) f.headers.expect = '100-continue';
   const upgrade = f.upgrade !== undefined && hasToken(f.connection, 'upgrade') ? f.upgrade : undefined;
-  return { method, target, minor, headers: f.headers, framing, keepAlive: keepAliveOf(minor, f.connection), expectContinue: f.expect !== undefined, upgrade };
+  return { method, target, minor, headers: f.headers, framing, keepAlive: keepAliveOf(minor, f.connection), expectContinue, upgrade };
 }
 
 /** `text`: the head as latin1, without the final blank line; `method`: the request's (HEAD has no body). */
@@ -251,7 +260,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   // A HEAD response keeps the Content-Length of the body it describes; elsewhere the proxy frames the body itself.
   if (framing.kind === 'length') f.headers['content-length'] = String(framing.length);
   else if (framing.kind === 'none' && method === 'HEAD' && f.contentLength !== undefined) f.headers['content-length'] = f.contentLength;
-  return { status, minor, headers: f.headers, framing, keepAlive: framing.kind !== 'close' && keepAliveOf(minor, f.connection) };
+  return { status, minor, headers: f.headers, framing, keepAlive: framing.kind !== 'close' && keepAliveOf(minor, f.connection), upgrade: status === 101 ? f.upgrade : undefined };
 }
 
 /**

@@ -5,6 +5,17 @@
 // one tsmesh/mux session, or mTLS connections of their own when its proxy
 // does not speak tsmesh/mux. A request without a body whose kept-alive
 // connection was closed under it, unanswered, goes again once on a new one.
+//
+// An upgrade (WebSocket) takes a new connection of its own, to a meshed
+// endpoint an mTLS connection with ALPN tsmesh/h1, never a tsmesh/mux
+// stream, and keeps it after the 101, outside the pool: its bytes then have
+// TCP's flow control to themselves, a bulk WebSocket does not queue the
+// requests behind it in one connection's frames, and long-lived WebSockets
+// count against no stream limit (tsmesh/mux takes 1,024 streams a
+// connection). What that costs, an mTLS handshake per WebSocket and a TLS
+// socket per open one, was measured against a stream of the mux connection
+// (docs/internals.md). Linkerd's and Envoy's sidecars also give an HTTP/1.1
+// upgrade a connection of its own.
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { MuxSession } from '../../net/mux.js';
@@ -53,7 +64,7 @@ export class H1Pool {
 
   /** Sends `req` on an idle connection when there is one (no promise is awaited before it goes out), else on a new one. */
   request(req: ProxyRequest): Promise<ProxyResponse> {
-    const conn = this.takeIdle();
+    const conn = req.upgrade === undefined ? this.takeIdle() : undefined;
     if (conn === undefined) return this.requestSlow(req);
     return this.exchange(conn, req).catch((e: unknown) => (this.replayable(e, conn, req) ? this.requestSlow(req) : Promise.reject(e as Error)));
   }
@@ -62,7 +73,7 @@ export class H1Pool {
     let connectMs = 0;
     for (;;) {
       const waitedFrom = performance.now();
-      const conn = await this.take(req.signal);
+      const conn = await this.take(req.signal, req.upgrade !== undefined);
       connectMs += performance.now() - waitedFrom;
       try {
         return await this.exchange(conn, req, connectMs);
@@ -83,7 +94,8 @@ export class H1Pool {
    * was answered, and a request without a body can go again, once, on a new connection.
    */
   private replayable(e: unknown, conn: Conn, req: ProxyRequest): boolean {
-    return e instanceof UpstreamResetError && (conn.uses > 1 || e.refused) && !e.answered && req.body === null && !req.signal.aborted;
+    // An upgrade goes again only when it was refused unread: once its head went out, the endpoint may have acted on it.
+    return e instanceof UpstreamResetError && ((conn.uses > 1 && req.upgrade === undefined) || e.refused) && !e.answered && req.body === null && !req.signal.aborted;
   }
 
   /** An idle connection that is still open, if the pool has one. */
@@ -93,6 +105,7 @@ export class H1Pool {
       const conn = this.idle.pop();
       if (conn === undefined) return undefined;
       if (conn.socket.destroyed || conn.socket.readableEnded) {
+        conn.socket.destroy();
         this.lost();
         continue;
       }
@@ -101,11 +114,16 @@ export class H1Pool {
     }
   }
 
-  private async take(signal: RequestSignal): Promise<Conn> {
+  /**
+   * A connection for a request: an idle one, a new one, or one that comes
+   * free. `own`: a new connection of its own, never a tsmesh/mux stream, for
+   * an upgrade, which keeps it (see the header of this file).
+   */
+  private async take(signal: RequestSignal, own = false): Promise<Conn> {
     let deadline: number | undefined;
     for (;;) {
       if (this.closed) throw new Error(`the pool of ${this.authority} is closed (the endpoint left the config)`);
-      const conn = this.takeIdle();
+      const conn = own ? undefined : this.takeIdle();
       if (conn) return conn;
       if (this.open < MAX_CONNECTIONS) break;
       // A caller that goes away leaves the queue at once (the wait rejects with its reason).
@@ -116,7 +134,7 @@ export class H1Pool {
     this.open++;
     try {
       const conn = new Conn();
-      const session = this.meshTls && this.ep.identity && !this.h1Only ? await this.session() : undefined;
+      const session = this.meshTls && this.ep.identity && !this.h1Only && !own ? await this.session() : undefined;
       if (session) {
         const stream = session.open();
         stream.reader = conn.onStreamData;
@@ -173,6 +191,12 @@ export class H1Pool {
     );
   }
 
+  /** A connection that switched protocols (101) leaves the pool: it no longer counts against its limit. */
+  detach(conn: Conn): void {
+    void conn;
+    this.lost();
+  }
+
   /** A connection ended: a waiting request may open one. */
   private lost(): void {
     this.open--;
@@ -180,7 +204,7 @@ export class H1Pool {
   }
 
   release(conn: Conn, reusable: boolean): void {
-    conn.exchange = undefined;
+    conn.user = undefined;
     if (!reusable || this.closed || conn.socket.destroyed) {
       conn.socket.destroy();
       this.lost();
