@@ -75,6 +75,13 @@ export interface Endpoint {
   weight?: number;
   /** false while terminating or not ready: receives no new requests. Default true. */
   ready?: boolean;
+  /**
+   * Ports of a meshed endpoint its sidecar does not capture (its pod's
+   * tsmesh.io/skip-inbound-ports, as its tsmesh-init applied them), each "25"
+   * or "8000-8100": reached in plain TCP, as an endpoint without a sidecar.
+   * The proxy's admin port is never captured and need not be listed.
+   */
+  skipInboundPorts?: string[];
 }
 
 export interface InboundConfig {
@@ -203,7 +210,7 @@ export const FIELDS = {
   RetryBudget: fieldsOf<RetryBudget>()(['ratio', 'minRetriesPerSecond', 'ttl']),
   ServiceConfig: fieldsOf<ServiceConfig>()(['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']),
   ServicePort: fieldsOf<ServicePort>()(['port', 'name', 'protocol', 'targetPort']),
-  Endpoint: fieldsOf<Endpoint>()(['address', 'identity', 'ports', 'weight', 'ready']),
+  Endpoint: fieldsOf<Endpoint>()(['address', 'identity', 'ports', 'weight', 'ready', 'skipInboundPorts']),
   InboundConfig: fieldsOf<InboundConfig>()(['mtlsMode', 'opaquePorts', 'authorization']),
   /** A TrafficPolicy's spec carries these beside targetRef; `name` comes from its metadata. */
   TrafficPolicy: fieldsOf<Omit<TrafficPolicySpec, 'name'>>()(['routes', 'timeout', 'retries', 'circuitBreaker', 'faults', 'limits']),

@@ -69,7 +69,18 @@ function endpoint(v: unknown, path: string): Endpoint {
   }
   if (o.weight !== undefined) out.weight = integer(o.weight, join(path, 'weight'), 1, 1_000_000);
   if (o.ready !== undefined) out.ready = boolean(o.ready, join(path, 'ready'));
+  if (o.skipInboundPorts !== undefined) out.skipInboundPorts = list(o.skipInboundPorts, join(path, 'skipInboundPorts'), portOrRange);
   return out;
+}
+
+/** "25" or "8000-8100", as a port list's items are written. */
+function portOrRange(v: unknown, path: string): string {
+  const s = string(v, path);
+  const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(s);
+  const first = m ? Number(m[1]) : NaN;
+  const last = m?.[2] === undefined ? first : Number(m[2]);
+  if (!(first >= 1 && last <= 65535 && first <= last)) throw new ValidationError(path, `${describe(s)} is not a port (1-65535) or a range of ports such as "8000-8100"`);
+  return s;
 }
 
 function retries(v: unknown, path: string): RetryPolicy {

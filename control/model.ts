@@ -27,6 +27,8 @@ export interface EndpointModel {
   /** Per service port name, when the pod's port differs from the service's targetPort. */
   ports?: Record<string, number>;
   ready: boolean;
+  /** Ports a meshed endpoint's sidecar does not capture ("25", "8000-8100"), reached in plain TCP. */
+  skipInboundPorts?: string[];
 }
 
 /** A TrafficPolicy: `spec` applies to the Service `targetService` in `namespace`. */

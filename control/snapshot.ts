@@ -38,6 +38,7 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
         ...(e.identity ? { identity: e.identity } : {}),
         ...(e.ports ? { ports: e.ports } : {}),
         ...(e.ready ? {} : { ready: false }),
+        ...(e.skipInboundPorts ? { skipInboundPorts: e.skipInboundPorts } : {}),
       })),
     };
     if (policy) out.trafficPolicy = { name: policy.name, ...policy.spec };

@@ -17,6 +17,21 @@ describe('control/sources/file (kind: Mesh)', function () {
     assert.deepEqual(m.trafficPolicies, [{ name: 'bounded', namespace: 'shop', targetService: 'payments', spec }]);
   });
 
+  it('keeps a meshed endpoint\'s skipInboundPorts, and a headless Service without ports', function () {
+    const m = parseMeshFile({
+      apiVersion: 'tsmesh.io/v1alpha1',
+      kind: 'Mesh',
+      services: [
+        { name: 'db', namespace: 'shop', clusterIPs: [], ports: [], endpoints: [{ address: '10.244.1.10', serviceAccount: 'db', skipInboundPorts: ['9187', '9400-9500'] }, { address: '10.244.1.11', skipInboundPorts: ['9187'] }] },
+      ],
+    });
+    assert.deepEqual(m.services[0]!.endpoints, [
+      { address: '10.244.1.10', ready: true, identity: 'spiffe://cluster.local/ns/shop/sa/db', skipInboundPorts: ['9187', '9400-9500'] },
+      // Without a sidecar every port is plain: nothing to skip.
+      { address: '10.244.1.11', ready: true },
+    ]);
+  });
+
   it('refuses bad limits, naming the field', function () {
     assert.throws(
       () => parseMeshFile(meshWithPolicy({ limits: { maxPendingRequests: 0 } })),

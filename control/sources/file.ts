@@ -39,13 +39,19 @@ export function parseMeshFile(doc: unknown): MeshModel {
       clusterIPs: list(s.clusterIPs, join(path, 'clusterIPs'), ip),
       ports: list(s.ports, join(path, 'ports'), parseServicePort),
       endpoints: list(s.endpoints, join(path, 'endpoints'), (ev, ep): EndpointModel => {
-        const e = object(ev, ep, ['address', 'identity', 'serviceAccount', 'ports', 'weight', 'ready']);
+        const e = object(ev, ep, ['address', 'identity', 'serviceAccount', 'ports', 'weight', 'ready', 'skipInboundPorts']);
         const { serviceAccount, ...rest } = e;
         if (serviceAccount !== undefined && rest.identity !== undefined)
           throw new ValidationError(join(ep, 'serviceAccount'), 'give either identity or serviceAccount, not both');
         const parsed = parseEndpoint(rest, ep);
         const identity = serviceAccount === undefined ? parsed.identity : workloadSpiffeId(mesh.trustDomain, namespace, string(serviceAccount, join(ep, 'serviceAccount')));
-        return { address: parsed.address, ready: parsed.ready !== false, ...(identity ? { identity } : {}), ...(parsed.ports ? { ports: parsed.ports } : {}) };
+        return {
+          address: parsed.address,
+          ready: parsed.ready !== false,
+          ...(identity ? { identity } : {}),
+          ...(parsed.ports ? { ports: parsed.ports } : {}),
+          ...(identity && parsed.skipInboundPorts ? { skipInboundPorts: parsed.skipInboundPorts } : {}),
+        };
       }),
     };
   });

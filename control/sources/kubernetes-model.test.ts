@@ -191,7 +191,10 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
     /** What a connection to `at` reaches in the routing table of `proxy`'s config: "service:port -> address:port identity", pinned or not. */
     const reach = (table: RoutingTable, at: string): string | undefined => {
       const t = lookupTarget(table, at);
-      if (t === undefined) return table.meshedPods.has(at.slice(0, at.lastIndexOf(':'))) ? `opaque mTLS ${table.meshedPods.get(at.slice(0, at.lastIndexOf(':')))!.identity}` : undefined;
+      if (t === undefined) {
+        const pod = table.meshedPods.get(at.slice(0, at.lastIndexOf(':')));
+        return pod?.captures(Number(at.slice(at.lastIndexOf(':') + 1))) ? `opaque mTLS ${pod.identity}` : undefined;
+      }
       return `${t.key}:${t.port.port}${t.pinned ? ' pinned' : ''} -> ${t.endpoints.map((e) => `${e.address}:${e.port} ${e.identity ?? 'plain'}`).join(', ')}`;
     };
     const tableOf = (name: string, proxy: string): RoutingTable => buildRoutingTable(mapObjects(loadObjects(name)).proxies[proxy]!);
@@ -215,6 +218,9 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
         assert.equal(reach(table, '10.244.1.50:9092'), `kafka-headless.data:9092 pinned -> 10.244.1.50:9092 ${kafka}`);
         assert.equal(reach(table, '10.244.3.52:9092'), `kafka-headless.data:9092 pinned -> 10.244.3.52:9092 ${kafka}`);
         assert.equal(reach(table, '10.244.2.51:9093'), `kafka-headless.data:9093 pinned -> 10.244.2.51:9093 ${kafka}`);
+        // The exporter port the brokers' init left uncaptured, and their proxies' admin port: plain TCP.
+        assert.equal(reach(table, '10.244.1.50:9404'), undefined);
+        assert.equal(reach(table, '10.244.1.50:15020'), undefined);
         // A port of a broker no Service lists (JMX), and etcd's peer and client ports: opaque TCP over mTLS.
         assert.equal(reach(table, '10.244.1.50:9999'), `opaque mTLS ${kafka}`);
         assert.equal(reach(table, '10.244.1.60:2380'), `opaque mTLS ${etcd}`);

@@ -6,7 +6,8 @@
 import type { V1EndpointSlice, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
 import { workloadSpiffeId } from '../../contract/spiffe.js';
 import type { PortProtocol, ServicePort } from '../../contract/proxy-config.js';
-import { STATUS_ANNOTATION } from '../../contract/names.js';
+import { INIT_CONTAINER, STATUS_ANNOTATION } from '../../contract/names.js';
+import { parsePortList } from '../../init/ports.js';
 import { APP_PROTOCOLS } from '../../contract/vocabulary.js';
 import type { EndpointModel, ServiceModel } from '../model.js';
 
@@ -52,6 +53,31 @@ export function podIdentity(pod: V1Pod, trustDomain: string): string | undefined
   return workloadSpiffeId(trustDomain, pod.metadata.namespace ?? 'default', pod.spec?.serviceAccountName || 'default');
 }
 
+/**
+ * The inbound ports a meshed pod's sidecar does not capture, as its
+ * tsmesh-init container applied them (`--skip-inbound-ports`, which the
+ * injector writes from tsmesh.io/skip-inbound-ports; the pod's spec, unlike
+ * its annotations, cannot change after the fact): "25" or "8000-8100" each.
+ * Undefined when there are none or the value does not read as ports (init
+ * refused to start with it, so the pod never ran).
+ */
+export function podSkippedInboundPorts(pod: V1Pod): string[] | undefined {
+  const args = pod.spec?.initContainers?.find((c) => c.name === INIT_CONTAINER)?.args ?? [];
+  const flag = '--skip-inbound-ports';
+  const texts: string[] = [];
+  for (const [i, a] of args.entries()) {
+    if (a.startsWith(`${flag}=`)) texts.push(a.slice(flag.length + 1));
+    else if (a === flag && args[i + 1] !== undefined) texts.push(args[i + 1]!);
+  }
+  try {
+    const ranges = texts.flatMap((t) => parsePortList(t));
+    const out = [...new Set(ranges.map((r) => (r.first === r.last ? String(r.first) : `${r.first}-${r.last}`)))];
+    return out.length > 0 ? out : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What happened to slice endpoints that did not make it into the model (for logs and tests). */
 export interface SkippedEndpoint {
   address: string;
@@ -68,7 +94,8 @@ export interface SkippedEndpoint {
  * - Slices of the Service's primary IP family only (one address per pod on a
  *   dual-stack Service); FQDN slices are skipped.
  * - An endpoint whose targetRef is a Pod is meshed when the pod carries
- *   tsmesh.io/status; its identity is the pod's ServiceAccount. A pod the
+ *   tsmesh.io/status; its identity is the pod's ServiceAccount, and the ports
+ *   its sidecar does not capture come with it (podSkippedInboundPorts). A pod the
  *   cache does not hold yet (or a different pod of the same name) leaves the
  *   endpoint out until it is known: guessing "not meshed" would send plain
  *   TCP to a sidecar that requires mTLS. An endpoint without a targetRef
@@ -95,6 +122,7 @@ export function serviceModel(svc: V1Service, slices: readonly V1EndpointSlice[],
     address: string;
     ready: boolean;
     identity: string | undefined;
+    skipInboundPorts: string[] | undefined;
     /** service port key -> the port on this endpoint */
     ports: Map<string, number>;
   }
@@ -104,6 +132,7 @@ export function serviceModel(svc: V1Service, slices: readonly V1EndpointSlice[],
       const address = ep.addresses[0];
       if (!address) continue;
       let identity: string | undefined;
+      let skipInboundPorts: string[] | undefined;
       const ref = ep.targetRef;
       if (ref?.kind === 'Pod' && ref.name) {
         const pod = podOf(ref.namespace ?? namespace, ref.name);
@@ -112,6 +141,7 @@ export function serviceModel(svc: V1Service, slices: readonly V1EndpointSlice[],
           continue;
         }
         identity = podIdentity(pod, trustDomain);
+        if (identity) skipInboundPorts = podSkippedInboundPorts(pod);
       }
       const ready = ep.conditions?.ready !== false;
       const ports = new Map<string, number>();
@@ -125,7 +155,7 @@ export function serviceModel(svc: V1Service, slices: readonly V1EndpointSlice[],
         prev.ready ||= ready;
         for (const [k, v] of ports) if (!prev.ports.has(k)) prev.ports.set(k, v);
       } else {
-        byAddress.set(address, { address, ready, identity, ports });
+        byAddress.set(address, { address, ready, identity, skipInboundPorts, ports });
       }
     }
   }
@@ -152,6 +182,7 @@ export function serviceModel(svc: V1Service, slices: readonly V1EndpointSlice[],
       ...(r.identity ? { identity: r.identity } : {}),
       ...(Object.keys(overrides).length > 0 ? { ports: overrides } : {}),
       ready: r.ready,
+      ...(r.skipInboundPorts ? { skipInboundPorts: r.skipInboundPorts } : {}),
     };
   });
   return { name, namespace, clusterIPs: serviceClusterIPs(svc), ports, endpoints };

@@ -75,6 +75,8 @@ describe('proxy config', () => {
       { name: 'a', namespace: 'n', clusterIPs: ['10.0.0.1'], ports: [{ port: 80 }], endpoints: [] },
       { name: 'b', namespace: 'n', clusterIPs: ['10.0.0.1'], ports: [{ port: 80 }], endpoints: [] },
     ] }), /10\.0\.0\.1:80 is claimed by both a\.n and b/],
+    ['a skipped inbound port out of range', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [{ address: '10.0.0.1', skipInboundPorts: ['25', '70000'] }] }] }), /^services\[0\]\.endpoints\[0\]\.skipInboundPorts\[1\]: "70000" is not a port \(1-65535\) or a range of ports/],
+    ['a skipped inbound range the wrong way round', minimal({ services: [{ name: 'a', namespace: 'b', clusterIPs: [], ports: [], endpoints: [{ address: '10.0.0.1', skipInboundPorts: ['9100-9000'] }] }] }), /skipInboundPorts\[0\]: "9100-9000" is not a port/],
     ['a malformed service account', minimal({ inbound: { authorization: [{ name: 'p', rules: [{ serviceAccounts: ['web'] }] }] } }), /must be written <namespace>\/<serviceaccount>/],
   ];
   for (const [what, doc, message] of bad) {

@@ -123,15 +123,45 @@ describe('proxy/config/table: the routing table', function () {
 
   it('a meshed pod is known by its address for the ports no Service names, with the first Service\'s name', function () {
     const t = table([WEB, DB, DB_HEADLESS]);
-    assert.deepEqual(t.meshedPods.get('10.244.1.10'), { address: '10.244.1.10', identity: ID('db'), key: 'db-headless.shop' });
-    assert.deepEqual(t.meshedPods.get('10.244.1.6'), { address: '10.244.1.6', identity: ID('web'), key: 'web.shop' });
+    const pod = (address: string) => {
+      const p = t.meshedPods.get(address);
+      return p && { address: p.address, identity: p.identity, key: p.key };
+    };
+    assert.deepEqual(pod('10.244.1.10'), { address: '10.244.1.10', identity: ID('db'), key: 'db-headless.shop' });
+    assert.deepEqual(pod('10.244.1.6'), { address: '10.244.1.6', identity: ID('web'), key: 'web.shop' });
+    assert.equal(t.meshedPods.get('10.244.1.6')!.captures(9999), true);
     assert.equal(lookupTarget(t, '10.244.1.10:9999'), undefined);
   });
 
   it('a headless Service without ports makes its pods known by address, with no L7 port', function () {
     const t = table([{ name: 'peers', ports: [], endpoints: [{ address: '10.244.4.1', identity: ID('peer') }] }]);
     assert.equal(t.byEndpoint.size, 0);
-    assert.deepEqual(t.meshedPods.get('10.244.4.1'), { address: '10.244.4.1', identity: ID('peer'), key: 'peers.shop' });
+    assert.equal(t.meshedPods.get('10.244.4.1')?.identity, ID('peer'));
+    assert.equal(t.meshedPods.get('10.244.4.1')?.key, 'peers.shop');
+  });
+
+  it('ports a meshed pod\'s sidecar does not capture (its skip-inbound-ports, the admin port) are reached in plain TCP', function () {
+    const t = table([
+      {
+        name: 'db',
+        clusterIPs: ['10.96.0.30'],
+        ports: [
+          { port: 5432, name: 'tcp-pg', protocol: 'tcp', targetPort: 5432 },
+          { port: 9187, name: 'metrics', protocol: 'http', targetPort: 9187 },
+          { port: 15020, name: 'proxy-metrics', protocol: 'http', targetPort: 15020 },
+        ],
+        endpoints: [{ address: '10.244.1.10', identity: ID('db'), skipInboundPorts: ['9187', '9400-9500'] }],
+      },
+    ]);
+    // Through the ClusterIP: the endpoint without an identity on those ports, so plain.
+    assert.equal(describeTarget(t, '10.96.0.30:5432'), `db.shop:5432 -> 10.244.1.10:5432 ${ID('db')}`);
+    assert.equal(describeTarget(t, '10.96.0.30:9187'), 'db.shop:9187 -> 10.244.1.10:9187 plain');
+    assert.equal(describeTarget(t, '10.96.0.30:15020'), 'db.shop:15020 -> 10.244.1.10:15020 plain');
+    // By the pod's address: not indexed (passed through), nor carried as opaque mTLS.
+    assert.equal(lookupTarget(t, '10.244.1.10:9187'), undefined);
+    assert.equal(lookupTarget(t, '10.244.1.10:15020'), undefined);
+    const pod = t.meshedPods.get('10.244.1.10')!;
+    assert.deepEqual([9399, 9400, 9450, 9500, 9501, 15020, 15021].map((p) => pod.captures(p)), [true, false, false, false, true, false, true]);
   });
 
   it('a loopback endpoint is reached by its address:port only: loopback names no pod', function () {

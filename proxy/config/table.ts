@@ -22,7 +22,14 @@
 // are no pod's: the proxy's own tests and local mode give endpoints loopback
 // addresses with a port each). Endpoints without an identity (no sidecar) are
 // not indexed: a call to their address passes through.
+//
+// A meshed endpoint's port that its sidecar does not capture (the admin port,
+// and the pod's skip-inbound-ports, `skipInboundPorts` in the config) is
+// reached in plain TCP, as its pod's init let it be, whether through a
+// ClusterIP (the endpoint resolves without an identity) or by its address
+// (not indexed: passed through).
 import type { Endpoint, ProxyConfig, ServiceConfig, ServicePort } from '../../contract/proxy-config.js';
+import { PORTS } from '../../contract/ports.js';
 
 export interface ServiceTarget {
   service: ServiceConfig;
@@ -53,6 +60,8 @@ export interface MeshedPod {
   identity: string;
   /** "name.namespace" of the first Service (by the rule above) listing it: the destination_service label. */
   key: string;
+  /** Whether its sidecar captures this port (else it is reached in plain TCP). */
+  captures(port: number): boolean;
 }
 
 export interface RoutingTable {
@@ -84,12 +93,24 @@ const isLoopback = (address: string): boolean => address.startsWith('127.') || a
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-function resolve(e: Endpoint, port: ServicePort): ResolvedEndpoint {
+/** Whether the sidecar of a meshed endpoint captures `port`: not its admin port, nor one of its skipInboundPorts. */
+export function capturesPort(e: Pick<Endpoint, 'skipInboundPorts'>): (port: number) => boolean {
+  const skipped = (e.skipInboundPorts ?? []).map((item) => {
+    const [first = 0, last = first] = item.split('-').map(Number);
+    return [first, last] as const;
+  });
+  return (port) => port !== PORTS.proxyAdmin && !skipped.some(([first, last]) => first <= port && port <= last);
+}
+
+const ALL_BUT_ADMIN = capturesPort({});
+
+function resolve(e: Endpoint, port: ServicePort, captures: (port: number) => boolean): ResolvedEndpoint {
+  const at = e.ports?.[port.name ?? ''] ?? e.ports?.[String(port.port)] ?? port.targetPort;
   return {
     endpoint: e,
     address: e.address,
-    port: e.ports?.[port.name ?? ''] ?? e.ports?.[String(port.port)] ?? port.targetPort,
-    identity: e.identity,
+    port: at,
+    identity: e.identity !== undefined && captures(at) ? e.identity : undefined,
     weight: e.weight ?? 1,
   };
 }
@@ -103,15 +124,16 @@ export function buildRoutingTable(config: ProxyConfig): RoutingTable {
     const key = serviceKey(service);
     const ports = new Map<number, ServiceTarget>();
     byName.set(key, ports);
-    for (const e of service.endpoints) {
-      if (e.identity !== undefined && !meshedPods.has(e.address) && !isLoopback(e.address)) meshedPods.set(e.address, { address: e.address, identity: e.identity, key });
+    const captures = service.endpoints.map((e) => (e.skipInboundPorts ? capturesPort(e) : ALL_BUT_ADMIN));
+    for (const [i, e] of service.endpoints.entries()) {
+      if (e.identity !== undefined && !meshedPods.has(e.address) && !isLoopback(e.address)) meshedPods.set(e.address, { address: e.address, identity: e.identity, key, captures: captures[i]! });
     }
     for (const port of service.ports) {
       const endpoints: ResolvedEndpoint[] = [];
-      for (const e of service.endpoints) {
-        const ep = resolve(e, port);
+      for (const [i, e] of service.endpoints.entries()) {
+        const ep = resolve(e, port, captures[i]!);
         if (e.ready !== false) endpoints.push(ep);
-        if (e.identity === undefined) continue;
+        if (ep.identity === undefined) continue;
         const at = `${ep.address}:${ep.port}`;
         if (!byEndpoint.has(at)) byEndpoint.set(at, { service, port, key, endpoints: [ep], pinned: ep });
       }

@@ -160,7 +160,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     const target = lookupTarget(table, key);
     if (!target) {
       const pod = table.meshedPods.get(dst.address);
-      if (pod) await podTcp(socket, pod, dst.port);
+      if (pod?.captures(dst.port)) await podTcp(socket, pod, dst.port);
       else await tcp(socket, PASSTHROUGH, () => dial(dst), false);
       return;
     }
