@@ -1,7 +1,8 @@
 // `tsmesh control-plane` as a process against a real kube-apiserver, with the
 // RBAC of manifests/ and its own ServiceAccount's token: it turns ready, sets
 // the injector's caBundle, writes the trust bundle into meshed namespaces,
-// streams a Service created through the API to a proxy, and issues
+// streams a Service created through the API to a proxy (and a headless
+// Service of meshed pods, which the proxy then reaches by pod address), and issues
 // certificates with the lifetime ConfigMap tsmesh-config sets over --cert-ttl.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,6 +17,7 @@ import { newKey } from '../../ca/testdata/fixtures.js';
 import { buildCsrPem } from '../../ca/csr.js';
 import { silentLogger } from '../../lib/log.js';
 import { StreamConfigSource } from '../../proxy/config/stream.js';
+import { buildRoutingTable, lookupTarget } from '../../proxy/config/table.js';
 import { freePort } from '../../lib/ports.js';
 import { createNamespace, createServiceAccount, eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
@@ -120,6 +122,87 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
       const api = config.services.find((s) => s.name === 'api')!;
       assert.equal(api.endpoints[0]!.address, '10.244.1.5');
       assert.equal(api.ports[0]!.targetPort, 8080);
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('streams a headless Service and its EndpointSlice of meshed pods to a proxy, which knows each pod by its address', async () => {
+    const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
+    const key = newKey();
+    const id = 'spiffe://cluster.local/ns/shop/sa/web';
+    const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
+    const stream = new StreamConfigSource({
+      address: `127.0.0.1:${ports.ca}`,
+      tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
+      log: silentLogger,
+    });
+    stream.start();
+    try {
+      const core = server!.kc.makeApiClient(CoreV1Api);
+      // A namespace without the injection label: the pods are written as the injector leaves them (the
+      // webhook of the manifests would be called for a labelled one, and no injector runs behind its Service).
+      await createNamespace(server!.kc, 'data');
+      await createServiceAccount(server!.kc, 'data', 'db');
+      // A StatefulSet's pods, meshed, their init leaving the exporter port 9187 uncaptured.
+      const pods = [];
+      for (const name of ['db-0', 'db-1']) {
+        pods.push(
+          await core.createNamespacedPod({
+            namespace: 'data',
+            body: {
+              metadata: { name, labels: { app: 'db' }, annotations: { 'tsmesh.io/status': '{"version":"0.1.0"}' } },
+              spec: {
+                serviceAccountName: 'db',
+                hostname: name,
+                subdomain: 'db',
+                initContainers: [{ name: 'tsmesh-init', image: 'ghcr.io/tsmesh/tsmesh:0.1.0', args: ['init', '--skip-inbound-ports=9187'] }],
+                containers: [{ name: 'postgres', image: 'postgres:17' }],
+              },
+            },
+          }),
+        );
+      }
+      const svc = await core.createNamespacedService({
+        namespace: 'data',
+        body: { metadata: { name: 'db' }, spec: { clusterIP: 'None', selector: { app: 'db' }, ports: [{ name: 'tcp-pg', port: 5432 }, { name: 'metrics', port: 9187 }] } },
+      });
+      assert.equal(svc.spec?.clusterIP, 'None');
+      await server!.kc.makeApiClient(DiscoveryV1Api).createNamespacedEndpointSlice({
+        namespace: 'data',
+        body: {
+          metadata: { name: 'db-1', labels: { 'kubernetes.io/service-name': 'db', 'service.kubernetes.io/headless': '' } },
+          addressType: 'IPv4',
+          endpoints: pods.map((p, i) => ({
+            addresses: [`10.244.3.${10 + i}`],
+            hostname: p.metadata!.name!,
+            conditions: { ready: true },
+            targetRef: { kind: 'Pod', name: p.metadata!.name!, namespace: 'data', uid: p.metadata!.uid! },
+          })),
+          ports: [
+            { name: 'tcp-pg', port: 5432, protocol: 'TCP' },
+            { name: 'metrics', port: 9187, protocol: 'TCP' },
+          ],
+        },
+      });
+      const config = await eventually(async () => {
+        const c = stream.current();
+        const db = c?.services.find((s) => s.name === 'db' && s.namespace === 'data');
+        return db && db.endpoints.length === 2 ? c : undefined;
+      }, 20_000, 'the proxy to see the headless service');
+      const db = config.services.find((s) => s.name === 'db')!;
+      assert.deepEqual(db.clusterIPs, []);
+      assert.deepEqual(db.endpoints, [
+        { address: '10.244.3.10', identity: 'spiffe://cluster.local/ns/data/sa/db', skipInboundPorts: ['9187'] },
+        { address: '10.244.3.11', identity: 'spiffe://cluster.local/ns/data/sa/db', skipInboundPorts: ['9187'] },
+      ]);
+      // What the proxy makes of it: db-1.db.data.svc's address on 5432 is that pod, over mTLS with its identity; 9187 passes through.
+      const table = buildRoutingTable(config);
+      const pinned = lookupTarget(table, '10.244.3.11:5432');
+      assert.equal(pinned?.key, 'db.data');
+      assert.deepEqual(pinned?.endpoints.map((e) => [e.address, e.port, e.identity]), [['10.244.3.11', 5432, 'spiffe://cluster.local/ns/data/sa/db']]);
+      assert.equal(pinned?.port.protocol, 'tcp');
+      assert.equal(lookupTarget(table, '10.244.3.11:9187'), undefined);
     } finally {
       stream.close();
     }

@@ -27,6 +27,8 @@ import { createKubernetesSource, type KubernetesMeshSource } from '../../control
 import type { Condition, PolicyObject } from '../../control/sources/kubernetes-policies.js';
 import { startTrustBundleSync, type TrustBundleSync } from '../../control/trust-bundle.js';
 import { createLogger, type Logger } from '../../lib/log.js';
+// The proxy's routing table, to show what a caller's proxy makes of the config (a test reaches across the staircase).
+import { buildRoutingTable, lookupTarget } from '../../proxy/config/table.js';
 import { createNamespace, createServiceAccount, eventually, isStatus, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
 import { applyOrder, kubeConfigWithToken, readManifests, resolveResource, serverSideApply } from './manifests.js';
 
@@ -323,6 +325,59 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
       assert.deepEqual(s.endpoints, [{ address: '10.244.2.7', identity: `spiffe://${TD}/ns/${NS}/sa/orders`, ready: true }]);
       const controllerSlices = await discovery.listNamespacedEndpointSlice({ namespace: NS, labelSelector: 'kubernetes.io/service-name=orders' });
       assert.equal(controllerSlices.items[0]?.metadata?.labels?.['endpointslice.kubernetes.io/managed-by'], 'endpointslice-controller.k8s.io');
+    });
+
+    it('the controller\'s slices for a StatefulSet\'s headless Service, and a headless Service without ports, reach the model; a caller\'s proxy knows each pod by its address', async function () {
+      await createServiceAccount(kc, NS, 'db');
+      const now = new Date();
+      for (const [i, name] of ['db-0', 'db-1'].entries()) {
+        const pod = await core.createNamespacedPod({
+          namespace: NS,
+          body: {
+            metadata: { name, labels: { app: 'db' }, annotations: MESHED },
+            spec: {
+              nodeName: 'node-1',
+              serviceAccountName: 'db',
+              hostname: name,
+              subdomain: 'db',
+              // As the injector writes it: this pod's exporter port stays uncaptured.
+              initContainers: [{ name: 'tsmesh-init', image: 'ghcr.io/tsmesh/tsmesh:0.1.0', args: ['init', '--proxy-uid=1337', '--skip-inbound-ports=9187'] }],
+              containers: [{ name: 'postgres', image: 'postgres:17', ports: [{ name: 'pg', containerPort: 5432 }] }],
+            },
+          },
+        });
+        await core.replaceNamespacedPodStatus({
+          namespace: NS,
+          name,
+          body: { ...pod, status: { phase: 'Running', podIP: `10.244.4.${10 + i}`, podIPs: [{ ip: `10.244.4.${10 + i}` }], conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }] } },
+        });
+      }
+      await core.createNamespacedService({
+        namespace: NS,
+        body: { metadata: { name: 'db' }, spec: { clusterIP: 'None', selector: { app: 'db' }, publishNotReadyAddresses: true, ports: [{ name: 'tcp-pg', port: 5432, targetPort: 'pg' }] } },
+      });
+      await core.createNamespacedService({ namespace: NS, body: { metadata: { name: 'db-peers' }, spec: { clusterIP: 'None', selector: { app: 'db' } } } });
+      const both = await waitForModel(
+        source!,
+        (m) => (serviceIn(m, 'db')?.endpoints.length === 2 && serviceIn(m, 'db-peers')?.endpoints.length === 2 ? m : undefined),
+        'db and db-peers with both pods, from the controller',
+        15_000,
+      );
+      const endpoints = ['10.244.4.10', '10.244.4.11'].map((address) => ({ address, identity: `spiffe://${TD}/ns/${NS}/sa/db`, ready: true, skipInboundPorts: ['9187'] }));
+      assert.deepEqual(serviceIn(both, 'db'), { name: 'db', namespace: NS, clusterIPs: [], ports: [{ port: 5432, name: 'tcp-pg', protocol: 'tcp', targetPort: 5432 }], endpoints });
+      assert.deepEqual(serviceIn(both, 'db-peers'), { name: 'db-peers', namespace: NS, clusterIPs: [], ports: [], endpoints });
+      const slices = await discovery.listNamespacedEndpointSlice({ namespace: NS, labelSelector: 'kubernetes.io/service-name in (db, db-peers)' });
+      assert.ok(slices.items.length >= 2 && slices.items.every((x) => x.metadata?.labels?.['service.kubernetes.io/headless'] !== undefined), 'the controller marks headless slices');
+
+      // What a caller's proxy makes of it: db-1.db.shop.svc answers 10.244.4.11, reached on 5432 over mTLS as that pod;
+      // any other port of the pods over opaque mTLS, but the uncaptured 9187 in plain TCP.
+      const table = buildRoutingTable(buildProxyConfig(both, frontend, 'v'));
+      const pinned = lookupTarget(table, '10.244.4.11:5432');
+      assert.equal(pinned?.key, `db.${NS}`);
+      assert.deepEqual(pinned?.endpoints.map((e) => `${e.address}:${e.port} ${e.identity}`), [`10.244.4.11:5432 spiffe://${TD}/ns/${NS}/sa/db`]);
+      const pod = table.meshedPods.get('10.244.4.10');
+      assert.equal(pod?.identity, `spiffe://${TD}/ns/${NS}/sa/db`);
+      assert.deepEqual([pod?.captures(2380), pod?.captures(9187)], [true, false]);
     });
 
     it('a burst of changes gives a few models, not one per event', async function () {
