@@ -1,8 +1,8 @@
 // Calls to pods' own addresses under STRICT mTLS on the real kernel: a
 // meshed pod's IP dialled directly, the addresses a headless Service's DNS
 // would answer, a StatefulSet pod's DNS name, pods of one workload calling
-// each other, a port of a meshed pod that no Service names, and a pod without
-// a sidecar. `tsmesh control-plane --mesh-file` streams the Services to
+// each other, a port of a meshed pod that no Service names, a meshed pod's
+// admin port (never captured), and a pod without a sidecar. `tsmesh control-plane --mesh-file` streams the Services to
 // proxies that run without --config-file, with `tsmesh init` redirects, apps
 // as uid 1000 (test/netns/stream-lab.ts). There is no DNS in the lab: curl's
 // --resolve gives the name the address the cluster's DNS would.
@@ -22,7 +22,7 @@
 // Skipped, with the reason printed, where network namespaces cannot be
 // created.
 import assert from 'node:assert/strict';
-import { APP_ECHO_PORT, APP_HTTP_PORT, APP_USER, K8S_NAMESPACE, TRUST_DOMAIN } from './mesh-lab.js';
+import { ADMIN_PORT, APP_ECHO_PORT, APP_HTTP_PORT, APP_USER, K8S_NAMESPACE, TRUST_DOMAIN } from './mesh-lab.js';
 import { netnsUnavailable } from './netns.js';
 import { total } from '../../lib/prom-text.js';
 import { StreamLab, type MeshDocument } from './stream-lab.js';
@@ -152,6 +152,15 @@ describe('calls to pod addresses and headless Services under STRICT mTLS (real k
     assert.deepEqual(JSON.parse(r.stdout.trim()), { echoed: 'over mTLS?\n' }, r.stderr);
     assert.equal((await metric('db-1', 'tsmesh_tcp_connections_opened_total', inbound)) - before, 1);
     assert.ok((await metric('web', 'tsmesh_tcp_connections_opened_total', { direction: 'outbound', destination_service: `db.${K8S_NAMESPACE}`, tls: 'true' })) >= 1);
+  });
+
+  it("a meshed pod's admin port, which its init never captures, is reached in plain HTTP (a meshed Prometheus scraping proxies)", async function () {
+    const passthrough = { direction: 'outbound', destination_service: 'passthrough', tls: 'false' };
+    const before = await metric('web', 'tsmesh_tcp_connections_opened_total', passthrough);
+    const r = await curlFrom('web', `http://${ADDR['db-1']}:${ADMIN_PORT}/metrics`);
+    assert.equal(r.status, 200, `${r.error} ${r.body.slice(0, 200)}`);
+    assert.match(r.body, /^tsmesh_requests_total/m);
+    assert.equal((await metric('web', 'tsmesh_tcp_connections_opened_total', passthrough)) - before, 1);
   });
 
   it('a pod without a sidecar is passed through in plain HTTP, the app seeing the caller itself', async function () {
