@@ -12,8 +12,36 @@ import { ADMIN_PORT_NAME, INIT_CONTAINER, PROXY_CONTAINER, PROXY_UID, CA_TOKEN_A
 /** kubelet refreshes a projected token at 80% of its life; the CA sees it at each certificate renewal. */
 export const TOKEN_EXPIRATION_SECONDS = 3600;
 
-/** How long the proxy may take to hold a certificate and its config before kubelet restarts it: 120 x 1 s. */
-const STARTUP_FAILURE_THRESHOLD = 120;
+/**
+ * How long the proxy's postStart hook waits for it to be ready. While a
+ * postStart hook runs, kubelet neither probes the container nor starts the
+ * next one, so the startup probe's first try comes once the proxy holds a
+ * certificate and its config, and a meshed pod starts without `Unhealthy`
+ * events (probing from the container's start failed two or three times:
+ * connection refused while node loads, then 503 until the certificate).
+ */
+export const READY_WAIT_SECONDS = 60;
+/** After the hook, the startup probe: 60 x 1 s more before kubelet restarts the proxy, 120 s in all. */
+const STARTUP_FAILURE_THRESHOLD = 60;
+
+/**
+ * The hook's program (`node -e`): GET /ready on the admin port every 100 ms
+ * until it answers 200 or the wait is over. It exits 0 either way: a failing
+ * postStart hook would kill the proxy, and a proxy that is not ready by then
+ * is the startup probe's to judge. node:http rather than fetch, so the
+ * short-lived process stays small (it counts against the proxy's memory limit).
+ */
+export function readyWaitScript(port: number = PROXY_DEFAULTS.ADMIN_PORT, seconds: number = READY_WAIT_SECONDS): string {
+  return [
+    `const http = require('node:http'), end = Date.now() + ${seconds * 1000};`,
+    `function again() { if (Date.now() < end) setTimeout(poll, 100); else process.exit(0); }`,
+    `function poll() {`,
+    `  const req = http.get({ host: '127.0.0.1', port: ${port}, path: '/ready', timeout: 1000 }, (res) => { res.resume(); if (res.statusCode === 200) process.exit(0); else again(); });`,
+    `  req.on('timeout', () => req.destroy()).on('error', again);`,
+    `}`,
+    `poll();`,
+  ].join('\n');
+}
 
 const INIT_RESOURCES = { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } };
 
@@ -105,7 +133,9 @@ export function proxyContainer(mesh: MeshConfig, overrides: Overrides, appProbes
       capabilities: { drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    // App containers and later init containers start only once the proxy holds a certificate and its config.
+    // App containers and later init containers start only once the proxy holds
+    // a certificate and its config: the hook waits for it, the probe confirms.
+    lifecycle: { postStart: { exec: { command: ['node', '-e', readyWaitScript()] } } },
     startupProbe: adminProbe('/ready', 1, STARTUP_FAILURE_THRESHOLD),
     readinessProbe: adminProbe('/ready', 5, 3),
     livenessProbe: adminProbe('/live', 10, 3),
