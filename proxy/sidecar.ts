@@ -94,7 +94,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const servedServices = (): Map<number, string> => {
     const me = meshTls.identity;
     const out = new Map<number, string>();
-    if (me) for (const t of table.byEndpoint.values()) if (t.pinned!.identity === me && !out.has(t.pinned!.port)) out.set(t.pinned!.port, t.key);
+    if (me) for (const pod of table.pods.values()) for (const p of pod.ports) if (p.endpoint.identity === me && !out.has(p.port)) out.set(p.port, p.target.key);
     return out;
   };
   const apply = (c: ProxyConfig): void => {
@@ -106,7 +106,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     // Connections to endpoints that left the config close; a meshed one that is not ready stays
     // reachable by its own address (a headless Service may publish it).
     const endpoints = [...table.byName.values()].flatMap((ports) => [...ports.values()].flatMap((t) => t.endpoints));
-    for (const t of table.byEndpoint.values()) endpoints.push(t.pinned!);
+    for (const pod of table.pods.values()) for (const p of pod.ports) if (p.endpoint.endpoint.ready === false) endpoints.push(p.endpoint);
     pools.retain(endpoints);
     h2.retain(endpoints);
     metrics.configUpdates.inc();

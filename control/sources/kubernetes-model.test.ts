@@ -190,10 +190,11 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
   describe('pods reached by their own addresses: what a caller\'s proxy makes of the config', function () {
     /** What a connection to `at` reaches in the routing table of `proxy`'s config: "service:port -> address:port identity", pinned or not. */
     const reach = (table: RoutingTable, at: string): string | undefined => {
-      const t = lookupTarget(table, at);
+      const [address, port] = [at.slice(0, at.lastIndexOf(':')), Number(at.slice(at.lastIndexOf(':') + 1))];
+      const t = lookupTarget(table, address, port);
       if (t === undefined) {
-        const pod = table.meshedPods.get(at.slice(0, at.lastIndexOf(':')));
-        return pod?.captures(Number(at.slice(at.lastIndexOf(':') + 1))) ? `opaque mTLS ${pod.identity}` : undefined;
+        const pod = table.pods.get(address);
+        return pod?.opaqueMtls(port) ? `opaque mTLS ${pod.identity}` : undefined;
       }
       return `${t.key}:${t.port.port}${t.pinned ? ' pinned' : ''} -> ${t.endpoints.map((e) => `${e.address}:${e.port} ${e.identity ?? 'plain'}`).join(', ')}`;
     };
@@ -204,7 +205,7 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
       const db = 'spiffe://cluster.local/ns/shop/sa/orders-db';
       assert.equal(reach(table, '10.244.1.40:5432'), `orders-db.shop:5432 pinned -> 10.244.1.40:5432 ${db}`);
       assert.equal(reach(table, '10.244.2.41:5432'), `orders-db.shop:5432 pinned -> 10.244.2.41:5432 ${db}`);
-      assert.equal(lookupTarget(table, '10.244.1.40:5432')!.port.protocol, 'tcp');
+      assert.equal(lookupTarget(table, '10.244.1.40', 5432)!.port.protocol, 'tcp');
     });
 
     it('statefulset: brokers and clients reach each broker by its address, the not-ready one too; a port-less headless Service\'s pods over opaque mTLS; a pod without a sidecar not at all', function () {

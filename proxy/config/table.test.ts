@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { parseProxyConfig } from '../../contract/validate.js';
 import type { ServiceConfig } from '../../contract/proxy-config.js';
-import { buildRoutingTable, lookupTarget, type RoutingTable } from './table.js';
+import { buildRoutingTable, lookupTarget as lookup, type RoutingTable, type ServiceTarget } from './table.js';
 
 const ID = (sa: string): string => `spiffe://cluster.local/ns/shop/sa/${sa}`;
 
@@ -19,6 +19,9 @@ function table(services: Partial<ServiceConfig>[]): RoutingTable {
     }),
   );
 }
+
+/** lookupTarget for "ip:port" (IPv6 without brackets). */
+const lookupTarget = (t: RoutingTable, at: string): ServiceTarget | undefined => lookup(t, at.slice(0, at.lastIndexOf(':')), Number(at.slice(at.lastIndexOf(':') + 1)));
 
 /** What `ip:port` reaches, in short: "service:port -> address:port identity" per endpoint, pinned or not. */
 function describeTarget(t: RoutingTable, at: string): string | undefined {
@@ -90,7 +93,7 @@ describe('proxy/config/table: the routing table', function () {
   it('an endpoint without an identity (no sidecar) is not indexed: its address passes through', function () {
     const t = table([WEB]);
     assert.equal(lookupTarget(t, '10.244.3.7:8080'), undefined);
-    assert.equal(t.meshedPods.get('10.244.3.7'), undefined);
+    assert.equal(t.pods.get('10.244.3.7'), undefined);
   });
 
   it('a pod listed by several Services: headless first, then by namespace and name, whatever the config\'s order', function () {
@@ -124,20 +127,21 @@ describe('proxy/config/table: the routing table', function () {
   it('a meshed pod is known by its address for the ports no Service names, with the first Service\'s name', function () {
     const t = table([WEB, DB, DB_HEADLESS]);
     const pod = (address: string) => {
-      const p = t.meshedPods.get(address);
+      const p = t.pods.get(address);
       return p && { address: p.address, identity: p.identity, key: p.key };
     };
     assert.deepEqual(pod('10.244.1.10'), { address: '10.244.1.10', identity: ID('db'), key: 'db-headless.shop' });
     assert.deepEqual(pod('10.244.1.6'), { address: '10.244.1.6', identity: ID('web'), key: 'web.shop' });
-    assert.equal(t.meshedPods.get('10.244.1.6')!.captures(9999), true);
+    assert.equal(t.pods.get('10.244.1.6')!.opaqueMtls(9999), true);
     assert.equal(lookupTarget(t, '10.244.1.10:9999'), undefined);
   });
 
   it('a headless Service without ports makes its pods known by address, with no L7 port', function () {
     const t = table([{ name: 'peers', ports: [], endpoints: [{ address: '10.244.4.1', identity: ID('peer') }] }]);
-    assert.equal(t.byEndpoint.size, 0);
-    assert.equal(t.meshedPods.get('10.244.4.1')?.identity, ID('peer'));
-    assert.equal(t.meshedPods.get('10.244.4.1')?.key, 'peers.shop');
+    assert.deepEqual(t.pods.get('10.244.4.1')?.ports, []);
+    assert.equal(t.pods.get('10.244.4.1')?.opaqueMtls(2380), true);
+    assert.equal(t.pods.get('10.244.4.1')?.identity, ID('peer'));
+    assert.equal(t.pods.get('10.244.4.1')?.key, 'peers.shop');
   });
 
   it('ports a meshed pod\'s sidecar does not capture (its skip-inbound-ports, the admin port) are reached in plain TCP', function () {
@@ -160,14 +164,14 @@ describe('proxy/config/table: the routing table', function () {
     // By the pod's address: not indexed (passed through), nor carried as opaque mTLS.
     assert.equal(lookupTarget(t, '10.244.1.10:9187'), undefined);
     assert.equal(lookupTarget(t, '10.244.1.10:15020'), undefined);
-    const pod = t.meshedPods.get('10.244.1.10')!;
-    assert.deepEqual([9399, 9400, 9450, 9500, 9501, 15020, 15021].map((p) => pod.captures(p)), [true, false, false, false, true, false, true]);
+    const pod = t.pods.get('10.244.1.10')!;
+    assert.deepEqual([9399, 9400, 9450, 9500, 9501, 15020, 15021].map((p) => pod.opaqueMtls(p)), [true, false, false, false, true, false, true]);
   });
 
   it('a loopback endpoint is reached by its address:port only: loopback names no pod', function () {
     const t = table([{ name: 'local', ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: 15006 }], endpoints: [{ address: '127.0.0.1', identity: ID('local') }] }]);
     assert.equal(describeTarget(t, '127.0.0.1:15006'), `local.shop:80 pinned -> 127.0.0.1:15006 ${ID('local')}`);
-    assert.equal(t.meshedPods.size, 0);
+    assert.equal(t.pods.get('127.0.0.1')!.opaqueMtls(8080), false);
   });
 
   it('IPv6 endpoints are keyed without brackets, as ClusterIPs are', function () {

@@ -18,7 +18,7 @@
 // is the DNS that gives pod addresses out; then by namespace, then by name;
 // within a Service, its ports in the order it lists them. A meshed pod's
 // other ports (no Service names them) are carried as opaque TCP over mTLS to
-// that pod with its identity (`meshedPods`; not for loopback addresses, which
+// that pod with its identity (`pods`; not for loopback addresses, which
 // are no pod's: the proxy's own tests and local mode give endpoints loopback
 // addresses with a port each). Endpoints without an identity (no sidecar) are
 // not indexed: a call to their address passes through.
@@ -54,14 +54,33 @@ export interface ResolvedEndpoint {
   weight: number;
 }
 
-/** A meshed pod by its address: where a port no Service names is carried as opaque TCP over mTLS. */
+/**
+ * A meshed endpoint's address: the Service ports on it (each reached as a
+ * target pinned to it) and, for its other ports, opaque TCP over mTLS.
+ */
 export interface MeshedPod {
   address: string;
   identity: string;
-  /** "name.namespace" of the first Service (by the rule above) listing it: the destination_service label. */
+  /** "name.namespace" of the first Service (by the rule above) listing it: the destination_service label of its other ports. */
   key: string;
-  /** Whether its sidecar captures this port (else it is reached in plain TCP). */
-  captures(port: number): boolean;
+  /**
+   * Whether a port of it that no Service names is carried as opaque TCP over
+   * mTLS: its sidecar captures the port (not its admin port, nor one of its
+   * skipInboundPorts), and the address is no loopback one.
+   */
+  opaqueMtls(port: number): boolean;
+  /** The Service ports on it, by the port on the pod, in the order of the rule: the first of a port wins. */
+  ports: readonly PodPort[];
+}
+
+export interface PodPort {
+  /** The port on the pod. */
+  port: number;
+  /** The service port's target (balanced over its endpoints). */
+  target: ServiceTarget;
+  endpoint: ResolvedEndpoint;
+  /** The target pinned to this endpoint, made on the first connection to it. */
+  pinned?: ServiceTarget;
 }
 
 export interface RoutingTable {
@@ -70,17 +89,31 @@ export interface RoutingTable {
   byAddress: ReadonlyMap<string, ServiceTarget>;
   /** Keyed by "name.namespace" then service port. */
   byName: ReadonlyMap<string, ReadonlyMap<number, ServiceTarget>>;
-  /** Meshed endpoints by `${ip}:${port}` of the endpoint, each a pinned target; ready or not. */
-  byEndpoint: ReadonlyMap<string, ServiceTarget>;
-  /** Meshed endpoints by address alone. */
-  meshedPods: ReadonlyMap<string, MeshedPod>;
+  /**
+   * Meshed endpoints by address, ready or not. Keyed by the address alone,
+   * a string the config already holds: a key per address and port, made
+   * for every endpoint of every service at every config, cost the proxy
+   * 20 times the build time of the rest of the table at 10,000 endpoints.
+   */
+  pods: ReadonlyMap<string, MeshedPod>;
 }
 
 export const serviceKey = (s: Pick<ServiceConfig, 'name' | 'namespace'>): string => `${s.name}.${s.namespace}`;
 
-/** What a connection to `${ip}:${port}` reaches: a ClusterIP's service port, else a meshed endpoint. */
-export function lookupTarget(table: RoutingTable, key: string): ServiceTarget | undefined {
-  return table.byAddress.get(key) ?? table.byEndpoint.get(key);
+/**
+ * What a connection to address:port reaches: a ClusterIP's service port, else
+ * a meshed endpoint's, pinned to it. `key` is `${address}:${port}`, for a
+ * caller that keeps it across lookups.
+ */
+export function lookupTarget(table: RoutingTable, address: string, port: number, key = `${address}:${port}`): ServiceTarget | undefined {
+  return table.byAddress.get(key) ?? pinnedTarget(table, address, port);
+}
+
+/** The target pinned to the meshed endpoint at address:port, when a Service names that port of it. */
+export function pinnedTarget(table: RoutingTable, address: string, port: number): ServiceTarget | undefined {
+  const p = table.pods.get(address)?.ports.find((x) => x.port === port);
+  if (!p) return undefined;
+  return (p.pinned ??= { service: p.target.service, port: p.target.port, key: p.target.key, endpoints: [p.endpoint], pinned: p.endpoint });
 }
 
 /** The order in which Services claim a pod's address:port (see the top of this file). */
@@ -103,6 +136,8 @@ export function capturesPort(e: Pick<Endpoint, 'skipInboundPorts'>): (port: numb
 }
 
 const ALL_BUT_ADMIN = capturesPort({});
+const NONE = (): boolean => false;
+const NO_PORTS: readonly PodPort[] = [];
 
 function resolve(e: Endpoint, port: ServicePort, captures: (port: number) => boolean): ResolvedEndpoint {
   const at = e.ports?.[port.name ?? ''] ?? e.ports?.[String(port.port)] ?? port.targetPort;
@@ -118,29 +153,42 @@ function resolve(e: Endpoint, port: ServicePort, captures: (port: number) => boo
 export function buildRoutingTable(config: ProxyConfig): RoutingTable {
   const byAddress = new Map<string, ServiceTarget>();
   const byName = new Map<string, Map<number, ServiceTarget>>();
-  const byEndpoint = new Map<string, ServiceTarget>();
-  const meshedPods = new Map<string, MeshedPod>();
+  const pods = new Map<string, MeshedPod>();
   for (const service of [...config.services].sort(compareServices)) {
     const key = serviceKey(service);
     const ports = new Map<number, ServiceTarget>();
     byName.set(key, ports);
-    const captures = service.endpoints.map((e) => (e.skipInboundPorts ? capturesPort(e) : ALL_BUT_ADMIN));
-    for (const [i, e] of service.endpoints.entries()) {
-      if (e.identity !== undefined && !meshedPods.has(e.address) && !isLoopback(e.address)) meshedPods.set(e.address, { address: e.address, identity: e.identity, key, captures: captures[i]! });
+    const { endpoints } = service;
+    const captures: ((port: number) => boolean)[] = [];
+    const podOf: (MeshedPod | undefined)[] = [];
+    for (const e of endpoints) {
+      const c = e.skipInboundPorts ? capturesPort(e) : ALL_BUT_ADMIN;
+      captures.push(c);
+      let pod: MeshedPod | undefined;
+      if (e.identity !== undefined) {
+        pod = pods.get(e.address);
+        if (!pod) pods.set(e.address, (pod = { address: e.address, identity: e.identity, key, opaqueMtls: isLoopback(e.address) ? NONE : c, ports: NO_PORTS }));
+      }
+      podOf.push(pod);
     }
     for (const port of service.ports) {
-      const endpoints: ResolvedEndpoint[] = [];
-      for (const [i, e] of service.endpoints.entries()) {
+      const target: ServiceTarget = { service, port, key, endpoints: [] };
+      for (let i = 0; i < endpoints.length; i++) {
+        const e = endpoints[i]!;
         const ep = resolve(e, port, captures[i]!);
-        if (e.ready !== false) endpoints.push(ep);
-        if (ep.identity === undefined) continue;
-        const at = `${ep.address}:${ep.port}`;
-        if (!byEndpoint.has(at)) byEndpoint.set(at, { service, port, key, endpoints: [ep], pinned: ep });
+        if (e.ready !== false) target.endpoints.push(ep);
+        const pod = podOf[i];
+        // A new array of the exact size: most pods have a port or two, and a pushed-to array keeps room for 17.
+        if (pod !== undefined && ep.identity !== undefined && !hasPort(pod.ports, ep.port)) pod.ports = [...pod.ports, { port: ep.port, target, endpoint: ep }];
       }
-      const target: ServiceTarget = { service, port, key, endpoints };
       ports.set(port.port, target);
       for (const ip of service.clusterIPs) byAddress.set(`${ip}:${port.port}`, target);
     }
   }
-  return { config, byAddress, byName, byEndpoint, meshedPods };
+  return { config, byAddress, byName, pods };
+}
+
+function hasPort(ports: readonly PodPort[], port: number): boolean {
+  for (const p of ports) if (p.port === port) return true;
+  return false;
 }

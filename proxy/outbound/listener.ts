@@ -51,6 +51,13 @@ export interface OutboundListener {
 }
 
 const DEFAULT_SNIFF_TIMEOUT_MS = 1000;
+
+/** Where the app meant to go, with its routing table key made once per connection. */
+interface Dialled {
+  address: string;
+  port: number;
+  key: string;
+}
 const noRoute: Handler = () => Promise.resolve(localResponse(503, 'no-route', 'tsmesh: the service is gone from the config'));
 const DEFAULT_IDLE_MS = 3600_000;
 
@@ -59,17 +66,17 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
   const handlers = new WeakMap<ServiceTarget, Handler>();
   // Per connection, the address the app dialled; the target is looked up per
   // request, so a keep-alive connection follows config changes.
-  const dialled = new WeakMap<object, string>();
+  const dialled = new WeakMap<object, Dialled>();
   const http = createHttpServer({
     log: opts.log,
     handlerFor: (socket) => {
-      const key = dialled.get(socket);
-      return key === undefined ? undefined : handlerFor(key);
+      const dst = dialled.get(socket);
+      return dst === undefined ? undefined : handlerFor(dst);
     },
   });
   const h2 = createH2Server({ log: opts.log });
-  function handlerFor(key: string): Handler | undefined {
-    const target = lookupTarget(opts.table(), key);
+  function handlerFor(dst: Dialled): Handler | undefined {
+    const target = lookupTarget(opts.table(), dst.address, dst.port, dst.key);
     if (!target) return undefined;
     let h = handlers.get(target);
     if (!h) handlers.set(target, (h = outboundStack(target, opts)));
@@ -155,12 +162,12 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       socket.destroy();
       return;
     }
-    const key = `${dst.address}:${dst.port}`;
     const table = opts.table();
-    const target = lookupTarget(table, key);
+    const to: Dialled = { address: dst.address, port: dst.port, key: `${dst.address}:${dst.port}` };
+    const target = lookupTarget(table, to.address, to.port, to.key);
     if (!target) {
-      const pod = table.meshedPods.get(dst.address);
-      if (pod?.captures(dst.port)) await podTcp(socket, pod, dst.port);
+      const pod = table.pods.get(dst.address);
+      if (pod?.opaqueMtls(dst.port)) await podTcp(socket, pod, dst.port);
       else await tcp(socket, PASSTHROUGH, () => dial(dst), false);
       return;
     }
@@ -174,17 +181,17 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     if (sniffed.protocol === 'closed' || socket.destroyed) {
       socket.destroy();
     } else if (sniffed.protocol === 'http1') {
-      dialled.set(socket, key);
+      dialled.set(socket, to);
       http.accept(socket);
       socket.resume();
     } else if (sniffed.protocol === 'http2') {
       // One HTTP/2 connection carries many requests: the target is resolved per request.
-      h2.accept(socket, (req) => (handlerFor(key) ?? noRoute)(req));
+      h2.accept(socket, (req) => (handlerFor(to) ?? noRoute)(req));
     } else if (sniffed.protocol === 'silent' && target.port.protocol === 'http') {
       // A port declared HTTP that a client opens and says nothing on: the HTTP server's header
       // timeout closes it, where L4 would open an mTLS connection to an endpoint for each (a flood
       // of idle connections would hold as many at the endpoints, and their share of the balancer).
-      dialled.set(socket, key);
+      dialled.set(socket, to);
       http.accept(socket);
       socket.resume();
     } else {

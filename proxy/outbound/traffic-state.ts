@@ -6,7 +6,7 @@
 // the clock and randomness the layers use, so tests can replace both.
 import { monotonicScheduler, type Scheduler } from '../../lib/scheduler.js';
 import { P2cBalancer } from '../balance/p2c.js';
-import type { RoutingTable, ServiceTarget } from '../config/table.js';
+import { pinnedTarget, type RoutingTable, type ServiceTarget } from '../config/table.js';
 import type { RetryBudget as RetryBudgetSpec } from '../../contract/proxy-config.js';
 import { PendingQueue } from '../http/limits.js';
 import { RetryBudget } from '../http/retry-budget.js';
@@ -71,7 +71,7 @@ export class TrafficState {
   retain(table: RoutingTable): void {
     for (const [key, entry] of this.balancers) {
       const { pinned } = entry.target;
-      const still = pinned ? table.byEndpoint.get(`${pinned.address}:${pinned.port}`) : table.byName.get(entry.target.key)?.get(entry.target.port.port);
+      const still = pinned ? pinnedTarget(table, pinned.address, pinned.port) : table.byName.get(entry.target.key)?.get(entry.target.port.port);
       if (still === undefined || still.key !== entry.target.key || still.port.port !== entry.target.port.port) this.balancers.delete(key);
     }
     for (const key of this.budgets.keys()) if (!table.byName.has(key.slice(0, key.indexOf('|')))) this.budgets.delete(key);

@@ -198,11 +198,11 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
       ]);
       // What the proxy makes of it: db-1.db.data.svc's address on 5432 is that pod, over mTLS with its identity; 9187 passes through.
       const table = buildRoutingTable(config);
-      const pinned = lookupTarget(table, '10.244.3.11:5432');
+      const pinned = lookupTarget(table, '10.244.3.11', 5432);
       assert.equal(pinned?.key, 'db.data');
       assert.deepEqual(pinned?.endpoints.map((e) => [e.address, e.port, e.identity]), [['10.244.3.11', 5432, 'spiffe://cluster.local/ns/data/sa/db']]);
       assert.equal(pinned?.port.protocol, 'tcp');
-      assert.equal(lookupTarget(table, '10.244.3.11:9187'), undefined);
+      assert.equal(lookupTarget(table, '10.244.3.11', 9187), undefined);
     } finally {
       stream.close();
     }

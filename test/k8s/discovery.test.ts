@@ -372,12 +372,12 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
       // What a caller's proxy makes of it: db-1.db.shop.svc answers 10.244.4.11, reached on 5432 over mTLS as that pod;
       // any other port of the pods over opaque mTLS, but the uncaptured 9187 in plain TCP.
       const table = buildRoutingTable(buildProxyConfig(both, frontend, 'v'));
-      const pinned = lookupTarget(table, '10.244.4.11:5432');
+      const pinned = lookupTarget(table, '10.244.4.11', 5432);
       assert.equal(pinned?.key, `db.${NS}`);
       assert.deepEqual(pinned?.endpoints.map((e) => `${e.address}:${e.port} ${e.identity}`), [`10.244.4.11:5432 spiffe://${TD}/ns/${NS}/sa/db`]);
-      const pod = table.meshedPods.get('10.244.4.10');
+      const pod = table.pods.get('10.244.4.10');
       assert.equal(pod?.identity, `spiffe://${TD}/ns/${NS}/sa/db`);
-      assert.deepEqual([pod?.captures(2380), pod?.captures(9187)], [true, false]);
+      assert.deepEqual([pod?.opaqueMtls(2380), pod?.opaqueMtls(9187)], [true, false]);
     });
 
     it('a burst of changes gives a few models, not one per event', async function () {
