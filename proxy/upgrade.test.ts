@@ -7,9 +7,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, request, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { WebSocket, WebSocketServer } from 'ws';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
+import { MAX_STREAMS } from './net/mux.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
 
@@ -164,7 +167,8 @@ describe('WebSocket through a sidecar pair on loopback (mTLS between them)', fun
     });
   }
 
-  it('gives each WebSocket an mTLS connection of its own beside the tsmesh/mux connection that plain requests share', async () => {
+  it('carries each WebSocket on a tsmesh/mux stream beside the plain requests, and opens another mux connection once one holds MAX_STREAMS', async function () {
+    this.timeout(60_000);
     const get = (): Promise<string> =>
       new Promise((resolve, reject) => {
         request({ host: '127.0.0.1', port: auto, path: '/plain' }, (res) => {
@@ -178,14 +182,54 @@ describe('WebSocket through a sidecar pair on loopback (mTLS between them)', fun
     assert.equal(await get(), 'plain');
     const base = b.openConnections();
     const sockets = [await open(auto), await open(auto), await open(http)];
-    assert.equal(b.openConnections(), base + 3, 'one connection per WebSocket at the server\'s proxy');
+    assert.equal(b.openConnections(), base, 'no connection of their own at the server\'s proxy');
     assert.equal(await get(), 'plain', 'plain requests go on meanwhile');
-    assert.equal(b.openConnections(), base + 3);
+    // As many WebSockets as one mux connection takes streams, and more: they go on a second connection.
+    while (sockets.length < MAX_STREAMS + 20) sockets.push(...(await Promise.all(Array.from({ length: 50 }, () => open(auto)))));
+    assert.equal(b.openConnections(), base + 1);
+    const last = sockets.at(-1)!;
+    last.send('on the second connection');
+    assert.equal(String(((await once(last, 'message')) as [Buffer])[0]), 'on the second connection');
+    assert.equal(await get(), 'plain');
     for (const ws of sockets) ws.close();
     await Promise.all(sockets.map((ws) => once(ws, 'close')));
-    const deadline = Date.now() + 2000;
-    while (b.openConnections() > base && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(b.openConnections(), base, 'closed with their WebSockets');
+  });
+
+  it('measures the heap the two proxies hold per idle WebSocket (printed), under 32 KiB', async function () {
+    this.timeout(60_000);
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const heap = async (): Promise<number> => {
+      for (let i = 0; i < 4; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const m = process.memoryUsage();
+      return m.heapUsed + m.external;
+    };
+    const N = 500;
+    const openMany = async (port: number): Promise<WebSocket[]> => {
+      const sockets: WebSocket[] = [];
+      while (sockets.length < N) sockets.push(...(await Promise.all(Array.from({ length: 50 }, () => open(port)))));
+      return sockets;
+    };
+    const appPort = (app.address() as AddressInfo).port;
+    /** Heap per WebSocket held open to `port`, after a round that lets pools and caches grow. */
+    const perSocket = async (port: number): Promise<number> => {
+      for (const ws of await openMany(port)) ws.terminate();
+      await new Promise((r) => setTimeout(r, 300));
+      const before = await heap();
+      const sockets = await openMany(port);
+      await new Promise((r) => setTimeout(r, 300));
+      const held = (await heap()) - before;
+      for (const ws of sockets) ws.terminate();
+      await new Promise((r) => setTimeout(r, 300));
+      return held / N / 1024;
+    };
+    const direct = await perSocket(appPort);
+    const through = await perSocket(auto);
+    console.log(`      heap per idle WebSocket: ${direct.toFixed(1)} KiB client and app alone, ${through.toFixed(1)} KiB through the pair: ${(through - direct).toFixed(1)} KiB in the two proxies`);
+    assert.ok(through - direct < 32, `${(through - direct).toFixed(1)} KiB per WebSocket in the proxies`);
   });
 
   it('passes a half-close across the mTLS hop: the client ends its side, the app\'s answer still arrives', async () => {

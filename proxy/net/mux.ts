@@ -165,8 +165,13 @@ export class MuxStream extends EventEmitter {
   constructor(
     private readonly session: MuxSession,
     readonly id: number,
-    /** false: the stream ends its own side when the peer's FIN arrives (a socket's allowHalfOpen). */
-    private readonly allowHalfOpen: boolean,
+    /**
+     * false: the stream ends its own side when the peer's FIN arrives, as a
+     * socket does without allowHalfOpen. A connection that switched protocols
+     * (an HTTP/1.1 Upgrade) sets it, so that either side may end its bytes
+     * first and the other way stays open.
+     */
+    public allowHalfOpen: boolean,
   ) {
     super();
   }

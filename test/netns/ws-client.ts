@@ -11,8 +11,6 @@
 //                messages, and 64 MiB echoed in 256 KiB frames while plain
 //                GETs to the same host and port are timed one after another
 //                (and before, with nothing else going on)
-//   many URL N   opens N WebSockets, prints {"opened":N}, and holds them
-//                until its stdin ends
 //   stall URL N  opens N WebSockets, has the app send 1 MiB on each and
 //                reads none of it (a slow reader's WebSocket), then times
 //                plain GETs to the same host and port
@@ -112,16 +110,6 @@ async function timeGets(until: Promise<unknown> | undefined, n = Infinity): Prom
   return times;
 }
 
-async function many(): Promise<object> {
-  const sockets: WebSocket[] = [];
-  for (let i = 0; i < Number(arg ?? 100); i++) sockets.push(await open(false));
-  process.stdout.write(JSON.stringify({ opened: sockets.length }) + '\n');
-  process.stdin.resume();
-  await once(process.stdin, 'end');
-  for (const s of sockets) s.terminate();
-  return { closed: sockets.length };
-}
-
 async function stall(): Promise<object> {
   const sockets: WebSocket[] = [];
   for (let i = 0; i < Number(arg ?? 100); i++) {
@@ -187,7 +175,7 @@ async function bench(): Promise<object> {
   };
 }
 
-const modes: Record<string, () => Promise<object>> = { echo, denied, hold, bench, many, stall };
+const modes: Record<string, () => Promise<object>> = { echo, denied, hold, bench, stall };
 const run = modes[mode ?? ''];
 if (!run) {
   process.stderr.write(`usage: ws-client.ts echo|denied|hold|bench URL [ARG]\n`);

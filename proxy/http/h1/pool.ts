@@ -6,19 +6,22 @@
 // does not speak tsmesh/mux. A request without a body whose kept-alive
 // connection was closed under it, unanswered, goes again once on a new one.
 //
-// An upgrade (WebSocket) takes a new connection of its own, to a meshed
-// endpoint an mTLS connection with ALPN tsmesh/h1, never a tsmesh/mux
-// stream, and keeps it after the 101, outside the pool: its bytes then have
-// TCP's flow control to themselves, a bulk WebSocket does not queue the
-// requests behind it in one connection's frames, and long-lived WebSockets
-// count against no stream limit (tsmesh/mux takes 1,024 streams a
-// connection). What that costs, an mTLS handshake per WebSocket and a TLS
-// socket per open one, was measured against a stream of the mux connection
-// (docs/internals.md). Linkerd's and Envoy's sidecars also give an HTTP/1.1
-// upgrade a connection of its own.
+// An upgrade (WebSocket) takes a new connection, a tsmesh/mux stream to a
+// meshed endpoint, and keeps it after the 101, outside the pool: it counts
+// against neither MAX_CONNECTIONS nor the requests waiting. A stream rather
+// than an mTLS connection of its own (as Linkerd's and Envoy's sidecars give
+// an upgrade) because, measured between two pods (test/netns/upgrade.test.ts,
+// docs/internals.md), it opens in a third of the time with no handshake
+// (what a reconnecting crowd of WebSockets would cost both proxies), holds
+// about 60% of the heap and a third of the resident memory while idle,
+// echoes as fast, and the stream's window keeps a bulk WebSocket from
+// crowding out the requests beside it; the mux budget bounds what slow
+// readers hold. The streams of one connection are
+// bounded (MAX_STREAMS): a full one takes no more, and the next stream goes
+// on a new connection.
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { MuxSession } from '../../net/mux.js';
+import { MAX_STREAMS, MuxSession } from '../../net/mux.js';
 import type { MeshTls } from '../../tls/mesh-tls.js';
 import { MESH_ALPN } from '../../tls/alpn.js';
 import { connectEndpoint } from '../../upstream.js';
@@ -54,6 +57,8 @@ export class H1Pool {
   private h1Only = false;
   /** The tsmesh/mux connection to the endpoint, while it takes new streams. */
   private muxing: Promise<MuxSession | undefined> | undefined;
+  /** That connection, once it is up. */
+  private mux: MuxSession | undefined;
 
   constructor(
     readonly ep: EndpointAddress,
@@ -116,14 +121,13 @@ export class H1Pool {
 
   /**
    * A connection for a request: an idle one, a new one, or one that comes
-   * free. `own`: a new connection of its own, never a tsmesh/mux stream, for
-   * an upgrade, which keeps it (see the header of this file).
+   * free. `fresh`: a new one, for an upgrade, which keeps it.
    */
-  private async take(signal: RequestSignal, own = false): Promise<Conn> {
+  private async take(signal: RequestSignal, fresh = false): Promise<Conn> {
     let deadline: number | undefined;
     for (;;) {
       if (this.closed) throw new Error(`the pool of ${this.authority} is closed (the endpoint left the config)`);
-      const conn = own ? undefined : this.takeIdle();
+      const conn = fresh ? undefined : this.takeIdle();
       if (conn) return conn;
       if (this.open < MAX_CONNECTIONS) break;
       // A caller that goes away leaves the queue at once (the wait rejects with its reason).
@@ -134,7 +138,7 @@ export class H1Pool {
     this.open++;
     try {
       const conn = new Conn();
-      const session = this.meshTls && this.ep.identity && !this.h1Only && !own ? await this.session() : undefined;
+      const session = this.meshTls && this.ep.identity && !this.h1Only ? await this.session() : undefined;
       if (session) {
         const stream = session.open();
         stream.reader = conn.onStreamData;
@@ -159,8 +163,15 @@ export class H1Pool {
         if (this.muxing === pending) this.muxing = undefined;
         throw e;
       }
-      if (session === undefined || session.usable) return session;
-      // Closed, or the endpoint said GOAWAY: the next stream goes on a new connection.
+      if (session === undefined) return session;
+      if (session.usable && session.size < MAX_STREAMS) {
+        this.mux = session;
+        return session;
+      }
+      // Closed, or the endpoint said GOAWAY, or as many streams as the endpoint takes on one
+      // connection (WebSockets, which live long, can add up to that): the next stream goes on a
+      // new connection, and a full one ends after its last stream.
+      if (session.usable) session.goAway();
       if (this.muxing === pending) this.muxing = undefined;
     }
   }
@@ -176,15 +187,16 @@ export class H1Pool {
     return new MuxSession(socket);
   }
 
-  /** No stream is open: the mux connection ends (a new one is made when a request comes). */
+  /** No stream is open, upgraded ones included: the mux connection ends (a new one is made when a request comes). */
   private endMuxIfUnused(): void {
-    if (this.open === 0) this.endMux();
+    if (this.open === 0 && (this.mux === undefined || this.mux.size === 0)) this.endMux();
   }
 
   /** The mux connection takes no new stream and ends after the streams it has. */
   private endMux(): void {
     const pending = this.muxing;
     this.muxing = undefined;
+    this.mux = undefined;
     void pending?.then(
       (s) => s?.goAway(),
       () => undefined,
