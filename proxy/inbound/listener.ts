@@ -105,9 +105,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
   const handlers = new WeakMap<object, Handler>();
   const muxSessions = new Set<MuxSession>();
   let goingAway = false;
-  const http = createHttpServer({ log: opts.log, handlerFor: (socket) => handlers.get(socket) });
-  const h2 = createH2Server({ log: opts.log });
   const idleMs = opts.idleTimeoutMs ?? 3600_000;
+  // A WebSocket (an HTTP/1.1 upgrade) idles as long as an opaque TCP connection may.
+  const http = createHttpServer({ log: opts.log, handlerFor: (socket) => handlers.get(socket), tunnelIdleTimeoutMs: idleMs });
+  const h2 = createH2Server({ log: opts.log });
   const firstBytesMs = opts.firstBytesTimeoutMs ?? 5000;
 
   const refuse = (socket: Socket, reason: RefusalReason): void => {

@@ -73,6 +73,8 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       const dst = dialled.get(socket);
       return dst === undefined ? undefined : handlerFor(dst);
     },
+    // A WebSocket (an HTTP/1.1 upgrade) idles as long as an opaque TCP connection may.
+    tunnelIdleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_MS,
   });
   const h2 = createH2Server({ log: opts.log });
   function handlerFor(dst: Dialled): Handler | undefined {

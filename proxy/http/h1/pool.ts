@@ -14,9 +14,9 @@
 // docs/internals.md), it opens in a third of the time with no handshake
 // (what a reconnecting crowd of WebSockets would cost both proxies), holds
 // about 60% of the heap and a third of the resident memory while idle,
-// echoes as fast, and the stream's window keeps a bulk WebSocket from
-// crowding out the requests beside it; the mux budget bounds what slow
-// readers hold. The streams of one connection are
+// echoes small messages as fast, and the stream's window paces a bulk
+// WebSocket so that the requests beside it are answered sooner; the mux
+// budget bounds what slow readers hold. The streams of one connection are
 // bounded (MAX_STREAMS): a full one takes no more, and the next stream goes
 // on a new connection.
 import type { Socket } from 'node:net';
