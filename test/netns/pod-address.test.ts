@@ -107,6 +107,17 @@ describe('calls to pod addresses and headless Services under STRICT mTLS (real k
     assert.equal(await metric('web', 'tsmesh_requests_total', { direction: 'outbound', destination_service: `db-rw.${K8S_NAMESPACE}` }), 0);
   });
 
+  it("HTTP/2 with prior knowledge to a meshed pod's IP reaches that pod over mTLS too", async function () {
+    const inbound = { direction: 'inbound', source_identity: id('web'), tls: 'true', response_code: '200' };
+    const before = await metric('db-1', 'tsmesh_requests_total', inbound);
+    const r = await curlFrom('web', `http://${ADDR['db-1']}:${APP_HTTP_PORT}/h2`, ['--http2-prior-knowledge']);
+    assert.equal(r.status, 200, `${r.error} ${r.body}`);
+    assert.equal(r.httpVersion, '2');
+    const body = JSON.parse(r.body) as { app: string; protocol: string; peer: string };
+    assert.deepEqual({ app: body.app, protocol: body.protocol, peer: body.peer }, { app: 'db-1', protocol: '2.0', peer: '127.0.0.1' });
+    assert.equal((await metric('db-1', 'tsmesh_requests_total', inbound)) - before, 1);
+  });
+
   it('the AuthorizationPolicy on the headless Service applies: a caller it does not list gets 403 from the pod\'s proxy', async function () {
     const r = await curlFrom('other', `http://${ADDR['db-0']}:${APP_HTTP_PORT}/from-other`, ['-i']);
     assert.equal(r.status, 403, `${r.error} ${r.body}`);
