@@ -93,6 +93,14 @@ const ATTACKS: Record<string, Attack> = {
     );
     await closed(s, 2000);
   },
+  'an upgrade (WebSocket), bytes of the new protocol before and after its 101, then reset': async (open, random) => {
+    const { s, reset } = await open();
+    s.write('GET /ws HTTP/1.1\r\nhost: api.shop\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    s.write(bytes(random, 1 + Math.floor(random() * 2048)));
+    await new Promise((r) => setTimeout(r, random() * 30));
+    reset();
+    await closed(s, 2000);
+  },
   'a slow head, abandoned': async (open, random) => {
     const { s } = await open();
     for (const c of 'GET /slow HTTP/1.1\r\nhost: api'.slice(0, 3 + Math.floor(random() * 20))) {
@@ -120,6 +128,12 @@ describe('sidecars under hostile clients, batch after batch', function () {
     const { ca } = await newRootCa();
     let appPort: number;
     ({ server: app, port: appPort } = await startOkApp());
+    // The app takes upgrades too, and echoes what comes after: a bad client's tunnel reaches it and back.
+    app.on('upgrade', (_req: unknown, socket: Socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
+      socket.pipe(socket);
+    });
     b = await startApiSidecar(ca, appPort);
     e = await startApiSidecar(ca, appPort);
     webCreds = issueCredentials(ca, WEB);
@@ -228,7 +242,7 @@ describe('sidecars under hostile clients, batch after batch', function () {
       await goodRequests();
       heaps.push(heapAfterGc());
     }
-    // Every kind of attack on every target ran (3 targets x 7 kinds, and the broken ClientHello).
+    // Every kind of attack on every target ran (3 targets x 8 kinds, and the broken ClientHello).
     assert.equal(kinds.size, 3 * Object.keys(ATTACKS).length + 1, [...kinds].join('\n'));
     const mb = heaps.map((h) => (h / 2 ** 20).toFixed(1));
     // The first batch warms the process up (compiled code, metric children). After that the heap

@@ -7,8 +7,15 @@
 // up pauses the other; half-close is passed on (the end of one side's bytes
 // ends the other's writing only, and the connection lives on the other way);
 // a side that closes before both ways ended (a reset, an error) closes the
-// other; nothing moving either way for `idleMs` closes both.
+// other; nothing moving either way for `idleMs` closes both. Once both ways
+// have ended, each side closes when what was written to it is sent; one that
+// has not after LINGER_MS, and sends nothing meanwhile, is closed (a TLS
+// socket whose peer vanished keeps its last writes, and itself, for ever), as
+// Envoy closes a connection its peer does not after its delayed-close time.
 import type { SpliceResult } from './splice.js';
+
+/** Once both ways ended, how long a side may take to send what is left without sending any of it. */
+export const LINGER_MS = 5000;
 
 /** What the tunnel needs of a side: a socket, a TLS socket or a tsmesh/mux stream. */
 export interface TunnelSide {
@@ -18,6 +25,8 @@ export interface TunnelSide {
   pause(): unknown;
   resume(): unknown;
   once(event: 'drain', listener: () => void): unknown;
+  /** Bytes written and not yet sent, where the side tells (sockets do). */
+  readonly writableLength?: number;
 }
 
 /** What the owner of a side tells the tunnel of it. */
@@ -62,6 +71,7 @@ class Way implements TunnelInlet {
     if (this.tunnel.over || this.ended) return;
     this.ended = true;
     this.to.end();
+    this.tunnel.wayEnded();
   }
 
   close(): void {
@@ -82,6 +92,9 @@ export class Tunnel {
   private readonly ab: Way;
   private readonly ba: Way;
   private readonly idle: NodeJS.Timeout;
+  private linger: NodeJS.Timeout | undefined;
+  /** What each side still had to send at the last look, once both ways ended. */
+  private unsent = [0, 0];
   private settle!: (r: SpliceResult) => void;
 
   constructor(
@@ -100,11 +113,32 @@ export class Tunnel {
     this.idle.refresh();
   }
 
-  /** Closes both sides now (idle, or one side broke off). */
+  /** Both ways ended: the sides close once their last bytes are sent, or linger no longer than that takes. */
+  wayEnded(): void {
+    if (!this.ab.ended || !this.ba.ended || this.linger !== undefined) return;
+    this.unsent = [this.sideA.writableLength ?? 0, this.sideB.writableLength ?? 0];
+    this.linger = setTimeout(() => this.lingered(), LINGER_MS);
+    this.linger.unref();
+  }
+
+  private lingered(): void {
+    if (this.over) return;
+    const now = [this.sideA.writableLength ?? 0, this.sideB.writableLength ?? 0];
+    const sending = (this.ab.closed || now[0]! < this.unsent[0]!) && (this.ba.closed || now[1]! < this.unsent[1]!);
+    if (sending && !(this.ab.closed && this.ba.closed)) {
+      this.unsent = now;
+      this.linger!.refresh();
+      return;
+    }
+    this.abort();
+  }
+
+  /** Closes both sides now (idle, or one side broke off, or lingered). */
   abort(): void {
     if (this.over) return;
     this.over = true;
     clearTimeout(this.idle);
+    clearTimeout(this.linger);
     this.sideA.destroy();
     this.sideB.destroy();
     this.settle({ fromA: this.ab.bytes, fromB: this.ba.bytes });
@@ -120,6 +154,7 @@ export class Tunnel {
     if (this.ab.closed && this.ba.closed) {
       this.over = true;
       clearTimeout(this.idle);
+      clearTimeout(this.linger);
       this.settle({ fromA: this.ab.bytes, fromB: this.ba.bytes });
     }
   }

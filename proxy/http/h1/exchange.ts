@@ -19,6 +19,12 @@ import { Upgraded } from './upgraded.js';
 const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
 /** How long a request body waits for the endpoint's 100 Continue before it goes anyway: curl's and Go's default. */
 export const EXPECT_CONTINUE_MS = 1000;
+/**
+ * Interim responses handed to the client per request; an endpoint that sends
+ * more has the rest read and dropped, so that one writing 1xx without end
+ * cannot fill the client's connection (the client has no way to refuse them).
+ */
+export const MAX_INTERIM_RESPONSES = 16;
 
 /** The endpoint closed or reset the connection before the response ended. */
 export class UpstreamResetError extends Error {
@@ -49,8 +55,8 @@ export class Exchange implements ConnUser {
   private readonly chunked: boolean;
   /** Set while the head went with `expect: 100-continue` and the body waits for the endpoint's 100. */
   private continueTimer: NodeJS.Timeout | undefined;
-  /** An interim (1xx) response came: the endpoint saw the request. */
-  private informed = false;
+  /** Interim (1xx) responses that came: the endpoint saw the request. */
+  private interims = 0;
   private readonly onAbort = (): void => this.finish(this.req.signal.reason as Error);
 
   constructor(
@@ -167,9 +173,8 @@ export class Exchange implements ConnUser {
 
   /** An interim response (100 Continue, 103 Early Hints...): on to the client; a 100 also lets the body go. */
   private interim(h: ResponseHead): void {
-    this.informed = true;
     if (h.status === 100 && this.continueTimer !== undefined) this.sendBody(undefined);
-    this.req.informational?.(h.status, h.headers);
+    if (++this.interims <= MAX_INTERIM_RESPONSES) this.req.informational?.(h.status, h.headers);
   }
 
   /**
@@ -255,7 +260,7 @@ export class Exchange implements ConnUser {
   }
 
   private fail(err: UpstreamResetError): void {
-    if (this.reader?.started || this.head !== undefined || this.informed) err.answered = true;
+    if (this.reader?.started || this.head !== undefined || this.interims > 0) err.answered = true;
     this.finish(err);
   }
 

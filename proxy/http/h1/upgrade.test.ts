@@ -12,7 +12,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { silentLogger } from '../../../lib/log.js';
 import { EndpointPools, forward } from '../forward.js';
 import { createHttpServer, type HttpServerOptions } from '../server.js';
-import { EXPECT_CONTINUE_MS } from './exchange.js';
+import { EXPECT_CONTINUE_MS, MAX_INTERIM_RESPONSES } from './exchange.js';
 
 interface Front {
   port: number;
@@ -350,6 +350,20 @@ describe('interim (1xx) responses through the proxy\'s own server and client', f
     const old = connect(front.port, '127.0.0.1');
     old.write('GET /page HTTP/1.0\r\nhost: app\r\n\r\n');
     assert.match(await readAll(old), /^HTTP\/1.1 200 OK\r\n[\s\S]*page$/);
+  });
+
+  it('hands the client at most MAX_INTERIM_RESPONSES interim responses a request, however many the app writes', async () => {
+    const front = await rig((s) => {
+      void readUntil(s, /\r\n\r\n/).then(() => {
+        s.write('HTTP/1.1 103 Early Hints\r\nlink: </x.css>; rel=preload\r\n\r\n'.repeat(1000));
+        s.end('HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndone');
+      });
+    });
+    const c = connect(front.port, '127.0.0.1');
+    c.write('GET /flood HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n');
+    const got = await readAll(c);
+    assert.equal(got.match(/HTTP\/1.1 103 Early Hints\r\n/g)?.length, MAX_INTERIM_RESPONSES);
+    assert.match(got, /\r\n\r\nHTTP\/1.1 200 OK\r\n[\s\S]*done$/);
   });
 
   it('gives a client that expects 100-continue one 100: the app\'s, or the proxy\'s own after the wait, never two', async () => {
