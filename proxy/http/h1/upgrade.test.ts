@@ -279,6 +279,29 @@ describe('HTTP/1.1 Upgrade through the proxy\'s own server and client', function
     assert.match(bare, /without an Upgrade field/);
   });
 
+  it('declines an upgrade in HTTP/1.0 or with a body by serving the request as it is, without the field', async () => {
+    const heads: string[] = [];
+    const app = await rawApp((s) => {
+      void readUntil(s, /\r\n\r\n/).then((head) => {
+        heads.push(head);
+        s.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nplain');
+      });
+    });
+    cleanups.push(() => void app.server.close());
+    const front = await proxyTo(app.port);
+    cleanups.push(() => front.close());
+    for (const request of [
+      'GET /old HTTP/1.0\r\nhost: app\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n',
+      'POST /body HTTP/1.1\r\nhost: app\r\nconnection: upgrade, close\r\nupgrade: x-echo/1\r\ncontent-length: 4\r\n\r\nbody',
+    ]) {
+      const c = connect(front.port, '127.0.0.1');
+      c.write(request);
+      assert.match(await readAll(c), /^HTTP\/1.1 200 OK\r\n[\s\S]*plain$/, request);
+    }
+    assert.equal(heads.length, 2);
+    for (const head of heads) assert.doesNotMatch(head, /upgrade/i);
+  });
+
   it('keeps an upgrade the app declines an HTTP/1.1 exchange: its answer, then the next request on the same connection', async () => {
     const { wss, front } = await wsRig();
     wss.options.verifyClient = (_info: unknown, cb: (ok: boolean, code?: number) => void) => cb(false, 403);
