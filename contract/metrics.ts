@@ -18,8 +18,8 @@ export const METRICS = {
   // The sidecar proxy (proxy/metrics.ts, proxy/identity/metrics.ts).
   tsmesh_requests_total: {
     type: 'counter',
-    help: 'HTTP requests handled by the proxy.',
-    labels: ['direction', 'source_identity', 'destination_identity', 'destination_service', 'response_code', 'tls'],
+    help: 'HTTP requests handled by the proxy; a gRPC call is counted when it ends, with its grpc_status (empty for other requests).',
+    labels: ['direction', 'source_identity', 'destination_identity', 'destination_service', 'response_code', 'tls', 'grpc_status'],
   },
   tsmesh_request_duration_seconds: {
     type: 'histogram',

@@ -35,13 +35,22 @@ export const APP_PROTOCOLS: ReadonlyMap<string, PortProtocol> = new Map<string, 
 ]);
 
 /**
+ * The retryOn conditions of gRPC calls, Envoy's names: a trailers-only answer
+ * (grpc-status in the head) with that status, whatever its HTTP status.
+ */
+export const GRPC_RETRY_CONDITIONS = ['cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable'] as const;
+export type GrpcRetryCondition = (typeof GRPC_RETRY_CONDITIONS)[number];
+
+/**
  * retryOn conditions by name (a status code such as "503" is one too):
  *   connect-failure  the endpoint was never reached
  *   reset            the connection broke before a response, or a per-try timeout
  *   gateway-error    502, 503, 504, plus connect failures, resets and per-try timeouts
  *   5xx              any 5xx, plus connect failures, resets and per-try timeouts
+ *   cancelled, deadline-exceeded, internal, resource-exhausted, unavailable
+ *                    a gRPC call answered that status (GRPC_RETRY_CONDITIONS)
  */
-export const RETRY_CONDITIONS = ['5xx', 'gateway-error', 'connect-failure', 'reset'] as const;
+export const RETRY_CONDITIONS = ['5xx', 'gateway-error', 'connect-failure', 'reset', ...GRPC_RETRY_CONDITIONS] as const;
 export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
 const STATUS_CONDITION = /^[1-5]\d\d$/;
 

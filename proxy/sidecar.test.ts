@@ -205,7 +205,7 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
       answers.map(() => 200),
     );
     const m = await b.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
-    assert.match(m, new RegExp(`direction="inbound",source_identity="${WEB}".*tls="true"\\} 1[3-9]`));
+    assert.match(m, new RegExp(`direction="inbound",source_identity="${WEB}".*tls="true",grpc_status=""\\} 1[3-9]`));
   });
 
   it('carries an opaque TCP port over mTLS', async () => {
@@ -391,7 +391,7 @@ describe('sidecar pair on loopback: HTTP/2 (h2c from the app, tsmesh/h2 between 
         assert.equal(r.body, `h2 GET /call/${i} via grpc.shop:50051 (httpVersion 2.0)`);
       }
       const bm = await b.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
-      assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",response_code="200",tls="true"\\} 20`));
+      assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",response_code="200",tls="true",grpc_status=""\\} 20`));
     } finally {
       client.close();
       await a.drain(0);

@@ -90,6 +90,21 @@ tsmesh_request_duration_seconds_bucket{le="+Inf",response_code="500"} 15
       approx(s.p50Ms, (52.5 / 90) * 10, 'p50');
       approx(s.p99Ms, 10 + (90 * (103.95 - 90)) / 15, 'p99');
     });
+    it('judges a gRPC call by its grpc_status alone: OK is success whatever the HTTP status, any other status a failure', () => {
+      const g = new GoldenAccumulator();
+      g.add(
+        parseMetrics(`
+tsmesh_requests_total{response_code="200",grpc_status="0"} 60
+tsmesh_requests_total{response_code="200",grpc_status="14"} 10
+tsmesh_requests_total{response_code="200",grpc_status="5"} 10
+tsmesh_requests_total{response_code="503",grpc_status="0"} 5
+tsmesh_requests_total{response_code="200",grpc_status=""} 15
+`),
+        parseMetrics(''),
+        10,
+      );
+      approx(g.signals().successRate, (60 + 5 + 15) / 100, 'success rate');
+    });
     it('says null, not zero, for what it has not seen', () => {
       assert.deepEqual(new GoldenAccumulator().signals(), { requests: 0, rps: 0, successRate: null, p50Ms: null, p95Ms: null, p99Ms: null });
     });

@@ -9,7 +9,7 @@ export interface GoldenSignals {
   /** Requests in the window. */
   requests: number;
   rps: number;
-  /** Share of responses that were not 5xx (4xx is the caller's mistake, as Linkerd counts it). */
+  /** Share of responses that were not 5xx (4xx is the caller's mistake, as Linkerd counts it); of gRPC calls, those whose status was OK. */
   successRate: number | null;
   p50Ms: number | null;
   p95Ms: number | null;
@@ -73,7 +73,9 @@ export function histogramQuantile(q: number, buckets: Buckets): number | null {
   return null;
 }
 
-const isSuccess = (code: string | undefined): boolean => {
+/** A gRPC call succeeded when its status is OK, whatever its HTTP status; another request when it was not a 5xx. */
+const isSuccess = (code: string | undefined, grpcStatus: string | undefined): boolean => {
+  if (grpcStatus !== undefined && grpcStatus !== '') return grpcStatus === '0';
   const n = Number(code);
   return Number.isInteger(n) && n > 0 && n < 500;
 };
@@ -90,7 +92,7 @@ export class GoldenAccumulator {
     let n = 0;
     for (const r of requests) {
       n += r.value;
-      if (isSuccess(r.labels.response_code)) this.ok += r.value;
+      if (isSuccess(r.labels.response_code, r.labels.grpc_status)) this.ok += r.value;
     }
     this.requests += n;
     if (seconds > 0) this.rps += n / seconds;

@@ -11,6 +11,7 @@ import { UpstreamConnectError } from '../upstream.js';
 import { UpstreamResetError } from './h1/exchange.js';
 import type { Breaker } from './breaker.js';
 import { DEFAULT_LIMITS, OverloadedError, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
+import { isGrpc, isGrpcServerFailure, whenGrpcStatus } from './grpc.js';
 import { MeshTimeoutError } from './timeout.js';
 import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 import { ERROR_HEADER } from '../../contract/vocabulary.js';
@@ -125,14 +126,19 @@ export function balancedForward(o: BalancedOptions): Handler {
     // Counted, the wait for a connection (an mTLS handshake) would make a new endpoint look slow
     // until it had been idle for the reprobe time.
     const rtt = Math.max(0, clock.now() - started - (meta.connectMs ?? 0));
-    if (res.status === 503 && s.ep.identity !== undefined && res.headers[ERROR_HEADER] === APP_REFUSED) {
+    // (Whatever the status: to a gRPC caller the endpoint's proxy answers it as UNAVAILABLE.)
+    if (s.ep.identity !== undefined && res.headers[ERROR_HEADER] === APP_REFUSED) {
       // The endpoint's proxy could not connect to its app: the app never saw the request, so
       // the retry layer may send it again, whatever its method, as after a connect failure;
       // and the endpoint is as good as unreachable, not fast (its answers come at once).
       meta.localReason = CONNECT_FAILURE;
       balancer.observe(s, rtt, false);
     } else balancer.observe(s, rtt, true);
-    breaker?.record(s, res.status >= 500);
+    if (breaker) {
+      // A gRPC call failed by its status (in the head, or in the trailers when its body ends), whatever its HTTP status.
+      if (isGrpc(req.headers)) whenGrpcStatus(res, () => req.signal.aborted, (code) => breaker.record(s, isGrpcServerFailure(code)));
+      else breaker.record(s, res.status >= 500);
+    }
     return res;
   };
 }

@@ -8,6 +8,7 @@ import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, loadHttp2 } from './h2-module.js';
+import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import { streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
@@ -82,6 +83,8 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     [HTTP2_HEADER_AUTHORITY]: host ?? `${ep.address}:${ep.port}`,
   };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) headers[k] = v;
+  // A gRPC call's deadline goes on as what is left of it now: the time spent in the mesh is taken off.
+  if (req.deadline !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(req.deadline - performance.now());
   // Node checks only that the signal has `aborted` and listens with addEventListener: a Cancellation serves.
   // A body may be followed by trailers: the stream's end waits for them (none: an empty DATA frame ends it).
   const stream = session.request(headers, { endStream: req.body === null, waitForTrailers: req.body !== null, signal: req.signal as AbortSignal });

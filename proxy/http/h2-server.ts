@@ -4,6 +4,7 @@ import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2S
 import type { Duplex } from 'node:stream';
 import { Cancellation } from './cancel.js';
 import { sendBody } from './pipe.js';
+import { asGrpcAnswer, isGrpc } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import type { Logger } from '../../lib/log.js';
 import { endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
@@ -110,6 +111,8 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     opts.log.warn('request failed', { error: (e as Error).message });
     response = localResponse(502, 'proxy-error', `tsmesh: ${(e as Error).message}`);
   }
+  // Answers made outside the stacks' gRPC layer (no route, an error) reach a gRPC caller as gRPC statuses too.
+  if (isGrpc(req.headers)) response = asGrpcAnswer(response);
   if (stream.destroyed || stream.closed) {
     response.body?.destroy();
     return;

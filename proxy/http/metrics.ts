@@ -1,9 +1,11 @@
 // Counts every request and times it to the response head, with the labels
-// DESIGN.md fixes.
+// DESIGN.md fixes. A gRPC call is counted when its status is known: at once
+// for a trailers-only answer, else when its body has ended.
 import type { CounterChild, HistogramChild } from '../../lib/prom-hot.js';
 import type { Direction, ProxyMetrics } from '../metrics.js';
 import type { Layer, ProxyResponse } from './types.js';
 import { CANCELLED } from '../../contract/vocabulary.js';
+import { GRPC, isGrpc, whenGrpcStatus } from './grpc.js';
 
 /** The error of a request whose caller went away before its answer. */
 export { CANCELLED };
@@ -21,49 +23,56 @@ export interface RequestLabels {
 
 /** Status codes as label values, made once. */
 const STATUS_TEXT: readonly string[] = Array.from({ length: 600 }, (_, i) => String(i));
-
-interface Children {
-  count: CounterChild;
-  duration: HistogramChild;
-}
+const GRPC_TEXT: readonly string[] = Array.from({ length: 17 }, (_, i) => String(i));
+const grpcText = (code: number): string => GRPC_TEXT[code] ?? String(code);
 
 export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Layer {
   // The few label sets one stack sees are bound once and looked up by a short key.
-  const children = new Map<string, Children>();
+  const counts = new Map<string, CounterChild>();
+  const durations = new Map<string, HistogramChild>();
   // Most requests of a stack carry the labels of the one before: that set is kept at hand.
-  let last: { source: string; destination: string; code: string; tls: string; children: Children } | undefined;
-  const bind = (source: string, destination: string, code: string, tls: string): Children => {
-    if (last !== undefined && last.code === code && last.source === source && last.destination === destination && last.tls === tls) return last.children;
-    const key = `${code}|${tls}|${source}|${destination}`;
-    let c = children.get(key);
-    if (!c) {
-      c = {
-        count: metrics.requests.labels({
-          direction: labels.direction,
-          source_identity: source,
-          destination_identity: destination,
-          destination_service: labels.destinationService,
-          response_code: code,
-          tls,
-        }),
-        duration: metrics.requestDuration.labels({ direction: labels.direction, destination_service: labels.destinationService, response_code: code }),
-      };
-      children.set(key, c);
+  let last: { source: string; destination: string; code: string; grpc: string; tls: string; count: CounterChild } | undefined;
+  const count = (source: string, destination: string, code: string, grpc: string, tls: string): void => {
+    if (last !== undefined && last.code === code && last.grpc === grpc && last.source === source && last.destination === destination && last.tls === tls) {
+      last.count.inc();
+      return;
     }
-    last = { source, destination, code, tls, children: c };
-    return c;
+    const key = `${code}|${grpc}|${tls}|${source}|${destination}`;
+    let c = counts.get(key);
+    if (!c) {
+      c = metrics.requests.labels({
+        direction: labels.direction,
+        source_identity: source,
+        destination_identity: destination,
+        destination_service: labels.destinationService,
+        response_code: code,
+        grpc_status: grpc,
+        tls,
+      });
+      counts.set(key, c);
+    }
+    last = { source, destination, code, grpc, tls, count: c };
+    c.inc();
+  };
+  const observe = (code: string, seconds: number): void => {
+    let d = durations.get(code);
+    if (!d) {
+      d = metrics.requestDuration.labels({ direction: labels.direction, destination_service: labels.destinationService, response_code: code });
+      durations.set(code, d);
+    }
+    d.observe(seconds);
   };
   const errors = (error: string) => metrics.httpErrors.labels({ direction: labels.direction, destination_service: labels.destinationService, error });
   return (next) => async (req) => {
     let res: ProxyResponse;
+    const grpc = isGrpc(req.headers);
     try {
       res = await next(req);
     } catch (e) {
       if (req.signal.aborted) {
         // The caller went away before an answer: a class of its own, with how long it waited.
-        const c = bind(labels.sourceIdentity(), labels.destinationIdentity?.() ?? '', '0', labels.tls === true ? 'true' : 'false');
-        c.count.inc();
-        c.duration.observe((performance.now() - req.startedAt) / 1000);
+        count(labels.sourceIdentity(), labels.destinationIdentity?.() ?? '', '0', grpc ? grpcText(GRPC.CANCELLED) : '', labels.tls === true ? 'true' : 'false');
+        observe('0', (performance.now() - req.startedAt) / 1000);
         errors(CANCELLED).inc();
       }
       throw e;
@@ -75,9 +84,14 @@ export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Laye
       if (limit !== undefined) metrics.overloadRejections.inc({ direction: labels.direction, destination_service: labels.destinationService, limit });
     }
     const peer = res.meta?.peerIdentity;
-    const c = bind(labels.sourceIdentity(), labels.destinationIdentity?.() ?? peer ?? '', STATUS_TEXT[res.status] ?? String(res.status), labels.tls ?? peer !== undefined ? 'true' : 'false');
-    c.count.inc();
-    c.duration.observe((performance.now() - req.startedAt) / 1000);
+    const source = labels.sourceIdentity();
+    const destination = labels.destinationIdentity?.() ?? peer ?? '';
+    const code = STATUS_TEXT[res.status] ?? String(res.status);
+    const tls = labels.tls ?? peer !== undefined ? 'true' : 'false';
+    observe(code, (performance.now() - req.startedAt) / 1000);
+    // A gRPC call's outcome is its status: in a trailers-only head, or in the trailers once the body has gone.
+    if (grpc) whenGrpcStatus(res, () => req.signal.aborted, (status) => count(source, destination, code, grpcText(status), tls));
+    else count(source, destination, code, '', tls);
     return res;
   };
 }

@@ -6,10 +6,17 @@
 //   gateway-error    502, 503, 504, plus connect failures, resets and per-try timeouts
 //   5xx              any 5xx, plus connect failures, resets and per-try timeouts
 //   "503", ...       that status from the endpoint
+//   unavailable, cancelled, deadline-exceeded, internal, resource-exhausted
+//                    a gRPC answer with that grpc-status in its head (a
+//                    trailers-only answer: a status in the trailers comes
+//                    after the body has gone to the caller); a gRPC answer
+//                    is judged by its grpc-status alone, whatever its HTTP status
 import type { BackoffOptions } from '../../lib/backoff.js';
 import { parseDuration } from '../../lib/duration.js';
 import type { RetryPolicy } from '../../contract/proxy-config.js';
+import { GRPC_RETRY_CONDITIONS } from '../../contract/vocabulary.js';
 import { CONNECT_FAILURE, UPSTREAM_RESET } from './balance.js';
+import { GRPC_RETRY_CODES, headGrpcStatus } from './grpc.js';
 import { TIMEOUT_REASON } from './timeout.js';
 import type { ProxyResponse } from './types.js';
 
@@ -21,6 +28,8 @@ export interface RetryRules {
   backoff: BackoffOptions;
   /** Indexed by status code. */
   onStatus: Uint8Array;
+  /** Indexed by gRPC status code. */
+  onGrpc: Uint8Array;
   onConnectFailure: boolean;
   onReset: boolean;
   onTimeout: boolean;
@@ -47,6 +56,18 @@ function statuses(codes: Iterable<number>): Uint8Array {
   return table;
 }
 
+function grpcStatuses(codes: Iterable<number>): Uint8Array {
+  const table = new Uint8Array(GRPC_CODE_COUNT);
+  for (const c of codes) table[c] = 1;
+  return table;
+}
+
+const GRPC_CODE_COUNT = 17;
+/** The tsmesh_retries_total reason of each retried gRPC status: its condition's name. */
+const GRPC_REASONS: readonly (string | undefined)[] = Array.from({ length: GRPC_CODE_COUNT }, (_, code) =>
+  Object.entries(GRPC_RETRY_CODES).find(([, c]) => c === code)?.[0],
+);
+
 /**
  * With no policy, the mesh retries once, and only a connect failure of a
  * bodyless idempotent request: the endpoint never saw it, so replaying it
@@ -60,6 +81,7 @@ export const DEFAULT_RETRY_RULES: Readonly<RetryRules> = {
   perTryTimeoutMs: 0,
   backoff: backoff(DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS),
   onStatus: statuses([]),
+  onGrpc: grpcStatuses([]),
   onConnectFailure: true,
   onReset: false,
   onTimeout: false,
@@ -80,6 +102,7 @@ export function compileRetryPolicy(policy: RetryPolicy | undefined): Readonly<Re
     perTryTimeoutMs: policy.perTryTimeout ? parseDuration(policy.perTryTimeout) : 0,
     backoff: policy.backoff ? backoff(parseDuration(policy.backoff.base), parseDuration(policy.backoff.max)) : DEFAULT_RETRY_RULES.backoff,
     onStatus: statuses(codes),
+    onGrpc: grpcStatuses(GRPC_RETRY_CONDITIONS.filter((c) => on.has(c)).map((c) => GRPC_RETRY_CODES[c])),
     onConnectFailure: broad || on.has('connect-failure'),
     onReset: broad || on.has('reset'),
     onTimeout: broad || on.has('reset'),
@@ -90,13 +113,17 @@ export function compileRetryPolicy(policy: RetryPolicy | undefined): Readonly<Re
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** How a request can be replayed: as it is, after buffering its body, or not at all. */
-export function replayability(rules: RetryRules, method: string, hasBody: boolean, contentLength: string | undefined): 'as-is' | 'buffer' | 'no' {
+/**
+ * How a request can be replayed: as it is, after buffering its body, by
+ * recording its body as it goes out (a gRPC call's), or not at all.
+ */
+export function replayability(rules: RetryRules, method: string, hasBody: boolean, contentLength: string | undefined, grpc = false): 'as-is' | 'buffer' | 'record' | 'no' {
   if (rules.attempts < 2) return 'no';
   if (rules.replay === 'idempotent-bodyless') return !hasBody && IDEMPOTENT.has(method) ? 'as-is' : 'no';
   if (!hasBody) return 'as-is';
-  // A body without a length is a stream: it cannot be held back to replay.
-  if (contentLength === undefined) return 'no';
+  // A body without a length is a stream: it cannot be held back to replay. A gRPC call's goes out
+  // as it comes (a streaming call's may not end before its answers begin), recorded to replay.
+  if (contentLength === undefined) return grpc ? 'record' : 'no';
   const n = Number(contentLength);
   return Number.isInteger(n) && n >= 0 && n <= rules.maxBodyBytes ? 'buffer' : 'no';
 }
@@ -111,5 +138,7 @@ export function retryReason(rules: RetryRules, res: ProxyResponse): string | und
     // Other local answers (no endpoints, open circuit) would only repeat.
     return undefined;
   }
+  const grpc = headGrpcStatus(res);
+  if (grpc !== undefined) return rules.onGrpc[grpc] === 1 ? GRPC_REASONS[grpc] : undefined;
   return rules.onStatus[res.status] === 1 ? String(res.status) : undefined;
 }

@@ -7,9 +7,9 @@ import { RetryBudget } from './retry-budget.js';
 import { compileRetryPolicy, DEFAULT_RETRY_RULES, replayability, retryReason } from './retry-policy.js';
 import { retryLayer } from './retry.js';
 import { bodyText, drive, hang, testRequest, testResponse } from './testdata/requests.js';
-import { bufferedBody, localResponse, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferedBody, localResponse, streamOf, type ProxyRequest, type ProxyResponse } from './types.js';
 
-type Answer = number | 'connect-failure' | 'reset' | 'hang';
+type Answer = number | 'connect-failure' | 'reset' | 'hang' | { grpc: number };
 
 interface Rig {
   clock: ManualScheduler;
@@ -48,6 +48,7 @@ function rig(policy: RetryPolicy | undefined, answers: Answer[], budget = new Re
     if (a === 'hang') return hang(req.signal);
     if (a === 'connect-failure') return localResponse(503, 'connect-failure', 'refused');
     if (a === 'reset') return localResponse(502, 'upstream-reset', 'reset');
+    if (typeof a === 'object') return { status: 200, headers: { 'content-type': 'application/grpc', 'grpc-status': String(a.grpc) }, body: null };
     return testResponse(a, `answer ${a}`);
   });
   return r;
@@ -212,6 +213,86 @@ describe('retry layer', () => {
     await assert.rejects(p, /client left/);
     assert.equal(calls, 1);
     assert.deepEqual(clock.pending(), []);
+  });
+
+  describe('gRPC calls', () => {
+    /** A gRPC call whose body streams (no content-length), as grpc-js sends one. */
+    const grpcCall = (text: string, more?: Readable): Partial<ProxyRequest> => ({
+      method: 'POST',
+      protocol: 'http2',
+      headers: { host: 'api.shop', 'content-type': 'application/grpc', te: 'trailers' },
+      body: more ?? Readable.from([Buffer.from(text)]),
+    });
+
+    it('retries a trailers-only UNAVAILABLE under retryOn unavailable, replaying the recorded body', async () => {
+      const r = rig({ attempts: 3, retryOn: ['unavailable'] }, [{ grpc: 14 }, { grpc: 14 }, { grpc: 0 }]);
+      const res = await r.run(grpcCall('\0\0\0\0\x05hello'));
+      assert.equal(res.headers['grpc-status'], '0');
+      assert.equal(r.calls.length, 3);
+      assert.deepEqual(r.bodies, ['\0\0\0\0\x05hello', '\0\0\0\0\x05hello', '\0\0\0\0\x05hello']);
+      assert.deepEqual(r.retried, ['unavailable', 'unavailable']);
+    });
+
+    it('retries each named status, judged by grpc-status whatever the HTTP status, and nothing else', async () => {
+      const cases: [string, number, boolean][] = [
+        ['unavailable', 14, true],
+        ['cancelled', 1, true],
+        ['deadline-exceeded', 4, true],
+        ['internal', 13, true],
+        ['resource-exhausted', 8, true],
+        ['unavailable', 13, false],
+        ['5xx', 14, false],
+        ['unavailable', 0, false],
+      ];
+      for (const [on, code, retried] of cases) {
+        const r = rig({ attempts: 2, retryOn: [on] }, [{ grpc: code }, { grpc: 0 }]);
+        await r.run(grpcCall('x'));
+        assert.equal(r.calls.length, retried ? 2 : 1, `${on} on grpc-status ${code}`);
+      }
+      const rules = compileRetryPolicy({ attempts: 2, retryOn: ['unavailable'] });
+      assert.equal(retryReason(rules, { status: 503, headers: { 'grpc-status': '14' }, body: null }), 'unavailable');
+      assert.equal(retryReason(rules, { status: 200, headers: {}, body: null }), undefined, 'a status in the trailers is not known when the answer comes');
+    });
+
+    it('does not replay a body longer than 64 KiB, nor one that had not ended when the answer came', async () => {
+      const big = rig({ attempts: 3, retryOn: ['unavailable'] }, [{ grpc: 14 }, { grpc: 0 }]);
+      await big.run(grpcCall('x'.repeat(64 * 1024 + 1)));
+      assert.equal(big.calls.length, 1);
+      const open = new Readable({ read() {} });
+      open.push(Buffer.from('first message'));
+      const streaming = retryLayer({
+        rules: compileRetryPolicy({ attempts: 3, retryOn: ['unavailable'] }),
+        budget: new RetryBudget(1, 100, 10_000, new ManualScheduler(0)),
+        service: 'api.shop',
+        counters: { retried: () => undefined, budgetExhausted: () => undefined },
+        scheduler: new ManualScheduler(0),
+      })(async (req) => {
+        // The endpoint reads what has come of the body, then answers.
+        streamOf(req.body!).resume();
+        await new Promise((r) => setImmediate(r));
+        return { status: 200, headers: { 'grpc-status': '14' }, body: null };
+      });
+      const res = await streaming(testRequest(grpcCall('', open)));
+      assert.equal(res.headers['grpc-status'], '14', 'a stream still open goes once');
+    });
+
+    it('with no policy, sends a call again after a connect failure when nothing of its body was read', async () => {
+      let calls = 0;
+      const clock = new ManualScheduler(0);
+      const handler = retryLayer({
+        rules: DEFAULT_RETRY_RULES,
+        budget: new RetryBudget(1, 100, 10_000, clock),
+        service: 'api.shop',
+        counters: { retried: () => undefined, budgetExhausted: () => undefined },
+        scheduler: clock,
+      })(async (req) => {
+        if (++calls === 1) return localResponse(503, 'connect-failure', 'refused');
+        return { status: 200, headers: { 'grpc-status': '0' }, body: null, meta: { endpointKey: await bodyText({ status: 0, headers: {}, body: req.body }) } };
+      });
+      const res = await drive(clock, handler(testRequest(grpcCall('unread'))));
+      assert.equal(calls, 2);
+      assert.equal(res.meta?.endpointKey, 'unread', 'the second try sent the whole body');
+    });
   });
 
   it('judges outcomes from the compiled rules', () => {

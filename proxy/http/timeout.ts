@@ -12,17 +12,23 @@ import type { LocalError } from '../../contract/vocabulary.js';
 export class MeshTimeoutError extends Error {
   override name = 'MeshTimeoutError';
   constructor(
-    readonly kind: 'route' | 'per-try',
+    /** deadline: a gRPC call's grpc-timeout (grpc-deadline.ts). */
+    readonly kind: 'route' | 'per-try' | 'deadline',
     readonly ms: number,
   ) {
-    super(`no response within ${ms} ms (${kind} timeout)`);
+    super(`no response within ${ms} ms (${kind === 'deadline' ? "the call's grpc-timeout" : `${kind} timeout`})`);
+  }
+
+  /** What was not met, for messages: "route timeout", "per-try timeout", "the call's grpc-timeout". */
+  get what(): string {
+    return this.kind === 'deadline' ? "the call's grpc-timeout" : `${this.kind} timeout`;
   }
 }
 
 export const TIMEOUT_REASON = 'timeout' satisfies LocalError;
 
 export function timeoutResponse(service: string, err: MeshTimeoutError): ProxyResponse {
-  return localResponse(504, TIMEOUT_REASON, `tsmesh: ${service} did not answer within ${err.ms} ms (${err.kind} timeout)`);
+  return localResponse(504, TIMEOUT_REASON, `tsmesh: ${service} did not answer within ${err.ms} ms (${err.what})`);
 }
 
 export interface TimeoutOptions {

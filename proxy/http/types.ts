@@ -39,6 +39,11 @@ export interface ProxyRequest {
    * a proxy forward them. Set by the HTTP/1.1 server.
    */
   informational?: ((status: number, headers: Record<string, string | string[] | undefined>) => void) | undefined;
+  /**
+   * When (performance.now() ms) a gRPC caller's grpc-timeout runs out
+   * (grpc-deadline.ts): the HTTP/2 forwarder sends on what is left of it.
+   */
+  deadline?: number | undefined;
 }
 
 export interface ProxyResponse {

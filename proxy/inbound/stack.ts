@@ -1,14 +1,18 @@
 // The inbound HTTP path for one connection, read top to bottom:
-//   metrics -> authorization -> trace -> forward to the app on 127.0.0.1:<port>.
+//   metrics -> gRPC answers -> authorization -> trace -> gRPC deadline
+//     -> forward to the app on 127.0.0.1:<port>.
 // Built once per connection: the caller and the port are fixed for it.
 import { APP_REFUSED, isConnectFailure } from '../http/balance.js';
 import { forward, type EndpointPools } from '../http/forward.js';
 import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
+import { grpcAnswersLayer } from '../http/grpc-answers.js';
+import { grpcDeadlineLayer } from '../http/grpc-deadline.js';
 import { OverloadedError, overloadedResponse } from '../http/limits.js';
 import { metricsLayer } from '../http/metrics.js';
 import { traceLayer, type TraceIds } from '../http/trace.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
+import { monotonicScheduler } from '../../lib/scheduler.js';
 import { authzLayer, type Authorizer } from './authz.js';
 
 export interface InboundContext {
@@ -46,8 +50,10 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
         destinationIdentity: deps.localIdentity,
         tls: ctx.tls,
       }),
+      grpcAnswersLayer,
       authzLayer({ authorizer: deps.authorizer, peer: ctx.peerIdentity, port: ctx.port, denied: () => denials.inc() }),
       traceLayer(deps.traceIds),
+      grpcDeadlineLayer({ service: `the app on port ${ctx.port}`, scheduler: monotonicScheduler }),
     ],
     async (req) => {
       try {

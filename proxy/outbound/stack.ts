@@ -1,5 +1,6 @@
 // The outbound HTTP path for one service port, read top to bottom:
-//   metrics -> trace -> route (first match) -> faults -> timeout -> split
+//   metrics -> gRPC answers -> trace -> gRPC deadline -> route (first match)
+//     -> faults -> timeout -> split
 //     -> retry (inside the backend's budget) -> balance + breaker -> forward
 // Everything is compiled here once per config and target: a request only
 // runs the layers its route needs, and no layer is composed per request.
@@ -15,6 +16,8 @@ import { Breaker, compileBreaker } from '../http/breaker.js';
 import { faultLayer, compileFaults } from '../http/faults.js';
 import { forward, type EndpointPools } from '../http/forward.js';
 import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
+import { grpcAnswersLayer } from '../http/grpc-answers.js';
+import { grpcDeadlineLayer } from '../http/grpc-deadline.js';
 import { compileLimits } from '../http/limits.js';
 import { metricsLayer } from '../http/metrics.js';
 import { retryLayer } from '../http/retry.js';
@@ -48,7 +51,9 @@ export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handle
         destinationService: target.key,
         sourceIdentity: () => deps.meshTls.identity ?? '',
       }),
+      grpcAnswersLayer,
       traceLayer(deps.traffic.traceIds),
+      grpcDeadlineLayer({ service: target.key, scheduler: deps.traffic.scheduler }),
     ],
     routeRequests(routes.map((route) => ({ match: route.match, handler: routeStack(target, route, table, deps) }))),
   );
