@@ -340,6 +340,10 @@ class ServerConnection {
       signal: this.signal,
       informational: this.onInformational,
     };
+    if (framing.kind === 'chunked') {
+      const decoder = this.decoder!;
+      req.trailers = () => decoder.trailers;
+    }
     const upgrade = upgradeOf(head);
     if (upgrade !== undefined) req.upgrade = upgrade;
     void this.respond(req, head);
@@ -462,15 +466,22 @@ class ServerConnection {
       this.next();
       return;
     }
-    writeBody(socket, out, body, chunked, (e) => {
-      if (!e) {
-        this.next();
-        return;
-      }
-      // The client or the upstream went away mid-body: nothing more to send.
-      this.shared.opts.log.debug('response stream ended early', { error: e.message });
-      socket.destroy();
-    });
+    writeBody(
+      socket,
+      out,
+      body,
+      chunked,
+      (e) => {
+        if (!e) {
+          this.next();
+          return;
+        }
+        // The client or the upstream went away mid-body: nothing more to send.
+        this.shared.opts.log.debug('response stream ended early', { error: e.message });
+        socket.destroy();
+      },
+      res.trailers,
+    );
   }
 
   /** The response is sent: read the next request, or close. */

@@ -1,8 +1,10 @@
 // HTTP/1.1 bodies: a decoder that takes the bytes after a head and hands out
 // the body's data (Content-Length, chunked, or until close), and the encoders
-// the proxy writes with. Chunk extensions and trailers are read and dropped.
+// the proxy writes with. Chunk extensions are read and dropped; the trailer
+// fields of a chunked body are kept (`trailers`) and written again after the
+// last chunk of a chunked body the proxy sends on, framing fields aside.
 import type { Writable } from 'node:stream';
-import { bufferOf, streamOf, type Body } from '../types.js';
+import { bufferOf, streamOf, type Body, type TrailerSource } from '../types.js';
 import { HttpParseError, type Framing } from './head.js';
 
 /** A chunk-size line or a trailer section longer than these is refused. */
@@ -25,6 +27,8 @@ export class BodyDecoder {
   private remaining = 0;
   private line = '';
   private trailerBytes = 0;
+  /** The trailer fields of a chunked body, once its last chunk has come (lowercased names). */
+  trailers: Record<string, string> | undefined;
 
   constructor(
     framing: Framing,
@@ -90,6 +94,7 @@ export class BodyDecoder {
           this.line = '';
           if (this.state === State.Trailer) {
             if (line === '') this.state = State.Done;
+            else this.trailerField(line);
             break;
           }
           const semi = line.indexOf(';');
@@ -103,6 +108,54 @@ export class BodyDecoder {
     }
     return i;
   }
+
+  /** Keeps one trailer line; a line that is not a field, or a field that frames or routes a message, is dropped. */
+  private trailerField(line: string): void {
+    const colon = line.indexOf(':');
+    if (colon <= 0) return;
+    const name = line.slice(0, colon).toLowerCase();
+    if (!TOKEN.test(name) || NOT_TRAILERS.has(name)) return;
+    const value = line.slice(colon + 1).trim();
+    if (/[\0\r\n]/.test(value)) return;
+    const fields = (this.trailers ??= {});
+    fields[name] = fields[name] === undefined ? value : `${fields[name]}, ${value}`;
+  }
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+/** Fields a trailer section must not carry (RFC 9110 6.5.1): framing, routing, and the connection's own. */
+const NOT_TRAILERS: ReadonlySet<string> = new Set([
+  'content-length',
+  'transfer-encoding',
+  'host',
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'upgrade',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'authorization',
+  'set-cookie',
+  'cache-control',
+  'expect',
+  'max-forwards',
+  'pragma',
+  'range',
+]);
+
+/** The end of a chunked body: the last chunk, these trailer fields (those a trailer may carry), and the empty line. */
+export function lastChunkWith(trailers: Record<string, string | string[] | undefined> | undefined): string {
+  let out = '0\r\n';
+  if (trailers) {
+    for (const [k, v] of Object.entries(trailers)) {
+      const name = k.toLowerCase();
+      if (v === undefined || !TOKEN.test(name) || NOT_TRAILERS.has(name) || name.startsWith(':')) continue;
+      for (const one of typeof v === 'string' ? [v] : v) if (!/[\0\r\n]/.test(one)) out += `${name}: ${one}\r\n`;
+    }
+  }
+  return `${out}\r\n`;
 }
 
 /**
@@ -139,12 +192,14 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
  * (MemoryBody) is one write; a stream is written as it comes, paused while
  * `out` is full. `done` is called once: with no error when everything is
  * written, with one (the body destroyed) when the body fails or ends early.
- * The server writes responses with it, the forwarder requests.
+ * A chunked body ends with `trailers`, read once the body has ended. The
+ * server writes responses with it, the forwarder requests.
  */
-export function writeBody(out: Writable, head: string | undefined, from: Body, chunked: boolean, done: (e?: Error) => void): void {
+export function writeBody(out: Writable, head: string | undefined, from: Body, chunked: boolean, done: (e?: Error) => void, trailers?: TrailerSource): void {
   const buffered = bufferOf(from);
   if (buffered !== undefined) {
-    out.write(chunked ? Buffer.concat([frame(head, buffered, true), LAST_CHUNK]) : frame(head, buffered, false));
+    const end = trailers === undefined ? LAST_CHUNK : Buffer.from(lastChunkWith(trailers()), 'latin1');
+    out.write(chunked ? Buffer.concat([frame(head, buffered, true), end]) : frame(head, buffered, false));
     done();
     return;
   }
@@ -171,7 +226,8 @@ export function writeBody(out: Writable, head: string | undefined, from: Body, c
     body.resume();
   };
   const onEnd = (): void => {
-    if (chunked) out.write(lastChunk(pending), 'latin1');
+    // The trailers are known once the body has ended.
+    if (chunked) out.write(trailers === undefined ? lastChunk(pending) : `${pending ?? ''}${lastChunkWith(trailers())}`, 'latin1');
     else if (pending !== undefined) out.write(pending, 'latin1');
     finish();
   };

@@ -114,14 +114,21 @@ export class Exchange implements ConnUser {
     clearTimeout(this.continueTimer);
     this.continueTimer = undefined;
     if (this.finished || this.requestSent) return;
-    writeBody(this.socket, head, this.req.body!, this.chunked, (e) => {
-      if (e) {
-        this.finish(e);
-        return;
-      }
-      this.requestSent = true;
-      this.maybeDone();
-    });
+    writeBody(
+      this.socket,
+      head,
+      this.req.body!,
+      this.chunked,
+      (e) => {
+        if (e) {
+          this.finish(e);
+          return;
+        }
+        this.requestSent = true;
+        this.maybeDone();
+      },
+      this.req.trailers,
+    );
   }
 
   onData(chunk: Buffer): void {
@@ -220,7 +227,12 @@ export class Exchange implements ConnUser {
     }
     const meta: ResponseMeta = this.pool.ep.identity ? { peerIdentity: this.pool.ep.identity } : {};
     if (this.connectMs > 0) meta.connectMs = this.connectMs;
-    this.resolve({ status: h.status, headers: h.headers, body: this.body, meta });
+    const res: ProxyResponse = { status: h.status, headers: h.headers, body: this.body, meta };
+    if (framing.kind === 'chunked') {
+      const decoder = this.decoder;
+      res.trailers = () => decoder.trailers;
+    }
+    this.resolve(res);
     return next;
   }
 
