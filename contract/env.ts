@@ -84,6 +84,8 @@ export const PROXY_MOUNTS = {
 export interface AppProbe {
   httpGet?: { path?: string; port: number; scheme?: 'HTTP' | 'HTTPS'; host?: string; httpHeaders?: { name: string; value: string }[] };
   tcpSocket?: { port: number; host?: string };
+  /** grpc.health.v1.Health/Check of `service` ("" or absent: the server as a whole). */
+  grpc?: { port: number; service?: string };
   timeoutSeconds?: number;
 }
 export type AppProbes = Record<string, AppProbe>;

@@ -28,6 +28,7 @@ describe('buildPodPatch golden files', function () {
   it('has the representative workloads and every bad override', function () {
     for (const name of [
       'deployment-two-containers',
+      'grpc-probes',
       'pod-with-init-containers',
       'job',
       'statefulset',
@@ -155,6 +156,20 @@ describe('buildPodPatch', function () {
       '/app-health/web/readyz': { httpGet: { path: '/ready', port: 8443, scheme: 'HTTPS', httpHeaders: [{ name: 'X-Probe', value: 'kubelet' }] }, timeoutSeconds: 2 },
       '/app-health/web/startupz': { tcpSocket: { port: 8080 } },
       '/app-health/exporter/readyz': { tcpSocket: { port: 9102 } },
+    });
+  });
+
+  it('rewrites gRPC probes like the others, the service name and timeout kept for the proxy', function () {
+    const pod = patchedPod('grpc-probes');
+    const [orders] = pod.spec.containers;
+    assert.deepEqual(orders.livenessProbe, { httpGet: { path: '/app-health/orders/livez', port: 15020, scheme: 'HTTP' }, periodSeconds: 10 });
+    assert.deepEqual(orders.readinessProbe, { httpGet: { path: '/app-health/orders/readyz', port: 15020, scheme: 'HTTP' }, timeoutSeconds: 2, failureThreshold: 3 });
+    assert.equal(orders.startupProbe.httpGet.path, '/app-health/orders/startupz');
+    const proxy = pod.spec.initContainers[1];
+    assert.deepEqual(JSON.parse(proxy.env.find((e: { name: string }) => e.name === PROXY_ENV.APP_PROBES).value), {
+      '/app-health/orders/livez': { grpc: { port: 50051 } },
+      '/app-health/orders/readyz': { grpc: { port: 50051, service: 'orders.v1.Orders' }, timeoutSeconds: 2 },
+      '/app-health/orders/startupz': { grpc: { port: 50051 } },
     });
   });
 

@@ -1,9 +1,10 @@
-// Kubelet probes the pod IP, so under STRICT mTLS an httpGet or tcpSocket
-// probe of an app container would be refused by the proxy's inbound side. The
-// probe is pointed at the proxy's admin port instead
+// Kubelet probes the pod IP, so under STRICT mTLS an httpGet, tcpSocket or
+// grpc probe of an app container would be refused by the proxy's inbound
+// side. The probe is pointed at the proxy's admin port instead
 // (/app-health/<container>/<livez|readyz|startupz> on 15020, never redirected),
 // and the original is handed to the proxy in TSMESH_APP_PROBES, which runs it
-// against the app over loopback.
+// against the app over loopback (a grpc probe as grpc.health.v1.Health/Check
+// over h2c, as kubelet calls it).
 import type { V1Container, V1Probe } from '@kubernetes/client-node';
 import { PROXY_DEFAULTS, type AppProbe, type AppProbes } from '../contract/env.js';
 
@@ -40,7 +41,7 @@ export function resolvePort(port: unknown, container: V1Container): number | und
 
 // The probe's timing and thresholds stay as the user wrote them; only the action changes.
 function withoutAction(probe: V1Probe): V1Probe {
-  const { httpGet: _h, tcpSocket: _t, ...rest } = probe;
+  const { httpGet: _h, tcpSocket: _t, grpc: _g, ...rest } = probe;
   return rest;
 }
 
@@ -62,13 +63,19 @@ function original(probe: V1Probe, container: V1Container): AppProbe | string {
       ...timeout,
     };
   }
+  if (probe.grpc) {
+    const { port, service } = probe.grpc;
+    // Kubelet's grpc probe takes a port number only (no named ports).
+    if (!Number.isInteger(port) || port < 1 || port > 65535) return `port ${JSON.stringify(port)} is not a port number`;
+    return { grpc: { port, ...(service ? { service } : {}) }, ...timeout };
+  }
   const { port, host } = probe.tcpSocket!;
   const resolved = resolvePort(port, container);
   if (resolved === undefined) return `port ${JSON.stringify(port)} is not one of the container's ports`;
   return { tcpSocket: { port: resolved, ...(host === undefined ? {} : { host }) }, ...timeout };
 }
 
-/** Rewrites the httpGet and tcpSocket probes of the app containers; exec probes need nothing, gRPC ones are left with a warning. */
+/** Rewrites the httpGet, tcpSocket and grpc probes of the app containers; exec probes need nothing. */
 export function rewriteProbes(containers: readonly V1Container[], adminPort: number = PROXY_DEFAULTS.ADMIN_PORT): ProbeRewrite {
   const rewritten: RewrittenProbe[] = [];
   const appProbes: AppProbes = {};
@@ -77,14 +84,7 @@ export function rewriteProbes(containers: readonly V1Container[], adminPort: num
     for (const [field, kind] of PROBE_KINDS) {
       const probe = container[field];
       if (!probe) continue;
-      if (probe.grpc) {
-        warnings.push(
-          `${field} of container ${container.name} is a gRPC probe, which is not rewritten; ` +
-            `under STRICT mTLS add port ${probe.grpc.port} to tsmesh.io/skip-inbound-ports or use an httpGet probe`,
-        );
-        continue;
-      }
-      if (!probe.httpGet && !probe.tcpSocket) continue;
+      if (!probe.httpGet && !probe.tcpSocket && !probe.grpc) continue;
       const app = original(probe, container);
       if (typeof app === 'string') {
         warnings.push(`${field} of container ${container.name} is left as it is: ${app}`);

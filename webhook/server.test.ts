@@ -113,7 +113,7 @@ describe('webhook server over HTTPS', function () {
     assert.equal(r.json.response.allowed, true);
     assert.ok(r.json.response.patch);
     assert.equal(r.json.response.warnings.length, 2);
-    assert.match(r.json.response.warnings[0], /^tsmesh: livenessProbe of container server is a gRPC probe/);
+    assert.match(r.json.response.warnings[0], /^tsmesh: livenessProbe of container server is left as it is: port "admin" is not one of the container's ports/);
   });
 
   it('refuses a pod with a bad override: allowed false, code 400, the annotation and value named', async function () {

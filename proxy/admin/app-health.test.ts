@@ -7,6 +7,7 @@ import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { createRootCa } from '../../ca/root.js';
 import { freePort } from '../../lib/ports.js';
 import type { AppProbe } from '../../contract/env.js';
+import { startEchoServer, type EchoServer } from '../../test/netns/grpc-service.js'; // a grpc-js app with the Health service
 import { AppProbesError, MAX_PROBE_BODY_BYTES, parseAppProbes, runAppProbe } from './app-health.js';
 
 async function listen<S extends Server | ReturnType<typeof createTcpServer>>(server: S): Promise<number> {
@@ -145,12 +146,62 @@ describe('app probes: tcpSocket', () => {
   });
 });
 
+describe('app probes: grpc (grpc.health.v1.Health/Check)', () => {
+  let app: EchoServer;
+  const checked: string[] = [];
+
+  before(async () => {
+    app = await startEchoServer('app', '127.0.0.1', 0, (e) => {
+      if (e.event === 'health') checked.push(e.service);
+    });
+    app.setHealth('orders.v1.Orders', 'SERVING');
+    app.setHealth('payments.v1.Payments', 'NOT_SERVING');
+  });
+  after(() => app.close());
+
+  const grpcProbe = (service?: string, port = app.port, timeoutSeconds?: number) =>
+    runAppProbe({ grpc: { port, ...(service === undefined ? {} : { service }) }, ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }) }, 'kube-probe/1.31');
+
+  it('succeeds when the app answers SERVING, for the server or a service by name', async () => {
+    checked.length = 0;
+    assert.deepEqual(await grpcProbe(), { status: 200, body: 'gRPC health check of the server: SERVING\n' });
+    assert.deepEqual(await grpcProbe('orders.v1.Orders'), { status: 200, body: 'gRPC health check of service "orders.v1.Orders": SERVING\n' });
+    assert.deepEqual(checked, ['', 'orders.v1.Orders'], 'the app was asked about the service the probe names');
+  });
+
+  it("fails with kubelet's words when the service is not serving, or unknown to the app", async () => {
+    assert.deepEqual(await grpcProbe('payments.v1.Payments'), { status: 503, body: 'app probe failed: service unhealthy (responded with "NOT_SERVING")\n' });
+    const unknown = await grpcProbe('nope.v1.Nope');
+    assert.equal(unknown.status, 503);
+    assert.match(unknown.body, /rpc error: code = NotFound desc = unknown service nope\.v1\.Nope/);
+  });
+
+  it('fails when nothing listens, and after its timeout when the app never answers', async () => {
+    const closed = await grpcProbe(undefined, await freePort());
+    assert.equal(closed.status, 503);
+    assert.match(closed.body, /ECONNREFUSED/);
+    const silent = createTcpServer(() => undefined);
+    const port = await listen(silent);
+    try {
+      const t0 = Date.now();
+      const hung = await grpcProbe(undefined, port, 1);
+      assert.equal(hung.status, 503);
+      assert.match(hung.body, /no answer within 1000ms/);
+      assert.ok(Date.now() - t0 < 3000);
+    } finally {
+      silent.close();
+    }
+  });
+});
+
 describe('parseAppProbes', () => {
   it('reads what the webhook writes', () => {
     const probes = {
       '/app-health/web/livez': { httpGet: { path: '/healthz', port: 8080, scheme: 'HTTP', httpHeaders: [{ name: 'X-A', value: 'b' }] }, timeoutSeconds: 3 },
       '/app-health/web/readyz': { tcpSocket: { port: 8080 } },
       '/app-health/web/startupz': { httpGet: { port: 8080, host: '10.244.0.7' } },
+      '/app-health/api/livez': { grpc: { port: 50051 } },
+      '/app-health/api/readyz': { grpc: { port: 50051, service: 'orders.v1.Orders' }, timeoutSeconds: 2 },
     };
     assert.deepEqual(parseAppProbes(JSON.stringify(probes)), probes);
   });
@@ -159,13 +210,16 @@ describe('parseAppProbes', () => {
     ['not JSON', '{', /TSMESH_APP_PROBES is not JSON/],
     ['a list', '[]', /must be a JSON object/],
     ['a bad key', '{"/health":{"tcpSocket":{"port":1}}}', /\["\/health"\]: the key is not \/app-health/],
-    ['both actions', '{"/app-health/a/livez":{"tcpSocket":{"port":1},"httpGet":{"port":1}}}', /exactly one of httpGet and tcpSocket/],
-    ['no action', '{"/app-health/a/livez":{}}', /exactly one of httpGet and tcpSocket/],
+    ['both actions', '{"/app-health/a/livez":{"tcpSocket":{"port":1},"httpGet":{"port":1}}}', /exactly one of httpGet, tcpSocket and grpc/],
+    ['no action', '{"/app-health/a/livez":{}}', /exactly one of httpGet, tcpSocket and grpc/],
     ['a named port', '{"/app-health/a/livez":{"httpGet":{"port":"http"}}}', /\.httpGet\.port: must be a port number/],
     ['port 0', '{"/app-health/a/livez":{"tcpSocket":{"port":0}}}', /\.tcpSocket\.port: must be a port number/],
     ['a bad scheme', '{"/app-health/a/livez":{"httpGet":{"port":1,"scheme":"ftp"}}}', /\.httpGet\.scheme: must be HTTP or HTTPS/],
     ['a header with a newline', '{"/app-health/a/livez":{"httpGet":{"port":1,"httpHeaders":[{"name":"X","value":"a\\r\\nb"}]}}}', /httpHeaders\[0\]/],
     ['a zero timeout', '{"/app-health/a/livez":{"tcpSocket":{"port":1},"timeoutSeconds":0}}', /\.timeoutSeconds: must be a whole number/],
+    ['a gRPC probe with a tcpSocket', '{"/app-health/a/livez":{"grpc":{"port":1},"tcpSocket":{"port":1}}}', /exactly one of httpGet, tcpSocket and grpc/],
+    ['a gRPC probe without a port', '{"/app-health/a/livez":{"grpc":{}}}', /\.grpc\.port: must be a port number/],
+    ['a gRPC service that is not a string', '{"/app-health/a/livez":{"grpc":{"port":50051,"service":7}}}', /\.grpc\.service: must be a string/],
   ];
   for (const [what, json, message] of bad)
     it(`refuses ${what}, naming the field`, () => {

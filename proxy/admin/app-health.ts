@@ -1,11 +1,13 @@
 // The app containers' own probes, run by the proxy on kubelet's behalf. The
 // webhook points kubelet at /app-health/<container>/<livez|readyz|startupz>
 // on the admin port and hands the original probe over in TSMESH_APP_PROBES;
-// here it runs against the app over loopback, as kubelet would have run it.
+// here it runs against the app over loopback, as kubelet would have run it
+// (a grpc probe through grpc-health.ts).
 import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { PROXY_ENV, type AppProbe, type AppProbes } from '../../contract/env.js';
+import { grpcHealthCheck } from './grpc-health.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
 const { request: httpRequest } = process.getBuiltinModule('node:http');
@@ -57,12 +59,18 @@ function checkProbe(raw: unknown, at: string): AppProbe {
   const hostOf = (v: unknown, field: string): { host?: string } => (v === undefined ? {} : typeof v === 'string' ? { host: v } : fail(field, 'must be a string'));
   const port = (v: unknown, field: string): number =>
     typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535 ? v : fail(field, 'must be a port number from 1 to 65535');
-  if (typeof raw !== 'object' || raw === null) fail('', 'must be an object with httpGet or tcpSocket');
-  if ((p.httpGet === undefined) === (p.tcpSocket === undefined)) fail('', 'needs exactly one of httpGet and tcpSocket');
+  if (typeof raw !== 'object' || raw === null) fail('', 'must be an object with httpGet, tcpSocket or grpc');
+  if ([p.httpGet, p.tcpSocket, p.grpc].filter((x) => x !== undefined).length !== 1) fail('', 'needs exactly one of httpGet, tcpSocket and grpc');
   const probe: AppProbe = {};
   if (p.timeoutSeconds !== undefined) {
     const t = p.timeoutSeconds;
     probe.timeoutSeconds = typeof t === 'number' && Number.isInteger(t) && t >= 1 ? t : fail('.timeoutSeconds', 'must be a whole number of seconds, at least 1');
+  }
+  if (p.grpc !== undefined) {
+    const g = (p.grpc ?? {}) as Record<string, unknown>;
+    if (g.service !== undefined && typeof g.service !== 'string') fail('.grpc.service', 'must be a string');
+    probe.grpc = { port: port(g.port, '.grpc.port'), ...(typeof g.service === 'string' && g.service !== '' ? { service: g.service } : {}) };
+    return probe;
   }
   if (p.tcpSocket !== undefined) {
     const t = (p.tcpSocket ?? {}) as Record<string, unknown>;
@@ -93,7 +101,11 @@ export async function runAppProbe(probe: AppProbe, userAgent = 'tsmesh-app-probe
   try {
     if (probe.httpGet) return await httpProbe(probe.httpGet, userAgent, signal);
     if (probe.tcpSocket) return await tcpProbe(probe.tcpSocket.port, signal);
-    return { status: 500, body: 'the probe has neither httpGet nor tcpSocket\n' };
+    if (probe.grpc) {
+      const r = await grpcHealthCheck(probe.grpc.port, probe.grpc.service ?? '', signal, timeoutMs, userAgent);
+      return { status: r.ok ? 200 : 503, body: r.ok ? `gRPC health check of ${describeService(probe.grpc.service)}: SERVING\n` : `app probe failed: ${r.message}\n` };
+    }
+    return { status: 500, body: 'the probe has none of httpGet, tcpSocket and grpc\n' };
   } catch (e) {
     const why = signal.aborted ? `no answer within ${timeoutMs}ms (the probe's timeoutSeconds)` : (e as Error).message;
     return { status: 503, body: `app probe failed: ${why}\n` };
@@ -151,6 +163,8 @@ function readSome(res: IncomingMessage, max: number): Promise<string> {
     res.on('close', done);
   });
 }
+
+const describeService = (service: string | undefined): string => (service ? `service ${JSON.stringify(service)}` : 'the server');
 
 function tcpProbe(port: number, signal: AbortSignal): Promise<ProbeOutcome> {
   return new Promise((resolve, reject) => {

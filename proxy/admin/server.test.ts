@@ -7,6 +7,7 @@ import { connect, type AddressInfo } from 'node:net';
 import { Counter, Registry } from 'prom-client';
 import { request } from 'undici';
 import { combineReadiness, createAdminServer, type AdminServerOptions } from './server.js';
+import { startEchoServer, type EchoServer } from '../../test/netns/grpc-service.js'; // a grpc-js app with the Health service
 
 async function listen(server: Server): Promise<number> {
   server.listen(0, '127.0.0.1');
@@ -31,6 +32,7 @@ async function raw(port: number, bytes: string, waitMs = 3000): Promise<string> 
 describe('proxy admin server', () => {
   let server: Server;
   let app: Server;
+  let grpcApp: EchoServer;
   let base: string;
   let port: number;
   let whyNotReady: string | undefined;
@@ -42,6 +44,8 @@ describe('proxy admin server', () => {
   before(async () => {
     app = createHttpServer((req, res) => (req.url === '/healthz' ? res.writeHead(200).end('app ok') : res.writeHead(500).end('app sick')));
     const appPort = await listen(app);
+    grpcApp = await startEchoServer('api', '127.0.0.1', 0, () => undefined);
+    grpcApp.setHealth('down.v1.Down', 'NOT_SERVING');
     const opts: AdminServerOptions = {
       registry,
       readiness: () => {
@@ -53,6 +57,8 @@ describe('proxy admin server', () => {
         '/app-health/web/livez': { httpGet: { port: appPort, path: '/healthz' } },
         '/app-health/web/readyz': { httpGet: { port: appPort, path: '/other' } },
         '/app-health/worker/startupz': { tcpSocket: { port: appPort } },
+        '/app-health/api/livez': { grpc: { port: grpcApp.port } },
+        '/app-health/api/readyz': { grpc: { port: grpcApp.port, service: 'down.v1.Down' } },
       },
       limits: { headersTimeoutMs: 300, requestTimeoutMs: 600, checkIntervalMs: 50, maxHeaderSize: 2048 },
     };
@@ -70,6 +76,7 @@ describe('proxy admin server', () => {
     server.close();
     app.closeAllConnections();
     app.close();
+    void grpcApp.close();
   });
 
   const get = async (path: string, method: 'GET' | 'HEAD' | 'POST' | 'DELETE' = 'GET') => {
@@ -118,6 +125,13 @@ describe('proxy admin server', () => {
     assert.deepEqual(await get('/app-health/web/livez').then((r) => [r.status, r.text]), [200, 'app ok']);
     assert.deepEqual(await get('/app-health/web/readyz').then((r) => [r.status, r.text]), [500, 'app sick']);
     assert.equal((await get('/app-health/worker/startupz')).status, 200);
+  });
+
+  it('/app-health makes the gRPC health check of a grpc probe: 200 for SERVING, 503 with the reason otherwise', async () => {
+    assert.equal((await get('/app-health/api/livez')).status, 200);
+    const down = await get('/app-health/api/readyz');
+    assert.equal(down.status, 503);
+    assert.match(down.text, /service unhealthy \(responded with "NOT_SERVING"\)/);
   });
 
   it('/app-health names the probes it knows when asked for another', async () => {
