@@ -40,9 +40,9 @@ split_counts() {
 share_ok() { [ "$1" -ge $(($2 / 20)) ] && [ "$1" -le $(($2 * 3 / 20)) ]; }
 
 # DIRECTION SOURCE_ID DESTINATION_ID, metrics on stdin: a tsmesh_requests_total
-# series between the two identities with tls="true".
+# series between the two identities with tls="true" (other labels may follow it).
 mtls_requests() {
-  grep -Eq "^tsmesh_requests_total\{direction=\"$1\",source_identity=\"$2\",destination_identity=\"$3\",[^}]*tls=\"true\"\}"
+  grep -Eq "^tsmesh_requests_total\{direction=\"$1\",source_identity=\"$2\",destination_identity=\"$3\",[^}]*tls=\"true\"[,}]"
 }
 
 main() {

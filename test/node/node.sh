@@ -458,6 +458,8 @@ anchor() {
   echo 1 >/proc/sys/net/ipv4/ip_forward
   [ ! -w /proc/sys/net/bridge/bridge-nf-call-iptables ] || echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
   export PATH="$cache/bin:$cluster_bin:$PATH"
+  # kubectl's discovery cache in DIR, not in root's home.
+  export KUBECACHEDIR="$dir/kube-cache"
   phase namespaces "$t0"
 
   t=$(date +%s%N)
@@ -655,7 +657,7 @@ case "$action" in
   status)
     [ -n "${2:-}" ] || usage
     is_state_dir "$2" || die "$2 is not a node state folder"
-    KUBECONFIG="$2/admin.kubeconfig" "$cache/bin/kubectl" get --raw /readyz >/dev/null ;;
+    KUBECONFIG="$2/admin.kubeconfig" KUBECACHEDIR="$2/kube-cache" "$cache/bin/kubectl" get --raw /readyz >/dev/null ;;
   __anchor) cmd_anchor "$2" ;;
   *) usage ;;
 esac

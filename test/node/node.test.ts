@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { REPO, TSMESH_IMAGE, hostState, kubectl, kubectlPath, nodeCacheDir, nodeResidue, run, skipWithoutNode, startNode, type HostState, type TestNode } from './node.js';
+import { REPO, TSMESH_IMAGE, hostState, kubectl, kubectlPath, nodeResidue, run, skipWithoutNode, startNode, type HostState, type TestNode } from './node.js';
 
 const DEMO_NS = 'tsmesh-demo';
 const CONTEXT = 'tsmesh-node';
@@ -69,7 +69,7 @@ describe('real node: tsmesh on a kubelet (test/node)', function () {
     host = await hostState();
     const t0 = Date.now();
     node = await startNode();
-    env = { ...process.env, KUBECONFIG: node.kubeconfigPath, PATH: `${join(nodeCacheDir(), 'bin')}:${process.env['PATH'] ?? ''}` };
+    env = node.env;
     console.log(`      node Ready with DNS in ${Date.now() - t0} ms (${Object.entries(node.timings).map(([k, v]) => `${k} ${v} ms`).join(', ')}); state in ${node.dir}`);
   });
 
@@ -156,7 +156,7 @@ describe('real node: tsmesh on a kubelet (test/node)', function () {
     if (warnings.length > 0) console.log(`      tsmesh check warnings: ${warnings.map((l) => l.message).join('; ')}`);
     assert.match(await tsmesh(['check']), /^tsmesh check: healthy \(/m);
     // stat reads the control plane's admin port: port-forward it, as the CLI's usage says.
-    const pf = spawn(kubectlPath(), ['--kubeconfig', node!.kubeconfigPath, '-n', 'tsmesh-system', 'port-forward', 'deploy/tsmesh-control-plane', ':15014'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const pf = spawn(kubectlPath(), ['-n', 'tsmesh-system', 'port-forward', 'deploy/tsmesh-control-plane', ':15014'], { env: node!.env, stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       const port = await new Promise<number>((resolveP, reject) => {
         let text = '';

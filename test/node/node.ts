@@ -98,6 +98,12 @@ export interface TestNode {
   dir: string;
   /** Admin kubeconfig: the API server through the relay on the host's loopback. */
   kubeconfigPath: string;
+  /**
+   * The environment for kubectl and scripts that run it against the node:
+   * KUBECONFIG, KUBECACHEDIR in the state folder (kubectl's discovery cache
+   * would otherwise land in root's home), the node's binaries first on PATH.
+   */
+  env: NodeJS.ProcessEnv;
   kc: KubeConfig;
   /** PID of the process holding the node's namespaces. */
   anchorPid: number;
@@ -172,6 +178,7 @@ export async function startNode(): Promise<TestNode> {
   return {
     dir,
     kubeconfigPath,
+    env: { ...process.env, KUBECONFIG: kubeconfigPath, KUBECACHEDIR: join(dir, 'kube-cache'), PATH: `${join(nodeCacheDir(), 'bin')}${delimiter}${process.env['PATH'] ?? ''}` },
     kc,
     anchorPid,
     timings,
@@ -262,7 +269,7 @@ export function nodeResidue(node: Pick<TestNode, 'dir' | 'cgroup' | 'netns' | 'm
 
 /** kubectl of the node's release against the node; throws with stderr on failure. */
 export async function kubectl(node: TestNode, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
-  return run(kubectlPath(), ['--kubeconfig', node.kubeconfigPath, ...args], opts);
+  return run(kubectlPath(), args, { ...opts, env: node.env });
 }
 
 /** Runs a program to its end; its stdout, or an error with the exit status and stderr. */
