@@ -13,10 +13,9 @@ import { connect as h2connect, createServer as createH2cServer, type Http2Server
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { silentLogger } from '../lib/log.js';
 import { waitFor } from '../lib/netns.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { type Sidecar } from './sidecar.js';
+import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
 import { API, SERVICE_IP, startApiSidecar, WEB } from './testdata/shop.js';
 
 
@@ -79,15 +78,9 @@ describe('cancellation through a sidecar pair on loopback', function () {
     stops.push(() => new Promise<void>((r) => app.server.close(() => r())));
     const b = await startApiSidecar(ca, appPort);
     stops.push(() => b.drain(0));
-    const a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: new FixedConfig({
+    const a = await loopbackSidecar(ca, WEB, new FixedConfig({
         services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, protocol, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+      }), {
       outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
     });
     stops.push(() => a.drain(0));
@@ -188,9 +181,7 @@ async function closedPort(): Promise<number> {
  */
 async function twoEndpoints(ca: CertificateAuthority, appPorts: readonly [number, number], port: { port: number; name: string; protocol: 'http' | 'tcp' }): Promise<{ a: Sidecar; stop: () => Promise<void> }> {
   const endpoints = [await startApiSidecar(ca, appPorts[0]), await startApiSidecar(ca, appPorts[1])];
-  const a = await startSidecar({
-    identity: new FixedIdentity(issueCredentials(ca, WEB)),
-    config: new FixedConfig({
+  const a = await loopbackSidecar(ca, WEB, new FixedConfig({
       services: [
         {
           name: 'api',
@@ -200,11 +191,7 @@ async function twoEndpoints(ca: CertificateAuthority, appPorts: readonly [number
           endpoints: endpoints.map((e) => ({ address: '127.0.0.1', identity: API, ports: { [port.name]: e.inboundPort } })),
         },
       ],
-    }),
-    log: silentLogger,
-    host: '127.0.0.1',
-    outboundPort: 0,
-    inboundPort: 0,
+    }), {
     outboundOriginalDestination: () => ({ address: SERVICE_IP, port: port.port, family: 'IPv4' }),
   });
   return {

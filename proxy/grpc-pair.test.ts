@@ -6,13 +6,12 @@ import assert from 'node:assert/strict';
 import { connect as h2connect, type IncomingHttpHeaders } from 'node:http2';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import type { CertificateAuthority } from '../ca/authority.js';
-import { silentLogger } from '../lib/log.js';
 import { total } from '../lib/prom-text.js';
 import { parseMetrics } from '../lib/prom-text.js';
 import { echoClient, runOperation, type CallOptions, type Operation } from '../test/netns/grpc-calls.js'; // the calls the netns test makes too
 import { startEchoServer, type AppEvent, type EchoClient, type EchoRequest, type EchoServer } from '../test/netns/grpc-service.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { type Sidecar } from './sidecar.js';
+import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
@@ -43,23 +42,11 @@ describe('gRPC through a sidecar pair on loopback (grpc-js client and server)', 
     ({ ca } = await newRootCa());
     app = await startEchoServer('api', '127.0.0.1', 0, (e) => events.push(e));
     bConfig = new FixedConfig({});
-    b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: bConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    b = await loopbackSidecar(ca, API, bConfig, {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: app.port, family: 'IPv4' }),
     });
     aConfig = new FixedConfig({ services: [service()] });
-    a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: aConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    a = await loopbackSidecar(ca, WEB, aConfig, {
       outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 50051, family: 'IPv4' }),
     });
     // The endpoint's port is B's inbound port: the test has no redirect to take 50051 there.

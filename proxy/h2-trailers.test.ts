@@ -7,9 +7,8 @@ import { once } from 'node:events';
 import { connect as h2connect, createServer as createH2cServer, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { silentLogger } from '../lib/log.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { type Sidecar } from './sidecar.js';
+import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
@@ -75,24 +74,12 @@ describe('HTTP/2 trailers through a sidecar pair on loopback', function () {
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
-    b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: new FixedConfig({}),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    b = await loopbackSidecar(ca, API, new FixedConfig({}), {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
     });
-    a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: new FixedConfig({
+    a = await loopbackSidecar(ca, WEB, new FixedConfig({
         services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+      }), {
       outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
     });
     client = h2connect(`http://127.0.0.1:${a.outboundPort}`);

@@ -14,9 +14,8 @@ import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { silentLogger } from '../lib/log.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { type Sidecar } from './sidecar.js';
+import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
 import type { OriginalDestination } from './orig-dst.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -64,13 +63,7 @@ describe('calls to a meshed pod\'s own address, between sidecars on loopback', f
       b.handle(req, res);
     });
     const appPort = (app.address() as AddressInfo).port;
-    const sidecar = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, identity)),
-      config: new FixedConfig({}),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    const sidecar = await loopbackSidecar(ca, identity, new FixedConfig({}), {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
     });
     const b: Backend = { identity, sidecar, hits: 0, handle: ok };
@@ -113,13 +106,7 @@ describe('calls to a meshed pod\'s own address, between sidecars on loopback', f
   before(async () => {
     ({ ca } = await newRootCa());
     clientConfig = new FixedConfig({});
-    client = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: clientConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    client = await loopbackSidecar(ca, WEB, clientConfig, {
       outboundOriginalDestination: () => dialled,
     });
     await startBackend('api-1', API);

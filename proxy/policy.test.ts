@@ -10,7 +10,7 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { FixedConfig, FixedIdentity, issueCredentials, loopbackSidecar } from './testdata/mesh.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const SERVICE_IPS: Record<string, string> = { api: '10.96.0.10', 'api-canary': '10.96.0.11' };
@@ -123,13 +123,7 @@ describe('traffic policy between sidecars on loopback', function () {
   before(async () => {
     ({ ca } = await newRootCa());
     clientConfig = new FixedConfig({});
-    client = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: clientConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    client = await loopbackSidecar(ca, WEB, clientConfig, {
       // Every connection from "the app" is to the api service.
       outboundOriginalDestination: () => ({ address: SERVICE_IPS.api!, port: 80, family: 'IPv4' }),
     });

@@ -15,7 +15,7 @@ import { EndpointPools, forward } from './http/forward.js';
 import { bodyText, testRequest } from './http/testdata/requests.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
 import { MeshTls } from './tls/mesh-tls.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { FixedConfig, FixedIdentity, issueCredentials, loopbackSidecar } from './testdata/mesh.js';
 import { noDelayOfConnectionsTo, socketsConnectedTo } from './testdata/sockets.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -75,15 +75,9 @@ function apiSidecar(ca: CertificateAuthority, config: FixedConfig, appPort: () =
 
 /** A sidecar with identity WEB whose app calls service api.shop, whose one endpoint (identity API) is 127.0.0.1:`port`. */
 function webSidecarTo(ca: CertificateAuthority, port: number): Promise<Sidecar> {
-  return startSidecar({
-    identity: new FixedIdentity(issueCredentials(ca, WEB)),
-    config: new FixedConfig({
+  return loopbackSidecar(ca, WEB, new FixedConfig({
       services: [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: port }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
-    }),
-    log: silentLogger,
-    host: '127.0.0.1',
-    outboundPort: 0,
-    inboundPort: 0,
+    }), {
     outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
     inboundOriginalDestination: () => {
       throw new Error('unused');
@@ -139,13 +133,7 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     b = await apiSidecar(ca, bConfig, () => bInboundAppPort);
     // A reaches "the endpoint" at B's inbound port; B forwards to whichever app port the test set.
     aConfig = new FixedConfig(meshConfig(API));
-    a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: aConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    a = await loopbackSidecar(ca, WEB, aConfig, {
       outboundOriginalDestination: () => ({ address: originalPort ? '127.0.0.1' : SERVICE_IP, port: originalPort || currentServicePort, family: 'IPv4' }),
       inboundOriginalDestination: () => {
         throw new Error('unused');
@@ -312,13 +300,7 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
     const slow = await listen(createHttpServer((_req, res) => setTimeout(() => res.end('slow but complete'), 400)));
     servers.push(slow);
 
-    const c = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: new FixedConfig({}),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    const c = await loopbackSidecar(ca, API, new FixedConfig({}), {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: portOf(slow), family: 'IPv4' }),
     });
     const port = c.inboundPort;
@@ -353,24 +335,12 @@ describe('sidecar pair on loopback: HTTP/2 (h2c from the app, tsmesh/h2 between 
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
-    const b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: new FixedConfig({}),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    const b = await loopbackSidecar(ca, API, new FixedConfig({}), {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
     });
-    const a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: new FixedConfig({
+    const a = await loopbackSidecar(ca, WEB, new FixedConfig({
         services: [{ name: 'grpc', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 50051, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
-      }),
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+      }), {
       outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 50051, family: 'IPv4' }),
     });
     const client = h2connect(`http://127.0.0.1:${a.outboundPort}`);

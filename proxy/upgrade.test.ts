@@ -11,10 +11,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { WebSocket, WebSocketServer } from 'ws';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { silentLogger } from '../lib/log.js';
 import { MAX_STREAMS } from './net/mux.js';
-import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
+import { type Sidecar } from './sidecar.js';
+import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
@@ -86,23 +85,11 @@ describe('WebSocket through a sidecar pair on loopback (mTLS between them)', fun
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
     bConfig = new FixedConfig({});
-    b = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, API)),
-      config: bConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    b = await loopbackSidecar(ca, API, bConfig, {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
     });
     aConfig = new FixedConfig(service());
-    a = await startSidecar({
-      identity: new FixedIdentity(issueCredentials(ca, WEB)),
-      config: aConfig,
-      log: silentLogger,
-      host: '127.0.0.1',
-      outboundPort: 0,
-      inboundPort: 0,
+    a = await loopbackSidecar(ca, WEB, aConfig, {
       explicitOutbound: [
         { port: 0, destination: { address: SERVICE_IP, port: 80, family: 'IPv4' } },
         { port: 0, destination: { address: SERVICE_IP, port: 81, family: 'IPv4' } },

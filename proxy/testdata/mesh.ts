@@ -4,8 +4,10 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { CertificateAuthority } from '../../ca/authority.js';
 import { buildCsrPem } from '../../ca/csr.js';
 import type { ConfigSource } from '../config/source.js';
+import { startSidecar, type Sidecar, type SidecarOptions } from '../sidecar.js';
 import type { ProxyConfig } from '../../contract/proxy-config.js';
 import { parseProxyConfig } from '../../contract/validate.js';
+import { silentLogger } from '../../lib/log.js';
 import type { IdentitySource, WorkloadCredentials } from '../identity/types.js';
 
 export function issueCredentials(ca: CertificateAuthority, spiffeId: string, ttlSeconds?: number): WorkloadCredentials {
@@ -59,4 +61,15 @@ export class FixedConfig implements ConfigSource {
   close(): void {
     this.listeners.clear();
   }
+}
+
+type LoopbackSettings = Omit<SidecarOptions, 'identity' | 'config' | 'log' | 'host' | 'outboundPort' | 'inboundPort'> & Partial<Pick<SidecarOptions, 'log'>>;
+
+/**
+ * A sidecar on loopback, both listeners on ports 0, holding a certificate of
+ * `spiffeId` from `ca`. Loopback has no redirect, so the test says in
+ * `settings` what each listener takes as a connection's original destination.
+ */
+export function loopbackSidecar(ca: CertificateAuthority, spiffeId: string, config: ConfigSource, settings: LoopbackSettings = {}): Promise<Sidecar> {
+  return startSidecar({ identity: new FixedIdentity(issueCredentials(ca, spiffeId)), config, log: silentLogger, host: '127.0.0.1', outboundPort: 0, inboundPort: 0, ...settings });
 }
