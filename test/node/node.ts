@@ -240,13 +240,21 @@ export async function hostState(): Promise<HostState> {
  * namespaces, its cgroups, a bind mount of its network namespace. Empty when
  * stop() left nothing.
  */
+function commandOf(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim().slice(0, 200) || '?';
+  } catch {
+    return 'gone';
+  }
+}
+
 export function nodeResidue(node: Pick<TestNode, 'dir' | 'cgroup' | 'netns' | 'mntns'>): string[] {
   const left: string[] = [];
   if (existsSync(node.dir)) left.push(`folder ${node.dir}`);
   for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
     for (const ns of ['net', 'mnt'] as const) {
       try {
-        if (readlinkSync(`/proc/${pid}/ns/${ns}`) === (ns === 'net' ? node.netns : node.mntns)) left.push(`process ${pid} in the node's ${ns} namespace`);
+        if (readlinkSync(`/proc/${pid}/ns/${ns}`) === (ns === 'net' ? node.netns : node.mntns)) left.push(`process ${pid} (${commandOf(pid)}) in the node's ${ns} namespace`);
       } catch {
         // gone meanwhile, or a kernel thread
       }
