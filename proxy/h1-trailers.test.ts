@@ -33,7 +33,7 @@ describe('HTTP/1.1 chunked trailers', () => {
     const wire = Buffer.from('3\r\nabc\r\n0\r\nX-Checksum: abc123\r\ncontent-length: 5\r\nhost: evil\r\nx-checksum: more\r\nnot a field\r\n\r\n');
     d.feed(wire, 0, () => undefined);
     assert.ok(d.done);
-    assert.deepEqual(d.trailers, { 'x-checksum': 'abc123, more' });
+    assert.deepEqual({ ...d.trailers }, { 'x-checksum': 'abc123, more' });
     assert.equal(lastChunkWith({ 'grpc-status': '0', 'transfer-encoding': 'chunked', 'x-multi': ['a', 'b'], 'x-bad': 'a\r\nb' }), '0\r\ngrpc-status: 0\r\nx-multi: a\r\nx-multi: b\r\n\r\n');
     assert.equal(lastChunkWith(undefined), '0\r\n\r\n');
   });

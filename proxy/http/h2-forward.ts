@@ -10,7 +10,7 @@ import type { EndpointAddress } from './forward.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, loadHttp2 } from './h2-module.js';
 import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
-import { streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
+import { emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
@@ -76,13 +76,14 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   const waitedFrom = performance.now();
   const session = await sessions.session(ep);
   const connectMs = performance.now() - waitedFrom;
-  const { host, ...rest } = req.headers;
-  const headers: Record<string, string | string[]> = {
-    [HTTP2_HEADER_METHOD]: req.method,
-    [HTTP2_HEADER_PATH]: req.path,
-    [HTTP2_HEADER_AUTHORITY]: host ?? `${ep.address}:${ep.port}`,
-  };
-  for (const [k, v] of Object.entries(rest)) if (v !== undefined) headers[k] = v;
+  const headers = emptyHeaders<Record<string, string | string[]>>();
+  headers[HTTP2_HEADER_METHOD] = req.method;
+  headers[HTTP2_HEADER_PATH] = req.path;
+  headers[HTTP2_HEADER_AUTHORITY] = req.headers.host ?? `${ep.address}:${ep.port}`;
+  for (const k in req.headers) {
+    const v = req.headers[k];
+    if (v !== undefined && k !== 'host') headers[k] = v;
+  }
   // A gRPC call's deadline goes on as what is left of it now: the time spent in the mesh is taken off.
   if (req.deadline !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(req.deadline - performance.now());
   // Node checks only that the signal has `aborted` and listens with addEventListener: a Cancellation serves.
@@ -104,7 +105,7 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     stream.once('close', () => reject(new Error(`stream closed before a response (code ${stream.rstCode})`)));
   });
   const status = Number(responseHeaders[HTTP2_HEADER_STATUS]);
-  const out: Record<string, string | string[] | undefined> = {};
+  const out = emptyHeaders<Record<string, string | string[] | undefined>>();
   for (const [k, v] of Object.entries(responseHeaders)) if (!k.startsWith(':')) out[k] = v;
   const meta: ResponseMeta = ep.identity ? { peerIdentity: ep.identity, connectMs } : { connectMs };
   if (endStream) {

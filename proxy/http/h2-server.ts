@@ -7,7 +7,7 @@ import { sendBody } from './pipe.js';
 import { asGrpcAnswer, isGrpc } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import type { Logger } from '../../lib/log.js';
-import { endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { emptyHeaders, endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
 
 export interface H2ServerOptions {
@@ -23,7 +23,7 @@ export interface ProxyH2Server {
 
 /** Request headers without pseudo-headers; :authority becomes host. */
 export function h2RequestHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = {};
+  const out = emptyHeaders();
   for (const [k, v] of Object.entries(headers)) {
     if (k.startsWith(':') || v === undefined) continue;
     out[k] = v;
@@ -118,7 +118,8 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     return;
   }
   try {
-    const out: Record<string, string | string[]> = { [HTTP2_HEADER_STATUS]: String(response.status) };
+    const out = emptyHeaders<Record<string, string | string[]>>();
+    out[HTTP2_HEADER_STATUS] = String(response.status);
     for (const [k, v] of Object.entries(endToEndHeaders(response.headers as IncomingHttpHeaders))) {
       if (v !== undefined && !k.startsWith(':')) out[k] = v;
     }

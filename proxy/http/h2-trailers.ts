@@ -2,7 +2,7 @@
 // puts its status there), and a stream the proxy writes, opened with
 // waitForTrailers, ends with the trailers of the message it forwards.
 import type { Http2Stream, IncomingHttpHeaders } from 'node:http2';
-import { endToEndHeaders, type TrailerSource } from './types.js';
+import { emptyHeaders, endToEndHeaders, type TrailerSource } from './types.js';
 
 /** The trailers a stream's peer sends after its body, from the stream's 'trailers' event. */
 export function trailersOf(stream: Http2Stream): TrailerSource {
@@ -18,7 +18,7 @@ export function trailersOf(stream: Http2Stream): TrailerSource {
  */
 export function sendTrailers(stream: Http2Stream, fields: Record<string, string | string[] | undefined> | undefined): void {
   if (stream.destroyed || stream.closed) return;
-  const out: Record<string, string | string[]> = {};
+  const out = emptyHeaders<Record<string, string | string[]>>();
   if (fields) {
     for (const [k, v] of Object.entries(endToEndHeaders(fields as IncomingHttpHeaders))) {
       if (v !== undefined && !k.startsWith(':')) out[k] = v;

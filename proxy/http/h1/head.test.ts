@@ -28,7 +28,7 @@ describe('HTTP/1.1 heads', () => {
     ]);
     assert.equal(h.method, 'POST');
     assert.equal(h.target, '/api?q=1');
-    assert.deepEqual(h.headers, { host: 'api.shop', 'content-length': '5', accept: 'a, b', 'set-cookie': ['x=1', 'y=2'], 'x-spaced': 'padded value' });
+    assert.deepEqual({ ...h.headers }, { host: 'api.shop', 'content-length': '5', accept: 'a, b', 'set-cookie': ['x=1', 'y=2'], 'x-spaced': 'padded value' });
     assert.deepEqual(h.framing, { kind: 'length', length: 5 });
     assert.equal(h.keepAlive, true);
   });
@@ -45,11 +45,11 @@ describe('HTTP/1.1 heads', () => {
   it('reads an upgrade only when Connection names it, and a 101\'s Upgrade; neither field is among the headers', () => {
     const ws = req(['GET /chat HTTP/1.1', 'Host: a', 'Connection: keep-alive, Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: k', 'Sec-WebSocket-Version: 13']);
     assert.equal(ws.upgrade, 'websocket');
-    assert.deepEqual(ws.headers, { host: 'a', 'sec-websocket-key': 'k', 'sec-websocket-version': '13' });
+    assert.deepEqual({ ...ws.headers }, { host: 'a', 'sec-websocket-key': 'k', 'sec-websocket-version': '13' });
     assert.equal(req(['GET / HTTP/1.1', 'upgrade: websocket']).upgrade, undefined, 'an Upgrade the Connection header does not name is no upgrade request');
     assert.equal(req(['GET / HTTP/1.1', 'connection: upgrade', 'upgrade: a/1', 'upgrade: b/2']).upgrade, 'a/1, b/2');
     const switched = parseResponseHead('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x', 'GET');
-    assert.deepEqual([switched.status, switched.upgrade, switched.framing, switched.headers], [101, 'websocket', { kind: 'none' }, { 'sec-websocket-accept': 'x' }]);
+    assert.deepEqual([switched.status, switched.upgrade, switched.framing, { ...switched.headers }], [101, 'websocket', { kind: 'none' }, { 'sec-websocket-accept': 'x' }]);
     assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nupgrade: h2c\r\ncontent-length: 0', 'GET').upgrade, undefined, 'only a 101 switches');
   });
 
@@ -81,17 +81,34 @@ describe('HTTP/1.1 heads', () => {
     refused(['GET / HTTP/1.1', 'expect: something'], 400, /unsupported Expect/);
   });
 
+  it('keeps field names as data: names of properties every object inherits are fields like any other, repeats joined', () => {
+    const names = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__', 'isPrototypeOf'];
+    for (const parse of [(lines: string[]) => req(['GET / HTTP/1.1', 'host: a', ...lines]), (lines: string[]) => parseResponseHead(['HTTP/1.1 200 OK', 'content-length: 0', ...lines].join('\r\n'), 'GET')]) {
+      const h = parse(names.flatMap((n) => [`${n}: one ${n}`, `${n}: two`]));
+      for (const n of names) {
+        const name = n.toLowerCase();
+        assert.ok(Object.hasOwn(h.headers, name), `${name} is an own field`);
+        assert.equal(h.headers[name], `one ${n}, two`, name);
+      }
+      // Nothing inherited shows through a lookup of a field that did not come.
+      assert.equal(parse([]).headers['constructor'], undefined);
+    }
+    // A field that Connection names is left out, whatever its name.
+    const named = req(['GET / HTTP/1.1', 'host: a', 'connection: __proto__, constructor', '__proto__: x', 'constructor: y', 'x-kept: z']);
+    assert.deepEqual(Object.keys(named.headers), ['host', 'x-kept']);
+  });
+
   it('leaves out every hop-by-hop field the proxy knows, however it is spelled', () => {
     for (const name of HOP_BY_HOP) {
       const spelled = name.toUpperCase();
       const h = req(['GET / HTTP/1.1', 'host: a', `${spelled}: ${name === 'transfer-encoding' ? 'chunked' : 'v'}`, 'x-after: 1']);
-      assert.deepEqual(h.headers, { host: 'a', 'x-after': '1' }, `${spelled} is not forwarded`);
+      assert.deepEqual({ ...h.headers }, { host: 'a', 'x-after': '1' }, `${spelled} is not forwarded`);
     }
   });
 
   it('checks every character of a field: tokens in names, no controls in values, lines end in CRLF', () => {
-    assert.deepEqual(req(['GET / HTTP/1.1', "X-Ok!#$%&'*+.^_`|~09: \tv\x80\xff v\t"]).headers, { "x-ok!#$%&'*+.^_`|~09": 'v\x80\xff v' });
-    assert.deepEqual(req(['GET / HTTP/1.1', 'x-empty:', 'x-b:   ']).headers, { 'x-empty': '', 'x-b': '' });
+    assert.deepEqual({ ...req(['GET / HTTP/1.1', "X-Ok!#$%&'*+.^_`|~09: \tv\x80\xff v\t"]).headers }, { "x-ok!#$%&'*+.^_`|~09": 'v\x80\xff v' });
+    assert.deepEqual({ ...req(['GET / HTTP/1.1', 'x-empty:', 'x-b:   ']).headers }, { 'x-empty': '', 'x-b': '' });
     for (const bad of ['x(a): 1', 'x/a: 1', 'x a: 1', 'x\x80: 1', ': 1', 'x\ta: 1']) refused(['GET / HTTP/1.1', bad], 400, /bad header name|no colon/);
     for (const bad of ['x: a\rb', 'x: a\nb', 'x: a\x7fb', 'x: \x01']) refused(['GET / HTTP/1.1', bad, 'y: 1'], 400, /control character/);
     refused(['GET / HTTP/1.1', 'x: a\r'], 400, /control character/);

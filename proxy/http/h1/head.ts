@@ -5,6 +5,7 @@
 // Content-Length, a bad or conflicting Content-Length, obs-fold, whitespace
 // before a colon, control characters; each is a clear error with a status.
 import type { IncomingHttpHeaders } from 'node:http';
+import { emptyHeaders } from '../types.js';
 
 /** A message the proxy will not read; `status` is what a client gets for it. */
 export class HttpParseError extends Error {
@@ -92,7 +93,7 @@ interface Fields {
 }
 
 function parseFields(text: string, from: number, error: 400 | 502): Fields {
-  const headers: IncomingHttpHeaders = {};
+  const headers = emptyHeaders();
   const f: Fields = { headers, contentLength: undefined, transferEncoding: undefined, connection: undefined, expect: undefined, upgrade: undefined };
   let pos = from;
   const n = text.length;
