@@ -4,7 +4,7 @@
 // fields of a chunked body are kept (`trailers`) and written again after the
 // last chunk of a chunked body the proxy sends on, framing fields aside.
 import type { Writable } from 'node:stream';
-import { bufferOf, streamOf, type Body, type TrailerSource } from '../types.js';
+import { bufferOf, emptyHeaders, streamOf, type Body, type TrailerSource } from '../types.js';
 import { HttpParseError, type Framing } from './head.js';
 
 /** A chunk-size line or a trailer section longer than these is refused. */
@@ -117,7 +117,8 @@ export class BodyDecoder {
     if (!TOKEN.test(name) || NOT_TRAILERS.has(name)) return;
     const value = line.slice(colon + 1).trim();
     if (/[\0\r\n]/.test(value)) return;
-    const fields = (this.trailers ??= {});
+    // Names are data: an object that inherits nothing (a field named constructor or __proto__ is one like any other).
+    const fields = (this.trailers ??= emptyHeaders<Record<string, string>>());
     fields[name] = fields[name] === undefined ? value : `${fields[name]}, ${value}`;
   }
 }
