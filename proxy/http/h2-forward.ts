@@ -1,7 +1,7 @@
 // Forwards HTTP/2 requests over one multiplexed session per endpoint: mTLS
 // with ALPN tsmesh/h2 to a meshed endpoint, h2c to the app (inbound) or to an
 // endpoint without a sidecar.
-import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
@@ -10,6 +10,7 @@ import type { EndpointAddress } from './forward.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, loadHttp2 } from './h2-module.js';
 import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
+import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
 import { emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export class H2Sessions {
@@ -95,6 +96,7 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     streamOf(req.body).pipe(stream);
   }
   const trailers = trailersOf(stream);
+  if (req.informational) passInterims(stream, req.informational);
   let endStream = false;
   const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
     stream.once('response', (h: IncomingHttpHeaders, flags: number) => {
@@ -114,4 +116,21 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     return { status, headers: out, body: null, meta };
   }
   return { status, headers: out, body: stream as unknown as Readable, meta, trailers };
+}
+
+/**
+ * Hands the endpoint's interim responses (103 Early Hints, any 1xx; node
+ * emits them as 'headers' before 'response') to the client as they come,
+ * as RFC 9110 15.2 has a proxy do; past MAX_INTERIM_RESPONSES a request's
+ * are dropped, as on HTTP/1.1, since a client cannot refuse them.
+ */
+function passInterims(stream: ClientHttp2Stream, informational: NonNullable<ProxyRequest['informational']>): void {
+  let count = 0;
+  stream.on('headers', (h: IncomingHttpHeaders) => {
+    const status = Number(h[HTTP2_HEADER_STATUS]);
+    if (status < 100 || status > 199 || ++count > MAX_INTERIM_RESPONSES) return;
+    const fields = emptyHeaders<Record<string, string | string[] | undefined>>();
+    for (const k in h) if (k.charCodeAt(0) !== 0x3a) fields[k] = h[k];
+    informational(status, fields);
+  });
 }

@@ -84,6 +84,26 @@ export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
   };
 }
 
+/**
+ * An interim response of the endpoint (103 Early Hints, any 1xx but 101,
+ * which HTTP/2 does not have) to the client, before the final head; its
+ * connection's fields are left out. One node refuses is dropped: it is only
+ * a hint.
+ */
+function sendInterim(stream: ServerHttp2Stream, status: number, fields: ProxyResponse['headers']): void {
+  if (status < 100 || status > 199 || status === 101 || stream.headersSent || stream.destroyed || stream.closed) return;
+  const out = emptyHeaders<Record<string, string | string[]>>();
+  out[HTTP2_HEADER_STATUS] = String(status);
+  for (const [k, v] of Object.entries(endToEndHeaders(fields as IncomingHttpHeaders))) {
+    if (v !== undefined && k.charCodeAt(0) !== 0x3a && k !== 'content-length') out[k] = v;
+  }
+  try {
+    stream.additionalHeaders(out);
+  } catch {
+    // A field node:http2 will not send: the client goes without this hint.
+  }
+}
+
 async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, handler: Handler | undefined, opts: H2ServerOptions): Promise<void> {
   stream.on('error', () => stream.destroy());
   const controller = new Cancellation();
@@ -104,6 +124,7 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     signal: controller,
   };
   if (hasBody) req.trailers = trailersOf(stream);
+  req.informational = (status, fields) => sendInterim(stream, status, fields);
   let response: ProxyResponse;
   try {
     response = handler ? await handler(req) : localResponse(503, 'no-route', 'tsmesh: no route for this connection');

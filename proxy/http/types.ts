@@ -36,7 +36,8 @@ export interface ProxyRequest {
   /**
    * Hands the client an interim (1xx) response of the endpoint as it comes
    * (100 Continue, 103 Early Hints), before the final one; RFC 9110 15.2 has
-   * a proxy forward them. Set by the HTTP/1.1 server.
+   * a proxy forward them. Set by the HTTP/1.1 and HTTP/2 servers; called by
+   * the forwarders of both.
    */
   informational?: ((status: number, headers: Record<string, string | string[] | undefined>) => void) | undefined;
   /**
