@@ -30,7 +30,7 @@ function exchange(port: number, raw: string): Promise<string> {
 describe('HTTP/1.1 chunked trailers', () => {
   it('are read by the decoder, framing and routing fields dropped, and written after the last chunk', () => {
     const d = new BodyDecoder({ kind: 'chunked' }, 400);
-    const wire = Buffer.from('3\r\nabc\r\n0\r\nX-Checksum: abc123\r\ncontent-length: 5\r\nhost: evil\r\nx-checksum: more\r\nnot a field\r\n\r\n');
+    const wire = Buffer.from('3\r\nabc\r\n0\r\nX-Checksum: abc123\r\ncontent-length: 5\r\nhost: evil\r\nx-checksum: more\r\n\r\n');
     d.feed(wire, 0, () => undefined);
     assert.ok(d.done);
     assert.deepEqual({ ...d.trailers }, { 'x-checksum': 'abc123, more' });

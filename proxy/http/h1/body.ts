@@ -3,28 +3,85 @@
 // the proxy writes with. Chunk extensions are read and dropped; the trailer
 // fields of a chunked body are kept (`trailers`) and written again after the
 // last chunk of a chunked body the proxy sends on, framing fields aside.
+//
+// The chunked framing is read byte by byte and refused at the first byte
+// that cannot belong to it (RFC 9112 7.1), so that a malformed body is an
+// error as soon as it arrives, never a wait for a line end that may not come.
+// Where HAProxy and nginx are lenient the decoder is as strict as the
+// stricter of them or more, since two parsers that disagree on where a body
+// ends are how requests are smuggled: every line ends in CRLF (a bare LF or
+// a bare CR is refused), the chunk size is hex digits alone (no sign, prefix
+// or leading whitespace, and whitespace after it only before a ";"), an
+// extension holds no control character but HTAB, and a trailer line is a
+// field (a token, a colon, a value without control characters; no
+// whitespace before the colon, no obs-fold). Each refusal says which rule
+// was broken.
 import type { Writable } from 'node:stream';
 import { bufferOf, emptyHeaders, streamOf, type Body, type TrailerSource } from '../types.js';
 import { HttpParseError, type Framing } from './head.js';
 
-/** A chunk-size line or a trailer section longer than these is refused. */
-const MAX_CHUNK_LINE = 1024;
-const MAX_TRAILER_BYTES = 64 * 1024;
+/** A chunk-size line (extensions included) or a trailer section longer than these is refused. */
+export const MAX_CHUNK_LINE = 1024;
+export const MAX_TRAILER_BYTES = 64 * 1024;
+/** The largest chunk size taken: larger ones are refused (nginx refuses above 2^63 - 1; a number here is exact up to 2^53 - 1). */
+const MAX_CHUNK_SIZE = Number.MAX_SAFE_INTEGER;
 
 const enum State {
   Length,
   Close,
+  /** The first byte of a chunk-size line: a hex digit. */
   Size,
+  /** More hex digits, or what may follow them: ";", whitespace before one, CR. */
+  SizeDigits,
+  /** Whitespace after the size: a ";" must come. */
+  SizeSpace,
+  /** A chunk extension, up to CR. */
+  Extension,
+  /** The CR of a chunk-size line came: LF. */
+  SizeLf,
   Data,
   DataCr,
   DataLf,
+  /** The start of a trailer line: a field name, or CR for the end of the section. */
   Trailer,
+  TrailerName,
+  TrailerValue,
+  /** The CR of a trailer line came: LF. */
+  TrailerLf,
+  /** The CR of the empty line came: LF, and the body is over. */
+  EndLf,
   Done,
 }
+
+/** Bytes as a reader sees them in a message: "\r", "\x01", "z". */
+function shown(c: number): string {
+  return c >= 0x20 && c < 0x7f ? JSON.stringify(String.fromCharCode(c)) : `0x${c.toString(16).padStart(2, '0')}`;
+}
+
+/** Hex digit values by byte, -1 for any other. */
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
+for (let c = 0; c < 6; c++) HEX[0x41 + c] = HEX[0x61 + c] = 10 + c;
+/** Bytes refused in an extension or a field value: controls but HTAB, and DEL. */
+const CONTROL = new Uint8Array(256);
+for (let c = 0; c < 0x20; c++) if (c !== 0x09) CONTROL[c] = 1;
+CONTROL[0x7f] = 1;
+/** tchar (RFC 9110 5.6.2): the bytes of a field name. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+
+/** Optional whitespace at either end of a field value: spaces and tabs only (obs-text such as 0xa0 is part of the value). */
+const OWS_AROUND = /^[ \t]+|[ \t]+$/g;
+const CR = 0x0d;
+const LF = 0x0a;
+const isSpace = (c: number): boolean => c === 0x20 || c === 0x09;
 
 export class BodyDecoder {
   private state: State;
   private remaining = 0;
+  /** Bytes of the chunk-size line so far. */
+  private lineBytes = 0;
+  /** The trailer line so far, from the pieces before the current buffer. */
   private line = '';
   private trailerBytes = 0;
   /** The trailer fields of a chunked body, once its last chunk has come (lowercased names). */
@@ -48,14 +105,22 @@ export class BodyDecoder {
     return this.state === State.Close;
   }
 
+  /** The chunked framing broke a rule: the message is refused (400 for a request, 502 for a response). */
+  private refuse(what: string): never {
+    throw new HttpParseError(this.error, `malformed chunked body: ${what} (RFC 9112 7.1)`);
+  }
+
   /**
    * Reads body bytes from buf[start..]; calls onData with each piece of data
    * (slices of buf); returns where it stopped: the end of buf, or the first
-   * byte after the body once `done`.
+   * byte after the body once `done`. Throws HttpParseError at the first byte
+   * the framing does not allow.
    */
   feed(buf: Buffer, start: number, onData: (data: Buffer) => void): number {
     let i = start;
     const n = buf.length;
+    /** Where the current trailer line begins in buf (0 when it began in an earlier one). */
+    let lineFrom = start;
     while (i < n) {
       switch (this.state) {
         case State.Done:
@@ -72,36 +137,38 @@ export class BodyDecoder {
           if (this.remaining === 0) this.state = this.state === State.Length ? State.Done : State.DataCr;
           break;
         }
-        case State.DataCr:
-          if (buf[i++] !== 0x0d) throw new HttpParseError(this.error, 'a chunk is not followed by CRLF');
+        case State.DataCr: {
+          const c = buf[i++]!;
+          if (c !== CR) this.refuse(c === LF ? 'a chunk\'s data is followed by a bare LF, not CRLF' : `a chunk is not followed by CRLF (${shown(c)} after its data: the chunk is longer than its size says)`);
           this.state = State.DataLf;
           break;
-        case State.DataLf:
-          if (buf[i++] !== 0x0a) throw new HttpParseError(this.error, 'a chunk is not followed by CRLF');
+        }
+        case State.DataLf: {
+          const c = buf[i++]!;
+          if (c !== LF) this.refuse(`a chunk is not followed by CRLF (a bare CR, then ${shown(c)})`);
           this.state = State.Size;
+          this.lineBytes = 0;
+          this.remaining = 0;
           break;
+        }
         case State.Size:
-        case State.Trailer: {
-          const lf = buf.indexOf(0x0a, i);
-          const end = lf === -1 ? n : lf;
-          this.line += buf.toString('latin1', i, end);
-          if (this.state === State.Size && this.line.length > MAX_CHUNK_LINE) throw new HttpParseError(this.error, 'a chunk-size line is too long');
-          if (this.state === State.Trailer && (this.trailerBytes += end - i + 1) > MAX_TRAILER_BYTES) throw new HttpParseError(this.error, 'the trailer section is too long');
-          i = lf === -1 ? n : lf + 1;
-          if (lf === -1) break;
-          if (!this.line.endsWith('\r')) throw new HttpParseError(this.error, 'a line of a chunked body does not end with CRLF');
-          const line = this.line.slice(0, -1);
-          this.line = '';
-          if (this.state === State.Trailer) {
-            if (line === '') this.state = State.Done;
-            else this.trailerField(line);
-            break;
-          }
-          const semi = line.indexOf(';');
-          const hex = (semi === -1 ? line : line.slice(0, semi)).trimEnd();
-          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) throw new HttpParseError(this.error, `bad chunk size ${JSON.stringify(hex.slice(0, 20))}`);
-          this.remaining = parseInt(hex, 16);
-          this.state = this.remaining === 0 ? State.Trailer : State.Data;
+        case State.SizeDigits:
+        case State.SizeSpace:
+        case State.Extension:
+        case State.SizeLf:
+          i = this.sizeLine(buf, i);
+          break;
+        case State.Trailer:
+        case State.TrailerName:
+        case State.TrailerValue:
+        case State.TrailerLf:
+        case State.EndLf: {
+          if (this.state === State.Trailer) lineFrom = i;
+          const at = i;
+          i = this.trailerLine(buf, i, lineFrom);
+          if ((this.trailerBytes += i - at) > MAX_TRAILER_BYTES) this.refuse(`the trailer section is longer than ${MAX_TRAILER_BYTES} bytes`);
+          // A line that goes on past this buffer: what came of it is kept for its end.
+          if (i === n && (this.state === State.TrailerName || this.state === State.TrailerValue || this.state === State.TrailerLf)) this.line += buf.toString('latin1', lineFrom, n);
           break;
         }
       }
@@ -109,14 +176,101 @@ export class BodyDecoder {
     return i;
   }
 
-  /** Keeps one trailer line; a line that is not a field, or a field that frames or routes a message, is dropped. */
+  /** Reads a chunk-size line from buf[i..]: its size, its extensions and its CRLF. Returns where it stopped. */
+  private sizeLine(buf: Buffer, from: number): number {
+    let i = from;
+    const n = buf.length;
+    for (; i < n; i++) {
+      if (++this.lineBytes > MAX_CHUNK_LINE) this.refuse(`a chunk-size line is longer than ${MAX_CHUNK_LINE} bytes`);
+      const c = buf[i]!;
+      switch (this.state) {
+        case State.Size:
+          if (HEX[c]! < 0) {
+            if (c === CR || c === LF) this.refuse('an empty chunk-size line');
+            if (isSpace(c)) this.refuse('whitespace before a chunk size');
+            this.refuse(`bad chunk size: ${shown(c)} where a hex digit must be`);
+          }
+          this.remaining = HEX[c]!;
+          this.state = State.SizeDigits;
+          break;
+        case State.SizeDigits: {
+          const d = HEX[c]!;
+          if (d >= 0) {
+            if (this.remaining > (MAX_CHUNK_SIZE - d) / 16) this.refuse(`the chunk size is larger than ${MAX_CHUNK_SIZE} bytes`);
+            this.remaining = this.remaining * 16 + d;
+          } else if (c === 0x3b) this.state = State.Extension;
+          else if (isSpace(c)) this.state = State.SizeSpace;
+          else if (c === CR) this.state = State.SizeLf;
+          else if (c === LF) this.refuse('a chunk-size line ends in a bare LF, not CRLF');
+          else this.refuse(`bad chunk size: ${shown(c)} after its hex digits`);
+          break;
+        }
+        case State.SizeSpace:
+          if (c === 0x3b) this.state = State.Extension;
+          else if (c === CR || c === LF) this.refuse('whitespace after a chunk size with no extension after it');
+          else if (!isSpace(c)) this.refuse(`bad chunk size: ${shown(c)} after its hex digits and whitespace`);
+          break;
+        case State.Extension:
+          if (c === CR) this.state = State.SizeLf;
+          else if (c === LF) this.refuse('a chunk-size line ends in a bare LF, not CRLF');
+          else if (CONTROL[c] === 1) this.refuse(`a control character (${shown(c)}) in a chunk extension`);
+          break;
+        case State.SizeLf:
+          if (c !== LF) this.refuse(`a bare CR in a chunk-size line (${shown(c)} after it)`);
+          this.state = this.remaining === 0 ? State.Trailer : State.Data;
+          return i + 1;
+      }
+    }
+    return i;
+  }
+
+  /** Reads a trailer line, or the empty line that ends the section, from buf[i..] (the line began at buf[lineFrom], or before buf). Returns where it stopped. */
+  private trailerLine(buf: Buffer, from: number, lineFrom: number): number {
+    let i = from;
+    const n = buf.length;
+    for (; i < n; i++) {
+      const c = buf[i]!;
+      switch (this.state) {
+        case State.Trailer:
+          if (c === CR) this.state = State.EndLf;
+          else if (TCHAR[c] === 1) this.state = State.TrailerName;
+          else if (c === LF) this.refuse('a trailer section ends in a bare LF, not CRLF');
+          else if (isSpace(c)) this.refuse('a trailer line begins with whitespace (obs-fold is refused)');
+          else this.refuse(`a trailer line begins with ${shown(c)}, not a field name`);
+          break;
+        case State.TrailerName:
+          if (c === 0x3a) this.state = State.TrailerValue;
+          else if (c === CR || c === LF) this.refuse(`a trailer line without a colon: ${JSON.stringify(this.line + buf.toString('latin1', lineFrom, i))}`);
+          else if (isSpace(c)) this.refuse(`whitespace in or after the name of a trailer field: ${JSON.stringify(this.line + buf.toString('latin1', lineFrom, i + 1))}`);
+          else if (TCHAR[c] !== 1) this.refuse(`${shown(c)} in the name of a trailer field`);
+          break;
+        case State.TrailerValue:
+          if (c === CR) this.state = State.TrailerLf;
+          else if (c === LF) this.refuse('a trailer line ends in a bare LF, not CRLF');
+          else if (CONTROL[c] === 1) this.refuse(`a control character (${shown(c)}) in the value of a trailer field`);
+          break;
+        case State.TrailerLf:
+          if (c !== LF) this.refuse(`a bare CR in a trailer field (${shown(c)} after it)`);
+          // The line without its CRLF (its CR may have come in an earlier buffer).
+          this.trailerField((this.line + buf.toString('latin1', lineFrom, i)).slice(0, -1));
+          this.line = '';
+          this.state = State.Trailer;
+          return i + 1;
+        case State.EndLf:
+          if (c !== LF) this.refuse(`a bare CR at the end of the trailer section (${shown(c)} after it)`);
+          this.state = State.Done;
+          return i + 1;
+      }
+    }
+    return i;
+  }
+
+  /** Keeps one trailer field (`name: value`, checked); a field that frames or routes a message is dropped. */
   private trailerField(line: string): void {
     const colon = line.indexOf(':');
-    if (colon <= 0) return;
     const name = line.slice(0, colon).toLowerCase();
-    if (!TOKEN.test(name) || NOT_TRAILERS.has(name)) return;
-    const value = line.slice(colon + 1).trim();
-    if (/[\0\r\n]/.test(value)) return;
+    if (NOT_TRAILERS.has(name)) return;
+    const value = line.slice(colon + 1).replace(OWS_AROUND, '');
     // Names are data: an object that inherits nothing (a field named constructor or __proto__ is one like any other).
     const fields = (this.trailers ??= emptyHeaders<Record<string, string>>());
     fields[name] = fields[name] === undefined ? value : `${fields[name]}, ${value}`;
