@@ -1,29 +1,20 @@
 // Peers are named by the URI SAN of their certificate (their SPIFFE ID), not
-// by host name.
+// by host name, and only a certificate that is an X.509-SVID of the expected
+// trust domain names anyone (svid.ts).
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-
-/** The SPIFFE ID in a subjectAltName text ("URI:spiffe://..., DNS:..."), as Node gives it. */
-function spiffeIdOfSan(san: string | undefined): string | undefined {
-  if (!san) return undefined;
-  const uris = san
-    .split(', ')
-    .filter((s) => s.startsWith('URI:'))
-    .map((s) => s.slice(4));
-  // An X.509-SVID has exactly one URI SAN; anything else is not a workload identity.
-  return uris.length === 1 && uris[0]!.startsWith('spiffe://') ? uris[0] : undefined;
-}
-
-export function peerSpiffeId(cert: PeerCertificate | Record<string, never> | null | undefined): string | undefined {
-  return spiffeIdOfSan((cert as PeerCertificate | undefined)?.subjectaltname);
-}
+import { SvidError, svidSpiffeId } from './svid.js';
+import { parseSpiffeId } from '../contract/spiffe.js';
 
 /**
- * The SPIFFE ID of a TLS socket's peer. getPeerX509Certificate() wraps the
- * certificate and reads the SAN alone (2.4 us here); getPeerCertificate()
- * converts every field to JavaScript (20 us), once per accepted connection.
+ * The SPIFFE ID of a TLS socket's peer, its certificate read as an
+ * X.509-SVID of `trustDomain`; throws SvidError. The chain is TLS's to have
+ * verified. getPeerX509Certificate() wraps the certificate without converting
+ * every field to JavaScript as getPeerCertificate() does.
  */
-export function socketPeerSpiffeId(socket: TLSSocket): string | undefined {
-  return spiffeIdOfSan(socket.getPeerX509Certificate()?.subjectAltName);
+export function socketPeerSvid(socket: TLSSocket, trustDomain: string): string {
+  const cert = socket.getPeerX509Certificate();
+  if (!cert) throw new SvidError('malformed', 'the peer presented no certificate');
+  return svidSpiffeId(cert.raw, trustDomain);
 }
 
 export class PeerIdentityError extends Error {
@@ -31,10 +22,20 @@ export class PeerIdentityError extends Error {
   readonly code = 'ERR_TSMESH_PEER_IDENTITY';
 }
 
-/** A checkServerIdentity for tls.connect: the server must present exactly `expected`. */
-export function expectPeerIdentity(expected: string): (host: string, cert: PeerCertificate) => Error | undefined {
+/**
+ * A checkServerIdentity for tls.connect: the server's certificate must be an
+ * X.509-SVID of `trustDomain` (by default `expected`'s) naming exactly
+ * `expected`. Returns SvidError or PeerIdentityError, which tls.connect emits.
+ */
+export function expectPeerIdentity(expected: string, trustDomain = parseSpiffeId(expected).trustDomain): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
-    const actual = peerSpiffeId(cert);
-    return actual === expected ? undefined : new PeerIdentityError(`peer presented ${actual ?? 'no SPIFFE ID'}, expected ${expected}`);
+    let actual: string;
+    try {
+      if (!cert?.raw) throw new SvidError('malformed', 'the peer presented no certificate');
+      actual = svidSpiffeId(cert.raw, trustDomain);
+    } catch (e) {
+      return e as Error;
+    }
+    return actual === expected ? undefined : new PeerIdentityError(`peer presented ${actual}, expected ${expected}`);
   };
 }

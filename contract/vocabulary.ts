@@ -93,8 +93,29 @@ export type OverloadLimit = (typeof OVERLOAD_LIMITS)[number];
 export const FAULT_KINDS = ['abort', 'delay'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-/** The `reason` of tsmesh_connections_refused_total: why a connection was closed before any request. */
-export const REFUSAL_REASONS = ['overload', 'no-original-destination', 'loop', 'tls-handshake', 'tls-peer', 'no-certificate', 'unauthorized', 'first-bytes-timeout', 'plaintext'] as const;
+/**
+ * The `reason` of tsmesh_connections_refused_total: why a connection was
+ * closed before any request. On mTLS connections between proxies (inbound:
+ * the caller; outbound: the endpoint): tls-handshake, the handshake failed
+ * (no chain to the mesh's roots, expired, not yet valid); invalid-svid, the
+ * certificate is not an X.509-SVID (a CA, keyUsage, not exactly one URI SAN,
+ * not a SPIFFE ID with a path); foreign-trust-domain, an X.509-SVID of
+ * another trust domain; tls-peer, another identity than the config gives
+ * (outbound), or no port or certificate to judge it by (inbound).
+ */
+export const REFUSAL_REASONS = [
+  'overload',
+  'no-original-destination',
+  'loop',
+  'tls-handshake',
+  'invalid-svid',
+  'foreign-trust-domain',
+  'tls-peer',
+  'no-certificate',
+  'unauthorized',
+  'first-bytes-timeout',
+  'plaintext',
+] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** The `direction` label. */

@@ -104,7 +104,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   let unsubscribe = (): void => {};
   if (opts.meshSource) {
     const source = opts.meshSource;
-    discovery = new Discovery({ registry, log: log.child('discovery'), trustBundle: () => authority.trustBundle.toPem() });
+    discovery = new Discovery({ registry, log: log.child('discovery'), trustBundle: () => authority.trustBundle.toPem(), trustDomain: authority.trustDomain });
     app.use(discovery.router());
     const first = source.current();
     if (first) discovery.update(first);

@@ -5,7 +5,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
 import type { CertificateAuthority } from '../ca/authority.js';
+import type { CaKeyPair } from '../ca/root.js';
 import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
@@ -15,6 +17,8 @@ import { freePort } from '../lib/ports.js';
 import { issueCredentials } from '../proxy/testdata/mesh.js';
 import { startControlPlane, type RunningControlPlane } from './plane.js';
 import { FileMeshSource } from './sources/file.js';
+// Certificates signed by the mesh root that are no X.509-SVID of it, made as the SVID corpus makes them.
+import { KU, signLeaf } from '../test/svid/corpus.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 
@@ -46,6 +50,7 @@ describe('discovery stream (control plane -> proxy, mTLS, NDJSON)', function () 
   let dir: string;
   let file: string;
   let ca: CertificateAuthority;
+  let root: CaKeyPair;
   let plane: RunningControlPlane | undefined;
   let source: FileMeshSource;
   let stream: StreamConfigSource;
@@ -68,7 +73,7 @@ describe('discovery stream (control plane -> proxy, mTLS, NDJSON)', function () 
     dir = mkdtempSync(join(tmpdir(), 'tsmesh-stream-'));
     file = join(dir, 'mesh.yaml');
     writeFileSync(file, meshFile(['10.244.1.5']));
-    ({ ca } = await newRootCa());
+    ({ ca, root } = await newRootCa());
     source = new FileMeshSource(file, silentLogger, 20);
     port = await freePort();
     await start();
@@ -123,6 +128,35 @@ describe('discovery stream (control plane -> proxy, mTLS, NDJSON)', function () 
       req.end();
     });
     assert.equal(status, 401);
+  });
+
+  it('refuses (401, saying why) a client certificate from the mesh root that is not an X.509-SVID of its trust domain', async () => {
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const keyPem = key.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const ask = (cert: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', port, path: '/v1/config', ca: ca.trustBundle.toPem(), servername: 'localhost', key: keyPem, cert }, (res) => {
+          // A caller it takes gets the stream, which never ends: its status is the answer.
+          if (res.statusCode === 200) {
+            req.destroy();
+            resolve({ status: 200, body: '' });
+            return;
+          }
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const leaf = { ca: false, keyUsage: [KU.digitalSignature] };
+    const foreign = await ask(signLeaf({ ...leaf, uris: ['spiffe://evil.example/ns/shop/sa/web'] }, root, key));
+    assert.equal(foreign.status, 401);
+    assert.match(foreign.body, /trust domain evil\.example; this mesh accepts only trust domain cluster\.local/);
+    const caTrue = await ask(signLeaf({ ...leaf, ca: true, uris: [WEB] }, root, key));
+    assert.equal(caTrue.status, 401);
+    assert.match(caTrue.body, /CA:TRUE/);
+    assert.equal((await ask(signLeaf({ ...leaf, uris: [WEB] }, root, key))).status, 200, 'the same certificate as an SVID is served');
   });
 
   it('keeps the last config while the control plane is down, and catches up after it returns', async () => {

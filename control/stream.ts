@@ -3,14 +3,15 @@
 //                         the current one at once, then one per change; an
 //                         empty line every 15 s keeps idle connections alive
 //   POST /v1/config/ack   {"version": "..."}: the proxy runs that version
-// Both need the proxy's mesh certificate (mTLS): the caller is known by it.
+// Both need the proxy's mesh certificate (mTLS): the caller is known by it,
+// and only an X.509-SVID of the mesh's trust domain names a caller.
 import type { Request, Response, Router } from 'express';
 import express from 'express';
 import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
 import type { Logger } from '../lib/log.js';
-import { socketPeerSpiffeId } from '../ca/peer.js';
+import { socketPeerSvid } from '../ca/peer.js';
 import type { MeshModel, ProxyIdentity } from './model.js';
 import { buildProxyConfig } from './snapshot.js';
 import { family } from '../contract/metrics.js';
@@ -56,6 +57,8 @@ export interface DiscoveryOptions {
   log: Logger;
   /** The trust bundle to stream with every config. */
   trustBundle: () => string;
+  /** The mesh's trust domain: callers hold an X.509-SVID of it. */
+  trustDomain: string;
 }
 
 /** Tracks the model and the subscribers, and pushes each change. */
@@ -132,9 +135,9 @@ export class Discovery {
   router(): Router {
     const router = express.Router();
     router.get('/v1/config', (req, res) => {
-      const identity = callerOf(req);
-      if (!identity) {
-        res.status(401).json({ error: { code: 'unauthenticated', message: 'the discovery stream needs the proxy\'s mesh certificate (mutual TLS)' } });
+      const identity = this.callerOf(req);
+      if (typeof identity === 'string') {
+        res.status(401).json({ error: { code: 'unauthenticated', message: identity } });
         return;
       }
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
@@ -153,8 +156,7 @@ export class Discovery {
       if (this.model) this.push(sub, this.body(identity));
     });
     router.post('/v1/config/ack', express.json({ limit: 1024 }), (req, res) => {
-      const identity = callerOf(req);
-      if (!identity) {
+      if (typeof this.callerOf(req) === 'string') {
         res.status(401).end();
         return;
       }
@@ -171,13 +173,24 @@ export class Discovery {
     for (const s of this.subscribers) s.res.end();
     this.subscribers.clear();
   }
-}
 
-/** The proxy behind a request, from its verified client certificate. */
-function callerOf(req: Request): ProxyIdentity | undefined {
-  const socket = req.socket as TLSSocket;
-  if (!socket.authorized) return undefined;
-  const spiffeId = socketPeerSpiffeId(socket);
-  const w = spiffeId ? parseWorkloadSpiffeId(spiffeId) : undefined;
-  return spiffeId && w ? { spiffeId, namespace: w.namespace, serviceAccount: w.serviceAccount } : undefined;
+  /** The proxy behind a request, from its verified client certificate; or why there is none, to answer with 401. */
+  private callerOf(req: Request): ProxyIdentity | string {
+    const socket = req.socket as TLSSocket;
+    if (!socket.authorized) return "the discovery stream needs the proxy's mesh certificate (mutual TLS)";
+    let spiffeId: string;
+    try {
+      spiffeId = socketPeerSvid(socket, this.opts.trustDomain);
+    } catch (e) {
+      this.opts.log.warn('discovery refused a client certificate: not an X.509-SVID of this mesh', {
+        remote: socket.remoteAddress,
+        rule: (e as { rule?: string }).rule,
+        error: (e as Error).message,
+      });
+      return `the client certificate is not an X.509-SVID of this mesh: ${(e as Error).message}`;
+    }
+    const w = parseWorkloadSpiffeId(spiffeId);
+    if (!w) return `${spiffeId} is not a workload's identity (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)`;
+    return { spiffeId, namespace: w.namespace, serviceAccount: w.serviceAccount };
+  }
 }

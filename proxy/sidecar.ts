@@ -97,9 +97,15 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     if (me) for (const pod of table.pods.values()) for (const p of pod.ports) if (p.endpoint.identity === me && !out.has(p.port)) out.set(p.port, p.target.key);
     return out;
   };
+  // Authorization by namespace or service account holds for callers of this workload's own trust domain only.
+  let authorizedDomain: string | undefined;
+  const compileAuthorizer = (c: ProxyConfig): void => {
+    authorizedDomain = meshTls.trustDomain ?? c.mesh.trustDomain;
+    authorizer = compileAuthorization(c.inbound.authorization, authorizedDomain);
+  };
   const apply = (c: ProxyConfig): void => {
     table = buildRoutingTable(c);
-    authorizer = compileAuthorization(c.inbound.authorization);
+    compileAuthorizer(c);
     traffic.retain(table);
     inboundServices = servedServices();
     if (c.trustBundle) meshTls.setStreamedRoots(c.trustBundle);
@@ -112,14 +118,24 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     metrics.configUpdates.inc();
     log.info('config in force', { version: c.version, services: c.services.length });
   };
-  const stopRecompute = meshTls.onRotate(() => (inboundServices = servedServices()));
+  const stopRecompute = meshTls.onRotate(() => {
+    inboundServices = servedServices();
+    if (table !== EMPTY_TABLE && meshTls.trustDomain !== authorizedDomain) compileAuthorizer(table.config);
+  });
+  const outboundLog = log.child('outbound');
+  const stopRefusals = meshTls.onPeerRefused((r) => {
+    metrics.connectionsRefused.inc({ direction: 'outbound', reason: r.reason });
+    const fields = { direction: 'outbound', endpoint: r.where, identity: r.expected, ...(r.rule ? { rule: r.rule } : {}), error: r.error };
+    if (r.reason === 'tls-handshake') outboundLog.info('outbound mTLS handshake failed', fields);
+    else outboundLog.warn("outbound mTLS refused: the endpoint's certificate is not an X.509-SVID of this mesh naming its identity", fields);
+  });
   const first = opts.config.current();
   if (first) apply(first);
   const unsubscribe = opts.config.onChange(apply);
 
   const reserved = new Set(opts.reservedPorts ?? []);
   const outbound = createOutbound({
-    log: log.child('outbound'),
+    log: outboundLog,
     metrics,
     pools,
     h2,
@@ -162,6 +178,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     // A port that is taken fails the start and leaves nothing behind: no listener, no subscription.
     unsubscribe();
     stopRecompute();
+    stopRefusals();
     for (const server of [outbound.server, inbound.server, ...explicit]) if (server.listening) server.close();
     meshTls.close();
     throw e;
@@ -178,6 +195,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     async drain(graceMs) {
       unsubscribe();
       stopRecompute();
+      stopRefusals();
       if (outbound.server.listening) outbound.server.close();
       if (inbound.server.listening) inbound.server.close();
       for (const server of explicit) if (server.listening) server.close();

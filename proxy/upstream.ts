@@ -1,11 +1,11 @@
 // Opening connections to endpoints: mutual TLS to a meshed endpoint (its
-// SPIFFE ID checked against the one the config gives), plain TCP to one
-// without a sidecar. Used by L4 forwarding and by the HTTP pools.
+// certificate checked as an X.509-SVID of the mesh naming the SPIFFE ID the
+// config gives), plain TCP to one without a sidecar. Used by L4 forwarding and
+// by the HTTP pools.
 import { connect as netConnect, type OnReadOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { ResolvedEndpoint } from './config/table.js';
 import type { MeshTls } from './tls/mesh-tls.js';
-import { expectPeerIdentity } from '../ca/peer.js';
 import type { MeshAlpn } from './tls/alpn.js';
 
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -47,7 +47,7 @@ export function connectEndpoint(
         port: ep.port,
         secureContext: meshTls.secureContext(),
         ALPNProtocols: typeof alpn === 'string' ? [alpn] : [...alpn],
-        checkServerIdentity: expectPeerIdentity(ep.identity),
+        checkServerIdentity: meshTls.serverIdentityCheck(ep.identity, where),
         ...(onread ? { onread } : {}),
       });
     } else {
@@ -65,7 +65,10 @@ export function connectEndpoint(
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       socket.destroy();
-      const tlsFailure = !e.syscall || e.code === 'ERR_TSMESH_PEER_IDENTITY' || /certificate|ssl|tls/i.test(e.message);
+      const ours = e.code === 'ERR_TSMESH_PEER_IDENTITY' || e.code === 'ERR_TSMESH_SVID';
+      const tlsFailure = !e.syscall || ours || /certificate|ssl|tls/i.test(e.message);
+      // The certificate checks report their own refusals; a handshake that failed before them is reported here.
+      if (ep.identity && tlsFailure && !ours) meshTls?.peerRefused({ reason: 'tls-handshake', where, expected: ep.identity, error: e.message });
       reject(new UpstreamConnectError(`${tlsFailure ? 'mTLS to' : 'connecting to'} ${where} failed: ${e.message}`, tlsFailure ? 'tls' : 'connect-failure', { cause: e }));
     });
   });

@@ -3,8 +3,11 @@
 // allowed only when some rule of some policy matches it (Istio's ALLOW
 // semantics): within a rule every list that is set must match (SPIFFE ID,
 // namespace, "namespace/serviceaccount", port); a rule with no list matches
-// every mesh caller; a port no rule covers is closed. Callers without a mesh
-// identity (plain text in PERMISSIVE mode) match no rule.
+// every mesh caller; a port no rule covers is closed. Namespaces and service
+// accounts name workloads of this mesh's trust domain only: a caller of
+// another trust domain matches them by its whole SPIFFE ID or not at all.
+// Callers without a mesh identity (plain text in PERMISSIVE mode) match no
+// rule.
 //
 // HTTP requests that are denied get 403 with `x-tsmesh-error: denied` and
 // the reason; L4 connections are closed (inbound/listener.ts).
@@ -25,12 +28,13 @@ interface CompiledRule {
   ports: ReadonlySet<number> | undefined;
 }
 
-const WORKLOAD_ID = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/([^/]+)$/;
+const WORKLOAD_ID = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/;
 const set = <T>(xs: readonly T[] | undefined): ReadonlySet<T> | undefined => (xs ? new Set(xs) : undefined);
 
 export const ALLOW_ALL: Authorizer = { enforced: false, denial: () => undefined };
 
-export function compileAuthorization(policies: readonly AuthorizationPolicySpec[] | undefined): Authorizer {
+/** `trustDomain`: this workload's, whose callers namespace and service-account rules name. */
+export function compileAuthorization(policies: readonly AuthorizationPolicySpec[] | undefined, trustDomain: string): Authorizer {
   if (!policies || policies.length === 0) return ALLOW_ALL;
   const rules: CompiledRule[] = policies.flatMap((p) =>
     p.rules.map((r) => ({ identities: set(r.identities), namespaces: set(r.namespaces), serviceAccounts: set(r.serviceAccounts), ports: set(r.ports) })),
@@ -41,8 +45,9 @@ export function compileAuthorization(policies: readonly AuthorizationPolicySpec[
     denial(peer, port) {
       if (!peer) return `callers without a mesh identity may not call port ${port} while authorization policies (${names}) select this workload`;
       const m = WORKLOAD_ID.exec(peer);
-      const namespace = m?.[1];
-      const account = m ? `${m[1]}/${m[2]}` : undefined;
+      const local = m !== null && m[1] === trustDomain;
+      const namespace = local ? m[2] : undefined;
+      const account = local ? `${m[2]}/${m[3]}` : undefined;
       for (const r of rules) {
         if (r.ports && !r.ports.has(port)) continue;
         if (r.identities && !r.identities.has(peer)) continue;

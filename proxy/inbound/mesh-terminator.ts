@@ -1,11 +1,15 @@
 // Terminates mesh TLS on raw sockets the inbound listener hands over (it
-// never listens itself): requires a client certificate from the mesh's roots,
-// offers the tsmesh ALPNs, follows certificate rotation, and hands each
-// finished handshake on with the caller's SPIFFE ID and the original port.
+// never listens itself): requires a client certificate from the mesh's roots
+// that is an X.509-SVID of the mesh's trust domain (ca/svid.ts; any other is
+// closed right after the handshake, counted and logged with the rule it
+// broke), offers the tsmesh ALPNs, follows certificate rotation, and hands
+// each finished handshake on with the caller's SPIFFE ID and the original
+// port.
 import type { Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
-import { socketPeerSpiffeId } from '../../ca/peer.js';
+import { socketPeerSvid } from '../../ca/peer.js';
+import { SvidError } from '../../ca/svid.js';
 import type { RefusalReason } from '../../contract/vocabulary.js';
 import { MESH_ALPN_LIST } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
@@ -63,11 +67,28 @@ export function createMeshTerminator(opts: MeshTerminatorOptions): MeshTerminato
       handshaking.delete(raw);
       opts.handshaken(raw);
     }
-    const peer = socketPeerSpiffeId(tls);
     tls.on('error', () => tls.destroy());
-    if (port === undefined || !peer) {
+    const trustDomain = opts.meshTls.trustDomain;
+    if (port === undefined || trustDomain === undefined) {
       opts.refused('tls-peer');
       tls.destroy();
+      return;
+    }
+    let peer: string;
+    try {
+      peer = socketPeerSvid(tls, trustDomain);
+    } catch (thrown) {
+      const e = thrown instanceof SvidError ? thrown : new SvidError('malformed', (thrown as Error).message);
+      opts.refused(e.reason);
+      opts.log.warn("inbound mTLS refused: the caller's certificate is not an X.509-SVID of this mesh", {
+        direction: 'inbound',
+        remote: raw?.remoteAddress,
+        port,
+        rule: e.rule,
+        error: e.message,
+      });
+      tls.destroy();
+      raw?.destroy();
       return;
     }
     opts.secure(tls, peer, port);

@@ -1,14 +1,32 @@
 // The proxy's TLS material, kept current. Every new connection (either side)
 // takes the context in force when it starts; a rotation swaps the context
-// without touching connections already open.
-import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+// without touching connections already open. The trust domain of its own
+// SVID is the only one whose peers it accepts (no federation).
+import { createSecureContext, type PeerCertificate, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { expectPeerIdentity } from '../../ca/peer.js';
+import { parseSpiffeId } from '../../contract/spiffe.js';
+import type { RefusalReason } from '../../contract/vocabulary.js';
 import type { IdentitySource, WorkloadCredentials } from '../identity/types.js';
+
+/** An mTLS connection to a meshed endpoint refused for its certificate, or a failed handshake. */
+export interface PeerRefusal {
+  reason: RefusalReason;
+  /** The endpoint, address:port. */
+  where: string;
+  /** The identity the config gives for it. */
+  expected: string;
+  /** The SVID rule broken (ca/svid.ts), when it was one. */
+  rule?: string;
+  error: string;
+}
 
 export class MeshTls {
   private context: SecureContext | undefined;
   private creds: WorkloadCredentials | undefined;
   private unsubscribe: () => void;
   private readonly listeners = new Set<(options: SecureContextOptions) => void>();
+  private readonly refusalListeners = new Set<(r: PeerRefusal) => void>();
+  private ownTrustDomain: string | undefined;
 
   constructor(identity: IdentitySource) {
     this.unsubscribe = identity.onChange((c) => this.update(c));
@@ -30,6 +48,7 @@ export class MeshTls {
     const options = this.contextOptionsFor(creds);
     this.context = createSecureContext(options);
     this.creds = creds;
+    this.ownTrustDomain = parseSpiffeId(creds.spiffeId).trustDomain;
     for (const l of this.listeners) l(options);
   }
 
@@ -65,6 +84,40 @@ export class MeshTls {
     return this.creds?.spiffeId;
   }
 
+  /** The trust domain of this workload's SVID: peers must hold an X.509-SVID of it. */
+  get trustDomain(): string | undefined {
+    return this.ownTrustDomain;
+  }
+
+  /**
+   * tls.connect's checkServerIdentity for the meshed endpoint `where`: its
+   * certificate must be an X.509-SVID of this trust domain naming `expected`.
+   * A refusal is reported to onPeerRefused before tls.connect emits it.
+   */
+  serverIdentityCheck(expected: string, where: string): (host: string, cert: PeerCertificate) => Error | undefined {
+    const trustDomain = this.ownTrustDomain;
+    const check = trustDomain === undefined ? undefined : expectPeerIdentity(expected, trustDomain);
+    return (host, cert) => {
+      const e = check ? check(host, cert) : new Error('no workload certificate, so no trust domain to check peers against');
+      if (e) {
+        const { reason, rule } = e as Error & { reason?: RefusalReason; rule?: string };
+        this.peerRefused({ reason: reason ?? 'tls-peer', where, expected, ...(rule === undefined ? {} : { rule }), error: e.message });
+      }
+      return e;
+    };
+  }
+
+  /** Reports an outbound mTLS connection refused (a failed handshake, or the checks above). */
+  peerRefused(r: PeerRefusal): void {
+    for (const l of this.refusalListeners) l(r);
+  }
+
+  /** Called for every refused outbound mTLS connection (the sidecar counts and logs it). */
+  onPeerRefused(listener: (r: PeerRefusal) => void): () => void {
+    this.refusalListeners.add(listener);
+    return () => this.refusalListeners.delete(listener);
+  }
+
   secureContext(): SecureContext {
     if (!this.context) throw new Error('no workload certificate yet');
     return this.context;
@@ -73,5 +126,6 @@ export class MeshTls {
   close(): void {
     this.unsubscribe();
     this.listeners.clear();
+    this.refusalListeners.clear();
   }
 }
