@@ -3,7 +3,9 @@ import { BodyDecoder, frame, lastChunk } from './body.js';
 import { HOP_BY_HOP } from '../types.js';
 import { HeadReader, HttpParseError, parseRequestHead, parseResponseHead } from './head.js';
 
-const req = (lines: string[]): ReturnType<typeof parseRequestHead> => parseRequestHead(lines.join('\r\n'));
+/** A request head of these lines; one without a Host line gets `host: a` after its request line (HTTP/1.1 requires one). */
+const req = (lines: string[]): ReturnType<typeof parseRequestHead> =>
+  parseRequestHead((lines.slice(1).some((l) => /^host\s*:/i.test(l)) ? lines : [lines[0]!, 'host: a', ...lines.slice(1)]).join('\r\n'));
 const refused = (lines: string[], status: number, message: RegExp): void =>
   assert.throws(
     () => req(lines),
@@ -72,6 +74,9 @@ describe('HTTP/1.1 heads', () => {
     refused(['POST / HTTP/1.1', 'content-length: 1e3'], 400, /bad Content-Length/);
     refused(['POST / HTTP/1.1', 'transfer-encoding: gzip'], 400, /last coding must be chunked/);
     refused(['POST / HTTP/1.1', 'transfer-encoding: gzip, chunked'], 501, /only chunked/);
+    // HTTP/1.0 has no chunked framing (RFC 9112 6.1): refused, with or without a length, as nginx does.
+    refused(['POST / HTTP/1.0', 'transfer-encoding: chunked'], 400, /HTTP\/1\.0 request with Transfer-Encoding/);
+    refused(['POST / HTTP/1.0', 'transfer-encoding: chunked', 'content-length: 3'], 400, /HTTP\/1\.0 request with Transfer-Encoding/);
     refused(['GET / HTTP/1.1', 'host : a'], 400, /bad header name/);
     refused(['GET / HTTP/1.1', 'x-a: 1', ' folded'], 400, /bad header name|no colon/);
     refused(['GET / HTTP/1.1', 'x-a: 1\x00'], 400, /control character/);
@@ -98,6 +103,64 @@ describe('HTTP/1.1 heads', () => {
     assert.deepEqual(Object.keys(named.headers), ['host', 'x-kept']);
   });
 
+  describe('Host and the request target (RFC 9112 3.2)', () => {
+    const parse = (lines: string[]): ReturnType<typeof parseRequestHead> => parseRequestHead(lines.join('\r\n'));
+    const refusedRaw = (lines: string[], message: RegExp): void =>
+      assert.throws(
+        () => parse(lines),
+        (e: unknown) => e instanceof HttpParseError && e.status === 400 && message.test(e.message),
+        lines.join(' | '),
+      );
+
+    it('refuses two Host lines, even alike, and an HTTP/1.1 request without one; HTTP/1.0 may go without', () => {
+      refusedRaw(['GET / HTTP/1.1', 'host: a', 'host: b'], /two Host header lines/);
+      refusedRaw(['GET / HTTP/1.1', 'Host: a', 'host: a'], /two Host header lines/);
+      refusedRaw(['GET / HTTP/1.1', 'x-a: 1'], /without a Host header/);
+      refusedRaw(['GET / HTTP/1.1'], /without a Host header/);
+      assert.equal(parse(['GET / HTTP/1.0']).headers.host, undefined);
+      assert.equal(parse(['GET / HTTP/1.0', 'host: a']).headers.host, 'a');
+    });
+
+    it('takes a Host that is one host[:port], and refuses a list or anything else', () => {
+      for (const good of ['api.shop', 'api.shop:8080', 'API.Shop', '10.96.0.10:80', '[::1]', '[2001:db8::7]:443', '[v1.fe80::a+en1]', 'a_b~c-d.e', 'caf%C3%A9.example', "a!$&'()*+;=b", 'a:', ''])
+        assert.equal(parse(['GET / HTTP/1.1', `host: ${good}`]).headers.host, good, good);
+      for (const bad of ['a, b', 'a,b', ',', 'a b', 'user@api.shop', 'api.shop/x', 'a:80:90', 'a:8o', ':80', '[::1', '::1', '[::1]x', 'a%2', 'a%zz', 'a\\b', 'a"b', 'a<b', 'a?', 'a#'])
+        refusedRaw(['GET / HTTP/1.1', `host: ${bad}`], /invalid Host/);
+    });
+
+    it('takes an absolute-form target as RFC 9112 3.2.2 says: its authority is the Host, and the target goes on in origin-form', () => {
+      const cases: [target: string, host: string, path: string][] = [
+        ['http://a.example/x?y=1', 'a.example', '/x?y=1'],
+        ['http://a.example', 'a.example', '/'],
+        ['HTTP://a.example:8080?q=1', 'a.example:8080', '/?q=1'],
+        ['https://[::1]:8443/p/', '[::1]:8443', '/p/'],
+        ['http://10.96.0.10/', '10.96.0.10', '/'],
+      ];
+      for (const [target, host, path] of cases) {
+        // The Host line is ignored, whatever it says; HTTP/1.0 may send none.
+        for (const lines of [[`GET ${target} HTTP/1.1`, 'host: other.example'], [`GET ${target} HTTP/1.0`]]) {
+          const h = parse(lines);
+          assert.deepEqual([h.target, h.headers.host], [path, host], lines.join(' | '));
+        }
+      }
+      refusedRaw(['GET http://a.example/ HTTP/1.1'], /without a Host header/);
+      refusedRaw(['GET http://a.example/ HTTP/1.1', 'host: a, b'], /invalid Host/);
+      refusedRaw(['GET ftp://a.example/x HTTP/1.1', 'host: a'], /only http and https/);
+      refusedRaw(['GET http://user:pw@a.example/ HTTP/1.1', 'host: a'], /userinfo/);
+      for (const bad of ['http:///x', 'http://:80/x', 'http://a,b/', 'http://a:x/'])
+        refusedRaw([`GET ${bad} HTTP/1.1`, 'host: a'], /authority is not a host/);
+    });
+
+    it('takes origin-form, OPTIONS *, and CONNECT authority-form as they are; any other target is refused', () => {
+      assert.equal(parse(['GET /a/b?c HTTP/1.1', 'host: a']).target, '/a/b?c');
+      assert.equal(parse(['OPTIONS * HTTP/1.1', 'host: a']).target, '*');
+      assert.equal(parse(['CONNECT db.shop:5432 HTTP/1.1', 'host: db.shop:5432']).target, 'db.shop:5432');
+      for (const bad of ['GET * HTTP/1.1', 'GET foo HTTP/1.1', 'GET ?x HTTP/1.1', 'GET a.example/x HTTP/1.1']) refusedRaw([bad, 'host: a'], /bad request target/);
+      // "//x" is a path (origin-form's path may begin with an empty segment).
+      assert.equal(parse(['GET //x HTTP/1.1', 'host: a']).target, '//x');
+    });
+  });
+
   it('leaves out every hop-by-hop field the proxy knows, however it is spelled', () => {
     for (const name of HOP_BY_HOP) {
       const spelled = name.toUpperCase();
@@ -107,8 +170,8 @@ describe('HTTP/1.1 heads', () => {
   });
 
   it('checks every character of a field: tokens in names, no controls in values, lines end in CRLF', () => {
-    assert.deepEqual({ ...req(['GET / HTTP/1.1', "X-Ok!#$%&'*+.^_`|~09: \tv\x80\xff v\t"]).headers }, { "x-ok!#$%&'*+.^_`|~09": 'v\x80\xff v' });
-    assert.deepEqual({ ...req(['GET / HTTP/1.1', 'x-empty:', 'x-b:   ']).headers }, { 'x-empty': '', 'x-b': '' });
+    assert.deepEqual({ ...req(['GET / HTTP/1.1', "X-Ok!#$%&'*+.^_`|~09: \tv\x80\xff v\t"]).headers }, { host: 'a', "x-ok!#$%&'*+.^_`|~09": 'v\x80\xff v' });
+    assert.deepEqual({ ...req(['GET / HTTP/1.1', 'x-empty:', 'x-b:   ']).headers }, { host: 'a', 'x-empty': '', 'x-b': '' });
     for (const bad of ['x(a): 1', 'x/a: 1', 'x a: 1', 'x\x80: 1', ': 1', 'x\ta: 1']) refused(['GET / HTTP/1.1', bad], 400, /bad header name|no colon/);
     for (const bad of ['x: a\rb', 'x: a\nb', 'x: a\x7fb', 'x: \x01']) refused(['GET / HTTP/1.1', bad, 'y: 1'], 400, /control character/);
     refused(['GET / HTTP/1.1', 'x: a\r'], 400, /control character/);

@@ -143,6 +143,10 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
       case 'upgrade':
         f.upgrade = f.upgrade === undefined ? value : `${f.upgrade}, ${value}`;
         continue;
+      case 'host':
+        // RFC 9112 3.2: a request with more than one Host line is refused (which of them would the app take?).
+        if (error === 400 && headers.host !== undefined) throw new HttpParseError(400, 'two Host header lines: a request carries exactly one Host (RFC 9112 3.2)');
+        break;
       case 'keep-alive':
       case 'proxy-connection':
       case 'te':
@@ -206,6 +210,55 @@ function version(text: string, at: number, error: 400 | 502): number {
   return minor;
 }
 
+/**
+ * A Host value (RFC 9110 7.2): uri-host [ ":" port ] of RFC 3986, an
+ * IP-literal in brackets or a name of unreserved, percent-encoded and
+ * sub-delims characters, less the comma: RFC 3986 lets a reg-name hold one,
+ * but no DNS name or address does, and a comma is what joins two Host lines
+ * into one value (a list is two hosts, RFC 9110 5.3). Empty is valid: the
+ * Host of a target without an authority.
+ */
+const HOST = /^(?:(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+;=:]+)\]|(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]*)?)?$/;
+
+/** scheme "://" authority rest: an absolute-form request target (RFC 9112 3.2.2), the form a client sends to a forward proxy. */
+const ABSOLUTE_FORM = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/;
+
+/**
+ * Checks the Host field and the request target together (RFC 9112 3.2), and
+ * returns the target the request goes on with.
+ *  - Host: one line (parseFields), a valid value, and present in HTTP/1.1
+ *    whatever the target's form; each of these is a 400 otherwise, as RFC
+ *    9112 3.2 has a server answer.
+ *  - origin-form ("/path?query") goes on as it is; so do asterisk-form
+ *    ("*", OPTIONS only) and CONNECT's authority-form.
+ *  - absolute-form ("http://authority/path?query", the form a client sends
+ *    a forward proxy): RFC 9112 3.2.2 has a server ignore the Host field and
+ *    use the target's authority, and a proxy replace Host with it when it
+ *    forwards. So the target's authority becomes the request's Host (what
+ *    route matches and the app see) and the target goes on in origin-form,
+ *    "/" for an empty path. Only http and https are taken, with a host and
+ *    no userinfo (RFC 9110 4.2.1, 4.2.4).
+ *  - Anything else is no request target: 400.
+ */
+function requestTarget(method: string, target: string, headers: IncomingHttpHeaders, minor: number): string {
+  const host = headers.host;
+  if (host !== undefined && !HOST.test(host))
+    throw new HttpParseError(400, `invalid Host ${JSON.stringify(host.slice(0, 80))}: Host is one host[:port], without a list, userinfo, path or spaces (RFC 9110 7.2)`);
+  if (host === undefined && minor === 1) throw new HttpParseError(400, 'an HTTP/1.1 request without a Host header: every HTTP/1.1 request carries one, naming the service (RFC 9112 3.2)');
+  if (target.charCodeAt(0) === 0x2f) return target;
+  if ((target === '*' && method === 'OPTIONS') || method === 'CONNECT') return target;
+  const absolute = ABSOLUTE_FORM.exec(target);
+  if (absolute === null) throw new HttpParseError(400, `bad request target ${JSON.stringify(target.slice(0, 80))}: a path starts with "/", or the target is a whole http:// URL (RFC 9112 3.2)`);
+  const [, scheme, authority, rest] = absolute as unknown as [string, string, string, string];
+  const s = scheme.toLowerCase();
+  if (s !== 'http' && s !== 'https') throw new HttpParseError(400, `request target ${JSON.stringify(target.slice(0, 80))}: only http and https URLs are served`);
+  if (authority.includes('@')) throw new HttpParseError(400, `request target ${JSON.stringify(target.slice(0, 80))}: userinfo ("user@") in a URL is refused (RFC 9110 4.2.4)`);
+  if (authority === '' || authority.charCodeAt(0) === 0x3a || !HOST.test(authority))
+    throw new HttpParseError(400, `request target ${JSON.stringify(target.slice(0, 80))}: its authority is not a host[:port] (RFC 9110 4.2.1)`);
+  headers.host = authority;
+  return rest === '' ? '/' : rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+}
+
 /** `text`: the head as latin1, without the final blank line. */
 export function parseRequestHead(text: string): RequestHead {
   const lineEnd = text.indexOf('\r\n');
@@ -215,13 +268,16 @@ export function parseRequestHead(text: string): RequestHead {
   if (sp1 <= 0 || sp2 === -1 || line.length !== sp2 + 9) throw new HttpParseError(400, `bad request line ${JSON.stringify(line.slice(0, 80))}`);
   const method = line.slice(0, sp1);
   if (!isToken(method)) throw new HttpParseError(400, `bad method ${JSON.stringify(method)}`);
-  const target = line.slice(sp1 + 1, sp2);
-  if (target.length === 0) throw new HttpParseError(400, 'empty request target');
-  if (BAD_TARGET_CHAR.test(target)) throw new HttpParseError(400, 'the request target holds a space or a control character');
+  const received = line.slice(sp1 + 1, sp2);
+  if (received.length === 0) throw new HttpParseError(400, 'empty request target');
+  if (BAD_TARGET_CHAR.test(received)) throw new HttpParseError(400, 'the request target holds a space or a control character');
   const minor = version(line, sp2 + 1, 400);
   const f = parseFields(text, lineEnd === -1 ? text.length : lineEnd + 2, 400);
+  const target = requestTarget(method, received, f.headers, minor);
   let framing: Framing;
   if (f.transferEncoding !== undefined) {
+    // RFC 9112 6.1: HTTP/1.0 knows no Transfer-Encoding, so its framing is faulty; refused as nginx does.
+    if (minor === 0) throw new HttpParseError(400, 'an HTTP/1.0 request with Transfer-Encoding: HTTP/1.0 has no chunked framing, so where its body ends is unclear (RFC 9112 6.1); send Content-Length, or HTTP/1.1');
     if (f.contentLength !== undefined) throw new HttpParseError(400, 'a request with both Transfer-Encoding and Content-Length is refused (request smuggling)');
     const codings = f.transferEncoding.toLowerCase().split(',');
     if (codings[codings.length - 1]!.trim() !== 'chunked') throw new HttpParseError(400, `Transfer-Encoding ${JSON.stringify(f.transferEncoding)}: a request body's last coding must be chunked`);
