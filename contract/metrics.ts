@@ -38,8 +38,13 @@ export const METRICS = {
   tsmesh_faults_injected_total: { type: 'counter', help: 'Faults injected by policy, by kind (abort, delay).', labels: ['destination_service', 'kind'] },
   tsmesh_authz_denials_total: {
     type: 'counter',
-    help: 'Inbound requests (http) and connections (tcp) denied by authorization policy.',
-    labels: ['source_identity', 'port', 'protocol'],
+    help: 'Inbound requests (http) and connections (tcp) denied by authorization: policy is the DENY policy (rule its index), the ALLOW policies none of whose rules matched, or default:<default inbound policy>.',
+    labels: ['source_identity', 'port', 'protocol', 'policy', 'rule'],
+  },
+  tsmesh_authz_audits_total: {
+    type: 'counter',
+    help: 'Inbound requests (http) and connections (tcp) a rule of an AUDIT authorization policy matched: what it would deny; they went on.',
+    labels: ['source_identity', 'port', 'protocol', 'policy', 'rule'],
   },
   tsmesh_tcp_connections_opened_total: { type: 'counter', help: 'TCP connections opened.', labels: ['direction', 'destination_service', 'tls'] },
   tsmesh_tcp_connections_closed_total: { type: 'counter', help: 'TCP connections closed.', labels: ['direction', 'destination_service', 'tls'] },

@@ -22,6 +22,21 @@ export const OVERRIDE_ANNOTATIONS = {
   proxyLogLevel: 'tsmesh.io/proxy-log-level',
 } as const;
 
+/**
+ * Inbound policy of a namespace (on the Namespace) or of a workload (on its
+ * pods; pods of one ServiceAccount share one proxy config), read by the
+ * control plane and carried to the proxies; the most specific wins over the
+ * namespace's, which wins over tsmesh-config's:
+ *   defaultInboundPolicy  all-authenticated | all-unauthenticated | deny (DEFAULT_INBOUND_POLICIES)
+ *   mtlsMode              STRICT | PERMISSIVE
+ *   portMtlsModes         per port, pods only: "8080=PERMISSIVE,9090=STRICT"
+ */
+export const INBOUND_POLICY_ANNOTATIONS = {
+  defaultInboundPolicy: 'tsmesh.io/default-inbound-policy',
+  mtlsMode: 'tsmesh.io/mtls-mode',
+  portMtlsModes: 'tsmesh.io/port-mtls-modes',
+} as const;
+
 /** The control plane's namespace; never injected. */
 export const MESH_NAMESPACE = 'tsmesh-system';
 export const SYSTEM_NAMESPACES: readonly string[] = [MESH_NAMESPACE, 'kube-system', 'kube-public', 'kube-node-lease'];
@@ -50,7 +65,7 @@ export const MANAGED_BY_LABELS = { 'app.kubernetes.io/managed-by': 'tsmesh', 'ap
 export const WEBHOOK_CONFIGURATION_NAME = 'tsmesh-sidecar-injector';
 /** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE, with these keys (manifests/tsmesh-config.yaml). */
 export const MESH_CONFIG_NAME = 'tsmesh-config';
-export const MESH_CONFIG_KEYS = ['mtlsMode', 'retryBudget', 'certificateTtl', 'trustDomain'] as const;
+export const MESH_CONFIG_KEYS = ['mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'certificateTtl', 'trustDomain'] as const;
 /** The CA's key and roots: Secret tsmesh-ca in MESH_NAMESPACE. */
 export const CA_SECRET_NAME = 'tsmesh-ca';
 

@@ -1,12 +1,12 @@
 // The proxy's configuration: what the control plane streams to each proxy and
 // what `tsmesh proxy --config-file` reads. One format for both, readable as
 // JSON or YAML. Durations are strings ("250ms", "10s"); see lib/duration.ts.
-import type { MtlsMode, PortProtocol } from './vocabulary.js';
+import type { AuthorizationAction, DefaultInboundPolicy, MtlsMode, PortProtocol } from './vocabulary.js';
 
 export const CONFIG_API_VERSION = 'tsmesh.io/v1alpha1';
 export const CONFIG_KIND = 'ProxyConfig';
 
-export type { MtlsMode, PortProtocol } from './vocabulary.js';
+export type { AuthorizationAction, DefaultInboundPolicy, MtlsMode, PortProtocol } from './vocabulary.js';
 
 export interface ProxyConfig {
   apiVersion: typeof CONFIG_API_VERSION;
@@ -25,6 +25,12 @@ export interface ProxyConfig {
 export interface MeshSettings {
   trustDomain: string;
   mtlsMode: MtlsMode;
+  /**
+   * Who may call a workload no ALLOW policy selects. Unset: all-authenticated,
+   * or all-unauthenticated where the mTLS mode is PERMISSIVE (PERMISSIVE has
+   * always let plaintext callers through).
+   */
+  defaultInboundPolicy?: DefaultInboundPolicy;
   /** The budget retries draw from when a policy sets none. */
   retryBudget: RetryBudget;
 }
@@ -85,11 +91,15 @@ export interface Endpoint {
 }
 
 export interface InboundConfig {
-  /** Overrides mesh.mtlsMode for this workload. */
+  /** Overrides mesh.mtlsMode for this workload (its namespace's or its own). */
   mtlsMode?: MtlsMode;
+  /** Overrides mtlsMode on these ports of the workload (keys: port numbers). */
+  portMtlsModes?: Record<string, MtlsMode>;
+  /** Overrides mesh.defaultInboundPolicy for this workload (its namespace's or its own). */
+  defaultPolicy?: DefaultInboundPolicy;
   /** Ports served as opaque TCP (no protocol detection). */
   opaquePorts?: number[];
-  /** Policies that select this workload; none: every authenticated caller is allowed. */
+  /** Policies that select this workload; none: the default inbound policy decides. */
   authorization?: AuthorizationPolicySpec[];
 }
 
@@ -175,17 +185,37 @@ export interface FaultPolicy {
 
 export interface AuthorizationPolicySpec {
   name: string;
-  /** A caller is allowed when any rule matches it. */
+  /** Default ALLOW. DENY rules are tried first; AUDIT rules only log and count. */
+  action?: AuthorizationAction;
+  /** A call matches the policy when any rule matches it. */
   rules: AuthorizationRule[];
 }
 
+/**
+ * Within one rule, a call must match every field that is set, and a field
+ * matches when any of its values does. The caller (from): identities,
+ * namespaces, serviceAccounts, which a caller without a mesh identity never
+ * matches. The call (to): ports, and for HTTP requests methods, paths,
+ * pathPrefixes and headers; a rule with any of these never matches an
+ * opaque TCP connection.
+ */
 export interface AuthorizationRule {
-  /** Within one rule, a caller must match every list that is set. */
+  /** Whole SPIFFE IDs. */
   identities?: string[];
+  /** Namespaces of this mesh's trust domain. */
   namespaces?: string[];
+  /** "namespace/serviceaccount", of this mesh's trust domain. */
   serviceAccounts?: string[];
-  /** Limit the rule to these ports of the workload. */
+  /** Ports of the workload. */
   ports?: number[];
+  /** HTTP methods, as sent ("GET"). */
+  methods?: string[];
+  /** Exact paths, matched on the normalized path without its query. */
+  paths?: string[];
+  /** Path prefixes on whole segments ("/api" matches /api and /api/v1, not /apis), normalized likewise. */
+  pathPrefixes?: string[];
+  /** Exact header values (names case-insensitive); every one listed must be present. */
+  headers?: Record<string, string>;
 }
 
 export const DEFAULT_RETRY_BUDGET: RetryBudget = { ratio: 0.2, minRetriesPerSecond: 10, ttl: '10s' };
@@ -206,12 +236,12 @@ function fieldsOf<T>() {
  */
 export const FIELDS = {
   ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle']),
-  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'retryBudget']),
+  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget']),
   RetryBudget: fieldsOf<RetryBudget>()(['ratio', 'minRetriesPerSecond', 'ttl']),
   ServiceConfig: fieldsOf<ServiceConfig>()(['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']),
   ServicePort: fieldsOf<ServicePort>()(['port', 'name', 'protocol', 'targetPort']),
   Endpoint: fieldsOf<Endpoint>()(['address', 'identity', 'ports', 'weight', 'ready', 'skipInboundPorts']),
-  InboundConfig: fieldsOf<InboundConfig>()(['mtlsMode', 'opaquePorts', 'authorization']),
+  InboundConfig: fieldsOf<InboundConfig>()(['mtlsMode', 'portMtlsModes', 'defaultPolicy', 'opaquePorts', 'authorization']),
   /** A TrafficPolicy's spec carries these beside targetRef; `name` comes from its metadata. */
   TrafficPolicy: fieldsOf<Omit<TrafficPolicySpec, 'name'>>()(['routes', 'timeout', 'retries', 'circuitBreaker', 'faults', 'limits']),
   LimitsPolicy: fieldsOf<LimitsPolicy>()(['maxRequestsPerEndpoint', 'maxPendingRequests', 'pendingTimeout']),
@@ -225,6 +255,6 @@ export const FIELDS = {
   FaultPolicy: fieldsOf<FaultPolicy>()(['abort', 'delay']),
   AbortFault: fieldsOf<NonNullable<FaultPolicy['abort']>>()(['percent', 'status']),
   DelayFault: fieldsOf<NonNullable<FaultPolicy['delay']>>()(['percent', 'duration']),
-  AuthorizationPolicy: fieldsOf<AuthorizationPolicySpec>()(['name', 'rules']),
-  AuthorizationRule: fieldsOf<AuthorizationRule>()(['identities', 'namespaces', 'serviceAccounts', 'ports']),
+  AuthorizationPolicy: fieldsOf<AuthorizationPolicySpec>()(['name', 'action', 'rules']),
+  AuthorizationRule: fieldsOf<AuthorizationRule>()(['identities', 'namespaces', 'serviceAccounts', 'ports', 'methods', 'paths', 'pathPrefixes', 'headers']),
 } as const;

@@ -4,8 +4,9 @@
 import { parseSpiffeId, validateTrustDomain, DEFAULT_TRUST_DOMAIN } from './spiffe.js';
 import { formatDuration, parseDuration } from '../lib/duration.js';
 import { ValidationError, boolean, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../lib/schema.js';
-import { CONFIG_API_VERSION, CONFIG_KIND, DEFAULT_RETRY_BUDGET, FIELDS, type AuthorizationPolicySpec, type AuthorizationRule, type CircuitBreakerPolicy, type Endpoint, type FaultPolicy, type InboundConfig, type LimitsPolicy, type MeshSettings, type ProxyConfig, type RetryBudget, type RetryPolicy, type Route, type ServiceConfig, type ServicePort, type TrafficPolicySpec } from './proxy-config.js';
-import { MTLS_MODES, PORT_PROTOCOLS, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
+import { CONFIG_API_VERSION, CONFIG_KIND, DEFAULT_RETRY_BUDGET, FIELDS, type AuthorizationPolicySpec, type AuthorizationRule, type CircuitBreakerPolicy, type Endpoint, type FaultPolicy, type InboundConfig, type LimitsPolicy, type MeshSettings, type MtlsMode, type ProxyConfig, type RetryBudget, type RetryPolicy, type Route, type ServiceConfig, type ServicePort, type TrafficPolicySpec } from './proxy-config.js';
+import { AUTHORIZATION_ACTIONS, DEFAULT_INBOUND_POLICIES, MTLS_MODES, PORT_PROTOCOLS, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
+import { normalizePath } from '../lib/url-path.js';
 
 /** A config that fails validation; the message names the field. */
 export { ValidationError as ConfigError };
@@ -43,6 +44,7 @@ function mesh(v: unknown, path: string): MeshSettings {
   return {
     trustDomain,
     mtlsMode: oneOf(o.mtlsMode ?? 'STRICT', join(path, 'mtlsMode'), MTLS_MODES),
+    ...(o.defaultInboundPolicy !== undefined ? { defaultInboundPolicy: oneOf(o.defaultInboundPolicy, join(path, 'defaultInboundPolicy'), DEFAULT_INBOUND_POLICIES) } : {}),
     retryBudget: retryBudget(o.retryBudget ?? {}, join(path, 'retryBudget')),
   };
 }
@@ -214,6 +216,19 @@ function service(v: unknown, path: string): ServiceConfig {
   return out;
 }
 
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const METHOD = /^[A-Z][A-Z0-9_-]*$/;
+
+/** A path of a rule: begins with "/", and written as normalizePath reads requests (lib/url-path.ts), or it could never match. */
+function rulePath(v: unknown, path: string): string {
+  const s = string(v, path);
+  if (!s.startsWith('/')) throw new ValidationError(path, `${describe(s)} must start with "/"`);
+  const normal = normalizePath(s);
+  if (normal !== s)
+    throw new ValidationError(path, `${describe(s)} is not a normalized path (requests are matched without their query, with "." and ".." segments resolved, repeated "/" merged and unreserved characters decoded); write ${JSON.stringify(normal)}`);
+  return s;
+}
+
 function authorizationRule(v: unknown, path: string): AuthorizationRule {
   const o = object(v, path, FIELDS.AuthorizationRule);
   const out: AuthorizationRule = {};
@@ -226,6 +241,46 @@ function authorizationRule(v: unknown, path: string): AuthorizationRule {
       return s;
     });
   if (o.ports !== undefined) out.ports = list(o.ports, join(path, 'ports'), port);
+  if (o.methods !== undefined)
+    out.methods = list(o.methods, join(path, 'methods'), (x, p) => {
+      const s = string(x, p);
+      if (!METHOD.test(s)) throw new ValidationError(p, `${describe(s)} is not an HTTP method; methods are case-sensitive, write them as sent (GET, POST)`);
+      return s;
+    });
+  if (o.paths !== undefined) out.paths = list(o.paths, join(path, 'paths'), rulePath);
+  if (o.pathPrefixes !== undefined) out.pathPrefixes = list(o.pathPrefixes, join(path, 'pathPrefixes'), rulePath);
+  if (o.headers !== undefined) {
+    const h = object(o.headers, join(path, 'headers'), Object.keys(o.headers as object));
+    out.headers = Object.fromEntries(
+      Object.entries(h).map(([k, x]) => {
+        const name = k.toLowerCase();
+        if (!HEADER_NAME.test(name)) throw new ValidationError(join(path, `headers.${k}`), `${describe(k)} is not a header name`);
+        return [name, string(x, join(path, `headers.${k}`))];
+      }),
+    );
+  }
+  return out;
+}
+
+/** An AuthorizationPolicy as the proxy runs it; the control plane's object has the same beside its targetRef. */
+function authorizationPolicy(v: unknown, path: string): AuthorizationPolicySpec {
+  const a = object(v, path, FIELDS.AuthorizationPolicy);
+  return {
+    name: string(a.name, join(path, 'name')),
+    ...(a.action !== undefined ? { action: oneOf(a.action, join(path, 'action'), AUTHORIZATION_ACTIONS) } : {}),
+    rules: list(a.rules, join(path, 'rules'), authorizationRule, false),
+  };
+}
+
+/** `{"8080": "PERMISSIVE"}`: an mTLS mode per port (keys are port numbers). */
+function portMtlsModes(v: unknown, path: string): Record<string, MtlsMode> {
+  const o = object(v, path, Object.keys(v ?? {}));
+  const out: Record<string, MtlsMode> = {};
+  for (const [k, mode] of Object.entries(o)) {
+    const n = /^\d{1,5}$/.test(k) ? Number(k) : 0;
+    if (n < 1 || n > 65535) throw new ValidationError(join(path, k), `${describe(k)} is not a port (1-65535)`);
+    out[String(n)] = oneOf(mode, join(path, k), MTLS_MODES);
+  }
   return out;
 }
 
@@ -233,12 +288,10 @@ function inbound(v: unknown, path: string): InboundConfig {
   const o = object(v ?? {}, path, FIELDS.InboundConfig);
   const out: InboundConfig = {};
   if (o.mtlsMode !== undefined) out.mtlsMode = oneOf(o.mtlsMode, join(path, 'mtlsMode'), MTLS_MODES);
+  if (o.portMtlsModes !== undefined) out.portMtlsModes = portMtlsModes(o.portMtlsModes, join(path, 'portMtlsModes'));
+  if (o.defaultPolicy !== undefined) out.defaultPolicy = oneOf(o.defaultPolicy, join(path, 'defaultPolicy'), DEFAULT_INBOUND_POLICIES);
   if (o.opaquePorts !== undefined) out.opaquePorts = list(o.opaquePorts, join(path, 'opaquePorts'), port);
-  if (o.authorization !== undefined)
-    out.authorization = list(o.authorization, join(path, 'authorization'), (x, p): AuthorizationPolicySpec => {
-      const a = object(x, p, FIELDS.AuthorizationPolicy);
-      return { name: string(a.name, join(p, 'name')), rules: list(a.rules, join(p, 'rules'), authorizationRule, false) };
-    });
+  if (o.authorization !== undefined) out.authorization = list(o.authorization, join(path, 'authorization'), authorizationPolicy);
   return out;
 }
 
@@ -280,4 +333,6 @@ export {
   endpoint as parseEndpoint,
   trafficPolicy as parseTrafficPolicy,
   authorizationRule as parseAuthorizationRule,
+  authorizationPolicy as parseAuthorizationPolicy,
+  portMtlsModes as parsePortMtlsModes,
 };

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { MESH_CONFIG_KEYS, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL, AUTHORIZATION_POLICY_PLURAL } from './names.js';
 import { FIELDS } from './proxy-config.js';
-import { LOCAL_ERRORS, MTLS_MODES, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
+import { AUTHORIZATION_ACTIONS, DEFAULT_INBOUND_POLICIES, LOCAL_ERRORS, MTLS_MODES, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
 import { METRICS } from './metrics.js';
 
 interface Schema {
@@ -68,9 +68,11 @@ describe('contract: the CRDs and the validator share one field list per object',
     it(`TrafficPolicy ${name}`, () => assert.deepEqual(keys(schema), sorted(fields)));
   }
 
-  it('AuthorizationPolicy rules[]', () => {
+  it('AuthorizationPolicy spec and rules[]', () => {
     const ap = specOf(AUTHORIZATION_POLICY_PLURAL);
+    assert.deepEqual(keys(ap), sorted(['targetRef', ...FIELDS.AuthorizationPolicy.filter((f) => f !== 'name')]));
     assert.deepEqual(keys(at(ap, 'rules', '[]')), sorted(FIELDS.AuthorizationRule));
+    assert.deepEqual(at(ap, 'action').enum, [...AUTHORIZATION_ACTIONS]);
   });
 
   it("retryOn's pattern in the CRD accepts every named condition and status code the validator does, and nothing else", () => {
@@ -88,8 +90,8 @@ describe('contract: the ConfigMap tsmesh-config', () => {
   it('documents every key the control plane reads', () => {
     for (const key of MESH_CONFIG_KEYS) assert.match(text, new RegExp(`^#\\s+${key}\\s`, 'm'), `manifests/tsmesh-config.yaml does not document ${key}`);
   });
-  it('names every mTLS mode', () => {
-    for (const mode of MTLS_MODES) assert.match(text, new RegExp(`\\b${mode}\\b`), `manifests/tsmesh-config.yaml does not name ${mode}`);
+  it('names every mTLS mode and default inbound policy', () => {
+    for (const mode of [...MTLS_MODES, ...DEFAULT_INBOUND_POLICIES]) assert.match(text, new RegExp(`\\b${mode}\\b`), `manifests/tsmesh-config.yaml does not name ${mode}`);
   });
 });
 

@@ -8,6 +8,23 @@
 export const MTLS_MODES = ['STRICT', 'PERMISSIVE'] as const;
 export type MtlsMode = (typeof MTLS_MODES)[number];
 
+/**
+ * Who may call a workload where no ALLOW AuthorizationPolicy selects it, as
+ * Linkerd's default inbound policy: callers with a mesh identity, every
+ * caller (plaintext too, where the mTLS mode lets it in), or nobody.
+ */
+export const DEFAULT_INBOUND_POLICIES = ['all-authenticated', 'all-unauthenticated', 'deny'] as const;
+export type DefaultInboundPolicy = (typeof DEFAULT_INBOUND_POLICIES)[number];
+
+/**
+ * What an AuthorizationPolicy does with the calls its rules match: ALLOW
+ * them (once one ALLOW policy selects a workload, nothing else is allowed),
+ * DENY them (before any ALLOW), or AUDIT them (log and count them as denied,
+ * deny nothing: a DENY policy tried out first).
+ */
+export const AUTHORIZATION_ACTIONS = ['ALLOW', 'DENY', 'AUDIT'] as const;
+export type AuthorizationAction = (typeof AUTHORIZATION_ACTIONS)[number];
+
 /** auto: detect HTTP/1.1 or HTTP/2 from the first bytes; tcp: opaque, never inspected. */
 export const PORT_PROTOCOLS = ['auto', 'http', 'http2', 'tcp'] as const;
 export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
@@ -61,6 +78,20 @@ export function isRetryOn(s: string): boolean {
 
 /** The response header of an answer the proxy made itself; its value is a LocalError. */
 export const ERROR_HEADER = 'x-tsmesh-error';
+
+/** On a 403 `denied`: what denied it, an AuthorizationPolicy's name or `default:<default inbound policy>`. */
+export const POLICY_HEADER = 'x-tsmesh-policy';
+
+/**
+ * Request headers the inbound proxy sets for the app: the caller's verified
+ * SPIFFE ID (as Linkerd's l5d-client-id), and the same as Envoy's
+ * x-forwarded-client-cert (`By=<this workload>;Hash=<SHA-256 of the
+ * caller's certificate>;URI=<the caller's SPIFFE ID>`). Whatever a caller
+ * sent in them is removed first; a caller without a mesh identity gets
+ * neither.
+ */
+export const CLIENT_ID_HEADER = 'x-tsmesh-client-id';
+export const CLIENT_CERT_HEADER = 'x-forwarded-client-cert';
 
 /** Why the proxy answered a request itself: the value of ERROR_HEADER and the `error` label of tsmesh_http_errors_total. */
 export const LOCAL_ERRORS = {

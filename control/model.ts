@@ -1,7 +1,7 @@
 // The mesh as the control plane sees it, whatever the source (Kubernetes
 // informers or a local YAML file). Sources produce a MeshModel; snapshot.ts
 // turns it into each proxy's ProxyConfig.
-import type { AuthorizationRule, MeshSettings, PortProtocol, TrafficPolicySpec } from '../contract/proxy-config.js';
+import type { AuthorizationAction, AuthorizationRule, MeshSettings, PortProtocol, TrafficPolicySpec } from '../contract/proxy-config.js';
 
 export interface MeshModel {
   mesh: MeshSettings;
@@ -46,6 +46,8 @@ export interface AuthorizationPolicyModel {
   name: string;
   namespace: string;
   target: { kind: 'Service' | 'ServiceAccount'; name: string };
+  /** Absent: ALLOW. */
+  action?: AuthorizationAction;
   rules: AuthorizationRule[];
 }
 

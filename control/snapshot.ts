@@ -52,7 +52,7 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
         p.namespace === proxy.namespace &&
         ((p.target.kind === 'ServiceAccount' && p.target.name === proxy.serviceAccount) || (p.target.kind === 'Service' && served.has(p.target.name))),
     )
-    .map((p) => ({ name: p.name, rules: p.rules }));
+    .map((p) => ({ name: p.name, ...(p.action ? { action: p.action } : {}), rules: p.rules }));
   return {
     apiVersion: CONFIG_API_VERSION,
     kind: CONFIG_KIND,

@@ -19,7 +19,7 @@ import { parse as parseYaml } from 'yaml';
 import { workloadSpiffeId } from '../../contract/spiffe.js';
 import type { Logger } from '../../lib/log.js';
 import { ValidationError, join, list, object, oneOf, string, ip } from '../../lib/schema.js';
-import { parseAuthorizationRule, parseEndpoint, parseMeshSettings, parseServicePort, parseTrafficPolicy } from '../../contract/validate.js';
+import { parseAuthorizationPolicy, parseEndpoint, parseMeshSettings, parseServicePort, parseTrafficPolicy } from '../../contract/validate.js';
 import type { AuthorizationPolicyModel, EndpointModel, MeshModel, ServiceModel, TrafficPolicyModel } from '../model.js';
 import type { MeshSource } from './source.js';
 
@@ -69,12 +69,14 @@ export function parseMeshFile(doc: unknown): MeshModel {
     };
   });
   const authorizationPolicies = list(o.authorizationPolicies, 'authorizationPolicies', (v, path): AuthorizationPolicyModel => {
-    const p = object(v, path, ['name', 'namespace', 'targetRef', 'rules']);
+    const p = object(v, path, ['name', 'namespace', 'targetRef', 'action', 'rules']);
+    const { action, rules } = parseAuthorizationPolicy({ name: p.name, action: p.action, rules: p.rules }, path);
     return {
       name: string(p.name, join(path, 'name')),
       namespace: string(p.namespace, join(path, 'namespace')),
       target: targetRef(p.targetRef, join(path, 'targetRef'), ['Service', 'ServiceAccount']),
-      rules: list(p.rules, join(path, 'rules'), parseAuthorizationRule, false),
+      ...(action ? { action } : {}),
+      rules,
     };
   });
   return { mesh, services, trafficPolicies, authorizationPolicies };

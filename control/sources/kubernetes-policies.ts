@@ -11,6 +11,7 @@ import { parseAuthorizationRule, parseTrafficPolicy } from '../../contract/valid
 import { DEFAULT_RETRY_BUDGET, type AuthorizationRule, type TrafficPolicySpec, FIELDS } from '../../contract/proxy-config.js';
 import type { AuthorizationPolicyModel, MeshModel, TrafficPolicyModel } from '../model.js';
 import { resolveTrafficPolicies } from '../snapshot.js';
+import { AUTHORIZATION_ACTIONS } from '../../contract/vocabulary.js';
 
 /** A tsmesh.io policy object as the API returns it (spec unchecked). */
 export interface PolicyObject {
@@ -94,11 +95,12 @@ export function trafficPolicyModel(obj: PolicyObject): TrafficPolicyModel {
 /** An AuthorizationPolicy object -> its model; throws ValidationError naming the field. */
 export function authorizationPolicyModel(obj: PolicyObject): AuthorizationPolicyModel {
   const md = obj.metadata ?? {};
-  const spec = object(obj.spec, 'spec', ['targetRef', 'rules']);
+  const spec = object(obj.spec, 'spec', ['targetRef', 'action', 'rules']);
   const target = targetRef(spec.targetRef, ['Service', 'ServiceAccount']);
+  const action = spec.action === undefined ? undefined : oneOf(spec.action, 'spec.action', AUTHORIZATION_ACTIONS);
   const rules: AuthorizationRule[] = list(spec.rules, 'spec.rules', parseAuthorizationRule, false);
   if (rules.length === 0) throw new ValidationError('spec.rules', 'give at least one rule');
-  return { name: md.name ?? '', namespace: md.namespace ?? '', target, rules };
+  return { name: md.name ?? '', namespace: md.namespace ?? '', target, ...(action ? { action } : {}), rules };
 }
 
 export interface PolicyInput {
