@@ -283,20 +283,15 @@ describe('traffic policy between sidecars on loopback', function () {
     }
   });
 
-  it('propagates traceparent: same trace id, a new parent id per hop; starts a trace when there is none', async () => {
+  it('passes traceparent and tracestate on untouched without span export, and starts no trace when there is none', async () => {
     const b = backends.get('api-1')!;
     setServices([{ name: 'api', endpoints: ['api-1'] }]);
-    const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
-    const parent = '00f067aa0ba902b7';
-    await call({ traceparent: `00-${trace}-${parent}-01`, tracestate: 'shop=1' });
-    const seen = String(b.lastHeaders.traceparent);
-    const [, traceId, parentId, flags] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(seen) ?? [];
-    assert.equal(traceId, trace);
-    assert.notEqual(parentId, parent);
-    assert.equal(flags, '01');
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await call({ traceparent, tracestate: 'shop=1' });
+    assert.equal(b.lastHeaders.traceparent, traceparent);
     assert.equal(b.lastHeaders.tracestate, 'shop=1');
 
     await call();
-    assert.match(String(b.lastHeaders.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    assert.equal(b.lastHeaders.traceparent, undefined);
   });
 });

@@ -155,7 +155,6 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     localIdentity: () => meshTls.identity ?? '',
     serviceLabel: (port) => inboundServices.get(port) ?? '',
     authorizer: () => authorizer,
-    traceIds: traffic.traceIds,
     mtlsMode: () => table.config.inbound.mtlsMode ?? table.config.mesh.mtlsMode,
     originalDestination: opts.inboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,

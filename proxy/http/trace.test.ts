@@ -1,49 +1,25 @@
 import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
-import { propagateTrace, randomTraceIds, traceLayer, type TraceIds } from './trace.js';
-import { testRequest, testResponse } from './testdata/requests.js';
+import { declinesSampling, readTraceContext, traceIdOf, writeSpanContext } from './trace.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT = '00f067aa0ba902b7';
+const SPAN = 'b7ad6b7169203331';
 
-function fixedIds(): TraceIds & { spans: number } {
-  const ids = {
-    spans: 0,
-    traceId: () => 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
-    spanId: () => `${++ids.spans}`.padStart(16, 'b'),
-  };
-  return ids;
-}
-
-function hop(headers: IncomingHttpHeaders, ids: TraceIds = fixedIds()): IncomingHttpHeaders {
+function written(headers: IncomingHttpHeaders, traceId = TRACE): IncomingHttpHeaders {
   const h = { ...headers };
-  propagateTrace(h, ids);
+  writeSpanContext(h, traceId, SPAN);
   return h;
 }
 
-describe('trace propagation', () => {
-  it('keeps the W3C trace id and flags, makes a new span the parent, and passes tracestate', () => {
-    const h = hop({ traceparent: `00-${TRACE}-${PARENT}-01`, tracestate: 'vendor=opaque' });
-    assert.equal(h.traceparent, `00-${TRACE}-bbbbbbbbbbbbbbb1-01`);
-    assert.equal(h.tracestate, 'vendor=opaque');
+describe('trace context', () => {
+  it('reads a W3C context with its sampling flag and tracestate', () => {
+    assert.deepEqual(readTraceContext({ traceparent: `00-${TRACE}-${PARENT}-01`, tracestate: 'a=b' }), { traceId: TRACE, spanId: PARENT, sampled: true, traceState: 'a=b' });
+    assert.equal(readTraceContext({ traceparent: `00-${TRACE}-${PARENT}-00` })?.sampled, false);
+    assert.equal(readTraceContext({ traceparent: `cc-${TRACE}-${PARENT}-03-future` })?.sampled, true, 'a future version reads as 00');
   });
 
-  it('gives every hop a new span id', () => {
-    const ids = fixedIds();
-    const one = hop({ traceparent: `00-${TRACE}-${PARENT}-00` }, ids);
-    const two = hop(one, ids);
-    assert.equal(two.traceparent, `00-${TRACE}-bbbbbbbbbbbbbbb2-00`);
-  });
-
-  it('starts a sampled trace when the request has none', () => {
-    assert.equal(hop({}).traceparent, '00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbb1-01');
-    const ids = randomTraceIds();
-    const h = hop({}, ids);
-    assert.match(String(h.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
-    assert.notEqual(hop({}, ids).traceparent, h.traceparent);
-  });
-
-  it('restarts the trace and drops tracestate when traceparent is malformed', () => {
+  it('reads no context from a malformed traceparent', () => {
     for (const bad of [
       `00-${TRACE}-${PARENT}`,
       `00-${'0'.repeat(32)}-${PARENT}-01`,
@@ -52,41 +28,55 @@ describe('trace propagation', () => {
       `00-${TRACE.toUpperCase()}-${PARENT}-01`,
       `00-${TRACE}-${PARENT}-01-extra`,
     ]) {
-      const h = hop({ traceparent: bad, tracestate: 'a=b' });
-      assert.equal(h.traceparent, '00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbb1-01', bad);
-      assert.equal(h.tracestate, undefined);
+      assert.equal(readTraceContext({ traceparent: bad }), undefined, bad);
     }
   });
 
-  it('reads a future version as 00', () => {
-    assert.equal(hop({ traceparent: `cc-${TRACE}-${PARENT}-01-more-fields` }).traceparent, `00-${TRACE}-bbbbbbbbbbbbbbb1-01`);
+  it('reads B3, single and multi-header, a 64-bit trace id padded to 128 bits', () => {
+    assert.deepEqual(readTraceContext({ 'x-b3-traceid': '463ac35c9f6413ad', 'x-b3-spanid': 'a2fb4a1d1a96d312', 'x-b3-sampled': '1' }), {
+      traceId: '0000000000000000463ac35c9f6413ad',
+      spanId: 'a2fb4a1d1a96d312',
+      sampled: true,
+    });
+    assert.equal(readTraceContext({ 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT })?.sampled, undefined, 'no x-b3-sampled: deferred');
+    assert.equal(readTraceContext({ 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT, 'x-b3-flags': '1' })?.sampled, true, 'debug samples');
+    assert.deepEqual(readTraceContext({ b3: `${TRACE}-${PARENT}-0` }), { traceId: TRACE, spanId: PARENT, sampled: false });
+    assert.equal(readTraceContext({ b3: '0' }), undefined, 'a sampling-only b3 carries no context');
+    assert.equal(declinesSampling({ b3: '0' }), true);
+    assert.equal(declinesSampling({ 'x-b3-sampled': '0' }), true);
+    assert.equal(declinesSampling({}), false);
   });
 
-  it('moves B3 headers to the new span, the old span becoming the parent, and derives traceparent from them', () => {
-    const h = hop({ 'x-b3-traceid': '463ac35c9f6413ad', 'x-b3-spanid': 'a2fb4a1d1a96d312', 'x-b3-sampled': '1' });
-    assert.equal(h['x-b3-traceid'], '463ac35c9f6413ad');
-    assert.equal(h['x-b3-spanid'], 'bbbbbbbbbbbbbbb1');
-    assert.equal(h['x-b3-parentspanid'], 'a2fb4a1d1a96d312');
-    assert.equal(h.traceparent, '00-0000000000000000463ac35c9f6413ad-bbbbbbbbbbbbbbb1-01');
+  it('prefers traceparent when both come', () => {
+    assert.equal(traceIdOf({ traceparent: `00-${TRACE}-${PARENT}-01`, 'x-b3-traceid': 'aaaaaaaaaaaaaaaa', 'x-b3-spanid': PARENT }), TRACE);
+    assert.equal(traceIdOf({}), undefined);
   });
 
-  it('rewrites the single b3 header in its own form', () => {
-    assert.equal(hop({ b3: `${TRACE}-${PARENT}-1-0000000000000001` }).b3, `${TRACE}-bbbbbbbbbbbbbbb1-1-${PARENT}`);
-    assert.equal(hop({ b3: `${TRACE}-${PARENT}` }).b3, `${TRACE}-bbbbbbbbbbbbbbb1`);
-    const sampledOnly = hop({ b3: '0' });
-    assert.equal(sampledOnly.b3, '0', 'a sampling-only b3 carries no context to move');
+  it("moves W3C context to the proxy's span, keeping tracestate", () => {
+    const h = written({ traceparent: `00-${TRACE}-${PARENT}-01`, tracestate: 'vendor=opaque' });
+    assert.equal(h.traceparent, `00-${TRACE}-${SPAN}-01`);
+    assert.equal(h.tracestate, 'vendor=opaque');
   });
 
-  it('updates W3C and B3 with the same span when both come', () => {
-    const h = hop({ traceparent: `00-${TRACE}-${PARENT}-01`, 'x-b3-traceid': TRACE, 'x-b3-spanid': PARENT });
-    assert.equal(h.traceparent, `00-${TRACE}-bbbbbbbbbbbbbbb1-01`);
-    assert.equal(h['x-b3-spanid'], 'bbbbbbbbbbbbbbb1');
+  it('drops tracestate with a malformed traceparent it replaces', () => {
+    const h = written({ traceparent: 'junk', tracestate: 'a=b' }, 'c'.repeat(32));
+    assert.equal(h.traceparent, `00-${'c'.repeat(32)}-${SPAN}-01`);
+    assert.equal(h.tracestate, undefined);
   });
 
-  it('as a layer rewrites the request headers before passing it on', async () => {
-    let seen: IncomingHttpHeaders = {};
-    const handler = traceLayer(fixedIds())((req) => ((seen = req.headers), Promise.resolve(testResponse(200))));
-    await handler(testRequest({ headers: { traceparent: `00-${TRACE}-${PARENT}-01` } }));
-    assert.equal(seen.traceparent, `00-${TRACE}-bbbbbbbbbbbbbbb1-01`);
+  it('moves B3 of the same trace in the form it came, the caller becoming the parent', () => {
+    const multi = written({ 'x-b3-traceid': '463ac35c9f6413ad', 'x-b3-spanid': 'a2fb4a1d1a96d312' }, '0000000000000000463ac35c9f6413ad');
+    assert.equal(multi['x-b3-traceid'], '463ac35c9f6413ad');
+    assert.equal(multi['x-b3-spanid'], SPAN);
+    assert.equal(multi['x-b3-parentspanid'], 'a2fb4a1d1a96d312');
+    assert.equal(multi['x-b3-sampled'], '1');
+    assert.equal(multi.traceparent, `00-0000000000000000463ac35c9f6413ad-${SPAN}-01`);
+    assert.equal(written({ b3: `${TRACE}-${PARENT}-1-0000000000000001` }).b3, `${TRACE}-${SPAN}-1-${PARENT}`);
+    assert.equal(written({ b3: `${TRACE}-${PARENT}` }).b3, `${TRACE}-${SPAN}-1-${PARENT}`);
+  });
+
+  it('leaves B3 of another trace alone', () => {
+    const h = written({ traceparent: `00-${TRACE}-${PARENT}-01`, b3: `${'e'.repeat(32)}-${PARENT}-1` });
+    assert.equal(h.b3, `${'e'.repeat(32)}-${PARENT}-1`);
   });
 });

@@ -1,5 +1,5 @@
 // The inbound HTTP path for one connection, read top to bottom:
-//   metrics -> gRPC answers -> authorization -> trace -> gRPC deadline
+//   metrics -> gRPC answers -> authorization -> gRPC deadline
 //     -> forward to the app on 127.0.0.1:<port>.
 // Built once per connection: the caller and the port are fixed for it.
 import { APP_REFUSED, isConnectFailure } from '../http/balance.js';
@@ -9,7 +9,6 @@ import { grpcAnswersLayer } from '../http/grpc-answers.js';
 import { grpcDeadlineLayer } from '../http/grpc-deadline.js';
 import { OverloadedError, overloadedResponse } from '../http/limits.js';
 import { metricsLayer } from '../http/metrics.js';
-import { traceLayer, type TraceIds } from '../http/trace.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
 import { monotonicScheduler } from '../../lib/scheduler.js';
@@ -35,7 +34,6 @@ export interface InboundDeps {
   appAddress: string;
   /** The authorization policies of the config in force, compiled. */
   authorizer: () => Authorizer;
-  traceIds: TraceIds;
 }
 
 export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
@@ -52,7 +50,6 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
       }),
       grpcAnswersLayer,
       authzLayer({ authorizer: deps.authorizer, peer: ctx.peerIdentity, port: ctx.port, denied: () => denials.inc() }),
-      traceLayer(deps.traceIds),
       grpcDeadlineLayer({ service: `the app on port ${ctx.port}`, scheduler: monotonicScheduler }),
     ],
     async (req) => {

@@ -1,5 +1,5 @@
 // The outbound HTTP path for one service port, read top to bottom:
-//   metrics -> gRPC answers -> trace -> gRPC deadline -> route (first match)
+//   metrics -> gRPC answers -> gRPC deadline -> route (first match)
 //     -> faults -> timeout -> split
 //     -> retry (inside the backend's budget) -> balance + breaker -> forward
 // Everything is compiled here once per config and target: a request only
@@ -25,7 +25,6 @@ import { compileRetryPolicy, type RetryRules } from '../http/retry-policy.js';
 import { compileRoutes, routeRequests, type CompiledBackend, type CompiledRoute } from '../http/route.js';
 import { splitByWeight } from '../http/split.js';
 import { timeoutLayer } from '../http/timeout.js';
-import { traceLayer } from '../http/trace.js';
 import { compose, localResponse, type Handler, type Layer } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
@@ -52,7 +51,6 @@ export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handle
         sourceIdentity: () => deps.meshTls.identity ?? '',
       }),
       grpcAnswersLayer,
-      traceLayer(deps.traffic.traceIds),
       grpcDeadlineLayer({ service: target.key, scheduler: deps.traffic.scheduler }),
     ],
     routeRequests(routes.map((route) => ({ match: route.match, handler: routeStack(target, route, table, deps) }))),

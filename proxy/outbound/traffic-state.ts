@@ -10,25 +10,21 @@ import { pinnedTarget, type RoutingTable, type ServiceTarget } from '../config/t
 import type { RetryBudget as RetryBudgetSpec } from '../../contract/proxy-config.js';
 import { PendingQueue } from '../http/limits.js';
 import { RetryBudget } from '../http/retry-budget.js';
-import { randomTraceIds, type TraceIds } from '../http/trace.js';
 
 export interface TrafficStateOptions {
   scheduler?: Scheduler;
   random?: () => number;
-  traceIds?: TraceIds;
 }
 
 export class TrafficState {
   readonly scheduler: Scheduler;
   readonly random: () => number;
-  readonly traceIds: TraceIds;
   private readonly balancers = new Map<string, { balancer: P2cBalancer; target: ServiceTarget; queue: PendingQueue }>();
   private readonly budgets = new Map<string, RetryBudget>();
 
   constructor(o: TrafficStateOptions = {}) {
     this.scheduler = o.scheduler ?? monotonicScheduler;
     this.random = o.random ?? Math.random;
-    this.traceIds = o.traceIds ?? randomTraceIds();
   }
 
   /** The balancer of a service port, holding the endpoints of `target`; a pinned target has its own. */
