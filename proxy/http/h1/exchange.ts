@@ -93,6 +93,8 @@ export class Exchange implements ConnUser {
     if (!host) out += `host: ${this.pool.authority}\r\n`;
     if (this.chunked) out += 'transfer-encoding: chunked\r\n';
     if (req.upgrade !== undefined) out += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
+    // TE is hop-by-hop: whoever sends it names it in Connection (RFC 9110 10.1.4).
+    if (req.headers.te !== undefined) out += 'connection: te\r\n';
     out += '\r\n';
     if (req.body === null) {
       socket.write(out, 'latin1');

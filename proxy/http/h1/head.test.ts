@@ -21,7 +21,7 @@ describe('HTTP/1.1 heads', () => {
       'Connection: keep-alive, X-Hop',
       'X-Hop: secret',
       'Keep-Alive: timeout=5',
-      'TE: trailers',
+      'TE: gzip;q=0.5',
       'Accept: a',
       'accept: b',
       'Set-Cookie: x=1',
@@ -33,6 +33,13 @@ describe('HTTP/1.1 heads', () => {
     assert.deepEqual({ ...h.headers }, { host: 'api.shop', 'content-length': '5', accept: 'a, b', 'set-cookie': ['x=1', 'y=2'], 'x-spaced': 'padded value' });
     assert.deepEqual(h.framing, { kind: 'length', length: 5 });
     assert.equal(h.keepAlive, true);
+  });
+
+  it('keeps a request\'s TE only as its "trailers", whether or not Connection names it', () => {
+    assert.equal(req(['GET / HTTP/1.1', 'TE: trailers', 'Connection: TE']).headers.te, 'trailers');
+    assert.equal(req(['GET / HTTP/1.1', 'te: deflate;q=0.5, Trailers']).headers.te, 'trailers');
+    assert.equal(req(['GET / HTTP/1.1', 'te: gzip', 'connection: te']).headers.te, undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nte: trailers\r\ncontent-length: 0', 'GET').headers.te, undefined, 'a response has no TE');
   });
 
   it('keeps HTTP/1.0 connections only when asked, and HTTP/1.1 ones unless told to close', () => {

@@ -147,9 +147,13 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
         // RFC 9112 3.2: a request with more than one Host line is refused (which of them would the app take?).
         if (error === 400 && headers.host !== undefined) throw new HttpParseError(400, 'two Host header lines: a request carries exactly one Host (RFC 9112 3.2)');
         break;
+      case 'te':
+        // Hop-by-hop: the transfer codings it lists are this connection's. Its "trailers" goes on (RFC 9110
+        // 10.1.4): the client reads trailer fields, which the proxy carries end to end (gRPC servers check it).
+        if (error === 400 && hasToken(value, 'trailers')) headers.te = 'trailers';
+        continue;
       case 'keep-alive':
       case 'proxy-connection':
-      case 'te':
       case 'trailer':
       case 'http2-settings':
         // Hop-by-hop (types.ts HOP_BY_HOP): never forwarded.
@@ -164,7 +168,8 @@ function parseFields(text: string, from: number, error: 400 | 502): Fields {
     // Fields the Connection header names are hop-by-hop too.
     for (const token of f.connection.toLowerCase().split(',')) {
       const t = token.trim();
-      if (t !== '' && t !== 'close' && t !== 'keep-alive') Reflect.deleteProperty(headers, t);
+      // A TE kept above is what the proxy says for itself; the forwarder names it in its own Connection field.
+      if (t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'te') Reflect.deleteProperty(headers, t);
     }
   }
   return f;
