@@ -3,7 +3,7 @@
 // for a trailers-only answer, else when its body has ended.
 import type { CounterChild, HistogramChild } from '../../lib/prom-hot.js';
 import type { Direction, ProxyMetrics } from '../metrics.js';
-import type { Layer, ProxyResponse } from './types.js';
+import type { Layer, ProxyResponse, UpgradedConnection } from './types.js';
 import { CANCELLED } from '../../contract/vocabulary.js';
 import { GRPC, isGrpc, whenGrpcStatus } from './grpc.js';
 
@@ -89,9 +89,35 @@ export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Laye
     const code = STATUS_TEXT[res.status] ?? String(res.status);
     const tls = labels.tls ?? peer !== undefined ? 'true' : 'false';
     observe(code, (performance.now() - req.startedAt) / 1000);
+    if (res.upgraded !== undefined) res.upgraded = countedAsTcp(metrics, labels.direction, labels.destinationService, tls, res.upgraded);
     // A gRPC call's outcome is its status: in a trailers-only head, or in the trailers once the body has gone.
     if (grpc) whenGrpcStatus(res, () => req.signal.aborted, (status) => count(source, destination, code, grpcText(status), tls));
     else count(source, destination, code, '', tls);
     return res;
+  };
+}
+
+/**
+ * An upgraded connection (a WebSocket) counted as the TCP connection it
+ * becomes, with the labels an opaque one of this stack would get: opened
+ * when it is joined to the client's, closed with its bytes each way when the
+ * tunnel ends (as opaque TCP is counted, at its close). The client's side is
+ * the tunnel's a: outbound sends what it gives, inbound receives it.
+ */
+function countedAsTcp(metrics: ProxyMetrics, direction: Direction, service: string, tls: string, upgraded: UpgradedConnection): UpgradedConnection {
+  const labels = { direction, destination_service: service };
+  return {
+    protocol: upgraded.protocol,
+    join(client, idleMs) {
+      const tunnel = upgraded.join(client, idleMs);
+      metrics.tcpOpened.inc({ ...labels, tls });
+      void tunnel.done.then(({ fromA, fromB }) => {
+        metrics.tcpClosed.inc({ ...labels, tls });
+        metrics.tcpSent.inc(labels, direction === 'outbound' ? fromA : fromB);
+        metrics.tcpReceived.inc(labels, direction === 'outbound' ? fromB : fromA);
+      });
+      return tunnel;
+    },
+    destroy: () => upgraded.destroy(),
   };
 }
