@@ -89,7 +89,7 @@ export const METRICS = {
   // The injector (webhook/metrics.ts).
   tsmesh_webhook_admissions_total: { type: 'counter', help: 'Admission reviews answered, by result (injected, skipped, refused, error).', labels: ['result'] },
   tsmesh_webhook_skipped_total: { type: 'counter', help: 'Pods admitted without injection, by reason (host-network, already-injected, opted-out, ...).', labels: ['reason'] },
-  tsmesh_webhook_refused_total: { type: 'counter', help: 'Pods refused, by reason (bad-override, port-conflict, invalid-pod).', labels: ['reason'] },
+  tsmesh_webhook_refused_total: { type: 'counter', help: 'Pods refused, by reason (bad-override, port-conflict, invalid-pod, proxy-uid).', labels: ['reason'] },
   tsmesh_webhook_errors_total: { type: 'counter', help: 'Reviews that failed, by reason (bad-review, too-large, internal).', labels: ['reason'] },
   tsmesh_webhook_admission_duration_seconds: {
     type: 'histogram',

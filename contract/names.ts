@@ -72,8 +72,15 @@ export const CA_SECRET_NAME = 'tsmesh-ca';
 /** The audience the CA accepts; kubelet mints the projected token for it. */
 export const CA_TOKEN_AUDIENCE = 'tsmesh-ca';
 
-/** The proxy's uid and gid; init never redirects traffic of this uid. */
+/** The proxy's uid and gid; init never redirects traffic of this uid or gid. */
 export const PROXY_UID = 1337;
+
+/**
+ * Pod annotation: "true" admits a pod with a container running as the
+ * proxy's uid or gid (its traffic is never redirected, so it bypasses the
+ * proxy and mTLS), with a warning; without it such a pod is refused.
+ */
+export const ALLOW_PROXY_UID_ANNOTATION = 'tsmesh.io/allow-proxy-uid';
 
 /** Name of the proxy's admin port in the pod spec. */
 export const ADMIN_PORT_NAME = 'tsmesh-admin';

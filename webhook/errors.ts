@@ -3,7 +3,7 @@
 // reaches the user through the API server, so it names what was wrong and
 // what to do.
 
-export const REFUSAL_CODES = ['bad-override', 'port-conflict', 'invalid-pod'] as const;
+export const REFUSAL_CODES = ['bad-override', 'port-conflict', 'invalid-pod', 'proxy-uid'] as const;
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
 export class InjectionRefused extends Error {

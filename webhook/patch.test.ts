@@ -5,6 +5,7 @@ import { INIT_FLAGS, parseInitOptions } from '../init/config.js';
 import { PROXY_ENV } from '../contract/env.js';
 import { applyPodPatch } from './manifests.js';
 import { MESH_NAMESPACE, STATUS_ANNOTATION } from '../contract/names.js';
+import { InjectionRefused } from './errors.js';
 import { buildPodPatch } from './patch.js';
 import { fixtureNames, injectFixture, loadFixture, TEST_MESH, TEST_VERSION, TESTDATA, type GoldenResult } from './testdata/fixtures.js';
 
@@ -45,6 +46,8 @@ describe('buildPodPatch golden files', function () {
       'bad-proxy-memory-request',
       'bad-proxy-memory-limit',
       'bad-proxy-log-level',
+      'proxy-uid',
+      'proxy-uid-allowed',
     ]) {
       assert.ok(names.includes(name), `testdata/${name}.yaml`);
     }
@@ -230,12 +233,48 @@ describe('buildPodPatch', function () {
     assert.match(refused({ spec: { containers: [{ name: 'a' }], volumes: [{ name: 'tsmesh-token' }] } }), /volume name tsmesh-token is reserved/);
   });
 
-  it('warns about an app container running as the proxy\'s uid', function () {
-    const pod = { spec: { securityContext: { runAsUser: 1337 }, containers: [{ name: 'a' }, { name: 'b', securityContext: { runAsUser: 1000 } }] } };
-    const r = buildPodPatch(pod, { name: 'default' }, TEST_MESH);
-    assert.deepEqual(r.kind === 'injected' && r.warnings, [
-      "container a runs as uid 1337, the proxy's: its traffic is not redirected and bypasses mTLS; run it as another user",
-    ]);
+  describe("containers running as the proxy's uid or gid", function () {
+    const outcome = (spec: object, annotations?: Record<string, string>): string => {
+      try {
+        const r = buildPodPatch({ metadata: { annotations: annotations ?? {} }, spec }, { name: 'default' }, TEST_MESH);
+        return r.kind === 'injected' ? `injected: ${r.warnings.join(' | ')}` : `skipped: ${r.skip.message}`;
+      } catch (e) {
+        return e instanceof InjectionRefused ? `refused ${e.code}: ${e.message}` : `threw ${String(e)}`;
+      }
+    };
+
+    it('refuses an app container with the proxy\'s uid, its own or the pod\'s, saying what to change', function () {
+      const r = outcome({ securityContext: { runAsUser: 1337 }, containers: [{ name: 'a' }, { name: 'b', securityContext: { runAsUser: 1000 } }] });
+      assert.match(r, /^refused proxy-uid: container a runs as uid 1337 \(spec\.securityContext\.runAsUser\): /);
+      assert.doesNotMatch(r, /container b/);
+      assert.match(r, /Set runAsUser and runAsGroup to another id \(for example 1000\)/);
+      assert.match(r, /annotate the pod tsmesh\.io\/allow-proxy-uid: "true"$/);
+      assert.match(outcome({ containers: [{ name: 'a', securityContext: { runAsUser: 1337 } }] }), /^refused proxy-uid: container a runs as uid 1337 \(spec\.containers\[0\]\.securityContext\.runAsUser\)/);
+    });
+
+    it('refuses the proxy\'s gid, and init containers too, each named', function () {
+      const r = outcome({
+        securityContext: { runAsGroup: 1337 },
+        initContainers: [{ name: 'setup', securityContext: { runAsUser: 1337, runAsGroup: 2000 } }],
+        containers: [{ name: 'app' }],
+      });
+      assert.match(r, /^refused proxy-uid: init container setup runs as uid 1337 \(spec\.initContainers\[0\]\.securityContext\.runAsUser\); container app runs as gid 1337 \(spec\.securityContext\.runAsGroup\): /);
+    });
+
+    it('admits a pod whose containers override the pod\'s 1337, and one that sets no ids', function () {
+      assert.equal(outcome({ securityContext: { runAsUser: 1337, runAsGroup: 1337 }, containers: [{ name: 'a', securityContext: { runAsUser: 1000, runAsGroup: 1000 } }] }), 'injected: ');
+      assert.equal(outcome({ containers: [{ name: 'a' }] }), 'injected: ');
+    });
+
+    it('admits it with a warning per container under tsmesh.io/allow-proxy-uid: "true"; refuses a value that is not true or false', function () {
+      const spec = { initContainers: [{ name: 'seed', securityContext: { runAsUser: 1337 } }], containers: [{ name: 'app' }] };
+      assert.equal(
+        outcome(spec, { 'tsmesh.io/allow-proxy-uid': 'true' }),
+        "injected: init container seed runs as uid 1337 (spec.initContainers[0].securityContext.runAsUser), the proxy's: its traffic is not redirected and bypasses mTLS (allowed by tsmesh.io/allow-proxy-uid)",
+      );
+      assert.match(outcome(spec, { 'tsmesh.io/allow-proxy-uid': 'false' }), /^refused proxy-uid: /);
+      assert.match(outcome(spec, { 'tsmesh.io/allow-proxy-uid': 'yes' }), /^refused bad-override: annotation tsmesh\.io\/allow-proxy-uid: "yes" is not valid; expected "true" or "false"/);
+    });
   });
 
   it('adds metadata, annotations and volumes where the pod has none', function () {

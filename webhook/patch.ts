@@ -5,9 +5,10 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { PROXY_DEFAULTS } from '../contract/env.js';
 import { InjectionRefused } from './errors.js';
 import { TSMESH_VERSION, type MeshConfig } from './mesh-config.js';
-import { INIT_CONTAINER, PROMETHEUS_ANNOTATIONS, PROXY_CONTAINER, PROXY_UID, STATUS_ANNOTATION, VOLUMES } from '../contract/names.js';
+import { INIT_CONTAINER, PROMETHEUS_ANNOTATIONS, PROXY_CONTAINER, STATUS_ANNOTATION, VOLUMES } from '../contract/names.js';
 import { readOverrides } from './overrides.js';
 import { rewriteProbes } from './probes.js';
+import { proxyUidWarnings } from './proxy-uid.js';
 import { initContainer, meshVolumes, proxyContainer } from './sidecar.js';
 import { skipReason, type NamespaceInfo, type Skip } from './skip.js';
 
@@ -86,24 +87,18 @@ function checkNoClash(pod: V1Pod): void {
   }
 }
 
-/** init never redirects the proxy's uid, so an app container running as that uid talks past the mesh. */
-function proxyUidWarnings(pod: V1Pod): string[] {
-  const podUid = pod.spec!.securityContext?.runAsUser;
-  return pod.spec!.containers
-    .filter((c) => (c.securityContext?.runAsUser ?? podUid) === PROXY_UID)
-    .map((c) => `container ${c.name} runs as uid ${PROXY_UID}, the proxy's: its traffic is not redirected and bypasses mTLS; run it as another user`);
-}
-
 /**
  * The patch that meshes `object`, or why it is left alone. Throws
  * InjectionRefused when the pod must not be created as it is (a bad override,
- * a port the proxy needs, a name the mesh reserves).
+ * a port the proxy needs, a name the mesh reserves, a container running as
+ * the proxy's uid or gid).
  */
 export function buildPodPatch(object: unknown, namespace: NamespaceInfo, mesh: MeshConfig, version: string = TSMESH_VERSION): PatchResult {
   const pod = asPod(object);
   const skip = skipReason(pod, namespace);
   if (skip) return { kind: 'skipped', skip };
   checkNoClash(pod);
+  const uidWarnings = proxyUidWarnings(pod);
 
   const annotations = pod.metadata?.annotations ?? {};
   const overrides = readOverrides(annotations, mesh);
@@ -135,5 +130,5 @@ export function buildPodPatch(object: unknown, namespace: NamespaceInfo, mesh: M
   else if (pod.metadata.annotations === undefined || pod.metadata.annotations === null) patch.push({ op: 'add', path: '/metadata/annotations', value: added });
   else for (const [key, value] of Object.entries(added)) patch.push({ op: 'add', path: `/metadata/annotations/${pointerSegment(key)}`, value });
 
-  return { kind: 'injected', patch, warnings: [...probes.warnings, ...proxyUidWarnings(pod)] };
+  return { kind: 'injected', patch, warnings: [...probes.warnings, ...uidWarnings] };
 }

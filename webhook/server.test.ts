@@ -126,6 +126,23 @@ describe('webhook server over HTTPS', function () {
     assert.equal(await counter('tsmesh_webhook_admissions_total', 'result="refused"'), 1);
   });
 
+  it("refuses a pod whose containers run as the proxy's uid or gid, saying what to change; admits it with warnings under tsmesh.io/allow-proxy-uid", async function () {
+    const before = await counter('tsmesh_webhook_refused_total', 'reason="proxy-uid"');
+    const refused = await post(review(asPod(loadFixture('proxy-uid'), 'reports-5f7b-xk2p9')));
+    assert.equal(refused.status, 200, refused.text);
+    assert.equal(refused.json.response.allowed, false);
+    assert.equal(refused.json.response.status.code, 400);
+    assert.match(refused.json.response.status.message, /^tsmesh: container reports runs as uid 1337 \(spec\.securityContext\.runAsUser\); container shipper runs as gid 1337/);
+    assert.match(refused.json.response.status.message, /Set runAsUser and runAsGroup to another id .* annotate the pod tsmesh\.io\/allow-proxy-uid: "true"$/);
+    assert.equal(await counter('tsmesh_webhook_refused_total', 'reason="proxy-uid"'), before + 1);
+    const allowed = await post(review(asPod(loadFixture('proxy-uid-allowed'))));
+    assert.equal(allowed.json.response.allowed, true);
+    assert.ok(allowed.json.response.patch);
+    assert.deepEqual(allowed.json.response.warnings, [
+      "tsmesh: init container seed runs as uid 1337 (spec.initContainers[0].securityContext.runAsUser), the proxy's: its traffic is not redirected and bypasses mTLS (allowed by tsmesh.io/allow-proxy-uid)",
+    ]);
+  });
+
   it('admits an UPDATE unchanged: only creation is meshed', async function () {
     const pod = asPod(loadFixture('job'));
     const r = await post(review(pod, { operation: 'UPDATE', oldObject: pod }));

@@ -217,6 +217,12 @@ describe('webhook with a real kube-apiserver', function () {
     assert.match(message, /expected comma-separated ports or ranges like 25,3306,8000-8100/);
   });
 
+  it("refuses a pod whose containers run as the proxy's uid or gid, saying what to change", async function () {
+    const message = await refusal(core.createNamespacedPod({ namespace: meshed, body: standalonePod('proxy-uid', 'runs-as-proxy', meshed) }));
+    assert.match(message, /denied the request: tsmesh: container reports runs as uid 1337 \(spec\.securityContext\.runAsUser\); container shipper runs as gid 1337/);
+    assert.match(message, /annotate the pod tsmesh\.io\/allow-proxy-uid: "true"/);
+  });
+
   it('accepts what `tsmesh inject` writes: a Deployment with its template injected', async function () {
     const yaml = readFileSync(new URL('../../webhook/testdata/deployment-two-containers.yaml', import.meta.url), 'utf8');
     const { output } = injectManifests(yaml, TEST_MESH, { version: TEST_VERSION });
