@@ -14,53 +14,33 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mod="$here/verify"
 cache="${TSMESH_SVID_CACHE:-$here/.cache}"
 bin="$cache/bin/svid-verify"
 stamp="$cache/stamp"
 
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then
-    export PATH="/usr/local/go/bin:$PATH"
-  else
-    echo "svid build.sh: go not found (install Go >= 1.26 or put it on PATH)" >&2
-    exit 2
-  fi
-fi
-
-# The installed toolchain, modules from the Go module proxy as go.sum pins them.
+# Go from PATH, else where its tarball installs it; the installed toolchain,
+# modules from the Go module proxy as go.sum pins them.
+PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || { echo "svid build.sh: go not found (install Go >= 1.26 or put it on PATH)" >&2; exit 2; }
 export GOTOOLCHAIN=local GOFLAGS='-mod=mod -buildvcs=false' CGO_ENABLED=0
 
 mkdir -p "$cache/bin"
+want="$( (go version && cd "$here" && cat build.sh verify/go.mod verify/go.sum verify/main.go) | sha256sum | cut -d' ' -f1)"
+fresh() { [ "${TSMESH_SVID_FORCE:-0}" != 1 ] && [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; }
+say_fresh() { echo "svid build.sh: svid-verify up to date in $bin (stamp ${want:0:12})"; }
 
-want="$(
-  {
-    go version
-    cat "$here/build.sh" "$mod/go.mod" "$mod/go.sum" "$mod/main.go"
-  } | sha256sum | cut -d' ' -f1
-)"
-up_to_date() {
-  [ "${TSMESH_SVID_FORCE:-0}" != 1 ] && [ -x "$bin" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
-}
-
-if up_to_date; then
-  echo "svid build.sh: svid-verify up to date in $bin (stamp ${want:0:12})"
-  exit 0
-fi
-# One builder at a time; whoever waited re-checks the stamp.
+fresh && { say_fresh; exit 0; }
+# One builder at a time; whoever waited finds the stamp written.
 exec 9>"$cache/build.lock"
 flock 9
-if up_to_date; then
-  echo "svid build.sh: svid-verify up to date in $bin (stamp ${want:0:12})"
-  exit 0
-fi
+fresh && { say_fresh; exit 0; }
 
-cd "$mod"
 start=$(date +%s)
 rm -f "$stamp"
 tmp="$(mktemp -d "$cache/build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-go build -trimpath -ldflags '-s -w' -o "$tmp/svid-verify" .
+(cd "$here/verify" && go build -trimpath -ldflags '-s -w' -o "$tmp/svid-verify" .)
 mv -f "$tmp/svid-verify" "$bin"
 echo "$want" >"$stamp"
-echo "svid build.sh: built svid-verify ($(go list -m -f '{{.Path}} {{.Version}}' github.com/spiffe/go-spiffe/v2)) into $bin in $(($(date +%s) - start))s"
+version="$(cd "$here/verify" && go list -m -f '{{.Version}}' github.com/spiffe/go-spiffe/v2)"
+echo "svid build.sh: built svid-verify (go-spiffe $version) into $bin in $(($(date +%s) - start))s"
