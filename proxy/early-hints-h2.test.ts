@@ -15,13 +15,9 @@ import { promisify } from 'node:util';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { MAX_INTERIM_RESPONSES } from './http/h1/exchange.js';
 import { type Sidecar } from './sidecar.js';
-import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
+import { PLAIN_CLIENT_ADDRESS, pairAndPlain } from './testdata/mesh.js';
 
 const execFileP = promisify(execFile);
-const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
-const API = 'spiffe://cluster.local/ns/shop/sa/api';
-const MESHED_IP = '10.96.0.10';
-const PLAIN_IP = '10.96.0.11';
 
 interface Seen {
   /** Each head as it came: the interim ones, then the final one. */
@@ -73,20 +69,9 @@ describe('103 Early Hints over HTTP/2 through the proxies', function () {
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
-    b = await loopbackSidecar(ca, API, new FixedConfig({}), {
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
-    const services = [
-      { name: 'api', namespace: 'shop', clusterIPs: [MESHED_IP], ports: [{ port: 80, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] },
-      // An endpoint without a sidecar: one proxy, h2c both sides.
-      { name: 'legacy', namespace: 'shop', clusterIPs: [PLAIN_IP], ports: [{ port: 80, targetPort: appPort }], endpoints: [{ address: '127.0.0.1' }] },
-    ];
-    // A client connecting from 127.0.0.2 dialled the Service without a sidecar; any other, the meshed one.
-    a = await loopbackSidecar(ca, WEB, new FixedConfig({ services }), {
-      outboundOriginalDestination: (socket) => ({ address: socket.remoteAddress === '127.0.0.2' ? PLAIN_IP : MESHED_IP, port: 80, family: 'IPv4' }),
-    });
+    ({ a, b } = await pairAndPlain(ca, appPort));
     client = h2connect(`http://127.0.0.1:${a.outboundPort}`);
-    single = h2connect(`http://127.0.0.1:${a.outboundPort}`, { createConnection: () => connect({ host: '127.0.0.1', port: a.outboundPort, localAddress: '127.0.0.2' }) });
+    single = h2connect(`http://127.0.0.1:${a.outboundPort}`, { createConnection: () => connect({ host: '127.0.0.1', port: a.outboundPort, localAddress: PLAIN_CLIENT_ADDRESS }) });
   });
 
   after(async () => {

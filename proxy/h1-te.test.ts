@@ -12,12 +12,8 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { type Sidecar } from './sidecar.js';
-import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
+import { PLAIN_CLIENT_ADDRESS, pairAndPlain } from './testdata/mesh.js';
 
-const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
-const API = 'spiffe://cluster.local/ns/shop/sa/api';
-const MESHED_IP = '10.96.0.10';
-const PLAIN_IP = '10.96.0.11';
 
 /** Sends one request from `localAddress` and resolves with the response once the proxy closes. */
 function request(port: number, localAddress: string, head: string): Promise<string> {
@@ -62,17 +58,7 @@ describe('TE: trailers on HTTP/1.1 reaches the app', function () {
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
-    b = await loopbackSidecar(ca, API, new FixedConfig({}), {
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
-    const services = [
-      { name: 'api', namespace: 'shop', clusterIPs: [MESHED_IP], ports: [{ port: 80, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] },
-      { name: 'legacy', namespace: 'shop', clusterIPs: [PLAIN_IP], ports: [{ port: 80, targetPort: appPort }], endpoints: [{ address: '127.0.0.1' }] },
-    ];
-    // A client connecting from 127.0.0.2 dialled the Service without a sidecar; any other, the meshed one.
-    a = await loopbackSidecar(ca, WEB, new FixedConfig({ services }), {
-      outboundOriginalDestination: (socket) => ({ address: socket.remoteAddress === '127.0.0.2' ? PLAIN_IP : MESHED_IP, port: 80, family: 'IPv4' }),
-    });
+    ({ a, b } = await pairAndPlain(ca, appPort));
   });
 
   after(async () => {
@@ -93,7 +79,7 @@ describe('TE: trailers on HTTP/1.1 reaches the app', function () {
 
   for (const [name, from] of [
     ['a sidecar pair', '127.0.0.1'],
-    ['one outbound proxy', '127.0.0.2'],
+    ['one outbound proxy', PLAIN_CLIENT_ADDRESS],
   ] as const) {
     describe(`through ${name}`, () => {
       it('TE: trailers (with Connection: TE, as a client must send it) arrives as te: trailers', async () => {

@@ -73,3 +73,29 @@ type LoopbackSettings = Omit<SidecarOptions, 'identity' | 'config' | 'log' | 'ho
 export function loopbackSidecar(ca: CertificateAuthority, spiffeId: string, config: ConfigSource, settings: LoopbackSettings = {}): Promise<Sidecar> {
   return startSidecar({ identity: new FixedIdentity(issueCredentials(ca, spiffeId)), config, log: silentLogger, host: '127.0.0.1', outboundPort: 0, inboundPort: 0, ...settings });
 }
+
+/** A client that connects to the outbound port of `pairAndPlain`'s `a` from this address dialled the Service without a sidecar. */
+export const PLAIN_CLIENT_ADDRESS = '127.0.0.2';
+
+/**
+ * Two ways to the app on `appPort` through one outbound sidecar `a` (web):
+ * over a sidecar pair, to Service api (10.96.0.10:80), whose endpoint is
+ * `b`'s inbound port (api, mTLS between them); and over `a` alone, to
+ * Service legacy (10.96.0.11:80), whose endpoint is the app itself, without
+ * a sidecar. Loopback has no redirect: a connection from
+ * PLAIN_CLIENT_ADDRESS is taken as dialling legacy, any other api.
+ */
+export async function pairAndPlain(ca: CertificateAuthority, appPort: number): Promise<{ a: Sidecar; b: Sidecar }> {
+  const [web, api, meshedIp, plainIp] = ['spiffe://cluster.local/ns/shop/sa/web', 'spiffe://cluster.local/ns/shop/sa/api', '10.96.0.10', '10.96.0.11'];
+  const b = await loopbackSidecar(ca, api, new FixedConfig({}), {
+    inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
+  });
+  const services = [
+    { name: 'api', namespace: 'shop', clusterIPs: [meshedIp], ports: [{ port: 80, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: api }] },
+    { name: 'legacy', namespace: 'shop', clusterIPs: [plainIp], ports: [{ port: 80, targetPort: appPort }], endpoints: [{ address: '127.0.0.1' }] },
+  ];
+  const a = await loopbackSidecar(ca, web, new FixedConfig({ services }), {
+    outboundOriginalDestination: (socket) => ({ address: socket.remoteAddress === PLAIN_CLIENT_ADDRESS ? plainIp : meshedIp, port: 80, family: 'IPv4' }),
+  });
+  return { a, b };
+}
