@@ -17,6 +17,8 @@ export interface ProxyMetrics {
   faultsInjected: Counter<LabelOf<'tsmesh_faults_injected_total'>>;
   /** Inbound requests (protocol http) and connections (protocol tcp) refused by authorization. */
   authzDenials: Counter<LabelOf<'tsmesh_authz_denials_total'>>;
+  /** Inbound requests and connections an AUDIT policy's rule matched (they went on). */
+  authzAudits: Counter<LabelOf<'tsmesh_authz_audits_total'>>;
   tcpOpened: Counter<LabelOf<'tsmesh_tcp_connections_opened_total'>>;
   tcpClosed: Counter<LabelOf<'tsmesh_tcp_connections_closed_total'>>;
   tcpSent: Counter<LabelOf<'tsmesh_tcp_sent_bytes_total'>>;
@@ -72,6 +74,7 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
       ...family('tsmesh_authz_denials_total'),
       registers: r,
     }),
+    authzAudits: new Counter({ ...family('tsmesh_authz_audits_total'), registers: r }),
     tcpOpened: new Counter({ ...family('tsmesh_tcp_connections_opened_total'), registers: r }),
     tcpClosed: new Counter({ ...family('tsmesh_tcp_connections_closed_total'), registers: r }),
     tcpSent: new Counter({ ...family('tsmesh_tcp_sent_bytes_total'), registers: r }),

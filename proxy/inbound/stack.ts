@@ -1,5 +1,5 @@
 // The inbound HTTP path for one connection, read top to bottom:
-//   metrics -> gRPC answers -> authorization -> gRPC deadline
+//   metrics -> gRPC answers -> caller identity -> authorization -> gRPC deadline
 //     -> forward to the app on 127.0.0.1:<port>.
 // Built once per connection: the caller and the port are fixed for it.
 import { APP_REFUSED, isConnectFailure } from '../http/balance.js';
@@ -12,11 +12,15 @@ import { metricsLayer } from '../http/metrics.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
 import { monotonicScheduler } from '../../lib/scheduler.js';
-import { authzLayer, type Authorizer } from './authz.js';
+import type { Logger } from '../../lib/log.js';
+import { authzLayer, type Authorizer, type Finding } from './authz.js';
+import { clientIdentityLayer, type VerifiedCaller } from './client-id.js';
 
 export interface InboundContext {
   /** The caller's SPIFFE ID ("" for a plain caller in PERMISSIVE mode). */
   peerIdentity: string;
+  /** The caller's certificate, for the app's x-forwarded-client-cert; absent for a plain caller. */
+  certHash?: string;
   /** The app port the caller dialled. */
   port: number;
   tls: boolean;
@@ -34,11 +38,32 @@ export interface InboundDeps {
   appAddress: string;
   /** The authorization policies of the config in force, compiled. */
   authorizer: () => Authorizer;
+  log: Logger;
+}
+
+/** An audit is logged at most this often per policy rule, caller and port; every one is counted. */
+const AUDIT_LOG_INTERVAL_MS = 10_000;
+const auditLogged = new Map<string, number>();
+
+/** Counts a denial or an audit (tsmesh_authz_denials_total, tsmesh_authz_audits_total) and logs an audit. */
+export function recordFinding(deps: Pick<InboundDeps, 'metrics' | 'log'>, f: Finding, peer: string, port: number, protocol: 'http' | 'tcp'): void {
+  const labels = { source_identity: peer, port: String(port), protocol, policy: f.policy, rule: f.rule };
+  if (f.kind === 'deny') {
+    deps.metrics.authzDenials.inc(labels);
+    return;
+  }
+  deps.metrics.authzAudits.inc(labels);
+  const key = `${f.policy}\n${f.rule}\n${peer}\n${port}\n${protocol}`;
+  const now = Date.now();
+  if ((auditLogged.get(key) ?? -Infinity) + AUDIT_LOG_INTERVAL_MS > now) return;
+  if (auditLogged.size >= 10_000) auditLogged.clear();
+  auditLogged.set(key, now);
+  deps.log.info('an AUDIT authorization policy would deny this call; it goes on', { policy: f.policy, rule: f.rule, protocol, reason: f.reason });
 }
 
 export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
   const app = { address: deps.appAddress, port: ctx.port, identity: undefined };
-  const denials = deps.metrics.authzDenials.labels({ source_identity: ctx.peerIdentity, port: String(ctx.port), protocol: 'http' });
+  const caller: VerifiedCaller | undefined = ctx.certHash !== undefined ? { spiffeId: ctx.peerIdentity, certHash: ctx.certHash } : undefined;
   return compose(
     [
       metricsLayer(deps.metrics, {
@@ -49,7 +74,8 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
         tls: ctx.tls,
       }),
       grpcAnswersLayer,
-      authzLayer({ authorizer: deps.authorizer, peer: ctx.peerIdentity, port: ctx.port, denied: () => denials.inc() }),
+      clientIdentityLayer(caller, deps.localIdentity()),
+      authzLayer({ authorizer: deps.authorizer, peer: ctx.peerIdentity, port: ctx.port, found: (f) => recordFinding(deps, f, ctx.peerIdentity, ctx.port, 'http') }),
       grpcDeadlineLayer({ service: `the app on port ${ctx.port}`, scheduler: monotonicScheduler }),
     ],
     async (req) => {
