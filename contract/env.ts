@@ -30,6 +30,12 @@ export const PROXY_ENV = {
   LOG_LEVEL: 'TSMESH_LOG_LEVEL',
   /** How long SIGTERM waits for in-flight requests and connections. */
   DRAIN_DURATION: 'TSMESH_DRAIN_DURATION',
+  /**
+   * An HTTP/1.1 request body must bring at least 1 KiB within each period
+   * of this length (a Go duration), or it gets 408 and its connection
+   * closes: a client that stalls or trickles holds no connection for ever.
+   */
+  REQUEST_BODY_TIMEOUT: 'TSMESH_REQUEST_BODY_TIMEOUT',
 } as const;
 
 /**
@@ -51,6 +57,8 @@ export const PROXY_DEFAULTS = {
   ADMIN_PORT: PORTS.proxyAdmin,
   LOG_LEVEL: 'info',
   DRAIN_DURATION: '20s',
+  // nginx's client_body_timeout, for a body that pauses; the 1 KiB floor is what closes a trickle.
+  REQUEST_BODY_TIMEOUT: '60s',
 } as const;
 
 /**

@@ -109,6 +109,7 @@ export const LOCAL_ERRORS = {
   'app-refused': 'the app refused the connection: not started, or stopping (503)',
   'app-unavailable': 'the app did not answer (502)',
   'proxy-error': 'an unexpected error in the proxy (502)',
+  'bad-request': 'the request could not be read: malformed, against HTTP/1.1\'s rules, or too slow (400, 408, 431, 501)',
 } as const;
 export type LocalError = keyof typeof LOCAL_ERRORS;
 export const LOCAL_ERROR_NAMES = Object.keys(LOCAL_ERRORS) as LocalError[];

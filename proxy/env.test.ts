@@ -7,6 +7,10 @@ describe('proxy settings from the environment', () => {
     assert.deepEqual([s.outboundPort, s.inboundPort, s.adminPort], [15001, 15006, 15020]);
     assert.equal(s.controlPlaneAddress, 'tsmesh-control-plane.tsmesh-system.svc:15012');
     assert.equal(s.trustDomain, 'cluster.local');
+    assert.equal(s.requestBodyTimeout, '60s');
+  });
+  it('reads the request body timeout as a Go duration', () => {
+    assert.equal(readProxySettings({ TSMESH_REQUEST_BODY_TIMEOUT: '15s' }).requestBodyTimeout, '15s');
   });
   it('reads opaque ports as the webhook writes them, ranges included', () => {
     assert.deepEqual(readProxySettings({ TSMESH_OPAQUE_PORTS: '5000,6000-6002' }).opaquePorts, [5000, 6000, 6001, 6002]);

@@ -20,6 +20,8 @@ export interface ProxySettings {
   appProbesJson: string | undefined;
   logLevel: string;
   drainDuration: string;
+  /** TSMESH_REQUEST_BODY_TIMEOUT (a Go duration); its default when absent. */
+  requestBodyTimeout?: string;
 }
 
 export class ProxyEnvError extends Error {
@@ -66,5 +68,6 @@ export function readProxySettings(env: NodeJS.ProcessEnv = process.env): ProxySe
     appProbesJson: nonEmpty(env[PROXY_ENV.APP_PROBES]),
     logLevel: nonEmpty(env[PROXY_ENV.LOG_LEVEL]) ?? PROXY_DEFAULTS.LOG_LEVEL,
     drainDuration: nonEmpty(env[PROXY_ENV.DRAIN_DURATION]) ?? PROXY_DEFAULTS.DRAIN_DURATION,
+    requestBodyTimeout: nonEmpty(env[PROXY_ENV.REQUEST_BODY_TIMEOUT]) ?? PROXY_DEFAULTS.REQUEST_BODY_TIMEOUT,
   };
 }

@@ -21,7 +21,7 @@ import { createIdentity, type IdentitySettings } from './identity/identity.js';
 import type { IdentityManager } from './identity/manager.js';
 import { createProxyMetrics } from './metrics.js';
 import { LISTEN_BACKLOG, startSidecar, type Sidecar, type SidecarOptions } from './sidecar.js';
-import { PROXY_ENV } from '../contract/env.js';
+import { PROXY_DEFAULTS, PROXY_ENV } from '../contract/env.js';
 
 export interface ProxyProcessOptions {
   log: Logger;
@@ -74,6 +74,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
   const { log } = opts;
   const host = opts.host ?? '0.0.0.0';
   const drainMs = parseDuration(settings.drainDuration, PROXY_ENV.DRAIN_DURATION);
+  const requestBodyTimeoutMs = parseDuration(settings.requestBodyTimeout ?? PROXY_DEFAULTS.REQUEST_BODY_TIMEOUT, PROXY_ENV.REQUEST_BODY_TIMEOUT);
   const appProbes = settings.appProbesJson ? parseAppProbes(settings.appProbesJson) : {};
   const metrics = createProxyMetrics();
   const spiffeId =
@@ -113,6 +114,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
       outboundPort: settings.outboundPort,
       inboundPort: settings.inboundPort,
       reservedPorts: [settings.adminPort],
+      requestBodyTimeoutMs,
       ...opts.sidecar,
     });
     admin = createSidecarAdmin(sidecar, identity, { appProbes, log: log.child('admin') });

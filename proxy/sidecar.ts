@@ -9,7 +9,7 @@ import type { ConfigSource } from './config/source.js';
 import type { ProxyConfig } from '../contract/proxy-config.js';
 import { EndpointPools } from './http/forward.js';
 import { H2Sessions } from './http/h2-forward.js';
-import { ALLOW_ALL, compileAuthorization, inboundMtlsMode, type Authorizer } from './inbound/authz.js';
+import { ALLOW_ALL, compileAuthorization, type Authorizer } from './inbound/authz.js';
 import type { IdentitySource } from './identity/types.js';
 import { createInbound } from './inbound/listener.js';
 import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
@@ -48,6 +48,8 @@ export interface SidecarOptions {
    * standing for one destination the app would have dialled.
    */
   explicitOutbound?: readonly { port: number; destination: OriginalDestination }[];
+  /** HTTP/1.1 request bodies: the period in which each must bring 1 KiB (TSMESH_REQUEST_BODY_TIMEOUT; http/server.ts). */
+  requestBodyTimeoutMs?: number;
 }
 
 export interface Sidecar {
@@ -101,7 +103,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let authorizedDomain: string | undefined;
   const compileAuthorizer = (c: ProxyConfig): void => {
     authorizedDomain = meshTls.trustDomain ?? c.mesh.trustDomain;
-    authorizer = compileAuthorization(c, authorizedDomain);
+    authorizer = compileAuthorization(c.inbound.authorization, authorizedDomain);
   };
   const apply = (c: ProxyConfig): void => {
     table = buildRoutingTable(c);
@@ -144,6 +146,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     traffic,
     originalDestination: opts.outboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
+    ...(opts.requestBodyTimeoutMs !== undefined ? { requestBodyTimeoutMs: opts.requestBodyTimeoutMs } : {}),
   });
   const inbound = createInbound({
     log: log.child('inbound'),
@@ -155,9 +158,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     localIdentity: () => meshTls.identity ?? '',
     serviceLabel: (port) => inboundServices.get(port) ?? '',
     authorizer: () => authorizer,
-    mtlsMode: (port) => inboundMtlsMode(table.config, port),
+    mtlsMode: () => table.config.inbound.mtlsMode ?? table.config.mesh.mtlsMode,
     originalDestination: opts.inboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
+    ...(opts.requestBodyTimeoutMs !== undefined ? { requestBodyTimeoutMs: opts.requestBodyTimeoutMs } : {}),
   });
   const host = opts.host ?? '0.0.0.0';
   const listen = async (server: Server, port: number): Promise<number> => {

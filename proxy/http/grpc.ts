@@ -113,6 +113,7 @@ const LOCAL_GRPC_STATUS: Readonly<Record<LocalError, GrpcCode | 'by-http-status'
   'app-refused': GRPC.UNAVAILABLE,
   'app-unavailable': GRPC.UNAVAILABLE,
   'proxy-error': GRPC.INTERNAL,
+  'bad-request': 'by-http-status',
 };
 
 export function grpcStatusOfLocal(reason: LocalError, httpStatus: number): GrpcCode {

@@ -24,6 +24,7 @@ import { BodyDecoder, writeBody } from './h1/body.js';
 import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
 import type { TunnelSide, Tunnel } from '../net/tunnel.js';
 import { bufferedBody, HOP_BY_HOP, localResponse, type Body, type Handler, type ProxyRequest, type ProxyResponse, type UpgradedConnection } from './types.js';
+import { ERROR_HEADER, type LocalError } from '../../contract/vocabulary.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
 const { STATUS_CODES } = process.getBuiltinModule('node:http');
@@ -39,17 +40,26 @@ export interface HttpServerOptions {
   /** A connection that switched protocols (101) closes when no byte moves either way for this long, as TCP does; default 1 h. */
   tunnelIdleTimeoutMs?: number;
   /**
-   * A request body from which nothing arrives for this long (a client that
-   * stalled or trickles) is abandoned: the upstream request is cancelled and
-   * the client gets 408, or the connection is closed if its response has
-   * begun. Time the proxy itself holds the client back (the upstream reads
-   * slower than the client sends) does not count. Default 60 s.
+   * A request body that brings less than MIN_BODY_PROGRESS bytes in this
+   * long is abandoned: one that stalls, and one that trickles (a byte a
+   * second never leaves the connection idle, and would hold it for ever).
+   * The upstream request is cancelled and the client gets 408, or the
+   * connection is closed if its response has begun. Time the proxy itself
+   * holds the client back (the upstream reads slower than the client sends)
+   * does not count. TSMESH_REQUEST_BODY_TIMEOUT; default 60 s.
    */
   bodyIdleTimeoutMs?: number;
 }
 
 /** Larger request heads get 431. */
 export const MAX_HEADER_BYTES = 64 * 1024;
+
+/**
+ * What a request body must bring within each body timeout to keep its
+ * connection: any real upload does, a trickle does not. Counted on the
+ * wire (chunk framing included), and only while the proxy is reading.
+ */
+export const MIN_BODY_PROGRESS = 1024;
 
 export interface ProxyHttpServer {
   /** Serves HTTP/1.1 on a connected socket (bytes already read were unshifted back onto it). */
@@ -114,6 +124,14 @@ function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
+/** How long a client whose request was refused has to read the answer and close. */
+const REJECT_LINGER_MS = 1000;
+
+/** `text` with every byte outside printable ASCII as \xNN: a refusal quotes what the client sent. */
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 class ServerConnection {
   /** Reads of a socket that can read into a buffer (net/read-into.ts). */
   private readonly reads = copiedReads((d) => {
@@ -132,8 +150,9 @@ class ServerConnection {
    * Which wait the connection is in, and so which of its three timers may
    * act: a request head begun (408 at the headers timeout; a fresh connection
    * that sends nothing is closed then too), idle between requests (closed at
-   * the keep-alive timeout), or a request body (408 when nothing arrives for
-   * the body idle timeout, while the proxy is not holding the client back).
+   * the keep-alive timeout), or a request body (408 when less than
+   * MIN_BODY_PROGRESS arrives in the body timeout, while the proxy is not
+   * holding the client back).
    * Each timer is made once and refreshed as the wait begins; one that fires
    * for a wait already over does nothing. No timer is made or cleared per
    * request.
@@ -142,6 +161,8 @@ class ServerConnection {
   private headTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private bodyTimer: NodeJS.Timeout | undefined;
+  /** Request body bytes since the body timer last started (bodyProgress). */
+  private bodyBytes = 0;
   /** The response's head is written: a timeout can no longer answer 408. */
   private responding = false;
   private controller: Cancellation | undefined;
@@ -195,26 +216,25 @@ class ServerConnection {
     this.waiting = wait;
     if (wait === 'head') (this.headTimer ??= unrefTimer(() => this.timedOut('head'), this.shared.headersTimeoutMs)).refresh();
     else if (wait === 'idle') (this.idleTimer ??= unrefTimer(() => this.timedOut('idle'), this.shared.keepAliveTimeoutMs)).refresh();
-    else (this.bodyTimer ??= unrefTimer(() => this.timedOut('body'), this.shared.bodyIdleTimeoutMs)).refresh();
+    else {
+      this.bodyBytes = 0;
+      (this.bodyTimer ??= unrefTimer(() => this.timedOut('body'), this.shared.bodyIdleTimeoutMs)).refresh();
+    }
   }
 
   private timedOut(wait: Wait): void {
     if (this.waiting !== wait) return;
     if (wait === 'body') {
       if (this.phase !== Phase.Body) return;
-      const e = new Error(`the client sent no request body bytes for ${this.shared.bodyIdleTimeoutMs} ms`);
+      const e = new Error(
+        `the request body brought ${this.bodyBytes} bytes in ${this.shared.bodyIdleTimeoutMs} ms, less than the ${MIN_BODY_PROGRESS} it must bring in that time (stalled or trickling); send the body as it is ready`,
+      );
       this.shared.opts.log.debug('request body stalled', { error: e.message });
-      this.body?.destroy(e);
-      this.controller?.abort(e);
-      if (this.responding) {
-        this.phase = Phase.Closed;
-        this.stopTimers();
-        this.socket.destroy();
-      } else this.reject(408, 'Request Timeout');
+      this.abandonBody(e, 408);
       return;
     }
     if (this.phase !== Phase.Head) return;
-    if (this.reader.started) this.reject(408, 'Request Timeout');
+    if (this.reader.started) this.reject(408, `the request head did not arrive whole within ${this.shared.headersTimeoutMs} ms; send a request's head at once`);
     else this.socket.destroy();
   }
 
@@ -240,10 +260,21 @@ class ServerConnection {
     } catch (e) {
       if (e instanceof HttpParseError) {
         this.shared.opts.log.debug('bad request', { error: e.message });
-        if (this.phase === Phase.Head) this.reject(e.status, STATUS_CODES[e.status] ?? 'Bad Request');
-        else this.fail(e);
+        if (this.phase === Phase.Head) this.reject(e.status, e.message);
+        else this.abandonBody(e, e.status);
       } else throw e;
     }
+  }
+
+  /**
+   * `n` bytes of the request body arrived: the body timer starts again once
+   * MIN_BODY_PROGRESS of them have come since it last did. Not while the
+   * proxy holds the client back (readBody starts it again then).
+   */
+  private bodyProgress(n: number): void {
+    if (this.waiting !== 'body') return;
+    this.bodyBytes += n;
+    if (this.bodyBytes >= MIN_BODY_PROGRESS) this.waitFor('body');
   }
 
   /** The body's reader is full: stop reading, and stop counting the client's silence, until it wants more. */
@@ -256,7 +287,8 @@ class ServerConnection {
     // The body is wanted (by the endpoint after its 100, after the wait for one, or by a layer that buffers it): the client may send it.
     if (this.expecting) this.sendContinue();
     this.socket.resume();
-    if (this.phase === Phase.Body) this.waitFor('body');
+    // A body held back starts a new period; one being read keeps counting (its reader asks after every piece).
+    if (this.phase === Phase.Body && this.waiting !== 'body') this.waitFor('body');
   }
 
   private hold(chunk: Buffer): void {
@@ -285,10 +317,11 @@ class ServerConnection {
         i = got.next;
         i = this.start(parseRequestHead(got.text), data, i);
       } else if (this.phase === Phase.Body) {
-        this.waitFor('body');
+        const from = i;
         i = this.decoder!.feed(data, i, (d) => {
           if (!this.stream!.push(d)) this.holdBody();
         });
+        this.bodyProgress(i - from);
         if (this.decoder!.done) {
           this.stream!.push(null);
           this.phase = Phase.Respond;
@@ -385,6 +418,8 @@ class ServerConnection {
     if (this.continued || this.responding || this.http10) return;
     this.continued = true;
     this.socket.write(CONTINUE, 'latin1');
+    // The client waited for this to send its body: the body's time starts now.
+    if (this.phase === Phase.Body && this.waiting === 'body') this.waitFor('body');
   }
 
   /** An interim response of the endpoint (ProxyRequest.informational), before the final one. */
@@ -502,15 +537,43 @@ class ServerConnection {
     if (this.phase === Phase.Head || this.phase === Phase.Body) this.socket.resume();
   }
 
-  /** Answers a request that could not be read, and closes. */
-  private reject(status: number, reason: string): void {
+  /**
+   * Answers a request that could not be read, saying why (`detail`), and
+   * closes: the client has REJECT_LINGER_MS to read the answer and close
+   * its side (closing with its bytes unread would reset the connection
+   * before the answer is read), and is closed then if it has not.
+   */
+  private reject(status: number, detail: string): void {
     this.phase = Phase.Closed;
     this.stopTimers();
-    this.socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    const text = `tsmesh: ${printable(detail)}\n`;
+    this.socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Bad Request'}\r\ncontent-type: text/plain; charset=utf-8\r\n${ERROR_HEADER}: ${'bad-request' satisfies LocalError}\r\nconnection: close\r\ncontent-length: ${text.length}\r\n\r\n${text}`,
+      'latin1',
+    );
+    unrefTimer(() => this.socket.destroy(), REJECT_LINGER_MS);
     this.socket.resume();
   }
 
-  /** The request body broke off or was malformed: the request is abandoned. */
+  /**
+   * The request body cannot go on (malformed, or stalled): the request is
+   * abandoned, the app's request cancelled, and the client gets `status`
+   * with the reason if its response has not begun; otherwise the connection
+   * just closes, the only way left to tell it.
+   */
+  private abandonBody(e: Error, status: number): void {
+    this.body?.destroy(e);
+    this.controller?.abort(e);
+    if (!this.responding) {
+      this.reject(status, e.message);
+      return;
+    }
+    this.phase = Phase.Closed;
+    this.stopTimers();
+    this.socket.destroy();
+  }
+
+  /** The client went away mid-request: the request is abandoned. */
   private fail(e: Error): void {
     this.body?.destroy(e);
     this.controller?.abort(e);

@@ -38,6 +38,8 @@ export interface OutboundOptions extends OutboundDeps {
    * a second.
    */
   pendingLimit?: number;
+  /** HTTP/1.1 request bodies: the period in which each must bring 1 KiB (http/server.ts). */
+  requestBodyTimeoutMs?: number;
 }
 
 export interface OutboundListener {
@@ -75,6 +77,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     },
     // A WebSocket (an HTTP/1.1 upgrade) idles as long as an opaque TCP connection may.
     tunnelIdleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_MS,
+    ...(opts.requestBodyTimeoutMs !== undefined ? { bodyIdleTimeoutMs: opts.requestBodyTimeoutMs } : {}),
   });
   const h2 = createH2Server({ log: opts.log });
   function handlerFor(dst: Dialled): Handler | undefined {

@@ -9,7 +9,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { Duplex } from 'node:stream';
 import { silentLogger } from '../../../lib/log.js';
 import { EndpointPools, forward } from '../forward.js';
-import { createHttpServer, type ProxyHttpServer } from '../server.js';
+import { createHttpServer, MIN_BODY_PROGRESS, type ProxyHttpServer } from '../server.js';
 
 type Limits = { headersTimeoutMs?: number; keepAliveTimeoutMs?: number; bodyIdleTimeoutMs?: number };
 
@@ -230,7 +230,7 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
     for (const h of seen) assert.deepEqual([h.upgrade, h['http2-settings']], [undefined, undefined]);
   });
 
-  it('answers 408 to a request body that stalls, cancelling the app\'s request, but not to a slow steady one or one the app reads slowly', async () => {
+  it('answers 408 to a request body that stalls or trickles, cancelling the app\'s request, but not to a slow steady one or one the app reads slowly', async () => {
     const outcomes: string[] = [];
     r = await rig(
       (req, res) => {
@@ -253,22 +253,40 @@ describe('HTTP/1.1 through the proxy\'s own server and client', () => {
     assert.match(stalled, /^HTTP\/1.1 408 Request Timeout\r\n/);
     await waitUntil(() => outcomes.includes('/stalled aborted'));
 
-    // Ten bytes, one every 100 ms: never 300 ms without one.
+    // Ten pieces of 1 KiB, one every 100 ms: never 300 ms without MIN_BODY_PROGRESS.
     const s = connect(r.port, '127.0.0.1');
     let steady = '';
     s.setEncoding('latin1').on('data', (d: string) => (steady += d));
-    s.write('POST /steady HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\nconnection: close\r\n\r\n');
+    s.write(`POST /steady HTTP/1.1\r\nhost: a\r\ncontent-length: ${10 * MIN_BODY_PROGRESS}\r\nconnection: close\r\n\r\n`);
     for (let i = 0; i < 10; i++) {
       await new Promise((res) => setTimeout(res, 100));
-      s.write('x');
+      s.write('x'.repeat(MIN_BODY_PROGRESS));
     }
     await once(s, 'close');
     assert.match(steady, /^HTTP\/1.1 200 OK\r\n[\s\S]*done$/);
 
+    // A byte every 100 ms: never 300 ms without a byte, but far less than MIN_BODY_PROGRESS in 300 ms.
+    const t = connect(r.port, '127.0.0.1');
+    let trickled = '';
+    t.setEncoding('latin1').on('data', (d: string) => (trickled += d));
+    t.on('error', () => undefined);
+    t.write('POST /trickle HTTP/1.1\r\nhost: a\r\ncontent-length: 20\r\n\r\n');
+    const began = performance.now();
+    for (let i = 0; i < 20 && !t.closed && trickled === ''; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      t.write('x');
+    }
+    await waitUntil(() => trickled !== '', 3000);
+    const after = performance.now() - began;
+    t.destroy();
+    assert.match(trickled, /^HTTP\/1.1 408 Request Timeout\r\n[\s\S]*stalled or trickling/);
+    assert.ok(after < 1000, `refused after ${after.toFixed(0)} ms, about the 300 ms body timeout (the whole body would take 2 s)`);
+    await waitUntil(() => outcomes.includes('/trickle aborted'));
+
     const big = randomBytes(8 * 1024 * 1024);
     const res = await call(r.port, { method: 'POST', path: '/slow-reader', body: big });
     assert.equal(res.status, 200);
-    assert.deepEqual(outcomes, ['/stalled aborted', '/steady 10', `/slow-reader ${big.length}`]);
+    assert.deepEqual(outcomes, ['/stalled aborted', `/steady ${10 * MIN_BODY_PROGRESS}`, '/trickle aborted', `/slow-reader ${big.length}`]);
   });
 
   it('closes a kept-alive connection idle for the keep-alive timeout, and a silent new one at the headers timeout, without an answer', async () => {
