@@ -9,7 +9,7 @@ import type { ConfigSource } from './config/source.js';
 import type { ProxyConfig } from '../contract/proxy-config.js';
 import { EndpointPools } from './http/forward.js';
 import { H2Sessions } from './http/h2-forward.js';
-import { ALLOW_ALL, compileAuthorization, type Authorizer } from './inbound/authz.js';
+import { ALLOW_ALL, compileAuthorization, inboundMtlsMode, type Authorizer } from './inbound/authz.js';
 import type { IdentitySource } from './identity/types.js';
 import { createInbound } from './inbound/listener.js';
 import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
@@ -103,7 +103,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let authorizedDomain: string | undefined;
   const compileAuthorizer = (c: ProxyConfig): void => {
     authorizedDomain = meshTls.trustDomain ?? c.mesh.trustDomain;
-    authorizer = compileAuthorization(c.inbound.authorization, authorizedDomain);
+    authorizer = compileAuthorization(c, authorizedDomain);
   };
   const apply = (c: ProxyConfig): void => {
     table = buildRoutingTable(c);
@@ -158,7 +158,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     localIdentity: () => meshTls.identity ?? '',
     serviceLabel: (port) => inboundServices.get(port) ?? '',
     authorizer: () => authorizer,
-    mtlsMode: () => table.config.inbound.mtlsMode ?? table.config.mesh.mtlsMode,
+    mtlsMode: (port) => inboundMtlsMode(table.config, port),
     originalDestination: opts.inboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
     ...(opts.requestBodyTimeoutMs !== undefined ? { requestBodyTimeoutMs: opts.requestBodyTimeoutMs } : {}),

@@ -2,8 +2,10 @@
 // Mesh TLS (a ClientHello offering a tsmesh ALPN) is handed to the mesh
 // terminator (mesh-terminator.ts), and each verified caller's connection is
 // served by its ALPN: tsmesh/mux, HTTP/1.1, HTTP/2 or opaque TCP. Anything
-// else is refused in STRICT mode and passed to the app untouched in
-// PERMISSIVE mode.
+// else is refused on a port whose mTLS mode is STRICT; on a PERMISSIVE one it
+// is served as a caller without a mesh identity: plain HTTP/1.1 and h2c
+// through the HTTP path (authorization, the caller-identity headers removed),
+// anything else passed to the app as TCP if authorization lets it.
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
@@ -20,7 +22,9 @@ import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import type { Handler } from '../http/types.js';
 import { createMeshTerminator } from './mesh-terminator.js';
-import { inboundStack, type InboundDeps } from './stack.js';
+import { inboundStack, recordFinding, type InboundDeps } from './stack.js';
+import { verifiedCaller } from './client-id.js';
+import type { Finding } from './authz.js';
 import { ERROR_HEADER } from '../../contract/vocabulary.js';
 import type { LocalError, RefusalReason } from '../../contract/vocabulary.js';
 
@@ -35,7 +39,8 @@ export { MESH_HANDSHAKE_TIMEOUT_MS } from './mesh-terminator.js';
 export interface InboundOptions extends InboundDeps {
   log: Logger;
   meshTls: MeshTls;
-  mtlsMode: () => MtlsMode;
+  /** The mTLS mode of a port of the workload, in the config in force. */
+  mtlsMode: (port: number) => MtlsMode;
   originalDestination: (socket: Socket) => OriginalDestination;
   ownPorts: ReadonlySet<number>;
   /** Clients speak first on mesh connections: the first bytes and the whole ClientHello must arrive within this. */
@@ -124,9 +129,14 @@ export function createInbound(opts: InboundOptions): InboundListener {
   };
   const pending = new WaitingConnections(opts.pendingLimit ?? DEFAULT_PENDING_LIMIT, (socket) => refuse(socket, 'overload'));
 
-  const denyConnection = (socket: Socket | TLSSocket, peer: string, port: number): void => {
-    opts.metrics.authzDenials.inc({ source_identity: peer, port: String(port), protocol: 'tcp' });
+  /** Whether an opaque TCP connection of `peer` to `port` may go on; a denied one is counted and closed. */
+  const tcpAllowed = (socket: Socket | TLSSocket, peer: string, port: number): boolean => {
+    const f: Finding | undefined = opts.authorizer().connection(peer, port).tcp;
+    if (f === undefined) return true;
+    recordFinding(opts, f, peer, port, 'tcp');
+    if (f.kind === 'audit') return true;
     refuse(socket, 'unauthorized');
+    return false;
   };
 
 
@@ -134,13 +144,14 @@ export function createInbound(opts: InboundOptions): InboundListener {
   const serveMesh = (tls: TLSSocket, peer: string, port: number): void => {
     // L4 has no request to answer 403 to: a denied caller's connection is closed.
     const carriesHttp = tls.alpnProtocol === MESH_ALPN.mux || tls.alpnProtocol === MESH_ALPN.http1 || tls.alpnProtocol === MESH_ALPN.http2;
-    if (!carriesHttp && opts.authorizer().denial(peer, port) !== undefined) {
-      denyConnection(tls, peer, port);
+    if (!carriesHttp) {
+      if (tcpAllowed(tls, peer, port)) void toApp(opts, tls, port, true, idleMs);
       return;
     }
+    const ctx = { peerIdentity: peer, port, tls: true, certHash: verifiedCaller(peer, tls.getPeerCertificate().raw).certHash };
     if (tls.alpnProtocol === MESH_ALPN.mux) {
       // Each stream is an HTTP/1.1 connection from the same caller to the same port: one stack serves them all.
-      const stack = inboundStack({ peerIdentity: peer, port, tls: true }, opts);
+      const stack = inboundStack(ctx, opts);
       const session = new MuxSession(tls, {
         onStream: (stream) => {
           handlers.set(stream, stack);
@@ -156,12 +167,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
       return;
     }
     if (tls.alpnProtocol === MESH_ALPN.http1) {
-      handlers.set(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
+      handlers.set(tls, inboundStack(ctx, opts));
       http.accept(tls);
-    } else if (tls.alpnProtocol === MESH_ALPN.http2) {
-      h2.accept(tls, inboundStack({ peerIdentity: peer, port, tls: true }, opts));
     } else {
-      void toApp(opts, tls, port, true, idleMs);
+      h2.accept(tls, inboundStack(ctx, opts));
     }
   };
   const terminator = createMeshTerminator({
@@ -207,7 +216,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
         return;
       }
     }
-    if (opts.mtlsMode() === 'STRICT') {
+    if (opts.mtlsMode(dst.port) === 'STRICT') {
       if (sniffed.protocol === 'silent') {
         refuse(socket, 'first-bytes-timeout');
       } else if (sniffed.protocol === 'http1') {
@@ -219,12 +228,19 @@ export function createInbound(opts: InboundOptions): InboundListener {
       }
       return;
     }
-    if (opts.authorizer().enforced) {
-      denyConnection(socket, '', dst.port);
+    // PERMISSIVE: a caller without a mesh identity. HTTP goes through the HTTP path like a mesh caller's.
+    pending.serve(socket);
+    if (sniffed.protocol === 'http1') {
+      handlers.set(socket, inboundStack({ peerIdentity: '', port: dst.port, tls: false }, opts));
+      http.accept(socket);
+      socket.resume();
       return;
     }
-    pending.serve(socket);
-    await toApp(opts, socket, dst.port, false, idleMs);
+    if (sniffed.protocol === 'http2') {
+      h2.accept(socket, inboundStack({ peerIdentity: '', port: dst.port, tls: false }, opts));
+      return;
+    }
+    if (tcpAllowed(socket, '', dst.port)) await toApp(opts, socket, dst.port, false, idleMs);
   };
 
   const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
