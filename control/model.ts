@@ -1,6 +1,7 @@
 // The mesh as the control plane sees it, whatever the source (Kubernetes
 // informers or a local YAML file). Sources produce a MeshModel; snapshot.ts
 // turns it into each proxy's ProxyConfig.
+import type { ScopedSettings } from '../contract/annotations.js';
 import type { AuthorizationAction, AuthorizationRule, MeshSettings, PortProtocol, TrafficPolicySpec } from '../contract/proxy-config.js';
 
 export interface MeshModel {
@@ -8,6 +9,21 @@ export interface MeshModel {
   services: ServiceModel[];
   trafficPolicies: TrafficPolicyModel[];
   authorizationPolicies: AuthorizationPolicyModel[];
+  /** What namespaces set over the mesh's settings (their annotations, contract/annotations.ts), by namespace; absent: none. */
+  namespaceSettings?: NamespaceSettingsModel[];
+  /** What workloads (a ServiceAccount's pods) set over their namespace's, by namespace and ServiceAccount. */
+  workloadSettings?: WorkloadSettingsModel[];
+}
+
+export interface NamespaceSettingsModel {
+  namespace: string;
+  settings: ScopedSettings;
+}
+
+export interface WorkloadSettingsModel {
+  namespace: string;
+  serviceAccount: string;
+  settings: ScopedSettings;
 }
 
 export interface ServiceModel {

@@ -1,6 +1,7 @@
 // Pure: MeshModel + a proxy's identity -> the ProxyConfig that proxy runs on.
 // Proxies of one ServiceAccount get the same config, so callers cache by it.
 import { CONFIG_API_VERSION, CONFIG_KIND, type AuthorizationPolicySpec, type ProxyConfig, type ServiceConfig } from '../contract/proxy-config.js';
+import { layerSettings } from '../contract/annotations.js';
 import type { MeshModel, ProxyIdentity, TrafficPolicyModel } from './model.js';
 
 export interface PolicyConflict {
@@ -53,12 +54,22 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
         ((p.target.kind === 'ServiceAccount' && p.target.name === proxy.serviceAccount) || (p.target.kind === 'Service' && served.has(p.target.name))),
     )
     .map((p) => ({ name: p.name, ...(p.action ? { action: p.action } : {}), rules: p.rules }));
+  // The namespace's settings, then the workload's over them; the mesh's stay in `mesh`.
+  const settings = layerSettings(
+    model.namespaceSettings?.find((n) => n.namespace === proxy.namespace)?.settings,
+    model.workloadSettings?.find((w) => w.namespace === proxy.namespace && w.serviceAccount === proxy.serviceAccount)?.settings,
+  );
   return {
     apiVersion: CONFIG_API_VERSION,
     kind: CONFIG_KIND,
     version,
     mesh: model.mesh,
     services,
-    inbound: authorization.length > 0 ? { authorization } : {},
+    inbound: {
+      ...(settings.mtlsMode ? { mtlsMode: settings.mtlsMode } : {}),
+      ...(settings.portMtlsModes ? { portMtlsModes: settings.portMtlsModes } : {}),
+      ...(settings.defaultInboundPolicy ? { defaultPolicy: settings.defaultInboundPolicy } : {}),
+      ...(authorization.length > 0 ? { authorization } : {}),
+    },
   };
 }

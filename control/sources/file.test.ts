@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { ValidationError } from '../../lib/schema.js';
+import { buildProxyConfig } from '../snapshot.js';
 import { parseMeshFile } from './file.js';
 
 /** A `kind: Mesh` document with one TrafficPolicy of this spec on Service payments. */
@@ -41,5 +42,44 @@ describe('control/sources/file (kind: Mesh)', function () {
       () => parseMeshFile(meshWithPolicy({ limits: { pendingTimeout: '0s' } })),
       (e: unknown) => e instanceof ValidationError && e.message === 'trafficPolicies[0].spec.limits.pendingTimeout: "0s" is not a duration from 1ms to 1h',
     );
+  });
+
+  describe('inbound policy: the mesh section, namespaces and workloads as their annotations set it', function () {
+    const doc = (over: object) => ({ apiVersion: 'tsmesh.io/v1alpha1', kind: 'Mesh', services: [], ...over });
+    const proxy = (namespace: string, serviceAccount: string) => ({ spiffeId: `spiffe://cluster.local/ns/${namespace}/sa/${serviceAccount}`, namespace, serviceAccount });
+
+    it('carries each level to the proxies, the most specific winning field by field', function () {
+      const m = parseMeshFile(
+        doc({
+          mesh: { defaultInboundPolicy: 'all-authenticated' },
+          namespaces: [
+            { name: 'shop', annotations: { 'tsmesh.io/default-inbound-policy': 'deny', 'tsmesh.io/mtls-mode': 'PERMISSIVE', 'app.kubernetes.io/part-of': 'shop' } },
+          ],
+          workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/mtls-mode': 'STRICT', 'tsmesh.io/port-mtls-modes': '9090=PERMISSIVE' } }],
+          authorizationPolicies: [{ name: 'no-admin', namespace: 'shop', targetRef: { kind: 'ServiceAccount', name: 'api' }, action: 'DENY', rules: [{ pathPrefixes: ['/admin'] }] }],
+        }),
+      );
+      assert.equal(m.mesh.defaultInboundPolicy, 'all-authenticated');
+      assert.deepEqual(buildProxyConfig(m, proxy('shop', 'api'), 'v').inbound, {
+        mtlsMode: 'STRICT',
+        portMtlsModes: { 9090: 'PERMISSIVE' },
+        defaultPolicy: 'deny',
+        authorization: [{ name: 'no-admin', action: 'DENY', rules: [{ pathPrefixes: ['/admin'] }] }],
+      });
+      assert.deepEqual(buildProxyConfig(m, proxy('shop', 'web'), 'v').inbound, { mtlsMode: 'PERMISSIVE', defaultPolicy: 'deny' });
+      assert.deepEqual(buildProxyConfig(m, proxy('jobs', 'batch'), 'v').inbound, {});
+    });
+
+    it('refuses a value it cannot read, naming the entry and the annotation', function () {
+      const refused = (over: object, message: string) => assert.throws(() => parseMeshFile(doc(over)), (e: unknown) => e instanceof ValidationError && e.message === message);
+      refused({ mesh: { defaultInboundPolicy: 'Deny' } }, 'mesh.defaultInboundPolicy: "Deny" is not one of all-authenticated, all-unauthenticated, deny');
+      refused({ namespaces: [{ name: 'shop', annotations: { 'tsmesh.io/mtls-mode': 'OFF' } }] }, 'namespaces[0].annotations.tsmesh.io/mtls-mode: "OFF" is not one of STRICT, PERMISSIVE');
+      refused(
+        { workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/port-mtls-modes': '9090' } }] },
+        'workloads[0].annotations.tsmesh.io/port-mtls-modes: "9090" is not a port and an mTLS mode; expected comma-separated port=MODE pairs like 8080=PERMISSIVE,9090=STRICT',
+      );
+      refused({ namespaces: [{ name: 'shop' }, { name: 'shop' }] }, 'namespaces[1]: namespace shop is listed twice');
+      refused({ authorizationPolicies: [{ name: 'p', namespace: 'shop', targetRef: { kind: 'Service', name: 'api' }, action: 'REJECT', rules: [{}] }] }, 'authorizationPolicies[0].action: "REJECT" is not one of ALLOW, DENY, AUDIT');
+    });
   });
 });

@@ -13,20 +13,25 @@
 //   trafficPolicies:
 //     - { name: payments-canary, namespace: shop, targetRef: { kind: Service, name: payments }, spec: { ... } }
 //   authorizationPolicies:
-//     - { name: only-frontend, namespace: shop, targetRef: { kind: Service, name: payments }, rules: [ ... ] }
+//     - { name: only-frontend, namespace: shop, targetRef: { kind: Service, name: payments }, action: ALLOW, rules: [ ... ] }
+//   namespaces:                      # what a Namespace's annotations would set
+//     - { name: shop, annotations: { tsmesh.io/default-inbound-policy: deny } }
+//   workloads:                       # what a workload's pods' annotations would set (per ServiceAccount)
+//     - { namespace: shop, serviceAccount: payments, annotations: { tsmesh.io/mtls-mode: PERMISSIVE } }
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { workloadSpiffeId } from '../../contract/spiffe.js';
 import type { Logger } from '../../lib/log.js';
 import { ValidationError, join, list, object, oneOf, string, ip } from '../../lib/schema.js';
 import { parseAuthorizationPolicy, parseEndpoint, parseMeshSettings, parseServicePort, parseTrafficPolicy } from '../../contract/validate.js';
-import type { AuthorizationPolicyModel, EndpointModel, MeshModel, ServiceModel, TrafficPolicyModel } from '../model.js';
+import { scopedSettings } from '../../contract/annotations.js';
+import type { AuthorizationPolicyModel, EndpointModel, MeshModel, NamespaceSettingsModel, ServiceModel, TrafficPolicyModel, WorkloadSettingsModel } from '../model.js';
 import type { MeshSource } from './source.js';
 
 export const MESH_KIND = 'Mesh';
 
 export function parseMeshFile(doc: unknown): MeshModel {
-  const o = object(doc, '', ['apiVersion', 'kind', 'mesh', 'services', 'trafficPolicies', 'authorizationPolicies']);
+  const o = object(doc, '', ['apiVersion', 'kind', 'mesh', 'services', 'trafficPolicies', 'authorizationPolicies', 'namespaces', 'workloads']);
   if (o.apiVersion !== 'tsmesh.io/v1alpha1') throw new ValidationError('apiVersion', `${JSON.stringify(o.apiVersion)} is not tsmesh.io/v1alpha1`);
   if (o.kind !== MESH_KIND) throw new ValidationError('kind', `${JSON.stringify(o.kind)} is not ${MESH_KIND}`);
   const mesh = parseMeshSettings(o.mesh, 'mesh');
@@ -79,7 +84,48 @@ export function parseMeshFile(doc: unknown): MeshModel {
       rules,
     };
   });
-  return { mesh, services, trafficPolicies, authorizationPolicies };
+  const annotations = (v: unknown, path: string): Record<string, string> => {
+    const a = object(v ?? {}, path, Object.keys(v ?? {}));
+    return Object.fromEntries(Object.entries(a).map(([k, x]) => [k, string(x, join(path, k))]));
+  };
+  const unique = <T>(items: T[], key: (t: T) => string, what: string, path: string): T[] => {
+    const seen = new Set<string>();
+    for (const [i, t] of items.entries()) {
+      if (seen.has(key(t))) throw new ValidationError(`${path}[${i}]`, `${what} ${key(t)} is listed twice`);
+      seen.add(key(t));
+    }
+    return items;
+  };
+  const namespaceSettings = unique(
+    list(o.namespaces, 'namespaces', (v, path): NamespaceSettingsModel => {
+      const n = object(v, path, ['name', 'annotations']);
+      return { namespace: string(n.name, join(path, 'name')), settings: scopedSettings(annotations(n.annotations, join(path, 'annotations')), join(path, 'annotations')) };
+    }),
+    (n) => n.namespace,
+    'namespace',
+    'namespaces',
+  );
+  const workloadSettings = unique(
+    list(o.workloads, 'workloads', (v, path): WorkloadSettingsModel => {
+      const w = object(v, path, ['namespace', 'serviceAccount', 'annotations']);
+      return {
+        namespace: string(w.namespace, join(path, 'namespace')),
+        serviceAccount: string(w.serviceAccount, join(path, 'serviceAccount')),
+        settings: scopedSettings(annotations(w.annotations, join(path, 'annotations')), join(path, 'annotations')),
+      };
+    }),
+    (w) => `${w.namespace}/${w.serviceAccount}`,
+    'workload',
+    'workloads',
+  );
+  return {
+    mesh,
+    services,
+    trafficPolicies,
+    authorizationPolicies,
+    ...(namespaceSettings.length > 0 ? { namespaceSettings } : {}),
+    ...(workloadSettings.length > 0 ? { workloadSettings } : {}),
+  };
 }
 
 export function readMeshFile(path: string): MeshModel {

@@ -20,11 +20,13 @@ describe('control/sources/kubernetes-mesh-config', function () {
       const out = parseMeshConfigMap(cm({ mtlsMode: 'PERMISSIVE', retryBudget: 'ratio: 0.1\nminRetriesPerSecond: 5\nttl: 30s\n', certificateTtl: '2h', trustDomain: 'example.org' }), 'example.org');
       assert.deepEqual(out, { mesh: { trustDomain: 'example.org', mtlsMode: 'PERMISSIVE', retryBudget: { ratio: 0.1, minRetriesPerSecond: 5, ttl: '30s' } }, certificateTtlSeconds: 7200 });
       assert.deepEqual(parseMeshConfigMap(cm({ retryBudget: '{"ratio": 0.5}' }), TD).mesh.retryBudget, { ...DEFAULT_RETRY_BUDGET, ratio: 0.5 });
+      assert.equal(parseMeshConfigMap(cm({ defaultInboundPolicy: 'deny' }), TD).mesh.defaultInboundPolicy, 'deny');
     });
 
     const refused: [string, Record<string, string>, RegExp][] = [
       ['an unknown mtlsMode', { mtlsMode: 'strict' }, /^data\.mtlsMode: "strict" is not one of STRICT, PERMISSIVE$/],
-      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, retryBudget, certificateTtl, trustDomain$/],
+      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, defaultInboundPolicy, retryBudget, certificateTtl, trustDomain$/],
+      ['an unknown default inbound policy', { defaultInboundPolicy: 'allow-all' }, /^data\.defaultInboundPolicy: "allow-all" is not one of all-authenticated, all-unauthenticated, deny$/],
       ['a retry budget out of range', { retryBudget: 'ratio: 2' }, /^data\.retryBudget\.ratio: 2 is not a number from 0 to 1$/],
       ['a retry budget that is not a mapping', { retryBudget: '[1, 2]' }, /^data\.retryBudget: expected an object/],
       ['a retry budget that is not YAML', { retryBudget: 'ratio: [' }, /^data\.retryBudget: not YAML/],

@@ -16,6 +16,7 @@ import { MESH_CONFIG_KEYS } from '../../contract/names.js';
  * | key | value | default |
  * | --- | --- | --- |
  * | `mtlsMode` | `STRICT` or `PERMISSIVE`: what proxies do with plain inbound traffic | `STRICT` |
+ * | `defaultInboundPolicy` | `all-authenticated`, `all-unauthenticated` or `deny`: who may call a workload no ALLOW AuthorizationPolicy selects | `all-authenticated` (`all-unauthenticated` where PERMISSIVE) |
  * | `retryBudget` | YAML or JSON mapping `{ratio: 0-1, minRetriesPerSecond: 0-10000, ttl: duration}`: the budget of retries a policy sets none for | `{ratio: 0.2, minRetriesPerSecond: 10, ttl: 10s}` |
  * | `certificateTtl` | duration, 1m to 30d: lifetime of the certificates the CA issues from then on; wins over `--cert-ttl` (control/cert-ttl.ts) | the CA's `--cert-ttl` |
  * | `trustDomain` | must equal the control plane's `--trust-domain` (identities come from the CA, which cannot change it at run time) | that |
@@ -43,7 +44,15 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
       throw new ValidationError('data.retryBudget', `not YAML: ${(e as Error).message.split('\n')[0]}`);
     }
   }
-  const mesh = parseMeshSettings({ trustDomain, ...(data.mtlsMode !== undefined ? { mtlsMode: data.mtlsMode } : {}), ...(retryBudget !== undefined ? { retryBudget } : {}) }, 'data');
+  const mesh = parseMeshSettings(
+    {
+      trustDomain,
+      ...(data.mtlsMode !== undefined ? { mtlsMode: data.mtlsMode } : {}),
+      ...(data.defaultInboundPolicy !== undefined ? { defaultInboundPolicy: data.defaultInboundPolicy } : {}),
+      ...(retryBudget !== undefined ? { retryBudget } : {}),
+    },
+    'data',
+  );
   const out: MeshConfig = { mesh };
   if (data.certificateTtl !== undefined) {
     const text = string(data.certificateTtl, 'data.certificateTtl');

@@ -1,7 +1,7 @@
 // Golden files for the whole mapping, objects in, config out: each folder
 // testdata/mapping/CASE/ holds input.yaml, the Kubernetes objects of one
 // cluster (Services, EndpointSlices, Pods, TrafficPolicies,
-// AuthorizationPolicies, ConfigMap tsmesh-config in tsmesh-system) as
+// AuthorizationPolicies, ConfigMap tsmesh-config in tsmesh-system, Namespaces) as
 // `kubectl get -o yaml` shows them, and expected.json, what the control plane
 // makes of them: the verdict on each policy, the endpoints left out, and the
 // ProxyConfig that the proxy of each meshed pod's ServiceAccount receives
@@ -11,7 +11,7 @@
 // and read the diff: each output must be what a user would expect.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import type { V1ConfigMap, V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1EndpointSlice, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { MESH_CONFIG_NAME, MESH_NAMESPACE } from '../../contract/names.js';
 import type { ProxyConfig } from '../../contract/proxy-config.js';
@@ -33,6 +33,7 @@ const update = process.env.UPDATE_GOLDEN === '1';
 
 interface Objects extends KubernetesObjects {
   pods: V1Pod[];
+  namespaces: V1Namespace[];
   configMap: V1ConfigMap | undefined;
 }
 
@@ -44,6 +45,8 @@ interface Golden {
   certificateTtlSeconds?: number;
   verdicts: Verdict[];
   skipped: SkippedEndpoint[];
+  /** Namespace and pod annotations that could not be read, workloads whose pods disagree (logged by the source). */
+  settingsProblems?: string[];
   /** Keyed by the proxy's SPIFFE ID. */
   proxies: Record<string, ProxyConfig>;
 }
@@ -57,7 +60,7 @@ function caseNames(): string[] {
 
 function loadObjects(name: string): Objects {
   const text = readFileSync(new URL(`${name}/input.yaml`, TESTDATA), 'utf8');
-  const o: Objects = { services: [], endpointSlices: [], pods: [], trafficPolicies: [], authorizationPolicies: [], configMap: undefined, podOf: () => undefined };
+  const o: Objects = { services: [], endpointSlices: [], pods: [], namespaces: [], trafficPolicies: [], authorizationPolicies: [], configMap: undefined, podOf: () => undefined };
   const services = o.services as V1Service[];
   const slices = o.endpointSlices as V1EndpointSlice[];
   const traffic = o.trafficPolicies as PolicyObject[];
@@ -75,6 +78,9 @@ function loadObjects(name: string): Objects {
         break;
       case 'Pod':
         o.pods.push(obj as V1Pod);
+        break;
+      case 'Namespace':
+        o.namespaces.push(obj as V1Namespace);
         break;
       case 'TrafficPolicy':
         traffic.push(obj as PolicyObject);
@@ -115,9 +121,10 @@ function mapObjects(o: Objects): Golden {
     meshConfig = parseMeshConfigMap(undefined, TRUST_DOMAIN);
   }
   if (meshConfig.certificateTtlSeconds !== undefined) out.certificateTtlSeconds = meshConfig.certificateTtlSeconds;
-  const { model, verdicts, skipped } = meshModelFromObjects(o, meshConfig.mesh, TRUST_DOMAIN, emptyAccepted());
+  const { model, verdicts, skipped, settingsProblems } = meshModelFromObjects(o, meshConfig.mesh, TRUST_DOMAIN, emptyAccepted());
   const proxies: Record<string, ProxyConfig> = {};
   for (const p of proxiesOf(o.pods)) proxies[p.spiffeId] = buildProxyConfig(model, p, VERSION);
+  if (settingsProblems.length > 0) out.settingsProblems = settingsProblems.map((p) => `${p.kind} ${p.namespace}/${p.name}: ${p.message}`).sort();
   return { ...out, verdicts, skipped, proxies };
 }
 
@@ -127,6 +134,7 @@ function reversed(o: Objects): Objects {
     services: [...o.services].reverse(),
     endpointSlices: [...o.endpointSlices].reverse(),
     pods: [...o.pods].reverse(),
+    namespaces: [...o.namespaces].reverse(),
     trafficPolicies: [...o.trafficPolicies].reverse(),
     authorizationPolicies: [...o.authorizationPolicies].reverse(),
   };
@@ -145,6 +153,7 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
       'traffic-policy-canary',
       'traffic-policy-invalid',
       'authorization-policy',
+      'inbound-settings',
       'mesh-config',
       'mesh-config-invalid',
       'dual-stack',

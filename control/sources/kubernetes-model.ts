@@ -4,12 +4,14 @@
 // objects of a YAML file. The per-object mapping is in kubernetes-services.ts
 // and kubernetes-policies.ts; the mesh settings (ConfigMap tsmesh-config,
 // kubernetes-mesh-config.ts, whose last good value is state) are an input
-// here.
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+// here; what namespaces and workloads set over them comes from their
+// annotations (kubernetes-settings.ts).
+import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import { SERVICE_NAME_LABEL } from '../../contract/names.js';
 import type { MeshModel, ServiceModel } from '../model.js';
 import { evaluatePolicies, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { serviceModel, type PodLookup, type SkippedEndpoint } from './kubernetes-services.js';
+import { emptyLastGood, settingsFromObjects, type LastGoodSettings, type SettingsProblem } from './kubernetes-settings.js';
 
 export interface KubernetesObjects {
   services: readonly V1Service[];
@@ -18,6 +20,9 @@ export interface KubernetesObjects {
   podOf: PodLookup;
   trafficPolicies: readonly PolicyObject[];
   authorizationPolicies: readonly PolicyObject[];
+  /** For their annotations (the namespaces' and the workloads' settings); none: no settings over the mesh's. */
+  namespaces?: readonly V1Namespace[];
+  pods?: readonly V1Pod[];
 }
 
 export interface MeshModelResult {
@@ -27,6 +32,10 @@ export interface MeshModelResult {
   accepted: AcceptedPolicies;
   /** Slice endpoints left out of the model, and why. */
   skipped: SkippedEndpoint[];
+  /** Annotations that could not be read, and workloads whose pods disagree. */
+  settingsProblems: SettingsProblem[];
+  /** The last readable settings of each namespace and pod, to pass in next time. */
+  lastGoodSettings: LastGoodSettings;
 }
 
 /**
@@ -35,7 +44,13 @@ export interface MeshModelResult {
  * policies evaluated against those Services (`accepted`: the last accepted
  * spec of each policy, not modified); `mesh` as given.
  */
-export function meshModelFromObjects(objects: KubernetesObjects, mesh: MeshModel['mesh'], trustDomain: string, accepted: AcceptedPolicies): MeshModelResult {
+export function meshModelFromObjects(
+  objects: KubernetesObjects,
+  mesh: MeshModel['mesh'],
+  trustDomain: string,
+  accepted: AcceptedPolicies,
+  lastGoodSettings: LastGoodSettings = emptyLastGood(),
+): MeshModelResult {
   const slicesByService = new Map<string, V1EndpointSlice[]>();
   for (const s of objects.endpointSlices) {
     const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
@@ -60,10 +75,20 @@ export function meshModelFromObjects(objects: KubernetesObjects, mesh: MeshModel
     services: new Set(services.map((s) => `${s.namespace}/${s.name}`)),
     accepted,
   });
+  const settings = settingsFromObjects(objects.namespaces ?? [], objects.pods ?? [], mesh, lastGoodSettings);
   return {
-    model: { mesh, services, trafficPolicies: policies.trafficPolicies, authorizationPolicies: policies.authorizationPolicies },
+    model: {
+      mesh,
+      services,
+      trafficPolicies: policies.trafficPolicies,
+      authorizationPolicies: policies.authorizationPolicies,
+      ...(settings.namespaceSettings.length > 0 ? { namespaceSettings: settings.namespaceSettings } : {}),
+      ...(settings.workloadSettings.length > 0 ? { workloadSettings: settings.workloadSettings } : {}),
+    },
     verdicts: policies.verdicts,
     accepted: policies.accepted,
     skipped,
+    settingsProblems: settings.problems,
+    lastGoodSettings: settings.lastGood,
   };
 }

@@ -1,7 +1,7 @@
 // The mesh from the Kubernetes API: informers (list + watch, restarted with
 // backoff after errors; see kubernetes-informer.ts) on Services,
-// EndpointSlices, Pods, the tsmesh.io TrafficPolicies and
-// AuthorizationPolicies, and ConfigMap tsmesh-config. Every change schedules
+// EndpointSlices, Pods, Namespaces (for their annotations), the tsmesh.io
+// TrafficPolicies and AuthorizationPolicies, and ConfigMap tsmesh-config. Every change schedules
 // a rebuild of the whole MeshModel from the caches (kubernetes-model.ts does
 // the mapping, with kubernetes-services.ts and kubernetes-policies.ts;
 // tsmesh-config is read by kubernetes-mesh-config.ts), debounced so a burst
@@ -15,7 +15,7 @@
 // Services: every Service except ExternalName ones; a headless Service is in
 // the model with no clusterIPs (its endpoints still carry identities, so
 // AuthorizationPolicies that target it select its workloads).
-import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1ConfigMap, type V1EndpointSlice, type V1Pod, type V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1ConfigMap, type V1EndpointSlice, type V1Namespace, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
@@ -26,6 +26,7 @@ import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './k
 import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js';
 import { emptyAccepted, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { meshModelFromObjects } from './kubernetes-model.js';
+import { emptyLastGood, type LastGoodSettings } from './kubernetes-settings.js';
 import { AUTHORIZATION_POLICY_PLURAL, MESH_CONFIG_NAME, MESH_NAMESPACE, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL } from '../../contract/names.js';
 import type { MeshSource } from './source.js';
 
@@ -90,6 +91,7 @@ class KubernetesSource implements KubernetesMeshSource {
   private readonly services: ResilientInformer<V1Service>;
   private readonly slices: ResilientInformer<V1EndpointSlice>;
   private readonly pods: ResilientInformer<V1Pod>;
+  private readonly namespaces: ResilientInformer<V1Namespace>;
   private readonly trafficPolicies: ResilientInformer<PolicyObject>;
   private readonly authorizationPolicies: ResilientInformer<PolicyObject>;
   private readonly meshConfigMap: ResilientInformer<V1ConfigMap>;
@@ -105,6 +107,9 @@ class KubernetesSource implements KubernetesMeshSource {
   private modelJson = '';
   private lastVerdicts: Verdict[] = [];
   private accepted: AcceptedPolicies = emptyAccepted();
+  private lastGoodSettings: LastGoodSettings = emptyLastGood();
+  /** The settings problems last logged, so each is logged once while it lasts. */
+  private settingsProblems = new Set<string>();
   private meshConfig: MeshConfig;
   private meshConfigVersion: string | undefined = '';
   private timer: NodeJS.Timeout | undefined;
@@ -140,6 +145,7 @@ class KubernetesSource implements KubernetesMeshSource {
       informerOpts,
     );
     this.pods = new ResilientInformer(kc, { resource: 'pods', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() }, informerOpts);
+    this.namespaces = new ResilientInformer(kc, { resource: 'namespaces', path: '/api/v1/namespaces', list: () => core.listNamespace() }, informerOpts);
     this.trafficPolicies = new ResilientInformer(
       kc,
       {
@@ -171,7 +177,7 @@ class KubernetesSource implements KubernetesMeshSource {
       },
       informerOpts,
     );
-    this.informers = [this.services, this.slices, this.pods, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap] as ResilientInformer<never>[];
+    this.informers = [this.services, this.slices, this.pods, this.namespaces, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap] as ResilientInformer<never>[];
     if (opts.writeStatus !== false) {
       this.statusWriter = new PolicyStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
       this.events = new EventRecorder(kc, opts.log.child('events'), opts.instance ?? hostname());
@@ -276,21 +282,30 @@ class KubernetesSource implements KubernetesMeshSource {
     }
 
     const podOf = (namespace: string, name: string): V1Pod | undefined => this.pods.get(name, namespace);
-    const { model, verdicts, accepted, skipped } = meshModelFromObjects(
+    const { model, verdicts, accepted, skipped, settingsProblems, lastGoodSettings } = meshModelFromObjects(
       {
         services: this.services.list(),
         endpointSlices: this.slices.list(),
         podOf,
         trafficPolicies: this.trafficPolicies.list(),
         authorizationPolicies: this.authorizationPolicies.list(),
+        namespaces: this.namespaces.list(),
+        pods: this.pods.list(),
       },
       this.meshConfig.mesh,
       trustDomain,
       this.accepted,
+      this.lastGoodSettings,
     );
     const { services } = model;
     if (skipped.length > 0) this.log.debug('endpoints left out', { count: skipped.length, first: skipped.slice(0, 5) });
     this.accepted = accepted;
+    this.lastGoodSettings = lastGoodSettings;
+    const problems = new Set(settingsProblems.map((p) => JSON.stringify(p)));
+    for (const p of settingsProblems) {
+      if (!this.settingsProblems.has(JSON.stringify(p))) this.log.warn(`${p.kind} ${p.kind === 'Namespace' ? p.name : `${p.namespace}/${p.name}`}: ${p.message}`);
+    }
+    this.settingsProblems = problems;
     this.lastVerdicts = verdicts;
 
     const json = JSON.stringify(model);

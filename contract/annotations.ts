@@ -1,0 +1,76 @@
+// Settings a namespace or a workload writes over the mesh's, as annotations
+// (on the Namespace; on the workload's pods, which a ServiceAccount's proxies
+// share), read the same way by the control plane (Kubernetes, and the mesh
+// file's `namespaces:` and `workloads:` entries, which carry the same
+// annotations) and by the injector, which refuses a pod whose value it
+// cannot read. The most specific wins, field by field: the workload's, then
+// its namespace's, then tsmesh-config's.
+import { ValidationError, describe, join } from '../lib/schema.js';
+import { INBOUND_POLICY_ANNOTATIONS } from './names.js';
+import { DEFAULT_INBOUND_POLICIES, MTLS_MODES, type DefaultInboundPolicy, type MtlsMode } from './vocabulary.js';
+
+export interface ScopedSettings {
+  /** tsmesh.io/mtls-mode */
+  mtlsMode?: MtlsMode;
+  /** tsmesh.io/port-mtls-modes: "8080=PERMISSIVE,9090=STRICT" */
+  portMtlsModes?: Record<string, MtlsMode>;
+  /** tsmesh.io/default-inbound-policy */
+  defaultInboundPolicy?: DefaultInboundPolicy;
+}
+
+export const PORT_MTLS_MODES_HINT = 'expected comma-separated port=MODE pairs like 8080=PERMISSIVE,9090=STRICT';
+
+function oneOfAnnotation<T extends string>(value: string, path: string, values: readonly T[]): T {
+  const v = value.trim();
+  if (!values.includes(v as T)) throw new ValidationError(path, `${describe(value)} is not one of ${values.join(', ')}`);
+  return v as T;
+}
+
+/** "8080=PERMISSIVE,9090=STRICT" -> { "8080": "PERMISSIVE", "9090": "STRICT" } */
+export function parsePortMtlsModes(value: string, path: string): Record<string, MtlsMode> {
+  const out: Record<string, MtlsMode> = {};
+  for (const raw of value.split(',')) {
+    const item = raw.trim();
+    if (item === '') continue;
+    const m = /^(\d{1,5})\s*=\s*(\S+)$/.exec(item);
+    const port = m ? Number(m[1]) : 0;
+    if (!m || port < 1 || port > 65535) throw new ValidationError(path, `${describe(item)} is not a port and an mTLS mode; ${PORT_MTLS_MODES_HINT}`);
+    if (out[port] !== undefined) throw new ValidationError(path, `port ${port} is given twice`);
+    out[port] = oneOfAnnotation(m[2]!, path, MTLS_MODES);
+  }
+  return out;
+}
+
+/**
+ * The settings `annotations` set; other annotations are ignored. Throws a
+ * ValidationError whose path is `path` joined with the annotation's name.
+ */
+export function scopedSettings(annotations: Readonly<Record<string, string>> | undefined, path = 'annotations'): ScopedSettings {
+  const a = INBOUND_POLICY_ANNOTATIONS;
+  const out: ScopedSettings = {};
+  const mtls = annotations?.[a.mtlsMode];
+  if (mtls !== undefined) out.mtlsMode = oneOfAnnotation(mtls, join(path, a.mtlsMode), MTLS_MODES);
+  const ports = annotations?.[a.portMtlsModes];
+  if (ports !== undefined) {
+    const parsed = parsePortMtlsModes(ports, join(path, a.portMtlsModes));
+    if (Object.keys(parsed).length > 0) out.portMtlsModes = parsed;
+  }
+  const policy = annotations?.[a.defaultInboundPolicy];
+  if (policy !== undefined) out.defaultInboundPolicy = oneOfAnnotation(policy, join(path, a.defaultInboundPolicy), DEFAULT_INBOUND_POLICIES);
+  return out;
+}
+
+/** `specific` over `general`, field by field (per port for portMtlsModes). */
+export function layerSettings(general: ScopedSettings | undefined, specific: ScopedSettings | undefined): ScopedSettings {
+  const out: ScopedSettings = { ...general, ...specific };
+  if (general?.portMtlsModes && specific?.portMtlsModes) out.portMtlsModes = { ...general.portMtlsModes, ...specific.portMtlsModes };
+  return out;
+}
+
+const MTLS_STRICTNESS: Record<MtlsMode, number> = { PERMISSIVE: 0, STRICT: 1 };
+const POLICY_STRICTNESS: Record<DefaultInboundPolicy, number> = { 'all-unauthenticated': 0, 'all-authenticated': 1, deny: 2 };
+
+/** The stricter of two mTLS modes. */
+export const stricterMtls = (a: MtlsMode, b: MtlsMode): MtlsMode => (MTLS_STRICTNESS[a] >= MTLS_STRICTNESS[b] ? a : b);
+/** The stricter of two default inbound policies. */
+export const stricterPolicy = (a: DefaultInboundPolicy, b: DefaultInboundPolicy): DefaultInboundPolicy => (POLICY_STRICTNESS[a] >= POLICY_STRICTNESS[b] ? a : b);
