@@ -52,6 +52,13 @@ describe('readOverrides', function () {
     assert.match(refusal({ 'tsmesh.io/skip-outbound-cidrs': 'example.com' }), /"example\.com" is not an address list \("example\.com" is not an address or CIDR\); expected comma-separated addresses/);
     assert.match(refusal({ 'tsmesh.io/proxy-memory-limit': '32Mi' }), /tsmesh\.io\/proxy-memory-limit: "32Mi" makes the proxy's memory request \(64Mi\) larger than its limit \(32Mi\)/);
   });
+
+  it('refuses inbound settings the control plane could not read, and lets good ones through', function () {
+    assert.equal(refusal({ 'tsmesh.io/mtls-mode': 'strict' }), 'annotation tsmesh.io/mtls-mode: "strict" is not one of STRICT, PERMISSIVE. Fix the annotation or remove it');
+    assert.match(refusal({ 'tsmesh.io/default-inbound-policy': 'none' }), /^annotation tsmesh\.io\/default-inbound-policy: "none" is not one of all-authenticated, all-unauthenticated, deny/);
+    assert.match(refusal({ 'tsmesh.io/port-mtls-modes': '8080:PERMISSIVE' }), /^annotation tsmesh\.io\/port-mtls-modes: "8080:PERMISSIVE" is not a port and an mTLS mode; expected comma-separated port=MODE pairs/);
+    readOverrides({ 'tsmesh.io/mtls-mode': 'PERMISSIVE', 'tsmesh.io/default-inbound-policy': 'deny', 'tsmesh.io/port-mtls-modes': '8080=STRICT' }, mesh);
+  });
 });
 
 describe('parseQuantity', function () {

@@ -7,6 +7,7 @@ import { LOG_LEVELS, type LogLevel } from '../lib/log.js';
 import { InjectionRefused } from './errors.js';
 import type { MeshConfig, ProxyResources } from './mesh-config.js';
 import { OVERRIDE_ANNOTATIONS } from '../contract/names.js';
+import { scopedSettings } from '../contract/annotations.js';
 import { parseQuantity, QUANTITY_HINT } from './quantity.js';
 
 export interface Overrides {
@@ -80,6 +81,12 @@ export function readOverrides(annotations: Annotations, mesh: MeshConfig): Overr
   const level = annotations[a.proxyLogLevel];
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
     refuse(a.proxyLogLevel, level, 'is not a log level', `expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  // The inbound settings the control plane reads from the pod (tsmesh.io/mtls-mode and the like): a pod it could not read them from is not created.
+  try {
+    scopedSettings(annotations, '');
+  } catch (e) {
+    throw new InjectionRefused('bad-override', `annotation ${(e as Error).message}. Fix the annotation or remove it`);
   }
   return { skipInboundPorts, skipOutboundPorts, skipOutboundCidrs, opaquePorts, resources, logLevel: (level as LogLevel | undefined) ?? mesh.logLevel };
 }
