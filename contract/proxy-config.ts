@@ -20,6 +20,8 @@ export interface ProxyConfig {
   inbound: InboundConfig;
   /** PEM roots the mesh trusts now; streamed so a new root reaches proxies without restarts. */
   trustBundle?: string;
+  /** This workload's telemetry, laid over mesh.tracing: its namespace's annotations, then its own. */
+  telemetry?: TelemetryOverrides;
 }
 
 export interface MeshSettings {
@@ -33,7 +35,31 @@ export interface MeshSettings {
   defaultInboundPolicy?: DefaultInboundPolicy;
   /** The budget retries draw from when a policy sets none. */
   retryBudget: RetryBudget;
+  /** Span export (tsmesh-config key tracing); absent: none, and trace context passes untouched. */
+  tracing?: TracingSettings;
 }
+
+/**
+ * Span export over OTLP/HTTP. Each proxy then exports a client span per
+ * outbound request and a server span per inbound one, and becomes the parent
+ * of what follows in the trace context it passes on. A request whose caller
+ * sampled it is sampled, one whose caller did not is not; a request without
+ * context starts a trace, sampled at `sampling`.
+ */
+export interface TracingSettings {
+  export: boolean;
+  /** The collector's OTLP/HTTP traces URL (http://collector:4318/v1/traces); needed once export is on. */
+  collector?: string;
+  /** The share of new traces (requests without context) sampled, 0 to 1. */
+  sampling: number;
+}
+
+/** A workload's telemetry settings over the mesh's: each field set replaces the mesh's. */
+export interface TelemetryOverrides {
+  tracing?: Partial<TracingSettings>;
+}
+
+export const DEFAULT_TRACING: TracingSettings = { export: false, sampling: 0.01 };
 
 /**
  * Retries may add at most `ratio` of the requests, a request's share expiring
@@ -235,8 +261,10 @@ function fieldsOf<T>() {
  * interface above fails to compile until it is listed here.
  */
 export const FIELDS = {
-  ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle']),
-  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget']),
+  ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle', 'telemetry']),
+  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing']),
+  TracingSettings: fieldsOf<TracingSettings>()(['export', 'collector', 'sampling']),
+  TelemetryOverrides: fieldsOf<TelemetryOverrides>()(['tracing']),
   RetryBudget: fieldsOf<RetryBudget>()(['ratio', 'minRetriesPerSecond', 'ttl']),
   ServiceConfig: fieldsOf<ServiceConfig>()(['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']),
   ServicePort: fieldsOf<ServicePort>()(['port', 'name', 'protocol', 'targetPort']),

@@ -103,6 +103,7 @@ export const LOCAL_ERRORS = {
   timeout: 'the route or per-try timeout passed (504)',
   'connect-failure': 'no connection to the endpoint (503)',
   'upstream-reset': 'the connection to the endpoint broke before the response (502)',
+  'bad-response': 'the endpoint or the app sent a response the proxy will not read: a malformed head or body framing, or a 101 nobody asked for (502)',
   'fault-injected': 'an abort fault of the traffic policy (its status)',
   denied: 'authorization policy denied the caller (403)',
   'mtls-required': 'plaintext to a workload in STRICT mode (403)',

@@ -87,6 +87,15 @@ describe("the proxy's module graph", () => {
     assert.ok(graph.external.some((i) => i.specifier === 'node:net'), 'no import of node:net found');
   });
 
+  it('loads the OpenTelemetry SDK and exporter only by import(), once span export is on', () => {
+    const everyFileStatic: ReadonlySet<string> = { has: () => true } as unknown as ReadonlySet<string>;
+    const loadedAtStart = moduleGraph([main, join(ROOT, 'cli/commands/proxy.ts')], everyFileStatic);
+    const otel = loadedAtStart.external.filter((i) => i.specifier.startsWith('@opentelemetry/')).map((i) => `${relative(ROOT, i.from)} imports ${i.specifier}`);
+    assert.deepEqual(otel, [], 'the proxy loads OpenTelemetry at start');
+    assert.ok(!loadedAtStart.files.has(join(ROOT, 'proxy/telemetry/otel.ts')), 'proxy/telemetry/otel.ts is loaded at start');
+    assert.ok(graph.files.has(join(ROOT, 'proxy/telemetry/otel.ts')), 'proxy/telemetry/otel.ts is not reachable by import()');
+  });
+
   it('takes http, fs, util, crypto and koffi without an ESM import, whose namespace loads more than is used', () => {
     const bad = graph.external
       .filter((i) => NOT_AS_ESM[i.specifier] !== undefined)

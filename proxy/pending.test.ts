@@ -20,6 +20,7 @@ import { createProxyMetrics } from './metrics.js';
 import { DEFAULT_PENDING_LIMIT } from './net/waiting.js';
 import { createOutbound } from './outbound/listener.js';
 import { TrafficState } from './outbound/traffic-state.js';
+import { Telemetry } from './telemetry/state.js';
 import type { Sidecar } from './sidecar.js';
 import { startFlood, stopFlood } from './testdata/flood.js';
 import { FixedConfig, FixedIdentity, issueCredentials } from './testdata/mesh.js';
@@ -126,6 +127,7 @@ describe('sidecars under floods of connections that never show their protocol', 
       meshTls,
       table: () => buildRoutingTable(config.current()),
       traffic: new TrafficState(),
+      telemetry: new Telemetry({ log: silentLogger, counters: { exported: () => undefined, dropped: () => undefined }, workload: () => ({ serviceName: 'web.shop' }) }),
       originalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
       ownPorts: new Set(),
       sniffTimeoutMs: 5000,

@@ -9,6 +9,7 @@ import type { EndpointState, P2cBalancer } from '../balance/p2c.js';
 import type { ResolvedEndpoint } from '../config/table.js';
 import { UpstreamConnectError } from '../upstream.js';
 import { UpstreamResetError } from './h1/exchange.js';
+import { HttpParseError } from './h1/head.js';
 import type { Breaker } from './breaker.js';
 import { DEFAULT_LIMITS, OverloadedError, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
 import { isGrpc, isGrpcServerFailure, whenGrpcStatus } from './grpc.js';
@@ -29,6 +30,8 @@ export const CONNECT_FAILURE = 'connect-failure' satisfies LocalError;
  */
 export const APP_REFUSED = 'app-refused' satisfies LocalError;
 export const UPSTREAM_RESET = 'upstream-reset' satisfies LocalError;
+/** x-tsmesh-error of the 502 for a response the endpoint sent that the proxy will not read (h1/exchange.ts); never retried, as it would only come again. */
+export const BAD_RESPONSE = 'bad-response' satisfies LocalError;
 
 export interface BalancedOptions {
   /** "name.namespace", for messages. */
@@ -116,7 +119,8 @@ export function balancedForward(o: BalancedOptions): Handler {
       // Refused unread by the endpoint's proxy (it is going away): as good as never sent.
       const connect = isConnectFailure(e) || (e instanceof UpstreamResetError && e.refused);
       const where = `${o.service} at ${s.ep.address}:${s.ep.port}`;
-      const failed = localResponse(connect ? 503 : 502, connect ? CONNECT_FAILURE : UPSTREAM_RESET, `tsmesh: ${where}: ${(e as Error).message}`);
+      const reason = connect ? CONNECT_FAILURE : e instanceof HttpParseError ? BAD_RESPONSE : UPSTREAM_RESET;
+      const failed = localResponse(connect ? 503 : 502, reason, `tsmesh: ${where}: ${(e as Error).message}`);
       failed.meta!.endpointKey = s.key;
       return failed;
     }

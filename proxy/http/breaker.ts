@@ -66,18 +66,19 @@ export class Breaker {
     return this.rules.countCancellations;
   }
 
-  /** Records the outcome of a request to `s`. */
-  record(s: EndpointState, failed: boolean): void {
+  /** Records the outcome of a request to `s`; true when it ejected `s`. */
+  record(s: EndpointState, failed: boolean): boolean {
     if (s.probing) {
-      if (failed) this.eject(s, this.clock.now());
-      else {
-        this.ejector.restore(s);
-        this.forget(s);
+      if (failed) {
+        this.eject(s, this.clock.now());
+        return true;
       }
-      return;
+      this.ejector.restore(s);
+      this.forget(s);
+      return false;
     }
     // Outcomes of requests sent before an ejection change nothing.
-    if (s.ejectedUntil !== 0) return;
+    if (s.ejectedUntil !== 0) return false;
     const { consecutiveFailures, failureRate } = this.rules;
     let trip = false;
     if (consecutiveFailures !== undefined) {
@@ -92,7 +93,9 @@ export class Breaker {
     }
     if (trip && this.ejector.ejectedCount + 1 <= Math.floor((this.ejector.endpoints.length * this.rules.maxEjectionPercent) / 100)) {
       this.eject(s, this.clock.now());
+      return true;
     }
+    return false;
   }
 
   private eject(s: EndpointState, now: number): void {

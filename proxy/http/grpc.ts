@@ -107,6 +107,7 @@ const LOCAL_GRPC_STATUS: Readonly<Record<LocalError, GrpcCode | 'by-http-status'
   timeout: GRPC.DEADLINE_EXCEEDED,
   'connect-failure': GRPC.UNAVAILABLE,
   'upstream-reset': GRPC.UNAVAILABLE,
+  'bad-response': GRPC.UNAVAILABLE,
   'fault-injected': 'by-http-status',
   denied: GRPC.PERMISSION_DENIED,
   'mtls-required': GRPC.PERMISSION_DENIED,

@@ -7,7 +7,7 @@ import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
-import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, loadHttp2 } from './h2-module.js';
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, loadHttp2 } from './h2-module.js';
 import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
@@ -115,7 +115,27 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     stream.resume();
     return { status, headers: out, body: null, meta };
   }
+  failWhenCut(stream);
   return { status, headers: out, body: stream as unknown as Readable, meta, trailers };
+}
+
+/**
+ * node:http2 ends a stream's body when the stream closes, whether or not the
+ * endpoint ended it: when the connection goes in the middle of a body, the
+ * stream ends as if whole (its rstCode CANCEL, set before the end is
+ * pushed), and whoever reads it would end the client's message as whole
+ * too. Such an end fails the body instead, so that the client's stream is
+ * reset. A RST_STREAM from the endpoint fails it already.
+ */
+function failWhenCut(stream: ClientHttp2Stream): void {
+  const push = stream.push;
+  stream.push = function (this: ClientHttp2Stream, chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk === null && (stream.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR && !stream.readableEnded) {
+      stream.destroy(new Error(`the endpoint's stream closed in the middle of the response body (code ${stream.rstCode}): its connection went`));
+      return false;
+    }
+    return push.call(this, chunk, encoding);
+  };
 }
 
 /**

@@ -134,6 +134,7 @@ async function attempts(o: RetryOptions, next: Handler, req: ProxyRequest, repla
     }
     discard(res);
     o.counters.retried(reason);
+    req.observer?.retried(reason, n + 1);
     await sleep(o.scheduler, backoffDelay(n - 1, rules.backoff, o.random), req.signal);
   }
 }

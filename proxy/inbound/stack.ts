@@ -2,11 +2,12 @@
 //   metrics -> gRPC answers -> caller identity -> authorization -> gRPC deadline
 //     -> forward to the app on 127.0.0.1:<port>.
 // Built once per connection: the caller and the port are fixed for it.
-import { APP_REFUSED, isConnectFailure } from '../http/balance.js';
+import { APP_REFUSED, BAD_RESPONSE, isConnectFailure } from '../http/balance.js';
 import { forward, type EndpointPools } from '../http/forward.js';
 import { forwardH2, type H2Sessions } from '../http/h2-forward.js';
 import { grpcAnswersLayer } from '../http/grpc-answers.js';
 import { grpcDeadlineLayer } from '../http/grpc-deadline.js';
+import { HttpParseError } from '../http/h1/head.js';
 import { OverloadedError, overloadedResponse } from '../http/limits.js';
 import { metricsLayer } from '../http/metrics.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
@@ -85,6 +86,7 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
         if (req.signal.aborted) throw e;
         if (e instanceof OverloadedError) return overloadedResponse(e.limit, `the app on port ${ctx.port} is overloaded: ${e.message}`);
         if (isConnectFailure(e)) return localResponse(503, APP_REFUSED, `tsmesh: the app refused the connection on port ${ctx.port} (not started, or stopping): ${(e as Error).message}`);
+        if (e instanceof HttpParseError) return localResponse(502, BAD_RESPONSE, `tsmesh: the app on port ${ctx.port} sent a response the proxy will not read: ${e.message}`);
         return localResponse(502, 'app-unavailable', `tsmesh: the app on port ${ctx.port} did not answer: ${(e as Error).message}`);
       }
     },

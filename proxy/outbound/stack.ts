@@ -1,6 +1,6 @@
 // The outbound HTTP path for one service port, read top to bottom:
-//   metrics -> gRPC answers -> gRPC deadline -> route (first match)
-//     -> faults -> timeout -> split
+//   metrics -> telemetry (spans) -> gRPC answers -> gRPC deadline
+//     -> route (first match) -> faults -> timeout -> split
 //     -> retry (inside the backend's budget) -> balance + breaker -> forward
 // Everything is compiled here once per config and target: a request only
 // runs the layers its route needs, and no layer is composed per request.
@@ -24,9 +24,11 @@ import { retryLayer } from '../http/retry.js';
 import { compileRetryPolicy, type RetryRules } from '../http/retry-policy.js';
 import { compileRoutes, routeRequests, type CompiledBackend, type CompiledRoute } from '../http/route.js';
 import { splitByWeight } from '../http/split.js';
+import { telemetryLayer } from '../http/telemetry.js';
 import { timeoutLayer } from '../http/timeout.js';
 import { compose, localResponse, type Handler, type Layer } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
+import type { Telemetry } from '../telemetry/state.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import type { TrafficState } from './traffic-state.js';
 
@@ -38,6 +40,7 @@ export interface OutboundDeps {
   /** The config in force; backends of a split are looked up in it. */
   table: () => RoutingTable;
   traffic: TrafficState;
+  telemetry: Telemetry;
 }
 
 export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handler {
@@ -50,6 +53,7 @@ export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handle
         destinationService: target.key,
         sourceIdentity: () => deps.meshTls.identity ?? '',
       }),
+      telemetryLayer(deps.telemetry, { direction: 'outbound', destinationService: target.key, sourceIdentity: () => deps.meshTls.identity ?? '' }),
       grpcAnswersLayer,
       grpcDeadlineLayer({ service: target.key, scheduler: deps.traffic.scheduler }),
     ],
@@ -59,7 +63,8 @@ export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handle
 
 function routeStack(target: ServiceTarget, route: CompiledRoute, table: RoutingTable, deps: OutboundDeps): Handler {
   const { scheduler, random } = deps.traffic;
-  const layers: Layer[] = [];
+  // The route taken, for the request's span and access log line.
+  const layers: Layer[] = [(next) => (req) => (req.observer?.route(route.name), next(req))];
   const faults = compileFaults(route.faults);
   if (faults) {
     const delays = deps.metrics.faultsInjected.labels({ destination_service: target.key, kind: 'delay' });

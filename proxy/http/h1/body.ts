@@ -359,6 +359,11 @@ export function writeBody(out: Writable, head: string | undefined, from: Body, c
     return;
   }
   const body = streamOf(from);
+  if (body.destroyed) {
+    // Failed before anyone read it (its producer saw it break first): nothing of it can go out.
+    done(body.errored ?? new Error('the body ended before all of it was read'));
+    return;
+  }
   let pending = head;
   let settled = false;
   const finish = (e?: Error): void => {

@@ -5,6 +5,15 @@
 // head, else streamed as the socket delivers it. When both bodies are
 // complete the connection goes back to the pool, reusable if both sides
 // allow it; an error, an abort or a body cut short ends it.
+//
+// A malformed response never leaves the caller waiting: the response is
+// handed on only once the bytes that came with its head have been read, so
+// a body whose framing breaks in the same read (a whole bad response in one
+// write) is an error before any of it goes on, and the caller gets a 502;
+// one that breaks later fails the body the caller is reading, which ends
+// the client's message cut short (its connection closed, its HTTP/2 stream
+// reset). Either way the connection is closed, never pooled. A head with a
+// line that ends in a bare LF is refused as soon as that LF arrives.
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { StreamResetError } from '../../net/mux.js';
@@ -39,11 +48,37 @@ export class UpstreamResetError extends Error {
 const ignore = (): void => undefined;
 const NO_BODY = { kind: 'none' } as const;
 
+/** Whether buf[from..] holds a LF that no CR comes before (`before`: the byte before buf[from], -1 for none). */
+function bareLf(buf: Buffer, from: number, before: number): boolean {
+  for (let p = buf.indexOf(0x0a, from); p !== -1; p = buf.indexOf(0x0a, p + 1)) if ((p === from ? before : buf[p - 1]) !== 0x0d) return true;
+  return false;
+}
+
+/** Whether a head's text (latin1) has a line that ends in a bare LF. */
+function bareLfIn(text: string): boolean {
+  for (let p = text.indexOf('\n'); p !== -1; p = text.indexOf('\n', p + 1)) if (text.charCodeAt(p - 1) !== 0x0d) return true;
+  return false;
+}
+
+/**
+ * RFC 9112 2.2 lets a recipient take a bare LF as a line's end; HAProxy and
+ * nginx do, the mesh does not: a head whose lines two parsers split
+ * differently is how responses are smuggled, and the proxy's own framing is
+ * CRLF throughout.
+ */
+const bareLfError = (): HttpParseError => new HttpParseError(502, 'malformed response head: a line ends in a bare LF, not CRLF (RFC 9112 2.2)');
+
 /** One request and its response on one connection. */
 export class Exchange implements ConnUser {
   private readonly socket: Socket;
   private reader: HeadReader | undefined;
   private head: ResponseHead | undefined;
+  /** The response, made from its head and not handed on yet: the rest of the read that brought the head comes first. */
+  private answer: ProxyResponse | undefined;
+  /** The response was handed on (resolved): from now on an error fails its body. */
+  private handedOn = false;
+  /** The last byte of the response head read so far, for a bare LF at the start of the next read. */
+  private lastHeadByte = -1;
   private decoder: BodyDecoder | undefined;
   private body: Body | null = null;
   /** The response body while it streams in: what the decoder pushes into. */
@@ -140,9 +175,16 @@ export class Exchange implements ConnUser {
       while (i < data.length) {
         if (this.decoder === undefined) {
           const got = (this.reader ??= new HeadReader(MAX_RESPONSE_HEAD_BYTES, 502)).feed(data, i);
-          if (!got) return;
+          if (!got) {
+            // The head goes on in a later read: a line of it that ended in a bare LF is refused now (it would wait for a CRLF CRLF that may never come).
+            if (bareLf(data, i, this.lastHeadByte)) throw bareLfError();
+            this.lastHeadByte = data[data.length - 1]!;
+            return;
+          }
           data = got.buf;
           i = got.next;
+          if (bareLfIn(got.text)) throw bareLfError();
+          this.lastHeadByte = -1;
           const h = parseResponseHead(got.text, this.req.method);
           if (h.status === 101) {
             this.switched(h, data, i);
@@ -178,6 +220,16 @@ export class Exchange implements ConnUser {
     } catch (e) {
       this.finish(e as Error);
     }
+    this.handOn();
+  }
+
+  /** Hands on the response made from the head, once the read that brought it has been gone through. */
+  private handOn(): void {
+    const res = this.answer;
+    if (res === undefined) return;
+    this.answer = undefined;
+    this.handedOn = true;
+    this.resolve(res);
   }
 
   /** An interim response (100 Continue, 103 Early Hints...): on to the client; a 100 also lets the body go. */
@@ -199,6 +251,7 @@ export class Exchange implements ConnUser {
     if (h.upgrade === undefined) throw new HttpParseError(502, `${this.pool.authority} answered 101 Switching Protocols without an Upgrade field`);
     this.head = h;
     this.finished = true;
+    this.handedOn = true;
     req.signal.removeEventListener('abort', this.onAbort);
     const upgraded = new Upgraded(this.conn, h.upgrade, data.subarray(at));
     this.pool.detach(this.conn);
@@ -207,7 +260,7 @@ export class Exchange implements ConnUser {
     this.resolve({ status: 101, headers: h.headers, body: null, meta, upgraded });
   }
 
-  /** Hands the response on; its head ended at data[at]. Returns where the unread bytes start. */
+  /** Makes the response, handed on at the end of this read; its head ended at data[at]. Returns where the unread bytes start. */
   private respond(h: ResponseHead, data: Buffer, at: number): number {
     this.head = h;
     const { framing } = h;
@@ -234,7 +287,7 @@ export class Exchange implements ConnUser {
       const decoder = this.decoder;
       res.trailers = () => decoder.trailers;
     }
-    this.resolve(res);
+    this.answer = res;
     return next;
   }
 
@@ -286,12 +339,17 @@ export class Exchange implements ConnUser {
     const { req } = this;
     req.signal.removeEventListener('abort', this.onAbort);
     if (e) {
-      if (this.head === undefined) this.reject(e);
-      else if (this.body && !this.stream?.readableEnded) this.body.destroy(e);
+      if (!this.handedOn) {
+        // Nothing went on yet (a response whose body broke in the read that brought its head, too): the caller gets the error.
+        this.answer = undefined;
+        this.body?.destroy();
+        this.reject(e);
+      } else if (this.body && !this.stream?.readableEnded) this.body.destroy(e);
       req.body?.destroy();
       this.pool.release(this.conn, false);
       return;
     }
+    this.handOn();
     this.pool.release(this.conn, this.head!.keepAlive);
   }
 }
