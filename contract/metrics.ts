@@ -74,6 +74,12 @@ export const METRICS = {
     help: 'Certificate requests to the CA, the first included, by result (success or failure).',
     labels: ['result'],
   },
+  tsmesh_trace_spans_exported_total: { type: 'counter', help: 'Spans the collector accepted.', labels: [] },
+  tsmesh_trace_spans_dropped_total: {
+    type: 'counter',
+    help: 'Spans dropped instead of exported, by reason: queue-full (the export queue was at its bound) or export-failed (the collector refused them or could not be reached).',
+    labels: ['reason'],
+  },
 
   // The CA (ca/metrics.ts).
   tsmesh_ca_certificates_issued_total: { type: 'counter', help: 'Workload certificates issued.', labels: [] },

@@ -7,6 +7,7 @@ import { ValidationError, boolean, describe, duration, integer, ip, join, list, 
 import { CONFIG_API_VERSION, CONFIG_KIND, DEFAULT_RETRY_BUDGET, FIELDS, type AuthorizationPolicySpec, type AuthorizationRule, type CircuitBreakerPolicy, type Endpoint, type FaultPolicy, type InboundConfig, type LimitsPolicy, type MeshSettings, type MtlsMode, type ProxyConfig, type RetryBudget, type RetryPolicy, type Route, type ServiceConfig, type ServicePort, type TrafficPolicySpec } from './proxy-config.js';
 import { AUTHORIZATION_ACTIONS, DEFAULT_INBOUND_POLICIES, MTLS_MODES, PORT_PROTOCOLS, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
 import { normalizePath } from '../lib/url-path.js';
+import { DEFAULT_TRACING, type TelemetryOverrides, type TracingSettings } from './proxy-config.js';
 
 /** A config that fails validation; the message names the field. */
 export { ValidationError as ConfigError };
@@ -46,7 +47,48 @@ function mesh(v: unknown, path: string): MeshSettings {
     mtlsMode: oneOf(o.mtlsMode ?? 'STRICT', join(path, 'mtlsMode'), MTLS_MODES),
     ...(o.defaultInboundPolicy !== undefined ? { defaultInboundPolicy: oneOf(o.defaultInboundPolicy, join(path, 'defaultInboundPolicy'), DEFAULT_INBOUND_POLICIES) } : {}),
     retryBudget: retryBudget(o.retryBudget ?? {}, join(path, 'retryBudget')),
+    ...(o.tracing !== undefined ? { tracing: tracing(o.tracing, join(path, 'tracing')) } : {}),
   };
+}
+
+const COLLECTOR_EXAMPLE = 'http://otel-collector.observability:4318/v1/traces';
+
+/** An OTLP/HTTP traces URL; one without a path gets OTLP's /v1/traces. */
+function collectorUrl(v: unknown, path: string): string {
+  const s = string(v, path);
+  let url: URL | undefined;
+  try {
+    url = new URL(s);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '' || url.username !== '' || url.password !== '')
+    throw new ValidationError(path, `${describe(s)} is not the http:// or https:// URL of a collector's OTLP/HTTP receiver, such as ${COLLECTOR_EXAMPLE}`);
+  return url.pathname === '/' ? new URL('/v1/traces', url).href : s;
+}
+
+/** The tracing fields `v` sets: a mapping of TracingSettings' fields, or "on" / "off" for export alone. */
+function tracingFields(v: unknown, path: string): Partial<TracingSettings> {
+  if (v === 'on' || v === 'off') return { export: v === 'on' };
+  if (typeof v === 'string') throw new ValidationError(path, `${describe(v)} is not on, off or a mapping of ${FIELDS.TracingSettings.join(', ')}`);
+  const o = object(v, path, FIELDS.TracingSettings);
+  const out: Partial<TracingSettings> = {};
+  if (o.export !== undefined) out.export = boolean(o.export, join(path, 'export'));
+  if (o.collector !== undefined) out.collector = collectorUrl(o.collector, join(path, 'collector'));
+  if (o.sampling !== undefined) out.sampling = number(o.sampling, join(path, 'sampling'), 0, 1);
+  return out;
+}
+
+/** Tracing settings laid over `base` (the defaults, or the mesh's); export needs a collector. */
+function tracing(v: unknown, path: string, base: TracingSettings = DEFAULT_TRACING): TracingSettings {
+  const out = { ...base, ...tracingFields(v, path) };
+  if (out.export && out.collector === undefined) throw new ValidationError(join(path, 'collector'), `is needed when export is on: the URL of a collector's OTLP/HTTP receiver, such as ${COLLECTOR_EXAMPLE}`);
+  return out;
+}
+
+function telemetryOverrides(v: unknown, path: string): TelemetryOverrides {
+  const o = object(v, path, FIELDS.TelemetryOverrides);
+  return o.tracing !== undefined ? { tracing: tracingFields(o.tracing, join(path, 'tracing')) } : {};
 }
 
 function servicePort(v: unknown, path: string): ServicePort {
@@ -308,6 +350,7 @@ export function parseProxyConfig(doc: unknown): ProxyConfig {
     services: list(o.services, 'services', service),
     inbound: inbound(o.inbound, 'inbound'),
   };
+  if (o.telemetry !== undefined) config.telemetry = telemetryOverrides(o.telemetry, 'telemetry');
   if (o.trustBundle !== undefined) {
     const pem = string(o.trustBundle, 'trustBundle');
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError('trustBundle', 'expected PEM certificates');
@@ -335,4 +378,6 @@ export {
   authorizationRule as parseAuthorizationRule,
   authorizationPolicy as parseAuthorizationPolicy,
   portMtlsModes as parsePortMtlsModes,
+  tracing as parseTracingSettings,
+  tracingFields as parseTracingOverride,
 };

@@ -154,3 +154,12 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** The `direction` label. */
 export const DIRECTIONS = ['inbound', 'outbound'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
+
+/**
+ * The `reason` of tsmesh_trace_spans_dropped_total: spans the proxy let go of
+ * rather than hold up requests or memory. queue-full: the export queue was at
+ * its bound (the collector is slow or away); export-failed: the collector
+ * refused a batch or could not be reached.
+ */
+export const SPAN_DROP_REASONS = ['queue-full', 'export-failed'] as const;
+export type SpanDropReason = (typeof SPAN_DROP_REASONS)[number];

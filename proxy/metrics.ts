@@ -43,6 +43,10 @@ export interface ProxyMetrics {
   endpointsEjected: Gauge<LabelOf<'tsmesh_endpoints_ejected'>>;
   /** Set by the sidecar: ejected endpoints per destination service. */
   ejectedSource: (() => ReadonlyMap<string, number>) | undefined;
+  /** Spans the collector took (telemetry/otel.ts). */
+  spansExported: Counter;
+  /** Spans let go of instead of exported: queue-full, export-failed. */
+  spansDropped: Counter<LabelOf<'tsmesh_trace_spans_dropped_total'>>;
 }
 
 export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
@@ -116,6 +120,8 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
       },
     }),
     ejectedSource: undefined,
+    spansExported: new Counter({ ...family('tsmesh_trace_spans_exported_total'), registers: r }),
+    spansDropped: new Counter({ ...family('tsmesh_trace_spans_dropped_total'), registers: r }),
   };
   return metrics;
 }

@@ -16,6 +16,8 @@ import { createProxyMetrics, type ProxyMetrics } from './metrics.js';
 import { originalDestination as soOriginalDst, type OriginalDestination } from './orig-dst.js';
 import { createOutbound } from './outbound/listener.js';
 import { TrafficState, type TrafficStateOptions } from './outbound/traffic-state.js';
+import { Telemetry, type TelemetryOptions } from './telemetry/state.js';
+import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
 import { MeshTls } from './tls/mesh-tls.js';
 import { DEFAULT_TRUST_DOMAIN } from '../contract/spiffe.js';
 
@@ -43,6 +45,8 @@ export interface SidecarOptions {
   inboundOriginalDestination?: (socket: Socket) => OriginalDestination;
   /** Clock and randomness of traffic management (tests). */
   traffic?: TrafficStateOptions;
+  /** Span export: the pod's name for the spans' resource; the sampling's randomness and the tracer's tuning (tests). */
+  telemetry?: { podName?: string | undefined } & Pick<TelemetryOptions, 'random' | 'tracerTuning'>;
   /**
    * Where iptables cannot redirect (no root): extra outbound listeners, each
    * standing for one destination the app would have dialled.
@@ -59,6 +63,8 @@ export interface Sidecar {
   explicitOutboundPorts: number[];
   metrics: ProxyMetrics;
   meshTls: MeshTls;
+  /** The telemetry settings in force and the tracer. */
+  telemetry: Telemetry;
   /** The config in force (for /config). */
   config(): ProxyConfig | undefined;
   /** Client connections open on the outbound and inbound listeners. */
@@ -87,6 +93,16 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const appAddress = opts.appAddress ?? '127.0.0.1';
 
   const traffic = new TrafficState(opts.traffic);
+  const telemetry = new Telemetry({
+    log: log.child('telemetry'),
+    counters: { exported: (n) => metrics.spansExported.inc(n), dropped: (reason, n) => metrics.spansDropped.inc({ reason }, n) },
+    workload: () => {
+      const w = meshTls.identity === undefined ? undefined : parseWorkloadSpiffeId(meshTls.identity);
+      return { serviceName: w ? `${w.serviceAccount}.${w.namespace}` : 'tsmesh-proxy', namespace: w?.namespace, podName: opts.telemetry?.podName };
+    },
+    ...(opts.telemetry?.random ? { random: opts.telemetry.random } : {}),
+    ...(opts.telemetry?.tracerTuning ? { tracerTuning: opts.telemetry.tracerTuning } : {}),
+  });
   metrics.ejectedSource = () => traffic.ejected();
   let table = EMPTY_TABLE;
   let authorizer: Authorizer = ALLOW_ALL;
@@ -117,6 +133,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     for (const pod of table.pods.values()) for (const p of pod.ports) if (p.endpoint.endpoint.ready === false) endpoints.push(p.endpoint);
     pools.retain(endpoints);
     h2.retain(endpoints);
+    telemetry.apply(c);
     metrics.configUpdates.inc();
     log.info('config in force', { version: c.version, services: c.services.length });
   };
@@ -144,6 +161,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     meshTls,
     table: () => table,
     traffic,
+    telemetry,
     originalDestination: opts.outboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
     ...(opts.requestBodyTimeoutMs !== undefined ? { requestBodyTimeoutMs: opts.requestBodyTimeoutMs } : {}),
@@ -158,6 +176,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     localIdentity: () => meshTls.identity ?? '',
     serviceLabel: (port) => inboundServices.get(port) ?? '',
     authorizer: () => authorizer,
+    telemetry,
     mtlsMode: (port) => inboundMtlsMode(table.config, port),
     originalDestination: opts.inboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
@@ -193,6 +212,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     explicitOutboundPorts,
     metrics,
     meshTls,
+    telemetry,
     config: () => (table === EMPTY_TABLE ? undefined : table.config),
     openConnections: () => outbound.connections.size + inbound.connections.size,
     async drain(graceMs) {
@@ -216,6 +236,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       }
       for (const s of [...outbound.connections, ...inbound.connections]) s.destroy();
       await Promise.all([pools.close(), appPools.close(), h2.close(), appH2.close()]);
+      await telemetry.close();
       meshTls.close();
       log.info('drained', { leftOpen: open() });
     },

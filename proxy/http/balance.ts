@@ -75,6 +75,10 @@ export function balancedForward(o: BalancedOptions): Handler {
     balancer.endpoints.length === 0
       ? localResponse(503, 'no-endpoints', `tsmesh: ${o.service} has no ready endpoints`)
       : localResponse(503, 'circuit-open', `tsmesh: every endpoint of ${o.service} is ejected by the circuit breaker`);
+  /** The outcome of a try to the circuit breaker; an ejection it makes is told to the request's observer. */
+  const record = (s: EndpointState, req: ProxyRequest, failed: boolean): void => {
+    if (breaker?.record(s, failed)) req.observer?.ejected(s.key);
+  };
   /** A request to `s` ended: a waiting one may take its slot. */
   const done = (s: EndpointState): void => {
     s.pending--;
@@ -104,18 +108,18 @@ export function balancedForward(o: BalancedOptions): Handler {
         if (req.signal.reason instanceof MeshTimeoutError) {
           // A mesh timeout is the endpoint's failure.
           balancer.observe(s, rtt, false);
-          breaker?.record(s, true);
+          record(s, req, true);
         } else {
           // The caller gave up: the endpoint took at least this long (a hung one must look slow,
           // not idle), and, unless the policy says otherwise, it failed to answer in time.
           balancer.observeAtLeast(s, rtt);
-          if (breaker?.countsCancellations) breaker.record(s, true);
+          if (breaker?.countsCancellations) record(s, req, true);
           else if (s.probing) balancer.abandonProbe(s);
         }
         throw e;
       }
       balancer.observe(s, rtt, false);
-      breaker?.record(s, true);
+      record(s, req, true);
       // Refused unread by the endpoint's proxy (it is going away): as good as never sent.
       const connect = isConnectFailure(e) || (e instanceof UpstreamResetError && e.refused);
       const where = `${o.service} at ${s.ep.address}:${s.ep.port}`;
@@ -140,8 +144,8 @@ export function balancedForward(o: BalancedOptions): Handler {
     } else balancer.observe(s, rtt, true);
     if (breaker) {
       // A gRPC call failed by its status (in the head, or in the trailers when its body ends), whatever its HTTP status.
-      if (isGrpc(req.headers)) whenGrpcStatus(res, () => req.signal.aborted, (code) => breaker.record(s, isGrpcServerFailure(code)));
-      else breaker.record(s, res.status >= 500);
+      if (isGrpc(req.headers)) whenGrpcStatus(res, () => req.signal.aborted, (code) => record(s, req, isGrpcServerFailure(code)));
+      else record(s, req, res.status >= 500);
     }
     return res;
   };

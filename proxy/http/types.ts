@@ -45,6 +45,21 @@ export interface ProxyRequest {
    * (grpc-deadline.ts): the HTTP/2 forwarder sends on what is left of it.
    */
   deadline?: number | undefined;
+  /**
+   * Set while the telemetry layer (http/telemetry.ts: a span, an access log
+   * line) watches the request: what the layers inside it tell of it.
+   */
+  observer?: RequestObserver | undefined;
+}
+
+/** What the layers inside the telemetry layer tell of a request as it goes. */
+export interface RequestObserver {
+  /** The TrafficPolicy route it took (http/route.ts). */
+  route(name: string): void;
+  /** It goes again (http/retry.ts) after a try that ended for `reason`; `attempt` is the try now starting (2, 3, ...). */
+  retried(reason: string, attempt: number): void;
+  /** The circuit breaker ejected the endpoint (its balancer key) one of its tries went to. */
+  ejected(endpointKey: string): void;
 }
 
 export interface ProxyResponse {

@@ -1,5 +1,5 @@
 // The inbound HTTP path for one connection, read top to bottom:
-//   metrics -> gRPC answers -> caller identity -> authorization -> gRPC deadline
+//   metrics -> telemetry (spans) -> gRPC answers -> caller identity -> authorization -> gRPC deadline
 //     -> forward to the app on 127.0.0.1:<port>.
 // Built once per connection: the caller and the port are fixed for it.
 import { APP_REFUSED, BAD_RESPONSE, isConnectFailure } from '../http/balance.js';
@@ -10,8 +10,10 @@ import { grpcDeadlineLayer } from '../http/grpc-deadline.js';
 import { HttpParseError } from '../http/h1/head.js';
 import { OverloadedError, overloadedResponse } from '../http/limits.js';
 import { metricsLayer } from '../http/metrics.js';
+import { telemetryLayer } from '../http/telemetry.js';
 import { compose, localResponse, type Handler } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
+import type { Telemetry } from '../telemetry/state.js';
 import { monotonicScheduler } from '../../lib/scheduler.js';
 import type { Logger } from '../../lib/log.js';
 import { authzLayer, type Authorizer, type Finding } from './authz.js';
@@ -39,6 +41,7 @@ export interface InboundDeps {
   appAddress: string;
   /** The authorization policies of the config in force, compiled. */
   authorizer: () => Authorizer;
+  telemetry: Telemetry;
   log: Logger;
 }
 
@@ -74,6 +77,7 @@ export function inboundStack(ctx: InboundContext, deps: InboundDeps): Handler {
         destinationIdentity: deps.localIdentity,
         tls: ctx.tls,
       }),
+      telemetryLayer(deps.telemetry, { direction: 'inbound', destinationService: deps.serviceLabel(ctx.port), sourceIdentity: () => ctx.peerIdentity, destinationIdentity: deps.localIdentity }),
       grpcAnswersLayer,
       clientIdentityLayer(caller, deps.localIdentity()),
       authzLayer({ authorizer: deps.authorizer, peer: ctx.peerIdentity, port: ctx.port, found: (f) => recordFinding(deps, f, ctx.peerIdentity, ctx.port, 'http') }),
