@@ -1,0 +1,127 @@
+// What the differential fuzzer does not hold tsmesh to, each with its
+// reason: a reference's verdict that does not bind tsmesh on some inputs
+// (EXCEPTIONS), and findings the proxy's parser work in progress is known to
+// fix (PENDING_FIXES: reported as pending, never as passed). Both match
+// inputs by their bytes, so generated cases are covered as the corpus is.
+import type { FuzzCase } from './corpus.js';
+import type { Finding } from './verdict.js';
+import { readRequests } from './wire.js';
+
+/** A reference proxy whose refusal does not bind tsmesh on the cases `matches` picks. */
+export interface Exception {
+  readonly reference: 'haproxy' | 'nginx';
+  readonly matches: (c: FuzzCase) => boolean;
+  /** One line: why tsmesh may forward what that reference refuses. */
+  readonly reason: string;
+}
+
+/** Findings a change under way is known to fix; the test reports them as pending with this reason. */
+export interface PendingFix {
+  readonly matches: (c: FuzzCase) => boolean;
+  readonly kinds: readonly Finding['kind'][];
+  /** Which part of the proxy fixes it, and what. */
+  readonly reason: string;
+}
+
+/** The request lines of the bytes, as a reader that splits on CRLF CRLF would find them. */
+const requestLines = (bytes: string): string[] =>
+  bytes
+    .split('\r\n\r\n')
+    .map((part) => part.replace(/^[\r\n]+/, '').split('\r\n')[0]!)
+    .filter((line) => / HTTP\/\d/.test(line));
+
+/** The field lines of the first head, CRLF-separated. */
+const fieldLines = (bytes: string): string[] => bytes.split('\r\n\r\n')[0]!.split('\r\n').slice(1);
+const valuesOf = (bytes: string, name: string): string[] =>
+  fieldLines(bytes)
+    .filter((l) => l.toLowerCase().startsWith(`${name}:`))
+    .map((l) => l.slice(name.length + 1));
+
+export const EXCEPTIONS: readonly Exception[] = [
+  {
+    reference: 'nginx',
+    matches: (c) => requestLines(c.bytes).some((l) => /[a-z]/.test(l.split(' ')[0]!)),
+    reason: 'a method is a case-sensitive token (RFC 9110 9.1): "get" is a valid method the app may not know; nginx takes only upper-case letters, HAProxy forwards it',
+  },
+  {
+    reference: 'nginx',
+    matches: (c) => [...valuesOf(c.bytes, 'content-length'), ...valuesOf(c.bytes, 'transfer-encoding')].some((v) => /^[ \t]*\t|\t[ \t]*$/.test(v)),
+    reason: 'a tab around a field value is optional whitespace (RFC 9110 5.5): Content-Length:\\t5 is 5 and Transfer-Encoding:\\tchunked is chunked; nginx refuses the tab in both (400, 501), HAProxy takes it',
+  },
+  {
+    reference: 'nginx',
+    matches: (c) => {
+      const values = valuesOf(c.bytes, 'content-length').map((v) => v.trim());
+      return values.length > 1 && new Set(values).size === 1;
+    },
+    reason: 'Content-Length lines that repeat one value leave no doubt about the length (RFC 9112 6.3 lets a recipient take them as one, as HAProxy does); nginx refuses any second line',
+  },
+  {
+    reference: 'nginx',
+    matches: (c) => valuesOf(c.bytes, 'host').some((v) => v.trim() === ''),
+    reason: 'an empty Host is a valid value (reg-name may be empty; RFC 9112 3.2 has a client send one when the target has no authority) and HAProxy forwards it; nginx refuses it',
+  },
+  {
+    reference: 'haproxy',
+    matches: (c) => requestLines(c.bytes).some((l) => /^\S+ https?:\/\//i.test(l)),
+    reason: 'for an absolute-form target tsmesh does what RFC 9112 3.2.2 has a server do: the target\'s authority becomes the Host the app sees, with the target in origin-form, so one Host remains; HAProxy refuses a Host that differs instead',
+  },
+  {
+    reference: 'nginx',
+    matches: (c) => requestLines(c.bytes).some((l) => l.length > 8000),
+    reason: 'a size limit, not a reading: nginx refuses request lines over its 8 KiB header buffers (414); tsmesh takes heads up to 64 KiB',
+  },
+  {
+    reference: 'haproxy',
+    matches: (c) => fieldLines(c.bytes).length > 100,
+    reason: 'a size limit, not a reading: HAProxy refuses more than 101 fields (tune.http.maxhdr); tsmesh bounds the head by bytes (64 KiB)',
+  },
+];
+
+/** The sniffer's view of a connection's first bytes: a method it knows and a space (proxy/net/sniff.ts). */
+const SNIFFED = /^(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) /;
+
+/** The first head, up to its CRLF CRLF (or all of the bytes when none comes). */
+const firstHead = (bytes: string): string => {
+  const end = bytes.indexOf('\r\n\r\n');
+  return end < 0 ? bytes : bytes.slice(0, end + 2);
+};
+
+/** After the requests a reader takes from the bytes, a head begun that never ends. */
+const endsUnfinished = (bytes: string): boolean => {
+  const { rest, error } = readRequests(bytes);
+  return error === undefined ? rest.replace(/^[\r\n]+/, '') !== '' && !rest.includes('\r\n\r\n') : !bytes.slice(bytes.length - rest.length).includes('\r\n\r\n');
+};
+
+export const PENDING_FIXES: readonly PendingFix[] = [
+  {
+    matches: (c) => c.side === 'request' && !SNIFFED.test(c.bytes),
+    kinds: ['laxer', 'boundary'],
+    reason:
+      'request side, sniffing on declared http ports (proxy/net/sniff.ts, outbound/listener.ts): a connection whose first bytes are not a method the sniffer knows (a lower-case, unknown or malformed method, a leading CR or LF) is carried to the app as opaque TCP, unread, even on a port declared http',
+  },
+  {
+    matches: (c) => c.side === 'request' && /\r(?!\n)|(?<!\r)\n/.test(firstHead(c.bytes)),
+    kinds: ['wait'],
+    reason: 'request side, h1/head.ts: a request head is read only once CRLF CRLF arrives, so a head whose lines end in a bare LF (or CR) waits for the headers timeout (10 s) where HAProxy and nginx answer at once',
+  },
+  {
+    matches: (c) => c.side === 'request' && endsUnfinished(c.bytes),
+    kinds: ['wait', 'laxer'],
+    reason: 'request side, h1/head.ts: a head that never ends is judged only at the headers timeout (10 s), however bad its first line; nginx refuses a bad request line or field line as soon as it has it',
+  },
+  {
+    matches: (c) => c.side === 'request' && requestLines(c.bytes).some((l) => /[#\x80-\xff]/.test(l.split(' ')[1] ?? '')),
+    kinds: ['laxer'],
+    reason: 'request side, h1/head.ts: a request target with "#" or a byte above 0x7e is forwarded; RFC 9112 3.2 has neither in a request-target, and HAProxy refuses both',
+  },
+  {
+    matches: (c) => c.side === 'request' && requestLines(c.bytes).some((l) => l.startsWith('CONNECT ')),
+    kinds: ['laxer'],
+    reason:
+      'request side, h1/head.ts and http/server.ts: CONNECT goes to the app as a plain request, though a 2xx to it turns the connection into a tunnel the proxy does not join; nginx refuses it, and Envoy refuses it unless configured',
+  },
+];
+
+/** The pending fix that covers a finding, if any. */
+export const pendingFixOf = (f: Finding): PendingFix | undefined => PENDING_FIXES.find((p) => p.kinds.includes(f.kind) && p.matches(f.case));
