@@ -21,7 +21,7 @@ import type { Logger } from '../../lib/log.js';
 import { copiedReads, readInto } from '../net/read-into.js';
 import { Cancellation } from './cancel.js';
 import { BodyDecoder, writeBody } from './h1/body.js';
-import { HeadReader, HttpParseError, parseRequestHead, type RequestHead } from './h1/head.js';
+import { HeadReader, HttpParseError, parseRequestHead, RequestLineScanner, type RequestHead } from './h1/head.js';
 import type { TunnelSide, Tunnel } from '../net/tunnel.js';
 import { bufferedBody, HOP_BY_HOP, localResponse, type Body, type Handler, type ProxyRequest, type ProxyResponse, type UpgradedConnection } from './types.js';
 import { ERROR_HEADER, type LocalError } from '../../contract/vocabulary.js';
@@ -124,6 +124,12 @@ function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
+/** The error for a head whose bytes cannot begin a request line. */
+function notARequest(head: Buffer): HttpParseError {
+  const start = JSON.stringify(head.toString('latin1', 0, Math.min(head.length, 40)));
+  return new HttpParseError(400, `not an HTTP/1.1 request: a request begins "method target HTTP/1.1", and these bytes begin ${start}`);
+}
+
 /** How long a client whose request was refused has to read the answer and close. */
 const REJECT_LINGER_MS = 1000;
 
@@ -161,6 +167,8 @@ class ServerConnection {
   private headTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private bodyTimer: NodeJS.Timeout | undefined;
+  /** Reads the request line of a head that has not come whole, to refuse bytes that cannot begin one. */
+  private line: RequestLineScanner | undefined;
   /** Request body bytes since the body timer last started (bodyProgress). */
   private bodyBytes = 0;
   /** The response's head is written: a timeout can no longer answer 408. */
@@ -309,10 +317,16 @@ class ServerConnection {
         const began = !this.reader.started;
         const got = this.reader.feed(data, i);
         if (!got) {
-          // A head that did not come whole: it has the headers timeout to finish.
-          if (began) this.waitFor('head');
+          // A head that did not come whole: it has the headers timeout to finish, and is refused as
+          // soon as its bytes cannot begin a request line (a TLS hello, binary bytes, "G@T /").
+          if (began) {
+            this.waitFor('head');
+            this.line = new RequestLineScanner();
+          }
+          if (this.line?.scan(data, i, data.length) === 'not-request') throw notARequest(this.reader.partial ?? data.subarray(i));
           return;
         }
+        this.line = undefined;
         data = got.buf;
         i = got.next;
         i = this.start(parseRequestHead(got.text), data, i);

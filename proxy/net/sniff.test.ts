@@ -1,13 +1,17 @@
 // Protocol detection from a connection's first bytes (sniff.ts), and the
-// ClientHello read that follows a TLS guess (client-hello-read.ts): a table of
-// inputs -> what classify() makes of them, then sniff() and readClientHello()
-// on loopback sockets for what only time and segments show (bytes split
-// across reads, silence, a close, the bytes given back to the next reader).
+// ClientHello read that follows a TLS guess (client-hello-read.ts): tables of
+// inputs -> what classify() makes of them, on a detected (auto) port and on
+// a port declared HTTP, and what the bytes are taken for when no more come;
+// then sniff() and readClientHello() on loopback sockets for what only time
+// and segments show (bytes split across reads, silence, a close, the bytes
+// given back to the next reader).
 //
-// classify() decides on the first byte for TLS (0x16), after at most 8 bytes
-// for an HTTP/1.1 method ("OPTIONS " and "CONNECT " are the longest) and after
-// the whole 24-byte HTTP/2 preface; a proper prefix of a method or of the
-// preface waits for more bytes; anything else is opaque at once.
+// On a detected port, classify() decides on the first byte for TLS (0x16),
+// after the whole 24-byte HTTP/2 preface, and for HTTP/1 at the version's
+// last digit of a request line (`token SP target SP HTTP/d.d`); the first
+// byte that breaks that line makes it opaque. A proper prefix of either
+// waits; bytes still waiting when the sniff timeout passes are HTTP/1. On a
+// port declared HTTP nothing is opaque.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -16,7 +20,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
 import { parseClientHello, type ClientHelloResult } from '../tls/client-hello.js';
 import { readClientHello } from './client-hello-read.js';
-import { HTTP2_PREFACE, classify, sniff, type Protocol, type Sniffed } from './sniff.js';
+import { Detector, HTTP2_PREFACE, MAX_REQUEST_LINE_SNIFF, classify, sniff, type Protocol, type Sniffed } from './sniff.js';
 
 /** What classify() answers; 'wait' stands for undefined (more bytes needed). */
 type Verdict = Protocol | 'wait';
@@ -33,68 +37,96 @@ function requestLine(method: string): string {
   return `${method} ${REQUEST_TARGETS[method] ?? '/api/v1/items?id=7'} HTTP/1.1\r\nhost: payments\r\n\r\n`;
 }
 
+/** The rule of a detected (auto) port, row by row: first bytes -> verdict. */
 const TABLE: { name: string; input: Buffer; want: Verdict }[] = [
   // Nothing yet.
   { name: 'no bytes', input: Buffer.alloc(0), want: 'wait' },
 
-  // HTTP/1.1: every method of RFC 9110 and PATCH, decided at the space after it.
+  // HTTP/1.x: a request line, decided at its version's last digit.
   ...[...RFC_9110_METHODS, 'PATCH'].map((m) => ({ name: `${m} request`, input: latin1(requestLine(m)), want: 'http1' as const })),
-  ...[...RFC_9110_METHODS, 'PATCH'].map((m) => ({ name: `"${m} " alone`, input: latin1(`${m} `), want: 'http1' as const })),
-  ...[...RFC_9110_METHODS, 'PATCH'].map((m) => ({ name: `"${m}" without its space`, input: latin1(m), want: 'wait' as const })),
-  { name: 'G', input: latin1('G'), want: 'wait' },
-  { name: 'GE', input: latin1('GE'), want: 'wait' },
-  { name: 'OPTIONS less its last letter', input: latin1('OPTION'), want: 'wait' },
-  { name: 'P (POST, PUT, PATCH or the HTTP/2 preface)', input: latin1('P'), want: 'wait' },
-  { name: 'PO', input: latin1('PO'), want: 'wait' },
-  { name: 'PU', input: latin1('PU'), want: 'wait' },
-  { name: 'PA', input: latin1('PA'), want: 'wait' },
-  { name: 'a method followed by a tab, not a space', input: latin1('GET\t/ HTTP/1.1\r\n'), want: 'opaque' },
-  { name: 'a method run on into another word', input: latin1('GETS / HTTP/1.1\r\n'), want: 'opaque' },
-  { name: 'a method in lower case (methods are case-sensitive)', input: latin1('get / HTTP/1.1\r\n'), want: 'opaque' },
+  ...[...RFC_9110_METHODS, 'PATCH'].map((m) => ({ name: `"${m} " alone (the line goes on)`, input: latin1(`${m} `), want: 'wait' as const })),
+  { name: 'a request line up to its version', input: latin1('GET / HTTP/1.1'), want: 'http1' },
+  { name: 'a request line less its last digit', input: latin1('GET / HTTP/1.'), want: 'wait' },
+  { name: 'an extension method: PROPFIND (WebDAV, RFC 4918)', input: latin1('PROPFIND /files/ HTTP/1.1\r\nhost: dav\r\ndepth: 1\r\n\r\n'), want: 'http1' },
+  ...['MKCOL', 'REPORT', 'PURGE', 'SEARCH'].map((m) => ({ name: `an extension method: ${m}`, input: latin1(`${m} / HTTP/1.1\r\n\r\n`), want: 'http1' as const })),
+  { name: 'a method in lower case (a method of its own; the app answers it)', input: latin1('get / HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'a method of 20 letters', input: latin1('ABCDEFGHIJKLMNOPQRST / HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'a method of 100 token characters (no length limit but the line\'s)', input: latin1(`${"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz".repeat(2).slice(0, 100)} / HTTP/1.1\r\n`), want: 'http1' },
+  { name: 'a method run on into another word', input: latin1('GETS / HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'PRI as an HTTP/1.1 method', input: latin1('PRI / HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'a lone CRLF before the request line (RFC 9112 2.2)', input: latin1('\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n'), want: 'http1' },
+  { name: 'an absolute-form target', input: latin1('GET http://a.example/x HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'obs-text in the target', input: latin1('GET /caf\xe9 HTTP/1.1\r\n'), want: 'http1' },
   { name: 'HTTP/1.0 request', input: latin1('GET / HTTP/1.0\r\n\r\n'), want: 'http1' },
+  { name: 'a version the server will refuse (it answers 400)', input: latin1('GET / HTTP/3.7\r\n'), want: 'http1' },
   { name: 'an HTTP/1.1 upgrade to h2c', input: latin1('GET / HTTP/1.1\r\nhost: a\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\n\r\n'), want: 'http1' },
+  { name: 'a request line longer than the sniff reads, still a request line', input: latin1(`GET /${'a'.repeat(MAX_REQUEST_LINE_SNIFF)}`), want: 'http1' },
+  { name: 'G', input: latin1('G'), want: 'wait' },
+  { name: 'GE (a method paused in its middle: HTTP/1 at the timeout, SETTLED below)', input: latin1('GE'), want: 'wait' },
+  { name: 'OPTIONS less its last letter', input: latin1('OPTION'), want: 'wait' },
+  { name: 'a target paused before its version', input: latin1('GET /api/v1/items?id'), want: 'wait' },
+
+  // Not a request line: opaque at the first byte that breaks it.
+  { name: 'a byte that is no token character in the method: G@T', input: latin1('G@T /path HTTP/1.1\r\n'), want: 'opaque' },
+  { name: 'G@ (decided at the @)', input: latin1('G@'), want: 'opaque' },
+  { name: 'a method followed by a tab, not a space', input: latin1('GET\t/ HTTP/1.1\r\n'), want: 'opaque' },
+  { name: 'a space first', input: latin1(' GET / HTTP/1.1\r\n'), want: 'opaque' },
+  { name: 'two spaces: an empty target', input: latin1('GET  HTTP/1.1\r\n'), want: 'opaque' },
+  { name: 'a control byte in the target', input: latin1('GET /a\x01b HTTP/1.1\r\n'), want: 'opaque' },
+  { name: 'HTTP/0.9: a line without a version', input: latin1('GET /\r\n'), want: 'opaque' },
+  { name: 'a version in lower case', input: latin1('GET / http/1.1\r\n'), want: 'opaque' },
+  { name: 'a version without its dot', input: latin1('GET / HTTP/11\r\n'), want: 'opaque' },
+  { name: 'memcached\'s text protocol: get <key>', input: latin1('get user:42\r\n'), want: 'opaque' },
+  { name: 'Redis inline command with arguments', input: latin1('SET a b\r\n'), want: 'opaque' },
+  { name: 'Redis inline PING', input: latin1('PING\r\n'), want: 'opaque' },
+  { name: 'Redis RESP array', input: latin1('*1\r\n$4\r\nPING\r\n'), want: 'opaque' },
+  { name: 'SSH banner', input: latin1('SSH-2.0-OpenSSH_9.6\r\n'), want: 'opaque' },
+  { name: 'STOMP CONNECT frame', input: latin1('CONNECT\naccept-version:1.2\nhost:broker\n\n\x00'), want: 'opaque' },
+  { name: 'AMQP protocol header', input: latin1('AMQP\x00\x00\x09\x01'), want: 'opaque' },
+  { name: 'PostgreSQL SSLRequest', input: Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]), want: 'opaque' },
+  { name: 'Kafka request (a length first)', input: Buffer.from([0, 0, 0, 0x2a, 0, 0x12, 0, 3]), want: 'opaque' },
+  { name: 'MQTT CONNECT', input: Buffer.from([0x10, 0x16, 0, 4, 0x4d, 0x51, 0x54, 0x54]), want: 'opaque' },
+  { name: 'a NUL byte', input: Buffer.from([0]), want: 'opaque' },
+  { name: 'binary bytes', input: Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]), want: 'opaque' },
+  { name: 'an SSLv2-style ClientHello (long obsolete)', input: Buffer.from([0x80, 0x2e, 0x01, 0x03, 0x01]), want: 'opaque' },
+  { name: 'a TLS alert record, not a handshake', input: Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]), want: 'opaque' },
 
   // HTTP/2 prior knowledge: the whole 24-byte preface, nothing less.
   { name: 'the HTTP/2 preface', input: HTTP2_PREFACE, want: 'http2' },
   { name: 'the HTTP/2 preface and a SETTINGS frame', input: Buffer.concat([HTTP2_PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]), want: 'http2' },
   { name: 'the preface less its last byte', input: HTTP2_PREFACE.subarray(0, 23), want: 'wait' },
-  { name: 'the preface\'s first line', input: latin1('PRI * HTTP/2.0\r\n'), want: 'wait' },
+  { name: "the preface's first line (a whole request line, but maybe the preface)", input: latin1('PRI * HTTP/2.0\r\n'), want: 'wait' },
   { name: 'PRI', input: latin1('PRI'), want: 'wait' },
-  { name: 'a preface with the wrong ending (SM replaced)', input: latin1('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'), want: 'opaque' },
-  { name: 'a preface naming HTTP/3', input: latin1('PRI * HTTP/3'), want: 'opaque' },
-  { name: 'PRI as an HTTP/1.1 method', input: latin1('PRI / HTTP/1.1\r\n'), want: 'opaque' },
+  { name: 'a preface with the wrong ending (SM replaced): its first line was a request line', input: latin1('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'), want: 'http1' },
+  { name: 'a preface naming HTTP/3 (a request line begun)', input: latin1('PRI * HTTP/3'), want: 'wait' },
 
   // TLS: a handshake record's first byte is enough (client-hello.ts reads the rest).
-  { name: 'a TLS handshake record\'s first byte', input: Buffer.from([0x16]), want: 'tls' },
+  { name: "a TLS handshake record's first byte", input: Buffer.from([0x16]), want: 'tls' },
   { name: 'a TLS 1.2 record header', input: Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), want: 'tls' },
-  { name: 'an SSLv2-style ClientHello (long obsolete)', input: Buffer.from([0x80, 0x2e, 0x01, 0x03, 0x01]), want: 'opaque' },
-  { name: 'a TLS alert record, not a handshake', input: Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]), want: 'opaque' },
-
-  // Other protocols and garbage: opaque at the first byte that rules HTTP out.
-  { name: 'SSH banner', input: latin1('SSH-2.0-OpenSSH_9.6\r\n'), want: 'opaque' },
-  { name: 'Redis inline PING', input: latin1('PING\r\n'), want: 'opaque' },
-  { name: 'Redis RESP array', input: latin1('*1\r\n$4\r\nPING\r\n'), want: 'opaque' },
-  { name: 'PostgreSQL SSLRequest', input: Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]), want: 'opaque' },
-  { name: 'a NUL byte', input: Buffer.from([0]), want: 'opaque' },
-  { name: 'random bytes', input: Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]), want: 'opaque' },
-  { name: 'a space first', input: latin1(' GET / HTTP/1.1\r\n'), want: 'opaque' },
 ];
 
-/** Found by this table; each stays pending until sniff.ts handles it. */
-const MISDETECTIONS: { name: string; input: Buffer; want: Verdict; why: string }[] = [
-  {
-    name: 'an extension method: PROPFIND (WebDAV, RFC 4918)',
-    input: latin1('PROPFIND /files/ HTTP/1.1\r\nhost: dav\r\ndepth: 1\r\n\r\n'),
-    want: 'http1',
-    why: 'METHODS lists the nine registered in RFC 9110 and 5789 only; any other token method (WebDAV, REPORT, PURGE, SEARCH) is opaque, so those connections get L4 over mTLS: no routes, retries, timeouts or HTTP metrics',
-  },
-  ...['MKCOL', 'REPORT', 'PURGE'].map((m) => ({ name: `an extension method: ${m}`, input: latin1(`${m} / HTTP/1.1\r\n\r\n`), want: 'http1' as const, why: 'as PROPFIND' })),
-  {
-    name: 'a lone CRLF before the request line',
-    input: latin1('\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n'),
-    want: 'http1',
-    why: 'RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line (Node\'s own parser does); sniff sees \\r first and says opaque',
-  },
+/** What undecided bytes are taken for when no more come: the sniff timeout passed, or the client half-closed. */
+const SETTLED: { name: string; input: Buffer; want: Protocol | 'silent' }[] = [
+  { name: 'nothing (a server-first protocol)', input: Buffer.alloc(0), want: 'silent' },
+  { name: 'a request head paused mid-method: GE', input: latin1('GE'), want: 'http1' },
+  { name: 'a request line paused in its target', input: latin1('POST /orders?id='), want: 'http1' },
+  { name: 'the HTTP/2 preface cut short', input: HTTP2_PREFACE.subarray(0, 10), want: 'http1' },
+  { name: 'empty lines only', input: latin1('\r\n\r\n'), want: 'http1' },
+];
+
+/** On a port declared http or http2: the preface is HTTP/2, everything else HTTP/1.1, never opaque. */
+const DECLARED: { name: string; input: Buffer; want: Verdict }[] = [
+  { name: 'a request', input: latin1(requestLine('GET')), want: 'http1' },
+  { name: 'PROPFIND', input: latin1('PROPFIND / HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'a lowercase method', input: latin1('get / HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'G@T (the HTTP/1.1 server answers 400)', input: latin1('G@T /path HTTP/1.1\r\n'), want: 'http1' },
+  { name: 'GE (decided at once: not the preface)', input: latin1('GE'), want: 'http1' },
+  { name: 'binary bytes', input: Buffer.from([0xde, 0xad, 0xbe, 0xef]), want: 'http1' },
+  { name: "a TLS hello's first byte (the HTTP/1.1 server answers 400)", input: Buffer.from([0x16, 0x03, 0x01]), want: 'http1' },
+  { name: 'Redis inline PING', input: latin1('PING\r\n'), want: 'http1' },
+  { name: 'P (maybe the preface)', input: latin1('P'), want: 'wait' },
+  { name: 'the preface', input: HTTP2_PREFACE, want: 'http2' },
+  { name: 'a preface with the wrong ending', input: latin1('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'), want: 'http1' },
 ];
 
 async function listening(server: Server): Promise<number> {
@@ -166,18 +198,21 @@ describe('protocol sniffing (proxy/net/sniff.ts)', function () {
       });
     }
 
-    for (const row of MISDETECTIONS) {
-      it.skip(`${row.name} -> ${row.want} (pending: ${row.why})`, function () {
-        assert.equal(verdictOf(row.input), row.want);
+    for (const row of SETTLED) {
+      it(`no more bytes after ${row.name} -> ${row.want}`, function () {
+        const d = new Detector('auto');
+        assert.equal(d.push(row.input), undefined, 'undecided before');
+        assert.equal(d.settle(), row.want);
       });
     }
 
-    it('the misdetections above are what sniff.ts does today (opaque)', function () {
-      // If one of these fails, sniff.ts learnt the case: un-skip its row above.
-      for (const row of MISDETECTIONS) assert.equal(verdictOf(row.input), 'opaque', row.name);
-    });
+    for (const row of DECLARED) {
+      it(`on a port declared HTTP: ${row.name} -> ${row.want}`, function () {
+        assert.equal(classify(row.input, 'declared-http') ?? 'wait', row.want);
+      });
+    }
 
-    it('answers the same for a head as for any longer head of the same stream, once it has decided', function () {
+    it('answers the same for a head as for any longer head of the same stream, once it has decided, and byte by byte as at once', function () {
       for (const row of TABLE) {
         const full = verdictOf(row.input);
         for (let n = 1; n <= row.input.length; n++) {
@@ -187,25 +222,26 @@ describe('protocol sniffing (proxy/net/sniff.ts)', function () {
             break;
           }
         }
+        // The detector fed a byte at a time decides at the same byte, the same way.
+        const d = new Detector('auto');
+        let v: Protocol | undefined;
+        for (let n = 0; n < row.input.length && v === undefined; n++) v = d.push(row.input.subarray(n, n + 1));
+        assert.equal(v ?? 'wait', full, `${row.name}, byte by byte`);
       }
     });
 
-    it('decides within 24 bytes (the HTTP/2 preface) whatever they are', function () {
-      // Every prefix of every known opening, extended with each byte value: never still waiting at 24.
-      const openings = [HTTP2_PREFACE, ...[...RFC_9110_METHODS, 'PATCH'].map((m) => latin1(`${m} `))];
+    it(`decides within ${MAX_REQUEST_LINE_SNIFF} bytes whatever they are`, function () {
+      // Every prefix of every known opening, extended with each byte value and then token characters.
+      const openings = [HTTP2_PREFACE, latin1('\r\n'), ...[...RFC_9110_METHODS, 'PATCH'].map((m) => latin1(requestLine(m)))];
       for (const o of openings) {
-        for (let n = 0; n < o.length; n++) {
+        for (let n = 0; n < Math.min(o.length, 30); n++) {
           for (let b = 0; b < 256; b++) {
-            const head = Buffer.concat([o.subarray(0, n), Buffer.from([b]), Buffer.alloc(24, 0x41)]).subarray(0, 24);
-            assert.notEqual(classify(head), undefined, head.toString('latin1'));
+            const head = Buffer.concat([o.subarray(0, n), Buffer.from([b]), Buffer.alloc(MAX_REQUEST_LINE_SNIFF, 0x41)]).subarray(0, MAX_REQUEST_LINE_SNIFF);
+            assert.notEqual(classify(head), undefined, JSON.stringify(head.toString('latin1', 0, 40)));
           }
         }
       }
-      // The longest wait: a method needs at most 8 bytes, the preface all 24.
-      assert.equal(classify(latin1('OPTIONS')), undefined);
-      assert.equal(classify(latin1('OPTIONS ')), 'http1');
-      assert.equal(classify(HTTP2_PREFACE.subarray(0, 23)), undefined);
-      assert.equal(classify(HTTP2_PREFACE), 'http2');
+      assert.equal(classify(latin1(`GET /${'a'.repeat(MAX_REQUEST_LINE_SNIFF - 6)}`)), undefined, 'one byte short');
     });
   });
 
@@ -285,11 +321,11 @@ describe('protocol sniffing (proxy/net/sniff.ts)', function () {
       assert.ok(Date.now() - started >= 140, `after the timeout (${Date.now() - started} ms)`);
     });
 
-    it('a head still undecided at the timeout is opaque, and given back', async function () {
+    it('a head still undecided at the timeout (a method paused in its middle) is http1, and given back', async function () {
       const { client, server } = await pair(cleanup);
       client.write('GE');
       const r = await sniff(server, 150);
-      assert.equal(r.protocol, 'opaque');
+      assert.equal(r.protocol, 'http1');
       assert.equal(r.head.toString('latin1'), 'GE');
       assert.equal((await readBytes(server, 2)).toString('latin1'), 'GE');
     });
@@ -302,11 +338,11 @@ describe('protocol sniffing (proxy/net/sniff.ts)', function () {
       assert.equal(r.head.length, 0);
     });
 
-    it('a client that half-closes after an undecided head is classified on what it sent (opaque)', async function () {
+    it('a client that half-closes after an undecided head is classified on what it sent (http1)', async function () {
       const { client, server } = await pair(cleanup);
       client.end('PU');
       const r = await sniff(server, 10_000);
-      assert.equal(r.protocol, 'opaque');
+      assert.equal(r.protocol, 'http1');
       assert.equal(r.head.toString('latin1'), 'PU');
     });
 

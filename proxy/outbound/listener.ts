@@ -180,27 +180,25 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       await meshTcp(socket, target);
       return;
     }
+    // A port declared HTTP is never carried as opaque TCP: what is not HTTP/2 goes to the HTTP/1.1
+    // server, which answers 400 to bytes that cannot begin a request and 408 to a head that stops,
+    // and closes a silent connection at its header timeout (L4 would open an mTLS connection to an
+    // endpoint for each, and skip every HTTP policy). net/sniff.ts has the rule of detected ports.
+    const declared = target.port.protocol === 'http' || target.port.protocol === 'http2';
     sniffing.wait(socket);
-    const sniffed = await sniff(socket, opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS);
+    const sniffed = await sniff(socket, opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS, declared ? 'declared-http' : 'auto');
     sniffing.forget(socket);
     if (sniffed.protocol === 'closed' || socket.destroyed) {
       socket.destroy();
-    } else if (sniffed.protocol === 'http1') {
-      dialled.set(socket, to);
-      http.accept(socket);
-      socket.resume();
     } else if (sniffed.protocol === 'http2') {
       // One HTTP/2 connection carries many requests: the target is resolved per request.
       h2.accept(socket, (req) => (handlerFor(to) ?? noRoute)(req));
-    } else if (sniffed.protocol === 'silent' && target.port.protocol === 'http') {
-      // A port declared HTTP that a client opens and says nothing on: the HTTP server's header
-      // timeout closes it, where L4 would open an mTLS connection to an endpoint for each (a flood
-      // of idle connections would hold as many at the endpoints, and their share of the balancer).
+    } else if (sniffed.protocol === 'http1' || declared) {
       dialled.set(socket, to);
       http.accept(socket);
       socket.resume();
     } else {
-      // TLS originated by the app, server-first and unknown protocols: L4 over mTLS.
+      // On a detected port: TLS originated by the app, server-first and other protocols: L4 over mTLS.
       await meshTcp(socket, target);
     }
   };

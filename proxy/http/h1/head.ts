@@ -325,6 +325,71 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   return { status, minor, headers: f.headers, framing, keepAlive: framing.kind !== 'close' && keepAliveOf(minor, f.connection), upgrade: status === 101 ? f.upgrade : undefined };
 }
 
+/** What the bytes so far make of a request line: a whole one, not one, or the start of one. */
+export type LineVerdict = 'request' | 'not-request' | 'partial';
+
+const enum Line {
+  /** Empty lines before the request line (RFC 9112 2.2). */
+  Lead,
+  Method,
+  TargetStart,
+  Target,
+  Version,
+}
+const HTTP_NAME = 'HTTP/';
+
+/**
+ * Reads the start of a request line byte by byte, across pieces:
+ * `method SP request-target SP HTTP/d.d`, after any empty lines, where the
+ * method is a token (any case, any length: PROPFIND, get and a 20-letter
+ * extension method are all methods) and the target any visible bytes (ASCII
+ * or obs-text). Its verdict is 'request' at the version's last digit,
+ * 'not-request' at the first byte that cannot belong to such a line, and
+ * 'partial' until then. Looser than parseRequestHead, which judges the whole
+ * head (versions, target forms, fields): the sniffer takes it as "speaks
+ * HTTP/1" (net/sniff.ts), and the server refuses a connection as soon as its
+ * bytes cannot begin a request, without waiting for the head to end.
+ */
+export class RequestLineScanner {
+  private state = Line.Lead;
+  /** Bytes of the version read. */
+  private at = 0;
+  verdict: LineVerdict = 'partial';
+
+  scan(buf: Buffer, from: number, to: number): LineVerdict {
+    for (let i = from; i < to && this.verdict === 'partial'; i++) if (!this.step(buf[i]!)) this.verdict = 'not-request';
+    return this.verdict;
+  }
+
+  /** Whether byte `c` can come next. */
+  private step(c: number): boolean {
+    switch (this.state) {
+      case Line.Lead:
+        if (c === 0x0d || c === 0x0a) return true;
+        this.state = Line.Method;
+        return CHAR_CLASS[c] !== C_BAD;
+      case Line.Method:
+        if (c === 0x20) this.state = Line.TargetStart;
+        return c === 0x20 || CHAR_CLASS[c] !== C_BAD;
+      case Line.TargetStart:
+      case Line.Target:
+        if (c === 0x20 && this.state === Line.Target) {
+          this.state = Line.Version;
+          return true;
+        }
+        this.state = Line.Target;
+        return c > 0x20 && c !== 0x7f;
+      case Line.Version: {
+        const at = this.at++;
+        if (at < HTTP_NAME.length) return c === HTTP_NAME.charCodeAt(at);
+        if (at === HTTP_NAME.length + 1) return c === 0x2e;
+        if (at === HTTP_NAME.length + 2) this.verdict = 'request';
+        return c >= 0x30 && c <= 0x39;
+      }
+    }
+  }
+}
+
 /**
  * Collects a head that may arrive in several pieces. feed() returns the head's
  * text (without the blank line) and where the bytes after it start, or
@@ -341,6 +406,11 @@ export class HeadReader {
 
   get started(): boolean {
     return this.pending !== undefined;
+  }
+
+  /** The bytes of an unfinished head read so far. */
+  get partial(): Buffer | undefined {
+    return this.pending;
   }
 
   feed(buf: Buffer, start: number): { text: string; next: number; buf: Buffer } | undefined {
