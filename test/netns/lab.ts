@@ -21,6 +21,8 @@ export interface ProxyStart {
   /** Extra arguments, e.g. --config-file. */
   args: readonly string[];
   user: RunAs;
+  /** More TSMESH_* variables, as the injector would set them (TSMESH_APP_PROBES). */
+  env?: Readonly<Record<string, string>>;
 }
 
 export abstract class NamespaceLab<N extends string> {
@@ -97,6 +99,7 @@ export abstract class NamespaceLab<N extends string> {
       TSMESH_LOG_LEVEL: 'info',
       // As the injector runs it: the proxy's memory in these tests is what it is in a pod.
       NODE_OPTIONS: PROXY_NODE_OPTIONS,
+      ...o.env,
     };
     return this.spawnIn(`proxy-${pod}`, pod, [process.execPath, '--import', 'tsx', 'cli/main.ts', 'proxy', ...o.args], o.user, env);
   }

@@ -15,8 +15,9 @@
 //   {"delayMs": N}              answer every request N ms late (0: at once)
 //   {"stats": true}             only report: open connections and held requests
 // and is acknowledged with {"event":"control",...,"connections":N,"held":M}. The app is named by its
-// third argument (default "b"); logged requests carry the traceparent
-// header they came with and the status they were answered.
+// third argument (default "b"); logged requests carry the traceparent,
+// x-tsmesh-client-id and x-forwarded-client-cert headers they came with and
+// the status they were answered.
 // Usage: node --import tsx test/netns/mesh-app.ts HTTP_PORT ECHO_PORT [NAME]
 // Prints {"ready":true} once both ports listen.
 import { once } from 'node:events';
@@ -46,6 +47,9 @@ function handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse |
   const failPercent = Number(url.searchParams.get('failPercent') ?? 0);
   const status = failAll ?? (failPercent > 0 && Math.random() * 100 < failPercent ? Number(url.searchParams.get('failStatus') ?? 503) : 200);
   const traceparent = req.headers.traceparent;
+  // The caller's identity as the inbound proxy gives it (absent for a plain caller).
+  const clientId = req.headers['x-tsmesh-client-id'];
+  const clientCert = req.headers['x-forwarded-client-cert'];
   const entry = {
     event: 'request',
     protocol: req.httpVersion,
@@ -54,6 +58,8 @@ function handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse |
     peer: req.socket.remoteAddress,
     ...(status === 200 ? {} : { status }),
     ...(traceparent === undefined ? {} : { traceparent }),
+    ...(clientId === undefined ? {} : { clientId }),
+    ...(clientCert === undefined ? {} : { clientCert }),
   };
   log(entry);
   const answer = (): void => {

@@ -58,6 +58,8 @@ export interface PodSpec {
   app?: boolean;
   /** false: no `tsmesh init`, no proxy (default true). */
   meshed?: boolean;
+  /** More variables for its proxy, as the injector would set them (TSMESH_APP_PROBES). */
+  proxyEnv?: Readonly<Record<string, string>>;
 }
 
 /** A `kind: Mesh` document (control/sources/file.ts) without apiVersion and kind. */
@@ -66,6 +68,8 @@ export interface MeshDocument {
   services: Record<string, unknown>[];
   trafficPolicies?: Record<string, unknown>[];
   authorizationPolicies?: Record<string, unknown>[];
+  namespaces?: Record<string, unknown>[];
+  workloads?: Record<string, unknown>[];
 }
 
 export interface StreamLabOptions {
@@ -90,6 +94,9 @@ export interface AppRequest {
   /** Absent when the app answered 200. */
   status?: number;
   traceparent?: string;
+  /** x-tsmesh-client-id and x-forwarded-client-cert as the app got them. */
+  clientId?: string;
+  clientCert?: string;
 }
 
 /** What mesh-app.ts answers a control line with. */
@@ -304,6 +311,7 @@ export class StreamLab extends NamespaceLab<string> {
       drainDuration: this.options.drainDuration ?? '5s',
       args: [],
       user: PROXY_USER,
+      ...(this.pods.get(pod)!.proxyEnv ? { env: this.pods.get(pod)!.proxyEnv } : {}),
     });
     this.proxies[pod] = proxy;
     await this.waitProxyReady(pod, proxy);
