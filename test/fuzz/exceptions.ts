@@ -78,9 +78,6 @@ export const EXCEPTIONS: readonly Exception[] = [
   },
 ];
 
-/** The sniffer's view of a connection's first bytes: a method it knows and a space (proxy/net/sniff.ts). */
-const SNIFFED = /^(GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH) /;
-
 /** The first head, up to its CRLF CRLF (or all of the bytes when none comes). */
 const firstHead = (bytes: string): string => {
   const end = bytes.indexOf('\r\n\r\n');
@@ -94,12 +91,6 @@ const endsUnfinished = (bytes: string): boolean => {
 };
 
 export const PENDING_FIXES: readonly PendingFix[] = [
-  {
-    matches: (c) => c.side === 'request' && !SNIFFED.test(c.bytes),
-    kinds: ['laxer', 'boundary'],
-    reason:
-      'request side, sniffing on declared http ports (proxy/net/sniff.ts, outbound/listener.ts): a connection whose first bytes are not a method the sniffer knows (a lower-case, unknown or malformed method, a leading CR or LF) is carried to the app as opaque TCP, unread, even on a port declared http',
-  },
   {
     matches: (c) => c.side === 'request' && /\r(?!\n)|(?<!\r)\n/.test(firstHead(c.bytes)),
     kinds: ['wait'],
