@@ -55,10 +55,12 @@ const FULL_TRAFFIC = {
 
 const FULL_AUTHZ = {
   targetRef: { kind: 'ServiceAccount', name: 'payments' },
+  action: 'ALLOW',
   rules: [
     { identities: ['spiffe://cluster.local/ns/shop/sa/frontend'] },
     { namespaces: ['ops'], serviceAccounts: ['ops/prober'], ports: [8080, 9090] },
     {},
+    { serviceAccounts: ['shop/web'], methods: ['GET', 'PROPFIND'], paths: ['/orders', '/'], pathPrefixes: ['/api/v1', '/static/'], headers: { 'x-tenant': 'blue', 'X-Env': 'prod' } },
   ],
 };
 
@@ -125,11 +127,19 @@ const AUTHZ_REFUSED: Case[] = [
   { what: 'port 0', edit: (s) => (s.rules[1].ports = [0]), field: 'spec.rules[1].ports[0]' },
   { what: 'port 70000', edit: (s) => (s.rules[1].ports = [80, 70000]), field: 'spec.rules[1].ports[1]' },
   { what: 'an empty namespace', edit: (s) => (s.rules[1].namespaces = ['']), field: 'spec.rules[1].namespaces[0]' },
+  { what: 'an action other than ALLOW, DENY and AUDIT', edit: (s) => (s.action = 'REJECT'), field: 'spec.action' },
+  { what: 'a method in lower case', edit: (s) => (s.rules[3].methods = ['GET', 'post']), field: 'spec.rules[3].methods[1]' },
+  { what: 'a path without a leading slash', edit: (s) => (s.rules[3].paths = ['orders']), field: 'spec.rules[3].paths[0]' },
+  { what: 'a path prefix without a leading slash', edit: (s) => (s.rules[3].pathPrefixes = ['/api', 'api']), field: 'spec.rules[3].pathPrefixes[1]' },
+  { what: 'an empty header value', edit: (s) => (s.rules[3].headers['x-tenant'] = ''), field: 'spec.rules[3].headers.x-tenant' },
 ];
 
 const AUTHZ_SEMANTIC: Case[] = [
   { what: 'a SPIFFE ID without a trust domain', edit: (s) => (s.rules[0].identities = ['spiffe:///ns/shop/sa/frontend']), field: 'spec.rules[0].identities[0]' },
   { what: 'a SPIFFE ID with an upper-case trust domain', edit: (s) => (s.rules[0].identities = ['spiffe://Cluster.local/ns/shop/sa/x']), field: 'spec.rules[0].identities[0]' },
+  { what: 'a path that is not written normalized (it could never match)', edit: (s) => (s.rules[3].paths = ['/orders/../admin']), field: 'spec.rules[3].paths[0]' },
+  { what: 'a path prefix with a query', edit: (s) => (s.rules[3].pathPrefixes = ['/api?x=1']), field: 'spec.rules[3].pathPrefixes[0]' },
+  { what: 'a header name that is not a token', edit: (s) => (s.rules[3].headers = { 'x tenant': 'blue' }), field: 'spec.rules[3].headers.x tenant' },
 ];
 
 const copy = <T>(x: T): T => structuredClone(x);
@@ -353,7 +363,7 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
     assert.deepEqual(edited.status, status, 'a spec change leaves status alone');
   });
 
-  it('prints Target, Accepted and Reason columns (kubectl get)', async function () {
+  it('prints Target, Accepted and Reason columns (kubectl get), and an AuthorizationPolicy\'s Action', async function () {
     const objName = name('columns');
     const created = await create('TrafficPolicy', objName, { targetRef: { kind: 'Service', name: 'payments' } });
     await api.replaceNamespacedCustomObjectStatus({
@@ -370,7 +380,7 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
 
     await create('AuthorizationPolicy', 'columns', copy(FULL_AUTHZ));
     const authz = await getTable(server!.kc, `/apis/${GROUP}/${VERSION}/namespaces/${NS}/authorizationpolicies/columns`);
-    assert.deepEqual(authz.columnDefinitions.map((c) => c.name), ['Name', 'Target Kind', 'Target', 'Accepted', 'Reason', 'Age']);
-    assert.deepEqual(authz.rows[0]?.cells.slice(0, 3), ['columns', 'ServiceAccount', 'payments']);
+    assert.deepEqual(authz.columnDefinitions.map((c) => c.name), ['Name', 'Target Kind', 'Target', 'Action', 'Accepted', 'Reason', 'Age']);
+    assert.deepEqual(authz.rows[0]?.cells.slice(0, 4), ['columns', 'ServiceAccount', 'payments', 'ALLOW']);
   });
 });

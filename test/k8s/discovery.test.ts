@@ -506,6 +506,62 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
     });
   });
 
+  describe('inbound settings (tsmesh-config, Namespace and pod annotations) and AuthorizationPolicy actions', function () {
+    // A ServiceAccount of its own: its pods are the workload (those of another would have a say in its settings).
+    const ledgerId: ProxyIdentity = { spiffeId: `spiffe://${TD}/ns/${NS}/sa/ledger`, namespace: NS, serviceAccount: 'ledger' };
+    const inboundOf = (id: ProxyIdentity) => buildProxyConfig(source!.current()!, id, 'v').inbound;
+    async function annotateNamespace(annotations: Record<string, string | undefined>): Promise<void> {
+      const ns = await core.readNamespace({ name: NS });
+      const merged = Object.entries({ ...ns.metadata!.annotations, ...annotations }).filter((e): e is [string, string] => e[1] !== undefined);
+      await core.replaceNamespace({ name: NS, body: { ...ns, metadata: { ...ns.metadata, annotations: Object.fromEntries(merged) } } });
+    }
+
+    after(async function () {
+      await annotateNamespace({ 'tsmesh.io/default-inbound-policy': undefined });
+    });
+
+    it("carry tsmesh-config's defaultInboundPolicy, then the Namespace's and the pod's annotations to the proxy config, the most specific winning", async function () {
+      await createServiceAccount(kc, NS, 'ledger');
+      await core.createNamespacedConfigMap({ namespace: 'tsmesh-system', body: { metadata: { name: 'tsmesh-config' }, data: { defaultInboundPolicy: 'all-unauthenticated' } } });
+      await waitForModel(source!, (m) => (m.mesh.defaultInboundPolicy === 'all-unauthenticated' ? true : undefined), 'the mesh default');
+      await annotateNamespace({ 'tsmesh.io/default-inbound-policy': 'deny' });
+      await waitForModel(source!, (m) => (buildProxyConfig(m, paymentsId, 'v').inbound.defaultPolicy === 'deny' ? true : undefined), "the namespace's deny on payments");
+      await core.createNamespacedPod({
+        namespace: NS,
+        body: {
+          metadata: { name: 'ledger-1', annotations: { ...MESHED, 'tsmesh.io/mtls-mode': 'PERMISSIVE', 'tsmesh.io/port-mtls-modes': '9090=STRICT' } },
+          spec: { nodeName: 'node-1', serviceAccountName: 'ledger', containers: [{ name: 'app', image: 'registry.example/app:1' }] },
+        },
+      });
+      await waitForModel(source!, (m) => (buildProxyConfig(m, ledgerId, 'v').inbound.mtlsMode === 'PERMISSIVE' ? true : undefined), "the pod's PERMISSIVE on ledger");
+      assert.deepEqual(inboundOf(ledgerId), { mtlsMode: 'PERMISSIVE', portMtlsModes: { 9090: 'STRICT' }, defaultPolicy: 'deny' });
+      assert.equal(buildProxyConfig(source!.current()!, ledgerId, 'v').mesh.defaultInboundPolicy, 'all-unauthenticated');
+      await core.deleteNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config' });
+    });
+
+    it('an annotation that does not read is logged, and the last readable settings stay', async function () {
+      const warningsBefore = recorded.lines.filter((l) => l.level === 'warn').length;
+      await annotateNamespace({ 'tsmesh.io/default-inbound-policy': 'Deny' });
+      const logged = await eventually(async () => recorded.lines.slice(warningsBefore).find((l) => l.level === 'warn' && l.msg.startsWith(`Namespace ${NS}:`)), 2_000, 'the warning');
+      assert.equal(logged.msg, `Namespace ${NS}: annotation tsmesh.io/default-inbound-policy: "Deny" is not one of all-authenticated, all-unauthenticated, deny; its last readable settings stay in force`);
+      assert.equal(inboundOf(paymentsId).defaultPolicy, 'deny');
+      await annotateNamespace({ 'tsmesh.io/default-inbound-policy': 'all-authenticated' });
+      await waitForModel(source!, (m) => (buildProxyConfig(m, paymentsId, 'v').inbound.defaultPolicy === 'all-authenticated' ? true : undefined), 'the fixed value');
+    });
+
+    it('a DENY policy with HTTP rules reaches the workload and is Accepted; a path that could never match is InvalidSpec, naming the spelling to use', async function () {
+      const rules = [{ pathPrefixes: ['/admin'] }, { methods: ['DELETE'], paths: ['/orders'], headers: { 'x-tenant': 'blue' } }];
+      await createPolicy('AuthorizationPolicy', 'ledger-no-admin', { targetRef: { kind: 'ServiceAccount', name: 'ledger' }, action: 'DENY', rules });
+      const authz = await waitForModel(source!, (m) => buildProxyConfig(m, ledgerId, 'v').inbound.authorization?.find((a) => a.name === 'ledger-no-admin'), 'the DENY policy on ledger');
+      assert.deepEqual(authz, { name: 'ledger-no-admin', action: 'DENY', rules });
+      await acceptedCondition('AuthorizationPolicy', 'ledger-no-admin', { status: 'True', reason: 'Accepted' });
+
+      await createPolicy('AuthorizationPolicy', 'ledger-dotted', { targetRef: { kind: 'ServiceAccount', name: 'ledger' }, action: 'DENY', rules: [{ paths: ['/public/../admin'] }] });
+      const { condition } = await acceptedCondition('AuthorizationPolicy', 'ledger-dotted', { status: 'False', reason: 'InvalidSpec' });
+      assert.match(condition.message, /^spec\.rules\[0\]\.paths\[0\]: "\/public\/\.\.\/admin" is not a normalized path .*; write "\/admin"; the policy is not applied$/);
+    });
+  });
+
   describe('trust bundle', function () {
     let sync: TrustBundleSync | undefined;
     afterEach(() => sync?.close());
