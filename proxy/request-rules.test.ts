@@ -139,6 +139,17 @@ describe('HTTP/1.1 request rules through sidecars on loopback', function () {
     ['a Host with userinfo', 'GET / HTTP/1.1\r\nhost: user@api.shop\r\n\r\n', /invalid Host/],
     ['a Host with a path', 'GET / HTTP/1.1\r\nhost: api.shop/x\r\n\r\n', /invalid Host/],
     ['an HTTP/1.0 request with Transfer-Encoding', 'POST / HTTP/1.0\r\nhost: api.shop\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', /HTTP\/1\.0 request with Transfer-Encoding/],
+    ['a fragment in the target', 'GET /a#b HTTP/1.1\r\nhost: api.shop\r\n\r\n', /"#" or a byte above 0x7e/],
+    ['a byte above 0x7e in the target', 'GET /caf\xe9 HTTP/1.1\r\nhost: api.shop\r\n\r\n', /"#" or a byte above 0x7e/],
+  ];
+
+  /** Heads that never end (no CRLF CRLF ever comes), refused at their first bad byte rather than at the header timeout. */
+  const UNFINISHED: [name: string, head: string, why: RegExp][] = [
+    ['a head whose lines end in a bare LF', 'GET / HTTP/1.1\nhost: api.shop\n\n', /bare LF/],
+    ['a bare CR ending the request line', 'GET / HTTP/1.1\rhost: api.shop\r\n', /bare CR/],
+    ['a folded header line', 'GET / HTTP/1.1\r\nhost: api.shop\r\n folded\r\n', /not "name: value"/],
+    ['whitespace before a colon', 'GET / HTTP/1.1\r\nhost : api.shop\r\n', /not "name: value"/],
+    ['a request line with a byte that is no token character', 'G@T / HTTP/1.1\r\n', /not an HTTP\/1\.1 request/],
   ];
 
   /** Chunked bodies the decoder refuses, after a good head. */
@@ -155,6 +166,21 @@ describe('HTTP/1.1 request rules through sidecars on loopback', function () {
         assert.deepEqual(seen, []);
       });
     }
+
+    for (const [name, head, why] of UNFINISHED) {
+      it(`${name}, in a head that never ends, through ${path}: 400 saying why at once, not at the header timeout`, async () => {
+        const started = performance.now();
+        const answer = await rawCall(portOf(path), head);
+        assertRefused(answer, '400 Bad Request', why);
+        assert.ok(performance.now() - started < 2000, `answered after ${(performance.now() - started).toFixed(0)} ms`);
+        assert.deepEqual(seen, []);
+      });
+    }
+
+    it(`CONNECT, through ${path}: 501 saying what to do instead, and a close`, async () => {
+      assertRefused(await rawCall(portOf(path), 'CONNECT db.shop:5432 HTTP/1.1\r\nhost: db.shop:5432\r\n\r\n'), '501 Not Implemented', /declare its port tcp/);
+      assert.deepEqual(seen, []);
+    });
 
     for (const [name, body, why] of BAD_BODIES) {
       it(`${name} in a request body, through ${path}: 400 saying why before the connection closes`, async () => {

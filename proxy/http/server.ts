@@ -124,10 +124,9 @@ function unrefTimer(fn: () => void, ms: number): NodeJS.Timeout {
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
-/** The error for a head whose bytes cannot begin a request line. */
-function notARequest(head: Buffer): HttpParseError {
-  const start = JSON.stringify(head.toString('latin1', 0, Math.min(head.length, 40)));
-  return new HttpParseError(400, `not an HTTP/1.1 request: a request begins "method target HTTP/1.1", and these bytes begin ${start}`);
+/** The error for a head whose bytes cannot be a request head: why, and how it begins. */
+function notARequest(reason: string, head: Buffer): HttpParseError {
+  return new HttpParseError(400, `${reason}; the head begins ${JSON.stringify(head.toString('latin1', 0, Math.min(head.length, 40)))}`);
 }
 
 /** How long a client whose request was refused has to read the answer and close. */
@@ -318,12 +317,12 @@ class ServerConnection {
         const got = this.reader.feed(data, i);
         if (!got) {
           // A head that did not come whole: it has the headers timeout to finish, and is refused as
-          // soon as its bytes cannot begin a request line (a TLS hello, binary bytes, "G@T /").
+          // soon as its bytes cannot be a request head (a TLS hello, binary bytes, "G@T /", a bare LF).
           if (began) {
             this.waitFor('head');
-            this.line = new RequestLineScanner();
+            this.line = new RequestLineScanner(true);
           }
-          if (this.line?.scan(data, i, data.length) === 'not-request') throw notARequest(this.reader.partial ?? data.subarray(i));
+          if (this.line?.scan(data, i, data.length) === 'not-request') throw notARequest(this.line.reason, this.reader.partial ?? data.subarray(i));
           return;
         }
         this.line = undefined;

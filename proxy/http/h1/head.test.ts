@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { BodyDecoder, frame, lastChunk } from './body.js';
 import { HOP_BY_HOP } from '../types.js';
-import { HeadReader, HttpParseError, parseRequestHead, parseResponseHead } from './head.js';
+import { HeadReader, HttpParseError, parseRequestHead, parseResponseHead, RequestLineScanner } from './head.js';
 
 /** A request head of these lines; one without a Host line gets `host: a` after its request line (HTTP/1.1 requires one). */
 const req = (lines: string[]): ReturnType<typeof parseRequestHead> =>
@@ -158,14 +158,56 @@ describe('HTTP/1.1 heads', () => {
         refusedRaw([`GET ${bad} HTTP/1.1`, 'host: a'], /authority is not a host/);
     });
 
-    it('takes origin-form, OPTIONS *, and CONNECT authority-form as they are; any other target is refused', () => {
+    it('takes origin-form and OPTIONS * as they are; refuses CONNECT (501), "#" and bytes above 0x7e, and any other target', () => {
       assert.equal(parse(['GET /a/b?c HTTP/1.1', 'host: a']).target, '/a/b?c');
+      assert.equal(parse(['GET /a/%C3%A9?q=%23 HTTP/1.1', 'host: a']).target, '/a/%C3%A9?q=%23');
       assert.equal(parse(['OPTIONS * HTTP/1.1', 'host: a']).target, '*');
-      assert.equal(parse(['CONNECT db.shop:5432 HTTP/1.1', 'host: db.shop:5432']).target, 'db.shop:5432');
+      assert.throws(
+        () => parse(['CONNECT db.shop:5432 HTTP/1.1', 'host: db.shop:5432']),
+        (e: unknown) => e instanceof HttpParseError && e.status === 501 && /CONNECT is not carried[\s\S]*declare its port tcp/.test(e.message),
+      );
+      for (const bad of ['GET /a#b HTTP/1.1', 'GET /caf\xe9 HTTP/1.1', 'GET http://a.example/#x HTTP/1.1']) refusedRaw([bad, 'host: a'], /"#" or a byte above 0x7e/);
       for (const bad of ['GET * HTTP/1.1', 'GET foo HTTP/1.1', 'GET ?x HTTP/1.1', 'GET a.example/x HTTP/1.1']) refusedRaw([bad, 'host: a'], /bad request target/);
       // "//x" is a path (origin-form's path may begin with an empty segment).
       assert.equal(parse(['GET //x HTTP/1.1', 'host: a']).target, '//x');
     });
+  });
+
+  describe('RequestLineScanner: a head read byte by byte before it has come whole', () => {
+    /** The verdict on `text`, fed at once and a byte at a time (the same both ways), with its reason. */
+    const verdict = (text: string, wholeHead: boolean): string => {
+      const bytes = Buffer.from(text, 'latin1');
+      const once = new RequestLineScanner(wholeHead);
+      once.scan(bytes, 0, bytes.length);
+      const bytewise = new RequestLineScanner(wholeHead);
+      for (let i = 0; i < bytes.length; i++) bytewise.scan(bytes, i, i + 1);
+      assert.deepEqual([bytewise.verdict, bytewise.reason], [once.verdict, once.reason], text);
+      return once.verdict === 'not-request' ? `not-request: ${once.reason}` : once.verdict;
+    };
+    const TABLE: [text: string, line: RegExp, head: RegExp][] = [
+      ['GET / HTTP/1.1', /^request$/, /^partial$/],
+      ['\r\nPROPFIND /x HTTP/1.1\r\nhost: a\r\ndepth: 1', /^request$/, /^partial$/],
+      ['GET / HTTP/1.1\r\nhost: a\r\n\r\n', /^request$/, /^request$/],
+      ['GET / HTTP/1.1\r\nx-empty:\r\nx-obs: caf\xe9\t!\r\n\r', /^request$/, /^partial$/],
+      ['G@T / HTTP/1.1\r\n', /not an HTTP\/1\.1 request/, /not an HTTP\/1\.1 request/],
+      ['\x16\x03\x01\x02\x00', /not an HTTP\/1\.1 request/, /not an HTTP\/1\.1 request/],
+      ['GET / HTTP/1.1 \r\n', /^request$/, /not an HTTP\/1\.1 request/],
+      ['GET / HTTP/1.1\nhost: a\n\n', /^request$/, /bare LF/],
+      ['GET / HTTP/1.1\r\nhost: a\nx: b', /^request$/, /bare LF/],
+      ['GET / HTTP/1.1\r\nhost: a\r\n\n', /^request$/, /bare LF/],
+      ['GET / HTTP/1.1\rhost: a', /^request$/, /bare CR/],
+      ['GET / HTTP/1.1\r\nhost: a\r\n\rx', /^request$/, /bare CR/],
+      ['GET / HTTP/1.1\r\nhost: a\r\n folded', /^request$/, /not "name: value"/],
+      ['GET / HTTP/1.1\r\nhost : a', /^request$/, /not "name: value"/],
+      ['GET / HTTP/1.1\r\n: a', /^request$/, /not "name: value"/],
+      ['GET / HTTP/1.1\r\nx-a: 1\x00', /^request$/, /control character/],
+    ];
+    for (const [text, line, head] of TABLE) {
+      it(`${JSON.stringify(text)}: as a request line ${line.source}, as a head ${head.source}`, () => {
+        assert.match(verdict(text, false), line);
+        assert.match(verdict(text, true), head);
+      });
+    }
   });
 
   it('leaves out every hop-by-hop field the proxy knows, however it is spelled', () => {

@@ -80,6 +80,8 @@ function isToken(s: string): boolean {
 const DIGITS_3 = /^\d{3}$/;
 // eslint-disable-next-line no-control-regex -- finding control characters is what it is for
 const BAD_TARGET_CHAR = /[\x00-\x20\x7f]/;
+/** Visible bytes a request target may not hold (RFC 9112 3.2, RFC 3986): a fragment's "#", and anything above 0x7e. */
+const NOT_IN_TARGET = /[#\x80-\xff]/;
 
 const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
 
@@ -234,8 +236,11 @@ const ABSOLUTE_FORM = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/;
  *  - Host: one line (parseFields), a valid value, and present in HTTP/1.1
  *    whatever the target's form; each of these is a 400 otherwise, as RFC
  *    9112 3.2 has a server answer.
- *  - origin-form ("/path?query") goes on as it is; so do asterisk-form
- *    ("*", OPTIONS only) and CONNECT's authority-form.
+ *  - origin-form ("/path?query") goes on as it is; so does asterisk-form
+ *    ("*", OPTIONS only).
+ *  - CONNECT is refused (501): a 2xx to it would turn the connection into
+ *    a tunnel the HTTP path does not join (nginx refuses it too); a forward
+ *    proxy behind the mesh is carried on a port declared tcp.
  *  - absolute-form ("http://authority/path?query", the form a client sends
  *    a forward proxy): RFC 9112 3.2.2 has a server ignore the Host field and
  *    use the target's authority, and a proxy replace Host with it when it
@@ -250,8 +255,10 @@ function requestTarget(method: string, target: string, headers: IncomingHttpHead
   if (host !== undefined && !HOST.test(host))
     throw new HttpParseError(400, `invalid Host ${JSON.stringify(host.slice(0, 80))}: Host is one host[:port], without a list, userinfo, path or spaces (RFC 9110 7.2)`);
   if (host === undefined && minor === 1) throw new HttpParseError(400, 'an HTTP/1.1 request without a Host header: every HTTP/1.1 request carries one, naming the service (RFC 9112 3.2)');
+  if (method === 'CONNECT')
+    throw new HttpParseError(501, 'CONNECT is not carried by the mesh\'s HTTP path (its tunnel would not be joined); to carry a forward proxy, declare its port tcp (appProtocol tcp)');
   if (target.charCodeAt(0) === 0x2f) return target;
-  if ((target === '*' && method === 'OPTIONS') || method === 'CONNECT') return target;
+  if (target === '*' && method === 'OPTIONS') return target;
   const absolute = ABSOLUTE_FORM.exec(target);
   if (absolute === null) throw new HttpParseError(400, `bad request target ${JSON.stringify(target.slice(0, 80))}: a path starts with "/", or the target is a whole http:// URL (RFC 9112 3.2)`);
   const [, scheme, authority, rest] = absolute as unknown as [string, string, string, string];
@@ -276,6 +283,8 @@ export function parseRequestHead(text: string): RequestHead {
   const received = line.slice(sp1 + 1, sp2);
   if (received.length === 0) throw new HttpParseError(400, 'empty request target');
   if (BAD_TARGET_CHAR.test(received)) throw new HttpParseError(400, 'the request target holds a space or a control character');
+  if (NOT_IN_TARGET.test(received))
+    throw new HttpParseError(400, `the request target ${JSON.stringify(received.slice(0, 80))} holds "#" or a byte above 0x7e: a fragment is never sent, and other bytes are percent-encoded (RFC 3986)`);
   const minor = version(line, sp2 + 1, 400);
   const f = parseFields(text, lineEnd === -1 ? text.length : lineEnd + 2, 400);
   const target = requestTarget(method, received, f.headers, minor);
@@ -325,7 +334,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   return { status, minor, headers: f.headers, framing, keepAlive: framing.kind !== 'close' && keepAliveOf(minor, f.connection), upgrade: status === 101 ? f.upgrade : undefined };
 }
 
-/** What the bytes so far make of a request line: a whole one, not one, or the start of one. */
+/** What the bytes so far make of a request line (or head): a whole one, not one, or the start of one. */
 export type LineVerdict = 'request' | 'not-request' | 'partial';
 
 const enum Line {
@@ -335,30 +344,60 @@ const enum Line {
   TargetStart,
   Target,
   Version,
+  /** The whole head's states: the request line's end, field lines, the empty line. */
+  LineCr,
+  LineLf,
+  FieldStart,
+  FieldName,
+  FieldValue,
+  EndLf,
 }
 const HTTP_NAME = 'HTTP/';
+const NOT_A_REQUEST_LINE = 'not an HTTP/1.1 request: a request begins "method target HTTP/1.1"';
+const BARE_LF = 'a line of the request head ends in a bare LF: lines end in CRLF (RFC 9112 2.2)';
+const BARE_CR = 'a bare CR in the request head: lines end in CRLF (RFC 9112 2.2)';
+const BAD_FIELD_LINE = 'a header line is not "name: value": a name of token characters then a colon, no whitespace before the colon, no folded lines';
+const CONTROL_IN_VALUE = 'a header value holds a control character';
 
 /**
- * Reads the start of a request line byte by byte, across pieces:
- * `method SP request-target SP HTTP/d.d`, after any empty lines, where the
- * method is a token (any case, any length: PROPFIND, get and a 20-letter
- * extension method are all methods) and the target any visible bytes (ASCII
- * or obs-text). Its verdict is 'request' at the version's last digit,
+ * Reads a request line byte by byte, across pieces: `method SP
+ * request-target SP HTTP/d.d`, after any empty lines, where the method is a
+ * token (any case, any length: PROPFIND, get and a 20-letter extension
+ * method are all methods) and the target any visible bytes (ASCII or
+ * obs-text). Its verdict is 'request' at the version's last digit,
  * 'not-request' at the first byte that cannot belong to such a line, and
- * 'partial' until then. Looser than parseRequestHead, which judges the whole
- * head (versions, target forms, fields): the sniffer takes it as "speaks
- * HTTP/1" (net/sniff.ts), and the server refuses a connection as soon as its
- * bytes cannot begin a request, without waiting for the head to end.
+ * 'partial' until then: what the sniffer takes for "speaks HTTP/1"
+ * (net/sniff.ts). With `wholeHead`, it goes on through the field lines to
+ * the empty line, each line ending in CRLF, each field a token, a colon and
+ * a value without control characters: the server reads a head that has not
+ * come whole with it, and refuses it at the first byte that cannot belong to
+ * a request head (a TLS hello, binary bytes, a bare LF, a folded line)
+ * instead of waiting for the header timeout. Looser than parseRequestHead,
+ * which judges the whole head once it has come (versions, target forms,
+ * Host, framing).
  */
 export class RequestLineScanner {
   private state = Line.Lead;
   /** Bytes of the version read. */
   private at = 0;
   verdict: LineVerdict = 'partial';
+  /** Why the bytes cannot be a request head, once the verdict is 'not-request'. */
+  reason = '';
+
+  constructor(private readonly wholeHead = false) {}
 
   scan(buf: Buffer, from: number, to: number): LineVerdict {
-    for (let i = from; i < to && this.verdict === 'partial'; i++) if (!this.step(buf[i]!)) this.verdict = 'not-request';
+    for (let i = from; i < to && this.verdict === 'partial'; i++) {
+      if (this.step(buf[i]!)) continue;
+      this.verdict = 'not-request';
+      if (this.reason === '') this.reason = NOT_A_REQUEST_LINE;
+    }
     return this.verdict;
+  }
+
+  private fail(reason: string): false {
+    this.reason = reason;
+    return false;
   }
 
   /** Whether byte `c` can come next. */
@@ -383,9 +422,43 @@ export class RequestLineScanner {
         const at = this.at++;
         if (at < HTTP_NAME.length) return c === HTTP_NAME.charCodeAt(at);
         if (at === HTTP_NAME.length + 1) return c === 0x2e;
-        if (at === HTTP_NAME.length + 2) this.verdict = 'request';
+        if (at === HTTP_NAME.length + 2) {
+          if (this.wholeHead) this.state = Line.LineCr;
+          else this.verdict = 'request';
+        }
         return c >= 0x30 && c <= 0x39;
       }
+      case Line.LineCr:
+        if (c === 0x0d) {
+          this.state = Line.LineLf;
+          return true;
+        }
+        return c === 0x0a ? this.fail(BARE_LF) : false;
+      case Line.LineLf:
+        this.state = Line.FieldStart;
+        return c === 0x0a || this.fail(BARE_CR);
+      case Line.FieldStart:
+        if (c === 0x0d) {
+          this.state = Line.EndLf;
+          return true;
+        }
+        if (c === 0x0a) return this.fail(BARE_LF);
+        this.state = Line.FieldName;
+        return CHAR_CLASS[c] !== C_BAD || this.fail(BAD_FIELD_LINE);
+      case Line.FieldName:
+        if (c === 0x3a) this.state = Line.FieldValue;
+        return c === 0x3a || CHAR_CLASS[c] !== C_BAD || this.fail(BAD_FIELD_LINE);
+      case Line.FieldValue:
+        if (c === 0x0d) {
+          this.state = Line.LineLf;
+          return true;
+        }
+        if (c === 0x0a) return this.fail(BARE_LF);
+        return BAD_IN_VALUE[c] !== 1 || this.fail(CONTROL_IN_VALUE);
+      case Line.EndLf:
+        if (c !== 0x0a) return this.fail(BARE_CR);
+        this.verdict = 'request';
+        return true;
     }
   }
 }
