@@ -16,13 +16,15 @@
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
 /** Whether `path` may need work: anything but plain segments of plain characters. */
-const NEEDS_WORK = /[?#%\\]|\/\/|\/\.(?:\/|\.?(?:\/|$))|^(?!\/)/;
+const NEEDS_WORK = /[%\\]|\/\/|\/\.(?:\/|\.?(?:\/|$))|^(?!\/)/;
 
 export function normalizePath(target: string): string {
-  if (!NEEDS_WORK.test(target)) return target;
   let s = target;
-  const cut = s.search(/[?#]/);
-  if (cut >= 0) s = s.slice(0, cut);
+  const query = s.indexOf('?');
+  if (query >= 0) s = s.slice(0, query);
+  const fragment = s.indexOf('#');
+  if (fragment >= 0) s = s.slice(0, fragment);
+  if (!NEEDS_WORK.test(s)) return s;
   if (s === '*') return s;
   if (!s.startsWith('/')) {
     const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*/.exec(s);

@@ -67,7 +67,8 @@
 // (a header route and a 90/10 split, a route timeout, retries with backoff and
 // their budget, which buffer each POST body for replay, a circuit breaker on
 // failure rate and consecutive failures, a 1 ms delay fault on 1% of requests,
-// trace headers, and an AuthorizationPolicy on the server's inbound). Ends with:
+// trace headers, and on the server's inbound 50 authorization rules, L7 and
+// L4, DENY, AUDIT and ALLOW, that each request walks: benchPolicies()). Ends with:
 //   bench:sidecar-policy throughput_vs_bare=<r>
 // Needs root, iproute2, iptables, util-linux, curl, wrk and haproxy.
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -366,7 +367,7 @@ class Bench {
         JSON.stringify({
           ...base,
           services: [],
-          inbound: { mtlsMode: 'STRICT', authorization: [{ name: 'bench-callers', rules: [{ serviceAccounts: [`${NAMESPACE}/client`] }] }] },
+          inbound: { mtlsMode: 'STRICT', authorization: benchPolicies() },
         }),
         0o644,
       );
@@ -499,6 +500,31 @@ function policyServices(): Record<string, unknown>[] {
     ],
   };
   return [{ ...upstreamService('upstream', ADDRESSES.clusterIp), trafficPolicy }, upstreamService('upstream-canary', ADDRESSES.canaryClusterIp)];
+}
+
+/**
+ * 50 authorization rules on the server's inbound, none of which denies the
+ * benchmark's requests, which walk every one that could apply to them:
+ * 10 DENY rules by path prefix (any caller: read on every request, with the
+ * path normalized), 5 AUDIT rules by method and path, and 35 ALLOW rules:
+ * 15 L4 and 10 L7 rules for other callers (sorted out once per connection),
+ * 9 L7 rules for the client that do not match, and last the one that does
+ * (POST under /).
+ */
+function benchPolicies(): Record<string, unknown>[] {
+  const n = (count: number, rule: (i: number) => object): object[] => Array.from({ length: count }, (_, i) => rule(i));
+  const client = [`${NAMESPACE}/client`];
+  const rules = [
+    ...n(15, (i) => ({ serviceAccounts: [`${NAMESPACE}/other-${i}`], ports: [9000 + i] })),
+    ...n(10, (i) => ({ serviceAccounts: [`${NAMESPACE}/other-${i}`], methods: ['GET'], pathPrefixes: [`/other-${i}`] })),
+    ...n(9, (i) => ({ serviceAccounts: client, methods: ['GET', 'PUT'], pathPrefixes: [`/reports-${i}`], headers: { 'x-tenant': `t${i}` } })),
+    { serviceAccounts: client, methods: ['POST'], pathPrefixes: ['/'] },
+  ];
+  return [
+    { name: 'bench-deny', action: 'DENY', rules: n(10, (i) => ({ pathPrefixes: [`/admin-${i}`] })) },
+    { name: 'bench-audit', action: 'AUDIT', rules: n(5, (i) => ({ methods: ['DELETE'], paths: [`/audit-${i}`] })) },
+    { name: 'bench-callers', rules },
+  ];
 }
 
 function median(values: readonly number[]): number {

@@ -59,7 +59,14 @@ export interface Authorizer {
   connection(peer: string, port: number): ConnectionAuthz;
 }
 
-type RequestMatcher = (req: ProxyRequest, path: string) => boolean;
+/** What a rule asks of a request; every field set must match. */
+interface RequestMatch {
+  methods: ReadonlySet<string> | undefined;
+  paths: ReadonlySet<string> | undefined;
+  /** Normalized, without a trailing slash ("" for "/"). */
+  prefixes: readonly string[] | undefined;
+  headers: readonly (readonly [name: string, value: string])[] | undefined;
+}
 
 interface CompiledRule {
   policy: string;
@@ -70,7 +77,7 @@ interface CompiledRule {
   serviceAccounts: ReadonlySet<string> | undefined;
   ports: ReadonlySet<number> | undefined;
   /** undefined: the rule does not look at requests. */
-  request: RequestMatcher | undefined;
+  request: RequestMatch | undefined;
   /** Whether `request` reads the normalized path. */
   readsPath: boolean;
 }
@@ -88,26 +95,33 @@ export function defaultInboundPolicy(config: Pick<ProxyConfig, 'mesh' | 'inbound
   return config.inbound.defaultPolicy ?? config.mesh.defaultInboundPolicy ?? (inboundMtlsMode(config, port) === 'PERMISSIVE' ? 'all-unauthenticated' : 'all-authenticated');
 }
 
-function requestMatcher(r: AuthorizationRule): RequestMatcher | undefined {
-  const checks: RequestMatcher[] = [];
-  const methods = set(r.methods);
-  if (methods) checks.push((req) => methods.has(req.method));
-  if (r.paths || r.pathPrefixes) {
-    const exact = new Set(r.paths ?? []);
-    const prefixes = (r.pathPrefixes ?? []).map(prefixOf);
-    checks.push((_req, path) => exact.has(path) || prefixes.some((p) => hasPathPrefix(path, p)));
-  }
+function requestMatch(r: AuthorizationRule): RequestMatch | undefined {
   const headers = Object.entries(r.headers ?? {});
-  if (headers.length > 0)
-    checks.push((req) =>
-      headers.every(([name, value]) => {
-        const got = req.headers[name];
-        return typeof got === 'string' ? got === value : got !== undefined && got.includes(value);
-      }),
-    );
-  if (checks.length === 0) return undefined;
-  if (checks.length === 1) return checks[0];
-  return (req, path) => checks.every((c) => c(req, path));
+  if (!r.methods && !r.paths && !r.pathPrefixes && headers.length === 0) return undefined;
+  const pathField = r.paths !== undefined || r.pathPrefixes !== undefined;
+  return {
+    methods: set(r.methods),
+    paths: pathField ? new Set(r.paths ?? []) : undefined,
+    prefixes: pathField ? (r.pathPrefixes ?? []).map(prefixOf) : undefined,
+    headers: headers.length > 0 ? headers : undefined,
+  };
+}
+
+/** Whether `req` (its normalized path `path`) matches `m`: loops, no closures, a request costs little per rule. */
+function matchesRequest(m: RequestMatch, req: ProxyRequest, path: string): boolean {
+  if (m.methods && !m.methods.has(req.method)) return false;
+  if (m.prefixes) {
+    let hit = m.paths!.has(path);
+    for (let i = 0; !hit && i < m.prefixes.length; i++) hit = hasPathPrefix(path, m.prefixes[i]!);
+    if (!hit) return false;
+  }
+  if (m.headers) {
+    for (const [name, value] of m.headers) {
+      const got = req.headers[name];
+      if (typeof got === 'string' ? got !== value : got === undefined || !got.includes(value)) return false;
+    }
+  }
+  return true;
 }
 
 function compileRule(p: AuthorizationPolicySpec, r: AuthorizationRule, i: number): CompiledRule {
@@ -119,7 +133,7 @@ function compileRule(p: AuthorizationPolicySpec, r: AuthorizationRule, i: number
     namespaces: set(r.namespaces),
     serviceAccounts: set(r.serviceAccounts),
     ports: set(r.ports),
-    request: requestMatcher(r),
+    request: requestMatch(r),
     readsPath: r.paths !== undefined || r.pathPrefixes !== undefined,
   };
 }
@@ -196,10 +210,14 @@ export function compileAuthorization(config: Pick<ProxyConfig, 'mesh' | 'inbound
       tcp,
       request(req) {
         const path = readsPath ? normalizePath(req.path) : '';
-        for (const r of denyL7) if (r.request!(req, path)) return finding('deny', r, what(req));
-        if (fallback && !(allowOnRequest && allowL7.some((r) => r.request!(req, path)))) return fallback;
+        for (const r of denyL7) if (matchesRequest(r.request!, req, path)) return finding('deny', r, what(req));
+        if (fallback) {
+          let allowed = false;
+          if (allowOnRequest) for (let i = 0; !allowed && i < allowL7.length; i++) allowed = matchesRequest(allowL7[i]!.request!, req, path);
+          if (!allowed) return fallback;
+        }
         if (tcpAudit) return tcpAudit;
-        for (const r of auditL7) if (r.request!(req, path)) return finding('audit', r, what(req));
+        for (const r of auditL7) if (matchesRequest(r.request!, req, path)) return finding('audit', r, what(req));
         return undefined;
       },
     };
