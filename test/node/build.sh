@@ -9,13 +9,15 @@
 #             test/cluster/build.sh
 #   layers/   the layers of the tsmesh image: a Debian minbase rootfs
 #             (mmdebstrap, with iptables, ca-certificates and iproute2), the
-#             host's node binary, the production node_modules
-#   images/   OCI archives for `ctr images import`: pause, coredns, tsmesh
+#             host's node binary, the production node_modules; and the test
+#             apps (esbuild bundles, with @grpc/grpc-js and ws)
+#   images/   OCI archives for `ctr images import`: pause, coredns, tsmesh,
+#             testapps (rootfs, node and the test apps)
 #
 # Each part is cached under a stamp: the Go binaries by go.mod, go.sum, the
 # sources and the Go version; the rootfs by its package list and the Debian
 # sources; node by its binary; node_modules by package-lock.json and the node
-# version. Only the tsmesh image's app layer (dist/, manifests/,
+# version; the test apps by their sources, package-lock.json, node and esbuild. Only the tsmesh image's app layer (dist/, manifests/,
 # package.json) is rebuilt on every call (dist/ compiled first). Nothing is
 # pulled from an image registry. Safe to call concurrently (a lock). Prints
 # the time of each part.
@@ -41,6 +43,7 @@ ROOTFS_PACKAGES=iptables,ca-certificates,iproute2
 PAUSE_IMAGE=docker.io/library/tsmesh-pause:node
 COREDNS_IMAGE=docker.io/library/tsmesh-coredns:node
 TSMESH_IMAGE=docker.io/library/tsmesh:node
+TESTAPPS_IMAGE=docker.io/library/tsmesh-testapps:node
 
 log() { echo "build.sh (node): $*"; }
 die() { echo "build.sh (node): $*" >&2; exit 1; }
@@ -181,6 +184,46 @@ build_app_layer() {
   log "app layer (dist/ compiled, manifests/) in $(ms "$t0") ms"
 }
 
+# --- test apps -------------------------------------------------------------
+# The test apps of protocols.test.ts, each bundled by esbuild (tsx's, from
+# node_modules) with what it imports, @grpc/grpc-js and ws among them, into
+# one ES module at /opt/tsmesh-test/NAME.mjs: the image's node runs them, and
+# neither package joins the production node_modules. Keyed by the entries,
+# everything local the last bundle read (its metafile), package-lock.json,
+# this section of build.sh and the versions of node and esbuild.
+TESTAPPS=(test/netns/grpc-app.ts test/netns/ws-app.ts test/netns/ws-client.ts test/node/apps/http-app.ts test/node/apps/calls.ts)
+testapps_key() { # ESBUILD META
+  cd "$repo" && {
+    node --version
+    "$1" --version
+    sed -n '/^# --- test apps/,/^# --- end test apps/p' "$here/build.sh"
+    cat package-lock.json
+    [ ! -f "$2" ] || node -e 'for (const f of Object.keys(require(process.argv[1]).inputs).sort()) if (!f.includes("node_modules/")) console.log(f)' "$2" |
+      while read -r f; do echo "$f"; cat "$f" 2>/dev/null || echo "(gone)"; done
+  } | sha
+}
+build_testapps_layer() {
+  local t0 tmp esbuild="$repo/node_modules/.bin/esbuild" out="$cache/layers/testapps.tar" meta="$cache/layers/testapps.meta.json"
+  t0=$(date +%s%N)
+  [ -x "$esbuild" ] || die "$esbuild missing: run npm ci (esbuild comes with tsx)"
+  if [ -f "$meta" ] && [ -f "$out" ] && fresh testapps "$(testapps_key "$esbuild" "$meta")"; then
+    log "test apps layer up to date in $(ms "$t0") ms"
+    return
+  fi
+  tmp="$(mktemp -d "$cache/testapps.XXXXXX")"
+  mkdir -p "$tmp/opt/tsmesh-test"
+  # ESM output, with a require() for the CommonJS packages bundled in it.
+  (cd "$repo" && "$esbuild" "${TESTAPPS[@]}" --bundle --platform=node --format=esm --target=node20 \
+    --outdir="$tmp/opt/tsmesh-test" --entry-names="[name]" --out-extension:.js=.mjs --log-level=warning --metafile="$meta" \
+    --banner:js="import { createRequire as tsmeshCreateRequire } from 'node:module'; const require = tsmeshCreateRequire(import.meta.url);") ||
+    { rm -rf "$tmp" "$meta"; die "esbuild of the test apps failed"; }
+  layer_tar "$tmp" "$out"
+  rm -rf "$tmp"
+  stamp testapps "$(testapps_key "$esbuild" "$meta")"
+  log "test apps layer ($(du -k "$out" | cut -f1) KB: ${TESTAPPS[*]##*/}) in $(ms "$t0") ms"
+}
+# --- end test apps
+
 single_binary_layer() { # BINARY NAME OUT
   local tmp
   tmp="$(mktemp -d "$cache/bin.XXXXXX")"
@@ -199,6 +242,7 @@ build_images() {
   build_node_layer
   build_modules_layer
   build_app_layer
+  build_testapps_layer
   t1=$(date +%s%N)
   if ! fresh images-base "$(cat "$cache/stamp.go")" || [ ! -f "$cache/images/pause.tar" ] || [ ! -f "$cache/images/coredns.tar" ]; then
     single_binary_layer "$cache/bin/pause" pause "$cache/layers/pause.tar"
@@ -214,6 +258,15 @@ build_images() {
     --layer "$cache/layers/modules.tar" --layer "$cache/layers/app.tar" \
     --entrypoint tsmesh --cmd=--help --user 65532:65532 --workdir /opt/tsmesh \
     --env NODE_ENV=production
+  # The test apps' image shares the rootfs and node layers (containerd stores them once).
+  local key
+  key="$(cat "$cache/stamp.rootfs" "$cache/stamp.node" "$cache/stamp.testapps")"
+  if ! fresh images-testapps "$key" || [ ! -f "$cache/images/testapps.tar" ]; then
+    oci --out "$cache/images/testapps.tar" --name "$TESTAPPS_IMAGE" \
+      --layer "$cache/layers/rootfs.tar" --layer "$cache/layers/node.tar" --layer "$cache/layers/testapps.tar" \
+      --entrypoint node --user 1000:1000 --workdir /opt/tsmesh-test
+    stamp images-testapps "$key"
+  fi
   log "OCI archives in $(ms "$t1") ms; images in $(ms "$t0") ms"
 }
 

@@ -466,7 +466,7 @@ anchor() {
   launch containerd containerd --config "$c/containerd.toml" --log-level warn
   wait_for containerd 30 containerd -- ctr --address "$dir/containerd.sock" version
   local img
-  for img in pause coredns tsmesh; do
+  for img in pause coredns tsmesh testapps; do
     ctr --address "$dir/containerd.sock" -n k8s.io images import --no-unpack=false "$cache/images/$img.tar" >>"$dir/logs/ctr.log" 2>&1 ||
       { log "ctr images import $img.tar failed:"; tail -n 5 "$dir/logs/ctr.log" >&2; return 1; }
   done
@@ -547,7 +547,7 @@ check_machine() {
   for b in kubelet kube-proxy kube-scheduler kubectl; do
     [ -x "$cache/bin/$b" ] || die "$cache/bin/$b missing: run test/node/build.sh"
   done
-  for b in pause coredns tsmesh; do
+  for b in pause coredns tsmesh testapps; do
     [ -f "$cache/images/$b.tar" ] || die "$cache/images/$b.tar missing: run test/node/build.sh"
   done
 }

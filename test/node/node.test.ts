@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { REPO, TSMESH_IMAGE, hostState, kubectl, kubectlPath, nodeResidue, run, skipWithoutNode, startNode, type HostState, type TestNode } from './node.js';
+import { REPO, TSMESH_IMAGE, assertHostAsBefore, hostState, injectorReady, kubectl, kubectlPath, run, skipWithoutNode, sleep, startNode, stopLeavingNothing, tsmeshCli, waitFor, type HostState, type TestNode } from './node.js';
 
 const DEMO_NS = 'tsmesh-demo';
 const CONTEXT = 'tsmesh-node';
@@ -52,7 +52,7 @@ describe('real node: tsmesh on a kubelet (test/node)', function () {
 
   const kc = (args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> => kubectl(node!, args, opts);
   const json = async <T>(args: string[]): Promise<T> => JSON.parse(await kc([...args, '-o', 'json'])) as T;
-  const tsmesh = (args: string[], timeoutMs = 240_000): Promise<string> => run(process.execPath, [CLI, ...args, '--kubeconfig', node!.kubeconfigPath], { timeoutMs });
+  const tsmesh = (args: string[], timeoutMs?: number): Promise<string> => tsmeshCli(node!, args, timeoutMs);
   const pods = async (ns: string, selector: string): Promise<Pod[]> => (await json<{ items: Pod[] }>(['-n', ns, 'get', 'pods', '-l', selector])).items;
   /** Runs `node -e SCRIPT` in the app container of a Ready frontend pod that is not terminating (the demo app's image has node). */
   const inFrontend = async (script: string, timeoutMs = 120_000): Promise<string> => {
@@ -89,9 +89,7 @@ describe('real node: tsmesh on a kubelet (test/node)', function () {
     const deploy = await json<{ status: { availableReplicas?: number; replicas?: number } }>(['-n', 'tsmesh-system', 'get', 'deploy', 'tsmesh-control-plane']);
     assert.equal(deploy.status.availableReplicas, deploy.status.replicas);
     // The control plane sets the injector's caBundle when it starts.
-    await timed('injector caBundle', () =>
-      waitFor(async () => (await kc(['get', 'mutatingwebhookconfiguration', 'tsmesh-sidecar-injector', '-o', 'jsonpath={.webhooks[0].clientConfig.caBundle}'])).length > 0, 60_000, 'the injector\'s caBundle'),
-    );
+    await timed('injector caBundle', () => injectorReady(node!));
   });
 
   it('the kind demo in a labelled namespace: every pod 2/2 Ready with tsmesh-init and the native sidecar tsmesh-proxy', async function () {
@@ -395,45 +393,10 @@ describe('real node: tsmesh on a kubelet (test/node)', function () {
 
   describe('teardown', function () {
     it('stopping the node leaves no process, mount, cgroup, namespace, link, sysctl or iptables change behind', async function () {
-      const t0 = Date.now();
-      await node!.stop();
-      timings.push(['teardown', Date.now() - t0]);
-      // A process still exiting when stop() returns is not one left behind: it has a few seconds to be gone.
-      for (let waited = 0; nodeResidue(node!).length > 0 && waited < 5000; waited += 250) await new Promise((r) => setTimeout(r, 250));
-      assert.deepEqual(nodeResidue(node!), []);
-      assertHostAsBefore(host, await hostState());
+      timings.push(['teardown', await stopLeavingNothing(node!, host)]);
     });
   });
 });
-
-/** The host as it was before the node, but for network namespaces other tiers name in /run/netns. */
-function assertHostAsBefore(before: HostState, now: HostState): void {
-  const mine = (m: string): boolean => !/ \/run\/netns\//.test(m);
-  const was = new Set(before.mounts);
-  assert.deepEqual(now.mounts.filter((m) => mine(m) && !was.has(m)), [], 'mounts the host did not have');
-  assert.deepEqual(now.links, before.links, 'the host\'s links');
-  assert.deepEqual(now.sysctls, before.sysctls, 'the host\'s sysctls');
-  assert.equal(now.iptables, before.iptables, 'the host\'s iptables rules');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitFor<T>(fn: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(500);
-  }
-}
 
 /** containerd's view: the PID of a pod's container (its sandbox when name is undefined), by the CRI labels. */
 async function containerPid(node: TestNode, podUid: string, name?: string): Promise<number> {

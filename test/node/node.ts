@@ -5,6 +5,7 @@
 //
 // nodeTier() says whether this machine can run it, and if not, why;
 // startNode() brings a node up and returns its kubeconfig and stop().
+import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn, spawnSync, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -28,6 +29,8 @@ export function kubectlPath(): string {
 }
 /** The tsmesh image built by build.sh, as the kubelet names it. */
 export const TSMESH_IMAGE = 'docker.io/library/tsmesh:node';
+/** The test apps' image (build.sh): the rootfs and node of the tsmesh image, and test/node/apps bundles in /opt/tsmesh-test. */
+export const TESTAPPS_IMAGE = 'docker.io/library/tsmesh-testapps:node';
 
 function isExecutable(path: string): boolean {
   try {
@@ -77,7 +80,7 @@ export function nodeTier(): TierStatus {
     const p = join(nodeCacheDir(), 'bin', b);
     if (!isExecutable(p)) return { ok: false, reason: `real node tier SKIPPED: ${p} is not built; run test/node/build.sh (npm run test:node)` };
   }
-  for (const i of ['pause', 'coredns', 'tsmesh']) {
+  for (const i of ['pause', 'coredns', 'tsmesh', 'testapps']) {
     const p = join(nodeCacheDir(), 'images', `${i}.tar`);
     if (!existsSync(p)) return { ok: false, reason: `real node tier SKIPPED: ${p} is not built; run test/node/build.sh (npm run test:node)` };
   }
@@ -273,6 +276,65 @@ export function nodeResidue(node: Pick<TestNode, 'dir' | 'cgroup' | 'netns' | 'm
     if (target!.startsWith(node.dir)) left.push(`mount ${target}`);
   }
   return left;
+}
+
+/** The host as it was before the node, but for network namespaces other tiers name in /run/netns. */
+export function assertHostAsBefore(before: HostState, now: HostState): void {
+  const mine = (m: string): boolean => !/ \/run\/netns\//.test(m);
+  const was = new Set(before.mounts);
+  assert.deepEqual(now.mounts.filter((m) => mine(m) && !was.has(m)), [], 'mounts the host did not have');
+  assert.deepEqual(now.links, before.links, 'the host\'s links');
+  assert.deepEqual(now.sysctls, before.sysctls, 'the host\'s sysctls');
+  assert.equal(now.iptables, before.iptables, 'the host\'s iptables rules');
+}
+
+/**
+ * Stops the node and asserts that nothing of it is left and the host is as
+ * `before`; returns how long stop took (ms). A process still exiting when
+ * stop() returns is not one left behind: it has a few seconds to be gone.
+ */
+export async function stopLeavingNothing(node: TestNode, before: HostState): Promise<number> {
+  const t0 = Date.now();
+  await node.stop();
+  const ms = Date.now() - t0;
+  for (let waited = 0; nodeResidue(node).length > 0 && waited < 5000; waited += 250) await sleep(250);
+  assert.deepEqual(nodeResidue(node), []);
+  assertHostAsBefore(before, await hostState());
+  return ms;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `fn` every 500 ms until it gives a value (not undefined or false); throws after `timeoutMs`, with the last error. */
+export async function waitFor<T>(fn: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(500);
+  }
+}
+
+/** The repository's CLI (dist/, as build.sh compiled it) with the node's kubeconfig. */
+export function tsmeshCli(node: TestNode, args: string[], timeoutMs = 240_000): Promise<string> {
+  return run(process.execPath, [join(REPO, 'dist', 'cli', 'main.js'), ...args, '--kubeconfig', node.kubeconfigPath], { timeoutMs });
+}
+
+/** Waits until the control plane has set the injector's caBundle (it does when it starts): pods are injected from then on. */
+export function injectorReady(node: TestNode): Promise<true> {
+  return waitFor(
+    async () => (await kubectl(node, ['get', 'mutatingwebhookconfiguration', 'tsmesh-sidecar-injector', '-o', 'jsonpath={.webhooks[0].clientConfig.caBundle}'])).length > 0,
+    60_000,
+    'the injector\'s caBundle',
+  );
 }
 
 /** kubectl of the node's release against the node; throws with stderr on failure. */

@@ -1,0 +1,114 @@
+// The calling side of test/node/protocols.test.ts, run by kubectl exec in a
+// client pod of the test apps' image (test/node/build.sh bundles it with
+// @grpc/grpc-js). Each mode prints one JSON line with what it saw, and every
+// call it makes has a bound of its own: nothing here waits forever.
+//
+//   http BOUND_MS URL...    one GET to each URL in turn: status,
+//                           x-tsmesh-error, the body (JSON when it parses),
+//                           milliseconds, or the error
+//   load SPEC               closed-loop GETs, SPEC a JSON object
+//                           {"seconds", "boundMs", "targets": [{"url",
+//                           "concurrency"}]}; per target: calls sent, statuses,
+//                           x-tsmesh-error values, the pods that answered,
+//                           calls the bound cut (aborted), and p50, p99 and the
+//                           longest in ms by status
+//   grpc TARGET OPS         gRPC calls (test/netns/grpc-calls.ts Operations,
+//                           a JSON array) to HOST:PORT over one channel, in
+//                           order; their CallResults
+// Usage: node calls.mjs MODE ARGS...
+import { echoClient, runOperation, type Operation } from '../../netns/grpc-calls.js';
+
+interface Answer {
+  url: string;
+  status?: number;
+  meshError?: string;
+  body?: unknown;
+  error?: string;
+  ms: number;
+}
+
+async function get(url: string, boundMs: number): Promise<Answer> {
+  const t0 = performance.now();
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(boundMs) });
+    const text = await res.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // a text answer (the proxy's own errors)
+    }
+    const meshError = res.headers.get('x-tsmesh-error');
+    return { url, status: res.status, ...(meshError === null ? {} : { meshError }), body, ms: performance.now() - t0 };
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string } };
+    return { url, error: err.name === 'TimeoutError' ? 'aborted' : (err.cause?.code ?? err.message), ms: performance.now() - t0 };
+  }
+}
+
+const percentile = (xs: number[], p: number): number => Math.round([...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? 0);
+
+interface LoadSpec {
+  seconds: number;
+  boundMs: number;
+  targets: { url: string; concurrency: number }[];
+}
+
+async function load(spec: LoadSpec): Promise<object> {
+  const end = Date.now() + spec.seconds * 1000;
+  return Promise.all(
+    spec.targets.map(async (t) => {
+      const answers: Answer[] = [];
+      await Promise.all(
+        Array.from({ length: t.concurrency }, async () => {
+          while (Date.now() < end) answers.push(await get(t.url, spec.boundMs));
+        }),
+      );
+      const count = (key: (a: Answer) => string | undefined): Record<string, number> => {
+        const counts: Record<string, number> = {};
+        for (const a of answers) {
+          const k = key(a);
+          if (k !== undefined) counts[k] = (counts[k] ?? 0) + 1;
+        }
+        return counts;
+      };
+      const ms: Record<string, { p50: number; p99: number; max: number }> = {};
+      for (const status of Object.keys(count((a) => String(a.status ?? a.error)))) {
+        const xs = answers.filter((a) => String(a.status ?? a.error) === status).map((a) => a.ms);
+        ms[status] = { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99), max: Math.round(Math.max(...xs)) };
+      }
+      return {
+        url: t.url,
+        sent: answers.length,
+        statuses: count((a) => (a.status === undefined ? undefined : String(a.status))),
+        meshErrors: count((a) => a.meshError),
+        pods: count((a) => (a.status === 200 ? (a.body as { pod?: string }).pod : undefined)),
+        errors: count((a) => a.error),
+        ms,
+      };
+    }),
+  );
+}
+
+async function grpcCalls(target: string, ops: Operation[]): Promise<object> {
+  const client = echoClient(target);
+  const results = [];
+  for (const op of ops) results.push(await runOperation(client, op));
+  client.close();
+  return results;
+}
+
+const [mode, ...args] = process.argv.slice(2);
+let result: object;
+if (mode === 'http' && args.length >= 2) {
+  const answers: Answer[] = [];
+  for (const url of args.slice(1)) answers.push(await get(url, Number(args[0])));
+  result = answers;
+} else if (mode === 'load' && args.length === 1) result = await load(JSON.parse(args[0]!) as LoadSpec);
+else if (mode === 'grpc' && args.length === 2) result = await grpcCalls(args[0]!, JSON.parse(args[1]!) as Operation[]);
+else {
+  process.stderr.write('usage: calls.mjs http BOUND_MS URL... | load SPEC | grpc HOST:PORT OPERATIONS\n');
+  process.exit(2);
+}
+process.stdout.write(JSON.stringify(result) + '\n');
+process.exit(0);

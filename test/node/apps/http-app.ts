@@ -1,0 +1,51 @@
+// The HTTP app of test/node/protocols.test.ts, run by the node of the test
+// apps' image (test/node/build.sh bundles it): every request on PORT is
+// answered with JSON naming the pod that answered (its hostname), the path,
+// and the caller's identity as the pod's proxy gave it (x-tsmesh-client-id,
+// x-forwarded-client-cert), so a test reads who reached whom.
+//
+// On 127.0.0.1:CONTROL_PORT, reachable only from inside the pod (kubectl
+// exec), the test steers it:
+//   POST /hang    from now on every request is held unanswered: the app
+//                 still accepts connections and reads requests (a hung app,
+//                 not a dead one)
+//   GET /stats    {"requests": N, "held": M}: requests seen, and those held
+//                 whose caller (the pod's proxy) has not gone away
+// Usage: node http-app.mjs [PORT] [CONTROL_PORT]
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { hostname } from 'node:os';
+
+const [port = '8080', controlPort = '8081'] = process.argv.slice(2);
+let hang = false;
+let requests = 0;
+let held = 0;
+
+const app = createServer((req, res) => {
+  requests++;
+  if (hang) {
+    held++;
+    res.once('close', () => held--);
+    return;
+  }
+  const header = (name: string): string | null => {
+    const v = req.headers[name];
+    return v === undefined ? null : String(v);
+  };
+  const body = JSON.stringify({ pod: hostname(), path: req.url, clientId: header('x-tsmesh-client-id'), clientCert: header('x-forwarded-client-cert') });
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+});
+// Requests held by a hung app wait on their callers, not on a server timeout.
+app.requestTimeout = 0;
+
+const control = createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/hang') hang = true;
+  else if (req.url !== '/stats') return void res.writeHead(404).end();
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ requests, held, hang }));
+});
+
+app.listen(Number(port), '0.0.0.0');
+control.listen(Number(controlPort), '127.0.0.1');
+await Promise.all([once(app, 'listening'), once(control, 'listening')]);
+console.log(JSON.stringify({ ready: true, port: Number(port), controlPort: Number(controlPort) }));
+process.on('SIGTERM', () => process.exit(0));
