@@ -7,7 +7,7 @@ import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
-import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, loadHttp2 } from './h2-module.js';
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_PROTOCOL, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, loadHttp2 } from './h2-module.js';
 import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
@@ -15,6 +15,8 @@ import { emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type Res
 
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
+  /** Settles once the endpoint's first SETTINGS have come: whether it takes extended CONNECT is known then. */
+  private readonly settings = new WeakMap<ClientHttp2Session, Promise<void>>();
 
   constructor(private readonly meshTls: MeshTls | undefined) {}
 
@@ -49,11 +51,21 @@ export class H2Sessions {
     socket.once('end', () => socket.destroy());
     const host = ep.address.includes(':') ? `[${ep.address}]` : ep.address;
     const session = connect(`http://${host}:${ep.port}`, { createConnection: () => socket });
+    this.settings.set(session, new Promise((resolve) => session.once('remoteSettings', () => resolve())));
     await new Promise<void>((resolve, reject) => {
       session.once('connect', () => resolve());
       session.once('error', reject);
     });
     return session;
+  }
+
+  /**
+   * Whether the endpoint takes an extended CONNECT (RFC 8441), from its
+   * first SETTINGS: nghttp2 resets a :protocol stream to one that does not.
+   */
+  async takesExtendedConnect(session: ClientHttp2Session, signal: ProxyRequest['signal']): Promise<boolean> {
+    await Promise.race([this.settings.get(session), new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+    return session.remoteSettings.enableConnectProtocol === true;
   }
 
   retain(keep: readonly EndpointAddress[]): void {
@@ -85,6 +97,12 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     const v = req.headers[k];
     if (v !== undefined && k !== 'host') headers[k] = v;
   }
+  if (req.method === 'CONNECT' && req.upgrade !== undefined) {
+    if (!(await sessions.takesExtendedConnect(session, req.signal))) {
+      throw new Error(`${ep.address}:${ep.port} does not take extended CONNECT (its SETTINGS do not enable the connect protocol, RFC 8441): no ${req.upgrade} over HTTP/2 there`);
+    }
+    headers[HTTP2_HEADER_PROTOCOL] = req.upgrade;
+  }
   // A gRPC call's deadline goes on as what is left of it now: the time spent in the mesh is taken off.
   if (req.deadline !== undefined) headers['grpc-timeout'] = formatGrpcTimeout(req.deadline - performance.now());
   // Node checks only that the signal has `aborted` and listens with addEventListener: a Cancellation serves.
@@ -96,6 +114,12 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
     streamOf(req.body).pipe(stream);
   }
   const trailers = trailersOf(stream);
+  // A peer that resets the stream (RST_STREAM with NO_ERROR, as a server may once it has answered) while the request
+  // still waits to send its end: node ends the response's readable side but keeps the stream, whose writable side
+  // never finishes, for ever, and the session with it. Once the response has ended on a closed stream, it is let go.
+  stream.once('end', () => {
+    if (stream.closed && !stream.writableFinished) stream.destroy();
+  });
   if (req.informational) passInterims(stream, req.informational);
   let endStream = false;
   const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {

@@ -8,7 +8,7 @@ import { asGrpcAnswer, isGrpc } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import type { Logger } from '../../lib/log.js';
 import { emptyHeaders, endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
-import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_PROTOCOL, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
 
 export interface H2ServerOptions {
   log: Logger;
@@ -41,7 +41,7 @@ export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
   let server: Http2Server | undefined;
   const serverOf = (http2: Http2): Http2Server => {
     if (server) return server;
-    server = http2.createServer({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 1000 } });
+    server = http2.createServer({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 1000, enableConnectProtocol: true } });
     server.on('session', (session) => {
       if (accepting) handlers.set(session, accepting);
       sessions.add(session);
@@ -124,6 +124,10 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     signal: controller,
   };
   if (hasBody) req.trailers = trailersOf(stream);
+  // An extended CONNECT (RFC 8441: a WebSocket over HTTP/2, which the server's SETTINGS allow) goes on as one:
+  // its :protocol as the request's upgrade (never sent twice), then the stream's bytes both ways as the bodies.
+  const protocol = headers[HTTP2_HEADER_PROTOCOL];
+  if (req.method === 'CONNECT' && typeof protocol === 'string') req.upgrade = protocol;
   req.informational = (status, fields) => sendInterim(stream, status, fields);
   let response: ProxyResponse;
   try {
