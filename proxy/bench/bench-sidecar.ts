@@ -62,14 +62,15 @@
 // Ends with one machine-readable line:
 //   bench:sidecar throughput_vs_haproxy=<r> added_p99_vs_haproxy=<r> rss_mb=<n> cpu_per_krps=<n>
 //
-// With --policy, what the traffic-management layers cost instead: two tsmesh
-// pairs take turns, one bare and one with every layer on and a policy in force
+// With --policy, what the traffic-management layers cost instead: three tsmesh
+// pairs take turns, one bare, one with the authorization rules below alone
+// (tsmesh+authz), and one with every layer on and a policy in force
 // (a header route and a 90/10 split, a route timeout, retries with backoff and
 // their budget, which buffer each POST body for replay, a circuit breaker on
 // failure rate and consecutive failures, a 1 ms delay fault on 1% of requests,
 // trace headers, and on the server's inbound 50 authorization rules, L7 and
 // L4, DENY, AUDIT and ALLOW, that each request walks: benchPolicies()). Ends with:
-//   bench:sidecar-policy throughput_vs_bare=<r>
+//   bench:sidecar-policy throughput_vs_bare=<r> authz_throughput_vs_bare=<r>
 // Needs root, iproute2, iptables, util-linux, curl, wrk and haproxy.
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -144,7 +145,7 @@ interface FixedRate {
 
 /** One of the runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
 interface Run {
-  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+policy';
+  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy';
   net: BenchNet;
   url: string;
   sidecars: Started[];
@@ -361,6 +362,8 @@ class Bench {
     this.sidecarFile('client-tcp-proxy.json', JSON.stringify({ ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp, 'tcp')], inbound: {} }), 0o644);
     this.sidecarFile('server-tcp-proxy.json', server, 0o644);
     if (POLICY) {
+      this.sidecarFile('client-authz-proxy.json', JSON.stringify({ ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp)], inbound: {} }), 0o644);
+      this.sidecarFile('server-authz-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT', authorization: benchPolicies() } }), 0o644);
       this.sidecarFile('client-policy-proxy.json', JSON.stringify({ ...base, services: policyServices(), inbound: {} }), 0o644);
       this.sidecarFile(
         'server-policy-proxy.json',
@@ -619,8 +622,8 @@ async function clientCounters(net: BenchNet, name: string, only = ''): Promise<n
   return sum;
 }
 
-function reportPolicy(runs: [Run, Run], inForce: { requests: number; delayed: number }, load: [number, number]): void {
-  const [bare, policy] = runs;
+function reportPolicy(runs: [Run, Run, Run], inForce: { requests: number; delayed: number }, load: [number, number]): void {
+  const [bare, authz, policy] = runs;
   const sat = (r: Run): WrkReport => mergeWrk(r.wrkRuns);
   const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
   const perKrps = (r: Run, i: number): number => r.fixedCpuSeconds[i]! / (r.fixed!.requests / 1000);
@@ -634,7 +637,7 @@ function reportPolicy(runs: [Run, Run], inForce: { requests: number; delayed: nu
   const w0 = Math.max(...rows.map(([l]) => l.length)) + 2;
   const w = 26;
   console.log(
-    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The two tsmesh pairs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
+    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The three tsmesh pairs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
       `\nsaturation: wrk, ${WRK_THREADS} thread(s), ${CONNECTIONS} connections; fixed rate: open loop, ${RATE} req/s. Sidecar figures are client / server.\n`,
   );
   console.log(''.padEnd(w0) + runs.map((r) => r.name.padStart(w)).join(''));
@@ -643,7 +646,9 @@ function reportPolicy(runs: [Run, Run], inForce: { requests: number; delayed: nu
     `\nthe policy in force: the delay fault (1% of requests) held ${inForce.delayed} of the client sidecar's ${inForce.requests} outbound requests (${f((100 * inForce.delayed) / inForce.requests)}%)`,
   );
   if (load[0] > 0.5) console.log(`note: load average ${f(load[0])} before the run and ${f(load[1])} after: other work shared the machine; the turns keep the comparison fair.`);
-  console.log(`bench:sidecar-policy throughput_vs_bare=${f(ratio(sat(policy).requestsPerSecond, sat(bare).requestsPerSecond), 3)}`);
+  console.log(
+    `bench:sidecar-policy throughput_vs_bare=${f(ratio(sat(policy).requestsPerSecond, sat(bare).requestsPerSecond), 3)} authz_throughput_vs_bare=${f(ratio(sat(authz).requestsPerSecond, sat(bare).requestsPerSecond), 3)}`,
+  );
 }
 
 async function profileRun(bench: Bench, tsmesh: Run, dir: string): Promise<void> {
@@ -763,13 +768,18 @@ async function main(): Promise<number> {
         await bench.startControlPlanes(net);
         return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, NODE_FLAGS, config, config));
       };
-      const runs: [Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+policy', '-policy')];
+      const runs: [Run, Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+authz', '-authz'), await pair('tsmesh+policy', '-policy')];
       await measure(bench, runs);
       const inForce = {
-        requests: await clientCounters(runs[1].net, 'tsmesh_requests_total', 'direction="outbound"'),
-        delayed: await clientCounters(runs[1].net, 'tsmesh_faults_injected_total', 'kind="delay"'),
+        requests: await clientCounters(runs[2].net, 'tsmesh_requests_total', 'direction="outbound"'),
+        delayed: await clientCounters(runs[2].net, 'tsmesh_faults_injected_total', 'kind="delay"'),
       };
       if (inForce.delayed === 0) throw new Error('the policy was not in force: the client sidecar injected no delay fault');
+      for (const r of runs.slice(1)) {
+        const config = JSON.parse((await r.net.exec(r.net.server, ['curl', '-s', '--max-time', '2', 'http://127.0.0.1:15020/config'])).stdout) as { inbound: { authorization?: { rules: unknown[] }[] } };
+        const rules = (config.inbound.authorization ?? []).reduce((n, p) => n + p.rules.length, 0);
+        if (rules !== 50) throw new Error(`${r.name}: the server sidecar runs ${rules} authorization rules, not the 50 of benchPolicies()`);
+      }
       reportPolicy(runs, inForce, [loadBefore, loadAverage()]);
       return 0;
     }
