@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ValidationError } from '../lib/schema.js';
-import { layerSettings, parsePortMtlsModes, scopedSettings } from './annotations.js';
+import { layerSettings, parsePortMtlsModes, parseTracingAnnotation, scopedSettings } from './annotations.js';
 
 describe('contract: inbound settings as annotations', () => {
   it('reads the three annotations and ignores others', () => {
@@ -27,5 +27,19 @@ describe('contract: inbound settings as annotations', () => {
       { mtlsMode: 'STRICT', defaultInboundPolicy: 'deny', portMtlsModes: { 80: 'STRICT', 81: 'PERMISSIVE' } },
     );
     assert.deepEqual(layerSettings(undefined, undefined), {});
+  });
+
+  it('reads tsmesh.io/tracing: on, off, or export, sampling and collector pairs, and lays it field by field', () => {
+    assert.deepEqual(scopedSettings({ 'tsmesh.io/tracing': 'off' }), { tracing: { export: false } });
+    assert.deepEqual(scopedSettings({ 'tsmesh.io/tracing': 'on, sampling=0.25' }), { tracing: { export: true, sampling: 0.25 } });
+    assert.deepEqual(parseTracingAnnotation('collector=http://otel.observability:4318,export=true', 'p'), { collector: 'http://otel.observability:4318/v1/traces', export: true });
+    assert.deepEqual(scopedSettings({ 'tsmesh.io/tracing': ' ' }), {});
+    assert.deepEqual(layerSettings({ tracing: { export: true, sampling: 0.5 } }, { tracing: { sampling: 1 } }), { tracing: { export: true, sampling: 1 } });
+    const refused = (value: string, message: string) => assert.throws(() => scopedSettings({ 'tsmesh.io/tracing': value }, ''), (e: unknown) => e instanceof ValidationError && e.message === message);
+    refused('yes', 'tsmesh.io/tracing: "yes" is not a tracing setting; expected on, off, or comma-separated export=on|off, sampling=0-1, collector=URL, like "on,sampling=0.1"');
+    refused('sampling=2', 'tsmesh.io/tracing.sampling: 2 is not a number from 0 to 1');
+    refused('sampling=1%', 'tsmesh.io/tracing.sampling: NaN is not a number from 0 to 1');
+    refused('on,export=off', 'tsmesh.io/tracing: "export=off": export is given twice');
+    refused('collector=otel:4318', 'tsmesh.io/tracing.collector: "otel:4318" is not the http:// or https:// URL of a collector\'s OTLP/HTTP receiver, such as http://otel-collector.observability:4318/v1/traces');
   });
 });

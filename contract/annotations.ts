@@ -6,7 +6,9 @@
 // cannot read. The most specific wins, field by field: the workload's, then
 // its namespace's, then tsmesh-config's.
 import { ValidationError, describe, join } from '../lib/schema.js';
-import { INBOUND_POLICY_ANNOTATIONS } from './names.js';
+import { INBOUND_POLICY_ANNOTATIONS, TELEMETRY_ANNOTATIONS } from './names.js';
+import type { TracingSettings } from './proxy-config.js';
+import { parseTracingOverride } from './validate.js';
 import { DEFAULT_INBOUND_POLICIES, MTLS_MODES, type DefaultInboundPolicy, type MtlsMode } from './vocabulary.js';
 
 export interface ScopedSettings {
@@ -16,6 +18,36 @@ export interface ScopedSettings {
   portMtlsModes?: Record<string, MtlsMode>;
   /** tsmesh.io/default-inbound-policy */
   defaultInboundPolicy?: DefaultInboundPolicy;
+  /** tsmesh.io/tracing: the span-export fields it sets. */
+  tracing?: Partial<TracingSettings>;
+}
+
+export const TRACING_HINT = 'expected on, off, or comma-separated export=on|off, sampling=0-1, collector=URL, like "on,sampling=0.1"';
+
+/** "on", "off", or "export=on,sampling=0.1,collector=http://..." -> the tracing fields it sets. */
+export function parseTracingAnnotation(value: string, path: string): Partial<TracingSettings> {
+  const doc: Record<string, unknown> = {};
+  const set = (key: string, v: unknown, item: string): void => {
+    if (key in doc) throw new ValidationError(path, `${describe(item)}: ${key} is given twice`);
+    doc[key] = v;
+  };
+  for (const raw of value.split(',')) {
+    const item = raw.trim();
+    if (item === '') continue;
+    if (item === 'on' || item === 'off') {
+      set('export', item === 'on', item);
+      continue;
+    }
+    const m = /^(export|sampling|collector)\s*=\s*(\S+)$/.exec(item);
+    if (!m) throw new ValidationError(path, `${describe(item)} is not a tracing setting; ${TRACING_HINT}`);
+    const key = m[1]!;
+    const v = m[2]!;
+    if (key === 'export') {
+      if (!['on', 'off', 'true', 'false'].includes(v)) throw new ValidationError(path, `${describe(item)}: export is on or off`);
+      set(key, v === 'on' || v === 'true', item);
+    } else set(key, key === 'sampling' ? Number(v) : v, item);
+  }
+  return parseTracingOverride(doc, path);
 }
 
 export const PORT_MTLS_MODES_HINT = 'expected comma-separated port=MODE pairs like 8080=PERMISSIVE,9090=STRICT';
@@ -57,6 +89,11 @@ export function scopedSettings(annotations: Readonly<Record<string, string>> | u
   }
   const policy = annotations?.[a.defaultInboundPolicy];
   if (policy !== undefined) out.defaultInboundPolicy = oneOfAnnotation(policy, join(path, a.defaultInboundPolicy), DEFAULT_INBOUND_POLICIES);
+  const tracing = annotations?.[TELEMETRY_ANNOTATIONS.tracing];
+  if (tracing !== undefined) {
+    const parsed = parseTracingAnnotation(tracing, join(path, TELEMETRY_ANNOTATIONS.tracing));
+    if (Object.keys(parsed).length > 0) out.tracing = parsed;
+  }
   return out;
 }
 
@@ -64,6 +101,7 @@ export function scopedSettings(annotations: Readonly<Record<string, string>> | u
 export function layerSettings(general: ScopedSettings | undefined, specific: ScopedSettings | undefined): ScopedSettings {
   const out: ScopedSettings = { ...general, ...specific };
   if (general?.portMtlsModes && specific?.portMtlsModes) out.portMtlsModes = { ...general.portMtlsModes, ...specific.portMtlsModes };
+  if (general?.tracing && specific?.tracing) out.tracing = { ...general.tracing, ...specific.tracing };
   return out;
 }
 

@@ -37,6 +37,16 @@ export const INBOUND_POLICY_ANNOTATIONS = {
   portMtlsModes: 'tsmesh.io/port-mtls-modes',
 } as const;
 
+/**
+ * Telemetry of a namespace (on the Namespace) or of a workload (on its pods),
+ * over tsmesh-config's, read and layered as the inbound settings are
+ * (contract/annotations.ts):
+ *   tracing  on | off, or comma-separated export=on|off, sampling=0-1, collector=URL
+ */
+export const TELEMETRY_ANNOTATIONS = {
+  tracing: 'tsmesh.io/tracing',
+} as const;
+
 /** The control plane's namespace; never injected. */
 export const MESH_NAMESPACE = 'tsmesh-system';
 export const SYSTEM_NAMESPACES: readonly string[] = [MESH_NAMESPACE, 'kube-system', 'kube-public', 'kube-node-lease'];
@@ -65,7 +75,7 @@ export const MANAGED_BY_LABELS = { 'app.kubernetes.io/managed-by': 'tsmesh', 'ap
 export const WEBHOOK_CONFIGURATION_NAME = 'tsmesh-sidecar-injector';
 /** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE, with these keys (manifests/tsmesh-config.yaml). */
 export const MESH_CONFIG_NAME = 'tsmesh-config';
-export const MESH_CONFIG_KEYS = ['mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'certificateTtl', 'trustDomain'] as const;
+export const MESH_CONFIG_KEYS = ['mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'certificateTtl', 'trustDomain'] as const;
 /** The CA's key and roots: Secret tsmesh-ca in MESH_NAMESPACE. */
 export const CA_SECRET_NAME = 'tsmesh-ca';
 

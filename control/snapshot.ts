@@ -71,5 +71,6 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
       ...(settings.defaultInboundPolicy ? { defaultPolicy: settings.defaultInboundPolicy } : {}),
       ...(authorization.length > 0 ? { authorization } : {}),
     },
+    ...(settings.tracing ? { telemetry: { tracing: settings.tracing } } : {}),
   };
 }

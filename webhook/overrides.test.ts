@@ -57,6 +57,7 @@ describe('readOverrides', function () {
     assert.equal(refusal({ 'tsmesh.io/mtls-mode': 'strict' }), 'annotation tsmesh.io/mtls-mode: "strict" is not one of STRICT, PERMISSIVE. Fix the annotation or remove it');
     assert.match(refusal({ 'tsmesh.io/default-inbound-policy': 'none' }), /^annotation tsmesh\.io\/default-inbound-policy: "none" is not one of all-authenticated, all-unauthenticated, deny/);
     assert.match(refusal({ 'tsmesh.io/port-mtls-modes': '8080:PERMISSIVE' }), /^annotation tsmesh\.io\/port-mtls-modes: "8080:PERMISSIVE" is not a port and an mTLS mode; expected comma-separated port=MODE pairs/);
+    assert.equal(refusal({ 'tsmesh.io/tracing': 'sampling=5' }), 'annotation tsmesh.io/tracing.sampling: 5 is not a number from 0 to 1. Fix the annotation or remove it');
     readOverrides({ 'tsmesh.io/mtls-mode': 'PERMISSIVE', 'tsmesh.io/default-inbound-policy': 'deny', 'tsmesh.io/port-mtls-modes': '8080=STRICT' }, mesh);
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { ValidationError } from '../../lib/schema.js';
+import { parseProxyConfig } from '../../contract/validate.js';
 import { buildProxyConfig } from '../snapshot.js';
 import { parseMeshFile } from './file.js';
 
@@ -70,6 +71,23 @@ describe('control/sources/file (kind: Mesh)', function () {
       assert.deepEqual(buildProxyConfig(m, proxy('jobs', 'batch'), 'v').inbound, {});
     });
 
+    it('carries span export from the mesh section, with a namespace\'s and a workload\'s tracing over it, to each proxy', function () {
+      const m = parseMeshFile(
+        doc({
+          mesh: { tracing: { export: true, collector: 'http://otel:4318/v1/traces', sampling: 0.01 } },
+          namespaces: [{ name: 'shop', annotations: { 'tsmesh.io/tracing': 'sampling=0.5' } }],
+          workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/tracing': 'off' } }],
+        }),
+      );
+      const web = buildProxyConfig(m, proxy('shop', 'web'), 'v');
+      assert.deepEqual(web.mesh.tracing, { export: true, collector: 'http://otel:4318/v1/traces', sampling: 0.01 });
+      assert.deepEqual(web.telemetry, { tracing: { sampling: 0.5 } });
+      assert.deepEqual(buildProxyConfig(m, proxy('shop', 'api'), 'v').telemetry, { tracing: { sampling: 0.5, export: false } });
+      assert.equal(buildProxyConfig(m, proxy('jobs', 'batch'), 'v').telemetry, undefined);
+      // What the proxy reads back is what was streamed.
+      assert.deepEqual(parseProxyConfig(JSON.parse(JSON.stringify(web))).telemetry, { tracing: { sampling: 0.5 } });
+    });
+
     it('refuses a value it cannot read, naming the entry and the annotation', function () {
       const refused = (over: object, message: string) => assert.throws(() => parseMeshFile(doc(over)), (e: unknown) => e instanceof ValidationError && e.message === message);
       refused({ mesh: { defaultInboundPolicy: 'Deny' } }, 'mesh.defaultInboundPolicy: "Deny" is not one of all-authenticated, all-unauthenticated, deny');
@@ -79,6 +97,8 @@ describe('control/sources/file (kind: Mesh)', function () {
         'workloads[0].annotations.tsmesh.io/port-mtls-modes: "9090" is not a port and an mTLS mode; expected comma-separated port=MODE pairs like 8080=PERMISSIVE,9090=STRICT',
       );
       refused({ namespaces: [{ name: 'shop' }, { name: 'shop' }] }, 'namespaces[1]: namespace shop is listed twice');
+      refused({ workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/tracing': 'sampling=half' } }] }, 'workloads[0].annotations.tsmesh.io/tracing.sampling: NaN is not a number from 0 to 1');
+      refused({ mesh: { tracing: { export: true } } }, 'mesh.tracing.collector: is needed when export is on: the URL of a collector\'s OTLP/HTTP receiver, such as http://otel-collector.observability:4318/v1/traces');
       refused({ authorizationPolicies: [{ name: 'p', namespace: 'shop', targetRef: { kind: 'Service', name: 'api' }, action: 'REJECT', rules: [{}] }] }, 'authorizationPolicies[0].action: "REJECT" is not one of ALLOW, DENY, AUDIT');
     });
   });

@@ -23,13 +23,29 @@ describe('control/sources/kubernetes-mesh-config', function () {
       assert.equal(parseMeshConfigMap(cm({ defaultInboundPolicy: 'deny' }), TD).mesh.defaultInboundPolicy, 'deny');
     });
 
+    it('reads tracing as a YAML mapping, or off; a collector without a path gets /v1/traces', function () {
+      assert.deepEqual(parseMeshConfigMap(cm({ tracing: 'export: true\ncollector: http://otel-collector.observability:4318\nsampling: 0.05\n' }), TD).mesh.tracing, {
+        export: true,
+        collector: 'http://otel-collector.observability:4318/v1/traces',
+        sampling: 0.05,
+      });
+      assert.deepEqual(parseMeshConfigMap(cm({ tracing: '{"collector": "https://otel:4318/custom/path"}' }), TD).mesh.tracing, { export: false, sampling: 0.01, collector: 'https://otel:4318/custom/path' });
+      assert.deepEqual(parseMeshConfigMap(cm({ tracing: 'off' }), TD).mesh.tracing, { export: false, sampling: 0.01 });
+      assert.equal(parseMeshConfigMap(cm({}), TD).mesh.tracing, undefined);
+    });
+
     const refused: [string, Record<string, string>, RegExp][] = [
       ['an unknown mtlsMode', { mtlsMode: 'strict' }, /^data\.mtlsMode: "strict" is not one of STRICT, PERMISSIVE$/],
-      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, defaultInboundPolicy, retryBudget, certificateTtl, trustDomain$/],
+      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, defaultInboundPolicy, retryBudget, tracing, certificateTtl, trustDomain$/],
       ['an unknown default inbound policy', { defaultInboundPolicy: 'allow-all' }, /^data\.defaultInboundPolicy: "allow-all" is not one of all-authenticated, all-unauthenticated, deny$/],
       ['a retry budget out of range', { retryBudget: 'ratio: 2' }, /^data\.retryBudget\.ratio: 2 is not a number from 0 to 1$/],
       ['a retry budget that is not a mapping', { retryBudget: '[1, 2]' }, /^data\.retryBudget: expected an object/],
       ['a retry budget that is not YAML', { retryBudget: 'ratio: [' }, /^data\.retryBudget: not YAML/],
+      ['span export without a collector', { tracing: 'on' }, /^data\.tracing\.collector: is needed when export is on: the URL of a collector's OTLP\/HTTP receiver, such as http:\/\/otel-collector\.observability:4318\/v1\/traces$/],
+      ['a collector that is not an http URL', { tracing: 'export: true\ncollector: otel-collector:4317' }, /^data\.tracing\.collector: "otel-collector:4317" is not the http:\/\/ or https:\/\/ URL/],
+      ['a sampling ratio above 1', { tracing: 'sampling: 10' }, /^data\.tracing\.sampling: 10 is not a number from 0 to 1$/],
+      ['an unknown tracing field', { tracing: 'endpoint: http://otel:4318' }, /^data\.tracing\.endpoint: unknown field; expected one of export, collector, sampling$/],
+      ['a tracing word other than on and off', { tracing: 'enabled' }, /^data\.tracing: "enabled" is not on, off or a mapping of export, collector, sampling$/],
       ['a certificate TTL without a unit', { certificateTtl: '3600' }, /^data\.certificateTtl: .*not a duration/],
       ['a certificate TTL under a minute', { certificateTtl: '30s' }, /^data\.certificateTtl: 30s is outside 60s to 30d$/],
       ['another trust domain', { trustDomain: 'example.org' }, /^data\.trustDomain: "example\.org" differs from the control plane's trust domain "cluster\.local"/],

@@ -18,6 +18,7 @@ import { MESH_CONFIG_KEYS } from '../../contract/names.js';
  * | `mtlsMode` | `STRICT` or `PERMISSIVE`: what proxies do with plain inbound traffic | `STRICT` |
  * | `defaultInboundPolicy` | `all-authenticated`, `all-unauthenticated` or `deny`: who may call a workload no ALLOW AuthorizationPolicy selects | `all-authenticated` (`all-unauthenticated` where PERMISSIVE) |
  * | `retryBudget` | YAML or JSON mapping `{ratio: 0-1, minRetriesPerSecond: 0-10000, ttl: duration}`: the budget of retries a policy sets none for | `{ratio: 0.2, minRetriesPerSecond: 10, ttl: 10s}` |
+ * | `tracing` | YAML or JSON mapping `{export: true or false, collector: OTLP/HTTP URL, sampling: 0-1}`, or `on` / `off`: span export (a collector is needed once export is on) | `{export: false, sampling: 0.01}` |
  * | `certificateTtl` | duration, 1m to 30d: lifetime of the certificates the CA issues from then on; wins over `--cert-ttl` (control/cert-ttl.ts) | the CA's `--cert-ttl` |
  * | `trustDomain` | must equal the control plane's `--trust-domain` (identities come from the CA, which cannot change it at run time) | that |
  *
@@ -36,20 +37,23 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
   const data = object(cm?.data ?? {}, 'data', MESH_CONFIG_KEYS);
   if (data.trustDomain !== undefined && data.trustDomain !== trustDomain)
     throw new ValidationError('data.trustDomain', `${describe(data.trustDomain)} differs from the control plane's trust domain ${JSON.stringify(trustDomain)}; change --trust-domain instead, or remove the key`);
-  let retryBudget: unknown;
-  if (data.retryBudget !== undefined) {
+  const yamlOf = (key: 'retryBudget' | 'tracing'): unknown => {
+    if (data[key] === undefined) return undefined;
     try {
-      retryBudget = parseYaml(String(data.retryBudget));
+      return parseYaml(String(data[key]));
     } catch (e) {
-      throw new ValidationError('data.retryBudget', `not YAML: ${(e as Error).message.split('\n')[0]}`);
+      throw new ValidationError(`data.${key}`, `not YAML: ${(e as Error).message.split('\n')[0]}`);
     }
-  }
+  };
+  const retryBudget = yamlOf('retryBudget');
+  const tracing = yamlOf('tracing');
   const mesh = parseMeshSettings(
     {
       trustDomain,
       ...(data.mtlsMode !== undefined ? { mtlsMode: data.mtlsMode } : {}),
       ...(data.defaultInboundPolicy !== undefined ? { defaultInboundPolicy: data.defaultInboundPolicy } : {}),
       ...(retryBudget !== undefined ? { retryBudget } : {}),
+      ...(tracing !== undefined ? { tracing } : {}),
     },
     'data',
   );

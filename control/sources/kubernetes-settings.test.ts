@@ -55,4 +55,15 @@ describe('namespaces and workloads settings from their annotations', () => {
     assert.deepEqual(r.workloadSettings, [{ namespace: 'shop', serviceAccount: 'api', settings: { mtlsMode: 'STRICT', portMtlsModes: { 9090: 'STRICT' }, defaultInboundPolicy: 'all-unauthenticated' } }]);
     assert.equal(r.problems.length, 1);
   });
+
+  it('gives disagreeing pods the most telemetry of what each would get: export on, the highest sampling', () => {
+    const r = settingsFromObjects(
+      [namespace('shop', { 'tsmesh.io/tracing': 'sampling=0.2' })],
+      [pod('a', 'api', { 'tsmesh.io/tracing': 'off' }), pod('b', 'api', { 'tsmesh.io/tracing': 'on,collector=http://otel:4318' }), pod('c', 'api', {})],
+      { ...MESH, tracing: { export: false, sampling: 0.01 } },
+      emptyLastGood(),
+    );
+    assert.deepEqual(r.workloadSettings, [{ namespace: 'shop', serviceAccount: 'api', settings: { tracing: { export: true, sampling: 0.2, collector: 'http://otel:4318/v1/traces' } } }]);
+    assert.equal(r.problems.length, 1);
+  });
 });

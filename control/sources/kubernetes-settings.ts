@@ -16,6 +16,7 @@
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { scopedSettings, stricterMtls, stricterPolicy, type ScopedSettings } from '../../contract/annotations.js';
 import type { DefaultInboundPolicy, MeshSettings, MtlsMode } from '../../contract/proxy-config.js';
+import { DEFAULT_TRACING } from '../../contract/proxy-config.js';
 import { STATUS_ANNOTATION } from '../../contract/names.js';
 import type { NamespaceSettingsModel, WorkloadSettingsModel } from '../model.js';
 
@@ -64,6 +65,12 @@ function strictest(pods: readonly ScopedSettings[], ns: ScopedSettings, mesh: Me
     const policyOf = (p: ScopedSettings): DefaultInboundPolicy =>
       p.defaultInboundPolicy ?? ns.defaultInboundPolicy ?? mesh.defaultInboundPolicy ?? (mtlsOf(p) === 'PERMISSIVE' ? 'all-unauthenticated' : 'all-authenticated');
     out.defaultInboundPolicy = pods.map(policyOf).reduce(stricterPolicy);
+  }
+  // Telemetry is no matter of strictness: the pods get the most of it (export on, the highest sampling).
+  if (pods.some((p) => p.tracing !== undefined)) {
+    const each = pods.map((p) => ({ ...mesh.tracing, ...ns.tracing, ...p.tracing }));
+    const collector = each.find((t) => t.export && t.collector !== undefined)?.collector ?? each.find((t) => t.collector !== undefined)?.collector;
+    out.tracing = { export: each.some((t) => t.export === true), sampling: Math.max(...each.map((t) => t.sampling ?? DEFAULT_TRACING.sampling)), ...(collector ? { collector } : {}) };
   }
   return out;
 }

@@ -189,6 +189,23 @@ describe('span export from a sidecar pair to a real OpenTelemetry Collector', fu
     assert.equal(parent, server.spanId);
   });
 
+  it("follows the workload's own setting over the mesh's: export off for b leaves a's client span the app's parent", async () => {
+    await setTracing({ export: true, collector: collector!.url, sampling: 0 });
+    bConfig.set({ mesh: { tracing: { export: true, collector: collector!.url, sampling: 0 } }, telemetry: { tracing: { export: false } } });
+    await b!.telemetry.settled();
+    const trace = 'dddddddddddddddddddddddddddddd01';
+    assert.equal(await call({ traceparent: `00-${trace}-${CALLER_SPAN}-01` }), 200);
+    const spans = await collector!.trace(trace, 1);
+    const client = only(spans, CLIENT);
+    assert.equal(seen.traceparent, `00-${trace}-${client.spanId}-01`, "b passed a's context on untouched");
+    // b exports nothing: a later trace through both, once b exports again, brings its server span and none of this one.
+    await setTracing({ export: true, collector: collector!.url, sampling: 0 });
+    const later = 'dddddddddddddddddddddddddddddd02';
+    assert.equal(await call({ traceparent: `00-${later}-${CALLER_SPAN}-01` }), 200);
+    assert.equal((await collector!.trace(later, 2)).length, 2);
+    assert.deepEqual(collector!.spans().filter((s) => s.traceId === trace).map((s) => s.kind), [CLIENT]);
+  });
+
   it("records a gRPC call's status, by the RPC conventions", async () => {
     await setTracing({ export: true, collector: collector!.url, sampling: 0 });
     const client = h2connect(`http://127.0.0.1:${a!.outboundPort}`);
