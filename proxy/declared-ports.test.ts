@@ -21,6 +21,8 @@ const API = 'spiffe://cluster.local/ns/shop/sa/api';
 // Never dialled: the test's explicit outbound listeners stand for them.
 const PORT_IPS = { http: '10.96.0.20', http2: '10.96.0.21', auto: '10.96.0.22' } as const;
 type Declared = keyof typeof PORT_IPS;
+/** The permissive sidecar's pod address, never dialled: its inbound listener is told it is the original destination. */
+const POD_IP = '10.244.0.7';
 /** The outbound listener's sniff timeout and the HTTP server's header timeout (their defaults). */
 const SNIFF_TIMEOUT_MS = 1000;
 const HEADERS_TIMEOUT_MS = 10_000;
@@ -128,6 +130,8 @@ describe('protocol detection and ports declared http or http2, through a sidecar
   const app = new RawApp();
   const stops: (() => unknown)[] = [];
   let a: Sidecar;
+  /** A PERMISSIVE sidecar whose own port (the app's) the config declares http: its inbound port takes plain callers. */
+  let permissive: Sidecar;
   const portOf = (declared: Declared): number => a.explicitOutboundPorts[Object.keys(PORT_IPS).indexOf(declared)]!;
 
   before(async () => {
@@ -151,6 +155,17 @@ describe('protocol detection and ports declared http or http2, through a sidecar
       { explicitOutbound: Object.values(PORT_IPS).map((address) => ({ port: 0, destination: { address, port: 80, family: 'IPv4' as const } })) },
     );
     stops.push(() => a.drain(0));
+    // Its endpoint's address is a pod's (the routing table takes no loopback address for one): the inbound port knows its port is http.
+    permissive = await loopbackSidecar(
+      ca,
+      API,
+      new FixedConfig({
+        mesh: { mtlsMode: 'PERMISSIVE' },
+        services: [{ name: 'api', namespace: 'shop', clusterIPs: ['10.96.0.30'], ports: [{ port: 80, protocol: 'http', targetPort: appPort }], endpoints: [{ address: POD_IP, identity: API }] }],
+      }),
+      { inboundOriginalDestination: () => ({ address: POD_IP, port: appPort, family: 'IPv4' }) },
+    );
+    stops.push(() => permissive.drain(0));
   });
 
   after(async () => {
@@ -218,6 +233,21 @@ describe('protocol detection and ports declared http or http2, through a sidecar
       const answer = await rawCall(portOf('auto'), [sent]);
       assert.match(answer.raw, /^HTTP\/1\.1 200 OK\r\n/, answer.raw);
       await waitFor(() => app.received[0] === sent);
+    });
+  });
+
+  describe('a plain caller on the inbound port of a PERMISSIVE workload, the port declared http', function () {
+    it('bytes that break a request line (G@T): 400 saying why and a close, never spliced to the app', async () => {
+      const answer = await rawCall(permissive.inboundPort, [head('G@T /path HTTP/1.1')]);
+      assert.match(answer.raw, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*x-tsmesh-error: bad-request\r\n[\s\S]*bad method/, answer.raw);
+      assert.ok(answer.closed);
+      assert.deepEqual(app.received, []);
+    });
+
+    it('PROPFIND goes through the HTTP path', async () => {
+      const answer = await rawCall(permissive.inboundPort, [head('PROPFIND /files/ HTTP/1.1')]);
+      assert.match(answer.raw, /^HTTP\/1\.1 200 OK\r\n[\s\S]*ok$/, answer.raw);
+      assertHttpPath('PROPFIND /files/ HTTP/1.1');
     });
   });
 

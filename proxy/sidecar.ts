@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from '../lib/log.js';
-import { buildRoutingTable, type RoutingTable } from './config/table.js';
+import { buildRoutingTable, type RoutingTable, type ServiceTarget } from './config/table.js';
 import type { ConfigSource } from './config/source.js';
 import type { ProxyConfig } from '../contract/proxy-config.js';
 import { EndpointPools } from './http/forward.js';
@@ -108,11 +108,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let authorizer: Authorizer = ALLOW_ALL;
   // destination_service of inbound requests: the service whose endpoint this workload is, by port;
   // where several are, the one a caller dialling the pod's address gets (config/table.ts).
-  let inboundServices = new Map<number, string>();
-  const servedServices = (): Map<number, string> => {
+  // Its port's protocol, as the outbound side of a caller takes it: a port declared HTTP is never opaque.
+  let inboundServices = new Map<number, ServiceTarget>();
+  const servedServices = (): Map<number, ServiceTarget> => {
     const me = meshTls.identity;
-    const out = new Map<number, string>();
-    if (me) for (const pod of table.pods.values()) for (const p of pod.ports) if (p.endpoint.identity === me && !out.has(p.port)) out.set(p.port, p.target.key);
+    const out = new Map<number, ServiceTarget>();
+    if (me) for (const pod of table.pods.values()) for (const p of pod.ports) if (p.endpoint.identity === me && !out.has(p.port)) out.set(p.port, p.target);
     return out;
   };
   // Authorization by namespace or service account holds for callers of this workload's own trust domain only.
@@ -174,7 +175,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     appH2,
     appAddress,
     localIdentity: () => meshTls.identity ?? '',
-    serviceLabel: (port) => inboundServices.get(port) ?? '',
+    serviceLabel: (port) => inboundServices.get(port)?.key ?? '',
+    portProtocol: (port) => inboundServices.get(port)?.port.protocol,
     authorizer: () => authorizer,
     telemetry,
     mtlsMode: (port) => inboundMtlsMode(table.config, port),

@@ -10,11 +10,12 @@ import { connect as netConnect, createServer, type Server, type Socket } from 'n
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
 import type { MtlsMode } from '../../contract/proxy-config.js';
+import type { PortProtocol } from '../../contract/vocabulary.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { readClientHello } from '../net/client-hello-read.js';
 import { MuxSession } from '../net/mux.js';
-import { sniff } from '../net/sniff.js';
+import { portKind, sniff } from '../net/sniff.js';
 import { splice } from '../net/splice.js';
 import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
@@ -54,6 +55,8 @@ export interface InboundOptions extends InboundDeps {
   pendingLimit?: number;
   /** HTTP/1.1 request bodies: the period in which each must bring 1 KiB (http/server.ts). */
   requestBodyTimeoutMs?: number;
+  /** The protocol the config declares for a port of this workload; undefined where no Service names it. */
+  portProtocol?: (port: number) => PortProtocol | undefined;
 }
 
 export interface InboundListener {
@@ -228,9 +231,11 @@ export function createInbound(opts: InboundOptions): InboundListener {
       }
       return;
     }
-    // PERMISSIVE: a caller without a mesh identity. HTTP goes through the HTTP path like a mesh caller's.
+    // PERMISSIVE: a caller without a mesh identity. HTTP goes through the HTTP path like a mesh caller's;
+    // on a port declared http or http2 everything but HTTP/2 does (the HTTP/1.1 server answers 400 to
+    // bytes that are not a request), never spliced to the app past the HTTP policies (net/sniff.ts).
     pending.serve(socket);
-    if (sniffed.protocol === 'http1') {
+    if (sniffed.protocol === 'http1' || (sniffed.protocol !== 'http2' && portKind(opts.portProtocol?.(dst.port)) === 'declared-http')) {
       handlers.set(socket, inboundStack({ peerIdentity: '', port: dst.port, tls: false }, opts));
       http.accept(socket);
       socket.resume();

@@ -29,6 +29,7 @@
 // cannot begin a request (a TLS hello among them), 408 to a head that never
 // ends, and closes a silent connection at its header timeout.
 import type { Socket } from 'node:net';
+import type { PortProtocol } from '../../contract/vocabulary.js';
 import { RequestLineScanner } from '../http/h1/head.js';
 
 export type Protocol = 'tls' | 'http2' | 'http1' | 'opaque';
@@ -49,6 +50,9 @@ export const MAX_REQUEST_LINE_SNIFF = 8 * 1024;
 
 /** Whether the port's protocol is detected, or declared HTTP (http, http2): then nothing is opaque. */
 export type PortKind = 'auto' | 'declared-http';
+
+/** The kind of a port of this protocol (undefined: not known, so detected). */
+export const portKind = (protocol: PortProtocol | undefined): PortKind => (protocol === 'http' || protocol === 'http2' ? 'declared-http' : 'auto');
 
 /** Takes a connection's bytes as they come and says what they are as soon as it can (the rule above). */
 export class Detector {

@@ -11,7 +11,7 @@ import { lookupTarget, type MeshedPod, type ServiceTarget } from '../config/tabl
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { localResponse, type Handler } from '../http/types.js';
-import { sniff } from '../net/sniff.js';
+import { portKind, sniff } from '../net/sniff.js';
 import { splice, type SpliceResult } from '../net/splice.js';
 import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
@@ -184,9 +184,10 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     // server, which answers 400 to bytes that cannot begin a request and 408 to a head that stops,
     // and closes a silent connection at its header timeout (L4 would open an mTLS connection to an
     // endpoint for each, and skip every HTTP policy). net/sniff.ts has the rule of detected ports.
-    const declared = target.port.protocol === 'http' || target.port.protocol === 'http2';
+    const kind = portKind(target.port.protocol);
+    const declared = kind === 'declared-http';
     sniffing.wait(socket);
-    const sniffed = await sniff(socket, opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS, declared ? 'declared-http' : 'auto');
+    const sniffed = await sniff(socket, opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS, kind);
     sniffing.forget(socket);
     if (sniffed.protocol === 'closed' || socket.destroyed) {
       socket.destroy();
