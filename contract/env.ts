@@ -36,6 +36,12 @@ export const PROXY_ENV = {
    * closes: a client that stalls or trickles holds no connection for ever.
    */
   REQUEST_BODY_TIMEOUT: 'TSMESH_REQUEST_BODY_TIMEOUT',
+  /**
+   * How long an outbound request, once sent whole, waits for its response's
+   * head (a Go duration; "0s": no bound) before the caller gets 504
+   * `response-head-timeout`; a route timeout or a gRPC deadline replaces it.
+   */
+  RESPONSE_HEAD_TIMEOUT: 'TSMESH_RESPONSE_HEAD_TIMEOUT',
 } as const;
 
 /**
@@ -59,6 +65,8 @@ export const PROXY_DEFAULTS = {
   DRAIN_DURATION: '20s',
   // nginx's client_body_timeout, for a body that pauses; the 1 KiB floor is what closes a trickle.
   REQUEST_BODY_TIMEOUT: '60s',
+  // nginx's proxy_read_timeout, which long-polls are written to stay under; why, in contract/DESIGN.md.
+  RESPONSE_HEAD_TIMEOUT: '60s',
 } as const;
 
 /**

@@ -101,6 +101,7 @@ export const LOCAL_ERRORS = {
   'circuit-open': 'every endpoint is ejected by the circuit breaker (503)',
   overloaded: 'the limits of the traffic policy turned the request away (503)',
   timeout: 'the route or per-try timeout passed (504)',
+  'response-head-timeout': 'no response head came within the response head timeout of the request being sent (504)',
   'connect-failure': 'no connection to the endpoint (503)',
   'upstream-reset': 'the connection to the endpoint broke before the response (502)',
   'bad-response': 'the endpoint or the app sent a response the proxy will not read: a malformed head or body framing, or a 101 nobody asked for (502)',

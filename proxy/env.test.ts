@@ -8,6 +8,11 @@ describe('proxy settings from the environment', () => {
     assert.equal(s.controlPlaneAddress, 'tsmesh-control-plane.tsmesh-system.svc:15012');
     assert.equal(s.trustDomain, 'cluster.local');
     assert.equal(s.requestBodyTimeout, '60s');
+    assert.equal(s.responseHeadTimeout, '60s');
+  });
+  it('reads the response head timeout as a Go duration, "0s" for none', () => {
+    assert.equal(readProxySettings({ TSMESH_RESPONSE_HEAD_TIMEOUT: '2m' }).responseHeadTimeout, '2m');
+    assert.equal(readProxySettings({ TSMESH_RESPONSE_HEAD_TIMEOUT: '0s' }).responseHeadTimeout, '0s');
   });
   it('reads the request body timeout as a Go duration', () => {
     assert.equal(readProxySettings({ TSMESH_REQUEST_BODY_TIMEOUT: '15s' }).requestBodyTimeout, '15s');

@@ -22,6 +22,8 @@ export interface ProxySettings {
   drainDuration: string;
   /** TSMESH_REQUEST_BODY_TIMEOUT (a Go duration); its default when absent. */
   requestBodyTimeout?: string;
+  /** TSMESH_RESPONSE_HEAD_TIMEOUT (a Go duration, "0s" for none); its default when absent. */
+  responseHeadTimeout?: string;
 }
 
 export class ProxyEnvError extends Error {
@@ -69,5 +71,6 @@ export function readProxySettings(env: NodeJS.ProcessEnv = process.env): ProxySe
     logLevel: nonEmpty(env[PROXY_ENV.LOG_LEVEL]) ?? PROXY_DEFAULTS.LOG_LEVEL,
     drainDuration: nonEmpty(env[PROXY_ENV.DRAIN_DURATION]) ?? PROXY_DEFAULTS.DRAIN_DURATION,
     requestBodyTimeout: nonEmpty(env[PROXY_ENV.REQUEST_BODY_TIMEOUT]) ?? PROXY_DEFAULTS.REQUEST_BODY_TIMEOUT,
+    responseHeadTimeout: nonEmpty(env[PROXY_ENV.RESPONSE_HEAD_TIMEOUT]) ?? PROXY_DEFAULTS.RESPONSE_HEAD_TIMEOUT,
   };
 }

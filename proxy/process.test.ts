@@ -165,6 +165,7 @@ describe('the proxy process (startProxy) on loopback', function () {
     writeFileSync(join(dir, 'api.yaml'), 'apiVersion: tsmesh.io/v1alpha1\nkind: ProxyConfig\nversion: "1"\n');
     await assert.rejects(startProxy({ ...settings('api', join(dir, 'api.yaml')), drainDuration: 'soon' }, loopback({})), /TSMESH_DRAIN_DURATION/);
     await assert.rejects(startProxy({ ...settings('api', join(dir, 'api.yaml')), requestBodyTimeout: '10 s' }, loopback({})), /TSMESH_REQUEST_BODY_TIMEOUT/);
+    await assert.rejects(startProxy({ ...settings('api', join(dir, 'api.yaml')), responseHeadTimeout: 'a minute' }, loopback({})), /TSMESH_RESPONSE_HEAD_TIMEOUT "a minute" is not a duration/);
     await assert.rejects(startProxy(settings('api', join(dir, 'missing.yaml')), loopback({})), /cannot read config file/);
     assert.deepEqual(handles(), baseline);
   });

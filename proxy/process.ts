@@ -75,6 +75,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
   const host = opts.host ?? '0.0.0.0';
   const drainMs = parseDuration(settings.drainDuration, PROXY_ENV.DRAIN_DURATION);
   const requestBodyTimeoutMs = parseDuration(settings.requestBodyTimeout ?? PROXY_DEFAULTS.REQUEST_BODY_TIMEOUT, PROXY_ENV.REQUEST_BODY_TIMEOUT);
+  const responseHeadTimeoutMs = parseDuration(settings.responseHeadTimeout ?? PROXY_DEFAULTS.RESPONSE_HEAD_TIMEOUT, PROXY_ENV.RESPONSE_HEAD_TIMEOUT);
   const appProbes = settings.appProbesJson ? parseAppProbes(settings.appProbesJson) : {};
   const metrics = createProxyMetrics();
   const spiffeId =
@@ -115,6 +116,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
       inboundPort: settings.inboundPort,
       reservedPorts: [settings.adminPort],
       requestBodyTimeoutMs,
+      responseHeadTimeoutMs,
       ...opts.sidecar,
     });
     admin = createSidecarAdmin(sidecar, identity, { appProbes, log: log.child('admin') });

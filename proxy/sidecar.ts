@@ -54,6 +54,8 @@ export interface SidecarOptions {
   explicitOutbound?: readonly { port: number; destination: OriginalDestination }[];
   /** HTTP/1.1 request bodies: the period in which each must bring 1 KiB (TSMESH_REQUEST_BODY_TIMEOUT; http/server.ts). */
   requestBodyTimeoutMs?: number;
+  /** Outbound: how long a request sent whole waits for its response's head where its route sets no timeout (TSMESH_RESPONSE_HEAD_TIMEOUT, its default when absent; 0: no bound; http/timeout.ts). */
+  responseHeadTimeoutMs?: number;
 }
 
 export interface Sidecar {
@@ -166,6 +168,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     originalDestination: opts.outboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
     ...(opts.requestBodyTimeoutMs !== undefined ? { requestBodyTimeoutMs: opts.requestBodyTimeoutMs } : {}),
+    ...(opts.responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs: opts.responseHeadTimeoutMs } : {}),
   });
   const inbound = createInbound({
     log: log.child('inbound'),

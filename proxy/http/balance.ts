@@ -13,7 +13,7 @@ import { HttpParseError } from './h1/head.js';
 import type { Breaker } from './breaker.js';
 import { DEFAULT_LIMITS, OverloadedError, overloadedResponse, PendingQueue, type LimitRules } from './limits.js';
 import { isGrpc, isGrpcServerFailure, whenGrpcStatus } from './grpc.js';
-import { MeshTimeoutError } from './timeout.js';
+import { MeshTimeoutError, RESPONSE_HEAD_TIMEOUT_REASON, ResponseHeadTimeoutError } from './timeout.js';
 import { localResponse, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 import { ERROR_HEADER } from '../../contract/vocabulary.js';
 import type { LocalError } from '../../contract/vocabulary.js';
@@ -123,6 +123,12 @@ export function balancedForward(o: BalancedOptions): Handler {
       // Refused unread by the endpoint's proxy (it is going away): as good as never sent.
       const connect = isConnectFailure(e) || (e instanceof UpstreamResetError && e.refused);
       const where = `${o.service} at ${s.ep.address}:${s.ep.port}`;
+      if (e instanceof ResponseHeadTimeoutError) {
+        // A hung endpoint: its connection or stream is closed, and the caller hears why.
+        const late = localResponse(504, RESPONSE_HEAD_TIMEOUT_REASON, `tsmesh: ${where} sent ${e.message}`);
+        late.meta!.endpointKey = s.key;
+        return late;
+      }
       const reason = connect ? CONNECT_FAILURE : e instanceof HttpParseError ? BAD_RESPONSE : UPSTREAM_RESET;
       const failed = localResponse(connect ? 503 : 502, reason, `tsmesh: ${where}: ${(e as Error).message}`);
       failed.meta!.endpointKey = s.key;

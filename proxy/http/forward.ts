@@ -76,6 +76,7 @@ export class EndpointPools {
   }
 }
 
-export function forward(pools: EndpointPools, ep: EndpointAddress, req: ProxyRequest): Promise<ProxyResponse> {
-  return pools.pool(ep).request(req);
+/** `headTimeoutMs`: how long the response head may take once the request has been sent whole (0: no bound; http/timeout.ts). */
+export function forward(pools: EndpointPools, ep: EndpointAddress, req: ProxyRequest, headTimeoutMs = 0): Promise<ProxyResponse> {
+  return pools.pool(ep).request(req, headTimeoutMs);
 }

@@ -105,6 +105,7 @@ const LOCAL_GRPC_STATUS: Readonly<Record<LocalError, GrpcCode | 'by-http-status'
   'circuit-open': GRPC.UNAVAILABLE,
   overloaded: GRPC.RESOURCE_EXHAUSTED,
   timeout: GRPC.DEADLINE_EXCEEDED,
+  'response-head-timeout': GRPC.DEADLINE_EXCEEDED,
   'connect-failure': GRPC.UNAVAILABLE,
   'upstream-reset': GRPC.UNAVAILABLE,
   'bad-response': GRPC.UNAVAILABLE,

@@ -7,10 +7,12 @@ import type { MeshTls } from '../tls/mesh-tls.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
 import type { EndpointAddress } from './forward.js';
-import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_PROTOCOL, HTTP2_HEADER_STATUS, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, loadHttp2 } from './h2-module.js';
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_PROTOCOL, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, loadHttp2 } from './h2-module.js';
 import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
+import { pump } from './pipe.js';
 import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
+import { ResponseHeadTimeoutError } from './timeout.js';
 import { emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export class H2Sessions {
@@ -85,7 +87,8 @@ export class H2Sessions {
   }
 }
 
-export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: ProxyRequest): Promise<ProxyResponse> {
+/** `headTimeoutMs`: how long the response head may take once the request has been sent whole (0: no bound; http/timeout.ts). */
+export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: ProxyRequest, headTimeoutMs = 0): Promise<ProxyResponse> {
   const waitedFrom = performance.now();
   const session = await sessions.session(ep);
   const connectMs = performance.now() - waitedFrom;
@@ -110,8 +113,8 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   const stream = session.request(headers, { endStream: req.body === null, waitForTrailers: req.body !== null, signal: req.signal as AbortSignal });
   if (req.body) {
     const trailers = req.trailers;
-    stream.once('wantTrailers', () => sendTrailers(stream, trailers?.()));
-    streamOf(req.body).pipe(stream);
+    stream.on('wantTrailers', () => sendTrailers(stream, trailers?.()));
+    pump(streamOf(req.body), stream);
   }
   const trailers = trailersOf(stream);
   // A peer that resets the stream (RST_STREAM with NO_ERROR, as a server may once it has answered) while the request
@@ -123,16 +126,44 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   if (req.informational) passInterims(stream, req.informational);
   let endStream = false;
   const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let waiting = true;
+    const settled = (): void => {
+      waiting = false;
+      clearTimeout(timer);
+    };
     stream.once('response', (h: IncomingHttpHeaders, flags: number) => {
+      settled();
       endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
       resolve(h);
     });
-    stream.once('error', reject);
-    stream.once('close', () => reject(new Error(`stream closed before a response (code ${stream.rstCode})`)));
+    stream.once('error', (e: Error) => {
+      settled();
+      reject(e);
+    });
+    stream.once('close', () => {
+      settled();
+      reject(new Error(`stream closed before a response (code ${stream.rstCode})`));
+    });
+    if (headTimeoutMs > 0) {
+      // From the request's last byte (at once without a body) to the response's head; an interim response starts it again.
+      const wait = (): void => {
+        if (!waiting) return;
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          waiting = false;
+          reject(new ResponseHeadTimeoutError(headTimeoutMs));
+          stream.close(NGHTTP2_CANCEL);
+        }, headTimeoutMs);
+      };
+      if (req.body === null) wait();
+      else stream.once('finish', wait);
+      stream.on('headers', wait);
+    }
   });
   const status = Number(responseHeaders[HTTP2_HEADER_STATUS]);
   const out = emptyHeaders<Record<string, string | string[] | undefined>>();
-  for (const [k, v] of Object.entries(responseHeaders)) if (!k.startsWith(':')) out[k] = v;
+  for (const k in responseHeaders) if (k.charCodeAt(0) !== 0x3a) out[k] = responseHeaders[k];
   const meta: ResponseMeta = ep.identity ? { peerIdentity: ep.identity, connectMs } : { connectMs };
   if (endStream) {
     // A head with END_STREAM (gRPC's trailers-only answer): no body, and it goes on in that shape.

@@ -12,6 +12,7 @@ export const HTTP2_HEADER_AUTHORITY = ':authority';
 export const HTTP2_HEADER_STATUS = ':status';
 export const HTTP2_HEADER_PROTOCOL = ':protocol';
 export const NGHTTP2_NO_ERROR = 0;
+export const NGHTTP2_CANCEL = 0x8;
 export const NGHTTP2_FLAG_END_STREAM = 0x1;
 
 let loaded: Http2 | undefined;

@@ -25,7 +25,7 @@ import { compileRetryPolicy, type RetryRules } from '../http/retry-policy.js';
 import { compileRoutes, routeRequests, type CompiledBackend, type CompiledRoute } from '../http/route.js';
 import { splitByWeight } from '../http/split.js';
 import { telemetryLayer } from '../http/telemetry.js';
-import { timeoutLayer } from '../http/timeout.js';
+import { DEFAULT_RESPONSE_HEAD_TIMEOUT_MS, timeoutLayer } from '../http/timeout.js';
 import { compose, localResponse, type Handler, type Layer } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
 import type { Telemetry } from '../telemetry/state.js';
@@ -41,6 +41,8 @@ export interface OutboundDeps {
   table: () => RoutingTable;
   traffic: TrafficState;
   telemetry: Telemetry;
+  /** How long a request sent whole waits for its response's head where its route sets no timeout (TSMESH_RESPONSE_HEAD_TIMEOUT; 0: no bound). */
+  responseHeadTimeoutMs?: number;
 }
 
 export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handler {
@@ -72,17 +74,19 @@ function routeStack(target: ServiceTarget, route: CompiledRoute, table: RoutingT
     layers.push(faultLayer({ rules: faults, service: target.key, injected: (kind) => (kind === 'abort' ? aborts : delays).inc(), scheduler, random }));
   }
   if (route.timeoutMs > 0) layers.push(timeoutLayer({ ms: route.timeoutMs, service: target.key, scheduler }));
+  // The route's own timeout is the bound its owner chose: the response head timeout is for routes without one.
+  const headTimeoutMs = route.timeoutMs > 0 ? 0 : (deps.responseHeadTimeoutMs ?? DEFAULT_RESPONSE_HEAD_TIMEOUT_MS);
   const retries = compileRetryPolicy(route.retries);
   const budget = route.retries?.budget ?? table.config.mesh.retryBudget;
   const backends = target.pinned ? [{ service: target.key, weight: 1, target }] : route.backends;
   const split = splitByWeight(
-    backends.map((backend) => ({ weight: backend.weight, handler: backendStack(backend, retries, budget, deps) })),
+    backends.map((backend) => ({ weight: backend.weight, handler: backendStack(backend, retries, budget, deps, headTimeoutMs) })),
     random,
   );
   return compose(layers, split);
 }
 
-function backendStack(backend: CompiledBackend, retries: Readonly<RetryRules>, budget: RetryBudget, deps: OutboundDeps): Handler {
+function backendStack(backend: CompiledBackend, retries: Readonly<RetryRules>, budget: RetryBudget, deps: OutboundDeps, headTimeoutMs: number): Handler {
   const target = backend.target;
   if (!target) {
     // Gateway API's rule for a backend that does not exist: its share of requests gets 500.
@@ -95,7 +99,11 @@ function backendStack(backend: CompiledBackend, retries: Readonly<RetryRules>, b
   if (!breakerRules) balancer.restoreAll();
   const ejections = metrics.endpointEjections.labels({ destination_service: service });
   const exhausted = metrics.retryBudgetExhausted.labels({ destination_service: service });
-  const send: Forwarder = (ep, req) => (req.protocol === 'http2' ? forwardH2(deps.h2, ep, req) : forward(deps.pools, ep, req));
+  const send: Forwarder = (ep, req) => {
+    // A gRPC call's deadline bounds it already (grpc-deadline.ts), as its caller chose.
+    const ms = req.deadline === undefined ? headTimeoutMs : 0;
+    return req.protocol === 'http2' ? forwardH2(deps.h2, ep, req, ms) : forward(deps.pools, ep, req, ms);
+  };
   return compose(
     [
       retryLayer({

@@ -343,9 +343,9 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 
 /**
  * Writes a message's body to `out` after its `head`, which goes out with the
- * body's first bytes: as Content-Length bytes, or chunked. A body in memory
- * (MemoryBody) is one write; a stream is written as it comes, paused while
- * `out` is full. `done` is called once: with no error when everything is
+ * body's first bytes when they are at hand (alone when they are not): as
+ * Content-Length bytes, or chunked. A body in memory (MemoryBody) is one
+ * write; a stream is written as it comes, paused while `out` is full. `done` is called once: with no error when everything is
  * written, with one (the body destroyed) when the body fails or ends early.
  * A chunked body ends with `trailers`, read once the body has ended. The
  * server writes responses with it, the forwarder requests.
@@ -399,4 +399,13 @@ export function writeBody(out: Writable, head: string | undefined, from: Body, c
   body.once('error', finish);
   body.once('close', onClose);
   out.on('drain', onDrain);
+  // The head waits for the body's first bytes only when they are here already (they flow before this
+  // runs): else it goes alone, or the other side would see no head until the body began (a long poll's,
+  // an event stream's), and the response head timeout of the proxy before this one would pass.
+  if (pending !== undefined) setImmediate(sendHead);
+  function sendHead(): void {
+    if (settled || pending === undefined) return;
+    out.write(pending, 'latin1');
+    pending = undefined;
+  }
 }

@@ -14,6 +14,8 @@ export interface ConnUser {
   /** The connection is gone. */
   onClose(): void;
   onError(e: Error): void;
+  /** No response head within the response head timeout (armHeadTimer). */
+  onHeadTimeout?(): void;
 }
 
 /**
@@ -28,6 +30,15 @@ export class Conn {
   private sock: Socket | undefined;
   /** Bytes came before the socket was handed over: nobody asked for them. */
   private early = false;
+  /**
+   * The response head timer: made once per connection and refreshed for
+   * each request, never made per request; a request that got its head
+   * leaves it running, and its firing then does nothing.
+   */
+  private headTimer: NodeJS.Timeout | undefined;
+  private headTimerMs = 0;
+  /** A request on it waits for its response head. */
+  private waitingHead = false;
 
   get socket(): Socket {
     return this.sock!;
@@ -49,6 +60,29 @@ export class Conn {
     return false;
   }
 
+  /** The request in progress has been sent whole: its user hears onHeadTimeout if no head comes within `ms`. */
+  armHeadTimer(ms: number): void {
+    this.waitingHead = true;
+    if (this.headTimer !== undefined && this.headTimerMs === ms) {
+      this.headTimer.refresh();
+      return;
+    }
+    clearTimeout(this.headTimer);
+    this.headTimerMs = ms;
+    this.headTimer = setTimeout(() => this.headTimedOut(), ms).unref();
+  }
+
+  /** The response head came, or the request is over. */
+  disarmHeadTimer(): void {
+    this.waitingHead = false;
+  }
+
+  private headTimedOut(): void {
+    if (!this.waitingHead) return;
+    this.waitingHead = false;
+    this.user?.onHeadTimeout?.();
+  }
+
   /** Takes the connected socket that reads through `onread`. */
   attach(socket: Socket): this {
     this.sock = socket;
@@ -59,7 +93,10 @@ export class Conn {
       // An idle connection the endpoint ended carries no more requests.
       else socket.destroy();
     });
-    socket.on('close', () => this.user?.onClose());
+    socket.on('close', () => {
+      clearTimeout(this.headTimer);
+      this.user?.onClose();
+    });
     // Between requests an error (a reset of an idle connection) only closes it.
     socket.on('error', (e: Error) => this.user?.onError(e));
     return this;

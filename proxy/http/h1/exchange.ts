@@ -23,6 +23,7 @@ import { bufferedBody, bufferOf, type Body, type ProxyRequest, type ProxyRespons
 import type { Conn, ConnUser } from './connection.js';
 import type { H1Pool } from './pool.js';
 import { Upgraded } from './upgraded.js';
+import { ResponseHeadTimeoutError } from '../timeout.js';
 
 /** Larger response heads are a 502. */
 const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
@@ -101,6 +102,8 @@ export class Exchange implements ConnUser {
     private readonly connectMs: number,
     private readonly resolve: (res: ProxyResponse) => void,
     private readonly reject: (e: Error) => void,
+    /** How long the response head may take once the request has been sent whole (0: no bound; http/timeout.ts). */
+    private readonly headTimeoutMs = 0,
   ) {
     this.socket = conn.socket;
     this.requestSent = req.body === null;
@@ -133,6 +136,7 @@ export class Exchange implements ConnUser {
     out += '\r\n';
     if (req.body === null) {
       socket.write(out, 'latin1');
+      this.waitForHead();
       return;
     }
     if (req.headers.expect !== undefined && bufferOf(req.body) === undefined) {
@@ -162,6 +166,7 @@ export class Exchange implements ConnUser {
           return;
         }
         this.requestSent = true;
+        this.waitForHead();
         this.maybeDone();
       },
       this.req.trailers,
@@ -223,6 +228,15 @@ export class Exchange implements ConnUser {
     this.handOn();
   }
 
+  /** The request has been sent whole: the response head timeout runs until the head comes. */
+  private waitForHead(): void {
+    if (this.headTimeoutMs > 0 && this.head === undefined && !this.finished) this.conn.armHeadTimer(this.headTimeoutMs);
+  }
+
+  onHeadTimeout(): void {
+    if (this.head === undefined) this.finish(new ResponseHeadTimeoutError(this.headTimeoutMs));
+  }
+
   /** Hands on the response made from the head, once the read that brought it has been gone through. */
   private handOn(): void {
     const res = this.answer;
@@ -235,6 +249,8 @@ export class Exchange implements ConnUser {
   /** An interim response (100 Continue, 103 Early Hints...): on to the client; a 100 also lets the body go. */
   private interim(h: ResponseHead): void {
     if (h.status === 100 && this.continueTimer !== undefined) this.sendBody(undefined);
+    // The endpoint is at work on it: the wait for the final head starts again.
+    else if (this.requestSent) this.waitForHead();
     if (++this.interims <= MAX_INTERIM_RESPONSES) this.req.informational?.(h.status, h.headers);
   }
 
@@ -252,6 +268,7 @@ export class Exchange implements ConnUser {
     this.head = h;
     this.finished = true;
     this.handedOn = true;
+    this.conn.disarmHeadTimer();
     req.signal.removeEventListener('abort', this.onAbort);
     const upgraded = new Upgraded(this.conn, h.upgrade, data.subarray(at));
     this.pool.detach(this.conn);
@@ -263,6 +280,7 @@ export class Exchange implements ConnUser {
   /** Makes the response, handed on at the end of this read; its head ended at data[at]. Returns where the unread bytes start. */
   private respond(h: ResponseHead, data: Buffer, at: number): number {
     this.head = h;
+    this.conn.disarmHeadTimer();
     const { framing } = h;
     let next = at;
     if (framing.kind === 'length' && framing.length > 0 && data.length - at >= framing.length) {
@@ -336,6 +354,7 @@ export class Exchange implements ConnUser {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.continueTimer);
+    this.conn.disarmHeadTimer();
     const { req } = this;
     req.signal.removeEventListener('abort', this.onAbort);
     if (e) {

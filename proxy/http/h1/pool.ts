@@ -67,21 +67,24 @@ export class H1Pool {
     this.authority = `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
   }
 
-  /** Sends `req` on an idle connection when there is one (no promise is awaited before it goes out), else on a new one. */
-  request(req: ProxyRequest): Promise<ProxyResponse> {
+  /**
+   * Sends `req` on an idle connection when there is one (no promise is awaited before it goes out), else on a new one.
+   * `headTimeoutMs`: how long its response head may take once it has been sent whole (0: no bound; http/timeout.ts).
+   */
+  request(req: ProxyRequest, headTimeoutMs = 0): Promise<ProxyResponse> {
     const conn = req.upgrade === undefined ? this.takeIdle() : undefined;
-    if (conn === undefined) return this.requestSlow(req);
-    return this.exchange(conn, req).catch((e: unknown) => (this.replayable(e, conn, req) ? this.requestSlow(req) : Promise.reject(e as Error)));
+    if (conn === undefined) return this.requestSlow(req, headTimeoutMs);
+    return this.exchange(conn, req, 0, headTimeoutMs).catch((e: unknown) => (this.replayable(e, conn, req) ? this.requestSlow(req, headTimeoutMs) : Promise.reject(e as Error)));
   }
 
-  private async requestSlow(req: ProxyRequest): Promise<ProxyResponse> {
+  private async requestSlow(req: ProxyRequest, headTimeoutMs: number): Promise<ProxyResponse> {
     let connectMs = 0;
     for (;;) {
       const waitedFrom = performance.now();
       const conn = await this.take(req.signal, req.upgrade !== undefined);
       connectMs += performance.now() - waitedFrom;
       try {
-        return await this.exchange(conn, req, connectMs);
+        return await this.exchange(conn, req, connectMs, headTimeoutMs);
       } catch (e) {
         if (this.replayable(e, conn, req)) continue;
         throw e;
@@ -90,8 +93,8 @@ export class H1Pool {
   }
 
   /** `connectMs`: how long the request waited for `conn` (ResponseMeta.connectMs). */
-  private exchange(conn: Conn, req: ProxyRequest, connectMs = 0): Promise<ProxyResponse> {
-    return new Promise<ProxyResponse>((resolve, reject) => new Exchange(this, conn, req, connectMs, resolve, reject).start());
+  private exchange(conn: Conn, req: ProxyRequest, connectMs: number, headTimeoutMs: number): Promise<ProxyResponse> {
+    return new Promise<ProxyResponse>((resolve, reject) => new Exchange(this, conn, req, connectMs, resolve, reject, headTimeoutMs).start());
   }
 
   /**
