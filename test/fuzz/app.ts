@@ -59,6 +59,19 @@ export class RecordingApp {
   /** `responses`: the response cases by marker; a request carrying one gets the case's answer. */
   constructor(private readonly responses: ReadonlyMap<string, ResponseCase>) {}
 
+  /** Requests read, by lane and marker (canaries aside). */
+  private readonly counts = new Map<string, number>();
+
+  /** How many requests carrying `marker` (canaries aside) the app has read on `lane`: answers the client may still be waiting for. */
+  received(lane: string, marker: string | undefined): number {
+    return this.counts.get(`${lane} ${marker}`) ?? 0;
+  }
+
+  private record(r: AppRecord): void {
+    this.records.push(r);
+    if (r.error === undefined && !r.target.endsWith('/canary')) this.counts.set(`${r.lane} ${r.marker}`, this.received(r.lane, r.marker) + 1);
+  }
+
   async listen(proxy: string, lane: string, port: number): Promise<void> {
     const server = createServer({ allowHalfOpen: false, noDelay: true }, (socket) => this.serve(proxy, lane, socket));
     server.listen(port, '127.0.0.1');
@@ -87,7 +100,7 @@ export class RecordingApp {
           const during = this.current.get(lane);
           if (r.kind === 'error') {
             const m = MARKER_IN_TARGET.exec(buffer.slice(0, KEEP))?.[0];
-            this.records.push({ proxy, lane, conn, onConn: onConn++, seq, marker: m, during, method: '', target: '', version: '', fields: [], body: '', bodyLength: 0, chunked: false, trailers: [], error: r.error, raw: cut(buffer) });
+            this.record({ proxy, lane, conn, onConn: onConn++, seq, marker: m, during, method: '', target: '', version: '', fields: [], body: '', bodyLength: 0, chunked: false, trailers: [], error: r.error, raw: cut(buffer) });
             closing = true;
             socket.end(`HTTP/1.1 400 Bad Request\r\nx-fuzz-app-error: ${r.error.replace(/[^\x20-\x7e]/g, '?')}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`, 'latin1');
             break;
@@ -95,7 +108,7 @@ export class RecordingApp {
           const q = r.message;
           buffer = buffer.slice(q.length);
           const m = MARKER_IN_TARGET.exec(q.head.slice(0, KEEP))?.[0];
-          this.records.push({
+          this.record({
             proxy,
             lane,
             conn,

@@ -56,8 +56,11 @@ const QUIET_WHEN_ANSWERED_MS = 30;
  * Sends `bytes` to 127.0.0.1:`port` and observes the answer. `expect`: how
  * many requests the bytes hold as wire.ts reads them; once that many final
  * answers came, a short silence ends the case, else `quietMs` of it.
+ * `atApp`: how many of the case's requests the app has received; while fewer
+ * answers came, the client waits on (to the bound), so that an answer on its
+ * way is not taken for one lost.
  */
-export function exchange(port: number, bytes: string, options: { pieces?: number; expect?: number; boundMs: number; quietMs: number }): Promise<Observation> {
+export function exchange(port: number, bytes: string, options: { pieces?: number; expect?: number; atApp?: () => number; boundMs: number; quietMs: number }): Promise<Observation> {
   return new Promise((resolve) => {
     const started = Date.now();
     const socket = connect({ host: '127.0.0.1', port, noDelay: true });
@@ -79,7 +82,7 @@ export function exchange(port: number, bytes: string, options: { pieces?: number
       const r = readResponses(received, false);
       if (r.error !== undefined || r.rest !== '') return Infinity;
       const finals = r.responses.filter((m) => m.status >= 200 || m.status === 101).length;
-      if (finals === 0) return Infinity;
+      if (finals === 0 || finals < (options.atApp?.() ?? 0)) return Infinity;
       return finals >= (options.expect ?? 1) ? QUIET_WHEN_ANSWERED_MS : options.quietMs;
     };
     const tick = setInterval(() => {

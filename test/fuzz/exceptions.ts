@@ -5,7 +5,6 @@
 // inputs by their bytes, so generated cases are covered as the corpus is.
 import type { FuzzCase } from './corpus.js';
 import type { Finding } from './verdict.js';
-import { readRequests } from './wire.js';
 
 /** A reference proxy whose refusal does not bind tsmesh on the cases `matches` picks. */
 export interface Exception {
@@ -19,6 +18,8 @@ export interface Exception {
 export interface PendingFix {
   readonly matches: (c: FuzzCase) => boolean;
   readonly kinds: readonly Finding['kind'][];
+  /** Only on these of tsmesh's paths (job.ts); on every one when absent. */
+  readonly paths?: readonly string[];
   /** Which part of the proxy fixes it, and what. */
   readonly reason: string;
 }
@@ -37,10 +38,13 @@ const valuesOf = (bytes: string, name: string): string[] =>
     .filter((l) => l.toLowerCase().startsWith(`${name}:`))
     .map((l) => l.slice(name.length + 1));
 
+/** The first word of each head in the bytes (a request line's method, or what stands where one would). */
+const firstWords = (bytes: string): string[] => bytes.split('\r\n\r\n').map((part) => /^[\r\n]*([^ \r\n]*)/.exec(part)![1]!);
+
 export const EXCEPTIONS: readonly Exception[] = [
   {
     reference: 'nginx',
-    matches: (c) => requestLines(c.bytes).some((l) => /[a-z]/.test(l.split(' ')[0]!)),
+    matches: (c) => firstWords(c.bytes).some((w) => /[a-z]/.test(w)),
     reason: 'a method is a case-sensitive token (RFC 9110 9.1): "get" is a valid method the app may not know; nginx takes only upper-case letters, HAProxy forwards it',
   },
   {
@@ -78,41 +82,7 @@ export const EXCEPTIONS: readonly Exception[] = [
   },
 ];
 
-/** The first head, up to its CRLF CRLF (or all of the bytes when none comes). */
-const firstHead = (bytes: string): string => {
-  const end = bytes.indexOf('\r\n\r\n');
-  return end < 0 ? bytes : bytes.slice(0, end + 2);
-};
-
-/** After the requests a reader takes from the bytes, a head begun that never ends. */
-const endsUnfinished = (bytes: string): boolean => {
-  const { rest, error } = readRequests(bytes);
-  return error === undefined ? rest.replace(/^[\r\n]+/, '') !== '' && !rest.includes('\r\n\r\n') : !bytes.slice(bytes.length - rest.length).includes('\r\n\r\n');
-};
-
-export const PENDING_FIXES: readonly PendingFix[] = [
-  {
-    matches: (c) => c.side === 'request' && /\r(?!\n)|(?<!\r)\n/.test(firstHead(c.bytes)),
-    kinds: ['wait'],
-    reason: 'request side, h1/head.ts: a request head is read only once CRLF CRLF arrives, so a head whose lines end in a bare LF (or CR) waits for the headers timeout (10 s) where HAProxy and nginx answer at once',
-  },
-  {
-    matches: (c) => c.side === 'request' && endsUnfinished(c.bytes),
-    kinds: ['wait', 'laxer'],
-    reason: 'request side, h1/head.ts: a head that never ends is judged only at the headers timeout (10 s), however bad its first line; nginx refuses a bad request line or field line as soon as it has it',
-  },
-  {
-    matches: (c) => c.side === 'request' && requestLines(c.bytes).some((l) => /[#\x80-\xff]/.test(l.split(' ')[1] ?? '')),
-    kinds: ['laxer'],
-    reason: 'request side, h1/head.ts: a request target with "#" or a byte above 0x7e is forwarded; RFC 9112 3.2 has neither in a request-target, and HAProxy refuses both',
-  },
-  {
-    matches: (c) => c.side === 'request' && requestLines(c.bytes).some((l) => l.startsWith('CONNECT ')),
-    kinds: ['laxer'],
-    reason:
-      'request side, h1/head.ts and http/server.ts: CONNECT goes to the app as a plain request, though a 2xx to it turns the connection into a tunnel the proxy does not join; nginx refuses it, and Envoy refuses it unless configured',
-  },
-];
+export const PENDING_FIXES: readonly PendingFix[] = [];
 
 /** The pending fix that covers a finding, if any. */
-export const pendingFixOf = (f: Finding): PendingFix | undefined => PENDING_FIXES.find((p) => p.kinds.includes(f.kind) && p.matches(f.case));
+export const pendingFixOf = (f: Finding): PendingFix | undefined => PENDING_FIXES.find((p) => p.kinds.includes(f.kind) && (p.paths === undefined || p.paths.includes(f.path)) && p.matches(f.case));

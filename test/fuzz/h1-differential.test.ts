@@ -1,15 +1,17 @@
 // The HTTP/1.1 differential fuzzer, bounded: the corpus (test/fuzz/corpus.ts)
 // and a few dozen generated cases of a fixed seed, each sent through tsmesh
-// (a client-side sidecar, mTLS, a server-side sidecar), HAProxy and nginx
-// side by side in a network namespace of the test's own, in front of a raw
-// app that records every request it receives (README.md). Per class of
-// case: tsmesh refuses whatever the stricter reference refuses (but for the
-// exceptions of exceptions.ts, each with its reason), never waits where a
-// reference has answered, and the app never receives a request tsmesh did
-// not answer, nor one whose contents differ from the client's. Findings a
-// fix under way is known to cover are reported as pending, one test per
-// fix. Skipped, with the reason printed, where namespaces, HAProxy or nginx
-// are missing. `npm run fuzz:h1 -- --cases N` runs more generated cases.
+// (a client-side sidecar, mTLS, a server-side sidecar; and a server-side
+// sidecar's PERMISSIVE inbound port in plain text), HAProxy and nginx side by
+// side in a network namespace of the test's own, in front of a raw app that
+// records every request it receives (README.md). Per class of case, on both
+// of tsmesh's paths: tsmesh refuses whatever the stricter reference refuses
+// (but for the exceptions of exceptions.ts, each with its reason), never
+// waits where a reference has answered, and the app never receives a
+// request tsmesh did not answer, nor one whose contents differ from the
+// client's. Findings a fix under way is known to cover are reported as
+// pending, one test per fix. Skipped, with the reason printed, where
+// namespaces, HAProxy or nginx are missing. `npm run fuzz:h1 -- --cases N`
+// runs more generated cases.
 import assert from 'node:assert/strict';
 import { CORPUS, marker, materialize } from './corpus.js';
 import { EXCEPTIONS, PENDING_FIXES, pendingFixOf } from './exceptions.js';

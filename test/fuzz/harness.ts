@@ -14,12 +14,12 @@ import { fileURLToPath } from 'node:url';
 import { inNamespace, Managed, must, run } from '../../lib/netns.js';
 import type { FuzzCase } from './corpus.js';
 import { REFERENCES, referencesMissing } from './references.js';
-import { TSMESH, type Job, type Lane, type WorkerResult } from './job.js';
+import { TSMESH, TSMESH_INBOUND, type Job, type Lane, type WorkerResult } from './job.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The proxies compared, in the table's order. */
-export const PROXIES = [TSMESH, ...REFERENCES.map((r) => r.name)] as const;
+export const PROXIES = [TSMESH, TSMESH_INBOUND, ...REFERENCES.map((r) => r.name)] as const;
 export type ProxyName = (typeof PROXIES)[number];
 
 /** Ports inside the namespace (its own loopback, so fixed ones are free): lane k of proxy p. */
@@ -73,11 +73,11 @@ export async function runHarness(opts: HarnessOptions): Promise<HarnessRun> {
     await must('ip', ['netns', 'add', ns]);
     await must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     const ks = Array.from({ length: Math.max(1, opts.lanes) }, (_, k) => k);
-    const lanes: Lane[] = ks.map((k) => ({ proxy: TSMESH, appPort: appPort(0, k) }));
+    const lanes: Lane[] = [TSMESH, TSMESH_INBOUND].flatMap((proxy, p) => ks.map((k) => ({ proxy, appPort: appPort(p, k) })));
     for (const [i, ref] of REFERENCES.entries()) {
       const refDir = join(dir, ref.name);
       await must('mkdir', ['-p', refDir]);
-      const mine = ks.map((k) => ({ proxy: ref.name, port: proxyPort(i + 1, k), appPort: appPort(i + 1, k) }));
+      const mine = ks.map((k) => ({ proxy: ref.name, port: proxyPort(i + 2, k), appPort: appPort(i + 2, k) }));
       const command = await ref.prepare(refDir, mine);
       spawnIn(ref.name, command).child.stdin!.end();
       lanes.push(...mine);

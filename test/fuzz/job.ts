@@ -5,14 +5,21 @@ import type { AppRecord } from './app.js';
 import type { Observation } from './client.js';
 import type { FuzzCase } from './corpus.js';
 
-/** The lane of tsmesh's own path (started by the worker). */
+/**
+ * tsmesh's paths, started by the worker: a client-side sidecar's outbound
+ * listener to a server-side sidecar over mTLS (what meshed callers get), and
+ * a server-side sidecar's inbound listener taking plain text on a PERMISSIVE
+ * port (what callers outside the mesh get).
+ */
 export const TSMESH = 'tsmesh';
+export const TSMESH_INBOUND = 'tsmesh-in';
+export const TSMESH_PATHS: readonly string[] = [TSMESH, TSMESH_INBOUND];
 
 /**
  * One proxy's path to one listener of the app. A proxy has several lanes,
  * each with its own port and upstream connections, so that cases run side by
- * side without sharing a connection: case i takes lane i mod (lanes of its
- * proxy), and a lane takes its cases one after another.
+ * side without sharing a connection: a lane takes its proxy's next case when
+ * it falls free, one case at a time.
  */
 export interface Lane {
   readonly proxy: string;

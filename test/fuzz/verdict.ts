@@ -7,7 +7,7 @@ import { readResponses, type Observation } from './client.js';
 import { MARKER_IN_TARGET, type FuzzCase } from './corpus.js';
 import type { Exception, PendingFix } from './exceptions.js';
 import type { HarnessRun } from './harness.js';
-import { TSMESH } from './job.js';
+import { TSMESH_PATHS } from './job.js';
 import { fieldValue, readRequests, type Field, type RequestMessage, type ResponseMessage } from './wire.js';
 
 /**
@@ -215,6 +215,8 @@ export function judgeRun(run: HarnessRun): CaseResult[] {
  */
 export interface Finding {
   readonly case: FuzzCase;
+  /** Which of tsmesh's paths (job.ts). */
+  readonly path: string;
   readonly kind: 'laxer' | 'wait' | 'boundary';
   readonly detail: string;
 }
@@ -222,16 +224,18 @@ export interface Finding {
 const rejects = (v: Verdict): boolean => v.kind === 'refused' || v.kind === 'closed' || v.kind === 'truncated';
 
 export function findingsOf(result: CaseResult, exceptions: readonly Exception[]): Finding[] {
-  const t = result.verdicts[TSMESH];
-  if (!t) return [];
   const c = result.case;
   const out: Finding[] = [];
-  const counted = Object.entries(result.verdicts).filter(([name]) => name !== TSMESH && !exceptions.some((e) => e.reference === name && e.matches(c)));
-  for (const [name, v] of counted) {
-    if (rejects(v) && t.kind !== 'timeout' && (!rejects(t) || t.forwarded > v.forwarded)) out.push({ case: c, kind: 'laxer', detail: `${name} ${v.label}${v.note ? ` (${v.note.slice(0, 60)})` : ''}, tsmesh ${t.label}` });
+  const counted = Object.entries(result.verdicts).filter(([name]) => !TSMESH_PATHS.includes(name) && !exceptions.some((e) => e.reference === name && e.matches(c)));
+  for (const path of TSMESH_PATHS) {
+    const t = result.verdicts[path];
+    if (!t) continue;
+    for (const [name, v] of counted) {
+      if (rejects(v) && t.kind !== 'timeout' && (!rejects(t) || t.forwarded > v.forwarded)) out.push({ case: c, path, kind: 'laxer', detail: `${name} ${v.label}${v.note ? ` (${v.note.slice(0, 60)})` : ''}, ${path} ${t.label}` });
+    }
+    if (t.kind === 'timeout' && counted.some(([, v]) => v.kind !== 'timeout')) out.push({ case: c, path, kind: 'wait', detail: `${path} had not answered in the bound; ${counted.map(([n, v]) => `${n} ${v.label}`).join(', ')}` });
+    for (const p of t.problems) out.push({ case: c, path, kind: 'boundary', detail: `${path}: ${p}` });
   }
-  if (t.kind === 'timeout' && counted.some(([, v]) => v.kind !== 'timeout')) out.push({ case: c, kind: 'wait', detail: `tsmesh had not answered in the bound; ${counted.map(([n, v]) => `${n} ${v.label}`).join(', ')}` });
-  for (const p of t.problems) out.push({ case: c, kind: 'boundary', detail: p });
   return out;
 }
 
@@ -265,7 +269,7 @@ export function table(results: readonly CaseResult[]): string {
     }
     return [...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}:${n}`).join(' ');
   };
-  const w = [Math.max(5, ...classes.map((c) => c.length)) + 2, ...proxies.map(() => 34)];
+  const w = [Math.max(5, ...classes.map((c) => c.length)) + 2, ...proxies.map(() => 28)];
   const lines = [`${pad('class', w[0]!)}${pad('n', 5)}${proxies.map((p, i) => pad(p, w[i + 1]!)).join('')}`];
   for (const cls of classes) {
     const rs = results.filter((r) => r.case.cls === cls);
@@ -273,16 +277,16 @@ export function table(results: readonly CaseResult[]): string {
   }
   // Refusals differ by status (400, 501, 422) without differing in what they mean.
   const gist = (v: Verdict): string => `${v.kind === 'refused' ? 'refused' : v.kind} ${v.forwarded}`;
-  const differing = results.filter((r) => new Set(proxies.map((p) => gist(r.verdicts[p]!))).size > 1 || (r.verdicts[TSMESH]?.problems.length ?? 0) > 0);
+  const differing = results.filter((r) => new Set(proxies.map((p) => gist(r.verdicts[p]!))).size > 1 || TSMESH_PATHS.some((p) => (r.verdicts[p]?.problems.length ?? 0) > 0));
   if (differing.length > 0) {
     const idw = Math.max(...differing.map((r) => r.case.id.length)) + 2;
     lines.push('', `cases where the proxies differ (${differing.length}):`, `${pad('case', idw)}${proxies.map((p) => pad(p, 12)).join('')}`);
     for (const r of differing) {
       lines.push(`${pad(r.case.id, idw)}${proxies.map((p) => pad(r.verdicts[p]!.label, 12)).join('')}`);
-      const t = r.verdicts[TSMESH];
-      if (t?.note) lines.push(`${' '.repeat(idw)}tsmesh: ${t.note.slice(0, 140)}`);
+      const notes = new Set(TSMESH_PATHS.map((p) => r.verdicts[p]?.note ?? '').filter(Boolean));
+      for (const note of notes) lines.push(`${' '.repeat(idw)}tsmesh: ${note.slice(0, 140)}`);
       for (const p of proxies) if (r.verdicts[p]!.replays > 0) lines.push(`${' '.repeat(idw)}${p} sent the request to the app again after its connection failed (${r.verdicts[p]!.replays}x)`);
-      for (const p of t?.problems ?? []) lines.push(`${' '.repeat(idw)}! ${p.slice(0, 200)}`);
+      for (const p of TSMESH_PATHS) for (const problem of r.verdicts[p]?.problems ?? []) lines.push(`${' '.repeat(idw)}! ${p}: ${problem.slice(0, 200)}`);
     }
   }
   return lines.join('\n');

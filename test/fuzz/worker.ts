@@ -16,7 +16,7 @@ import { FixedConfig, loopbackSidecar } from '../../proxy/testdata/mesh.js';
 import { RecordingApp } from './app.js';
 import { exchange, type Observation } from './client.js';
 import { MARKER_IN_TARGET, type ResponseCase } from './corpus.js';
-import { canaryFor, laneName, TSMESH, type Job, type Lane, type LaneResult, type WorkerResult } from './job.js';
+import { canaryFor, laneName, TSMESH, TSMESH_INBOUND, TSMESH_PATHS, type Job, type Lane, type LaneResult, type WorkerResult } from './job.js';
 import { readRequests } from './wire.js';
 
 const CLIENT_ID = 'spiffe://cluster.local/ns/fuzz/sa/client';
@@ -48,9 +48,27 @@ async function reachable(name: string, port: number, timeoutMs: number): Promise
   }
 }
 
-/** tsmesh as users get it: the client's sidecar (service port 80, declared http) to the app's sidecar (STRICT), over mTLS. */
+/** The app's own Service, as its sidecar's config has it: port 80 declared http, to the app's port, this workload its endpoint. */
+const appService = (appPort: number): object => ({
+  name: 'app',
+  namespace: 'fuzz',
+  clusterIPs: [SERVICE_IP],
+  ports: [{ port: 80, name: 'http', protocol: 'http', targetPort: appPort }],
+  endpoints: [{ address: '127.0.0.1', identity: APP_ID }],
+});
+
+/** A server-side sidecar whose inbound listener takes plain text (PERMISSIVE) in front of the app: the port its callers outside the mesh reach. */
+async function startInbound(ca: CertificateAuthority, appPort: number, sidecars: Sidecar[]): Promise<number> {
+  const server = await loopbackSidecar(ca, APP_ID, new FixedConfig({ mesh: { mtlsMode: 'PERMISSIVE' }, services: [appService(appPort)] }), {
+    inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
+  });
+  sidecars.push(server);
+  return server.inboundPort;
+}
+
+/** tsmesh as meshed callers get it: the client's sidecar (service port 80, declared http) to the app's sidecar (STRICT), over mTLS. */
 async function startMesh(ca: CertificateAuthority, appPort: number, sidecars: Sidecar[]): Promise<number> {
-  const server = await loopbackSidecar(ca, APP_ID, new FixedConfig({ mesh: { mtlsMode: 'STRICT' } }), {
+  const server = await loopbackSidecar(ca, APP_ID, new FixedConfig({ mesh: { mtlsMode: 'STRICT' }, services: [appService(appPort)] }), {
     inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
   });
   sidecars.push(server);
@@ -85,26 +103,33 @@ async function main(): Promise<void> {
   for (const lane of job.lanes) await app.listen(lane.proxy, laneName(lane), lane.appPort);
   const sidecars: Sidecar[] = [];
   try {
-    const ca = job.lanes.some((l) => l.proxy === TSMESH) ? (await newRootCa()).ca : undefined;
+    const ca = job.lanes.some((l) => TSMESH_PATHS.includes(l.proxy)) ? (await newRootCa()).ca : undefined;
     const ports = new Map<Lane, number>();
-    for (const lane of job.lanes) ports.set(lane, lane.port ?? (await startMesh(ca!, lane.appPort, sidecars)));
+    for (const lane of job.lanes) {
+      if (lane.port !== undefined) ports.set(lane, lane.port);
+      else if (lane.proxy === TSMESH) ports.set(lane, await startMesh(ca!, lane.appPort, sidecars));
+      else if (lane.proxy === TSMESH_INBOUND) ports.set(lane, await startInbound(ca!, lane.appPort, sidecars));
+      else throw new Error(`lane of ${lane.proxy} without a port`);
+    }
     for (const [lane, port] of ports) await reachable(lane.proxy, port, 20_000);
     // One request on each lane first, not counted: connections and handshakes made before the first case.
     await Promise.all([...ports.values()].map((port) => exchange(port, 'GET /warm-up HTTP/1.1\r\nhost: app.fuzz\r\n\r\n', { boundMs: 5000, quietMs: 50 })));
     const proxies = [...new Set(job.lanes.map((l) => l.proxy))];
     const observed = new Map(proxies.map((p) => [p, { observations: [] as Observation[], canaries: [] as Observation[] }]));
+    // Each proxy's lanes take its cases in turn, the next one as a lane falls free.
+    const next = new Map(proxies.map((p) => [p, 0]));
     await Promise.all(
       [...ports].map(async ([lane, port]) => {
-        const mine = job.lanes.filter((l) => l.proxy === lane.proxy);
-        const k = mine.indexOf(lane);
         const out = observed.get(lane.proxy)!;
         const name = laneName(lane);
-        for (let i = k; i < job.cases.length; i += mine.length) {
+        for (let i = next.get(lane.proxy)!; i < job.cases.length; i = next.get(lane.proxy)!) {
+          next.set(lane.proxy, i + 1);
           const c = job.cases[i]!;
           const m = MARKER_IN_TARGET.exec(c.bytes)?.[0];
           app.current.set(name, m);
           const expect = c.side === 'request' ? Math.max(1, readRequests(c.bytes).requests.length) : 1;
-          out.observations[i] = await exchange(port, c.bytes, { pieces: c.side === 'request' ? (c.pieces ?? 1) : 1, expect, boundMs: job.boundMs, quietMs: job.quietMs });
+          const atApp = c.side === 'request' ? () => app.received(name, m) : undefined;
+          out.observations[i] = await exchange(port, c.bytes, { pieces: c.side === 'request' ? (c.pieces ?? 1) : 1, expect, ...(atApp ? { atApp } : {}), boundMs: job.boundMs, quietMs: job.quietMs });
           out.canaries[i] = await exchange(port, canaryFor(m ?? 'fz-none'), { boundMs: job.boundMs, quietMs: job.quietMs });
           app.current.set(name, undefined);
         }
