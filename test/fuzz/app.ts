@@ -7,7 +7,7 @@
 // proxy ("lane"), so each proxy's traffic is recorded apart.
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
-import { MARKER_IN_TARGET, type ResponseCase } from './corpus.js';
+import { MARKER_IN_TARGET, PIECE_GAP_MS, type ResponseCase } from './corpus.js';
 import { fieldValue, readRequest, type Field } from './wire.js';
 
 /** Characters of a head or body kept in a record; the lengths are kept whole. */
@@ -43,8 +43,6 @@ export interface AppRecord {
 
 const cut = (s: string): string => (s.length > KEEP ? s.slice(0, KEEP) : s);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-/** The gap between the pieces of a split answer. */
-export const PIECE_GAP_MS = 20;
 
 export class RecordingApp {
   readonly records: AppRecord[] = [];

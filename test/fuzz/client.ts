@@ -4,6 +4,7 @@
 // out. What the bytes mean is decided later (verdict.ts), from the same
 // reading of responses (wire.ts).
 import { connect } from 'node:net';
+import { PIECE_GAP_MS } from './corpus.js';
 import { readResponse, type ResponseMessage } from './wire.js';
 
 /** How a client connection ended: the proxy closed it, it fell quiet after complete answers, or the bound ran out. */
@@ -19,8 +20,6 @@ export interface Observation {
   readonly error?: string;
 }
 
-/** The gap between the pieces of a request written in pieces. */
-const PIECE_GAP_MS = 20;
 const KEEP = 64 * 1024;
 
 /** Every response in `text`, in order, and whether an unfinished one (or unreadable bytes) follows. */

@@ -10,6 +10,9 @@
 // the references (HAProxy, nginx) are the oracle, and the assertions are the
 // same for every case (README.md).
 
+/** The gap between the pieces of a case written in pieces, by the client or (a response case's answer) by the app. */
+export const PIECE_GAP_MS = 20;
+
 export interface RequestCase {
   readonly side: 'request';
   readonly id: string;
