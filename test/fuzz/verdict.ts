@@ -253,7 +253,7 @@ export function assess(results: readonly CaseResult[], exceptions: readonly Exce
   return { failures, pending: covered };
 }
 
-const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+const pad = (s: string, n: number): string => (s.length >= n ? `${s} ` : s + ' '.repeat(n - s.length));
 
 /** Classes × proxies (how many cases of each verdict), then every case on which the proxies differ, or that has a problem. */
 export function table(results: readonly CaseResult[]): string {
