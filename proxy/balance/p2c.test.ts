@@ -41,6 +41,34 @@ function simulate(b: P2cBalancer, clock: ManualScheduler, total: number, concurr
   return seen;
 }
 
+/**
+ * Callers in a closed loop, `concurrency` at a time for `ms` of virtual time, against endpoints
+ * that answer in `latency` ms, or never (undefined): then the caller gives up after `boundMs`, and
+ * the balancer hears it as a caller that went away (observeAtLeast). Requests per endpoint.
+ */
+function closedLoop(b: P2cBalancer, clock: ManualScheduler, ms: number, concurrency: number, boundMs: number, latency: (s: EndpointState) => number | undefined): Map<string, number> {
+  const seen = new Map<string, number>();
+  const end = clock.now() + ms;
+  const start = (): void => {
+    if (clock.now() >= end) return;
+    const s = b.pick()!;
+    seen.set(s.ep.address, (seen.get(s.ep.address) ?? 0) + 1);
+    s.pending++;
+    s.requests++;
+    const answerMs = latency(s);
+    clock.setTimeout(() => {
+      s.pending--;
+      s.requests--;
+      if (answerMs === undefined) b.observeAtLeast(s, boundMs);
+      else b.observe(s, answerMs, true);
+      start();
+    }, answerMs ?? boundMs);
+  };
+  for (let i = 0; i < concurrency; i++) start();
+  while (clock.runNext() !== undefined);
+  return seen;
+}
+
 describe('P2cBalancer', () => {
   it('spreads evenly over equal endpoints', () => {
     const b = new P2cBalancer(new ManualScheduler(0), seededRandom(1));
@@ -89,6 +117,28 @@ describe('P2cBalancer', () => {
     b.observe(two, 2, true);
     const seen = count(b, 1000);
     assert.ok(seen.get('10.0.0.1')! > 300, `still avoided: ${seen.get('10.0.0.1')}`);
+  });
+
+  it('does not send every caller to an endpoint that never answers, known long before it is first called', () => {
+    // Two endpoints a minute in the config, never called: one hangs (accepts, never answers), the other answers in 5 ms.
+    const clock = new ManualScheduler(0);
+    const b = new P2cBalancer(clock, seededRandom(12));
+    b.update([endpoint(1), endpoint(2)]);
+    clock.advance(60_000);
+    const seen = closedLoop(b, clock, 15_000, 4, 15_000, (s) => (s.ep.address === '10.0.0.1' ? undefined : 5));
+    // Without a measurement, the first callers may land on the hung one; none after its silence shows.
+    assert.ok((seen.get('10.0.0.1') ?? 0) <= 2, `the hung endpoint took ${seen.get('10.0.0.1')} callers of 4`);
+    assert.ok((seen.get('10.0.0.2') ?? 0) > 5000, `the other answered only ${seen.get('10.0.0.2')} in 15 s`);
+  });
+
+  it('steers away from an endpoint that stops answering: its silence with requests waiting counts as latency', () => {
+    const clock = new ManualScheduler(0);
+    const b = new P2cBalancer(clock, seededRandom(13));
+    b.update([endpoint(1), endpoint(2)]);
+    closedLoop(b, clock, 2000, 4, 15_000, () => 5);
+    const seen = closedLoop(b, clock, 15_000, 4, 15_000, (s) => (s.ep.address === '10.0.0.1' ? undefined : 5));
+    assert.ok((seen.get('10.0.0.1') ?? 0) <= 2, `the hung endpoint took ${seen.get('10.0.0.1')} callers of 4`);
+    assert.ok((seen.get('10.0.0.2') ?? 0) > 5000, `the other answered only ${seen.get('10.0.0.2')} in 15 s`);
   });
 
   it('replaces the default estimate of a new endpoint with its first measurement', () => {

@@ -7,6 +7,12 @@
 // other's estimate decays back while it is idle). Per request for HTTP, per
 // connection for L4 (then "in flight" counts open connections).
 //
+// An endpoint with HTTP requests in flight that has not answered one for S
+// ms is taken as at least S ms slow: an estimate fades while no sample
+// comes, and without that floor an endpoint that accepts and never answers
+// (a hung app) would look ever cheaper while its requests wait, and draw
+// every caller.
+//
 // The balancer also owns who is in service: the circuit breaker (http/
 // breaker.ts) decides when an endpoint leaves and for how long; an ejected
 // endpoint returns through a single probe request once its time is up.
@@ -41,6 +47,8 @@ export interface EndpointState {
   measured: boolean;
   /** Requests (or L4 connections) in flight: the load P2C weighs. */
   pending: number;
+  /** When it was last picked with no HTTP request in flight: with `ewmaAt`, how long its requests have waited without an answer. */
+  busySince: number;
   /** HTTP requests in flight, the part of `pending` the overload limits count (http/limits.ts): L4 connections on the same port (a fallback after protocol detection) do not hold HTTP back. */
   requests: number;
   /** 0 while in service; otherwise out until this time, then probed. */
@@ -98,6 +106,7 @@ export class P2cBalancer {
         ewmaAt: now,
         measured: false,
         pending: 0,
+        busySince: now,
         requests: 0,
         ejectedUntil: 0,
         probing: false,
@@ -115,6 +124,16 @@ export class P2cBalancer {
    * With `probe` (HTTP, where the breaker hears the outcome) an ejected endpoint whose time is up comes first.
    */
   pick(probe = true, avoid?: string): EndpointState | undefined {
+    return this.busy(this.choose(probe, avoid));
+  }
+
+  /** Notes when a picked endpoint had no HTTP request in flight: the time its next one starts waiting from. */
+  private busy(s: EndpointState | undefined): EndpointState | undefined {
+    if (s !== undefined && s.requests === 0) s.busySince = this.clock.now();
+    return s;
+  }
+
+  private choose(probe: boolean, avoid: string | undefined): EndpointState | undefined {
     const states = this.states;
     const n = states.length;
     if (probe && this.ejected > 0) {
@@ -172,10 +191,14 @@ export class P2cBalancer {
         bestCost = c;
       }
     }
-    return best;
+    return this.busy(best);
   }
 
-  /** cost = latency estimate (fading toward 0 while the endpoint is idle) x (in flight + 1) / weight. */
+  /**
+   * cost = latency estimate (fading toward 0 while no sample comes, but never
+   * below how long its requests in flight have waited without an answer)
+   * x (in flight + 1) / weight.
+   */
   cost(s: EndpointState): number {
     return this.costAt(s, this.clock.now());
   }
@@ -186,7 +209,10 @@ export class P2cBalancer {
     // peers beat; while its first request is out it costs the default.
     if (s.pending === 0 && (!s.measured || now - s.ewmaAt > this.opts.reprobeMs)) return 0;
     const idle = now - s.ewmaAt;
-    const estimate = idle > 0 ? s.ewmaMs * Math.exp(-idle / this.opts.decayMs) : s.ewmaMs;
+    let estimate = !s.measured ? this.opts.defaultRttMs : idle > 0 ? s.ewmaMs * Math.exp(-idle / this.opts.decayMs) : s.ewmaMs;
+    // HTTP requests waiting for their answer's head since the last answer: at least that slow.
+    // (An L4 connection stays in flight for its whole life, answered or not: it sets no floor.)
+    if (s.requests > 0) estimate = Math.max(estimate, now - Math.max(s.ewmaAt, s.busySince));
     return ((estimate + EPSILON_MS) * (s.pending + 1)) / s.ep.weight;
   }
 
