@@ -10,6 +10,7 @@ import type { EndpointAddress } from './forward.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_PROTOCOL, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, loadHttp2 } from './h2-module.js';
 import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
+import { pump } from './pipe.js';
 import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
 import { ResponseHeadTimeoutError } from './timeout.js';
 import { emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
@@ -112,8 +113,8 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   const stream = session.request(headers, { endStream: req.body === null, waitForTrailers: req.body !== null, signal: req.signal as AbortSignal });
   if (req.body) {
     const trailers = req.trailers;
-    stream.once('wantTrailers', () => sendTrailers(stream, trailers?.()));
-    streamOf(req.body).pipe(stream);
+    stream.on('wantTrailers', () => sendTrailers(stream, trailers?.()));
+    pump(streamOf(req.body), stream);
   }
   const trailers = trailersOf(stream);
   // A peer that resets the stream (RST_STREAM with NO_ERROR, as a server may once it has answered) while the request
@@ -162,7 +163,7 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   });
   const status = Number(responseHeaders[HTTP2_HEADER_STATUS]);
   const out = emptyHeaders<Record<string, string | string[] | undefined>>();
-  for (const [k, v] of Object.entries(responseHeaders)) if (!k.startsWith(':')) out[k] = v;
+  for (const k in responseHeaders) if (k.charCodeAt(0) !== 0x3a) out[k] = responseHeaders[k];
   const meta: ResponseMeta = ep.identity ? { peerIdentity: ep.identity, connectMs } : { connectMs };
   if (endStream) {
     // A head with END_STREAM (gRPC's trailers-only answer): no body, and it goes on in that shape.

@@ -7,7 +7,7 @@ import { sendBody } from './pipe.js';
 import { asGrpcAnswer, isGrpc } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import type { Logger } from '../../lib/log.js';
-import { emptyHeaders, endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { copyEndToEnd, emptyHeaders, endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_PROTOCOL, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
 
 export interface H2ServerOptions {
@@ -24,13 +24,10 @@ export interface ProxyH2Server {
 /** Request headers without pseudo-headers; :authority becomes host. */
 export function h2RequestHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const out = emptyHeaders();
-  for (const [k, v] of Object.entries(headers)) {
-    if (k.startsWith(':') || v === undefined) continue;
-    out[k] = v;
-  }
+  copyEndToEnd(headers, out, true);
   const authority = headers[HTTP2_HEADER_AUTHORITY];
   if (authority && !out.host) out.host = authority as string;
-  return endToEndHeaders(out);
+  return out;
 }
 
 export function createH2Server(opts: H2ServerOptions): ProxyH2Server {
@@ -105,12 +102,14 @@ function sendInterim(stream: ServerHttp2Stream, status: number, fields: ProxyRes
 }
 
 async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, handler: Handler | undefined, opts: H2ServerOptions): Promise<void> {
+  // Plain listeners rather than once(): each event comes once per stream, and a once() wrapper per
+  // listener per call was garbage the HTTP/2 path made for nothing.
   stream.on('error', () => stream.destroy());
   const controller = new Cancellation();
   // A close before the response head is the client going away, whatever its code: node's
   // stream.close() sends RST_STREAM(NO_ERROR), and the closed stream then reads as finished.
   // After the head, a reset mid-body stops sendBody, which lets go of the upstream's body.
-  stream.once('close', () => {
+  stream.on('close', () => {
     if (!stream.headersSent || stream.rstCode !== NGHTTP2_NO_ERROR) controller.abort(new Error(`the client reset the stream (code ${stream.rstCode})`));
   });
   const hasBody = !stream.readableEnded && !(stream as { endAfterHeaders?: boolean }).endAfterHeaders;
@@ -143,16 +142,14 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     return;
   }
   try {
-    const out = emptyHeaders<Record<string, string | string[]>>();
+    const out = emptyHeaders<Record<string, string | string[] | undefined>>();
     out[HTTP2_HEADER_STATUS] = String(response.status);
-    for (const [k, v] of Object.entries(endToEndHeaders(response.headers as IncomingHttpHeaders))) {
-      if (v !== undefined && !k.startsWith(':')) out[k] = v;
-    }
+    copyEndToEnd(response.headers as IncomingHttpHeaders, out, true);
     // A response without a body ends with its head (gRPC's trailers-only answer keeps that shape);
     // one whose body may be followed by trailers holds its end for them.
     const trailers = response.body === null ? undefined : response.trailers;
-    if (trailers) stream.once('wantTrailers', () => sendTrailers(stream, trailers()));
-    stream.respond(out, { endStream: response.body === null, waitForTrailers: trailers !== undefined });
+    if (trailers) stream.on('wantTrailers', () => sendTrailers(stream, trailers()));
+    stream.respond(out as Record<string, string | string[]>, { endStream: response.body === null, waitForTrailers: trailers !== undefined });
     if (response.body) await sendBody(streamOf(response.body), stream);
   } catch (e) {
     opts.log.debug('response stream ended early', { error: (e as Error).message });

@@ -2,12 +2,12 @@
 // puts its status there), and a stream the proxy writes, opened with
 // waitForTrailers, ends with the trailers of the message it forwards.
 import type { Http2Stream, IncomingHttpHeaders } from 'node:http2';
-import { emptyHeaders, endToEndHeaders, type TrailerSource } from './types.js';
+import { copyEndToEnd, emptyHeaders, type TrailerSource } from './types.js';
 
 /** The trailers a stream's peer sends after its body, from the stream's 'trailers' event. */
 export function trailersOf(stream: Http2Stream): TrailerSource {
   let fields: IncomingHttpHeaders | undefined;
-  stream.once('trailers', (t: IncomingHttpHeaders) => (fields = t));
+  stream.on('trailers', (t: IncomingHttpHeaders) => (fields = t));
   return () => fields;
 }
 
@@ -18,14 +18,10 @@ export function trailersOf(stream: Http2Stream): TrailerSource {
  */
 export function sendTrailers(stream: Http2Stream, fields: Record<string, string | string[] | undefined> | undefined): void {
   if (stream.destroyed || stream.closed) return;
-  const out = emptyHeaders<Record<string, string | string[]>>();
-  if (fields) {
-    for (const [k, v] of Object.entries(endToEndHeaders(fields as IncomingHttpHeaders))) {
-      if (v !== undefined && !k.startsWith(':')) out[k] = v;
-    }
-  }
+  const out = emptyHeaders<Record<string, string | string[] | undefined>>();
+  if (fields) copyEndToEnd(fields as IncomingHttpHeaders, out, true);
   try {
-    stream.sendTrailers(out);
+    stream.sendTrailers(out as Record<string, string | string[]>);
   } catch {
     // A trailer node:http2 refuses (a bad name or value): the stream ends without it rather than hanging.
     try {

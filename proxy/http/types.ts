@@ -155,18 +155,34 @@ export function emptyHeaders<T extends object = IncomingHttpHeaders>(): T {
 
 /** Removes hop-by-hop headers, including those the Connection header names; `te: trailers` stays. */
 export function endToEndHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const named = String(headers.connection ?? '')
-    .toLowerCase()
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
   const out = emptyHeaders();
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || named.includes(k)) continue;
-    if (HOP_BY_HOP.has(k) && !(k === 'te' && isTeTrailers(v))) continue;
-    out[k] = v;
-  }
+  copyEndToEnd(headers, out, false);
   return out;
+}
+
+/**
+ * Copies `from`'s end-to-end fields into `to` (endToEndHeaders' rule), and
+ * with `noPseudo` leaves out HTTP/2's pseudo-headers (":status" and the like)
+ * too: the HTTP/2 ends fill their outgoing heads with it, one pass and no
+ * intermediate object per head.
+ */
+export function copyEndToEnd(from: IncomingHttpHeaders, to: Record<string, string | string[] | undefined>, noPseudo: boolean): void {
+  // HTTP/2 has no Connection field (RFC 9113 8.2.2): most heads name nothing to drop.
+  const connection = from.connection;
+  const named =
+    connection === undefined
+      ? undefined
+      : String(connection)
+          .toLowerCase()
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+  for (const k in from) {
+    const v = from[k];
+    if (v === undefined || (noPseudo && k.charCodeAt(0) === 0x3a) || named?.includes(k)) continue;
+    if (HOP_BY_HOP.has(k) && !(k === 'te' && isTeTrailers(v))) continue;
+    to[k] = v;
+  }
 }
 
 /**
