@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ValidationError } from '../lib/schema.js';
-import { layerSettings, parsePortMtlsModes, parseTracingAnnotation, scopedSettings } from './annotations.js';
+import { layerSettings, parseAccessLogAnnotation, parsePortMtlsModes, parseTracingAnnotation, scopedSettings } from './annotations.js';
 
 describe('contract: inbound settings as annotations', () => {
   it('reads the three annotations and ignores others', () => {
@@ -29,6 +29,17 @@ describe('contract: inbound settings as annotations', () => {
     assert.deepEqual(layerSettings(undefined, undefined), {});
   });
 
+  it('reads tsmesh.io/access-log: a mode, sampling and query pairs, and lays it field by field', () => {
+    assert.deepEqual(scopedSettings({ 'tsmesh.io/access-log': 'errors' }), { accessLog: { mode: 'errors' } });
+    assert.deepEqual(parseAccessLogAnnotation('sampled, sampling=0.05, query=on', 'p'), { mode: 'sampled', sampling: 0.05, query: true });
+    assert.deepEqual(layerSettings({ accessLog: { mode: 'all', query: true } }, { accessLog: { mode: 'off' } }), { accessLog: { mode: 'off', query: true } });
+    const refused = (value: string, message: string) => assert.throws(() => scopedSettings({ 'tsmesh.io/access-log': value }, ''), (e: unknown) => e instanceof ValidationError && e.message === message);
+    refused('verbose', 'tsmesh.io/access-log: "verbose" is not an access log setting; expected off, all, errors or sampled, and comma-separated sampling=0-1, query=on|off, like "sampled,sampling=0.05"');
+    refused('mode=loud', 'tsmesh.io/access-log.mode: "loud" is not one of off, all, errors, sampled');
+    refused('all,query=maybe', 'tsmesh.io/access-log: "query=maybe" is not on or off');
+    refused('sampled,sampling=-1', 'tsmesh.io/access-log.sampling: -1 is not a number from 0 to 1');
+  });
+
   it('reads tsmesh.io/tracing: on, off, or export, sampling and collector pairs, and lays it field by field', () => {
     assert.deepEqual(scopedSettings({ 'tsmesh.io/tracing': 'off' }), { tracing: { export: false } });
     assert.deepEqual(scopedSettings({ 'tsmesh.io/tracing': 'on, sampling=0.25' }), { tracing: { export: true, sampling: 0.25 } });
@@ -40,6 +51,7 @@ describe('contract: inbound settings as annotations', () => {
     refused('sampling=2', 'tsmesh.io/tracing.sampling: 2 is not a number from 0 to 1');
     refused('sampling=1%', 'tsmesh.io/tracing.sampling: NaN is not a number from 0 to 1');
     refused('on,export=off', 'tsmesh.io/tracing: "export=off": export is given twice');
+    refused('sampling=0.1,sampling=0.2', 'tsmesh.io/tracing: "sampling=0.2": sampling is given twice');
     refused('collector=otel:4318', 'tsmesh.io/tracing.collector: "otel:4318" is not the http:// or https:// URL of a collector\'s OTLP/HTTP receiver, such as http://otel-collector.observability:4318/v1/traces');
   });
 });

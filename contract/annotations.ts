@@ -7,8 +7,9 @@
 // its namespace's, then tsmesh-config's.
 import { ValidationError, describe, join } from '../lib/schema.js';
 import { INBOUND_POLICY_ANNOTATIONS, TELEMETRY_ANNOTATIONS } from './names.js';
-import type { TracingSettings } from './proxy-config.js';
-import { parseTracingOverride } from './validate.js';
+import type { AccessLogSettings, TracingSettings } from './proxy-config.js';
+import { parseAccessLogOverride, parseTracingOverride } from './validate.js';
+import { ACCESS_LOG_MODES } from './vocabulary.js';
 import { DEFAULT_INBOUND_POLICIES, MTLS_MODES, type DefaultInboundPolicy, type MtlsMode } from './vocabulary.js';
 
 export interface ScopedSettings {
@@ -20,34 +21,51 @@ export interface ScopedSettings {
   defaultInboundPolicy?: DefaultInboundPolicy;
   /** tsmesh.io/tracing: the span-export fields it sets. */
   tracing?: Partial<TracingSettings>;
+  /** tsmesh.io/access-log: the access-log fields it sets. */
+  accessLog?: Partial<AccessLogSettings>;
 }
 
 export const TRACING_HINT = 'expected on, off, or comma-separated export=on|off, sampling=0-1, collector=URL, like "on,sampling=0.1"';
+export const ACCESS_LOG_HINT = 'expected off, all, errors or sampled, and comma-separated sampling=0-1, query=on|off, like "sampled,sampling=0.05"';
 
-/** "on", "off", or "export=on,sampling=0.1,collector=http://..." -> the tracing fields it sets. */
-export function parseTracingAnnotation(value: string, path: string): Partial<TracingSettings> {
+/** A yes-or-no value of a key=value annotation item. */
+function onOff(v: string, item: string, path: string): boolean {
+  if (v === 'on' || v === 'true') return true;
+  if (v === 'off' || v === 'false') return false;
+  throw new ValidationError(path, `${describe(item)} is not on or off`);
+}
+
+/**
+ * A telemetry annotation's items, comma-separated: a word that `words` maps to
+ * a field and its value, or key=value for a key of `keys`, each field once.
+ */
+function annotationFields(value: string, path: string, what: string, hint: string, words: Record<string, [string, unknown]>, keys: Record<string, (v: string, item: string) => unknown>): Record<string, unknown> {
   const doc: Record<string, unknown> = {};
-  const set = (key: string, v: unknown, item: string): void => {
-    if (key in doc) throw new ValidationError(path, `${describe(item)}: ${key} is given twice`);
-    doc[key] = v;
-  };
   for (const raw of value.split(',')) {
     const item = raw.trim();
     if (item === '') continue;
-    if (item === 'on' || item === 'off') {
-      set('export', item === 'on', item);
-      continue;
-    }
-    const m = /^(export|sampling|collector)\s*=\s*(\S+)$/.exec(item);
-    if (!m) throw new ValidationError(path, `${describe(item)} is not a tracing setting; ${TRACING_HINT}`);
-    const key = m[1]!;
-    const v = m[2]!;
-    if (key === 'export') {
-      if (!['on', 'off', 'true', 'false'].includes(v)) throw new ValidationError(path, `${describe(item)}: export is on or off`);
-      set(key, v === 'on' || v === 'true', item);
-    } else set(key, key === 'sampling' ? Number(v) : v, item);
+    const m = /^([a-z]+)\s*=\s*(\S+)$/.exec(item);
+    const word = Object.hasOwn(words, item) ? words[item] : undefined;
+    const parse = m && Object.hasOwn(keys, m[1]!) ? keys[m[1]!] : undefined;
+    if (word === undefined && parse === undefined) throw new ValidationError(path, `${describe(item)} is not ${what} setting; ${hint}`);
+    const [key, v] = word ?? [m![1]!, parse!(m![2]!, item)];
+    if (key in doc) throw new ValidationError(path, `${describe(item)}: ${key} is given twice`);
+    doc[key] = v;
   }
+  return doc;
+}
+
+/** "on", "off", or "export=on,sampling=0.1,collector=http://..." -> the tracing fields it sets. */
+export function parseTracingAnnotation(value: string, path: string): Partial<TracingSettings> {
+  const doc = annotationFields(value, path, 'a tracing', TRACING_HINT, { on: ['export', true], off: ['export', false] }, { export: (v, item) => onOff(v, item, path), sampling: Number, collector: String });
   return parseTracingOverride(doc, path);
+}
+
+/** "errors", or "sampled,sampling=0.05,query=on" -> the access-log fields it sets. */
+export function parseAccessLogAnnotation(value: string, path: string): Partial<AccessLogSettings> {
+  const words = Object.fromEntries(ACCESS_LOG_MODES.map((mode): [string, [string, unknown]] => [mode, ['mode', mode]]));
+  const doc = annotationFields(value, path, 'an access log', ACCESS_LOG_HINT, words, { mode: String, sampling: Number, query: (v, item) => onOff(v, item, path) });
+  return parseAccessLogOverride(doc, path);
 }
 
 export const PORT_MTLS_MODES_HINT = 'expected comma-separated port=MODE pairs like 8080=PERMISSIVE,9090=STRICT';
@@ -94,6 +112,11 @@ export function scopedSettings(annotations: Readonly<Record<string, string>> | u
     const parsed = parseTracingAnnotation(tracing, join(path, TELEMETRY_ANNOTATIONS.tracing));
     if (Object.keys(parsed).length > 0) out.tracing = parsed;
   }
+  const accessLog = annotations?.[TELEMETRY_ANNOTATIONS.accessLog];
+  if (accessLog !== undefined) {
+    const parsed = parseAccessLogAnnotation(accessLog, join(path, TELEMETRY_ANNOTATIONS.accessLog));
+    if (Object.keys(parsed).length > 0) out.accessLog = parsed;
+  }
   return out;
 }
 
@@ -102,6 +125,7 @@ export function layerSettings(general: ScopedSettings | undefined, specific: Sco
   const out: ScopedSettings = { ...general, ...specific };
   if (general?.portMtlsModes && specific?.portMtlsModes) out.portMtlsModes = { ...general.portMtlsModes, ...specific.portMtlsModes };
   if (general?.tracing && specific?.tracing) out.tracing = { ...general.tracing, ...specific.tracing };
+  if (general?.accessLog && specific?.accessLog) out.accessLog = { ...general.accessLog, ...specific.accessLog };
   return out;
 }
 

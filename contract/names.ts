@@ -41,10 +41,12 @@ export const INBOUND_POLICY_ANNOTATIONS = {
  * Telemetry of a namespace (on the Namespace) or of a workload (on its pods),
  * over tsmesh-config's, read and layered as the inbound settings are
  * (contract/annotations.ts):
- *   tracing  on | off, or comma-separated export=on|off, sampling=0-1, collector=URL
+ *   tracing     on | off, or comma-separated export=on|off, sampling=0-1, collector=URL
+ *   access-log  off | all | errors | sampled, and comma-separated sampling=0-1, query=on|off
  */
 export const TELEMETRY_ANNOTATIONS = {
   tracing: 'tsmesh.io/tracing',
+  accessLog: 'tsmesh.io/access-log',
 } as const;
 
 /** The control plane's namespace; never injected. */
@@ -75,7 +77,7 @@ export const MANAGED_BY_LABELS = { 'app.kubernetes.io/managed-by': 'tsmesh', 'ap
 export const WEBHOOK_CONFIGURATION_NAME = 'tsmesh-sidecar-injector';
 /** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE, with these keys (manifests/tsmesh-config.yaml). */
 export const MESH_CONFIG_NAME = 'tsmesh-config';
-export const MESH_CONFIG_KEYS = ['mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'certificateTtl', 'trustDomain'] as const;
+export const MESH_CONFIG_KEYS = ['mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'accessLog', 'certificateTtl', 'trustDomain'] as const;
 /** The CA's key and roots: Secret tsmesh-ca in MESH_NAMESPACE. */
 export const CA_SECRET_NAME = 'tsmesh-ca';
 

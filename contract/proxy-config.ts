@@ -2,6 +2,7 @@
 // what `tsmesh proxy --config-file` reads. One format for both, readable as
 // JSON or YAML. Durations are strings ("250ms", "10s"); see lib/duration.ts.
 import type { AuthorizationAction, DefaultInboundPolicy, MtlsMode, PortProtocol } from './vocabulary.js';
+import type { AccessLogMode } from './vocabulary.js';
 
 export const CONFIG_API_VERSION = 'tsmesh.io/v1alpha1';
 export const CONFIG_KIND = 'ProxyConfig';
@@ -37,6 +38,8 @@ export interface MeshSettings {
   retryBudget: RetryBudget;
   /** Span export (tsmesh-config key tracing); absent: none, and trace context passes untouched. */
   tracing?: TracingSettings;
+  /** Access logs (tsmesh-config key accessLog); absent: off. */
+  accessLog?: AccessLogSettings;
 }
 
 /**
@@ -54,12 +57,28 @@ export interface TracingSettings {
   sampling: number;
 }
 
+/**
+ * One JSON line per request on the proxy's stdout (the proxy's own logs go
+ * to stderr). mode (ACCESS_LOG_MODES): off; all; errors (a 5xx, the
+ * proxy's own answer, a gRPC server failure, a request its caller gave up
+ * on); sampled (a `sampling` share of requests, errors or not).
+ */
+export interface AccessLogSettings {
+  mode: AccessLogMode;
+  /** The share of requests logged in sampled mode, 0 to 1. */
+  sampling: number;
+  /** Whether the path is logged with its query (queries often carry tokens: stripped unless set). */
+  query: boolean;
+}
+
 /** A workload's telemetry settings over the mesh's: each field set replaces the mesh's. */
 export interface TelemetryOverrides {
   tracing?: Partial<TracingSettings>;
+  accessLog?: Partial<AccessLogSettings>;
 }
 
 export const DEFAULT_TRACING: TracingSettings = { export: false, sampling: 0.01 };
+export const DEFAULT_ACCESS_LOG: AccessLogSettings = { mode: 'off', sampling: 0.01, query: false };
 
 /**
  * Retries may add at most `ratio` of the requests, a request's share expiring
@@ -262,9 +281,10 @@ function fieldsOf<T>() {
  */
 export const FIELDS = {
   ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle', 'telemetry']),
-  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing']),
+  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'accessLog']),
   TracingSettings: fieldsOf<TracingSettings>()(['export', 'collector', 'sampling']),
-  TelemetryOverrides: fieldsOf<TelemetryOverrides>()(['tracing']),
+  AccessLogSettings: fieldsOf<AccessLogSettings>()(['mode', 'sampling', 'query']),
+  TelemetryOverrides: fieldsOf<TelemetryOverrides>()(['tracing', 'accessLog']),
   RetryBudget: fieldsOf<RetryBudget>()(['ratio', 'minRetriesPerSecond', 'ttl']),
   ServiceConfig: fieldsOf<ServiceConfig>()(['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']),
   ServicePort: fieldsOf<ServicePort>()(['port', 'name', 'protocol', 'targetPort']),

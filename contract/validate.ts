@@ -8,6 +8,8 @@ import { CONFIG_API_VERSION, CONFIG_KIND, DEFAULT_RETRY_BUDGET, FIELDS, type Aut
 import { AUTHORIZATION_ACTIONS, DEFAULT_INBOUND_POLICIES, MTLS_MODES, PORT_PROTOCOLS, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
 import { normalizePath } from '../lib/url-path.js';
 import { DEFAULT_TRACING, type TelemetryOverrides, type TracingSettings } from './proxy-config.js';
+import { DEFAULT_ACCESS_LOG, type AccessLogSettings } from './proxy-config.js';
+import { ACCESS_LOG_MODES } from './vocabulary.js';
 
 /** A config that fails validation; the message names the field. */
 export { ValidationError as ConfigError };
@@ -48,6 +50,7 @@ function mesh(v: unknown, path: string): MeshSettings {
     ...(o.defaultInboundPolicy !== undefined ? { defaultInboundPolicy: oneOf(o.defaultInboundPolicy, join(path, 'defaultInboundPolicy'), DEFAULT_INBOUND_POLICIES) } : {}),
     retryBudget: retryBudget(o.retryBudget ?? {}, join(path, 'retryBudget')),
     ...(o.tracing !== undefined ? { tracing: tracing(o.tracing, join(path, 'tracing')) } : {}),
+    ...(o.accessLog !== undefined ? { accessLog: { ...DEFAULT_ACCESS_LOG, ...accessLogFields(o.accessLog, join(path, 'accessLog')) } } : {}),
   };
 }
 
@@ -86,9 +89,23 @@ function tracing(v: unknown, path: string, base: TracingSettings = DEFAULT_TRACI
   return out;
 }
 
+/** The access-log fields `v` sets: a mapping of AccessLogSettings' fields, or a mode alone. */
+function accessLogFields(v: unknown, path: string): Partial<AccessLogSettings> {
+  if (typeof v === 'string') return { mode: oneOf(v, path, ACCESS_LOG_MODES) };
+  const o = object(v, path, FIELDS.AccessLogSettings);
+  const out: Partial<AccessLogSettings> = {};
+  if (o.mode !== undefined) out.mode = oneOf(o.mode, join(path, 'mode'), ACCESS_LOG_MODES);
+  if (o.sampling !== undefined) out.sampling = number(o.sampling, join(path, 'sampling'), 0, 1);
+  if (o.query !== undefined) out.query = boolean(o.query, join(path, 'query'));
+  return out;
+}
+
 function telemetryOverrides(v: unknown, path: string): TelemetryOverrides {
   const o = object(v, path, FIELDS.TelemetryOverrides);
-  return o.tracing !== undefined ? { tracing: tracingFields(o.tracing, join(path, 'tracing')) } : {};
+  return {
+    ...(o.tracing !== undefined ? { tracing: tracingFields(o.tracing, join(path, 'tracing')) } : {}),
+    ...(o.accessLog !== undefined ? { accessLog: accessLogFields(o.accessLog, join(path, 'accessLog')) } : {}),
+  };
 }
 
 function servicePort(v: unknown, path: string): ServicePort {
@@ -380,4 +397,5 @@ export {
   portMtlsModes as parsePortMtlsModes,
   tracing as parseTracingSettings,
   tracingFields as parseTracingOverride,
+  accessLogFields as parseAccessLogOverride,
 };

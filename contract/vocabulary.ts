@@ -164,3 +164,7 @@ export type Direction = (typeof DIRECTIONS)[number];
  */
 export const SPAN_DROP_REASONS = ['queue-full', 'export-failed'] as const;
 export type SpanDropReason = (typeof SPAN_DROP_REASONS)[number];
+
+/** Which requests get an access log line (AccessLogSettings.mode). */
+export const ACCESS_LOG_MODES = ['off', 'all', 'errors', 'sampled'] as const;
+export type AccessLogMode = (typeof ACCESS_LOG_MODES)[number];

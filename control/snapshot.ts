@@ -71,6 +71,8 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
       ...(settings.defaultInboundPolicy ? { defaultPolicy: settings.defaultInboundPolicy } : {}),
       ...(authorization.length > 0 ? { authorization } : {}),
     },
-    ...(settings.tracing ? { telemetry: { tracing: settings.tracing } } : {}),
+    ...(settings.tracing || settings.accessLog
+      ? { telemetry: { ...(settings.tracing ? { tracing: settings.tracing } : {}), ...(settings.accessLog ? { accessLog: settings.accessLog } : {}) } }
+      : {}),
   };
 }

@@ -45,8 +45,8 @@ export interface SidecarOptions {
   inboundOriginalDestination?: (socket: Socket) => OriginalDestination;
   /** Clock and randomness of traffic management (tests). */
   traffic?: TrafficStateOptions;
-  /** Span export: the pod's name for the spans' resource; the sampling's randomness and the tracer's tuning (tests). */
-  telemetry?: { podName?: string | undefined } & Pick<TelemetryOptions, 'random' | 'tracerTuning'>;
+  /** Span export: the pod's name for the spans' resource; the sampling's randomness, the tracer's tuning and where access log lines go (tests). */
+  telemetry?: { podName?: string | undefined } & Pick<TelemetryOptions, 'random' | 'tracerTuning' | 'accessLogSink'>;
   /**
    * Where iptables cannot redirect (no root): extra outbound listeners, each
    * standing for one destination the app would have dialled.
@@ -104,6 +104,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     },
     ...(opts.telemetry?.random ? { random: opts.telemetry.random } : {}),
     ...(opts.telemetry?.tracerTuning ? { tracerTuning: opts.telemetry.tracerTuning } : {}),
+    ...(opts.telemetry?.accessLogSink ? { accessLogSink: opts.telemetry.accessLogSink } : {}),
   });
   metrics.ejectedSource = () => traffic.ejected();
   let table = EMPTY_TABLE;

@@ -84,6 +84,16 @@ describe('control/sources/file (kind: Mesh)', function () {
       assert.deepEqual(web.telemetry, { tracing: { sampling: 0.5 } });
       assert.deepEqual(buildProxyConfig(m, proxy('shop', 'api'), 'v').telemetry, { tracing: { sampling: 0.5, export: false } });
       assert.equal(buildProxyConfig(m, proxy('jobs', 'batch'), 'v').telemetry, undefined);
+      // Access logs the same way: the mesh's errors, the namespace's sampled, the workload's query.
+      const logs = parseMeshFile(
+        doc({
+          mesh: { accessLog: 'errors' },
+          namespaces: [{ name: 'shop', annotations: { 'tsmesh.io/access-log': 'sampled,sampling=0.2' } }],
+          workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/access-log': 'query=on' } }],
+        }),
+      );
+      assert.deepEqual(logs.mesh.accessLog, { mode: 'errors', sampling: 0.01, query: false });
+      assert.deepEqual(buildProxyConfig(logs, proxy('shop', 'api'), 'v').telemetry, { accessLog: { mode: 'sampled', sampling: 0.2, query: true } });
       // What the proxy reads back is what was streamed.
       assert.deepEqual(parseProxyConfig(JSON.parse(JSON.stringify(web))).telemetry, { tracing: { sampling: 0.5 } });
     });
@@ -98,6 +108,8 @@ describe('control/sources/file (kind: Mesh)', function () {
       );
       refused({ namespaces: [{ name: 'shop' }, { name: 'shop' }] }, 'namespaces[1]: namespace shop is listed twice');
       refused({ workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/tracing': 'sampling=half' } }] }, 'workloads[0].annotations.tsmesh.io/tracing.sampling: NaN is not a number from 0 to 1');
+      refused({ namespaces: [{ name: 'shop', annotations: { 'tsmesh.io/access-log': 'loud' } }] }, 'namespaces[0].annotations.tsmesh.io/access-log: "loud" is not an access log setting; expected off, all, errors or sampled, and comma-separated sampling=0-1, query=on|off, like "sampled,sampling=0.05"');
+      refused({ mesh: { accessLog: { mode: 'all', query: 'yes' } } }, 'mesh.accessLog.query: expected true or false, found "yes"');
       refused({ mesh: { tracing: { export: true } } }, 'mesh.tracing.collector: is needed when export is on: the URL of a collector\'s OTLP/HTTP receiver, such as http://otel-collector.observability:4318/v1/traces');
       refused({ authorizationPolicies: [{ name: 'p', namespace: 'shop', targetRef: { kind: 'Service', name: 'api' }, action: 'REJECT', rules: [{}] }] }, 'authorizationPolicies[0].action: "REJECT" is not one of ALLOW, DENY, AUDIT');
     });

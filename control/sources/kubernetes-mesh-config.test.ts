@@ -23,6 +23,12 @@ describe('control/sources/kubernetes-mesh-config', function () {
       assert.equal(parseMeshConfigMap(cm({ defaultInboundPolicy: 'deny' }), TD).mesh.defaultInboundPolicy, 'deny');
     });
 
+    it('reads accessLog as a mode or a YAML mapping, the rest defaulted', function () {
+      assert.deepEqual(parseMeshConfigMap(cm({ accessLog: 'errors' }), TD).mesh.accessLog, { mode: 'errors', sampling: 0.01, query: false });
+      assert.deepEqual(parseMeshConfigMap(cm({ accessLog: 'mode: sampled\nsampling: 0.1\nquery: true\n' }), TD).mesh.accessLog, { mode: 'sampled', sampling: 0.1, query: true });
+      assert.equal(parseMeshConfigMap(cm({}), TD).mesh.accessLog, undefined);
+    });
+
     it('reads tracing as a YAML mapping, or off; a collector without a path gets /v1/traces', function () {
       assert.deepEqual(parseMeshConfigMap(cm({ tracing: 'export: true\ncollector: http://otel-collector.observability:4318\nsampling: 0.05\n' }), TD).mesh.tracing, {
         export: true,
@@ -36,7 +42,7 @@ describe('control/sources/kubernetes-mesh-config', function () {
 
     const refused: [string, Record<string, string>, RegExp][] = [
       ['an unknown mtlsMode', { mtlsMode: 'strict' }, /^data\.mtlsMode: "strict" is not one of STRICT, PERMISSIVE$/],
-      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, defaultInboundPolicy, retryBudget, tracing, certificateTtl, trustDomain$/],
+      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, defaultInboundPolicy, retryBudget, tracing, accessLog, certificateTtl, trustDomain$/],
       ['an unknown default inbound policy', { defaultInboundPolicy: 'allow-all' }, /^data\.defaultInboundPolicy: "allow-all" is not one of all-authenticated, all-unauthenticated, deny$/],
       ['a retry budget out of range', { retryBudget: 'ratio: 2' }, /^data\.retryBudget\.ratio: 2 is not a number from 0 to 1$/],
       ['a retry budget that is not a mapping', { retryBudget: '[1, 2]' }, /^data\.retryBudget: expected an object/],
@@ -45,6 +51,9 @@ describe('control/sources/kubernetes-mesh-config', function () {
       ['a collector that is not an http URL', { tracing: 'export: true\ncollector: otel-collector:4317' }, /^data\.tracing\.collector: "otel-collector:4317" is not the http:\/\/ or https:\/\/ URL/],
       ['a sampling ratio above 1', { tracing: 'sampling: 10' }, /^data\.tracing\.sampling: 10 is not a number from 0 to 1$/],
       ['an unknown tracing field', { tracing: 'endpoint: http://otel:4318' }, /^data\.tracing\.endpoint: unknown field; expected one of export, collector, sampling$/],
+      ['an unknown access log mode', { accessLog: 'verbose' }, /^data\.accessLog: "verbose" is not one of off, all, errors, sampled$/],
+      ['an access log query that is not true or false', { accessLog: 'mode: all\nquery: yes-please' }, /^data\.accessLog\.query: expected true or false, found "yes-please"$/],
+      ['an access log sampling ratio above 1', { accessLog: '{"mode": "sampled", "sampling": 5}' }, /^data\.accessLog\.sampling: 5 is not a number from 0 to 1$/],
       ['a tracing word other than on and off', { tracing: 'enabled' }, /^data\.tracing: "enabled" is not on, off or a mapping of export, collector, sampling$/],
       ['a certificate TTL without a unit', { certificateTtl: '3600' }, /^data\.certificateTtl: .*not a duration/],
       ['a certificate TTL under a minute', { certificateTtl: '30s' }, /^data\.certificateTtl: 30s is outside 60s to 30d$/],

@@ -19,6 +19,7 @@ import { MESH_CONFIG_KEYS } from '../../contract/names.js';
  * | `defaultInboundPolicy` | `all-authenticated`, `all-unauthenticated` or `deny`: who may call a workload no ALLOW AuthorizationPolicy selects | `all-authenticated` (`all-unauthenticated` where PERMISSIVE) |
  * | `retryBudget` | YAML or JSON mapping `{ratio: 0-1, minRetriesPerSecond: 0-10000, ttl: duration}`: the budget of retries a policy sets none for | `{ratio: 0.2, minRetriesPerSecond: 10, ttl: 10s}` |
  * | `tracing` | YAML or JSON mapping `{export: true or false, collector: OTLP/HTTP URL, sampling: 0-1}`, or `on` / `off`: span export (a collector is needed once export is on) | `{export: false, sampling: 0.01}` |
+ * | `accessLog` | `off`, `all`, `errors` or `sampled`, or a YAML or JSON mapping `{mode, sampling: 0-1, query: true or false}`: a JSON line per request on each proxy's stdout | `{mode: off, sampling: 0.01, query: false}` |
  * | `certificateTtl` | duration, 1m to 30d: lifetime of the certificates the CA issues from then on; wins over `--cert-ttl` (control/cert-ttl.ts) | the CA's `--cert-ttl` |
  * | `trustDomain` | must equal the control plane's `--trust-domain` (identities come from the CA, which cannot change it at run time) | that |
  *
@@ -37,7 +38,7 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
   const data = object(cm?.data ?? {}, 'data', MESH_CONFIG_KEYS);
   if (data.trustDomain !== undefined && data.trustDomain !== trustDomain)
     throw new ValidationError('data.trustDomain', `${describe(data.trustDomain)} differs from the control plane's trust domain ${JSON.stringify(trustDomain)}; change --trust-domain instead, or remove the key`);
-  const yamlOf = (key: 'retryBudget' | 'tracing'): unknown => {
+  const yamlOf = (key: 'retryBudget' | 'tracing' | 'accessLog'): unknown => {
     if (data[key] === undefined) return undefined;
     try {
       return parseYaml(String(data[key]));
@@ -47,6 +48,7 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
   };
   const retryBudget = yamlOf('retryBudget');
   const tracing = yamlOf('tracing');
+  const accessLog = yamlOf('accessLog');
   const mesh = parseMeshSettings(
     {
       trustDomain,
@@ -54,6 +56,7 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
       ...(data.defaultInboundPolicy !== undefined ? { defaultInboundPolicy: data.defaultInboundPolicy } : {}),
       ...(retryBudget !== undefined ? { retryBudget } : {}),
       ...(tracing !== undefined ? { tracing } : {}),
+      ...(accessLog !== undefined ? { accessLog } : {}),
     },
     'data',
   );

@@ -66,4 +66,14 @@ describe('namespaces and workloads settings from their annotations', () => {
     assert.deepEqual(r.workloadSettings, [{ namespace: 'shop', serviceAccount: 'api', settings: { tracing: { export: true, sampling: 0.2, collector: 'http://otel:4318/v1/traces' } } }]);
     assert.equal(r.problems.length, 1);
   });
+
+  it('gives disagreeing pods the fullest access log mode and the highest sampling, and strips the query unless every pod keeps it', () => {
+    const r = settingsFromObjects(
+      [namespace('shop', {})],
+      [pod('a', 'api', { 'tsmesh.io/access-log': 'errors,query=on' }), pod('b', 'api', { 'tsmesh.io/access-log': 'sampled,sampling=0.3' }), pod('c', 'api', { 'tsmesh.io/access-log': 'off,query=on' })],
+      MESH,
+      emptyLastGood(),
+    );
+    assert.deepEqual(r.workloadSettings, [{ namespace: 'shop', serviceAccount: 'api', settings: { accessLog: { mode: 'sampled', sampling: 0.3, query: false } } }]);
+  });
 });

@@ -16,7 +16,11 @@
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { scopedSettings, stricterMtls, stricterPolicy, type ScopedSettings } from '../../contract/annotations.js';
 import type { DefaultInboundPolicy, MeshSettings, MtlsMode } from '../../contract/proxy-config.js';
-import { DEFAULT_TRACING } from '../../contract/proxy-config.js';
+import { DEFAULT_ACCESS_LOG, DEFAULT_TRACING } from '../../contract/proxy-config.js';
+import type { AccessLogMode } from '../../contract/vocabulary.js';
+
+/** Which access-log mode logs more, for pods that disagree. */
+const ACCESS_LOG_FULLNESS: Record<AccessLogMode, number> = { off: 0, errors: 1, sampled: 2, all: 3 };
 import { STATUS_ANNOTATION } from '../../contract/names.js';
 import type { NamespaceSettingsModel, WorkloadSettingsModel } from '../model.js';
 
@@ -71,6 +75,12 @@ function strictest(pods: readonly ScopedSettings[], ns: ScopedSettings, mesh: Me
     const each = pods.map((p) => ({ ...mesh.tracing, ...ns.tracing, ...p.tracing }));
     const collector = each.find((t) => t.export && t.collector !== undefined)?.collector ?? each.find((t) => t.collector !== undefined)?.collector;
     out.tracing = { export: each.some((t) => t.export === true), sampling: Math.max(...each.map((t) => t.sampling ?? DEFAULT_TRACING.sampling)), ...(collector ? { collector } : {}) };
+  }
+  // Access logs likewise (all over sampled over errors over off), but the query is kept only where every pod keeps it.
+  if (pods.some((p) => p.accessLog !== undefined)) {
+    const each = pods.map((p) => ({ ...DEFAULT_ACCESS_LOG, ...mesh.accessLog, ...ns.accessLog, ...p.accessLog }));
+    const mode = each.map((a) => a.mode).reduce((a, b) => (ACCESS_LOG_FULLNESS[a] >= ACCESS_LOG_FULLNESS[b] ? a : b));
+    out.accessLog = { mode, sampling: Math.max(...each.map((a) => a.sampling)), query: each.every((a) => a.query) };
   }
   return out;
 }

@@ -1,7 +1,9 @@
-// Spans of the requests that pass, in every stack just inside metrics. A
-// request is watched only when it is sampled (span export on, and its caller
-// sampled it, or it starts a trace that the ratio picks); any other passes at
-// the cost of one property read, its trace headers untouched.
+// Spans and access log lines of the requests that pass, in every stack just
+// inside metrics. A request is watched only when it is sampled (span export
+// on, and its caller sampled it, or it starts a trace that the ratio picks)
+// or the access log wants it (all, errors: every request, whose line is
+// written if it failed; sampled: the ratio's share); any other passes at the
+// cost of a property read or two, its trace headers untouched.
 //
 // A watched request gets a span (client outbound, server inbound) whose parent
 // is the caller's span, and the trace context it carries on moves to that span
@@ -9,11 +11,15 @@
 // proxy -> server proxy -> app. The layers inside tell of the route, retries
 // and ejections through the request's observer; the span ends when the
 // response has gone (its body ended, a gRPC call's status known) or the
-// request failed.
+// request failed, and so is the access log line written, with the body bytes
+// each way (counted as the bodies' producers push them, so nothing is read
+// that would not be) and the retries.
 import { GRPC, isGrpc, whenGrpcStatus } from './grpc.js';
-import { declinesSampling, readTraceContext, writeSpanContext } from './trace.js';
-import { MemoryBody, type Handler, type Layer, type ProxyRequest, type ProxyResponse, type RequestObserver } from './types.js';
+import { declinesSampling, readTraceContext, traceIdOf, writeSpanContext } from './trace.js';
+import { MemoryBody, type Body, type Handler, type Layer, type ProxyRequest, type ProxyResponse, type RequestObserver } from './types.js';
+import { accessLogLine, isErrorOutcome } from '../telemetry/access-log.js';
 import type { Telemetry } from '../telemetry/state.js';
+import type { AccessLogSettings } from '../../contract/proxy-config.js';
 import type { ProxySpan, RequestFacts } from '../telemetry/tracer.js';
 import { CANCELLED } from '../../contract/vocabulary.js';
 
@@ -24,6 +30,8 @@ export interface TelemetryLabels {
   sourceIdentity: () => string;
   /** For inbound: this workload; for outbound: taken from the response. */
   destinationIdentity?: () => string;
+  /** address:port of what every request goes to (inbound: the app); outbound, the endpoint that answered. */
+  upstream?: string;
 }
 
 /** address:port of a balancer key ("address|port|identity", balance/p2c.ts). */
@@ -66,6 +74,24 @@ function sampledSpan(t: Telemetry, req: ProxyRequest, direction: TelemetryLabels
   return span;
 }
 
+/**
+ * The bytes of a body so far: those it holds unread now, and those its
+ * producer pushes from now on (counted in its push, so the stream flows as
+ * it would unwatched).
+ */
+function bodyBytes(body: Body | null): () => number {
+  if (body === null) return () => 0;
+  if (body instanceof MemoryBody) return () => body.data.length;
+  let n = body.readableLength;
+  const push = body.push;
+  body.push = function (chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (typeof chunk === 'string') n += Buffer.byteLength(chunk, encoding);
+    else if (chunk instanceof Uint8Array) n += chunk.length;
+    return push.call(this, chunk, encoding);
+  };
+  return () => n;
+}
+
 /** Calls `done` once the response has gone: its body ended or cut off, a gRPC call's status known. */
 function whenSent(req: ProxyRequest, res: ProxyResponse, grpc: boolean, done: (grpcStatus: number | undefined, cut: boolean) => void): void {
   if (grpc) {
@@ -84,16 +110,20 @@ function whenSent(req: ProxyRequest, res: ProxyResponse, grpc: boolean, done: (g
 
 export function telemetryLayer(t: Telemetry, labels: TelemetryLabels): Layer {
   return (next) => (req) => {
-    if (t.tracer === undefined) return next(req);
+    const log = t.accessLog;
+    if (t.tracer === undefined && log === undefined) return next(req);
     const span = sampledSpan(t, req, labels.direction);
-    if (span === undefined) return next(req);
-    return watched(labels, next, req, new Watch(span));
+    const logged = log !== undefined && (log.mode !== 'sampled' || t.random() < log.sampling);
+    if (span === undefined && !logged) return next(req);
+    return watched(t, labels, next, req, new Watch(span), logged ? log : undefined);
   };
 }
 
-async function watched(labels: TelemetryLabels, next: Handler, req: ProxyRequest, watch: Watch): Promise<ProxyResponse> {
+async function watched(t: Telemetry, labels: TelemetryLabels, next: Handler, req: ProxyRequest, watch: Watch, log: AccessLogSettings | undefined): Promise<ProxyResponse> {
   req.observer = watch;
   const grpc = isGrpc(req.headers);
+  const bytesIn = log ? bodyBytes(req.body) : undefined;
+  let bytesOut: (() => number) | undefined;
   const queryAt = req.path.indexOf('?');
   const facts = (res: ProxyResponse | undefined, grpcStatus: number | undefined, error: string | undefined): RequestFacts => ({
     direction: labels.direction,
@@ -107,16 +137,37 @@ async function watched(labels: TelemetryLabels, next: Handler, req: ProxyRequest
     route: watch.routeName,
     status: res?.status ?? 0,
     grpcStatus,
-    upstream: endpointAddress(res?.meta?.endpointKey),
+    upstream: labels.upstream ?? endpointAddress(res?.meta?.endpointKey),
     error,
   });
+  const done = (f: RequestFacts): void => {
+    watch.span?.end(f);
+    if (log === undefined || (log.mode === 'errors' && !isErrorOutcome(f))) return;
+    const durationMs = performance.now() - req.startedAt;
+    t.accessLogWriter.write(
+      accessLogLine(
+        f,
+        {
+          startedAtMs: performance.timeOrigin + req.startedAt,
+          durationMs,
+          bytesIn: bytesIn!(),
+          bytesOut: bytesOut?.() ?? 0,
+          retries: watch.retries,
+          traceId: traceIdOf(req.headers),
+          fullPath: req.path,
+        },
+        log,
+      ),
+    );
+  };
   let res: ProxyResponse;
   try {
     res = await next(req);
   } catch (e) {
-    watch.span?.end(facts(undefined, grpc ? GRPC.CANCELLED : undefined, req.signal.aborted ? CANCELLED : 'proxy-error'));
+    done(facts(undefined, grpc ? GRPC.CANCELLED : undefined, req.signal.aborted ? CANCELLED : 'proxy-error'));
     throw e;
   }
-  whenSent(req, res, grpc, (grpcStatus, cut) => watch.span?.end(facts(res, grpcStatus, res.meta?.localReason ?? (!cut ? undefined : req.signal.aborted ? CANCELLED : 'upstream-reset'))));
+  if (log) bytesOut = bodyBytes(res.body);
+  whenSent(req, res, grpc, (grpcStatus, cut) => done(facts(res, grpcStatus, res.meta?.localReason ?? (!cut ? undefined : req.signal.aborted ? CANCELLED : 'upstream-reset'))));
   return res;
 }

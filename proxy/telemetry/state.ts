@@ -1,13 +1,14 @@
 // The telemetry settings in force and what they need: the tracer (span
-// export) while export is on. Every config sets them (the mesh's settings,
-// then this workload's overrides); the layer of each stack
-// (http/telemetry.ts) reads them per request, so a change applies to
-// connections already open. The OpenTelemetry SDK is loaded on the first
+// export) while export is on, the access log's settings and writer. Every
+// config sets them (the mesh's settings, then this workload's overrides);
+// the layer of each stack (http/telemetry.ts) reads them per request, so a
+// change applies to connections already open. The OpenTelemetry SDK is loaded on the first
 // config with export on (telemetry/otel.ts), and a tracer is made anew when
 // the collector changes; the one it replaces sends what it holds first.
 import type { Logger } from '../../lib/log.js';
-import type { ProxyConfig, TracingSettings } from '../../contract/proxy-config.js';
-import { DEFAULT_TRACING } from '../../contract/proxy-config.js';
+import type { AccessLogSettings, ProxyConfig, TracingSettings } from '../../contract/proxy-config.js';
+import { DEFAULT_ACCESS_LOG, DEFAULT_TRACING } from '../../contract/proxy-config.js';
+import { AccessLogWriter } from './access-log.js';
 import type { SpanCounters } from './otel.js';
 import type { ProxyTracer } from './tracer.js';
 
@@ -23,6 +24,8 @@ export interface TelemetryOptions {
   workload: () => { serviceName: string; namespace?: string | undefined; podName?: string | undefined };
   /** Passed to the tracer (tests: a short delay, a small queue). */
   tracerTuning?: { maxQueue?: number; maxBatch?: number; delayMs?: number; exportTimeoutMs?: number };
+  /** Where access log lines go (default the process's stdout). */
+  accessLogSink?: (text: string) => void;
 }
 
 /** The tracing settings of `config`: the mesh's, with this workload's overrides laid over them. */
@@ -30,11 +33,19 @@ export function effectiveTracing(config: ProxyConfig): TracingSettings {
   return { ...DEFAULT_TRACING, ...config.mesh.tracing, ...config.telemetry?.tracing };
 }
 
+/** The access log settings of `config`: the mesh's, with this workload's overrides laid over them. */
+export function effectiveAccessLog(config: ProxyConfig): AccessLogSettings {
+  return { ...DEFAULT_ACCESS_LOG, ...config.mesh.accessLog, ...config.telemetry?.accessLog };
+}
+
 export class Telemetry {
   /** The tracer while span export is on and loaded; undefined otherwise. */
   tracer: ProxyTracer | undefined;
   /** The share of new traces sampled. */
   sampling = 0;
+  /** The access log's settings while it is on (mode other than off). */
+  accessLog: AccessLogSettings | undefined;
+  readonly accessLogWriter: AccessLogWriter;
   readonly random: () => number;
   private collector: string | undefined;
   /** Bumped by every change of tracer, so a load that finishes late does not win over a later config. */
@@ -44,10 +55,19 @@ export class Telemetry {
 
   constructor(private readonly opts: TelemetryOptions) {
     this.random = opts.random ?? Math.random;
+    this.accessLogWriter = new AccessLogWriter(opts.accessLogSink);
   }
 
   /** Takes the settings of a config into use. */
   apply(config: ProxyConfig): void {
+    const log = effectiveAccessLog(config);
+    if (log.mode === 'off' && this.accessLog !== undefined) this.opts.log.info('access log off');
+    else if (log.mode !== 'off' && JSON.stringify(log) !== JSON.stringify(this.accessLog)) this.opts.log.info('access log on', { ...log });
+    this.accessLog = log.mode === 'off' ? undefined : log;
+    this.applyTracing(config);
+  }
+
+  private applyTracing(config: ProxyConfig): void {
     const t = effectiveTracing(config);
     if (t.export && t.collector === undefined) {
       // The validator refuses this in the mesh's settings; an override can still turn export on without a collector.
@@ -97,6 +117,7 @@ export class Telemetry {
 
   /** Sends the spans held (at most `timeoutMs`) and stops exporting. */
   async close(timeoutMs = SHUTDOWN_MS): Promise<void> {
+    this.accessLogWriter.flush();
     await this.loading;
     this.generation++;
     const old = this.tracer;
