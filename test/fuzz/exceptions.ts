@@ -5,6 +5,7 @@
 // inputs by their bytes, so generated cases are covered as the corpus is.
 import type { FuzzCase } from './corpus.js';
 import type { Finding } from './verdict.js';
+import { readRequests } from './wire.js';
 
 /** A reference proxy whose refusal does not bind tsmesh on the cases `matches` picks. */
 export interface Exception {
@@ -24,22 +25,25 @@ export interface PendingFix {
   readonly reason: string;
 }
 
-/** The request lines of the bytes, as a reader that splits on CRLF CRLF would find them. */
-const requestLines = (bytes: string): string[] =>
-  bytes
-    .split('\r\n\r\n')
-    .map((part) => part.replace(/^[\r\n]+/, '').split('\r\n')[0]!)
-    .filter((line) => / HTTP\/\d/.test(line));
-
-/** The field lines of the first head, CRLF-separated. */
-const fieldLines = (bytes: string): string[] => bytes.split('\r\n\r\n')[0]!.split('\r\n').slice(1);
+/**
+ * The heads a reader takes from the bytes (wire.ts): each request's, then
+ * the start of what follows them (a head unfinished or unreadable). Bodies
+ * are not heads: a word in a body must not pass for a method.
+ */
+function heads(bytes: string): string[] {
+  const { requests, rest } = readRequests(bytes);
+  const tail = rest.replace(/^[\r\n]+/, '');
+  return [...requests.map((r) => r.head), ...(tail === '' ? [] : [tail.split('\r\n\r\n')[0]!])];
+}
+const requestLines = (bytes: string): string[] => heads(bytes).map((h) => h.split(/\r?\n/)[0]!);
+/** The first word of each head: a request line's method, or what stands where one would. */
+const firstWords = (bytes: string): string[] => requestLines(bytes).map((l) => l.split(' ')[0]!);
+/** The field lines of the first head. */
+const fieldLines = (bytes: string): string[] => (heads(bytes)[0] ?? '').split(/\r?\n/).slice(1);
 const valuesOf = (bytes: string, name: string): string[] =>
   fieldLines(bytes)
     .filter((l) => l.toLowerCase().startsWith(`${name}:`))
     .map((l) => l.slice(name.length + 1));
-
-/** The first word of each head in the bytes (a request line's method, or what stands where one would). */
-const firstWords = (bytes: string): string[] => bytes.split('\r\n\r\n').map((part) => /^[\r\n]*([^ \r\n]*)/.exec(part)![1]!);
 
 export const EXCEPTIONS: readonly Exception[] = [
   {
@@ -49,8 +53,8 @@ export const EXCEPTIONS: readonly Exception[] = [
   },
   {
     reference: 'nginx',
-    matches: (c) => [...valuesOf(c.bytes, 'content-length'), ...valuesOf(c.bytes, 'transfer-encoding')].some((v) => /^[ \t]*\t|\t[ \t]*$/.test(v)),
-    reason: 'a tab around a field value is optional whitespace (RFC 9110 5.5): Content-Length:\\t5 is 5 and Transfer-Encoding:\\tchunked is chunked; nginx refuses the tab in both (400, 501), HAProxy takes it',
+    matches: (c) => ['content-length', 'transfer-encoding', 'host'].flatMap((name) => valuesOf(c.bytes, name)).some((v) => /^[ \t]*\t|\t[ \t]*$/.test(v)),
+    reason: 'a tab around a field value is optional whitespace (RFC 9110 5.5): Content-Length:\\t5 is 5, Transfer-Encoding:\\tchunked is chunked, Host: a\\t is a; nginx refuses the tab in these three (400, 501), HAProxy takes it',
   },
   {
     reference: 'nginx',
@@ -67,7 +71,11 @@ export const EXCEPTIONS: readonly Exception[] = [
   },
   {
     reference: 'haproxy',
-    matches: (c) => requestLines(c.bytes).some((l) => /^\S+ https?:\/\//i.test(l)),
+    matches: (c) => {
+      const authority = /^\S+ https?:\/\/([^/?# ]*)/i.exec(requestLines(c.bytes)[0] ?? '')?.[1];
+      const hosts = valuesOf(c.bytes, 'host').map((v) => v.trim());
+      return authority !== undefined && hosts.length === 1 && hosts[0] !== authority;
+    },
     reason: 'for an absolute-form target tsmesh does what RFC 9112 3.2.2 has a server do: the target\'s authority becomes the Host the app sees, with the target in origin-form, so one Host remains; HAProxy refuses a Host that differs instead',
   },
   {
