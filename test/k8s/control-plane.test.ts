@@ -2,8 +2,9 @@
 // RBAC of manifests/ and its own ServiceAccount's token: it turns ready, sets
 // the injector's caBundle, writes the trust bundle into meshed namespaces,
 // streams a Service created through the API to a proxy (and a headless
-// Service of meshed pods, which the proxy then reaches by pod address), and issues
-// certificates with the lifetime ConfigMap tsmesh-config sets over --cert-ttl.
+// Service of meshed pods, which the proxy then reaches by pod address), issues
+// certificates with the lifetime ConfigMap tsmesh-config sets over --cert-ttl,
+// and streams tsmesh-config's telemetry settings with a namespace's over them.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -297,6 +298,58 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
       await setTtl(undefined);
       await waitTtl(1800, 'back to --cert-ttl');
       assert.ok(Math.abs((await issuedLifetime()) - 1800) <= 1);
+    });
+  });
+
+  // After the certificate lifetime's tests, which count the Warning Events on tsmesh-config: this one adds one.
+  describe('telemetry settings', function () {
+    it("streams tsmesh-config's tracing and accessLog, and a namespace's tsmesh.io/access-log over them, to a proxy; a refused value keeps the last good ones", async () => {
+      const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
+      const key = newKey();
+      const id = 'spiffe://cluster.local/ns/shop/sa/web';
+      const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
+      const stream = new StreamConfigSource({
+        address: `127.0.0.1:${ports.ca}`,
+        tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
+        log: silentLogger,
+      });
+      stream.start();
+      const core = server!.kc.makeApiClient(CoreV1Api);
+      const setData = async (over: Record<string, string | undefined>): Promise<void> => {
+        const cm = await core.readNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config' });
+        const merged = Object.entries({ ...cm.data, ...over }).filter((e): e is [string, string] => e[1] !== undefined);
+        const data = Object.fromEntries(merged);
+        await core.replaceNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config', body: { ...cm, data } });
+      };
+      const annotate = async (value: string | undefined): Promise<void> => {
+        const ns = await core.readNamespace({ name: 'shop' });
+        const annotations: Record<string, string> = { ...ns.metadata?.annotations };
+        if (value === undefined) delete annotations['tsmesh.io/access-log'];
+        else annotations['tsmesh.io/access-log'] = value;
+        await core.replaceNamespace({ name: 'shop', body: { ...ns, metadata: { ...ns.metadata, annotations } } });
+      };
+      try {
+        await setData({ tracing: 'export: true\ncollector: http://otel-collector.observability:4318\nsampling: 0.05\n', accessLog: 'errors' });
+        await annotate('sampled,sampling=0.5');
+        const config = await eventually(async () => {
+          const c = stream.current();
+          return c?.mesh.tracing?.export && c.telemetry?.accessLog ? c : undefined;
+        }, 20_000, 'the proxy to get the telemetry settings').catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
+        assert.deepEqual(config.mesh.tracing, { export: true, collector: 'http://otel-collector.observability:4318/v1/traces', sampling: 0.05 });
+        assert.deepEqual(config.mesh.accessLog, { mode: 'errors', sampling: 0.01, query: false });
+        assert.deepEqual(config.telemetry, { accessLog: { mode: 'sampled', sampling: 0.5 } });
+
+        // Export on without a collector: refused, naming the key; the proxy keeps what it had.
+        const before = stderr.length;
+        await setData({ tracing: 'on' });
+        const line = await eventually(async () => stderr.slice(before).split('\n').find((l) => l.includes('ConfigMap tsmesh-config is invalid')), 10_000, 'the refusal');
+        assert.match((JSON.parse(line) as { error: string }).error, /^data\.tracing\.collector: is needed when export is on/);
+        assert.deepEqual(stream.current()?.mesh.tracing, config.mesh.tracing);
+      } finally {
+        await setData({ tracing: undefined, accessLog: undefined });
+        await annotate(undefined);
+        stream.close();
+      }
     });
   });
 });
