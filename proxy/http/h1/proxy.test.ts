@@ -74,7 +74,8 @@ async function raw(port: number, bytes: string | Buffer, untilMs = 2000): Promis
   s.setEncoding('latin1').on('data', (d: string) => (out += d));
   s.on('error', () => undefined);
   s.write(bytes);
-  await Promise.race([once(s, 'close'), new Promise((r) => setTimeout(r, untilMs))]);
+  // (Not events.once: a connection the proxy resets would reject it with the reset.)
+  await Promise.race([new Promise((r) => s.once('close', r)), new Promise((r) => setTimeout(r, untilMs))]);
   s.destroy();
   return out;
 }
