@@ -16,6 +16,7 @@
 // through the handler like any request; a 101 answer joins the client's
 // connection to the endpoint's (net/tunnel.ts) until either closes.
 import { Readable } from 'node:stream';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../lib/log.js';
 import { copiedReads, readInto } from '../net/read-into.js';
@@ -524,9 +525,15 @@ class ServerConnection {
           this.next();
           return;
         }
-        // The client or the upstream went away mid-body: nothing more to send.
+        // The client or the upstream went away mid-body: nothing more to send. A TCP reset, not a FIN:
+        // a client that reads the body to the connection's end (HTTP/1.0) would take a FIN for its end.
+        // (Only a plain TCP socket can reset; a TLS socket ends without close_notify, a mux stream is reset.)
         this.shared.opts.log.debug('response stream ended early', { error: e.message });
-        socket.destroy();
+        try {
+          (socket as Socket).resetAndDestroy();
+        } catch {
+          socket.destroy();
+        }
       },
       res.trailers,
     );
