@@ -255,6 +255,57 @@ describe('malformed responses through sidecars on loopback', function () {
   }
 });
 
+describe('a response cut short to an HTTP/1.0 client, through a sidecar on loopback', function () {
+  this.timeout(30_000);
+  const stops: (() => unknown)[] = [];
+  let port = 0;
+
+  before(async () => {
+    const { ca } = await newRootCa();
+    // The app answers in chunks and stops in the middle of its second one.
+    const app = createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => {
+        s.write(`${CHUNKED_HEAD}5\r\nhello\r\n`);
+        setTimeout(() => s.end('10\r\nonly a part'), 100);
+      });
+    });
+    app.listen(0, '127.0.0.1');
+    await once(app, 'listening');
+    stops.push(() => new Promise<void>((r) => app.close(() => r())));
+    const a = await loopbackSidecar(
+      ca,
+      WEB,
+      new FixedConfig({
+        services: [{ name: 'legacy', namespace: 'shop', clusterIPs: [LEGACY_IP], ports: [{ port: 80, protocol: 'http', targetPort: (app.address() as AddressInfo).port }], endpoints: [{ address: '127.0.0.1' }] }],
+      }),
+      { explicitOutbound: [{ port: 0, destination: { address: LEGACY_IP, port: 80, family: 'IPv4' } }] },
+    );
+    stops.push(() => a.drain(0));
+    port = a.explicitOutboundPorts[0]!;
+  });
+
+  after(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  });
+
+  it('resets the connection: its body ends with the connection, and a plain close would pass for the whole body', async () => {
+    const got = await new Promise<{ raw: string; end: string }>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      let raw = '';
+      let end = 'closed';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (raw += d));
+      s.on('error', (e: NodeJS.ErrnoException) => (end = e.code ?? e.message));
+      s.on('close', () => resolve({ raw, end }));
+      s.write('GET /old HTTP/1.0\r\nhost: legacy.shop\r\n\r\n');
+    });
+    assert.match(got.raw, /^HTTP\/1\.1 200 /, got.raw);
+    assert.doesNotMatch(got.raw, /content-length|transfer-encoding/i, 'an HTTP/1.0 client reads this body to the end of the connection');
+    assert.equal(got.end, 'ECONNRESET', `the connection ended with ${got.end} after ${JSON.stringify(got.raw)}`);
+  });
+});
+
 /** What an HTTP/2 client saw of one request: the response's status, the bytes of its body, and how the stream ended. */
 interface H2Outcome {
   status: number | undefined;
