@@ -18,7 +18,8 @@
 // GRPC_CPU_BYTES (message bytes each way, 64), GRPC_CPU_HAPROXY=0 (no
 // HAProxy pair), GRPC_CPU_RELAYS=0 (no node-h2 pair: two h2-relay.ts
 // processes, node:http2 with nothing of the proxy's around it),
-// GRPC_CPU_BASELINE=DIR (a second tsmesh pair, "baseline", run from another
+// GRPC_CPU_H1=1 (a tsmesh-h1 pair: the HTTP/1.1 path, over tsmesh/mux,
+// to an HTTP/1.1 app, in the same slices), GRPC_CPU_BASELINE=DIR (a second tsmesh pair, "baseline", run from another
 // checkout with its node_modules, e.g. the commit before a change, or this
 // one with GRPC_CPU_BASELINE_FLAGS, node flags of its own in place of
 // GRPC_CPU_NODE_FLAGS), GRPC_CPU_NODE_FLAGS (added to the sidecars' node flags, e.g.
@@ -53,6 +54,7 @@ const STREAMS = num('GRPC_CPU_STREAMS', 16);
 const BYTES = num('GRPC_CPU_BYTES', 64);
 const WITH_HAPROXY = process.env['GRPC_CPU_HAPROXY'] !== '0';
 const WITH_RELAYS = process.env['GRPC_CPU_RELAYS'] !== '0';
+const WITH_H1 = process.env['GRPC_CPU_H1'] === '1';
 const BASELINE = process.env['GRPC_CPU_BASELINE'];
 const NODE_FLAGS = (process.env['GRPC_CPU_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const BASELINE_FLAGS = process.env['GRPC_CPU_BASELINE_FLAGS']?.split(' ').filter(Boolean) ?? NODE_FLAGS;
@@ -102,10 +104,13 @@ interface Pair {
   name: string;
   url: string;
   pids: number[];
+  /** h2load's options for this pair, if not the gRPC defaults, and how many connections they open. */
+  load?: string[];
+  connections?: number;
 }
 
 /** A tsmesh pair; `root`: the checkout whose proxy runs (another one for a before/after comparison). */
-async function startTsmesh(appPort: number, name = 'tsmesh', root = REPO, flags = NODE_FLAGS): Promise<Pair> {
+async function startTsmesh(appPort: number, name = 'tsmesh', root = REPO, flags = NODE_FLAGS, protocol: 'http2' | 'http' = 'http2'): Promise<Pair> {
   const { ca } = await newRootCa();
   const sidecar = async (side: string, setup: SidecarSetup): Promise<{ child: ChildProcess; ports: { outboundPort: number; inboundPort: number } }> => {
     const file = join(work, `${name}-${side}.json`);
@@ -118,7 +123,7 @@ async function startTsmesh(appPort: number, name = 'tsmesh', root = REPO, flags 
     name: 'echo',
     namespace: 'bench',
     clusterIPs: [SERVICE_IP],
-    ports: [{ port: 50051, name: 'grpc', protocol: 'http2', targetPort: server.ports.inboundPort }],
+    ports: [{ port: 50051, name: protocol === 'http2' ? 'grpc' : 'http', protocol, targetPort: server.ports.inboundPort }],
     endpoints: [{ address: '127.0.0.1', identity: API }],
   };
   const client = await sidecar('client', { credentials: issueCredentials(ca, WEB), config: { services: [service] }, listener: 'outbound', originalDestination: { address: SERVICE_IP, port: 50051 } });
@@ -150,6 +155,31 @@ async function startHaproxy(appPort: number): Promise<Pair> {
   return { name: 'haproxy', url: `http://127.0.0.1:${front}${METHOD}`, pids };
 }
 
+/** An HTTP/1.1 app answering every request with BYTES bytes once it has read the request. */
+async function startH1App(): Promise<number> {
+  const port = await freePort();
+  const app = `const reply = Buffer.alloc(${BYTES}, 'r');
+require('node:http').createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+  req.on('data', () => undefined);
+  req.on('end', () => res.end(reply));
+}).listen(${port}, '127.0.0.1', () => console.log('ready'));`;
+  await start('h1-app', process.execPath, ['-e', app], {}, /^ready/);
+  return port;
+}
+
+/**
+ * The same tsmesh pair for HTTP/1.1 (a Service port of protocol http:
+ * tsmesh/mux between the sidecars) to an HTTP/1.1 app: what the HTTP/1.1
+ * path costs per request in the same slices, POSTs of BYTES each way over
+ * as many keep-alive connections as the gRPC runs have streams in flight.
+ */
+async function startH1(appPort: number): Promise<Pair> {
+  const pair = await startTsmesh(appPort, 'tsmesh-h1', REPO, NODE_FLAGS, 'http');
+  const body = join(work, 'request.bin');
+  writeFileSync(body, Buffer.alloc(BYTES, 'q'));
+  return { ...pair, url: pair.url.replace(METHOD, '/'), connections: CLIENTS * STREAMS, load: ['--h1', '-c', String(CLIENTS * STREAMS), '-m', '1', '-d', body, '-H', 'content-type: application/octet-stream'] };
+}
+
 /** Two h2-relay.ts processes with mTLS between them: node:http2 and nothing else. */
 async function startRelays(appPort: number): Promise<Pair> {
   const { ca } = await newRootCa();
@@ -169,9 +199,10 @@ async function startRelays(appPort: number): Promise<Pair> {
 }
 
 /** One h2load run; resolves with the calls completed with status 200. */
-function h2load(url: string, args: string[]): Promise<{ ok: number; failed: number }> {
+function h2load(pair: Pair, args: string[]): Promise<{ ok: number; failed: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('h2load', ['-c', String(CLIENTS), '-m', String(STREAMS), '-d', join(work, 'call.grpc'), '-H', 'content-type: application/grpc', '-H', 'te: trailers', ...args, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const load = pair.load ?? ['-c', String(CLIENTS), '-m', String(STREAMS), '-d', join(work, 'call.grpc'), '-H', 'content-type: application/grpc', '-H', 'te: trailers'];
+    const child = spawn('h2load', [...load, ...args, pair.url], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => {
@@ -207,7 +238,7 @@ function cpuSeconds(pid: number): number {
 async function slice(pair: Pair, args: string[]): Promise<Sample> {
   const before = pair.pids.map(cpuSeconds);
   const t0 = performance.now();
-  const r = await h2load(pair.url, [...args, '-D', String(SLICE_S)]);
+  const r = await h2load(pair, [...args, '-D', String(SLICE_S)]);
   const seconds = (performance.now() - t0) / 1000;
   const spent = pair.pids.map((pid, i) => cpuSeconds(pid) - before[i]!);
   return { calls: r.ok, failed: r.failed, seconds, usPerCall: spent.map((s) => (r.ok ? (s * 1e6) / r.ok : Number.NaN)) };
@@ -230,6 +261,7 @@ async function main(): Promise<void> {
   const pairs = [await startTsmesh(appPort)];
   if (BASELINE) pairs.push(await startTsmesh(appPort, 'baseline', BASELINE, BASELINE_FLAGS));
   if (WITH_RELAYS) pairs.push(await startRelays(appPort));
+  if (WITH_H1) pairs.push(await startH1(await startH1App()));
   if (WITH_HAPROXY) pairs.push(await startHaproxy(appPort));
   if (process.env['GRPC_CPU_SERVE'] === '1') {
     // Started, not measured: the URLs and PIDs to drive by hand; ends on SIGINT or SIGTERM.
@@ -238,17 +270,18 @@ async function main(): Promise<void> {
     return;
   }
   const perClient = Math.max(1, Math.round(RATE / CLIENTS));
-  for (const p of pairs) await h2load(p.url, ['-D', '3']); // warm-up, connections open, code optimized
-  const phases: [string, string[]][] = [
-    [`fixed ${perClient * CLIENTS}/s`, ['--rps', String(perClient)]],
-    ['saturation', []],
+  for (const p of pairs) await h2load(p, ['-D', '3']); // warm-up, connections open, code optimized
+  // h2load's --rps is per connection.
+  const phases: [string, (p: Pair) => string[]][] = [
+    [`fixed ${perClient * CLIENTS}/s`, (p) => ['--rps', String(Math.max(1, Math.round(RATE / (p.connections ?? CLIENTS))))]],
+    ['saturation', () => []],
   ];
   const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   for (const p of pairs) console.log(`${p.name.padEnd(8)} ${p.url} pids ${p.pids.join(' ')}`);
   console.log(`gRPC unary ${BYTES} B each way, h2load ${CLIENTS} connections x ${STREAMS} streams, ${ROUNDS} rounds of ${SLICE_S} s per phase; load average ${load()}`);
   for (const [phase, args] of phases) {
     const samples = new Map<string, Sample[]>(pairs.map((p) => [p.name, []]));
-    for (let round = 0; round < ROUNDS; round++) for (const p of pairs) samples.get(p.name)!.push(await slice(p, args));
+    for (let round = 0; round < ROUNDS; round++) for (const p of pairs) samples.get(p.name)!.push(await slice(p, args(p)));
     for (const p of pairs) {
       const s = samples.get(p.name)!;
       const failed = s.reduce((n, x) => n + x.failed, 0);
