@@ -193,8 +193,9 @@ export function whenGrpcStatus(res: ProxyResponse, cancelled: () => boolean, don
     settled = true;
     done(code);
   };
-  body.once('end', () => settle(parseGrpcStatus(res.trailers?.()?.['grpc-status']) ?? grpcStatusFromHttp(res.status)));
-  body.once('close', () => settle(cancelled() ? GRPC.CANCELLED : GRPC.UNAVAILABLE));
+  // Plain listeners (settle runs once): a once() wrapper apiece per call was garbage for nothing.
+  body.on('end', () => settle(parseGrpcStatus(res.trailers?.()?.['grpc-status']) ?? grpcStatusFromHttp(res.status)));
+  body.on('close', () => settle(cancelled() ? GRPC.CANCELLED : GRPC.UNAVAILABLE));
 }
 
 /** grpc-timeout's units, in milliseconds. */

@@ -132,16 +132,17 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
       waiting = false;
       clearTimeout(timer);
     };
-    stream.once('response', (h: IncomingHttpHeaders, flags: number) => {
+    // Plain listeners: each event comes once per stream, and a once() wrapper apiece was garbage for nothing.
+    stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
       settled();
       endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
       resolve(h);
     });
-    stream.once('error', (e: Error) => {
+    stream.on('error', (e: Error) => {
       settled();
       reject(e);
     });
-    stream.once('close', () => {
+    stream.on('close', () => {
       settled();
       reject(new Error(`stream closed before a response (code ${stream.rstCode})`));
     });
