@@ -71,8 +71,16 @@
 // trace headers, and on the server's inbound 50 authorization rules, L7 and
 // L4, DENY, AUDIT and ALLOW, that each request walks: benchPolicies()). Ends with:
 //   bench:sidecar-policy throughput_vs_bare=<r> authz_throughput_vs_bare=<r>
+//
+// With --telemetry, what span export and access logs cost: three tsmesh pairs
+// take turns, one bare, one exporting spans at 1% sampling (tracing export on,
+// sampling 0.01, for requests that come without trace context, as wrk's do)
+// to a real OpenTelemetry Collector in each pod's namespace (test/otelcol's,
+// built by bash test/otelcol/build.sh), and one writing an access log line
+// per request (mode all) to its stdout, here its log file. Ends with:
+//   bench:sidecar-telemetry tracing_throughput_vs_bare=<r> access_log_throughput_vs_bare=<r>
 // Needs root, iproute2, iptables, util-linux, curl, wrk and haproxy.
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { availableParallelism, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
@@ -98,8 +106,14 @@ const PROFILE = process.env['BENCH_PROFILE'] ?? '';
 /** Extra node/V8 flags for the measured tsmesh proxies (e.g. --trace-gc, --max-semi-space-size=4). */
 const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const POLICY = process.argv.slice(2).includes('--policy');
+const TELEMETRY = process.argv.slice(2).includes('--telemetry');
 for (const arg of process.argv.slice(2))
-  if (arg !== '--policy') throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the only one is --policy (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
+  if (arg !== '--policy' && arg !== '--telemetry')
+    throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the arguments are --policy and --telemetry (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
+if (POLICY && TELEMETRY) throw new Error('bench:sidecar: --policy and --telemetry each take a run of their own');
+/** The OpenTelemetry Collector of --telemetry (test/otelcol/build.sh). */
+const OTELCOL = join(process.env['TSMESH_OTELCOL_CACHE'] ?? join(import.meta.dirname, '..', '..', 'test', 'otelcol', '.cache'), 'bin', 'otelcol');
+const COLLECTOR_PORT = 4318;
 const SLICE_MS = 1000;
 
 const APP_PORT = 8080;
@@ -145,7 +159,7 @@ interface FixedRate {
 
 /** One of the runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
 interface Run {
-  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy';
+  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy' | 'tsmesh+tracing' | 'tsmesh+access-log';
   net: BenchNet;
   url: string;
   sidecars: Started[];
@@ -375,6 +389,18 @@ class Bench {
         0o644,
       );
     }
+    if (TELEMETRY) {
+      const client = { ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp)], inbound: {} };
+      const server = { ...base, services: [], inbound: { mtlsMode: 'STRICT' } };
+      const tracing = { export: true, collector: `http://127.0.0.1:${COLLECTOR_PORT}/v1/traces`, sampling: 0.01 };
+      for (const [suffix, over] of [
+        ['-tracing', { tracing }],
+        ['-accesslog', { accessLog: 'all' }],
+      ] as const) {
+        this.sidecarFile(`client${suffix}-proxy.json`, JSON.stringify({ ...client, mesh: { ...base.mesh, ...over } }), 0o644);
+        this.sidecarFile(`server${suffix}-proxy.json`, JSON.stringify({ ...server, mesh: { ...base.mesh, ...over } }), 0o644);
+      }
+    }
     return haproxyTls;
   }
 
@@ -447,6 +473,26 @@ class Bench {
         async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15014/healthz'])).stdout === '200',
         20_000,
         [cp],
+      );
+    }
+  }
+
+  /** A collector in each namespace on loopback, for the tsmesh proxies' spans (--telemetry); it writes what it receives to the working folder. */
+  async startCollectors(net: BenchNet): Promise<void> {
+    for (const [side, ns] of [['client', net.client], ['server', net.server]] as const) {
+      const name = `otelcol-${side}`;
+      const config = this.sidecarFile(
+        `${name}.yaml`,
+        ['receivers:', '  otlp:', '    protocols:', '      http:', `        endpoint: 127.0.0.1:${COLLECTOR_PORT}`, 'exporters:', '  file:', `    path: ${this.path(`${name}-spans.jsonl`)}`,
+          'service:', '  telemetry:', '    metrics:', '      level: none', '  pipelines:', '    traces:', '      receivers: [otlp]', '      exporters: [file]', ''].join('\n'),
+        0o644,
+      );
+      const collector = net.start(name, ns, [OTELCOL, `--config=file:${config}`], this.path(`${name}.log`), LOAD);
+      await waitFor(
+        name,
+        async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', `http://127.0.0.1:${COLLECTOR_PORT}/v1/traces`])).stdout !== '000',
+        30_000,
+        [collector],
       );
     }
   }
@@ -618,15 +664,16 @@ async function clientCounters(net: BenchNet, name: string, only = ''): Promise<n
   const r = await net.exec(net.client, ['curl', '-s', '--max-time', '2', 'http://127.0.0.1:15020/metrics']);
   let sum = 0;
   for (const line of r.stdout.split('\n'))
-    if (line.startsWith(`${name}{`) && line.includes(only)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    if ((line.startsWith(`${name}{`) || line.startsWith(`${name} `)) && line.includes(only)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   return sum;
 }
 
-function reportPolicy(runs: [Run, Run, Run], inForce: { requests: number; delayed: number }, load: [number, number]): void {
-  const [bare, authz, policy] = runs;
-  const sat = (r: Run): WrkReport => mergeWrk(r.wrkRuns);
-  const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-  const perKrps = (r: Run, i: number): number => r.fixedCpuSeconds[i]! / (r.fixed!.requests / 1000);
+const sat = (r: Run): WrkReport => mergeWrk(r.wrkRuns);
+const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+const perKrps = (r: Run, i: number): number => r.fixedCpuSeconds[i]! / (r.fixed!.requests / 1000);
+
+/** The table of three tsmesh pairs that took turns (--policy, --telemetry). */
+function reportPairs(runs: [Run, Run, Run]): void {
   const rows: [string, (r: Run) => string][] = [
     ['saturation throughput (req/s)', (r) => f(sat(r).requestsPerSecond, 0)],
     ['saturation p50 / p99 (ms)', (r) => `${f(sat(r).p50)} / ${f(sat(r).p99)}`],
@@ -642,12 +689,32 @@ function reportPolicy(runs: [Run, Run, Run], inForce: { requests: number; delaye
   );
   console.log(''.padEnd(w0) + runs.map((r) => r.name.padStart(w)).join(''));
   for (const [label, cell] of rows) console.log(label.padEnd(w0) + runs.map((r) => cell(r).padStart(w)).join(''));
+}
+
+function reportPolicy(runs: [Run, Run, Run], inForce: { requests: number; delayed: number }, load: [number, number]): void {
+  const [bare, authz, policy] = runs;
+  reportPairs(runs);
   console.log(
     `\nthe policy in force: the delay fault (1% of requests) held ${inForce.delayed} of the client sidecar's ${inForce.requests} outbound requests (${f((100 * inForce.delayed) / inForce.requests)}%)`,
   );
   if (load[0] > 0.5) console.log(`note: load average ${f(load[0])} before the run and ${f(load[1])} after: other work shared the machine; the turns keep the comparison fair.`);
   console.log(
     `bench:sidecar-policy throughput_vs_bare=${f(ratio(sat(policy).requestsPerSecond, sat(bare).requestsPerSecond), 3)} authz_throughput_vs_bare=${f(ratio(sat(authz).requestsPerSecond, sat(bare).requestsPerSecond), 3)}`,
+  );
+}
+
+/** What span export and access logs cost beside the bare pair, and what they did (spans exported, lines written). */
+function reportTelemetry(runs: [Run, Run, Run], did: { requests: number; exported: number; dropped: number; lines: number; logged: number }, load: [number, number]): void {
+  const [bare, tracing, accessLog] = runs;
+  reportPairs(runs);
+  const cost = (r: Run): string =>
+    `${f(ratio(sat(r).requestsPerSecond, sat(bare).requestsPerSecond), 3)}x the bare throughput, ` +
+    `CPU per 1000 req/s ${r.sidecars.map((_, i) => `${perKrps(r, i) - perKrps(bare, i) >= 0 ? '+' : ''}${f(perKrps(r, i) - perKrps(bare, i), 3)}`).join(' / ')} cores (client / server)`;
+  console.log(`\nspan export at 1%: ${cost(tracing)}; the client sidecar exported ${did.exported} spans for ${did.requests} requests (${f((100 * did.exported) / did.requests)}%), ${did.dropped} dropped`);
+  console.log(`access log (all): ${cost(accessLog)}; ${did.lines} lines written for the client sidecar's ${did.logged} requests`);
+  if (load[0] > 0.5) console.log(`note: load average ${f(load[0])} before the run and ${f(load[1])} after: other work shared the machine; the turns keep the comparison fair.`);
+  console.log(
+    `bench:sidecar-telemetry tracing_throughput_vs_bare=${f(ratio(sat(tracing).requestsPerSecond, sat(bare).requestsPerSecond), 3)} access_log_throughput_vs_bare=${f(ratio(sat(accessLog).requestsPerSecond, sat(bare).requestsPerSecond), 3)}`,
   );
 }
 
@@ -781,6 +848,32 @@ async function main(): Promise<number> {
         if (rules !== 50) throw new Error(`${r.name}: the server sidecar runs ${rules} authorization rules, not the 50 of benchPolicies()`);
       }
       reportPolicy(runs, inForce, [loadBefore, loadAverage()]);
+      return 0;
+    }
+
+    if (TELEMETRY) {
+      if (!existsSync(OTELCOL)) throw new Error(`--telemetry needs the OpenTelemetry Collector at ${OTELCOL}: run bash test/otelcol/build.sh`);
+      const pair = async (name: Run['name'], config: string): Promise<Run> => {
+        const net = await bench.newNet();
+        await bench.startApp(net, name);
+        await bench.meshPods(net);
+        await bench.startControlPlanes(net);
+        if (config === '-tracing') await bench.startCollectors(net);
+        return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, NODE_FLAGS, config, config));
+      };
+      const runs: [Run, Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+tracing', '-tracing'), await pair('tsmesh+access-log', '-accesslog')];
+      await measure(bench, runs);
+      const client = (r: Run): Started => r.sidecars[0]!;
+      const did = {
+        requests: await clientCounters(runs[1].net, 'tsmesh_requests_total', 'direction="outbound"'),
+        exported: await clientCounters(runs[1].net, 'tsmesh_trace_spans_exported_total'),
+        dropped: await clientCounters(runs[1].net, 'tsmesh_trace_spans_dropped_total'),
+        logged: await clientCounters(runs[2].net, 'tsmesh_requests_total', 'direction="outbound"'),
+        lines: readFileSync(client(runs[2]).log, 'utf8').split('\n').filter((l) => l.startsWith('{"time":') && l.includes('"direction":"outbound"')).length,
+      };
+      if (did.exported === 0) throw new Error('span export was not in force: the client sidecar exported no span');
+      if (did.lines === 0) throw new Error('the access log was not in force: the client sidecar wrote no line');
+      reportTelemetry(runs, did, [loadBefore, loadAverage()]);
       return 0;
     }
 
