@@ -18,7 +18,8 @@
 // GRPC_CPU_BYTES (message bytes each way, 64), GRPC_CPU_HAPROXY=0 (no
 // HAProxy pair), GRPC_CPU_RELAYS=0 (no node-h2 pair: two h2-relay.ts
 // processes, node:http2 with nothing of the proxy's around it),
-// GRPC_CPU_H1=1 (a tsmesh-h1 pair: the HTTP/1.1 path, over tsmesh/mux,
+// GRPC_CPU_FRAMES=1 (a frames pair: h2-frame-relay.ts, node:http2 only at
+// the ends and a framing of its own between the two), GRPC_CPU_H1=1 (a tsmesh-h1 pair: the HTTP/1.1 path, over tsmesh/mux,
 // to an HTTP/1.1 app, in the same slices), GRPC_CPU_BASELINE=DIR (a second tsmesh pair, "baseline", run from another
 // checkout with its node_modules, e.g. the commit before a change, or this
 // one with GRPC_CPU_BASELINE_FLAGS, node flags of its own in place of
@@ -39,6 +40,7 @@ import { issueCredentials } from '../testdata/mesh.js';
 import { memory } from './measure.js';
 import type { SidecarSetup } from './grpc-cpu-sidecar.js';
 import type { RelaySetup } from './h2-relay.js';
+import type { FrameRelaySetup } from './h2-frame-relay.js';
 
 const num = (name: string, fallback: number): number => {
   const raw = process.env[name];
@@ -55,6 +57,7 @@ const BYTES = num('GRPC_CPU_BYTES', 64);
 const WITH_HAPROXY = process.env['GRPC_CPU_HAPROXY'] !== '0';
 const WITH_RELAYS = process.env['GRPC_CPU_RELAYS'] !== '0';
 const WITH_H1 = process.env['GRPC_CPU_H1'] === '1';
+const WITH_FRAMES = process.env['GRPC_CPU_FRAMES'] === '1';
 const BASELINE = process.env['GRPC_CPU_BASELINE'];
 const NODE_FLAGS = (process.env['GRPC_CPU_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const BASELINE_FLAGS = process.env['GRPC_CPU_BASELINE_FLAGS']?.split(' ').filter(Boolean) ?? NODE_FLAGS;
@@ -198,6 +201,24 @@ async function startRelays(appPort: number): Promise<Pair> {
   return { name: 'node-h2', url: `http://127.0.0.1:${client.port}${METHOD}`, pids: [client.child.pid!, server.child.pid!] };
 }
 
+/** Two h2-frame-relay.ts processes: node:http2 to the client and to the app, frames of their own between them. */
+async function startFrameRelays(appPort: number): Promise<Pair> {
+  const { ca } = await newRootCa();
+  const tls = (id: string): { cert: string; key: string; ca: string } => {
+    const c = issueCredentials(ca, id);
+    return { cert: c.certChainPem, key: c.keyPem, ca: c.trustBundlePem };
+  };
+  const relay = async (setup: FrameRelaySetup): Promise<{ child: ChildProcess; port: number }> => {
+    const file = join(work, `frames-${setup.side}.json`);
+    writeFileSync(file, JSON.stringify(setup));
+    const { child, line } = await start(`frames-${setup.side}`, process.execPath, [...NODE_FLAGS.map((f) => f.replace('{work}', work)), '--import', 'tsx', join(REPO, 'proxy/bench/h2-frame-relay.ts'), file], { NODE_OPTIONS: PROXY_NODE_OPTIONS }, /^ready /);
+    return { child, port: Number(line.slice(6)) };
+  };
+  const server = await relay({ side: 'server', listen: { port: 0, tls: tls(API) }, upstream: { port: appPort } });
+  const client = await relay({ side: 'client', listen: { port: 0 }, upstream: { port: server.port, tls: tls(WEB) } });
+  return { name: 'frames', url: `http://127.0.0.1:${client.port}${METHOD}`, pids: [client.child.pid!, server.child.pid!] };
+}
+
 /** One h2load run; resolves with the calls completed with status 200. */
 function h2load(pair: Pair, args: string[]): Promise<{ ok: number; failed: number }> {
   return new Promise((resolve, reject) => {
@@ -261,6 +282,7 @@ async function main(): Promise<void> {
   const pairs = [await startTsmesh(appPort)];
   if (BASELINE) pairs.push(await startTsmesh(appPort, 'baseline', BASELINE, BASELINE_FLAGS));
   if (WITH_RELAYS) pairs.push(await startRelays(appPort));
+  if (WITH_FRAMES) pairs.push(await startFrameRelays(appPort));
   if (WITH_H1) pairs.push(await startH1(await startH1App()));
   if (WITH_HAPROXY) pairs.push(await startHaproxy(appPort));
   if (process.env['GRPC_CPU_SERVE'] === '1') {
