@@ -10,16 +10,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as h2connect, constants, createServer as createH2cServer } from 'node:http2';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { waitFor } from '../lib/netns.js';
 import type { Sidecar } from './sidecar.js';
-import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
-import { API, SERVICE_IP, WEB } from './testdata/shop.js';
-
-/** The ClusterIP of service legacy.shop, whose endpoint is the app itself (no sidecar); never dialled. */
-const LEGACY_IP = '10.96.0.11';
+import { PATHS, RawApp, twoPaths, type PathName, type TwoPaths } from './testdata/two-paths.js';
 
 /** How long a caller waits for the end of its exchange before the test calls it hung. */
 const HUNG_MS = 5000;
@@ -31,51 +27,14 @@ interface Script {
   close?: boolean | undefined;
 }
 
-/** A raw app: reads a request head, answers with the script's bytes; counts its open connections. */
-class RawApp {
-  open = 0;
-  readonly sockets = new Set<Socket>();
-  requests = 0;
-  script: Script = { writes: [] };
-  readonly server: Server;
-
-  constructor() {
-    this.server = createServer((s) => this.serve(s));
+/** Plays `script` on `s`: its pieces one after another, `pauseMs` apart; then it closes or keeps the connection. */
+async function play(s: Socket, script: Script): Promise<void> {
+  for (const [i, w] of script.writes.entries()) {
+    if (i > 0) await new Promise((r) => setTimeout(r, script.pauseMs ?? 100));
+    if (s.destroyed) return;
+    s.write(w, 'latin1');
   }
-
-  private serve(s: Socket): void {
-    this.open++;
-    this.sockets.add(s);
-    s.once('close', () => {
-      this.open--;
-      this.sockets.delete(s);
-    });
-    s.on('error', () => undefined);
-    let got = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      got += d;
-      if (!got.includes('\r\n\r\n')) return;
-      got = '';
-      this.requests++;
-      void this.play(s, this.script);
-    });
-  }
-
-  private async play(s: Socket, script: Script): Promise<void> {
-    for (const [i, w] of script.writes.entries()) {
-      if (i > 0) await new Promise((r) => setTimeout(r, script.pauseMs ?? 100));
-      if (s.destroyed) return;
-      s.write(w, 'latin1');
-    }
-    if (script.close) s.end();
-  }
-
-  async listen(): Promise<number> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return (this.server.address() as AddressInfo).port;
-  }
+  if (script.close) s.end();
 }
 
 interface Outcome {
@@ -149,37 +108,18 @@ describe('malformed responses through sidecars on loopback', function () {
   this.timeout(60_000);
   let ca: CertificateAuthority;
   const stops: (() => unknown)[] = [];
-  const app = new RawApp();
+  let script: Script = { writes: [] };
+  const app = new RawApp((s) => void play(s, script));
+  let paths: TwoPaths;
   let a: Sidecar;
-  let b: Sidecar;
 
   before(async () => {
     ({ ca } = await newRootCa());
     const appPort = await app.listen();
-    stops.push(() => new Promise<void>((r) => app.server.close(() => r())));
-    b = await loopbackSidecar(ca, API, new FixedConfig({}), {
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
-    stops.push(() => b.drain(0));
-    a = await loopbackSidecar(
-      ca,
-      WEB,
-      new FixedConfig({
-        services: [
-          // Through B, over mTLS: the pair path.
-          { name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, protocol: 'http', targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] },
-          // To the app itself, an endpoint without a sidecar: the one-sidecar path.
-          { name: 'legacy', namespace: 'shop', clusterIPs: [LEGACY_IP], ports: [{ port: 80, protocol: 'http', targetPort: appPort }], endpoints: [{ address: '127.0.0.1' }] },
-        ],
-      }),
-      {
-        explicitOutbound: [
-          { port: 0, destination: { address: LEGACY_IP, port: 80, family: 'IPv4' } },
-          { port: 0, destination: { address: SERVICE_IP, port: 80, family: 'IPv4' } },
-        ],
-      },
-    );
-    stops.push(() => a.drain(0));
+    stops.push(() => app.close());
+    paths = await twoPaths(ca, appPort);
+    stops.push(() => paths.stop());
+    a = paths.a;
   });
 
   after(async () => {
@@ -187,16 +127,12 @@ describe('malformed responses through sidecars on loopback', function () {
   });
 
   // A test that failed may leave the app's connection open: the next one starts without it.
-  afterEach(() => {
-    for (const s of app.sockets) s.destroy();
-  });
+  afterEach(() => app.dropConnections());
 
-  /** The port a caller dials for each path: to the app through A alone, or through A then B. */
-  const PATHS = ['one sidecar', 'a sidecar pair'] as const;
-  const portOf = (path: (typeof PATHS)[number]): number => a.explicitOutboundPorts[PATHS.indexOf(path)]!;
+  const portOf = (path: PathName): number => paths.port(path);
 
   async function appLetGo(): Promise<void> {
-    await waitFor(`the app's connections to be closed (${app.open} open)`, async () => (app.open === 0 ? true : undefined), HUNG_MS, 10);
+    await waitFor(`the app's connections to be closed (${app.sockets.size} open)`, async () => (app.sockets.size === 0 ? true : undefined), HUNG_MS, 10);
   }
 
   /** The count of tsmesh_http_errors_total{error=`reason`} of `side`. */
@@ -218,7 +154,7 @@ describe('malformed responses through sidecars on loopback', function () {
     for (const path of PATHS) {
       it(`${name}, through ${path}: 502 at once, the app's connection closed`, async () => {
         const before = await errorsCounted(a, 'bad-response');
-        app.script = { writes, pauseMs: 50 };
+        script = { writes, pauseMs: 50 };
         const started = performance.now();
         const got = await h1Call(portOf(path));
         assert.equal(got.end, 'closed', `the caller was left waiting: ${JSON.stringify(got.raw)}`);
@@ -235,7 +171,7 @@ describe('malformed responses through sidecars on loopback', function () {
   for (const [name, bad] of Object.entries(BAD_BODIES)) {
     for (const path of PATHS) {
       it(`${name}, the body after the head has gone on, through ${path}: the caller's message cut short, the app's connection closed`, async () => {
-        app.script = { writes: [bad.head, bad.body], pauseMs: 150, close: bad.close };
+        script = { writes: [bad.head, bad.body], pauseMs: 150, close: bad.close };
         const got = await h1Call(portOf(path));
         assert.equal(got.end, 'closed', `the caller was left waiting: ${JSON.stringify(got.raw)}`);
         // Whatever of it the caller got: nothing (through the pair the break can reach A with the head), a 502 (B had sent A nothing), or a head and part of the body.
@@ -244,7 +180,7 @@ describe('malformed responses through sidecars on loopback', function () {
       });
 
       it(`${name}, head and body in one write, through ${path}: ${bad.close ? 'cut short' : '502'}, the app's connection closed`, async () => {
-        app.script = { writes: [bad.head + bad.body], close: bad.close };
+        script = { writes: [bad.head + bad.body], close: bad.close };
         const got = await h1Call(portOf(path));
         assert.equal(got.end, 'closed', `the caller was left waiting: ${JSON.stringify(got.raw)}`);
         // A close comes after the read with the head, which has gone on by then.
@@ -273,16 +209,9 @@ describe('a response cut short to an HTTP/1.0 client, through a sidecar on loopb
     app.listen(0, '127.0.0.1');
     await once(app, 'listening');
     stops.push(() => new Promise<void>((r) => app.close(() => r())));
-    const a = await loopbackSidecar(
-      ca,
-      WEB,
-      new FixedConfig({
-        services: [{ name: 'legacy', namespace: 'shop', clusterIPs: [LEGACY_IP], ports: [{ port: 80, protocol: 'http', targetPort: (app.address() as AddressInfo).port }], endpoints: [{ address: '127.0.0.1' }] }],
-      }),
-      { explicitOutbound: [{ port: 0, destination: { address: LEGACY_IP, port: 80, family: 'IPv4' } }] },
-    );
-    stops.push(() => a.drain(0));
-    port = a.explicitOutboundPorts[0]!;
+    const paths = await twoPaths(ca, (app.address() as AddressInfo).port);
+    stops.push(() => paths.stop());
+    port = paths.port('one sidecar');
   });
 
   after(async () => {
@@ -347,7 +276,7 @@ type H2Break = 'reset' | 'close' | 'short';
 describe('HTTP/2 responses that break after their head, through sidecars on loopback', function () {
   this.timeout(60_000);
   const stops: (() => unknown)[] = [];
-  let a: Sidecar;
+  let paths: TwoPaths;
   let how: H2Break = 'reset';
 
   before(async () => {
@@ -370,27 +299,8 @@ describe('HTTP/2 responses that break after their head, through sidecars on loop
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
     stops.push(() => new Promise<void>((r) => app.close(() => r())));
-    const b = await loopbackSidecar(ca, API, new FixedConfig({}), {
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
-    stops.push(() => b.drain(0));
-    a = await loopbackSidecar(
-      ca,
-      WEB,
-      new FixedConfig({
-        services: [
-          { name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, protocol: 'http', targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] },
-          { name: 'legacy', namespace: 'shop', clusterIPs: [LEGACY_IP], ports: [{ port: 80, protocol: 'http', targetPort: appPort }], endpoints: [{ address: '127.0.0.1' }] },
-        ],
-      }),
-      {
-        explicitOutbound: [
-          { port: 0, destination: { address: LEGACY_IP, port: 80, family: 'IPv4' } },
-          { port: 0, destination: { address: SERVICE_IP, port: 80, family: 'IPv4' } },
-        ],
-      },
-    );
-    stops.push(() => a.drain(0));
+    paths = await twoPaths(ca, appPort);
+    stops.push(() => paths.stop());
   });
 
   after(async () => {
@@ -403,10 +313,10 @@ describe('HTTP/2 responses that break after their head, through sidecars on loop
     short: 'the body ends short of its Content-Length',
   };
   for (const [kind, name] of Object.entries(BREAKS) as [H2Break, string][]) {
-    for (const [i, path] of ['one sidecar', 'a sidecar pair'].entries()) {
+    for (const path of PATHS) {
       it(`${name} in the middle of the body, through ${path}: the client's stream is reset (RST_STREAM), not ended`, async () => {
         how = kind;
-        const got = await h2Call(a.explicitOutboundPorts[i]!);
+        const got = await h2Call(paths.port(path));
         assert.equal(got.status, 200, JSON.stringify(got));
         assert.equal(got.end, 'reset', JSON.stringify(got));
         assert.notEqual(got.code, constants.NGHTTP2_NO_ERROR, JSON.stringify(got));

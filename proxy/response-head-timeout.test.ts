@@ -9,8 +9,7 @@
 // route timeout or a gRPC deadline replaces it. A's timeout is 400 ms here
 // instead of its default (TSMESH_RESPONSE_HEAD_TIMEOUT, 60 s).
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { waitFor } from '../lib/netns.js';
@@ -19,10 +18,10 @@ import { startEchoServer, type AppEvent, type EchoClient, type EchoRequest, type
 import type { Sidecar } from './sidecar.js';
 import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
 import { API, SERVICE_IP, WEB } from './testdata/shop.js';
+import { PATHS, RawApp, twoPaths, type PathName, type TwoPaths } from './testdata/two-paths.js';
 
 const HEAD_TIMEOUT_MS = 400;
-/** Service legacy.shop: the app itself, no sidecar; slow.shop: the app through B, under a route timeout. */
-const LEGACY_IP = '10.96.0.11';
+/** A service through B under a 3 s route timeout. */
 const SLOW_IP = '10.96.0.12';
 const GRPC_DEADLINE_EXCEEDED = 4;
 
@@ -34,48 +33,13 @@ interface Behaviour {
   interim?: string;
 }
 
-/** A raw app: reads requests and answers as told (or never); counts its open connections. */
-class RawApp {
-  behaviour: Behaviour = {};
-  readonly sockets = new Set<Socket>();
-  /** Performance.now() when the app read the last byte of a request (its head and, for a body of `content-length`, the body). */
-  lastRequestByteAt = 0;
-  readonly server: Server;
-
-  constructor() {
-    this.server = createServer((s) => {
-      this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
-      s.on('error', () => undefined);
-      let got = '';
-      s.setEncoding('latin1');
-      s.on('data', (d: string) => {
-        got += d;
-        const end = got.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const length = Number(/\r\ncontent-length: (\d+)/i.exec(got.slice(0, end))?.[1] ?? 0);
-        if (got.length < end + 4 + length) return;
-        got = '';
-        this.lastRequestByteAt = performance.now();
-        this.answer(s, this.behaviour);
-      });
-    });
-  }
-
-  private answer(s: Socket, b: Behaviour): void {
-    if (b.interim) s.write(b.interim);
-    if (b.answer === undefined) return;
-    setTimeout(() => {
-      if (s.destroyed) return;
-      s.write(b.answer!);
-    }, b.delayMs ?? 0);
-  }
-
-  async listen(): Promise<number> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return (this.server.address() as AddressInfo).port;
-  }
+/** Answers on `s` as `b` says. */
+function answer(s: Socket, b: Behaviour): void {
+  if (b.interim) s.write(b.interim);
+  if (b.answer === undefined) return;
+  setTimeout(() => {
+    if (!s.destroyed) s.write(b.answer!);
+  }, b.delayMs ?? 0);
 }
 
 /** One HTTP/1.1 exchange on a connection of its own: everything that came back until the proxy closed it, and when the head came. */
@@ -110,54 +74,27 @@ describe('the response head timeout through sidecars on loopback', function () {
   this.timeout(60_000);
   let ca: CertificateAuthority;
   const stops: (() => unknown)[] = [];
-  const app = new RawApp();
+  let behaviour: Behaviour = {};
+  const app = new RawApp((s) => answer(s, behaviour));
   let a: Sidecar;
-  let b: Sidecar;
+  let paths: TwoPaths;
 
   before(async () => {
     ({ ca } = await newRootCa());
     const appPort = await app.listen();
-    stops.push(() => new Promise<void>((r) => app.server.close(() => r())));
-    b = await loopbackSidecar(ca, API, new FixedConfig({}), {
-      inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
-    });
-    stops.push(() => b.drain(0));
-    const through = (name: string, ip: string, over: object = {}): object => ({
-      name,
-      namespace: 'shop',
-      clusterIPs: [ip],
-      ports: [{ port: 80, protocol: 'http', targetPort: b.inboundPort }],
-      endpoints: [{ address: '127.0.0.1', identity: API }],
-      ...over,
-    });
-    a = await loopbackSidecar(
-      ca,
-      WEB,
-      new FixedConfig({
-        services: [
-          { name: 'legacy', namespace: 'shop', clusterIPs: [LEGACY_IP], ports: [{ port: 80, protocol: 'http', targetPort: appPort }], endpoints: [{ address: '127.0.0.1' }] },
-          through('api', SERVICE_IP),
-          through('slow', SLOW_IP, { trafficPolicy: { timeout: '3s' } }),
-        ],
-      }),
-      {
-        responseHeadTimeoutMs: HEAD_TIMEOUT_MS,
-        explicitOutbound: [LEGACY_IP, SERVICE_IP, SLOW_IP].map((address) => ({ port: 0, destination: { address, port: 80, family: 'IPv4' as const } })),
-      },
-    );
-    stops.push(() => a.drain(0));
+    stops.push(() => app.close());
+    paths = await twoPaths(ca, appPort, { a: { responseHeadTimeoutMs: HEAD_TIMEOUT_MS }, through: [{ ip: SLOW_IP, service: { trafficPolicy: { timeout: '3s' } } }] });
+    stops.push(() => paths.stop());
+    a = paths.a;
   });
 
   after(async () => {
     for (const stop of stops.splice(0).reverse()) await stop();
   });
 
-  afterEach(() => {
-    for (const s of app.sockets) s.destroy();
-  });
+  afterEach(() => app.dropConnections());
 
-  const PATHS = ['one sidecar', 'a sidecar pair'] as const;
-  const portOf = (path: (typeof PATHS)[number]): number => a.explicitOutboundPorts[PATHS.indexOf(path)]!;
+  const portOf = (path: PathName): number => paths.port(path);
 
   async function counted(side: Sidecar, family: string, labels: RegExp): Promise<number> {
     const text = await side.metrics.registry.getSingleMetricAsString(family);
@@ -169,7 +106,7 @@ describe('the response head timeout through sidecars on loopback', function () {
 
   for (const path of PATHS) {
     it(`an app that never answers, through ${path}: 504 response-head-timeout after the timeout, the app's connection closed, counted`, async () => {
-      app.behaviour = {};
+      behaviour = {};
       const errors = await counted(a, 'tsmesh_http_errors_total', /error="response-head-timeout"/);
       const answered504 = await counted(a, 'tsmesh_requests_total', /direction="outbound".*response_code="504"/);
       const started = performance.now();
@@ -186,7 +123,7 @@ describe('the response head timeout through sidecars on loopback', function () {
   }
 
   it('counts from the request\'s last byte: a request body that takes longer than the timeout to arrive is not cut', async () => {
-    app.behaviour = {};
+    behaviour = {};
     const got = await call(portOf('one sidecar'), 'POST /orders HTTP/1.1\r\nhost: api.shop\r\nconnection: close\r\ncontent-length: 6\r\n\r\nab', [
       { thenMs: 300, text: 'cd' },
       { thenMs: 300, text: 'ef' },
@@ -207,7 +144,7 @@ describe('the response head timeout through sidecars on loopback', function () {
 
   /** The app answers its head at once and its body three timeouts later. */
   async function callWithSlowBody(port: number): Promise<{ raw: string }> {
-    app.behaviour = { answer: 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n' };
+    behaviour = { answer: 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n' };
     const pending = call(port, GET);
     await waitFor('the app to have a connection', async () => (app.sockets.size > 0 ? true : undefined), 5000, 10);
     await new Promise((r) => setTimeout(r, HEAD_TIMEOUT_MS * 3));
@@ -216,7 +153,7 @@ describe('the response head timeout through sidecars on loopback', function () {
   }
 
   it('interim responses start the wait again: a 200 after two 103s, each within the timeout, goes through', async () => {
-    app.behaviour = { interim: 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n' };
+    behaviour = { interim: 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n' };
     const pending = call(portOf('a sidecar pair'), GET);
     await waitFor('the app to have a connection', async () => (app.sockets.size > 0 ? true : undefined), 5000, 10);
     await new Promise((r) => setTimeout(r, HEAD_TIMEOUT_MS * 0.6));
@@ -229,8 +166,8 @@ describe('the response head timeout through sidecars on loopback', function () {
   });
 
   it("a route's own timeout replaces it: an answer after twice the head timeout, under a 3 s route timeout, goes through", async () => {
-    app.behaviour = { answer: 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow', delayMs: HEAD_TIMEOUT_MS * 2 };
-    const got = await call(a.explicitOutboundPorts[2]!, GET);
+    behaviour = { answer: 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow', delayMs: HEAD_TIMEOUT_MS * 2 };
+    const got = await call(paths.throughPort(0), GET);
     assert.match(got.raw, /^HTTP\/1\.1 200 /, got.raw);
     assert.ok(got.raw.endsWith('\r\n\r\nslow'), got.raw);
   });
