@@ -98,25 +98,22 @@ export function parsePortMtlsModes(value: string, path: string): Record<string, 
 export function scopedSettings(annotations: Readonly<Record<string, string>> | undefined, path = 'annotations'): ScopedSettings {
   const a = INBOUND_POLICY_ANNOTATIONS;
   const out: ScopedSettings = {};
+  /** What an annotation read by `parse` sets; undefined when it is absent or sets nothing. */
+  const fields = <T extends object>(name: string, parse: (value: string, path: string) => T): T | undefined => {
+    const value = annotations?.[name];
+    const parsed = value === undefined ? undefined : parse(value, join(path, name));
+    return parsed && Object.keys(parsed).length > 0 ? parsed : undefined;
+  };
   const mtls = annotations?.[a.mtlsMode];
   if (mtls !== undefined) out.mtlsMode = oneOfAnnotation(mtls, join(path, a.mtlsMode), MTLS_MODES);
-  const ports = annotations?.[a.portMtlsModes];
-  if (ports !== undefined) {
-    const parsed = parsePortMtlsModes(ports, join(path, a.portMtlsModes));
-    if (Object.keys(parsed).length > 0) out.portMtlsModes = parsed;
-  }
+  const ports = fields(a.portMtlsModes, parsePortMtlsModes);
+  if (ports) out.portMtlsModes = ports;
   const policy = annotations?.[a.defaultInboundPolicy];
   if (policy !== undefined) out.defaultInboundPolicy = oneOfAnnotation(policy, join(path, a.defaultInboundPolicy), DEFAULT_INBOUND_POLICIES);
-  const tracing = annotations?.[TELEMETRY_ANNOTATIONS.tracing];
-  if (tracing !== undefined) {
-    const parsed = parseTracingAnnotation(tracing, join(path, TELEMETRY_ANNOTATIONS.tracing));
-    if (Object.keys(parsed).length > 0) out.tracing = parsed;
-  }
-  const accessLog = annotations?.[TELEMETRY_ANNOTATIONS.accessLog];
-  if (accessLog !== undefined) {
-    const parsed = parseAccessLogAnnotation(accessLog, join(path, TELEMETRY_ANNOTATIONS.accessLog));
-    if (Object.keys(parsed).length > 0) out.accessLog = parsed;
-  }
+  const tracing = fields(TELEMETRY_ANNOTATIONS.tracing, parseTracingAnnotation);
+  if (tracing) out.tracing = tracing;
+  const accessLog = fields(TELEMETRY_ANNOTATIONS.accessLog, parseAccessLogAnnotation);
+  if (accessLog) out.accessLog = accessLog;
   return out;
 }
 

@@ -69,6 +69,21 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** The discovery stream as proxy shop/web gets it, with a certificate from the mesh CA; started. */
+  async function webProxyStream(): Promise<StreamConfigSource> {
+    const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
+    const key = newKey();
+    const id = 'spiffe://cluster.local/ns/shop/sa/web';
+    const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
+    const stream = new StreamConfigSource({
+      address: `127.0.0.1:${ports.ca}`,
+      tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
+      log: silentLogger,
+    });
+    stream.start();
+    return stream;
+  }
+
   it('turns ready once discovery has synced', async () => {
     const status = await eventually(async () => {
       const r = await request(`http://127.0.0.1:${ports.admin}/readyz`).catch(() => undefined);
@@ -100,16 +115,7 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
   });
 
   it('streams a Service and its endpoints created through the API to a proxy', async () => {
-    const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
-    const key = newKey();
-    const id = 'spiffe://cluster.local/ns/shop/sa/web';
-    const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
-    const stream = new StreamConfigSource({
-      address: `127.0.0.1:${ports.ca}`,
-      tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
-      log: silentLogger,
-    });
-    stream.start();
+    const stream = await webProxyStream();
     try {
       const core = server!.kc.makeApiClient(CoreV1Api);
       await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'api' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } } });
@@ -136,16 +142,7 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
   });
 
   it('streams a headless Service and its EndpointSlice of meshed pods to a proxy, which knows each pod by its address', async () => {
-    const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
-    const key = newKey();
-    const id = 'spiffe://cluster.local/ns/shop/sa/web';
-    const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
-    const stream = new StreamConfigSource({
-      address: `127.0.0.1:${ports.ca}`,
-      tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
-      log: silentLogger,
-    });
-    stream.start();
+    const stream = await webProxyStream();
     try {
       const core = server!.kc.makeApiClient(CoreV1Api);
       // A namespace without the injection label: the pods are written as the injector leaves them, with no
@@ -304,16 +301,7 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
   // After the certificate lifetime's tests, which count the Warning Events on tsmesh-config: this one adds one.
   describe('telemetry settings', function () {
     it("streams tsmesh-config's tracing and accessLog, and a namespace's tsmesh.io/access-log over them, to a proxy; a refused value keeps the last good ones", async () => {
-      const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
-      const key = newKey();
-      const id = 'spiffe://cluster.local/ns/shop/sa/web';
-      const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
-      const stream = new StreamConfigSource({
-        address: `127.0.0.1:${ports.ca}`,
-        tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
-        log: silentLogger,
-      });
-      stream.start();
+      const stream = await webProxyStream();
       const core = server!.kc.makeApiClient(CoreV1Api);
       const setData = async (over: Record<string, string | undefined>): Promise<void> => {
         const cm = await core.readNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config' });
