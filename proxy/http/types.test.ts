@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { bufferedBody, bufferOf, localResponse, streamOf } from './types.js';
+import { bufferedBody, bufferOf, copyEndToEnd, emptyHeaders, endToEndHeaders, localResponse, streamOf } from './types.js';
 
 describe('bodies in memory', () => {
   it('hand over their bytes until taken as a stream, which gives the same bytes once, with its end', async () => {
@@ -49,5 +49,30 @@ describe('bodies in memory', () => {
     const res = localResponse(503, 'no-endpoints', 'tsmesh: api.shop has no ready endpoints');
     assert.equal(res.headers['content-length'], String('tsmesh: api.shop has no ready endpoints\n'.length));
     assert.equal(res.headers['x-tsmesh-error'], 'no-endpoints');
+  });
+});
+
+describe('end-to-end fields', () => {
+  const head = (): Record<string, string | string[] | undefined> => {
+    const h = emptyHeaders<Record<string, string | string[] | undefined>>();
+    Object.assign(h, { ':status': '200', connection: 'keep-alive, X-Hop', 'x-hop': '1', 'keep-alive': 'timeout=5', te: 'trailers', upgrade: 'h2c', 'x-app': ['a', 'b'], gone: undefined });
+    h['__proto__'] = 'data';
+    return h;
+  };
+
+  it('leave out hop-by-hop fields and those Connection names, keep te: trailers and fields named like Object members', () => {
+    const out = endToEndHeaders(head());
+    assert.deepEqual({ ...out }, { ':status': '200', te: 'trailers', 'x-app': ['a', 'b'], ['__proto__']: 'data' });
+    assert.equal(Object.getPrototypeOf(Object.getPrototypeOf(out)), null, 'a header object that inherits nothing');
+  });
+
+  it('are copied into an outgoing HTTP/2 head without pseudo-headers, over what it holds', () => {
+    const to = emptyHeaders<Record<string, string | string[] | undefined>>();
+    to[':status'] = '204';
+    copyEndToEnd(head(), to, true);
+    assert.deepEqual({ ...to }, { ':status': '204', te: 'trailers', 'x-app': ['a', 'b'], ['__proto__']: 'data' });
+    const noConnection = emptyHeaders<Record<string, string | string[] | undefined>>();
+    copyEndToEnd({ 'x-hop': '1', te: 'gzip' }, noConnection, true);
+    assert.deepEqual({ ...noConnection }, { 'x-hop': '1' }, 'without Connection, only the fixed hop-by-hop set goes');
   });
 });
