@@ -17,6 +17,7 @@
 import assert from 'node:assert/strict';
 import { find, parseMetrics, total, type Sample } from '../../lib/prom-text.js';
 import type { CallResult, Operation } from '../netns/grpc-calls.js';
+import { WS_ECHO_RESULT } from '../netns/ws-echo.js';
 import { TESTAPPS_IMAGE, TSMESH_IMAGE, hostState, injectorReady, kubectl, skipWithoutNode, startNode, stopLeavingNothing, tsmeshCli, waitFor, type HostState, type TestNode } from './node.js';
 
 const TD = 'cluster.local';
@@ -33,6 +34,7 @@ interface Container {
   ports?: number[];
   /** The kubelet's readiness probe, which the injector points at the proxy's admin port. */
   readinessProbe?: object;
+  env?: Record<string, string>;
 }
 
 function podTemplate(app: string, serviceAccount: string, c: Container, labels: Record<string, string> = {}): object {
@@ -49,6 +51,7 @@ function podTemplate(app: string, serviceAccount: string, c: Container, labels: 
           command: c.command,
           ...(c.ports ? { ports: c.ports.map((containerPort) => ({ containerPort })) } : {}),
           ...(c.readinessProbe ? { readinessProbe: { periodSeconds: 1, ...c.readinessProbe } } : {}),
+          ...(c.env ? { env: Object.entries(c.env).map(([name, value]) => ({ name, value })) } : {}),
         },
       ],
     },
@@ -80,7 +83,7 @@ const GRPC_PORT = 50051;
 const WS_PORT = 8090;
 const HTTP_PORT = 8080;
 const tcpProbe = (port: number): object => ({ tcpSocket: { port } });
-const httpApp = (): Container => ({ command: ['node', `${APPS}/http-app.mjs`, String(HTTP_PORT)], ports: [HTTP_PORT], readinessProbe: tcpProbe(HTTP_PORT) });
+const httpApp = (env: Record<string, string> = {}): Container => ({ command: ['node', `${APPS}/http-app.mjs`, String(HTTP_PORT)], ports: [HTTP_PORT], readinessProbe: tcpProbe(HTTP_PORT), env });
 
 const WORKLOADS: Record<keyof typeof NS, object[]> = {
   // Echo (test/netns/grpc-service.ts) behind a Service with a port declared grpc and one left to detection.
@@ -111,12 +114,15 @@ const WORKLOADS: Record<keyof typeof NS, object[]> = {
     },
     deployment(NS.sts, 'plain', 1, podTemplate('plain', 'client', { command: ['node', '-e', "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1 << 30)"] }, { 'tsmesh.io/inject': 'disabled' })),
   ],
-  // Two replicas of slow (one will hang) under a 2 s route timeout, and steady, which the same client calls meanwhile.
+  // Two replicas of slow (one will hang), behind slow under a 2 s route timeout and behind slow-bare without one;
+  // steady, which the same client calls meanwhile. slow answers in 200 ms: slower than the balancer's default
+  // estimate times the callers, which let a hung replica never measured look the cheaper one.
   hang: [
     ...meshedNamespace(NS.hang, ['slow', 'steady']),
-    deployment(NS.hang, 'slow', 2, podTemplate('slow', 'slow', httpApp())),
+    deployment(NS.hang, 'slow', 2, podTemplate('slow', 'slow', httpApp({ DELAY_MS: '200' }))),
     deployment(NS.hang, 'steady', 1, podTemplate('steady', 'steady', httpApp())),
     service(NS.hang, 'slow', 'slow', [{ name: 'http', port: 80, targetPort: HTTP_PORT }]),
+    service(NS.hang, 'slow-bare', 'slow', [{ name: 'http', port: 80, targetPort: HTTP_PORT }]),
     service(NS.hang, 'steady', 'steady', [{ name: 'http', port: 80, targetPort: HTTP_PORT }]),
     { apiVersion: 'tsmesh.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'slow', namespace: NS.hang }, spec: { targetRef: { kind: 'Service', name: 'slow' }, timeout: '2s' } },
   ],
@@ -150,6 +156,7 @@ interface LoadResult {
   pods: Record<string, number>;
   errors: Record<string, number>;
   ms: Record<string, { p50: number; p99: number; max: number }>;
+  longestGapMs: number;
 }
 
 describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica through tsmesh (test/node)', function () {
@@ -216,7 +223,7 @@ describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica throug
     host = await hostState();
     const t0 = Date.now();
     node = await startNode();
-    console.log(`      node Ready with DNS in ${Date.now() - t0} ms; state in ${node.dir}`);
+    console.log(`      node Ready with DNS in ${Date.now() - t0} ms (${Object.entries(node.timings).map(([k, v]) => `${k} ${v} ms`).join(', ')}); state in ${node.dir}`);
     const install = await timed('tsmesh install', () => tsmeshCli(node!, ['install', '--image', TSMESH_IMAGE, '--wait', '180s']));
     assert.match(install, /tsmesh-control-plane/);
     await timed('injector caBundle', () => injectorReady(node!));
@@ -313,16 +320,7 @@ describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica throug
         const t0 = Date.now();
         const r = JSON.parse(await timed(`WebSocket echo via ${svc}`, () => inPod(ns, client, ['node', `${APPS}/ws-client.mjs`, 'echo', `ws://${svc}.${ns}.svc.cluster.local/${svc}`]))) as object;
         console.log(`      ${svc}: ${JSON.stringify(r)} in ${Date.now() - t0} ms`);
-        assert.deepEqual(r, {
-          echoed: 1000,
-          inOrder: true,
-          binary: true,
-          // permessage-deflate, negotiated end to end through both proxies.
-          extensions: 'permessage-deflate',
-          pong: 'ping from the client',
-          serverClose: [4002, 'server says bye'],
-          clientClose: 4001,
-        });
+        assert.deepEqual(r, WS_ECHO_RESULT);
       }
       // The app saw, on each path, every message and the client's own close code.
       const log = await kc(['-n', ns, 'logs', await onePod(ns, 'ws'), '-c', 'app']);
@@ -392,6 +390,7 @@ describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica throug
     const ns = NS.hang;
     let client: string;
     let hung: string;
+    let well: string;
     const stats = async (pod: string): Promise<{ requests: number; held: number; hang: boolean }> =>
       JSON.parse(await inPod(ns, pod, ['node', '-e', "fetch('http://127.0.0.1:8081/stats').then((r) => r.text()).then((t) => process.stdout.write(t))"])) as never;
     before(async function () {
@@ -401,40 +400,62 @@ describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica throug
     afterEach(diagnoseOnFailure(ns));
     after(() => cleanUp('hang'));
 
+    /** Closed-loop calls for 12 s, 4 at a time to `service` and 2 at a time to steady, each cut by the caller at `boundMs`. */
+    const load = async (service: string, boundMs: number): Promise<[LoadResult, LoadResult]> => {
+      const spec = {
+        seconds: 12,
+        boundMs,
+        targets: [
+          { url: `http://${service}.${ns}.svc.cluster.local/call`, concurrency: 4 },
+          { url: `http://steady.${ns}.svc.cluster.local/call`, concurrency: 2 },
+        ],
+      };
+      const [toSlow, toSteady] = await timed(`calls to ${service} beside a hung replica`, () => calls<LoadResult[]>(ns, client, ['load', JSON.stringify(spec)], 90_000));
+      console.log(`      ${service}: ${JSON.stringify(toSlow)}`);
+      console.log(`      steady meanwhile: ${JSON.stringify(toSteady)}`);
+      // The other Service the same client calls is not held back at all.
+      assert.deepEqual(toSteady!.errors, {}, 'a call to steady the client had to cut, or that failed');
+      assert.deepEqual(toSteady!.statuses, { 200: toSteady!.sent }, 'every call to steady answered');
+      assert.ok(toSteady!.sent >= 20, `only ${toSteady!.sent} calls to steady in 12 s`);
+      return [toSlow!, toSteady!];
+    };
+
     it('under a 2 s route timeout every call ends, 200 from the other replica or 504 from the mesh, and calls to another Service keep succeeding', async function () {
       const slow = await readyPods(ns, 'slow');
       assert.equal(slow.length, 2);
       hung = slow[0]!.metadata.name;
-      const well = slow[1]!.metadata.name;
+      well = slow[1]!.metadata.name;
       // Both replicas answer before one hangs.
       const before = await calls<HttpAnswer[]>(ns, client, ['http', '10000', ...slow.map((p) => `http://${p.status.podIP}:${HTTP_PORT}/before`)]);
       assert.deepEqual(before.map((a) => a.status), [200, 200], JSON.stringify(before));
       await inPod(ns, hung, ['node', '-e', "fetch('http://127.0.0.1:8081/hang', { method: 'POST' }).then((r) => process.exit(r.ok ? 0 : 1))"]);
-      // No call may take the 15 s bound: the route timeout must have ended it first.
-      const spec = {
-        seconds: 12,
-        boundMs: 15_000,
-        targets: [
-          { url: `http://slow.${ns}.svc.cluster.local/call`, concurrency: 4 },
-          { url: `http://steady.${ns}.svc.cluster.local/call`, concurrency: 2 },
-        ],
-      };
-      const [toSlow, toSteady] = await timed('calls beside a hung replica', () => calls<LoadResult[]>(ns, client, ['load', JSON.stringify(spec)], 90_000));
-      console.log(`      slow: ${JSON.stringify(toSlow)}`);
-      console.log(`      steady: ${JSON.stringify(toSteady)}`);
-      assert.deepEqual(toSlow!.errors, {}, 'a call to slow the client had to cut, or that failed');
-      assert.deepEqual(Object.keys(toSlow!.statuses).sort(), ['200', '504'].filter((s) => toSlow!.statuses[s]), 'only 200 and 504');
-      assert.ok((toSlow!.statuses['504'] ?? 0) >= 1, 'the hung replica was called, and the route timeout answered');
-      assert.deepEqual(toSlow!.meshErrors, { timeout: toSlow!.statuses['504'] }, 'every 504 is the route timeout\'s');
-      assert.ok(toSlow!.ms['504']!.p50 >= 1900, `a 504 came after ${toSlow!.ms['504']!.p50} ms, before the 2 s timeout`);
-      assert.deepEqual(Object.keys(toSlow!.pods), [well], 'every 200 came from the replica that answers');
-      assert.ok((toSlow!.statuses['200'] ?? 0) > 10 * (toSlow!.statuses['504'] ?? 0), 'the balancer sends the hung replica a few calls, not half');
-      assert.deepEqual(toSteady!.errors, {}, 'a call to steady the client had to cut, or that failed');
-      assert.deepEqual(toSteady!.statuses, { 200: toSteady!.sent }, 'every call to steady answered');
-      assert.ok(toSteady!.sent >= 20, `only ${toSteady!.sent} calls to steady in 12 s`);
+      // No call may reach the caller's 15 s bound: the route timeout ends it first.
+      const [toSlow] = await load('slow', 15_000);
+      assert.deepEqual(toSlow.errors, {}, 'a call to slow the client had to cut, or that failed');
+      assert.deepEqual(Object.keys(toSlow.statuses).sort(), ['200', '504'].filter((s) => toSlow.statuses[s]), 'only 200 and 504');
+      assert.ok((toSlow.statuses['504'] ?? 0) >= 1, 'the hung replica was called, and the route timeout answered');
+      assert.deepEqual(toSlow.meshErrors, { timeout: toSlow.statuses['504'] }, 'every 504 is the route timeout\'s');
+      assert.ok(toSlow.ms['504']!.p50 >= 1900, `a 504 came after ${toSlow.ms['504']!.p50} ms, before the 2 s timeout`);
+      assert.deepEqual(Object.keys(toSlow.pods), [well], 'every 200 came from the replica that answers');
+      assert.ok((toSlow.statuses['200'] ?? 0) > 10 * (toSlow.statuses['504'] ?? 0), 'the balancer sends the hung replica a few calls, not half');
+      // The balancer learns from the silence of the hung replica, not from the timeout: the callers are never all
+      // held by it (they were, for the 2 s, while a hung replica's estimate faded as its requests waited).
+      assert.ok(toSlow.longestGapMs < 1500, `no call to slow answered for ${toSlow.longestGapMs} ms`);
     });
 
-    it('the hung app holds none of the calls the mesh timed out', async function () {
+    it('without a route timeout, the hung replica holds only the calls that reached it before its silence showed; the rest go to the other', async function () {
+      // slow-bare: the same pods, no TrafficPolicy. The mesh waits as long as the caller; the caller waits 5 s.
+      const [toSlow] = await load('slow-bare', 5000);
+      const cut = toSlow.errors['aborted'] ?? 0;
+      assert.deepEqual(Object.keys(toSlow.errors), cut > 0 ? ['aborted'] : [], 'calls failed otherwise than cut by the caller');
+      assert.deepEqual(toSlow.statuses, { 200: toSlow.sent - cut }, 'the others answered 200');
+      assert.deepEqual(Object.keys(toSlow.pods), [well], 'by the replica that answers');
+      assert.ok(cut <= 6, `${cut} calls waited on the hung replica until their caller gave up`);
+      // Held, the callers would all wait out their 5 s.
+      assert.ok(toSlow.longestGapMs < 2500, `no call to slow-bare answered for ${toSlow.longestGapMs} ms: the callers were all held`);
+    });
+
+    it('the hung app holds none of the calls the mesh timed out or their callers gave up', async function () {
       const s = await waitFor(
         async () => {
           const x = await stats(hung);
@@ -444,7 +465,7 @@ describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica throug
         `${hung} to hold no request`,
       );
       console.log(`      ${hung} still hangs (${s.hang}): ${s.requests} requests reached it, ${s.held} held`);
-      assert.ok(s.hang && s.requests >= 2, 'the calls reached the hung app');
+      assert.ok(s.hang && s.requests >= 3, 'the calls reached the hung app');
     });
   });
 

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hostState, nodeResidue, nodeScript, nodeTier, type HostState } from './node.js';
+import { hostState, nodeCacheDir, nodeResidue, nodeScript, nodeTier, type HostState } from './node.js';
 
 const here = join(nodeScript, '..');
 
@@ -64,6 +64,30 @@ describe('real node tier: its machinery (test/node)', function () {
       assert.match(tier.reason, /^real node tier SKIPPED: (needs Linux|needs root|missing Debian packages: apt-get install containerd runc .*\(\.ci\/run installs them\))/);
     } finally {
       process.env['PATH'] = path;
+    }
+  });
+
+  it('nodeTier() names a missing image, the test apps\' among them, and the build that makes it', function () {
+    const tier = nodeTier();
+    if (!tier.ok) {
+      console.log(`      skipped: ${tier.reason}`);
+      this.skip();
+    }
+    // A cache with everything but the test apps' image.
+    const cache = mkdtempSync(join(tmpdir(), 'tsmesh-node-cache-'));
+    const saved = process.env['TSMESH_NODE_CACHE'];
+    try {
+      mkdirSync(join(cache, 'images'));
+      symlinkSync(join(nodeCacheDir(), 'bin'), join(cache, 'bin'));
+      for (const i of ['pause', 'coredns', 'tsmesh']) symlinkSync(join(nodeCacheDir(), 'images', `${i}.tar`), join(cache, 'images', `${i}.tar`));
+      process.env['TSMESH_NODE_CACHE'] = cache;
+      const without = nodeTier();
+      assert.equal(without.ok, false);
+      assert.equal(without.reason, `real node tier SKIPPED: ${join(cache, 'images', 'testapps.tar')} is not built; run test/node/build.sh (npm run test:node)`);
+    } finally {
+      if (saved === undefined) delete process.env['TSMESH_NODE_CACHE'];
+      else process.env['TSMESH_NODE_CACHE'] = saved;
+      rmSync(cache, { recursive: true, force: true });
     }
   });
 

@@ -10,8 +10,9 @@
 //                           {"seconds", "boundMs", "targets": [{"url",
 //                           "concurrency"}]}; per target: calls sent, statuses,
 //                           x-tsmesh-error values, the pods that answered,
-//                           calls the bound cut (aborted), and p50, p99 and the
-//                           longest in ms by status
+//                           calls the bound cut (aborted), p50, p99 and the
+//                           longest in ms by status, and the longest stretch
+//                           in which no call was answered 200 (from the start)
 //   grpc TARGET OPS         gRPC calls (test/netns/grpc-calls.ts Operations,
 //                           a JSON array) to HOST:PORT over one channel, in
 //                           order; their CallResults
@@ -25,6 +26,8 @@ interface Answer {
   body?: unknown;
   error?: string;
   ms: number;
+  /** performance.now() when it ended. */
+  endedAt?: number;
 }
 
 async function get(url: string, boundMs: number): Promise<Answer> {
@@ -39,10 +42,12 @@ async function get(url: string, boundMs: number): Promise<Answer> {
       // a text answer (the proxy's own errors)
     }
     const meshError = res.headers.get('x-tsmesh-error');
-    return { url, status: res.status, ...(meshError === null ? {} : { meshError }), body, ms: performance.now() - t0 };
+    const endedAt = performance.now();
+    return { url, status: res.status, ...(meshError === null ? {} : { meshError }), body, ms: endedAt - t0, endedAt };
   } catch (e) {
     const err = e as Error & { cause?: { code?: string } };
-    return { url, error: err.name === 'TimeoutError' ? 'aborted' : (err.cause?.code ?? err.message), ms: performance.now() - t0 };
+    const endedAt = performance.now();
+    return { url, error: err.name === 'TimeoutError' ? 'aborted' : (err.cause?.code ?? err.message), ms: endedAt - t0, endedAt };
   }
 }
 
@@ -56,6 +61,7 @@ interface LoadSpec {
 
 async function load(spec: LoadSpec): Promise<object> {
   const end = Date.now() + spec.seconds * 1000;
+  const t0 = performance.now();
   return Promise.all(
     spec.targets.map(async (t) => {
       const answers: Answer[] = [];
@@ -77,6 +83,12 @@ async function load(spec: LoadSpec): Promise<object> {
         const xs = answers.filter((a) => String(a.status ?? a.error) === status).map((a) => a.ms);
         ms[status] = { p50: percentile(xs, 0.5), p99: percentile(xs, 0.99), max: Math.round(Math.max(...xs)) };
       }
+      let longestGapMs = 0;
+      let last = t0;
+      for (const at of answers.filter((a) => a.status === 200).map((a) => a.endedAt!).sort((a, b) => a - b)) {
+        longestGapMs = Math.max(longestGapMs, at - last);
+        last = at;
+      }
       return {
         url: t.url,
         sent: answers.length,
@@ -85,6 +97,7 @@ async function load(spec: LoadSpec): Promise<object> {
         pods: count((a) => (a.status === 200 ? (a.body as { pod?: string }).pod : undefined)),
         errors: count((a) => a.error),
         ms,
+        longestGapMs: Math.round(longestGapMs),
       };
     }),
   );

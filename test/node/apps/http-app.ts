@@ -2,7 +2,8 @@
 // apps' image (test/node/build.sh bundles it): every request on PORT is
 // answered with JSON naming the pod that answered (its hostname), the path,
 // and the caller's identity as the pod's proxy gave it (x-tsmesh-client-id,
-// x-forwarded-client-cert), so a test reads who reached whom.
+// x-forwarded-client-cert), so a test reads who reached whom. With
+// DELAY_MS in its environment it answers that much later (a slower app).
 //
 // On 127.0.0.1:CONTROL_PORT, reachable only from inside the pod (kubectl
 // exec), the test steers it:
@@ -17,6 +18,7 @@ import { createServer } from 'node:http';
 import { hostname } from 'node:os';
 
 const [port = '8080', controlPort = '8081'] = process.argv.slice(2);
+const delayMs = Number(process.env['DELAY_MS'] ?? 0);
 let hang = false;
 let requests = 0;
 let held = 0;
@@ -33,7 +35,9 @@ const app = createServer((req, res) => {
     return v === undefined ? null : String(v);
   };
   const body = JSON.stringify({ pod: hostname(), path: req.url, clientId: header('x-tsmesh-client-id'), clientCert: header('x-forwarded-client-cert') });
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+  const answer = (): void => void res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+  if (delayMs > 0) setTimeout(answer, delayMs);
+  else answer();
 });
 // Requests held by a hung app wait on their callers, not on a server timeout.
 app.requestTimeout = 0;
