@@ -185,37 +185,34 @@ async function startH1(appPort: number): Promise<Pair> {
 
 /** Two h2-relay.ts processes with mTLS between them: node:http2 and nothing else. */
 async function startRelays(appPort: number): Promise<Pair> {
+  const tls = await meshTls();
+  const server = await startRelay('h2-relay.ts', 'relay-server', { listen: { port: 0, tls: tls(API) }, upstream: { port: appPort } } satisfies RelaySetup);
+  const client = await startRelay('h2-relay.ts', 'relay-client', { listen: { port: 0 }, upstream: { port: server.port, tls: tls(WEB) } } satisfies RelaySetup);
+  return { name: 'node-h2', url: `http://127.0.0.1:${client.port}${METHOD}`, pids: [client.child.pid!, server.child.pid!] };
+}
+
+/** The certificate, key and roots of a SPIFFE ID from a new mesh CA, as PEM, for the relays. */
+async function meshTls(): Promise<(id: string) => { cert: string; key: string; ca: string }> {
   const { ca } = await newRootCa();
-  const tls = (id: string): { cert: string; key: string; ca: string } => {
+  return (id) => {
     const c = issueCredentials(ca, id);
     return { cert: c.certChainPem, key: c.keyPem, ca: c.trustBundlePem };
   };
-  const relay = async (side: string, setup: RelaySetup): Promise<{ child: ChildProcess; port: number }> => {
-    const file = join(work, `relay-${side}.json`);
-    writeFileSync(file, JSON.stringify(setup));
-    const { child, line } = await start(`relay-${side}`, process.execPath, [...NODE_FLAGS.map((f) => f.replace('{work}', work)), '--import', 'tsx', join(REPO, 'proxy/bench/h2-relay.ts'), file], { NODE_OPTIONS: PROXY_NODE_OPTIONS }, /^ready /);
-    return { child, port: Number(line.slice(6)) };
-  };
-  const server = await relay('server', { listen: { port: 0, tls: tls(API) }, upstream: { port: appPort } });
-  const client = await relay('client', { listen: { port: 0 }, upstream: { port: server.port, tls: tls(WEB) } });
-  return { name: 'node-h2', url: `http://127.0.0.1:${client.port}${METHOD}`, pids: [client.child.pid!, server.child.pid!] };
+}
+
+/** Starts one relay process (`script` in proxy/bench/) with its setup; resolves with it and its port. */
+async function startRelay(script: string, name: string, setup: object): Promise<{ child: ChildProcess; port: number }> {
+  const file = join(work, `${name}.json`);
+  writeFileSync(file, JSON.stringify(setup));
+  const { child, line } = await start(name, process.execPath, [...NODE_FLAGS.map((f) => f.replace('{work}', work)), '--import', 'tsx', join(REPO, 'proxy/bench', script), file], { NODE_OPTIONS: PROXY_NODE_OPTIONS }, /^ready /);
+  return { child, port: Number(line.slice(6)) };
 }
 
 /** Two h2-frame-relay.ts processes: node:http2 to the client and to the app, frames of their own between them. */
 async function startFrameRelays(appPort: number): Promise<Pair> {
-  const { ca } = await newRootCa();
-  const tls = (id: string): { cert: string; key: string; ca: string } => {
-    const c = issueCredentials(ca, id);
-    return { cert: c.certChainPem, key: c.keyPem, ca: c.trustBundlePem };
-  };
-  const relay = async (setup: FrameRelaySetup): Promise<{ child: ChildProcess; port: number }> => {
-    const file = join(work, `frames-${setup.side}.json`);
-    writeFileSync(file, JSON.stringify(setup));
-    const { child, line } = await start(`frames-${setup.side}`, process.execPath, [...NODE_FLAGS.map((f) => f.replace('{work}', work)), '--import', 'tsx', join(REPO, 'proxy/bench/h2-frame-relay.ts'), file], { NODE_OPTIONS: PROXY_NODE_OPTIONS }, /^ready /);
-    return { child, port: Number(line.slice(6)) };
-  };
-  const server = await relay({ side: 'server', listen: { port: 0, tls: tls(API) }, upstream: { port: appPort } });
-  const client = await relay({ side: 'client', listen: { port: 0 }, upstream: { port: server.port, tls: tls(WEB) } });
+  const tls = await meshTls();
+  const server = await startRelay('h2-frame-relay.ts', 'frames-server', { side: 'server', listen: { port: 0, tls: tls(API) }, upstream: { port: appPort } } satisfies FrameRelaySetup);
+  const client = await startRelay('h2-frame-relay.ts', 'frames-client', { side: 'client', listen: { port: 0 }, upstream: { port: server.port, tls: tls(WEB) } } satisfies FrameRelaySetup);
   return { name: 'frames', url: `http://127.0.0.1:${client.port}${METHOD}`, pids: [client.child.pid!, server.child.pid!] };
 }
 
