@@ -42,6 +42,13 @@ export const PROXY_ENV = {
    * `response-head-timeout`; a route timeout or a gRPC deadline replaces it.
    */
   RESPONSE_HEAD_TIMEOUT: 'TSMESH_RESPONSE_HEAD_TIMEOUT',
+  /**
+   * "true": HTTP/2 (gRPC) requests to meshed endpoints go as frames of the
+   * proxy's own over ALPN tsmesh/h2f instead of a node:http2 session
+   * (a prototype; the endpoint's sidecar must be one that serves tsmesh/h2f).
+   * Anything else, or unset: tsmesh/h2.
+   */
+  H2_FRAMES: 'TSMESH_H2_FRAMES',
 } as const;
 
 /**

@@ -24,6 +24,8 @@ export interface ProxySettings {
   requestBodyTimeout?: string;
   /** TSMESH_RESPONSE_HEAD_TIMEOUT (a Go duration, "0s" for none); its default when absent. */
   responseHeadTimeout?: string;
+  /** TSMESH_H2_FRAMES is "true": HTTP/2 to meshed endpoints over tsmesh/h2f (http/h2-frames.ts). */
+  h2Frames?: boolean;
 }
 
 export class ProxyEnvError extends Error {
@@ -72,5 +74,6 @@ export function readProxySettings(env: NodeJS.ProcessEnv = process.env): ProxySe
     drainDuration: nonEmpty(env[PROXY_ENV.DRAIN_DURATION]) ?? PROXY_DEFAULTS.DRAIN_DURATION,
     requestBodyTimeout: nonEmpty(env[PROXY_ENV.REQUEST_BODY_TIMEOUT]) ?? PROXY_DEFAULTS.REQUEST_BODY_TIMEOUT,
     responseHeadTimeout: nonEmpty(env[PROXY_ENV.RESPONSE_HEAD_TIMEOUT]) ?? PROXY_DEFAULTS.RESPONSE_HEAD_TIMEOUT,
+    h2Frames: env[PROXY_ENV.H2_FRAMES] === 'true',
   };
 }

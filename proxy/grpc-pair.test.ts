@@ -18,7 +18,9 @@ const API = 'spiffe://cluster.local/ns/shop/sa/api';
 const SERVICE_IP = '10.96.0.10';
 const GRPC_CODE = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, INTERNAL: 13, UNAVAILABLE: 14 };
 
-describe('gRPC through a sidecar pair on loopback (grpc-js client and server)', function () {
+// Between the sidecars over tsmesh/h2 (node:http2), and over tsmesh/h2f (frames of the proxy's own, TSMESH_H2_FRAMES).
+for (const h2Frames of [false, true])
+describe(`gRPC through a sidecar pair on loopback (grpc-js client and server)${h2Frames ? ', tsmesh/h2f between them' : ''}`, function () {
   this.timeout(30_000);
   let ca: CertificateAuthority;
   let app: EchoServer;
@@ -48,6 +50,7 @@ describe('gRPC through a sidecar pair on loopback (grpc-js client and server)', 
     aConfig = new FixedConfig({ services: [service()] });
     a = await loopbackSidecar(ca, WEB, aConfig, {
       outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 50051, family: 'IPv4' }),
+      h2Frames,
     });
     // The endpoint's port is B's inbound port: the test has no redirect to take 50051 there.
     aConfig.set({ services: [service({ ports: [{ port: 50051, name: 'grpc', protocol: 'http2', targetPort: b.inboundPort }] })] });

@@ -118,6 +118,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
       telemetry: { podName: settings.podName },
       requestBodyTimeoutMs,
       responseHeadTimeoutMs,
+      h2Frames: settings.h2Frames === true,
       ...opts.sidecar,
     });
     admin = createSidecarAdmin(sidecar, identity, { appProbes, log: log.child('admin') });

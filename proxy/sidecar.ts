@@ -56,6 +56,8 @@ export interface SidecarOptions {
   requestBodyTimeoutMs?: number;
   /** Outbound: how long a request sent whole waits for its response's head where its route sets no timeout (TSMESH_RESPONSE_HEAD_TIMEOUT, its default when absent; 0: no bound; http/timeout.ts). */
   responseHeadTimeoutMs?: number;
+  /** Outbound HTTP/2 to meshed endpoints as tsmesh/h2f frames instead of tsmesh/h2 (TSMESH_H2_FRAMES; http/h2-frames.ts). */
+  h2Frames?: boolean;
 }
 
 export interface Sidecar {
@@ -90,7 +92,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const meshTls = new MeshTls(opts.identity);
   const pools = new EndpointPools(meshTls);
   const appPools = new EndpointPools(undefined);
-  const h2 = new H2Sessions(meshTls);
+  const h2 = new H2Sessions(meshTls, opts.h2Frames === true);
   const appH2 = new H2Sessions(undefined);
   const appAddress = opts.appAddress ?? '127.0.0.1';
 

@@ -5,6 +5,7 @@
 // SETUP.json: { credentials, config, originalDestination: {address, port} and
 // which listener takes it ("outbound" or "inbound") }. Prints one line,
 // "ready {outboundPort, inboundPort}", and runs until SIGTERM, when it drains.
+// TSMESH_H2_FRAMES=true: HTTP/2 to meshed endpoints over tsmesh/h2f.
 // GRPC_CPU_ALLOCATIONS=FILE: see sampleAllocations.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -12,6 +13,7 @@ import type { WorkloadCredentials } from '../identity/types.js';
 import { startSidecar } from '../sidecar.js';
 import { FixedConfig, FixedIdentity } from '../testdata/mesh.js';
 import { silentLogger } from '../../lib/log.js';
+import { PROXY_ENV } from '../../contract/env.js';
 
 export interface SidecarSetup {
   credentials: WorkloadCredentials;
@@ -30,6 +32,7 @@ const sidecar = await startSidecar({
   outboundPort: 0,
   inboundPort: 0,
   [setup.listener === 'outbound' ? 'outboundOriginalDestination' : 'inboundOriginalDestination']: () => destination,
+  h2Frames: process.env[PROXY_ENV.H2_FRAMES] === 'true',
 });
 console.log(`ready ${JSON.stringify({ outboundPort: sidecar.outboundPort, inboundPort: sidecar.inboundPort })}`);
 if (process.env['GRPC_CPU_ALLOCATIONS']) sampleAllocations(process.env['GRPC_CPU_ALLOCATIONS']);

@@ -18,7 +18,8 @@
 // GRPC_CPU_BYTES (message bytes each way, 64), GRPC_CPU_HAPROXY=0 (no
 // HAProxy pair), GRPC_CPU_RELAYS=0 (no node-h2 pair: two h2-relay.ts
 // processes, node:http2 with nothing of the proxy's around it),
-// GRPC_CPU_FRAMES=1 (a frames pair: h2-frame-relay.ts, node:http2 only at
+// GRPC_CPU_H2F=1 (a tsmesh-h2f pair: the sidecars with TSMESH_H2_FRAMES on,
+// tsmesh/h2f between them), GRPC_CPU_FRAMES=1 (a frames pair: h2-frame-relay.ts, node:http2 only at
 // the ends and a framing of its own between the two), GRPC_CPU_H1=1 (a tsmesh-h1 pair: the HTTP/1.1 path, over tsmesh/mux,
 // to an HTTP/1.1 app, in the same slices), GRPC_CPU_BASELINE=DIR (a second tsmesh pair, "baseline", run from another
 // checkout with its node_modules, e.g. the commit before a change, or this
@@ -35,7 +36,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { newRootCa } from '../../ca/testdata/fixtures.js';
-import { PROXY_NODE_OPTIONS } from '../../contract/env.js';
+import { PROXY_ENV, PROXY_NODE_OPTIONS } from '../../contract/env.js';
 import { issueCredentials } from '../testdata/mesh.js';
 import { memory } from './measure.js';
 import type { SidecarSetup } from './grpc-cpu-sidecar.js';
@@ -58,6 +59,7 @@ const WITH_HAPROXY = process.env['GRPC_CPU_HAPROXY'] !== '0';
 const WITH_RELAYS = process.env['GRPC_CPU_RELAYS'] !== '0';
 const WITH_H1 = process.env['GRPC_CPU_H1'] === '1';
 const WITH_FRAMES = process.env['GRPC_CPU_FRAMES'] === '1';
+const WITH_H2F = process.env['GRPC_CPU_H2F'] === '1';
 const BASELINE = process.env['GRPC_CPU_BASELINE'];
 const NODE_FLAGS = (process.env['GRPC_CPU_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const BASELINE_FLAGS = process.env['GRPC_CPU_BASELINE_FLAGS']?.split(' ').filter(Boolean) ?? NODE_FLAGS;
@@ -113,12 +115,12 @@ interface Pair {
 }
 
 /** A tsmesh pair; `root`: the checkout whose proxy runs (another one for a before/after comparison). */
-async function startTsmesh(appPort: number, name = 'tsmesh', root = REPO, flags = NODE_FLAGS, protocol: 'http2' | 'http' = 'http2'): Promise<Pair> {
+async function startTsmesh(appPort: number, name = 'tsmesh', root = REPO, flags = NODE_FLAGS, protocol: 'http2' | 'http' = 'http2', env: NodeJS.ProcessEnv = {}): Promise<Pair> {
   const { ca } = await newRootCa();
   const sidecar = async (side: string, setup: SidecarSetup): Promise<{ child: ChildProcess; ports: { outboundPort: number; inboundPort: number } }> => {
     const file = join(work, `${name}-${side}.json`);
     writeFileSync(file, JSON.stringify(setup));
-    const { child, line } = await start(`${name}-${side}`, process.execPath, [...flags.map((f) => f.replace('{work}', work)), '--import', 'tsx', join(root, 'proxy/bench/grpc-cpu-sidecar.ts'), file], { NODE_OPTIONS: PROXY_NODE_OPTIONS, ...SIDECAR_ENV }, /^ready /);
+    const { child, line } = await start(`${name}-${side}`, process.execPath, [...flags.map((f) => f.replace('{work}', work)), '--import', 'tsx', join(root, 'proxy/bench/grpc-cpu-sidecar.ts'), file], { NODE_OPTIONS: PROXY_NODE_OPTIONS, ...SIDECAR_ENV, ...env }, /^ready /);
     return { child, ports: JSON.parse(line.slice(6)) as { outboundPort: number; inboundPort: number } };
   };
   const server = await sidecar('server', { credentials: issueCredentials(ca, API), config: {}, listener: 'inbound', originalDestination: { address: '127.0.0.1', port: appPort } });
@@ -280,6 +282,7 @@ async function main(): Promise<void> {
   if (BASELINE) pairs.push(await startTsmesh(appPort, 'baseline', BASELINE, BASELINE_FLAGS));
   if (WITH_RELAYS) pairs.push(await startRelays(appPort));
   if (WITH_FRAMES) pairs.push(await startFrameRelays(appPort));
+  if (WITH_H2F) pairs.push(await startTsmesh(appPort, 'tsmesh-h2f', REPO, NODE_FLAGS, 'http2', { [PROXY_ENV.H2_FRAMES]: 'true' }));
   if (WITH_H1) pairs.push(await startH1(await startH1App()));
   if (WITH_HAPROXY) pairs.push(await startHaproxy(appPort));
   if (process.env['GRPC_CPU_SERVE'] === '1') {

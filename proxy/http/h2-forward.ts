@@ -11,6 +11,7 @@ import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_H
 import { formatGrpcTimeout } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import { pump } from './pipe.js';
+import { FrameSessions, forwardFrames } from './h2-frames.js';
 import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
 import { ResponseHeadTimeoutError } from './timeout.js';
 import { emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
@@ -20,7 +21,15 @@ export class H2Sessions {
   /** Settles once the endpoint's first SETTINGS have come: whether it takes extended CONNECT is known then. */
   private readonly settings = new WeakMap<ClientHttp2Session, Promise<void>>();
 
-  constructor(private readonly meshTls: MeshTls | undefined) {}
+  /** With `frames`, meshed endpoints are reached over tsmesh/h2f (h2-frames.ts), the others over node:http2. */
+  readonly frames: FrameSessions | undefined;
+
+  constructor(
+    private readonly meshTls: MeshTls | undefined,
+    frames = false,
+  ) {
+    this.frames = frames ? new FrameSessions(meshTls) : undefined;
+  }
 
   private static key(ep: EndpointAddress): string {
     return `${ep.address}|${ep.port}|${ep.identity ?? ''}`;
@@ -71,6 +80,7 @@ export class H2Sessions {
   }
 
   retain(keep: readonly EndpointAddress[]): void {
+    this.frames?.retain(keep);
     const wanted = new Set(keep.map(H2Sessions.key));
     for (const [key, s] of this.sessions) {
       if (!wanted.has(key)) {
@@ -81,6 +91,7 @@ export class H2Sessions {
   }
 
   async close(): Promise<void> {
+    await this.frames?.close();
     const all = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.all(all.map((s) => s.then((session) => new Promise<void>((r) => session.close(() => r())), () => undefined)));
@@ -89,6 +100,7 @@ export class H2Sessions {
 
 /** `headTimeoutMs`: how long the response head may take once the request has been sent whole (0: no bound; http/timeout.ts). */
 export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: ProxyRequest, headTimeoutMs = 0): Promise<ProxyResponse> {
+  if (sessions.frames && ep.identity) return forwardFrames(sessions.frames, ep, req, headTimeoutMs);
   const waitedFrom = performance.now();
   const session = await sessions.session(ep);
   const connectMs = performance.now() - waitedFrom;

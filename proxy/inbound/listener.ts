@@ -13,6 +13,7 @@ import type { MtlsMode } from '../../contract/proxy-config.js';
 import type { PortProtocol } from '../../contract/vocabulary.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
+import { serveFrames } from '../http/h2-frames.js';
 import { readClientHello } from '../net/client-hello-read.js';
 import { MuxSession } from '../net/mux.js';
 import { portKind, sniff } from '../net/sniff.js';
@@ -146,7 +147,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
   // A verified caller: its connection carries HTTP (one stack per connection, or per tsmesh/mux session) or opaque TCP.
   const serveMesh = (tls: TLSSocket, peer: string, port: number): void => {
     // L4 has no request to answer 403 to: a denied caller's connection is closed.
-    const carriesHttp = tls.alpnProtocol === MESH_ALPN.mux || tls.alpnProtocol === MESH_ALPN.http1 || tls.alpnProtocol === MESH_ALPN.http2;
+    const carriesHttp = tls.alpnProtocol === MESH_ALPN.mux || tls.alpnProtocol === MESH_ALPN.http1 || tls.alpnProtocol === MESH_ALPN.http2 || tls.alpnProtocol === MESH_ALPN.frames;
     if (!carriesHttp) {
       if (tcpAllowed(tls, peer, port)) void toApp(opts, tls, port, true, idleMs);
       return;
@@ -172,6 +173,8 @@ export function createInbound(opts: InboundOptions): InboundListener {
     if (tls.alpnProtocol === MESH_ALPN.http1) {
       handlers.set(tls, inboundStack(ctx, opts));
       http.accept(tls);
+    } else if (tls.alpnProtocol === MESH_ALPN.frames) {
+      serveFrames(tls, inboundStack(ctx, opts), opts.log);
     } else {
       h2.accept(tls, inboundStack(ctx, opts));
     }

@@ -6,6 +6,8 @@ export const MESH_ALPN = {
   mux: 'tsmesh/mux',
   http1: 'tsmesh/h1',
   http2: 'tsmesh/h2',
+  /** HTTP/2 requests as frames of the proxy's own (http/h2-frames.ts, a prototype): offered only under TSMESH_H2_FRAMES. */
+  frames: 'tsmesh/h2f',
   tcp: 'tsmesh/tcp',
 } as const;
 

@@ -1,0 +1,396 @@
+// tsmesh/h2f (a prototype, off unless TSMESH_H2_FRAMES is on at the caller's
+// side): HTTP/2 requests between two sidecars as frames of the proxy's own
+// over one mTLS connection, instead of a node:http2 session. node:http2 then
+// runs only where the app speaks it (the outbound listener's server stream,
+// the inbound forwarder's stream to the app): one node:http2 stream per
+// sidecar per call instead of two, which was most of a gRPC call's CPU
+// (docs/performance.md, "Where a gRPC call's CPU goes").
+//
+// Frame: stream id (u32), type (u8), payload length (u24), payload; the
+// client opens odd ids, rising.
+//   HEAD  the head as JSON ({name: value}, pseudo-headers included); the
+//         type's high bit (END_STREAM) when no body follows
+//   DATA  body bytes (at most MAX_PAYLOAD a frame)
+//   END   the body is whole; payload: its trailers as JSON, or nothing
+//   RST   the stream is abandoned (the caller left, or the other side failed)
+// The frames every stream writes in one turn of the event loop go out in
+// one write.
+//
+// What the prototype leaves out: flow control per stream (a reader that
+// stops holds the connection's other streams back through TCP), GOAWAY on
+// drain, limits on streams and memory per connection, and a fallback to
+// tsmesh/h2 for a peer without tsmesh/h2f (both sidecars must have it).
+import { Readable, type Duplex } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http2';
+import type { Logger } from '../../lib/log.js';
+import type { MeshTls } from '../tls/mesh-tls.js';
+import { MESH_ALPN } from '../tls/alpn.js';
+import { connectEndpoint } from '../upstream.js';
+import type { EndpointAddress } from './forward.js';
+import { Cancellation } from './cancel.js';
+import { asGrpcAnswer, formatGrpcTimeout, isGrpc } from './grpc.js';
+import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS } from './h2-module.js';
+import { h2RequestHeaders } from './h2-server.js';
+import { ResponseHeadTimeoutError } from './timeout.js';
+import { copyEndToEnd, emptyHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse, type ResponseMeta, type TrailerSource } from './types.js';
+
+const HEAD = 0;
+const DATA = 1;
+const END = 2;
+const RST = 3;
+const END_STREAM = 0x80;
+const HEADER_BYTES = 8;
+const MAX_PAYLOAD = 0xffffff;
+const EMPTY = Buffer.alloc(0);
+
+type Fields = Record<string, string | string[] | undefined>;
+
+/** One mTLS connection carrying frames, either side: writes batched per turn, reads cut into frames. */
+class FrameConnection {
+  private pending: Buffer[] = [];
+  private buffered: Buffer = EMPTY;
+  closed = false;
+
+  constructor(
+    readonly socket: Duplex,
+    private readonly onFrame: (id: number, type: number, payload: Buffer) => void,
+    private readonly onClose: (error: Error) => void,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.read(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      this.closed = true;
+      this.onClose(new Error('the tsmesh/h2f connection closed'));
+    });
+    // HTTP/2 has no half-closed connection, nor does this: the peer's end is the connection's.
+    socket.on('end', () => socket.destroy());
+  }
+
+  send(id: number, type: number, payload: Buffer | string = EMPTY): void {
+    if (this.closed) return;
+    let body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    while (body.length > MAX_PAYLOAD && (type & 0x7f) === DATA) {
+      this.send(id, DATA, body.subarray(0, MAX_PAYLOAD));
+      body = body.subarray(MAX_PAYLOAD);
+    }
+    const head = Buffer.allocUnsafe(HEADER_BYTES);
+    head.writeUInt32BE(id, 0);
+    head.writeUInt32BE((((type & 0xff) << 24) | body.length) >>> 0, 4);
+    if (this.pending.length === 0) setImmediate(() => this.flush());
+    this.pending.push(head);
+    if (body.length) this.pending.push(body);
+  }
+
+  private flush(): void {
+    const out = this.pending;
+    this.pending = [];
+    if (!this.closed && out.length) this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  private read(chunk: Buffer): void {
+    let buf = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
+    let at = 0;
+    while (buf.length - at >= HEADER_BYTES) {
+      const word = buf.readUInt32BE(at + 4);
+      const length = word & 0xffffff;
+      if (buf.length - at - HEADER_BYTES < length) break;
+      this.onFrame(buf.readUInt32BE(at), word >>> 24, buf.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length));
+      at += HEADER_BYTES + length;
+    }
+    buf = buf.subarray(at);
+    // What is left is kept as a copy: the socket's chunk may be a view of a buffer that gets reused.
+    this.buffered = buf.length ? Buffer.from(buf) : EMPTY;
+  }
+}
+
+const encode = (fields: Fields): string => {
+  const out: Record<string, string | string[]> = {};
+  for (const k in fields) {
+    const v = fields[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return JSON.stringify(out);
+};
+const decode = (payload: Buffer): IncomingHttpHeaders => Object.assign(emptyHeaders(), JSON.parse(payload.toString('utf8')) as IncomingHttpHeaders);
+
+/**
+ * A body that arrives as DATA frames: pushed as they come. It may be failed
+ * before anyone reads it (the call cancelled, the connection gone): such an
+ * error is for whoever reads it later, never an uncaught one.
+ */
+function frameBody(): Readable {
+  const body = new Readable({ read() {} });
+  body.on('error', () => undefined);
+  return body;
+}
+
+/** A client's stream in flight, as the client side knows it. */
+interface Call {
+  head(status: number, headers: IncomingHttpHeaders, endStream: boolean): void;
+  data(chunk: Buffer): void;
+  end(trailers: IncomingHttpHeaders | undefined): void;
+  fail(error: Error): void;
+}
+
+/** The client side of one connection: opens streams, hands each frame to its call. */
+class FrameClient {
+  private nextId = 1;
+  private readonly calls = new Map<number, Call>();
+  readonly connection: FrameConnection;
+
+  constructor(socket: Duplex) {
+    this.connection = new FrameConnection(
+      socket,
+      (id, type, payload) => this.frame(id, type, payload),
+      (error) => {
+        const calls = [...this.calls.values()];
+        this.calls.clear();
+        for (const c of calls) c.fail(error);
+      },
+    );
+  }
+
+  open(call: Call): number {
+    const id = this.nextId;
+    this.nextId += 2;
+    this.calls.set(id, call);
+    return id;
+  }
+
+  forget(id: number): void {
+    this.calls.delete(id);
+  }
+
+  private frame(id: number, type: number, payload: Buffer): void {
+    const call = this.calls.get(id);
+    if (!call) return;
+    const kind = type & 0x7f;
+    if (kind === HEAD) {
+      const all = decode(payload);
+      const status = Number(all[HTTP2_HEADER_STATUS]);
+      const fields = emptyHeaders();
+      for (const k in all) if (k.charCodeAt(0) !== 0x3a) fields[k] = all[k];
+      const endStream = (type & END_STREAM) !== 0;
+      if (endStream) this.calls.delete(id);
+      call.head(status, fields, endStream);
+    } else if (kind === DATA) call.data(Buffer.from(payload));
+    else if (kind === END) {
+      this.calls.delete(id);
+      call.end(payload.length ? decode(payload) : undefined);
+    } else if (kind === RST) {
+      this.calls.delete(id);
+      call.fail(new Error('the peer reset the stream (tsmesh/h2f)'));
+    }
+  }
+}
+
+/** One tsmesh/h2f connection per meshed endpoint, opened on first use, as H2Sessions keeps node:http2 sessions. */
+export class FrameSessions {
+  private readonly clients = new Map<string, Promise<FrameClient>>();
+
+  constructor(private readonly meshTls: MeshTls | undefined) {}
+
+  client(ep: EndpointAddress): Promise<FrameClient> {
+    const key = `${ep.address}|${ep.port}|${ep.identity ?? ''}`;
+    let c = this.clients.get(key);
+    if (!c) {
+      c = connectEndpoint(this.meshTls, ep, MESH_ALPN.frames).then((socket) => new FrameClient(socket));
+      this.clients.set(key, c);
+      const forget = (): void => {
+        if (this.clients.get(key) === c) this.clients.delete(key);
+      };
+      c.then((client) => client.connection.socket.once('close', forget), forget);
+    }
+    return c;
+  }
+
+  retain(keep: readonly EndpointAddress[]): void {
+    const wanted = new Set(keep.map((ep) => `${ep.address}|${ep.port}|${ep.identity ?? ''}`));
+    for (const [key, c] of this.clients) {
+      if (wanted.has(key)) continue;
+      this.clients.delete(key);
+      void c.then((client) => client.connection.socket.end(), () => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.clients.values()];
+    this.clients.clear();
+    await Promise.all(all.map((c) => c.then((client) => void client.connection.socket.destroy(), () => undefined)));
+  }
+}
+
+/** Sends `req` to a meshed endpoint over tsmesh/h2f: what forwardH2 does over a node:http2 session. */
+export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress, req: ProxyRequest, headTimeoutMs = 0): Promise<ProxyResponse> {
+  const waitedFrom = performance.now();
+  const client = await sessions.client(ep);
+  const connectMs = performance.now() - waitedFrom;
+  const conn = client.connection;
+  const head: Fields = emptyHeaders<Fields>();
+  head[HTTP2_HEADER_METHOD] = req.method;
+  head[HTTP2_HEADER_PATH] = req.path;
+  head[HTTP2_HEADER_AUTHORITY] = req.headers.host ?? `${ep.address}:${ep.port}`;
+  for (const k in req.headers) if (k !== 'host') head[k] = req.headers[k];
+  if (req.deadline !== undefined) head['grpc-timeout'] = formatGrpcTimeout(req.deadline - performance.now());
+  const meta: ResponseMeta = ep.identity ? { peerIdentity: ep.identity, connectMs } : { connectMs };
+  return new Promise<ProxyResponse>((resolve, reject) => {
+    let body: Readable | undefined;
+    let trailers: IncomingHttpHeaders | undefined;
+    let answered = false;
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      clearTimeout(timer);
+      req.signal.removeEventListener('abort', onAbort);
+    };
+    const id = client.open({
+      head(status, headers, endStream) {
+        answered = true;
+        clearTimeout(timer);
+        if (endStream) {
+          done();
+          resolve({ status, headers, body: null, meta });
+          return;
+        }
+        body = frameBody();
+        const source: TrailerSource = () => trailers;
+        resolve({ status, headers, body, meta, trailers: source });
+      },
+      data(chunk) {
+        body?.push(chunk);
+      },
+      end(t) {
+        done();
+        trailers = t;
+        body?.push(null);
+      },
+      fail(error) {
+        done();
+        if (!answered) reject(error);
+        else body?.destroy(error);
+      },
+    });
+    const onAbort = (): void => {
+      client.forget(id);
+      conn.send(id, RST);
+      done();
+      const error = new Error('the request was cancelled');
+      if (!answered) reject(error);
+      else body?.destroy(error);
+    };
+    req.signal.addEventListener('abort', onAbort);
+    const waitForHead = (): void => {
+      if (headTimeoutMs <= 0 || answered) return;
+      timer = setTimeout(() => {
+        client.forget(id);
+        conn.send(id, RST);
+        done();
+        reject(new ResponseHeadTimeoutError(headTimeoutMs));
+      }, headTimeoutMs);
+    };
+    conn.send(id, HEAD | (req.body === null ? END_STREAM : 0), encode(head));
+    if (req.body === null) {
+      waitForHead();
+      return;
+    }
+    const source = streamOf(req.body);
+    const requestTrailers = req.trailers;
+    source.on('data', (chunk: Buffer) => conn.send(id, DATA, chunk));
+    source.on('end', () => {
+      const t = requestTrailers?.();
+      conn.send(id, END, t ? encode(t) : EMPTY);
+      waitForHead();
+    });
+    source.on('error', () => onAbort());
+  });
+}
+
+/** Serves the tsmesh/h2f streams of one verified caller's connection with `handler` (the inbound stack). */
+export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void {
+  const streams = new Map<number, { body: Readable | null; trailers?: IncomingHttpHeaders; signal: Cancellation }>();
+  const conn = new FrameConnection(
+    socket,
+    (id, type, payload) => {
+      const kind = type & 0x7f;
+      if (kind === HEAD) {
+        const fields = decode(payload);
+        const endStream = (type & END_STREAM) !== 0;
+        const s: { body: Readable | null; trailers?: IncomingHttpHeaders; signal: Cancellation } = { body: endStream ? null : frameBody(), signal: new Cancellation() };
+        streams.set(id, s);
+        void serveStream(id, fields, s);
+        return;
+      }
+      const s = streams.get(id);
+      if (!s) return;
+      if (kind === DATA) s.body?.push(Buffer.from(payload));
+      else if (kind === END) {
+        if (payload.length) s.trailers = decode(payload);
+        s.body?.push(null);
+      } else if (kind === RST) {
+        streams.delete(id);
+        s.signal.abort(new Error('the client reset the stream'));
+        s.body?.destroy();
+      }
+    },
+    (error) => {
+      const all = [...streams.values()];
+      streams.clear();
+      for (const s of all) {
+        s.signal.abort(error);
+        s.body?.destroy();
+      }
+    },
+  );
+  const serveStream = async (id: number, fields: IncomingHttpHeaders, s: { body: Readable | null; trailers?: IncomingHttpHeaders; signal: Cancellation }): Promise<void> => {
+    const req: ProxyRequest = {
+      protocol: 'http2',
+      method: String(fields[HTTP2_HEADER_METHOD] ?? 'GET'),
+      path: String(fields[HTTP2_HEADER_PATH] ?? '/'),
+      headers: h2RequestHeaders(fields),
+      body: s.body,
+      startedAt: performance.now(),
+      signal: s.signal,
+    };
+    if (s.body) req.trailers = () => s.trailers;
+    let response: ProxyResponse;
+    try {
+      response = await handler(req);
+    } catch (e) {
+      log.warn('request failed', { error: (e as Error).message });
+      response = localResponse(502, 'proxy-error', `tsmesh: ${(e as Error).message}`);
+    }
+    if (isGrpc(req.headers)) response = asGrpcAnswer(response);
+    if (!streams.has(id) || conn.closed) {
+      response.body?.destroy();
+      return;
+    }
+    const head = emptyHeaders<Fields>();
+    head[HTTP2_HEADER_STATUS] = String(response.status);
+    copyEndToEnd(response.headers as IncomingHttpHeaders, head, true);
+    if (response.body === null) {
+      streams.delete(id);
+      conn.send(id, HEAD | END_STREAM, encode(head));
+      return;
+    }
+    conn.send(id, HEAD, encode(head));
+    const body = streamOf(response.body);
+    const responseTrailers = response.trailers;
+    body.on('data', (chunk: Buffer) => {
+      if (streams.has(id)) conn.send(id, DATA, chunk);
+    });
+    body.on('end', () => {
+      if (!streams.delete(id)) return;
+      const t = responseTrailers?.();
+      const out = emptyHeaders<Fields>();
+      if (t) copyEndToEnd(t as IncomingHttpHeaders, out, true);
+      conn.send(id, END, encode(out));
+    });
+    body.on('error', () => {
+      if (streams.delete(id)) conn.send(id, RST);
+    });
+    body.on('close', () => {
+      if (!body.readableEnded && streams.delete(id)) conn.send(id, RST);
+    });
+    // A client reset while the body streams lets go of the endpoint's body.
+    s.signal.addEventListener('abort', () => body.destroy());
+  };
+}
