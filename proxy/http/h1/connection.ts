@@ -30,15 +30,8 @@ export class Conn {
   private sock: Socket | undefined;
   /** Bytes came before the socket was handed over: nobody asked for them. */
   private early = false;
-  /**
-   * The response head timer: made once per connection and refreshed for
-   * each request, never made per request; a request that got its head
-   * leaves it running, and its firing then does nothing.
-   */
-  private headTimer: NodeJS.Timeout | undefined;
-  private headTimerMs = 0;
-  /** A request on it waits for its response head. */
-  private waitingHead = false;
+  /** While a request on it waits for its response head (HEAD_WAITS): when the wait ends, performance.now() ms. */
+  headDeadline = 0;
 
   get socket(): Socket {
     return this.sock!;
@@ -60,27 +53,15 @@ export class Conn {
     return false;
   }
 
-  /** The request in progress has been sent whole: its user hears onHeadTimeout if no head comes within `ms`. */
+  /** The request in progress has been sent whole (or got an interim response): its user hears onHeadTimeout if no head comes within `ms`. */
   armHeadTimer(ms: number): void {
-    this.waitingHead = true;
-    if (this.headTimer !== undefined && this.headTimerMs === ms) {
-      this.headTimer.refresh();
-      return;
-    }
-    clearTimeout(this.headTimer);
-    this.headTimerMs = ms;
-    this.headTimer = setTimeout(() => this.headTimedOut(), ms).unref();
+    if (this.sock?.destroyed) return;
+    HEAD_WAITS.add(this, ms);
   }
 
   /** The response head came, or the request is over. */
   disarmHeadTimer(): void {
-    this.waitingHead = false;
-  }
-
-  private headTimedOut(): void {
-    if (!this.waitingHead) return;
-    this.waitingHead = false;
-    this.user?.onHeadTimeout?.();
+    HEAD_WAITS.delete(this);
   }
 
   /** Takes the connected socket that reads through `onread`. */
@@ -94,7 +75,7 @@ export class Conn {
       else socket.destroy();
     });
     socket.on('close', () => {
-      clearTimeout(this.headTimer);
+      HEAD_WAITS.delete(this);
       this.user?.onClose();
     });
     // Between requests an error (a reset of an idle connection) only closes it.
@@ -102,3 +83,47 @@ export class Conn {
     return this;
   }
 }
+
+/**
+ * The connections whose request waits for its response head, and one timer
+ * for all of them that runs only while there are any: a request adds a Set
+ * entry and reads the clock, and makes no timer; an idle connection has none
+ * pending. The timer looks every eighth of the shortest wait (10 ms to 1 s),
+ * so a wait ends within that much after its deadline.
+ */
+class HeadWaits {
+  private readonly waiting = new Set<Conn>();
+  private timer: NodeJS.Timeout | undefined;
+  private everyMs = 0;
+
+  add(conn: Conn, ms: number): void {
+    conn.headDeadline = performance.now() + ms;
+    this.waiting.add(conn);
+    const every = Math.min(1000, Math.max(10, Math.floor(ms / 8)));
+    if (this.timer !== undefined && every >= this.everyMs) return;
+    clearInterval(this.timer);
+    this.everyMs = every;
+    this.timer = setInterval(() => this.look(), every).unref();
+  }
+
+  delete(conn: Conn): void {
+    if (this.waiting.delete(conn) && this.waiting.size === 0) this.stop();
+  }
+
+  private look(): void {
+    const now = performance.now();
+    for (const conn of this.waiting) {
+      if (conn.headDeadline > now) continue;
+      this.waiting.delete(conn);
+      conn.user?.onHeadTimeout?.();
+    }
+    if (this.waiting.size === 0) this.stop();
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+const HEAD_WAITS = new HeadWaits();
