@@ -184,7 +184,8 @@ export function whenGrpcStatus(res: ProxyResponse, cancelled: () => boolean, don
   }
   const body = res.body;
   if (body === null || body instanceof MemoryBody) {
-    done(grpcStatusFromHttp(res.status));
+    // A body whole in memory has its trailers already (tsmesh/h2f's answers); a local answer has none.
+    done((body && parseGrpcStatus(res.trailers?.()?.['grpc-status'])) ?? grpcStatusFromHttp(res.status));
     return;
   }
   let settled = false;

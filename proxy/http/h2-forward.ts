@@ -14,7 +14,7 @@ import { pump } from './pipe.js';
 import { FrameSessions, forwardFrames } from './h2-frames.js';
 import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
 import { ResponseHeadTimeoutError } from './timeout.js';
-import { emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
+import { bufferOf, emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export class H2Sessions {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
@@ -126,7 +126,10 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   if (req.body) {
     const trailers = req.trailers;
     stream.on('wantTrailers', () => sendTrailers(stream, trailers?.()));
-    pump(streamOf(req.body), stream);
+    // A body whole in memory (one tsmesh/h2f brought with its head) is written at once, no stream made for it.
+    const bytes = bufferOf(req.body);
+    if (bytes) stream.end(bytes);
+    else pump(streamOf(req.body), stream);
   }
   const trailers = trailersOf(stream);
   // A peer that resets the stream (RST_STREAM with NO_ERROR, as a server may once it has answered) while the request

@@ -32,7 +32,7 @@ import { asGrpcAnswer, formatGrpcTimeout, isGrpc } from './grpc.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS } from './h2-module.js';
 import { h2RequestHeaders } from './h2-server.js';
 import { ResponseHeadTimeoutError } from './timeout.js';
-import { copyEndToEnd, emptyHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse, type ResponseMeta, type TrailerSource } from './types.js';
+import { bufferedBody, bufferOf, copyEndToEnd, emptyHeaders, localResponse, MemoryBody, streamOf, type Body, type Handler, type ProxyRequest, type ProxyResponse, type ResponseMeta, type TrailerSource } from './types.js';
 
 const HEAD = 0;
 const DATA = 1;
@@ -55,6 +55,8 @@ class FrameConnection {
     readonly socket: Duplex,
     private readonly onFrame: (id: number, type: number, payload: Buffer) => void,
     private readonly onClose: (error: Error) => void,
+    /** After the frames of one read: what waited to see whether a body came whole with its head. */
+    private readonly onReadEnd: () => void,
   ) {
     socket.on('data', (chunk: Buffer) => this.read(chunk));
     socket.on('error', () => socket.destroy());
@@ -97,6 +99,7 @@ class FrameConnection {
       this.onFrame(buf.readUInt32BE(at), word >>> 24, buf.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length));
       at += HEADER_BYTES + length;
     }
+    this.onReadEnd();
     buf = buf.subarray(at);
     // What is left is kept as a copy: the socket's chunk may be a view of a buffer that gets reused.
     this.buffered = buf.length ? Buffer.from(buf) : EMPTY;
@@ -124,18 +127,56 @@ function frameBody(): Readable {
   return body;
 }
 
-/** A client's stream in flight, as the client side knows it. */
+/**
+ * A message arriving as frames. Its body is decided once the read that
+ * brought its head has been gone through: whole in memory (a MemoryBody,
+ * which the forwarders write with the head, no stream made) when its DATA
+ * and END came in the same read, as a small gRPC message's do; else a
+ * stream its frames are pushed into as they come.
+ */
+class Incoming {
+  private chunks: Buffer[] = [];
+  private ended = false;
+  private stream: Readable | undefined;
+  trailers: IncomingHttpHeaders | undefined;
+
+  data(chunk: Buffer): void {
+    if (this.stream) this.stream.push(chunk);
+    else this.chunks.push(chunk);
+  }
+
+  end(trailers: IncomingHttpHeaders | undefined): void {
+    this.trailers = trailers;
+    if (this.stream) this.stream.push(null);
+    else this.ended = true;
+  }
+
+  /** Fails a body handed out as a stream (one in memory is whole already). */
+  fail(error: Error): void {
+    this.stream?.destroy(error);
+  }
+
+  body(): Body {
+    if (this.ended) return bufferedBody(this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks));
+    const stream = frameBody();
+    for (const c of this.chunks) stream.push(c);
+    this.chunks = [];
+    this.stream = stream;
+    return stream;
+  }
+}
+
+/** A client's stream in flight, as the client side knows it: its answer's head (and body, null for none), or its failure. */
 interface Call {
-  head(status: number, headers: IncomingHttpHeaders, endStream: boolean): void;
-  data(chunk: Buffer): void;
-  end(trailers: IncomingHttpHeaders | undefined): void;
+  head(status: number, headers: IncomingHttpHeaders, body: Incoming | null): void;
   fail(error: Error): void;
 }
 
 /** The client side of one connection: opens streams, hands each frame to its call. */
 class FrameClient {
   private nextId = 1;
-  private readonly calls = new Map<number, Call>();
+  private readonly calls = new Map<number, { call: Call; answer?: Incoming }>();
+  private answered: (() => void)[] = [];
   readonly connection: FrameConnection;
 
   constructor(socket: Duplex) {
@@ -145,7 +186,16 @@ class FrameClient {
       (error) => {
         const calls = [...this.calls.values()];
         this.calls.clear();
-        for (const c of calls) c.fail(error);
+        for (const c of calls) {
+          c.answer?.fail(error);
+          c.call.fail(error);
+        }
+      },
+      () => {
+        const answered = this.answered;
+        if (answered.length === 0) return;
+        this.answered = [];
+        for (const a of answered) a();
       },
     );
   }
@@ -153,7 +203,7 @@ class FrameClient {
   open(call: Call): number {
     const id = this.nextId;
     this.nextId += 2;
-    this.calls.set(id, call);
+    this.calls.set(id, { call });
     return id;
   }
 
@@ -162,24 +212,30 @@ class FrameClient {
   }
 
   private frame(id: number, type: number, payload: Buffer): void {
-    const call = this.calls.get(id);
-    if (!call) return;
+    const c = this.calls.get(id);
+    if (!c) return;
     const kind = type & 0x7f;
     if (kind === HEAD) {
       const all = decode(payload);
       const status = Number(all[HTTP2_HEADER_STATUS]);
       const fields = emptyHeaders();
       for (const k in all) if (k.charCodeAt(0) !== 0x3a) fields[k] = all[k];
-      const endStream = (type & END_STREAM) !== 0;
-      if (endStream) this.calls.delete(id);
-      call.head(status, fields, endStream);
-    } else if (kind === DATA) call.data(Buffer.from(payload));
+      if ((type & END_STREAM) !== 0) {
+        this.calls.delete(id);
+        c.call.head(status, fields, null);
+        return;
+      }
+      const answer = (c.answer = new Incoming());
+      this.answered.push(() => c.call.head(status, fields, answer));
+    } else if (kind === DATA) c.answer?.data(Buffer.from(payload));
     else if (kind === END) {
       this.calls.delete(id);
-      call.end(payload.length ? decode(payload) : undefined);
+      c.answer?.end(payload.length ? decode(payload) : undefined);
     } else if (kind === RST) {
       this.calls.delete(id);
-      call.fail(new Error('the peer reset the stream (tsmesh/h2f)'));
+      const error = new Error('the peer reset the stream (tsmesh/h2f)');
+      c.answer?.fail(error);
+      c.call.fail(error);
     }
   }
 }
@@ -234,8 +290,7 @@ export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress
   if (req.deadline !== undefined) head['grpc-timeout'] = formatGrpcTimeout(req.deadline - performance.now());
   const meta: ResponseMeta = ep.identity ? { peerIdentity: ep.identity, connectMs } : { connectMs };
   return new Promise<ProxyResponse>((resolve, reject) => {
-    let body: Readable | undefined;
-    let trailers: IncomingHttpHeaders | undefined;
+    let body: Body | undefined;
     let answered = false;
     let timer: NodeJS.Timeout | undefined;
     const done = (): void => {
@@ -243,25 +298,20 @@ export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress
       req.signal.removeEventListener('abort', onAbort);
     };
     const id = client.open({
-      head(status, headers, endStream) {
+      head(status, headers, answer) {
         answered = true;
         clearTimeout(timer);
-        if (endStream) {
+        if (answer === null) {
           done();
           resolve({ status, headers, body: null, meta });
           return;
         }
-        body = frameBody();
-        const source: TrailerSource = () => trailers;
-        resolve({ status, headers, body, meta, trailers: source });
-      },
-      data(chunk) {
-        body?.push(chunk);
-      },
-      end(t) {
-        done();
-        trailers = t;
-        body?.push(null);
+        body = answer.body();
+        // Done with the request once the body is whole: a cancellation after that finds nothing to reset.
+        if (body instanceof MemoryBody) done();
+        else body.once('end', done);
+        const trailers: TrailerSource = () => answer.trailers;
+        resolve({ status, headers, body, meta, trailers });
       },
       fail(error) {
         done();
@@ -292,8 +342,17 @@ export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress
       waitForHead();
       return;
     }
-    const source = streamOf(req.body);
     const requestTrailers = req.trailers;
+    const bytes = bufferOf(req.body);
+    if (bytes) {
+      // A body whole in memory goes with its head, in the same write.
+      conn.send(id, DATA, bytes);
+      const t = requestTrailers?.();
+      conn.send(id, END, t ? encode(t) : EMPTY);
+      waitForHead();
+      return;
+    }
+    const source = streamOf(req.body);
     source.on('data', (chunk: Buffer) => conn.send(id, DATA, chunk));
     source.on('end', () => {
       const t = requestTrailers?.();
@@ -306,29 +365,30 @@ export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress
 
 /** Serves the tsmesh/h2f streams of one verified caller's connection with `handler` (the inbound stack). */
 export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void {
-  const streams = new Map<number, { body: Readable | null; trailers?: IncomingHttpHeaders; signal: Cancellation }>();
+  const streams = new Map<number, { request: Incoming | null; signal: Cancellation }>();
+  let arrived: (() => void)[] = [];
   const conn = new FrameConnection(
     socket,
     (id, type, payload) => {
       const kind = type & 0x7f;
       if (kind === HEAD) {
         const fields = decode(payload);
-        const endStream = (type & END_STREAM) !== 0;
-        const s: { body: Readable | null; trailers?: IncomingHttpHeaders; signal: Cancellation } = { body: endStream ? null : frameBody(), signal: new Cancellation() };
+        const request = (type & END_STREAM) !== 0 ? null : new Incoming();
+        const s = { request, signal: new Cancellation() };
         streams.set(id, s);
-        void serveStream(id, fields, s);
+        if (request === null) void serveStream(id, fields, s, null);
+        else arrived.push(() => void serveStream(id, fields, s, request.body()));
         return;
       }
       const s = streams.get(id);
       if (!s) return;
-      if (kind === DATA) s.body?.push(Buffer.from(payload));
-      else if (kind === END) {
-        if (payload.length) s.trailers = decode(payload);
-        s.body?.push(null);
-      } else if (kind === RST) {
+      if (kind === DATA) s.request?.data(Buffer.from(payload));
+      else if (kind === END) s.request?.end(payload.length ? decode(payload) : undefined);
+      else if (kind === RST) {
         streams.delete(id);
-        s.signal.abort(new Error('the client reset the stream'));
-        s.body?.destroy();
+        const error = new Error('the client reset the stream');
+        s.signal.abort(error);
+        s.request?.fail(error);
       }
     },
     (error) => {
@@ -336,21 +396,30 @@ export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void
       streams.clear();
       for (const s of all) {
         s.signal.abort(error);
-        s.body?.destroy();
+        s.request?.fail(error);
       }
     },
+    () => {
+      const starting = arrived;
+      if (starting.length === 0) return;
+      arrived = [];
+      for (const start of starting) start();
+    },
   );
-  const serveStream = async (id: number, fields: IncomingHttpHeaders, s: { body: Readable | null; trailers?: IncomingHttpHeaders; signal: Cancellation }): Promise<void> => {
+  const serveStream = async (id: number, fields: IncomingHttpHeaders, s: { request: Incoming | null; signal: Cancellation }, requestBody: Body | null): Promise<void> => {
+    // A stream reset before its head was gone through is not served.
+    if (streams.get(id) !== s) return;
     const req: ProxyRequest = {
       protocol: 'http2',
       method: String(fields[HTTP2_HEADER_METHOD] ?? 'GET'),
       path: String(fields[HTTP2_HEADER_PATH] ?? '/'),
       headers: h2RequestHeaders(fields),
-      body: s.body,
+      body: requestBody,
       startedAt: performance.now(),
       signal: s.signal,
     };
-    if (s.body) req.trailers = () => s.trailers;
+    const request = s.request;
+    if (request) req.trailers = () => request.trailers;
     let response: ProxyResponse;
     try {
       response = await handler(req);
@@ -372,8 +441,18 @@ export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void
       return;
     }
     conn.send(id, HEAD, encode(head));
-    const body = streamOf(response.body);
     const responseTrailers = response.trailers;
+    const bytes = bufferOf(response.body);
+    if (bytes) {
+      streams.delete(id);
+      conn.send(id, DATA, bytes);
+      const t = responseTrailers?.();
+      const out = emptyHeaders<Fields>();
+      if (t) copyEndToEnd(t as IncomingHttpHeaders, out, true);
+      conn.send(id, END, encode(out));
+      return;
+    }
+    const body = streamOf(response.body);
     body.on('data', (chunk: Buffer) => {
       if (streams.has(id)) conn.send(id, DATA, chunk);
     });

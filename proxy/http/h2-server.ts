@@ -7,7 +7,7 @@ import { sendBody } from './pipe.js';
 import { asGrpcAnswer, isGrpc } from './grpc.js';
 import { sendTrailers, trailersOf } from './h2-trailers.js';
 import type { Logger } from '../../lib/log.js';
-import { copyEndToEnd, emptyHeaders, endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
+import { bufferOf, copyEndToEnd, emptyHeaders, endToEndHeaders, localResponse, streamOf, type Handler, type ProxyRequest, type ProxyResponse } from './types.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_PROTOCOL, HTTP2_HEADER_STATUS, NGHTTP2_NO_ERROR, loadHttp2, loadedHttp2, type Http2 } from './h2-module.js';
 
 export interface H2ServerOptions {
@@ -150,7 +150,10 @@ async function serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ha
     const trailers = response.body === null ? undefined : response.trailers;
     if (trailers) stream.on('wantTrailers', () => sendTrailers(stream, trailers()));
     stream.respond(out as Record<string, string | string[]>, { endStream: response.body === null, waitForTrailers: trailers !== undefined });
-    if (response.body) await sendBody(streamOf(response.body), stream);
+    // A body whole in memory (a local answer, one tsmesh/h2f brought with its head) is written at once.
+    const bytes = bufferOf(response.body);
+    if (bytes) stream.end(bytes);
+    else if (response.body) await sendBody(streamOf(response.body), stream);
   } catch (e) {
     opts.log.debug('response stream ended early', { error: (e as Error).message });
     stream.destroy();
