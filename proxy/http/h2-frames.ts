@@ -13,13 +13,17 @@
 //   DATA  body bytes (at most MAX_PAYLOAD a frame)
 //   END   the body is whole; payload: its trailers as JSON, or nothing
 //   RST   the stream is abandoned (the caller left, or the other side failed)
+//   WINDOW payload: u32, body bytes the receiver's reader has taken
+// Flow control is per stream, as tsmesh/mux has it: a sender has at most
+// STREAM_WINDOW body bytes unacknowledged, so a reader that stops (an app
+// reading a server stream slowly) holds back its sender instead of filling
+// the receiving sidecar's memory.
 // The frames every stream writes in one turn of the event loop go out in
 // one write.
 //
-// What the prototype leaves out: flow control per stream (a reader that
-// stops holds the connection's other streams back through TCP), GOAWAY on
-// drain, limits on streams and memory per connection, and a fallback to
-// tsmesh/h2 for a peer without tsmesh/h2f (both sidecars must have it).
+// What the prototype leaves out: GOAWAY on drain, limits on streams and
+// memory per connection (tsmesh/mux's budget), and a fallback to tsmesh/h2
+// for a peer without tsmesh/h2f (both sidecars must have it).
 import { Readable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { Logger } from '../../lib/log.js';
@@ -38,7 +42,12 @@ const HEAD = 0;
 const DATA = 1;
 const END = 2;
 const RST = 3;
+const WINDOW = 4;
 const END_STREAM = 0x80;
+/** Body bytes a sender may have unacknowledged on one stream; past them it pauses its source. */
+const STREAM_WINDOW = 256 * 1024;
+/** A receiver acknowledges what its reader has taken once this much has gathered. */
+const WINDOW_UPDATE_BYTES = 64 * 1024;
 const HEADER_BYTES = 8;
 const MAX_PAYLOAD = 0xffffff;
 const EMPTY = Buffer.alloc(0);
@@ -121,8 +130,8 @@ const decode = (payload: Buffer): IncomingHttpHeaders => Object.assign(emptyHead
  * before anyone reads it (the call cancelled, the connection gone): such an
  * error is for whoever reads it later, never an uncaught one.
  */
-function frameBody(): Readable {
-  const body = new Readable({ read() {} });
+function frameBody(wantsMore: () => void): Readable {
+  const body = new Readable({ read: wantsMore });
   body.on('error', () => undefined);
   return body;
 }
@@ -138,11 +147,31 @@ class Incoming {
   private chunks: Buffer[] = [];
   private ended = false;
   private stream: Readable | undefined;
+  /** Bytes taken but not yet acknowledged, and bytes held until the reader wants more. */
+  private taken = 0;
+  private held = 0;
   trailers: IncomingHttpHeaders | undefined;
 
+  constructor(
+    private readonly conn: FrameConnection,
+    private readonly id: number,
+  ) {}
+
   data(chunk: Buffer): void {
-    if (this.stream) this.stream.push(chunk);
-    else this.chunks.push(chunk);
+    if (!this.stream) {
+      this.chunks.push(chunk);
+      this.took(chunk.length);
+    } else if (this.stream.push(chunk)) this.took(chunk.length);
+    else this.held += chunk.length;
+  }
+
+  private took(n: number): void {
+    this.taken += n;
+    if (this.taken < WINDOW_UPDATE_BYTES || this.ended) return;
+    const credit = Buffer.allocUnsafe(4);
+    credit.writeUInt32BE(this.taken, 0);
+    this.taken = 0;
+    this.conn.send(this.id, WINDOW, credit);
   }
 
   end(trailers: IncomingHttpHeaders | undefined): void {
@@ -158,11 +187,39 @@ class Incoming {
 
   body(): Body {
     if (this.ended) return bufferedBody(this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks));
-    const stream = frameBody();
+    const stream = frameBody(() => {
+      // The reader wants more: what was held back from it is acknowledged now.
+      const held = this.held;
+      this.held = 0;
+      if (held) this.took(held);
+    });
     for (const c of this.chunks) stream.push(c);
     this.chunks = [];
     this.stream = stream;
     return stream;
+  }
+}
+
+/** A body sent as DATA frames from a stream: paused while STREAM_WINDOW bytes of it are unacknowledged. */
+class Outgoing {
+  private unacked = 0;
+
+  constructor(
+    private readonly conn: FrameConnection,
+    private readonly id: number,
+    private readonly source: Readable,
+  ) {}
+
+  send(chunk: Buffer): void {
+    this.unacked += chunk.length;
+    this.conn.send(this.id, DATA, chunk);
+    if (this.unacked >= STREAM_WINDOW) this.source.pause();
+  }
+
+  credit(payload: Buffer): void {
+    if (payload.length < 4) return;
+    this.unacked -= payload.readUInt32BE(0);
+    if (this.unacked < STREAM_WINDOW && this.source.isPaused()) this.source.resume();
   }
 }
 
@@ -175,7 +232,7 @@ interface Call {
 /** The client side of one connection: opens streams, hands each frame to its call. */
 class FrameClient {
   private nextId = 1;
-  private readonly calls = new Map<number, { call: Call; answer?: Incoming }>();
+  private readonly calls = new Map<number, { call: Call; answer?: Incoming; out?: Outgoing }>();
   private answered: (() => void)[] = [];
   readonly connection: FrameConnection;
 
@@ -211,6 +268,14 @@ class FrameClient {
     this.calls.delete(id);
   }
 
+  /** The request body of stream `id` goes from `source`, held to the stream's window. */
+  sending(id: number, source: Readable): Outgoing {
+    const out = new Outgoing(this.connection, id, source);
+    const c = this.calls.get(id);
+    if (c) c.out = out;
+    return out;
+  }
+
   private frame(id: number, type: number, payload: Buffer): void {
     const c = this.calls.get(id);
     if (!c) return;
@@ -225,13 +290,14 @@ class FrameClient {
         c.call.head(status, fields, null);
         return;
       }
-      const answer = (c.answer = new Incoming());
+      const answer = (c.answer = new Incoming(this.connection, id));
       this.answered.push(() => c.call.head(status, fields, answer));
     } else if (kind === DATA) c.answer?.data(Buffer.from(payload));
     else if (kind === END) {
       this.calls.delete(id);
       c.answer?.end(payload.length ? decode(payload) : undefined);
-    } else if (kind === RST) {
+    } else if (kind === WINDOW) c.out?.credit(payload);
+    else if (kind === RST) {
       this.calls.delete(id);
       const error = new Error('the peer reset the stream (tsmesh/h2f)');
       c.answer?.fail(error);
@@ -353,7 +419,8 @@ export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress
       return;
     }
     const source = streamOf(req.body);
-    source.on('data', (chunk: Buffer) => conn.send(id, DATA, chunk));
+    const out = client.sending(id, source);
+    source.on('data', (chunk: Buffer) => out.send(chunk));
     source.on('end', () => {
       const t = requestTrailers?.();
       conn.send(id, END, t ? encode(t) : EMPTY);
@@ -365,7 +432,7 @@ export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress
 
 /** Serves the tsmesh/h2f streams of one verified caller's connection with `handler` (the inbound stack). */
 export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void {
-  const streams = new Map<number, { request: Incoming | null; signal: Cancellation }>();
+  const streams = new Map<number, { request: Incoming | null; signal: Cancellation; out?: Outgoing }>();
   let arrived: (() => void)[] = [];
   const conn = new FrameConnection(
     socket,
@@ -373,8 +440,8 @@ export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void
       const kind = type & 0x7f;
       if (kind === HEAD) {
         const fields = decode(payload);
-        const request = (type & END_STREAM) !== 0 ? null : new Incoming();
-        const s = { request, signal: new Cancellation() };
+        const request = (type & END_STREAM) !== 0 ? null : new Incoming(conn, id);
+        const s: { request: Incoming | null; signal: Cancellation; out?: Outgoing } = { request, signal: new Cancellation() };
         streams.set(id, s);
         if (request === null) void serveStream(id, fields, s, null);
         else arrived.push(() => void serveStream(id, fields, s, request.body()));
@@ -384,6 +451,7 @@ export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void
       if (!s) return;
       if (kind === DATA) s.request?.data(Buffer.from(payload));
       else if (kind === END) s.request?.end(payload.length ? decode(payload) : undefined);
+      else if (kind === WINDOW) s.out?.credit(payload);
       else if (kind === RST) {
         streams.delete(id);
         const error = new Error('the client reset the stream');
@@ -406,7 +474,7 @@ export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void
       for (const start of starting) start();
     },
   );
-  const serveStream = async (id: number, fields: IncomingHttpHeaders, s: { request: Incoming | null; signal: Cancellation }, requestBody: Body | null): Promise<void> => {
+  const serveStream = async (id: number, fields: IncomingHttpHeaders, s: { request: Incoming | null; signal: Cancellation; out?: Outgoing }, requestBody: Body | null): Promise<void> => {
     // A stream reset before its head was gone through is not served.
     if (streams.get(id) !== s) return;
     const req: ProxyRequest = {
@@ -453,8 +521,9 @@ export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void
       return;
     }
     const body = streamOf(response.body);
+    const out = (s.out = new Outgoing(conn, id, body));
     body.on('data', (chunk: Buffer) => {
-      if (streams.has(id)) conn.send(id, DATA, chunk);
+      if (streams.has(id)) out.send(chunk);
     });
     body.on('end', () => {
       if (!streams.delete(id)) return;
