@@ -1,19 +1,24 @@
 // tsmesh/h2f (TSMESH_H2_FRAMES) through a sidecar pair on loopback, beyond
-// what proxy/grpc-pair.test.ts runs over it: flow control per stream. A
-// client that stops reading a large answer holds the app back (its writes
-// wait) instead of the sidecars taking the whole answer into memory, and
-// gets all of it once it reads again.
+// what proxy/grpc-pair.test.ts runs over it: flow control per stream (a
+// client that stops reading a large answer holds the app back, its writes
+// waiting, instead of the sidecars taking the whole answer into memory, and
+// gets all of it once it reads again), and an endpoint whose sidecar
+// speaks tsmesh/h2 only, reached over tsmesh/h2.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as h2connect, createServer as createH2cServer, type ClientHttp2Session, type Http2Server, type ServerHttp2Stream } from 'node:http2';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { type Sidecar } from './sidecar.js';
-import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
+import { FixedConfig, issueCredentials, loopbackSidecar } from './testdata/mesh.js';
+import { MESH_ALPN } from './tls/alpn.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
 const SERVICE_IP = '10.96.0.10';
+const LEGACY_IP = '10.96.0.11';
+const LEGACY_CLIENT = '127.0.0.3';
 const ANSWER_BYTES = 32 * 1024 * 1024;
 const CHUNK = Buffer.alloc(64 * 1024, 'f');
 
@@ -23,6 +28,8 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
   let a: Sidecar;
   let b: Sidecar;
   let client: ClientHttp2Session;
+  /** A sidecar of before tsmesh/h2f: mesh TLS offering tsmesh/h2 only, node:http2 behind it. */
+  let older: TlsServer;
   /** Bytes of the answer the app's stream has taken so far (it waits for 'drain' when told to). */
   let written = 0;
 
@@ -53,9 +60,21 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
     b = await loopbackSidecar(ca, API, new FixedConfig({}), {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
     });
-    const services = [{ name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, protocol: 'http2', targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }];
+    const creds = issueCredentials(ca, 'spiffe://cluster.local/ns/shop/sa/legacy');
+    // As a sidecar serves tsmesh/h2: its own TLS server, and HTTP/2 over the TLS socket.
+    const olderH2 = createH2cServer();
+    olderH2.on('stream', (stream: ServerHttp2Stream) => stream.respond({ ':status': 200, 'x-served-by': 'tsmesh/h2' }, { endStream: true }));
+    older = createTlsServer({ cert: creds.certChainPem, key: creds.keyPem, ca: creds.trustBundlePem, ALPNProtocols: [MESH_ALPN.http2] }, (socket) => olderH2.emit('connection', socket));
+    older.listen(0, '127.0.0.1');
+    await once(older, 'listening');
+    const olderPort = (older.address() as AddressInfo).port;
+    const services = [
+      { name: 'api', namespace: 'shop', clusterIPs: [SERVICE_IP], ports: [{ port: 80, protocol: 'http2', targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] },
+      { name: 'legacy', namespace: 'shop', clusterIPs: [LEGACY_IP], ports: [{ port: 80, protocol: 'http2', targetPort: olderPort }], endpoints: [{ address: '127.0.0.1', identity: creds.spiffeId }] },
+    ];
     a = await loopbackSidecar(ca, WEB, new FixedConfig({ services }), {
-      outboundOriginalDestination: () => ({ address: SERVICE_IP, port: 80, family: 'IPv4' }),
+      // Loopback has no redirect: a client from LEGACY_CLIENT is taken as dialling legacy, any other api.
+      outboundOriginalDestination: (socket) => ({ address: socket.remoteAddress === LEGACY_CLIENT ? LEGACY_IP : SERVICE_IP, port: 80, family: 'IPv4' }),
       h2Frames: true,
     });
     client = h2connect(`http://127.0.0.1:${a.outboundPort}`);
@@ -66,6 +85,7 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
     await a?.drain(0);
     await b?.drain(0);
     app?.close();
+    older?.close();
   });
 
   it('holds the app back while the client does not read, and delivers the whole answer once it does', async () => {
@@ -80,5 +100,21 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
     s.on('data', (d: Buffer) => (received += d.length));
     await once(s, 'end');
     assert.equal(received, ANSWER_BYTES);
+  });
+
+  it('reaches an endpoint whose sidecar speaks tsmesh/h2 only over tsmesh/h2', async () => {
+    const legacy = h2connect(`http://127.0.0.1:${a.outboundPort}`, { localAddress: LEGACY_CLIENT } as object);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const s = legacy.request({ ':method': 'GET', ':path': '/', ':authority': 'legacy.shop' }, { endStream: true });
+        const [head] = (await once(s, 'response')) as [Record<string, string>];
+        assert.equal(head[':status'], 200, `call ${i + 1}: ${head['x-tsmesh-error'] ?? ''}`);
+        assert.equal(head['x-served-by'], 'tsmesh/h2');
+        s.resume();
+        await once(s, 'close');
+      }
+    } finally {
+      legacy.close();
+    }
   });
 });

@@ -100,7 +100,11 @@ export class H2Sessions {
 
 /** `headTimeoutMs`: how long the response head may take once the request has been sent whole (0: no bound; http/timeout.ts). */
 export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: ProxyRequest, headTimeoutMs = 0): Promise<ProxyResponse> {
-  if (sessions.frames && ep.identity) return forwardFrames(sessions.frames, ep, req, headTimeoutMs);
+  if (sessions.frames && ep.identity) {
+    const from = performance.now();
+    const client = await sessions.frames.client(ep);
+    if (client) return forwardFrames(client, ep, req, headTimeoutMs, performance.now() - from);
+  }
   const waitedFrom = performance.now();
   const session = await sessions.session(ep);
   const connectMs = performance.now() - waitedFrom;

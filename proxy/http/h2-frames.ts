@@ -21,9 +21,10 @@
 // The frames every stream writes in one turn of the event loop go out in
 // one write.
 //
-// What the prototype leaves out: GOAWAY on drain, limits on streams and
-// memory per connection (tsmesh/mux's budget), and a fallback to tsmesh/h2
-// for a peer without tsmesh/h2f (both sidecars must have it).
+// A client offers tsmesh/h2f and tsmesh/h2: a peer that picks tsmesh/h2 (a
+// sidecar without tsmesh/h2f) is reached over node:http2 as before. What
+// the prototype leaves out: GOAWAY on drain, and limits on streams and
+// memory per connection (tsmesh/mux's budget).
 import { Readable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { Logger } from '../../lib/log.js';
@@ -230,7 +231,7 @@ interface Call {
 }
 
 /** The client side of one connection: opens streams, hands each frame to its call. */
-class FrameClient {
+export class FrameClient {
   private nextId = 1;
   private readonly calls = new Map<number, { call: Call; answer?: Incoming; out?: Outgoing }>();
   private answered: (() => void)[] = [];
@@ -306,47 +307,63 @@ class FrameClient {
   }
 }
 
-/** One tsmesh/h2f connection per meshed endpoint, opened on first use, as H2Sessions keeps node:http2 sessions. */
+/**
+ * One tsmesh/h2f connection per meshed endpoint, opened on first use, as
+ * H2Sessions keeps node:http2 sessions. The handshake offers tsmesh/h2f and
+ * tsmesh/h2: an endpoint whose sidecar picks tsmesh/h2 (one without
+ * tsmesh/h2f) is remembered as such, and its requests go over node:http2.
+ */
 export class FrameSessions {
-  private readonly clients = new Map<string, Promise<FrameClient>>();
+  private readonly clients = new Map<string, Promise<FrameClient | undefined>>();
+  /** Endpoints whose sidecar speaks tsmesh/h2 only, until the config no longer names them. */
+  private readonly h2Only = new Set<string>();
 
   constructor(private readonly meshTls: MeshTls | undefined) {}
 
-  client(ep: EndpointAddress): Promise<FrameClient> {
-    const key = `${ep.address}|${ep.port}|${ep.identity ?? ''}`;
+  private static key(ep: EndpointAddress): string {
+    return `${ep.address}|${ep.port}|${ep.identity ?? ''}`;
+  }
+
+  /** The endpoint's connection; undefined when its sidecar does not speak tsmesh/h2f. */
+  client(ep: EndpointAddress): Promise<FrameClient | undefined> {
+    const key = FrameSessions.key(ep);
+    if (this.h2Only.has(key)) return Promise.resolve(undefined);
     let c = this.clients.get(key);
     if (!c) {
-      c = connectEndpoint(this.meshTls, ep, MESH_ALPN.frames).then((socket) => new FrameClient(socket));
+      c = connectEndpoint(this.meshTls, ep, [MESH_ALPN.frames, MESH_ALPN.http2]).then((socket) => {
+        if ((socket as { alpnProtocol?: string | false }).alpnProtocol === MESH_ALPN.frames) return new FrameClient(socket);
+        this.h2Only.add(key);
+        socket.destroy();
+        return undefined;
+      });
       this.clients.set(key, c);
       const forget = (): void => {
         if (this.clients.get(key) === c) this.clients.delete(key);
       };
-      c.then((client) => client.connection.socket.once('close', forget), forget);
+      c.then((client) => (client ? client.connection.socket.once('close', forget) : forget()), forget);
     }
     return c;
   }
 
   retain(keep: readonly EndpointAddress[]): void {
-    const wanted = new Set(keep.map((ep) => `${ep.address}|${ep.port}|${ep.identity ?? ''}`));
+    const wanted = new Set(keep.map(FrameSessions.key));
+    for (const key of this.h2Only) if (!wanted.has(key)) this.h2Only.delete(key);
     for (const [key, c] of this.clients) {
       if (wanted.has(key)) continue;
       this.clients.delete(key);
-      void c.then((client) => client.connection.socket.end(), () => undefined);
+      void c.then((client) => client?.connection.socket.end(), () => undefined);
     }
   }
 
   async close(): Promise<void> {
     const all = [...this.clients.values()];
     this.clients.clear();
-    await Promise.all(all.map((c) => c.then((client) => void client.connection.socket.destroy(), () => undefined)));
+    await Promise.all(all.map((c) => c.then((client) => void client?.connection.socket.destroy(), () => undefined)));
   }
 }
 
-/** Sends `req` to a meshed endpoint over tsmesh/h2f: what forwardH2 does over a node:http2 session. */
-export async function forwardFrames(sessions: FrameSessions, ep: EndpointAddress, req: ProxyRequest, headTimeoutMs = 0): Promise<ProxyResponse> {
-  const waitedFrom = performance.now();
-  const client = await sessions.client(ep);
-  const connectMs = performance.now() - waitedFrom;
+/** Sends `req` to a meshed endpoint over its tsmesh/h2f connection: what forwardH2 does over a node:http2 session. */
+export function forwardFrames(client: FrameClient, ep: EndpointAddress, req: ProxyRequest, headTimeoutMs: number, connectMs: number): Promise<ProxyResponse> {
   const conn = client.connection;
   const head: Fields = emptyHeaders<Fields>();
   head[HTTP2_HEADER_METHOD] = req.method;
