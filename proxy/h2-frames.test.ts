@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as h2connect, createServer as createH2cServer, type ClientHttp2Session, type Http2Server, type ServerHttp2Stream } from 'node:http2';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { connect as tlsConnect, createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { type Sidecar } from './sidecar.js';
@@ -30,6 +30,8 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
   let client: ClientHttp2Session;
   /** A sidecar of before tsmesh/h2f: mesh TLS offering tsmesh/h2 only, node:http2 behind it. */
   let older: TlsServer;
+  /** A client certificate of the mesh, for a handshake of the test's own with b. */
+  let meshClient: { cert: string; key: string; ca: string };
   /** Bytes of the answer the app's stream has taken so far (it waits for 'drain' when told to). */
   let written = 0;
 
@@ -60,6 +62,8 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
     b = await loopbackSidecar(ca, API, new FixedConfig({}), {
       inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' }),
     });
+    const web = issueCredentials(ca, WEB);
+    meshClient = { cert: web.certChainPem, key: web.keyPem, ca: web.trustBundlePem };
     const creds = issueCredentials(ca, 'spiffe://cluster.local/ns/shop/sa/legacy');
     // As a sidecar serves tsmesh/h2: its own TLS server, and HTTP/2 over the TLS socket.
     const olderH2 = createH2cServer();
@@ -115,6 +119,16 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
       }
     } finally {
       legacy.close();
+    }
+  });
+
+  it('is what a sidecar picks for a caller that offers it beside tsmesh/h2', async () => {
+    const socket = tlsConnect({ host: '127.0.0.1', port: b.inboundPort, ...meshClient, ALPNProtocols: [MESH_ALPN.frames, MESH_ALPN.http2], checkServerIdentity: () => undefined });
+    try {
+      await once(socket, 'secureConnect');
+      assert.equal(socket.alpnProtocol, MESH_ALPN.frames);
+    } finally {
+      socket.destroy();
     }
   });
 });

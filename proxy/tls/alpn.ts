@@ -5,9 +5,14 @@ export const MESH_ALPN = {
   /** HTTP/1.1 connections as streams of one connection (net/mux.ts); listed first, a server prefers it to http1. */
   mux: 'tsmesh/mux',
   http1: 'tsmesh/h1',
-  http2: 'tsmesh/h2',
-  /** HTTP/2 requests as frames of the proxy's own (http/h2-frames.ts, a prototype): offered only under TSMESH_H2_FRAMES. */
+  /**
+   * HTTP/2 requests as frames of the proxy's own (http/h2-frames.ts, a
+   * prototype): offered, with http2, only under TSMESH_H2_FRAMES. Listed
+   * before http2: a server picks by its own order, so a caller offering both
+   * gets it.
+   */
   frames: 'tsmesh/h2f',
+  http2: 'tsmesh/h2',
   tcp: 'tsmesh/tcp',
 } as const;
 
