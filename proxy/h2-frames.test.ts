@@ -2,8 +2,8 @@
 // what proxy/grpc-pair.test.ts runs over it: flow control per stream (a
 // client that stops reading a large answer holds the app back, its writes
 // waiting, instead of the sidecars taking the whole answer into memory, and
-// gets all of it once it reads again), and an endpoint whose sidecar
-// speaks tsmesh/h2 only, reached over tsmesh/h2.
+// gets all of it once it reads again), an endpoint whose sidecar speaks
+// tsmesh/h2 only, reached over tsmesh/h2, and draining: GOAWAY.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as h2connect, createServer as createH2cServer, type ClientHttp2Session, type Http2Server, type ServerHttp2Stream } from 'node:http2';
@@ -130,5 +130,21 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
     } finally {
       socket.destroy();
     }
+  });
+
+  // Last: b drains.
+  it("lets a call in flight when the endpoint's sidecar drains go on to its end, then lets the connection go", async () => {
+    written = 0;
+    const s = client.request({ ':method': 'GET', ':path': '/large', ':authority': 'api.shop' });
+    await once(s, 'response');
+    const from = performance.now();
+    const drained = b.drain(20_000);
+    let received = 0;
+    s.on('data', (d: Buffer) => (received += d.length));
+    await once(s, 'end');
+    assert.equal(received, ANSWER_BYTES, 'the whole answer');
+    await drained;
+    const ms = performance.now() - from;
+    assert.ok(ms < 10_000, `the drain took ${Math.round(ms)} ms of its 20,000: the caller kept its idle connection`);
   });
 });

@@ -14,6 +14,8 @@
 //   END   the body is whole; payload: its trailers as JSON, or nothing
 //   RST   the stream is abandoned (the caller left, or the other side failed)
 //   WINDOW payload: u32, body bytes the receiver's reader has taken
+//   GOAWAY (stream 0) the server is draining: its streams go on to their end,
+//          new ones go to a new connection (another endpoint, as a rule)
 // Flow control is per stream, as tsmesh/mux has it: a sender has at most
 // STREAM_WINDOW body bytes unacknowledged, so a reader that stops (an app
 // reading a server stream slowly) holds back its sender instead of filling
@@ -23,8 +25,8 @@
 //
 // A client offers tsmesh/h2f and tsmesh/h2: a peer that picks tsmesh/h2 (a
 // sidecar without tsmesh/h2f) is reached over node:http2 as before. What
-// the prototype leaves out: GOAWAY on drain, and limits on streams and
-// memory per connection (tsmesh/mux's budget).
+// the prototype leaves out: limits on streams and memory per connection
+// (tsmesh/mux's budget).
 import { Readable, type Duplex } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { Logger } from '../../lib/log.js';
@@ -44,6 +46,7 @@ const DATA = 1;
 const END = 2;
 const RST = 3;
 const WINDOW = 4;
+const GOAWAY = 5;
 const END_STREAM = 0x80;
 /** Body bytes a sender may have unacknowledged on one stream; past them it pauses its source. */
 const STREAM_WINDOW = 256 * 1024;
@@ -233,6 +236,10 @@ interface Call {
 /** The client side of one connection: opens streams, hands each frame to its call. */
 export class FrameClient {
   private nextId = 1;
+  /** The server said GOAWAY: no new streams here; the connection ends with its last one. */
+  goingAway = false;
+  /** Called once when the server says GOAWAY. */
+  onGoAway: (() => void) | undefined;
   private readonly calls = new Map<number, { call: Call; answer?: Incoming; out?: Outgoing }>();
   private answered: (() => void)[] = [];
   readonly connection: FrameConnection;
@@ -267,6 +274,12 @@ export class FrameClient {
 
   forget(id: number): void {
     this.calls.delete(id);
+    this.endWhenIdle();
+  }
+
+  /** After GOAWAY, the connection ends once no stream is left on it. */
+  endWhenIdle(): void {
+    if (this.goingAway && this.calls.size === 0) this.connection.socket.end();
   }
 
   /** The request body of stream `id` goes from `source`, held to the stream's window. */
@@ -278,6 +291,13 @@ export class FrameClient {
   }
 
   private frame(id: number, type: number, payload: Buffer): void {
+    if (id === 0 && (type & 0x7f) === GOAWAY) {
+      if (this.goingAway) return;
+      this.goingAway = true;
+      this.onGoAway?.();
+      this.endWhenIdle();
+      return;
+    }
     const c = this.calls.get(id);
     if (!c) return;
     const kind = type & 0x7f;
@@ -289,6 +309,7 @@ export class FrameClient {
       if ((type & END_STREAM) !== 0) {
         this.calls.delete(id);
         c.call.head(status, fields, null);
+        this.endWhenIdle();
         return;
       }
       const answer = (c.answer = new Incoming(this.connection, id));
@@ -297,9 +318,11 @@ export class FrameClient {
     else if (kind === END) {
       this.calls.delete(id);
       c.answer?.end(payload.length ? decode(payload) : undefined);
+      this.endWhenIdle();
     } else if (kind === WINDOW) c.out?.credit(payload);
     else if (kind === RST) {
       this.calls.delete(id);
+      this.endWhenIdle();
       const error = new Error('the peer reset the stream (tsmesh/h2f)');
       c.answer?.fail(error);
       c.call.fail(error);
@@ -331,7 +354,14 @@ export class FrameSessions {
     let c = this.clients.get(key);
     if (!c) {
       c = connectEndpoint(this.meshTls, ep, [MESH_ALPN.frames, MESH_ALPN.http2]).then((socket) => {
-        if ((socket as { alpnProtocol?: string | false }).alpnProtocol === MESH_ALPN.frames) return new FrameClient(socket);
+        if ((socket as { alpnProtocol?: string | false }).alpnProtocol === MESH_ALPN.frames) {
+          const client = new FrameClient(socket);
+          // A draining endpoint: the next request opens a new connection.
+          client.onGoAway = () => {
+            if (this.clients.get(key) === c) this.clients.delete(key);
+          };
+          return client;
+        }
         this.h2Only.add(key);
         socket.destroy();
         return undefined;
@@ -447,8 +477,15 @@ export function forwardFrames(client: FrameClient, ep: EndpointAddress, req: Pro
   });
 }
 
+/** What the inbound listener holds of a tsmesh/h2f connection it serves. */
+export interface FrameServer {
+  /** Draining: tells the client to open no more streams here; those open go on to their end. */
+  goAway(): void;
+  readonly socket: Duplex;
+}
+
 /** Serves the tsmesh/h2f streams of one verified caller's connection with `handler` (the inbound stack). */
-export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void {
+export function serveFrames(socket: Duplex, handler: Handler, log: Logger): FrameServer {
   const streams = new Map<number, { request: Incoming | null; signal: Cancellation; out?: Outgoing }>();
   let arrived: (() => void)[] = [];
   const conn = new FrameConnection(
@@ -557,5 +594,14 @@ export function serveFrames(socket: Duplex, handler: Handler, log: Logger): void
     });
     // A client reset while the body streams lets go of the endpoint's body.
     s.signal.addEventListener('abort', () => body.destroy());
+  };
+  let saidGoAway = false;
+  return {
+    socket,
+    goAway() {
+      if (saidGoAway) return;
+      saidGoAway = true;
+      conn.send(0, GOAWAY);
+    },
   };
 }

@@ -13,7 +13,7 @@ import type { MtlsMode } from '../../contract/proxy-config.js';
 import type { PortProtocol } from '../../contract/vocabulary.js';
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
-import { serveFrames } from '../http/h2-frames.js';
+import { serveFrames, type FrameServer } from '../http/h2-frames.js';
 import { readClientHello } from '../net/client-hello-read.js';
 import { MuxSession } from '../net/mux.js';
 import { portKind, sniff } from '../net/sniff.js';
@@ -115,6 +115,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
   // One handler per terminated connection: its caller and port are fixed.
   const handlers = new WeakMap<object, Handler>();
   const muxSessions = new Set<MuxSession>();
+  const frameServers = new Set<FrameServer>();
   let goingAway = false;
   const idleMs = opts.idleTimeoutMs ?? 3600_000;
   // A WebSocket (an HTTP/1.1 upgrade) idles as long as an opaque TCP connection may.
@@ -174,7 +175,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
       handlers.set(tls, inboundStack(ctx, opts));
       http.accept(tls);
     } else if (tls.alpnProtocol === MESH_ALPN.frames) {
-      serveFrames(tls, inboundStack(ctx, opts), opts.log);
+      const frames = serveFrames(tls, inboundStack(ctx, opts), opts.log);
+      frameServers.add(frames);
+      tls.once('close', () => frameServers.delete(frames));
+      if (goingAway) frames.goAway();
     } else {
       h2.accept(tls, inboundStack(ctx, opts));
     }
@@ -269,6 +273,7 @@ export function createInbound(opts: InboundOptions): InboundListener {
     goAway() {
       goingAway = true;
       for (const session of muxSessions) session.goAway();
+      for (const frames of frameServers) frames.goAway();
     },
   };
 }
