@@ -18,13 +18,13 @@ export const METRICS = {
   // The sidecar proxy (proxy/metrics.ts, proxy/identity/metrics.ts).
   tsmesh_requests_total: {
     type: 'counter',
-    help: 'HTTP requests handled by the proxy; a gRPC call is counted when it ends, with its grpc_status (empty for other requests).',
-    labels: ['direction', 'source_identity', 'destination_identity', 'destination_service', 'response_code', 'tls', 'grpc_status'],
+    help: 'HTTP requests handled by the proxy; a gRPC call is counted when it ends, with its grpc_status (empty for other requests); route is the TrafficPolicy route an outbound request took (default when none matched; empty inbound and for a request answered before routing).',
+    labels: ['direction', 'source_identity', 'destination_identity', 'destination_service', 'route', 'response_code', 'tls', 'grpc_status'],
   },
   tsmesh_request_duration_seconds: {
     type: 'histogram',
-    help: 'Time from the request arriving at the proxy to the response head leaving it.',
-    labels: ['direction', 'destination_service', 'response_code'],
+    help: 'Time from the request arriving at the proxy to the response head leaving it, with the labels of tsmesh_requests_total but tls and grpc_status.',
+    labels: ['direction', 'source_identity', 'destination_identity', 'destination_service', 'route', 'response_code'],
     buckets: LATENCY_BUCKETS,
   },
   tsmesh_retries_total: { type: 'counter', help: 'Requests retried, by why.', labels: ['destination_service', 'reason'] },

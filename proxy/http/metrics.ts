@@ -1,6 +1,8 @@
 // Counts every request and times it to the response head, with the labels
 // DESIGN.md fixes. A gRPC call is counted when its status is known: at once
-// for a trailers-only answer, else when its body has ended.
+// for a trailers-only answer, else when its body has ended. The layer sits
+// outside routing: the route a request took is what the route step wrote on
+// it (req.route, outbound/stack.ts), read once the answer is back.
 import type { CounterChild, HistogramChild } from '../../lib/prom-hot.js';
 import type { Direction, ProxyMetrics } from '../metrics.js';
 import type { Layer, ProxyResponse, UpgradedConnection } from './types.js';
@@ -26,42 +28,50 @@ const STATUS_TEXT: readonly string[] = Array.from({ length: 600 }, (_, i) => Str
 const GRPC_TEXT: readonly string[] = Array.from({ length: 17 }, (_, i) => String(i));
 const grpcText = (code: number): string => GRPC_TEXT[code] ?? String(code);
 
+/** A label set of a stack's requests and its bound child. */
+interface Series<C> {
+  source: string;
+  destination: string;
+  route: string;
+  code: string;
+  grpc: string;
+  tls: string;
+  child: C;
+}
+
+/**
+ * The children of one family for a stack's label sets: bound once and looked
+ * up by a short key; the set of the request before is kept at hand, as most
+ * requests of a stack carry the labels of the one before, so counting one
+ * like it allocates nothing.
+ */
+function seriesCache<C>(bind: (source: string, destination: string, route: string, code: string, grpc: string, tls: string) => C) {
+  const all = new Map<string, Series<C>>();
+  let last: Series<C> | undefined;
+  return (source: string, destination: string, route: string, code: string, grpc: string, tls: string): C => {
+    if (last !== undefined && last.code === code && last.route === route && last.grpc === grpc && last.source === source && last.destination === destination && last.tls === tls) {
+      return last.child;
+    }
+    const key = `${code}|${grpc}|${tls}|${route}|${source}|${destination}`;
+    let s = all.get(key);
+    if (!s) {
+      s = { source, destination, route, code, grpc, tls, child: bind(source, destination, route, code, grpc, tls) };
+      all.set(key, s);
+    }
+    last = s;
+    return s.child;
+  };
+}
+
 export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Layer {
-  // The few label sets one stack sees are bound once and looked up by a short key.
-  const counts = new Map<string, CounterChild>();
-  const durations = new Map<string, HistogramChild>();
-  // Most requests of a stack carry the labels of the one before: that set is kept at hand.
-  let last: { source: string; destination: string; code: string; grpc: string; tls: string; count: CounterChild } | undefined;
-  const count = (source: string, destination: string, code: string, grpc: string, tls: string): void => {
-    if (last !== undefined && last.code === code && last.grpc === grpc && last.source === source && last.destination === destination && last.tls === tls) {
-      last.count.inc();
-      return;
-    }
-    const key = `${code}|${grpc}|${tls}|${source}|${destination}`;
-    let c = counts.get(key);
-    if (!c) {
-      c = metrics.requests.labels({
-        direction: labels.direction,
-        source_identity: source,
-        destination_identity: destination,
-        destination_service: labels.destinationService,
-        response_code: code,
-        grpc_status: grpc,
-        tls,
-      });
-      counts.set(key, c);
-    }
-    last = { source, destination, code, grpc, tls, count: c };
-    c.inc();
-  };
-  const observe = (code: string, seconds: number): void => {
-    let d = durations.get(code);
-    if (!d) {
-      d = metrics.requestDuration.labels({ direction: labels.direction, destination_service: labels.destinationService, response_code: code });
-      durations.set(code, d);
-    }
-    d.observe(seconds);
-  };
+  const { direction, destinationService: destination_service } = labels;
+  const counter = seriesCache<CounterChild>((source_identity, destination_identity, route, response_code, grpc_status, tls) =>
+    metrics.requests.labels({ direction, source_identity, destination_identity, destination_service, route, response_code, grpc_status, tls }),
+  );
+  // The histogram carries neither grpc_status nor tls: called with both empty.
+  const histogram = seriesCache<HistogramChild>((source_identity, destination_identity, route, response_code) =>
+    metrics.requestDuration.labels({ direction, source_identity, destination_identity, destination_service, route, response_code }),
+  );
   const errors = (error: string) => metrics.httpErrors.labels({ direction: labels.direction, destination_service: labels.destinationService, error });
   return (next) => async (req) => {
     let res: ProxyResponse;
@@ -71,8 +81,11 @@ export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Laye
     } catch (e) {
       if (req.signal.aborted) {
         // The caller went away before an answer: a class of its own, with how long it waited.
-        count(labels.sourceIdentity(), labels.destinationIdentity?.() ?? '', '0', grpc ? grpcText(GRPC.CANCELLED) : '', labels.tls === true ? 'true' : 'false');
-        observe('0', (performance.now() - req.startedAt) / 1000);
+        const source = labels.sourceIdentity();
+        const destination = labels.destinationIdentity?.() ?? '';
+        const route = req.route ?? '';
+        counter(source, destination, route, '0', grpc ? grpcText(GRPC.CANCELLED) : '', labels.tls === true ? 'true' : 'false').inc();
+        histogram(source, destination, route, '0', '', '').observe((performance.now() - req.startedAt) / 1000);
         errors(CANCELLED).inc();
       }
       throw e;
@@ -86,13 +99,14 @@ export function metricsLayer(metrics: ProxyMetrics, labels: RequestLabels): Laye
     const peer = res.meta?.peerIdentity;
     const source = labels.sourceIdentity();
     const destination = labels.destinationIdentity?.() ?? peer ?? '';
+    const route = req.route ?? '';
     const code = STATUS_TEXT[res.status] ?? String(res.status);
     const tls = labels.tls ?? peer !== undefined ? 'true' : 'false';
-    observe(code, (performance.now() - req.startedAt) / 1000);
+    histogram(source, destination, route, code, '', '').observe((performance.now() - req.startedAt) / 1000);
     if (res.upgraded !== undefined) res.upgraded = countedAsTcp(metrics, labels.direction, labels.destinationService, tls, res.upgraded);
     // A gRPC call's outcome is its status: in a trailers-only head, or in the trailers once the body has gone.
-    if (grpc) whenGrpcStatus(res, () => req.signal.aborted, (status) => count(source, destination, code, grpcText(status), tls));
-    else count(source, destination, code, '', tls);
+    if (grpc) whenGrpcStatus(res, () => req.signal.aborted, (status) => counter(source, destination, route, code, grpcText(status), tls).inc());
+    else counter(source, destination, route, code, '', tls).inc();
     return res;
   };
 }

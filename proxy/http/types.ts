@@ -45,6 +45,8 @@ export interface ProxyRequest {
    * (grpc-deadline.ts): the HTTP/2 forwarder sends on what is left of it.
    */
   deadline?: number | undefined;
+  /** The TrafficPolicy route it took (http/route.ts), set by the route step for the layers outside it (metrics). */
+  route?: string | undefined;
   /**
    * Set while the telemetry layer (http/telemetry.ts: a span, an access log
    * line) watches the request: what the layers inside it tell of it.

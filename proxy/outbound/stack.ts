@@ -65,8 +65,8 @@ export function outboundStack(target: ServiceTarget, deps: OutboundDeps): Handle
 
 function routeStack(target: ServiceTarget, route: CompiledRoute, table: RoutingTable, deps: OutboundDeps): Handler {
   const { scheduler, random } = deps.traffic;
-  // The route taken, for the request's span and access log line.
-  const layers: Layer[] = [(next) => (req) => (req.observer?.route(route.name), next(req))];
+  // The route taken, for the request's metrics, span and access log line.
+  const layers: Layer[] = [(next) => (req) => ((req.route = route.name), req.observer?.route(route.name), next(req))];
   const faults = compileFaults(route.faults);
   if (faults) {
     const delays = deps.metrics.faultsInjected.labels({ destination_service: target.key, kind: 'delay' });

@@ -198,7 +198,7 @@ describe('kind/', function () {
       const frontend = 'spiffe://cluster.local/ns/tsmesh-demo/sa/frontend';
       const backend = 'spiffe://cluster.local/ns/tsmesh-demo/sa/backend';
       for (const direction of ['outbound', 'inbound'] as const)
-        metrics.requests.labels({ direction, source_identity: frontend, destination_identity: backend, destination_service: 'backend-v2.tsmesh-demo.svc.cluster.local:8080', response_code: '200', grpc_status: '', tls: 'true' }).inc();
+        metrics.requests.labels({ direction, source_identity: frontend, destination_identity: backend, destination_service: 'backend-v2.tsmesh-demo.svc.cluster.local:8080', route: 'default', response_code: '200', grpc_status: '', tls: 'true' }).inc();
       const text = await metrics.registry.metrics();
       const both = 'mtls_requests outbound "$FRONTEND_ID" "$BACKEND_ID" <<<"$METRICS" && mtls_requests inbound "$FRONTEND_ID" "$BACKEND_ID" <<<"$METRICS"';
       assert.equal(e2e(both, { METRICS: text }).status, 0, text);
