@@ -80,6 +80,12 @@ export const METRICS = {
     help: 'Spans dropped instead of exported, by reason: queue-full (the export queue was at its bound) or export-failed (the collector refused them or could not be reached).',
     labels: ['reason'],
   },
+  tsmesh_tap_events_total: { type: 'counter', help: 'Tap events (proxy/tap/hub.ts) sent to the control plane.', labels: [] },
+  tsmesh_tap_events_dropped_total: {
+    type: 'counter',
+    help: 'Tap events dropped instead of sent, by reason: rate-limit (past the tap\'s maxRps) or buffer-full (its connection held too much unsent).',
+    labels: ['reason'],
+  },
 
   // The CA (ca/metrics.ts).
   tsmesh_ca_certificates_issued_total: { type: 'counter', help: 'Workload certificates issued.', labels: [] },

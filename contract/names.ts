@@ -111,3 +111,17 @@ export const POLICY_GROUP = 'tsmesh.io';
 export const POLICY_VERSION = 'v1alpha1';
 export const TRAFFIC_POLICY_PLURAL = 'trafficpolicies';
 export const AUTHORIZATION_POLICY_PLURAL = 'authorizationpolicies';
+
+/**
+ * Tap (`tsmesh tap`, contract/DESIGN.md): the control plane lets a caller tap
+ * a namespace's workloads when a SubjectAccessReview allows verb TAP_VERB on
+ * resource TAP_RESOURCE of API group TAP_API_GROUP there, and see header
+ * values when it allows the same verb on subresource TAP_HEADERS_SUBRESOURCE.
+ * No API serves the group: it exists for RBAC only. ClusterRole
+ * TAP_CLUSTER_ROLE grants both.
+ */
+export const TAP_API_GROUP = 'tap.tsmesh.io';
+export const TAP_RESOURCE = 'tap';
+export const TAP_HEADERS_SUBRESOURCE = 'headers';
+export const TAP_VERB = 'watch';
+export const TAP_CLUSTER_ROLE = 'tsmesh-tap';

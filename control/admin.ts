@@ -1,9 +1,11 @@
 // The control plane's admin port (15014): /metrics, /healthz, /readyz, and
-// the mesh dashboard: the page at / and its JSON at /api/v1/mesh.
-import { createServer, type Server } from 'node:http';
+// the mesh dashboard: the page at / and its JSON at /api/v1/mesh, the
+// stream of `tsmesh tap` at /api/v1/tap (control/tap.ts).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { DASHBOARD_HTML } from './observe/dashboard-page.js';
 import type { MeshView } from './observe/view.js';
+import { TAP_PATH } from './tap.js';
 
 export interface AdminServerOptions {
   registry: Registry;
@@ -11,6 +13,8 @@ export interface AdminServerOptions {
   readiness: () => string | undefined;
   /** The proxies' golden metrics; without it / and /api/v1/mesh answer 404. */
   meshView?: () => MeshView;
+  /** `tsmesh tap`'s stream (control/tap.ts); without it /api/v1/tap answers 404. */
+  tap?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 export const MESH_VIEW_PATH = '/api/v1/mesh';
@@ -36,8 +40,10 @@ export function createAdminServer(opts: AdminServerOptions): Server {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
     } else if (opts.meshView && path === MESH_VIEW_PATH) {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(opts.meshView()));
+    } else if (opts.tap && path === TAP_PATH) {
+      opts.tap(req, res);
     } else {
-      const paths = [...(opts.meshView ? ['/', MESH_VIEW_PATH] : []), '/metrics', '/healthz', '/readyz'];
+      const paths = [...(opts.meshView ? ['/', MESH_VIEW_PATH] : []), ...(opts.tap ? [TAP_PATH] : []), '/metrics', '/healthz', '/readyz'];
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found; try ${paths.join(', ')}\n`);
     }
   });

@@ -3,7 +3,7 @@
 //                discovery stream (GET /v1/config, POST /v1/config/ack, mTLS)
 //   9443  (TLS)  the sidecar injector (POST /inject)
 //   15014        admin: /metrics, /healthz, /readyz, and the dashboard (/, /api/v1/mesh)
-//                when it is given proxies to scrape
+//                when it is given proxies to scrape, `tsmesh tap` (/api/v1/tap)
 // Serving certificates come from the mesh CA itself and are re-issued at
 // half-life with setSecureContext, so open connections stay up.
 import { generateKeyPairSync } from 'node:crypto';
@@ -27,6 +27,7 @@ import { MeshObserver } from './observe/observer.js';
 import type { MeshView, ScrapeTarget } from './observe/view.js';
 import type { MeshSource } from './sources/source.js';
 import { Discovery, type ConnectedProxy } from './stream.js';
+import { TapServer, tapDials, type TapAuthorizer } from './tap.js';
 import { PORTS } from '../contract/ports.js';
 
 
@@ -57,6 +58,13 @@ export interface ControlPlaneOptions {
   scrapeTargets?: (connected: readonly ConnectedProxy[]) => readonly ScrapeTarget[];
   /** Scrape only while the dashboard or its JSON is read (paused after a minute without a read). */
   scrapeOnDemand?: boolean;
+  /**
+   * Serve `tsmesh tap` (control/tap.ts) on the admin port: callers authorized
+   * by `authorize` (Kubernetes RBAC; none in local mode), proxies dialled at
+   * `proxyPort` (the pods' inbound port; undefined: each meshed endpoint's
+   * own port, local mode). Needs `meshSource`.
+   */
+  tap?: { authorize?: TapAuthorizer; proxyPort?: number };
 }
 
 export interface RunningControlPlane {
@@ -164,14 +172,26 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   const observer = scrapeTargets
     ? new MeshObserver({ targets: () => scrapeTargets(discovery?.connectedProxies() ?? []), log: log.child('observe'), ...(opts.scrapeOnDemand ? { idleAfterMs: 60_000 } : {}) })
     : undefined;
+  const tapOpts = opts.tap;
+  const tap =
+    tapOpts && opts.meshSource
+      ? new TapServer({
+          authority,
+          log: log.child('tap'),
+          dials: (target) => tapDials(opts.meshSource!.current(), discovery?.connectedProxies() ?? [], target, tapOpts.proxyPort),
+          ...(tapOpts.authorize ? { authorize: tapOpts.authorize } : {}),
+        })
+      : undefined;
   const admin: Server = createAdminServer({
     registry,
     readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined),
     ...(observer ? { meshView: () => observer.view() } : {}),
+    ...(tap ? { tap: (req, res) => tap.handle(req, res) } : {}),
   });
   const close = async (): Promise<void> => {
     clearTimeout(rotateTimer);
     observer?.close();
+    tap?.close();
     unsubscribe();
     discovery?.close();
     server.closeAllConnections();

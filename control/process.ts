@@ -23,6 +23,7 @@ import { followMeshCertificateTtl } from './cert-ttl.js';
 import { startLeaderElection, type LeaderElection } from './leader.js';
 import { scrapeTargets as meshScrapeTargets } from './observe/targets.js';
 import { startControlPlane, type ControlPlaneOptions, type RunningControlPlane } from './plane.js';
+import { kubernetesTapAuthorizer } from './tap.js';
 import { FileMeshSource } from './sources/file.js';
 import { createKubernetesSource } from './sources/kubernetes.js';
 import type { MeshSource } from './sources/source.js';
@@ -195,6 +196,9 @@ export async function startControlPlaneProcess(opts: ControlPlaneProcessOptions)
       port: opts.port ?? PORTS.controlPlane,
       adminPort: opts.adminPort ?? PORTS.controlPlaneAdmin,
       ...(scrapeTargets ? { scrapeTargets, scrapeOnDemand: opts.scrapeTargets === undefined } : {}),
+      // tsmesh tap: in Kubernetes, callers by RBAC and pods at their inbound port; a local mesh has no API
+      // server to ask, and its sidecars listen where its mesh file's endpoints say.
+      tap: local ? {} : { authorize: kubernetesTapAuthorizer(kube()), proxyPort: PORTS.inbound },
     });
   } catch (e) {
     await stop();

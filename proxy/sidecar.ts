@@ -17,6 +17,7 @@ import { originalDestination as soOriginalDst, type OriginalDestination } from '
 import { createOutbound } from './outbound/listener.js';
 import { TrafficState, type TrafficStateOptions } from './outbound/traffic-state.js';
 import { Telemetry, type TelemetryOptions } from './telemetry/state.js';
+import { createTapCounters, TapHub } from './tap/hub.js';
 import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
 import { MeshTls } from './tls/mesh-tls.js';
 import { DEFAULT_TRUST_DOMAIN } from '../contract/spiffe.js';
@@ -107,6 +108,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     ...(opts.telemetry?.random ? { random: opts.telemetry.random } : {}),
     ...(opts.telemetry?.tracerTuning ? { tracerTuning: opts.telemetry.tracerTuning } : {}),
     ...(opts.telemetry?.accessLogSink ? { accessLogSink: opts.telemetry.accessLogSink } : {}),
+    tap: new TapHub({ counters: createTapCounters(metrics.registry), podName: opts.telemetry?.podName }),
   });
   metrics.ejectedSource = () => traffic.ejected();
   let table = EMPTY_TABLE;

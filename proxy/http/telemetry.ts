@@ -21,6 +21,7 @@ import { accessLogLine, isErrorOutcome } from '../telemetry/access-log.js';
 import type { Telemetry } from '../telemetry/state.js';
 import type { AccessLogSettings } from '../../contract/proxy-config.js';
 import type { ProxySpan, RequestFacts } from '../telemetry/tracer.js';
+import type { TapObservation } from '../tap/hub.js';
 import { CANCELLED } from '../../contract/vocabulary.js';
 
 export interface TelemetryLabels {
@@ -111,18 +112,20 @@ function whenSent(req: ProxyRequest, res: ProxyResponse, grpc: boolean, done: (g
 export function telemetryLayer(t: Telemetry, labels: TelemetryLabels): Layer {
   return (next) => (req) => {
     const log = t.accessLog;
-    if (t.tracer === undefined && log === undefined) return next(req);
+    // A tap (tap/hub.ts) costs a request nothing but this read while nobody taps.
+    const tap = t.tap.active ? t.tap.start(req, labels) : undefined;
+    if (t.tracer === undefined && log === undefined && tap === undefined) return next(req);
     const span = sampledSpan(t, req, labels.direction);
     const logged = log !== undefined && (log.mode !== 'sampled' || t.random() < log.sampling);
-    if (span === undefined && !logged) return next(req);
-    return watched(t, labels, next, req, new Watch(span), logged ? log : undefined);
+    if (span === undefined && !logged && tap === undefined) return next(req);
+    return watched(t, labels, next, req, new Watch(span), logged ? log : undefined, tap);
   };
 }
 
-async function watched(t: Telemetry, labels: TelemetryLabels, next: Handler, req: ProxyRequest, watch: Watch, log: AccessLogSettings | undefined): Promise<ProxyResponse> {
+async function watched(t: Telemetry, labels: TelemetryLabels, next: Handler, req: ProxyRequest, watch: Watch, log: AccessLogSettings | undefined, tap: TapObservation | undefined): Promise<ProxyResponse> {
   req.observer = watch;
   const grpc = isGrpc(req.headers);
-  const bytesIn = log ? bodyBytes(req.body) : undefined;
+  const bytesIn = log || tap ? bodyBytes(req.body) : undefined;
   let bytesOut: (() => number) | undefined;
   const queryAt = req.path.indexOf('?');
   const facts = (res: ProxyResponse | undefined, grpcStatus: number | undefined, error: string | undefined): RequestFacts => ({
@@ -142,8 +145,9 @@ async function watched(t: Telemetry, labels: TelemetryLabels, next: Handler, req
   });
   const done = (f: RequestFacts): void => {
     watch.span?.end(f);
-    if (log === undefined || (log.mode === 'errors' && !isErrorOutcome(f))) return;
     const durationMs = performance.now() - req.startedAt;
+    tap?.end(f, durationMs, bytesIn!(), bytesOut?.() ?? 0);
+    if (log === undefined || (log.mode === 'errors' && !isErrorOutcome(f))) return;
     t.accessLogWriter.write(
       accessLogLine(
         f,
@@ -167,7 +171,8 @@ async function watched(t: Telemetry, labels: TelemetryLabels, next: Handler, req
     done(facts(undefined, grpc ? GRPC.CANCELLED : undefined, req.signal.aborted ? CANCELLED : 'proxy-error'));
     throw e;
   }
-  if (log) bytesOut = bodyBytes(res.body);
+  if (log || tap) bytesOut = bodyBytes(res.body);
+  tap?.response(res);
   whenSent(req, res, grpc, (grpcStatus, cut) => done(facts(res, grpcStatus, res.meta?.localReason ?? (!cut ? undefined : req.signal.aborted ? CANCELLED : 'upstream-reset'))));
   return res;
 }

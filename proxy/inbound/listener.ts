@@ -24,6 +24,7 @@ import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
 import type { Handler } from '../http/types.js';
 import { createMeshTerminator } from './mesh-terminator.js';
+import { tapCallerIdentity } from '../../contract/tap.js';
 import { inboundStack, recordFinding, type InboundDeps } from './stack.js';
 import { verifiedCaller } from './client-id.js';
 import type { Finding } from './authz.js';
@@ -147,6 +148,16 @@ export function createInbound(opts: InboundOptions): InboundListener {
 
   // A verified caller: its connection carries HTTP (one stack per connection, or per tsmesh/mux session) or opaque TCP.
   const serveMesh = (tls: TLSSocket, peer: string, port: number): void => {
+    if (tls.alpnProtocol === MESH_ALPN.tap) {
+      // Tap shows every request of the workload (tap/hub.ts): only the control plane may ask for it.
+      if (peer !== tapCallerIdentity(opts.meshTls.trustDomain ?? '')) {
+        opts.log.warn('tap refused: only the control plane may tap this proxy', { peer });
+        refuse(tls, 'unauthorized');
+        return;
+      }
+      opts.telemetry.tap.serve(tls, opts.log.child('tap'));
+      return;
+    }
     // L4 has no request to answer 403 to: a denied caller's connection is closed.
     const carriesHttp = tls.alpnProtocol === MESH_ALPN.mux || tls.alpnProtocol === MESH_ALPN.http1 || tls.alpnProtocol === MESH_ALPN.http2 || tls.alpnProtocol === MESH_ALPN.frames;
     if (!carriesHttp) {
@@ -204,10 +215,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
       refuse(socket, 'no-original-destination');
       return;
     }
-    if (opts.ownPorts.has(dst.port)) {
-      refuse(socket, 'loop');
-      return;
-    }
+    // A connection to a port of the proxy's own is a loop, but for the control plane's tap, which
+    // dials the inbound port itself (a pod may serve no port a Service names): a ClientHello that
+    // offers tsmesh/tap alone.
+    const ownPort = opts.ownPorts.has(dst.port);
     const sniffed = await sniff(socket, firstBytesMs);
     if (sniffed.protocol === 'closed') {
       socket.destroy();
@@ -217,7 +228,8 @@ export function createInbound(opts: InboundOptions): InboundListener {
       // One deadline for the first bytes and the whole ClientHello: a trickled hello gets no fresh timer.
       const hello = await readClientHello(socket, sniffed.head, Math.max(0, started + firstBytesMs - Date.now()));
       if (socket.destroyed) return;
-      if (hello.kind === 'client-hello' && hello.alpn.some((p) => MESH_ALPN_LIST.includes(p))) {
+      const mesh = hello.kind === 'client-hello' && (ownPort ? hello.alpn.length === 1 && hello.alpn[0] === MESH_ALPN.tap : hello.alpn.some((p) => MESH_ALPN_LIST.includes(p)));
+      if (mesh) {
         if (!opts.meshTls.ready) {
           refuse(socket, 'no-certificate');
           return;
@@ -225,6 +237,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
         terminator.terminate(socket, dst.port);
         return;
       }
+    }
+    if (ownPort) {
+      refuse(socket, 'loop');
+      return;
     }
     if (opts.mtlsMode(dst.port) === 'STRICT') {
       if (sniffed.protocol === 'silent') {

@@ -11,6 +11,7 @@ import { DEFAULT_ACCESS_LOG, DEFAULT_TRACING } from '../../contract/proxy-config
 import { AccessLogWriter } from './access-log.js';
 import type { SpanCounters } from './otel.js';
 import type { ProxyTracer } from './tracer.js';
+import { TapHub } from '../tap/hub.js';
 
 /** How long a tracer that is let go of may take to send what it holds. */
 const SHUTDOWN_MS = 5000;
@@ -26,6 +27,8 @@ export interface TelemetryOptions {
   tracerTuning?: { maxQueue?: number; maxBatch?: number; delayMs?: number; exportTimeoutMs?: number };
   /** Where access log lines go (default the process's stdout). */
   accessLogSink?: (text: string) => void;
+  /** The tap hub the request path tells while the control plane taps (default one that counts nothing). */
+  tap?: TapHub;
 }
 
 /** The tracing settings of `config`: the mesh's, with this workload's overrides laid over them. */
@@ -47,6 +50,8 @@ export class Telemetry {
   accessLog: AccessLogSettings | undefined;
   readonly accessLogWriter: AccessLogWriter;
   readonly random: () => number;
+  /** Live requests for `tsmesh tap` (tap/hub.ts). */
+  readonly tap: TapHub;
   private collector: string | undefined;
   /** Bumped by every change of tracer, so a load that finishes late does not win over a later config. */
   private generation = 0;
@@ -56,6 +61,7 @@ export class Telemetry {
   constructor(private readonly opts: TelemetryOptions) {
     this.random = opts.random ?? Math.random;
     this.accessLogWriter = new AccessLogWriter(opts.accessLogSink);
+    this.tap = opts.tap ?? new TapHub();
   }
 
   /** Takes the settings of a config into use. */

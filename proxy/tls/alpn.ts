@@ -1,3 +1,5 @@
+import { TAP_ALPN } from '../../contract/tap.js';
+
 // ALPN protocol IDs that mark a connection as mesh traffic between two tsmesh
 // proxies, and say what it carries. An inbound connection whose ClientHello
 // offers none of them is not ours (it is the app's own TLS, or plain traffic).
@@ -14,6 +16,8 @@ export const MESH_ALPN = {
   frames: 'tsmesh/h2f',
   http2: 'tsmesh/h2',
   tcp: 'tsmesh/tcp',
+  /** The control plane's tap of this proxy's requests (tap/hub.ts); served to the control plane's identity only. */
+  tap: TAP_ALPN,
 } as const;
 
 export type MeshAlpn = (typeof MESH_ALPN)[keyof typeof MESH_ALPN];

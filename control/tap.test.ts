@@ -1,0 +1,286 @@
+// tsmesh tap end to end on loopback: a control plane in local mode (a mesh
+// file) taps real sidecars over mesh mTLS (ALPN tsmesh/tap) and serves the
+// merged stream on its admin port; requests go through a sidecar pair
+// (web -> api -> app) as in the mesh.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { CertificateAuthority } from '../ca/authority.js';
+import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
+import { newRootCa } from '../ca/testdata/fixtures.js';
+import { silentLogger } from '../lib/log.js';
+import { TAP_ALPN, TAP_REDACTED, type TapEvent } from '../contract/tap.js';
+import { FixedConfig, issueCredentials, loopbackSidecar } from '../proxy/testdata/mesh.js';
+import type { Sidecar } from '../proxy/sidecar.js';
+import { startControlPlane, type RunningControlPlane } from './plane.js';
+import { FileMeshSource } from './sources/file.js';
+
+const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
+const API = 'spiffe://cluster.local/ns/shop/sa/api';
+const API_IP = '10.96.0.10';
+
+type Line = TapEvent & { id?: string; proxy?: { workload: string } } & Record<string, unknown>;
+
+/** A tap's stream as it arrives: its lines so far, and its end. */
+class TapClient {
+  readonly lines: Line[] = [];
+  status = 0;
+  text = '';
+  private readonly req;
+  readonly ended: Promise<void>;
+
+  constructor(adminPort: number, query: string, headers: Record<string, string> = {}) {
+    let done!: () => void;
+    this.ended = new Promise((r) => (done = r));
+    this.req = httpRequest({ host: '127.0.0.1', port: adminPort, path: `/api/v1/tap?${query}`, headers }, (res) => {
+      this.status = res.statusCode ?? 0;
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        this.text += chunk;
+        buf += chunk;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const l = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (this.status === 200 && l) this.lines.push(JSON.parse(l) as Line);
+        }
+      });
+      res.on('close', done);
+    });
+    this.req.on('error', done);
+    this.req.end();
+  }
+
+  of(type: string): Line[] {
+    return this.lines.filter((l) => l.type === type);
+  }
+
+  close(): void {
+    this.req.destroy();
+  }
+}
+
+async function until<T>(what: string, fn: () => T | undefined | false, ms = 8000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** GET through web's sidecar to Service api, as web's app would. */
+function get(a: Sidecar, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: a.outboundPort, path, method, headers: { host: 'api.shop', ...headers } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function counterValue(s: Sidecar, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = s.metrics.registry.getSingleMetric(name);
+  if (!m) return 0;
+  const { values } = await m.get();
+  return values.filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((n, v) => n + v.value, 0);
+}
+
+describe('tsmesh tap (control plane -> sidecars over tsmesh/tap)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let ca: CertificateAuthority;
+  let app: Server;
+  let a: Sidecar; // web: the caller's sidecar
+  let b: Sidecar; // api: the app's sidecar
+  let plane: RunningControlPlane;
+  let source: FileMeshSource;
+  const clients: TapClient[] = [];
+  const tap = (query: string, headers?: Record<string, string>): TapClient => {
+    const c = new TapClient(plane.adminPort, query, headers);
+    clients.push(c);
+    return c;
+  };
+  /** A tap that has reached its proxies (their tap is open). */
+  const openTap = async (query: string, proxies: Sidecar[]): Promise<TapClient> => {
+    const before = proxies.map((p) => p.telemetry.tap.tapCount);
+    const c = tap(query);
+    await until('the proxies to open the tap', () => proxies.every((p, i) => p.telemetry.tap.tapCount > before[i]!));
+    return c;
+  };
+
+  before(async () => {
+    ({ ca } = await newRootCa());
+    app = createServer((req, res) => {
+      const status = req.url?.startsWith('/fail') ? 500 : 200;
+      res.writeHead(status, { 'content-type': 'text/plain', 'set-cookie': 'session=s3cret' }).end('hello from api\n');
+    });
+    app.listen(0, '127.0.0.1');
+    await once(app, 'listening');
+    const appPort = (app.address() as AddressInfo).port;
+    const toApp = { inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' as const }) };
+    b = await loopbackSidecar(ca, API, new FixedConfig({}), toApp);
+    a = await loopbackSidecar(
+      ca,
+      WEB,
+      new FixedConfig({
+        services: [{ name: 'api', namespace: 'shop', clusterIPs: [API_IP], ports: [{ port: 80, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
+      }),
+      { ...toApp, outboundOriginalDestination: () => ({ address: API_IP, port: 80, family: 'IPv4' }) },
+    );
+    dir = mkdtempSync(join(tmpdir(), 'tsmesh-tap-'));
+    const file = join(dir, 'mesh.yaml');
+    // Local mode: each sidecar is found at its meshed endpoint, the port its Service's targetPort names.
+    writeFileSync(
+      file,
+      `apiVersion: tsmesh.io/v1alpha1
+kind: Mesh
+services:
+  - { name: api, namespace: shop, clusterIPs: [${API_IP}], ports: [{ port: 80, targetPort: ${b.inboundPort} }], endpoints: [{ address: 127.0.0.1, serviceAccount: api }] }
+  - { name: web, namespace: shop, clusterIPs: [10.96.0.11], ports: [{ port: 80, targetPort: ${a.inboundPort} }], endpoints: [{ address: 127.0.0.1, serviceAccount: web }] }
+`,
+    );
+    source = new FileMeshSource(file, silentLogger, 20);
+    plane = await startControlPlane({ authority: ca, authenticator: new TokenFileAuthenticator([]), meshSource: source, log: silentLogger, host: '127.0.0.1', port: 0, adminPort: 0, tap: {} });
+  });
+
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+  });
+
+  after(async () => {
+    await plane?.close();
+    source?.close();
+    await Promise.all([a?.drain(0), b?.drain(0)]);
+    app?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows each request of a workload: method, path, status, latency, header names with values redacted', async () => {
+    const c = await openTap('target=workload/api&namespace=shop', [b]);
+    assert.equal(c.status, 200);
+    assert.match(String(c.lines[0]?.['message']), /tapping 1 proxy of workload api in namespace shop/);
+    const res = await get(a, '/items?page=2', { authorization: 'Bearer hunter2', 'x-trace-me': 'yes' });
+    assert.equal(res.status, 200);
+    const end = await until('the end event', () => c.of('end')[0]);
+    const [req] = c.of('req');
+    const [rsp] = c.of('rsp');
+    assert.ok(req && rsp, c.text);
+    assert.equal(req['direction'], 'inbound');
+    assert.equal(req['method'], 'GET');
+    assert.equal(req['path'], '/items?page=2');
+    assert.equal(req['authority'], 'api.shop');
+    assert.equal(req['source'], WEB);
+    assert.equal(req['destination'], API);
+    assert.equal(req.proxy?.workload, 'api');
+    const reqHeaders = req['headers'] as Record<string, string>;
+    assert.equal(reqHeaders['authorization'], TAP_REDACTED);
+    assert.equal(reqHeaders['x-trace-me'], TAP_REDACTED);
+    assert.ok(!c.text.includes('hunter2') && !c.text.includes('s3cret'), 'no header value leaves the proxy without showHeaders');
+    assert.equal(rsp['status'], 200);
+    assert.equal((rsp['headers'] as Record<string, string>)['set-cookie'], TAP_REDACTED);
+    assert.ok(typeof rsp['latencyMs'] === 'number' && rsp['latencyMs'] >= 0);
+    assert.equal(end['responseBytes'], 'hello from api\n'.length);
+    assert.ok((end['durationMs'] as number) >= (rsp['latencyMs'] as number));
+    assert.equal(req.id, rsp.id);
+    assert.equal(req.id, end.id);
+  });
+
+  it('shows header values to a tap that asks for them (showHeaders)', async () => {
+    const c = await openTap('target=workload/api&namespace=shop&showHeaders=true', [b]);
+    await get(a, '/items', { authorization: 'Bearer hunter2' });
+    const [req] = await until('the req event', () => c.of('req').length > 0 && c.of('req'));
+    assert.equal((req!['headers'] as Record<string, string>)['authorization'], 'Bearer hunter2');
+  });
+
+  it('filters by path prefix, method, status class, direction and identity', async () => {
+    const failures = await openTap('target=ns/shop&status=5xx&path=/fail', [a, b]);
+    const posts = await openTap('target=workload/api&namespace=shop&method=post', [b]);
+    const outbound = await openTap('target=ns/shop&direction=outbound', [a, b]);
+    const byOther = await openTap(`target=ns/shop&identity=${encodeURIComponent('spiffe://cluster.local/ns/shop/sa/nobody')}`, [a, b]);
+    const byWeb = await openTap(`target=workload/api&namespace=shop&identity=${encodeURIComponent(WEB)}`, [b]);
+    await get(a, '/ok');
+    await get(a, '/fail/1');
+    await get(a, '/failing-not', {}, 'POST'); // a 500 with another prefix... /failing-not starts with /fail too
+    await get(a, '/other', {}, 'POST');
+    await until('every tap to see its ends', () => failures.of('end').length >= 4 && posts.of('end').length >= 2 && outbound.of('end').length >= 4 && byWeb.of('end').length >= 4);
+    // Both sidecars see each 5xx under /fail: web's outbound side and api's inbound side.
+    assert.deepEqual(failures.of('req').map((r) => `${String(r['direction'])} ${String(r['path'])}`).sort(), ['inbound /fail/1', 'inbound /failing-not', 'outbound /fail/1', 'outbound /failing-not']);
+    assert.ok(failures.of('rsp').every((r) => r['status'] === 500));
+    assert.deepEqual(posts.of('req').map((r) => r['path']).sort(), ['/failing-not', '/other']);
+    assert.ok(outbound.of('req').every((r) => r['direction'] === 'outbound' && r.proxy?.workload === 'web'));
+    assert.equal(outbound.of('req').length, 4);
+    assert.equal(byWeb.of('req').length, 4);
+    assert.equal(byOther.of('req').length, 0, byOther.text);
+  });
+
+  it('drops and counts past its rate rather than slowing requests', async () => {
+    const droppedBefore = await counterValue(b, 'tsmesh_tap_events_dropped_total', { reason: 'rate-limit' });
+    const c = await openTap('target=workload/api&namespace=shop&maxRps=5', [b]);
+    const n = 300;
+    const started = performance.now();
+    const results = [];
+    for (let i = 0; i < n; i += 20) results.push(...(await Promise.all(Array.from({ length: 20 }, (_, j) => get(a, `/load/${i + j}`)))));
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(results.every((r) => r.status === 200));
+    await new Promise((r) => setTimeout(r, 200));
+    const told = c.of('req').length;
+    const dropped = (await counterValue(b, 'tsmesh_tap_events_dropped_total', { reason: 'rate-limit' })) - droppedBefore;
+    // A bucket of 5 and 5 a second: at most 5 + 5/s of the run's time.
+    assert.ok(told <= 5 + Math.ceil(5 * seconds) + 1, `told ${told} requests in ${seconds.toFixed(2)} s`);
+    assert.ok(told >= 1);
+    assert.equal(told + dropped, n, `told ${told} + dropped ${dropped}`);
+  });
+
+  it('ends the proxies\' streams when the tap client goes away', async () => {
+    const c = await openTap('target=ns/shop', [a, b]);
+    const before = [a.telemetry.tap.tapCount, b.telemetry.tap.tapCount];
+    c.close();
+    await until('the proxies to close the tap', () => a.telemetry.tap.tapCount === before[0]! - 1 && b.telemetry.tap.tapCount === before[1]! - 1);
+    await until('every tap gone', () => !a.telemetry.tap.active && !b.telemetry.tap.active);
+  });
+
+  it('tells a bad query and an unknown target apart, with what to do', async () => {
+    const bad = tap('target=deployment/Web');
+    await bad.ended;
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /target "deployment\/Web" is not ns\/<namespace>/);
+    const status = tap('target=ns/shop&status=600');
+    await status.ended;
+    assert.equal(status.status, 400);
+    assert.match(status.text, /status "600" must be a code/);
+    const none = tap('target=workload/nobody&namespace=shop');
+    await none.ended;
+    assert.equal(none.status, 404);
+    assert.match(none.text, /no meshed proxy of workload nobody in namespace shop/);
+  });
+
+  it('refuses a caller on the tap ALPN that is not the control plane', async () => {
+    const refusedBefore = await counterValue(b, 'tsmesh_connections_refused_total', { reason: 'unauthorized' });
+    const creds = issueCredentials(ca, WEB);
+    const socket = tlsConnect({ host: '127.0.0.1', port: b.inboundPort, key: creds.keyPem, cert: creds.certChainPem, ca: ca.trustBundle.toPem(), ALPNProtocols: [TAP_ALPN], checkServerIdentity: () => undefined });
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    socket.on('error', () => {});
+    await once(socket, 'secureConnect');
+    assert.equal(socket.alpnProtocol, TAP_ALPN);
+    socket.write(`${JSON.stringify({ maxRps: 100, showHeaders: true })}\n`);
+    const kept = new Promise((_, reject) => setTimeout(() => reject(new Error('the proxy kept a tap open for a caller that is not the control plane')), 3000).unref());
+    await Promise.race([once(socket, 'close'), kept]);
+    await get(a, '/after-refusal');
+    assert.equal(received, '');
+    assert.equal(b.telemetry.tap.tapCount, 0);
+    assert.equal((await counterValue(b, 'tsmesh_connections_refused_total', { reason: 'unauthorized' })) - refusedBefore, 1);
+  });
+});
