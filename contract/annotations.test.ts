@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ValidationError } from '../lib/schema.js';
-import { layerSettings, parseAccessLogAnnotation, parsePortMtlsModes, parseTracingAnnotation, scopedSettings } from './annotations.js';
+import { layerSettings, mergeEgressAllow, parseAccessLogAnnotation, parsePortMtlsModes, parseTracingAnnotation, scopedSettings } from './annotations.js';
 
 describe('contract: inbound settings as annotations', () => {
   it('reads the three annotations and ignores others', () => {
@@ -53,5 +53,28 @@ describe('contract: inbound settings as annotations', () => {
     refused('on,export=off', 'tsmesh.io/tracing: "export=off": export is given twice');
     refused('sampling=0.1,sampling=0.2', 'tsmesh.io/tracing: "sampling=0.2": sampling is given twice');
     refused('collector=otel:4318', 'tsmesh.io/tracing.collector: "otel:4318" is not the http:// or https:// URL of a collector\'s OTLP/HTTP receiver, such as http://otel-collector.observability:4318/v1/traces');
+  });
+
+  it('reads tsmesh.io/egress-mode and tsmesh.io/egress-allow; entries add up across scopes, a name of the specific one replacing the general\'s', () => {
+    assert.deepEqual(scopedSettings({ 'tsmesh.io/egress-mode': 'registry-only', 'tsmesh.io/egress-allow': 'API.example.com:443, *.example.org, 10.1.0.0/16:5432, [fd00::/8]:443' }), {
+      egressMode: 'registry-only',
+      egressAllow: [
+        { name: 'API.example.com:443', hosts: ['api.example.com'], ports: [443] },
+        { name: '*.example.org', hosts: ['*.example.org'] },
+        { name: '10.1.0.0/16:5432', cidrs: ['10.1.0.0/16'], ports: [5432] },
+        { name: '[fd00::/8]:443', cidrs: ['fd00::/8'], ports: [443] },
+      ],
+    });
+    const a = { name: 'a', hosts: ['a.com'] };
+    const b = { name: 'b', hosts: ['b.com'] };
+    const b2 = { name: 'b', hosts: ['b2.com'] };
+    assert.deepEqual(layerSettings({ egressMode: 'registry-only', egressAllow: [a, b] }, { egressAllow: [b2] }), { egressMode: 'registry-only', egressAllow: [a, b2] });
+    assert.deepEqual(mergeEgressAllow([a], [b]), [a, b]);
+    const refused = (a: Record<string, string>, message: RegExp) => assert.throws(() => scopedSettings(a, ''), (e: unknown) => e instanceof ValidationError && message.test(e.message));
+    refused({ 'tsmesh.io/egress-mode': 'REGISTRY_ONLY' }, /^tsmesh\.io\/egress-mode: "REGISTRY_ONLY" is not one of allow-all, registry-only$/);
+    refused({ 'tsmesh.io/egress-allow': 'api.example.com:99999' }, /^tsmesh\.io\/egress-allow: "api\.example\.com:99999" has no port 1-65535; expected comma-separated host\[:port\]/);
+    refused({ 'tsmesh.io/egress-allow': 'https://api.example.com' }, /^tsmesh\.io\/egress-allow: "https:\/\/api\.example\.com": .*is not a host name/);
+    refused({ 'tsmesh.io/egress-allow': '10.0.0.0/40' }, /^tsmesh\.io\/egress-allow: "10\.0\.0\.0\/40": .*bad prefix length/);
+    refused({ 'tsmesh.io/egress-allow': 'a.com,a.com' }, /"a\.com" is given twice/);
   });
 });

@@ -7,6 +7,10 @@
 // its namespace's, then tsmesh-config's.
 import { ValidationError, describe, join } from '../lib/schema.js';
 import { INBOUND_POLICY_ANNOTATIONS, TELEMETRY_ANNOTATIONS } from './names.js';
+import { EGRESS_ANNOTATIONS } from './names.js';
+import type { EgressRule } from './proxy-config.js';
+import { parseEgressCidr, parseEgressHost } from './validate.js';
+import { EGRESS_MODES, type EgressMode } from './vocabulary.js';
 import type { AccessLogSettings, TracingSettings } from './proxy-config.js';
 import { parseAccessLogOverride, parseTracingOverride } from './validate.js';
 import { ACCESS_LOG_MODES } from './vocabulary.js';
@@ -23,6 +27,10 @@ export interface ScopedSettings {
   tracing?: Partial<TracingSettings>;
   /** tsmesh.io/access-log: the access-log fields it sets. */
   accessLog?: Partial<AccessLogSettings>;
+  /** tsmesh.io/egress-mode */
+  egressMode?: EgressMode;
+  /** tsmesh.io/egress-allow: entries added to the more general scopes' (an entry of the same name replaces theirs). */
+  egressAllow?: EgressRule[];
 }
 
 export const TRACING_HINT = 'expected on, off, or comma-separated export=on|off, sampling=0-1, collector=URL, like "on,sampling=0.1"';
@@ -66,6 +74,37 @@ export function parseAccessLogAnnotation(value: string, path: string): Partial<A
   const words = Object.fromEntries(ACCESS_LOG_MODES.map((mode): [string, [string, unknown]] => [mode, ['mode', mode]]));
   const doc = annotationFields(value, path, 'an access log', ACCESS_LOG_HINT, words, { mode: String, sampling: Number, query: (v, item) => onOff(v, item, path) });
   return parseAccessLogOverride(doc, path);
+}
+
+export const EGRESS_ALLOW_HINT = 'expected comma-separated host[:port] or CIDR[:port] items like "api.example.com:443,*.example.org,10.1.0.0/16:5432" (an IPv6 range as [fd00::/8]:443)';
+
+/**
+ * "api.example.com:443,*.example.org,10.1.0.0/16:5432" -> one entry per
+ * item, named as written; without a port an item allows every port. TLS
+ * origination is set in tsmesh-config or the mesh file, not here.
+ */
+export function parseEgressAllowAnnotation(value: string, path: string): EgressRule[] {
+  const out: EgressRule[] = [];
+  for (const raw of value.split(',')) {
+    const item = raw.trim();
+    if (item === '') continue;
+    const bracketed = /^\[([^\]]*)\](?::(\d{1,5}))?$/.exec(item);
+    const hostPort = /^([^:]+):(\d{1,5})$/.exec(item);
+    const [dest, portText] = bracketed ? [bracketed[1]!, bracketed[2]] : hostPort ? [hostPort[1]!, hostPort[2]] : [item, undefined];
+    const port = portText === undefined ? undefined : Number(portText);
+    if (port !== undefined && (port < 1 || port > 65535)) throw new ValidationError(path, `${describe(item)} has no port 1-65535; ${EGRESS_ALLOW_HINT}`);
+    const isAddress = bracketed !== null || /^[\d.]+(\/\d+)?$/.test(dest) || (dest.includes(':') && /^[\da-f:.]+(\/\d+)?$/i.test(dest));
+    let rule: EgressRule;
+    try {
+      rule = isAddress ? { name: item, cidrs: [parseEgressCidr(dest, path)] } : { name: item, hosts: [parseEgressHost(dest, path)] };
+    } catch (e) {
+      throw new ValidationError(path, `${describe(item)}: ${(e as ValidationError).message.replace(/^[^:]*: /, '')}; ${EGRESS_ALLOW_HINT}`);
+    }
+    if (port !== undefined) rule.ports = [port];
+    if (out.some((r) => r.name === rule.name)) throw new ValidationError(path, `${describe(item)} is given twice`);
+    out.push(rule);
+  }
+  return out;
 }
 
 export const PORT_MTLS_MODES_HINT = 'expected comma-separated port=MODE pairs like 8080=PERMISSIVE,9090=STRICT';
@@ -114,6 +153,10 @@ export function scopedSettings(annotations: Readonly<Record<string, string>> | u
   if (tracing) out.tracing = tracing;
   const accessLog = fields(TELEMETRY_ANNOTATIONS.accessLog, parseAccessLogAnnotation);
   if (accessLog) out.accessLog = accessLog;
+  const egressMode = annotations?.[EGRESS_ANNOTATIONS.mode];
+  if (egressMode !== undefined) out.egressMode = oneOfAnnotation(egressMode, join(path, EGRESS_ANNOTATIONS.mode), EGRESS_MODES);
+  const egressAllow = fields(EGRESS_ANNOTATIONS.allow, parseEgressAllowAnnotation);
+  if (egressAllow) out.egressAllow = egressAllow;
   return out;
 }
 
@@ -123,13 +166,23 @@ export function layerSettings(general: ScopedSettings | undefined, specific: Sco
   if (general?.portMtlsModes && specific?.portMtlsModes) out.portMtlsModes = { ...general.portMtlsModes, ...specific.portMtlsModes };
   if (general?.tracing && specific?.tracing) out.tracing = { ...general.tracing, ...specific.tracing };
   if (general?.accessLog && specific?.accessLog) out.accessLog = { ...general.accessLog, ...specific.accessLog };
+  if (general?.egressAllow && specific?.egressAllow) out.egressAllow = mergeEgressAllow(general.egressAllow, specific.egressAllow);
   return out;
+}
+
+/** `general`'s entries then `specific`'s, an entry of `specific` replacing one of `general` of the same name. */
+export function mergeEgressAllow(general: readonly EgressRule[], specific: readonly EgressRule[]): EgressRule[] {
+  const names = new Set(specific.map((r) => r.name));
+  return [...general.filter((r) => !names.has(r.name)), ...specific];
 }
 
 const MTLS_STRICTNESS: Record<MtlsMode, number> = { PERMISSIVE: 0, STRICT: 1 };
 const POLICY_STRICTNESS: Record<DefaultInboundPolicy, number> = { 'all-unauthenticated': 0, 'all-authenticated': 1, deny: 2 };
+const EGRESS_STRICTNESS: Record<EgressMode, number> = { 'allow-all': 0, 'registry-only': 1 };
 
 /** The stricter of two mTLS modes. */
 export const stricterMtls = (a: MtlsMode, b: MtlsMode): MtlsMode => (MTLS_STRICTNESS[a] >= MTLS_STRICTNESS[b] ? a : b);
 /** The stricter of two default inbound policies. */
 export const stricterPolicy = (a: DefaultInboundPolicy, b: DefaultInboundPolicy): DefaultInboundPolicy => (POLICY_STRICTNESS[a] >= POLICY_STRICTNESS[b] ? a : b);
+/** The stricter of two egress modes. */
+export const stricterEgress = (a: EgressMode, b: EgressMode): EgressMode => (EGRESS_STRICTNESS[a] >= EGRESS_STRICTNESS[b] ? a : b);

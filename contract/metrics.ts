@@ -50,6 +50,11 @@ export const METRICS = {
   tsmesh_tcp_connections_closed_total: { type: 'counter', help: 'TCP connections closed: opaque TCP, and HTTP/1.1 connections once upgraded (WebSocket).', labels: ['direction', 'destination_service', 'tls'] },
   tsmesh_tcp_sent_bytes_total: { type: 'counter', help: 'Bytes sent to the peer of the connection.', labels: ['direction', 'destination_service'] },
   tsmesh_tcp_received_bytes_total: { type: 'counter', help: 'Bytes received from the peer of the connection.', labels: ['direction', 'destination_service'] },
+  tsmesh_egress_connections_total: {
+    type: 'counter',
+    help: 'Outbound connections (and plain HTTP requests) to destinations outside the mesh, by destination (the egress entry that matched, else the SNI or Host seen, else the address; at most 100 distinct names per proxy, then other) and decision (allowed, denied).',
+    labels: ['destination', 'decision'],
+  },
   tsmesh_config_updates_total: { type: 'counter', help: 'Configs taken into use.', labels: [] },
   tsmesh_connections_refused_total: { type: 'counter', help: 'Connections closed before any request, by reason.', labels: ['direction', 'reason'] },
   tsmesh_mux_buffered_bytes: { type: 'gauge', help: 'Bytes tsmesh/mux holds for paused readers in the whole proxy.', labels: [] },

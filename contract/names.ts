@@ -49,6 +49,16 @@ export const TELEMETRY_ANNOTATIONS = {
   accessLog: 'tsmesh.io/access-log',
 } as const;
 
+/**
+ * Egress of a namespace (on the Namespace) or of a workload (on its pods),
+ * over tsmesh-config's `egress`: the mode (the most specific wins) and
+ * allow-list entries (added to the mesh's and the namespace's).
+ */
+export const EGRESS_ANNOTATIONS = {
+  mode: 'tsmesh.io/egress-mode',
+  allow: 'tsmesh.io/egress-allow',
+} as const;
+
 /** The control plane's namespace; never injected. */
 export const MESH_NAMESPACE = 'tsmesh-system';
 export const SYSTEM_NAMESPACES: readonly string[] = [MESH_NAMESPACE, 'kube-system', 'kube-public', 'kube-node-lease'];
@@ -77,7 +87,7 @@ export const MANAGED_BY_LABELS = { 'app.kubernetes.io/managed-by': 'tsmesh', 'ap
 export const WEBHOOK_CONFIGURATION_NAME = 'tsmesh-sidecar-injector';
 /** Mesh-wide settings: ConfigMap tsmesh-config in MESH_NAMESPACE, with these keys (manifests/tsmesh-config.yaml). */
 export const MESH_CONFIG_NAME = 'tsmesh-config';
-export const MESH_CONFIG_KEYS = ['mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'accessLog', 'certificateTtl', 'trustDomain'] as const;
+export const MESH_CONFIG_KEYS = ['mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'accessLog', 'egress', 'certificateTtl', 'trustDomain'] as const;
 /** The CA's key and roots: Secret tsmesh-ca in MESH_NAMESPACE. */
 export const CA_SECRET_NAME = 'tsmesh-ca';
 

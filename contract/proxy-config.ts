@@ -3,11 +3,12 @@
 // JSON or YAML. Durations are strings ("250ms", "10s"); see lib/duration.ts.
 import type { AuthorizationAction, DefaultInboundPolicy, MtlsMode, PortProtocol } from './vocabulary.js';
 import type { AccessLogMode } from './vocabulary.js';
+import type { EgressMode } from './vocabulary.js';
 
 export const CONFIG_API_VERSION = 'tsmesh.io/v1alpha1';
 export const CONFIG_KIND = 'ProxyConfig';
 
-export type { AuthorizationAction, DefaultInboundPolicy, MtlsMode, PortProtocol } from './vocabulary.js';
+export type { AuthorizationAction, DefaultInboundPolicy, EgressMode, MtlsMode, PortProtocol } from './vocabulary.js';
 
 export interface ProxyConfig {
   apiVersion: typeof CONFIG_API_VERSION;
@@ -23,6 +24,8 @@ export interface ProxyConfig {
   trustBundle?: string;
   /** This workload's telemetry, laid over mesh.tracing: its namespace's annotations, then its own. */
   telemetry?: TelemetryOverrides;
+  /** This workload's egress over mesh.egress: its mode replaces the mesh's, its entries are added to the mesh's. */
+  egress?: EgressSettings;
 }
 
 export interface MeshSettings {
@@ -40,6 +43,46 @@ export interface MeshSettings {
   tracing?: TracingSettings;
   /** Access logs (tsmesh-config key accessLog); absent: off. */
   accessLog?: AccessLogSettings;
+  /** Egress control (tsmesh-config key egress); absent: allow-all, no entries. */
+  egress?: EgressSettings;
+}
+
+/**
+ * Outbound connections to destinations outside the mesh. `mode`
+ * (EGRESS_MODES, default allow-all): in registry-only, a connection no entry
+ * of `allow` names is refused. In either mode the entries name destinations
+ * in tsmesh_egress_connections_total, and an entry may have the proxy
+ * originate TLS.
+ */
+export interface EgressSettings {
+  mode?: EgressMode;
+  allow?: EgressRule[];
+}
+
+/**
+ * A destination outside the mesh: a connection matches when its port is one
+ * of `ports` (none listed: any port) and its TLS SNI or HTTP Host is one of
+ * `hosts` ("api.example.com", or "*.example.com" for any name under it) or
+ * the address it was opened to is in one of `cidrs`.
+ */
+export interface EgressRule {
+  /** Its name in metrics and logs. */
+  name: string;
+  hosts?: string[];
+  cidrs?: string[];
+  ports?: number[];
+  /** Plain HTTP the app sends to this destination leaves the proxy as HTTPS. */
+  originateTls?: EgressTls;
+}
+
+/** TLS the proxy originates: to `port` of the address the app dialled, with SNI the request's host, the server verified against `caBundle` or `caFile`, else the system's roots. */
+export interface EgressTls {
+  /** Default 443. */
+  port?: number;
+  /** PEM roots. */
+  caBundle?: string;
+  /** A PEM file the proxy reads (local meshes; in Kubernetes give caBundle). */
+  caFile?: string;
 }
 
 /**
@@ -280,8 +323,11 @@ function fieldsOf<T>() {
  * interface above fails to compile until it is listed here.
  */
 export const FIELDS = {
-  ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle', 'telemetry']),
-  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'accessLog']),
+  ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle', 'telemetry', 'egress']),
+  MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'accessLog', 'egress']),
+  EgressSettings: fieldsOf<EgressSettings>()(['mode', 'allow']),
+  EgressRule: fieldsOf<EgressRule>()(['name', 'hosts', 'cidrs', 'ports', 'originateTls']),
+  EgressTls: fieldsOf<EgressTls>()(['port', 'caBundle', 'caFile']),
   TracingSettings: fieldsOf<TracingSettings>()(['export', 'collector', 'sampling']),
   AccessLogSettings: fieldsOf<AccessLogSettings>()(['mode', 'sampling', 'query']),
   TelemetryOverrides: fieldsOf<TelemetryOverrides>()(['tracing', 'accessLog']),

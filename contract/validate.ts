@@ -10,6 +10,8 @@ import { normalizePath } from '../lib/url-path.js';
 import { DEFAULT_TRACING, type TelemetryOverrides, type TracingSettings } from './proxy-config.js';
 import { DEFAULT_ACCESS_LOG, type AccessLogSettings } from './proxy-config.js';
 import { ACCESS_LOG_MODES } from './vocabulary.js';
+import { EGRESS_MODES } from './vocabulary.js';
+import type { EgressRule, EgressSettings, EgressTls } from './proxy-config.js';
 
 /** A config that fails validation; the message names the field. */
 export { ValidationError as ConfigError };
@@ -51,7 +53,77 @@ function mesh(v: unknown, path: string): MeshSettings {
     retryBudget: retryBudget(o.retryBudget ?? {}, join(path, 'retryBudget')),
     ...(o.tracing !== undefined ? { tracing: tracing(o.tracing, join(path, 'tracing')) } : {}),
     ...(o.accessLog !== undefined ? { accessLog: { ...DEFAULT_ACCESS_LOG, ...accessLogFields(o.accessLog, join(path, 'accessLog')) } } : {}),
+    ...(o.egress !== undefined ? { egress: egress(o.egress, join(path, 'egress')) } : {}),
   };
+}
+
+const HOST_LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+const EGRESS_HOST = new RegExp(`^(?:\\*\\.)?(?:${HOST_LABEL}\\.)*${HOST_LABEL}$`);
+export const EGRESS_HOST_HINT = 'expected a DNS name like api.example.com, or *.example.com for every name under example.com';
+
+/** An egress host: a DNS name, or "*." and one; lowercased. */
+function egressHost(v: unknown, path: string): string {
+  const s = string(v, path).trim().toLowerCase();
+  if (s.length > 253 || !EGRESS_HOST.test(s)) throw new ValidationError(path, `${describe(v)} is not a host name; ${EGRESS_HOST_HINT}`);
+  return s;
+}
+
+/** "10.0.0.0/8", "fd00::/8", or one address; kept as written. */
+function egressCidr(v: unknown, path: string): string {
+  const s = string(v, path).trim();
+  const slash = s.indexOf('/');
+  const address = ip(slash < 0 ? s : s.slice(0, slash), path);
+  if (slash >= 0) {
+    const bits = address.includes(':') ? 128 : 32;
+    const prefix = s.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits) throw new ValidationError(path, `${describe(v)} has a bad prefix length; use 0-${bits}`);
+  }
+  return s;
+}
+
+function egressTls(v: unknown, path: string): EgressTls {
+  const o = object(v ?? {}, path, FIELDS.EgressTls);
+  const out: EgressTls = {};
+  if (o.port !== undefined) out.port = port(o.port, join(path, 'port'));
+  if (o.caBundle !== undefined) {
+    const pem = string(o.caBundle, join(path, 'caBundle'));
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError(join(path, 'caBundle'), 'expected PEM certificates');
+    out.caBundle = pem;
+  }
+  if (o.caFile !== undefined) out.caFile = string(o.caFile, join(path, 'caFile'));
+  if (out.caBundle !== undefined && out.caFile !== undefined) throw new ValidationError(path, 'give either caBundle or caFile, not both');
+  return out;
+}
+
+function egressRule(v: unknown, path: string): EgressRule {
+  const o = object(v, path, FIELDS.EgressRule);
+  const out: EgressRule = { name: string(o.name, join(path, 'name')) };
+  if (out.name === '' || out.name === 'other') throw new ValidationError(join(path, 'name'), `${describe(o.name)} cannot name an entry; give a name other than "" and "other"`);
+  if (o.hosts !== undefined) out.hosts = list(o.hosts, join(path, 'hosts'), egressHost);
+  if (o.cidrs !== undefined) out.cidrs = list(o.cidrs, join(path, 'cidrs'), egressCidr);
+  if (o.ports !== undefined) out.ports = list(o.ports, join(path, 'ports'), port);
+  if (!out.hosts?.length && !out.cidrs?.length) throw new ValidationError(path, 'an egress entry needs hosts or cidrs');
+  if (o.originateTls !== undefined) {
+    if (!out.hosts?.length) throw new ValidationError(join(path, 'originateTls'), 'TLS is originated with SNI the request\'s host: the entry needs hosts');
+    out.originateTls = egressTls(o.originateTls, join(path, 'originateTls'));
+  }
+  return out;
+}
+
+/** `{mode, allow}`: an egress mode and allow-list entries, each entry's name once. */
+function egress(v: unknown, path: string): EgressSettings {
+  const o = object(v ?? {}, path, FIELDS.EgressSettings);
+  const out: EgressSettings = {};
+  if (o.mode !== undefined) out.mode = oneOf(o.mode, join(path, 'mode'), EGRESS_MODES);
+  if (o.allow !== undefined) {
+    out.allow = list(o.allow, join(path, 'allow'), egressRule);
+    const seen = new Set<string>();
+    for (const [i, r] of out.allow.entries()) {
+      if (seen.has(r.name)) throw new ValidationError(`${join(path, 'allow')}[${i}].name`, `${describe(r.name)} names two entries`);
+      seen.add(r.name);
+    }
+  }
+  return out;
 }
 
 const COLLECTOR_EXAMPLE = 'http://otel-collector.observability:4318/v1/traces';
@@ -368,6 +440,7 @@ export function parseProxyConfig(doc: unknown): ProxyConfig {
     inbound: inbound(o.inbound, 'inbound'),
   };
   if (o.telemetry !== undefined) config.telemetry = telemetryOverrides(o.telemetry, 'telemetry');
+  if (o.egress !== undefined) config.egress = egress(o.egress, 'egress');
   if (o.trustBundle !== undefined) {
     const pem = string(o.trustBundle, 'trustBundle');
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError('trustBundle', 'expected PEM certificates');
@@ -398,4 +471,8 @@ export {
   tracing as parseTracingSettings,
   tracingFields as parseTracingOverride,
   accessLogFields as parseAccessLogOverride,
+  egress as parseEgressSettings,
+  egressRule as parseEgressRule,
+  egressHost as parseEgressHost,
+  egressCidr as parseEgressCidr,
 };

@@ -25,6 +25,20 @@ export type DefaultInboundPolicy = (typeof DEFAULT_INBOUND_POLICIES)[number];
 export const AUTHORIZATION_ACTIONS = ['ALLOW', 'DENY', 'AUDIT'] as const;
 export type AuthorizationAction = (typeof AUTHORIZATION_ACTIONS)[number];
 
+/**
+ * What a sidecar does with an outbound connection to a destination outside
+ * the mesh (no Service of the config, no meshed pod), as Istio's
+ * outboundTrafficPolicy ALLOW_ANY and REGISTRY_ONLY: allow-all passes it on;
+ * registry-only passes it on only where an egress allow-list entry names it
+ * (by host, SNI or Host, or by CIDR, and port), and refuses the rest.
+ */
+export const EGRESS_MODES = ['allow-all', 'registry-only'] as const;
+export type EgressMode = (typeof EGRESS_MODES)[number];
+
+/** The `decision` of tsmesh_egress_connections_total. */
+export const EGRESS_DECISIONS = ['allowed', 'denied'] as const;
+export type EgressDecision = (typeof EGRESS_DECISIONS)[number];
+
 /** auto: detect HTTP/1.1 or HTTP/2 from the first bytes; tcp: opaque, never inspected. */
 export const PORT_PROTOCOLS = ['auto', 'http', 'http2', 'tcp'] as const;
 export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
@@ -111,6 +125,8 @@ export const LOCAL_ERRORS = {
   'app-refused': 'the app refused the connection: not started, or stopping (503)',
   'app-unavailable': 'the app did not answer (502)',
   'proxy-error': 'an unexpected error in the proxy (502)',
+  'egress-denied': 'the destination is outside the mesh and no egress allow-list entry names it, in registry-only egress mode (403)',
+  'egress-tls-failed': 'the TLS the proxy originates for an egress entry failed: no handshake, or the server certificate did not verify (502)',
   'bad-request': 'the request could not be read: malformed, against HTTP/1.1\'s rules, or too slow (400, 408, 431, 501)',
 } as const;
 export type LocalError = keyof typeof LOCAL_ERRORS;

@@ -74,5 +74,8 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
     ...(settings.tracing || settings.accessLog
       ? { telemetry: { ...(settings.tracing ? { tracing: settings.tracing } : {}), ...(settings.accessLog ? { accessLog: settings.accessLog } : {}) } }
       : {}),
+    ...(settings.egressMode || settings.egressAllow
+      ? { egress: { ...(settings.egressMode ? { mode: settings.egressMode } : {}), ...(settings.egressAllow ? { allow: settings.egressAllow } : {}) } }
+      : {}),
   };
 }

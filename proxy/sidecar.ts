@@ -245,7 +245,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const s of [...outbound.connections, ...inbound.connections]) s.destroy();
-      await Promise.all([pools.close(), appPools.close(), h2.close(), appH2.close()]);
+      await Promise.all([pools.close(), appPools.close(), h2.close(), appH2.close(), outbound.egress.close()]);
       await telemetry.close();
       meshTls.close();
       log.info('drained', { leftOpen: open() });

@@ -40,9 +40,27 @@ describe('control/sources/kubernetes-mesh-config', function () {
       assert.equal(parseMeshConfigMap(cm({}), TD).mesh.tracing, undefined);
     });
 
+    it('reads egress as a YAML mapping of a mode and allow-list entries', function () {
+      const egress = 'mode: registry-only\nallow:\n  - { name: api, hosts: [API.example.com, "*.example.org"], ports: [443] }\n  - { name: db, cidrs: [10.1.0.0/16], ports: [5432] }\n';
+      assert.deepEqual(parseMeshConfigMap(cm({ egress }), TD).mesh.egress, {
+        mode: 'registry-only',
+        allow: [
+          { name: 'api', hosts: ['api.example.com', '*.example.org'], ports: [443] },
+          { name: 'db', cidrs: ['10.1.0.0/16'], ports: [5432] },
+        ],
+      });
+      assert.equal(parseMeshConfigMap(cm({}), TD).mesh.egress, undefined);
+    });
+
     const refused: [string, Record<string, string>, RegExp][] = [
+      ['an unknown egress mode', { egress: 'mode: REGISTRY_ONLY' }, /^data\.egress\.mode: "REGISTRY_ONLY" is not one of allow-all, registry-only$/],
+      ['an egress entry without hosts or cidrs', { egress: 'allow: [{ name: x, ports: [443] }]' }, /^data\.egress\.allow\[0\]: an egress entry needs hosts or cidrs$/],
+      ['an egress host that is no name', { egress: 'allow: [{ name: x, hosts: ["http://api.example.com"] }]' }, /^data\.egress\.allow\[0\]\.hosts\[0\]: "http:\/\/api\.example\.com" is not a host name/],
+      ['an egress CIDR with a bad prefix', { egress: 'allow: [{ name: x, cidrs: [10.0.0.0/33] }]' }, /^data\.egress\.allow\[0\]\.cidrs\[0\]: "10\.0\.0\.0\/33" has a bad prefix length; use 0-32$/],
+      ['TLS origination without hosts', { egress: 'allow: [{ name: x, cidrs: [10.0.0.0/8], originateTls: {} }]' }, /^data\.egress\.allow\[0\]\.originateTls: TLS is originated with SNI/],
+      ['two egress entries of one name', { egress: 'allow: [{ name: x, hosts: [a.com] }, { name: x, hosts: [b.com] }]' }, /^data\.egress\.allow\[1\]\.name: "x" names two entries$/],
       ['an unknown mtlsMode', { mtlsMode: 'strict' }, /^data\.mtlsMode: "strict" is not one of STRICT, PERMISSIVE$/],
-      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, defaultInboundPolicy, retryBudget, tracing, accessLog, certificateTtl, trustDomain$/],
+      ['an unknown key', { mtlsmode: 'STRICT' }, /^data\.mtlsmode: unknown field; expected one of mtlsMode, defaultInboundPolicy, retryBudget, tracing, accessLog, egress, certificateTtl, trustDomain$/],
       ['an unknown default inbound policy', { defaultInboundPolicy: 'allow-all' }, /^data\.defaultInboundPolicy: "allow-all" is not one of all-authenticated, all-unauthenticated, deny$/],
       ['a retry budget out of range', { retryBudget: 'ratio: 2' }, /^data\.retryBudget\.ratio: 2 is not a number from 0 to 1$/],
       ['a retry budget that is not a mapping', { retryBudget: '[1, 2]' }, /^data\.retryBudget: expected an object/],

@@ -20,6 +20,7 @@ import { MESH_CONFIG_KEYS } from '../../contract/names.js';
  * | `retryBudget` | YAML or JSON mapping `{ratio: 0-1, minRetriesPerSecond: 0-10000, ttl: duration}`: the budget of retries a policy sets none for | `{ratio: 0.2, minRetriesPerSecond: 10, ttl: 10s}` |
  * | `tracing` | YAML or JSON mapping `{export: true or false, collector: OTLP/HTTP URL, sampling: 0-1}`, or `on` / `off`: span export (a collector is needed once export is on) | `{export: false, sampling: 0.01}` |
  * | `accessLog` | `off`, `all`, `errors` or `sampled`, or a YAML or JSON mapping `{mode, sampling: 0-1, query: true or false}`: a JSON line per request on each proxy's stdout | `{mode: off, sampling: 0.01, query: false}` |
+ * | `egress` | YAML or JSON mapping `{mode: allow-all or registry-only, allow: [{name, hosts: [api.example.com, "*.example.com"], cidrs: [10.1.0.0/16], ports: [443], originateTls: {port: 443, caBundle: PEM}}]}`: outbound traffic to destinations outside the mesh | `{mode: allow-all}` |
  * | `certificateTtl` | duration, 1m to 30d: lifetime of the certificates the CA issues from then on; wins over `--cert-ttl` (control/cert-ttl.ts) | the CA's `--cert-ttl` |
  * | `trustDomain` | must equal the control plane's `--trust-domain` (identities come from the CA, which cannot change it at run time) | that |
  *
@@ -38,7 +39,7 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
   const data = object(cm?.data ?? {}, 'data', MESH_CONFIG_KEYS);
   if (data.trustDomain !== undefined && data.trustDomain !== trustDomain)
     throw new ValidationError('data.trustDomain', `${describe(data.trustDomain)} differs from the control plane's trust domain ${JSON.stringify(trustDomain)}; change --trust-domain instead, or remove the key`);
-  const yamlOf = (key: 'retryBudget' | 'tracing' | 'accessLog'): unknown => {
+  const yamlOf = (key: 'retryBudget' | 'tracing' | 'accessLog' | 'egress'): unknown => {
     if (data[key] === undefined) return undefined;
     try {
       return parseYaml(String(data[key]));
@@ -49,6 +50,7 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
   const retryBudget = yamlOf('retryBudget');
   const tracing = yamlOf('tracing');
   const accessLog = yamlOf('accessLog');
+  const egress = yamlOf('egress');
   const mesh = parseMeshSettings(
     {
       trustDomain,
@@ -57,6 +59,7 @@ export function parseMeshConfigMap(cm: V1ConfigMap | undefined, trustDomain: str
       ...(retryBudget !== undefined ? { retryBudget } : {}),
       ...(tracing !== undefined ? { tracing } : {}),
       ...(accessLog !== undefined ? { accessLog } : {}),
+      ...(egress !== undefined ? { egress } : {}),
     },
     'data',
   );

@@ -14,7 +14,7 @@
 // tsmesh-config. The injector refuses such a pod when it is created, but a
 // pod's and a namespace's annotations can change afterwards.
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
-import { scopedSettings, stricterMtls, stricterPolicy, type ScopedSettings } from '../../contract/annotations.js';
+import { scopedSettings, stricterEgress, stricterMtls, stricterPolicy, type ScopedSettings } from '../../contract/annotations.js';
 import type { DefaultInboundPolicy, MeshSettings, MtlsMode } from '../../contract/proxy-config.js';
 import { DEFAULT_ACCESS_LOG, DEFAULT_TRACING } from '../../contract/proxy-config.js';
 import type { AccessLogMode } from '../../contract/vocabulary.js';
@@ -81,6 +81,12 @@ function strictest(pods: readonly ScopedSettings[], ns: ScopedSettings, mesh: Me
     const each = pods.map((p) => ({ ...DEFAULT_ACCESS_LOG, ...mesh.accessLog, ...ns.accessLog, ...p.accessLog }));
     const mode = each.map((a) => a.mode).reduce((a, b) => (ACCESS_LOG_FULLNESS[a] >= ACCESS_LOG_FULLNESS[b] ? a : b));
     out.accessLog = { mode, sampling: Math.max(...each.map((a) => a.sampling)), query: each.every((a) => a.query) };
+  }
+  // Egress: registry-only over allow-all, and only the entries every pod allows.
+  if (pods.some((p) => p.egressMode !== undefined)) out.egressMode = pods.map((p) => p.egressMode ?? ns.egressMode ?? mesh.egress?.mode ?? 'allow-all').reduce(stricterEgress);
+  if (pods.some((p) => p.egressAllow !== undefined)) {
+    const [first, ...rest] = pods.map((p) => (p.egressAllow ?? []).map((r) => JSON.stringify(r)));
+    out.egressAllow = (first ?? []).filter((r) => rest.every((other) => other.includes(r))).map((r) => JSON.parse(r) as NonNullable<ScopedSettings['egressAllow']>[number]);
   }
   return out;
 }

@@ -112,6 +112,8 @@ const LOCAL_GRPC_STATUS: Readonly<Record<LocalError, GrpcCode | 'by-http-status'
   'fault-injected': 'by-http-status',
   denied: GRPC.PERMISSION_DENIED,
   'mtls-required': GRPC.PERMISSION_DENIED,
+  'egress-denied': GRPC.PERMISSION_DENIED,
+  'egress-tls-failed': GRPC.UNAVAILABLE,
   'app-refused': GRPC.UNAVAILABLE,
   'app-unavailable': GRPC.UNAVAILABLE,
   'proxy-error': GRPC.INTERNAL,

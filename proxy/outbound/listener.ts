@@ -1,5 +1,6 @@
 // The outbound listener (15001): every TCP connection the app opens arrives
-// here. Unknown destinations pass through untouched; a meshed service gets L7
+// here. Unknown destinations are egress (egress.ts: passed through, counted,
+// refused in registry-only mode); a meshed service gets L7
 // HTTP/1.1 handling, or L4 mTLS for opaque ports and protocols. A service is
 // known by its ClusterIP:port and by its meshed endpoints' own address:port
 // (pod IPs: headless Services, StatefulSet pods' names), then pinned to that
@@ -11,12 +12,13 @@ import { lookupTarget, type MeshedPod, type ServiceTarget } from '../config/tabl
 import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { localResponse, type Handler } from '../http/types.js';
-import { portKind, sniff } from '../net/sniff.js';
+import { portKind, sniff, type PortKind, type Sniffed } from '../net/sniff.js';
 import { splice, type SpliceResult } from '../net/splice.js';
 import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import { connectEndpoint } from '../upstream.js';
+import { Egress } from './egress.js';
 import { outboundStack, type OutboundDeps } from './stack.js';
 
 export const PASSTHROUGH = 'passthrough';
@@ -50,6 +52,8 @@ export interface OutboundListener {
   accept(socket: Socket, destination?: OriginalDestination): void;
   http: ProxyHttpServer;
   h2: ProxyH2Server;
+  /** Connections to destinations outside the mesh; close() ends its pools. */
+  egress: Egress;
 }
 
 const DEFAULT_SNIFF_TIMEOUT_MS = 1000;
@@ -69,11 +73,13 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
   // Per connection, the address the app dialled; the target is looked up per
   // request, so a keep-alive connection follows config changes.
   const dialled = new WeakMap<object, Dialled>();
+  // Per connection to a destination outside the mesh that egress serves as HTTP: its requests' handler.
+  const egressHttp = new WeakMap<object, Handler>();
   const http = createHttpServer({
     log: opts.log,
     handlerFor: (socket) => {
       const dst = dialled.get(socket);
-      return dst === undefined ? undefined : handlerFor(dst);
+      return dst === undefined ? egressHttp.get(socket) : handlerFor(dst);
     },
     // A WebSocket (an HTTP/1.1 upgrade) idles as long as an opaque TCP connection may.
     tunnelIdleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_MS,
@@ -88,6 +94,8 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     return h;
   }
   const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
+  const sniffTimeoutMs = opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS;
+  const egress = new Egress({ log: opts.log, metrics: opts.metrics, sniffTimeoutMs });
   const sniffing = new WaitingConnections(opts.pendingLimit ?? DEFAULT_PENDING_LIMIT, (socket) => {
     opts.metrics.connectionsRefused.inc({ direction: 'outbound', reason: 'overload' });
     socket.destroy();
@@ -151,6 +159,16 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
   const podTcp = (socket: Socket, pod: MeshedPod, port: number): Promise<unknown> =>
     tcp(socket, pod.key, () => connectEndpoint(opts.meshTls, { address: pod.address, port, identity: pod.identity }, MESH_ALPN.tcp) as Promise<Socket>, true);
 
+  /** Sniffs a connection, counted among those waiting (the oldest shed past the limit). */
+  const sniffWaiting = async (socket: Socket, kind: PortKind): Promise<Sniffed> => {
+    sniffing.wait(socket);
+    try {
+      return await sniff(socket, sniffTimeoutMs, kind);
+    } finally {
+      sniffing.forget(socket);
+    }
+  };
+
   const onConnection = async (socket: Socket, known?: OriginalDestination): Promise<void> => {
     socket.on('error', () => socket.destroy());
     let dst: OriginalDestination;
@@ -173,7 +191,15 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     if (!target) {
       const pod = table.pods.get(dst.address);
       if (pod?.opaqueMtls(dst.port)) await podTcp(socket, pod, dst.port);
-      else await tcp(socket, PASSTHROUGH, () => dial(dst), false);
+      else
+        await egress.connection(socket, dst, table.config, () => sniffWaiting(socket, 'auto'), {
+          passthrough: () => tcp(socket, PASSTHROUGH, () => dial(dst), false),
+          http: (handler) => {
+            egressHttp.set(socket, handler);
+            http.accept(socket);
+            socket.resume();
+          },
+        });
       return;
     }
     if (target.port.protocol === 'tcp') {
@@ -186,9 +212,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     // endpoint for each, and skip every HTTP policy). net/sniff.ts has the rule of detected ports.
     const kind = portKind(target.port.protocol);
     const declared = kind === 'declared-http';
-    sniffing.wait(socket);
-    const sniffed = await sniff(socket, opts.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS, kind);
-    sniffing.forget(socket);
+    const sniffed = await sniffWaiting(socket, kind);
     if (sniffed.protocol === 'closed' || socket.destroyed) {
       socket.destroy();
     } else if (sniffed.protocol === 'http2') {
@@ -213,7 +237,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     });
   };
   const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => accept(socket));
-  return { server, connections, http, h2, accept };
+  return { server, connections, http, h2, accept, egress };
 }
 
 function dial(dst: OriginalDestination): Promise<Socket> {

@@ -19,7 +19,7 @@
 // budget bounds what slow readers hold. The streams of one connection are
 // bounded (MAX_STREAMS): a full one takes no more, and the next stream goes
 // on a new connection.
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { MAX_STREAMS, MuxSession } from '../../net/mux.js';
 import type { MeshTls } from '../../tls/mesh-tls.js';
@@ -63,6 +63,8 @@ export class H1Pool {
   constructor(
     readonly ep: EndpointAddress,
     private readonly meshTls: MeshTls | undefined,
+    /** Opens each connection instead of connectEndpoint (TLS the proxy originates to a destination outside the mesh). */
+    private readonly dial?: (onread: OnReadOpts) => Promise<Socket>,
   ) {
     this.authority = `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
   }
@@ -148,6 +150,7 @@ export class H1Pool {
         // The pool uses a stream as it uses a socket (write, pause, resume, destroy, and their events).
         return conn.attach(stream as unknown as Socket);
       }
+      if (this.dial) return conn.attach(await this.dial(conn.onread));
       return conn.attach((await connectEndpoint(this.meshTls, this.ep, MESH_ALPN.http1, undefined, conn.onread)) as Socket);
     } catch (e) {
       this.lost();
