@@ -22,6 +22,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'uninstall', summary: 'remove the mesh from a cluster', load: async () => (await import('./commands/uninstall.js')).uninstallCommand },
   { name: 'check', summary: 'is the mesh healthy', load: async () => (await import('./commands/check.js')).checkCommand },
   { name: 'stat', summary: 'golden metrics per workload', load: async () => (await import('./commands/stat.js')).statCommand },
+  { name: 'tap', summary: 'live requests of a workload, namespace or pod', load: async () => (await import('./commands/tap.js')).tapCommand },
   { name: 'ca', summary: 'create a root CA, issue a certificate', load: async () => (await import('./commands/ca.js')).caCommand },
 ];
 

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +25,8 @@ import { FileMeshSource } from './sources/file.js';
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
 const API_IP = '10.96.0.10';
+// The command as an operator runs it (a child process of its own; nothing imported from cli/).
+const MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 
 type Line = TapEvent & { id?: string; proxy?: { workload: string } } & Record<string, unknown>;
 
@@ -282,5 +286,35 @@ services:
     assert.equal(received, '');
     assert.equal(b.telemetry.tap.tapCount, 0);
     assert.equal((await counterValue(b, 'tsmesh_connections_refused_total', { reason: 'unauthorized' })) - refusedBefore, 1);
+  });
+
+  it('tsmesh tap prints a line per request head, response head and end, as linkerd tap does, until ^C', async () => {
+    const before = b.telemetry.tap.tapCount;
+    // No kubeconfig (HOME is the test's folder): a local mesh needs no token.
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'tap', 'workload/api', '-n', 'shop', '--admin-address', `127.0.0.1:${plane.adminPort}`], {
+      env: { ...process.env, HOME: dir, KUBECONFIG: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = once(child, 'exit');
+    try {
+      await until('the tap to open', () => b.telemetry.tap.tapCount > before, 20_000);
+      await get(a, '/cli?x=1', { cookie: 'id=secret' });
+      await until('the end line', () => /^end /m.test(out), 5000).catch(() => assert.fail(`stdout: ${out}\nstderr: ${err}`));
+    } finally {
+      child.kill('SIGINT');
+    }
+    const [code] = await exited;
+    assert.equal(code, 0, err);
+    const ids = `id=127\\.0\\.0\\.1:${b.inboundPort}:\\d+ proxy=in src=${WEB} dst=${API}`;
+    assert.match(out, /^# tapping 1 proxy of workload api in namespace shop$/m);
+    assert.match(out, new RegExp(`^req ${ids} :method=GET :authority=api\\.shop :path=/cli\\?x=1 .*cookie=<redacted>`, 'm'));
+    assert.match(out, new RegExp(`^rsp ${ids} :status=200 latency=\\d+µs`, 'm'));
+    assert.match(out, new RegExp(`^end ${ids} duration=\\d+µs response-length=15B$`, 'm'));
+    assert.ok(!out.includes('secret'));
+    await until('the proxy to close the tap', () => b.telemetry.tap.tapCount === before);
   });
 });

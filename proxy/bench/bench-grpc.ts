@@ -40,42 +40,24 @@
 // Ends with one machine-readable line:
 //   bench:grpc throughput_vs_haproxy=<r> added_p99_vs_haproxy=<r> throughput_vs_direct=<r> added_p99_ms=<n> rss_mb=<n>
 // Needs root, iproute2, iptables, util-linux, curl, h2load (nghttp2-client) and haproxy.
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { PROXY_NODE_OPTIONS } from '../../contract/env.js';
 import { cpuSeconds, memory, peakMemory, percentile, type Memory } from './measure.js';
 import type { SidecarTls } from './haproxy.js';
-import { ADDRESSES, BenchNet, must, REPO, run, tail, type Placement, type Started } from './topology.js';
+import { ADDRESSES, REPO, type BenchNet, type Started } from './topology.js';
+import { BenchPods, envNumber, idOf, INBOUND_PORT, LOAD, median, NAMESPACE, OUTBOUND_PORT, PIN, ratio, SIDECAR, waitFor } from './pods.js';
 import { netnsUnavailable } from '../../lib/netns.js';
 
-const num = (name: string, fallback: number): number => {
-  const raw = process.env[name];
-  const n = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name}=${JSON.stringify(raw)} is not a positive whole number`);
-  return n;
-};
-const ROUNDS = num('BENCH_SECONDS', 10);
-const WARM_UP = num('BENCH_WARMUP_SECONDS', 2);
-const RATE = num('BENCH_RATE', 1000);
-const CLIENTS = num('BENCH_GRPC_CLIENTS', 10);
-const MESSAGE_BYTES = num('BENCH_GRPC_BYTES', 64);
+const ROUNDS = envNumber('BENCH_SECONDS', 10, true);
+const WARM_UP = envNumber('BENCH_WARMUP_SECONDS', 2, true);
+const RATE = envNumber('BENCH_RATE', 1000, true);
+const CLIENTS = envNumber('BENCH_GRPC_CLIENTS', 10, true);
+const MESSAGE_BYTES = envNumber('BENCH_GRPC_BYTES', 64, true);
 const STREAMS = 16;
 const SLICE_S = 1;
 
 const APP_PORT = 50051;
-const PROXY_UID = 1337;
-const OUTBOUND_PORT = 15001;
-const INBOUND_PORT = 15006;
-const TRUST_DOMAIN = 'cluster.local';
-const NAMESPACE = 'bench';
-const idOf = (sa: string): string => `spiffe://${TRUST_DOMAIN}/ns/${NAMESPACE}/sa/${sa}`;
-
-const PIN = availableParallelism() >= 2 && process.env['BENCH_PIN'] !== '0';
-const LOAD: Placement = { cpu: PIN ? 0 : undefined };
-const SIDECAR: Placement = { cpu: PIN ? 1 : undefined, uid: PROXY_UID };
-const BUILD = join(REPO, 'node_modules', '.cache', 'tsmesh-bench-grpc', 'dist');
-const TSMESH = [process.execPath, join(BUILD, 'cli', 'main.js')];
 const METHOD = '/tsmesh.bench.Echo/Unary';
 const DIRECT_URL = `http://${ADDRESSES.server}:${APP_PORT}${METHOD}`;
 const SERVICE_URL = `http://${ADDRESSES.clusterIp}:${APP_PORT}${METHOD}`;
@@ -100,24 +82,7 @@ interface Run {
   memory: Memory[];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length === 0 ? Number.NaN : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-const ratio = (a: number, b: number): number => (b > 0 ? a / b : Number.NaN);
 const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logs: Started[] = []): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    for (const p of logs) if (p.child.exitCode !== null || p.child.signalCode !== null) throw new Error(`${p.name} exited while waiting for ${what}:\n${tail(p.log)}`);
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${logs.map((p) => `\n--- ${p.name} (${p.log}):\n${tail(p.log)}`).join('')}`);
-}
 
 /** HAProxy carrying h2c in and h2 over TLS 1.3 between the pods: the client pod's side. */
 function haproxyClient(server: string, tls: SidecarTls): string {
@@ -161,43 +126,18 @@ defaults
 `;
 }
 
-class GrpcBench {
-  readonly work = mkdtempSync(join(tmpdir(), 'tsmesh-bench-grpc-'));
-  readonly nets: BenchNet[] = [];
-
+class GrpcBench extends BenchPods {
   constructor() {
-    chmodSync(this.work, 0o755);
-  }
-
-  path(...parts: string[]): string {
-    return join(this.work, ...parts);
-  }
-
-  /** A file the sidecars (uid 1337) can read. */
-  sidecarFile(name: string, content: string | Buffer, mode = 0o600): string {
-    const p = this.path(name);
-    writeFileSync(p, content, { mode });
-    chownSync(p, PROXY_UID, PROXY_UID);
-    return p;
+    super('bench-grpc');
   }
 
   async prepare(): Promise<{ client: SidecarTls; server: SidecarTls }> {
-    console.log('building the project (tsc) into node_modules/.cache/tsmesh-bench-grpc ...');
-    const build = await run(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', BUILD], 120_000);
-    if (build.code !== 0) console.log(`  tsc reported errors (exit ${build.code}); running what it emitted`);
-    await must(TSMESH[0]!, [...TSMESH.slice(1), '--help']);
+    const tls = await this.prepareMesh();
     // One gRPC message: the 5-byte prefix (not compressed, its length), then the bytes.
     const message = Buffer.alloc(5 + MESSAGE_BYTES, 'q');
     message[0] = 0;
     message.writeUInt32BE(MESSAGE_BYTES, 1);
     writeFileSync(this.path('call.grpc'), message);
-    await must(TSMESH[0]!, [...TSMESH.slice(1), 'ca', 'init', '--out', this.path('ca'), '--trust-domain', TRUST_DOMAIN]);
-    const tls = { client: await this.issue('client'), server: await this.issue('server') };
-    const tokens = { client: `bench-client-${'0'.repeat(24)}`, server: `bench-server-${'0'.repeat(24)}` };
-    writeFileSync(this.path('tokens.yaml'), `tokens:\n${Object.entries(tokens).map(([sa, token]) => `  - token: ${token}\n    spiffeId: ${idOf(sa)}\n`).join('')}`, { mode: 0o600 });
-    for (const [sa, token] of Object.entries(tokens)) this.sidecarFile(`${sa}.token`, token);
-    this.sidecarFile('root-cert.pem', readFileSync(this.path('ca', 'root-cert.pem')), 0o644);
-    const base = { apiVersion: 'tsmesh.io/v1alpha1', kind: 'ProxyConfig', version: 'bench-1', mesh: { trustDomain: TRUST_DOMAIN, mtlsMode: 'STRICT' } };
     const echo = {
       name: 'echo',
       namespace: NAMESPACE,
@@ -205,25 +145,9 @@ class GrpcBench {
       ports: [{ port: APP_PORT, name: 'grpc', protocol: 'http2', targetPort: APP_PORT }],
       endpoints: [{ address: ADDRESSES.server, identity: idOf('server') }],
     };
-    this.sidecarFile('client-proxy.json', JSON.stringify({ ...base, services: [echo], inbound: {} }), 0o644);
-    this.sidecarFile('server-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } }), 0o644);
+    this.proxyConfig('client-proxy.json', { services: [echo], inbound: {} });
+    this.proxyConfig('server-proxy.json', { services: [], inbound: { mtlsMode: 'STRICT' } });
     return tls;
-  }
-
-  private async issue(sa: string): Promise<SidecarTls> {
-    const dir = this.path(`haproxy-${sa}`);
-    await must(TSMESH[0]!, [...TSMESH.slice(1), 'ca', 'issue', '--ca', this.path('ca'), '--spiffe-id', idOf(sa), '--out', dir]);
-    const pem = readFileSync(join(dir, 'cert.pem'), 'utf8') + readFileSync(join(dir, 'key.pem'), 'utf8');
-    return {
-      certAndKey: this.sidecarFile(`haproxy-${sa}.pem`, pem),
-      bundle: this.sidecarFile(`haproxy-${sa}-bundle.pem`, readFileSync(join(dir, 'bundle.pem')), 0o644),
-    };
-  }
-
-  async newNet(): Promise<BenchNet> {
-    const net = await BenchNet.create();
-    this.nets.push(net);
-    return net;
   }
 
   /** One h2load run from the client pod; its per-call log is kept in `log` when given. */
@@ -248,45 +172,14 @@ class GrpcBench {
     return app;
   }
 
-  async meshPods(net: BenchNet): Promise<void> {
-    for (const ns of [net.client, net.server]) await must('ip', ['netns', 'exec', ns, ...TSMESH, 'init'], 60_000);
-  }
-
-  startHaproxy(net: BenchNet, name: string, ns: string, config: string): Started {
-    const file = this.sidecarFile(`${name}.cfg`, config, 0o644);
-    return net.start(name, ns, ['haproxy', '-db', '-f', file], this.path(`${name}.log`), SIDECAR);
-  }
-
   async startTsmeshPair(net: BenchNet): Promise<Started[]> {
-    for (const [side, ns] of [['client', net.client], ['server', net.server]] as const) {
-      const cp = net.start(
-        `control-plane-${side}`,
-        ns,
-        [...TSMESH, 'control-plane', '--ca-dir', this.path('ca'), '--token-file', this.path('tokens.yaml'), '--host', '127.0.0.1', '--port', '15012', '--admin-port', '15014'],
-        this.path(`control-plane-${side}.log`),
-        LOAD,
-      );
-      await waitFor(`control plane ${side}`, async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15014/healthz'])).stdout === '200', 20_000, [cp]);
-    }
-    const proxy = (sa: 'client' | 'server', ns: string, podIp: string): Started =>
-      net.start(`tsmesh-${sa}`, ns, [...TSMESH, 'proxy'], this.path(`tsmesh-${sa}.log`), SIDECAR, {
-        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-        TSMESH_POD_NAME: `${sa}-0`,
-        TSMESH_POD_NAMESPACE: NAMESPACE,
-        TSMESH_POD_IP: podIp,
-        TSMESH_SERVICE_ACCOUNT: sa,
-        TSMESH_TRUST_DOMAIN: TRUST_DOMAIN,
-        TSMESH_CONTROL_PLANE_ADDRESS: '127.0.0.1:15012',
-        TSMESH_TOKEN_PATH: this.path(`${sa}.token`),
-        TSMESH_TRUST_BUNDLE_PATH: this.path('root-cert.pem'),
-        TSMESH_CONFIG_FILE: this.path(`${sa}-proxy.json`),
-        TSMESH_DRAIN_DURATION: '1s',
-        NODE_OPTIONS: PROXY_NODE_OPTIONS,
-      });
-    const server = proxy('server', net.server, ADDRESSES.server);
-    const client = proxy('client', net.client, ADDRESSES.client);
-    for (const [p, ns] of [[server, net.server], [client, net.client]] as const)
-      await waitFor(`${p.name} /ready`, async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15020/ready'])).stdout === '200', 20_000, [p]);
+    await this.startControlPlanes(net);
+    const server = this.startTsmeshProxy(net, 'tsmesh-server', net.server, 'server', ADDRESSES.server, 'server-proxy.json');
+    const client = this.startTsmeshProxy(net, 'tsmesh-client', net.client, 'client', ADDRESSES.client, 'client-proxy.json');
+    await this.waitReady(net, [
+      [server, net.server],
+      [client, net.client],
+    ]);
     return [client, server];
   }
 
@@ -295,9 +188,6 @@ class GrpcBench {
     await waitFor(what, async () => (await this.h2load(net, url, ['-n', String(CLIENTS)]).catch(() => ({ failed: 1, calls: 0 }))).failed === 0, 20_000, logs);
   }
 
-  async destroy(): Promise<void> {
-    for (const net of this.nets) await net.destroy();
-  }
 }
 
 /** The calls of one fixed-rate slice, from h2load's log (start us, status, duration us); the first 100 ms, connections opening, left out. */
@@ -421,8 +311,8 @@ async function main(): Promise<number> {
     const haproxyNet = await bench.newNet();
     const haproxyApp = await bench.startApp(haproxyNet, 'haproxy');
     await bench.meshPods(haproxyNet);
-    const hServer = bench.startHaproxy(haproxyNet, 'haproxy-server', haproxyNet.server, haproxyServer(tls.server));
-    const hClient = bench.startHaproxy(haproxyNet, 'haproxy-client', haproxyNet.client, haproxyClient(ADDRESSES.server, tls.client));
+    const hServer = bench.startHaproxy(haproxyNet, 'haproxy-server', haproxyNet.server, haproxyServer(tls.server), SIDECAR);
+    const hClient = bench.startHaproxy(haproxyNet, 'haproxy-client', haproxyNet.client, haproxyClient(ADDRESSES.server, tls.client), SIDECAR);
     await bench.waitThrough('a call through the HAProxy pair', haproxyNet, SERVICE_URL, [hClient, hServer, haproxyApp]);
     const haproxy = fresh('haproxy', haproxyNet, SERVICE_URL, [hClient, hServer]);
 

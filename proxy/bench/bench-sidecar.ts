@@ -80,28 +80,22 @@
 // per request (mode all) to its stdout, here its log file. Ends with:
 //   bench:sidecar-telemetry tracing_throughput_vs_bare=<r> access_log_throughput_vs_bare=<r>
 // Needs root, iproute2, iptables, util-linux, curl, wrk and haproxy.
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { availableParallelism, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { clientSidecarConfig, serverSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
 import { cpuSeconds, cpuTimes, mainThreadSched, memory, mergeWrk, peakMemory, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
-import { PROXY_NODE_OPTIONS } from '../../contract/env.js';
 import { formatTop, topSelfTime } from './profile-top.js';
-import { ADDRESSES, BenchNet, must, REPO, run, tail, unavailable, type Placement, type Started } from './topology.js';
+import { ADDRESSES, REPO, unavailable, type BenchNet, type Started } from './topology.js';
+import { BenchPods, envNumber, idOf, INBOUND_PORT, LOAD, loadAverage, median, NAMESPACE, OUTBOUND_PORT, PIN, PROXY_UID, ratio, SIDECAR, waitFor } from './pods.js';
 
-const num = (name: string, fallback: number, integer = false): number => {
-  const raw = process.env[name];
-  const n = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new Error(`${name}=${JSON.stringify(raw)} is not a positive ${integer ? 'whole ' : ''}number`);
-  return n;
-};
-const ROUNDS = num('BENCH_SECONDS', 10, true);
-const WARM_UP = num('BENCH_WARMUP_SECONDS', 2, true);
-const RATE = num('BENCH_RATE', 1000);
-const CONNECTIONS = num('BENCH_CONNECTIONS', 16, true);
-const BODY_BYTES = num('BENCH_BODY_BYTES', 1024, true);
+const ROUNDS = envNumber('BENCH_SECONDS', 10, true);
+const WARM_UP = envNumber('BENCH_WARMUP_SECONDS', 2, true);
+const RATE = envNumber('BENCH_RATE', 1000);
+const CONNECTIONS = envNumber('BENCH_CONNECTIONS', 16, true);
+const BODY_BYTES = envNumber('BENCH_BODY_BYTES', 1024, true);
 const PROFILE = process.env['BENCH_PROFILE'] ?? '';
 /** Extra node/V8 flags for the measured tsmesh proxies (e.g. --trace-gc, --max-semi-space-size=4). */
 const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
@@ -118,23 +112,9 @@ const SLICE_MS = 1000;
 
 const APP_PORT = 8080;
 const SERVICE_PORT = 80;
-const PROXY_UID = 1337;
-const OUTBOUND_PORT = 15001;
-const INBOUND_PORT = 15006;
-const TRUST_DOMAIN = 'cluster.local';
-const NAMESPACE = 'bench';
-const idOf = (sa: string): string => `spiffe://${TRUST_DOMAIN}/ns/${NAMESPACE}/sa/${sa}`;
-
 const AIM = { throughputVsHaproxy: 0.6, addedP99VsHaproxy: 1.5, rssMb: 60, cpuPerKrps: 0.1 };
 
-const PIN = availableParallelism() >= 2 && process.env['BENCH_PIN'] !== '0';
-const LOAD: Placement = { cpu: PIN ? 0 : undefined };
-const SIDECAR: Placement = { cpu: PIN ? 1 : undefined, uid: PROXY_UID };
 const WRK_THREADS = PIN ? 1 : 2;
-
-/** The project compiled as a container runs it (node dist/cli/main.js), outside the shared dist/. */
-const BUILD = join(REPO, 'node_modules', '.cache', 'tsmesh-bench-sidecar', 'dist');
-const TSMESH = [process.execPath, join(BUILD, 'cli', 'main.js')];
 
 const DIRECT_URL = `http://${ADDRESSES.server}:${APP_PORT}/`;
 const SERVICE_URL = `http://${ADDRESSES.clusterIp}:${SERVICE_PORT}/`;
@@ -172,21 +152,6 @@ interface Run {
   wrkRuns: WrkRun[];
   saturationCpuSeconds: number[];
   memoryAfterSaturation: Memory[];
-}
-
-/** The 1-minute load average: other work on the machine skews latencies and shares the sidecars' CPU. */
-const loadAverage = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logs: Started[] = []): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    for (const p of logs)
-      if (p.child.exitCode !== null || p.child.signalCode !== null) throw new Error(`${p.name} exited while waiting for ${what}:\n${tail(p.log)}`);
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${logs.map((p) => `\n--- ${p.name} (${p.log}):\n${tail(p.log)}`).join('')}`);
 }
 
 /** A running open-loop.ts, driven slice by slice over its stdin. */
@@ -251,30 +216,9 @@ class OpenLoopClient {
   }
 }
 
-class Bench {
-  readonly work = mkdtempSync(join(tmpdir(), 'tsmesh-bench-sidecar-'));
-  readonly nets: BenchNet[] = [];
-
+class Bench extends BenchPods {
   constructor() {
-    chmodSync(this.work, 0o755);
-  }
-
-  path(...parts: string[]): string {
-    return join(this.work, ...parts);
-  }
-
-  /** A file the sidecars (uid 1337) can read. */
-  sidecarFile(name: string, content: string | Buffer, mode = 0o600): string {
-    const p = this.path(name);
-    writeFileSync(p, content, { mode });
-    chownSync(p, PROXY_UID, PROXY_UID);
-    return p;
-  }
-
-  async newNet(): Promise<BenchNet> {
-    const net = await BenchNet.create();
-    this.nets.push(net);
-    return net;
+    super('bench-sidecar');
   }
 
   async httpCode(net: BenchNet, url: string): Promise<string> {
@@ -333,91 +277,34 @@ class Bench {
   }
 
   async prepare(): Promise<{ client: SidecarTls; server: SidecarTls }> {
-    console.log('building the project (tsc) into node_modules/.cache/tsmesh-bench-sidecar ...');
-    const build = await run(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', BUILD], 120_000);
-    if (build.code !== 0) {
-      // tsc emits despite type errors; a missing entry point is what stops the benchmark.
-      console.log(`  tsc reported errors (exit ${build.code}); running what it emitted:\n${build.stdout.split('\n').slice(0, 5).join('\n')}`);
-    }
-    await must(TSMESH[0]!, [...TSMESH.slice(1), '--help']);
-
+    const haproxyTls = await this.prepareMesh();
     writeFileSync(this.path('body.bin'), Buffer.alloc(BODY_BYTES, 'b'));
     writeFileSync(this.path('post.lua'), wrkScript(BODY_BYTES));
-
-    // One CA for everything: the control planes sign the tsmesh proxies' CSRs with it,
-    // and `tsmesh ca issue` signs HAProxy's certificates with it.
-    await must(TSMESH[0]!, [...TSMESH.slice(1), 'ca', 'init', '--out', this.path('ca'), '--trust-domain', TRUST_DOMAIN]);
-    const haproxyTls = { client: await this.issue('client'), server: await this.issue('server') };
-
-    const tokens = { client: `bench-client-${'0'.repeat(24)}`, server: `bench-server-${'0'.repeat(24)}` };
-    writeFileSync(
-      this.path('tokens.yaml'),
-      `tokens:\n${Object.entries(tokens)
-        .map(([sa, token]) => `  - token: ${token}\n    spiffeId: ${idOf(sa)}\n`)
-        .join('')}`,
-      { mode: 0o600 },
-    );
-    for (const [sa, token] of Object.entries(tokens)) this.sidecarFile(`${sa}.token`, token);
-    this.sidecarFile('root-cert.pem', readFileSync(this.path('ca', 'root-cert.pem')), 0o644);
-
-    const base = { apiVersion: 'tsmesh.io/v1alpha1', kind: 'ProxyConfig', version: 'bench-1', mesh: { trustDomain: TRUST_DOMAIN, mtlsMode: 'STRICT' } };
-    this.sidecarFile(
-      'client-proxy.json',
-      JSON.stringify({
-        ...base,
-        services: [upstreamService('upstream', ADDRESSES.clusterIp)],
-        inbound: {},
-      }),
-      0o644,
-    );
+    const upstream = [upstreamService('upstream', ADDRESSES.clusterIp)];
     // The server side is the same whether the client carries the port as HTTP or as opaque TCP.
-    const server = JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT' } });
-    this.sidecarFile('server-proxy.json', server, 0o644);
-    this.sidecarFile('client-tcp-proxy.json', JSON.stringify({ ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp, 'tcp')], inbound: {} }), 0o644);
-    this.sidecarFile('server-tcp-proxy.json', server, 0o644);
+    const server = { services: [], inbound: { mtlsMode: 'STRICT' } };
+    this.proxyConfig('client-proxy.json', { services: upstream, inbound: {} });
+    this.proxyConfig('server-proxy.json', server);
+    this.proxyConfig('client-tcp-proxy.json', { services: [upstreamService('upstream', ADDRESSES.clusterIp, 'tcp')], inbound: {} });
+    this.proxyConfig('server-tcp-proxy.json', server);
     if (POLICY) {
-      this.sidecarFile('client-authz-proxy.json', JSON.stringify({ ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp)], inbound: {} }), 0o644);
-      this.sidecarFile('server-authz-proxy.json', JSON.stringify({ ...base, services: [], inbound: { mtlsMode: 'STRICT', authorization: benchPolicies() } }), 0o644);
-      this.sidecarFile('client-policy-proxy.json', JSON.stringify({ ...base, services: policyServices(), inbound: {} }), 0o644);
-      this.sidecarFile(
-        'server-policy-proxy.json',
-        JSON.stringify({
-          ...base,
-          services: [],
-          inbound: { mtlsMode: 'STRICT', authorization: benchPolicies() },
-        }),
-        0o644,
-      );
+      const authorized = { services: [], inbound: { mtlsMode: 'STRICT', authorization: benchPolicies() } };
+      this.proxyConfig('client-authz-proxy.json', { services: upstream, inbound: {} });
+      this.proxyConfig('server-authz-proxy.json', authorized);
+      this.proxyConfig('client-policy-proxy.json', { services: policyServices(), inbound: {} });
+      this.proxyConfig('server-policy-proxy.json', authorized);
     }
     if (TELEMETRY) {
-      const client = { ...base, services: [upstreamService('upstream', ADDRESSES.clusterIp)], inbound: {} };
-      const server = { ...base, services: [], inbound: { mtlsMode: 'STRICT' } };
       const tracing = { export: true, collector: `http://127.0.0.1:${COLLECTOR_PORT}/v1/traces`, sampling: 0.01 };
-      for (const [suffix, over] of [
+      for (const [suffix, mesh] of [
         ['-tracing', { tracing }],
         ['-accesslog', { accessLog: 'all' }],
       ] as const) {
-        this.sidecarFile(`client${suffix}-proxy.json`, JSON.stringify({ ...client, mesh: { ...base.mesh, ...over } }), 0o644);
-        this.sidecarFile(`server${suffix}-proxy.json`, JSON.stringify({ ...server, mesh: { ...base.mesh, ...over } }), 0o644);
+        this.proxyConfig(`client${suffix}-proxy.json`, { services: upstream, inbound: {}, mesh });
+        this.proxyConfig(`server${suffix}-proxy.json`, { ...server, mesh });
       }
     }
     return haproxyTls;
-  }
-
-  private async issue(sa: string): Promise<SidecarTls> {
-    const dir = this.path(`haproxy-${sa}`);
-    await must(TSMESH[0]!, [...TSMESH.slice(1), 'ca', 'issue', '--ca', this.path('ca'), '--spiffe-id', idOf(sa), '--out', dir]);
-    const pem = readFileSync(join(dir, 'cert.pem'), 'utf8') + readFileSync(join(dir, 'key.pem'), 'utf8');
-    return {
-      certAndKey: this.sidecarFile(`haproxy-${sa}.pem`, pem),
-      bundle: this.sidecarFile(`haproxy-${sa}-bundle.pem`, readFileSync(join(dir, 'bundle.pem')), 0o644),
-    };
-  }
-
-  startHaproxy(net: BenchNet, name: string, ns: string, config: string, placement: Placement): Started {
-    const file = this.sidecarFile(`${name}.cfg`, config, 0o644);
-    // -db: foreground, no master process: the PID measured is the one doing the work.
-    return net.start(name, ns, ['haproxy', '-db', '-f', file], this.path(`${name}.log`), placement);
   }
 
   /** The app: the same HAProxy answering from memory, in every run's server namespace. */
@@ -430,51 +317,6 @@ class Bench {
       [app],
     );
     return app;
-  }
-
-  /** `tsmesh init` in both namespaces: from here on they are meshed pods. */
-  async meshPods(net: BenchNet): Promise<void> {
-    for (const ns of [net.client, net.server]) await must('ip', ['netns', 'exec', ns, ...TSMESH, 'init'], 60_000);
-  }
-
-  startTsmeshProxy(net: BenchNet, name: string, ns: string, sa: 'client' | 'server', podIp: string, extraNodeFlags: string[] = [], config = ''): Started {
-    const env = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      TSMESH_POD_NAME: `${sa}-0`,
-      TSMESH_POD_NAMESPACE: NAMESPACE,
-      TSMESH_POD_IP: podIp,
-      TSMESH_SERVICE_ACCOUNT: sa,
-      TSMESH_TRUST_DOMAIN: TRUST_DOMAIN,
-      // One control plane per namespace, on loopback: its serving certificate names 127.0.0.1 and
-      // the Service's DNS names, but no pod or node IP (control/plane.ts has no option for IP SANs).
-      TSMESH_CONTROL_PLANE_ADDRESS: '127.0.0.1:15012',
-      TSMESH_TOKEN_PATH: this.path(`${sa}.token`),
-      TSMESH_TRUST_BUNDLE_PATH: this.path('root-cert.pem'),
-      TSMESH_CONFIG_FILE: this.path(`${sa}${config}-proxy.json`),
-      TSMESH_DRAIN_DURATION: '1s',
-      // As in a pod (the injected container sets it).
-      NODE_OPTIONS: PROXY_NODE_OPTIONS,
-    };
-    return net.start(name, ns, [TSMESH[0]!, ...extraNodeFlags, ...TSMESH.slice(1), 'proxy'], this.path(`${name}.log`), SIDECAR, env);
-  }
-
-  async startControlPlanes(net: BenchNet): Promise<void> {
-    for (const [side, ns] of [['client', net.client], ['server', net.server]] as const) {
-      const name = `control-plane-${side}`;
-      const cp = net.start(
-        name,
-        ns,
-        [...TSMESH, 'control-plane', '--ca-dir', this.path('ca'), '--token-file', this.path('tokens.yaml'), '--host', '127.0.0.1', '--port', '15012', '--admin-port', '15014'],
-        this.path(`${name}.log`),
-        LOAD,
-      );
-      await waitFor(
-        name,
-        async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15014/healthz'])).stdout === '200',
-        20_000,
-        [cp],
-      );
-    }
   }
 
   /** A collector in each namespace on loopback, for the tsmesh proxies' spans (--telemetry); it writes what it receives to the working folder. */
@@ -499,22 +341,14 @@ class Bench {
 
   /** `config`: '' for the bare configuration, '-policy' for the one with every layer on, '-tcp' for the port as opaque TCP. */
   async startTsmeshPair(net: BenchNet, extraNodeFlags: string[] = [], suffix = '', config = ''): Promise<Started[]> {
-    const server = this.startTsmeshProxy(net, `tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server, extraNodeFlags, config);
-    const client = this.startTsmeshProxy(net, `tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client, extraNodeFlags, config);
-    for (const [p, ns] of [[server, net.server], [client, net.client]] as const) {
-      await waitFor(
-        `${p.name} /ready`,
-        async () => (await net.exec(ns, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', 'http://127.0.0.1:15020/ready'])).stdout === '200',
-        20_000,
-        [p],
-      );
-    }
+    const server = this.startTsmeshProxy(net, `tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server, `server${config}-proxy.json`, extraNodeFlags);
+    const client = this.startTsmeshProxy(net, `tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client, `client${config}-proxy.json`, extraNodeFlags);
+    await this.waitReady(net, [
+      [server, net.server],
+      [client, net.client],
+    ]);
     await this.waitThrough('a request through the tsmesh pair', net, SERVICE_URL, [client, server]);
     return [client, server];
-  }
-
-  async destroy(): Promise<void> {
-    for (const net of this.nets) await net.destroy();
   }
 }
 
@@ -574,17 +408,6 @@ function benchPolicies(): Record<string, unknown>[] {
     { name: 'bench-audit', action: 'AUDIT', rules: n(5, (i) => ({ methods: ['DELETE'], paths: [`/audit-${i}`] })) },
     { name: 'bench-callers', rules },
   ];
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function ratio(a: number, b: number): number {
-  return b > 0 ? a / b : Number.NaN;
 }
 
 function report(runs: Run[], load: [number, number]): void {
