@@ -77,11 +77,19 @@ describe('buildMeshView', () => {
     assert.equal(edge.mtls, true);
     assert.deepEqual(edge.sourceIdentities, [ID('web')]);
     assert.deepEqual(edge.destinationIdentities, [ID('api'), ID('api-v2')]);
+    assert.deepEqual(
+      edge.split.map((s) => [s.workload, s.share]),
+      [
+        ['demo/api', 0.9],
+        ['demo/api-v2', 0.1],
+      ],
+    );
   });
 
   it('marks an edge plain when a request in the window was not mTLS', () => {
     const edge = view.edges.find((e) => e.source === 'legacy')!;
     assert.equal(edge.mtls, false);
+    assert.equal(edge.mtlsShare, 0);
     assert.equal(edge.rps, 0.1);
   });
 
@@ -113,6 +121,50 @@ describe('buildMeshView', () => {
     assert.deepEqual(once.edges, []);
     assert.equal(once.workloads[0]!.requests, 0);
     assert.equal(once.proxies[0]!.up, true);
+  });
+});
+
+describe('buildMeshView: both sides of an edge', () => {
+  const ratingsIn = (from: string, code: string, n: number): string =>
+    `tsmesh_requests_total{direction="inbound",source_identity="${ID(from)}",destination_identity="${ID('ratings')}",destination_service="ratings.demo",response_code="${code}",tls="true",grpc_status="",route=""} ${n}`;
+  const apiProxy = (c: { ok: number; retries: number; exhausted: number; ejections: number; ejected: number; overloaded: number; faults: number }): string =>
+    [
+      // A label this view does not know (route) is summed over like the others.
+      `tsmesh_requests_total{direction="outbound",source_identity="${ID('api')}",destination_identity="${ID('ratings')}",destination_service="ratings.demo",response_code="200",tls="true",grpc_status="",route="r1"} ${c.ok}`,
+      `tsmesh_retries_total{destination_service="ratings.demo",reason="500"} ${c.retries}`,
+      `tsmesh_retries_total{destination_service="web.demo",reason="500"} 999`,
+      `tsmesh_retry_budget_exhausted_total{destination_service="ratings.demo"} ${c.exhausted}`,
+      `tsmesh_endpoint_ejections_total{destination_service="ratings.demo"} ${c.ejections}`,
+      `tsmesh_endpoints_ejected{destination_service="ratings.demo"} ${c.ejected}`,
+      `tsmesh_overload_rejections_total{direction="outbound",destination_service="ratings.demo",limit="pending"} ${c.overloaded}`,
+      `tsmesh_overload_rejections_total{direction="inbound",destination_service="ratings.demo",limit="pending"} 500`,
+      `tsmesh_faults_injected_total{destination_service="ratings.demo",kind="abort"} ${c.faults}`,
+    ].join('\n');
+  const view = buildMeshView(
+    [
+      state('api', [
+        [T0, apiProxy({ ok: 0, retries: 0, exhausted: 0, ejections: 0, ejected: 0, overloaded: 0, faults: 0 })],
+        [T0 + 10_000, apiProxy({ ok: 100, retries: 30, exhausted: 2, ejections: 1, ejected: 1, overloaded: 3, faults: 4 })],
+      ]),
+      state('ratings', [
+        [T0, [ratingsIn('api', '200', 0), ratingsIn('api', '500', 0), ratingsIn('api-v2', '500', 0)].join('\n')],
+        [T0 + 10_000, [ratingsIn('api', '200', 100), ratingsIn('api', '500', 30), ratingsIn('api-v2', '500', 10)].join('\n')],
+      ]),
+    ],
+    T0 + 10_000,
+  );
+  const edge = view.edges.find((e) => e.source === 'api')!;
+
+  it("gives what the caller saw beside what the backend answered that caller (not another caller's calls)", () => {
+    assert.equal(edge.successRate, 1);
+    assert.deepEqual(edge.backend, { requests: 130, rps: 13, successRate: 100 / 130 });
+  });
+
+  it("counts what the caller's proxy did for this service only: retries, budget exhaustion, ejections, overload, faults", () => {
+    assert.deepEqual(edge.resilience, { retries: 30, retryBudgetExhausted: 2, ejections: 1, endpointsEjected: 1, overloadRejections: 3, faultsInjected: 4 });
+    assert.equal(edge.mtlsShare, 1);
+    assert.deepEqual(edge.split, [{ identity: ID('ratings'), workload: 'demo/ratings', share: 1 }]);
+    assert.deepEqual(view.workloads.find((w) => w.name === 'ratings')!.services, ['ratings.demo']);
   });
 });
 
