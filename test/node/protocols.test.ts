@@ -15,75 +15,29 @@
 // nothing of it left. Skipped, saying why, when the machine cannot run the
 // node (nodeTier()).
 import assert from 'node:assert/strict';
-import { find, parseMetrics, total, type Sample } from '../../lib/prom-text.js';
+import { find, total, type Sample } from '../../lib/prom-text.js';
 import type { CallResult, Operation } from '../netns/grpc-calls.js';
 import { WS_ECHO_RESULT } from '../netns/ws-echo.js';
-import { TESTAPPS_IMAGE, TSMESH_IMAGE, hostState, injectorReady, kubectl, skipWithoutNode, startNode, stopLeavingNothing, tsmeshCli, waitFor, type HostState, type TestNode } from './node.js';
+import { waitFor } from './node.js';
+import { APPS, HTTP_PORT, IDLE, deployment, httpApp, meshOnNode, podTemplate, podTools, service, spiffe, tcpProbe, type HttpAnswer, type Pod } from './workloads.js';
 
-const TD = 'cluster.local';
 const NS = { grpc: 'proto-grpc', ws: 'proto-ws', sts: 'proto-sts', hang: 'proto-hang' } as const;
-const APPS = '/opt/tsmesh-test';
-const spiffe = (ns: string, sa: string): string => `spiffe://${TD}/ns/${ns}/sa/${sa}`;
 /** How long one check may take, its pods' start included. */
 const CHECK_MS = 240_000;
 
 // --- the workloads ---------------------------------------------------------
 
-interface Container {
-  command: string[];
-  ports?: number[];
-  /** The kubelet's readiness probe, which the injector points at the proxy's admin port. */
-  readinessProbe?: object;
-  env?: Record<string, string>;
-}
-
-function podTemplate(app: string, serviceAccount: string, c: Container, labels: Record<string, string> = {}): object {
-  return {
-    metadata: { labels: { app, ...labels } },
-    spec: {
-      serviceAccountName: serviceAccount,
-      terminationGracePeriodSeconds: 2,
-      containers: [
-        {
-          name: 'app',
-          image: TESTAPPS_IMAGE,
-          imagePullPolicy: 'Never',
-          command: c.command,
-          ...(c.ports ? { ports: c.ports.map((containerPort) => ({ containerPort })) } : {}),
-          ...(c.readinessProbe ? { readinessProbe: { periodSeconds: 1, ...c.readinessProbe } } : {}),
-          ...(c.env ? { env: Object.entries(c.env).map(([name, value]) => ({ name, value })) } : {}),
-        },
-      ],
-    },
-  };
-}
-const deployment = (ns: string, name: string, replicas: number, template: object): object => ({
-  apiVersion: 'apps/v1',
-  kind: 'Deployment',
-  metadata: { name, namespace: ns },
-  spec: { replicas, selector: { matchLabels: { app: name } }, template },
-});
-const service = (ns: string, name: string, app: string, ports: object[], spec: object = {}): object => ({
-  apiVersion: 'v1',
-  kind: 'Service',
-  metadata: { name, namespace: ns },
-  spec: { selector: { app }, ports, ...spec },
-});
 /** A meshed namespace, its ServiceAccounts, and a client: an app container that idles, for kubectl exec. */
 function meshedNamespace(ns: string, serviceAccounts: string[]): object[] {
-  const idle = ['node', '-e', "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1 << 30)"];
   return [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'tsmesh.io/inject': 'enabled' } } },
     ...['client', ...serviceAccounts].map((name) => ({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: ns } })),
-    deployment(ns, 'client', 1, podTemplate('client', 'client', { command: idle })),
+    deployment(ns, 'client', 1, podTemplate('client', 'client', { command: IDLE })),
   ];
 }
 
 const GRPC_PORT = 50051;
 const WS_PORT = 8090;
-const HTTP_PORT = 8080;
-const tcpProbe = (port: number): object => ({ tcpSocket: { port } });
-const httpApp = (env: Record<string, string> = {}): Container => ({ command: ['node', `${APPS}/http-app.mjs`, String(HTTP_PORT)], ports: [HTTP_PORT], readinessProbe: tcpProbe(HTTP_PORT), env });
 
 const WORKLOADS: Record<keyof typeof NS, object[]> = {
   // Echo (test/netns/grpc-service.ts) behind a Service with a port declared grpc and one left to detection.
@@ -112,7 +66,7 @@ const WORKLOADS: Record<keyof typeof NS, object[]> = {
       metadata: { name: 'web', namespace: NS.sts },
       spec: { serviceName: 'web', replicas: 2, podManagementPolicy: 'Parallel', selector: { matchLabels: { app: 'web' } }, template: podTemplate('web', 'web', httpApp()) },
     },
-    deployment(NS.sts, 'plain', 1, podTemplate('plain', 'client', { command: ['node', '-e', "process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1 << 30)"] }, { 'tsmesh.io/inject': 'disabled' })),
+    deployment(NS.sts, 'plain', 1, podTemplate('plain', 'client', { command: IDLE }, { 'tsmesh.io/inject': 'disabled' })),
   ],
   // Two replicas of slow (one will hang), behind slow under a 2 s route timeout and behind slow-bare without one;
   // steady, which the same client calls meanwhile. slow answers in 200 ms: slower than the balancer's default
@@ -135,19 +89,6 @@ const ROLLOUTS: Record<keyof typeof NS, string[]> = {
   hang: ['deployment/client', 'deployment/slow', 'deployment/steady'],
 };
 
-interface Pod {
-  metadata: { name: string; deletionTimestamp?: string };
-  spec: { initContainers?: { name: string }[] };
-  status: { podIP?: string; conditions?: { type: string; status: string }[] };
-}
-interface HttpAnswer {
-  url: string;
-  status?: number;
-  meshError?: string;
-  body?: { pod?: string; clientId?: string | null; clientCert?: string | null } | string;
-  error?: string;
-  ms: number;
-}
 interface LoadResult {
   url: string;
   sent: number;
@@ -161,82 +102,20 @@ interface LoadResult {
 
 describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica through tsmesh (test/node)', function () {
   this.timeout(CHECK_MS);
-  let node: TestNode | undefined;
-  let host: HostState;
-  const timings: [string, number][] = [];
-  const timed = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    const t0 = Date.now();
-    try {
-      return await fn();
-    } finally {
-      timings.push([what, Date.now() - t0]);
-    }
-  };
-
-  const kc = (args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> => kubectl(node!, args, opts);
-  const json = async <T>(args: string[]): Promise<T> => JSON.parse(await kc([...args, '-o', 'json'])) as T;
-  /** The Ready pods of a workload, by name (none terminating). */
-  const readyPods = async (ns: string, app: string): Promise<Pod[]> =>
-    (await json<{ items: Pod[] }>(['-n', ns, 'get', 'pods', '-l', `app=${app}`])).items
-      .filter((p) => !p.metadata.deletionTimestamp && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
-      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
-  const onePod = async (ns: string, app: string): Promise<string> => {
-    const [p] = await readyPods(ns, app);
-    assert.ok(p, `a Ready ${app} pod in ${ns}`);
-    return p.metadata.name;
-  };
-  /** Runs a command in a pod's app container (bounded: kubectl is killed after timeoutMs). */
-  const inPod = (ns: string, pod: string, command: string[], timeoutMs = 60_000): Promise<string> => kc(['-n', ns, 'exec', pod, '-c', 'app', '--', ...command], { timeoutMs });
-  /** test/node/apps/calls.ts in a pod: one JSON answer. */
-  const calls = async <T>(ns: string, pod: string, args: string[], timeoutMs = 60_000): Promise<T> => JSON.parse(await inPod(ns, pod, ['node', `${APPS}/calls.mjs`, ...args], timeoutMs)) as T;
-  /** A pod's proxy's /metrics, through the API server's proxy to its admin port (never captured). */
-  const metrics = async (ns: string, pod: string): Promise<Sample[]> => parseMetrics(await kc(['get', '--raw', `/api/v1/namespaces/${ns}/pods/${pod}:15020/proxy/metrics`]));
+  const { kc, timed, running, teardownTest } = meshOnNode(Object.values(WORKLOADS).flat());
+  const { readyPods, onePod, inPod, calls, metrics, assertInjected, diagnoseOnFailure } = podTools(kc);
 
   /** Waits for a check's workloads (they were applied in before()), then asserts every pod of the namespace was injected. */
   async function ready(check: keyof typeof NS): Promise<void> {
     await timed(`${check} pods Ready`, async () => {
       for (const w of ROLLOUTS[check]) await kc(['-n', NS[check], 'rollout', 'status', w, '--timeout=180s'], { timeoutMs: 200_000 });
     });
-    for (const p of (await json<{ items: (Pod & { metadata: { labels: Record<string, string> } })[] }>(['-n', NS[check], 'get', 'pods'])).items) {
-      const want = p.metadata.labels['tsmesh.io/inject'] === 'disabled' ? [] : ['tsmesh-init', 'tsmesh-proxy'];
-      assert.deepEqual(p.spec.initContainers?.map((c) => c.name) ?? [], want, `${p.metadata.name}'s init containers`);
-    }
+    await assertInjected(NS[check]);
   }
-  /** For afterEach: when a test failed, what the pods of its namespace were doing (their state, events, each container's last log lines). */
-  const diagnoseOnFailure = (ns: string) =>
-    async function (this: Mocha.Context): Promise<void> {
-      if (this.currentTest?.state !== 'failed' || !node) return;
-      const out: string[] = [await kc(['-n', ns, 'get', 'pods', '-o', 'wide']).catch((e: Error) => e.message)];
-      out.push(await kc(['-n', ns, 'get', 'events', '--sort-by=.lastTimestamp']).catch((e: Error) => e.message));
-      for (const p of (await json<{ items: Pod[] }>(['-n', ns, 'get', 'pods']).catch(() => ({ items: [] as Pod[] }))).items) {
-        for (const c of ['tsmesh-proxy', 'app']) out.push(`--- ${p.metadata.name} ${c}\n${await kc(['-n', ns, 'logs', p.metadata.name, '-c', c, '--tail=30']).catch((e: Error) => e.message)}`);
-      }
-      console.log(out.join('\n'));
-    };
   /** Deletes a check's namespace without waiting; the teardown test waits until every one is gone. */
   const cleanUp = async (check: keyof typeof NS): Promise<void> => {
-    if (node) await kc(['delete', 'namespace', NS[check], '--wait=false', '--ignore-not-found']);
+    if (running()) await kc(['delete', 'namespace', NS[check], '--wait=false', '--ignore-not-found']);
   };
-
-  before(async function () {
-    skipWithoutNode(this);
-    host = await hostState();
-    const t0 = Date.now();
-    node = await startNode();
-    console.log(`      node Ready with DNS in ${Date.now() - t0} ms (${Object.entries(node.timings).map(([k, v]) => `${k} ${v} ms`).join(', ')}); state in ${node.dir}`);
-    const install = await timed('tsmesh install', () => tsmeshCli(node!, ['install', '--image', TSMESH_IMAGE, '--wait', '180s']));
-    assert.match(install, /tsmesh-control-plane/);
-    await timed('injector caBundle', () => injectorReady(node!));
-    // Every check's pods at once: they start side by side while the checks run in turn.
-    const all = { apiVersion: 'v1', kind: 'List', items: Object.values(WORKLOADS).flat() };
-    await kc(['apply', '-f', '-'], { input: JSON.stringify(all) });
-  });
-
-  after(async function () {
-    // Stops the node when a test failed before the teardown test (stop is safe to call twice).
-    await node?.stop();
-    if (timings.length > 0) console.log(`      timings: ${timings.map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ')}`);
-  });
 
   describe('gRPC (@grpc/grpc-js both ends) to a Service by its DNS name', function () {
     const ns = NS.grpc;
@@ -469,18 +348,5 @@ describe('real node: gRPC, WebSocket, a StatefulSet and a hanging replica throug
     });
   });
 
-  describe('teardown', function () {
-    it('every check\'s namespace is deleted, and stopping the node leaves nothing behind', async function () {
-      if (!node) this.skip();
-      // Those of checks that did not run (--grep) too.
-      await kc(['delete', 'namespace', ...Object.values(NS), '--wait=false', '--ignore-not-found']);
-      await timed('namespaces deleted', () =>
-        waitFor(async () => {
-          const left = (await kc(['get', 'namespaces', '-o', 'name'])).split('\n').filter((n) => Object.values(NS).some((ns) => n === `namespace/${ns}`));
-          return left.length === 0;
-        }, 120_000, `the namespaces ${Object.values(NS).join(', ')} to be gone`),
-      );
-      timings.push(['teardown', await stopLeavingNothing(node!, host)]);
-    });
-  });
+  teardownTest(Object.values(NS));
 });

@@ -6,6 +6,12 @@
 //   http BOUND_MS URL...    one GET to each URL in turn: status,
 //                           x-tsmesh-error, the body (JSON when it parses),
 //                           milliseconds, or the error
+//   req BOUND_MS REQUESTS   requests in turn, REQUESTS a JSON array of
+//                           {"url", "method", "headers"}: as http, with
+//                           x-tsmesh-policy too
+//   tcp BOUND_MS HOST:PORT TEXT  a TCP connection that sends TEXT and reads
+//                           until as many bytes came back, the peer closed,
+//                           or the bound: what came back, and how it ended
 //   load SPEC               closed-loop GETs, SPEC a JSON object
 //                           {"seconds", "boundMs", "targets": [{"url",
 //                           "concurrency"}]}; per target: calls sent, statuses,
@@ -17,12 +23,14 @@
 //                           a JSON array) to HOST:PORT over one channel, in
 //                           order; their CallResults
 // Usage: node calls.mjs MODE ARGS...
+import { connect } from 'node:net';
 import { echoClient, runOperation, type Operation } from '../../netns/grpc-calls.js';
 
 interface Answer {
   url: string;
   status?: number;
   meshError?: string;
+  policy?: string;
   body?: unknown;
   error?: string;
   ms: number;
@@ -30,10 +38,16 @@ interface Answer {
   endedAt?: number;
 }
 
-async function get(url: string, boundMs: number): Promise<Answer> {
+interface Request {
+  url: string;
+  method?: string;
+  headers?: Record<string, string>;
+}
+
+async function get(url: string, boundMs: number, init: Omit<Request, 'url'> = {}): Promise<Answer> {
   const t0 = performance.now();
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(boundMs) });
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(boundMs) });
     const text = await res.text();
     let body: unknown = text;
     try {
@@ -42,8 +56,9 @@ async function get(url: string, boundMs: number): Promise<Answer> {
       // a text answer (the proxy's own errors)
     }
     const meshError = res.headers.get('x-tsmesh-error');
+    const policy = res.headers.get('x-tsmesh-policy');
     const endedAt = performance.now();
-    return { url, status: res.status, ...(meshError === null ? {} : { meshError }), body, ms: endedAt - t0, endedAt };
+    return { url, status: res.status, ...(meshError === null ? {} : { meshError }), ...(policy === null ? {} : { policy }), body, ms: endedAt - t0, endedAt };
   } catch (e) {
     const err = e as Error & { cause?: { code?: string } };
     const endedAt = performance.now();
@@ -103,6 +118,31 @@ async function load(spec: LoadSpec): Promise<object> {
   );
 }
 
+/** One TCP connection: sends text, reads until it all came back, the peer closed, or the bound. */
+function tcpEcho(target: string, text: string, boundMs: number): Promise<object> {
+  const t0 = performance.now();
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  return new Promise((resolve) => {
+    let echoed = '';
+    let error: string | undefined;
+    const socket = connect({ host, port });
+    const done = (ended: string): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ target, echoed, ended, ...(error ? { error } : {}), ms: Math.round(performance.now() - t0) });
+    };
+    const timer = setTimeout(() => done('bound'), boundMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(text));
+    socket.on('data', (chunk: string) => {
+      echoed += chunk;
+      if (echoed.length >= text.length) done('echoed');
+    });
+    socket.on('error', (e: Error & { code?: string }) => void (error = e.code ?? e.message));
+    socket.on('close', () => done('closed'));
+  });
+}
+
 async function grpcCalls(target: string, ops: Operation[]): Promise<object> {
   const client = echoClient(target);
   const results = [];
@@ -117,10 +157,15 @@ if (mode === 'http' && args.length >= 2) {
   const answers: Answer[] = [];
   for (const url of args.slice(1)) answers.push(await get(url, Number(args[0])));
   result = answers;
-} else if (mode === 'load' && args.length === 1) result = await load(JSON.parse(args[0]!) as LoadSpec);
+} else if (mode === 'req' && args.length === 2) {
+  const answers: Answer[] = [];
+  for (const { url, ...init } of JSON.parse(args[1]!) as Request[]) answers.push(await get(url, Number(args[0]), init));
+  result = answers;
+} else if (mode === 'tcp' && args.length === 3) result = await tcpEcho(args[1]!, args[2]!, Number(args[0]));
+else if (mode === 'load' && args.length === 1) result = await load(JSON.parse(args[0]!) as LoadSpec);
 else if (mode === 'grpc' && args.length === 2) result = await grpcCalls(args[0]!, JSON.parse(args[1]!) as Operation[]);
 else {
-  process.stderr.write('usage: calls.mjs http BOUND_MS URL... | load SPEC | grpc HOST:PORT OPERATIONS\n');
+  process.stderr.write('usage: calls.mjs http BOUND_MS URL... | req BOUND_MS REQUESTS | tcp BOUND_MS HOST:PORT TEXT | load SPEC | grpc HOST:PORT OPERATIONS\n');
   process.exit(2);
 }
 process.stdout.write(JSON.stringify(result) + '\n');

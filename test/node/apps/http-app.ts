@@ -4,6 +4,9 @@
 // and the caller's identity as the pod's proxy gave it (x-tsmesh-client-id,
 // x-forwarded-client-cert), so a test reads who reached whom. With
 // DELAY_MS in its environment it answers that much later (a slower app).
+// ALSO_PORTS (comma-separated) serves the same answers on more ports;
+// TCP_ECHO_PORT adds a plain TCP echo there (every byte sent back), for
+// opaque TCP through the mesh.
 //
 // On 127.0.0.1:CONTROL_PORT, reachable only from inside the pod (kubectl
 // exec), the test steers it:
@@ -14,7 +17,8 @@
 //                 whose caller (the pod's proxy) has not gone away
 // Usage: node http-app.mjs [PORT] [CONTROL_PORT]
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { hostname } from 'node:os';
 
 const [port = '8080', controlPort = '8081'] = process.argv.slice(2);
@@ -23,7 +27,7 @@ let hang = false;
 let requests = 0;
 let held = 0;
 
-const app = createServer((req, res) => {
+const handle = (req: IncomingMessage, res: ServerResponse): void => {
   requests++;
   if (hang) {
     held++;
@@ -34,11 +38,12 @@ const app = createServer((req, res) => {
     const v = req.headers[name];
     return v === undefined ? null : String(v);
   };
-  const body = JSON.stringify({ pod: hostname(), path: req.url, clientId: header('x-tsmesh-client-id'), clientCert: header('x-forwarded-client-cert') });
+  const body = JSON.stringify({ pod: hostname(), method: req.method, path: req.url, clientId: header('x-tsmesh-client-id'), clientCert: header('x-forwarded-client-cert') });
   const answer = (): void => void res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   if (delayMs > 0) setTimeout(answer, delayMs);
   else answer();
-});
+};
+const app = createServer(handle);
 // Requests held by a hung app wait on their callers, not on a server timeout.
 app.requestTimeout = 0;
 
@@ -48,8 +53,11 @@ const control = createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ requests, held, hang }));
 });
 
-app.listen(Number(port), '0.0.0.0');
-control.listen(Number(controlPort), '127.0.0.1');
-await Promise.all([once(app, 'listening'), once(control, 'listening')]);
-console.log(JSON.stringify({ ready: true, port: Number(port), controlPort: Number(controlPort) }));
+const alsoPorts = (process.env['ALSO_PORTS'] ?? '').split(',').filter((p) => p !== '').map(Number);
+const echoPort = process.env['TCP_ECHO_PORT'];
+const listening: TcpServer[] = [app.listen(Number(port), '0.0.0.0'), control.listen(Number(controlPort), '127.0.0.1')];
+for (const p of alsoPorts) listening.push(createServer(handle).listen(p, '0.0.0.0'));
+if (echoPort) listening.push(createTcpServer((socket) => socket.on('error', () => socket.destroy()).pipe(socket)).listen(Number(echoPort), '0.0.0.0'));
+await Promise.all(listening.map((s) => once(s, 'listening')));
+console.log(JSON.stringify({ ready: true, port: Number(port), controlPort: Number(controlPort), alsoPorts, echoPort: echoPort ? Number(echoPort) : null }));
 process.on('SIGTERM', () => process.exit(0));
