@@ -1,9 +1,12 @@
 // Scrapes every known proxy's /metrics on an interval and keeps a sliding
 // window of scrapes per proxy, from which view.ts computes the dashboard.
-// With `idleAfterMs`, scraping runs only while someone reads the view: in a
+// After each round it offers the scrapes to the history store (history.ts),
+// which keeps a point every 10 s for 15 minutes. With `idleAfterMs`, scraping runs only while someone reads the view: in a
 // cluster the control plane then sends nothing to pods nobody is looking at.
 import { parseMetrics } from '../../lib/prom-text.js';
 import type { Logger } from '../../lib/log.js';
+import { systemScheduler, type Clock } from '../../lib/scheduler.js';
+import { HistoryStore, type HistoryOptions, type HistoryView } from './history.js';
 import { buildMeshView, type MeshView, type Scrape, type ScrapeTarget, type TargetState } from './view.js';
 
 export interface MeshObserverOptions {
@@ -18,6 +21,8 @@ export interface MeshObserverOptions {
   timeoutMs?: number;
   /** Pause scraping after this long without a read of the view; undefined: always scrape. */
   idleAfterMs?: number;
+  /** The history's clock, interval and size (defaults: wall clock, 10 s, 90 points). */
+  history?: Partial<HistoryOptions>;
 }
 
 interface State {
@@ -36,11 +41,14 @@ export class MeshObserver {
   private running = false;
   private lastRead = Date.now();
   private closed = false;
+  private readonly history: HistoryStore;
 
   constructor(private readonly opts: MeshObserverOptions) {
     this.intervalMs = opts.intervalMs ?? 2000;
     this.windowMs = opts.windowMs ?? 10_000;
     this.timeoutMs = opts.timeoutMs ?? 1500;
+    const clock: Clock = opts.history?.clock ?? systemScheduler;
+    this.history = new HistoryStore({ ...opts.history, clock });
   }
 
   /** Starts the scrape loop (no-op when running or closed). */
@@ -68,12 +76,20 @@ export class MeshObserver {
     return buildMeshView([...this.states.values()] as TargetState[], Date.now());
   }
 
-  /** One round: every target scraped once, in parallel. */
+  /** The last 15 minutes, of every series or of one workload's (`namespace/name`); a read restarts a paused loop. */
+  historyView(workload?: string): HistoryView {
+    this.lastRead = Date.now();
+    this.start();
+    return this.history.view(workload);
+  }
+
+  /** One round: every target scraped once, in parallel, then offered to the history. */
   async scrapeAll(): Promise<void> {
     const targets = this.opts.targets();
     const urls = new Set(targets.map((t) => t.url));
     for (const url of this.states.keys()) if (!urls.has(url)) this.states.delete(url);
     await Promise.all(targets.map((t) => this.scrape(t)));
+    this.history.offer([...this.states.values()]);
   }
 
   private async scrape(target: ScrapeTarget): Promise<void> {
