@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import { DASHBOARD_HTML } from './observe/dashboard-page.js';
 import type { MeshView } from './observe/view.js';
+import type { ApiAnswer } from './observe/api.js';
 import { TAP_PATH } from './tap.js';
 
 export interface AdminServerOptions {
@@ -13,6 +14,8 @@ export interface AdminServerOptions {
   readiness: () => string | undefined;
   /** The proxies' golden metrics; without it / and /api/v1/mesh answer 404. */
   meshView?: () => MeshView;
+  /** The dashboard's further JSON (history, policies; observe/api.ts): an answer, or undefined for another path. */
+  dashboardApi?: (path: string, query: URLSearchParams) => ApiAnswer | undefined;
   /** `tsmesh tap`'s stream (control/tap.ts); without it /api/v1/tap answers 404. */
   tap?: (req: IncomingMessage, res: ServerResponse) => void;
 }
@@ -21,12 +24,15 @@ export const MESH_VIEW_PATH = '/api/v1/mesh';
 
 export function createAdminServer(opts: AdminServerOptions): Server {
   return createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path = '/', search = ''] = (req.url ?? '/').split('?');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    if (path === '/healthz') {
+    const api = opts.dashboardApi?.(path, new URLSearchParams(search));
+    if (api) {
+      res.writeHead(api.status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(api.body));
+    } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const why = opts.readiness();

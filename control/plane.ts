@@ -24,6 +24,7 @@ import { startWebhookServer, type RunningWebhook } from '../webhook/app.js';
 import type { MeshConfig } from '../webhook/mesh-config.js';
 import { createAdminServer } from './admin.js';
 import { MeshObserver } from './observe/observer.js';
+import { dashboardApi } from './observe/api.js';
 import type { MeshView, ScrapeTarget } from './observe/view.js';
 import type { MeshSource } from './sources/source.js';
 import { Discovery, type ConnectedProxy } from './stream.js';
@@ -185,7 +186,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   const admin: Server = createAdminServer({
     registry,
     readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined),
-    ...(observer ? { meshView: () => observer.view() } : {}),
+    ...(observer ? { meshView: () => observer.view(), dashboardApi: dashboardApi({ observer, model: () => opts.meshSource?.current() }) } : {}),
     ...(tap ? { tap: (req, res) => tap.handle(req, res) } : {}),
   });
   const close = async (): Promise<void> => {

@@ -1,7 +1,8 @@
 // Scrapes every known proxy's /metrics on an interval and keeps a sliding
 // window of scrapes per proxy, from which view.ts computes the dashboard.
 // After each round it offers the scrapes to the history store (history.ts),
-// which keeps a point every 10 s for 15 minutes. With `idleAfterMs`, scraping runs only while someone reads the view: in a
+// which keeps a point every 10 s for 15 minutes. With `idleAfterMs`,
+// scraping runs only while someone reads the view (or its history): in a
 // cluster the control plane then sends nothing to pods nobody is looking at.
 import { parseMetrics } from '../../lib/prom-text.js';
 import type { Logger } from '../../lib/log.js';
