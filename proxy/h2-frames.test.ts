@@ -21,6 +21,7 @@ const LEGACY_IP = '10.96.0.11';
 const LEGACY_CLIENT = '127.0.0.3';
 const ANSWER_BYTES = 32 * 1024 * 1024;
 const CHUNK = Buffer.alloc(64 * 1024, 'f');
+const HEAD_TIMEOUT_MS = 400;
 
 describe('tsmesh/h2f between a sidecar pair on loopback', function () {
   this.timeout(60_000);
@@ -34,12 +35,19 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
   let meshClient: { cert: string; key: string; ca: string };
   /** Bytes of the answer the app's stream has taken so far (it waits for 'drain' when told to). */
   let written = 0;
+  /** The app's streams of /hang, which it never answers. */
+  const hung: ServerHttp2Stream[] = [];
 
   before(async () => {
     const { ca } = await newRootCa();
     app = createH2cServer();
-    app.on('stream', (stream: ServerHttp2Stream) => {
+    app.on('stream', (stream: ServerHttp2Stream, headers: Record<string, string>) => {
       stream.on('error', () => undefined);
+      if (headers[':path'] === '/hang') {
+        // Never answers: the caller's sidecar gives up after its response head timeout.
+        hung.push(stream);
+        return;
+      }
       stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' });
       const more = (): void => {
         while (written < ANSWER_BYTES) {
@@ -80,6 +88,7 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
       // Loopback has no redirect: a client from LEGACY_CLIENT is taken as dialling legacy, any other api.
       outboundOriginalDestination: (socket) => ({ address: socket.remoteAddress === LEGACY_CLIENT ? LEGACY_IP : SERVICE_IP, port: 80, family: 'IPv4' }),
       h2Frames: true,
+      responseHeadTimeoutMs: HEAD_TIMEOUT_MS,
     });
     client = h2connect(`http://127.0.0.1:${a.outboundPort}`);
   });
@@ -104,6 +113,21 @@ describe('tsmesh/h2f between a sidecar pair on loopback', function () {
     s.on('data', (d: Buffer) => (received += d.length));
     await once(s, 'end');
     assert.equal(received, ANSWER_BYTES);
+  });
+
+  it("answers 504 response-head-timeout to a request the app never answers, and resets the app's stream", async () => {
+    const from = performance.now();
+    const s = client.request({ ':method': 'GET', ':path': '/hang', ':authority': 'api.shop' }, { endStream: true });
+    const [head] = (await once(s, 'response')) as [Record<string, string>];
+    const ms = performance.now() - from;
+    s.resume();
+    assert.equal(head[':status'], 504);
+    assert.equal(head['x-tsmesh-error'], 'response-head-timeout');
+    assert.ok(ms >= HEAD_TIMEOUT_MS - 20 && ms < HEAD_TIMEOUT_MS + 2000, `answered after ${Math.round(ms)} ms with a ${HEAD_TIMEOUT_MS} ms timeout`);
+    assert.equal(hung.length, 1);
+    const appStream = hung[0]!;
+    if (!appStream.closed) await once(appStream, 'close');
+    assert.notEqual(appStream.rstCode, 0, "the app's stream was reset, not left open");
   });
 
   it('reaches an endpoint whose sidecar speaks tsmesh/h2 only over tsmesh/h2', async () => {

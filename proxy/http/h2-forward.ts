@@ -14,6 +14,7 @@ import { pump } from './pipe.js';
 import { FrameSessions, forwardFrames } from './h2-frames.js';
 import { MAX_INTERIM_RESPONSES } from './h1/exchange.js';
 import { ResponseHeadTimeoutError } from './timeout.js';
+import { HEAD_WAITS, type HeadWait } from './head-waits.js';
 import { bufferOf, emptyHeaders, streamOf, type ProxyRequest, type ProxyResponse, type ResponseMeta } from './types.js';
 
 export class H2Sessions {
@@ -145,11 +146,22 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
   if (req.informational) passInterims(stream, req.informational);
   let endStream = false;
   const responseHeaders = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
+    // From the request's last byte (at once without a body) to the response's head; an interim response starts it again.
+    const headWait: HeadWait | undefined =
+      headTimeoutMs > 0
+        ? {
+            headDeadline: 0,
+            onHeadTimeout: () => {
+              waiting = false;
+              reject(new ResponseHeadTimeoutError(headTimeoutMs));
+              stream.close(NGHTTP2_CANCEL);
+            },
+          }
+        : undefined;
     let waiting = true;
     const settled = (): void => {
       waiting = false;
-      clearTimeout(timer);
+      if (headWait) HEAD_WAITS.delete(headWait);
     };
     // Plain listeners: each event comes once per stream, and a once() wrapper apiece was garbage for nothing.
     stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
@@ -165,16 +177,9 @@ export async function forwardH2(sessions: H2Sessions, ep: EndpointAddress, req: 
       settled();
       reject(new Error(`stream closed before a response (code ${stream.rstCode})`));
     });
-    if (headTimeoutMs > 0) {
-      // From the request's last byte (at once without a body) to the response's head; an interim response starts it again.
+    if (headWait) {
       const wait = (): void => {
-        if (!waiting) return;
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          waiting = false;
-          reject(new ResponseHeadTimeoutError(headTimeoutMs));
-          stream.close(NGHTTP2_CANCEL);
-        }, headTimeoutMs);
+        if (waiting) HEAD_WAITS.add(headWait, headTimeoutMs);
       };
       if (req.body === null) wait();
       else stream.once('finish', wait);

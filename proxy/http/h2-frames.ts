@@ -39,6 +39,7 @@ import { asGrpcAnswer, formatGrpcTimeout, isGrpc } from './grpc.js';
 import { HTTP2_HEADER_AUTHORITY, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS } from './h2-module.js';
 import { h2RequestHeaders } from './h2-server.js';
 import { ResponseHeadTimeoutError } from './timeout.js';
+import { HEAD_WAITS, type HeadWait } from './head-waits.js';
 import { bufferedBody, bufferOf, copyEndToEnd, emptyHeaders, localResponse, MemoryBody, streamOf, type Body, type Handler, type ProxyRequest, type ProxyResponse, type ResponseMeta, type TrailerSource } from './types.js';
 
 const HEAD = 0;
@@ -405,15 +406,23 @@ export function forwardFrames(client: FrameClient, ep: EndpointAddress, req: Pro
   return new Promise<ProxyResponse>((resolve, reject) => {
     let body: Body | undefined;
     let answered = false;
-    let timer: NodeJS.Timeout | undefined;
+    const headWait: HeadWait = {
+      headDeadline: 0,
+      onHeadTimeout: () => {
+        client.forget(id);
+        conn.send(id, RST);
+        done();
+        reject(new ResponseHeadTimeoutError(headTimeoutMs));
+      },
+    };
     const done = (): void => {
-      clearTimeout(timer);
+      HEAD_WAITS.delete(headWait);
       req.signal.removeEventListener('abort', onAbort);
     };
     const id = client.open({
       head(status, headers, answer) {
         answered = true;
-        clearTimeout(timer);
+        HEAD_WAITS.delete(headWait);
         if (answer === null) {
           done();
           resolve({ status, headers, body: null, meta });
@@ -442,13 +451,7 @@ export function forwardFrames(client: FrameClient, ep: EndpointAddress, req: Pro
     };
     req.signal.addEventListener('abort', onAbort);
     const waitForHead = (): void => {
-      if (headTimeoutMs <= 0 || answered) return;
-      timer = setTimeout(() => {
-        client.forget(id);
-        conn.send(id, RST);
-        done();
-        reject(new ResponseHeadTimeoutError(headTimeoutMs));
-      }, headTimeoutMs);
+      if (headTimeoutMs > 0 && !answered) HEAD_WAITS.add(headWait, headTimeoutMs);
     };
     conn.send(id, HEAD | (req.body === null ? END_STREAM : 0), encode(head));
     if (req.body === null) {

@@ -5,6 +5,7 @@
 // (h1/upgraded.ts); none between requests.
 import type { Socket } from 'node:net';
 import { copiedReads } from '../../net/read-into.js';
+import { HEAD_WAITS, type HeadWait } from '../head-waits.js';
 
 /** What a connection's events go to. */
 export interface ConnUser {
@@ -22,7 +23,7 @@ export interface ConnUser {
  * A pooled connection. Its socket handlers are set once and hand each event
  * to its user, if any: a request adds no socket listeners.
  */
-export class Conn {
+export class Conn implements HeadWait {
   idleSince = 0;
   /** Requests it has carried. */
   uses = 1;
@@ -64,6 +65,10 @@ export class Conn {
     HEAD_WAITS.delete(this);
   }
 
+  onHeadTimeout(): void {
+    this.user?.onHeadTimeout?.();
+  }
+
   /** Takes the connected socket that reads through `onread`. */
   attach(socket: Socket): this {
     this.sock = socket;
@@ -84,46 +89,3 @@ export class Conn {
   }
 }
 
-/**
- * The connections whose request waits for its response head, and one timer
- * for all of them that runs only while there are any: a request adds a Set
- * entry and reads the clock, and makes no timer; an idle connection has none
- * pending. The timer looks every eighth of the shortest wait (10 ms to 1 s),
- * so a wait ends within that much after its deadline.
- */
-class HeadWaits {
-  private readonly waiting = new Set<Conn>();
-  private timer: NodeJS.Timeout | undefined;
-  private everyMs = 0;
-
-  add(conn: Conn, ms: number): void {
-    conn.headDeadline = performance.now() + ms;
-    this.waiting.add(conn);
-    const every = Math.min(1000, Math.max(10, Math.floor(ms / 8)));
-    if (this.timer !== undefined && every >= this.everyMs) return;
-    clearInterval(this.timer);
-    this.everyMs = every;
-    this.timer = setInterval(() => this.look(), every).unref();
-  }
-
-  delete(conn: Conn): void {
-    if (this.waiting.delete(conn) && this.waiting.size === 0) this.stop();
-  }
-
-  private look(): void {
-    const now = performance.now();
-    for (const conn of this.waiting) {
-      if (conn.headDeadline > now) continue;
-      this.waiting.delete(conn);
-      conn.user?.onHeadTimeout?.();
-    }
-    if (this.waiting.size === 0) this.stop();
-  }
-
-  private stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
-}
-
-const HEAD_WAITS = new HeadWaits();
