@@ -549,6 +549,42 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
       await waitForModel(source!, (m) => (buildProxyConfig(m, paymentsId, 'v').inbound.defaultPolicy === 'all-authenticated' ? true : undefined), 'the fixed value');
     });
 
+    it("carry tsmesh-config's egress, then the Namespace's mode and the pod's allow-list entries to the proxy config; a bad egress annotation keeps the last readable settings", async function () {
+      const courierId: ProxyIdentity = { spiffeId: `spiffe://${TD}/ns/${NS}/sa/courier`, namespace: NS, serviceAccount: 'courier' };
+      await createServiceAccount(kc, NS, 'courier');
+      const egress = 'allow:\n  - { name: api, hosts: [api.example.com], ports: [443] }\n';
+      await core.createNamespacedConfigMap({ namespace: 'tsmesh-system', body: { metadata: { name: 'tsmesh-config' }, data: { egress } } });
+      await waitForModel(source!, (m) => m.mesh.egress?.allow?.[0], "tsmesh-config's egress entry");
+      await annotateNamespace({ 'tsmesh.io/egress-mode': 'registry-only' });
+      await waitForModel(source!, (m) => (buildProxyConfig(m, paymentsId, 'v').egress?.mode === 'registry-only' ? true : undefined), "the namespace's registry-only on payments");
+      await core.createNamespacedPod({
+        namespace: NS,
+        body: {
+          metadata: { name: 'courier-1', annotations: { ...MESHED, 'tsmesh.io/egress-allow': 'maps.example.com:443, 10.1.0.0/16:5432' } },
+          spec: { nodeName: 'node-1', serviceAccountName: 'courier', containers: [{ name: 'app', image: 'registry.example/app:1' }] },
+        },
+      });
+      const config = await waitForModel(source!, (m) => (buildProxyConfig(m, courierId, 'v').egress?.allow ? buildProxyConfig(m, courierId, 'v') : undefined), "the pod's entries on courier");
+      assert.deepEqual(config.egress, {
+        mode: 'registry-only',
+        allow: [
+          { name: 'maps.example.com:443', hosts: ['maps.example.com'], ports: [443] },
+          { name: '10.1.0.0/16:5432', cidrs: ['10.1.0.0/16'], ports: [5432] },
+        ],
+      });
+      assert.deepEqual(config.mesh.egress, { allow: [{ name: 'api', hosts: ['api.example.com'], ports: [443] }] });
+
+      const warningsBefore = recorded.lines.filter((l) => l.level === 'warn').length;
+      await annotateNamespace({ 'tsmesh.io/egress-mode': 'REGISTRY_ONLY' });
+      const logged = await eventually(async () => recorded.lines.slice(warningsBefore).find((l) => l.level === 'warn' && l.msg.startsWith(`Namespace ${NS}: annotation tsmesh.io/egress-mode`)), 2_000, 'the warning');
+      assert.equal(logged.msg, `Namespace ${NS}: annotation tsmesh.io/egress-mode: "REGISTRY_ONLY" is not one of allow-all, registry-only; its last readable settings stay in force`);
+      assert.equal(buildProxyConfig(source!.current()!, paymentsId, 'v').egress?.mode, 'registry-only');
+      await annotateNamespace({ 'tsmesh.io/egress-mode': undefined });
+      await waitForModel(source!, (m) => (buildProxyConfig(m, paymentsId, 'v').egress === undefined ? true : undefined), 'the namespace without egress settings');
+      await core.deleteNamespacedPod({ namespace: NS, name: 'courier-1', gracePeriodSeconds: 0 });
+      await core.deleteNamespacedConfigMap({ namespace: 'tsmesh-system', name: 'tsmesh-config' });
+    });
+
     it('a DENY policy with HTTP rules reaches the workload and is Accepted; a path that could never match is InvalidSpec, naming the spelling to use', async function () {
       const rules = [{ pathPrefixes: ['/admin'] }, { methods: ['DELETE'], paths: ['/orders'], headers: { 'x-tenant': 'blue' } }];
       await createPolicy('AuthorizationPolicy', 'ledger-no-admin', { targetRef: { kind: 'ServiceAccount', name: 'ledger' }, action: 'DENY', rules });
