@@ -113,5 +113,25 @@ describe('control/sources/file (kind: Mesh)', function () {
       refused({ mesh: { tracing: { export: true } } }, 'mesh.tracing.collector: is needed when export is on: the URL of a collector\'s OTLP/HTTP receiver, such as http://otel-collector.observability:4318/v1/traces');
       refused({ authorizationPolicies: [{ name: 'p', namespace: 'shop', targetRef: { kind: 'Service', name: 'api' }, action: 'REJECT', rules: [{}] }] }, 'authorizationPolicies[0].action: "REJECT" is not one of ALLOW, DENY, AUDIT');
     });
+
+    it('carries egress from the mesh section, a namespace\'s mode and a workload\'s entries (added to the mesh\'s) to each proxy; refuses a bad one', function () {
+      const m = parseMeshFile(
+        doc({
+          mesh: { egress: { allow: [{ name: 'api', hosts: ['api.example.com'], ports: [80], originateTls: { port: 443, caFile: '/etc/outside-ca.pem' } }] } },
+          namespaces: [{ name: 'shop', annotations: { 'tsmesh.io/egress-mode': 'registry-only' } }],
+          workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/egress-allow': '*.payments.example:443' } }],
+        }),
+      );
+      const api = buildProxyConfig(m, proxy('shop', 'api'), 'v');
+      assert.deepEqual(api.mesh.egress, { allow: [{ name: 'api', hosts: ['api.example.com'], ports: [80], originateTls: { port: 443, caFile: '/etc/outside-ca.pem' } }] });
+      assert.deepEqual(api.egress, { mode: 'registry-only', allow: [{ name: '*.payments.example:443', hosts: ['*.payments.example'], ports: [443] }] });
+      assert.deepEqual(buildProxyConfig(m, proxy('shop', 'web'), 'v').egress, { mode: 'registry-only' });
+      assert.equal(buildProxyConfig(m, proxy('jobs', 'batch'), 'v').egress, undefined);
+      assert.deepEqual(parseProxyConfig(JSON.parse(JSON.stringify(api))).egress, api.egress);
+      const refused = (over: object, message: string) => assert.throws(() => parseMeshFile(doc(over)), (e: unknown) => e instanceof ValidationError && e.message.startsWith(message));
+      refused({ mesh: { egress: { mode: 'REGISTRY_ONLY' } } }, 'mesh.egress.mode: "REGISTRY_ONLY" is not one of allow-all, registry-only');
+      refused({ mesh: { egress: { allow: [{ name: 'x', hosts: ['a.com'], originateTls: { caBundle: 'not a PEM' } }] } } }, 'mesh.egress.allow[0].originateTls.caBundle: expected PEM certificates');
+      refused({ workloads: [{ namespace: 'shop', serviceAccount: 'api', annotations: { 'tsmesh.io/egress-allow': 'api.example.com:http' } }] }, 'workloads[0].annotations.tsmesh.io/egress-allow: "api.example.com:http"');
+    });
   });
 });

@@ -18,6 +18,11 @@
 //     - { name: shop, annotations: { tsmesh.io/default-inbound-policy: deny } }
 //   workloads:                       # what a workload's pods' annotations would set (per ServiceAccount)
 //     - { namespace: shop, serviceAccount: payments, annotations: { tsmesh.io/mtls-mode: PERMISSIVE } }
+//
+// Egress as in tsmesh-config: `mesh: { egress: { mode, allow: [...] } }`
+// (an entry's originateTls may name a caFile the proxies read), and the
+// annotations tsmesh.io/egress-mode and tsmesh.io/egress-allow in
+// `namespaces:` and `workloads:`.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { workloadSpiffeId } from '../../contract/spiffe.js';
