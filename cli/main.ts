@@ -22,6 +22,8 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'uninstall', summary: 'remove the mesh from a cluster', load: async () => (await import('./commands/uninstall.js')).uninstallCommand },
   { name: 'check', summary: 'is the mesh healthy', load: async () => (await import('./commands/check.js')).checkCommand },
   { name: 'stat', summary: 'golden metrics per workload', load: async () => (await import('./commands/stat.js')).statCommand },
+  { name: 'proxy-status', summary: 'the proxies on the discovery stream, and their config sync', load: async () => (await import('./commands/proxy-status.js')).proxyStatusCommand },
+  { name: 'proxy-config', summary: 'the config in force in one proxy', load: async () => (await import('./commands/proxy-config.js')).proxyConfigCommand },
   { name: 'tap', summary: 'live requests of a workload, namespace or pod', load: async () => (await import('./commands/tap.js')).tapCommand },
   { name: 'ca', summary: 'create a root CA, issue a certificate', load: async () => (await import('./commands/ca.js')).caCommand },
 ];

@@ -5,6 +5,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import { DASHBOARD_HTML } from './observe/dashboard-page.js';
 import type { MeshView } from './observe/view.js';
+import { lookupProxyConfig, PROXIES_PATH, PROXY_CONFIG_PATH, proxyStatusList } from './proxies.js';
+import type { ProxyStreamState } from './stream.js';
 import type { ApiAnswer } from './observe/api.js';
 import { TAP_PATH } from './tap.js';
 
@@ -14,6 +16,8 @@ export interface AdminServerOptions {
   readiness: () => string | undefined;
   /** The proxies' golden metrics; without it / and /api/v1/mesh answer 404. */
   meshView?: () => MeshView;
+  /** The proxies on this replica's discovery stream (`tsmesh proxy-status`, `tsmesh proxy-config`); without it /api/v1/proxies answers 404. */
+  proxies?: () => readonly ProxyStreamState[];
   /** The dashboard's further JSON (history, policies; observe/api.ts): an answer, or undefined for another path. */
   dashboardApi?: (path: string, query: URLSearchParams) => ApiAnswer | undefined;
   /** `tsmesh tap`'s stream (control/tap.ts); without it /api/v1/tap answers 404. */
@@ -48,6 +52,11 @@ export function createAdminServer(opts: AdminServerOptions): Server {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(opts.meshView()));
     } else if (opts.tap && path === TAP_PATH) {
       opts.tap(req, res);
+    } else if (opts.proxies && (path === PROXIES_PATH || path === PROXY_CONFIG_PATH)) {
+      // The proxies on the discovery stream, or the config one of them acknowledged (proxies.ts).
+      const found = path === PROXIES_PATH ? { found: proxyStatusList(opts.proxies()) } : lookupProxyConfig(opts.proxies(), new URL(req.url ?? '/', 'http://admin').searchParams.get('proxy'));
+      const [status, body] = 'found' in found ? [200, found.found] : [found.status, { error: found.error }];
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
     } else {
       const paths = [...(opts.meshView ? ['/', MESH_VIEW_PATH] : []), ...(opts.tap ? [TAP_PATH] : []), '/metrics', '/healthz', '/readyz'];
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found; try ${paths.join(', ')}\n`);

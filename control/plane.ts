@@ -186,6 +186,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   const admin: Server = createAdminServer({
     registry,
     readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined),
+    ...(discovery ? { proxies: () => discovery!.proxyStates() } : {}),
     ...(observer ? { meshView: () => observer.view(), dashboardApi: dashboardApi({ observer, model: () => opts.meshSource?.current() }) } : {}),
     ...(tap ? { tap: (req, res) => tap.handle(req, res) } : {}),
   });

@@ -10,6 +10,7 @@ import express from 'express';
 import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
+import { POD_NAME_HEADER } from '../contract/proxy-status.js';
 import type { Logger } from '../lib/log.js';
 import { socketPeerSvid } from '../ca/peer.js';
 import type { MeshModel, ProxyIdentity } from './model.js';
@@ -70,6 +71,8 @@ export class Discovery {
   /** When each version's change happened (ms), for push latency. */
   private readonly changedAt = new Map<string, number>();
   private readonly subscribers = new Set<Subscriber>();
+  /** What each subscriber was sent and acknowledged, for `tsmesh proxy-status` (proxies.ts). */
+  private readonly states = new WeakMap<Subscriber, StreamState>();
   private readonly metrics: StreamMetrics;
   private readonly heartbeat: NodeJS.Timeout;
 
@@ -89,6 +92,24 @@ export class Discovery {
   connectedProxies(): ConnectedProxy[] {
     const out: ConnectedProxy[] = [];
     for (const s of this.subscribers) if (s.address !== undefined) out.push({ identity: s.identity, address: s.address });
+    return out;
+  }
+
+  /** Every subscriber's state: who, where from, what it was sent and what it acknowledged. */
+  proxyStates(): ProxyStreamState[] {
+    const out: ProxyStreamState[] = [];
+    for (const s of this.subscribers) {
+      const state = this.states.get(s);
+      if (!state || s.address === undefined) continue;
+      const { acked, ...rest } = state;
+      out.push({
+        identity: s.identity,
+        address: s.address,
+        ...rest,
+        acked: acked && { version: acked.version, at: acked.at },
+        ackedConfig: acked?.body === undefined ? undefined : `{"version":"${acked.version}",${acked.body.slice(1)}`,
+      });
+    }
     return out;
   }
 
@@ -123,6 +144,8 @@ export class Discovery {
   private push(s: Subscriber, body: string): void {
     if (s.lastBody === body) return;
     s.lastBody = body;
+    const state = this.states.get(s);
+    if (state) state.sent = { version: this.versionString(), at: Date.now() };
     // The version goes first so a reader of the stream sees it at a glance.
     s.res.write(`{"version":"${this.versionString()}",${body.slice(1)}\n`);
     this.metrics.pushes.inc();
@@ -146,6 +169,7 @@ export class Discovery {
       // An IPv4 peer on a dual-stack socket reads as ::ffff:a.b.c.d.
       const sub: Subscriber = { identity, address: remote?.startsWith('::ffff:') ? remote.slice(7) : remote, res, lastBody: undefined };
       this.subscribers.add(sub);
+      this.states.set(sub, subscribed(req));
       this.metrics.connected.set(this.subscribers.size);
       this.opts.log.debug('proxy subscribed', { spiffeId: identity.spiffeId, subscribers: this.subscribers.size });
       req.socket.setKeepAlive(true, 30_000);
@@ -163,9 +187,32 @@ export class Discovery {
       const version = (req.body as { version?: unknown } | undefined)?.version;
       const at = typeof version === 'string' ? this.changedAt.get(version) : undefined;
       if (at !== undefined) this.metrics.pushLatency.observe((Date.now() - at) / 1000);
+      if (typeof version === 'string') this.acknowledged(req, version);
       res.status(204).end();
     });
     return router;
+  }
+
+  /**
+   * Marks `version` acknowledged by the subscriber it was sent to: of the
+   * caller's streams from its address, the one sent that version and not yet
+   * acknowledging it (proxies of one ServiceAccount on one address, as on
+   * loopback, are sent the same configs), else its only one.
+   */
+  private acknowledged(req: Request, version: string): void {
+    const caller = this.callerOf(req);
+    if (typeof caller === 'string') return;
+    const remote = req.socket.remoteAddress;
+    const address = remote?.startsWith('::ffff:') ? remote.slice(7) : remote;
+    const mine = [...this.subscribers].filter((s) => s.identity.spiffeId === caller.spiffeId && s.address === address);
+    const sent = (s: Subscriber): boolean => this.states.get(s)?.sent?.version === version;
+    const sub = mine.find((s) => sent(s) && this.states.get(s)?.acked?.version !== version) ?? mine.find(sent) ?? (mine.length === 1 ? mine[0] : undefined);
+    const state = sub && this.states.get(sub);
+    if (!sub || !state) return;
+    const now = Date.now();
+    state.acked = { version, at: now, body: state.sent?.version === version ? sub.lastBody : undefined };
+    state.lastSeen = now;
+    state.certExpiresAt = certExpiry(req) ?? state.certExpiresAt;
   }
 
   close(): void {
@@ -193,4 +240,44 @@ export class Discovery {
     if (!w) return `${spiffeId} is not a workload's identity (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)`;
     return { spiffeId, namespace: w.namespace, serviceAccount: w.serviceAccount };
   }
+}
+
+/** What this end knows of one subscriber's stream, beside its config. */
+interface StreamState {
+  /** The pod's name as the proxy gave it (POD_NAME_HEADER); undefined from a proxy that gives none. */
+  pod: string | undefined;
+  connectedAt: number;
+  /** The version of the last config written to it, and when. */
+  sent: { version: string; at: number } | undefined;
+  /** The last version it acknowledged, when, and that config's body while it is the last one sent. */
+  acked: { version: string; at: number; body: string | undefined } | undefined;
+  /** When the certificate it last presented (subscribing or acknowledging) expires, ms. */
+  certExpiresAt: number | undefined;
+  /** Its last request to this end: the subscription or an acknowledgement. */
+  lastSeen: number;
+}
+
+/** One proxy on the stream as `tsmesh proxy-status` sees it (proxies.ts). */
+export type ProxyStreamState = ConnectedProxy &
+  Omit<StreamState, 'acked'> & {
+    acked: { version: string; at: number } | undefined;
+    /** The config it acknowledged last, as sent (its version first), while it is the last one sent to it. */
+    ackedConfig: string | undefined;
+  };
+
+function subscribed(req: Request): StreamState {
+  const now = Date.now();
+  return { pod: podName(req.headers[POD_NAME_HEADER]), connectedAt: now, sent: undefined, acked: undefined, certExpiresAt: certExpiry(req), lastSeen: now };
+}
+
+/** A pod name as Kubernetes spells one (a DNS subdomain); anything else is not shown. */
+function podName(v: string | string[] | undefined): string | undefined {
+  return typeof v === 'string' && v.length <= 253 && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(v) ? v : undefined;
+}
+
+/** When the client certificate of the request's connection expires, ms. */
+function certExpiry(req: Request): number | undefined {
+  const validTo = (req.socket as TLSSocket).getPeerCertificate().valid_to;
+  const ms = validTo ? Date.parse(validTo) : NaN;
+  return Number.isNaN(ms) ? undefined : ms;
 }

@@ -94,7 +94,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
   let sidecar: Sidecar | undefined;
   const stream = settings.configFile
     ? undefined
-    : new StreamConfigSource({ address: settings.controlPlaneAddress, tls: () => sidecar?.meshTls.clientMaterial(), log: log.child('discovery') });
+    : new StreamConfigSource({ address: settings.controlPlaneAddress, tls: () => sidecar?.meshTls.clientMaterial(), log: log.child('discovery'), podName: settings.podName });
   // The YAML parser is loaded only for a config file: a proxy on the stream never needs it (5 MB of RSS).
   const config: ConfigSource = stream ?? new (await import('./config/file.js')).FileConfigSource(settings.configFile!, log.child('config'));
 

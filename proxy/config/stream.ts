@@ -3,6 +3,7 @@
 // force while the stream is down; reconnects back off with jitter, capped at
 // a few seconds (STREAM_BACKOFF); each config taken is acknowledged
 // (POST /v1/config/ack) for push-latency metrics.
+import { POD_NAME_HEADER } from '../../contract/proxy-status.js';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { backoffDelay, type BackoffOptions } from '../../lib/backoff.js';
@@ -38,6 +39,8 @@ export interface StreamConfigOptions {
   log: Logger;
   scheduler?: Scheduler;
   random?: () => number;
+  /** The pod's name (TSMESH_POD_NAME), given with the subscription for `tsmesh proxy-status`. */
+  podName?: string | undefined;
 }
 
 function splitAddress(address: string): { host: string; port: number } {
@@ -86,7 +89,7 @@ export class StreamConfigSource implements ConfigSource {
       this.agent = { cert: tls.cert, agent: new Agent({ keepAlive: true, maxSockets: 1, key: tls.key, cert: tls.cert, ca: tls.ca }) };
     }
     const servername = /^[\d.:]+$/.test(this.host) ? undefined : this.host;
-    return { host: this.host, port: this.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername, timeout: 10_000, ...(method === 'POST' ? { agent: this.agent.agent } : { agent: false }) } as RequestOptions;
+    return { host: this.host, port: this.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername, timeout: 10_000, ...(method === 'POST' ? { agent: this.agent.agent } : { agent: false, headers: this.opts.podName ? { [POD_NAME_HEADER]: this.opts.podName } : {} }) } as RequestOptions;
   }
 
   private retry(why: string): void {
