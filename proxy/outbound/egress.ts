@@ -41,6 +41,8 @@ const { readFileSync } = process.getBuiltinModule('node:fs');
 /** Distinct destination names counted per proxy; beyond them, `other`. */
 export const MAX_DESTINATIONS = 100;
 export const OTHER_DESTINATION = 'other';
+/** destination_service of the proxy's own answers to egress requests no entry names. */
+export const EGRESS_SERVICE = 'egress';
 /** Cluster DNS over TCP: never refused (UDP is never captured). */
 const DNS_PORT = 53;
 /** Most bytes of a plain HTTP request head read for its Host when the connection passes through. */
@@ -302,27 +304,28 @@ export class Egress {
       const name = rule?.rule.name ?? host ?? dst.address;
       if (rule === undefined && policy.mode === 'registry-only') {
         this.count(name, 'denied');
-        return this.local(name, 403, 'egress-denied', `tsmesh: egress to ${host ?? dst.address}:${dst.port} is not allowed: no egress entry names it (registry-only mode)`);
+        return this.local(undefined, 403, 'egress-denied', `tsmesh: egress to ${host ?? dst.address}:${dst.port} is not allowed: no egress entry names it (registry-only mode)`);
       }
       this.count(name, 'allowed');
       const tls = rule?.rule.originateTls;
       try {
         if (tls === undefined || host === undefined) return await forward(this.pools, plain, req);
-        if (rule!.caError !== undefined) return this.local(name, 502, 'egress-tls-failed', `tsmesh: TLS to ${host} for egress entry ${name}: ${rule!.caError}`);
+        if (rule!.caError !== undefined) return this.local(rule, 502, 'egress-tls-failed', `tsmesh: TLS to ${host} for egress entry ${name}: ${rule!.caError}`);
         return await this.tlsPool(rule!, dst.address, tls.port ?? DEFAULT_TLS_PORT, host).request(req);
       } catch (e) {
         const err = e as Error & { cause?: unknown };
         const where = `${host ?? dst.address}:${dst.port}`;
-        if (err instanceof OverloadedError) return this.local(name, 503, 'overloaded', `tsmesh: ${err.message}`);
-        if (err instanceof UpstreamConnectError && err.kind === 'tls') return this.local(name, 502, 'egress-tls-failed', `tsmesh: TLS to ${where} for egress entry ${name} failed: ${err.message}`);
-        if (isConnectFailure(err)) return this.local(name, 503, 'connect-failure', `tsmesh: ${where}: ${err.message}`);
-        return this.local(name, 502, 'upstream-reset', `tsmesh: ${where}: ${err.message}`);
+        if (err instanceof OverloadedError) return this.local(rule, 503, 'overloaded', `tsmesh: ${err.message}`);
+        if (err instanceof UpstreamConnectError && err.kind === 'tls') return this.local(rule, 502, 'egress-tls-failed', `tsmesh: TLS to ${where} for egress entry ${name} failed: ${err.message}`);
+        if (isConnectFailure(err)) return this.local(rule, 503, 'connect-failure', `tsmesh: ${where}: ${err.message}`);
+        return this.local(rule, 502, 'upstream-reset', `tsmesh: ${where}: ${err.message}`);
       }
     };
   }
 
-  private local(name: string, status: number, reason: LocalError, detail: string): ProxyResponse {
-    this.opts.metrics.httpErrors.inc({ direction: 'outbound', destination_service: this.names.has(name) ? name : OTHER_DESTINATION, error: reason });
+  /** The proxy's own answer, counted in tsmesh_http_errors_total under the entry's name (a name of the config), or EGRESS_SERVICE. */
+  private local(rule: CompiledRule | undefined, status: number, reason: LocalError, detail: string): ProxyResponse {
+    this.opts.metrics.httpErrors.inc({ direction: 'outbound', destination_service: rule?.rule.name ?? EGRESS_SERVICE, error: reason });
     return localResponse(status, reason, detail);
   }
 
