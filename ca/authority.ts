@@ -94,16 +94,40 @@ const BASIC_CONSTRAINTS_LEAF = extension(OID.basicConstraints, true, seq());
 const KEY_USAGE_DIGITAL_SIGNATURE = extension(OID.keyUsage, true, tlv(Tag.BIT_STRING, Buffer.from([0x07, 0x80])));
 const EXT_KEY_USAGE_SERVER_CLIENT = extension(OID.extKeyUsage, false, seq(oid(OID.serverAuth), oid(OID.clientAuth)));
 
+/** What signs and what is trusted: swapped as one by `replaceMaterial` (live root rotation). */
+export type CaMaterialOptions = Pick<CaOptions, 'issuerCertPem' | 'issuerKeyPem' | 'intermediatesPem' | 'trustBundle'>;
+
+interface Signer {
+  trustBundle: TrustBundle;
+  issuer: X509Certificate;
+  key: KeyObject;
+  template: IssuerTemplate;
+  /** What follows the leaf in a chain: empty when a root signs. */
+  chainTailPem: string;
+  /** The root of the bundle the issuer chains to. */
+  root: X509Certificate;
+}
+
+/** Checks issuing material against its bundle; throws CaError saying what is wrong. */
+function signerOf(opts: CaMaterialOptions): Signer {
+  const issuer = new X509Certificate(opts.issuerCertPem);
+  const key = createPrivateKey(opts.issuerKeyPem);
+  if (!issuer.ca) throw new CaError('internal', 'the issuing certificate is not a CA (basicConstraints CA:TRUE is missing)');
+  if (!issuer.checkPrivateKey(key)) throw new CaError('internal', 'the issuing key does not belong to the issuing certificate');
+  const intermediatesPem = opts.intermediatesPem ?? '';
+  const chain = [issuer, ...splitPemCertificates(intermediatesPem).map((p) => new X509Certificate(p))];
+  const root = opts.trustBundle.anchorOf(chain);
+  if (!root) throw new CaError('internal', 'the issuing certificate does not chain to any root in the trust bundle');
+  const selfSigned = issuer.issuer === issuer.subject && issuer.verify(issuer.publicKey);
+  return { trustBundle: opts.trustBundle, issuer, key, template: issuerTemplate(issuer, key, chain), chainTailPem: selfSigned ? '' : issuer.toString() + intermediatesPem, root };
+}
+
 export class CertificateAuthority {
   readonly trustDomain: string;
-  readonly trustBundle: TrustBundle;
   /** The lifetime given at construction (the control plane's --cert-ttl): in force when no mesh setting overrides it. */
   readonly defaultTtlSeconds: number;
-  readonly issuer: X509Certificate;
-  private readonly key: KeyObject;
-  private readonly template: IssuerTemplate;
-  /** What follows the leaf in a chain: empty when a root signs. */
-  private readonly chainTailPem: string;
+  private signer: Signer;
+  private readonly materialListeners = new Set<() => void>();
   private serials = Buffer.alloc(0);
   private readonly now: () => Date;
   private ttl: number;
@@ -111,21 +135,42 @@ export class CertificateAuthority {
   constructor(opts: CaOptions) {
     validateTrustDomain(opts.trustDomain);
     this.trustDomain = opts.trustDomain;
-    this.trustBundle = opts.trustBundle;
     this.defaultTtlSeconds = checkTtlSeconds(opts.ttlSeconds ?? DEFAULT_TTL_SECONDS);
     this.ttl = this.defaultTtlSeconds;
     this.now = opts.now ?? (() => new Date());
-    this.issuer = new X509Certificate(opts.issuerCertPem);
-    this.key = createPrivateKey(opts.issuerKeyPem);
-    if (!this.issuer.ca) throw new CaError('internal', 'the issuing certificate is not a CA (basicConstraints CA:TRUE is missing)');
-    if (!this.issuer.checkPrivateKey(this.key)) throw new CaError('internal', 'the issuing key does not belong to the issuing certificate');
-    const intermediatesPem = opts.intermediatesPem ?? '';
-    const chain = [this.issuer, ...splitPemCertificates(intermediatesPem).map((p) => new X509Certificate(p))];
-    if (!this.trustBundle.anchors(chain))
-      throw new CaError('internal', 'the issuing certificate does not chain to any root in the trust bundle');
-    this.template = issuerTemplate(this.issuer, this.key, chain);
-    const selfSigned = this.issuer.issuer === this.issuer.subject && this.issuer.verify(this.issuer.publicKey);
-    this.chainTailPem = selfSigned ? '' : this.issuer.toString() + intermediatesPem;
+    this.signer = signerOf(opts);
+  }
+
+  /** Every root that workloads accept now. */
+  get trustBundle(): TrustBundle {
+    return this.signer.trustBundle;
+  }
+
+  /** The certificate that signs now. */
+  get issuer(): X509Certificate {
+    return this.signer.issuer;
+  }
+
+  /** The root of the trust bundle that the certificates issued now chain to. */
+  get issuerRoot(): X509Certificate {
+    return this.signer.root;
+  }
+
+  /**
+   * Swaps the issuing material and the trust bundle at once (root rotation):
+   * certificates issued from now on chain to the new issuer. Material that
+   * does not hold together (a key of another certificate, an issuer outside
+   * the bundle) throws CaError and changes nothing. Listeners are told after.
+   */
+  replaceMaterial(material: CaMaterialOptions): void {
+    this.signer = signerOf(material);
+    for (const l of this.materialListeners) l();
+  }
+
+  /** Called after every replaceMaterial; returns an unsubscribe function. */
+  onMaterialChange(listener: () => void): () => void {
+    this.materialListeners.add(listener);
+    return () => this.materialListeners.delete(listener);
   }
 
   /** Default and maximum lifetime of the certificates issued from now on. */
@@ -163,7 +208,8 @@ export class CertificateAuthority {
     const ttl = req.ttlSeconds === undefined ? this.ttlSeconds : checkTtlSeconds(req.ttlSeconds, 'requested TTL');
     if (ttl > this.ttlSeconds) throw new CaError('bad-ttl', `requested TTL ${ttl}s is longer than this CA's maximum of ${this.ttlSeconds}s`);
 
-    const t = this.template;
+    const signer = this.signer;
+    const t = signer.template;
     const nowMs = this.now().getTime();
     if (nowMs < t.notBefore.getTime()) throw new CaError('issuer-not-valid', `the issuing certificate is not valid before ${t.notBefore.toISOString()}`);
     if (nowMs >= t.notAfter.getTime()) throw new CaError('issuer-not-valid', `the issuing certificate expired at ${t.notAfter.toISOString()}`);
@@ -195,7 +241,7 @@ export class CertificateAuthority {
       spkiDer,
       tlv(0xa3, extensions),
     );
-    const signature = sign(t.digest, tbs, this.key);
+    const signature = sign(t.digest, tbs, signer.key);
     const certificatePem = derToPem(seq(tbs, t.signatureAlgorithm, bitString(signature)), 'CERTIFICATE');
     return {
       spiffeId: req.spiffeId,
@@ -203,8 +249,8 @@ export class CertificateAuthority {
       notBefore,
       notAfter,
       certificatePem,
-      certChainPem: certificatePem + this.chainTailPem,
-      trustBundlePem: this.trustBundle.toPem(),
+      certChainPem: certificatePem + signer.chainTailPem,
+      trustBundlePem: signer.trustBundle.toPem(),
     };
   }
 

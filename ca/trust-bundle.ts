@@ -46,15 +46,24 @@ export class TrustBundle {
    * intermediates) ends in a root of this bundle, every link signed by the next.
    */
   anchors(chain: readonly X509Certificate[], at: Date = new Date()): boolean {
-    if (chain.length === 0) return false;
+    return this.anchorOf(chain, at) !== undefined;
+  }
+
+  /** The root of this bundle that `chain` (leaf first) ends in, as `anchors` checks it; undefined when none. */
+  anchorOf(chain: readonly X509Certificate[], at: Date = new Date()): X509Certificate | undefined {
     for (let i = 0; i < chain.length; i++) {
       const cert = chain[i]!;
-      if (at < new Date(cert.validFrom) || at > new Date(cert.validTo)) return false;
+      if (at < new Date(cert.validFrom) || at > new Date(cert.validTo)) return undefined;
       const root = this.roots.find((r) => r.fingerprint256 === cert.fingerprint256 || (cert.checkIssued(r) && cert.verify(r.publicKey)));
-      if (root) return at >= new Date(root.validFrom) && at <= new Date(root.validTo);
+      if (root) return at >= new Date(root.validFrom) && at <= new Date(root.validTo) ? root : undefined;
       const next = chain[i + 1];
-      if (!next || !cert.checkIssued(next) || !cert.verify(next.publicKey)) return false;
+      if (!next || !cert.checkIssued(next) || !cert.verify(next.publicKey)) return undefined;
     }
-    return false;
+    return undefined;
+  }
+
+  /** The SHA-256 fingerprints of the roots (Node's spelling, AA:BB:...). */
+  fingerprints(): string[] {
+    return this.roots.map((r) => r.fingerprint256);
   }
 }

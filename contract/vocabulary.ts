@@ -184,3 +184,7 @@ export type SpanDropReason = (typeof SPAN_DROP_REASONS)[number];
 /** Which requests get an access log line (AccessLogSettings.mode). */
 export const ACCESS_LOG_MODES = ['off', 'all', 'errors', 'sampled'] as const;
 export type AccessLogMode = (typeof ACCESS_LOG_MODES)[number];
+
+/** The phases of a live root rotation (ca/rotation.ts), the `phase` of tsmesh_ca_rotation_phase. */
+export const ROTATION_PHASES = ['steady', 'trusting-new', 'issuing-new', 'ready-to-retire'] as const;
+export type RotationPhase = (typeof ROTATION_PHASES)[number];

@@ -65,10 +65,16 @@ export async function ensureCaSecret(kube: Kube, material: CaMaterial | undefine
         `To throw the old CA away anyway: kubectl -n ${MESH_NAMESPACE} delete secret ${CA_SECRET_NAME}, then install again.`,
     );
   }
+  if (old[CA_FILES.rotation] !== undefined && old[CA_FILES.rotation] !== material.files[CA_FILES.rotation]) {
+    throw new Error(
+      `${name} holds a root rotation in progress (${CA_FILES.rotation}) that --ca-dir does not carry; replacing it would drop the root to come. ` +
+        'Finish the rotation first ("tsmesh ca rotate status", then "tsmesh ca rotate finish"), or bring a --ca-dir with the same files.',
+    );
+  }
   const next = caSecret(material.files);
   next.metadata.resourceVersion = existing.metadata.resourceVersion!;
   await kube.replace(next, { dryRun });
-  print(`${name} replaced from --ca-dir${dryRun ? ' (server dry run)' : ''}; the control plane reads its CA at start: kubectl -n ${MESH_NAMESPACE} rollout restart deployment/${CONTROL_PLANE_NAME}`);
+  print(`${name} replaced from --ca-dir${dryRun ? ' (server dry run)' : ''}; every control plane replica takes the new material once kubelet updates its mounted Secret (no restart)`);
   return 'replaced';
 }
 

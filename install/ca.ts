@@ -3,19 +3,16 @@
 // control plane at --ca-dir. `tsmesh install` brings it from --ca-dir, or
 // makes a new root when none is brought.
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CA_FILES, loadCaFromDir } from '../ca/material.js';
+import { CertificateAuthority } from '../ca/authority.js';
+import { CA_FILES, CA_FILE_NAMES, parseCaFiles, readCaFiles, type CaFiles } from '../ca/material.js';
 import { createRootCa, DEFAULT_ROOT_VALIDITY_DAYS } from '../ca/root.js';
 import { splitPemCertificates } from '../ca/der.js';
 import { CA_SECRET_NAME, CONTROL_PLANE_NAME, MESH_NAMESPACE } from '../contract/names.js';
 import type { KubeObject } from './kube.js';
 
-export type CaFileName = (typeof CA_FILES)[keyof typeof CA_FILES];
-export const CA_FILE_NAMES: readonly CaFileName[] = Object.values(CA_FILES);
-export type CaFiles = Partial<Record<CaFileName, string>>;
+export { CA_FILE_NAMES, type CaFileName, type CaFiles } from '../ca/material.js';
 
 export interface CaMaterial {
   files: CaFiles;
@@ -29,22 +26,17 @@ export async function generateCa(trustDomain: string, validityDays = DEFAULT_ROO
   return { files: { [CA_FILES.rootCert]: root.certPem, [CA_FILES.rootKey]: root.keyPem }, generated: true };
 }
 
-/** Checks CA files the way the control plane loads them (a key that fits, a chain to a root) and says what is wrong. */
+/** Checks CA files the way the control plane loads them (a key that fits, a chain to a root; the same for a rotation's material to come) and says what is wrong. */
 export async function checkCaFiles(files: CaFiles, trustDomain: string): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'tsmesh-ca-check-'));
-  try {
-    for (const [name, pem] of Object.entries(files)) await writeFile(join(dir, name), pem, { mode: 0o600 });
-    await loadCaFromDir(dir, { trustDomain });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const material = parseCaFiles(files, 'the CA material');
+  for (const m of [material.current, ...(material.next ? [material.next] : [])]) new CertificateAuthority({ trustDomain, ...m });
+  return Promise.resolve();
 }
 
 /** Reads a CA folder (the files of CA_FILES that exist) and checks it. */
 export async function readCaDir(dir: string, trustDomain: string): Promise<CaMaterial> {
   if (!existsSync(join(dir, CA_FILES.rootCert))) throw new Error(`${join(dir, CA_FILES.rootCert)} does not exist; --ca-dir needs root-cert.pem with root-key.pem, or with ca-cert.pem and ca-key.pem (make one with "tsmesh ca init --out ${dir}")`);
-  const files: CaFiles = {};
-  for (const name of CA_FILE_NAMES) if (existsSync(join(dir, name))) files[name] = await readFile(join(dir, name), 'utf8');
+  const files = await readCaFiles(dir);
   try {
     await checkCaFiles(files, trustDomain);
   } catch (e) {
