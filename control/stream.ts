@@ -7,17 +7,39 @@
 // and only an X.509-SVID of the mesh's trust domain names a caller.
 import type { Request, Response, Router } from 'express';
 import express from 'express';
-import type { TLSSocket } from 'node:tls';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
 import { POD_NAME_HEADER } from '../contract/proxy-status.js';
 import type { Logger } from '../lib/log.js';
 import { socketPeerSvid } from '../ca/peer.js';
+import { TrustBundle } from '../ca/trust-bundle.js';
 import type { MeshModel, ProxyIdentity } from './model.js';
 import { buildProxyConfig } from './snapshot.js';
 import { family } from '../contract/metrics.js';
 
 export const HEARTBEAT_MS = 15_000;
+
+/** What a proxy on the stream trusts and holds, as it last acknowledged (root rotation, ca/rotation.ts). */
+export interface ProxyTrustState {
+  identity: ProxyIdentity;
+  address: string | undefined;
+  /** Fingerprints of the roots of the last config it acknowledged; undefined before its first acknowledgement. */
+  bundle?: readonly string[];
+  /** Fingerprint of the root that the certificate it last presented (on the stream or with an acknowledgement) chains to. */
+  certRoot?: string;
+}
+
+/** The root a TLS peer's verified chain ends in (its fingerprint), or undefined. */
+function peerRoot(socket: TLSSocket): string | undefined {
+  let cert = socket.getPeerCertificate(true) as DetailedPeerCertificate | undefined;
+  for (let i = 0; cert?.fingerprint256 && i < 8; i++) {
+    const up = cert.issuerCertificate as DetailedPeerCertificate | undefined;
+    if (!up || up === cert || up.fingerprint256 === cert.fingerprint256) return cert.fingerprint256;
+    cert = up;
+  }
+  return undefined;
+}
 
 /** A proxy on the stream: who it is and the address it connects from. */
 export interface ConnectedProxy {
@@ -32,6 +54,14 @@ interface Subscriber {
   res: Response;
   /** The last config body sent, without its version, to skip pushes that change nothing. */
   lastBody: string | undefined;
+  /** The root its stream connection's certificate chains to. */
+  certRoot: string | undefined;
+}
+
+/** A proxy's last acknowledgement, by SPIFFE ID and address (its acknowledgements come on connections of their own). */
+interface Acknowledgement {
+  bundle: readonly string[] | undefined;
+  certRoot: string | undefined;
 }
 
 export interface StreamMetrics {
@@ -58,6 +88,8 @@ export interface DiscoveryOptions {
   log: Logger;
   /** The trust bundle to stream with every config. */
   trustBundle: () => string;
+  /** Roots being retired (fingerprints), streamed with every config while there are any. */
+  retiredRoots?: () => readonly string[];
   /** The mesh's trust domain: callers hold an X.509-SVID of it. */
   trustDomain: string;
 }
@@ -73,6 +105,10 @@ export class Discovery {
   private readonly subscribers = new Set<Subscriber>();
   /** What each subscriber was sent and acknowledged, for `tsmesh proxy-status` (proxies.ts). */
   private readonly states = new WeakMap<Subscriber, StreamState>();
+  /** The roots of the bundle each recent version carried. */
+  private readonly versionRoots = new Map<string, readonly string[]>();
+  private readonly acks = new Map<string, Acknowledgement>();
+  private readonly ackListeners = new Set<() => void>();
   private readonly metrics: StreamMetrics;
   private readonly heartbeat: NodeJS.Timeout;
 
@@ -93,6 +129,26 @@ export class Discovery {
     const out: ConnectedProxy[] = [];
     for (const s of this.subscribers) if (s.address !== undefined) out.push({ identity: s.identity, address: s.address });
     return out;
+  }
+
+  /** What each proxy on the stream last acknowledged of the trust bundle and its certificate. */
+  trustStates(): ProxyTrustState[] {
+    return [...this.subscribers].map((s) => {
+      const ack = this.acks.get(ackKey(s.identity.spiffeId, s.address));
+      const certRoot = ack?.certRoot ?? s.certRoot;
+      return { identity: s.identity, address: s.address, ...(ack?.bundle ? { bundle: ack.bundle } : {}), ...(certRoot ? { certRoot } : {}) };
+    });
+  }
+
+  /** Called after every acknowledgement and every proxy that leaves the stream; returns an unsubscribe function. */
+  onTrustChange(listener: () => void): () => void {
+    this.ackListeners.add(listener);
+    return () => this.ackListeners.delete(listener);
+  }
+
+  /** Pushes the current model again: the trust bundle or the retired roots changed. */
+  refresh(): void {
+    if (this.model) this.update(this.model);
   }
 
   /** Every subscriber's state: who, where from, what it was sent and what it acknowledged. */
@@ -120,6 +176,8 @@ export class Discovery {
     const v = this.versionString();
     this.changedAt.set(v, changedAtMs);
     if (this.changedAt.size > 64) this.changedAt.delete(this.changedAt.keys().next().value!);
+    this.versionRoots.set(v, new TrustBundle(this.opts.trustBundle()).fingerprints());
+    if (this.versionRoots.size > 64) this.versionRoots.delete(this.versionRoots.keys().next().value!);
     // Proxies of one ServiceAccount get the same config: build and serialise it once.
     const bodies = new Map<string, string>();
     let largest = 0;
@@ -138,7 +196,8 @@ export class Discovery {
 
   private body(identity: ProxyIdentity): string {
     const { version: _v, ...config } = buildProxyConfig(this.model!, identity, '');
-    return JSON.stringify({ ...config, trustBundle: this.opts.trustBundle() });
+    const retiredRoots = this.opts.retiredRoots?.() ?? [];
+    return JSON.stringify({ ...config, trustBundle: this.opts.trustBundle(), ...(retiredRoots.length > 0 ? { retiredRoots } : {}) });
   }
 
   private push(s: Subscriber, body: string): void {
@@ -165,9 +224,7 @@ export class Discovery {
       }
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
       res.flushHeaders();
-      const remote = req.socket.remoteAddress;
-      // An IPv4 peer on a dual-stack socket reads as ::ffff:a.b.c.d.
-      const sub: Subscriber = { identity, address: remote?.startsWith('::ffff:') ? remote.slice(7) : remote, res, lastBody: undefined };
+      const sub: Subscriber = { identity, address: peerAddress(req), res, lastBody: undefined, certRoot: peerRoot(req.socket as TLSSocket) };
       this.subscribers.add(sub);
       this.states.set(sub, subscribed(req));
       this.metrics.connected.set(this.subscribers.size);
@@ -176,11 +233,15 @@ export class Discovery {
       res.once('close', () => {
         this.subscribers.delete(sub);
         this.metrics.connected.set(this.subscribers.size);
+        const key = ackKey(identity.spiffeId, sub.address);
+        if (![...this.subscribers].some((s) => ackKey(s.identity.spiffeId, s.address) === key)) this.acks.delete(key);
+        for (const l of this.ackListeners) l();
       });
       if (this.model) this.push(sub, this.body(identity));
     });
     router.post('/v1/config/ack', express.json({ limit: 1024 }), (req, res) => {
-      if (typeof this.callerOf(req) === 'string') {
+      const caller = this.callerOf(req);
+      if (typeof caller === 'string') {
         res.status(401).end();
         return;
       }
@@ -188,6 +249,11 @@ export class Discovery {
       const at = typeof version === 'string' ? this.changedAt.get(version) : undefined;
       if (at !== undefined) this.metrics.pushLatency.observe((Date.now() - at) / 1000);
       if (typeof version === 'string') this.acknowledged(req, version);
+      // What the proxy trusts (the bundle of the version it runs) and holds (the certificate it acknowledged with).
+      const key = ackKey(caller.spiffeId, peerAddress(req));
+      const bundle = typeof version === 'string' ? this.versionRoots.get(version) : undefined;
+      this.acks.set(key, { bundle: bundle ?? this.acks.get(key)?.bundle, certRoot: peerRoot(req.socket as TLSSocket) });
+      for (const l of this.ackListeners) l();
       res.status(204).end();
     });
     return router;
@@ -216,6 +282,7 @@ export class Discovery {
   }
 
   close(): void {
+    this.ackListeners.clear();
     clearInterval(this.heartbeat);
     for (const s of this.subscribers) s.res.end();
     this.subscribers.clear();
@@ -240,6 +307,16 @@ export class Discovery {
     if (!w) return `${spiffeId} is not a workload's identity (spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)`;
     return { spiffeId, namespace: w.namespace, serviceAccount: w.serviceAccount };
   }
+}
+
+function ackKey(spiffeId: string, address: string | undefined): string {
+  return `${spiffeId} ${address ?? ''}`;
+}
+
+/** The caller's address as this end sees it; an IPv4 peer on a dual-stack socket reads as ::ffff:a.b.c.d. */
+function peerAddress(req: Request): string | undefined {
+  const remote = req.socket.remoteAddress;
+  return remote?.startsWith('::ffff:') ? remote.slice(7) : remote;
 }
 
 /** What this end knows of one subscriber's stream, beside its config. */
