@@ -3,12 +3,13 @@
 // HTTP/2 clients): the TrafficPolicy route an outbound request took (default
 // when none matched, empty inbound), the identities on both families, and
 // every kind of outcome counted with them: answers, overload rejections,
-// cancellations, HTTP/2 requests and gRPC calls with their status.
+// cancellations, upgraded connections (WebSocket), HTTP/2 requests and gRPC
+// calls with their status.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as h2connect, createServer as createH2cServer, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo, Server } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { parseMetrics, total, type Sample } from '../lib/prom-text.js';
@@ -120,6 +121,39 @@ describe('request metrics: route and identity labels through a sidecar pair on l
     const inbound = { direction: 'inbound', source_identity: WEB, destination_identity: API, route: '', response_code: '200' };
     await waitFor('the server sidecar to count 5 answers', async () => (total(await samples(b), REQUESTS, inbound) === 5 ? true : undefined), 5000, 10);
     assert.equal(total(await samples(b), DURATION_COUNT, inbound), 5);
+  });
+
+  it('an upgraded connection (WebSocket): its 101 counted with its route and identities, then as the TCP connection it becomes', async () => {
+    const app = createHttpServer((_req, res) => res.end('ok'));
+    app.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (d) => socket.write(d));
+      socket.on('end', () => socket.end());
+    });
+    const appPort = await listen(app as unknown as Server);
+    const { a, b } = await pair(appPort, 'http', { routes: [{ name: 'chat', match: { pathPrefix: '/chat' } }] });
+    const socket = await new Promise<Socket>((ok, fail) => {
+      const req = httpRequest({ host: '127.0.0.1', port: a.outboundPort, path: '/chat/room-1', headers: { connection: 'Upgrade', upgrade: 'websocket' } });
+      req.once('upgrade', (_res, s: Socket) => ok(s));
+      req.once('response', (res) => fail(new Error(`no upgrade: ${res.statusCode}`)));
+      req.once('error', fail);
+      req.end();
+    });
+    socket.write('hello');
+    const [echo] = (await once(socket, 'data')) as [Buffer];
+    assert.equal(echo.toString(), 'hello');
+    socket.end();
+    await once(socket, 'close');
+
+    const outbound = { direction: 'outbound', source_identity: WEB, destination_identity: API, destination_service: SERVICE, route: 'chat', response_code: '101' };
+    const out = await samples(a);
+    assert.equal(total(out, REQUESTS, { ...outbound, tls: 'true' }), 1);
+    assert.equal(total(out, DURATION_COUNT, outbound), 1);
+    await waitFor('the tunnel to be counted closed', async () => (total(await samples(a), 'tsmesh_tcp_connections_closed_total', { direction: 'outbound', destination_service: SERVICE, tls: 'true' }) === 1 ? true : undefined), 5000, 10);
+    assert.equal(total(await samples(a), 'tsmesh_tcp_connections_opened_total', { direction: 'outbound', destination_service: SERVICE, tls: 'true' }), 1);
+    const inbound = { direction: 'inbound', source_identity: WEB, destination_identity: API, route: '', response_code: '101' };
+    await waitFor('the server sidecar to count the upgrade', async () => (total(await samples(b), DURATION_COUNT, inbound) === 1 ? true : undefined), 5000, 10);
+    assert.equal(total(await samples(b), REQUESTS, { ...inbound, tls: 'true' }), 1);
   });
 
   it('HTTP/2 and gRPC: counted with their route, identities and grpc_status', async () => {
