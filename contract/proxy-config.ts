@@ -22,6 +22,11 @@ export interface ProxyConfig {
   inbound: InboundConfig;
   /** PEM roots the mesh trusts now; streamed so a new root reaches proxies without restarts. */
   trustBundle?: string;
+  /**
+   * SHA-256 fingerprints (AA:BB:...) of roots being retired by a root
+   * rotation: a proxy whose certificate chains to one renews it at once.
+   */
+  retiredRoots?: string[];
   /** This workload's telemetry, laid over mesh.tracing: its namespace's annotations, then its own. */
   telemetry?: TelemetryOverrides;
   /** This workload's egress over mesh.egress: its mode replaces the mesh's, its entries are added to the mesh's. */
@@ -323,7 +328,7 @@ function fieldsOf<T>() {
  * interface above fails to compile until it is listed here.
  */
 export const FIELDS = {
-  ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle', 'telemetry', 'egress']),
+  ProxyConfig: fieldsOf<ProxyConfig>()(['apiVersion', 'kind', 'version', 'mesh', 'services', 'inbound', 'trustBundle', 'retiredRoots', 'telemetry', 'egress']),
   MeshSettings: fieldsOf<MeshSettings>()(['trustDomain', 'mtlsMode', 'defaultInboundPolicy', 'retryBudget', 'tracing', 'accessLog', 'egress']),
   EgressSettings: fieldsOf<EgressSettings>()(['mode', 'allow']),
   EgressRule: fieldsOf<EgressRule>()(['name', 'hosts', 'cidrs', 'ports', 'originateTls']),

@@ -446,6 +446,7 @@ export function parseProxyConfig(doc: unknown): ProxyConfig {
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ValidationError('trustBundle', 'expected PEM certificates');
     config.trustBundle = pem;
   }
+  if (o.retiredRoots !== undefined) config.retiredRoots = list(o.retiredRoots, 'retiredRoots', string);
   const byAddress = new Map<string, string>();
   for (const [i, s] of config.services.entries()) {
     for (const ipAddr of s.clusterIPs) {

@@ -135,6 +135,8 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
   const running = sidecar;
   void identity.start();
   stream?.start();
+  // A renewed certificate is acknowledged at once: a root rotation waits for every proxy to hold one of the new root.
+  const stopReack = stream ? identity.onChange(() => stream.acknowledge()) : () => undefined;
   // Start-up maps much of the node binary that the proxy then never touches again, and malloc keeps
   // what V8's threads free (lib/file-pages.ts). A release cost 3-5 ms of CPU and malloc_trim under
   // 0.5 ms in a proxy pair at steady state, and what it still used came back in a few hundred minor
@@ -149,6 +151,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
     (drained ??= (async () => {
       log.info('draining', { ...reason, graceMs });
       stopRelease();
+      stopReack();
       await running.drain(graceMs);
       identity.stop();
       config.close();

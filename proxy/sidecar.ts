@@ -134,7 +134,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     compileAuthorizer(c);
     traffic.retain(table);
     inboundServices = servedServices();
-    if (c.trustBundle) meshTls.setStreamedRoots(c.trustBundle);
+    if (c.trustBundle) meshTls.setStreamedRoots(c.trustBundle, c.retiredRoots);
     // Connections to endpoints that left the config close; a meshed one that is not ready stays
     // reachable by its own address (a headless Service may publish it).
     const endpoints = [...table.byName.values()].flatMap((ports) => [...ports.values()].flatMap((t) => t.endpoints));

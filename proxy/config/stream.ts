@@ -162,6 +162,15 @@ export class StreamConfigSource implements ConfigSource {
     this.ack(config.version);
   }
 
+  /**
+   * Acknowledges the config in force again, with the certificate in force:
+   * after a renewal, so the control plane knows which root the proxy's
+   * certificate chains to now (a root rotation waits for it).
+   */
+  acknowledge(): void {
+    if (this.config && !this.closed) this.ack(this.config.version);
+  }
+
   private ack(version: string): void {
     const options = this.requestOptions(ACK_PATH, 'POST');
     if (!options) return;

@@ -21,7 +21,7 @@ export interface IdentitySettings {
   registry: Registry;
   log: Logger;
   /** Overrides for tests (virtual time, fast backoff, a fixed TLS server name). */
-  tuning?: Pick<IdentityManagerOptions, 'scheduler' | 'random' | 'backoff' | 'rotation'> & { servername?: string; timeoutMs?: number };
+  tuning?: Pick<IdentityManagerOptions, 'scheduler' | 'random' | 'backoff' | 'rotation' | 'renewNowSpreadMs'> & { servername?: string; timeoutMs?: number };
 }
 
 /**

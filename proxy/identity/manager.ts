@@ -29,7 +29,12 @@ export interface IdentityManagerOptions {
   random?: () => number;
   backoff?: Partial<BackoffOptions>;
   rotation?: Partial<RotationOptions>;
+  /** renewNow waits up to this long (at random), so proxies told at once do not all ask the CA at once (default 2 s). */
+  renewNowSpreadMs?: number;
 }
+
+/** renewNow renews at most this often: a CA that still signs under a retired root must not make a proxy renew in a loop. */
+export const RENEW_NOW_MIN_INTERVAL_MS = 5_000;
 
 export class IdentityManager implements IdentitySource {
   /** Resolves with the first certificate; rejects only if stop() comes first. */
@@ -50,6 +55,9 @@ export class IdentityManager implements IdentitySource {
   private inFlight: AbortController | undefined;
   private failures = 0;
   private lastError: Error | undefined;
+  /** When renewNow last renewed (ms); a renewal it scheduled is pending while `forced` is set. */
+  private lastForcedAt = -Infinity;
+  private forced = false;
 
   constructor(private readonly opts: IdentityManagerOptions) {
     this.scheduler = opts.scheduler ?? systemScheduler;
@@ -91,6 +99,27 @@ export class IdentityManager implements IdentitySource {
   onChange(listener: (creds: WorkloadCredentials) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Renews soon instead of at half-life: the control plane named the root of
+   * this certificate retired (a root rotation). The certificate in force
+   * keeps serving until the new one is installed; open connections are not
+   * touched. Ignored before the first certificate, while a renewal is on its
+   * way, and within RENEW_NOW_MIN_INTERVAL_MS of the last one it caused.
+   */
+  renewNow(reason: string): void {
+    if (this.state !== 'running' || !this.creds || this.inFlight || this.forced) return;
+    const now = this.scheduler.now();
+    const delay = Math.max(0, this.lastForcedAt + RENEW_NOW_MIN_INTERVAL_MS - now) + Math.round(this.random() * (this.opts.renewNowSpreadMs ?? 2000));
+    if (this.timer !== undefined) this.scheduler.clearTimeout(this.timer);
+    this.forced = true;
+    this.opts.log.info('renewing the workload certificate now', { reason, inMs: delay });
+    this.timer = this.scheduler.setTimeout(() => {
+      this.forced = false;
+      this.lastForcedAt = this.scheduler.now();
+      void this.renew();
+    }, delay);
   }
 
   /** For /ready: undefined while a certificate in its validity is held, else why not. */

@@ -18,4 +18,6 @@ export interface IdentitySource {
   current(): WorkloadCredentials | undefined;
   /** Called after every rotation (and the first issue); returns an unsubscribe function. */
   onChange(listener: (creds: WorkloadCredentials) => void): () => void;
+  /** Renews soon rather than at half-life (the root of the certificate is being retired); a source that cannot renew has none. */
+  renewNow?(reason: string): void;
 }

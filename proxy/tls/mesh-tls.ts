@@ -2,11 +2,23 @@
 // takes the context in force when it starts; a rotation swaps the context
 // without touching connections already open. The trust domain of its own
 // SVID is the only one whose peers it accepts (no federation).
+//
+// The roots it trusts: once the control plane streams a bundle, that bundle
+// (it is the mesh's word now: a root added or removed by a root rotation
+// reaches the proxy this way), plus always the root its own certificate
+// chains to; before, the roots the CA returned with the certificate. A
+// config that names the root of its own certificate retired makes the
+// identity renew at once.
 import { createSecureContext, type PeerCertificate, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { splitPemCertificates } from '../../ca/der.js';
 import { expectPeerIdentity } from '../../ca/peer.js';
+import { TrustBundle } from '../../ca/trust-bundle.js';
 import { parseSpiffeId } from '../../contract/spiffe.js';
 import type { RefusalReason } from '../../contract/vocabulary.js';
 import type { IdentitySource, WorkloadCredentials } from '../identity/types.js';
+
+// Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
+const { X509Certificate } = process.getBuiltinModule('node:crypto');
 
 /** An mTLS connection to a meshed endpoint refused for its certificate, or a failed handshake. */
 export interface PeerRefusal {
@@ -27,35 +39,72 @@ export class MeshTls {
   private readonly listeners = new Set<(options: SecureContextOptions) => void>();
   private readonly refusalListeners = new Set<(r: PeerRefusal) => void>();
   private ownTrustDomain: string | undefined;
+  /** The root (fingerprint and PEM) that this workload's certificate chains to. */
+  private ownRoot: { fingerprint: string; pem: string } | undefined;
+  private retiredRoots: readonly string[] = [];
 
-  constructor(identity: IdentitySource) {
-    this.unsubscribe = identity.onChange((c) => this.update(c));
-    const now = identity.current();
+  constructor(private readonly source: IdentitySource) {
+    this.unsubscribe = source.onChange((c) => this.update(c));
+    const now = source.current();
     if (now) this.update(now);
   }
 
-  /** Roots streamed by the control plane, trusted beside the ones the CA returned. */
+  /** Roots streamed by the control plane: once there are any, the roots trusted (with the root of this workload's own certificate). */
   private streamedRoots = '';
 
-  /** Trusts `pem` too (a root added to the mesh reaches running proxies this way). */
-  setStreamedRoots(pem: string): void {
-    if (pem === this.streamedRoots) return;
-    this.streamedRoots = pem;
-    if (this.creds) this.update(this.creds);
+  /**
+   * Trusts the mesh's bundle `pem` (a root added to or removed from the mesh
+   * reaches running proxies this way); `retiredRoots` are fingerprints of
+   * roots being retired: if this workload's certificate chains to one, it is
+   * renewed at once.
+   */
+  setStreamedRoots(pem: string, retiredRoots: readonly string[] = []): void {
+    this.retiredRoots = retiredRoots;
+    if (pem !== this.streamedRoots) {
+      this.streamedRoots = pem;
+      if (this.creds) this.update(this.creds);
+    }
+    this.renewIfRetired();
+  }
+
+  /** The fingerprint of the root this workload's certificate chains to (undefined before it has one, or when no root it knows anchors it). */
+  get certificateRoot(): string | undefined {
+    return this.ownRoot?.fingerprint;
+  }
+
+  /** The roots trusted now (PEM). */
+  trustedRootsPem(): string | undefined {
+    return this.creds ? this.rootsFor(this.creds) : undefined;
   }
 
   private update(creds: WorkloadCredentials): void {
+    const known = new TrustBundle([creds.trustBundlePem, ...(this.streamedRoots ? [this.streamedRoots] : [])]);
+    const root = known.anchorOf(splitPemCertificates(creds.certChainPem).map((p) => new X509Certificate(p)));
+    this.ownRoot = root ? { fingerprint: root.fingerprint256, pem: root.toString() } : undefined;
     const options = this.contextOptionsFor(creds);
     this.context = createSecureContext(options);
     this.creds = creds;
     this.ownTrustDomain = parseSpiffeId(creds.spiffeId).trustDomain;
     for (const l of this.listeners) l(options);
+    this.renewIfRetired();
+  }
+
+  private renewIfRetired(): void {
+    const root = this.ownRoot?.fingerprint;
+    if (root !== undefined && this.retiredRoots.includes(root)) this.source.renewNow?.('the root this certificate chains to is being retired (root rotation)');
+  }
+
+  /** The streamed bundle and the root of this workload's own certificate; the CA's roots before any bundle was streamed. */
+  private rootsFor(creds: WorkloadCredentials): string {
+    if (!this.streamedRoots) return creds.trustBundlePem;
+    const own = this.ownRoot;
+    const streamed = new TrustBundle(this.streamedRoots);
+    return own && !streamed.fingerprints().includes(own.fingerprint) ? streamed.toPem() + own.pem : streamed.toPem();
   }
 
   /** TLS 1.3 only: both ends are tsmesh proxies. */
   private contextOptionsFor(creds: WorkloadCredentials): SecureContextOptions {
-    const ca = this.streamedRoots ? [creds.trustBundlePem, this.streamedRoots] : creds.trustBundlePem;
-    return { key: creds.keyPem, cert: creds.certChainPem, ca, minVersion: 'TLSv1.3' };
+    return { key: creds.keyPem, cert: creds.certChainPem, ca: this.rootsFor(creds), minVersion: 'TLSv1.3' };
   }
 
   /** The options in force, for servers that take options rather than a context. */
@@ -66,7 +115,7 @@ export class MeshTls {
   /** Key, certificate and roots for a TLS client of the control plane. */
   clientMaterial(): { key: string; cert: string; ca: string } | undefined {
     const c = this.creds;
-    return c ? { key: c.keyPem, cert: c.certChainPem, ca: c.trustBundlePem + this.streamedRoots } : undefined;
+    return c ? { key: c.keyPem, cert: c.certChainPem, ca: this.rootsFor(c) } : undefined;
   }
 
   /** Called with new options after every rotation (for tls.Server.setSecureContext). */
