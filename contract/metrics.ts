@@ -97,6 +97,17 @@ export const METRICS = {
   tsmesh_ca_certificate_errors_total: { type: 'counter', help: 'Certificate requests refused or failed, by reason (the CA error code).', labels: ['reason'] },
   tsmesh_ca_signing_duration_seconds: { type: 'histogram', help: 'Time to verify a CSR and sign its certificate.', labels: [], buckets: SIGNING_BUCKETS },
   tsmesh_ca_issuer_expiration_timestamp_seconds: { type: 'gauge', help: 'When the certificate that signs workload certificates expires (Unix seconds).', labels: [] },
+  tsmesh_ca_root_expiration_timestamp_seconds: {
+    type: 'gauge',
+    help: 'When each root of the trust bundle in force expires (Unix seconds), by its SHA-256 fingerprint and role: signing (the root the certificates issued now chain to), next (the root a rotation moves to), trusted (any other).',
+    labels: ['fingerprint', 'role'],
+  },
+  tsmesh_ca_rotation_phase: { type: 'gauge', help: '1 for the root rotation phase this replica is in (steady, trusting-new, issuing-new, ready-to-retire), 0 for the others.', labels: ['phase'] },
+  tsmesh_ca_material_reloads_total: {
+    type: 'counter',
+    help: 'Changes of the CA folder (Secret tsmesh-ca) taken or refused, by result: applied, or refused (the material did not hold together; the last good one stays in force).',
+    labels: ['result'],
+  },
   tsmesh_ca_certificate_ttl_seconds: {
     type: 'gauge',
     help: 'Lifetime of the certificates the CA issues now (ConfigMap tsmesh-config certificateTtl, else --cert-ttl).',

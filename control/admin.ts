@@ -18,6 +18,8 @@ export interface AdminServerOptions {
   meshView?: () => MeshView;
   /** The proxies on this replica's discovery stream (`tsmesh proxy-status`, `tsmesh proxy-config`); without it /api/v1/proxies answers 404. */
   proxies?: () => readonly ProxyStreamState[];
+  /** The CA material and root rotation in force (control/ca-rotation.ts); without it /api/v1/ca answers 404. */
+  caStatus?: () => unknown;
   /** The dashboard's further JSON (history, policies; observe/api.ts): an answer, or undefined for another path. */
   dashboardApi?: (path: string, query: URLSearchParams) => ApiAnswer | undefined;
   /** `tsmesh tap`'s stream (control/tap.ts); without it /api/v1/tap answers 404. */
@@ -25,6 +27,7 @@ export interface AdminServerOptions {
 }
 
 export const MESH_VIEW_PATH = '/api/v1/mesh';
+export const CA_STATUS_PATH = '/api/v1/ca';
 
 export function createAdminServer(opts: AdminServerOptions): Server {
   return createServer((req, res) => {
@@ -50,6 +53,8 @@ export function createAdminServer(opts: AdminServerOptions): Server {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
     } else if (opts.meshView && path === MESH_VIEW_PATH) {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(opts.meshView()));
+    } else if (opts.caStatus && path === CA_STATUS_PATH) {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(opts.caStatus()));
     } else if (opts.tap && path === TAP_PATH) {
       opts.tap(req, res);
     } else if (opts.proxies && (path === PROXIES_PATH || path === PROXY_CONFIG_PATH)) {
@@ -58,7 +63,7 @@ export function createAdminServer(opts: AdminServerOptions): Server {
       const [status, body] = 'found' in found ? [200, found.found] : [found.status, { error: found.error }];
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
     } else {
-      const paths = [...(opts.meshView ? ['/', MESH_VIEW_PATH] : []), ...(opts.tap ? [TAP_PATH] : []), '/metrics', '/healthz', '/readyz'];
+      const paths = [...(opts.meshView ? ['/', MESH_VIEW_PATH] : []), ...(opts.tap ? [TAP_PATH] : []), ...(opts.caStatus ? [CA_STATUS_PATH] : []), '/metrics', '/healthz', '/readyz'];
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found; try ${paths.join(', ')}\n`);
     }
   });

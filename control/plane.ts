@@ -59,6 +59,10 @@ export interface ControlPlaneOptions {
   scrapeTargets?: (connected: readonly ConnectedProxy[]) => readonly ScrapeTarget[];
   /** Scrape only while the dashboard or its JSON is read (paused after a minute without a read). */
   scrapeOnDemand?: boolean;
+  /** Roots being retired by a root rotation, streamed in every config (control/ca-rotation.ts). */
+  retiredRoots?: () => readonly string[];
+  /** The CA material and rotation in force, served at /api/v1/ca on the admin port. */
+  caStatus?: () => unknown;
   /**
    * Serve `tsmesh tap` (control/tap.ts) on the admin port: callers authorized
    * by `authorize` (Kubernetes RBAC; none in local mode), proxies dialled at
@@ -113,7 +117,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   let unsubscribe = (): void => {};
   if (opts.meshSource) {
     const source = opts.meshSource;
-    discovery = new Discovery({ registry, log: log.child('discovery'), trustBundle: () => authority.trustBundle.toPem(), trustDomain: authority.trustDomain });
+    discovery = new Discovery({
+      registry,
+      log: log.child('discovery'),
+      trustBundle: () => authority.trustBundle.toPem(),
+      ...(opts.retiredRoots ? { retiredRoots: opts.retiredRoots } : {}),
+      trustDomain: authority.trustDomain,
+    });
     app.use(discovery.router());
     const first = source.current();
     if (first) discovery.update(first);
@@ -168,6 +178,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     rotateTimer.unref();
   };
   scheduleRotation();
+  // New CA material (a root rotation): a serving certificate from what signs now, the bundle that
+  // verifies proxies, and every proxy's config with the new bundle. Open connections stay up.
+  const stopMaterial = authority.onMaterialChange(() => {
+    try {
+      serving = issueServingCertificate(authority, names, ips);
+      server.setSecureContext(tlsOptions());
+      webhook?.setTls({ key: serving.key, cert: serving.cert });
+      log.info('serving certificate re-issued from the new CA material', { root: authority.issuerRoot.fingerprint256 });
+    } catch (e) {
+      log.error('cannot re-issue the serving certificate from the new CA material; keeping the previous one', { error: (e as Error).message });
+    }
+    discovery?.refresh();
+  });
 
   const { scrapeTargets } = opts;
   const observer = scrapeTargets
@@ -188,10 +211,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
     readiness: () => (opts.meshSource && !opts.meshSource.current() ? 'no mesh model yet' : undefined),
     ...(discovery ? { proxies: () => discovery!.proxyStates() } : {}),
     ...(observer ? { meshView: () => observer.view(), dashboardApi: dashboardApi({ observer, model: () => opts.meshSource?.current() }) } : {}),
+    ...(opts.caStatus ? { caStatus: opts.caStatus } : {}),
     ...(tap ? { tap: (req, res) => tap.handle(req, res) } : {}),
   });
   const close = async (): Promise<void> => {
     clearTimeout(rotateTimer);
+    stopMaterial();
     observer?.close();
     tap?.close();
     unsubscribe();

@@ -12,8 +12,8 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Authenticator } from '../ca/authn/authenticator.js';
 import { KubernetesAuthenticator, apiServerTokenReviewer } from '../ca/authn/kubernetes.js';
 import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
-import type { CertificateAuthority } from '../ca/authority.js';
-import { loadCaFromDir } from '../ca/material.js';
+import { CertificateAuthority } from '../ca/authority.js';
+import { readCaMaterial } from '../ca/material.js';
 import { MESH_NAMESPACE, WEBHOOK_CONFIGURATION_NAME } from '../contract/names.js';
 import { PORTS } from '../contract/ports.js';
 import { DEFAULT_TRUST_DOMAIN } from '../contract/spiffe.js';
@@ -29,11 +29,14 @@ import { createKubernetesSource } from './sources/kubernetes.js';
 import type { MeshSource } from './sources/source.js';
 import { startTrustBundleSync, type TrustBundleSync } from './trust-bundle.js';
 import { syncWebhookCaBundle } from './webhook-ca.js';
+import { CaRotation } from './ca-rotation.js';
 
 export interface ControlPlaneProcessOptions {
   log: Logger;
-  /** CA material: root-cert.pem and root-key.pem, or ca-cert.pem, ca-key.pem (and cert-chain.pem). */
+  /** CA material: root-cert.pem and root-key.pem, or ca-cert.pem, ca-key.pem (and cert-chain.pem); followed live (a root rotation). */
   caDir: string;
+  /** How often the CA folder is re-read without a file event (default 5 s). */
+  caPollMs?: number;
   /** Default cluster.local. */
   trustDomain?: string;
   /** The certificate lifetime, and where it was set (for logs); 1h by default. In Kubernetes, certificateTtl in ConfigMap tsmesh-config wins while it is set. */
@@ -78,6 +81,8 @@ export interface ControlPlaneProcessOptions {
 
 export interface ControlPlaneProcess extends RunningControlPlane {
   authority: CertificateAuthority;
+  /** The CA folder followed live, and the root rotation (control/ca-rotation.ts). */
+  caRotation: CaRotation;
   /** Whether this replica writes to the API now: always in local mode, the leader's in Kubernetes. */
   isLeader(): boolean;
   /** Stops the servers, the source, the writers, and releases the Lease if this replica holds it. */
@@ -92,8 +97,16 @@ export interface ControlPlaneProcess extends RunningControlPlane {
 function leaderWriters(o: { kube: () => KubeConfig; authority: CertificateAuthority; injector: boolean; registry: Registry; log: Logger }) {
   let trustBundleSync: TrustBundleSync | undefined;
   let caBundleTimer: NodeJS.Timeout | undefined;
+  let running = false;
+  /** The bundle the injector's caBundle was last seen to hold. */
+  let caBundleSet: string | undefined;
   const syncCaBundle = (): void => {
-    syncWebhookCaBundle(o.kube(), o.authority.trustBundle.toPem(), o.log).catch((e: unknown) =>
+    const pem = o.authority.trustBundle.toPem();
+    syncWebhookCaBundle(o.kube(), pem, o.log).then(
+      () => {
+        caBundleSet = pem;
+      },
+      (e: unknown) =>
       o.log.error('cannot set the injector caBundle; pods will not be injected until it is set', {
         error: (e as Error).message,
         hint: `check that MutatingWebhookConfiguration ${WEBHOOK_CONFIGURATION_NAME} exists (tsmesh install) and the control plane may patch it`,
@@ -101,7 +114,21 @@ function leaderWriters(o: { kube: () => KubeConfig; authority: CertificateAuthor
     );
   };
   return {
+    /** A new trust bundle (root rotation): the ConfigMaps and the caBundle follow at once. */
+    bundleChanged(pem: string): void {
+      trustBundleSync?.setBundle(pem);
+      if (running && o.injector) syncCaBundle();
+    },
+    /** Why the ConfigMaps or the caBundle do not hold the bundle yet; undefined when they do or another replica writes them. */
+    notReady(): string | undefined {
+      if (!running) return undefined;
+      const why = trustBundleSync?.notReady();
+      if (why) return `trust-bundle ConfigMaps: ${why}`;
+      if (o.injector && caBundleSet !== o.authority.trustBundle.toPem()) return `the injector's caBundle (MutatingWebhookConfiguration ${WEBHOOK_CONFIGURATION_NAME}) does not hold the bundle yet`;
+      return undefined;
+    },
     start(): void {
+      running = true;
       trustBundleSync ??= startTrustBundleSync({ kc: o.kube(), log: o.log.child('trust-bundle'), registry: o.registry, bundlePem: o.authority.trustBundle.toPem() });
       if (o.injector && !caBundleTimer) {
         syncCaBundle();
@@ -110,6 +137,7 @@ function leaderWriters(o: { kube: () => KubeConfig; authority: CertificateAuthor
       }
     },
     stop(): void {
+      running = false;
       trustBundleSync?.close();
       trustBundleSync = undefined;
       clearInterval(caBundleTimer);
@@ -121,7 +149,8 @@ function leaderWriters(o: { kube: () => KubeConfig; authority: CertificateAuthor
 export async function startControlPlaneProcess(opts: ControlPlaneProcessOptions): Promise<ControlPlaneProcess> {
   const { log } = opts;
   const trustDomain = opts.trustDomain ?? DEFAULT_TRUST_DOMAIN;
-  const authority = await loadCaFromDir(opts.caDir, { trustDomain, ...(opts.certTtl ? { ttlSeconds: opts.certTtl.seconds } : {}) });
+  const material = await readCaMaterial(opts.caDir);
+  const authority = new CertificateAuthority({ trustDomain, ...material.current, ...(opts.certTtl ? { ttlSeconds: opts.certTtl.seconds } : {}) });
   const local = opts.tokenFile !== undefined;
   let kubeConfig: KubeConfig | undefined;
   const kube = (): KubeConfig => {
@@ -155,8 +184,19 @@ export async function startControlPlaneProcess(opts: ControlPlaneProcessOptions)
     }
   }
   const writers = leaderWriters({ kube, authority, injector: webhook !== undefined, registry, log });
+  const caRotation = new CaRotation({
+    dir: opts.caDir,
+    authority,
+    material,
+    log: log.child('ca-material'),
+    registry,
+    writers: () => writers.notReady(),
+    ...(opts.caPollMs !== undefined ? { pollMs: opts.caPollMs } : {}),
+  });
+  caRotation.onBundleChange((pem) => writers.bundleChanged(pem));
   let election: LeaderElection | undefined;
   const stop = async (): Promise<void> => {
+    caRotation.close();
     meshSource?.close();
     writers.stop();
     await election?.close();
@@ -196,6 +236,8 @@ export async function startControlPlaneProcess(opts: ControlPlaneProcessOptions)
       port: opts.port ?? PORTS.controlPlane,
       adminPort: opts.adminPort ?? PORTS.controlPlaneAdmin,
       ...(scrapeTargets ? { scrapeTargets, scrapeOnDemand: opts.scrapeTargets === undefined } : {}),
+      retiredRoots: () => caRotation.retiredRoots(),
+      caStatus: () => caRotation.status(),
       // tsmesh tap: in Kubernetes, callers by RBAC and pods at their inbound port; a local mesh has no API
       // server to ask, and its sidecars listen where its mesh file's endpoints say.
       tap: local ? {} : { authorize: kubernetesTapAuthorizer(kube()), proxyPort: PORTS.inbound },
@@ -204,9 +246,12 @@ export async function startControlPlaneProcess(opts: ControlPlaneProcessOptions)
     await stop();
     throw e;
   }
+  if (plane.discovery) caRotation.attach(plane.discovery);
+  caRotation.start();
   return {
     ...plane,
     authority,
+    caRotation,
     isLeader: () => leading,
     async close() {
       await Promise.all([stop(), plane.close()]);
