@@ -77,7 +77,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <main>
   <h2>Topology <small>callers on the left; an arrow per call, labelled with what the caller saw; click a workload</small></h2>
   <div class="top">
-    <div class="graph-box"><svg id="graph" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="mesh topology"></svg></div>
+    <div class="graph-box"><svg id="graph" role="img" aria-label="mesh topology"></svg></div>
     <aside id="panel">
       <h2 id="panel-title">Select a workload</h2>
       <div id="panel-history"></div>
@@ -110,9 +110,11 @@ export const DASHBOARD_HTML = `<!doctype html>
 </main>
 <script>
 "use strict";
-var API = "/api/v1/mesh", HISTORY = "/api/v1/history", POLICIES = "/api/v1/policies", TAP = "/api/v1/tap";
+var API = "/api/v1/mesh";
+var HISTORY = "/api/v1/history", POLICIES = "/api/v1/policies", TAP = "/api/v1/tap";
 var POLL_MS = 2000, HISTORY_MS = 5000, POLICY_MS = 10000, TAP_ROWS = 60;
-var SVG = "http://www.w3.org/2000/svg";
+// The SVG namespace, from the page's own inline <svg> (the HTML parser puts it there).
+var SVG = document.getElementById("graph").namespaceURI;
 var lastView = null, lastHistory = null, selected = null, policyTimer = null, tapAbort = null;
 
 function pct(v) { return v === null || v === undefined ? "-" : (v * 100).toFixed(2) + "%"; }
