@@ -3,113 +3,29 @@
 // merged stream on its admin port; requests go through a sidecar pair
 // (web -> api -> app) as in the mesh.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type Server } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { CertificateAuthority } from '../ca/authority.js';
-import { TokenFileAuthenticator } from '../ca/authn/token-file.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { silentLogger } from '../lib/log.js';
-import { TAP_ALPN, TAP_REDACTED, type TapEvent } from '../contract/tap.js';
-import { FixedConfig, issueCredentials, loopbackSidecar } from '../proxy/testdata/mesh.js';
+import { TAP_ALPN, TAP_REDACTED } from '../contract/tap.js';
+import { issueCredentials } from '../proxy/testdata/mesh.js';
 import type { Sidecar } from '../proxy/sidecar.js';
-import { startControlPlane, type RunningControlPlane } from './plane.js';
-import { FileMeshSource } from './sources/file.js';
+import type { RunningControlPlane } from './plane.js';
+import { API, counterValue, get, startTapMesh, TapClient, until, WEB, type TapMesh } from './testdata/tap-mesh.js';
 
-const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
-const API = 'spiffe://cluster.local/ns/shop/sa/api';
-const API_IP = '10.96.0.10';
 // The command as an operator runs it (a child process of its own; nothing imported from cli/).
 const MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
-
-type Line = TapEvent & { id?: string; proxy?: { workload: string } } & Record<string, unknown>;
-
-/** A tap's stream as it arrives: its lines so far, and its end. */
-class TapClient {
-  readonly lines: Line[] = [];
-  status = 0;
-  text = '';
-  private readonly req;
-  readonly ended: Promise<void>;
-
-  constructor(adminPort: number, query: string, headers: Record<string, string> = {}) {
-    let done!: () => void;
-    this.ended = new Promise((r) => (done = r));
-    this.req = httpRequest({ host: '127.0.0.1', port: adminPort, path: `/api/v1/tap?${query}`, headers }, (res) => {
-      this.status = res.statusCode ?? 0;
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        this.text += chunk;
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const l = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (this.status === 200 && l) this.lines.push(JSON.parse(l) as Line);
-        }
-      });
-      res.on('close', done);
-    });
-    this.req.on('error', done);
-    this.req.end();
-  }
-
-  of(type: string): Line[] {
-    return this.lines.filter((l) => l.type === type);
-  }
-
-  close(): void {
-    this.req.destroy();
-  }
-}
-
-async function until<T>(what: string, fn: () => T | undefined | false, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** GET through web's sidecar to Service api, as web's app would. */
-function get(a: Sidecar, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: a.outboundPort, path, method, headers: { host: 'api.shop', ...headers } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function counterValue(s: Sidecar, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = s.metrics.registry.getSingleMetric(name);
-  if (!m) return 0;
-  const { values } = await m.get();
-  return values.filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((n, v) => n + v.value, 0);
-}
 
 describe('tsmesh tap (control plane -> sidecars over tsmesh/tap)', function () {
   this.timeout(30_000);
   let dir: string;
   let ca: CertificateAuthority;
-  let app: Server;
+  let mesh: TapMesh;
   let a: Sidecar; // web: the caller's sidecar
   let b: Sidecar; // api: the app's sidecar
   let plane: RunningControlPlane;
-  let source: FileMeshSource;
   const clients: TapClient[] = [];
   const tap = (query: string, headers?: Record<string, string>): TapClient => {
     const c = new TapClient(plane.adminPort, query, headers);
@@ -126,37 +42,8 @@ describe('tsmesh tap (control plane -> sidecars over tsmesh/tap)', function () {
 
   before(async () => {
     ({ ca } = await newRootCa());
-    app = createServer((req, res) => {
-      const status = req.url?.startsWith('/fail') ? 500 : 200;
-      res.writeHead(status, { 'content-type': 'text/plain', 'set-cookie': 'session=s3cret' }).end('hello from api\n');
-    });
-    app.listen(0, '127.0.0.1');
-    await once(app, 'listening');
-    const appPort = (app.address() as AddressInfo).port;
-    const toApp = { inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' as const }) };
-    b = await loopbackSidecar(ca, API, new FixedConfig({}), toApp);
-    a = await loopbackSidecar(
-      ca,
-      WEB,
-      new FixedConfig({
-        services: [{ name: 'api', namespace: 'shop', clusterIPs: [API_IP], ports: [{ port: 80, targetPort: b.inboundPort }], endpoints: [{ address: '127.0.0.1', identity: API }] }],
-      }),
-      { ...toApp, outboundOriginalDestination: () => ({ address: API_IP, port: 80, family: 'IPv4' }) },
-    );
-    dir = mkdtempSync(join(tmpdir(), 'tsmesh-tap-'));
-    const file = join(dir, 'mesh.yaml');
-    // Local mode: each sidecar is found at its meshed endpoint, the port its Service's targetPort names.
-    writeFileSync(
-      file,
-      `apiVersion: tsmesh.io/v1alpha1
-kind: Mesh
-services:
-  - { name: api, namespace: shop, clusterIPs: [${API_IP}], ports: [{ port: 80, targetPort: ${b.inboundPort} }], endpoints: [{ address: 127.0.0.1, serviceAccount: api }] }
-  - { name: web, namespace: shop, clusterIPs: [10.96.0.11], ports: [{ port: 80, targetPort: ${a.inboundPort} }], endpoints: [{ address: 127.0.0.1, serviceAccount: web }] }
-`,
-    );
-    source = new FileMeshSource(file, silentLogger, 20);
-    plane = await startControlPlane({ authority: ca, authenticator: new TokenFileAuthenticator([]), meshSource: source, log: silentLogger, host: '127.0.0.1', port: 0, adminPort: 0, tap: {} });
+    mesh = await startTapMesh(ca);
+    ({ a, b, plane, dir } = mesh);
   });
 
   afterEach(() => {
@@ -164,11 +51,7 @@ services:
   });
 
   after(async () => {
-    await plane?.close();
-    source?.close();
-    await Promise.all([a?.drain(0), b?.drain(0)]);
-    app?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await mesh?.close();
   });
 
   it('shows each request of a workload: method, path, status, latency, header names with values redacted', async () => {

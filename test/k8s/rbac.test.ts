@@ -49,6 +49,7 @@ interface Grant {
 
 const GRANTS: Grant[] = [
   { namespace: '*', group: 'authentication.k8s.io', resources: ['tokenreviews'], verbs: ['create'], why: 'the CA reviews proxies\' tokens' },
+  { namespace: '*', group: 'authorization.k8s.io', resources: ['subjectaccessreviews'], verbs: ['create'], why: 'tsmesh tap: may its caller tap the namespace (control/tap.ts)' },
   { namespace: '*', group: '', resources: ['services', 'pods', 'namespaces'], verbs: ['get', 'list', 'watch'], why: 'discovery' },
   { namespace: '*', group: 'discovery.k8s.io', resources: ['endpointslices'], verbs: ['get', 'list', 'watch'], why: 'discovery' },
   { namespace: '*', group: '', resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create'], why: 'trust bundle in meshed namespaces; mesh settings' },
@@ -110,7 +111,7 @@ function grantChecks(): V1ResourceAttributes[] {
         ...(subresource ? { subresource } : {}),
         ...(g.names ? { name: g.names[0]! } : {}),
         // A ClusterRole grant holds in every namespace: check one meshed namespace.
-        ...(g.namespace === '*' ? (['namespaces', 'tokenreviews', 'mutatingwebhookconfigurations'].includes(resource) ? {} : { namespace: 'shop' }) : { namespace: g.namespace }),
+        ...(g.namespace === '*' ? (['namespaces', 'tokenreviews', 'subjectaccessreviews', 'mutatingwebhookconfigurations'].includes(resource) ? {} : { namespace: 'shop' }) : { namespace: g.namespace }),
       }));
     }),
   );
@@ -153,7 +154,7 @@ const DENIED: { attrs: V1ResourceAttributes; why: string }[] = [
   { attrs: { group: 'rbac.authorization.k8s.io', resource: 'clusterrolebindings', verb: 'create' }, why: 'binding cluster roles' },
   { attrs: { group: 'rbac.authorization.k8s.io', resource: 'roles', verb: 'update', namespace: NS, name: 'tsmesh-control-plane' }, why: 'widening its own role' },
   { attrs: { group: 'rbac.authorization.k8s.io', resource: 'clusterroles', verb: 'escalate', name: 'tsmesh-control-plane' }, why: 'escalation' },
-  { attrs: { group: 'authorization.k8s.io', resource: 'subjectaccessreviews', verb: 'create' }, why: 'asking about other users (not needed, unlike system:auth-delegator)' },
+  { attrs: { group: 'tap.tsmesh.io', resource: 'tap', verb: 'watch', namespace: 'shop' }, why: 'tapping by its own right (it asks RBAC about its callers)' },
   { attrs: { resource: 'users', verb: 'impersonate', name: 'admin' }, why: 'impersonation' },
   { attrs: { resource: 'nodes', verb: 'get', name: 'node-1' }, why: 'nodes' },
   { attrs: { group: 'apps', resource: 'deployments', verb: 'update', namespace: NS, name: 'tsmesh-control-plane' }, why: 'changing its own Deployment' },
