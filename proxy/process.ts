@@ -115,6 +115,7 @@ export async function startProxy(settings: ProxySettings, opts: ProxyProcessOpti
       outboundPort: settings.outboundPort,
       inboundPort: settings.inboundPort,
       reservedPorts: [settings.adminPort],
+      opaquePorts: settings.opaquePorts,
       telemetry: { podName: settings.podName },
       requestBodyTimeoutMs,
       responseHeadTimeoutMs,

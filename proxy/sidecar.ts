@@ -39,6 +39,8 @@ export interface SidecarOptions {
   inboundPort?: number;
   /** Ports the proxy owns (admin included), never forwarded to. */
   reservedPorts?: readonly number[];
+  /** Ports the app dials that are carried as opaque TCP, never sniffed (TSMESH_OPAQUE_PORTS). */
+  opaquePorts?: readonly number[];
   /** Where the app listens (127.0.0.1 in a pod). */
   appAddress?: string;
   /** SO_ORIGINAL_DST by default; tests on loopback pass their own. */
@@ -172,6 +174,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     telemetry,
     originalDestination: opts.outboundOriginalDestination ?? soOriginalDst,
     ownPorts: reserved,
+    opaquePorts: new Set(opts.opaquePorts ?? []),
     ...(opts.requestBodyTimeoutMs !== undefined ? { requestBodyTimeoutMs: opts.requestBodyTimeoutMs } : {}),
     ...(opts.responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs: opts.responseHeadTimeoutMs } : {}),
   });

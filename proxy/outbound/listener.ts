@@ -31,6 +31,11 @@ export interface OutboundOptions extends OutboundDeps {
   ownPorts: ReadonlySet<number>;
   /** How long to wait for the client's first bytes before treating the protocol as server-first. */
   sniffTimeoutMs?: number;
+  /**
+   * Ports, as dialled, carried to a mesh destination as opaque TCP with no protocol detection (the pod's
+   * tsmesh.io/opaque-ports): a server-first protocol there waits for no sniff timeout.
+   */
+  opaquePorts?: ReadonlySet<number>;
   /** TCP connections idle this long are closed. */
   idleTimeoutMs?: number;
   /**
@@ -202,7 +207,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
         });
       return;
     }
-    if (target.port.protocol === 'tcp') {
+    if (target.port.protocol === 'tcp' || opts.opaquePorts?.has(dst.port)) {
       await meshTcp(socket, target);
       return;
     }
