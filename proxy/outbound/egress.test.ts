@@ -39,6 +39,7 @@ describe('egress through a sidecar on loopback', function () {
   let httpPort = 0;
   let tlsPort = 0;
   let echoPort = 0;
+  let greeterPort = 0;
   let dialled: OriginalDestination = { address: '127.0.0.1', port: 1, family: 'IPv4' };
   /** What the outside servers saw. */
   const seen = { http: [] as IncomingHttpHeaders[], tls: [] as { servername: string | false | null; path: string }[], tlsConnections: 0 };
@@ -68,7 +69,13 @@ describe('egress through a sidecar on loopback', function () {
     tlsPort = await listening(tlsServer);
     const echo = createNetServer((s) => s.pipe(s));
     echoPort = await listening(echo);
-    servers.push(http as unknown as Server, tlsServer, echo);
+    // Server-first, as SMTP: it speaks as soon as the connection opens.
+    const greeter = createNetServer((s) => {
+      s.on('error', () => undefined);
+      s.end('220 outside ready\r\n');
+    });
+    greeterPort = await listening(greeter);
+    servers.push(http as unknown as Server, tlsServer, echo, greeter);
     const { ca } = await newRootCa();
     config = new FixedConfig({});
     sidecar = await loopbackSidecar(ca, WEB, config, { outboundOriginalDestination: () => dialled });
@@ -141,6 +148,28 @@ describe('egress through a sidecar on loopback', function () {
     assert.equal(await handshake('a.example.org'), true);
     assert.equal(await metric(sidecar, 'tsmesh_egress_connections_total', { destination: 'api.example.com', decision: 'allowed' }), before + 1);
     assert.equal(await metric(sidecar, 'tsmesh_egress_connections_total', { destination: 'a.example.org', decision: 'allowed' }), 1);
+  });
+
+  it('allow-all splices at once: a server-first protocol gets its greeting without waiting out the sniff timeout (1 s), counted by address', async () => {
+    egress({ mode: 'allow-all' });
+    to(greeterPort);
+    const before = await metric(sidecar, 'tsmesh_egress_connections_total', { destination: '127.0.0.1', decision: 'allowed' });
+    const started = performance.now();
+    const greeting = await new Promise<string>((resolve) => {
+      const c = netConnect({ host: '127.0.0.1', port: sidecar.outboundPort });
+      let got = '';
+      c.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if (got.includes('\n')) resolve(got);
+      });
+      c.on('error', () => resolve(got));
+      c.on('close', () => resolve(got));
+    });
+    const ms = performance.now() - started;
+    assert.equal(greeting, '220 outside ready\r\n');
+    assert.ok(ms < 800, `the greeting took ${ms.toFixed(0)} ms`);
+    for (let i = 0; i < 50 && (await metric(sidecar, 'tsmesh_egress_connections_total', { destination: '127.0.0.1', decision: 'allowed' })) === before; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await metric(sidecar, 'tsmesh_egress_connections_total', { destination: '127.0.0.1', decision: 'allowed' }), before + 1);
   });
 
   it('registry-only refuses what no entry names: plain HTTP with 403 egress-denied, TLS closed before any byte leaves, other TCP closed', async () => {

@@ -4,13 +4,14 @@
 // are added) decide, per connection:
 //  - TLS: the ClientHello is read whole and its SNI matched; refused in
 //    registry-only mode by closing the connection before any byte leaves;
-//  - plain HTTP/1.1: in registry-only mode, or where an entry originates
-//    TLS, each request goes through the proxy's HTTP server and is matched
-//    by its Host (403 `egress-denied` when refused; the proxy's own TLS to
-//    the destination for an entry with originateTls); otherwise the first
-//    request's Host names the connection and the bytes pass through;
+//  - plain HTTP/1.1: each request goes through the proxy's HTTP server and
+//    is matched by its Host (403 `egress-denied` when refused; the proxy's
+//    own TLS to the destination for an entry with originateTls);
 //  - anything else (HTTP/2 prior knowledge, server-first and other
 //    protocols): matched by the address and port alone.
+// In allow-all mode without an entry that originates TLS there is nothing
+// to refuse or rewrite: the connection is spliced at once, as before egress
+// control, and named by its first bytes (SNI, Host) as they pass.
 // The address the app dialled stays the destination: a name allows a
 // connection to that address, it is never resolved anew. A CIDR entry
 // matching the address and port decides at once, before any sniffing.
@@ -32,6 +33,7 @@ import { H1Pool } from '../http/h1/pool.js';
 import { OverloadedError } from '../http/limits.js';
 import { localResponse, type Handler, type ProxyResponse } from '../http/types.js';
 import type { ProxyMetrics } from '../metrics.js';
+import { classify } from '../net/sniff.js';
 import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from '../tls/client-hello.js';
 import { CONNECT_TIMEOUT_MS, UpstreamConnectError } from '../upstream.js';
 
@@ -45,7 +47,7 @@ export const OTHER_DESTINATION = 'other';
 export const EGRESS_SERVICE = 'egress';
 /** Cluster DNS over TCP: never refused (UDP is never captured). */
 const DNS_PORT = 53;
-/** Most bytes of a plain HTTP request head read for its Host when the connection passes through. */
+/** Most bytes of a plain HTTP request head looked at for its Host as a connection passes. */
 const MAX_HEAD_PEEK = 16 * 1024;
 const DEFAULT_TLS_PORT = 443;
 
@@ -256,6 +258,13 @@ export class Egress {
       await paths.passthrough();
       return;
     }
+    if (policy.mode === 'allow-all' && !policy.originates) {
+      // Nothing to refuse or rewrite: spliced at once (a server-first protocol waits no sniff
+      // timeout), named from the client's first bytes as they pass.
+      this.nameAsItPasses(socket, policy, dst);
+      await paths.passthrough();
+      return;
+    }
     const { protocol } = await sniffed();
     if (protocol === 'closed' || socket.destroyed) {
       socket.destroy();
@@ -270,16 +279,43 @@ export class Egress {
       return;
     }
     if (protocol === 'http1') {
-      if (policy.mode === 'registry-only' || policy.originates) {
-        paths.http(this.handler(policy, dst));
-        return;
-      }
-      const head = await readUntil(socket, (b) => b.includes('\r\n\r\n'), MAX_HEAD_PEEK, this.opts.sniffTimeoutMs);
-      if (head === undefined) return void socket.destroy();
-      await this.decide(socket, policy, dst, hostOfHead(head), paths);
+      paths.http(this.handler(policy, dst));
       return;
     }
     await this.decide(socket, policy, dst, undefined, paths);
+  }
+
+  /** Counts an allowed connection once its first bytes name it (SNI, Host), else by its address when they cannot or do not come. */
+  private nameAsItPasses(socket: Socket, policy: EgressPolicy, dst: EgressDestination): void {
+    let seen = Buffer.alloc(0);
+    let counted = false;
+    const count = (host: string | undefined): void => {
+      if (counted) return;
+      counted = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      this.count(matchEgress(policy, dst.address, dst.port, host)?.rule.name ?? host ?? dst.address, 'allowed');
+    };
+    const onData = (chunk: Buffer): void => {
+      seen = Buffer.concat([seen, chunk]);
+      if (seen[0] === 0x16) {
+        const hello = parseClientHello(seen);
+        if (hello.kind === 'incomplete' && seen.length < MAX_CLIENT_HELLO_BYTES) return;
+        return count(hello.kind === 'client-hello' ? hostName(hello.serverName) : undefined);
+      }
+      if (classify(seen) === 'http1' || classify(seen) === undefined) {
+        if (!seen.includes('\r\n\r\n') && seen.length < MAX_HEAD_PEEK) return;
+        return count(hostOfHead(seen));
+      }
+      count(undefined);
+    };
+    const onClose = (): void => count(undefined);
+    const timer = setTimeout(() => count(undefined), this.opts.sniffTimeoutMs);
+    socket.on('data', onData);
+    // A 'data' listener starts the flow: held until the splice reads, so no byte passes before it.
+    socket.pause();
+    socket.once('close', onClose);
   }
 
   private async decide(socket: Socket, policy: EgressPolicy, dst: EgressDestination, host: string | undefined, paths: EgressPaths): Promise<void> {
