@@ -110,6 +110,28 @@ describe('HistoryStore on virtual time', () => {
     assert.deepEqual(Object.keys(history.view('demo/web').edges), []);
   });
 
+  it("gives a workload the edges it answered behind a split, whose service is another's name", () => {
+    const web = new Proxy('web');
+    const canary = (v1: number, v2: number): string =>
+      [
+        ['api', v1],
+        ['api-v2', v2],
+      ]
+        .map(
+          ([by, n]) =>
+            `tsmesh_requests_total{direction="outbound",source_identity="${ID('web')}",destination_identity="${ID(String(by))}",destination_service="api.demo",response_code="200",tls="true",grpc_status=""} ${n}`,
+        )
+        .join('\n');
+    web.scrape(clock.now(), canary(0, 0));
+    history.offer([web.state()]);
+    clock.advance(10_000);
+    web.scrape(clock.now(), canary(90, 10));
+    history.offer([web.state()]);
+    assert.deepEqual(Object.keys(history.view('demo/api-v2').edges), ['demo/web -> api.demo']);
+    assert.deepEqual(Object.keys(history.view('demo/api').edges), ['demo/web -> api.demo']);
+    assert.deepEqual(Object.keys(history.view('demo/ratings').edges), []);
+  });
+
   it('counts a counter that went down (the proxy restarted) from zero, never as a negative rate', () => {
     round({ ok: 5000, failed: 0, retries: 0, answered: 5000, ratingsOk: 5000, ratingsFailed: 0 });
     clock.advance(10_000);

@@ -95,6 +95,8 @@ export class HistoryStore {
   private readonly checkpoints = new Map<string, Scrape>();
   private readonly workloads = new Map<string, Ring<WorkloadPoint>>();
   private readonly edges = new Map<string, Ring<EdgePoint>>();
+  /** The workloads (`namespace/name`) that answered each edge, as last seen: a split's backends. */
+  private readonly answeredBy = new Map<string, Set<string>>();
   private lastAt = -Infinity;
   private dropped = 0;
 
@@ -136,6 +138,7 @@ export class HistoryStore {
     for (const w of view.workloads) this.append(this.workloads, workloadKey(w), { at, rps: w.rps, successRate: w.successRate, p99Ms: w.p99Ms });
     const seconds = view.windowSeconds;
     for (const e of view.edges) {
+      if (e.split.length > 0) this.answeredBy.set(edgeKey(e), new Set(e.split.map((s) => s.workload)));
       this.append(this.edges, edgeKey(e), {
         at,
         rps: e.rps,
@@ -167,15 +170,16 @@ export class HistoryStore {
     for (const series of [this.workloads, this.edges] as Map<string, Ring<WorkloadPoint>>[]) {
       for (const [key, ring] of series) if (now - (ring.last()?.at ?? now) > span) series.delete(key);
     }
+    for (const key of this.answeredBy.keys()) if (!this.edges.has(key)) this.answeredBy.delete(key);
   }
 
-  /** Every series, or those of one workload (`namespace/name`) and of the edges from or to it. */
+  /** Every series, or those of one workload (`namespace/name`) and of the edges from it, to its service or answered by it. */
   view(workload?: string): HistoryView {
     const touches = (key: string): boolean => {
       if (workload === undefined) return true;
       const [source, destination] = key.split(' -> ') as [string, string];
       const [ns, name] = workload.split('/') as [string, string];
-      return source === workload || destination === `${name}.${ns}`;
+      return source === workload || destination === `${name}.${ns}` || (this.answeredBy.get(key)?.has(workload) ?? false);
     };
     const pick = <P>(series: Map<string, Ring<P>>, keep: (key: string) => boolean): Record<string, P[]> =>
       Object.fromEntries([...series].filter(([k]) => keep(k)).sort(([a], [b]) => a.localeCompare(b)).map(([k, ring]) => [k, ring.toArray()]));
