@@ -45,7 +45,7 @@ export async function startRotation(files: CaFiles, opts: StartOptions): Promise
   const now = opts.now ?? new Date();
   const newRoot = await createRootCa(opts.trustDomain, opts.rootValidityDays, now);
   const out: CaFiles = { ...files, [CA_FILES.rootCert]: material.trustBundle.toPem() + newRoot.certPem };
-  const summary = [`add the new root to ${CA_FILES.rootCert} (${material.trustBundle.roots.length} root(s) now)`];
+  const summary = [`add the new root to ${CA_FILES.rootCert} (${material.trustBundle.roots.length + 1} roots then)`];
   if (files[CA_FILES.caCert] !== undefined) {
     const intermediate = await createIntermediateCa(newRoot, opts.trustDomain, undefined, now);
     out[CA_FILES.nextCaCert] = intermediate.certPem;
