@@ -21,7 +21,8 @@ import { readProxySettings } from '../proxy/env.js';
 import { startProxy, type RunningProxy } from '../proxy/process.js';
 import { issueCredentials } from '../proxy/testdata/mesh.js';
 import { startControlPlaneProcess, type ControlPlaneProcess } from './process.js';
-import { fetchAdminJson, PROXIES_PATH, type ProxyConfigAnswer, type ProxyStatus, type ProxyStatusList } from './proxies.js';
+import { fetchAdminJson } from './admin-client.js';
+import { NOT_SERVED, PROXIES_PATH, type ProxyConfigAnswer, type ProxyStatus, type ProxyStatusList } from './proxies.js';
 
 const MAIN = resolve(import.meta.dirname, '..', 'cli', 'main.ts');
 const TOKEN = 'proxy-status-test-token-0123456';
@@ -47,7 +48,7 @@ describe('tsmesh proxy-status and proxy-config against a control plane in local 
   let proxy: RunningProxy;
   let laggard: { versions: string[]; ack: (version: string) => Promise<number>; close: () => void };
   let address: string;
-  const status = async (): Promise<Map<string, ProxyStatus>> => new Map((await fetchAdminJson<ProxyStatusList>(address, PROXIES_PATH)).proxies.map((p) => [p.serviceAccount, p]));
+  const status = async (): Promise<Map<string, ProxyStatus>> => new Map((await fetchAdminJson<ProxyStatusList>(address, PROXIES_PATH, NOT_SERVED)).proxies.map((p) => [p.serviceAccount, p]));
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsmesh-proxy-status-'));

@@ -13,6 +13,9 @@ export const PROXIES_PATH = '/api/v1/proxies';
 /** GET PROXY_CONFIG_PATH?proxy=<pod name, address, identity>: the config one proxy acknowledged. */
 export const PROXY_CONFIG_PATH = '/api/v1/proxies/config';
 
+/** Where a control plane does not serve PROXIES_PATH. */
+export const NOT_SERVED = `the control plane does not serve ${PROXIES_PATH} (404): it runs no discovery stream, or it is an older tsmesh`;
+
 /** Said with every answer: each replica of the control plane serves its own streams. */
 export const REPLICA_NOTE = 'this control plane replica knows only the proxies connected to it; with several replicas, ask each one (its pod\'s admin port)';
 
@@ -107,36 +110,6 @@ export function lookupProxyConfig(states: readonly ProxyStreamState[], query: st
   }
   const s = found[0]!;
   return { found: { proxy: proxyStatus(s), config: s.ackedConfig === undefined ? null : (JSON.parse(s.ackedConfig) as ProxyConfig) } };
-}
-
-// The CLI's side: read the admin port's JSON.
-
-const HOW_TO_REACH = [
-  'is the control plane running and its admin port reachable there?',
-  'tsmesh demo prints its control plane address: pass it as --admin-address HOST:PORT;',
-  'in a cluster, run `kubectl -n tsmesh-system port-forward deploy/tsmesh-control-plane 15014` first.',
-].join(' ');
-
-/** GETs `path` of the admin port as JSON; an answer other than 200 is an Error with what the control plane said. */
-export async function fetchAdminJson<T>(adminAddress: string, path: string, timeoutMs = 5000): Promise<T> {
-  const url = `http://${adminAddress}${path}`;
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  } catch (e) {
-    const err = e as Error & { cause?: Error };
-    const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (err.cause?.message ?? err.message);
-    throw new Error(`cannot reach the control plane at ${url} (${why}); ${HOW_TO_REACH}`, { cause: e });
-  }
-  const text = await res.text();
-  if (res.status === 200) return JSON.parse(text) as T;
-  let message = text.trim();
-  try {
-    message = (JSON.parse(text) as { error?: string }).error ?? message;
-  } catch {
-    // a plain-text answer: as it is
-  }
-  throw new Error(res.status === 404 && !message.startsWith('no proxy') ? `the control plane at ${adminAddress} does not serve ${path} (404): it runs no discovery stream, or it is an older tsmesh` : message);
 }
 
 /** How long ago (or until) `at`, short: 12s, 5m, 3h, 2d. */

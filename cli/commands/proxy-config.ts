@@ -1,6 +1,7 @@
 // tsmesh proxy-config <pod>: the config one proxy runs, as the control plane
 // sent it and the proxy acknowledged it. Logic in control/proxies.ts.
-import { fetchAdminJson, PROXY_CONFIG_PATH, summarizeProxyConfig, type ProxyConfigAnswer } from '../../control/proxies.js';
+import { fetchAdminJson } from '../../control/admin-client.js';
+import { NOT_SERVED, PROXY_CONFIG_PATH, summarizeProxyConfig, type ProxyConfigAnswer } from '../../control/proxies.js';
 import { OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 import { adminAddress, printStructured } from './proxy-status.js';
 
@@ -33,7 +34,7 @@ export const proxyConfigCommand: Command = {
     }
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name the proxy: its pod name, address or identity' : `one proxy at a time; got ${positionals.join(' ')}`);
     const output = outputFormat(values.output, ['summary', 'json', 'yaml']);
-    const answer = await fetchAdminJson<ProxyConfigAnswer>(adminAddress(values['admin-address']), `${PROXY_CONFIG_PATH}?proxy=${encodeURIComponent(positionals[0]!)}`);
+    const answer = await fetchAdminJson<ProxyConfigAnswer>(adminAddress(values['admin-address']), `${PROXY_CONFIG_PATH}?proxy=${encodeURIComponent(positionals[0]!)}`, NOT_SERVED);
     if (output === 'summary') console.log(summarizeProxyConfig(answer));
     else printStructured(answer, output);
     return 0;

@@ -2,7 +2,8 @@
 // and whether it runs the config last sent to it. Logic in control/proxies.ts.
 import { stringify } from 'yaml';
 import { alignColumns } from '../../control/observe/stat.js';
-import { fetchAdminJson, formatProxyStatusTable, PROXIES_PATH, type ProxyStatusList } from '../../control/proxies.js';
+import { fetchAdminJson } from '../../control/admin-client.js';
+import { formatProxyStatusTable, NOT_SERVED, PROXIES_PATH, type ProxyStatusList } from '../../control/proxies.js';
 import { OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 import { PORTS } from '../../contract/ports.js';
 
@@ -46,7 +47,7 @@ export const proxyStatusCommand: Command = {
       return 0;
     }
     const output = outputFormat(values.output, ['table', 'json', 'yaml']);
-    const list = await fetchAdminJson<ProxyStatusList>(adminAddress(values['admin-address']), PROXIES_PATH);
+    const list = await fetchAdminJson<ProxyStatusList>(adminAddress(values['admin-address']), PROXIES_PATH, NOT_SERVED);
     if (output !== 'table') {
       printStructured(list, output);
       return 0;

@@ -2,6 +2,7 @@
 // over its admin port and print golden metrics per workload, as
 // `linkerd viz stat` does.
 import { MESH_VIEW_PATH } from '../admin.js';
+import { fetchAdminJson } from '../admin-client.js';
 import type { MeshView, WorkloadView } from './view.js';
 
 /** The control plane could not give a mesh view; the message says what was tried and what to do. */
@@ -9,29 +10,13 @@ export class MeshViewUnavailable extends Error {
   override name = 'MeshViewUnavailable';
 }
 
-const HOW_TO_REACH = [
-  'is the control plane running and its admin port reachable there?',
-  'tsmesh demo prints its control plane address: pass it as --admin-address HOST:PORT;',
-  'in a cluster, run `kubectl -n tsmesh-system port-forward deploy/tsmesh-control-plane 15014` first.',
-].join(' ');
-
 export async function fetchMeshView(adminAddress: string, timeoutMs = 5000): Promise<MeshView> {
-  const url = `http://${adminAddress}${MESH_VIEW_PATH}`;
-  let res: Response;
+  const notServed = `the control plane at ${adminAddress} serves no mesh view (${MESH_VIEW_PATH}: 404): it was started without proxies to scrape (tsmesh control-plane with --mesh-file), or it is not a tsmesh control plane`;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    return await fetchAdminJson<MeshView>(adminAddress, MESH_VIEW_PATH, notServed, timeoutMs);
   } catch (e) {
-    const err = e as Error & { cause?: Error };
-    const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (err.cause?.message ?? err.message);
-    throw new MeshViewUnavailable(`cannot reach the control plane at ${url} (${why}); ${HOW_TO_REACH}`);
+    throw new MeshViewUnavailable((e as Error).message, { cause: e });
   }
-  if (res.status === 404) {
-    throw new MeshViewUnavailable(
-      `the control plane at ${adminAddress} serves no mesh view (${url}: 404): it was started without proxies to scrape (tsmesh control-plane with --mesh-file), or it is not a tsmesh control plane`,
-    );
-  }
-  if (!res.ok) throw new MeshViewUnavailable(`the control plane at ${url} answered HTTP ${res.status}: ${(await res.text()).trim()}`);
-  return (await res.json()) as MeshView;
 }
 
 /**
