@@ -40,7 +40,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     aside > h2 { grid-column: 1 / 3; }
   }
   #graph { display: block; width: 100%; }
-  #graph .node rect { fill: #fff; stroke: #aab2c0; stroke-width: 1.2; rx: 8; }
+  #graph .node rect { fill: #fff; stroke: #aab2c0; stroke-width: 1.2; }
   #graph .node.selected rect { stroke: var(--accent); stroke-width: 2.5; }
   #graph .node.service rect { stroke-dasharray: 4 3; fill: #fbfbfc; }
   #graph .node { cursor: pointer; }
@@ -335,7 +335,7 @@ function drawGraph(view) {
     var n = t.nodes[k], p = pos[k];
     var g = el("g", { class: "node" + (n.service ? " service" : "") + (selected === k ? " selected" : ""), transform: "translate(" + p.x + "," + p.y + ")" });
     g.dataset.workload = k;
-    g.appendChild(el("rect", { width: NODE_W, height: NODE_H }));
+    g.appendChild(el("rect", { width: NODE_W, height: NODE_H, rx: 8 }));
     var title = n.service ? k.slice("service:".length) : k.split("/")[1];
     g.appendChild(el("text", { x: 10, y: 19, class: "title" }, title));
     var ns = el("text", { x: NODE_W - 8, y: 19, "text-anchor": "end", class: "sub" }, n.service ? "service" : k.split("/")[0]);
