@@ -9,8 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
-import { TAP_ALPN, TAP_REDACTED } from '../contract/tap.js';
-import { issueCredentials } from '../proxy/testdata/mesh.js';
+import { TAP_ALPN, TAP_REDACTED, tapCallerIdentity } from '../contract/tap.js';
+import { connect as netConnect } from 'node:net';
+import { FixedConfig, issueCredentials, loopbackSidecar } from '../proxy/testdata/mesh.js';
 import type { Sidecar } from '../proxy/sidecar.js';
 import type { RunningControlPlane } from './plane.js';
 import { API, counterValue, get, startTapMesh, TapClient, until, WEB, type TapMesh } from './testdata/tap-mesh.js';
@@ -199,5 +200,32 @@ describe('tsmesh tap (control plane -> sidecars over tsmesh/tap)', function () {
     assert.match(out, new RegExp(`^end ${ids} duration=\\d+µs response-length=15B$`, 'm'));
     assert.ok(!out.includes('secret'));
     await until('the proxy to close the tap', () => b.telemetry.tap.tapCount === before);
+  });
+
+  it('takes tap on the inbound port itself (a pod behind no Service) and still refuses anything else there as a loop', async () => {
+    // As iptables redirects a connection to podIP:15006: its original destination is the inbound port.
+    let own = 0;
+    const c = await loopbackSidecar(ca, 'spiffe://cluster.local/ns/shop/sa/client', new FixedConfig({}), { inboundOriginalDestination: () => ({ address: '127.0.0.1', port: own, family: 'IPv4' }) });
+    own = c.inboundPort;
+    try {
+      const loops = () => counterValue(c, 'tsmesh_connections_refused_total', { reason: 'loop' });
+      const creds = issueCredentials(ca, tapCallerIdentity('cluster.local'));
+      const dial = (alpn: string[]) =>
+        tlsConnect({ host: '127.0.0.1', port: own, key: creds.keyPem, cert: creds.certChainPem, ca: ca.trustBundle.toPem(), ALPNProtocols: alpn, checkServerIdentity: () => undefined }).on('error', () => {});
+      const tapSocket = dial([TAP_ALPN]);
+      await once(tapSocket, 'secureConnect');
+      tapSocket.write(`${JSON.stringify({ maxRps: 10, showHeaders: false })}\n`);
+      await until('the tap to open on the inbound port', () => c.telemetry.tap.tapCount === 1);
+      tapSocket.destroy();
+      const mixed = dial(['tsmesh/h1', TAP_ALPN]);
+      await new Promise((r) => mixed.once('close', r));
+      assert.equal(await loops(), 1, 'a mesh connection to the inbound port that offers more than tap is a loop');
+      const plain = netConnect(own, '127.0.0.1').on('error', () => {});
+      plain.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+      await new Promise((r) => plain.once('close', r));
+      assert.equal(await loops(), 2);
+    } finally {
+      await c.drain(0);
+    }
   });
 });
