@@ -21,7 +21,7 @@
 // cannot run the node (nodeTier()).
 import assert from 'node:assert/strict';
 import { find, total } from '../../lib/prom-text.js';
-import { INBOUND_POLICY_ANNOTATIONS, INJECT_LABEL } from '../../contract/names.js';
+import { INBOUND_POLICY_ANNOTATIONS, INJECT_LABEL, OVERRIDE_ANNOTATIONS } from '../../contract/names.js';
 import type { CallResult, Operation } from '../netns/grpc-calls.js';
 import { sleep, waitFor } from './node.js';
 import { APPS, HTTP_PORT, IDLE, deployment, httpApp, meshOnNode, podTemplate, podTools, service, spiffe, tcpProbe, type HttpAnswer, type Pod } from './workloads.js';
@@ -41,6 +41,7 @@ type Check = Exclude<keyof typeof NS, 'callers'>;
 const CHECK_MS = 240_000;
 const CALLER = { client: spiffe(NS.callers, 'client'), other: spiffe(NS.callers, 'other'), bad: spiffe(NS.callers, 'bad') };
 const TCP_PORT = 9000;
+const GREETING_PORT = 9001;
 const GRPC_PORT = 50051;
 const STRICT_PORT = 8082;
 /** What a caller sends to pass for someone else. */
@@ -73,7 +74,11 @@ const LET_CLIENT = (rule: object = {}): object => authorizationPolicy(NS.deny, '
 const WORKLOADS: Record<keyof typeof NS, object[]> = {
   callers: [
     namespace(NS.callers, true),
-    ...(['client', 'other', 'bad'] as const).flatMap((sa) => [serviceAccount(NS.callers, sa), deployment(NS.callers, sa, 1, podTemplate(sa, sa, { command: IDLE }))]),
+    // The client's pod lists the greeting port as opaque (no protocol detection of what it dials there).
+    ...(['client', 'other', 'bad'] as const).flatMap((sa) => [
+      serviceAccount(NS.callers, sa),
+      deployment(NS.callers, sa, 1, podTemplate(sa, sa, { command: IDLE }, {}, sa === 'client' ? { [OVERRIDE_ANNOTATIONS.opaquePorts]: String(GREETING_PORT) } : {})),
+    ]),
   ],
   // Default deny on the namespace; the kubelet's HTTP readiness probe of the app goes through the proxy's admin port.
   deny: workload(NS.deny, 'web', podTemplate('web', 'web', { ...httpApp(), readinessProbe: { httpGet: { path: '/ready', port: HTTP_PORT } } }), [{ name: 'http', port: 80, targetPort: HTTP_PORT }], {
@@ -88,11 +93,16 @@ const WORKLOADS: Record<keyof typeof NS, object[]> = {
     authorizationPolicy(NS.http, 'watch-other', 'api', 'AUDIT', [{ serviceAccounts: [`${NS.callers}/other`], methods: ['GET'] }]),
   ],
   // A TCP echo behind a port declared tcp: the client may connect to it; a DENY rule about GETs does not touch TCP.
+  // A server that speaks first behind a port left to detection, which both callers may reach.
   tcp: [
-    ...workload(NS.tcp, 'echo', podTemplate('echo', 'echo', { ...httpApp({ TCP_ECHO_PORT: String(TCP_PORT) }), ports: [HTTP_PORT, TCP_PORT], readinessProbe: tcpProbe(TCP_PORT) }), [
+    ...workload(NS.tcp, 'echo', podTemplate('echo', 'echo', { ...httpApp({ TCP_ECHO_PORT: String(TCP_PORT), TCP_GREETING_PORT: String(GREETING_PORT) }), ports: [HTTP_PORT, TCP_PORT, GREETING_PORT], readinessProbe: tcpProbe(TCP_PORT) }), [
       { name: 'tcp-echo', port: TCP_PORT, targetPort: TCP_PORT, appProtocol: 'tcp' },
+      { name: 'db', port: GREETING_PORT, targetPort: GREETING_PORT },
     ]),
-    authorizationPolicy(NS.tcp, 'echo-client', 'echo', 'ALLOW', [{ serviceAccounts: [`${NS.callers}/client`], ports: [TCP_PORT] }]),
+    authorizationPolicy(NS.tcp, 'echo-client', 'echo', 'ALLOW', [
+      { serviceAccounts: [`${NS.callers}/client`], ports: [TCP_PORT] },
+      { serviceAccounts: [`${NS.callers}/client`, `${NS.callers}/other`], ports: [GREETING_PORT] },
+    ]),
     authorizationPolicy(NS.tcp, 'no-get', 'echo', 'DENY', [{ methods: ['GET'] }]),
   ],
   // gRPC Echo (test/netns/grpc-service.ts): only the client; its grpc readiness probe passes under the policy.
@@ -332,6 +342,23 @@ describe('real node: zero-trust policies through tsmesh (test/node)', function (
       assert.equal(counts.denied, 1);
       assert.equal(counts.deniedClient, 0, 'the DENY rule about GETs never matched a TCP connection');
       assert.ok(counts.opened >= 1, 'the client\'s connection counted as opaque TCP over mTLS');
+    });
+
+    it('a server that speaks first, on a port left to detection: the caller whose pod lists it in tsmesh.io/opaque-ports gets the greeting at once, another after the sniff timeout', async function () {
+      const proxy = (await json<{ spec: { initContainers: { name: string; env?: { name: string; value?: string }[] }[] } }>(['-n', NS.callers, 'get', 'pod', callers.client])).spec.initContainers.find((c) => c.name === 'tsmesh-proxy');
+      assert.equal(proxy?.env?.find((e) => e.name === 'TSMESH_OPAQUE_PORTS')?.value, String(GREETING_PORT), 'the injector handed the annotation to the client\'s proxy');
+      const greet = `echo.${NS.tcp}.svc.cluster.local:${GREETING_PORT}`;
+      type Echo = { echoed: string; ended: string; ms: number };
+      const first = async (caller: 'client' | 'other'): Promise<Echo[]> => {
+        const out: Echo[] = [];
+        for (let i = 0; i < 3; i++) out.push(await calls<Echo>(NS.callers, callers[caller], ['tcp', '10000', greet, '']));
+        return out;
+      };
+      const [opaque, sniffed] = [await first('client'), await first('other')];
+      console.log(`      greeting after: client (opaque) ${opaque.map((g) => g.ms).join(', ')} ms; other (detected) ${sniffed.map((g) => g.ms).join(', ')} ms`);
+      for (const g of [...opaque, ...sniffed]) assert.deepEqual([g.ended, g.echoed.startsWith('hello from echo-')], ['echoed', true], JSON.stringify(g));
+      assert.ok(Math.max(...opaque.map((g) => g.ms)) < 500, 'the client\'s proxy waited for bytes the client never sends');
+      assert.ok(Math.min(...sniffed.map((g) => g.ms)) >= 900, 'the other caller\'s proxy sniffs the port (the reason for the annotation)');
     });
   });
 

@@ -11,7 +11,9 @@
 //                           x-tsmesh-policy too
 //   tcp BOUND_MS HOST:PORT TEXT  a TCP connection that sends TEXT and reads
 //                           until as many bytes came back, the peer closed,
-//                           or the bound: what came back, and how it ended
+//                           or the bound: what came back, and how it ended;
+//                           with TEXT empty, sends nothing and waits for the
+//                           server's first bytes (a server that speaks first)
 //   load SPEC               closed-loop GETs, SPEC a JSON object
 //                           {"seconds", "boundMs", "targets": [{"url",
 //                           "concurrency"}]}; per target: calls sent, statuses,
@@ -133,10 +135,10 @@ function tcpEcho(target: string, text: string, boundMs: number): Promise<object>
     };
     const timer = setTimeout(() => done('bound'), boundMs);
     socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(text));
+    socket.on('connect', () => text !== '' && socket.write(text));
     socket.on('data', (chunk: string) => {
       echoed += chunk;
-      if (echoed.length >= text.length) done('echoed');
+      if (echoed.length >= Math.max(text.length, 1)) done('echoed');
     });
     socket.on('error', (e: Error & { code?: string }) => void (error = e.code ?? e.message));
     socket.on('close', () => done('closed'));

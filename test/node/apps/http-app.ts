@@ -6,7 +6,8 @@
 // DELAY_MS in its environment it answers that much later (a slower app).
 // ALSO_PORTS (comma-separated) serves the same answers on more ports;
 // TCP_ECHO_PORT adds a plain TCP echo there (every byte sent back), for
-// opaque TCP through the mesh.
+// opaque TCP through the mesh; TCP_GREETING_PORT one that speaks first (a
+// line naming the pod, as a database greets), then echoes.
 //
 // On 127.0.0.1:CONTROL_PORT, reachable only from inside the pod (kubectl
 // exec), the test steers it:
@@ -57,7 +58,9 @@ const alsoPorts = (process.env['ALSO_PORTS'] ?? '').split(',').filter((p) => p !
 const echoPort = process.env['TCP_ECHO_PORT'];
 const listening: TcpServer[] = [app.listen(Number(port), '0.0.0.0'), control.listen(Number(controlPort), '127.0.0.1')];
 for (const p of alsoPorts) listening.push(createServer(handle).listen(p, '0.0.0.0'));
+const greetingPort = process.env['TCP_GREETING_PORT'];
 if (echoPort) listening.push(createTcpServer((socket) => socket.on('error', () => socket.destroy()).pipe(socket)).listen(Number(echoPort), '0.0.0.0'));
+if (greetingPort) listening.push(createTcpServer((socket) => socket.on('error', () => socket.destroy()).pipe(socket).write(`hello from ${hostname()}\r\n`)).listen(Number(greetingPort), '0.0.0.0'));
 await Promise.all(listening.map((s) => once(s, 'listening')));
-console.log(JSON.stringify({ ready: true, port: Number(port), controlPort: Number(controlPort), alsoPorts, echoPort: echoPort ? Number(echoPort) : null }));
+console.log(JSON.stringify({ ready: true, port: Number(port), controlPort: Number(controlPort), alsoPorts, echoPort: echoPort ? Number(echoPort) : null, greetingPort: greetingPort ? Number(greetingPort) : null }));
 process.on('SIGTERM', () => process.exit(0));
