@@ -24,6 +24,7 @@ import { createRootCa } from '../ca/root.js';
 import { finishRotation, startRotation, writeRotationStep } from '../ca/rotation-files.js';
 import { splitPemCertificates } from '../ca/der.js';
 import { silentLogger } from '../lib/log.js';
+import { waitFor } from '../lib/netns.js';
 import { freePort } from '../lib/ports.js';
 import { readProxySettings } from '../proxy/env.js';
 import { startProxy, type RunningProxy } from '../proxy/process.js';
@@ -36,15 +37,8 @@ const TD = 'cluster.local';
 const CLIENT = `spiffe://${TD}/ns/shop/sa/web`;
 const SERVER = `spiffe://${TD}/ns/shop/sa/api`;
 
-async function until<T>(what: string, get: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Polls `get` (every 50 ms) until it gives a value. */
+const until = <T>(what: string, get: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> => waitFor(what, async () => get(), ms, 50);
 
 const rootsOf = (pem: string): string[] => splitPemCertificates(pem).map((p) => new X509Certificate(p).fingerprint256);
 
