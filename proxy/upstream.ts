@@ -34,30 +34,45 @@ export function connectEndpoint(
   timeoutMs = CONNECT_TIMEOUT_MS,
   onread?: OnReadOpts,
 ): Promise<Socket | TLSSocket> {
+  const where = `${ep.address}:${ep.port}`;
+  if (!ep.identity) return whenOpen(netConnect({ host: ep.address, port: ep.port, allowHalfOpen: true, ...(onread ? { onread } : {}) }), 'connect', where, timeoutMs, (e) => failure(e, 'connecting to', where));
+  if (!meshTls?.ready) return Promise.reject(new UpstreamConnectError(`no workload certificate yet to reach ${where}`, 'tls'));
+  const socket = tlsConnect({
+    host: ep.address,
+    port: ep.port,
+    secureContext: meshTls.secureContext(),
+    ALPNProtocols: typeof alpn === 'string' ? [alpn] : [...alpn],
+    checkServerIdentity: meshTls.serverIdentityCheck(ep.identity, where),
+    ...(onread ? { onread } : {}),
+  });
+  const identity = ep.identity;
+  return whenOpen(socket, 'secureConnect', where, timeoutMs, (e) => {
+    const ours = e.code === 'ERR_TSMESH_PEER_IDENTITY' || e.code === 'ERR_TSMESH_SVID';
+    const f = failure(e, 'mTLS to', where, ours);
+    // The certificate checks report their own refusals; a handshake that failed before them is reported here.
+    if (f.kind === 'tls' && !ours) meshTls.peerRefused({ reason: 'tls-handshake', where, expected: identity, error: e.message });
+    return f;
+  });
+}
+
+/** A connection's error as an UpstreamConnectError: a TLS failure (`tlsWhat` where; always with `tlsError`) or a connect failure. */
+export function failure(e: NodeJS.ErrnoException, tlsWhat: string, where: string, tlsError = false): UpstreamConnectError {
+  const tls = tlsError || !e.syscall || /certificate|ssl|tls/i.test(e.message);
+  return new UpstreamConnectError(`${tls ? tlsWhat : 'connecting to'} ${where} failed: ${e.message}`, tls ? 'tls' : 'connect-failure', { cause: e });
+}
+
+/**
+ * `socket` once it emits `ready` ('connect', or 'secureConnect' after the
+ * handshake), with Nagle off; rejected with what `failed` makes of its
+ * error, or as a connect failure after `timeoutMs`.
+ */
+export function whenOpen<S extends Socket>(socket: S, ready: 'connect' | 'secureConnect', where: string, timeoutMs: number, failed: (e: NodeJS.ErrnoException) => UpstreamConnectError): Promise<S> {
   return new Promise((resolve, reject) => {
-    const where = `${ep.address}:${ep.port}`;
-    let socket: Socket | TLSSocket;
-    if (ep.identity) {
-      if (!meshTls?.ready) {
-        reject(new UpstreamConnectError(`no workload certificate yet to reach ${where}`, 'tls'));
-        return;
-      }
-      socket = tlsConnect({
-        host: ep.address,
-        port: ep.port,
-        secureContext: meshTls.secureContext(),
-        ALPNProtocols: typeof alpn === 'string' ? [alpn] : [...alpn],
-        checkServerIdentity: meshTls.serverIdentityCheck(ep.identity, where),
-        ...(onread ? { onread } : {}),
-      });
-    } else {
-      socket = netConnect({ host: ep.address, port: ep.port, allowHalfOpen: true, ...(onread ? { onread } : {}) });
-    }
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new UpstreamConnectError(`connecting to ${where} timed out after ${timeoutMs} ms`, 'connect-failure'));
     }, timeoutMs);
-    socket.once(ep.identity ? 'secureConnect' : 'connect', () => {
+    socket.once(ready, () => {
       clearTimeout(timer);
       socket.setNoDelay(true);
       resolve(socket);
@@ -65,11 +80,7 @@ export function connectEndpoint(
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       socket.destroy();
-      const ours = e.code === 'ERR_TSMESH_PEER_IDENTITY' || e.code === 'ERR_TSMESH_SVID';
-      const tlsFailure = !e.syscall || ours || /certificate|ssl|tls/i.test(e.message);
-      // The certificate checks report their own refusals; a handshake that failed before them is reported here.
-      if (ep.identity && tlsFailure && !ours) meshTls?.peerRefused({ reason: 'tls-handshake', where, expected: ep.identity, error: e.message });
-      reject(new UpstreamConnectError(`${tlsFailure ? 'mTLS to' : 'connecting to'} ${where} failed: ${e.message}`, tlsFailure ? 'tls' : 'connect-failure', { cause: e }));
+      reject(failed(e));
     });
   });
 }

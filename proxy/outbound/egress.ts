@@ -35,7 +35,7 @@ import { localResponse, type Handler, type ProxyResponse } from '../http/types.j
 import type { ProxyMetrics } from '../metrics.js';
 import { classify } from '../net/sniff.js';
 import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from '../tls/client-hello.js';
-import { CONNECT_TIMEOUT_MS, UpstreamConnectError } from '../upstream.js';
+import { CONNECT_TIMEOUT_MS, failure, UpstreamConnectError, whenOpen } from '../upstream.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
 const { readFileSync } = process.getBuiltinModule('node:fs');
@@ -371,24 +371,9 @@ export class Egress {
     if (pool && !pool.closed) return pool;
     const where = `${address}:${port}`;
     const dial = (onread: OnReadOpts): Promise<Socket> =>
-      new Promise((resolve, reject) => {
-        const socket = tlsConnect({ host: address, port, servername, ALPNProtocols: ['http/1.1'], ...(rule.ca !== undefined ? { ca: rule.ca } : {}), ...{ onread } });
-        const timer = setTimeout(() => {
-          socket.destroy();
-          reject(new UpstreamConnectError(`connecting to ${where} timed out after ${CONNECT_TIMEOUT_MS} ms`, 'connect-failure'));
-        }, CONNECT_TIMEOUT_MS);
-        socket.once('secureConnect', () => {
-          clearTimeout(timer);
-          socket.setNoDelay(true);
-          resolve(socket);
-        });
-        socket.once('error', (e: NodeJS.ErrnoException) => {
-          clearTimeout(timer);
-          socket.destroy();
-          const tls = !e.syscall || /certificate|ssl|tls/i.test(e.message);
-          reject(new UpstreamConnectError(`${tls ? `TLS with SNI ${servername} to` : 'connecting to'} ${where} failed: ${e.message}`, tls ? 'tls' : 'connect-failure', { cause: e }));
-        });
-      });
+      whenOpen(tlsConnect({ host: address, port, servername, ALPNProtocols: ['http/1.1'], ...(rule.ca !== undefined ? { ca: rule.ca } : {}), ...{ onread } }), 'secureConnect', where, CONNECT_TIMEOUT_MS, (e) =>
+        failure(e, `TLS with SNI ${servername} to`, where),
+      );
     pool = new H1Pool({ address, port, identity: undefined }, undefined, dial);
     this.tlsPools.set(key, pool);
     this.sweeper ??= setInterval(() => {
