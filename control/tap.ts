@@ -299,7 +299,7 @@ export class TapServer {
         }
         socket.write(line);
       });
-      socket.once('error', (e) => (why = e.message));
+      socket.on('error', (e) => (why = e.message));
       const lines = createInterface({ input: socket, crlfDelay: Infinity });
       lines.on('line', (l) => {
         if (l === '') return;

@@ -276,10 +276,10 @@ export class TapHub {
       socket.resume();
       socket.once('end', close);
       socket.once('close', close);
-      socket.once('error', close);
+      socket.on('error', close);
     };
     socket.on('data', onData);
-    socket.once('error', () => clearTimeout(timer));
+    socket.on('error', () => clearTimeout(timer));
   }
 
   /** Ends every tap (the proxy is draining). */
