@@ -62,6 +62,15 @@ describe('planRotation', () => {
     assert.equal(plan.phase, 'issuing-new');
   });
 
+  it('opens no gate while the proxies of a control plane that just started may still be reconnecting', () => {
+    const fresh = { ...base, reconnectingUntil: 4000 };
+    const trusting = planRotation({ ...fresh, proxies: [] });
+    assert.equal(trusting.signWith, 'current');
+    assert.match(trusting.waitingFor[0]!, /the proxies to reconnect to this control plane, which started lately \(until 1970-01-01T00:00:04.000Z\)/);
+    assert.equal(planRotation({ ...fresh, signing: 'next', proxies: [] }).phase, 'issuing-new');
+    assert.equal(planRotation({ ...fresh, signing: 'next', proxies: [], now: 4000 }).phase, 'ready-to-retire');
+  });
+
   it('names ten proxies and counts the rest', () => {
     const many = Array.from({ length: 25 }, (_, i) => proxy(`p${i}`, [OLD], OLD));
     const plan = planRotation({ ...base, proxies: many });

@@ -13,6 +13,10 @@
 //                  every config, so a proxy whose certificate chains to it
 //                  renews at once. It waits for every proxy on the stream to
 //                  acknowledge a certificate that chains to the new root.
+// A control plane that just started opens no gate until its proxies had the
+// time to reconnect (their stream backs off 3 s at most): until then the
+// proxies on its stream are not all those that depend on it.
+//
 //   ready-to-retire  nothing on the stream depends on the old root: removing
 //                  it from the bundle ("tsmesh ca rotate finish") is safe.
 //
@@ -46,6 +50,12 @@ export interface RotationInput {
   writers?: string;
   /** When both roots have been trusted long enough (ms since the epoch); undefined: no wait. */
   overlapEndsAt?: number;
+  /**
+   * Until when the proxies of a control plane that just started may still be
+   * reconnecting (ms since the epoch): no gate opens before, as the proxies on
+   * the stream are not yet all the proxies that depend on it.
+   */
+  reconnectingUntil?: number;
   now: number;
 }
 
@@ -72,8 +82,13 @@ function listProxies(proxies: readonly ProxyTrustView[], what: string): string[]
 export function planRotation(input: RotationInput): RotationPlan {
   const { currentRoot, nextRoot } = input;
   if (nextRoot === undefined) return { phase: 'steady', signWith: 'current', retiredRoots: [], waitingFor: [] };
+  const reconnecting =
+    input.reconnectingUntil !== undefined && input.now < input.reconnectingUntil
+      ? [`the proxies to reconnect to this control plane, which started lately (until ${new Date(input.reconnectingUntil).toISOString()})`]
+      : [];
   if (input.signing === 'current') {
     const waitingFor = [
+      ...reconnecting,
       ...(input.writers !== undefined ? [input.writers] : []),
       ...(input.overlapEndsAt !== undefined && input.now < input.overlapEndsAt
         ? [`the overlap of both roots until ${new Date(input.overlapEndsAt).toISOString()} (rotation.json overlapSeconds)`]
@@ -86,9 +101,12 @@ export function planRotation(input: RotationInput): RotationPlan {
     if (waitingFor.length > 0) return { phase: 'trusting-new', signWith: 'current', retiredRoots: [], waitingFor };
   }
   const retiredRoots = currentRoot === nextRoot ? [] : [currentRoot];
-  const waitingFor = listProxies(
-    input.proxies.filter((p) => p.certRoot !== nextRoot),
-    'has not acknowledged a certificate that chains to the new root',
-  );
+  const waitingFor = [
+    ...reconnecting,
+    ...listProxies(
+      input.proxies.filter((p) => p.certRoot !== nextRoot),
+      'has not acknowledged a certificate that chains to the new root',
+    ),
+  ];
   return { phase: waitingFor.length > 0 ? 'issuing-new' : 'ready-to-retire', signWith: 'next', retiredRoots, waitingFor };
 }

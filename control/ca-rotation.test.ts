@@ -49,19 +49,28 @@ describe('live root rotation under load (control plane in local mode, two sideca
   const proxies: RunningProxy[] = [];
   let app: Server | undefined;
 
-  before(async () => {
+  beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tsmesh-ca-rotation-'));
     await writeRootCa(dir, await createRootCa(TD));
   });
-  after(async () => {
+  afterEach(async () => {
     for (const p of proxies.splice(0)) await p.stop();
     await plane?.close();
+    plane = undefined;
     app?.closeAllConnections();
     app?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('moves every proxy to a new root with zero failed requests, then trusts the old root nowhere', async () => {
+  for (const restart of [false, true])
+    it(
+      restart
+        ? 'carries on after a control plane restart mid-rotation (the phase is in the CA folder), still with zero failed requests'
+        : 'moves every proxy to a new root with zero failed requests, then trusts the old root nowhere',
+      () => rotateUnderLoad(restart),
+    );
+
+  async function rotateUnderLoad(restart: boolean): Promise<void> {
     const oldMaterial = await readCaMaterial(dir);
     const oldRoot = issuingRoot(oldMaterial.current);
     const serverInbound = await freePort();
@@ -72,16 +81,18 @@ describe('live root rotation under load (control plane in local mode, two sideca
       join(dir, 'mesh.yaml'),
       `apiVersion: tsmesh.io/v1alpha1\nkind: Mesh\nmesh: { trustDomain: ${TD}, mtlsMode: STRICT }\nservices:\n  - { name: api, namespace: shop, clusterIPs: [10.96.0.10], ports: [{ port: 80, name: http, protocol: http, targetPort: ${serverInbound} }], endpoints: [{ address: 127.0.0.1, serviceAccount: api }] }\n`,
     );
-    plane = await startControlPlaneProcess({
-      log: silentLogger,
-      caDir: dir,
-      tokenFile: join(dir, 'tokens.yaml'),
-      meshFile: join(dir, 'mesh.yaml'),
-      host: '127.0.0.1',
-      port: 0,
-      adminPort: 0,
-      caPollMs: 250,
-    });
+    const startPlane = (port = 0, adminPort = 0): Promise<ControlPlaneProcess> =>
+      startControlPlaneProcess({
+        log: silentLogger,
+        caDir: dir,
+        tokenFile: join(dir, 'tokens.yaml'),
+        meshFile: join(dir, 'mesh.yaml'),
+        host: '127.0.0.1',
+        port,
+        adminPort,
+        caPollMs: 250,
+      });
+    plane = await startPlane();
     app = createServer((req, res) => {
       req.resume();
       req.on('end', () => res.end('ok'));
@@ -203,6 +214,13 @@ describe('live root rotation under load (control plane in local mode, two sideca
         return s.roots.length === 2 ? s : undefined;
       });
       assert.deepEqual(trusting.roots.map((r) => r.role).sort(), ['next', 'signing']);
+      if (restart) {
+        // A new process on the same ports: it reads the rotation from the folder and starts from trusting-new.
+        const { caPort, adminPort } = plane!;
+        await plane!.close();
+        plane = await startPlane(caPort, adminPort);
+        assert.notEqual((await caStatus()).phase, 'steady');
+      }
       // Every proxy trusts both roots before anything chains to the new one.
       await until('both proxies to trust both roots', () =>
         proxies.every((p) => {
@@ -256,7 +274,7 @@ describe('live root rotation under load (control plane in local mode, two sideca
     assert.ok(refused !== undefined, 'a handshake with a certificate of the old root is refused');
     // While the client's own credentials still get through.
     assert.equal(await handshake(client.sidecar.meshTls.clientMaterial()!), undefined);
-  });
+  }
 });
 
 describe('CaRotation: a change of the CA folder that does not hold together', function () {

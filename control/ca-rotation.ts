@@ -31,8 +31,13 @@ export interface CaRotationOptions {
   pollMs?: number;
   /** Re-check the gate this often during a rotation (default 1 s). */
   tickMs?: number;
+  /** After start, no gate opens for this long: the proxies reconnect (default RECONNECT_GRACE_MS). */
+  reconnectGraceMs?: number;
   now?: () => number;
 }
+
+/** Proxies back off 3 s at most between stream attempts (proxy/config/stream.ts STREAM_BACKOFF); three times that covers a restart. */
+export const RECONNECT_GRACE_MS = 10_000;
 
 export interface RootView {
   fingerprint: string;
@@ -74,9 +79,11 @@ export class CaRotation {
   private readonly now: () => number;
   private readonly metrics: { rootExpiry: Gauge; phase: Gauge; reloads: Counter };
   private unsubscribe = (): void => {};
+  private readonly reconnectingUntil: number;
 
   constructor(private readonly opts: CaRotationOptions) {
     this.now = opts.now ?? Date.now;
+    this.reconnectingUntil = this.now() + (opts.reconnectGraceMs ?? RECONNECT_GRACE_MS);
     this.material = opts.material;
     this.currentRoot = issuingRoot(opts.material.current);
     this.nextRoot = opts.material.next ? issuingRoot(opts.material.next) : undefined;
@@ -249,6 +256,7 @@ export class CaRotation {
       })),
       ...(this.opts.writers?.() !== undefined ? { writers: this.opts.writers()! } : {}),
       ...(r ? { overlapEndsAt: Date.parse(r.startedAt) + r.overlapSeconds * 1000 } : {}),
+      reconnectingUntil: this.reconnectingUntil,
       now: this.now(),
     });
   }
