@@ -14,7 +14,7 @@ import { connect as netConnect } from 'node:net';
 import { FixedConfig, issueCredentials, loopbackSidecar } from '../proxy/testdata/mesh.js';
 import type { Sidecar } from '../proxy/sidecar.js';
 import type { RunningControlPlane } from './plane.js';
-import { API, counterValue, get, startTapMesh, TapClient, until, WEB, type TapMesh } from './testdata/tap-mesh.js';
+import { API, API_POD, counterValue, get, startTapMesh, TapClient, until, WEB, type TapMesh } from './testdata/tap-mesh.js';
 
 // The command as an operator runs it (a child process of its own; nothing imported from cli/).
 const MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
@@ -227,5 +227,18 @@ describe('tsmesh tap (control plane -> sidecars over tsmesh/tap)', function () {
     } finally {
       await c.drain(0);
     }
+  });
+
+  it('taps one pod: only the proxy that is that pod serves it; a pod no proxy is ends with a status that says so', async () => {
+    const c = await openTap(`target=pod/${API_POD}&namespace=shop`, [b]);
+    await get(a, '/pod');
+    const [req] = await until('the req event', () => c.of('req').length > 0 && c.of('req'));
+    assert.equal(req!.proxy?.workload, 'api');
+    assert.equal(req!['path'], '/pod');
+    assert.equal(a.telemetry.tap.tapCount, 0, 'web\'s proxy, another pod, ended the tap');
+    const none = tap('target=pod/nope&namespace=shop');
+    await none.ended;
+    assert.equal(none.status, 200);
+    assert.match(String(none.lines.at(-1)?.['message']), /no proxy of namespace shop is pod nope/);
   });
 });

@@ -265,6 +265,8 @@ export class TapServer {
     if (req.destroyed) return;
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     let remaining = dials.length;
+    /** Whether any proxy has sent an event (a pod target: whether the pod's proxy took the tap). */
+    let heard = false;
     const status = (message: string): void => {
       const event: TapStatusEvent = { type: 'status', proxies: remaining, message };
       res.write(`${JSON.stringify(event)}\n`);
@@ -313,6 +315,7 @@ export class TapServer {
           why = `it refused the tap: ${event.message}`;
           return;
         }
+        heard = true;
         event.id = `${proxy.address}:${event.id}`;
         if (!res.write(`${JSON.stringify({ ...event, proxy })}\n`)) socket.pause();
       });
@@ -323,7 +326,9 @@ export class TapServer {
         if (res.writableEnded || res.destroyed) return;
         // A pod target: the other pods' proxies end at once, and say nothing of it.
         if (filter.pod === undefined || why !== 'its stream ended') status(`proxy ${proxy.address} (${proxy.workload}) is gone: ${why}`);
-        if (remaining === 0) res.end();
+        if (remaining > 0) return;
+        if (filter.pod !== undefined && !heard) status(`no proxy of namespace ${target.namespace} is pod ${filter.pod} (is it meshed, and does it run?)`);
+        res.end();
       });
     }
   }

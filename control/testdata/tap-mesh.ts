@@ -19,6 +19,8 @@ import { FileMeshSource } from '../sources/file.js';
 export const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 export const API = 'spiffe://cluster.local/ns/shop/sa/api';
 const API_IP = '10.96.0.10';
+/** The pod name api's sidecar knows itself by. */
+export const API_POD = 'api-5d8f7b';
 
 export interface TapMesh {
   /** web: the caller's sidecar. */
@@ -53,7 +55,7 @@ export async function startTapMesh(ca: CertificateAuthority, tap: NonNullable<Co
     await once(app, 'listening');
     const appPort = (app.address() as AddressInfo).port;
     const toApp = { inboundOriginalDestination: () => ({ address: '127.0.0.1', port: appPort, family: 'IPv4' as const }) };
-    const b = (parts.b = await loopbackSidecar(ca, API, new FixedConfig({}), toApp));
+    const b = (parts.b = await loopbackSidecar(ca, API, new FixedConfig({}), { ...toApp, telemetry: { podName: API_POD } }));
     const a = (parts.a = await loopbackSidecar(
       ca,
       WEB,
