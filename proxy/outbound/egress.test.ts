@@ -13,7 +13,7 @@ import type { Sidecar } from '../sidecar.js';
 import { FixedConfig, loopbackSidecar } from '../testdata/mesh.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { hostName, hostOfHead, MAX_DESTINATIONS } from './egress.js';
-import { outsideTls, type OutsideTls } from './testdata/outside-tls.js';
+import { answerOverTls, outsideTls, type OutsideTls } from './testdata/outside-tls.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 
@@ -55,15 +55,9 @@ describe('egress through a sidecar on loopback', function () {
     // The TLS server answers HTTP/1.1 itself, so an originated request is seen to arrive as TLS.
     const tlsServer = createTlsServer({ cert: tls.certPem, key: tls.keyPem }, (socket: TLSSocket) => {
       seen.tlsConnections++;
-      socket.on('error', () => undefined);
-      let head = '';
-      socket.on('data', (d: Buffer) => {
-        head += d.toString('latin1');
-        if (!head.includes('\r\n\r\n')) return;
-        const path = head.split(' ')[1] ?? '';
-        seen.tls.push({ servername: socket.servername, path });
-        const body = `tls ${String(socket.servername)} ${path}`;
-        socket.end(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+      answerOverTls(socket, ({ servername, path }) => {
+        seen.tls.push({ servername, path });
+        return `tls ${String(servername)} ${path}`;
       });
     });
     tlsPort = await listening(tlsServer);

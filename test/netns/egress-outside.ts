@@ -7,6 +7,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
+import { answerOverTls } from '../../proxy/outbound/testdata/outside-tls.js'; // the loopback egress test's outside TLS answer, the same here
 
 const [httpPort, tlsPort, echoPort, certFile, keyFile] = process.argv.slice(2);
 const log = (o: object): void => console.log(JSON.stringify(o));
@@ -18,20 +19,12 @@ const http = createHttpServer((req, res) => {
 });
 http.listen(Number(httpPort), '0.0.0.0');
 
-const tls = createTlsServer({ cert: readFileSync(certFile!), key: readFileSync(keyFile!) }, (socket) => {
-  socket.on('error', () => undefined);
-  let head = '';
-  socket.on('data', (d: Buffer) => {
-    head += d.toString('latin1');
-    if (!head.includes('\r\n\r\n')) return;
-    const path = head.split(' ')[1] ?? '';
-    const host = /\r\nhost:\s*([^\r\n]*)/i.exec(head)?.[1];
-    log({ event: 'tls', servername: socket.servername, path, host });
-    const body = JSON.stringify({ server: 'tls', servername: socket.servername, path, host });
-    socket.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-    head = '';
-  });
-});
+const tls = createTlsServer({ cert: readFileSync(certFile!), key: readFileSync(keyFile!) }, (socket) =>
+  answerOverTls(socket, (request) => {
+    log({ event: 'tls', ...request });
+    return JSON.stringify({ server: 'tls', ...request });
+  }),
+);
 tls.on('connection', () => log({ event: 'tls-connection' }));
 tls.listen(Number(tlsPort), '0.0.0.0');
 

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { find, parseMetrics, total } from '../../lib/prom-text.js';
-import { outsideTls } from '../../proxy/outbound/testdata/outside-tls.js';
+import { outsideTls } from '../../proxy/outbound/testdata/outside-tls.js'; // the outside CA, made as the loopback egress test makes it
 import { ADDR, APP_USER, GiveUp, MeshLab, SERVICE_IP, TRUST_DOMAIN, waitFor, type Managed } from './mesh-lab.js';
 import { netnsUnavailable } from './netns.js';
 

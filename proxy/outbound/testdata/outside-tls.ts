@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 
 export interface OutsideTls {
   caPem: string;
@@ -26,4 +27,21 @@ export function outsideTls(hosts: readonly string[], cn = 'outside test CA'): Ou
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Answers the first HTTP/1.1 request head of a TLS connection itself (the
+ * body `answer` gives for its path and Host, then closes), so a test sees
+ * that a request arrived as TLS and with which SNI.
+ */
+export function answerOverTls(socket: TLSSocket, answer: (request: { servername: string | false | null; path: string; host: string | undefined }) => string): void {
+  socket.on('error', () => undefined);
+  let head = '';
+  socket.on('data', (d: Buffer) => {
+    head += d.toString('latin1');
+    if (!head.includes('\r\n\r\n')) return;
+    const body = answer({ servername: socket.servername, path: head.split(' ')[1] ?? '', host: /\r\nhost:\s*([^\r\n]*)/i.exec(head)?.[1] });
+    socket.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    head = '';
+  });
 }
