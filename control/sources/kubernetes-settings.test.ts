@@ -76,4 +76,20 @@ describe('namespaces and workloads settings from their annotations', () => {
     );
     assert.deepEqual(r.workloadSettings, [{ namespace: 'shop', serviceAccount: 'api', settings: { accessLog: { mode: 'sampled', sampling: 0.3, query: false } } }]);
   });
+
+  it('gives disagreeing pods registry-only egress if any would have it, and only the allow-list entries every pod lists', () => {
+    const r = settingsFromObjects(
+      [namespace('shop', {})],
+      [
+        pod('a', 'api', { 'tsmesh.io/egress-mode': 'registry-only', 'tsmesh.io/egress-allow': 'api.example.com:443,10.1.0.0/16:5432' }),
+        pod('b', 'api', { 'tsmesh.io/egress-allow': 'api.example.com:443' }),
+      ],
+      MESH,
+      emptyLastGood(),
+    );
+    assert.deepEqual(r.workloadSettings, [
+      { namespace: 'shop', serviceAccount: 'api', settings: { egressMode: 'registry-only', egressAllow: [{ name: 'api.example.com:443', hosts: ['api.example.com'], ports: [443] }] } },
+    ]);
+    assert.equal(r.problems.length, 1);
+  });
 });
