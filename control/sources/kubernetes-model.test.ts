@@ -154,6 +154,7 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
       'traffic-policy-invalid',
       'authorization-policy',
       'inbound-settings',
+      'egress-settings',
       'mesh-config',
       'mesh-config-invalid',
       'dual-stack',
