@@ -56,6 +56,12 @@ export async function ensureCaSecret(kube: Kube, material: CaMaterial | undefine
     print(`${name} unchanged`);
     return 'unchanged';
   }
+  if (old[CA_FILES.rotation] !== undefined && old[CA_FILES.rotation] !== material.files[CA_FILES.rotation]) {
+    throw new Error(
+      `${name} holds a root rotation in progress (${CA_FILES.rotation}) that --ca-dir does not carry; replacing it would drop the root to come. ` +
+        'Finish the rotation first ("tsmesh ca rotate status", then "tsmesh ca rotate finish"), or bring a --ca-dir with the same files.',
+    );
+  }
   const dropped = droppedRoots(old[CA_FILES.rootCert] ?? '', material.files[CA_FILES.rootCert] ?? '');
   if (dropped.length > 0) {
     throw new Error(
@@ -63,12 +69,6 @@ export async function ensureCaSecret(kube: Kube, material: CaMaterial | undefine
         'Replacing a root at once makes every proxy certificate untrusted. Rotate in steps: put the old and the new root together in root-cert.pem, ' +
         'install, wait until every proxy renewed its certificate (one certificate lifetime), then drop the old root. ' +
         `To throw the old CA away anyway: kubectl -n ${MESH_NAMESPACE} delete secret ${CA_SECRET_NAME}, then install again.`,
-    );
-  }
-  if (old[CA_FILES.rotation] !== undefined && old[CA_FILES.rotation] !== material.files[CA_FILES.rotation]) {
-    throw new Error(
-      `${name} holds a root rotation in progress (${CA_FILES.rotation}) that --ca-dir does not carry; replacing it would drop the root to come. ` +
-        'Finish the rotation first ("tsmesh ca rotate status", then "tsmesh ca rotate finish"), or bring a --ca-dir with the same files.',
     );
   }
   const next = caSecret(material.files);
