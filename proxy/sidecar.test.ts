@@ -174,9 +174,9 @@ describe('sidecar pair on loopback (mTLS, HTTP/1.1, TCP)', function () {
 
   it('B records the request with tls="true" and A\'s SPIFFE ID; A records B\'s', async () => {
     const bm = await b.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
-    assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",response_code="200",tls="true"`));
+    assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",route="",response_code="200",tls="true"`));
     const am = await a.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
-    assert.match(am, new RegExp(`direction="outbound",source_identity="${WEB}",destination_identity="${API}",destination_service="api.shop",response_code="200",tls="true"`));
+    assert.match(am, new RegExp(`direction="outbound",source_identity="${WEB}",destination_identity="${API}",destination_service="api.shop",route="default",response_code="200",tls="true"`));
   });
 
   it('carries concurrent requests from A to B as streams of one mTLS connection (tsmesh/mux)', async () => {
@@ -361,7 +361,7 @@ describe('sidecar pair on loopback: HTTP/2 (h2c from the app, tsmesh/h2 between 
         assert.equal(r.body, `h2 GET /call/${i} via grpc.shop:50051 (httpVersion 2.0)`);
       }
       const bm = await b.metrics.registry.getSingleMetricAsString('tsmesh_requests_total');
-      assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",response_code="200",tls="true",grpc_status=""\\} 20`));
+      assert.match(bm, new RegExp(`direction="inbound",source_identity="${WEB}",destination_identity="${API}",destination_service="[^"]*",route="",response_code="200",tls="true",grpc_status=""\\} 20`));
     } finally {
       client.close();
       await a.drain(0);
