@@ -10,7 +10,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { CertificateAuthority } from '../ca/authority.js';
-import { issuingRoot, readCaMaterial, type CaDirMaterial } from '../ca/material.js';
+import { CA_FILES, issuingRoot, readCaMaterial, type CaDirMaterial } from '../ca/material.js';
 import { planRotation, ROTATION_PHASES, type RotationPhase, type RotationPlan } from '../ca/rotation.js';
 import { family } from '../contract/metrics.js';
 import type { Logger } from '../lib/log.js';
@@ -228,7 +228,7 @@ export class CaRotation {
     const fingerprints = m.trustBundle.fingerprints();
     // Dropping the root this replica signs under is the end of a rotation only when what signs next is the root it moves to.
     if (!fingerprints.includes(inUse) && currentRoot !== this.nextRoot)
-      throw new Error(`the new ${'root-cert.pem'} drops the root the CA signs under (${inUse}); every certificate issued from it would stop being trusted. Rotate with "tsmesh ca rotate start" instead`);
+      throw new Error(`the new ${CA_FILES.rootCert} drops the root the CA signs under (${inUse}); every certificate issued from it would stop being trusted. Rotate with "tsmesh ca rotate start" instead`);
     const keepSigningNext = this.signing === 'next' && nextRoot !== undefined && nextRoot === this.nextRoot;
     this.signing = keepSigningNext ? 'next' : 'current';
     authority.replaceMaterial(keepSigningNext ? m.next! : m.current);
