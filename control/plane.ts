@@ -24,6 +24,7 @@ import { startWebhookServer, type RunningWebhook } from '../webhook/app.js';
 import type { MeshConfig } from '../webhook/mesh-config.js';
 import { createAdminServer } from './admin.js';
 import { MeshObserver } from './observe/observer.js';
+import { HISTORY_INTERVAL_MS } from './observe/history.js';
 import { dashboardApi } from './observe/api.js';
 import type { MeshView, ScrapeTarget } from './observe/view.js';
 import type { MeshSource } from './sources/source.js';
@@ -57,7 +58,7 @@ export interface ControlPlaneOptions {
    * and given the proxies on this plane's discovery stream; no dashboard without it.
    */
   scrapeTargets?: (connected: readonly ConnectedProxy[]) => readonly ScrapeTarget[];
-  /** Scrape only while the dashboard or its JSON is read (paused after a minute without a read). */
+  /** Scrape at the live cadence only while the dashboard or its JSON is read (a minute after the last read), at the history's in between. */
   scrapeOnDemand?: boolean;
   /** Roots being retired by a root rotation, streamed in every config (control/ca-rotation.ts). */
   retiredRoots?: () => readonly string[];
@@ -194,7 +195,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
 
   const { scrapeTargets } = opts;
   const observer = scrapeTargets
-    ? new MeshObserver({ targets: () => scrapeTargets(discovery?.connectedProxies() ?? []), log: log.child('observe'), ...(opts.scrapeOnDemand ? { idleAfterMs: 60_000 } : {}) })
+    ? new MeshObserver({ targets: () => scrapeTargets(discovery?.connectedProxies() ?? []), log: log.child('observe'), ...(opts.scrapeOnDemand ? { idleAfterMs: 60_000, idleIntervalMs: HISTORY_INTERVAL_MS } : {}) })
     : undefined;
   const tapOpts = opts.tap;
   const tap =
@@ -240,7 +241,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Runn
   }
   const caPort = (server.address() as AddressInfo).port;
   const adminPort = (admin.address() as AddressInfo).port;
-  if (observer && !opts.scrapeOnDemand) observer.start();
+  // On demand, the live cadence waits for a reader; the history's goes on from the start.
+  observer?.start();
   log.info('control plane listening', { caPort, adminPort, webhookPort: webhook?.port, discovery: Boolean(discovery), trustDomain: authority.trustDomain });
 
   const localHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;

@@ -62,6 +62,9 @@ export class Ring<T> {
   }
 }
 
+/** How often the history takes a point when its options name no interval. */
+export const HISTORY_INTERVAL_MS = 10_000;
+
 export interface HistoryOptions {
   clock: Clock;
   /** Between two points (default 10 s). */
@@ -102,7 +105,7 @@ export class HistoryStore {
   private dropped = 0;
 
   constructor(private readonly opts: HistoryOptions) {
-    this.intervalMs = opts.intervalMs ?? 10_000;
+    this.intervalMs = opts.intervalMs ?? HISTORY_INTERVAL_MS;
     this.points = opts.points ?? 90;
     this.maxSeries = opts.maxSeries ?? 1000;
   }

@@ -75,4 +75,22 @@ describe('MeshObserver', () => {
     await sleep(250);
     assert.ok(scrapes > paused, 'did not resume on a read');
   });
+
+  it('with a slower cadence for nobody reading: scrapes from the start at that cadence, at the live one while read, and back to the slow one after', async function () {
+    this.timeout(10_000);
+    observer = new MeshObserver({ targets: () => [{ workload: 'web', namespace: 'demo', url }], log: silentLogger, intervalMs: 50, idleAfterMs: 300, idleIntervalMs: 400 });
+    // As the control plane starts it: the history fills before anyone reads.
+    const before = scrapes;
+    observer.start();
+    await sleep(700); // the live cadence's 300 ms ends, then the slow one
+    assert.ok(scrapes > before, 'scraped before anyone read the view');
+    const slowFrom = scrapes;
+    await sleep(1300);
+    const slow = scrapes - slowFrom;
+    assert.ok(slow >= 2 && slow <= 5, `${slow} scrapes in 1.3 s at one each 400 ms`);
+    const readAt = scrapes;
+    observer.view();
+    await sleep(250);
+    assert.ok(scrapes - readAt >= 3, `only ${scrapes - readAt} scrapes in 250 ms at the live cadence after a read`);
+  });
 });

@@ -1,9 +1,12 @@
 // Scrapes every known proxy's /metrics on an interval and keeps a sliding
 // window of scrapes per proxy, from which view.ts computes the dashboard.
 // After each round it offers the scrapes to the history store (history.ts),
-// which keeps a point every 10 s for 15 minutes. With `idleAfterMs`,
-// scraping runs only while someone reads the view (or its history): in a
-// cluster the control plane then sends nothing to pods nobody is looking at.
+// which keeps a point every 10 s for 15 minutes. With `idleAfterMs`, the
+// live cadence runs only while someone reads the view (or its history); in
+// between, with `idleIntervalMs`, rounds go on at that slower cadence (the
+// history's, as a Prometheus scrape interval), so the last 15 minutes are
+// there when someone opens the dashboard during an incident; without it,
+// scraping stops until the next read.
 import { parseMetrics } from '../../lib/prom-text.js';
 import type { Logger } from '../../lib/log.js';
 import { systemScheduler, type Clock } from '../../lib/scheduler.js';
@@ -20,8 +23,10 @@ export interface MeshObserverOptions {
   windowMs?: number;
   /** Per scrape (default 1.5 s). */
   timeoutMs?: number;
-  /** Pause scraping after this long without a read of the view; undefined: always scrape. */
+  /** Leave the live cadence after this long without a read of the view; undefined: always scrape at intervalMs. */
   idleAfterMs?: number;
+  /** With idleAfterMs: the cadence while nobody reads (undefined: none, scraping stops until a read). */
+  idleIntervalMs?: number;
   /** The history's clock, interval and size (defaults: wall clock, 10 s, 90 points). */
   history?: Partial<HistoryOptions>;
 }
@@ -58,30 +63,43 @@ export class MeshObserver {
     this.running = true;
     const round = (): void => {
       this.timer = undefined;
-      if (this.closed || (this.opts.idleAfterMs !== undefined && Date.now() - this.lastRead > this.opts.idleAfterMs)) {
+      const idle = this.opts.idleAfterMs !== undefined && Date.now() - this.lastRead > this.opts.idleAfterMs;
+      if (this.closed || (idle && this.opts.idleIntervalMs === undefined)) {
         this.running = false;
         this.opts.log.debug('scraping paused: nobody reads the mesh view');
         return;
       }
       void this.scrapeAll().finally(() => {
-        if (!this.closed) this.timer = setTimeout(round, this.intervalMs).unref();
+        if (this.closed) return;
+        const idleNext = this.opts.idleAfterMs !== undefined && Date.now() - this.lastRead > this.opts.idleAfterMs;
+        this.timer = setTimeout(round, idleNext ? this.opts.idleIntervalMs! : this.intervalMs).unref();
       });
     };
     round();
   }
 
-  /** The mesh now; a read restarts a paused loop. */
+  /** The mesh now; a read restarts a paused loop, or brings a slow one back to the live cadence. */
   view(): MeshView {
-    this.lastRead = Date.now();
-    this.start();
+    this.read();
     return buildMeshView([...this.states.values()] as TargetState[], Date.now());
   }
 
   /** The last 15 minutes, of every series or of one workload's (`namespace/name`); a read restarts a paused loop. */
   historyView(workload?: string): HistoryView {
-    this.lastRead = Date.now();
-    this.start();
+    this.read();
     return this.history.view(workload);
+  }
+
+  private read(): void {
+    const wasIdle = this.opts.idleAfterMs !== undefined && Date.now() - this.lastRead > this.opts.idleAfterMs;
+    this.lastRead = Date.now();
+    if (this.running && wasIdle && this.timer !== undefined) {
+      // Waiting out the slow cadence: the next round comes now.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.running = false;
+    }
+    this.start();
   }
 
   /** One round: every target scraped once, in parallel, then offered to the history. */
