@@ -205,8 +205,13 @@ describe('dashboard in a browser', function () {
   it("taps the selected workload live: its requests as its proxy sees them, from the control plane's tap stream", async () => {
     await page.locator('#tap [data-tap]').first().waitFor({ timeout: 20_000 });
     assert.match((await page.locator('#tap-state').textContent()) ?? '', /^live/);
-    const lines = await page.$$eval('#tap [data-tap]', (ds) => ds.map((d) => d.textContent ?? ''));
-    assert.ok(lines.some((l) => /^in\s+ns\/demo\/sa\/web → \S+\s+GET\s+\/\S*\s+200\s/.test(l)), `tap lines of api: ${lines.slice(0, 3).join(' | ')}`);
+    // api's proxy sees its calls out to ratings and web's calls in: the lines come as they happen, an inbound one soon.
+    const inbound = /^in\s+ns\/demo\/sa\/web → \S+\s+GET\s+\/\S*\s+200\s/;
+    const lines = (): Promise<string[]> => page.$$eval('#tap [data-tap]', (ds) => ds.map((d) => d.textContent ?? ''));
+    const deadline = Date.now() + 20_000;
+    while (!(await lines()).some((l) => inbound.test(l)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    const seen = await lines();
+    assert.ok(seen.some((l) => inbound.test(l)), `tap lines of api: ${seen.slice(0, 3).join(' | ')}`);
   });
 
   it('renders at 1280 and 1920 px wide: screenshots that are not blank', async () => {
