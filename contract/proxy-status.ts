@@ -13,3 +13,13 @@ export type SyncState = (typeof SYNC_STATES)[number];
 
 /** Sent by a proxy with GET /v1/config: its pod's name (TSMESH_POD_NAME), shown by proxy-status and matched by proxy-config. */
 export const POD_NAME_HEADER = 'x-tsmesh-pod-name';
+
+/**
+ * Answered by the control plane with GET /v1/config: the address (host:port,
+ * an IPv6 host in brackets) the stream's connection reached, that is this
+ * replica's own. A proxy sends its acknowledgements there, verifying the
+ * control plane by the name it dialled: through a Service of several
+ * replicas, a new connection could reach another one, which would never
+ * learn what this stream's proxy runs.
+ */
+export const ACK_ADDRESS_HEADER = 'x-tsmesh-ack-address';

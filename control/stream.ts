@@ -10,7 +10,7 @@ import express from 'express';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
-import { POD_NAME_HEADER } from '../contract/proxy-status.js';
+import { ACK_ADDRESS_HEADER, POD_NAME_HEADER } from '../contract/proxy-status.js';
 import type { Logger } from '../lib/log.js';
 import { socketPeerSvid } from '../ca/peer.js';
 import { TrustBundle } from '../ca/trust-bundle.js';
@@ -222,7 +222,8 @@ export class Discovery {
         res.status(401).json({ error: { code: 'unauthenticated', message: identity } });
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+      const here = ownAddress(req);
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...(here ? { [ACK_ADDRESS_HEADER]: here } : {}) });
       res.flushHeaders();
       const sub: Subscriber = { identity, address: peerAddress(req), res, lastBody: undefined, certRoot: peerRoot(req.socket as TLSSocket) };
       this.subscribers.add(sub);
@@ -311,6 +312,14 @@ export class Discovery {
 
 function ackKey(spiffeId: string, address: string | undefined): string {
   return `${spiffeId} ${address ?? ''}`;
+}
+
+/** This end of the request's connection, host:port: behind a Service's virtual IP, this replica's own address. */
+function ownAddress(req: Request): string | undefined {
+  const { localAddress, localPort } = req.socket;
+  if (!localAddress || !localPort) return undefined;
+  const host = localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress;
+  return host.includes(':') ? `[${host}]:${localPort}` : `${host}:${localPort}`;
 }
 
 /** The caller's address as this end sees it; an IPv4 peer on a dual-stack socket reads as ::ffff:a.b.c.d. */

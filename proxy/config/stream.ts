@@ -3,8 +3,9 @@
 // force while the stream is down; reconnects back off with jitter, capped at
 // a few seconds (STREAM_BACKOFF); each config taken is acknowledged
 // (POST /v1/config/ack) for push-latency metrics.
-import { POD_NAME_HEADER } from '../../contract/proxy-status.js';
+import { ACK_ADDRESS_HEADER, POD_NAME_HEADER } from '../../contract/proxy-status.js';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import { backoffDelay, type BackoffOptions } from '../../lib/backoff.js';
 import type { Logger } from '../../lib/log.js';
@@ -49,6 +50,17 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+/** The replica's own address from its answer, when it gave a well-formed one. */
+function ackTarget(header: string | string[] | undefined): { host: string; port: number } | undefined {
+  if (typeof header !== 'string') return undefined;
+  try {
+    const target = splitAddress(header);
+    return target.port > 0 && target.port < 65536 ? target : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class StreamConfigSource implements ConfigSource {
   private config: ProxyConfig | undefined;
   private readonly listeners = new Set<(c: ProxyConfig) => void>();
@@ -61,6 +73,8 @@ export class StreamConfigSource implements ConfigSource {
   private readonly scheduler: Scheduler;
   /** Keeps the acknowledgement connection open between configs; renewed with the certificate. */
   private agent: { cert: string; agent: Agent } | undefined;
+  /** Where acknowledgements go: the replica serving the stream (ACK_ADDRESS_HEADER), else the address dialled. */
+  private ackTarget: { host: string; port: number } | undefined;
 
   constructor(private readonly opts: StreamConfigOptions) {
     ({ host: this.host, port: this.port } = splitAddress(opts.address));
@@ -88,8 +102,12 @@ export class StreamConfigSource implements ConfigSource {
       this.agent?.agent.destroy();
       this.agent = { cert: tls.cert, agent: new Agent({ keepAlive: true, maxSockets: 1, key: tls.key, cert: tls.cert, ca: tls.ca }) };
     }
+    // Verified by the name dialled, wherever the request goes.
     const servername = /^[\d.:]+$/.test(this.host) ? undefined : this.host;
-    return { host: this.host, port: this.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername, timeout: 10_000, ...(method === 'POST' ? { agent: this.agent.agent } : { agent: false, headers: this.opts.podName ? { [POD_NAME_HEADER]: this.opts.podName } : {} }) } as RequestOptions;
+    const to = method === 'POST' && this.ackTarget ? this.ackTarget : { host: this.host, port: this.port };
+    const dialled = this.host;
+    const verify = to.host === dialled ? {} : { checkServerIdentity: (_: string, cert: PeerCertificate) => checkServerIdentity(dialled, cert) };
+    return { ...verify, host: to.host, port: to.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername, timeout: 10_000, ...(method === 'POST' ? { agent: this.agent.agent } : { agent: false, headers: this.opts.podName ? { [POD_NAME_HEADER]: this.opts.podName } : {} }) } as RequestOptions;
   }
 
   private retry(why: string): void {
@@ -113,6 +131,7 @@ export class StreamConfigSource implements ConfigSource {
         return;
       }
       this.response = res;
+      this.ackTarget = ackTarget(res.headers[ACK_ADDRESS_HEADER]);
       const connectedAt = this.scheduler.now();
       this.opts.log.info('discovery stream connected', { address: this.opts.address });
       res.setTimeout(STREAM_IDLE_MS, () => res.destroy(new Error(`no data for ${STREAM_IDLE_MS} ms`)));
