@@ -130,6 +130,8 @@ export interface MeshOnNode {
   timed: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
   /** Whether the node runs (before() did not skip or fail before starting it). */
   running: () => boolean;
+  /** The node itself (its kubeconfig and environment), once before() started it. */
+  node: () => TestNode;
 }
 
 /**
@@ -188,5 +190,5 @@ export function meshOnNode(workloads: object[]): MeshOnNode & { teardownTest: (n
       });
     });
   };
-  return { kc, timed, running: () => node !== undefined, teardownTest };
+  return { kc, timed, running: () => node !== undefined, node: () => node!, teardownTest };
 }
