@@ -10,11 +10,10 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { CA_FILES, writeRootCa } from '../ca/material.js';
+import { writeRootCa } from '../ca/material.js';
+import { startLoopbackProxy } from '../proxy/testdata/mesh.js';
 import { createRootCa } from '../ca/root.js';
 import { silentLogger } from '../lib/log.js';
-import { readProxySettings } from '../proxy/env.js';
-import { startProxy } from '../proxy/process.js';
 import { startControlPlaneProcess, type ControlPlaneProcess, type ControlPlaneProcessOptions } from './process.js';
 
 const TOKEN = 'control-process-test-token-0123';
@@ -80,20 +79,7 @@ describe('the control plane process (startControlPlaneProcess) in local mode', f
       assert.equal(plane.webhookPort, undefined, 'no injector in local mode');
       assert.equal(plane.isLeader(), true, 'a local mesh has one writer');
       assert.equal(await status(`http://${plane.adminAddress}/readyz`), 200);
-      const proxy = await startProxy(
-        {
-          ...readProxySettings({}),
-          podNamespace: 'shop',
-          serviceAccount: 'web',
-          controlPlaneAddress: `127.0.0.1:${plane.caPort}`,
-          tokenPath: join(dir, 'token'),
-          trustBundlePath: join(dir, CA_FILES.rootCert),
-          outboundPort: 0,
-          inboundPort: 0,
-          adminPort: 0,
-        },
-        { log: silentLogger, host: '127.0.0.1', identityTuning: { backoff: { minMs: 20, maxMs: 100 } } },
-      );
+      const proxy = await startLoopbackProxy(`127.0.0.1:${plane.caPort}`, dir, 'web');
       writeFileSync(join(dir, 'token'), TOKEN);
       try {
         await until('the proxy to be ready', () => proxy.notReadyReason() === undefined || undefined);

@@ -13,13 +13,12 @@ import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { CA_FILES, writeRootCa } from '../ca/material.js';
+import { writeRootCa } from '../ca/material.js';
 import { createRootCa } from '../ca/root.js';
 import { silentLogger } from '../lib/log.js';
 import { waitFor } from '../lib/netns.js';
-import { readProxySettings } from '../proxy/env.js';
-import { startProxy, type RunningProxy } from '../proxy/process.js';
-import { issueCredentials } from '../proxy/testdata/mesh.js';
+import type { RunningProxy } from '../proxy/process.js';
+import { issueCredentials, startLoopbackProxy } from '../proxy/testdata/mesh.js';
 import { startControlPlaneProcess, type ControlPlaneProcess } from './process.js';
 import { fetchAdminJson } from './admin-client.js';
 import { NOT_SERVED, PROXIES_PATH, type ProxyConfigAnswer, type ProxyStatus, type ProxyStatusList } from './proxies.js';
@@ -58,21 +57,7 @@ describe('tsmesh proxy-status and proxy-config against a control plane in local 
     writeFileSync(join(dir, 'mesh.yaml'), meshFile('{ address: 10.244.1.5, serviceAccount: api }'));
     plane = await startControlPlaneProcess({ log: silentLogger, caDir: dir, tokenFile: join(dir, 'tokens.yaml'), meshFile: join(dir, 'mesh.yaml'), host: '127.0.0.1', port: 0, adminPort: 0 });
     address = plane.adminAddress;
-    proxy = await startProxy(
-      {
-        ...readProxySettings({}),
-        podName: POD,
-        podNamespace: 'shop',
-        serviceAccount: 'web',
-        controlPlaneAddress: `127.0.0.1:${plane.caPort}`,
-        tokenPath: join(dir, 'token'),
-        trustBundlePath: join(dir, CA_FILES.rootCert),
-        outboundPort: 0,
-        inboundPort: 0,
-        adminPort: 0,
-      },
-      { log: silentLogger, host: '127.0.0.1', identityTuning: { backoff: { minMs: 20, maxMs: 100 } } },
-    );
+    proxy = await startLoopbackProxy(`127.0.0.1:${plane.caPort}`, dir, 'web', POD);
     // The laggard: subscribes with a mesh certificate, reads configs, acknowledges only when told.
     const creds = issueCredentials(plane.authority, LAGGARD);
     const tls = { host: '127.0.0.1', port: plane.caPort, key: creds.keyPem, cert: creds.certChainPem, ca: creds.trustBundlePem, agent: false } as const;

@@ -10,12 +10,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CA_FILES, writeRootCa } from '../ca/material.js';
+import { writeRootCa } from '../ca/material.js';
 import { createRootCa } from '../ca/root.js';
 import { silentLogger } from '../lib/log.js';
 import { waitFor } from '../lib/netns.js';
-import { readProxySettings } from '../proxy/env.js';
-import { startProxy, type RunningProxy } from '../proxy/process.js';
+import type { RunningProxy } from '../proxy/process.js';
+import { startLoopbackProxy } from '../proxy/testdata/mesh.js';
 import { startControlPlaneProcess, type ControlPlaneProcess } from './process.js';
 import { fetchAdminJson } from './admin-client.js';
 import { NOT_SERVED, PROXIES_PATH, type ProxyStatusList } from './proxies.js';
@@ -67,21 +67,7 @@ describe('two control-plane replicas behind one address', function () {
   });
 
   it("each acknowledgement reaches the replica that serves the proxy's stream: it shows the proxy SYNCED, and no replica NOT ACKED", async () => {
-    proxy = await startProxy(
-      {
-        ...readProxySettings({}),
-        podName: 'web-0',
-        podNamespace: 'shop',
-        serviceAccount: 'web',
-        controlPlaneAddress: `127.0.0.1:${(relay.address() as AddressInfo).port}`,
-        tokenPath: join(dir, 'token'),
-        trustBundlePath: join(dir, CA_FILES.rootCert),
-        outboundPort: 0,
-        inboundPort: 0,
-        adminPort: 0,
-      },
-      { log: silentLogger, host: '127.0.0.1', identityTuning: { backoff: { minMs: 20, maxMs: 100 } } },
-    );
+    proxy = await startLoopbackProxy(`127.0.0.1:${(relay.address() as AddressInfo).port}`, dir, 'web', 'web-0');
     await waitFor('the proxy to be ready', async () => proxy!.notReadyReason() === undefined || undefined, 15_000);
     const version = proxy.sidecar.config()!.version;
     const seen = async (): Promise<{ sync: string; ackedVersion: string | null }[]> =>

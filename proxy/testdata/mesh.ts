@@ -1,6 +1,10 @@
 // Test fixtures for the proxy: real certificates from a real CA, given to the
 // proxy through the same IdentitySource interface the CA client implements.
 import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import { CA_FILES } from '../../ca/material.js';
+import { readProxySettings } from '../env.js';
+import { startProxy, type RunningProxy } from '../process.js';
 import type { CertificateAuthority } from '../../ca/authority.js';
 import { buildCsrPem } from '../../ca/csr.js';
 import type { ConfigSource } from '../config/source.js';
@@ -98,4 +102,28 @@ export async function pairAndPlain(ca: CertificateAuthority, appPort: number): P
     outboundOriginalDestination: (socket) => ({ address: socket.remoteAddress === PLAIN_CLIENT_ADDRESS ? plainIp : meshedIp, port: 80, family: 'IPv4' }),
   });
   return { a, b };
+}
+
+/**
+ * A whole proxy process on loopback (ephemeral ports) in namespace shop as
+ * ServiceAccount `serviceAccount`, whose certificate and config come from
+ * the control plane at `controlPlaneAddress` (local mode: the token in
+ * `dir`/token, the root in `dir`/root-cert.pem).
+ */
+export function startLoopbackProxy(controlPlaneAddress: string, dir: string, serviceAccount: string, podName?: string): Promise<RunningProxy> {
+  return startProxy(
+    {
+      ...readProxySettings({}),
+      ...(podName ? { podName } : {}),
+      podNamespace: 'shop',
+      serviceAccount,
+      controlPlaneAddress,
+      tokenPath: join(dir, 'token'),
+      trustBundlePath: join(dir, CA_FILES.rootCert),
+      outboundPort: 0,
+      inboundPort: 0,
+      adminPort: 0,
+    },
+    { log: silentLogger, host: '127.0.0.1', identityTuning: { backoff: { minMs: 20, maxMs: 100 } } },
+  );
 }
