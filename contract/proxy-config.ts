@@ -154,6 +154,22 @@ export interface ServiceConfig {
    */
   endpoints: Endpoint[];
   trafficPolicy?: TrafficPolicySpec;
+  /**
+   * Gateway API routes (HTTPRoute, GRPCRoute) whose parentRefs name this
+   * Service, as this proxy's namespace sees them (a consumer route in the
+   * caller's namespace replaces the producer's). Per service port: every
+   * (rule, match) pair of every route attached to the port, flattened into
+   * one list in the Gateway API's precedence order, so the proxy takes the
+   * first that matches. Where a port has routes here they replace the
+   * TrafficPolicy's `routes` on it; the policy's other fields still apply.
+   */
+  gatewayRoutes?: GatewayPortRoutes[];
+}
+
+export interface GatewayPortRoutes {
+  /** The service port these routes attach to. */
+  port: number;
+  routes: Route[];
 }
 
 export interface ServicePort {
@@ -228,22 +244,91 @@ export interface LimitsPolicy {
 export interface Route {
   name?: string;
   match?: RouteMatch;
-  /** Weighted split between services ("name" or "name.namespace"); default: the service itself. */
+  /** Weighted split between services ("name" or "name.namespace"); default: the service itself. An empty list: every request gets 500 (a Gateway API rule whose backends all failed to resolve). */
   backends?: WeightedBackend[];
+  /** The whole request, retries included (Gateway API timeouts.request). */
   timeout?: string;
+  /** Each attempt to a backend (Gateway API timeouts.backendRequest); retries may set a shorter perTryTimeout. */
+  backendTimeout?: string;
   retries?: RetryPolicy;
   faults?: FaultPolicy;
+  /** Applied in this order: redirect (answers at once, no backend), requestHeaders, rewrite, mirrors; responseHeaders on the way back. */
+  filters?: RouteFilters;
 }
 
+/** Every field that is set must match. Paths are compared as the request gives them, before any rewrite. */
 export interface RouteMatch {
+  /** On whole path segments ("/api" matches "/api", "/api/x", not "/apis"). */
   pathPrefix?: string;
+  pathExact?: string;
+  /** A JavaScript regular expression that must match the whole path (without the query). */
+  pathRegex?: string;
   /** Exact header values (names case-insensitive). */
   headers?: Record<string, string>;
+  /** Header values that must match a whole regular expression (names case-insensitive). */
+  headerRegex?: Record<string, string>;
+  /** Exact query parameter values (names case-sensitive; the first occurrence of a name counts). */
+  queryParams?: Record<string, string>;
+  queryParamRegex?: Record<string, string>;
+  /** An HTTP method, upper case. */
+  method?: string;
+}
+
+/** Gateway API's HTTPRoute filters, one object per kind. */
+export interface RouteFilters {
+  requestHeaders?: HeaderModifier;
+  responseHeaders?: HeaderModifier;
+  redirect?: RedirectFilter;
+  rewrite?: RewriteFilter;
+  /** Copies of each request, sent without waiting; their answers are discarded and they never draw on a retry budget. */
+  mirrors?: MirrorFilter[];
+}
+
+/** Names case-insensitive; set replaces, add appends, remove deletes. */
+export interface HeaderModifier {
+  set?: Record<string, string>;
+  add?: Record<string, string>;
+  remove?: string[];
+}
+
+/** Gateway API RequestRedirect: each unset field keeps the request's own. */
+export interface RedirectFilter {
+  scheme?: 'http' | 'https';
+  hostname?: string;
+  port?: number;
+  path?: PathModifier;
+  /** 301, 302, 303, 307 or 308 (default 302). */
+  statusCode?: number;
+}
+
+/** Gateway API URLRewrite. */
+export interface RewriteFilter {
+  hostname?: string;
+  path?: PathModifier;
+}
+
+/** One of the two; replacePrefixMatch replaces the route's matched pathPrefix. */
+export interface PathModifier {
+  replaceFullPath?: string;
+  replacePrefixMatch?: string;
+}
+
+export interface MirrorFilter {
+  /** "name" or "name.namespace". */
+  service: string;
+  /** The backend Service's port; default: the same port as the request's. */
+  port?: number;
+  /** Share of requests mirrored, 0-100 (default 100). */
+  percent?: number;
 }
 
 export interface WeightedBackend {
   service: string;
   weight: number;
+  /** The backend Service's port; default: the same port number, else the same port name, else its only port. */
+  port?: number;
+  /** Backend-level filters (Gateway API allows header modifiers and mirrors here). */
+  filters?: RouteFilters;
 }
 
 export interface RetryPolicy {
@@ -337,16 +422,23 @@ export const FIELDS = {
   AccessLogSettings: fieldsOf<AccessLogSettings>()(['mode', 'sampling', 'query']),
   TelemetryOverrides: fieldsOf<TelemetryOverrides>()(['tracing', 'accessLog']),
   RetryBudget: fieldsOf<RetryBudget>()(['ratio', 'minRetriesPerSecond', 'ttl']),
-  ServiceConfig: fieldsOf<ServiceConfig>()(['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy']),
+  ServiceConfig: fieldsOf<ServiceConfig>()(['name', 'namespace', 'clusterIPs', 'ports', 'endpoints', 'trafficPolicy', 'gatewayRoutes']),
+  GatewayPortRoutes: fieldsOf<GatewayPortRoutes>()(['port', 'routes']),
   ServicePort: fieldsOf<ServicePort>()(['port', 'name', 'protocol', 'targetPort']),
   Endpoint: fieldsOf<Endpoint>()(['address', 'identity', 'ports', 'weight', 'ready', 'skipInboundPorts']),
   InboundConfig: fieldsOf<InboundConfig>()(['mtlsMode', 'portMtlsModes', 'defaultPolicy', 'opaquePorts', 'authorization']),
   /** A TrafficPolicy's spec carries these beside targetRef; `name` comes from its metadata. */
   TrafficPolicy: fieldsOf<Omit<TrafficPolicySpec, 'name'>>()(['routes', 'timeout', 'retries', 'circuitBreaker', 'faults', 'limits']),
   LimitsPolicy: fieldsOf<LimitsPolicy>()(['maxRequestsPerEndpoint', 'maxPendingRequests', 'pendingTimeout']),
-  Route: fieldsOf<Route>()(['name', 'match', 'backends', 'timeout', 'retries', 'faults']),
-  RouteMatch: fieldsOf<RouteMatch>()(['pathPrefix', 'headers']),
-  WeightedBackend: fieldsOf<WeightedBackend>()(['service', 'weight']),
+  Route: fieldsOf<Route>()(['name', 'match', 'backends', 'timeout', 'backendTimeout', 'retries', 'faults', 'filters']),
+  RouteMatch: fieldsOf<RouteMatch>()(['pathPrefix', 'pathExact', 'pathRegex', 'headers', 'headerRegex', 'queryParams', 'queryParamRegex', 'method']),
+  RouteFilters: fieldsOf<RouteFilters>()(['requestHeaders', 'responseHeaders', 'redirect', 'rewrite', 'mirrors']),
+  HeaderModifier: fieldsOf<HeaderModifier>()(['set', 'add', 'remove']),
+  RedirectFilter: fieldsOf<RedirectFilter>()(['scheme', 'hostname', 'port', 'path', 'statusCode']),
+  RewriteFilter: fieldsOf<RewriteFilter>()(['hostname', 'path']),
+  PathModifier: fieldsOf<PathModifier>()(['replaceFullPath', 'replacePrefixMatch']),
+  MirrorFilter: fieldsOf<MirrorFilter>()(['service', 'port', 'percent']),
+  WeightedBackend: fieldsOf<WeightedBackend>()(['service', 'weight', 'port', 'filters']),
   RetryPolicy: fieldsOf<RetryPolicy>()(['attempts', 'perTryTimeout', 'backoff', 'retryOn', 'budget']),
   Backoff: fieldsOf<NonNullable<RetryPolicy['backoff']>>()(['base', 'max']),
   CircuitBreakerPolicy: fieldsOf<CircuitBreakerPolicy>()(['consecutiveFailures', 'failureRate', 'ejectionTime', 'maxEjectionPercent', 'countCancellations']),
