@@ -1,5 +1,6 @@
 // What every subcommand looks like, and the argument parsing they share.
 import type { ParseArgsConfig } from 'node:util';
+import { PORTS } from '../contract/ports.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
 const { parseArgs } = process.getBuiltinModule('node:util');
@@ -55,3 +56,16 @@ export const KUBE_FLAGS = {
 
 /** The output flag, -o FORMAT or --output FORMAT (read it with outputFormat). */
 export const OUTPUT_FLAG = { output: { type: 'string', short: 'o' } } as const;
+
+/** --admin-address HOST:PORT, of the commands that read the control plane's admin port (read it with adminAddress). */
+export const ADMIN_ADDRESS_FLAG = { 'admin-address': { type: 'string' } } as const;
+
+/** The usage line of ADMIN_ADDRESS_FLAG, aligned as the commands' flag lists are. */
+export const ADMIN_ADDRESS_USAGE = `  --admin-address HOST:PORT  the control plane's admin port (default 127.0.0.1:${PORTS.controlPlaneAdmin})`;
+
+/** --admin-address, checked: HOST:PORT, the control plane's admin port on loopback when not given. */
+export function adminAddress(value: string | undefined): string {
+  const address = value ?? `127.0.0.1:${PORTS.controlPlaneAdmin}`;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]\s]+):\d{1,5}$/.test(address)) throw new UsageError(`--admin-address ${JSON.stringify(address)} must be HOST:PORT (an IPv6 address in brackets)`);
+  return address;
+}

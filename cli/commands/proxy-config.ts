@@ -2,8 +2,8 @@
 // sent it and the proxy acknowledged it. Logic in control/proxies.ts.
 import { fetchAdminJson } from '../../control/admin-client.js';
 import { NOT_SERVED, PROXY_CONFIG_PATH, summarizeProxyConfig, type ProxyConfigAnswer } from '../../control/proxies.js';
-import { OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
-import { adminAddress, printStructured } from './proxy-status.js';
+import { ADMIN_ADDRESS_FLAG, ADMIN_ADDRESS_USAGE, adminAddress, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
+import { printStructured } from '../output.js';
 
 const USAGE = `Usage: tsmesh proxy-config POD [-o summary|json|yaml] [--admin-address HOST:PORT]
 
@@ -20,14 +20,14 @@ Each control-plane replica knows only the proxies connected to it: with
 several replicas, ask the one the proxy streams from.
 
   -o, --output FORMAT        summary (default), json or yaml: {proxy, config}
-  --admin-address HOST:PORT  the control plane's admin port (default 127.0.0.1:15014)`;
+${ADMIN_ADDRESS_USAGE}`;
 
 export const proxyConfigCommand: Command = {
   name: 'proxy-config',
   summary: 'the config in force in one proxy',
   usage: USAGE,
   async run(argv) {
-    const { values, positionals } = parseFlags(argv, { ...OUTPUT_FLAG, 'admin-address': { type: 'string' } }, true);
+    const { values, positionals } = parseFlags(argv, { ...OUTPUT_FLAG, ...ADMIN_ADDRESS_FLAG }, true);
     if (values.help) {
       console.log(USAGE);
       return 0;

@@ -1,11 +1,10 @@
 // tsmesh proxy-status: every proxy on the control plane's discovery stream,
 // and whether it runs the config last sent to it. Logic in control/proxies.ts.
-import { stringify } from 'yaml';
 import { alignColumns } from '../../control/observe/stat.js';
 import { fetchAdminJson } from '../../control/admin-client.js';
 import { formatProxyStatusTable, NOT_SERVED, PROXIES_PATH, type ProxyStatusList } from '../../control/proxies.js';
-import { OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
-import { PORTS } from '../../contract/ports.js';
+import { ADMIN_ADDRESS_FLAG, ADMIN_ADDRESS_USAGE, adminAddress, OUTPUT_FLAG, outputFormat, parseFlags, type Command } from '../command.js';
+import { printStructured } from '../output.js';
 
 const USAGE = `Usage: tsmesh proxy-status [-o table|json|yaml] [--admin-address HOST:PORT]
 
@@ -22,26 +21,14 @@ Each control-plane replica knows only the proxies connected to it: with
 several replicas, ask each one (port-forward to each pod in turn).
 
   -o, --output FORMAT        table (default), json or yaml (times in ISO 8601)
-  --admin-address HOST:PORT  the control plane's admin port (default 127.0.0.1:15014)`;
-
-/** --admin-address, checked: HOST:PORT. */
-export function adminAddress(value: string | undefined): string {
-  const address = value ?? `127.0.0.1:${PORTS.controlPlaneAdmin}`;
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]\s]+):\d{1,5}$/.test(address)) throw new UsageError(`--admin-address ${JSON.stringify(address)} must be HOST:PORT (an IPv6 address in brackets)`);
-  return address;
-}
-
-/** Writes `value` as JSON or YAML. */
-export function printStructured(value: unknown, output: 'json' | 'yaml'): void {
-  process.stdout.write(output === 'json' ? `${JSON.stringify(value, null, 2)}\n` : stringify(value, { lineWidth: 0 }));
-}
+${ADMIN_ADDRESS_USAGE}`;
 
 export const proxyStatusCommand: Command = {
   name: 'proxy-status',
   summary: 'the proxies on the discovery stream, and their config sync',
   usage: USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { ...OUTPUT_FLAG, 'admin-address': { type: 'string' } });
+    const { values } = parseFlags(argv, { ...OUTPUT_FLAG, ...ADMIN_ADDRESS_FLAG });
     if (values.help) {
       console.log(USAGE);
       return 0;

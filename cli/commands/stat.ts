@@ -1,9 +1,8 @@
 // tsmesh stat: golden metrics per workload, read from the control plane's
 // dashboard JSON. Logic in control/observe/stat.ts.
 import { fetchMeshViewWithRates, formatStatTable } from '../../control/observe/stat.js';
-import { stringify } from 'yaml';
-import { OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
-import { PORTS } from '../../contract/ports.js';
+import { ADMIN_ADDRESS_FLAG, ADMIN_ADDRESS_USAGE, adminAddress, OUTPUT_FLAG, outputFormat, parseFlags, type Command } from '../command.js';
+import { printStructured } from '../output.js';
 
 const USAGE = `Usage: tsmesh stat [-n NAMESPACE] [-o table|json|yaml] [--admin-address HOST:PORT]
 
@@ -17,21 +16,20 @@ in a cluster, port-forward it first:
   -n, --namespace N          only workloads of namespace N (default: every namespace)
   -o, --output FORMAT        table (default), json or yaml: a list of the workloads, the
                              same numbers unformatted (rates per second, latencies in ms)
-  --admin-address HOST:PORT  the control plane's admin port (default 127.0.0.1:15014)`;
+${ADMIN_ADDRESS_USAGE}`;
 
 export const statCommand: Command = {
   name: 'stat',
   summary: 'golden metrics per workload',
   usage: USAGE,
   async run(argv) {
-    const { values } = parseFlags(argv, { namespace: { type: 'string', short: 'n' }, ...OUTPUT_FLAG, 'admin-address': { type: 'string' } });
+    const { values } = parseFlags(argv, { namespace: { type: 'string', short: 'n' }, ...OUTPUT_FLAG, ...ADMIN_ADDRESS_FLAG });
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
     const output = outputFormat(values.output, ['table', 'json', 'yaml']);
-    const address = values['admin-address'] ?? `127.0.0.1:${PORTS.controlPlaneAdmin}`;
-    if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]\s]+):\d{1,5}$/.test(address)) throw new UsageError(`--admin-address ${JSON.stringify(address)} must be HOST:PORT (an IPv6 address in brackets)`);
+    const address = adminAddress(values['admin-address']);
     const view = await fetchMeshViewWithRates(address);
     const namespace = values.namespace;
     if (namespace !== undefined && !view.workloads.some((w) => w.namespace === namespace)) {
@@ -41,7 +39,7 @@ export const statCommand: Command = {
     }
     if (output !== 'table') {
       const workloads = view.workloads.filter((w) => namespace === undefined || w.namespace === namespace);
-      process.stdout.write(output === 'json' ? `${JSON.stringify(workloads, null, 2)}\n` : stringify(workloads, { lineWidth: 0 }));
+      printStructured(workloads, output);
       return 0;
     }
     console.log(formatStatTable(view, namespace));

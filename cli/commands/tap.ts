@@ -2,8 +2,7 @@
 // the control plane's tap stream. Logic in control/tap-client.ts.
 import { streamTap, TapFormatter } from '../../control/tap-client.js';
 import { loadKubeConfig } from '../../install/kube.js';
-import { KUBE_FLAGS, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
-import { PORTS } from '../../contract/ports.js';
+import { ADMIN_ADDRESS_FLAG, ADMIN_ADDRESS_USAGE, adminAddress, KUBE_FLAGS, OUTPUT_FLAG, outputFormat, parseFlags, UsageError, type Command } from '../command.js';
 import { TAP_CLUSTER_ROLE } from '../../contract/names.js';
 
 const USAGE = `Usage: tsmesh tap TARGET [-n NAMESPACE] [filters] [-o text|json] [--admin-address HOST:PORT]
@@ -35,7 +34,7 @@ A local mesh (tsmesh demo) has no API server and asks nothing.
   --max-rps N                events a second each proxy sends at most (default 100); more are dropped and counted
   --show-headers             header values too
   -o, --output FORMAT        text (default) or json (one JSON object per event)
-  --admin-address HOST:PORT  the control plane's admin port (default 127.0.0.1:15014)
+${ADMIN_ADDRESS_USAGE}
   --token TOKEN              the bearer token to send (default the kubeconfig's, if any)
   --kubeconfig FILE, --context NAME   where the token comes from`;
 
@@ -55,7 +54,7 @@ export const tapCommand: Command = {
         direction: { type: 'string' },
         'max-rps': { type: 'string' },
         'show-headers': { type: 'boolean' },
-        'admin-address': { type: 'string' },
+        ...ADMIN_ADDRESS_FLAG,
         token: { type: 'string' },
         ...OUTPUT_FLAG,
         ...KUBE_FLAGS,
@@ -68,8 +67,7 @@ export const tapCommand: Command = {
     }
     if (positionals.length !== 1) throw new UsageError(`tsmesh tap takes one TARGET (ns/NAMESPACE, workload/NAME, deploy/NAME or pod/NAME), got ${positionals.length}`);
     const output = outputFormat(values.output, ['text', 'json']);
-    const address = values['admin-address'] ?? `127.0.0.1:${PORTS.controlPlaneAdmin}`;
-    if (!/^(\[[0-9a-fA-F:.]+\]|[^:/[\]\s]+):\d{1,5}$/.test(address)) throw new UsageError(`--admin-address ${JSON.stringify(address)} must be HOST:PORT (an IPv6 address in brackets)`);
+    const address = adminAddress(values['admin-address']);
     const query = new URLSearchParams({ target: positionals[0]! });
     const direction = values.direction === 'in' ? 'inbound' : values.direction === 'out' ? 'outbound' : values.direction;
     const params: [string, string | undefined][] = [
