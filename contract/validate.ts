@@ -12,6 +12,7 @@ import { DEFAULT_ACCESS_LOG, type AccessLogSettings } from './proxy-config.js';
 import { ACCESS_LOG_MODES } from './vocabulary.js';
 import { EGRESS_MODES } from './vocabulary.js';
 import type { EgressRule, EgressSettings, EgressTls } from './proxy-config.js';
+import type { GatewayPortRoutes, HeaderModifier, MirrorFilter, PathModifier, RedirectFilter, RouteFilters, RouteMatch, WeightedBackend } from './proxy-config.js';
 
 /** A config that fails validation; the message names the field. */
 export { ValidationError as ConfigError };
@@ -283,34 +284,222 @@ function limits(v: unknown, path: string): LimitsPolicy {
   return out;
 }
 
+/**
+ * A regular expression of a route match, as a JavaScript RegExp that must
+ * match the whole value. Gateway API promises RE2 syntax, which has no
+ * lookaround and no backreferences: a pattern using them would behave
+ * differently, or not at all, on another implementation, so it is refused.
+ */
+export function routeRegex(v: unknown, path: string): string {
+  const s = string(v, path);
+  if (s === '') throw new ValidationError(path, 'an empty regular expression matches nothing useful; write a pattern such as "/api/v[0-9]+"');
+  if (/\(\?<?[=!]/.test(s)) throw new ValidationError(path, `${describe(s)} uses lookaround ((?=, (?!, (?<=, (?<!), which RE2 syntax lacks; write the pattern without it`);
+  if (/(?:^|[^\\])(?:\\\\)*\\(?:[1-9]|k<)/.test(s)) throw new ValidationError(path, `${describe(s)} uses a backreference (\\1, \\k<name>), which RE2 syntax lacks; write the pattern without it`);
+  try {
+    new RegExp(s, 'u');
+  } catch (e) {
+    throw new ValidationError(path, `${describe(s)} is not a regular expression (${(e as Error).message.replace(/^Invalid regular expression: /, '')}); fix the pattern, escaping a literal character such as ( or [ with \\`);
+  }
+  return s;
+}
+
+const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function headerName(v: unknown, path: string): string {
+  const s = string(v, path);
+  if (!HEADER_TOKEN.test(s)) throw new ValidationError(path, `${describe(s)} is not a header name; a name is letters, digits and !#$%&'*+-.^_\`|~ (no ":", so no HTTP/2 pseudo-header, no space)`);
+  return s.toLowerCase();
+}
+
+/** A record of header names (lowercased, each once) to values checked by `value`. */
+function headerRecord(v: unknown, path: string, value: (x: unknown, p: string) => string): Record<string, string> {
+  const o = object(v, path, Object.keys(v ?? {}));
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(o)) {
+    const name = headerName(k, join(path, k));
+    if (name in out) throw new ValidationError(join(path, k), `${describe(k)} names a header already listed (names are case-insensitive); list it once`);
+    out[name] = value(x, join(path, k));
+  }
+  return out;
+}
+
+/** A record of query parameter names (case-sensitive) to values checked by `value`. */
+function queryRecord(v: unknown, path: string, value: (x: unknown, p: string) => string): Record<string, string> {
+  const o = object(v, path, Object.keys(v ?? {}));
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(o)) {
+    if (k === '') throw new ValidationError(path, 'a query parameter needs a name');
+    out[k] = value(x, join(path, k));
+  }
+  return out;
+}
+
+const PATH_MATCHES = ['pathPrefix', 'pathExact', 'pathRegex'] as const;
+
+function routeMatch(v: unknown, path: string): RouteMatch {
+  const m = object(v, path, FIELDS.RouteMatch);
+  const out: RouteMatch = {};
+  const given = PATH_MATCHES.filter((k) => m[k] !== undefined);
+  if (given.length > 1) throw new ValidationError(path, `${given.join(' and ')} are both set; a match takes one of ${PATH_MATCHES.join(', ')} (write two routes for two paths)`);
+  if (m.pathPrefix !== undefined) {
+    const prefix = string(m.pathPrefix, join(path, 'pathPrefix'));
+    if (!prefix.startsWith('/')) throw new ValidationError(join(path, 'pathPrefix'), `${describe(prefix)} must start with "/"`);
+    out.pathPrefix = prefix;
+  }
+  if (m.pathExact !== undefined) {
+    const exact = string(m.pathExact, join(path, 'pathExact'));
+    if (!exact.startsWith('/') || /[?#]/.test(exact)) throw new ValidationError(join(path, 'pathExact'), `${describe(exact)} must start with "/" and hold no "?" or "#" (the query is not part of the path matched)`);
+    out.pathExact = exact;
+  }
+  if (m.pathRegex !== undefined) out.pathRegex = routeRegex(m.pathRegex, join(path, 'pathRegex'));
+  if (m.headers !== undefined) out.headers = headerRecord(m.headers, join(path, 'headers'), string);
+  if (m.headerRegex !== undefined) out.headerRegex = headerRecord(m.headerRegex, join(path, 'headerRegex'), routeRegex);
+  if (m.queryParams !== undefined) out.queryParams = queryRecord(m.queryParams, join(path, 'queryParams'), string);
+  if (m.queryParamRegex !== undefined) out.queryParamRegex = queryRecord(m.queryParamRegex, join(path, 'queryParamRegex'), routeRegex);
+  if (m.method !== undefined) out.method = method(m.method, join(path, 'method'));
+  return out;
+}
+
+function method(v: unknown, path: string): string {
+  const s = string(v, path);
+  if (!METHOD.test(s)) throw new ValidationError(path, `${describe(s)} is not an HTTP method; methods are case-sensitive, write them as sent (GET, POST)`);
+  return s;
+}
+
+function headerModifier(v: unknown, path: string): HeaderModifier {
+  const o = object(v, path, FIELDS.HeaderModifier);
+  const out: HeaderModifier = {};
+  const value = (x: unknown, p: string): string => {
+    const s = string(x, p);
+    if (/[\r\n\0]/.test(s)) throw new ValidationError(p, `${describe(s)} holds a line break or NUL, which no header value may; remove it`);
+    return s;
+  };
+  if (o.set !== undefined) out.set = headerRecord(o.set, join(path, 'set'), value);
+  if (o.add !== undefined) out.add = headerRecord(o.add, join(path, 'add'), value);
+  if (o.remove !== undefined) out.remove = list(o.remove, join(path, 'remove'), headerName);
+  return out;
+}
+
+/** A host name as Gateway API's PreciseHostname: DNS labels, no wildcard, no port. */
+function preciseHostname(v: unknown, path: string): string {
+  const s = string(v, path);
+  if (s.length > 253 || !new RegExp(`^(?:${HOST_LABEL}\\.)*${HOST_LABEL}$`).test(s))
+    throw new ValidationError(path, `${describe(s)} is not a host name; write a DNS name such as example.org, without a port or wildcard`);
+  return s;
+}
+
+function pathModifier(v: unknown, path: string): PathModifier {
+  const o = object(v, path, FIELDS.PathModifier);
+  if ((o.replaceFullPath === undefined) === (o.replacePrefixMatch === undefined))
+    throw new ValidationError(path, 'give exactly one of replaceFullPath (the new whole path) and replacePrefixMatch (what replaces the matched prefix)');
+  if (o.replaceFullPath !== undefined) {
+    const full = string(o.replaceFullPath, join(path, 'replaceFullPath'));
+    if (!full.startsWith('/')) throw new ValidationError(join(path, 'replaceFullPath'), `${describe(full)} must start with "/"`);
+    return { replaceFullPath: full };
+  }
+  const prefix = string(o.replacePrefixMatch, join(path, 'replacePrefixMatch'));
+  if (prefix !== '' && !prefix.startsWith('/')) throw new ValidationError(join(path, 'replacePrefixMatch'), `${describe(prefix)} must start with "/" (or be "", which removes the matched prefix)`);
+  return { replacePrefixMatch: prefix };
+}
+
+const REDIRECT_STATUSES = [301, 302, 303, 307, 308];
+
+function redirect(v: unknown, path: string): RedirectFilter {
+  const o = object(v, path, FIELDS.RedirectFilter);
+  const out: RedirectFilter = {};
+  if (o.scheme !== undefined) out.scheme = oneOf(o.scheme, join(path, 'scheme'), ['http', 'https'] as const);
+  if (o.hostname !== undefined) out.hostname = preciseHostname(o.hostname, join(path, 'hostname'));
+  if (o.port !== undefined) out.port = port(o.port, join(path, 'port'));
+  if (o.path !== undefined) out.path = pathModifier(o.path, join(path, 'path'));
+  if (o.statusCode !== undefined) {
+    out.statusCode = integer(o.statusCode, join(path, 'statusCode'), 300, 399, 'a redirect status');
+    if (!REDIRECT_STATUSES.includes(out.statusCode)) throw new ValidationError(join(path, 'statusCode'), `${out.statusCode} is not a redirect status a route may answer; use one of ${REDIRECT_STATUSES.join(', ')}`);
+  }
+  return out;
+}
+
+function mirror(v: unknown, path: string): MirrorFilter {
+  const o = object(v, path, FIELDS.MirrorFilter);
+  const out: MirrorFilter = { service: string(o.service, join(path, 'service')) };
+  if (out.service === '') throw new ValidationError(join(path, 'service'), 'name the Service to mirror to ("name" or "name.namespace")');
+  if (o.port !== undefined) out.port = port(o.port, join(path, 'port'));
+  if (o.percent !== undefined) out.percent = number(o.percent, join(path, 'percent'), 0, 100);
+  return out;
+}
+
+/** A backend's filters: Gateway API allows header modifiers and mirrors there. */
+const BACKEND_FILTERS = ['requestHeaders', 'responseHeaders', 'mirrors'] as const;
+
+function routeFilters(v: unknown, path: string, fields: readonly string[] = FIELDS.RouteFilters): RouteFilters {
+  const o = object(v, path, fields);
+  const out: RouteFilters = {};
+  if (o.requestHeaders !== undefined) out.requestHeaders = headerModifier(o.requestHeaders, join(path, 'requestHeaders'));
+  if (o.responseHeaders !== undefined) out.responseHeaders = headerModifier(o.responseHeaders, join(path, 'responseHeaders'));
+  if (o.redirect !== undefined) out.redirect = redirect(o.redirect, join(path, 'redirect'));
+  if (o.rewrite !== undefined) {
+    const r = object(o.rewrite, join(path, 'rewrite'), FIELDS.RewriteFilter);
+    out.rewrite = {};
+    if (r.hostname !== undefined) out.rewrite.hostname = preciseHostname(r.hostname, join(path, 'rewrite.hostname'));
+    if (r.path !== undefined) out.rewrite.path = pathModifier(r.path, join(path, 'rewrite.path'));
+  }
+  if (o.mirrors !== undefined) out.mirrors = list(o.mirrors, join(path, 'mirrors'), mirror);
+  if (out.redirect && out.rewrite) throw new ValidationError(path, 'a route cannot both redirect and rewrite (the redirect answers before any rewrite); keep one of redirect and rewrite');
+  return out;
+}
+
+function weightedBackend(v: unknown, path: string): WeightedBackend {
+  const b = object(v, path, FIELDS.WeightedBackend);
+  const out: WeightedBackend = { service: string(b.service, join(path, 'service')), weight: integer(b.weight, join(path, 'weight'), 0, 1_000_000, 'a weight') };
+  if (b.port !== undefined) out.port = port(b.port, join(path, 'port'));
+  if (b.filters !== undefined) {
+    if (b.filters !== null && typeof b.filters === 'object' && ('redirect' in b.filters || 'rewrite' in b.filters))
+      throw new ValidationError(join(path, 'filters'), 'a backend takes header modifiers and mirrors only; put a redirect or rewrite in the route\'s filters');
+    out.filters = routeFilters(b.filters, join(path, 'filters'), BACKEND_FILTERS);
+  }
+  return out;
+}
+
 function route(v: unknown, path: string): Route {
   const o = object(v, path, FIELDS.Route);
   const out: Route = {};
   if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
-  if (o.match !== undefined) {
-    const m = object(o.match, join(path, 'match'), FIELDS.RouteMatch);
-    out.match = {};
-    if (m.pathPrefix !== undefined) {
-      const prefix = string(m.pathPrefix, join(path, 'match.pathPrefix'));
-      if (!prefix.startsWith('/')) throw new ValidationError(join(path, 'match.pathPrefix'), `${describe(prefix)} must start with "/"`);
-      out.match.pathPrefix = prefix;
-    }
-    if (m.headers !== undefined) {
-      const h = object(m.headers, join(path, 'match.headers'), Object.keys(m.headers as object));
-      out.match.headers = Object.fromEntries(Object.entries(h).map(([k, x]) => [k.toLowerCase(), string(x, join(path, `match.headers.${k}`))]));
-    }
-  }
+  if (o.match !== undefined) out.match = routeMatch(o.match, join(path, 'match'));
   if (o.backends !== undefined) {
-    out.backends = list(o.backends, join(path, 'backends'), (x, p) => {
-      const b = object(x, p, FIELDS.WeightedBackend);
-      return { service: string(b.service, join(p, 'service')), weight: integer(b.weight, join(p, 'weight'), 0, 1_000_000, 'a weight') };
-    });
-    if (out.backends.length === 0 || out.backends.every((b) => b.weight === 0))
+    out.backends = list(o.backends, join(path, 'backends'), weightedBackend);
+    // An empty list is a rule whose backends all failed to resolve: its requests get 500.
+    if (out.backends.length > 0 && out.backends.every((b) => b.weight === 0))
       throw new ValidationError(join(path, 'backends'), 'at least one backend needs a weight above 0');
   }
   if (o.timeout !== undefined) out.timeout = duration(o.timeout, join(path, 'timeout'));
+  if (o.backendTimeout !== undefined) out.backendTimeout = duration(o.backendTimeout, join(path, 'backendTimeout'));
   if (o.retries !== undefined) out.retries = retries(o.retries, join(path, 'retries'));
   if (o.faults !== undefined) out.faults = faults(o.faults, join(path, 'faults'));
+  if (o.filters !== undefined) {
+    const filters = routeFilters(o.filters, join(path, 'filters'));
+    if (filters.redirect && out.backends?.length)
+      throw new ValidationError(join(path, 'filters.redirect'), 'a route that redirects answers every request itself and sends none to its backends; remove backends or the redirect');
+    for (const which of ['redirect', 'rewrite'] as const) {
+      const modifier = filters[which]?.path;
+      if (modifier?.replacePrefixMatch !== undefined && (out.match?.pathExact !== undefined || out.match?.pathRegex !== undefined))
+        throw new ValidationError(join(path, `filters.${which}.path.replacePrefixMatch`), 'replaces the prefix a pathPrefix match matched, and this route matches pathExact or pathRegex; match with pathPrefix or use replaceFullPath');
+    }
+    out.filters = filters;
+  }
+  return out;
+}
+
+/** A service's Gateway API routes, per port: each a port of the service, listed once. */
+function gatewayRoutes(v: unknown, path: string, ports: readonly ServicePort[]): GatewayPortRoutes[] {
+  const out = list(v, path, (x, p) => {
+    const o = object(x, p, FIELDS.GatewayPortRoutes);
+    return { port: port(o.port, join(p, 'port')), routes: list(o.routes, join(p, 'routes'), route, false) };
+  });
+  const seen = new Set<number>();
+  for (const [i, g] of out.entries()) {
+    if (!ports.some((sp) => sp.port === g.port)) throw new ValidationError(`${path}[${i}].port`, `${g.port} is not a port of the service; routes attach to one of ${ports.map((sp) => sp.port).join(', ') || '(none)'}`);
+    if (seen.has(g.port)) throw new ValidationError(`${path}[${i}].port`, `port ${g.port} is listed twice; put all of its routes in one list`);
+    seen.add(g.port);
+  }
   return out;
 }
 
@@ -344,6 +533,7 @@ function service(v: unknown, path: string): ServiceConfig {
     seen.add(p.port);
   }
   if (o.trafficPolicy !== undefined) out.trafficPolicy = trafficPolicy(o.trafficPolicy, join(path, 'trafficPolicy'));
+  if (o.gatewayRoutes !== undefined) out.gatewayRoutes = gatewayRoutes(o.gatewayRoutes, join(path, 'gatewayRoutes'), out.ports);
   return out;
 }
 
@@ -373,11 +563,7 @@ function authorizationRule(v: unknown, path: string): AuthorizationRule {
     });
   if (o.ports !== undefined) out.ports = list(o.ports, join(path, 'ports'), port);
   if (o.methods !== undefined)
-    out.methods = list(o.methods, join(path, 'methods'), (x, p) => {
-      const s = string(x, p);
-      if (!METHOD.test(s)) throw new ValidationError(p, `${describe(s)} is not an HTTP method; methods are case-sensitive, write them as sent (GET, POST)`);
-      return s;
-    });
+    out.methods = list(o.methods, join(path, 'methods'), method);
   if (o.paths !== undefined) out.paths = list(o.paths, join(path, 'paths'), rulePath);
   if (o.pathPrefixes !== undefined) out.pathPrefixes = list(o.pathPrefixes, join(path, 'pathPrefixes'), rulePath);
   if (o.headers !== undefined) {
