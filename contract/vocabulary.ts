@@ -110,7 +110,8 @@ export const CLIENT_CERT_HEADER = 'x-forwarded-client-cert';
 /** Why the proxy answered a request itself: the value of ERROR_HEADER and the `error` label of tsmesh_http_errors_total. */
 export const LOCAL_ERRORS = {
   'no-route': 'the connection matched no service of the config (503)',
-  'no-backend': "a route's backend is not a known service on this port (500)",
+  'no-backend': "a route's backend is not a known service on this port, or the route has no backends (500)",
+  'no-route-match': "the service port has Gateway API routes and none matched the request (404)",
   'no-endpoints': 'the service has no ready endpoint (503)',
   'circuit-open': 'every endpoint is ejected by the circuit breaker (503)',
   overloaded: 'the limits of the traffic policy turned the request away (503)',
@@ -138,6 +139,10 @@ export const CANCELLED = 'cancelled';
 /** The `limit` of tsmesh_overload_rejections_total: which bound turned a request away. */
 export const OVERLOAD_LIMITS = ['max-pending-requests', 'pending-timeout', 'pool-pending'] as const;
 export type OverloadLimit = (typeof OVERLOAD_LIMITS)[number];
+
+/** The `outcome` of tsmesh_mirrors_total: a copy sent, or not sent because the request's body outgrew what a copy holds. */
+export const MIRROR_OUTCOMES = ['sent', 'dropped'] as const;
+export type MirrorOutcome = (typeof MIRROR_OUTCOMES)[number];
 
 /** The `kind` of tsmesh_faults_injected_total. */
 export const FAULT_KINDS = ['abort', 'delay'] as const;

@@ -4,7 +4,9 @@ import { HotCounter, HotHistogram } from '../lib/prom-hot.js';
 import { proxyMuxBudget } from './net/mux.js';
 import { family, type LabelOf } from '../contract/metrics.js';
 
-export type { Direction } from '../contract/vocabulary.js';
+import type { Direction } from '../contract/vocabulary.js';
+
+export type { Direction };
 
 export interface ProxyMetrics {
   registry: Registry;
@@ -15,6 +17,7 @@ export interface ProxyMetrics {
   retryBudgetExhausted: Counter<LabelOf<'tsmesh_retry_budget_exhausted_total'>>;
   endpointEjections: Counter<LabelOf<'tsmesh_endpoint_ejections_total'>>;
   faultsInjected: Counter<LabelOf<'tsmesh_faults_injected_total'>>;
+  mirrors: Counter<LabelOf<'tsmesh_mirrors_total'>>;
   /** Inbound requests (protocol http) and connections (protocol tcp) refused by authorization. */
   authzDenials: Counter<LabelOf<'tsmesh_authz_denials_total'>>;
   /** Inbound requests and connections an AUDIT policy's rule matched (they went on). */
@@ -30,6 +33,10 @@ export interface ProxyMetrics {
   muxBuffered: Gauge;
   /** Streams tsmesh/mux refused because that budget was spent. */
   muxStreamsRefused: Counter;
+  /** Mesh mTLS handshakes, full or resumed, read when scraped from `handshakesSource`. */
+  tlsHandshakes: Counter<LabelOf<'tsmesh_tls_handshakes_total'>>;
+  /** Set by the sidecar: the handshakes counted so far (tls/mesh-tls.ts). */
+  handshakesSource: (() => Readonly<Record<Direction, { full: number; resumed: number }>>) | undefined;
   /**
    * HTTP requests the proxy ended itself, by why: the x-tsmesh-error of its
    * answer (overloaded, timeout, circuit-open, connect-failure, ...), or
@@ -74,6 +81,7 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
       ...family('tsmesh_faults_injected_total'),
       registers: r,
     }),
+    mirrors: new Counter({ ...family('tsmesh_mirrors_total'), registers: r }),
     authzDenials: new Counter({
       ...family('tsmesh_authz_denials_total'),
       registers: r,
@@ -103,6 +111,18 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
         this.inc(proxyMuxBudget.refusedStreams);
       },
     }),
+    tlsHandshakes: new Counter({
+      ...family('tsmesh_tls_handshakes_total'),
+      registers: r,
+      collect() {
+        this.reset();
+        for (const [direction, n] of Object.entries(metrics.handshakesSource?.() ?? {})) {
+          this.inc({ direction, resumed: 'false' }, n.full);
+          this.inc({ direction, resumed: 'true' }, n.resumed);
+        }
+      },
+    }),
+    handshakesSource: undefined,
     httpErrors: new Counter({
       ...family('tsmesh_http_errors_total'),
       registers: r,

@@ -101,6 +101,7 @@ export function isGrpcServerFailure(code: number): boolean {
 const LOCAL_GRPC_STATUS: Readonly<Record<LocalError, GrpcCode | 'by-http-status'>> = {
   'no-route': GRPC.UNAVAILABLE,
   'no-backend': GRPC.UNAVAILABLE,
+  'no-route-match': GRPC.UNIMPLEMENTED,
   'no-endpoints': GRPC.UNAVAILABLE,
   'circuit-open': GRPC.UNAVAILABLE,
   overloaded: GRPC.RESOURCE_EXHAUSTED,

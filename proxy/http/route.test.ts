@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { seededRandom } from '../../lib/testdata/seeded-random.js';
 import { buildRoutingTable, type ServiceTarget } from '../config/table.js';
 import { parseProxyConfig } from '../../contract/validate.js';
-import { compileRoutes, matches, routeRequests, type CompiledMatch } from './route.js';
+import { compileMatch, compileRoutes, matches, parseQuery, routeRequests, type CompiledMatch } from './route.js';
 import { splitByWeight } from './split.js';
 import { testRequest, testResponse } from './testdata/requests.js';
 import type { Handler } from './types.js';
@@ -38,7 +38,7 @@ const answer =
     Promise.resolve({ ...testResponse(200), headers: { from: name } });
 
 describe('route matching', () => {
-  const m = (pathPrefix?: string, headers: [string, string][] = []): CompiledMatch => ({ pathPrefix, headers });
+  const m = (pathPrefix?: string, headers: [string, string][] = []): CompiledMatch => compileMatch({ ...(pathPrefix ? { pathPrefix } : {}), headers: Object.fromEntries(headers) })!;
 
   it('matches a path prefix on whole segments', () => {
     for (const path of ['/api', '/api/', '/api/v1/orders', '/api?q=1', '/api#x']) assert.ok(matches(m('/api'), testRequest({ path })), path);
@@ -51,6 +51,33 @@ describe('route matching', () => {
     assert.ok(!matches(match, testRequest({ headers: { 'x-canary': 'yes' } })));
     assert.ok(!matches(match, testRequest({ headers: { 'x-canary': 'YES', 'x-user': 'ann' } })));
     assert.ok(matches(m(undefined, [['cookie', 'b']]), testRequest({ headers: { cookie: ['a', 'b'] as unknown as string } })));
+  });
+
+  it('matches an exact path and a regex on the whole path, both without the query', () => {
+    const exact = compileMatch({ pathExact: '/a/b' })!;
+    for (const path of ['/a/b', '/a/b?x=1']) assert.ok(matches(exact, testRequest({ path })), path);
+    for (const path of ['/a/b/', '/a/bc', '/a']) assert.ok(!matches(exact, testRequest({ path })), path);
+    const regex = compileMatch({ pathRegex: '/v[0-9]+/items' })!;
+    for (const path of ['/v1/items', '/v22/items?q=/x']) assert.ok(matches(regex, testRequest({ path })), path);
+    // Anchored: a regex that matches part of the path does not match it.
+    for (const path of ['/v1/items/1', '/x/v1/items', '/v/items']) assert.ok(!matches(regex, testRequest({ path })), path);
+  });
+
+  it('matches header regexes on the whole value, the method, and query parameters (first of a name, decoded)', () => {
+    const h = compileMatch({ headerRegex: { 'X-Version': 'v[12]' } })!;
+    assert.ok(matches(h, testRequest({ headers: { 'x-version': 'v2' } })));
+    assert.ok(!matches(h, testRequest({ headers: { 'x-version': 'v23' } })));
+    assert.ok(!matches(h, testRequest({})));
+    const method = compileMatch({ method: 'POST' })!;
+    assert.ok(matches(method, testRequest({ method: 'POST' })));
+    assert.ok(!matches(method, testRequest({ method: 'GET' })));
+    const q = compileMatch({ queryParams: { animal: 'whale' }, queryParamRegex: { n: '[0-9]+' } })!;
+    assert.ok(matches(q, testRequest({ path: '/?animal=whale&n=12' })));
+    assert.ok(matches(q, testRequest({ path: '/?n=1&animal=wh%61le&animal=dolphin' })));
+    assert.ok(!matches(q, testRequest({ path: '/?animal=dolphin&animal=whale&n=1' })));
+    assert.ok(!matches(q, testRequest({ path: '/?animal=whale&n=1x' })));
+    assert.ok(!matches(q, testRequest({ path: '/' })));
+    assert.deepEqual([...parseQuery('/p?a=1&b&a=2&c=x+y&d=%zz#f')], [['a', '1'], ['b', ''], ['c', 'x y'], ['d', '%zz']]);
   });
 
   it('compiles routes in order, inherits the policy settings, and ends with the default route', () => {
@@ -71,7 +98,8 @@ describe('route matching', () => {
         ['default', 2000, 3, ['api.shop:80']],
       ],
     );
-    assert.deepEqual(routes[0]!.match, { pathPrefix: undefined, headers: [['x-canary', 'yes']] });
+    assert.deepEqual(routes[0]!.match!.headers, [['x-canary', 'yes']]);
+    assert.equal(routes[0]!.match!.pathPrefix, undefined);
     assert.equal(routes[1]!.match!.pathPrefix, '/v2');
   });
 
