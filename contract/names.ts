@@ -123,6 +123,20 @@ export const TRAFFIC_POLICY_PLURAL = 'trafficpolicies';
 export const AUTHORIZATION_POLICY_PLURAL = 'authorizationpolicies';
 
 /**
+ * The Gateway API (mesh profile): the kinds the control plane reads, the
+ * release whose standard-channel CRDs `tsmesh install` brings
+ * (manifests/gateway-api-crds.yaml), and the controllerName of the route
+ * status the leader writes.
+ */
+export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+export const GATEWAY_API_VERSION = 'v1';
+export const GATEWAY_API_PLURALS = { httpRoute: 'httproutes', grpcRoute: 'grpcroutes', referenceGrant: 'referencegrants' } as const;
+export const GATEWAY_API_BUNDLE_VERSION = 'v1.6.3';
+export const GATEWAY_API_BUNDLE_VERSION_ANNOTATION = 'gateway.networking.k8s.io/bundle-version';
+export const GATEWAY_API_CHANNEL_ANNOTATION = 'gateway.networking.k8s.io/channel';
+export const MESH_CONTROLLER_NAME = 'tsmesh.io/mesh-controller';
+
+/**
  * Tap (`tsmesh tap`, contract/DESIGN.md): the control plane lets a caller tap
  * a namespace's workloads when a SubjectAccessReview allows verb TAP_VERB on
  * resource TAP_RESOURCE of API group TAP_API_GROUP there, and see header

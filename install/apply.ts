@@ -3,7 +3,7 @@
 // renders), except Secret tsmesh-ca, which is only ever created, or replaced
 // by one that still holds every root of the old one: replacing a root
 // outright would make every proxy certificate in the mesh untrusted at once.
-import { MESH_NAMESPACE, CONTROL_PLANE_NAME, INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION, CA_SECRET_NAME, MANAGED_BY_LABELS, TRUST_BUNDLE_CONFIGMAP, WEBHOOK_CONFIGURATION_NAME } from '../contract/names.js';
+import { GATEWAY_API_BUNDLE_VERSION_ANNOTATION, GATEWAY_API_CHANNEL_ANNOTATION, MESH_NAMESPACE, CONTROL_PLANE_NAME, INJECT_ENABLED, INJECT_LABEL, STATUS_ANNOTATION, CA_SECRET_NAME, MANAGED_BY_LABELS, TRUST_BUNDLE_CONFIGMAP, WEBHOOK_CONFIGURATION_NAME } from '../contract/names.js';
 import { CA_FILES } from '../ca/material.js';
 import { CA_FILE_NAMES, caFilesFromSecret, caSecret, droppedRoots, type CaMaterial } from './ca.js';
 import { describeObject, KubeError, type Kube, type KubeObject } from './kube.js';
@@ -78,6 +78,61 @@ export async function ensureCaSecret(kube: Kube, material: CaMaterial | undefine
   return 'replaced';
 }
 
+/** A CRD of the Gateway API bundle (manifests/gateway-api-crds.yaml): it carries the bundle's version annotation. */
+export function isGatewayApiCrd(o: Pick<KubeObject, 'kind' | 'metadata'>): boolean {
+  return o.kind === 'CustomResourceDefinition' && o.metadata.annotations?.[GATEWAY_API_BUNDLE_VERSION_ANNOTATION] !== undefined;
+}
+
+/** Compares Gateway API bundle versions (v1.6.3, v1.10.0-rc.1): negative when a is older; NaN when either does not read as vX.Y.Z. */
+export function compareBundleVersions(a: string, b: string): number {
+  const parse = (v: string): number[] | undefined => {
+    const m = /^v(\d+)\.(\d+)\.(\d+)(-.+)?$/.exec(v);
+    return m ? [Number(m[1]), Number(m[2]), Number(m[3]), m[4] === undefined ? 1 : 0] : undefined;
+  };
+  const pa = parse(a);
+  const pb = parse(b);
+  if (!pa || !pb) return Number.NaN;
+  for (let i = 0; i < pa.length; i++) if (pa[i] !== pb[i]) return pa[i]! - pb[i]!;
+  return 0;
+}
+
+/**
+ * A Gateway API CRD is shared with every other user of the API in the
+ * cluster: created when absent, upgraded from an older bundle of the same
+ * channel, and otherwise left as it is (never a downgrade, never another
+ * channel's fields dropped).
+ */
+export async function ensureGatewayApiCrd(kube: Kube, crd: KubeObject, print: Print, dryRun = false): Promise<'created' | 'upgraded' | 'kept'> {
+  const ours = crd.metadata.annotations?.[GATEWAY_API_BUNDLE_VERSION_ANNOTATION] ?? '';
+  const channel = crd.metadata.annotations?.[GATEWAY_API_CHANNEL_ANNOTATION] ?? '';
+  const existing = await kube.read(crd);
+  const name = describeObject(crd);
+  const suffix = dryRun ? ' (server dry run)' : '';
+  if (!existing) {
+    await kube.create(crd, { dryRun });
+    print(`${name} created (Gateway API ${ours} ${channel})${suffix}`);
+    return 'created';
+  }
+  const theirs = existing.metadata.annotations?.[GATEWAY_API_BUNDLE_VERSION_ANNOTATION] ?? '';
+  const theirChannel = existing.metadata.annotations?.[GATEWAY_API_CHANNEL_ANNOTATION] ?? '';
+  const order = compareBundleVersions(theirs, ours);
+  if (theirChannel === channel && order < 0) {
+    await kube.apply(crd, { dryRun });
+    print(`${name} upgraded from Gateway API ${theirs} to ${ours}${suffix}`);
+    return 'upgraded';
+  }
+  const why =
+    theirChannel !== channel
+      ? `its ${theirChannel || 'unknown'} channel is not replaced by ${channel}`
+      : Number.isNaN(order)
+        ? `its bundle-version ${JSON.stringify(theirs)} does not read as a release`
+        : order > 0
+          ? `newer than this install's ${ours}, never downgraded`
+          : 'the same release';
+  print(`${name} kept (Gateway API ${theirs || 'without a bundle-version'}: ${why})`);
+  return 'kept';
+}
+
 /**
  * Applies the rendered objects in order (the CA Secret through
  * ensureCaSecret). With dryRun, the API server checks every object and
@@ -89,6 +144,15 @@ export async function applyInstall(kube: Kube, rendered: Rendered, ca: CaMateria
     if (file === '' && object.kind === 'Secret') {
       await ensureCaSecret(kube, ca, print, opts.dryRun);
       secretDone = true;
+      continue;
+    }
+    if (isGatewayApiCrd(object)) {
+      try {
+        await ensureGatewayApiCrd(kube, object, print, opts.dryRun);
+      } catch (e) {
+        throw new Error(`applying ${describeObject(object)} (manifests/${file}): ${(e as Error).message}`, { cause: e });
+      }
+      kube.forgetDiscovery();
       continue;
     }
     let res;
@@ -154,7 +218,7 @@ export async function waitForControlPlane(kube: Kube, timeoutMs: number, print: 
 
 export interface UninstallOptions {
   dryRun?: boolean;
-  /** Also delete the CRDs, and with them every TrafficPolicy and AuthorizationPolicy. */
+  /** Also delete the tsmesh CRDs, and with them every TrafficPolicy and AuthorizationPolicy (never the Gateway API's). */
   crds?: boolean;
 }
 
@@ -179,7 +243,8 @@ export async function uninstall(kube: Kube, rendered: Rendered, print: Print, op
   const webhook = objects.find((o) => o.kind === 'MutatingWebhookConfiguration' && o.metadata.name === WEBHOOK_CONFIGURATION_NAME);
   if (webhook) await del(webhook);
   const namespaces = objects.filter((o) => o.kind === 'Namespace');
-  const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
+  const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition' && !isGatewayApiCrd(o));
+  const gatewayCrds = objects.filter(isGatewayApiCrd);
   for (const o of [...objects].reverse()) {
     if (o === webhook || o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition') continue;
     await del(o);
@@ -194,6 +259,7 @@ export async function uninstall(kube: Kube, rendered: Rendered, print: Print, op
   for (const ns of namespaces) await del(ns);
   if (opts.crds) for (const crd of crds) await del(crd);
   else if (crds.length > 0) print(`kept the CRDs (${crds.map((c) => c.metadata.name).join(', ')}) and the policies in them; --crds deletes them too`);
+  if (gatewayCrds.length > 0) print(`kept the Gateway API CRDs (${gatewayCrds.map((c) => c.metadata.name).join(', ')}) and the routes in them: other controllers in the cluster may use them`);
 
   // What the mesh leaves behind in users' namespaces.
   const labelled = await kube.get<ListOf<KubeObject>>('/api/v1/namespaces', { labelSelector: `${INJECT_LABEL}=${INJECT_ENABLED}` });

@@ -106,6 +106,9 @@ export function checkRenderOptions(o: RenderOptions): void {
 
 const kindAndName = (d: Document.Parsed): [unknown, unknown] => [d.get('kind'), d.getIn(['metadata', 'name'])];
 
+/** The kinds renderInstall's settings edit. */
+const EDITED_KINDS = new Set(['Deployment', 'ConfigMap', 'MutatingWebhookConfiguration']);
+
 function findDoc(files: ManifestFile[], kind: string, name: string): { file: ManifestFile; doc: Document.Parsed } {
   for (const file of files) {
     for (const doc of file.docs) {
@@ -184,8 +187,11 @@ function secretText(ca: CaMaterial): string {
 /** The manifests with the settings applied; pure apart from reading manifests/ (pass `files` to avoid even that). */
 export function renderInstall(o: RenderOptions = {}, files: ManifestFile[] = readManifestFiles()): Rendered {
   checkRenderOptions(o);
-  // Parse afresh: the edits below change the documents.
-  const fresh: ManifestFile[] = files.map((f) => ({ ...f, docs: parseAllDocuments(f.text, { version: '1.1' }).filter((d) => d.contents !== null) }));
+  // Parse afresh the files the settings may edit (the edits below change their
+  // documents); the others, the Gateway API's large CRDs among them, are kept as read.
+  const fresh: ManifestFile[] = files.map((f) =>
+    f.docs.some((d) => EDITED_KINDS.has(String(kindAndName(d)[0]))) ? { ...f, docs: parseAllDocuments(f.text, { version: '1.1' }).filter((d) => d.contents !== null) } : f,
+  );
   const changed = new Set<string>();
 
   const deployment = findDoc(fresh, 'Deployment', CONTROL_PLANE_NAME);

@@ -1,4 +1,5 @@
-// Section Control plane: tsmesh-system and the CRDs exist, the Deployment has
+// Section Control plane: tsmesh-system and the CRDs exist (the Gateway API's
+// with their bundle-version), the Deployment has
 // available replicas, its Service has ready endpoints, the control plane
 // answers /readyz (through the API server's service proxy), tsmesh-config is
 // accepted, and a replica holds the leader lease.
@@ -7,6 +8,7 @@ import { deploymentPath, rolloutPending } from '../apply.js';
 import { KubeError } from '../kube.js';
 import { checkMeshConfig, readControlPlaneFlags } from './config.js';
 import { errorText, forbidden, human, LOGS, NS, type CheckContext } from './context.js';
+import { checkGatewayApiCrds } from './gateway-api.js';
 import type { Deployment, List } from './objects.js';
 
 export const CRD_NAMES = ['trafficpolicies.tsmesh.io', 'authorizationpolicies.tsmesh.io'] as const;
@@ -35,6 +37,7 @@ export async function checkControlPlane(ctx: CheckContext): Promise<boolean> {
     crdsOk = false;
   }
   if (crdsOk) ctx.ok(`CustomResourceDefinitions ${CRD_NAMES.join(', ')} are served`);
+  await checkGatewayApiCrds(ctx);
 
   const deployment = await ctx.get<Deployment>(deploymentPath);
   if (!deployment) {

@@ -3,7 +3,9 @@
 // install applies everything and makes the CA once, running it again
 // upgrades in place and keeps the CA and the settings users changed, a CA
 // brought with --ca-dir replaces the old one only when it keeps its roots,
-// and uninstall removes what install and the control plane made.
+// and uninstall removes what install and the control plane made. The
+// Gateway API CRDs are created when absent, upgraded from an older bundle,
+// never downgraded, and left by uninstall.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -24,6 +26,8 @@ const SECRET = `/api/v1/namespaces/${NS}/secrets/tsmesh-ca`;
 const DEPLOYMENT = `/apis/apps/v1/namespaces/${NS}/deployments/tsmesh-control-plane`;
 const WEBHOOK = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/tsmesh-sidecar-injector';
 const CONFIG = `/api/v1/namespaces/${NS}/configmaps/tsmesh-config`;
+const CRDS = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
+const BUNDLE = 'gateway.networking.k8s.io/bundle-version';
 
 interface Secret extends KubeObject {
   data?: Record<string, string>;
@@ -69,6 +73,7 @@ describe('tsmesh install and uninstall (real kube-apiserver and controllers)', f
     assert.match(r.out, /^Namespace tsmesh-system applied$/m);
     assert.match(r.out, /^Secret tsmesh-system\/tsmesh-ca created with a new root CA$/m);
     assert.match(r.out, /^MutatingWebhookConfiguration tsmesh-sidecar-injector applied$/m);
+    for (const crd of ['httproutes', 'grpcroutes', 'referencegrants']) assert.match(r.out, new RegExp(`^CustomResourceDefinition ${crd}\\.gateway\\.networking\\.k8s\\.io created \\(Gateway API v1\\.6\\.3 standard\\)$`, 'm'));
     assert.doesNotMatch(r.out, /warning/i);
     const d = (await kube.get<{ spec: { replicas: number; template: { spec: { containers: { image: string; args: string[] }[] } } } }>(DEPLOYMENT))!;
     assert.equal(d.spec.replicas, 2);
@@ -82,6 +87,35 @@ describe('tsmesh install and uninstall (real kube-apiserver and controllers)', f
       assert.ok(await kube.get(path), path);
     const managers = ((await kube.get<{ metadata: { managedFields: { manager: string }[] } }>(DEPLOYMENT))!.metadata.managedFields ?? []).map((f) => f.manager);
     assert.ok(managers.includes('tsmesh-install'), managers.join(', '));
+  });
+
+  it('keeps Gateway API CRDs of a newer bundle or another channel, upgrades an older one, and tsmesh check reports the bundle-version', async function () {
+    const annotate = (name: string, annotations: Record<string, string>) =>
+      kube.request('PATCH', `${CRDS}/${name}.gateway.networking.k8s.io`, { body: { metadata: { annotations } }, contentType: 'application/merge-patch+json', query: { fieldManager: 'other-controller' } });
+    const version = async (name: string) => (await kube.get<KubeObject>(`${CRDS}/${name}.gateway.networking.k8s.io`))!.metadata.annotations![BUNDLE];
+    let c = await tsmesh('check');
+    assert.match(c.out, /\[ok\] {3}Gateway API CRDs \(httproutes\.gateway\.networking\.k8s\.io, grpcroutes\.gateway\.networking\.k8s\.io, referencegrants\.gateway\.networking\.k8s\.io\) at bundle-version v1\.6\.3 standard/);
+    await annotate('httproutes', { [BUNDLE]: 'v1.7.0' });
+    await annotate('grpcroutes', { [BUNDLE]: 'v1.5.1' });
+    await annotate('referencegrants', { 'gateway.networking.k8s.io/channel': 'experimental' });
+    c = await tsmesh('check');
+    assert.match(c.out, /\[warn\] the Gateway API CRDs come from different bundles \(httproutes\.gateway\.networking\.k8s\.io: v1\.7\.0 standard; grpcroutes\.gateway\.networking\.k8s\.io: v1\.5\.1 standard; referencegrants\.gateway\.networking\.k8s\.io: v1\.6\.3 experimental\)/);
+    const r = await tsmesh('install', '--trust-domain', 'mesh.example');
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.out, /^CustomResourceDefinition httproutes\.gateway\.networking\.k8s\.io kept \(Gateway API v1\.7\.0: newer than this install's v1\.6\.3, never downgraded\)$/m);
+    assert.match(r.out, /^CustomResourceDefinition grpcroutes\.gateway\.networking\.k8s\.io upgraded from Gateway API v1\.5\.1 to v1\.6\.3$/m);
+    assert.match(r.out, /^CustomResourceDefinition referencegrants\.gateway\.networking\.k8s\.io kept \(Gateway API v1\.6\.3: its experimental channel is not replaced by standard\)$/m);
+    assert.equal(await version('httproutes'), 'v1.7.0');
+    assert.equal(await version('grpcroutes'), 'v1.6.3');
+    await annotate('httproutes', { [BUNDLE]: 'v1.6.3' });
+    await annotate('referencegrants', { 'gateway.networking.k8s.io/channel': 'standard' });
+    await annotate('grpcroutes', { [BUNDLE]: 'v1.2.0' });
+    await annotate('httproutes', { [BUNDLE]: 'v1.2.0' });
+    await annotate('referencegrants', { [BUNDLE]: 'v1.2.0' });
+    c = await tsmesh('check');
+    assert.match(c.out, /\[warn\] Gateway API CRDs are at bundle-version v1\.2\.0, older than v1\.6\.3: route fields of newer releases are not served\n {9}fix: tsmesh install/);
+    assert.equal((await tsmesh('install', '--trust-domain', 'mesh.example')).code, 0);
+    for (const crd of ['httproutes', 'grpcroutes', 'referencegrants']) assert.equal(await version(crd), 'v1.6.3');
   });
 
   it('--wait says why the control plane is not ready (this tier has no kubelet)', async function () {
@@ -168,6 +202,8 @@ describe('tsmesh install and uninstall (real kube-apiserver and controllers)', f
     r = await tsmesh('uninstall', '--crds');
     assert.equal(r.code, 0, r.out + r.err);
     assert.match(r.out, /^CustomResourceDefinition trafficpolicies\.tsmesh\.io deleted$/m);
+    assert.match(r.out, /^kept the Gateway API CRDs \(httproutes\.gateway\.networking\.k8s\.io, grpcroutes\.gateway\.networking\.k8s\.io, referencegrants\.gateway\.networking\.k8s\.io\) and the routes in them: other controllers in the cluster may use them$/m);
+    assert.ok(await kube.get(`${CRDS}/httproutes.gateway.networking.k8s.io`), 'uninstall --crds leaves the Gateway API CRDs');
     assert.match(r.out, /^Deployment tsmesh-system\/tsmesh-control-plane not found$/m);
     await eventually(async () => ((await kube.get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/trafficpolicies.tsmesh.io')) === undefined ? true : undefined), 30_000, 'the CRDs to be gone');
   });

@@ -56,6 +56,8 @@ const GRANTS: Grant[] = [
   { namespace: '*', group: '', resources: ['configmaps'], verbs: ['update'], names: ['tsmesh-trust-bundle'], why: 'keeps the trust bundle current (tsmesh-config is only read)' },
   { namespace: '*', group: 'tsmesh.io', resources: ['trafficpolicies', 'authorizationpolicies'], verbs: ['get', 'list', 'watch'], why: 'policies' },
   { namespace: '*', group: 'tsmesh.io', resources: ['trafficpolicies/status', 'authorizationpolicies/status'], verbs: ['update'], why: 'policy status' },
+  { namespace: '*', group: 'gateway.networking.k8s.io', resources: ['httproutes', 'grpcroutes'], verbs: ['get', 'list', 'watch'], why: 'Gateway API routes (no ReferenceGrant: mesh routes need none, GEP-1294)' },
+  { namespace: '*', group: 'gateway.networking.k8s.io', resources: ['httproutes/status', 'grpcroutes/status'], verbs: ['update'], why: 'route status (status.parents of the mesh controller)' },
   { namespace: '*', group: 'admissionregistration.k8s.io', resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'patch'], names: [WEBHOOK], why: 'sets the injector\'s caBundle' },
   // No Secret: the CA material (Secret tsmesh-ca, made by tsmesh install) reaches the pod as a mounted volume.
   { namespace: NS, group: 'coordination.k8s.io', resources: ['leases'], verbs: ['get', 'update'], names: [LEASE], why: 'leader election: one replica writes' },
