@@ -62,6 +62,11 @@ export const METRICS = {
   },
   tsmesh_config_updates_total: { type: 'counter', help: 'Configs taken into use.', labels: [] },
   tsmesh_connections_refused_total: { type: 'counter', help: 'Connections closed before any request, by reason.', labels: ['direction', 'reason'] },
+  tsmesh_tls_handshakes_total: {
+    type: 'counter',
+    help: 'Mesh mTLS handshakes between sidecars that passed the identity checks, by direction and resumed: true for a TLS session resumed (no certificate signed or verified), false for a full handshake.',
+    labels: ['direction', 'resumed'],
+  },
   tsmesh_mux_buffered_bytes: { type: 'gauge', help: 'Bytes tsmesh/mux holds for paused readers in the whole proxy.', labels: [] },
   tsmesh_mux_streams_refused_total: { type: 'counter', help: 'tsmesh/mux streams refused because the memory they may hold was spent.', labels: [] },
   tsmesh_http_errors_total: {

@@ -4,7 +4,9 @@ import { HotCounter, HotHistogram } from '../lib/prom-hot.js';
 import { proxyMuxBudget } from './net/mux.js';
 import { family, type LabelOf } from '../contract/metrics.js';
 
-export type { Direction } from '../contract/vocabulary.js';
+import type { Direction } from '../contract/vocabulary.js';
+
+export type { Direction };
 
 export interface ProxyMetrics {
   registry: Registry;
@@ -31,6 +33,10 @@ export interface ProxyMetrics {
   muxBuffered: Gauge;
   /** Streams tsmesh/mux refused because that budget was spent. */
   muxStreamsRefused: Counter;
+  /** Mesh mTLS handshakes, full or resumed, read when scraped from `handshakesSource`. */
+  tlsHandshakes: Counter<LabelOf<'tsmesh_tls_handshakes_total'>>;
+  /** Set by the sidecar: the handshakes counted so far (tls/mesh-tls.ts). */
+  handshakesSource: (() => Readonly<Record<Direction, { full: number; resumed: number }>>) | undefined;
   /**
    * HTTP requests the proxy ended itself, by why: the x-tsmesh-error of its
    * answer (overloaded, timeout, circuit-open, connect-failure, ...), or
@@ -105,6 +111,18 @@ export function createProxyMetrics(registry = new Registry()): ProxyMetrics {
         this.inc(proxyMuxBudget.refusedStreams);
       },
     }),
+    tlsHandshakes: new Counter({
+      ...family('tsmesh_tls_handshakes_total'),
+      registers: r,
+      collect() {
+        this.reset();
+        for (const [direction, n] of Object.entries(metrics.handshakesSource?.() ?? {})) {
+          this.inc({ direction, resumed: 'false' }, n.full);
+          this.inc({ direction, resumed: 'true' }, n.resumed);
+        }
+      },
+    }),
+    handshakesSource: undefined,
     httpErrors: new Counter({
       ...family('tsmesh_http_errors_total'),
       registers: r,

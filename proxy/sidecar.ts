@@ -113,6 +113,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     tap: new TapHub({ counters: createTapCounters(metrics.registry), podName: opts.telemetry?.podName }),
   });
   metrics.ejectedSource = () => traffic.ejected();
+  metrics.handshakesSource = () => meshTls.handshakes;
   let table = EMPTY_TABLE;
   let authorizer: Authorizer = ALLOW_ALL;
   // destination_service of inbound requests: the service whose endpoint this workload is, by port;

@@ -16,6 +16,7 @@ import { TrustBundle } from '../../ca/trust-bundle.js';
 import { parseSpiffeId } from '../../contract/spiffe.js';
 import type { RefusalReason } from '../../contract/vocabulary.js';
 import type { IdentitySource, WorkloadCredentials } from '../identity/types.js';
+import { SessionCache } from './session-cache.js';
 
 // Through getBuiltinModule: an ESM import of this built-in loads more of Node than is used (proxy/module-graph.test.ts).
 const { X509Certificate } = process.getBuiltinModule('node:crypto');
@@ -42,6 +43,11 @@ export class MeshTls {
   /** The root (fingerprint and PEM) that this workload's certificate chains to. */
   private ownRoot: { fingerprint: string; pem: string } | undefined;
   private retiredRoots: readonly string[] = [];
+  private materialGeneration = 0;
+  /** Sessions of mTLS connections to meshed endpoints, for resumption (session-cache.ts); emptied by every change of the material. */
+  readonly sessions = new SessionCache();
+  /** Handshakes of mesh mTLS connections, full or resumed, per direction (tsmesh_tls_handshakes_total). */
+  readonly handshakes = { inbound: { full: 0, resumed: 0 }, outbound: { full: 0, resumed: 0 } };
 
   constructor(private readonly source: IdentitySource) {
     this.unsubscribe = source.onChange((c) => this.update(c));
@@ -84,6 +90,9 @@ export class MeshTls {
     const options = this.contextOptionsFor(creds);
     this.context = createSecureContext(options);
     this.creds = creds;
+    // A new certificate or new roots: no session of the old material is resumed.
+    this.materialGeneration++;
+    this.sessions.clear();
     this.ownTrustDomain = parseSpiffeId(creds.spiffeId).trustDomain;
     for (const l of this.listeners) l(options);
     this.renewIfRetired();
@@ -122,6 +131,16 @@ export class MeshTls {
   onRotate(listener: (options: SecureContextOptions) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Changes with every new certificate or set of trusted roots (the generation in session-cache.ts's keys). */
+  get generation(): number {
+    return this.materialGeneration;
+  }
+
+  /** When this workload's certificate expires (ms since the epoch). */
+  get notAfter(): number | undefined {
+    return this.creds?.notAfter.getTime();
   }
 
   get ready(): boolean {
