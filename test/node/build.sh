@@ -13,6 +13,10 @@
 #             apps (esbuild bundles, with @grpc/grpc-js and ws)
 #   images/   OCI archives for `ctr images import`: pause, coredns, tsmesh,
 #             testapps (rootfs, node and the test apps)
+#   gamma/    the Gateway API mesh conformance run (gamma/build.sh): the
+#             suite's test binary, Istio's echo server and client, the
+#             Gateway API CRDs; and images/echo.tar, the echo image the
+#             suite's mesh manifests name
 #
 # Each part is cached under a stamp: the Go binaries by go.mod, go.sum, the
 # sources and the Go version; the rootfs by its package list and the Debian
@@ -22,7 +26,7 @@
 # pulled from an image registry. Safe to call concurrently (a lock). Prints
 # the time of each part.
 #
-#   build.sh [all|go|images]     (default all)
+#   build.sh [all|go|images|gamma]     (default all)
 #
 # Environment:
 #   TSMESH_NODE_CACHE     cache folder (default test/node/.cache)
@@ -34,7 +38,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cache="${TSMESH_NODE_CACHE:-$here/.cache}"
 what="${1:-all}"
-case "$what" in all|go|images) ;; *) echo "usage: $0 [all|go|images]" >&2; exit 2 ;; esac
+case "$what" in all|go|images|gamma) ;; *) echo "usage: $0 [all|go|images|gamma]" >&2; exit 2 ;; esac
 
 # The tsmesh image's Debian packages (the rootfs is keyed by this list).
 ROOTFS_SUITE=bookworm
@@ -44,6 +48,8 @@ PAUSE_IMAGE=docker.io/library/tsmesh-pause:node
 COREDNS_IMAGE=docker.io/library/tsmesh-coredns:node
 TSMESH_IMAGE=docker.io/library/tsmesh:node
 TESTAPPS_IMAGE=docker.io/library/tsmesh-testapps:node
+# Exactly as the Gateway API conformance suite's mesh/manifests.yaml names it.
+ECHO_IMAGE=registry.k8s.io/gateway-api/echo-advanced:v1.5.1
 
 log() { echo "build.sh (node): $*"; }
 die() { echo "build.sh (node): $*" >&2; exit 1; }
@@ -270,10 +276,44 @@ build_images() {
   log "OCI archives in $(ms "$t1") ms; images in $(ms "$t0") ms"
 }
 
+# --- gamma -----------------------------------------------------------------
+# The echo image of the Gateway API conformance suite's mesh tests, laid out
+# as Istio's echo app image (pkg/test/echo/docker/Dockerfile.app): server as
+# the entrypoint and client on PATH in /usr/local/bin (the suite runs
+# `client URL` in the pod by kubectl exec), a serving certificate at
+# /cert.crt and /cert.key (self-signed, made here), user 1338; on the tsmesh
+# image's rootfs (containerd stores that layer once). Keyed by the two
+# binaries, the rootfs and this section.
+build_gamma() {
+  local t0 want tmp gamma="$cache/gamma" out="$cache/layers/echo.tar"
+  t0=$(date +%s%N)
+  bash "$here/gamma/build.sh" "$gamma" || die "test/node/gamma/build.sh failed"
+  [ -f "$cache/layers/rootfs.tar" ] || build_rootfs
+  want="$({
+    cat "$gamma/echo/bin/server" "$gamma/echo/bin/client" "$cache/stamp.rootfs"
+    sed -n '/^# --- gamma/,/^# --- end gamma/p' "$here/build.sh"
+  } | sha)"
+  if fresh echo "$want" && [ -f "$cache/images/echo.tar" ]; then log "echo image up to date in $(ms "$t0") ms"; return; fi
+  tmp="$(mktemp -d "$cache/echo.XXXXXX")"
+  mkdir -p "$tmp/usr/local/bin"
+  cp "$gamma/echo/bin/server" "$gamma/echo/bin/client" "$tmp/usr/local/bin/"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=echo -addext subjectAltName=DNS:echo,DNS:localhost \
+    -keyout "$tmp/cert.key" -out "$tmp/cert.crt" 2>/dev/null || { rm -rf "$tmp"; die "openssl could not make the echo certificate"; }
+  layer_tar "$tmp" "$out"
+  rm -rf "$tmp"
+  oci --out "$cache/images/echo.tar" --name "$ECHO_IMAGE" \
+    --layer "$cache/layers/rootfs.tar" --layer "$out" \
+    --entrypoint /usr/local/bin/server --user 1338:1338
+  stamp echo "$want"
+  log "echo image $ECHO_IMAGE in $(ms "$t0") ms"
+}
+# --- end gamma
+
 t_all=$(date +%s%N)
 case "$what" in
   go) build_go ;;
   images) build_images ;;
-  all) build_go; build_images ;;
+  gamma) build_gamma ;;
+  all) build_go; build_images; build_gamma ;;
 esac
 log "done ($what) in $(ms "$t_all") ms"

@@ -165,7 +165,7 @@ export function meshOnNode(workloads: object[]): MeshOnNode & { teardownTest: (n
     const install = await timed('tsmesh install', () => tsmeshCli(node!, ['install', '--image', TSMESH_IMAGE, '--wait', '180s']));
     assert.match(install, /tsmesh-control-plane/);
     await timed('injector caBundle', () => injectorReady(node!));
-    await kc(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: workloads }) });
+    if (workloads.length > 0) await kc(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: workloads }) });
   });
 
   after(async function () {
