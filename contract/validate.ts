@@ -397,7 +397,8 @@ function pathModifier(v: unknown, path: string): PathModifier {
     if (!full.startsWith('/')) throw new ValidationError(join(path, 'replaceFullPath'), `${describe(full)} must start with "/"`);
     return { replaceFullPath: full };
   }
-  const prefix = string(o.replacePrefixMatch, join(path, 'replacePrefixMatch'));
+  // "" is a replacement of its own: it removes the matched prefix.
+  const prefix = o.replacePrefixMatch === '' ? '' : string(o.replacePrefixMatch, join(path, 'replacePrefixMatch'));
   if (prefix !== '' && !prefix.startsWith('/')) throw new ValidationError(join(path, 'replacePrefixMatch'), `${describe(prefix)} must start with "/" (or be "", which removes the matched prefix)`);
   return { replacePrefixMatch: prefix };
 }
