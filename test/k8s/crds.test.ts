@@ -213,7 +213,7 @@ describe('tsmesh.io CustomResourceDefinitions (real kube-apiserver)', function (
     source = createKubernetesSource({ kc, trustDomain: 'cluster.local', registry, log: silentLogger, backoffInitialMs: 100, backoffMaxMs: 500, watchTimeoutSeconds: [4, 6], stallMarginMs: 3000, writeStatus: false });
     const first = await source.synced();
     assert.deepEqual([first.trafficPolicies, first.authorizationPolicies], [[], []]);
-    for (const d of readManifests().filter((x) => x.object.kind === 'CustomResourceDefinition')) {
+    for (const d of readManifests().filter((x) => x.file === 'crds.yaml' && x.object.kind === 'CustomResourceDefinition')) {
       await serverSideApply(kc, d.object);
       const spec = d.object['spec'] as { group: string; names: { kind: string } };
       await eventually(() => resolveResource(kc, `${spec.group}/${VERSION}`, spec.names.kind), 20_000, `${spec.names.kind} to be served`);
