@@ -91,6 +91,11 @@ describe('contract/validate: Gateway API routes', () => {
     );
   });
 
+  it('takes an empty replacePrefixMatch (it removes the matched prefix) on a prefix match or a route matching every path', () => {
+    assert.deepEqual(gateway([{ match: { pathPrefix: '/a' }, filters: { rewrite: { path: { replacePrefixMatch: '' } } } }])[0]!.filters!.rewrite!.path, { replacePrefixMatch: '' });
+    assert.deepEqual(gateway([{ filters: { redirect: { path: { replacePrefixMatch: '/x' } } } }])[0]!.filters!.redirect!.path, { replacePrefixMatch: '/x' });
+  });
+
   it('takes RE2 patterns that look like lookaround or backreferences but are not', () => {
     assert.equal(gateway([{ match: { pathRegex: '/a\\(\\?=b\\)' } }])[0]!.match!.pathRegex, '/a\\(\\?=b\\)');
     assert.equal(gateway([{ match: { pathRegex: '/x\\\\1' } }])[0]!.match!.pathRegex, '/x\\\\1');
