@@ -2,7 +2,7 @@
 // informers or a local YAML file). Sources produce a MeshModel; snapshot.ts
 // turns it into each proxy's ProxyConfig.
 import type { ScopedSettings } from '../contract/annotations.js';
-import type { AuthorizationAction, AuthorizationRule, MeshSettings, PortProtocol, TrafficPolicySpec } from '../contract/proxy-config.js';
+import type { AuthorizationAction, AuthorizationRule, MeshSettings, PortProtocol, Route, TrafficPolicySpec } from '../contract/proxy-config.js';
 
 export interface MeshModel {
   mesh: MeshSettings;
@@ -13,6 +13,41 @@ export interface MeshModel {
   namespaceSettings?: NamespaceSettingsModel[];
   /** What workloads (a ServiceAccount's pods) set over their namespace's, by namespace and ServiceAccount. */
   workloadSettings?: WorkloadSettingsModel[];
+  /** Gateway API routes (HTTPRoute, GRPCRoute) attached to Services; absent: none. */
+  gatewayRoutes?: GatewayRouteModel[];
+}
+
+/** An HTTPRoute or GRPCRoute whose parentRefs name Services, as the proxies apply it. */
+export interface GatewayRouteModel {
+  kind: 'HTTPRoute' | 'GRPCRoute';
+  namespace: string;
+  name: string;
+  /** Creation time: of two routes of equal precedence, the older wins. */
+  createdAt?: string;
+  /** The Services (and ports) it attached to; a route in the Service's namespace is its producer's, elsewhere a consumer's. */
+  parents: GatewayRouteParent[];
+  /** One per (rule, match) pair, in rule then match order. */
+  entries: GatewayRouteEntry[];
+}
+
+export interface GatewayRouteParent {
+  service: string;
+  namespace: string;
+  /** Absent: every port of the Service. */
+  port?: number;
+}
+
+export interface GatewayRouteEntry {
+  route: Route;
+  /**
+   * Precedence within its kind, compared element by element, higher first.
+   * HTTPRoute: an exact path, then a regex, then a prefix (each by length),
+   * a method, the number of header then of query matches. GRPCRoute: exact
+   * before regex, characters of service, of method, header matches.
+   */
+  rank: number[];
+  rule: number;
+  match: number;
 }
 
 export interface NamespaceSettingsModel {

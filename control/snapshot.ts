@@ -1,8 +1,8 @@
 // Pure: MeshModel + a proxy's identity -> the ProxyConfig that proxy runs on.
 // Proxies of one ServiceAccount get the same config, so callers cache by it.
-import { CONFIG_API_VERSION, CONFIG_KIND, type AuthorizationPolicySpec, type ProxyConfig, type ServiceConfig } from '../contract/proxy-config.js';
+import { CONFIG_API_VERSION, CONFIG_KIND, type AuthorizationPolicySpec, type GatewayPortRoutes, type ProxyConfig, type ServiceConfig } from '../contract/proxy-config.js';
 import { layerSettings } from '../contract/annotations.js';
-import type { MeshModel, ProxyIdentity, TrafficPolicyModel } from './model.js';
+import type { GatewayRouteEntry, GatewayRouteModel, MeshModel, ProxyIdentity, ServiceModel, TrafficPolicyModel } from './model.js';
 
 export interface PolicyConflict {
   policy: TrafficPolicyModel;
@@ -25,6 +25,50 @@ export function resolveTrafficPolicies(model: MeshModel): { byService: Map<strin
   return { byService, conflicts };
 }
 
+/** Higher rank first, element by element. */
+function compareRanks(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (b[i] ?? 0) - (a[i] ?? 0);
+  return 0;
+}
+
+const olderFirst = (a: GatewayRouteModel, b: GatewayRouteModel): number =>
+  (a.createdAt ?? '').localeCompare(b.createdAt ?? '') || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`);
+
+/**
+ * The (rule, match) pairs of `routes` in the Gateway API's precedence order:
+ * each kind by its own ranks (HTTPRoute and GRPCRoute are never merged: the
+ * kind of the oldest route goes first), then the older route, then
+ * namespace/name, then rule and match order within a route.
+ */
+export function orderRouteEntries(routes: readonly GatewayRouteModel[]): GatewayRouteEntry[] {
+  const kinds = [...new Set([...routes].sort(olderFirst).map((r) => r.kind))];
+  return kinds.flatMap((kind) =>
+    routes
+      .filter((r) => r.kind === kind)
+      .flatMap((r) => r.entries.map((e) => ({ r, e })))
+      .sort((x, y) => compareRanks(x.e.rank, y.e.rank) || olderFirst(x.r, y.r) || x.e.rule - y.e.rule || x.e.match - y.e.match)
+      .map(({ e }) => e),
+  );
+}
+
+/**
+ * The Gateway API routes of Service `s` as a caller in `callerNamespace`
+ * sees them, per port: the consumer routes of the caller's namespace where it
+ * has any for that port, else the producer routes (the Service's namespace).
+ */
+export function gatewayRoutesFor(model: MeshModel, s: ServiceModel, callerNamespace: string): GatewayPortRoutes[] | undefined {
+  const attached = (model.gatewayRoutes ?? []).flatMap((r) => r.parents.filter((p) => p.service === s.name && p.namespace === s.namespace).map((p) => ({ r, port: p.port })));
+  if (attached.length === 0) return undefined;
+  const out: GatewayPortRoutes[] = [];
+  for (const port of s.ports) {
+    const onPort = [...new Set(attached.filter((a) => a.port === undefined || a.port === port.port).map((a) => a.r))];
+    const consumer = callerNamespace === s.namespace ? [] : onPort.filter((r) => r.namespace === callerNamespace);
+    const chosen = consumer.length > 0 ? consumer : onPort.filter((r) => r.namespace === s.namespace);
+    if (chosen.length > 0) out.push({ port: port.port, routes: orderRouteEntries(chosen).map((e) => e.route) });
+  }
+  return out.length > 0 ? out : undefined;
+}
+
 export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version: string): ProxyConfig {
   const { byService } = resolveTrafficPolicies(model);
   const services: ServiceConfig[] = model.services.map((s) => {
@@ -43,6 +87,8 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
       })),
     };
     if (policy) out.trafficPolicy = { name: policy.name, ...policy.spec };
+    const gatewayRoutes = gatewayRoutesFor(model, s, proxy.namespace);
+    if (gatewayRoutes) out.gatewayRoutes = gatewayRoutes;
     return out;
   });
   // Services this workload serves: those with an endpoint carrying its identity.

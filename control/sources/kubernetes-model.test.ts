@@ -1,9 +1,10 @@
 // Golden files for the whole mapping, objects in, config out: each folder
 // testdata/mapping/CASE/ holds input.yaml, the Kubernetes objects of one
 // cluster (Services, EndpointSlices, Pods, TrafficPolicies,
-// AuthorizationPolicies, ConfigMap tsmesh-config in tsmesh-system, Namespaces) as
+// AuthorizationPolicies, ConfigMap tsmesh-config in tsmesh-system, Namespaces,
+// the Gateway API's HTTPRoutes and GRPCRoutes) as
 // `kubectl get -o yaml` shows them, and expected.json, what the control plane
-// makes of them: the verdict on each policy, the endpoints left out, and the
+// makes of them: the verdict on each policy and route, the endpoints left out, and the
 // ProxyConfig that the proxy of each meshed pod's ServiceAccount receives
 // (parseMeshConfigMap -> meshModelFromObjects -> buildProxyConfig, the path
 // kubernetes.ts and stream.ts take). Refresh with:
@@ -24,6 +25,7 @@ import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js
 import { emptyAccepted, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { podIdentity, type SkippedEndpoint } from './kubernetes-services.js';
 import { meshModelFromObjects, type KubernetesObjects } from './kubernetes-model.js';
+import type { RouteObject, RouteVerdict } from './kubernetes-routes.js';
 
 const TESTDATA = new URL('./testdata/mapping/', import.meta.url);
 const TRUST_DOMAIN = 'cluster.local';
@@ -44,6 +46,8 @@ interface Golden {
   /** certificateTtl of tsmesh-config, when it sets one (the CA's concern; proxies do not see it). */
   certificateTtlSeconds?: number;
   verdicts: Verdict[];
+  /** Gateway API routes: Accepted and ResolvedRefs per Service parentRef (absent: the case has none). */
+  routeVerdicts?: RouteVerdict[];
   skipped: SkippedEndpoint[];
   /** Namespace and pod annotations that could not be read, workloads whose pods disagree (logged by the source). */
   settingsProblems?: string[];
@@ -60,7 +64,7 @@ function caseNames(): string[] {
 
 function loadObjects(name: string): Objects {
   const text = readFileSync(new URL(`${name}/input.yaml`, TESTDATA), 'utf8');
-  const o: Objects = { services: [], endpointSlices: [], pods: [], namespaces: [], trafficPolicies: [], authorizationPolicies: [], configMap: undefined, podOf: () => undefined };
+  const o: Objects = { services: [], endpointSlices: [], pods: [], namespaces: [], trafficPolicies: [], authorizationPolicies: [], httpRoutes: [], grpcRoutes: [], configMap: undefined, podOf: () => undefined };
   const services = o.services as V1Service[];
   const slices = o.endpointSlices as V1EndpointSlice[];
   const traffic = o.trafficPolicies as PolicyObject[];
@@ -87,6 +91,12 @@ function loadObjects(name: string): Objects {
         break;
       case 'AuthorizationPolicy':
         authorization.push(obj as PolicyObject);
+        break;
+      case 'HTTPRoute':
+        (o.httpRoutes as RouteObject[]).push(obj as RouteObject);
+        break;
+      case 'GRPCRoute':
+        (o.grpcRoutes as RouteObject[]).push(obj as RouteObject);
         break;
       case 'ConfigMap':
         // The source watches this one ConfigMap only (a field selector in its namespace).
@@ -121,11 +131,11 @@ function mapObjects(o: Objects): Golden {
     meshConfig = parseMeshConfigMap(undefined, TRUST_DOMAIN);
   }
   if (meshConfig.certificateTtlSeconds !== undefined) out.certificateTtlSeconds = meshConfig.certificateTtlSeconds;
-  const { model, verdicts, skipped, settingsProblems } = meshModelFromObjects(o, meshConfig.mesh, TRUST_DOMAIN, emptyAccepted());
+  const { model, verdicts, skipped, settingsProblems, routeVerdicts } = meshModelFromObjects(o, meshConfig.mesh, TRUST_DOMAIN, emptyAccepted());
   const proxies: Record<string, ProxyConfig> = {};
   for (const p of proxiesOf(o.pods)) proxies[p.spiffeId] = buildProxyConfig(model, p, VERSION);
   if (settingsProblems.length > 0) out.settingsProblems = settingsProblems.map((p) => `${p.kind} ${p.namespace}/${p.name}: ${p.message}`).sort();
-  return { ...out, verdicts, skipped, proxies };
+  return { ...out, verdicts, ...(routeVerdicts.length > 0 ? { routeVerdicts } : {}), skipped, proxies };
 }
 
 function reversed(o: Objects): Objects {
@@ -137,6 +147,8 @@ function reversed(o: Objects): Objects {
     namespaces: [...o.namespaces].reverse(),
     trafficPolicies: [...o.trafficPolicies].reverse(),
     authorizationPolicies: [...o.authorizationPolicies].reverse(),
+    httpRoutes: [...(o.httpRoutes ?? [])].reverse(),
+    grpcRoutes: [...(o.grpcRoutes ?? [])].reverse(),
   };
 }
 
@@ -158,6 +170,9 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
       'mesh-config',
       'mesh-config-invalid',
       'dual-stack',
+      'gateway-http-routes',
+      'gateway-consumer-routes',
+      'gateway-grpc-routes',
     ]) {
       assert.ok(names.includes(name), `testdata/mapping/${name}/`);
     }

@@ -5,13 +5,15 @@
 // and kubernetes-policies.ts; the mesh settings (ConfigMap tsmesh-config,
 // kubernetes-mesh-config.ts, whose last good value is state) are an input
 // here; what namespaces and workloads set over them comes from their
-// annotations (kubernetes-settings.ts).
+// annotations (kubernetes-settings.ts); Gateway API routes are mapped by
+// kubernetes-routes.ts.
 import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import { SERVICE_NAME_LABEL } from '../../contract/names.js';
 import type { MeshModel, ServiceModel } from '../model.js';
 import { evaluatePolicies, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { serviceModel, type PodLookup, type SkippedEndpoint } from './kubernetes-services.js';
 import { emptyLastGood, settingsFromObjects, type LastGoodSettings, type SettingsProblem } from './kubernetes-settings.js';
+import { evaluateRoutes, type AcceptedRoutes, type RouteObject, type RouteVerdict } from './kubernetes-routes.js';
 
 export interface KubernetesObjects {
   services: readonly V1Service[];
@@ -23,6 +25,9 @@ export interface KubernetesObjects {
   /** For their annotations (the namespaces' and the workloads' settings); none: no settings over the mesh's. */
   namespaces?: readonly V1Namespace[];
   pods?: readonly V1Pod[];
+  /** Gateway API routes (kubernetes-routes.ts); none: no routes. */
+  httpRoutes?: readonly RouteObject[];
+  grpcRoutes?: readonly RouteObject[];
 }
 
 export interface MeshModelResult {
@@ -36,6 +41,10 @@ export interface MeshModelResult {
   settingsProblems: SettingsProblem[];
   /** The last readable settings of each namespace and pod, to pass in next time. */
   lastGoodSettings: LastGoodSettings;
+  /** The verdict on each Gateway API route's Service parentRefs (route-status.ts writes them). */
+  routeVerdicts: RouteVerdict[];
+  /** The last accepted model of each route, to pass in next time. */
+  acceptedRoutes: AcceptedRoutes;
 }
 
 /**
@@ -50,6 +59,7 @@ export function meshModelFromObjects(
   trustDomain: string,
   accepted: AcceptedPolicies,
   lastGoodSettings: LastGoodSettings = emptyLastGood(),
+  acceptedRoutes: AcceptedRoutes = new Map(),
 ): MeshModelResult {
   const slicesByService = new Map<string, V1EndpointSlice[]>();
   for (const s of objects.endpointSlices) {
@@ -76,6 +86,7 @@ export function meshModelFromObjects(
     accepted,
   });
   const settings = settingsFromObjects(objects.namespaces ?? [], objects.pods ?? [], mesh, lastGoodSettings);
+  const routes = evaluateRoutes({ httpRoutes: objects.httpRoutes ?? [], grpcRoutes: objects.grpcRoutes ?? [], services, accepted: acceptedRoutes });
   return {
     model: {
       mesh,
@@ -84,11 +95,14 @@ export function meshModelFromObjects(
       authorizationPolicies: policies.authorizationPolicies,
       ...(settings.namespaceSettings.length > 0 ? { namespaceSettings: settings.namespaceSettings } : {}),
       ...(settings.workloadSettings.length > 0 ? { workloadSettings: settings.workloadSettings } : {}),
+      ...(routes.routes.length > 0 ? { gatewayRoutes: routes.routes } : {}),
     },
     verdicts: policies.verdicts,
     accepted: policies.accepted,
     skipped,
     settingsProblems: settings.problems,
     lastGoodSettings: settings.lastGood,
+    routeVerdicts: routes.verdicts,
+    acceptedRoutes: routes.accepted,
   };
 }

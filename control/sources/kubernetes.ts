@@ -1,16 +1,20 @@
 // The mesh from the Kubernetes API: informers (list + watch, restarted with
 // backoff after errors; see kubernetes-informer.ts) on Services,
 // EndpointSlices, Pods, Namespaces (for their annotations), the tsmesh.io
-// TrafficPolicies and AuthorizationPolicies, and ConfigMap tsmesh-config. Every change schedules
+// TrafficPolicies and AuthorizationPolicies, the Gateway API's HTTPRoutes and
+// GRPCRoutes, and ConfigMap tsmesh-config. Every change schedules
 // a rebuild of the whole MeshModel from the caches (kubernetes-model.ts does
 // the mapping, with kubernetes-services.ts and kubernetes-policies.ts;
 // tsmesh-config is read by kubernetes-mesh-config.ts), debounced so a burst
 // of events gives one model; a model equal to the last one is not emitted.
-// The policies' verdicts go to their status (control/status.ts).
+// The policies' verdicts go to their status (control/status.ts), the routes'
+// to theirs (control/route-status.ts).
 //
 // Readiness: no model exists (current() is undefined, notReady() says which
 // resources) until every informer has listed once. A CRD that is not
-// installed counts as an empty list, so discovery works without policies.
+// installed counts as an empty list, so discovery works without policies or
+// the Gateway API; its watch is retried with backoff (at most 30 s apart) and
+// picks the kind up once its CRD is installed.
 //
 // Services: every Service except ExternalName ones; a headless Service is in
 // the model with no clusterIPs (its endpoints still carry identities, so
@@ -22,12 +26,14 @@ import type { Logger } from '../../lib/log.js';
 import type { MeshModel } from '../model.js';
 import { EventRecorder } from '../events.js';
 import { PolicyStatusWriter } from '../status.js';
+import { RouteStatusWriter } from '../route-status.js';
+import type { AcceptedRoutes, RouteObject, RouteVerdict } from './kubernetes-routes.js';
 import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './kubernetes-informer.js';
 import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js';
 import { emptyAccepted, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { meshModelFromObjects } from './kubernetes-model.js';
 import { emptyLastGood, type LastGoodSettings } from './kubernetes-settings.js';
-import { AUTHORIZATION_POLICY_PLURAL, MESH_CONFIG_NAME, MESH_NAMESPACE, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL } from '../../contract/names.js';
+import { AUTHORIZATION_POLICY_PLURAL, GATEWAY_API_GROUP, GATEWAY_API_PLURALS, GATEWAY_API_VERSION, MESH_CONFIG_NAME, MESH_NAMESPACE, POLICY_GROUP, POLICY_VERSION, TRAFFIC_POLICY_PLURAL } from '../../contract/names.js';
 import type { MeshSource } from './source.js';
 
 export interface KubernetesSourceOptions {
@@ -75,13 +81,15 @@ export interface KubernetesMeshSource extends MeshSource {
   onMeshConfig(listener: (config: MeshConfig) => void): () => void;
   /** The latest verdict on each policy (what its Accepted condition says or is about to say). */
   verdicts(): readonly Verdict[];
+  /** The latest verdict on each Gateway API route's Service parentRefs. */
+  routeVerdicts(): readonly RouteVerdict[];
 }
 
 /** The reason of the Warning Event on a refused ConfigMap tsmesh-config. */
 export const INVALID_CONFIG = 'InvalidConfig';
 
 /** CustomObjectsApi lists are untyped. */
-const listOf = <T extends PolicyObject>(p: Promise<unknown>): Promise<KubernetesListObject<T>> => p as Promise<KubernetesListObject<T>>;
+const listOf = <T extends PolicyObject | RouteObject>(p: Promise<unknown>): Promise<KubernetesListObject<T>> => p as Promise<KubernetesListObject<T>>;
 
 export function createKubernetesSource(opts: KubernetesSourceOptions): KubernetesMeshSource {
   return new KubernetesSource(opts);
@@ -95,6 +103,11 @@ class KubernetesSource implements KubernetesMeshSource {
   private readonly trafficPolicies: ResilientInformer<PolicyObject>;
   private readonly authorizationPolicies: ResilientInformer<PolicyObject>;
   private readonly meshConfigMap: ResilientInformer<V1ConfigMap>;
+  private readonly httpRoutes: ResilientInformer<RouteObject>;
+  private readonly grpcRoutes: ResilientInformer<RouteObject>;
+  private readonly routeStatusWriter: RouteStatusWriter | undefined;
+  private lastRouteVerdicts: RouteVerdict[] = [];
+  private acceptedRoutes: AcceptedRoutes = new Map();
   private readonly informers: ResilientInformer<never>[];
   private readonly listeners = new Set<(m: MeshModel) => void>();
   private readonly meshConfigListeners = new Set<(c: MeshConfig) => void>();
@@ -166,6 +179,19 @@ class KubernetesSource implements KubernetesMeshSource {
       },
       informerOpts,
     );
+    const routeInformer = (plural: string): ResilientInformer<RouteObject> =>
+      new ResilientInformer(
+        kc,
+        {
+          resource: plural,
+          path: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/${plural}`,
+          list: () => listOf<RouteObject>(custom.listClusterCustomObject({ group: GATEWAY_API_GROUP, version: GATEWAY_API_VERSION, plural })),
+          optional: true,
+        },
+        informerOpts,
+      );
+    this.httpRoutes = routeInformer(GATEWAY_API_PLURALS.httpRoute);
+    this.grpcRoutes = routeInformer(GATEWAY_API_PLURALS.grpcRoute);
     const fieldSelector = `metadata.name=${MESH_CONFIG_NAME}`;
     this.meshConfigMap = new ResilientInformer(
       kc,
@@ -177,9 +203,10 @@ class KubernetesSource implements KubernetesMeshSource {
       },
       informerOpts,
     );
-    this.informers = [this.services, this.slices, this.pods, this.namespaces, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap] as ResilientInformer<never>[];
+    this.informers = [this.services, this.slices, this.pods, this.namespaces, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap, this.httpRoutes, this.grpcRoutes] as ResilientInformer<never>[];
     if (opts.writeStatus !== false) {
       this.statusWriter = new PolicyStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
+      this.routeStatusWriter = new RouteStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
       this.events = new EventRecorder(kc, opts.log.child('events'), opts.instance ?? hostname());
     }
     for (const i of this.informers) i.start();
@@ -218,6 +245,10 @@ class KubernetesSource implements KubernetesMeshSource {
 
   verdicts(): readonly Verdict[] {
     return this.lastVerdicts;
+  }
+
+  routeVerdicts(): readonly RouteVerdict[] {
+    return this.lastRouteVerdicts;
   }
 
   /** Debounce: rebuild debounceMs after the last event, and at most maxDelayMs after the first of a burst. */
@@ -282,7 +313,7 @@ class KubernetesSource implements KubernetesMeshSource {
     }
 
     const podOf = (namespace: string, name: string): V1Pod | undefined => this.pods.get(name, namespace);
-    const { model, verdicts, accepted, skipped, settingsProblems, lastGoodSettings } = meshModelFromObjects(
+    const { model, verdicts, accepted, skipped, settingsProblems, lastGoodSettings, routeVerdicts, acceptedRoutes } = meshModelFromObjects(
       {
         services: this.services.list(),
         endpointSlices: this.slices.list(),
@@ -291,12 +322,17 @@ class KubernetesSource implements KubernetesMeshSource {
         authorizationPolicies: this.authorizationPolicies.list(),
         namespaces: this.namespaces.list(),
         pods: this.pods.list(),
+        httpRoutes: this.httpRoutes.list(),
+        grpcRoutes: this.grpcRoutes.list(),
       },
       this.meshConfig.mesh,
       trustDomain,
       this.accepted,
       this.lastGoodSettings,
+      this.acceptedRoutes,
     );
+    this.acceptedRoutes = acceptedRoutes;
+    this.lastRouteVerdicts = routeVerdicts;
     const { services } = model;
     if (skipped.length > 0) this.log.debug('endpoints left out', { count: skipped.length, first: skipped.slice(0, 5) });
     this.accepted = accepted;
@@ -318,6 +354,7 @@ class KubernetesSource implements KubernetesMeshSource {
         endpoints: services.reduce((n, s) => n + s.endpoints.length, 0),
         trafficPolicies: model.trafficPolicies.length,
         authorizationPolicies: model.authorizationPolicies.length,
+        gatewayRoutes: model.gatewayRoutes?.length ?? 0,
       });
       for (const l of this.listeners) {
         try {
@@ -333,6 +370,7 @@ class KubernetesSource implements KubernetesMeshSource {
     this.statusWriter?.sync(verdicts, (v) =>
       (v.kind === 'TrafficPolicy' ? this.trafficPolicies : this.authorizationPolicies).get(v.name, v.namespace),
     );
+    this.routeStatusWriter?.sync(routeVerdicts, (v) => (v.kind === 'HTTPRoute' ? this.httpRoutes : this.grpcRoutes).get(v.name, v.namespace));
   }
 
   /** Whether this replica writes to the API now. */
@@ -346,6 +384,7 @@ class KubernetesSource implements KubernetesMeshSource {
     clearTimeout(this.timer);
     clearInterval(this.resyncTimer);
     this.statusWriter?.close();
+    this.routeStatusWriter?.close();
     for (const i of this.informers) i.stop();
     this.listeners.clear();
     this.meshConfigListeners.clear();
