@@ -14,9 +14,8 @@
 #   images/   OCI archives for `ctr images import`: pause, coredns, tsmesh,
 #             testapps (rootfs, node and the test apps)
 #   gamma/    the Gateway API mesh conformance run (gamma/build.sh): the
-#             suite's test binary, Istio's echo server and client, the
-#             Gateway API CRDs; and images/echo.tar, the echo image the
-#             suite's mesh manifests name
+#             suite's test binary, Istio's echo server and client; and
+#             images/echo.tar, the echo image the suite's mesh manifests name
 #
 # Each part is cached under a stamp: the Go binaries by go.mod, go.sum, the
 # sources and the Go version; the rootfs by its package list and the Debian

@@ -63,7 +63,7 @@ export const httpApp = (env: Record<string, string> = {}): Container => ({ comma
 
 export interface Pod {
   metadata: { name: string; deletionTimestamp?: string; labels?: Record<string, string> };
-  spec: { initContainers?: { name: string }[] };
+  spec: { initContainers?: { name: string }[]; containers?: { name: string }[] };
   status: { podIP?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[]; containerStatuses?: { name: string; restartCount: number }[] };
 }
 /** One answer of calls.ts http or req. */
@@ -114,7 +114,7 @@ export function podTools(kc: Kubectl) {
         out.push(await kc(['-n', ns, 'get', 'pods', '-o', 'wide']).catch((e: Error) => e.message));
         out.push(await kc(['-n', ns, 'get', 'events', '--sort-by=.lastTimestamp']).catch((e: Error) => e.message));
         for (const p of (await json<{ items: Pod[] }>(['-n', ns, 'get', 'pods']).catch(() => ({ items: [] as Pod[] }))).items) {
-          for (const c of ['tsmesh-proxy', 'app']) out.push(`--- ${p.metadata.name} ${c}\n${await kc(['-n', ns, 'logs', p.metadata.name, '-c', c, '--tail=30']).catch((e: Error) => e.message)}`);
+          for (const c of ['tsmesh-proxy', ...(p.spec.containers?.map((x) => x.name) ?? ['app'])]) out.push(`--- ${p.metadata.name} ${c}\n${await kc(['-n', ns, 'logs', p.metadata.name, '-c', c, '--tail=30']).catch((e: Error) => e.message)}`);
         }
       }
       console.log(out.join('\n'));

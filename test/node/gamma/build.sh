@@ -9,8 +9,6 @@
 #                     pinned in echo/go.mod), the programs of the echo image
 #                     the suite's mesh manifests run
 #
-# and copies the Gateway API CRDs of the suite's release (config/crd/standard
-# of sigs.k8s.io/gateway-api, from the module cache) into DIR/crds.
 # test/node/build.sh calls it and makes the echo image from server and client.
 set -euo pipefail
 # label, mod, cache, force, binaries and go_tier_compile are go_tier_build's inputs.
@@ -49,13 +47,3 @@ go_tier_find_go || { echo "gamma build.sh: go not found (install Go >= 1.26 or p
   }
   go_tier_build
 )
-
-# The CRDs of the suite's own release, for a cluster whose mesh does not install them.
-crds="$(cd "$here/suite" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard"
-[ -d "$crds" ] || { echo "gamma build.sh: $crds missing (go mod download in $here/suite)" >&2; exit 1; }
-rm -rf "$out/crds.tmp"
-mkdir -p "$out/crds.tmp"
-cp "$crds"/gateway.networking.k8s.io_*.yaml "$out/crds.tmp/"
-rm -f "$out/crds.tmp/gateway.networking.k8s.io_vap_safeupgrades.yaml"
-rm -rf "$out/crds"
-mv "$out/crds.tmp" "$out/crds"
