@@ -87,6 +87,16 @@ export function meshModelFromObjects(
   });
   const settings = settingsFromObjects(objects.namespaces ?? [], objects.pods ?? [], mesh, lastGoodSettings);
   const routes = evaluateRoutes({ httpRoutes: objects.httpRoutes ?? [], grpcRoutes: objects.grpcRoutes ?? [], services, accepted: acceptedRoutes });
+  // A TrafficPolicy's routes give way on the ports where Gateway API routes attach: say so in its status.
+  const verdicts = policies.verdicts.map((v) => {
+    const policy = policies.trafficPolicies.find((p) => v.kind === 'TrafficPolicy' && v.accepted && p.namespace === v.namespace && p.name === v.name);
+    if (!policy?.spec.routes?.length) return v;
+    const svc = services.find((s) => s.namespace === policy.namespace && s.name === policy.targetService);
+    const ports = (svc?.ports ?? [])
+      .filter((sp) => routes.routes.some((r) => r.namespace === policy.namespace && r.parents.some((p) => p.namespace === policy.namespace && p.service === policy.targetService && (p.port === undefined || p.port === sp.port))))
+      .map((sp) => sp.port);
+    return ports.length === 0 ? v : { ...v, message: `${v.message}; on port${ports.length > 1 ? 's' : ''} ${ports.join(', ')} Gateway API routes replace its routes (its timeout, retries, circuit breaker, limits and faults still apply)` };
+  });
   return {
     model: {
       mesh,
@@ -97,7 +107,7 @@ export function meshModelFromObjects(
       ...(settings.workloadSettings.length > 0 ? { workloadSettings: settings.workloadSettings } : {}),
       ...(routes.routes.length > 0 ? { gatewayRoutes: routes.routes } : {}),
     },
-    verdicts: policies.verdicts,
+    verdicts,
     accepted: policies.accepted,
     skipped,
     settingsProblems: settings.problems,

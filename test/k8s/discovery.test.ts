@@ -154,8 +154,10 @@ describe('discovery: the Kubernetes mesh source (real kube-apiserver and control
     for (const d of applyOrder(readManifests().filter((x) => wanted.has(x.object.kind)))) {
       await serverSideApply(kc, d.object);
       if (d.object.kind === 'CustomResourceDefinition') {
-        const spec = d.object['spec'] as { group: string; names: { kind: string } };
-        await eventually(() => resolveResource(kc, `${spec.group}/${VERSION}`, spec.names.kind), 20_000, `${spec.names.kind} to be served`);
+        const spec = d.object['spec'] as { group: string; names: { kind: string }; versions: { name: string }[] };
+        // The tsmesh.io kinds at VERSION; the Gateway API's at their first version (v1).
+        const version = spec.group === GROUP ? VERSION : spec.versions[0]!.name;
+        await eventually(() => resolveResource(kc, `${spec.group}/${version}`, spec.names.kind), 20_000, `${spec.names.kind} to be served`);
       }
     }
     await createNamespace(kc, NS, { 'tsmesh.io/inject': 'enabled' });
