@@ -79,6 +79,14 @@
 // built by bash test/otelcol/build.sh), and one writing an access log line
 // per request (mode all) to its stdout, here its log file. Ends with:
 //   bench:sidecar-telemetry tracing_throughput_vs_bare=<r> access_log_throughput_vs_bare=<r>
+//
+// With --routes, what Gateway API route matching costs: two tsmesh pairs take
+// turns, one bare and one whose client runs 50 Gateway API routes on the
+// Service's port (gatewayRoutes: path prefixes with header matches, path
+// regexes, header regexes, exact paths, query matches behind path prefixes,
+// methods) of which the benchmark's POSTs match only the last: every request
+// walks the whole table (benchRoutes()). Ends with:
+//   bench:sidecar-routes throughput_vs_bare=<r>
 // Needs root, iproute2, iptables, util-linux, curl, wrk and haproxy.
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -101,10 +109,12 @@ const PROFILE = process.env['BENCH_PROFILE'] ?? '';
 const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const POLICY = process.argv.slice(2).includes('--policy');
 const TELEMETRY = process.argv.slice(2).includes('--telemetry');
+const ROUTES = process.argv.slice(2).includes('--routes');
 for (const arg of process.argv.slice(2))
-  if (arg !== '--policy' && arg !== '--telemetry')
-    throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the arguments are --policy and --telemetry (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
+  if (arg !== '--policy' && arg !== '--telemetry' && arg !== '--routes')
+    throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the arguments are --routes, --policy and --telemetry (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
 if (POLICY && TELEMETRY) throw new Error('bench:sidecar: --policy and --telemetry each take a run of their own');
+if (ROUTES && (POLICY || TELEMETRY || process.argv.length > 3)) throw new Error('bench:sidecar: --routes takes a run of its own');
 /** The OpenTelemetry Collector of --telemetry (test/otelcol/build.sh). */
 const OTELCOL = join(process.env['TSMESH_OTELCOL_CACHE'] ?? join(import.meta.dirname, '..', '..', 'test', 'otelcol', '.cache'), 'bin', 'otelcol');
 const COLLECTOR_PORT = 4318;
@@ -139,7 +149,7 @@ interface FixedRate {
 
 /** One of the runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
 interface Run {
-  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy' | 'tsmesh+tracing' | 'tsmesh+access-log';
+  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy' | 'tsmesh+tracing' | 'tsmesh+access-log' | 'tsmesh+routes';
   net: BenchNet;
   url: string;
   sidecars: Started[];
@@ -294,6 +304,10 @@ class Bench extends BenchPods {
       this.proxyConfig('client-policy-proxy.json', { services: policyServices(), inbound: {} });
       this.proxyConfig('server-policy-proxy.json', authorized);
     }
+    if (ROUTES) {
+      this.proxyConfig('client-routes-proxy.json', { services: [{ ...upstreamService('upstream', ADDRESSES.clusterIp), gatewayRoutes: [{ port: SERVICE_PORT, routes: benchRoutes() }] }], inbound: {} });
+      this.proxyConfig('server-routes-proxy.json', server);
+    }
     if (TELEMETRY) {
       const tracing = { export: true, collector: `http://127.0.0.1:${COLLECTOR_PORT}/v1/traces`, sampling: 0.01 };
       for (const [suffix, mesh] of [
@@ -383,6 +397,27 @@ function policyServices(): Record<string, unknown>[] {
     ],
   };
   return [{ ...upstreamService('upstream', ADDRESSES.clusterIp), trafficPolicy }, upstreamService('upstream-canary', ADDRESSES.canaryClusterIp)];
+}
+
+/**
+ * 50 Gateway API routes on the Service's port, in the precedence order the
+ * control plane gives them, as a busy Service's HTTPRoutes flatten: 49 that
+ * the benchmark's requests (POST /, no query, wrk's few fields) do not match,
+ * each failing on a different kind of match, and last the one that does
+ * (a regex path, the method and a header regex). Every request tries all 50.
+ */
+function benchRoutes(): Record<string, unknown>[] {
+  const upstream = [{ service: 'upstream', weight: 1 }];
+  const kinds = [
+    (i: number) => ({ pathPrefix: `/api/v${i}`, headers: { 'x-tenant': `tenant-${i}` } }),
+    (i: number) => ({ pathRegex: `/items/${i}/[0-9]+(/details)?` }),
+    (i: number) => ({ pathPrefix: '/', headerRegex: { 'x-user': `user-${i}-[a-z]+` } }),
+    (i: number) => ({ pathExact: `/reports/${i}` }),
+    (i: number) => ({ pathPrefix: `/search-${i}`, queryParams: { q: `term-${i}` }, queryParamRegex: { page: '[0-9]+' } }),
+    (i: number) => ({ pathPrefix: '/', method: 'DELETE', headers: { 'x-shard': `${i}` } }),
+  ];
+  const routes = Array.from({ length: 49 }, (_, i) => ({ name: `httproute/${NAMESPACE}/bench-${i}/rule-0`, match: kinds[i % kinds.length]!(i), backends: upstream }));
+  return [...routes, { name: `httproute/${NAMESPACE}/bench-last/rule-0`, match: { pathRegex: '/.*', method: 'POST', headerRegex: { 'content-length': '[0-9]+' } }, backends: upstream }];
 }
 
 /**
@@ -495,8 +530,8 @@ const sat = (r: Run): WrkReport => mergeWrk(r.wrkRuns);
 const f = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 const perKrps = (r: Run, i: number): number => r.fixedCpuSeconds[i]! / (r.fixed!.requests / 1000);
 
-/** The table of three tsmesh pairs that took turns (--policy, --telemetry). */
-function reportPairs(runs: [Run, Run, Run]): void {
+/** The table of the tsmesh pairs that took turns (--policy, --telemetry, --routes). */
+function reportPairs(runs: Run[]): void {
   const rows: [string, (r: Run) => string][] = [
     ['saturation throughput (req/s)', (r) => f(sat(r).requestsPerSecond, 0)],
     ['saturation p50 / p99 (ms)', (r) => `${f(sat(r).p50)} / ${f(sat(r).p99)}`],
@@ -507,7 +542,7 @@ function reportPairs(runs: [Run, Run, Run]): void {
   const w0 = Math.max(...rows.map(([l]) => l.length)) + 2;
   const w = 26;
   console.log(
-    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The three tsmesh pairs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
+    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B. The ${runs.length} tsmesh pairs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} measured rounds per phase;` +
       `\nsaturation: wrk, ${WRK_THREADS} thread(s), ${CONNECTIONS} connections; fixed rate: open loop, ${RATE} req/s. Sidecar figures are client / server.\n`,
   );
   console.log(''.padEnd(w0) + runs.map((r) => r.name.padStart(w)).join(''));
@@ -524,6 +559,15 @@ function reportPolicy(runs: [Run, Run, Run], inForce: { requests: number; delaye
   console.log(
     `bench:sidecar-policy throughput_vs_bare=${f(ratio(sat(policy).requestsPerSecond, sat(bare).requestsPerSecond), 3)} authz_throughput_vs_bare=${f(ratio(sat(authz).requestsPerSecond, sat(bare).requestsPerSecond), 3)}`,
   );
+}
+
+/** What 50 Gateway API routes cost beside the bare pair, and that they were in force (the last route took the requests). */
+function reportRoutes(runs: [Run, Run], taken: { requests: number; last: number }, load: [number, number]): void {
+  const [bare, routes] = runs;
+  reportPairs(runs);
+  console.log(`\nthe routes in force: the last of the 50 routes took ${taken.last} of the client sidecar's ${taken.requests} outbound requests`);
+  if (load[0] > 0.5) console.log(`note: load average ${f(load[0])} before the run and ${f(load[1])} after: other work shared the machine; the turns keep the comparison fair.`);
+  console.log(`bench:sidecar-routes throughput_vs_bare=${f(ratio(sat(routes).requestsPerSecond, sat(bare).requestsPerSecond), 3)}`);
 }
 
 /** What span export and access logs cost beside the bare pair, and what they did (spans exported, lines written). */
@@ -650,14 +694,16 @@ async function main(): Promise<number> {
       memoryAfterSaturation: [],
     });
 
+    /** A tsmesh pair in namespaces of its own, running the proxy configs named by `config` ('' for the bare ones, '-policy', '-routes', ...). */
+    const pair = async (name: Run['name'], config: string): Promise<Run> => {
+      const net = await bench.newNet();
+      await bench.startApp(net, name);
+      await bench.meshPods(net);
+      await bench.startControlPlanes(net);
+      return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, NODE_FLAGS, config, config));
+    };
+
     if (POLICY) {
-      const pair = async (name: Run['name'], config: string): Promise<Run> => {
-        const net = await bench.newNet();
-        await bench.startApp(net, name);
-        await bench.meshPods(net);
-        await bench.startControlPlanes(net);
-        return fresh(name, net, SERVICE_URL, await bench.startTsmeshPair(net, NODE_FLAGS, config, config));
-      };
       const runs: [Run, Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+authz', '-authz'), await pair('tsmesh+policy', '-policy')];
       await measure(bench, runs);
       const inForce = {
@@ -671,6 +717,18 @@ async function main(): Promise<number> {
         if (rules !== 50) throw new Error(`${r.name}: the server sidecar runs ${rules} authorization rules, not the 50 of benchPolicies()`);
       }
       reportPolicy(runs, inForce, [loadBefore, loadAverage()]);
+      return 0;
+    }
+
+    if (ROUTES) {
+      const runs: [Run, Run] = [await pair('tsmesh', ''), await pair('tsmesh+routes', '-routes')];
+      await measure(bench, runs);
+      const taken = {
+        requests: await clientCounters(runs[1].net, 'tsmesh_requests_total', 'direction="outbound"'),
+        last: await clientCounters(runs[1].net, 'tsmesh_requests_total', `route="httproute/${NAMESPACE}/bench-last/rule-0"`),
+      };
+      if (taken.last === 0 || taken.last !== taken.requests) throw new Error(`the routes were not in force: the last route took ${taken.last} of ${taken.requests} requests`);
+      reportRoutes(runs, taken, [loadBefore, loadAverage()]);
       return 0;
     }
 
