@@ -17,7 +17,7 @@ import { newRootCa } from '../ca/testdata/fixtures.js';
 import { echoClient, runOperation } from '../test/netns/grpc-calls.js'; // the gRPC calls the netns tests make
 import { startEchoServer, type EchoClient, type EchoServer } from '../test/netns/grpc-service.js'; // the gRPC echo app of the netns tests
 import type { Sidecar } from './sidecar.js';
-import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
+import { FixedConfig, loopbackSidecar, metricValue } from './testdata/mesh.js';
 
 const WEB = 'spiffe://cluster.local/ns/gamma/sa/web';
 const IPS: Record<string, string> = { echo: '10.96.0.10', 'echo-v1': '10.96.0.11', 'echo-v2': '10.96.0.12', shadow: '10.96.0.13', grpc: '10.96.0.20', 'echo-h2': '10.96.0.30', 'h2-v1': '10.96.0.31', 'h2-v2': '10.96.0.32' };
@@ -44,11 +44,6 @@ interface App {
   delayMs: number;
 }
 
-async function metricValue(s: Sidecar, name: string, labels: Record<string, string>): Promise<number> {
-  const metric = (await s.metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
-  const values = (metric?.values ?? []) as { labels: Record<string, string | number>; value: number }[];
-  return values.filter((v) => Object.entries(labels).every(([k, x]) => String(v.labels[k]) === x)).reduce((sum, v) => sum + v.value, 0);
-}
 
 describe('Gateway API routes through a sidecar on loopback (HTTP/1.1, h2c, gRPC)', function () {
   this.timeout(60_000);

@@ -15,7 +15,7 @@ import { Agent, request } from 'undici';
 import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { type Sidecar } from './sidecar.js';
-import { FixedConfig, loopbackSidecar } from './testdata/mesh.js';
+import { FixedConfig, loopbackSidecar, metricValue } from './testdata/mesh.js';
 import type { OriginalDestination } from './orig-dst.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -33,11 +33,6 @@ interface Backend {
   handle: AppHandler;
 }
 
-async function metricValue(s: Sidecar, name: string, labels: Record<string, string>): Promise<number> {
-  const metric = (await s.metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
-  const values = (metric?.values ?? []) as { labels: Record<string, string | number>; value: number }[];
-  return values.filter((v) => Object.entries(labels).every(([k, x]) => String(v.labels[k]) === x)).reduce((sum, v) => sum + v.value, 0);
-}
 
 describe('calls to a meshed pod\'s own address, between sidecars on loopback', function () {
   this.timeout(60_000);

@@ -10,7 +10,7 @@ import type { CertificateAuthority } from '../ca/authority.js';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import { silentLogger } from '../lib/log.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
-import { FixedConfig, FixedIdentity, issueCredentials, loopbackSidecar } from './testdata/mesh.js';
+import { FixedConfig, FixedIdentity, issueCredentials, loopbackSidecar, metricValue } from './testdata/mesh.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const SERVICE_IPS: Record<string, string> = { api: '10.96.0.10', 'api-canary': '10.96.0.11' };
@@ -33,12 +33,6 @@ interface Backend {
 
 const ok: AppHandler = (_req, res) => res.end('ok');
 
-async function metricValue(s: Sidecar, name: string, labels: Record<string, string>): Promise<number> {
-  const metric = (await s.metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
-  const values = (metric?.values ?? []) as { labels: Record<string, string | number>; value: number }[];
-  const found = values.filter((v) => Object.entries(labels).every(([k, x]) => String(v.labels[k]) === x));
-  return found.reduce((sum, v) => sum + v.value, 0);
-}
 
 describe('traffic policy between sidecars on loopback', function () {
   this.timeout(60_000);

@@ -127,3 +127,10 @@ export function startLoopbackProxy(controlPlaneAddress: string, dir: string, ser
     { log: silentLogger, host: '127.0.0.1', identityTuning: { backoff: { minMs: 20, maxMs: 100 } } },
   );
 }
+
+/** The sum of a family's series in a sidecar's registry whose labels include `labels`. */
+export async function metricValue(s: Pick<Sidecar, 'metrics'>, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = (await s.metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const values = (metric?.values ?? []) as { labels: Record<string, string | number>; value: number }[];
+  return values.filter((v) => Object.entries(labels).every(([k, x]) => String(v.labels[k]) === x)).reduce((sum, v) => sum + v.value, 0);
+}

@@ -17,7 +17,7 @@ import { Agent, request } from 'undici';
 import type { CertificateAuthority } from '../../ca/authority.js';
 import { newRootCa } from '../../ca/testdata/fixtures.js';
 import type { Sidecar } from '../../proxy/sidecar.js';
-import { FixedConfig, loopbackSidecar } from '../../proxy/testdata/mesh.js';
+import { FixedConfig, loopbackSidecar, metricValue } from '../../proxy/testdata/mesh.js';
 import { Collector, otelcolMissing, type CollectedSpan } from './collector.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -29,11 +29,6 @@ const SERVER = 2;
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN = '00f067aa0ba902b7';
 
-async function metricValue(s: Sidecar, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = (await s.metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
-  const values = (metric?.values ?? []) as { labels: Record<string, string | number>; value: number }[];
-  return values.filter((v) => Object.entries(labels).every(([k, x]) => String(v.labels[k]) === x)).reduce((sum, v) => sum + v.value, 0);
-}
 
 describe('span export from a sidecar pair to a real OpenTelemetry Collector', function () {
   this.timeout(60_000);
