@@ -82,7 +82,6 @@ function sessionFor(meshTls: MeshTls, where: string, expected: string, alpns: re
   return {
     offered,
     opened(socket) {
-      let until: number;
       if (socket.isSessionReused()) {
         if (offered === undefined || offered.peer !== expected || offered.until <= Date.now()) {
           meshTls.sessions.delete(key);
@@ -90,16 +89,17 @@ function sessionFor(meshTls: MeshTls, where: string, expected: string, alpns: re
           meshTls.peerRefused({ reason: 'tls-peer', where, expected, error });
           return new UpstreamConnectError(`mTLS to ${where} failed: ${error}`, 'tls');
         }
+        // The ticket offered stays in use until the entry expires; the server's new ones are not taken
+        // (Node serializes a session only for a 'session' listener, which costs more than it would save).
         meshTls.handshakes.outbound.resumed++;
-        until = offered.until;
-      } else {
-        // The full handshake passed serverIdentityCheck: the peer is `expected`.
-        meshTls.handshakes.outbound.full++;
-        const peerNotAfter = Date.parse(socket.getPeerX509Certificate()?.validTo ?? '');
-        until = Number.isNaN(peerNotAfter) ? 0 : meshTls.sessions.fullHandshakeBound(meshTls.notAfter ?? 0, peerNotAfter);
+        return undefined;
       }
-      // TLS 1.3 tickets come after the handshake; each replaces the last, unless the material changed meanwhile.
-      socket.on('session', (session: Buffer) => {
+      // The full handshake passed serverIdentityCheck: the peer is `expected`.
+      meshTls.handshakes.outbound.full++;
+      const peerNotAfter = Date.parse(socket.getPeerX509Certificate()?.validTo ?? '');
+      const until = Number.isNaN(peerNotAfter) ? 0 : meshTls.sessions.fullHandshakeBound(meshTls.notAfter ?? 0, peerNotAfter);
+      // TLS 1.3 tickets come after the handshake; the first is kept, unless the material changed meanwhile.
+      socket.once('session', (session: Buffer) => {
         if (meshTls.generation === generation) meshTls.sessions.set(key, session, expected, until);
       });
       return undefined;

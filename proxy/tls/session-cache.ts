@@ -32,12 +32,7 @@ export interface CachedSession {
   readonly peer: string;
   /** When it stops being offered (ms since the epoch). */
   readonly expiresAt: number;
-  /**
-   * The bound of the full handshake it comes from: min(both certificates'
-   * expiry, that handshake + SESSION_LIFETIME_MS). Tickets the server sends
-   * on a resumed connection inherit it, so resuming never stretches the
-   * authentication of the full handshake.
-   */
+  /** The bound of the full handshake it comes from: min(both certificates' expiry, that handshake + SESSION_LIFETIME_MS). */
   readonly until: number;
 }
 
