@@ -6,9 +6,9 @@
 // controllers (a Gateway's) are kept as they are; lastTransitionTime changes
 // only when a condition's status does. Writes are a replace (PUT) against the
 // cached resourceVersion, as for policies (status.ts).
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../lib/log.js';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import { CONTROL_PLANE_NAME, GATEWAY_API_GROUP, GATEWAY_API_PLURALS, GATEWAY_API_VERSION, MESH_CONTROLLER_NAME } from '../contract/names.js';
+import { StatusRetry, type StatusWriterOptions } from './status.js';
 import type { ConditionVerdict, ParentReference, RouteCondition, RouteObject, RouteParentStatus, RouteStatus, RouteVerdict } from './sources/kubernetes-routes.js';
 
 const sameRef = (a: ParentReference, b: ParentReference): boolean =>
@@ -47,12 +47,7 @@ export function desiredRouteStatus(current: RouteStatus | undefined, v: RouteVer
   return { ...current, parents: [...others, ...next] };
 }
 
-export interface RouteStatusWriterOptions {
-  kc: KubeConfig;
-  log: Logger;
-  /** Asks for a new round after a failed write; called after a backoff (1 s doubling to 30 s, reset by a success). */
-  retry: () => void;
-}
+export type RouteStatusWriterOptions = StatusWriterOptions;
 
 const PLURAL = { HTTPRoute: GATEWAY_API_PLURALS.httpRoute, GRPCRoute: GATEWAY_API_PLURALS.grpcRoute } as const;
 
@@ -63,11 +58,11 @@ export class RouteStatusWriter {
   /** uid -> the resourceVersion last written against, and what. */
   private readonly written = new Map<string, { fromVersion: string; signature: string }>();
   private closed = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay = 1000;
+  private readonly retry: StatusRetry;
 
   constructor(private readonly opts: RouteStatusWriterOptions) {
     this.api = opts.kc.makeApiClient(CustomObjectsApi);
+    this.retry = new StatusRetry(opts.retry);
   }
 
   sync(verdicts: readonly RouteVerdict[], lookup: (v: RouteVerdict) => RouteObject | undefined): void {
@@ -92,7 +87,7 @@ export class RouteStatusWriter {
         .then(
           () => {
             this.written.set(v.uid, { fromVersion, signature });
-            this.retryDelay = 1000;
+            this.retry.succeeded();
             this.opts.log.info('route status', { ...fields, parents: v.parents.map((p) => `${p.parentRef.namespace ?? v.namespace}/${p.parentRef.name}: ${p.accepted.reason}, ${p.resolvedRefs.reason}`) });
           },
           (err: unknown) => {
@@ -100,25 +95,15 @@ export class RouteStatusWriter {
             // Deleted, or changed since it was cached: the watch brings the news and a new round.
             if (code === 404 || code === 409) return;
             this.opts.log.warn('writing route status failed; will retry', { ...fields, error: (err as Error).message });
-            this.retryLater();
+            this.retry.failed();
           },
         )
         .finally(() => this.inFlight.delete(v.uid));
     }
   }
 
-  private retryLater(): void {
-    if (this.closed || this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (!this.closed) this.opts.retry();
-    }, this.retryDelay);
-    this.retryTimer.unref();
-    this.retryDelay = Math.min(this.retryDelay * 2, 30_000);
-  }
-
   close(): void {
     this.closed = true;
-    clearTimeout(this.retryTimer);
+    this.retry.close();
   }
 }

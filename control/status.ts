@@ -40,6 +40,34 @@ export function desiredStatus(current: PolicyStatus | undefined, v: Verdict, now
   return { ...current, observedGeneration: v.generation, conditions: [...conditions.filter((c) => c.type !== ACCEPTED), accepted] };
 }
 
+/** A new round after a failed status write: 1 s later, doubling to 30 s, back to 1 s after a success. */
+export class StatusRetry {
+  private timer: NodeJS.Timeout | undefined;
+  private delay = 1000;
+  private closed = false;
+
+  constructor(private readonly retry: () => void) {}
+
+  succeeded(): void {
+    this.delay = 1000;
+  }
+
+  failed(): void {
+    if (this.closed || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.closed) this.retry();
+    }, this.delay);
+    this.timer.unref();
+    this.delay = Math.min(this.delay * 2, 30_000);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+  }
+}
+
 const PLURAL = { TrafficPolicy: TRAFFIC_POLICY_PLURAL, AuthorizationPolicy: AUTHORIZATION_POLICY_PLURAL } as const;
 
 export interface StatusWriterOptions {
@@ -56,11 +84,11 @@ export class PolicyStatusWriter {
   /** uid -> what was last written, and against which resourceVersion. */
   private readonly written = new Map<string, { fromVersion: string; signature: string }>();
   private closed = false;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryDelay = 1000;
+  private readonly retry: StatusRetry;
 
   constructor(private readonly opts: StatusWriterOptions) {
     this.api = opts.kc.makeApiClient(CustomObjectsApi);
+    this.retry = new StatusRetry(opts.retry);
   }
 
   /** Brings each object's status in line with its verdict. `lookup` gives the cached object. */
@@ -99,7 +127,7 @@ export class PolicyStatusWriter {
       .then(
         () => {
           this.written.set(v.uid, { fromVersion, signature });
-          this.retryDelay = 1000;
+          this.retry.succeeded();
           this.opts.log.info('policy status', { kind: v.kind, namespace: v.namespace, name: v.name, accepted: v.accepted, reason: v.reason, message: v.message });
         },
         (err: unknown) => {
@@ -110,24 +138,14 @@ export class PolicyStatusWriter {
             return;
           }
           this.opts.log.warn('writing policy status failed; will retry', { kind: v.kind, namespace: v.namespace, name: v.name, error: (err as Error).message });
-          this.retryLater();
+          this.retry.failed();
         },
       )
       .finally(() => this.inFlight.delete(v.uid));
   }
 
-  private retryLater(): void {
-    if (this.closed || this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (!this.closed) this.opts.retry();
-    }, this.retryDelay);
-    this.retryTimer.unref();
-    this.retryDelay = Math.min(this.retryDelay * 2, 30_000);
-  }
-
   close(): void {
     this.closed = true;
-    clearTimeout(this.retryTimer);
+    this.retry.close();
   }
 }

@@ -21,6 +21,7 @@ import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { ValidationError } from '../../lib/schema.js';
 import { parseTrafficPolicy } from '../../contract/validate.js';
 import type { HeaderModifier, MirrorFilter, PathModifier, RedirectFilter, RetryPolicy, Route, RouteFilters, RouteMatch, WeightedBackend } from '../../contract/proxy-config.js';
+import type { Condition } from './kubernetes-policies.js';
 import type { GatewayRouteEntry, GatewayRouteModel, GatewayRouteParent, ServiceModel } from '../model.js';
 
 export type RouteKind = 'HTTPRoute' | 'GRPCRoute';
@@ -43,15 +44,8 @@ export interface ParentReference {
   port?: number;
 }
 
-/** metav1.Condition */
-export interface RouteCondition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  observedGeneration?: number;
-  lastTransitionTime: string;
-  reason: string;
-  message: string;
-}
+/** metav1.Condition, as policies carry it. */
+export type RouteCondition = Condition;
 
 export interface RouteParentStatus {
   parentRef: ParentReference;
