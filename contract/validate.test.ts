@@ -72,6 +72,7 @@ describe('contract/validate: Gateway API routes', () => {
     ['an exact path with a query', { match: { pathExact: '/a?b=1' } }, /match\.pathExact: "\/a\?b=1" must start with "\/" and hold no "\?"/],
     ['a replaceFullPath without "/"', { filters: { rewrite: { path: { replaceFullPath: 'x' } } } }, /filters\.rewrite\.path\.replaceFullPath: "x" must start with "\/"/],
     ['an unknown filter', { filters: { cors: {} } }, /filters\.cors: unknown field/],
+    ['backends all of weight 0', { backends: [{ service: 'b', weight: 0 }] }, /backends: at least one backend needs a weight above 0/],
   ];
   for (const [name, r, message] of cases) it(`refuses ${name}`, () => refuses([r], message));
 
@@ -89,6 +90,10 @@ describe('contract/validate: Gateway API routes', () => {
         ),
       /gatewayRoutes\[1\]\.port: port 80 is listed twice/,
     );
+  });
+
+  it('refuses an empty backends list in a TrafficPolicy (only a Gateway API rule has one, for backends that did not resolve)', () => {
+    assert.throws(() => parseProxyConfig(config({ trafficPolicy: { routes: [{ backends: [] }] } })), /services\[0\]\.trafficPolicy\.routes\[0\]\.backends: at least one backend needs a weight above 0/);
   });
 
   it('takes an empty replacePrefixMatch (it removes the matched prefix) on a prefix match or a route matching every path', () => {

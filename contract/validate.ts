@@ -460,15 +460,16 @@ function weightedBackend(v: unknown, path: string): WeightedBackend {
   return out;
 }
 
-function route(v: unknown, path: string): Route {
+/** A route of a TrafficPolicy, or with `gateway` one of the Gateway API's, whose backends may be an empty list (its requests get 500). */
+function route(v: unknown, path: string, gateway = false): Route {
   const o = object(v, path, FIELDS.Route);
   const out: Route = {};
   if (o.name !== undefined) out.name = string(o.name, join(path, 'name'));
   if (o.match !== undefined) out.match = routeMatch(o.match, join(path, 'match'));
   if (o.backends !== undefined) {
     out.backends = list(o.backends, join(path, 'backends'), weightedBackend);
-    // An empty list is a rule whose backends all failed to resolve: its requests get 500.
-    if (out.backends.length > 0 && out.backends.every((b) => b.weight === 0))
+    // An empty list is a Gateway API rule whose backends all failed to resolve: its requests get 500.
+    if ((out.backends.length > 0 || !gateway) && out.backends.every((b) => b.weight === 0))
       throw new ValidationError(join(path, 'backends'), 'at least one backend needs a weight above 0');
   }
   if (o.timeout !== undefined) out.timeout = duration(o.timeout, join(path, 'timeout'));
@@ -493,7 +494,7 @@ function route(v: unknown, path: string): Route {
 function gatewayRoutes(v: unknown, path: string, ports: readonly ServicePort[]): GatewayPortRoutes[] {
   const out = list(v, path, (x, p) => {
     const o = object(x, p, FIELDS.GatewayPortRoutes);
-    return { port: port(o.port, join(p, 'port')), routes: list(o.routes, join(p, 'routes'), route, false) };
+    return { port: port(o.port, join(p, 'port')), routes: list(o.routes, join(p, 'routes'), (r, rp) => route(r, rp, true), false) };
   });
   const seen = new Set<number>();
   for (const [i, g] of out.entries()) {

@@ -44,6 +44,27 @@ const FULL_TRAFFIC = {
       },
       faults: { abort: { percent: 1.5, status: 503 }, delay: { percent: 10, duration: '100ms' } },
     },
+    {
+      name: 'gateway-style',
+      match: { pathExact: '/exact', headerRegex: { 'x-version': 'v[0-9]+' }, queryParams: { q: 'x' }, queryParamRegex: { page: '[0-9]+' }, method: 'GET' },
+      backends: [
+        {
+          service: 'payments',
+          weight: 1,
+          port: 8080,
+          filters: { requestHeaders: { set: { 'x-b': '1' }, add: { 'x-c': '2' }, remove: ['x-d'] }, responseHeaders: { set: { 'x-e': '3' } }, mirrors: [{ service: 'shadow', port: 8080, percent: 5 }] },
+        },
+      ],
+      backendTimeout: '1s',
+      filters: {
+        requestHeaders: { set: { 'x-route': 'gateway-style' } },
+        responseHeaders: { add: { 'x-served-by': 'payments' }, remove: ['server'] },
+        rewrite: { hostname: 'payments.example.org', path: { replaceFullPath: '/v2/exact' } },
+        mirrors: [{ service: 'shadow.shop', percent: 50.5 }],
+      },
+    },
+    { name: 'moved', match: { pathRegex: '/old/.*' }, filters: { redirect: { scheme: 'https', hostname: 'example.org', port: 8443, path: { replaceFullPath: '/new' }, statusCode: 301 } } },
+    { name: 'prefix-rewrite', match: { pathPrefix: '/legacy' }, filters: { rewrite: { path: { replacePrefixMatch: '/' } } } },
     { match: { pathPrefix: '/' } },
   ],
   timeout: '1m30s',
@@ -81,6 +102,13 @@ const TRAFFIC_REFUSED: Case[] = [
   { what: 'a negative weight', edit: (s) => (s.routes[0].backends[0].weight = -1), field: 'spec.routes[0].backends[0].weight' },
   { what: 'a fractional weight', edit: (s) => (s.routes[0].backends[0].weight = 1.5), field: 'spec.routes[0].backends[0].weight' },
   { what: 'no backends in the list', edit: (s) => (s.routes[0].backends = []), field: 'spec.routes[0].backends' },
+  { what: 'a redirect status that is not 301, 302, 303, 307 or 308', edit: (s) => (s.routes[2].filters.redirect.statusCode = 300), field: 'spec.routes[2].filters.redirect.statusCode' },
+  { what: 'a redirect scheme other than http and https', edit: (s) => (s.routes[2].filters.redirect.scheme = 'ftp'), field: 'spec.routes[2].filters.redirect.scheme' },
+  { what: 'a path modifier with both of its fields', edit: (s) => (s.routes[3].filters.rewrite.path.replaceFullPath = '/x'), field: 'spec.routes[3].filters.rewrite.path' },
+  { what: 'a redirect and a rewrite on one route', edit: (s) => (s.routes[2].filters.rewrite = { hostname: 'a.example.org' }), field: 'spec.routes[2].filters' },
+  { what: 'a mirror percent above 100', edit: (s) => (s.routes[1].filters.mirrors[0].percent = 101), field: 'spec.routes[1].filters.mirrors[0].percent' },
+  { what: 'a method in lower case', edit: (s) => (s.routes[1].match.method = 'get'), field: 'spec.routes[1].match.method' },
+  { what: 'a backend port of 0', edit: (s) => (s.routes[1].backends[0].port = 0), field: 'spec.routes[1].backends[0].port' },
   { what: 'a backend without a service', edit: (s) => delete s.routes[0].backends[0].service, field: 'spec.routes[0].backends[0].service' },
   { what: 'a duration without a unit', edit: (s) => (s.timeout = '5'), field: 'spec.timeout' },
   { what: 'a duration with an unknown unit', edit: (s) => (s.routes[0].timeout = '2x'), field: 'spec.routes[0].timeout' },
@@ -114,6 +142,10 @@ const TRAFFIC_REFUSED: Case[] = [
 ];
 
 const TRAFFIC_SEMANTIC: Case[] = [
+  { what: 'a header regex with lookahead (RE2 has none)', edit: (s) => (s.routes[1].match.headerRegex['x-version'] = 'v(?=1)'), field: 'spec.routes[1].match.headerRegex.x-version' },
+  { what: 'replacePrefixMatch on an exact path match', edit: (s) => (s.routes[1].filters.rewrite.path = { replacePrefixMatch: '/v2' }), field: 'spec.routes[1].filters.rewrite.path.replacePrefixMatch' },
+  { what: 'a redirect with backends', edit: (s) => (s.routes[2].backends = [{ service: 'payments', weight: 1 }]), field: 'spec.routes[2].filters.redirect' },
+  { what: 'two path matches in one match', edit: (s) => (s.routes[1].match.pathPrefix = '/exact'), field: 'spec.routes[1].match' },
   { what: 'backoff.max shorter than backoff.base', edit: (s) => (s.routes[0].retries.backoff = { base: '1s', max: '100ms' }), field: 'spec.routes[0].retries.backoff.max' },
   { what: 'every backend at weight 0', edit: (s) => s.routes[0].backends.forEach((b: any) => (b.weight = 0)), field: 'spec.routes[0].backends' },
 ];
