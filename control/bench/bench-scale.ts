@@ -44,13 +44,14 @@ import { loadAverage, median } from '../../proxy/bench/pods.js';
 import { REPO, run } from '../../proxy/bench/topology.js';
 import { apiServerTier, requestToken, startApiServer, type ApiServer } from '../../test/k8s/apiserver.js';
 
-const USAGE = `Usage: npm run bench:scale -- [--services N] [--endpoints M] [--streams S] [--identities I] [--changes K] [--calls C]
+const USAGE = `Usage: npm run bench:scale -- [--services N] [--endpoints M] [--streams S] [--identities I] [--changes K] [--calls C] [--tree DIR]
   --services   Services in the cluster (default 100)
   --endpoints  endpoints over all EndpointSlices, each a meshed Pod (default 500)
   --streams    discovery streams held open (default 50)
   --identities distinct ServiceAccounts among the streams (default min(streams, services))
   --changes    EndpointSlice changes timed (default 5)
   --calls      services a proxy calls, for the comparator config (default 10)
+  --tree       compile the control plane and proxy from this checkout of the project (A/B runs; default this one)
 The issue's full scale: --services 10000 --endpoints 50000 --streams 2000`;
 
 /** The aims the figures are read against. */
@@ -59,7 +60,9 @@ const TRUST_DOMAIN = 'cluster.local';
 const PER_NAMESPACE = 100;
 /** Requests to the API server in flight while the cluster is made. */
 const PARALLEL = 32;
-const BUILD = join(REPO, 'node_modules', '.cache', 'tsmesh-bench-scale', 'dist');
+// A build of its own per run, so runs side by side (an A/B) never run each other's code.
+const BUILD_ROOT = join(REPO, 'node_modules', '.cache', `tsmesh-bench-scale-${process.pid}`);
+const BUILD = join(BUILD_ROOT, 'dist');
 const MAIN = join(BUILD, 'cli', 'main.js');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -67,7 +70,7 @@ const pct = (sorted: readonly number[], p: number): number => sorted[Math.min(so
 const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 const f = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : 'NaN');
 
-function flags(): { services: number; endpoints: number; streams: number; identities: number; changes: number; calls: number } {
+function flags(): { services: number; endpoints: number; streams: number; identities: number; changes: number; calls: number; tree: string } {
   const { values } = parseArgs({
     options: {
       services: { type: 'string', default: '100' },
@@ -76,6 +79,7 @@ function flags(): { services: number; endpoints: number; streams: number; identi
       identities: { type: 'string' },
       changes: { type: 'string', default: '5' },
       calls: { type: 'string', default: '10' },
+      tree: { type: 'string', default: REPO },
       help: { type: 'boolean' },
     },
   });
@@ -103,7 +107,11 @@ function flags(): { services: number; endpoints: number; streams: number; identi
     process.exit(2);
   }
   const identities = values.identities === undefined ? Math.min(streams, services) : whole('identities', values.identities);
-  return { services, endpoints, streams, identities: Math.min(identities, services, streams), changes: whole('changes', values.changes), calls: Math.min(services, whole('calls', values.calls)) };
+  if (!existsSync(join(values.tree, 'tsconfig.build.json'))) {
+    console.error(`--tree ${values.tree}: no tsconfig.build.json there; give a checkout of the project\n${USAGE}`);
+    process.exit(2);
+  }
+  return { services, endpoints, streams, identities: Math.min(identities, services, streams), changes: whole('changes', values.changes), calls: Math.min(services, whole('calls', values.calls)), tree: values.tree };
 }
 
 /** Runs `fn` over `items`, `PARALLEL` at a time. */
@@ -277,8 +285,8 @@ async function main(): Promise<void> {
   const streams: Stream[] = [];
   let server: ApiServer | undefined;
   try {
-    step('building the project (tsc) into node_modules/.cache/tsmesh-bench-scale');
-    const build = await run(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', BUILD], 300_000);
+    step(`building ${o.tree} (tsc) into ${BUILD}`);
+    const build = await run(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(o.tree, 'tsconfig.build.json'), '--outDir', BUILD], 300_000);
     if (!existsSync(MAIN)) throw new Error(`tsc emitted no ${MAIN}:\n${build.stdout.slice(0, 2000)}`);
     if (build.code !== 0) console.log(`  tsc reported errors (exit ${build.code}); running what it emitted`);
 
@@ -440,6 +448,7 @@ async function main(): Promise<void> {
     }
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(BUILD_ROOT, { recursive: true, force: true });
   }
 }
 
