@@ -2,12 +2,17 @@
 // (gamma/report.ts) on text in the suite's own formats: the reasons the node
 // test lists for failed and skipped tests come from here.
 import assert from 'node:assert/strict';
-import { parseReport, reasonOf, splitGoTestLog } from './report.js';
+import { featuresOf, outsideProfiles, parseReport, reasonOf, splitGoTestLog } from './report.js';
 
 const LOG = `=== RUN   TestConformance
     conformance.go:117: Running conformance tests with:
 === RUN   TestConformance/MeshBasic
+    conformance.go:77: 2026-12-07T21:40:00Z: Running MeshBasic, relying on the following features: Mesh-standard
 === PAUSE TestConformance/MeshBasic
+=== RUN   TestConformance/MeshFrontend
+    conformance.go:77: 2026-12-07T21:40:00Z: Running MeshFrontend, relying on the following features: Mesh-standard, HTTPRoute-standard, HTTPRouteResponseHeaderModification-standard
+=== RUN   TestConformance/HTTPRouteWeight
+    conformance.go:77: 2026-12-07T21:40:00Z: Running HTTPRouteWeight, relying on the following features: Gateway-standard, HTTPRoute-standard
 === RUN   TestConformance/MeshHTTPRouteMatching
 === RUN   TestConformance/MeshHTTPRouteMatching/0_request_to_'/'_should_go_to_echo-v1
 === CONT  TestConformance/MeshBasic
@@ -21,6 +26,8 @@ const LOG = `=== RUN   TestConformance
     suite.go:480: Skipping MeshConsumerRoute: suite does not support MeshConsumerRoute
 --- FAIL: TestConformance (40.00s)
     --- PASS: TestConformance/MeshBasic (3.10s)
+    --- PASS: TestConformance/MeshFrontend (1.50s)
+    --- FAIL: TestConformance/HTTPRouteWeight (1.00s)
     --- FAIL: TestConformance/MeshHTTPRouteMatching (30.20s)
         --- FAIL: TestConformance/MeshHTTPRouteMatching/0_request_to_'/'_should_go_to_echo-v1 (30.10s)
     --- SKIP: TestConformance/MeshConsumerRoute (0.00s)
@@ -44,6 +51,13 @@ describe('test/node/gamma/report.ts: the conformance suite report and log', func
     );
     assert.equal(reasonOf(tests, 'MeshConsumerRoute', 1), 'Skipping MeshConsumerRoute: suite does not support MeshConsumerRoute');
     assert.equal(reasonOf(tests, 'NoSuchTest'), '(the suite logged nothing for it)');
+  });
+
+  it('names the mesh tests that ran with a feature outside the profiles, which the report leaves out', function () {
+    const tests = splitGoTestLog(LOG);
+    assert.deepEqual(featuresOf(tests.get('TestConformance/MeshFrontend')!), ['Mesh', 'HTTPRoute', 'HTTPRouteResponseHeaderModification']);
+    // MeshBasic is in the profiles; HTTPRouteWeight is no mesh test; MeshConsumerRoute was skipped.
+    assert.deepEqual(outsideProfiles(tests, ['Mesh', 'HTTPRoute', 'GRPCRoute', 'MeshConsumerRoute']), [{ name: 'MeshFrontend', result: 'PASS', features: ['HTTPRouteResponseHeaderModification'] }]);
   });
 
   it('reads a ConformanceReport and refuses anything else', function () {

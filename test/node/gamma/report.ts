@@ -85,3 +85,27 @@ export function reasonOf(tests: Map<string, TestLog>, shortName: string, max = 2
   // Drop Go's file:line prefix; keep each line short enough to read in a table.
   return picked.map((l) => l.replace(/^[\w.-]+\.go:\d+:\s*/, '').replace(/\s+/g, ' ').slice(0, 400)).join(' | ') || '(the suite logged nothing for it)';
 }
+
+/** The features a test of the suite relies on, as it logged them ("Running X, relying on the following features: Mesh-standard, ..."), without their channel. */
+export function featuresOf(t: TestLog): string[] | undefined {
+  const line = t.lines.map((l) => /relying on the following features: (.*)/.exec(l)?.[1]).find((f) => f !== undefined);
+  return line?.split(',').map((f) => f.trim().replace(/-[a-z]+$/, ''));
+}
+
+/**
+ * The mesh tests that ran (passed or failed) though some feature of theirs is
+ * in no profile of the run: the report counts a test in a profile only when
+ * the profile has all its features, so it leaves these out. Each with those
+ * features.
+ */
+export function outsideProfiles(tests: Map<string, TestLog>, profileFeatures: readonly string[]): { name: string; result: 'PASS' | 'FAIL'; features: string[] }[] {
+  const out: { name: string; result: 'PASS' | 'FAIL'; features: string[] }[] = [];
+  for (const [full, t] of tests) {
+    const name = /^TestConformance\/([^/]+)$/.exec(full)?.[1];
+    const features = featuresOf(t);
+    if (!name || !features?.includes('Mesh') || (t.result !== 'PASS' && t.result !== 'FAIL')) continue;
+    const outside = features.filter((f) => !profileFeatures.includes(f));
+    if (outside.length > 0) out.push({ name, result: t.result, features: outside });
+  }
+  return out;
+}
