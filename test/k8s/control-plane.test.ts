@@ -6,37 +6,32 @@
 // certificates with the lifetime ConfigMap tsmesh-config sets over --cert-ttl,
 // and streams tsmesh-config's telemetry settings with a namespace's over them.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, DiscoveryV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import { Agent, request } from 'undici';
 import { createRootCa } from '../../ca/root.js';
 import { CA_FILES, loadCaFromDir } from '../../ca/material.js';
 import { newKey } from '../../ca/testdata/fixtures.js';
 import { buildCsrPem } from '../../ca/csr.js';
-import { silentLogger } from '../../lib/log.js';
-import { StreamConfigSource } from '../../proxy/config/stream.js';
+import type { StreamConfigSource } from '../../proxy/config/stream.js';
 import { buildRoutingTable, lookupTarget } from '../../proxy/config/table.js';
-import { freePort } from '../../lib/ports.js';
 import { createNamespace, createServiceAccount, eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
-import { applyOrder, kubeConfigWithToken, readManifests, serverSideApply } from './manifests.js';
-
-const MAIN = resolve(import.meta.dirname, '..', '..', 'cli', 'main.ts');
+import { freeControlPlanePorts, proxyStream, startControlPlaneProcess, type ControlPlanePorts, type ControlPlaneProcess } from './control-plane-process.js';
+import { applyOrder, readManifests, serverSideApply } from './manifests.js';
 
 describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own RBAC)', function () {
   this.timeout(180_000);
   let server: ApiServer | undefined;
   let dir: string;
-  let child: ChildProcess | undefined;
-  let stderr = '';
-  let ports: { ca: number; admin: number; webhook: number };
+  let cp: ControlPlaneProcess | undefined;
+  let ports: ControlPlanePorts;
 
   before(async function () {
     skipWithoutApiServer(this);
     server = await startApiServer();
-    ports = { ca: await freePort(), admin: await freePort(), webhook: await freePort() };
+    ports = await freeControlPlanePorts();
     for (const doc of applyOrder(readManifests())) {
       // This API server runs on the host's network, where the webhook Service's cluster IP would be routed
       // off the machine: the injector is called on loopback instead, at the port the control plane serves it on.
@@ -50,38 +45,17 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
     const root = await createRootCa('cluster.local');
     writeFileSync(join(dir, CA_FILES.rootCert), root.certPem);
     writeFileSync(join(dir, CA_FILES.rootKey), root.keyPem, { mode: 0o600 });
-    const { token } = await requestToken(server.kc, 'tsmesh-system', 'tsmesh-control-plane', 'https://kubernetes.default.svc.cluster.local', 3600);
-    writeFileSync(join(dir, 'kubeconfig'), kubeConfigWithToken(server.kc, token, 'tsmesh-control-plane').exportConfig());
-    child = spawn(
-      process.execPath,
-      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1', '--cert-ttl', '30m',
-        '--port', String(ports.ca), '--admin-port', String(ports.admin), '--webhook-port', String(ports.webhook)],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    cp = await startControlPlaneProcess(server.kc, { dir, caDir: dir, ports, args: ['--cert-ttl', '30m'] });
   });
   after(async () => {
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child!.once('exit', r));
-    }
+    await cp?.stop();
     await server?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   /** The discovery stream as proxy shop/web gets it, with a certificate from the mesh CA; started. */
-  async function webProxyStream(): Promise<StreamConfigSource> {
-    const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
-    const key = newKey();
-    const id = 'spiffe://cluster.local/ns/shop/sa/web';
-    const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
-    const stream = new StreamConfigSource({
-      address: `127.0.0.1:${ports.ca}`,
-      tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
-      log: silentLogger,
-    });
-    stream.start();
-    return stream;
+  function webProxyStream(): Promise<StreamConfigSource> {
+    return proxyStream(dir, ports.ca, 'spiffe://cluster.local/ns/shop/sa/web');
   }
 
   it('turns ready once discovery has synced', async () => {
@@ -89,7 +63,7 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
       const r = await request(`http://127.0.0.1:${ports.admin}/readyz`).catch(() => undefined);
       await r?.body.dump();
       return r?.statusCode === 200 ? 200 : undefined;
-    }, 60_000, 'the control plane to be ready').catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
+    }, 60_000, 'the control plane to be ready').catch((e: Error) => assert.fail(`${e.message}\n${cp!.stderr()}`));
     assert.equal(status, 200);
   });
 
@@ -256,7 +230,7 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
           .listNamespacedEvent({ namespace: 'tsmesh-system', fieldSelector: 'involvedObject.kind=ConfigMap,involvedObject.name=tsmesh-config,type=Warning' })
       ).items;
     const waitTtl = (seconds: number, what: string): Promise<number> =>
-      eventually(async () => ((await ttlMetric()) === seconds ? seconds : undefined), 10_000, what).catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
+      eventually(async () => ((await ttlMetric()) === seconds ? seconds : undefined), 10_000, what).catch((e: Error) => assert.fail(`${e.message}\n${cp!.stderr()}`));
 
     it('issues for --cert-ttl while the ConfigMap sets no certificateTtl', async () => {
       await waitTtl(1800, 'the --cert-ttl lifetime');
@@ -267,14 +241,14 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
       await setTtl('2h');
       await waitTtl(7200, 'the ConfigMap lifetime');
       assert.ok(Math.abs((await issuedLifetime()) - 7200) <= 1);
-      assert.match(stderr, /"msg":"certificate lifetime for certificates issued from now on","ttl":"2h","from":"ConfigMap tsmesh-config certificateTtl"/);
+      assert.match(cp!.stderr(), /"msg":"certificate lifetime for certificates issued from now on","ttl":"2h","from":"ConfigMap tsmesh-config certificateTtl"/);
     });
 
     it('a bad certificateTtl is refused, naming the key and the value, in the log and in an Event on the ConfigMap, and 2h stays in force', async () => {
-      const before = stderr.length;
+      const before = cp!.stderr().length;
       assert.deepEqual(await configWarnings(), [], 'no Warning Event before the refusal');
       const refusedVersion = await setTtl('10s');
-      const line = await eventually(async () => stderr.slice(before).split('\n').find((l) => l.includes('ConfigMap tsmesh-config is invalid')), 10_000, 'the refusal');
+      const line = await eventually(async () => cp!.stderr().slice(before).split('\n').find((l) => l.includes('ConfigMap tsmesh-config is invalid')), 10_000, 'the refusal');
       const logged = JSON.parse(line) as { level: string; error: string; keeping: { certificateTtlSeconds?: number } };
       assert.equal(logged.level, 'error');
       assert.equal(logged.error, 'data.certificateTtl: 10s is outside 60s to 30d');
@@ -322,15 +296,15 @@ describe('tsmesh control-plane in Kubernetes mode (real kube-apiserver, its own 
         const config = await eventually(async () => {
           const c = stream.current();
           return c?.mesh.tracing?.export && c.telemetry?.accessLog ? c : undefined;
-        }, 20_000, 'the proxy to get the telemetry settings').catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
+        }, 20_000, 'the proxy to get the telemetry settings').catch((e: Error) => assert.fail(`${e.message}\n${cp!.stderr()}`));
         assert.deepEqual(config.mesh.tracing, { export: true, collector: 'http://otel-collector.observability:4318/v1/traces', sampling: 0.05 });
         assert.deepEqual(config.mesh.accessLog, { mode: 'errors', sampling: 0.01, query: false });
         assert.deepEqual(config.telemetry, { accessLog: { mode: 'sampled', sampling: 0.5 } });
 
         // Export on without a collector: refused, naming the key; the proxy keeps what it had.
-        const before = stderr.length;
+        const before = cp!.stderr().length;
         await setData({ tracing: 'on' });
-        const line = await eventually(async () => stderr.slice(before).split('\n').find((l) => l.includes('ConfigMap tsmesh-config is invalid')), 10_000, 'the refusal');
+        const line = await eventually(async () => cp!.stderr().slice(before).split('\n').find((l) => l.includes('ConfigMap tsmesh-config is invalid')), 10_000, 'the refusal');
         assert.match((JSON.parse(line) as { error: string }).error, /^data\.tracing\.collector: is needed when export is on/);
         assert.deepEqual(stream.current()?.mesh.tracing, config.mesh.tracing);
       } finally {

@@ -7,25 +7,19 @@
 // status.parents (Accepted and ResolvedRefs, True and False with their
 // reasons); a route it cannot apply keeps the last good config in the stream.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { request } from 'undici';
 import { createRootCa } from '../../ca/root.js';
-import { CA_FILES, loadCaFromDir } from '../../ca/material.js';
-import { newKey } from '../../ca/testdata/fixtures.js';
-import { buildCsrPem } from '../../ca/csr.js';
+import { CA_FILES } from '../../ca/material.js';
 import type { GatewayPortRoutes } from '../../contract/proxy-config.js';
-import { silentLogger } from '../../lib/log.js';
-import { freePort } from '../../lib/ports.js';
-import { StreamConfigSource } from '../../proxy/config/stream.js';
+import type { StreamConfigSource } from '../../proxy/config/stream.js';
 import type { RouteCondition, RouteObject } from '../../control/sources/kubernetes-routes.js';
-import { createNamespace, eventually, requestToken, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
-import { applyOrder, kubeConfigWithToken, readManifests, resolveResource, serverSideApply } from './manifests.js';
-
-const MAIN = resolve(import.meta.dirname, '..', '..', 'cli', 'main.ts');
+import { createNamespace, eventually, startApiServer, skipWithoutApiServer, type ApiServer } from './apiserver.js';
+import { freeControlPlanePorts, proxyStream, startControlPlaneProcess, type ControlPlanePorts, type ControlPlaneProcess } from './control-plane-process.js';
+import { applyOrder, readManifests, resolveResource, serverSideApply } from './manifests.js';
 const NS = 'mesh';
 const GROUP = 'gateway.networking.k8s.io';
 const GATEWAY_CRDS = 'gateway-api-crds.yaml';
@@ -34,9 +28,8 @@ describe('Gateway API routes through tsmesh control-plane (real kube-apiserver, 
   this.timeout(180_000);
   let server: ApiServer | undefined;
   let dir: string;
-  let child: ChildProcess | undefined;
-  let stderr = '';
-  let ports: { ca: number; admin: number; webhook: number };
+  let cp: ControlPlaneProcess | undefined;
+  let ports: ControlPlanePorts;
   let stream: StreamConfigSource | undefined;
   let custom: CustomObjectsApi;
 
@@ -44,7 +37,7 @@ describe('Gateway API routes through tsmesh control-plane (real kube-apiserver, 
     skipWithoutApiServer(this);
     server = await startApiServer();
     custom = server.kc.makeApiClient(CustomObjectsApi);
-    ports = { ca: await freePort(), admin: await freePort(), webhook: await freePort() };
+    ports = await freeControlPlanePorts();
     // Everything but the Gateway API CRDs: the control plane starts without them.
     for (const doc of applyOrder(readManifests().filter((d) => d.file !== GATEWAY_CRDS))) {
       const object = doc.object as { kind?: string; webhooks?: { clientConfig: Record<string, unknown> }[] };
@@ -56,22 +49,11 @@ describe('Gateway API routes through tsmesh control-plane (real kube-apiserver, 
     const root = await createRootCa('cluster.local');
     writeFileSync(join(dir, CA_FILES.rootCert), root.certPem);
     writeFileSync(join(dir, CA_FILES.rootKey), root.keyPem, { mode: 0o600 });
-    const { token } = await requestToken(server.kc, 'tsmesh-system', 'tsmesh-control-plane', 'https://kubernetes.default.svc.cluster.local', 3600);
-    writeFileSync(join(dir, 'kubeconfig'), kubeConfigWithToken(server.kc, token, 'tsmesh-control-plane').exportConfig());
-    child = spawn(
-      process.execPath,
-      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1',
-        '--port', String(ports.ca), '--admin-port', String(ports.admin), '--webhook-port', String(ports.webhook)],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    cp = await startControlPlaneProcess(server.kc, { dir, caDir: dir, ports });
   });
   after(async () => {
     stream?.close();
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child!.once('exit', r));
-    }
+    await cp?.stop();
     await server?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -105,20 +87,12 @@ describe('Gateway API routes through tsmesh control-plane (real kube-apiserver, 
       const r = await request(`http://127.0.0.1:${ports.admin}/readyz`).catch(() => undefined);
       await r?.body.dump();
       return r?.statusCode === 200 ? true : undefined;
-    }, 60_000, 'the control plane to be ready').catch((e: Error) => assert.fail(`${e.message}\n${stderr}`));
+    }, 60_000, 'the control plane to be ready').catch((e: Error) => assert.fail(`${e.message}\n${cp!.stderr()}`));
+    const stderr = cp!.stderr();
     const notServed = stderr.split('\n').filter((l) => l.includes('resource not served') && l.includes('"resource":"httproutes"'));
     assert.equal(notServed.length, 1, stderr);
 
-    const ca = await loadCaFromDir(dir, { trustDomain: 'cluster.local' });
-    const key = newKey();
-    const id = `spiffe://cluster.local/ns/${NS}/sa/client`;
-    const issued = ca.signWorkloadCsr(buildCsrPem(key, id), id);
-    stream = new StreamConfigSource({
-      address: `127.0.0.1:${ports.ca}`,
-      tls: () => ({ key: key.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.certChainPem, ca: issued.trustBundlePem }),
-      log: silentLogger,
-    });
-    stream.start();
+    stream = await proxyStream(dir, ports.ca, `spiffe://cluster.local/ns/${NS}/sa/client`);
     const core = server!.kc.makeApiClient(CoreV1Api);
     for (const [name, port] of [['echo', 80], ['echo-v1', 8080], ['echo-v2', 8080]] as const)
       await core.createNamespacedService({ namespace: NS, body: { metadata: { name }, spec: { ports: [{ name: 'http', port, targetPort: 8080 }] } } });
