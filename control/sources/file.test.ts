@@ -34,6 +34,23 @@ describe('control/sources/file (kind: Mesh)', function () {
     ]);
   });
 
+  it('takes Gateway API routes as kubectl shows them into each caller\'s config, and refuses a route a cluster would not accept', function () {
+    const route = (path: object) => ({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'payments', namespace: 'shop' },
+      spec: { parentRefs: [{ group: '', kind: 'Service', name: 'payments', port: 80 }], rules: [{ matches: [{ path }], backendRefs: [{ name: 'payments', port: 80 }] }] },
+    });
+    const m = parseMeshFile({ ...meshWithPolicy({}), routes: [route({ type: 'Exact', value: '/pay' })] });
+    const config = buildProxyConfig(m, { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', serviceAccount: 'web' }, '1');
+    assert.deepEqual(config.services[0]!.gatewayRoutes, [{ port: 80, routes: [{ name: 'httproute/shop/payments/rule-0', backends: [{ service: 'payments.shop', weight: 1, port: 80 }], match: { pathExact: '/pay' } }] }]);
+    parseProxyConfig(JSON.parse(JSON.stringify(config)));
+    assert.throws(
+      () => parseMeshFile({ ...meshWithPolicy({}), routes: [route({ type: 'RegularExpression', value: '/(' })] }),
+      (e: unknown) => e instanceof ValidationError && /^routes\[0\]: HTTPRoute shop\/payments: spec\.rules\[0\]\.matches\[0\]\.match\.pathRegex: "\/\(" is not a regular expression/.test(e.message),
+    );
+  });
+
   it('refuses bad limits, naming the field', function () {
     assert.throws(
       () => parseMeshFile(meshWithPolicy({ limits: { maxPendingRequests: 0 } })),

@@ -18,6 +18,11 @@
 //     - { name: shop, annotations: { tsmesh.io/default-inbound-policy: deny } }
 //   workloads:                       # what a workload's pods' annotations would set (per ServiceAccount)
 //     - { namespace: shop, serviceAccount: payments, annotations: { tsmesh.io/mtls-mode: PERMISSIVE } }
+//   routes:                          # Gateway API HTTPRoutes and GRPCRoutes, as kubectl shows them
+//     - { apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: { name: payments, namespace: shop }, spec: { parentRefs: [...], rules: [...] } }
+//
+// A route that would not be Accepted in a cluster (kubernetes-routes.ts)
+// makes the file bad.
 //
 // Egress as in tsmesh-config: `mesh: { egress: { mode, allow: [...] } }`
 // (an entry's originateTls may name a caFile the proxies read), and the
@@ -32,11 +37,12 @@ import { parseAuthorizationPolicy, parseEndpoint, parseMeshSettings, parseServic
 import { scopedSettings } from '../../contract/annotations.js';
 import type { AuthorizationPolicyModel, EndpointModel, MeshModel, NamespaceSettingsModel, ServiceModel, TrafficPolicyModel, WorkloadSettingsModel } from '../model.js';
 import type { MeshSource } from './source.js';
+import { evaluateRoutes, type RouteObject } from './kubernetes-routes.js';
 
 export const MESH_KIND = 'Mesh';
 
 export function parseMeshFile(doc: unknown): MeshModel {
-  const o = object(doc, '', ['apiVersion', 'kind', 'mesh', 'services', 'trafficPolicies', 'authorizationPolicies', 'namespaces', 'workloads']);
+  const o = object(doc, '', ['apiVersion', 'kind', 'mesh', 'services', 'trafficPolicies', 'authorizationPolicies', 'namespaces', 'workloads', 'routes']);
   if (o.apiVersion !== 'tsmesh.io/v1alpha1') throw new ValidationError('apiVersion', `${JSON.stringify(o.apiVersion)} is not tsmesh.io/v1alpha1`);
   if (o.kind !== MESH_KIND) throw new ValidationError('kind', `${JSON.stringify(o.kind)} is not ${MESH_KIND}`);
   const mesh = parseMeshSettings(o.mesh, 'mesh');
@@ -123,6 +129,17 @@ export function parseMeshFile(doc: unknown): MeshModel {
     'workload',
     'workloads',
   );
+  const routeObjects = list(o.routes, 'routes', (v, path): RouteObject => {
+    const r = object(v, path, ['apiVersion', 'kind', 'metadata', 'spec']);
+    oneOf(r.kind, join(path, 'kind'), ['HTTPRoute', 'GRPCRoute']);
+    const meta = object(r.metadata, join(path, 'metadata'), ['name', 'namespace', 'creationTimestamp']);
+    return { kind: r.kind as string, metadata: { name: string(meta.name, join(path, 'metadata.name')), namespace: string(meta.namespace, join(path, 'metadata.namespace')), ...(typeof meta.creationTimestamp === 'string' ? { creationTimestamp: new Date(meta.creationTimestamp) } : {}) }, spec: r.spec };
+  });
+  const routes = evaluateRoutes({ httpRoutes: routeObjects.filter((r) => r.kind === 'HTTPRoute'), grpcRoutes: routeObjects.filter((r) => r.kind === 'GRPCRoute'), services, accepted: new Map() });
+  for (const v of routes.verdicts) {
+    const refused = v.parents.find((p) => !p.accepted.status);
+    if (refused) throw new ValidationError(`routes[${routeObjects.findIndex((r) => r.kind === v.kind && r.metadata?.name === v.name && r.metadata.namespace === v.namespace)}]`, `${v.kind} ${v.namespace}/${v.name}: ${refused.accepted.message}`);
+  }
   return {
     mesh,
     services,
@@ -130,6 +147,7 @@ export function parseMeshFile(doc: unknown): MeshModel {
     authorizationPolicies,
     ...(namespaceSettings.length > 0 ? { namespaceSettings } : {}),
     ...(workloadSettings.length > 0 ? { workloadSettings } : {}),
+    ...(routes.routes.length > 0 ? { gatewayRoutes: routes.routes } : {}),
   };
 }
 
