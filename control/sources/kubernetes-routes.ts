@@ -386,7 +386,11 @@ export function evaluateRoutes(input: { httpRoutes: readonly RouteObject[]; grpc
     const uid = o.metadata?.uid ?? `${kind}/${namespace}/${name}`;
     const generation = o.metadata?.generation ?? 0;
     const refs = serviceParentRefs(obj(o.spec));
-    if (refs.length === 0) continue; // not a mesh route: another controller's
+    if (refs.length === 0) {
+      // Not a mesh route (a Gateway's): no model, and a verdict without parents, so an entry of ours left from an earlier version goes.
+      verdicts.push({ kind, namespace, name, uid, generation, parents: [] });
+      continue;
+    }
     const m: Mapping = { kind, namespace, services, problems: [] };
     let entries: GatewayRouteEntry[] | undefined;
     let invalid: string | undefined;
