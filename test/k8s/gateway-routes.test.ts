@@ -155,6 +155,30 @@ describe('Gateway API routes through tsmesh control-plane (real kube-apiserver, 
     assert.equal(c['Accepted']?.status, 'True');
   });
 
+  it('keeps another controller\'s entry in status.parents when it rewrites its own', async () => {
+    await createRoute('HTTPRoute', 'shared', {
+      parentRefs: [{ name: 'public' }, { group: '', kind: 'Service', name: 'echo-v1', port: 8080 }],
+      rules: [{ backendRefs: [{ name: 'echo-v1', port: 8080 }] }],
+    });
+    await meshConditions('HTTPRoute', 'shared');
+    const gatewayEntry = {
+      parentRef: { group: GROUP, kind: 'Gateway', name: 'public' },
+      controllerName: 'example.com/gateway-controller',
+      conditions: [{ type: 'Accepted', status: 'True', observedGeneration: 1, lastTransitionTime: '2030-01-01T00:00:00Z', reason: 'Accepted', message: 'by the gateway' }],
+    };
+    const r = await readRoute('HTTPRoute', 'shared');
+    await custom.replaceNamespacedCustomObjectStatus({ group: GROUP, version: 'v1', namespace: NS, plural: 'httproutes', name: 'shared', body: { ...r, status: { parents: [gatewayEntry, ...(r.status?.parents ?? [])] } } });
+    // A new generation: the mesh controller writes its conditions again.
+    const next = await readRoute('HTTPRoute', 'shared');
+    (next.spec as { rules: { backendRefs: unknown[] }[] }).rules[0]!.backendRefs = [{ name: 'echo-v2', port: 8080 }];
+    await custom.replaceNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: NS, plural: 'httproutes', name: 'shared', body: next });
+    const c = await meshConditions('HTTPRoute', 'shared');
+    assert.equal(c['Accepted']?.observedGeneration, 2);
+    const parents = (await readRoute('HTTPRoute', 'shared')).status?.parents ?? [];
+    assert.deepEqual(parents.find((p) => p.controllerName === 'example.com/gateway-controller'), gatewayEntry);
+    assert.equal(parents.length, 2);
+  });
+
   it('a route it cannot apply is Accepted False with the reason, and the last good config stays in the stream', async () => {
     const before = await routesOf('echo', (r) => r !== undefined, 'echo\'s routes');
     const current = await readRoute('HTTPRoute', 'echo');
