@@ -125,9 +125,10 @@ describe('real node: the Gateway API conformance suite, mesh profiles MESH-HTTP 
       `--report-output=${REPORT}`,
       '--organization=tsmesh',
       '--project=tsmesh',
-      '--url=https://tsmesh.dev',
+      // The report requires an address and a contact; the project publishes none yet (set both before publishing a report).
+      `--url=${process.env['TSMESH_CONFORMANCE_URL'] ?? 'https://example.invalid/tsmesh'}`,
       `--version=v${version}`,
-      '--contact=tsmesh maintainers',
+      `--contact=${process.env['TSMESH_CONFORMANCE_CONTACT'] ?? 'tsmesh maintainers'}`,
       // The node is stopped after the run: no need to wait for the base resources' deletion.
       '--cleanup-base-resources=false',
     ];
