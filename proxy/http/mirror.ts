@@ -47,16 +47,14 @@ export function mirrorLayer(o: MirrorOptions): Layer {
         send(m, copyOf(req, body));
       }
     };
-    if (req.body === null) {
-      fire(null);
-      return next(req);
-    }
-    const bytes = bufferOf(req.body);
+    // The request goes first; its copies after, so they never stand before it.
+    const bytes = req.body === null ? null : bufferOf(req.body);
     if (bytes !== undefined) {
+      const answer = next(req);
       fire(bytes);
-      return next(req);
+      return answer;
     }
-    return next({ ...req, body: tee(streamOf(req.body), max, fire, () => targets.forEach((m) => o.counted(m, 'dropped'))) });
+    return next({ ...req, body: tee(streamOf(req.body!), max, fire, () => targets.forEach((m) => o.counted(m, 'dropped'))) });
   };
 }
 
