@@ -73,6 +73,28 @@ interface ApiResourceList {
   resources?: { name: string; namespaced: boolean; kind: string }[];
 }
 
+/** Tries of a request whose connection breaks (Kube.request). */
+const CONNECTION_ATTEMPTS = 3;
+
+const BROKEN_CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ECONNABORTED']);
+
+/** A connection that broke before the answer was whole: Node's "aborted", "socket hang up", a reset. */
+function isBrokenConnection(e: unknown): boolean {
+  if (!(e instanceof Error) || e instanceof KubeError) return false;
+  const code = (e as NodeJS.ErrnoException).code;
+  return e.message === 'aborted' || e.message === 'socket hang up' || (code !== undefined && BROKEN_CONNECTION_CODES.has(code));
+}
+
+/** A broken connection's error, saying what broke and what to do; any other error as it was. */
+function brokenConnectionError(e: unknown, method: string, path: string, server: string): unknown {
+  if (!isBrokenConnection(e)) return e;
+  const err = e as NodeJS.ErrnoException;
+  return new Error(
+    `${method} ${path}: the connection to ${server} broke before its answer was whole (${err.code ?? err.message}); the API server may be overloaded or restarting: check it (kubectl get --raw /readyz) and run the command again`,
+    { cause: e },
+  );
+}
+
 export class Kube {
   private readonly resources = new Map<string, Promise<ApiResourceList | undefined>>();
 
@@ -83,8 +105,26 @@ export class Kube {
     return this.kc.getCurrentCluster()?.server ?? '(no cluster)';
   }
 
-  /** One request; a non-2xx answer throws KubeError with the API server's message. */
+  /**
+   * One request; a non-2xx answer throws KubeError with the API server's
+   * message. A request whose connection broke before its whole answer came
+   * (reset, aborted) is sent again, twice at most, when sending it twice
+   * changes nothing (GET, PUT, DELETE, and PATCH: server-side apply); a POST
+   * is never resent.
+   */
   async request(method: string, path: string, opts: RequestOptions = {}): Promise<KubeResponse> {
+    const resend = method !== 'POST';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.requestOnce(method, path, opts);
+      } catch (e) {
+        if (!resend || !isBrokenConnection(e) || attempt === CONNECTION_ATTEMPTS) throw brokenConnectionError(e, method, path, this.server);
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
+  }
+
+  private async requestOnce(method: string, path: string, opts: RequestOptions): Promise<KubeResponse> {
     const cluster = this.kc.getCurrentCluster();
     if (!cluster) throw new Error('the kubeconfig has no current cluster');
     const url = new URL(path, cluster.server);
