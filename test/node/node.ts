@@ -251,10 +251,33 @@ function commandOf(pid: string): string {
   }
 }
 
-export function nodeResidue(node: Pick<TestNode, 'dir' | 'cgroup' | 'netns' | 'mntns'>): string[] {
+/** Clock ticks since boot (USER_HZ, 100 on Linux), the unit of a process's start time in /proc/PID/stat. */
+function bootTicks(): number {
+  return Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
+}
+
+/** A process's start time in clock ticks since boot; Infinity when it is gone. */
+function startTicks(pid: string): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command, which may hold spaces and parentheses: state is field 3, starttime field 22.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  } catch {
+    return Infinity;
+  }
+}
+
+/**
+ * `stoppedAt` (bootTicks() when the stop began): a process started after it
+ * is not counted. Once the node's namespaces are freed the kernel may give
+ * their inode numbers to new namespaces of other programs, and a process of
+ * those would look like one of the node's.
+ */
+export function nodeResidue(node: Pick<TestNode, 'dir' | 'cgroup' | 'netns' | 'mntns'>, stoppedAt = Infinity): string[] {
   const left: string[] = [];
   if (existsSync(node.dir)) left.push(`folder ${node.dir}`);
   for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    if (startTicks(pid) > stoppedAt) continue;
     for (const ns of ['net', 'mnt'] as const) {
       try {
         if (readlinkSync(`/proc/${pid}/ns/${ns}`) === (ns === 'net' ? node.netns : node.mntns)) left.push(`process ${pid} (${commandOf(pid)}) in the node's ${ns} namespace`);
@@ -301,10 +324,11 @@ export function assertHostAsBefore(before: HostState, now: HostState): void {
  */
 export async function stopLeavingNothing(node: TestNode, before: HostState): Promise<number> {
   const t0 = Date.now();
+  const stoppedAt = bootTicks();
   await node.stop();
   const ms = Date.now() - t0;
-  for (let waited = 0; nodeResidue(node).length > 0 && waited < 5000; waited += 250) await sleep(250);
-  assert.deepEqual(nodeResidue(node), []);
+  for (let waited = 0; nodeResidue(node, stoppedAt).length > 0 && waited < 5000; waited += 250) await sleep(250);
+  assert.deepEqual(nodeResidue(node, stoppedAt), []);
   assertHostAsBefore(before, await hostState());
   return ms;
 }
