@@ -123,6 +123,12 @@ describe('TLS session resumption between sidecars', function () {
     return { reused, status: all.split('\r\n')[0] ?? '', body: all.slice(all.indexOf('\r\n\r\n') + 4) };
   }
 
+  /** A full handshake, then a resumed connection: web holds a session that api's sidecar accepts. */
+  async function sessionInUse(): Promise<void> {
+    assert.equal((await echoed()).reused, false);
+    assert.equal((await echoed()).reused, true);
+  }
+
   /** tsmesh_tls_handshakes_total of `sidecar` by direction and resumed. */
   async function handshakes(sidecar: Sidecar, direction: string, resumed: boolean): Promise<number> {
     return total(parseMetrics(await sidecar.metrics.registry.metrics()), 'tsmesh_tls_handshakes_total', { direction, resumed: String(resumed) });
@@ -162,8 +168,7 @@ describe('TLS session resumption between sidecars', function () {
   });
 
   it('never resumes a session made for one identity when the same address is expected to be another', async () => {
-    await echoed();
-    assert.equal((await echoed()).reused, true);
+    await sessionInUse();
     // api's sidecar holds API's certificate: expecting anyone else must fail, as it does on a full handshake.
     const refused = await dial('spiffe://cluster.local/ns/shop/sa/impostor').then(
       () => undefined,
@@ -174,16 +179,14 @@ describe('TLS session resumption between sidecars', function () {
   });
 
   it("does a full handshake after this proxy's certificate renews", async () => {
-    await echoed();
-    assert.equal((await echoed()).reused, true);
+    await sessionInUse();
     webIdentity.set(issueCredentials(ca, WEB));
     assert.equal((await echoed()).reused, false);
     assert.equal((await echoed()).reused, true);
   });
 
   it('does a full handshake after the trusted roots change', async () => {
-    await echoed();
-    assert.equal((await echoed()).reused, true);
+    await sessionInUse();
     const other = await createRootCa(TD);
     web.setStreamedRoots(web.trustedRootsPem()! + other.certPem);
     assert.equal((await echoed()).reused, false);
@@ -191,8 +194,7 @@ describe('TLS session resumption between sidecars', function () {
   });
 
   it("refuses tickets of the server's old key once its certificate renews", async () => {
-    await echoed();
-    assert.equal((await echoed()).reused, true);
+    await sessionInUse();
     apiIdentity.set(issueCredentials(ca, API));
     // web still offers its ticket; api's sidecar no longer accepts it.
     assert.equal((await echoed()).reused, false);

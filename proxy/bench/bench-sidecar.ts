@@ -80,6 +80,20 @@
 // per request (mode all) to its stdout, here its log file. Ends with:
 //   bench:sidecar-telemetry tracing_throughput_vs_bare=<r> access_log_throughput_vs_bare=<r>
 //
+// With --churn, what a new connection costs: the app opens a connection per
+// request (wrk with Connection: close, BENCH_CONNECTIONS at a time, closed
+// loop) to a Service port declared opaque TCP, so every request is a new
+// mTLS connection between the sidecars. Three runs take turns in one-second
+// slices, BENCH_SECONDS rounds after a warm-up: direct, haproxy-tcp (HAProxy
+// in mode tcp on both ends, resuming TLS sessions as it does by default:
+// ssl-reuse on the client's server line, a session cache and tickets on the
+// server's bind; haproxy.ts) and tsmesh-tcp. Ends with one line per run and
+// the ratio:
+//   bench:sidecar-churn run=<name> connections_per_s=<n> p50_ms=<n> p99_ms=<n> cpu_us_per_connection=<n>
+//   bench:sidecar-churn throughput_vs_haproxy=<r> resumed_fraction=<r>
+// (resumed_fraction: of the tsmesh client sidecar's outbound handshakes,
+// tsmesh_tls_handshakes_total, the share resumed).
+//
 // With --routes, what Gateway API route matching costs: two tsmesh pairs take
 // turns, one bare and one whose client runs 50 Gateway API routes on the
 // Service's port (gatewayRoutes: path prefixes with header matches, path
@@ -93,7 +107,7 @@ import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { availableParallelism, tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { clientSidecarConfig, serverSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
+import { clientSidecarConfig, clientTcpSidecarConfig, serverSidecarConfig, serverTcpSidecarConfig, upstreamConfig, type SidecarTls } from './haproxy.js';
 import { cpuSeconds, cpuTimes, mainThreadSched, memory, mergeWrk, peakMemory, parseWrkJson, wrkScript, type Memory, type WrkReport, type WrkRun } from './measure.js';
 import { formatTop, topSelfTime } from './profile-top.js';
 import { ADDRESSES, REPO, unavailable, type BenchNet, type Started } from './topology.js';
@@ -110,10 +124,11 @@ const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boo
 const POLICY = process.argv.slice(2).includes('--policy');
 const TELEMETRY = process.argv.slice(2).includes('--telemetry');
 const ROUTES = process.argv.slice(2).includes('--routes');
+const CHURN = process.argv.slice(2).includes('--churn');
 for (const arg of process.argv.slice(2))
-  if (arg !== '--policy' && arg !== '--telemetry' && arg !== '--routes')
-    throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the arguments are --routes, --policy and --telemetry (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
-if (POLICY && TELEMETRY) throw new Error('bench:sidecar: --policy and --telemetry each take a run of their own');
+  if (arg !== '--policy' && arg !== '--telemetry' && arg !== '--routes' && arg !== '--churn')
+    throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the arguments are --routes, --policy, --telemetry and --churn (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
+if (Number(POLICY) + Number(TELEMETRY) + Number(CHURN) > 1) throw new Error('bench:sidecar: --policy, --telemetry and --churn each take a run of their own');
 if (ROUTES && (POLICY || TELEMETRY || process.argv.length > 3)) throw new Error('bench:sidecar: --routes takes a run of its own');
 /** The OpenTelemetry Collector of --telemetry (test/otelcol/build.sh). */
 const OTELCOL = join(process.env['TSMESH_OTELCOL_CACHE'] ?? join(import.meta.dirname, '..', '..', 'test', 'otelcol', '.cache'), 'bin', 'otelcol');
@@ -149,7 +164,7 @@ interface FixedRate {
 
 /** One of the runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
 interface Run {
-  name: 'direct' | 'haproxy' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy' | 'tsmesh+tracing' | 'tsmesh+access-log' | 'tsmesh+routes';
+  name: 'direct' | 'haproxy' | 'haproxy-tcp' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy' | 'tsmesh+tracing' | 'tsmesh+access-log' | 'tsmesh+routes';
   net: BenchNet;
   url: string;
   sidecars: Started[];
@@ -240,8 +255,9 @@ class Bench extends BenchPods {
     await waitFor(what, async () => (await this.httpCode(net, url)) === '200', 20_000, logs);
   }
 
-  async wrk(net: BenchNet, url: string, seconds: number): Promise<WrkRun> {
-    const r = await net.exec(net.client, ['wrk', `-t${WRK_THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '-s', this.path('post.lua'), url], LOAD, (seconds + 30) * 1000);
+  /** wrk for `seconds`; `script` post.lua (keep-alive) or churn.lua (a connection per request). */
+  async wrk(net: BenchNet, url: string, seconds: number, script = 'post.lua'): Promise<WrkRun> {
+    const r = await net.exec(net.client, ['wrk', `-t${WRK_THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '-s', this.path(script), url], LOAD, (seconds + 30) * 1000);
     if (r.code !== 0) throw new Error(`wrk exited ${r.code}: ${r.stderr.trim()}`);
     return parseWrkJson(r.stdout);
   }
@@ -273,13 +289,13 @@ class Bench extends BenchPods {
     }
   }
 
-  /** The saturation phase: wrk for one slice per run, in turn, ROUNDS times; CPU read around each slice. */
-  async saturationPhase(runs: Run[]): Promise<void> {
+  /** The saturation phase: wrk (`script`) for one slice per run, in turn, ROUNDS times; CPU read around each slice. */
+  async saturationPhase(runs: Run[], script = 'post.lua'): Promise<void> {
     for (const r of runs) r.saturationCpuSeconds = r.sidecars.map(() => 0);
     for (let round = 0; round < ROUNDS; round++) {
       for (const r of runs) {
         const before = r.sidecars.map((s) => cpuSeconds(s.pid));
-        r.wrkRuns.push(await this.wrk(r.net, r.url, SLICE_MS / 1000));
+        r.wrkRuns.push(await this.wrk(r.net, r.url, SLICE_MS / 1000, script));
         r.sidecars.forEach((s, j) => (r.saturationCpuSeconds[j]! += cpuSeconds(s.pid) - before[j]!));
         r.memoryAfterSaturation = r.sidecars.map((s, j) => peakMemory(r.memoryAfterSaturation[j], memory(s.pid)));
       }
@@ -290,6 +306,8 @@ class Bench extends BenchPods {
     const haproxyTls = await this.prepareMesh();
     writeFileSync(this.path('body.bin'), Buffer.alloc(BODY_BYTES, 'b'));
     writeFileSync(this.path('post.lua'), wrkScript(BODY_BYTES));
+    // The app closes after each answer; wrk then opens a new connection for the next request.
+    writeFileSync(this.path('churn.lua'), wrkScript(BODY_BYTES) + 'wrk.headers["Connection"] = "close"\n');
     const upstream = [upstreamService('upstream', ADDRESSES.clusterIp)];
     // The server side is the same whether the client carries the port as HTTP or as opaque TCP.
     const server = { services: [], inbound: { mtlsMode: 'STRICT' } };
@@ -515,6 +533,26 @@ function report(runs: Run[], load: [number, number]): void {
   if (PIN && haproxyCore < 0.9)
     console.log(`  note: at saturation the HAProxy pair used ${f(haproxyCore)} of its CPU: something else (the load side on CPU 0, or other work on the machine) held its throughput down.`);
   console.log(`bench:sidecar throughput_vs_haproxy=${f(throughput, 3)} added_p99_vs_haproxy=${f(addedP99, 3)} rss_mb=${f(rss, 1)} cpu_per_krps=${f(cpuPerKrps, 3)}`);
+}
+
+/** --churn: connections per second of each run, the ratio to HAProxy's, and how many of tsmesh's handshakes were resumed. */
+function reportChurn(runs: [Run, Run, Run], handshakes: { full: number; resumed: number }, load: [number, number]): void {
+  const [, haproxy, tsmesh] = runs;
+  const rate = (r: Run): number => sat(r).requestsPerSecond;
+  // Both sidecars' CPU per connection at saturation, in microseconds.
+  const cpuUs = (r: Run): number => (r.saturationCpuSeconds.reduce((a, b) => a + b, 0) * 1e6) / sat(r).requests;
+  console.log(
+    `\nPOST ${BODY_BYTES} B -> ${BODY_BYTES} B on a new connection each (Connection: close), to a Service port declared opaque TCP;` +
+      `\nwrk, ${WRK_THREADS} thread(s), ${CONNECTIONS} connections at a time; the runs take turns in ${SLICE_MS / 1000} s slices, ${ROUNDS} rounds.` +
+      `\nCPUs: ${PIN ? 'load, app, control planes on CPU 0; sidecars on CPU 1' : 'not pinned'}. tsmesh runs on Node.js ${process.version}.\n`,
+  );
+  for (const r of runs)
+    console.log(
+      `bench:sidecar-churn run=${r.name} connections_per_s=${f(rate(r), 0)} p50_ms=${f(sat(r).p50)} p99_ms=${f(sat(r).p99)} cpu_us_per_connection=${r.sidecars.length ? f(cpuUs(r), 1) : 'n/a'}`,
+    );
+  if (load[0] > 0.5) console.log(`note: load average ${f(load[0])} before the run and ${f(load[1])} after: other work shared the machine; the turns keep the comparison fair.`);
+  const all = handshakes.full + handshakes.resumed;
+  console.log(`bench:sidecar-churn throughput_vs_haproxy=${f(ratio(rate(tsmesh), rate(haproxy)), 3)} resumed_fraction=${f(all > 0 ? handshakes.resumed / all : Number.NaN, 3)}`);
 }
 
 /** Sums of a counter in the client sidecar's /metrics, by series: shows the policy in force. */
@@ -755,6 +793,45 @@ async function main(): Promise<number> {
       if (did.exported === 0) throw new Error('span export was not in force: the client sidecar exported no span');
       if (did.lines === 0) throw new Error('the access log was not in force: the client sidecar wrote no line');
       reportTelemetry(runs, did, [loadBefore, loadAverage()]);
+      return 0;
+    }
+
+    if (CHURN) {
+      // Each run opens tens of thousands of connections: TIME_WAIT sockets must not run out the ports.
+      const churnNet = async (): Promise<BenchNet> => {
+        const net = await bench.newNet();
+        for (const ns of [net.client, net.server]) await net.exec(ns, ['sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65000']);
+        return net;
+      };
+      const directNet = await churnNet();
+      await bench.startApp(directNet, 'direct');
+      const hNet = await churnNet();
+      const hApp = await bench.startApp(hNet, 'haproxy-tcp');
+      await bench.meshPods(hNet);
+      const hServer = bench.startHaproxy(hNet, 'haproxy-tcp-server', hNet.server, serverTcpSidecarConfig(INBOUND_PORT, APP_PORT, haproxyTls.server), SIDECAR);
+      const hClient = bench.startHaproxy(hNet, 'haproxy-tcp-client', hNet.client, clientTcpSidecarConfig(OUTBOUND_PORT, ADDRESSES.server, APP_PORT, haproxyTls.client), SIDECAR);
+      await bench.waitThrough('a request through the HAProxy TCP pair', hNet, SERVICE_URL, [hClient, hServer, hApp]);
+      const tNet = await churnNet();
+      await bench.startApp(tNet, 'tsmesh-tcp');
+      await bench.meshPods(tNet);
+      await bench.startControlPlanes(tNet);
+      const runs: [Run, Run, Run] = [
+        fresh('direct', directNet, DIRECT_URL, []),
+        fresh('haproxy-tcp', hNet, SERVICE_URL, [hClient, hServer]),
+        fresh('tsmesh-tcp', tNet, SERVICE_URL, await bench.startTsmeshPair(tNet, NODE_FLAGS, '-tcp', '-tcp')),
+      ];
+      for (const r of runs) console.log(`${r.name.padEnd(14)} ${r.net.client} -> ${r.net.server}: ${r.url}`);
+      console.log(`warming up (${WARM_UP} s of wrk per run, a connection per request) ...`);
+      for (const r of runs) await bench.wrk(r.net, r.url, WARM_UP, 'churn.lua');
+      console.log(`connection churn: ${ROUNDS} rounds ...`);
+      await bench.saturationPhase(runs, 'churn.lua');
+      const failed = runs.filter((r) => mergeWrk(r.wrkRuns).errors > 0);
+      if (failed.length > 0) throw new Error(failed.map((r) => `${r.name}: ${mergeWrk(r.wrkRuns).errors} requests failed`).join('\n'));
+      const handshakes = {
+        full: await clientCounters(tNet, 'tsmesh_tls_handshakes_total', 'resumed="false"'),
+        resumed: await clientCounters(tNet, 'tsmesh_tls_handshakes_total', 'resumed="true"'),
+      };
+      reportChurn(runs, handshakes, [loadBefore, loadAverage()]);
       return 0;
     }
 

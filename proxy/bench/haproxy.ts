@@ -71,3 +71,46 @@ backend app
   server app 127.0.0.1:${appPort} pool-max-conn 256 pool-purge-delay 60s
 `;
 }
+
+// The opaque TCP pair of --churn: what a tsmesh pair does with a port
+// declared tcp. mode tcp, so each connection of the app is one TLS connection
+// between the sidecars and one to the app (no pooling to hide the cost of a
+// connection). Resumption is HAProxy's default on both ends: the client's
+// server line reuses the last TLS session with it (ssl-reuse), and the
+// server's bind keeps a session cache and issues TLS tickets. Like the HTTP
+// pair, it verifies chains but not SPIFFE IDs.
+const TCP_COMMON = `global
+  nbthread 1
+  maxconn 4096
+  log stderr format short local0 err
+
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+`;
+
+/** The client pod's sidecar for opaque TCP: bytes in on the outbound capture port, a new mTLS connection to the server pod for each. */
+export function clientTcpSidecarConfig(outboundPort: number, server: string, appPort: number, tls: SidecarTls): string {
+  return `${TCP_COMMON}
+frontend outbound
+  bind 0.0.0.0:${outboundPort}
+  default_backend mesh
+
+backend mesh
+  server upstream ${server}:${appPort} ssl verify required ca-file ${tls.bundle} crt ${tls.certAndKey} ssl-min-ver TLSv1.3 alpn tsmesh/tcp
+`;
+}
+
+/** The server pod's sidecar for opaque TCP: mTLS in on the inbound capture port, a new connection to the app on loopback for each. */
+export function serverTcpSidecarConfig(inboundPort: number, appPort: number, tls: SidecarTls): string {
+  return `${TCP_COMMON}
+frontend inbound
+  bind 0.0.0.0:${inboundPort} ssl crt ${tls.certAndKey} ca-file ${tls.bundle} verify required ssl-min-ver TLSv1.3 alpn tsmesh/tcp
+  default_backend app
+
+backend app
+  server app 127.0.0.1:${appPort}
+`;
+}
