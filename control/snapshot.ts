@@ -31,7 +31,8 @@ function compareRanks(a: readonly number[], b: readonly number[]): number {
   return 0;
 }
 
-const olderFirst = (a: GatewayRouteModel, b: GatewayRouteModel): number =>
+/** Of two routes, the older first, then by namespace/name (the Gateway API's tie-breaks). */
+export const olderFirst = (a: GatewayRouteModel, b: GatewayRouteModel): number =>
   (a.createdAt ?? '').localeCompare(b.createdAt ?? '') || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`);
 
 /**

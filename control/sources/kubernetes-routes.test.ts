@@ -42,4 +42,28 @@ describe('control/sources/kubernetes-routes evaluateRoutes', function () {
     const gone = evaluateRoutes({ httpRoutes: [], grpcRoutes: [], services, accepted: good.accepted as AcceptedRoutes });
     assert.deepEqual([gone.routes, gone.verdicts, gone.accepted.size], [[], [], 0]);
   });
+
+  it('does not mix HTTPRoutes and GRPCRoutes on one Service port: the older route\'s kind is accepted there', function () {
+    const two: ServiceModel[] = [{ ...services[0]!, ports: [{ port: 80, protocol: 'http', targetPort: 8080 }, { port: 81, protocol: 'http2', targetPort: 8081 }] }, services[1]!];
+    const http = (created: string): RouteObject => ({ ...route(1, { type: 'PathPrefix', value: '/' }), metadata: { name: 'web', namespace: 'mesh', uid: 'h', generation: 1, creationTimestamp: new Date(created) } });
+    const grpc = (created: string): RouteObject => ({
+      kind: 'GRPCRoute',
+      metadata: { name: 'rpc', namespace: 'mesh', uid: 'g', generation: 1, creationTimestamp: new Date(created) },
+      spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo', port: 81 }], rules: [{ backendRefs: [{ name: 'echo-v1', port: 8080 }] }] },
+    });
+    // The HTTPRoute (every port) is older: the GRPCRoute is refused on port 81.
+    let r = evaluateRoutes({ httpRoutes: [http('2025-01-01T00:00:00Z')], grpcRoutes: [grpc('2025-02-01T00:00:00Z')], services: two, accepted: new Map() });
+    const rpc = r.verdicts.find((v) => v.kind === 'GRPCRoute')!.parents[0]!.accepted;
+    assert.deepEqual([rpc.status, rpc.reason], [false, 'Conflicted']);
+    assert.match(rpc.message, /^HTTPRoute mesh\/web is older on Service mesh\/echo port 81/);
+    assert.deepEqual(r.routes.find((x) => x.kind === 'GRPCRoute')!.parents, []);
+    assert.deepEqual(r.routes.find((x) => x.kind === 'HTTPRoute')!.parents, [{ service: 'echo', namespace: 'mesh' }]);
+    // The GRPCRoute is older: the HTTPRoute keeps port 80 only, and says so.
+    r = evaluateRoutes({ httpRoutes: [http('2025-03-01T00:00:00Z')], grpcRoutes: [grpc('2025-02-01T00:00:00Z')], services: two, accepted: new Map() });
+    assert.deepEqual(r.routes.find((x) => x.kind === 'HTTPRoute')!.parents, [{ service: 'echo', namespace: 'mesh', port: 80 }]);
+    const web = r.verdicts.find((v) => v.kind === 'HTTPRoute')!.parents[0]!.accepted;
+    assert.equal(web.status, true);
+    assert.match(web.message, /; not on port 81: GRPCRoute mesh\/rpc is older/);
+    assert.deepEqual(r.routes.find((x) => x.kind === 'GRPCRoute')!.parents, [{ service: 'echo', namespace: 'mesh', port: 81 }]);
+  });
 });

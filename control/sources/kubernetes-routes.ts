@@ -23,6 +23,7 @@ import { parseTrafficPolicy } from '../../contract/validate.js';
 import type { HeaderModifier, MirrorFilter, PathModifier, RedirectFilter, RetryPolicy, Route, RouteFilters, RouteMatch, WeightedBackend } from '../../contract/proxy-config.js';
 import type { Condition } from './kubernetes-policies.js';
 import type { GatewayRouteEntry, GatewayRouteModel, GatewayRouteParent, ServiceModel } from '../model.js';
+import { olderFirst } from '../snapshot.js';
 
 export type RouteKind = 'HTTPRoute' | 'GRPCRoute';
 
@@ -415,7 +416,7 @@ export function evaluateRoutes(input: { httpRoutes: readonly RouteObject[]; grpc
       const resolved = first ? no(first.reason, m.problems.map((p) => p.message).join('; ')) : ok('ResolvedRefs', 'every backendRef resolved');
       verdict.parents.push({ parentRef: ref, accepted: acc, resolvedRefs: resolved });
       if (acc.status && svc) {
-        const port = ref.port ?? svc.ports.find((p) => p.name === ref.sectionName)?.port;
+        const port = ref.port ?? (ref.sectionName !== undefined ? svc.ports.find((p) => p.name === ref.sectionName)?.port : undefined);
         parents.push({ service: ref.name, namespace: svcNamespace, ...(port !== undefined ? { port } : {}) });
       }
     }
@@ -432,9 +433,54 @@ export function evaluateRoutes(input: { httpRoutes: readonly RouteObject[]; grpc
       }
     }
   }
-  routes.sort((a, b) => `${a.namespace}/${a.name}/${a.kind}`.localeCompare(`${b.namespace}/${b.name}/${b.kind}`));
+  const kept = refuseMixedKinds(routes, verdicts, services);
+  kept.sort((a, b) => `${a.namespace}/${a.name}/${a.kind}`.localeCompare(`${b.namespace}/${b.name}/${b.kind}`));
   verdicts.sort((a, b) => `${a.namespace}/${a.name}/${a.kind}`.localeCompare(`${b.namespace}/${b.name}/${b.kind}`));
-  return { routes, verdicts, accepted };
+  return { routes: kept, verdicts, accepted };
+}
+
+/**
+ * The spec: where HTTPRoutes and GRPCRoutes attach to one parent (here a
+ * Service port, among the routes of one namespace: the producer's, or one
+ * consumer namespace's), one kind is accepted, that of the older route. A
+ * parentRef of the other kind naming that port is refused (Accepted False,
+ * Conflicted); one for every port stays on the others, its message saying
+ * which port it lost. The route's model changes as a copy: the accepted
+ * models are evaluated afresh next time.
+ */
+function refuseMixedKinds(routes: readonly GatewayRouteModel[], verdicts: RouteVerdict[], services: ReadonlyMap<string, ServiceModel>): GatewayRouteModel[] {
+  const out = [...routes];
+  const covers = (p: { namespace?: string; name?: string; service?: string; port?: number }, svc: ServiceModel, port: number): boolean =>
+    p.namespace === svc.namespace && (p.service ?? p.name) === svc.name && (p.port === undefined || p.port === port);
+  const groups = new Map<string, Set<GatewayRouteModel>>();
+  for (const r of routes) for (const p of r.parents) {
+    const k = `${r.namespace}|${p.namespace}/${p.service}`;
+    groups.set(k, (groups.get(k) ?? new Set()).add(r));
+  }
+  for (const [k, group] of groups) {
+    const svc = services.get(k.slice(k.indexOf('|') + 1));
+    if (!svc || new Set([...group].map((r) => r.kind)).size < 2) continue;
+    for (const sp of svc.ports) {
+      const on = [...group].filter((r) => r.parents.some((p) => covers(p, svc, sp.port)));
+      const winner = [...on].sort(olderFirst)[0];
+      if (!winner || on.every((r) => r.kind === winner.kind)) continue;
+      for (const r of on.filter((x) => x.kind !== winner.kind)) {
+        const i = out.findIndex((x) => x.kind === r.kind && x.namespace === r.namespace && x.name === r.name);
+        // A parent for every port keeps the others.
+        const without = (p: GatewayRouteParent): GatewayRouteParent[] =>
+          !covers(p, svc, sp.port) ? [p] : p.port !== undefined ? [] : svc.ports.filter((q) => q.port !== sp.port).map((q) => ({ ...p, port: q.port }));
+        if (i >= 0) out[i] = { ...out[i]!, parents: out[i]!.parents.flatMap(without) };
+        const why = `${winner.kind} ${winner.namespace}/${winner.name} is older on Service ${svc.namespace}/${svc.name} port ${sp.port}, and HTTPRoutes and GRPCRoutes are not mixed on one port`;
+        const verdict = verdicts.find((v) => v.kind === r.kind && v.namespace === r.namespace && v.name === r.name);
+        for (const vp of verdict?.parents ?? []) {
+          if (!vp.accepted.status || !covers({ ...vp.parentRef, namespace: vp.parentRef.namespace ?? r.namespace }, svc, sp.port)) continue;
+          if (vp.parentRef.port !== undefined) vp.accepted = no('Conflicted', why);
+          else vp.accepted = { ...vp.accepted, message: `${vp.accepted.message}; not on port ${sp.port}: ${why}` };
+        }
+      }
+    }
+  }
+  return out;
 }
 
 const iso = (t: Date | string): string => (typeof t === 'string' ? t : t.toISOString());
