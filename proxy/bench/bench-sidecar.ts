@@ -128,7 +128,7 @@ const CHURN = process.argv.slice(2).includes('--churn');
 for (const arg of process.argv.slice(2))
   if (arg !== '--policy' && arg !== '--telemetry' && arg !== '--routes' && arg !== '--churn')
     throw new Error(`bench:sidecar: unknown argument ${JSON.stringify(arg)}; the arguments are --routes, --policy, --telemetry and --churn (options are environment variables, see the top of proxy/bench/bench-sidecar.ts)`);
-if (Number(POLICY) + Number(TELEMETRY) + Number(CHURN) > 1) throw new Error('bench:sidecar: --policy, --telemetry and --churn each take a run of their own');
+if (Number(POLICY) + Number(TELEMETRY) + Number(ROUTES) + Number(CHURN) > 1) throw new Error('bench:sidecar: --routes, --policy, --telemetry and --churn each take a run of their own');
 if (ROUTES && (POLICY || TELEMETRY || process.argv.length > 3)) throw new Error('bench:sidecar: --routes takes a run of its own');
 /** The OpenTelemetry Collector of --telemetry (test/otelcol/build.sh). */
 const OTELCOL = join(process.env['TSMESH_OTELCOL_CACHE'] ?? join(import.meta.dirname, '..', '..', 'test', 'otelcol', '.cache'), 'bin', 'otelcol');
