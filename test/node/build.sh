@@ -126,11 +126,19 @@ build_rootfs() {
   if fresh rootfs "$want" && [ -f "$out" ]; then log "rootfs up to date in $(ms "$t0") ms"; return; fi
   log "building the rootfs: Debian $ROOTFS_SUITE minbase + $ROOTFS_PACKAGES (mmdebstrap)"
   # --skip=output/dev: no device nodes in the layer (the runtime makes /dev).
-  nice mmdebstrap --quiet --format=tar --variant=minbase --include="$ROOTFS_PACKAGES" --skip=output/dev \
-    --aptopt='Acquire::Languages "none"' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-    "$ROOTFS_SUITE" "$out.tmp" "$sources" </dev/null
+  # A mirror that fails a download now and then is tried again, three times in all.
+  local try
+  for try in 1 2 3; do
+    if nice mmdebstrap --quiet --format=tar --variant=minbase --include="$ROOTFS_PACKAGES" --skip=output/dev \
+      --aptopt='Acquire::Languages "none"' --aptopt='Acquire::Retries "3"' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+      "$ROOTFS_SUITE" "$out.tmp" "$sources" </dev/null; then break; fi
+    rm -f "$out.tmp"
+    [ "$try" -lt 3 ] || die "mmdebstrap failed three times: the apt sources in $sources did not serve Debian $ROOTFS_SUITE (check apt-get update)"
+    log "mmdebstrap failed (try $try of 3); trying again in $((try * 15)) s"
+    sleep $((try * 15))
+  done
   mv -f "$out.tmp" "$out"
   stamp rootfs "$want"
   log "built the rootfs ($(du -m "$out" | cut -f1) MB) in $(ms "$t0") ms"
