@@ -316,6 +316,22 @@ describe('Gateway API routes through a sidecar on loopback (HTTP/1.1, h2c, gRPC)
     assert.equal((await call('/other')).status, 200, 'a route without backendTimeout waits');
   });
 
+  it('on a port with Gateway API routes, takes them over the TrafficPolicy\'s routes and keeps the policy\'s timeout for a route that sets none', async () => {
+    setRoutes([{ match: { pathPrefix: '/own' }, timeout: '3s', backends: v1 }, { backends: v1 }]);
+    const current = config.current();
+    const echo = current.services.find((s) => s.name === 'echo')!;
+    echo.trafficPolicy = { name: 'echo', timeout: '200ms', routes: [{ name: 'policy-route', match: { pathPrefix: '/policy' }, backends: v2 }] };
+    config.set(current);
+    assert.equal((await call('/policy/x')).seen?.app, 'echo-v1', 'the TrafficPolicy\'s route is not taken where Gateway API routes are');
+    apps.get('echo-v1')!.delayMs = 1000;
+    const t0 = performance.now();
+    const inherited = await call('/policy/x');
+    const ms = performance.now() - t0;
+    assert.equal(inherited.status, 504, 'a route without a timeout of its own takes the TrafficPolicy\'s');
+    assert.ok(ms < 800, `answered after ${ms} ms`);
+    assert.equal((await call('/own')).status, 200, 'a route\'s own timeout wins over the policy\'s');
+  });
+
   it('mirrors requests (bodies included) without delaying them, and drops a copy whose streamed body outgrows the bound', async () => {
     setRoutes([
       { match: { pathPrefix: '/mirror' }, filters: { mirrors: [{ service: 'shadow' }] }, backends: v1 },
