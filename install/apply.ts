@@ -109,7 +109,9 @@ export async function ensureGatewayApiCrd(kube: Kube, crd: KubeObject, print: Pr
   const name = describeObject(crd);
   const suffix = dryRun ? ' (server dry run)' : '';
   if (!existing) {
-    await kube.create(crd, { dryRun });
+    // Server-side apply without force: sent again safely if the connection breaks, and a field another
+    // manager set meanwhile is a conflict, never overwritten.
+    await kube.apply(crd, { dryRun, force: false });
     print(`${name} created (Gateway API ${ours} ${channel})${suffix}`);
     return 'created';
   }
