@@ -7,7 +7,9 @@
 //                                                  on the host: HOST:PORT (0: any) -> the socket;
 //                                                  the port taken is written to PORTFILE
 // Bytes are copied both ways as they are (TLS end to end, upgrades for exec
-// and port-forward included); a close or error on one side closes the other.
+// and port-forward included). A side that ends or closes ends the other once
+// what the relay still holds for it is written (an answer followed by the
+// server's close reaches the client whole); an error on one side destroys both.
 import { createConnection, createServer } from 'node:net';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 
@@ -23,12 +25,12 @@ function pipe(client, connect) {
   upstream.setNoDelay?.(true);
   client.setNoDelay?.(true);
   client.pipe(upstream).pipe(client);
-  const end = () => {
+  const destroy = () => {
     client.destroy();
     upstream.destroy();
   };
-  client.on('error', end).on('close', end);
-  upstream.on('error', end).on('close', end);
+  client.on('error', destroy).on('close', () => upstream.end());
+  upstream.on('error', destroy).on('close', () => client.end());
 }
 
 if (mode === 'unix-to-tcp') {
