@@ -2,6 +2,7 @@
 import { chooseDemoMode } from '../../demo/netns.js';
 import { startDemo } from '../../demo/run.js';
 import { formatDemoTable } from '../../demo/stats.js';
+import { RATINGS_FAILURE_SHARE } from '../../demo/topology.js';
 import { createLogger, parseLogLevel } from '../../lib/log.js';
 import { parseFlags, UsageError, type Command } from '../command.js';
 
@@ -59,6 +60,9 @@ export const demoCommand: Command = {
     console.log(`dashboard: http://${admin}/  (or in a terminal: tsmesh stat --admin-address ${admin})`);
     console.log(`control plane metrics: http://${admin}/metrics`);
     for (const [name, url] of demo.adminUrls) console.log(`  ${name.padEnd(8)} sidecar admin: ${url}/metrics  /config  /ready`);
+    console.log(
+      `ratings fails ${Math.round(RATINGS_FAILURE_SHARE * 100)}% of its requests on purpose (its "as answered" row): api retries them inside a retry budget, so most never reach the traffic generator, and the few that run out of attempts are counted as failed.`,
+    );
     if (demo.prometheus) console.log(`prometheus: ${demo.prometheus.url}  (try: sum by (source_identity, destination_service) (rate(tsmesh_requests_total[30s])))`);
     // The control plane scrapes every sidecar every 2 s; the table is its view, as the dashboard's.
     const timer = setInterval(() => {
