@@ -23,3 +23,10 @@ export const POD_NAME_HEADER = 'x-tsmesh-pod-name';
  * learn what this stream's proxy runs.
  */
 export const ACK_ADDRESS_HEADER = 'x-tsmesh-ack-address';
+
+/**
+ * Sent by a proxy with GET /v1/config (value "1"): it reads deltas
+ * (config-delta.ts). The control plane answers with the same header when it
+ * will send them; a proxy without it gets a whole config every change.
+ */
+export const DELTAS_HEADER = 'x-tsmesh-config-deltas';

@@ -109,7 +109,8 @@ export function lookupProxyConfig(states: readonly ProxyStreamState[], query: st
     return { status: 409, error: `${found.length} proxies are ${JSON.stringify(query)} (${which.join(', ')}); name one by its pod name or address` };
   }
   const s = found[0]!;
-  return { found: { proxy: proxyStatus(s), config: s.ackedConfig === undefined ? null : (JSON.parse(s.ackedConfig) as ProxyConfig) } };
+  const config = s.ackedConfig();
+  return { found: { proxy: proxyStatus(s), config: config === undefined ? null : (JSON.parse(config) as ProxyConfig) } };
 }
 
 /** How long ago (or until) `at`, short: 12s, 5m, 3h, 2d. */

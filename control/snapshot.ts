@@ -70,30 +70,45 @@ export function gatewayRoutesFor(model: MeshModel, s: ServiceModel, callerNamesp
   return out.length > 0 ? out : undefined;
 }
 
-export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version: string): ProxyConfig {
-  const { byService } = resolveTrafficPolicies(model);
-  const services: ServiceConfig[] = model.services.map((s) => {
-    const policy = byService.get(`${s.name}.${s.namespace}`);
-    const out: ServiceConfig = {
-      name: s.name,
-      namespace: s.namespace,
-      clusterIPs: s.clusterIPs,
-      ports: s.ports,
-      endpoints: s.endpoints.map((e) => ({
-        address: e.address,
-        ...(e.identity ? { identity: e.identity } : {}),
-        ...(e.ports ? { ports: e.ports } : {}),
-        ...(e.ready ? {} : { ready: false }),
-        ...(e.skipInboundPorts ? { skipInboundPorts: e.skipInboundPorts } : {}),
-      })),
-    };
-    if (policy) out.trafficPolicy = { name: policy.name, ...policy.spec };
-    const gatewayRoutes = gatewayRoutesFor(model, s, proxy.namespace);
-    if (gatewayRoutes) out.gatewayRoutes = gatewayRoutes;
-    return out;
-  });
+/** A Service's entry in a config as a caller in `callerNamespace` sees it (only its Gateway API routes depend on the caller). */
+export function serviceConfig(model: MeshModel, s: ServiceModel, policy: TrafficPolicyModel | undefined, callerNamespace: string): ServiceConfig {
+  const out: ServiceConfig = {
+    name: s.name,
+    namespace: s.namespace,
+    clusterIPs: s.clusterIPs,
+    ports: s.ports,
+    endpoints: s.endpoints.map((e) => ({
+      address: e.address,
+      ...(e.identity ? { identity: e.identity } : {}),
+      ...(e.ports ? { ports: e.ports } : {}),
+      ...(e.ready ? {} : { ready: false }),
+      ...(e.skipInboundPorts ? { skipInboundPorts: e.skipInboundPorts } : {}),
+    })),
+  };
+  if (policy) out.trafficPolicy = { name: policy.name, ...policy.spec };
+  const gatewayRoutes = gatewayRoutesFor(model, s, callerNamespace);
+  if (gatewayRoutes) out.gatewayRoutes = gatewayRoutes;
+  return out;
+}
+
+/** Whether a caller's view of Service `s` may depend on the caller's namespace: Gateway API routes attach to it. */
+export function hasGatewayRoutes(model: MeshModel, s: ServiceModel): boolean {
+  return (model.gatewayRoutes ?? []).some((r) => r.parents.some((p) => p.service === s.name && p.namespace === s.namespace));
+}
+
+/** The fields of a proxy's config beside `version` and `services`, in the order a config carries them. */
+export type ProxyConfigTop = Omit<ProxyConfig, 'version' | 'services' | 'trustBundle' | 'retiredRoots'>;
+
+/**
+ * What depends on the proxy's identity: its inbound policy (the
+ * AuthorizationPolicies of its ServiceAccount and of the Services it serves),
+ * its namespace's and workload's settings. `served`: the names of the
+ * Services in its namespace with an endpoint of its identity, when the caller
+ * has them indexed already.
+ */
+export function proxyConfigTop(model: MeshModel, proxy: ProxyIdentity, served?: ReadonlySet<string>): ProxyConfigTop {
   // Services this workload serves: those with an endpoint carrying its identity.
-  const served = new Set(model.services.filter((s) => s.namespace === proxy.namespace && s.endpoints.some((e) => e.identity === proxy.spiffeId)).map((s) => s.name));
+  served ??= new Set(model.services.filter((s) => s.namespace === proxy.namespace && s.endpoints.some((e) => e.identity === proxy.spiffeId)).map((s) => s.name));
   const authorization: AuthorizationPolicySpec[] = model.authorizationPolicies
     .filter(
       (p) =>
@@ -109,9 +124,7 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
   return {
     apiVersion: CONFIG_API_VERSION,
     kind: CONFIG_KIND,
-    version,
     mesh: model.mesh,
-    services,
     inbound: {
       ...(settings.mtlsMode ? { mtlsMode: settings.mtlsMode } : {}),
       ...(settings.portMtlsModes ? { portMtlsModes: settings.portMtlsModes } : {}),
@@ -125,4 +138,11 @@ export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version
       ? { egress: { ...(settings.egressMode ? { mode: settings.egressMode } : {}), ...(settings.egressAllow ? { allow: settings.egressAllow } : {}) } }
       : {}),
   };
+}
+
+export function buildProxyConfig(model: MeshModel, proxy: ProxyIdentity, version: string): ProxyConfig {
+  const { byService } = resolveTrafficPolicies(model);
+  const services = model.services.map((s) => serviceConfig(model, s, byService.get(`${s.name}.${s.namespace}`), proxy.namespace));
+  const { apiVersion, kind, mesh, ...rest } = proxyConfigTop(model, proxy);
+  return { apiVersion, kind, version, mesh, services, ...rest };
 }

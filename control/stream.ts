@@ -2,6 +2,8 @@
 //   GET  /v1/config       newline-delimited JSON: one ProxyConfig per line,
 //                         the current one at once, then one per change; an
 //                         empty line every 15 s keeps idle connections alive
+//                         (with DELTAS_HEADER: a whole config first, then
+//                         deltas, contract/config-delta.ts)
 //   POST /v1/config/ack   {"version": "..."}: the proxy runs that version
 // Both need the proxy's mesh certificate (mTLS): the caller is known by it,
 // and only an X.509-SVID of the mesh's trust domain names a caller.
@@ -10,12 +12,12 @@ import express from 'express';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { parseWorkloadSpiffeId } from '../contract/spiffe.js';
-import { ACK_ADDRESS_HEADER, POD_NAME_HEADER } from '../contract/proxy-status.js';
+import { ACK_ADDRESS_HEADER, DELTAS_HEADER, POD_NAME_HEADER } from '../contract/proxy-status.js';
 import type { Logger } from '../lib/log.js';
 import { socketPeerSvid } from '../ca/peer.js';
 import { TrustBundle } from '../ca/trust-bundle.js';
 import type { MeshModel, ProxyIdentity } from './model.js';
-import { buildProxyConfig } from './snapshot.js';
+import { deltaLine, ModelView } from './config-views.js';
 import { family } from '../contract/metrics.js';
 
 export const HEARTBEAT_MS = 15_000;
@@ -52,8 +54,11 @@ interface Subscriber {
   /** The proxy's address as this end of the connection sees it (in a cluster, its pod IP). */
   address: string | undefined;
   res: Response;
-  /** The last config body sent, without its version, to skip pushes that change nothing. */
-  lastBody: string | undefined;
+  /** It reads deltas (it sent DELTAS_HEADER). */
+  deltas: boolean;
+  /** The version and digest of the config it was last sent (it holds no copy of it: proxyStates rebuilds one). */
+  version: string | undefined;
+  digest: string | undefined;
   /** The root its stream connection's certificate chains to. */
   certRoot: string | undefined;
 }
@@ -97,6 +102,8 @@ export interface DiscoveryOptions {
 /** Tracks the model and the subscribers, and pushes each change. */
 export class Discovery {
   private model: MeshModel | undefined;
+  /** The model of the last version as the stream sends it. */
+  private view: ModelView | undefined;
   private version = 0;
   /** Versions of one process share this prefix, so a restarted control plane never repeats one. */
   private readonly epoch = Date.now().toString(36);
@@ -157,13 +164,14 @@ export class Discovery {
     for (const s of this.subscribers) {
       const state = this.states.get(s);
       if (!state || s.address === undefined) continue;
-      const { acked, ...rest } = state;
+      const { acked } = state;
+      const view = this.view;
       out.push({
         identity: s.identity,
         address: s.address,
-        ...rest,
-        acked: acked && { version: acked.version, at: acked.at },
-        ackedConfig: acked?.body === undefined ? undefined : `{"version":"${acked.version}",${acked.body.slice(1)}`,
+        ...state,
+        // The config it runs, rebuilt from the model while it is the one last sent to it (every change is sent at once, so that is the model's).
+        ackedConfig: () => (acked && view && acked.version === s.version && view.classView(s.identity).digest === s.digest ? view.body(s.identity, acked.version) : undefined),
       });
     }
     return out;
@@ -178,35 +186,43 @@ export class Discovery {
     if (this.changedAt.size > 64) this.changedAt.delete(this.changedAt.keys().next().value!);
     this.versionRoots.set(v, new TrustBundle(this.opts.trustBundle()).fingerprints());
     if (this.versionRoots.size > 64) this.versionRoots.delete(this.versionRoots.keys().next().value!);
-    // Proxies of one ServiceAccount get the same config: build and serialise it once.
+    const prev = this.view;
+    const view = new ModelView(model, v, this.opts.trustBundle(), this.opts.retiredRoots?.() ?? [], prev);
+    this.view = view;
+    // Proxies of one ServiceAccount get the same config: each line is made once per identity.
     const bodies = new Map<string, string>();
+    const tails = new Map<string, string | undefined>();
     let largest = 0;
     for (const s of this.subscribers) {
       const key = s.identity.spiffeId;
+      const digest = view.classView(s.identity).digest;
+      if (s.digest === digest) continue;
+      // A delta applies to what prev sent it; a proxy that holds anything else gets the whole config.
+      if (s.deltas && s.version !== undefined && prev && prev.classView(s.identity).digest === s.digest) {
+        if (!tails.has(key)) tails.set(key, view.deltaTail(prev, s.identity));
+        const tail = tails.get(key);
+        if (tail !== undefined) {
+          this.push(s, deltaLine(v, s.version, tail), digest);
+          continue;
+        }
+      }
       let body = bodies.get(key);
       if (body === undefined) {
-        body = this.body(s.identity);
+        body = view.body(s.identity);
         bodies.set(key, body);
         largest = Math.max(largest, body.length);
       }
-      this.push(s, body);
+      this.push(s, body, digest);
     }
     if (largest) this.metrics.configBytes.set(largest);
   }
 
-  private body(identity: ProxyIdentity): string {
-    const { version: _v, ...config } = buildProxyConfig(this.model!, identity, '');
-    const retiredRoots = this.opts.retiredRoots?.() ?? [];
-    return JSON.stringify({ ...config, trustBundle: this.opts.trustBundle(), ...(retiredRoots.length > 0 ? { retiredRoots } : {}) });
-  }
-
-  private push(s: Subscriber, body: string): void {
-    if (s.lastBody === body) return;
-    s.lastBody = body;
+  private push(s: Subscriber, line: string, digest: string): void {
+    s.version = this.versionString();
+    s.digest = digest;
     const state = this.states.get(s);
-    if (state) state.sent = { version: this.versionString(), at: Date.now() };
-    // The version goes first so a reader of the stream sees it at a glance.
-    s.res.write(`{"version":"${this.versionString()}",${body.slice(1)}\n`);
+    if (state) state.sent = { version: s.version, at: Date.now() };
+    s.res.write(`${line}\n`);
     this.metrics.pushes.inc();
   }
 
@@ -223,9 +239,16 @@ export class Discovery {
         return;
       }
       const here = ownAddress(req);
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...(here ? { [ACK_ADDRESS_HEADER]: here } : {}) });
+      const deltas = req.headers[DELTAS_HEADER] === '1';
+      res.writeHead(200, {
+        'content-type': 'application/x-ndjson',
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+        ...(here ? { [ACK_ADDRESS_HEADER]: here } : {}),
+        ...(deltas ? { [DELTAS_HEADER]: '1' } : {}),
+      });
       res.flushHeaders();
-      const sub: Subscriber = { identity, address: peerAddress(req), res, lastBody: undefined, certRoot: peerRoot(req.socket as TLSSocket) };
+      const sub: Subscriber = { identity, address: peerAddress(req), res, deltas, version: undefined, digest: undefined, certRoot: peerRoot(req.socket as TLSSocket) };
       this.subscribers.add(sub);
       this.states.set(sub, subscribed(req));
       this.metrics.connected.set(this.subscribers.size);
@@ -238,7 +261,9 @@ export class Discovery {
         if (![...this.subscribers].some((s) => ackKey(s.identity.spiffeId, s.address) === key)) this.acks.delete(key);
         for (const l of this.ackListeners) l();
       });
-      if (this.model) this.push(sub, this.body(identity));
+      if (this.view) {
+        this.push(sub, this.view.body(identity), this.view.classView(identity).digest);
+      }
     });
     router.post('/v1/config/ack', express.json({ limit: 1024 }), (req, res) => {
       const caller = this.callerOf(req);
@@ -277,7 +302,7 @@ export class Discovery {
     const state = sub && this.states.get(sub);
     if (!sub || !state) return;
     const now = Date.now();
-    state.acked = { version, at: now, body: state.sent?.version === version ? sub.lastBody : undefined };
+    state.acked = { version, at: now };
     state.lastSeen = now;
     state.certExpiresAt = certExpiry(req) ?? state.certExpiresAt;
   }
@@ -335,8 +360,8 @@ interface StreamState {
   connectedAt: number;
   /** The version of the last config written to it, and when. */
   sent: { version: string; at: number } | undefined;
-  /** The last version it acknowledged, when, and that config's body while it is the last one sent. */
-  acked: { version: string; at: number; body: string | undefined } | undefined;
+  /** The last version it acknowledged, and when. */
+  acked: { version: string; at: number } | undefined;
   /** When the certificate it last presented (subscribing or acknowledging) expires, ms. */
   certExpiresAt: number | undefined;
   /** Its last request to this end: the subscription or an acknowledgement. */
@@ -345,10 +370,9 @@ interface StreamState {
 
 /** One proxy on the stream as `tsmesh proxy-status` sees it (proxies.ts). */
 export type ProxyStreamState = ConnectedProxy &
-  Omit<StreamState, 'acked'> & {
-    acked: { version: string; at: number } | undefined;
-    /** The config it acknowledged last, as sent (its version first), while it is the last one sent to it. */
-    ackedConfig: string | undefined;
+  StreamState & {
+    /** The config it acknowledged last, as sent (its version first), while it is the last one sent to it; rebuilt from the model when asked. */
+    ackedConfig: () => string | undefined;
   };
 
 function subscribed(req: Request): StreamState {

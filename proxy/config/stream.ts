@@ -2,8 +2,13 @@
 // plane over mTLS, one ProxyConfig per line. The last good config stays in
 // force while the stream is down; reconnects back off with jitter, capped at
 // a few seconds (STREAM_BACKOFF); each config taken is acknowledged
-// (POST /v1/config/ack) for push-latency metrics.
-import { ACK_ADDRESS_HEADER, POD_NAME_HEADER } from '../../contract/proxy-status.js';
+// (POST /v1/config/ack) for push-latency metrics. It asks for deltas
+// (DELTAS_HEADER, contract/config-delta.ts): after the first whole config,
+// lines carry only what changed; a delta for another version than the one
+// held, or one that yields another digest than the control plane's, ends the
+// stream, and the reconnect brings a whole config.
+import { ACK_ADDRESS_HEADER, DELTAS_HEADER, POD_NAME_HEADER } from '../../contract/proxy-status.js';
+import { addHash, configDigest, DELTA_KIND, entryHash, serviceKey, subHash } from '../../contract/config-delta.js';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
@@ -42,6 +47,78 @@ export interface StreamConfigOptions {
   random?: () => number;
   /** The pod's name (TSMESH_POD_NAME), given with the subscription for `tsmesh proxy-status`. */
   podName?: string | undefined;
+  /** Ask for deltas (DELTAS_HEADER); default true. False: a whole config every change, as proxies before deltas. */
+  deltas?: boolean;
+}
+
+/**
+ * The config the control plane holds this proxy to, as it sent it (not as
+ * validated): deltas apply to it. Kept even when the proxy refused it, since
+ * the next delta applies to it all the same.
+ */
+interface Held {
+  version: string;
+  /** By serviceKey, in the order received: the entry as sent and its share of the digest. */
+  services: Map<string, { entry: unknown; h: bigint }>;
+  servicesSum: bigint;
+  /** Fields beside version and services, as sent, and their JSON (for the digest). */
+  fields: Record<string, unknown>;
+  json: Record<string, string>;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function holdSnapshot(doc: Record<string, unknown>): Held | undefined {
+  if (!Array.isArray(doc.services) || typeof doc.version !== 'string') return undefined;
+  const held: Held = { version: doc.version, services: new Map(), servicesSum: 0n, fields: {}, json: {} };
+  for (const [name, value] of Object.entries(doc)) {
+    if (name === 'version' || name === 'services') continue;
+    held.fields[name] = value;
+    held.json[name] = JSON.stringify(value);
+  }
+  for (const entry of doc.services as unknown[]) upsert(held, entry);
+  return held;
+}
+
+function upsert(held: Held, entry: unknown): void {
+  if (!isObject(entry)) throw new Error('a Service entry is not an object');
+  const key = serviceKey(entry);
+  const old = held.services.get(key);
+  if (old) held.servicesSum = subHash(held.servicesSum, old.h);
+  const h = entryHash(JSON.stringify(entry));
+  held.services.set(key, { entry, h });
+  held.servicesSum = addHash(held.servicesSum, h);
+}
+
+/** Applies delta `doc` to `held` in place; throws when it is malformed or yields another digest than the one it carries. */
+function applyDelta(held: Held, doc: Record<string, unknown>): void {
+  const { upsert: up = [], remove = [], set = {}, unset = [] } = doc;
+  if (!Array.isArray(up) || !Array.isArray(remove) || !isObject(set) || !Array.isArray(unset) || typeof doc.version !== 'string' || typeof doc.digest !== 'string') throw new Error('a malformed delta');
+  for (const entry of up) upsert(held, entry);
+  for (const key of remove) {
+    const old = held.services.get(String(key));
+    if (!old) throw new Error(`the delta removes ${String(key)}, which this proxy does not hold`);
+    held.servicesSum = subHash(held.servicesSum, old.h);
+    held.services.delete(String(key));
+  }
+  for (const [name, value] of Object.entries(set)) {
+    if (name === 'version' || name === 'services') throw new Error(`the delta sets ${name}`);
+    held.fields[name] = value;
+    held.json[name] = JSON.stringify(value);
+  }
+  const gone = new Set(unset.map(String));
+  if (gone.size > 0) {
+    held.fields = Object.fromEntries(Object.entries(held.fields).filter(([name]) => !gone.has(name)));
+    held.json = Object.fromEntries(Object.entries(held.json).filter(([name]) => !gone.has(name)));
+  }
+  held.version = doc.version;
+  const digest = configDigest(held.json, held.servicesSum);
+  if (digest !== doc.digest) throw new Error(`the config after delta ${doc.version} has digest ${digest}, not ${doc.digest}`);
+}
+
+/** The held config as a document for parseProxyConfig, as a whole config line would be. */
+function heldDocument(held: Held): Record<string, unknown> {
+  return { version: held.version, ...held.fields, services: [...held.services.values()].map((s) => s.entry) };
 }
 
 function splitAddress(address: string): { host: string; port: number } {
@@ -75,6 +152,8 @@ export class StreamConfigSource implements ConfigSource {
   private agent: { cert: string; agent: Agent } | undefined;
   /** Where acknowledgements go: the replica serving the stream (ACK_ADDRESS_HEADER), else the address dialled. */
   private ackTarget: { host: string; port: number } | undefined;
+  /** What the control plane holds this proxy to on the current stream; undefined before its first whole config. */
+  private held: Held | undefined;
 
   constructor(private readonly opts: StreamConfigOptions) {
     ({ host: this.host, port: this.port } = splitAddress(opts.address));
@@ -107,7 +186,7 @@ export class StreamConfigSource implements ConfigSource {
     const to = method === 'POST' && this.ackTarget ? this.ackTarget : { host: this.host, port: this.port };
     const dialled = this.host;
     const verify = to.host === dialled ? {} : { checkServerIdentity: (_: string, cert: PeerCertificate) => checkServerIdentity(dialled, cert) };
-    return { ...verify, host: to.host, port: to.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername, timeout: 10_000, ...(method === 'POST' ? { agent: this.agent.agent } : { agent: false, headers: this.opts.podName ? { [POD_NAME_HEADER]: this.opts.podName } : {} }) } as RequestOptions;
+    return { ...verify, host: to.host, port: to.port, path, method, key: tls.key, cert: tls.cert, ca: tls.ca, servername, timeout: 10_000, ...(method === 'POST' ? { agent: this.agent.agent } : { agent: false, headers: { ...(this.opts.podName ? { [POD_NAME_HEADER]: this.opts.podName } : {}), ...(this.opts.deltas === false ? {} : { [DELTAS_HEADER]: '1' }) } }) } as RequestOptions;
   }
 
   private retry(why: string): void {
@@ -147,9 +226,14 @@ export class StreamConfigSource implements ConfigSource {
         while ((nl = buffered.indexOf('\n')) >= 0) {
           const line = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
-          if (line.trim() !== '') this.take(line);
+          if (line.trim() !== '' && !this.take(line)) {
+            buffered = '';
+            res.destroy(new Error('the stream and this proxy disagree on its config; reconnecting for a whole one'));
+            return;
+          }
         }
       });
+        this.held = undefined;
       let ended = false;
       const end = (why: string): void => {
         if (ended) return;
@@ -167,18 +251,47 @@ export class StreamConfigSource implements ConfigSource {
     req.end();
   }
 
-  private take(line: string): void {
+  /** Takes one line; false when the stream must end (a delta that does not apply to what this proxy holds). */
+  private take(line: string): boolean {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(line);
+    } catch (e) {
+      // A config this proxy cannot read must not replace one it can; after a line it cannot read, no delta applies.
+      this.opts.log.error('discovery sent a config this proxy refuses; keeping the last good one', { error: (e as Error).message, version: this.config?.version });
+      this.held = undefined;
+      return true;
+    }
+    if (isObject(doc) && doc.kind === DELTA_KIND) {
+      const held = this.held;
+      if (!held || held.version !== doc.base) {
+        this.opts.log.warn('discovery sent a delta for another version than this proxy holds', { base: String(doc.base), holds: held?.version });
+        this.held = undefined;
+        return false;
+      }
+      try {
+        applyDelta(held, doc);
+      } catch (e) {
+        this.opts.log.warn('a delta from discovery did not apply', { error: (e as Error).message, version: String(doc.version) });
+        this.held = undefined;
+        return false;
+      }
+      doc = heldDocument(held);
+    } else {
+      this.held = isObject(doc) ? holdSnapshot(doc) : undefined;
+    }
     let config: ProxyConfig;
     try {
-      config = parseProxyConfig(JSON.parse(line));
+      config = parseProxyConfig(doc);
     } catch (e) {
       // A config this proxy cannot read must not replace one it can.
       this.opts.log.error('discovery sent a config this proxy refuses; keeping the last good one', { error: (e as Error).message, version: this.config?.version });
-      return;
+      return true;
     }
     this.config = config;
     for (const l of this.listeners) l(config);
     this.ack(config.version);
+    return true;
   }
 
   /**
