@@ -49,6 +49,8 @@ describe('contract/validate: Gateway API routes', () => {
     ['lookahead', { match: { pathRegex: '/a(?=b)' } }, new RegExp(`^${esc(R)}\\.match\\.pathRegex: .*lookaround.*RE2`)],
     ['lookbehind in a header regex', { match: { headerRegex: { x: '(?<!a)b' } } }, new RegExp(`^${esc(R)}\\.match\\.headerRegex\\.x: .*lookaround`)],
     ['a backreference', { match: { queryParamRegex: { q: '(a)\\1' } } }, new RegExp(`^${esc(R)}\\.match\\.queryParamRegex\\.q: .*backreference`)],
+    ['a count past RE2\'s 1000', { match: { pathRegex: '/a{1001}' } }, new RegExp(`^${esc(R)}\\.match\\.pathRegex: "/a\\{1001\\}": the repetition \\{1001\\} counts past 1000 \\(RE2's bound\\); use \\* or \\+`)],
+    ['counts that multiply past the matcher\'s bound', { match: { headerRegex: { x: '(?:[a-z]{1,100}\\.){1,100}' } } }, new RegExp(`^${esc(R)}\\.match\\.headerRegex\\.x: .*unrolls to more than 5000 states .*write smaller counts`)],
     ['two path matches', { match: { pathPrefix: '/a', pathExact: '/a' } }, /pathPrefix and pathExact are both set; a match takes one of/],
     ['a header name with a colon', { match: { headers: { ':authority': 'x' } } }, /match\.headers\.:authority: ":authority" is not a header name/],
     ['a header name with a space', { filters: { requestHeaders: { set: { 'x y': '1' } } } }, /filters\.requestHeaders\.set\.x y: "x y" is not a header name/],
@@ -99,6 +101,10 @@ describe('contract/validate: Gateway API routes', () => {
   it('takes an empty replacePrefixMatch (it removes the matched prefix) on a prefix match or a route matching every path', () => {
     assert.deepEqual(gateway([{ match: { pathPrefix: '/a' }, filters: { rewrite: { path: { replacePrefixMatch: '' } } } }])[0]!.filters!.rewrite!.path, { replacePrefixMatch: '' });
     assert.deepEqual(gateway([{ filters: { redirect: { path: { replacePrefixMatch: '/x' } } } }])[0]!.filters!.redirect!.path, { replacePrefixMatch: '/x' });
+  });
+
+  it('takes patterns a backtracking matcher would take exponential time on (the proxy runs them in linear time)', () => {
+    for (const p of ['/(a+)+', '(a|a)*', '(.*)*b', '(\\w+\\s?)+']) assert.equal(gateway([{ match: { headerRegex: { x: p } } }])[0]!.match!.headerRegex!['x'], p);
   });
 
   it('takes RE2 patterns that look like lookaround or backreferences but are not', () => {

@@ -3,6 +3,7 @@
 // was expected, e.g. `services[1].ports[0].port: 70000 is not a port (1-65535)`.
 import { parseSpiffeId, validateTrustDomain, DEFAULT_TRUST_DOMAIN } from './spiffe.js';
 import { formatDuration, parseDuration } from '../lib/duration.js';
+import { LinearRegExp, LinearRegExpError } from '../lib/linear-regexp.js';
 import { ValidationError, boolean, describe, duration, integer, ip, join, list, number, object, oneOf, port, string } from '../lib/schema.js';
 import { CONFIG_API_VERSION, CONFIG_KIND, DEFAULT_RETRY_BUDGET, FIELDS, type AuthorizationPolicySpec, type AuthorizationRule, type CircuitBreakerPolicy, type Endpoint, type FaultPolicy, type InboundConfig, type LimitsPolicy, type MeshSettings, type MtlsMode, type ProxyConfig, type RetryBudget, type RetryPolicy, type Route, type ServiceConfig, type ServicePort, type TrafficPolicySpec } from './proxy-config.js';
 import { AUTHORIZATION_ACTIONS, DEFAULT_INBOUND_POLICIES, MTLS_MODES, PORT_PROTOCOLS, RETRY_CONDITIONS, isRetryOn } from './vocabulary.js';
@@ -285,10 +286,13 @@ function limits(v: unknown, path: string): LimitsPolicy {
 }
 
 /**
- * A regular expression of a route match, as a JavaScript RegExp that must
- * match the whole value. Gateway API promises RE2 syntax, which has no
- * lookaround and no backreferences: a pattern using them would behave
- * differently, or not at all, on another implementation, so it is refused.
+ * A regular expression of a route match, in JavaScript's syntax (u flag),
+ * that must match the whole value. Gateway API promises RE2 semantics: no
+ * lookaround, no backreferences, and time linear in the input. The proxy runs
+ * it on lib/linear-regexp.ts, never on a backtracking RegExp, so a pattern
+ * such as "(a+)+" is accepted and costs linear time; what that matcher
+ * cannot run (the two constructs above, inline flags, a count past 1000) is
+ * refused here, with what to write instead.
  */
 export function routeRegex(v: unknown, path: string): string {
   const s = string(v, path);
@@ -299,6 +303,12 @@ export function routeRegex(v: unknown, path: string): string {
     new RegExp(s, 'u');
   } catch (e) {
     throw new ValidationError(path, `${describe(s)} is not a regular expression (${(e as Error).message.replace(/^Invalid regular expression: /, '')}); fix the pattern, escaping a literal character such as ( or [ with \\`);
+  }
+  try {
+    new LinearRegExp(s);
+  } catch (e) {
+    if (!(e instanceof LinearRegExpError)) throw e;
+    throw new ValidationError(path, `${describe(s)}: ${e.message}`);
   }
   return s;
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { seededRandom } from '../../lib/testdata/seeded-random.js';
 import { buildRoutingTable, type ServiceTarget } from '../config/table.js';
 import { parseProxyConfig } from '../../contract/validate.js';
+import { LinearRegExp } from '../../lib/linear-regexp.js';
 import { compileMatch, compileRoutes, matches, parseQuery, routeRequests, type CompiledMatch } from './route.js';
 import { splitByWeight } from './split.js';
 import { testRequest, testResponse } from './testdata/requests.js';
@@ -61,6 +62,28 @@ describe('route matching', () => {
     for (const path of ['/v1/items', '/v22/items?q=/x']) assert.ok(matches(regex, testRequest({ path })), path);
     // Anchored: a regex that matches part of the path does not match it.
     for (const path of ['/v1/items/1', '/x/v1/items', '/v/items']) assert.ok(!matches(regex, testRequest({ path })), path);
+  });
+
+  it('runs path, header and query regexes on the linear-time matcher: a hostile pattern and value cost work linear in the value', () => {
+    // On a backtracking RegExp each of these takes time exponential in the
+    // value's length (about a second at 24 characters, years at 48).
+    const hostile = compileMatch({ pathRegex: '/(a+)+', headerRegex: { 'X-User': '(\\w+\\s?)+' }, queryParamRegex: { q: '(a|a)*' } })!;
+    const regexes = [hostile.pathRegex!, hostile.headerRegex[0]![1], hostile.query[0]![1] as LinearRegExp];
+    for (const re of regexes) assert.ok(re instanceof LinearRegExp, String(re));
+    const long = 'a'.repeat(20_000);
+    const requests = [
+      testRequest({ path: `/${long}!` }),
+      testRequest({ path: `/${long}`, headers: { 'x-user': `${'ab '.repeat(7_000)}!` } }),
+      testRequest({ path: `/${long}?q=${long}!`, headers: { 'x-user': 'ab cd' } }),
+    ];
+    for (const [i, req] of requests.entries()) {
+      assert.equal(matches(hostile, req), false, `request ${i}`);
+      // The value needs 20,000 characters or more to be refused; the matcher
+      // visited at most a few NFA states for each (it caches what it built).
+      const work = regexes[i]!.work;
+      assert.ok(work > 0 && work < 1000, `request ${i}: ${work} states visited`);
+    }
+    assert.ok(matches(hostile, testRequest({ path: `/${long}?q=aaa`, headers: { 'x-user': 'ab cd' } })));
   });
 
   it('matches header regexes on the whole value, the method, and query parameters (first of a name, decoded)', () => {

@@ -11,7 +11,8 @@
 // - the path is the request's without its query: pathPrefix on whole path
 //   segments ("/api" matches "/api", "/api/", "/api/v1", "/api?x", not
 //   "/apis"), pathExact the whole path, pathRegex a regular expression that
-//   must match the whole path;
+//   must match the whole path (every regex here runs in time linear in the
+//   value, on lib/linear-regexp.ts: a pattern cannot make a request costly);
 // - headers by exact value or whole-value regex, names case-insensitive; a
 //   field sent more than once is matched as the one value its lines join to
 //   (RFC 9110 5.3), as Node gives it, Set-Cookie's lines one by one;
@@ -21,6 +22,7 @@
 //   query match, so the common request allocates nothing to be matched;
 // - the method, exactly.
 import { parseDuration } from '../../lib/duration.js';
+import { LinearRegExp } from '../../lib/linear-regexp.js';
 import type { RoutingTable, ServiceTarget } from '../config/table.js';
 import type { FaultPolicy, RetryPolicy, Route, RouteFilters, RouteMatch } from '../../contract/proxy-config.js';
 import type { Handler, ProxyRequest } from './types.js';
@@ -30,12 +32,12 @@ export interface CompiledMatch {
   pathPrefix: string | undefined;
   pathExact: string | undefined;
   /** Anchored to the whole path. */
-  pathRegex: RegExp | undefined;
+  pathRegex: LinearRegExp | undefined;
   method: string | undefined;
   headers: readonly (readonly [name: string, value: string])[];
-  headerRegex: readonly (readonly [name: string, pattern: RegExp])[];
+  headerRegex: readonly (readonly [name: string, pattern: LinearRegExp])[];
   /** Exact (a string) or regex query parameter matches. */
-  query: readonly (readonly [name: string, value: string | RegExp])[];
+  query: readonly (readonly [name: string, value: string | LinearRegExp])[];
 }
 
 export interface CompiledBackend {
@@ -99,8 +101,8 @@ export function compileRoutes(target: ServiceTarget, table: Pick<RoutingTable, '
   return routes;
 }
 
-/** A regular expression that must match the whole of a value (the validator has checked it compiles). */
-const whole = (pattern: string): RegExp => new RegExp(`^(?:${pattern})$`, 'u');
+/** A regular expression that must match the whole of a value, in linear time (the validator has checked it compiles). */
+const whole = (pattern: string): LinearRegExp => new LinearRegExp(pattern);
 
 export function compileMatch(m: RouteMatch): CompiledMatch | undefined {
   const headers = Object.entries(m.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
