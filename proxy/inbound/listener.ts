@@ -1,7 +1,9 @@
 // The inbound listener (15006): every TCP connection to the pod arrives here.
 // Mesh TLS (a ClientHello offering a tsmesh ALPN) is handed to the mesh
 // terminator (mesh-terminator.ts), and each verified caller's connection is
-// served by its ALPN: tsmesh/mux, HTTP/1.1, HTTP/2 or opaque TCP. Anything
+// served by its ALPN: tsmesh/mux, HTTP/1.1, HTTP/2, opaque TCP, or opaque TCP
+// connections as streams of one (tsmesh/tcp-mux, each stream authorized and
+// counted as a connection). Anything
 // else is refused on a port whose mTLS mode is STRICT; on a PERMISSIVE one it
 // is served as a caller without a mesh identity: plain HTTP/1.1 and h2c
 // through the HTTP path (authorization, the caller-identity headers removed),
@@ -15,9 +17,10 @@ import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { serveFrames, type FrameServer } from '../http/h2-frames.js';
 import { readClientHello } from '../net/client-hello-read.js';
-import { MuxSession } from '../net/mux.js';
+import { MuxSession, MuxStream } from '../net/mux.js';
 import { portKind, sniff } from '../net/sniff.js';
-import { splice } from '../net/splice.js';
+import { splice, type SpliceResult } from '../net/splice.js';
+import { joinStream } from '../net/tcp-mux.js';
 import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
 import { MESH_ALPN, MESH_ALPN_LIST } from '../tls/alpn.js';
@@ -90,8 +93,11 @@ function answerPlainHttp(socket: Socket, port: number): void {
   socket.resume();
 }
 
-/** Splices a connection to the app's port, counting it and its bytes; the app refusing it closes it. */
-async function toApp(opts: InboundOptions, client: Socket | TLSSocket, port: number, tls: boolean, idleMs: number): Promise<void> {
+/**
+ * Splices a connection, or a tsmesh/tcp-mux stream, to the app's port, counting it and its bytes; the app
+ * refusing it closes it (a stream is reset).
+ */
+async function toApp(opts: InboundOptions, client: Socket | TLSSocket | MuxStream, port: number, tls: boolean, idleMs: number): Promise<void> {
   const labels = { direction: 'inbound', destination_service: opts.serviceLabel(port) } as const;
   const app = netConnect({ host: opts.appAddress, port, allowHalfOpen: true, noDelay: true });
   try {
@@ -105,10 +111,14 @@ async function toApp(opts: InboundOptions, client: Socket | TLSSocket, port: num
     return;
   }
   opts.metrics.tcpOpened.inc({ ...labels, tls: String(tls) });
-  const { fromA, fromB } = await splice(client, app, idleMs);
+  let moved: SpliceResult;
+  if (client instanceof MuxStream) {
+    const fromApp = await joinStream(app, client, idleMs);
+    moved = { fromA: fromApp.fromB, fromB: fromApp.fromA };
+  } else moved = await splice(client, app, idleMs);
   opts.metrics.tcpClosed.inc({ ...labels, tls: String(tls) });
-  opts.metrics.tcpReceived.inc(labels, fromA);
-  opts.metrics.tcpSent.inc(labels, fromB);
+  opts.metrics.tcpReceived.inc(labels, moved.fromA);
+  opts.metrics.tcpSent.inc(labels, moved.fromB);
 }
 
 export function createInbound(opts: InboundOptions): InboundListener {
@@ -129,14 +139,14 @@ export function createInbound(opts: InboundOptions): InboundListener {
   const h2 = createH2Server({ log: opts.log });
   const firstBytesMs = opts.firstBytesTimeoutMs ?? 5000;
 
-  const refuse = (socket: Socket, reason: RefusalReason): void => {
+  const refuse = (socket: { destroy(): unknown }, reason: RefusalReason): void => {
     opts.metrics.connectionsRefused.inc({ direction: 'inbound', reason });
     socket.destroy();
   };
   const pending = new WaitingConnections(opts.pendingLimit ?? DEFAULT_PENDING_LIMIT, (socket) => refuse(socket, 'overload'));
 
   /** Whether an opaque TCP connection of `peer` to `port` may go on; a denied one is counted and closed. */
-  const tcpAllowed = (socket: Socket | TLSSocket, peer: string, port: number): boolean => {
+  const tcpAllowed = (socket: { destroy(): unknown }, peer: string, port: number): boolean => {
     const f: Finding | undefined = opts.authorizer().connection(peer, port).tcp;
     if (f === undefined) return true;
     recordFinding(opts, f, peer, port, 'tcp');
@@ -156,6 +166,23 @@ export function createInbound(opts: InboundOptions): InboundListener {
         return;
       }
       opts.telemetry.tap.serve(tls, opts.log.child('tap'));
+      return;
+    }
+    if (tls.alpnProtocol === MESH_ALPN.tcpMux) {
+      // Each stream is one opaque TCP connection of the same caller to the same port, authorized as a connection of
+      // its own (a denied one is reset and counted); the caller's first frame opens it at once, for server-first apps.
+      const session = new MuxSession(tls, {
+        onStream: (stream) => {
+          // Held until the app's connection is open: what comes meanwhile waits in the stream, within its window.
+          stream.pause();
+          if (tcpAllowed(stream, peer, port)) void toApp(opts, stream, port, true, idleMs);
+        },
+        onError: (message) => opts.log.warn('tsmesh/tcp-mux protocol error; connection closed', { peer, error: message }),
+        idleMs: MUX_IDLE_MS,
+      });
+      muxSessions.add(session);
+      tls.once('close', () => muxSessions.delete(session));
+      if (goingAway) session.goAway();
       return;
     }
     // L4 has no request to answer 403 to: a denied caller's connection is closed.

@@ -1,5 +1,7 @@
 // tsmesh/mux: many byte streams over one mTLS connection between two proxies
-// (ALPN tsmesh/mux), each stream carrying one HTTP/1.1 connection's bytes.
+// (ALPN tsmesh/mux), each stream carrying one HTTP/1.1 connection's bytes;
+// under ALPN tsmesh/tcp-mux the same frames carry opaque TCP connections to
+// one port (net/tcp-mux.ts).
 // The frames every stream writes in one turn of the event loop go out in one
 // TLS write, and one read brings in the frames of many streams: at load, the
 // sidecars' TLS reads, writes and wake-ups are shared by the requests in
@@ -8,6 +10,7 @@
 //
 // Frame: stream id (u32), type (u8), payload length (u24), payload.
 //   DATA    stream bytes; the first frame of a new (odd, rising) id opens it
+//           (an empty one opens it with no bytes: opaque TCP, server-first)
 //   FIN     the sender will write no more on the stream (half-close)
 //   RST     the stream is abandoned; payload: one byte, RESET_REFUSED when the
 //           peer never read the stream (safe to send again elsewhere)
@@ -239,6 +242,16 @@ export class MuxStream extends EventEmitter {
     return this;
   }
 
+  /**
+   * Opens the stream on the peer now, with an empty DATA frame, rather than
+   * with the first bytes written: opaque TCP to a server that speaks first
+   * (a greeting) has nothing to write until the app's connection is open.
+   */
+  announce(): void {
+    if (this.destroyed || this.writableEnded) return;
+    this.session.send(this.id, DATA, undefined);
+  }
+
   private sendData(buf: Buffer): void {
     this.sendWindow -= buf.length;
     for (let at = 0; at < buf.length; at += MAX_FRAME_PAYLOAD) this.session.send(this.id, DATA, buf.subarray(at, Math.min(buf.length, at + MAX_FRAME_PAYLOAD)));
@@ -262,7 +275,8 @@ export class MuxStream extends EventEmitter {
 
   /** From the session: a DATA frame's payload. */
   onData(data: Buffer): void {
-    if (this.destroyed || this.finReceived) return;
+    // An empty DATA frame only opens the stream (announce()).
+    if (this.destroyed || this.finReceived || data.length === 0) return;
     this.unacknowledged += data.length;
     if (this.unacknowledged > STREAM_WINDOW) {
       this.session.protocolError(`stream ${this.id} received more than its window of ${STREAM_WINDOW} bytes`);

@@ -13,11 +13,11 @@ import { createHttpServer, type ProxyHttpServer } from '../http/server.js';
 import { createH2Server, type ProxyH2Server } from '../http/h2-server.js';
 import { localResponse, type Handler } from '../http/types.js';
 import { portKind, sniff, type PortKind, type Sniffed } from '../net/sniff.js';
+import { MuxStream } from '../net/mux.js';
 import { splice, type SpliceResult } from '../net/splice.js';
+import { joinStream, TcpMuxPool } from '../net/tcp-mux.js';
 import { DEFAULT_PENDING_LIMIT, WaitingConnections } from '../net/waiting.js';
 import type { OriginalDestination } from '../orig-dst.js';
-import { MESH_ALPN } from '../tls/alpn.js';
-import { connectEndpoint } from '../upstream.js';
 import { Egress } from './egress.js';
 import { outboundStack, type OutboundDeps } from './stack.js';
 
@@ -59,6 +59,8 @@ export interface OutboundListener {
   h2: ProxyH2Server;
   /** Connections to destinations outside the mesh; close() ends its pools. */
   egress: Egress;
+  /** The pooled tsmesh/tcp-mux connections that carry opaque TCP to meshed endpoints; close() ends them after their streams. */
+  tcpMux: TcpMuxPool;
 }
 
 const DEFAULT_SNIFF_TIMEOUT_MS = 1000;
@@ -106,10 +108,15 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     socket.destroy();
   });
 
-  /** Splices the app's connection to the one `connectTo` opens; the bytes each way, or undefined when it could not open. */
-  const tcp = async (socket: Socket, serviceLabel: string, connectTo: () => Promise<Socket>, tls: boolean): Promise<SpliceResult | undefined> => {
+  const tcpMux = new TcpMuxPool(opts.meshTls);
+
+  /**
+   * Splices the app's connection to the connection or tsmesh/tcp-mux stream `connectTo` opens; the bytes each
+   * way, or undefined when it could not open.
+   */
+  const tcp = async (socket: Socket, serviceLabel: string, connectTo: () => Promise<Socket | MuxStream>, tls: boolean): Promise<SpliceResult | undefined> => {
     const labels = { direction: 'outbound', destination_service: serviceLabel } as const;
-    let upstream: Socket;
+    let upstream: Socket | MuxStream;
     try {
       upstream = await connectTo();
     } catch (e) {
@@ -118,7 +125,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
       return undefined;
     }
     opts.metrics.tcpOpened.inc({ ...labels, tls: String(tls) });
-    const moved = await splice(socket, upstream, idleMs);
+    const moved = upstream instanceof MuxStream ? await joinStream(socket, upstream, idleMs) : await splice(socket, upstream, idleMs);
     opts.metrics.tcpClosed.inc({ ...labels, tls: String(tls) });
     opts.metrics.tcpSent.inc(labels, moved.fromA);
     opts.metrics.tcpReceived.inc(labels, moved.fromB);
@@ -139,9 +146,9 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     const clock = opts.traffic.scheduler;
     const started = clock.now();
     s.pending++;
-    const connectTo = (): Promise<Socket> =>
-      connectEndpoint(opts.meshTls, ep, MESH_ALPN.tcp).then(
-        (upstream) => (balancer.observe(s, clock.now() - started, true), upstream as Socket),
+    const connectTo = (): Promise<Socket | MuxStream> =>
+      tcpMux.open(ep).then(
+        (upstream) => (balancer.observe(s, clock.now() - started, true), upstream),
         (e: unknown) => {
           balancer.observe(s, clock.now() - started, false);
           throw e;
@@ -162,7 +169,7 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
   // A port of a meshed pod that no Service names: the pod's sidecar requires mTLS, so L4 over mTLS
   // with the pod's identity, to that pod and port (no balancing: the app chose both).
   const podTcp = (socket: Socket, pod: MeshedPod, port: number): Promise<unknown> =>
-    tcp(socket, pod.key, () => connectEndpoint(opts.meshTls, { address: pod.address, port, identity: pod.identity }, MESH_ALPN.tcp) as Promise<Socket>, true);
+    tcp(socket, pod.key, () => tcpMux.open({ address: pod.address, port, identity: pod.identity }), true);
 
   /** Sniffs a connection, counted among those waiting (the oldest shed past the limit). */
   const sniffWaiting = async (socket: Socket, kind: PortKind): Promise<Sniffed> => {
@@ -242,7 +249,9 @@ export function createOutbound(opts: OutboundOptions): OutboundListener {
     });
   };
   const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => accept(socket));
-  return { server, connections, http, h2, accept, egress };
+  // Draining closed the listener and its connections: the pooled connections end after their last streams.
+  server.once('close', () => tcpMux.close());
+  return { server, connections, http, h2, accept, egress, tcpMux };
 }
 
 function dial(dst: OriginalDestination): Promise<Socket> {

@@ -15,6 +15,12 @@ export const MESH_ALPN = {
    */
   frames: 'tsmesh/h2f',
   http2: 'tsmesh/h2',
+  /**
+   * Opaque TCP connections to one port as streams of one connection
+   * (net/tcp-mux.ts); offered with tcp, listed before it: a proxy that
+   * predates it picks tcp, and the connection is carried alone as before.
+   */
+  tcpMux: 'tsmesh/tcp-mux',
   tcp: 'tsmesh/tcp',
   /** The control plane's tap of this proxy's requests (tap/hub.ts); served to the control plane's identity only. */
   tap: TAP_ALPN,
