@@ -37,6 +37,7 @@ import { createRootCa } from '../../ca/root.js';
 import { newKey } from '../../ca/testdata/fixtures.js';
 import { PROXY_ENV, PROXY_NODE_OPTIONS } from '../../contract/env.js';
 import { MESH_NAMESPACE, STATUS_ANNOTATION } from '../../contract/names.js';
+import { DELTAS_HEADER } from '../../contract/proxy-status.js';
 import type { ProxyConfig } from '../../contract/proxy-config.js';
 import { freePort } from '../../lib/ports.js';
 import { cpuSeconds } from '../../proxy/bench/measure.js';
@@ -44,7 +45,7 @@ import { loadAverage, median } from '../../proxy/bench/pods.js';
 import { REPO, run } from '../../proxy/bench/topology.js';
 import { apiServerTier, requestToken, startApiServer, type ApiServer } from '../../test/k8s/apiserver.js';
 
-const USAGE = `Usage: npm run bench:scale -- [--services N] [--endpoints M] [--streams S] [--identities I] [--changes K] [--calls C] [--tree DIR]
+const USAGE = `Usage: npm run bench:scale -- [--services N] [--endpoints M] [--streams S] [--identities I] [--changes K] [--calls C] [--tree DIR] [--whole]
   --services   Services in the cluster (default 100)
   --endpoints  endpoints over all EndpointSlices, each a meshed Pod (default 500)
   --streams    discovery streams held open (default 50)
@@ -52,6 +53,7 @@ const USAGE = `Usage: npm run bench:scale -- [--services N] [--endpoints M] [--s
   --changes    EndpointSlice changes timed (default 5)
   --calls      services a proxy calls, for the comparator config (default 10)
   --tree       compile the control plane and proxy from this checkout of the project (A/B runs; default this one)
+  --whole      the streams do not ask for deltas (no x-tsmesh-config-deltas header): a whole config every change
 The issue's full scale: --services 10000 --endpoints 50000 --streams 2000`;
 
 /** The aims the figures are read against. */
@@ -70,7 +72,7 @@ const pct = (sorted: readonly number[], p: number): number => sorted[Math.min(so
 const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 const f = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : 'NaN');
 
-function flags(): { services: number; endpoints: number; streams: number; identities: number; changes: number; calls: number; tree: string } {
+function flags(): { services: number; endpoints: number; streams: number; identities: number; changes: number; calls: number; tree: string; whole: boolean } {
   const { values } = parseArgs({
     options: {
       services: { type: 'string', default: '100' },
@@ -80,6 +82,7 @@ function flags(): { services: number; endpoints: number; streams: number; identi
       changes: { type: 'string', default: '5' },
       calls: { type: 'string', default: '10' },
       tree: { type: 'string', default: REPO },
+      whole: { type: 'boolean', default: false },
       help: { type: 'boolean' },
     },
   });
@@ -111,7 +114,7 @@ function flags(): { services: number; endpoints: number; streams: number; identi
     console.error(`--tree ${values.tree}: no tsconfig.build.json there; give a checkout of the project\n${USAGE}`);
     process.exit(2);
   }
-  return { services, endpoints, streams, identities: Math.min(identities, services, streams), changes: whole('changes', values.changes), calls: Math.min(services, whole('calls', values.calls)), tree: values.tree };
+  return { services, endpoints, streams, identities: Math.min(identities, services, streams), changes: whole('changes', values.changes), calls: Math.min(services, whole('calls', values.calls)), tree: values.tree, whole: values.whole };
 }
 
 /** Runs `fn` over `items`, `PARALLEL` at a time. */
@@ -208,17 +211,20 @@ interface Stream {
   failed?: string;
   /** The stream ended. */
   ended?: boolean;
+  /** The control plane answered that it sends deltas (DELTAS_HEADER). */
+  deltas?: boolean;
 }
 
-function openStream(port: number, tls: { key: string; cert: string; ca: string }, keepFirst: boolean): Stream {
+function openStream(port: number, tls: { key: string; cert: string; ca: string }, keepFirst: boolean, deltas: boolean): Stream {
   const s: Stream = { lines: [], ...(keepFirst ? { first: [] } : {}) };
   let bytes = 0;
   let head = '';
   const fail = (why: string): void => {
     if (s.lines.length === 0) s.failed ??= why;
   };
-  const req = httpsRequest({ host: '127.0.0.1', port, path: '/v1/config', ...tls, agent: false }, (res) => {
+  const req = httpsRequest({ host: '127.0.0.1', port, path: '/v1/config', ...tls, agent: false, headers: deltas ? { [DELTAS_HEADER]: '1' } : {} }, (res) => {
     s.res = res;
+    s.deltas = res.headers[DELTAS_HEADER] === '1';
     if (res.statusCode !== 200) fail(`HTTP ${res.statusCode}`);
     res.on('close', () => {
       s.ended = true;
@@ -341,7 +347,7 @@ async function main(): Promise<void> {
     const cpuBefore = cpuSeconds(cp.pid!);
     const connectStart = Date.now();
     for (let i = 0; i < o.streams; i++) {
-      streams.push(openStream(port, creds[i % o.identities]!, i === 0));
+      streams.push(openStream(port, creds[i % o.identities]!, i === 0, !o.whole));
       if (i % 50 === 49) await sleep(20); // spread the handshakes a little
     }
     // A stream the control plane ends before its first config is counted, not waited for (a proxy would reconnect).
@@ -351,6 +357,7 @@ async function main(): Promise<void> {
     if (streams[0]!.failed) throw new Error(`the parsed stream failed before its first config: ${streams[0]!.failed}`);
     step(`${o.streams - failed.length} streams got their first config in ${Date.now() - connectStart} ms${failed.length ? `; ${failed.length} ended before it (${[...new Set(failed.map((s) => s.failed))].join(', ')})` : ''}`);
     figure('streams_failed', failed.length);
+    figure('streams_deltas', streams.filter((s) => s.deltas).length, ` of=${o.streams}`);
     figure('streams_connect_ms', Date.now() - connectStart);
     streams.splice(0, streams.length, ...streams.filter((s) => !s.failed));
     figure('cp_connect_cpu_s', cpuSeconds(cp.pid!) - cpuBefore);
