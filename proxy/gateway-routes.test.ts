@@ -206,6 +206,24 @@ describe('Gateway API routes through a sidecar on loopback (HTTP/1.1, h2c, gRPC)
     assert.equal(await metricValue(web, 'tsmesh_requests_total', { route: 'query', destination_service: 'echo.gamma' }), 1);
   });
 
+  it('answers at once on routes whose regexes a backtracking matcher takes exponential time on, however the path and header are crafted', async () => {
+    // On a backtracking RegExp the first request holds the sidecar (and this
+    // test's process) for years; on the proxy's linear matcher each is a
+    // pass over its 4,000 characters.
+    setRoutes([
+      { name: 'hostile-path', match: { pathRegex: '/(a+)+' }, backends: v2 },
+      { name: 'hostile-header', match: { pathPrefix: '/h', headerRegex: { 'X-User': '(\\w+\\s?)+' } }, backends: v2 },
+    ]);
+    const long = 'a'.repeat(4_000);
+    const hostile = [call(`/${long}!`), call('/h', { headers: { 'x-user': `${'ab '.repeat(1_300)}!` } })];
+    for (const r of await Promise.all(hostile)) {
+      assert.equal(r.status, 404, r.text);
+      assert.equal(r.headers['x-tsmesh-error'], 'no-route-match');
+    }
+    assert.equal((await call(`/${long}`)).seen?.app, 'echo-v2');
+    assert.equal((await call('/h', { headers: { 'x-user': 'ab '.repeat(1_300) } })).seen?.app, 'echo-v2');
+  });
+
   it('modifies request headers (set, add to one line, remove) and response headers, at the route and at a backend', async () => {
     setRoutes([
       {
