@@ -17,6 +17,13 @@
 // no progress (a list begun, an event, an error) for longer than the longest
 // watch timeout and a margin: a healthy watch ends and starts again before
 // that.
+//
+// Lists are read in pages of LIST_PAGE objects (as client-go's pager does),
+// and each object, listed or watched, may pass through `keep` before it is
+// cached (kubernetes-fields.ts keeps what the control plane reads): a list
+// of the whole cluster is then never held whole, only the cache and one page.
+// A page whose continue token has expired (410) fails the list, and the
+// informer lists again from the start after its backoff.
 import { ApiException, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../lib/log.js';
@@ -34,12 +41,24 @@ export function watchErrorsCounter(registry: Registry): Counter<'resource'> {
   });
 }
 
-export interface ResourceWatch<T extends KubernetesObject> {
+/** Objects a list page asks for. */
+export const LIST_PAGE = 500;
+
+/** One page of a list: the client's list parameters of that name. */
+export interface ListPage {
+  limit: number;
+  _continue?: string;
+}
+
+export interface ResourceWatch<T extends KubernetesObject, Raw extends KubernetesObject = T> {
   /** Label of the metric and of log lines, e.g. "services". */
   resource: string;
   /** Collection path, e.g. /api/v1/services or /apis/tsmesh.io/v1alpha1/trafficpolicies. */
   path: string;
-  list: () => Promise<KubernetesListObject<T>>;
+  /** One page of the list (the client's list call with these parameters). */
+  list: (page: ListPage) => Promise<KubernetesListObject<Raw>>;
+  /** What the cache keeps of each object, listed or watched; default the object as it is. */
+  keep?: (obj: Raw) => T;
   labelSelector?: string;
   fieldSelector?: string;
   /**
@@ -61,6 +80,8 @@ export interface InformerOptions {
   watchTimeoutSeconds?: [number, number];
   /** How long past the longest watch timeout the watchdog waits before it restarts a silent informer; default 60 s. */
   stallMarginMs?: number;
+  /** Objects a list page asks for; default LIST_PAGE. */
+  listPageSize?: number;
 }
 
 function statusOf(err: unknown): number | undefined {
@@ -89,7 +110,29 @@ function describeError(err: unknown): string {
   return String(err);
 }
 
-export class ResilientInformer<T extends KubernetesObject> {
+/** A Watch whose added, modified and deleted objects pass through `keep` before ListWatch sees them. */
+class KeepingWatch extends Watch {
+  constructor(
+    kc: KubeConfig,
+    private readonly keep: (obj: never) => KubernetesObject,
+  ) {
+    super(kc);
+  }
+
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    // ERROR carries a Status, BOOKMARK only a resourceVersion: both go on as they are.
+    const kept = (phase: string, obj: unknown, watchObj?: unknown): void =>
+      callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.keep(obj as never) : obj, watchObj);
+    return super.watch(path, queryParams, kept, done);
+  }
+}
+
+export class ResilientInformer<T extends KubernetesObject, Raw extends KubernetesObject = T> {
   private readonly lw: ListWatch<T>;
   private stopped = true;
   private hasSynced = false;
@@ -106,7 +149,7 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   constructor(
     kc: KubeConfig,
-    private readonly res: ResourceWatch<T>,
+    private readonly res: ResourceWatch<T, Raw>,
     private readonly opts: InformerOptions,
   ) {
     this.initialMs = opts.backoffInitialMs ?? 500;
@@ -117,7 +160,8 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.stallMs = hi * 1000 + (opts.stallMarginMs ?? 60_000);
     // Watch appends its own query (watch, resourceVersion, selectors) to this path.
     const watchPath = `${res.path}?allowWatchBookmarks=true&timeoutSeconds=${timeout}`;
-    this.lw = new ListWatch<T>(watchPath, new Watch(kc), () => this.fetch(), false, res.labelSelector, res.fieldSelector);
+    const watch = res.keep ? new KeepingWatch(kc, res.keep as (obj: never) => KubernetesObject) : new Watch(kc);
+    this.lw = new ListWatch<T>(watchPath, watch, () => this.fetch(), false, res.labelSelector, res.fieldSelector);
     const changed = (): void => {
       this.lastProgress = Date.now();
       opts.onChange();
@@ -151,7 +195,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   private async fetch(): Promise<KubernetesListObject<T>> {
     let out: KubernetesListObject<T>;
     try {
-      out = await this.res.list();
+      out = await this.listPages();
       this.notServedLogged = false;
     } catch (err) {
       if (!(this.res.optional && statusOf(err) === 404)) throw err;
@@ -166,6 +210,23 @@ export class ResilientInformer<T extends KubernetesObject> {
     // ListWatch fires add/update/delete for the list's differences; the first list may be empty.
     if (first) setImmediate(() => this.opts.onChange());
     return out;
+  }
+
+  /** The whole list, page after page, each object through `keep`; the list's resourceVersion is its first page's (a paged list is one snapshot). */
+  private async listPages(): Promise<KubernetesListObject<T>> {
+    const keep = this.res.keep ?? ((o: Raw) => o as unknown as T);
+    const items: T[] = [];
+    const limit = this.opts.listPageSize ?? LIST_PAGE;
+    let page = await this.res.list({ limit });
+    const { resourceVersion } = page.metadata ?? {};
+    for (;;) {
+      for (const o of page.items) items.push(keep(o));
+      // Typed lists carry it as _continue; custom objects' lists are JSON as the server sent it.
+      const next = page.metadata?._continue ?? (page.metadata as { continue?: string } | undefined)?.continue;
+      if (!next) break;
+      page = await this.res.list({ limit, _continue: next });
+    }
+    return { apiVersion: page.apiVersion ?? 'v1', kind: page.kind ?? 'List', metadata: { resourceVersion: resourceVersion ?? '' }, items };
   }
 
   start(): void {

@@ -25,6 +25,7 @@ import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js
 import { emptyAccepted, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { podIdentity, type SkippedEndpoint } from './kubernetes-services.js';
 import { meshModelFromObjects, type KubernetesObjects } from './kubernetes-model.js';
+import { endpointSliceFields, namespaceFields, podFields, serviceFields } from './kubernetes-fields.js';
 import type { RouteObject, RouteVerdict } from './kubernetes-routes.js';
 
 const TESTDATA = new URL('./testdata/mapping/', import.meta.url);
@@ -202,6 +203,20 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
           assert.deepEqual(parsed, config, `${id}: the proxy's validator changed or refused the config`);
           buildRoutingTable(parsed);
         }
+      });
+
+      it('maps the fields the informers keep of each object (kubernetes-fields.ts) as it maps the whole objects', function () {
+        const pods = objects.pods.map(podFields);
+        const kept: Objects = {
+          ...objects,
+          services: (objects.services as V1Service[]).map(serviceFields),
+          endpointSlices: (objects.endpointSlices as V1EndpointSlice[]).map(endpointSliceFields),
+          namespaces: objects.namespaces.map(namespaceFields),
+          // Typed as whole pods for proxiesOf, which reads what podIdentity reads.
+          pods: pods as V1Pod[],
+          podOf: (namespace, podName) => pods.find((p) => p.metadata?.namespace === namespace && p.metadata.name === podName),
+        };
+        assert.deepEqual(mapObjects(kept), got);
       });
 
       it('does not depend on the order the informers list the objects in', function () {

@@ -7,24 +7,24 @@
 // here; what namespaces and workloads set over them comes from their
 // annotations (kubernetes-settings.ts); Gateway API routes are mapped by
 // kubernetes-routes.ts.
-import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import { SERVICE_NAME_LABEL } from '../../contract/names.js';
 import type { MeshModel, ServiceModel } from '../model.js';
+import type { EndpointSliceFields, NamespaceFields, PodFields, ServiceFields } from './kubernetes-fields.js';
 import { evaluatePolicies, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { serviceModel, type PodLookup, type SkippedEndpoint } from './kubernetes-services.js';
 import { emptyLastGood, settingsFromObjects, type LastGoodSettings, type SettingsProblem } from './kubernetes-settings.js';
 import { evaluateRoutes, type AcceptedRoutes, type RouteObject, type RouteVerdict } from './kubernetes-routes.js';
 
 export interface KubernetesObjects {
-  services: readonly V1Service[];
-  endpointSlices: readonly V1EndpointSlice[];
+  services: readonly ServiceFields[];
+  endpointSlices: readonly EndpointSliceFields[];
   /** The pods the slices' targetRefs name, looked up by namespace and name. */
   podOf: PodLookup;
   trafficPolicies: readonly PolicyObject[];
   authorizationPolicies: readonly PolicyObject[];
   /** For their annotations (the namespaces' and the workloads' settings); none: no settings over the mesh's. */
-  namespaces?: readonly V1Namespace[];
-  pods?: readonly V1Pod[];
+  namespaces?: readonly NamespaceFields[];
+  pods?: readonly PodFields[];
   /** Gateway API routes (kubernetes-routes.ts); none: no routes. */
   httpRoutes?: readonly RouteObject[];
   grpcRoutes?: readonly RouteObject[];
@@ -61,7 +61,7 @@ export function meshModelFromObjects(
   lastGoodSettings: LastGoodSettings = emptyLastGood(),
   acceptedRoutes: AcceptedRoutes = new Map(),
 ): MeshModelResult {
-  const slicesByService = new Map<string, V1EndpointSlice[]>();
+  const slicesByService = new Map<string, EndpointSliceFields[]>();
   for (const s of objects.endpointSlices) {
     const svc = s.metadata?.labels?.[SERVICE_NAME_LABEL];
     if (!svc) continue;

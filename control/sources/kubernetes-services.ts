@@ -3,16 +3,17 @@
 // Service with their readiness and, for a pod carrying tsmesh.io/status, the
 // identity of its ServiceAccount. Pure; kubernetes-model.ts composes it with
 // the policies (kubernetes-policies.ts) into the mesh model.
-import type { V1EndpointSlice, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
+import type { V1ServicePort } from '@kubernetes/client-node';
 import { workloadSpiffeId } from '../../contract/spiffe.js';
 import type { PortProtocol, ServicePort } from '../../contract/proxy-config.js';
 import { INIT_CONTAINER, STATUS_ANNOTATION } from '../../contract/names.js';
 import { parsePortList } from '../../init/ports.js';
 import { APP_PROTOCOLS } from '../../contract/vocabulary.js';
 import type { EndpointModel, ServiceModel } from '../model.js';
+import type { EndpointSliceFields, PodFields, ServiceFields } from './kubernetes-fields.js';
 
 /** Looks a pod up by namespace and name (the informer's cache). */
-export type PodLookup = (namespace: string, name: string) => V1Pod | undefined;
+export type PodLookup = (namespace: string, name: string) => PodFields | undefined;
 
 /**
  * How the proxy treats a Service port: its appProtocol when it names one of
@@ -32,23 +33,23 @@ export function portProtocol(p: Pick<V1ServicePort, 'appProtocol' | 'name'>): Po
  * Service often has none: its DNS is all it is for) still tells the proxies
  * its pods' addresses and identities.
  */
-export function isMeshService(svc: V1Service): boolean {
+export function isMeshService(svc: ServiceFields): boolean {
   return svc.spec?.type !== 'ExternalName' && ((svc.spec?.ports?.length ?? 0) > 0 || isHeadless(svc));
 }
 
 /** clusterIP None: the Service's DNS name answers with its endpoints' own addresses. */
-export function isHeadless(svc: V1Service): boolean {
+export function isHeadless(svc: ServiceFields): boolean {
   return svc.spec?.clusterIP === 'None' || svc.spec?.clusterIPs?.[0] === 'None';
 }
 
 /** The Service's cluster IPs; a headless Service (clusterIP None) has none. */
-export function serviceClusterIPs(svc: V1Service): string[] {
+export function serviceClusterIPs(svc: ServiceFields): string[] {
   const ips = svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : []);
   return ips.filter((ip) => ip !== '' && ip !== 'None');
 }
 
 /** SPIFFE ID of a pod's sidecar, or undefined when the pod is not meshed. */
-export function podIdentity(pod: V1Pod, trustDomain: string): string | undefined {
+export function podIdentity(pod: PodFields, trustDomain: string): string | undefined {
   if (pod.metadata?.annotations?.[STATUS_ANNOTATION] === undefined) return undefined;
   return workloadSpiffeId(trustDomain, pod.metadata.namespace ?? 'default', pod.spec?.serviceAccountName || 'default');
 }
@@ -61,7 +62,7 @@ export function podIdentity(pod: V1Pod, trustDomain: string): string | undefined
  * Undefined when there are none or the value does not read as ports (init
  * refused to start with it, so the pod never ran).
  */
-export function podSkippedInboundPorts(pod: V1Pod): string[] | undefined {
+export function podSkippedInboundPorts(pod: PodFields): string[] | undefined {
   const args = pod.spec?.initContainers?.find((c) => c.name === INIT_CONTAINER)?.args ?? [];
   const flag = '--skip-inbound-ports';
   const texts: string[] = [];
@@ -107,7 +108,7 @@ export interface SkippedEndpoint {
  *   that differ carry `ports` (keyed by port name, or the port number as a
  *   string for an unnamed port, as proxy/config/table.ts reads it).
  */
-export function serviceModel(svc: V1Service, slices: readonly V1EndpointSlice[], podOf: PodLookup, trustDomain: string, skipped: SkippedEndpoint[] = []): ServiceModel | undefined {
+export function serviceModel(svc: ServiceFields, slices: readonly EndpointSliceFields[], podOf: PodLookup, trustDomain: string, skipped: SkippedEndpoint[] = []): ServiceModel | undefined {
   const name = svc.metadata?.name;
   const namespace = svc.metadata?.namespace;
   if (!name || !namespace || !isMeshService(svc)) return undefined;

@@ -13,7 +13,6 @@
 // settings stay in force (none, if it never had any), as with a bad
 // tsmesh-config. The injector refuses such a pod when it is created, but a
 // pod's and a namespace's annotations can change afterwards.
-import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { scopedSettings, stricterEgress, stricterMtls, stricterPolicy, type ScopedSettings } from '../../contract/annotations.js';
 import type { DefaultInboundPolicy, MeshSettings, MtlsMode } from '../../contract/proxy-config.js';
 import { DEFAULT_ACCESS_LOG, DEFAULT_TRACING } from '../../contract/proxy-config.js';
@@ -23,6 +22,7 @@ import type { AccessLogMode } from '../../contract/vocabulary.js';
 const ACCESS_LOG_FULLNESS: Record<AccessLogMode, number> = { off: 0, errors: 1, sampled: 2, all: 3 };
 import { STATUS_ANNOTATION } from '../../contract/names.js';
 import type { NamespaceSettingsModel, WorkloadSettingsModel } from '../model.js';
+import type { NamespaceFields, PodFields } from './kubernetes-fields.js';
 
 export interface SettingsProblem {
   kind: 'Namespace' | 'Pod' | 'Workload';
@@ -53,7 +53,7 @@ const same = (a: ScopedSettings, b: ScopedSettings): boolean => JSON.stringify(a
 const byKey = (a: string, b: string): number => a.localeCompare(b);
 
 /** A pod that runs (or will): meshed, not finished. */
-const isLiveMeshedPod = (p: V1Pod): boolean => p.metadata?.annotations?.[STATUS_ANNOTATION] !== undefined && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed';
+const isLiveMeshedPod = (p: PodFields): boolean => p.metadata?.annotations?.[STATUS_ANNOTATION] !== undefined && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed';
 
 /** The stricter of what the pods would get each on their own, for the fields where they differ. */
 function strictest(pods: readonly ScopedSettings[], ns: ScopedSettings, mesh: MeshSettings): ScopedSettings {
@@ -95,7 +95,7 @@ function strictest(pods: readonly ScopedSettings[], ns: ScopedSettings, mesh: Me
  * The settings of every namespace and workload that sets any, sorted; the
  * problems met; `lastGood` is read, not modified.
  */
-export function settingsFromObjects(namespaces: readonly V1Namespace[], pods: readonly V1Pod[], mesh: MeshSettings, lastGood: LastGoodSettings): SettingsResult {
+export function settingsFromObjects(namespaces: readonly NamespaceFields[], pods: readonly PodFields[], mesh: MeshSettings, lastGood: LastGoodSettings): SettingsResult {
   const problems: SettingsProblem[] = [];
   const next = emptyLastGood();
   const read = (annotations: Record<string, string> | undefined, previous: ScopedSettings | undefined, problem: (message: string) => void): ScopedSettings => {

@@ -29,6 +29,7 @@ import { PolicyStatusWriter } from '../status.js';
 import { RouteStatusWriter } from '../route-status.js';
 import type { AcceptedRoutes, RouteObject, RouteVerdict } from './kubernetes-routes.js';
 import { ResilientInformer, watchErrorsCounter, type InformerOptions } from './kubernetes-informer.js';
+import { endpointSliceFields, namespaceFields, podFields, serviceFields, type EndpointSliceFields, type NamespaceFields, type PodFields, type ServiceFields } from './kubernetes-fields.js';
 import { parseMeshConfigMap, type MeshConfig } from './kubernetes-mesh-config.js';
 import { emptyAccepted, type AcceptedPolicies, type PolicyObject, type Verdict } from './kubernetes-policies.js';
 import { meshModelFromObjects } from './kubernetes-model.js';
@@ -96,10 +97,10 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): Kubernete
 }
 
 class KubernetesSource implements KubernetesMeshSource {
-  private readonly services: ResilientInformer<V1Service>;
-  private readonly slices: ResilientInformer<V1EndpointSlice>;
-  private readonly pods: ResilientInformer<V1Pod>;
-  private readonly namespaces: ResilientInformer<V1Namespace>;
+  private readonly services: ResilientInformer<ServiceFields, V1Service>;
+  private readonly slices: ResilientInformer<EndpointSliceFields, V1EndpointSlice>;
+  private readonly pods: ResilientInformer<PodFields, V1Pod>;
+  private readonly namespaces: ResilientInformer<NamespaceFields, V1Namespace>;
   private readonly trafficPolicies: ResilientInformer<PolicyObject>;
   private readonly authorizationPolicies: ResilientInformer<PolicyObject>;
   private readonly meshConfigMap: ResilientInformer<V1ConfigMap>;
@@ -108,7 +109,7 @@ class KubernetesSource implements KubernetesMeshSource {
   private readonly routeStatusWriter: RouteStatusWriter | undefined;
   private lastRouteVerdicts: RouteVerdict[] = [];
   private acceptedRoutes: AcceptedRoutes = new Map();
-  private readonly informers: ResilientInformer<never>[];
+  private readonly informers: Pick<ResilientInformer<never>, 'resource' | 'synced' | 'start' | 'stop'>[];
   private readonly listeners = new Set<(m: MeshModel) => void>();
   private readonly meshConfigListeners = new Set<(c: MeshConfig) => void>();
   private readonly statusWriter: PolicyStatusWriter | undefined;
@@ -151,20 +152,21 @@ class KubernetesSource implements KubernetesMeshSource {
       ...(opts.stallMarginMs !== undefined ? { stallMarginMs: opts.stallMarginMs } : {}),
     };
     const policyPath = (plural: string): string => `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${plural}`;
-    this.services = new ResilientInformer(kc, { resource: 'services', path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() }, informerOpts);
+    // The kinds that grow with the cluster are cached as the fields the mapping reads (kubernetes-fields.ts).
+    this.services = new ResilientInformer(kc, { resource: 'services', path: '/api/v1/services', list: (page) => core.listServiceForAllNamespaces(page), keep: serviceFields }, informerOpts);
     this.slices = new ResilientInformer(
       kc,
-      { resource: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', list: () => discovery.listEndpointSliceForAllNamespaces() },
+      { resource: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', list: (page) => discovery.listEndpointSliceForAllNamespaces(page), keep: endpointSliceFields },
       informerOpts,
     );
-    this.pods = new ResilientInformer(kc, { resource: 'pods', path: '/api/v1/pods', list: () => core.listPodForAllNamespaces() }, informerOpts);
-    this.namespaces = new ResilientInformer(kc, { resource: 'namespaces', path: '/api/v1/namespaces', list: () => core.listNamespace() }, informerOpts);
+    this.pods = new ResilientInformer(kc, { resource: 'pods', path: '/api/v1/pods', list: (page) => core.listPodForAllNamespaces(page), keep: podFields }, informerOpts);
+    this.namespaces = new ResilientInformer(kc, { resource: 'namespaces', path: '/api/v1/namespaces', list: (page) => core.listNamespace(page), keep: namespaceFields }, informerOpts);
     this.trafficPolicies = new ResilientInformer(
       kc,
       {
         resource: TRAFFIC_POLICY_PLURAL,
         path: policyPath(TRAFFIC_POLICY_PLURAL),
-        list: () => listOf<PolicyObject>(custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural: TRAFFIC_POLICY_PLURAL })),
+        list: (page) => listOf<PolicyObject>(custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural: TRAFFIC_POLICY_PLURAL, ...page })),
         optional: true,
       },
       informerOpts,
@@ -174,7 +176,7 @@ class KubernetesSource implements KubernetesMeshSource {
       {
         resource: AUTHORIZATION_POLICY_PLURAL,
         path: policyPath(AUTHORIZATION_POLICY_PLURAL),
-        list: () => listOf<PolicyObject>(custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural: AUTHORIZATION_POLICY_PLURAL })),
+        list: (page) => listOf<PolicyObject>(custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural: AUTHORIZATION_POLICY_PLURAL, ...page })),
         optional: true,
       },
       informerOpts,
@@ -185,7 +187,7 @@ class KubernetesSource implements KubernetesMeshSource {
         {
           resource: plural,
           path: `/apis/${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}/${plural}`,
-          list: () => listOf<RouteObject>(custom.listClusterCustomObject({ group: GATEWAY_API_GROUP, version: GATEWAY_API_VERSION, plural })),
+          list: (page) => listOf<RouteObject>(custom.listClusterCustomObject({ group: GATEWAY_API_GROUP, version: GATEWAY_API_VERSION, plural, ...page })),
           optional: true,
         },
         informerOpts,
@@ -198,12 +200,12 @@ class KubernetesSource implements KubernetesMeshSource {
       {
         resource: 'configmaps',
         path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/configmaps`,
-        list: () => core.listNamespacedConfigMap({ namespace, fieldSelector }),
+        list: (page) => core.listNamespacedConfigMap({ namespace, fieldSelector, ...page }),
         fieldSelector,
       },
       informerOpts,
     );
-    this.informers = [this.services, this.slices, this.pods, this.namespaces, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap, this.httpRoutes, this.grpcRoutes] as ResilientInformer<never>[];
+    this.informers = [this.services, this.slices, this.pods, this.namespaces, this.trafficPolicies, this.authorizationPolicies, this.meshConfigMap, this.httpRoutes, this.grpcRoutes];
     if (opts.writeStatus !== false) {
       this.statusWriter = new PolicyStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
       this.routeStatusWriter = new RouteStatusWriter({ kc, log: opts.log.child('status'), retry: () => this.schedule() });
@@ -312,7 +314,7 @@ class KubernetesSource implements KubernetesMeshSource {
       }
     }
 
-    const podOf = (namespace: string, name: string): V1Pod | undefined => this.pods.get(name, namespace);
+    const podOf = (namespace: string, name: string): PodFields | undefined => this.pods.get(name, namespace);
     const { model, verdicts, accepted, skipped, settingsProblems, lastGoodSettings, routeVerdicts, acceptedRoutes } = meshModelFromObjects(
       {
         services: this.services.list(),
