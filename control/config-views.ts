@@ -52,6 +52,8 @@ export class ModelView {
   /** Entries of the routed Services per caller namespace, made when a caller of that namespace needs them. */
   private readonly variants = new Map<string, Map<string, Entry>>();
   private readonly classes = new Map<string, ClassView>();
+  /** The `services` array's JSON per caller namespace ('' for all when no Service has routes), joined once. */
+  private readonly servicesJson = new Map<string, string>();
   /** For each endpoint identity, the Services with an endpoint of it (for the inbound policy of Services served). */
   private readonly servedBy = new Map<string, ServiceModel[]>();
   private readonly globals: Record<string, string>;
@@ -136,12 +138,23 @@ export class ModelView {
   /** The whole config of `identity` at this version, as a stream line's text (no newline), `version` first. */
   body(identity: ProxyIdentity, version = this.version): string {
     const { fields, namespace } = this.classView(identity);
-    const parts = [`"version":${JSON.stringify(version)}`];
+    // Concatenated, not joined: the Services' JSON, most of the line, is not copied here.
+    let out = `{"version":${JSON.stringify(version)}`;
     for (const name of FIELD_ORDER) {
-      if (name === 'services') parts.push(`"services":[${this.keys.map((k) => this.entry(k, namespace)!.json).join(',')}]`);
-      else if (fields[name] !== undefined) parts.push(`${JSON.stringify(name)}:${fields[name]}`);
+      if (name === 'services') out += `,"services":` + this.servicesArray(namespace);
+      else if (fields[name] !== undefined) out += `,${JSON.stringify(name)}:${fields[name]}`;
     }
-    return `{${parts.join(',')}}`;
+    return out + '}';
+  }
+
+  private servicesArray(namespace: string): string {
+    const key = this.routed.size > 0 ? namespace : '';
+    let json = this.servicesJson.get(key);
+    if (json === undefined) {
+      json = `[${this.keys.map((k) => this.entry(k, namespace)!.json).join(',')}]`;
+      this.servicesJson.set(key, json);
+    }
+    return json;
   }
 
   private changesSince(prev: ModelView): Changes {
