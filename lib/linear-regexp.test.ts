@@ -15,7 +15,7 @@ const QUANTIFIERS = ['', '', '*', '+', '?', '{2}', '{1,3}', '{0,}', '*?', '+?', 
 const CHARS = ['a', 'a', 'b', 'b', ' ', '1', '-', '/', '.', 'é', '😀', '\uD83D', '_', '\n'];
 
 describe('lib/linear-regexp', function () {
-  it('matches what a whole-value RegExp with the u flag matches, on 20,000 generated patterns', () => {
+  it('matches what a whole-value RegExp with the u flag matches, on 10,000 generated patterns', () => {
     const rnd = lcg(42);
     const pattern = (depth: number): string => {
       const k = rnd(depth > 2 ? 2 : 5);
@@ -29,7 +29,7 @@ describe('lib/linear-regexp', function () {
     };
     let compared = 0;
     let matched = 0;
-    for (let t = 0; t < 20_000; t++) {
+    for (let t = 0; t < 10_000; t++) {
       const p = pattern(0);
       let native: RegExp;
       try {
@@ -48,7 +48,7 @@ describe('lib/linear-regexp', function () {
       }
     }
     // Enough of both answers for the comparison to mean something.
-    assert.ok(compared > 300_000 && matched > 10_000, `${compared} compared, ${matched} matched`);
+    assert.ok(compared > 150_000 && matched > 5_000, `${compared} compared, ${matched} matched`);
   });
 
   it('takes code points whole: astral characters, surrogate pairs written as two escapes, Unicode properties', () => {
@@ -104,9 +104,10 @@ describe('lib/linear-regexp', function () {
     ['a{1001}', /counts past 1000.*use \* or \+/],
     ['a{2,1001}', /counts past 1000/],
     ['(?:a{1,1000}){1,1000}', new RegExp(`more than ${MAX_STATES} states.*write smaller counts`)],
+    [`${'('.repeat(201)}a${')'.repeat(201)}`, /nest more than 200 deep/],
   ];
   for (const [pattern, message] of refused) {
-    it(`refuses ${pattern}, saying why`, () => {
+    it(`refuses ${pattern.length > 40 ? `${pattern.slice(0, 40)}…` : pattern}, saying why`, () => {
       assert.throws(() => new LinearRegExp(pattern), (e: unknown) => e instanceof LinearRegExpError && message.test(e.message));
     });
   }

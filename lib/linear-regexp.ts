@@ -23,6 +23,8 @@ export const MAX_REPEAT = 1000;
 export const MAX_STATES = 5000;
 /** DFA states cached per pattern; past that, transitions are computed each time (still linear). */
 const MAX_DFA_STATES = 2000;
+/** Groups nested in one another at most (parsing and compiling recurse on them). */
+export const MAX_DEPTH = 200;
 /** Cached transitions on non-ASCII code points per DFA state. */
 const MAX_OTHER_TRANSITIONS = 64;
 
@@ -65,6 +67,7 @@ function literalTest(cp: number): CharTest {
 
 class Parser {
   private i = 0;
+  private depth = 0;
   readonly tests: CharTest[] = [];
   usesWordBoundary = false;
 
@@ -173,7 +176,9 @@ class Parser {
         throw new LinearRegExpError(`the group at ${at} sets flags ("(?${next ?? ''}"), which is not supported; spell the cases out instead, e.g. [Aa] for a in either case`);
       }
     }
+    if (++this.depth > MAX_DEPTH) throw new LinearRegExpError(`groups nest more than ${MAX_DEPTH} deep; write the pattern flatter`);
     const inner = this.disjunction();
+    this.depth--;
     if (s[this.i] !== ')') throw new LinearRegExpError(`the group at ${at} is not closed with ")"`);
     this.i++;
     return inner;
