@@ -49,3 +49,23 @@ describe('HeadWaits: one timer for every request waiting for its response head',
     assert.equal(waits.size, 0);
   });
 });
+
+describe('HeadWaits: requests one after another', () => {
+  it('arm one timer between them, which stops at its first look with none waiting', async () => {
+    const waits = new HeadWaits();
+    for (let i = 0; i < 100; i++) {
+      const w = wait();
+      waits.add(w, 80);
+      waits.delete(w);
+    }
+    assert.equal(waits.size, 0);
+    assert.equal(waits.armed, 1, 'one timer for the 100 requests');
+    assert.ok(waits.running, 'the timer runs on to its next look');
+    await sleep(40);
+    assert.equal(waits.running, false, 'the look found none waiting and stopped the timer');
+    const w = wait();
+    waits.add(w, 80);
+    assert.equal(waits.armed, 2);
+    waits.delete(w);
+  });
+});

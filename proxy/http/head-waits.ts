@@ -1,10 +1,14 @@
 // The response head timeout's clock for every forwarder (h1/connection.ts,
 // h2-forward.ts, h2-frames.ts): the requests that wait for their response
-// head, and one timer for all of them that runs only while there are any. A
-// request adds a Set entry and reads the clock, and makes no timer of its
-// own; an idle proxy has none running. The timer looks every eighth of the
-// shortest wait (10 ms to 1 s), so a wait ends within that much after its
-// deadline: the bound is a safety net (60 s by default), not a schedule.
+// head, and one timer for all of them. A request adds a Set entry and reads
+// the clock, and makes no timer of its own. The timer stops at the first
+// look that finds no request waiting, not when the last one is answered: at
+// a moderate rate requests come one at a time, and a timer armed and cleared
+// around each of them cost about 3% of a sidecar's busy time at 1,000 req/s;
+// an idle proxy still has none running after one period. The timer looks
+// every eighth of the shortest wait (10 ms to 1 s), so a wait ends within
+// that much after its deadline: the bound is a safety net (60 s by default),
+// not a schedule.
 
 /** A request waiting for its response head. */
 export interface HeadWait {
@@ -18,6 +22,7 @@ export class HeadWaits {
   private readonly waiting = new Set<HeadWait>();
   private timer: NodeJS.Timeout | undefined;
   private everyMs = 0;
+  private timersArmed = 0;
 
   /** Starts (or starts again) `wait`'s `ms`. */
   add(wait: HeadWait, ms: number): void {
@@ -27,17 +32,28 @@ export class HeadWaits {
     if (this.timer !== undefined && every >= this.everyMs) return;
     clearInterval(this.timer);
     this.everyMs = every;
+    this.timersArmed++;
     this.timer = setInterval(() => this.look(), every).unref();
   }
 
-  /** The head came, or the request is over. */
+  /** The head came, or the request is over. The timer runs on to its next look. */
   delete(wait: HeadWait): void {
-    if (this.waiting.delete(wait) && this.waiting.size === 0) this.stop();
+    this.waiting.delete(wait);
   }
 
   /** Requests waiting now. */
   get size(): number {
     return this.waiting.size;
+  }
+
+  /** Whether the timer runs now. */
+  get running(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Timers armed so far. */
+  get armed(): number {
+    return this.timersArmed;
   }
 
   private look(): void {
