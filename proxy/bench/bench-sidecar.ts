@@ -68,6 +68,14 @@
 // phases with no aim: BENCH_WIDE_CONNECTIONS connections (64), and POSTs of
 // BENCH_LARGE_BODY_BYTES (16384) answered with the app's usual body.
 //
+// A/B of two builds of the proxy: BENCH_TSMESH_DIST=<folder> runs the tsmesh
+// run's proxies from another tsc output (a folder holding cli/main.js, e.g.
+// tsc -p tsconfig.build.json --outDir <folder> in an export of a commit), and
+// BENCH_COMPARE=<folder> adds a fifth run, tsmesh-b, whose proxies run that
+// build, taking turns with the others; BENCH_TCP=0 leaves out tsmesh-tcp.
+// Ends then with
+//   bench:sidecar-ab a_cpu_per_krps=<client>/<server> b_cpu_per_krps=<client>/<server> a_rps=<n> b_rps=<n> a_added_p99_ms=<n> b_added_p99_ms=<n>
+//
 // Ends with one machine-readable line per aim of issue 29 (ratios to HAProxy's
 // figures of the same run, RSS in MB with the Node that ran the proxies):
 //   bench:sidecar-aim name=throughput_vs_haproxy value=<r> aim=>=1 meets=<yes|no>
@@ -142,6 +150,10 @@ const P99_REPEATS = envNumber('BENCH_P99_REPEATS', 3, true);
 const EXTRA = process.env['BENCH_EXTRA'] !== '0';
 const WIDE_CONNECTIONS = envNumber('BENCH_WIDE_CONNECTIONS', 64, true);
 const LARGE_BODY_BYTES = envNumber('BENCH_LARGE_BODY_BYTES', 16384, true);
+/** Another build's tsc output for the tsmesh run (A), and one for a run of its own, tsmesh-b (B). */
+const TSMESH_DIST = process.env['BENCH_TSMESH_DIST'] ?? '';
+const COMPARE_DIST = process.env['BENCH_COMPARE'] ?? '';
+const TCP_RUN = process.env['BENCH_TCP'] !== '0';
 /** Extra node/V8 flags for the measured tsmesh proxies (e.g. --trace-gc, --max-semi-space-size=4). */
 const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const POLICY = process.argv.slice(2).includes('--policy');
@@ -188,7 +200,7 @@ interface FixedRate {
 
 /** One of the runs: its namespaces, what the load dials, its sidecars, and the figures gathered. */
 interface Run {
-  name: 'direct' | 'haproxy' | 'haproxy-tcp' | 'tsmesh' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy' | 'tsmesh+tracing' | 'tsmesh+access-log' | 'tsmesh+routes';
+  name: 'direct' | 'haproxy' | 'haproxy-tcp' | 'tsmesh' | 'tsmesh-b' | 'tsmesh-tcp' | 'tsmesh+authz' | 'tsmesh+policy' | 'tsmesh+tracing' | 'tsmesh+access-log' | 'tsmesh+routes';
   net: BenchNet;
   url: string;
   sidecars: Started[];
@@ -418,10 +430,22 @@ class Bench extends BenchPods {
     }
   }
 
-  /** `config`: '' for the bare configuration, '-policy' for the one with every layer on, '-tcp' for the port as opaque TCP. */
-  async startTsmeshPair(net: BenchNet, extraNodeFlags: string[] = [], suffix = '', config = ''): Promise<Started[]> {
-    const server = this.startTsmeshProxy(net, `tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server, `server${config}-proxy.json`, extraNodeFlags);
-    const client = this.startTsmeshProxy(net, `tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client, `client${config}-proxy.json`, extraNodeFlags);
+  /**
+   * `config`: '' for the bare configuration, '-policy' for the one with every layer on, '-tcp' for the port as opaque TCP.
+   * `dist`: the tsc output the proxies run ('' for the benchmark's own build).
+   */
+  async startTsmeshPair(net: BenchNet, extraNodeFlags: string[] = [], suffix = '', config = '', dist = ''): Promise<Started[]> {
+    const start = (name: string, ns: string, sa: 'client' | 'server', ip: string): Started => {
+      const own = this.tsmesh[1]!;
+      if (dist !== '') this.tsmesh[1] = join(dist, 'cli', 'main.js');
+      try {
+        return this.startTsmeshProxy(net, name, ns, sa, ip, `${sa}${config}-proxy.json`, extraNodeFlags);
+      } finally {
+        this.tsmesh[1] = own;
+      }
+    };
+    const server = start(`tsmesh-server${suffix}`, net.server, 'server', ADDRESSES.server);
+    const client = start(`tsmesh-client${suffix}`, net.client, 'client', ADDRESSES.client);
     await this.waitReady(net, [
       [server, net.server],
       [client, net.client],
@@ -511,7 +535,9 @@ function benchPolicies(): Record<string, unknown>[] {
 }
 
 function report(runs: Run[], load: [number, number]): void {
-  const [direct, haproxy, tsmesh, tcp] = runs as [Run, Run, Run, Run | undefined];
+  const [direct, haproxy, tsmesh] = runs as [Run, Run, Run];
+  const tcp = runs.find((r) => r.name === 'tsmesh-tcp');
+  const b = runs.find((r) => r.name === 'tsmesh-b');
   const sat = new Map(runs.map((r) => [r, mergeWrk(r.wrkRuns)] as const));
   const satOf = (r: Run): WrkReport => sat.get(r)!;
   const fixedOf = (r: Run): FixedRate => r.fixed!;
@@ -625,6 +651,11 @@ function report(runs: Run[], load: [number, number]): void {
     );
   }
   console.log(`bench:sidecar throughput_vs_haproxy=${f(throughput, 3)} added_p99_vs_haproxy=${f(addedP99, 3)} rss_mb=${f(rss, 1)} cpu_per_krps=${f(cpuPerKrps, 3)}`);
+  if (b)
+    console.log(
+      `bench:sidecar-ab a_cpu_per_krps=${tsmesh.sidecars.map((_, i) => f(perKrps(tsmesh, i), 3)).join('/')} b_cpu_per_krps=${b.sidecars.map((_, i) => f(perKrps(b, i), 3)).join('/')} ` +
+        `a_rps=${f(satOf(tsmesh).requestsPerSecond, 0)} b_rps=${f(satOf(b).requestsPerSecond, 0)} a_added_p99_ms=${f(added(tsmesh, 'p99'))} b_added_p99_ms=${f(added(b, 'p99'))}`,
+    );
 }
 
 /** --churn: connections per second of each run, the ratio to HAProxy's, and how many of tsmesh's handshakes were resumed. */
@@ -1047,16 +1078,25 @@ async function main(): Promise<number> {
     await bench.startApp(tsmeshNet, 'tsmesh');
     await bench.meshPods(tsmeshNet);
     await bench.startControlPlanes(tsmeshNet);
-    const tsmesh = fresh('tsmesh', tsmeshNet, SERVICE_URL, await bench.startTsmeshPair(tsmeshNet, NODE_FLAGS));
+    const tsmesh = fresh('tsmesh', tsmeshNet, SERVICE_URL, await bench.startTsmeshPair(tsmeshNet, NODE_FLAGS, '', '', TSMESH_DIST));
 
     // tsmesh-tcp: the same, with the Service port as opaque TCP.
-    const tcpNet = await bench.newNet();
-    await bench.startApp(tcpNet, 'tsmesh-tcp');
-    await bench.meshPods(tcpNet);
-    await bench.startControlPlanes(tcpNet);
-    const tcp = fresh('tsmesh-tcp', tcpNet, SERVICE_URL, await bench.startTsmeshPair(tcpNet, NODE_FLAGS, '-tcp', '-tcp'));
-
-    const runs = [direct, haproxy, tsmesh, tcp];
+    const runs = [direct, haproxy, tsmesh];
+    if (TCP_RUN) {
+      const tcpNet = await bench.newNet();
+      await bench.startApp(tcpNet, 'tsmesh-tcp');
+      await bench.meshPods(tcpNet);
+      await bench.startControlPlanes(tcpNet);
+      runs.push(fresh('tsmesh-tcp', tcpNet, SERVICE_URL, await bench.startTsmeshPair(tcpNet, NODE_FLAGS, '-tcp', '-tcp', TSMESH_DIST)));
+    }
+    // tsmesh-b: the tsmesh run's configuration on another build.
+    if (COMPARE_DIST !== '') {
+      const bNet = await bench.newNet();
+      await bench.startApp(bNet, 'tsmesh-b');
+      await bench.meshPods(bNet);
+      await bench.startControlPlanes(bNet);
+      runs.push(fresh('tsmesh-b', bNet, SERVICE_URL, await bench.startTsmeshPair(bNet, NODE_FLAGS, '-b', '', COMPARE_DIST)));
+    }
     await measure(bench, runs, P99_REPEATS, EXTRA);
 
     report(runs, [loadBefore, loadAverage()]);
