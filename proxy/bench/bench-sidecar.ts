@@ -108,16 +108,19 @@
 // With --churn, what a new connection costs: the app opens a connection per
 // request (wrk with Connection: close, BENCH_CONNECTIONS at a time, closed
 // loop) to a Service port declared opaque TCP, so every request is a new
-// mTLS connection between the sidecars. Three runs take turns in one-second
+// connection between the sidecars: for HAProxy a TLS connection (resumed),
+// for tsmesh a stream of a pooled mTLS connection (tsmesh/tcp-mux,
+// net/tcp-mux.ts), or a TLS connection of its own where the peer predates
+// it. Three runs take turns in one-second
 // slices, BENCH_SECONDS rounds after a warm-up: direct, haproxy-tcp (HAProxy
 // in mode tcp on both ends, resuming TLS sessions as it does by default:
 // ssl-reuse on the client's server line, a session cache and tickets on the
 // server's bind; haproxy.ts) and tsmesh-tcp. Ends with one line per run and
 // the ratio:
 //   bench:sidecar-churn run=<name> connections_per_s=<n> p50_ms=<n> p99_ms=<n> cpu_us_per_connection=<n>
-//   bench:sidecar-churn throughput_vs_haproxy=<r> resumed_fraction=<r>
-// (resumed_fraction: of the tsmesh client sidecar's outbound handshakes,
-// tsmesh_tls_handshakes_total, the share resumed).
+//   bench:sidecar-churn throughput_vs_haproxy=<r> resumed_fraction=<r> handshakes=<n>
+// (of the tsmesh client sidecar's outbound handshakes, tsmesh_tls_handshakes_total,
+// how many there were over the whole run, warm-up included, and the share resumed).
 //
 // With --routes, what Gateway API route matching costs: two tsmesh pairs take
 // turns, one bare and one whose client runs 50 Gateway API routes on the
@@ -675,7 +678,7 @@ function reportChurn(runs: [Run, Run, Run], handshakes: { full: number; resumed:
     );
   if (load[0] > 0.5) console.log(`note: load average ${f(load[0])} before the run and ${f(load[1])} after: other work shared the machine; the turns keep the comparison fair.`);
   const all = handshakes.full + handshakes.resumed;
-  console.log(`bench:sidecar-churn throughput_vs_haproxy=${f(ratio(rate(tsmesh), rate(haproxy)), 3)} resumed_fraction=${f(all > 0 ? handshakes.resumed / all : Number.NaN, 3)}`);
+  console.log(`bench:sidecar-churn throughput_vs_haproxy=${f(ratio(rate(tsmesh), rate(haproxy)), 3)} resumed_fraction=${f(all > 0 ? handshakes.resumed / all : Number.NaN, 3)} handshakes=${all}`);
 }
 
 /** Sums of a counter in the client sidecar's /metrics, by series: shows the policy in force. */
