@@ -157,6 +157,11 @@ export class ModelView {
     return json;
   }
 
+  /** Lets go of the version before (the changes since it refer to it): once its deltas are sent, nothing needs it. */
+  settle(): void {
+    this.changes = undefined;
+  }
+
   private changesSince(prev: ModelView): Changes {
     if (this.changes?.prev === prev) return this.changes.changes;
     const shared: string[] = [];

@@ -214,6 +214,7 @@ export class Discovery {
       }
       this.push(s, body, digest);
     }
+    view.settle();
     if (largest) this.metrics.configBytes.set(largest);
   }
 
