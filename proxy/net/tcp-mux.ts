@@ -21,7 +21,7 @@ import type { TLSSocket } from 'node:tls';
 import type { ResolvedEndpoint } from '../config/table.js';
 import { MESH_ALPN } from '../tls/alpn.js';
 import type { MeshTls } from '../tls/mesh-tls.js';
-import { connectEndpoint } from '../upstream.js';
+import { connectEndpoint, UpstreamConnectError } from '../upstream.js';
 import { MAX_STREAMS, MuxSession, type MuxStream } from './mux.js';
 import type { SpliceResult } from './splice.js';
 import { Tunnel, type TunnelSide } from './tunnel.js';
@@ -45,9 +45,11 @@ class EndpointSessions {
 
   /** A stream of a pooled connection, or a connection of its own to a peer without tsmesh/tcp-mux. */
   async open(): Promise<MuxStream | Socket> {
-    for (;;) {
+    // A connection that is gone again before its first stream (the peer closing at once) is not dialled for ever.
+    for (let attempt = 0; ; attempt++) {
       const s = this.session;
       if (s !== undefined && s.usable && s.size < MAX_STREAMS) return openStream(s);
+      if (attempt >= 2 && (s === undefined || !s.usable)) throw new UpstreamConnectError(`the tsmesh/tcp-mux connections to ${this.ep.address}:${this.ep.port} closed before their first stream`, 'connect-failure');
       // Full, going away or closed: the next stream goes on a new connection; a full one ends after its last.
       if (s !== undefined) {
         if (s.usable) s.goAway();
