@@ -14,7 +14,10 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import type { Sidecar } from './sidecar.js';
+import { MAX_STREAMS, MuxStream } from './net/mux.js';
+import { TcpMuxPool } from './net/tcp-mux.js';
 import { MESH_ALPN } from './tls/alpn.js';
+import { UpstreamConnectError } from './upstream.js';
 import { FixedConfig, issueCredentials, loopbackSidecar, metricValue } from './testdata/mesh.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -261,6 +264,62 @@ describe('opaque TCP as streams of pooled mTLS connections between sidecars (tsm
     // Closed, not left hanging (the app would answer only once the client ends).
     const results = await Promise.all(closes);
     for (const r of results) assert.equal(r.text, GREETING);
+  });
+
+  describe('the pool (TcpMuxPool), against db\'s sidecar', () => {
+    /** What a stream gives until its end, having ended its own side. */
+    const answer = (stream: MuxStream): Promise<string> => {
+      let text = '';
+      stream.on('data', (d: Buffer) => (text += d.toString()));
+      stream.end();
+      return new Promise((resolve, reject) => {
+        stream.once('end', () => resolve(text));
+        stream.once('error', reject);
+      });
+    };
+
+    it('a connection without streams ends after its idle time, and the next stream opens a new one', async () => {
+      const pool = new TcpMuxPool(web.meshTls, 100);
+      const ep = { address: '127.0.0.1', port: db['greet']!.inboundPort, identity: DB };
+      const before = handshakes(web, 'outbound');
+      try {
+        const first = await pool.open(ep);
+        assert.ok(first instanceof MuxStream);
+        assert.equal(await answer(first), `${GREETING}got 0\n`);
+        assert.equal(pool.size, 1);
+        while (pool.size > 0) await new Promise((r) => setTimeout(r, 20));
+        const second = await pool.open(ep);
+        assert.ok(second instanceof MuxStream);
+        assert.equal(await answer(second), `${GREETING}got 0\n`);
+        assert.equal(handshakes(web, 'outbound') - before, 2);
+      } finally {
+        pool.close();
+      }
+    });
+
+    it(`a connection holding MAX_STREAMS (${MAX_STREAMS}) streams takes no more: the next goes on a new one`, async () => {
+      const pool = new TcpMuxPool(web.meshTls);
+      const ep = { address: '127.0.0.1', port: db['greet']!.inboundPort, identity: DB };
+      const before = handshakes(web, 'outbound');
+      try {
+        const streams = await Promise.all(Array.from({ length: MAX_STREAMS + 1 }, () => pool.open(ep)));
+        assert.equal(handshakes(web, 'outbound') - before, 2);
+        const answers = await Promise.all(streams.map((s) => answer(s as MuxStream)));
+        assert.ok(answers.every((a) => a === `${GREETING}got 0\n`));
+      } finally {
+        pool.close();
+      }
+    });
+
+    it('an endpoint whose certificate names another SPIFFE ID than the config gives is not reached', async () => {
+      const pool = new TcpMuxPool(web.meshTls);
+      try {
+        await assert.rejects(pool.open({ address: '127.0.0.1', port: db['greet']!.inboundPort, identity: 'spiffe://cluster.local/ns/shop/sa/other' }), (e: unknown) => e instanceof UpstreamConnectError && e.kind === 'tls');
+        assert.equal(pool.size, 0);
+      } finally {
+        pool.close();
+      }
+    });
   });
 
   it('a peer that predates tsmesh/tcp-mux picks tsmesh/tcp: a connection per app connection, as before', async () => {
