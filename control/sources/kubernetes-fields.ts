@@ -27,9 +27,11 @@ const ANNOTATION_PREFIX = 'tsmesh.io/';
 /** What the cache itself needs: ListWatch keys objects by namespace and name, and compares resourceVersions. */
 type Meta = Pick<V1ObjectMeta, 'name' | 'namespace' | 'uid' | 'resourceVersion'>;
 
+type PodInitContainer = Pick<V1Container, 'name' | 'args'>;
+
 export interface PodFields {
   metadata?: Meta & Pick<V1ObjectMeta, 'annotations'>;
-  spec?: Pick<V1PodSpec, 'serviceAccountName'> & { initContainers?: Pick<V1Container, 'name' | 'args'>[] };
+  spec?: Pick<V1PodSpec, 'serviceAccountName'> & { initContainers?: PodInitContainer[] };
   status?: Pick<V1PodStatus, 'phase'>;
 }
 
@@ -53,20 +55,46 @@ export interface NamespaceFields {
   metadata?: Meta & Pick<V1ObjectMeta, 'annotations'>;
 }
 
+/**
+ * Values that repeat across objects (a namespace, a ServiceAccount, the
+ * injector's annotation and tsmesh-init's arguments, alike on every pod it
+ * injected) are kept once: each parsed object brings its own copy of every
+ * string. The table is emptied when it reaches SHARED_MAX entries, so values
+ * that stop repeating (deleted namespaces, older injector versions) do not
+ * stay for good. Shared objects and arrays are frozen: no reader writes to a
+ * cached object, and one that did would otherwise change every pod's.
+ */
+const SHARED_MAX = 50_000;
+let shared = new Map<string, unknown>();
+
+function share<T>(key: string, make: () => T): T {
+  const found = shared.get(key);
+  if (found !== undefined) return found as T;
+  if (shared.size >= SHARED_MAX) shared = new Map();
+  const value = make();
+  shared.set(key, value);
+  return value;
+}
+
+/** One copy of a string that repeats; undefined stays undefined. */
+function intern<S extends string | undefined>(s: S): S {
+  return s === undefined ? s : share(`s\0${s}`, () => s);
+}
+
 function meta(m: V1ObjectMeta | undefined): Meta {
   const out: Meta = {};
   if (m?.name !== undefined) out.name = m.name;
-  if (m?.namespace !== undefined) out.namespace = m.namespace;
+  if (m?.namespace !== undefined) out.namespace = intern(m.namespace);
   if (m?.uid !== undefined) out.uid = m.uid;
   if (m?.resourceVersion !== undefined) out.resourceVersion = m.resourceVersion;
   return out;
 }
 
-/** The tsmesh.io/ annotations; undefined when there are none. */
+/** The tsmesh.io/ annotations, one shared frozen object per distinct set; undefined when there are none. */
 function meshAnnotations(annotations: Record<string, string> | undefined): Record<string, string> | undefined {
-  let out: Record<string, string> | undefined;
-  for (const [k, v] of Object.entries(annotations ?? {})) if (k.startsWith(ANNOTATION_PREFIX)) (out ??= {})[k] = v;
-  return out;
+  const kept = Object.entries(annotations ?? {}).filter(([k]) => k.startsWith(ANNOTATION_PREFIX));
+  if (kept.length === 0) return undefined;
+  return share(`a\0${JSON.stringify(kept)}`, () => Object.freeze(Object.fromEntries(kept)) as Record<string, string>);
 }
 
 /** T with its properties that may be undefined made optional instead. */
@@ -83,10 +111,12 @@ export function podFields(pod: V1Pod): PodFields {
   return defined({
     metadata: defined({ ...meta(pod.metadata), annotations: meshAnnotations(pod.metadata?.annotations) }),
     spec: defined({
-      serviceAccountName: pod.spec?.serviceAccountName,
-      initContainers: init ? [defined({ name: init.name, args: init.args })] : undefined,
+      serviceAccountName: intern(pod.spec?.serviceAccountName),
+      initContainers: init
+        ? share(`i\0${JSON.stringify(init.args ?? null)}`, () => Object.freeze([Object.freeze(defined({ name: init.name, args: init.args ? Object.freeze([...init.args]) : undefined }))]) as PodInitContainer[])
+        : undefined,
     }),
-    status: pod.status?.phase !== undefined ? { phase: pod.status.phase } : undefined,
+    status: pod.status?.phase !== undefined ? { phase: intern(pod.status.phase) } : undefined,
   });
 }
 
@@ -112,13 +142,13 @@ export function endpointSliceFields(slice: V1EndpointSlice): EndpointSliceFields
   const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
   return defined({
     metadata: defined({ ...meta(slice.metadata), labels: service !== undefined ? { [SERVICE_NAME_LABEL]: service } : undefined }),
-    addressType: slice.addressType,
+    addressType: intern(slice.addressType),
     endpoints: slice.endpoints?.map((e) => {
       const ref = e.targetRef;
       return defined({
         addresses: e.addresses,
         conditions: e.conditions?.ready !== undefined ? { ready: e.conditions.ready } : undefined,
-        targetRef: ref ? defined({ kind: ref.kind, namespace: ref.namespace, name: ref.name, uid: ref.uid }) : undefined,
+        targetRef: ref ? defined({ kind: intern(ref.kind), namespace: intern(ref.namespace), name: ref.name, uid: ref.uid }) : undefined,
       });
     }),
     ports: slice.ports?.map((p) => defined({ name: p.name, port: p.port, protocol: p.protocol })),

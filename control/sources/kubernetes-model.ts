@@ -47,6 +47,52 @@ export interface MeshModelResult {
   acceptedRoutes: AcceptedRoutes;
 }
 
+/** What a Service's model was made from, and the model. */
+interface Made {
+  slices: readonly EndpointSliceFields[];
+  /** The pod each endpoint's targetRef named, in slice and endpoint order (undefined: none, or not cached). */
+  pods: (PodFields | undefined)[];
+  trustDomain: string;
+  model: ServiceModel | undefined;
+  skipped: SkippedEndpoint[];
+}
+
+/**
+ * The last model of each Service object. The informers replace an object when
+ * it changes and never modify one, so a Service whose object, slices and the
+ * pods they point at are the same objects as last time has the same model:
+ * it is not mapped again, and successive mesh models share it (one endpoint
+ * change maps one Service, not every Service of the cluster).
+ */
+const made = new WeakMap<ServiceFields, Made>();
+
+function podsOf(slices: readonly EndpointSliceFields[], namespace: string | undefined, podOf: PodLookup): (PodFields | undefined)[] {
+  const pods: (PodFields | undefined)[] = [];
+  for (const slice of slices) {
+    for (const ep of slice.endpoints ?? []) {
+      const ref = ep.targetRef;
+      pods.push(ref?.kind === 'Pod' && ref.name ? podOf(ref.namespace ?? namespace ?? '', ref.name) : undefined);
+    }
+  }
+  return pods;
+}
+
+const sameItems = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+function memoServiceModel(svc: ServiceFields, slices: readonly EndpointSliceFields[], podOf: PodLookup, trustDomain: string, skipped: SkippedEndpoint[]): ServiceModel | undefined {
+  const pods = podsOf(slices, svc.metadata?.namespace, podOf);
+  const last = made.get(svc);
+  if (last && last.trustDomain === trustDomain && sameItems(last.slices, slices) && sameItems(last.pods, pods)) {
+    skipped.push(...last.skipped);
+    return last.model;
+  }
+  const own: SkippedEndpoint[] = [];
+  const model = serviceModel(svc, slices, podOf, trustDomain, own);
+  made.set(svc, { slices, pods, trustDomain, model, skipped: own });
+  skipped.push(...own);
+  return model;
+}
+
 /**
  * Services (each with the EndpointSlices labelled with its name in its
  * namespace, and their pods) -> ServiceModels sorted by namespace/name; the
@@ -74,7 +120,7 @@ export function meshModelFromObjects(
   const services: ServiceModel[] = [];
   for (const svc of objects.services) {
     const key = `${svc.metadata?.namespace}/${svc.metadata?.name}`;
-    const m = serviceModel(svc, slicesByService.get(key) ?? [], objects.podOf, trustDomain, skipped);
+    const m = memoServiceModel(svc, slicesByService.get(key) ?? [], objects.podOf, trustDomain, skipped);
     if (m) services.push(m);
   }
   services.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
