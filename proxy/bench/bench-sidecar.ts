@@ -72,7 +72,9 @@
 // run's proxies from another tsc output (a folder holding cli/main.js, e.g.
 // tsc -p tsconfig.build.json --outDir <folder> in an export of a commit), and
 // BENCH_COMPARE=<folder> adds a fifth run, tsmesh-b, whose proxies run that
-// build, taking turns with the others; BENCH_TCP=0 leaves out tsmesh-tcp.
+// build, taking turns with the others; BENCH_COMPARE_FLAGS="<node flags>" adds
+// those flags to tsmesh-b's proxies (and adds tsmesh-b on the benchmark's own
+// build when BENCH_COMPARE is not set); BENCH_TCP=0 leaves out tsmesh-tcp.
 // Ends then with
 //   bench:sidecar-ab a_cpu_per_krps=<client>/<server> b_cpu_per_krps=<client>/<server> a_rps=<n> b_rps=<n> a_added_p99_ms=<n> b_added_p99_ms=<n>
 //
@@ -83,7 +85,8 @@
 //   bench:sidecar-aim name=added_p99_vs_haproxy value=<median r> min=<r> max=<r> repeats=<r,r,r> aim=<=1 meets=<yes|no>
 //   bench:sidecar-aim name=rss_mb value=<n> node=<version> aim=<=40 meets=<yes|no>
 // one line per extra phase:
-//   bench:sidecar-phase phase=<c64|body16k> connections=<n> body_bytes=<n> throughput_vs_haproxy=<r> tsmesh_rps=<n> haproxy_rps=<n> tsmesh_p99_ms=<n> haproxy_p99_ms=<n> tsmesh_us_per_request=<n> haproxy_us_per_request=<n>
+//   bench:sidecar-phase phase=<c64|body16k> connections=<n> body_bytes=<n> throughput_vs_haproxy=<r> tsmesh_rps=<n> haproxy_rps=<n> tsmesh_p99_ms=<n> haproxy_p99_ms=<n> tsmesh_us_per_request=<n> haproxy_us_per_request=<n> tsmesh_errors=<n> haproxy_errors=<n>
+// (wrk's socket errors, timeouts and non-2xx answers: there, they are printed, not a failure of the run)
 // and the summary line of earlier rounds:
 //   bench:sidecar throughput_vs_haproxy=<r> added_p99_vs_haproxy=<r> rss_mb=<n> cpu_per_krps=<n>
 //
@@ -156,6 +159,7 @@ const LARGE_BODY_BYTES = envNumber('BENCH_LARGE_BODY_BYTES', 16384, true);
 /** Another build's tsc output for the tsmesh run (A), and one for a run of its own, tsmesh-b (B). */
 const TSMESH_DIST = process.env['BENCH_TSMESH_DIST'] ?? '';
 const COMPARE_DIST = process.env['BENCH_COMPARE'] ?? '';
+const COMPARE_FLAGS = (process.env['BENCH_COMPARE_FLAGS'] ?? '').split(' ').filter(Boolean);
 const TCP_RUN = process.env['BENCH_TCP'] !== '0';
 /** Extra node/V8 flags for the measured tsmesh proxies (e.g. --trace-gc, --max-semi-space-size=4). */
 const NODE_FLAGS = (process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
@@ -650,7 +654,8 @@ function report(runs: Run[], load: [number, number]): void {
     console.log(
       `bench:sidecar-phase phase=${name} connections=${name === 'c64' ? WIDE_CONNECTIONS : CONNECTIONS} body_bytes=${name === 'c64' ? BODY_BYTES : LARGE_BODY_BYTES} ` +
         `throughput_vs_haproxy=${f(ratio(w(tsmesh).requestsPerSecond, w(haproxy).requestsPerSecond), 3)} tsmesh_rps=${f(w(tsmesh).requestsPerSecond, 0)} haproxy_rps=${f(w(haproxy).requestsPerSecond, 0)} ` +
-        `tsmesh_p99_ms=${f(w(tsmesh).p99)} haproxy_p99_ms=${f(w(haproxy).p99)} tsmesh_us_per_request=${f(us(tsmesh), 1)} haproxy_us_per_request=${f(us(haproxy), 1)}`,
+        `tsmesh_p99_ms=${f(w(tsmesh).p99)} haproxy_p99_ms=${f(w(haproxy).p99)} tsmesh_us_per_request=${f(us(tsmesh), 1)} haproxy_us_per_request=${f(us(haproxy), 1)} ` +
+        `tsmesh_errors=${w(tsmesh).errors} haproxy_errors=${w(haproxy).errors}`,
     );
   }
   console.log(`bench:sidecar throughput_vs_haproxy=${f(throughput, 3)} added_p99_vs_haproxy=${f(addedP99, 3)} rss_mb=${f(rss, 1)} cpu_per_krps=${f(cpuPerKrps, 3)}`);
@@ -890,11 +895,11 @@ async function measure(bench: Bench, runs: Run[], repeats = 1, extra = false): P
   failIfErrors(runs);
 }
 
+/** The measured phases must have no failed request; the extra phases print theirs (errors=) instead. */
 function failIfErrors(runs: Run[]): void {
-  const wrkErrors = (r: Run): number => mergeWrk(r.wrkRuns).errors + [...r.extra.values()].reduce((n, e) => n + mergeWrk(e.wrkRuns).errors, 0);
-  const failed = runs.filter((r) => r.fixed!.errors > 0 || wrkErrors(r) > 0);
+  const failed = runs.filter((r) => r.fixed!.errors > 0 || mergeWrk(r.wrkRuns).errors > 0);
   if (failed.length > 0)
-    throw new Error(failed.map((r) => `${r.name}: requests failed (fixed rate ${r.fixed!.errors}, first: ${r.fixed!.firstError}; wrk ${wrkErrors(r)})`).join('\n'));
+    throw new Error(failed.map((r) => `${r.name}: requests failed (fixed rate ${r.fixed!.errors}, first: ${r.fixed!.firstError}; wrk ${mergeWrk(r.wrkRuns).errors})`).join('\n'));
 }
 
 /** The repeats of the fixed-rate phase as one: requests and errors summed, each percentile the median of the repeats'. */
@@ -1093,12 +1098,12 @@ async function main(): Promise<number> {
       runs.push(fresh('tsmesh-tcp', tcpNet, SERVICE_URL, await bench.startTsmeshPair(tcpNet, NODE_FLAGS, '-tcp', '-tcp', TSMESH_DIST)));
     }
     // tsmesh-b: the tsmesh run's configuration on another build.
-    if (COMPARE_DIST !== '') {
+    if (COMPARE_DIST !== '' || COMPARE_FLAGS.length > 0) {
       const bNet = await bench.newNet();
       await bench.startApp(bNet, 'tsmesh-b');
       await bench.meshPods(bNet);
       await bench.startControlPlanes(bNet);
-      runs.push(fresh('tsmesh-b', bNet, SERVICE_URL, await bench.startTsmeshPair(bNet, NODE_FLAGS, '-b', '', COMPARE_DIST)));
+      runs.push(fresh('tsmesh-b', bNet, SERVICE_URL, await bench.startTsmeshPair(bNet, [...NODE_FLAGS, ...COMPARE_FLAGS], '-b', '', COMPARE_DIST)));
     }
     await measure(bench, runs, P99_REPEATS, EXTRA);
 
