@@ -273,3 +273,42 @@ describe('Kubernetes objects -> ProxyConfig golden files (testdata/mapping)', fu
     });
   });
 });
+
+describe('meshModelFromObjects on successive rebuilds (the informers replace changed objects)', function () {
+  const meshed = { 'tsmesh.io/status': '{"version":"0.1.0"}' };
+  const svc = (name: string): V1Service => ({ metadata: { name, namespace: 'shop' }, spec: { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+  const slice = (service: string, pods: string[]): V1EndpointSlice => ({
+    metadata: { name: `${service}-1`, namespace: 'shop', labels: { 'kubernetes.io/service-name': service } },
+    addressType: 'IPv4',
+    endpoints: pods.map((p, i) => ({ addresses: [`10.244.0.${i + 1}`], targetRef: { kind: 'Pod', namespace: 'shop', name: p } })),
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  });
+  const pod = (name: string, sa: string, annotations: Record<string, string> = meshed): V1Pod => ({ metadata: { name, namespace: 'shop', annotations }, spec: { containers: [], serviceAccountName: sa } });
+  const build = (services: V1Service[], slices: V1EndpointSlice[], pods: V1Pod[]) =>
+    meshModelFromObjects(
+      { services, endpointSlices: slices, podOf: (ns, name) => pods.find((p) => p.metadata?.namespace === ns && p.metadata.name === name), trafficPolicies: [], authorizationPolicies: [], pods },
+      parseMeshConfigMap(undefined, TRUST_DOMAIN).mesh,
+      TRUST_DOMAIN,
+      emptyAccepted(),
+    ).model.services;
+
+  it('maps again only the Services whose object, slices or pods were replaced, and each as a fresh mapping would', function () {
+    const services = [svc('a'), svc('b'), svc('c')];
+    const slices = [slice('a', ['a-0']), slice('b', ['b-0']), slice('c', ['c-0'])];
+    const pods = [pod('a-0', 'a'), pod('b-0', 'b'), pod('c-0', 'c')];
+    const first = build(services, slices, pods);
+    // b's slice replaced (an endpoint added); c's pod replaced (no longer meshed); a untouched.
+    pods.push(pod('b-1', 'b'));
+    slices[1] = slice('b', ['b-0', 'b-1']);
+    pods[2] = pod('c-0', 'c', {});
+    const second = build(services, slices, pods);
+    assert.equal(second[0], first[0], 'a is the same ServiceModel');
+    assert.notEqual(second[1], first[1]);
+    assert.notEqual(second[2], first[2]);
+    assert.deepEqual(second[1]!.endpoints.map((e) => e.identity), [`spiffe://${TRUST_DOMAIN}/ns/shop/sa/b`, `spiffe://${TRUST_DOMAIN}/ns/shop/sa/b`]);
+    assert.equal(second[2]!.endpoints[0]!.identity, undefined);
+    // Equal to what copies of every object (nothing remembered) give.
+    const copy = <T>(o: T): T => structuredClone(o);
+    assert.deepEqual(second, build(services.map(copy), slices.map(copy), pods.map(copy)));
+  });
+});
