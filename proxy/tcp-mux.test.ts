@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { newRootCa } from '../ca/testdata/fixtures.js';
 import type { CertificateAuthority } from '../ca/authority.js';
 import type { Sidecar } from './sidecar.js';
@@ -264,6 +264,17 @@ describe('opaque TCP as streams of pooled mTLS connections between sidecars (tsm
     // Closed, not left hanging (the app would answer only once the client ends).
     const results = await Promise.all(closes);
     for (const r of results) assert.equal(r.text, GREETING);
+  });
+
+  it('a caller that predates tsmesh/tcp-mux (tsmesh/tcp only) is served a connection of its own, as before', async () => {
+    const creds = issueCredentials(ca, WEB);
+    const tls = tlsConnect({ host: '127.0.0.1', port: db['greet']!.inboundPort, key: creds.keyPem, cert: creds.certChainPem, ca: creds.trustBundlePem, ALPNProtocols: [MESH_ALPN.tcp], checkServerIdentity: () => undefined, allowHalfOpen: true });
+    await once(tls, 'secureConnect');
+    assert.equal(tls.alpnProtocol, MESH_ALPN.tcp);
+    const all = readAll(tls);
+    await once(tls, 'data');
+    tls.end('abc');
+    assert.equal((await all).text, `${GREETING}got 3\n`);
   });
 
   describe('the pool (TcpMuxPool), against db\'s sidecar', () => {
