@@ -268,7 +268,7 @@ describe('opaque TCP as streams of pooled mTLS connections between sidecars (tsm
 
   it('a caller that predates tsmesh/tcp-mux (tsmesh/tcp only) is served a connection of its own, as before', async () => {
     const creds = issueCredentials(ca, WEB);
-    const tls = tlsConnect({ host: '127.0.0.1', port: db['greet']!.inboundPort, key: creds.keyPem, cert: creds.certChainPem, ca: creds.trustBundlePem, ALPNProtocols: [MESH_ALPN.tcp], checkServerIdentity: () => undefined, allowHalfOpen: true });
+    const tls = tlsConnect({ host: '127.0.0.1', port: db['greet']!.inboundPort, key: creds.keyPem, cert: creds.certChainPem, ca: creds.trustBundlePem, ALPNProtocols: [MESH_ALPN.tcp], checkServerIdentity: () => undefined });
     await once(tls, 'secureConnect');
     assert.equal(tls.alpnProtocol, MESH_ALPN.tcp);
     const all = readAll(tls);
