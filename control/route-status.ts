@@ -4,12 +4,11 @@
 // (kubernetes-routes.ts concludes them), written through the status
 // subresource by the leader, only when they change. Entries of other
 // controllers (a Gateway's) are kept as they are; lastTransitionTime changes
-// only when a condition's status does. Writes are a replace (PUT) against the
-// cached resourceVersion, as for policies (status.ts).
-import { CustomObjectsApi } from '@kubernetes/client-node';
-import { CONTROL_PLANE_NAME, GATEWAY_API_GROUP, GATEWAY_API_PLURALS, GATEWAY_API_VERSION, MESH_CONTROLLER_NAME } from '../contract/names.js';
-import { StatusRetry, type StatusWriterOptions } from './status.js';
-import type { ConditionVerdict, ParentReference, RouteCondition, RouteObject, RouteParentStatus, RouteStatus, RouteVerdict } from './sources/kubernetes-routes.js';
+// only when a condition's status does. status-writer.ts writes it, as it does
+// for policies.
+import { GATEWAY_API_GROUP, GATEWAY_API_PLURALS, GATEWAY_API_VERSION, MESH_CONTROLLER_NAME } from '../contract/names.js';
+import { StatusWriter, type StatusKind, type StatusWriterOptions } from './status-writer.js';
+import type { ConditionVerdict, ParentReference, RouteCondition, RouteParentStatus, RouteStatus, RouteVerdict } from './sources/kubernetes-routes.js';
 
 const sameRef = (a: ParentReference, b: ParentReference): boolean =>
   (a.group ?? '') === (b.group ?? '') && (a.kind ?? '') === (b.kind ?? '') && a.name === b.name && (a.namespace ?? '') === (b.namespace ?? '') && a.port === b.port && a.sectionName === b.sectionName;
@@ -49,61 +48,19 @@ export function desiredRouteStatus(current: RouteStatus | undefined, v: RouteVer
 
 export type RouteStatusWriterOptions = StatusWriterOptions;
 
-const PLURAL = { HTTPRoute: GATEWAY_API_PLURALS.httpRoute, GRPCRoute: GATEWAY_API_PLURALS.grpcRoute } as const;
+const ROUTE_STATUS: StatusKind<RouteVerdict, RouteStatus> = {
+  noun: 'route',
+  group: GATEWAY_API_GROUP,
+  version: GATEWAY_API_VERSION,
+  plurals: { HTTPRoute: GATEWAY_API_PLURALS.httpRoute, GRPCRoute: GATEWAY_API_PLURALS.grpcRoute },
+  desired: (current, v) => desiredRouteStatus(current, v),
+  signature: (v) => JSON.stringify([v.generation, v.parents]),
+  logged: (v) => ({ parents: v.parents.map((p) => `${p.parentRef.namespace ?? v.namespace}/${p.parentRef.name}: ${p.accepted.reason}, ${p.resolvedRefs.reason}`) }),
+};
 
 /** Writes route verdicts; one write in flight per object. */
-export class RouteStatusWriter {
-  private readonly api: CustomObjectsApi;
-  private readonly inFlight = new Set<string>();
-  /** uid -> the resourceVersion last written against, and what. */
-  private readonly written = new Map<string, { fromVersion: string; signature: string }>();
-  private closed = false;
-  private readonly retry: StatusRetry;
-
-  constructor(private readonly opts: RouteStatusWriterOptions) {
-    this.api = opts.kc.makeApiClient(CustomObjectsApi);
-    this.retry = new StatusRetry(opts.retry);
-  }
-
-  sync(verdicts: readonly RouteVerdict[], lookup: (v: RouteVerdict) => RouteObject | undefined): void {
-    if (this.closed) return;
-    const live = new Set(verdicts.map((v) => v.uid));
-    for (const uid of this.written.keys()) if (!live.has(uid)) this.written.delete(uid);
-    for (const v of verdicts) {
-      const obj = lookup(v);
-      const fromVersion = obj?.metadata?.resourceVersion;
-      if (!obj || !fromVersion) continue;
-      const status = desiredRouteStatus(obj.status, v);
-      if (!status) continue;
-      const signature = JSON.stringify([v.generation, v.parents]);
-      const last = this.written.get(v.uid);
-      // Written already; the cache has not caught up with our write yet.
-      if ((last && last.signature === signature && last.fromVersion === fromVersion) || this.inFlight.has(v.uid)) continue;
-      this.inFlight.add(v.uid);
-      const body = { ...obj, apiVersion: `${GATEWAY_API_GROUP}/${GATEWAY_API_VERSION}`, kind: v.kind, status };
-      const fields = { kind: v.kind, namespace: v.namespace, name: v.name };
-      this.api
-        .replaceNamespacedCustomObjectStatus({ group: GATEWAY_API_GROUP, version: GATEWAY_API_VERSION, namespace: v.namespace, plural: PLURAL[v.kind], name: v.name, body, fieldManager: CONTROL_PLANE_NAME })
-        .then(
-          () => {
-            this.written.set(v.uid, { fromVersion, signature });
-            this.retry.succeeded();
-            this.opts.log.info('route status', { ...fields, parents: v.parents.map((p) => `${p.parentRef.namespace ?? v.namespace}/${p.parentRef.name}: ${p.accepted.reason}, ${p.resolvedRefs.reason}`) });
-          },
-          (err: unknown) => {
-            const code = (err as { code?: unknown }).code;
-            // Deleted, or changed since it was cached: the watch brings the news and a new round.
-            if (code === 404 || code === 409) return;
-            this.opts.log.warn('writing route status failed; will retry', { ...fields, error: (err as Error).message });
-            this.retry.failed();
-          },
-        )
-        .finally(() => this.inFlight.delete(v.uid));
-    }
-  }
-
-  close(): void {
-    this.closed = true;
-    this.retry.close();
+export class RouteStatusWriter extends StatusWriter<RouteVerdict, RouteStatus> {
+  constructor(opts: RouteStatusWriterOptions) {
+    super(opts, ROUTE_STATUS);
   }
 }
