@@ -143,6 +143,7 @@ const TRAFFIC_REFUSED: Case[] = [
 
 const TRAFFIC_SEMANTIC: Case[] = [
   { what: 'a header regex with lookahead (RE2 has none)', edit: (s) => (s.routes[1].match.headerRegex['x-version'] = 'v(?=1)'), field: 'spec.routes[1].match.headerRegex.x-version' },
+  { what: "a header regex counting past RE2's 1000", edit: (s) => (s.routes[1].match.headerRegex['x-version'] = 'v[0-9]{1,1001}'), field: 'spec.routes[1].match.headerRegex.x-version' },
   { what: 'replacePrefixMatch on an exact path match', edit: (s) => (s.routes[1].filters.rewrite.path = { replacePrefixMatch: '/v2' }), field: 'spec.routes[1].filters.rewrite.path.replacePrefixMatch' },
   { what: 'a redirect with backends', edit: (s) => (s.routes[2].backends = [{ service: 'payments', weight: 1 }]), field: 'spec.routes[2].filters.redirect' },
   { what: 'two path matches in one match', edit: (s) => (s.routes[1].match.pathPrefix = '/exact'), field: 'spec.routes[1].match' },
