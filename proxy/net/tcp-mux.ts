@@ -60,11 +60,15 @@ class EndpointSessions {
       let got: MuxSession | Socket;
       try {
         got = await pending;
-      } finally {
+      } catch (e) {
         if (this.connecting === pending) this.connecting = undefined;
+        this.goneIfEmpty();
+        throw e;
       }
+      if (this.connecting === pending) this.connecting = undefined;
       if (!(got instanceof MuxSession)) {
         // The peer predates tsmesh/tcp-mux: its connection is the caller's; others waiting open their own.
+        this.goneIfEmpty();
         if (dialling) return got;
         return (await connectEndpoint(this.meshTls, this.ep, MESH_ALPN.tcp)) as Socket;
       }
@@ -78,9 +82,14 @@ class EndpointSessions {
     this.session = session;
     socket.once('close', () => {
       if (this.session === session) this.session = undefined;
-      if (this.session === undefined && this.connecting === undefined) this.gone(this);
+      this.goneIfEmpty();
     });
     return session;
+  }
+
+  /** Without a connection or one being opened, the pool forgets the endpoint (it may never be dialled again). */
+  private goneIfEmpty(): void {
+    if (this.session === undefined && this.connecting === undefined) this.gone(this);
   }
 }
 
