@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../lib/log.js';
-import { createNamespace, deleteNamespace, eventually, skipWithoutApiServer, startApiServer, type ApiServer } from '../../test/k8s/apiserver.js';
+import { createNamespace, createServiceAccount, deleteNamespace, eventually, skipWithoutApiServer, startApiServer, type ApiServer } from '../../test/k8s/apiserver.js';
 import { podFields, type PodFields } from './kubernetes-fields.js';
 import { ResilientInformer, watchErrorsCounter, type ListPage } from './kubernetes-informer.js';
 import { INIT_CONTAINER, STATUS_ANNOTATION } from '../../contract/names.js';
@@ -24,6 +24,7 @@ function pod(i: number): V1Pod {
     },
     spec: {
       serviceAccountName: 'web',
+      automountServiceAccountToken: false,
       nodeName: 'node-1',
       initContainers: [{ name: INIT_CONTAINER, image: 'tsmesh', args: ['init', '--skip-inbound-ports=25'] }],
       containers: [{ name: 'app', image: 'app:1', env: [{ name: 'A', value: 'b' }] }],
@@ -41,6 +42,7 @@ describe('control/sources/kubernetes-fields on the real API server', function ()
     server = await startApiServer();
     core = server.kc.makeApiClient(CoreV1Api);
     await createNamespace(server.kc, NS);
+    await createServiceAccount(server.kc, NS, 'web');
     for (let i = 0; i < 7; i++) await core.createNamespacedPod({ namespace: NS, body: pod(i) });
   });
   after(async function () {
