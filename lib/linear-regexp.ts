@@ -21,8 +21,13 @@ export class LinearRegExpError extends Error {}
 export const MAX_REPEAT = 1000;
 /** NFA states at most (counted repetition unrolls): what bounds the cost of one character. */
 export const MAX_STATES = 5000;
-/** DFA states cached per pattern; past that, transitions are computed each time (still linear). */
-const MAX_DFA_STATES = 2000;
+/**
+ * DFA states cached per pattern, and NFA states held by their sets in all:
+ * past either, transitions are computed each time (still linear), so that
+ * crafted values cannot grow a pattern's cache past about half a megabyte.
+ */
+export const MAX_DFA_STATES = 256;
+const MAX_CACHED_KERNEL = 32_768;
 /** Groups nested in one another at most (parsing and compiling recurse on them). */
 export const MAX_DEPTH = 200;
 /** Cached transitions on non-ASCII code points per DFA state. */
@@ -278,10 +283,16 @@ interface DState {
   atStart: boolean;
   /** Whether the last character was a word character (\b); false when the pattern has no \b or \B. */
   prevWord: boolean;
+  /** Whether the state is cached, and so are its transitions. */
+  cached: boolean;
   ascii: (DState | undefined)[];
   other: Map<number, DState>;
   accepts: boolean | undefined;
 }
+
+// The tables of a state that is not cached: never written.
+const UNCACHED: (DState | undefined)[] = [];
+const NO_OTHER = new Map<number, DState>();
 
 /** A compiled pattern that must match the whole of a value. */
 export class LinearRegExp {
@@ -294,6 +305,7 @@ export class LinearRegExp {
   private readonly mark: Uint32Array;
   private generation = 0;
   private visited = 0;
+  private kernelCached = 0;
 
   constructor(readonly source: string) {
     const parser = new Parser(source);
@@ -314,14 +326,18 @@ export class LinearRegExp {
       let next: DState | undefined;
       if (c < 128) {
         i++;
-        next = d.ascii[c] ??= this.step(d, c);
+        next = d.ascii[c];
+        if (!next) {
+          next = this.step(d, c);
+          if (d.cached) d.ascii[c] = next;
+        }
       } else {
         const cp = value.codePointAt(i)!;
         i += cp > 0xffff ? 2 : 1;
         next = d.other.get(cp);
         if (!next) {
           next = this.step(d, cp);
-          if (d.other.size < MAX_OTHER_TRANSITIONS) d.other.set(cp, next);
+          if (d.cached && d.other.size < MAX_OTHER_TRANSITIONS) d.other.set(cp, next);
         }
       }
       if (next.kernel.length === 0) return false;
@@ -342,12 +358,16 @@ export class LinearRegExp {
 
   private state(kernel: number[], atStart: boolean, prevWord: boolean): DState {
     const key = `${atStart ? 's' : ''}${prevWord ? 'w' : ''}${kernel.join(',')}`;
-    let d = this.states.get(key);
+    const d = this.states.get(key);
     if (d) return d;
-    d = { kernel, atStart, prevWord, ascii: new Array<DState | undefined>(128), other: new Map(), accepts: undefined };
-    // Past the bound the state is used once and left to the collector: slower, still linear.
-    if (this.states.size < MAX_DFA_STATES) this.states.set(key, d);
-    return d;
+    // Past the bounds the state is used once and left to the collector: slower, still linear.
+    const cached = this.states.size < MAX_DFA_STATES && this.kernelCached + kernel.length <= MAX_CACHED_KERNEL;
+    const made: DState = { kernel, atStart, prevWord, cached, ascii: cached ? new Array<DState | undefined>(128) : UNCACHED, other: cached ? new Map() : NO_OTHER, accepts: undefined };
+    if (cached) {
+      this.states.set(key, made);
+      this.kernelCached += kernel.length;
+    }
+    return made;
   }
 
   /**
