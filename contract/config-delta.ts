@@ -4,7 +4,7 @@
 // each with the digest of the config it yields. Both ends compute that
 // digest here, from the JSON of the config's parts, so a proxy can tell a
 // delta it applied from the config the control plane meant.
-import { createHash } from 'node:crypto';
+const { createHash } = process.getBuiltinModule('node:crypto');
 
 /** The `kind` of a delta line (a whole config's is ProxyConfig). */
 export const DELTA_KIND = 'ProxyConfigDelta';
