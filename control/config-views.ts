@@ -7,7 +7,7 @@
 import { addHash, configDigest, DELTA_KIND, entryHash, serviceKey } from '../contract/config-delta.js';
 import { CONFIG_API_VERSION, CONFIG_KIND } from '../contract/proxy-config.js';
 import type { MeshModel, ProxyIdentity, ServiceModel, TrafficPolicyModel } from './model.js';
-import { hasGatewayRoutes, proxyConfigTop, resolveTrafficPolicies, serviceConfig } from './snapshot.js';
+import { proxyConfigTop, resolveTrafficPolicies, serviceConfig } from './snapshot.js';
 
 interface Entry {
   json: string;
@@ -67,6 +67,7 @@ export class ModelView {
     prev?: ModelView,
   ) {
     const { byService } = resolveTrafficPolicies(model);
+    const withRoutes = new Set((model.gatewayRoutes ?? []).flatMap((r) => r.parents.map((p) => serviceKey({ name: p.service, namespace: p.namespace }))));
     for (const s of model.services) {
       const key = serviceKey(s);
       const policy = byService.get(`${s.name}.${s.namespace}`);
@@ -78,7 +79,7 @@ export class ModelView {
         if (!list) this.servedBy.set(e.identity, [s]);
         else if (list.at(-1) !== s) list.push(s);
       }
-      if (hasGatewayRoutes(model, s)) {
+      if (withRoutes.has(key)) {
         this.routed.add(key);
         continue;
       }

@@ -91,11 +91,6 @@ export function serviceConfig(model: MeshModel, s: ServiceModel, policy: Traffic
   return out;
 }
 
-/** Whether a caller's view of Service `s` may depend on the caller's namespace: Gateway API routes attach to it. */
-export function hasGatewayRoutes(model: MeshModel, s: ServiceModel): boolean {
-  return (model.gatewayRoutes ?? []).some((r) => r.parents.some((p) => p.service === s.name && p.namespace === s.namespace));
-}
-
 /** The fields of a proxy's config beside `version` and `services`, in the order a config carries them. */
 export type ProxyConfigTop = Omit<ProxyConfig, 'version' | 'services' | 'trustBundle' | 'retiredRoots'>;
 
