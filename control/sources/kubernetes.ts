@@ -2,7 +2,9 @@
 // backoff after errors; see kubernetes-informer.ts) on Services,
 // EndpointSlices, Pods, Namespaces (for their annotations), the tsmesh.io
 // TrafficPolicies and AuthorizationPolicies, the Gateway API's HTTPRoutes and
-// GRPCRoutes, and ConfigMap tsmesh-config. Every change schedules
+// GRPCRoutes, and ConfigMap tsmesh-config. The kinds that grow with the
+// cluster (Services, EndpointSlices, Pods, Namespaces) are cached as the
+// fields the mapping reads (kubernetes-fields.ts). Every change schedules
 // a rebuild of the whole MeshModel from the caches (kubernetes-model.ts does
 // the mapping, with kubernetes-services.ts and kubernetes-policies.ts;
 // tsmesh-config is read by kubernetes-mesh-config.ts), debounced so a burst
