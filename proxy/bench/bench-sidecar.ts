@@ -59,7 +59,8 @@
 // --cpu-prof, and print each proxy's top self-time functions over a
 // saturation phase and then over BENCH_RATE req/s, with the client sidecar's
 // system calls per request at that rate (strace -c -f; the measured figures
-// are never profiled).
+// are never profiled). BENCH_PROFILE_LARGE=1: the saturation profile sends
+// the large-body phase's POSTs (BENCH_LARGE_BODY_BYTES) instead.
 //
 // The fixed-rate phase runs BENCH_P99_REPEATS times (default 3), each with its
 // warm-up and BENCH_SECONDS rounds; the added p99 against HAProxy's is taken in
@@ -784,8 +785,9 @@ async function profileRun(bench: Bench, tsmesh: Run, dir: string): Promise<void>
     return { cpu, window };
   };
   let saturated = 0;
+  const script = process.env['BENCH_PROFILE_LARGE'] === '1' ? 'post-large.lua' : 'post.lua';
   const saturation = await cpuOver(async () => {
-    const wrk = await bench.wrk(tsmesh.net, SERVICE_URL, ROUNDS);
+    const wrk = await bench.wrk(tsmesh.net, SERVICE_URL, ROUNDS, script);
     saturated = wrk.requests / (wrk.durationUs / 1e6);
   });
   console.log(`  ${saturated.toFixed(0)} req/s for ${ROUNDS} s under the profiler; the figures below cover that phase only (no start-up, no warm-up)`);
