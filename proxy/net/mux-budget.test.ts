@@ -150,10 +150,10 @@ describe('tsmesh/mux memory bound (the proxy-wide budget)', function () {
     // The sender holds the rest back: its writers were told to wait, not its socket filled.
     assert.ok(clientBacklog <= 2 * MiB, `the sender's socket held ${clientBacklog} bytes`);
     // Both ends live in this process: what it holds is the budget, the sender's backlog and the sockets' buffers, not the windows' 75 MiB.
-    // Those buffers come to about 11 MiB on an idle machine and have reached 19 MiB on a loaded one (reads and TLS records still in
-    // flight when the collector runs), so the bound is a third of what the windows allow: far below it, and clear of that noise.
+    // Those buffers come to about 11 MiB on an idle machine and have reached 30 MiB on a loaded one (reads and TLS records still in
+    // flight when the collector runs), so the bound is half of what the windows allow: well below it, and clear of that noise.
     const windows = (STREAMS * STREAM_WINDOW) / MiB;
-    assert.ok(grown < windows / 3, `buffers grew ${grown.toFixed(1)} MiB (the windows allow ${windows.toFixed(0)} MiB)`);
+    assert.ok(grown < windows / 2, `buffers grew ${grown.toFixed(1)} MiB (the windows allow ${windows.toFixed(0)} MiB)`);
     assert.equal(budget.refusedStreams, 0);
 
     // The readers read: the streams the budget held back go on as memory frees, and every body arrives whole.
