@@ -88,7 +88,7 @@ function expected(model: MeshModel, identity: ProxyIdentity, version: string, tr
 }
 const sorted = (c: ProxyConfig): ProxyConfig => ({ ...c, services: [...c.services].sort((a, b) => serviceKey(a).localeCompare(serviceKey(b))) });
 
-async function until<T>(what: string, fn: () => T | undefined, ms = 5000): Promise<T> {
+async function until<T>(what: string, fn: () => T | undefined, ms = 15_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = fn();
