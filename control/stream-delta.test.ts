@@ -327,4 +327,16 @@ describe('a proxy sent a delta it cannot apply reconnects for a whole config (re
     await until('a second connection and version e-3', () => (requests.length === 2 && stream!.current()?.version === 'e-3' ? true : undefined));
     assert.deepEqual(seen.map((c) => c.version), ['e-1', 'e-3']);
   });
+
+  it('lines it cannot read (not JSON, Services that are not objects, a malformed delta) are refused without ending the process, and the last good config stays', async () => {
+    const v = versions();
+    const notObjects = JSON.stringify({ version: 'e-9', services: [1, 'api', null] });
+    const malformed = JSON.stringify({ version: 'e-2', kind: 'ProxyConfigDelta', base: 'e-1', digest: 'x', upsert: [7] });
+    // After the refused whole config, d12 finds no base: the stream ends, as after the malformed delta.
+    script = [[v.snapshot(v.v1), '{"version":', notObjects, v.d12], [v.snapshot(v.v1), malformed], [v.snapshot(v.v3)]];
+    const { seen } = start();
+    await until('a third connection and version e-3', () => (requests.length === 3 && stream!.current()?.version === 'e-3' ? true : undefined));
+    // The whole config whose Services are not objects was refused (e-9 never taken) and left no base for deltas; the malformed delta ended its stream.
+    assert.deepEqual(seen.map((c) => c.version), ['e-1', 'e-1', 'e-3']);
+  });
 });

@@ -233,7 +233,8 @@ export class StreamConfigSource implements ConfigSource {
           }
         }
       });
-        this.held = undefined;
+      // A new stream: no delta applies until its first whole config.
+      this.held = undefined;
       let ended = false;
       const end = (why: string): void => {
         if (ended) return;
@@ -278,7 +279,12 @@ export class StreamConfigSource implements ConfigSource {
       }
       doc = heldDocument(held);
     } else {
-      this.held = isObject(doc) ? holdSnapshot(doc) : undefined;
+      try {
+        this.held = isObject(doc) ? holdSnapshot(doc) : undefined;
+      } catch {
+        // A whole config whose Services are not objects: the validator below refuses it, and no delta applies to it.
+        this.held = undefined;
+      }
     }
     let config: ProxyConfig;
     try {
