@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { silentLogger } from '../../lib/log.js';
-import { MeshObserver } from './observer.js';
+import { MeshObserver, SCRAPE_CONCURRENCY } from './observer.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -57,6 +57,47 @@ describe('MeshObserver', () => {
     assert.equal(dead.up, false);
     assert.match(dead.error!, /ECONNREFUSED/);
     assert.equal(view.proxies.find((p) => p.url === url)!.certExpiresAt, '2100-01-01T00:00:00.000Z');
+  });
+
+  it('paces a round: at most SCRAPE_CONCURRENCY scrapes in flight and maxScrapesPerSecond started, every target scraped once', async function () {
+    this.timeout(20_000);
+    let inFlight = 0;
+    let most = 0;
+    const seen: string[] = [];
+    const slow = createServer((req, res) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      seen.push(req.url!);
+      // Each answer takes 200 ms, so that scrapes overlap whenever the pace lets them.
+      setTimeout(() => {
+        inFlight -= 1;
+        res.end('tsmesh_requests_total{direction="inbound",response_code="200",tls="true"} 1\n');
+      }, 200);
+    }).listen(0, '127.0.0.1');
+    await once(slow, 'listening');
+    const base = `http://127.0.0.1:${(slow.address() as AddressInfo).port}/metrics`;
+    const targets = Array.from({ length: 30 }, (_, i) => ({ workload: `w${i}`, namespace: 'demo', url: `${base}?pod=${i}` }));
+    try {
+      // Unpaced in rate: the concurrency alone bounds it.
+      observer = new MeshObserver({ targets: () => targets, log: silentLogger, maxScrapesPerSecond: 100_000 });
+      await observer.scrapeAll();
+      observer.close();
+      assert.equal(most, SCRAPE_CONCURRENCY, `at most ${SCRAPE_CONCURRENCY} in flight, and that many when answers are slow`);
+      assert.deepEqual([...seen].sort(), targets.map((t) => t.url.slice(t.url.indexOf('/metrics'))).sort());
+      // 20 a second: the 30th scrape starts no sooner than 29 / 20 s after the round's.
+      seen.length = 0;
+      most = 0;
+      observer = new MeshObserver({ targets: () => targets, log: silentLogger, maxScrapesPerSecond: 20 });
+      const start = Date.now();
+      await observer.scrapeAll();
+      const took = Date.now() - start;
+      assert.ok(took >= 1450, `the round took ${took} ms; paced at 20 a second it takes at least 1,450 ms`);
+      assert.equal(seen.length, 30);
+      assert.equal(observer.view().workloads.length, 30);
+    } finally {
+      slow.closeAllConnections();
+      await new Promise((r) => slow.close(r));
+    }
   });
 
   it('on demand: scrapes while read, pauses when nobody reads, resumes on the next read', async () => {

@@ -6,12 +6,22 @@
 // between, with `idleIntervalMs`, rounds go on at that slower cadence (the
 // history's, as a Prometheus scrape interval), so the last 15 minutes are
 // there when someone opens the dashboard during an incident; without it,
-// scraping stops until the next read.
+// scraping stops until the next read. A round is paced: at most
+// SCRAPE_CONCURRENCY scrapes in flight and at most maxScrapesPerSecond
+// started, so that with thousands of proxies a round is spread over seconds
+// (2,000 proxies: 20 s at the default 100 a second) instead of thousands of
+// fetches and parses landing on the control plane's one thread at once,
+// which would delay the discovery stream's pushes behind them.
 import { parseMetrics } from '../../lib/prom-text.js';
 import type { Logger } from '../../lib/log.js';
 import { systemScheduler, type Clock } from '../../lib/scheduler.js';
 import { HistoryStore, type HistoryOptions, type HistoryView } from './history.js';
 import { buildMeshView, type MeshView, type Scrape, type ScrapeTarget, type TargetState } from './view.js';
+
+/** Scrapes of one round in flight at once. */
+export const SCRAPE_CONCURRENCY = 8;
+/** Scrapes a round starts per second, at most (default of maxScrapesPerSecond). */
+export const MAX_SCRAPES_PER_SECOND = 100;
 
 export interface MeshObserverOptions {
   /** The proxies to scrape, asked before every round. */
@@ -27,6 +37,8 @@ export interface MeshObserverOptions {
   idleAfterMs?: number;
   /** With idleAfterMs: the cadence while nobody reads (undefined: none, scraping stops until a read). */
   idleIntervalMs?: number;
+  /** Scrapes a round starts per second, at most (default MAX_SCRAPES_PER_SECOND). */
+  maxScrapesPerSecond?: number;
   /** The history's clock, interval and size (defaults: wall clock, 10 s, 90 points). */
   history?: Partial<HistoryOptions>;
 }
@@ -102,12 +114,24 @@ export class MeshObserver {
     this.start();
   }
 
-  /** One round: every target scraped once, in parallel, then offered to the history. */
+  /** One round: every target scraped once, paced (SCRAPE_CONCURRENCY in flight, maxScrapesPerSecond started), then offered to the history. */
   async scrapeAll(): Promise<void> {
     const targets = this.opts.targets();
     const urls = new Set(targets.map((t) => t.url));
     for (const url of this.states.keys()) if (!urls.has(url)) this.states.delete(url);
-    await Promise.all(targets.map((t) => this.scrape(t)));
+    const perSecond = this.opts.maxScrapesPerSecond ?? MAX_SCRAPES_PER_SECOND;
+    const start = Date.now();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < targets.length && !this.closed) {
+        const i = next++;
+        // The i-th scrape of the round starts no sooner than i / perSecond seconds after its start.
+        const wait = start + (i * 1000) / perSecond - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait).unref());
+        await this.scrape(targets[i]!);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SCRAPE_CONCURRENCY, targets.length) }, worker));
     this.history.offer([...this.states.values()]);
   }
 
