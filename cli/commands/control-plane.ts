@@ -28,6 +28,8 @@ the admin port (15014). Each part can be switched off.
   --no-ca               do not serve the CA
   --no-discovery        do not serve the discovery stream
   --no-webhook          do not run the sidecar injector (it never runs in local mode, --token-file)
+  --no-scrape           the dashboard scrapes no proxy (where the meshed pods' addresses are not
+                        reachable from the control plane, or Prometheus alone is to scrape them)
   --webhook-port N      the injector's port (default 9443)
   --proxy-image IMAGE   the image injected sidecars run (default ghcr.io/tsmesh/tsmesh:<version>)`;
 
@@ -35,7 +37,7 @@ const string = { type: 'string' } as const;
 const FLAGS = {
   'ca-dir': string, 'trust-domain': string, 'cert-ttl': string, 'token-file': string, kubeconfig: string, 'log-level': string, 'mesh-file': string,
   host: string, 'serving-ip': { type: 'string', multiple: true }, port: string, 'admin-port': string, 'webhook-port': string, 'proxy-image': string,
-  'no-ca': { type: 'boolean' }, 'no-discovery': { type: 'boolean' }, 'no-webhook': { type: 'boolean' },
+  'no-ca': { type: 'boolean' }, 'no-discovery': { type: 'boolean' }, 'no-webhook': { type: 'boolean' }, 'no-scrape': { type: 'boolean' },
 } as const;
 
 function port(text: string | undefined, fallback: number, flag: string): number {
@@ -70,6 +72,7 @@ export const controlPlaneCommand: Command = {
       ca: !values['no-ca'],
       discovery: !values['no-discovery'],
       webhook: !values['no-webhook'],
+      ...(values['no-scrape'] ? { scrapeTargets: () => [] } : {}),
       webhookPort: port(values['webhook-port'], PORTS.webhook, '--webhook-port'),
       ...(values['proxy-image'] ? { proxyImage: values['proxy-image'] } : {}),
       ...(values.host ? { host: values.host } : {}),

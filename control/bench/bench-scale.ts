@@ -321,7 +321,7 @@ async function main(): Promise<void> {
     let cpLog = '';
     const cp = spawn(
       process.execPath,
-      [`--report-on-signal`, `--report-directory=${dir}`, '--report-compact', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', server.kubeconfigPath, '--host', '127.0.0.1',
+      [`--report-on-signal`, `--report-directory=${dir}`, '--report-compact', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', server.kubeconfigPath, '--host', '127.0.0.1', '--no-scrape',
         '--port', String(port), '--admin-port', String(adminPort), '--no-webhook', '--log-level', 'warn'],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );

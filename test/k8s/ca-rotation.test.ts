@@ -104,7 +104,7 @@ describe('tsmesh ca rotate through Secret tsmesh-ca (real kube-apiserver, the co
     writeFileSync(join(dir, 'kubeconfig'), kubeConfigWithToken(server.kc, token, 'tsmesh-control-plane').exportConfig());
     child = spawn(
       process.execPath,
-      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', caDir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1',
+      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', caDir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1', '--no-scrape',
         '--port', String(ports.ca), '--admin-port', String(ports.admin), '--webhook-port', String(ports.webhook)],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );

@@ -109,7 +109,7 @@ describe('tsmesh check (real kube-apiserver, the control plane on loopback behin
     const ports = { ca: await freePort(), admin: await freePort(), webhook: await freePort() };
     child = spawn(
       process.execPath,
-      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1',
+      ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', dir, '--kubeconfig', join(dir, 'kubeconfig'), '--host', '127.0.0.1', '--no-scrape',
         '--port', String(ports.ca), '--admin-port', String(ports.admin), '--webhook-port', String(ports.webhook)],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );

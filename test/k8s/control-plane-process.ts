@@ -41,7 +41,7 @@ export async function startControlPlaneProcess(kc: KubeConfig, o: { dir: string;
   writeFileSync(join(o.dir, 'kubeconfig'), kubeConfigWithToken(kc, token, 'tsmesh-control-plane').exportConfig());
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', o.caDir, '--kubeconfig', join(o.dir, 'kubeconfig'), '--host', '127.0.0.1', ...(o.args ?? []),
+    ['--import', 'tsx', MAIN, 'control-plane', '--ca-dir', o.caDir, '--kubeconfig', join(o.dir, 'kubeconfig'), '--host', '127.0.0.1', '--no-scrape', ...(o.args ?? []),
       '--port', String(o.ports.ca), '--admin-port', String(o.ports.admin), '--webhook-port', String(o.ports.webhook)],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
