@@ -157,6 +157,19 @@ export function createInbound(opts: InboundOptions): InboundListener {
 
 
   // A verified caller: its connection carries HTTP (one stack per connection, or per tsmesh/mux session) or opaque TCP.
+  /** Serves a tsmesh/mux or tsmesh/tcp-mux connection: its streams go to onStream; the session is drained with the listener. */
+  const serveMuxSession = (tls: TLSSocket, peer: string, alpn: string, onStream: (stream: MuxStream) => void): void => {
+    const session = new MuxSession(tls, {
+      onStream,
+      onError: (message) => opts.log.warn(`${alpn} protocol error; connection closed`, { peer, error: message }),
+      // The client ends a session it no longer uses well before this; this covers one that vanished.
+      idleMs: MUX_IDLE_MS,
+    });
+    muxSessions.add(session);
+    tls.once('close', () => muxSessions.delete(session));
+    if (goingAway) session.goAway();
+  };
+
   const serveMesh = (tls: TLSSocket, peer: string, port: number): void => {
     if (tls.alpnProtocol === MESH_ALPN.tap) {
       // Tap shows every request of the workload (tap/hub.ts): only the control plane may ask for it.
@@ -171,18 +184,11 @@ export function createInbound(opts: InboundOptions): InboundListener {
     if (tls.alpnProtocol === MESH_ALPN.tcpMux) {
       // Each stream is one opaque TCP connection of the same caller to the same port, authorized as a connection of
       // its own (a denied one is reset and counted); the caller's first frame opens it at once, for server-first apps.
-      const session = new MuxSession(tls, {
-        onStream: (stream) => {
-          // Held until the app's connection is open: what comes meanwhile waits in the stream, within its window.
-          stream.pause();
-          if (tcpAllowed(stream, peer, port)) void toApp(opts, stream, port, true, idleMs);
-        },
-        onError: (message) => opts.log.warn('tsmesh/tcp-mux protocol error; connection closed', { peer, error: message }),
-        idleMs: MUX_IDLE_MS,
+      serveMuxSession(tls, peer, MESH_ALPN.tcpMux, (stream) => {
+        // Held until the app's connection is open: what comes meanwhile waits in the stream, within its window.
+        stream.pause();
+        if (tcpAllowed(stream, peer, port)) void toApp(opts, stream, port, true, idleMs);
       });
-      muxSessions.add(session);
-      tls.once('close', () => muxSessions.delete(session));
-      if (goingAway) session.goAway();
       return;
     }
     // L4 has no request to answer 403 to: a denied caller's connection is closed.
@@ -195,18 +201,10 @@ export function createInbound(opts: InboundOptions): InboundListener {
     if (tls.alpnProtocol === MESH_ALPN.mux) {
       // Each stream is an HTTP/1.1 connection from the same caller to the same port: one stack serves them all.
       const stack = inboundStack(ctx, opts);
-      const session = new MuxSession(tls, {
-        onStream: (stream) => {
-          handlers.set(stream, stack);
-          http.accept(stream as unknown as Socket);
-        },
-        onError: (message) => opts.log.warn('tsmesh/mux protocol error; connection closed', { peer, error: message }),
-        // The client ends a session it no longer uses well before this; this covers one that vanished.
-        idleMs: MUX_IDLE_MS,
+      serveMuxSession(tls, peer, MESH_ALPN.mux, (stream) => {
+        handlers.set(stream, stack);
+        http.accept(stream as unknown as Socket);
       });
-      muxSessions.add(session);
-      tls.once('close', () => muxSessions.delete(session));
-      if (goingAway) session.goAway();
       return;
     }
     if (tls.alpnProtocol === MESH_ALPN.http1) {
